@@ -1,0 +1,210 @@
+//! The one error type of the crate, and the typed errors a manager sends back.
+
+use std::fmt;
+use std::io;
+
+/// Everything that can go wrong in monogusa.
+///
+/// The variants tell apart what a caller can act on differently: a local I/O failure before
+/// anything was sent ([`Error::Io`]), a rejected key ([`Error::Authentication`]), an error the
+/// manager reported for this call ([`Error::Remote`]), and a connection that broke while a call
+/// was in flight ([`Error::ConnectionLost`]), whose outcome is unknown.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O error while connecting, binding or accepting; no request was sent.
+    Io(io::Error),
+    /// An address string that could not be parsed.
+    InvalidAddress {
+        /// The text that was given.
+        input: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A configuration the library refuses, such as an empty authkey.
+    Config(String),
+    /// The peer does not speak this protocol version, or broke off the handshake.
+    Handshake(String),
+    /// The keys differ: the manager rejected ours, or it could not prove it holds the key.
+    Authentication(String),
+    /// The manager refused the connection (for example: too many connections).
+    Refused(String),
+    /// The manager ran the request and reports an error for it.
+    Remote(RemoteError),
+    /// No reply arrived within the call's timeout. The call may or may not have run.
+    Timeout,
+    /// The connection broke while a call was in flight: the call may or may not have run.
+    /// It is never retried automatically; the next call opens a new connection.
+    ConnectionLost(io::Error),
+    /// A frame longer than the configured limit (refused before allocating).
+    FrameTooLarge {
+        /// The frame's length in bytes.
+        len: u64,
+        /// The limit in force.
+        max: u32,
+    },
+    /// A value could not be encoded, or a reply could not be decoded as the expected type.
+    Codec(String),
+    /// The peer sent bytes that break the protocol after the handshake.
+    Protocol(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(e) => write!(f, "I/O error: {e}"),
+            Error::InvalidAddress { input, reason } => {
+                write!(f, "invalid address {input:?}: {reason}")
+            }
+            Error::Config(msg) => write!(f, "invalid configuration: {msg}"),
+            Error::Handshake(msg) => write!(f, "handshake failed: {msg}"),
+            Error::Authentication(msg) => write!(f, "authentication failed: {msg}"),
+            Error::Refused(msg) => write!(f, "connection refused by the manager: {msg}"),
+            Error::Remote(e) => write!(f, "{e}"),
+            Error::Timeout => f.write_str("the call timed out; it may or may not have run"),
+            Error::ConnectionLost(e) => write!(
+                f,
+                "connection lost during the call ({e}); it may or may not have run"
+            ),
+            Error::FrameTooLarge { len, max } => {
+                write!(f, "frame of {len} bytes exceeds the limit of {max} bytes")
+            }
+            Error::Codec(msg) => write!(f, "codec error: {msg}"),
+            Error::Protocol(msg) => write!(f, "protocol violation: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) | Error::ConnectionLost(e) => Some(e),
+            Error::Remote(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+/// A `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What kind of error a manager reported for a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RemoteErrorKind {
+    /// No function is registered under the requested name.
+    UnknownFunction,
+    /// The arguments could not be decoded as the function's parameter types.
+    BadArguments,
+    /// The function returned `Err`; the message is the error's `Display` text.
+    Handler,
+    /// The function panicked; the panic was caught and the connection lives on.
+    Panicked,
+    /// The function's result could not be encoded.
+    BadReply,
+    /// The request envelope itself could not be decoded; the manager closes the connection.
+    MalformedRequest,
+    /// A frame exceeded the manager's limit; the manager closes the connection.
+    FrameTooLarge,
+    /// The manager does not allow this operation (for example a remote shutdown).
+    NotPermitted,
+    /// A kind this version of the library does not know (sent by a newer manager).
+    Other(u16),
+}
+
+impl RemoteErrorKind {
+    /// The number that stands for this kind on the wire.
+    pub(crate) fn code(self) -> u16 {
+        match self {
+            RemoteErrorKind::UnknownFunction => 1,
+            RemoteErrorKind::BadArguments => 2,
+            RemoteErrorKind::Handler => 3,
+            RemoteErrorKind::Panicked => 4,
+            RemoteErrorKind::BadReply => 5,
+            RemoteErrorKind::MalformedRequest => 6,
+            RemoteErrorKind::FrameTooLarge => 7,
+            RemoteErrorKind::NotPermitted => 8,
+            RemoteErrorKind::Other(code) => code,
+        }
+    }
+
+    /// The kind a wire number stands for; unknown numbers are kept as [`RemoteErrorKind::Other`].
+    pub(crate) fn from_code(code: u16) -> Self {
+        match code {
+            1 => RemoteErrorKind::UnknownFunction,
+            2 => RemoteErrorKind::BadArguments,
+            3 => RemoteErrorKind::Handler,
+            4 => RemoteErrorKind::Panicked,
+            5 => RemoteErrorKind::BadReply,
+            6 => RemoteErrorKind::MalformedRequest,
+            7 => RemoteErrorKind::FrameTooLarge,
+            8 => RemoteErrorKind::NotPermitted,
+            other => RemoteErrorKind::Other(other),
+        }
+    }
+}
+
+/// An error the manager reported for one call: its kind and a human-readable message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteError {
+    kind: RemoteErrorKind,
+    message: String,
+}
+
+impl RemoteError {
+    /// Makes a remote error of the given kind.
+    pub fn new(kind: RemoteErrorKind, message: impl Into<String>) -> Self {
+        RemoteError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// What kind of error this is.
+    pub fn kind(&self) -> RemoteErrorKind {
+        self.kind
+    }
+
+    /// The manager's description of the error.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            RemoteErrorKind::UnknownFunction => "unknown function",
+            RemoteErrorKind::BadArguments => "bad arguments",
+            RemoteErrorKind::Handler => "the function returned an error",
+            RemoteErrorKind::Panicked => "the function panicked",
+            RemoteErrorKind::BadReply => "the result could not be encoded",
+            RemoteErrorKind::MalformedRequest => "malformed request",
+            RemoteErrorKind::FrameTooLarge => "frame too large",
+            RemoteErrorKind::NotPermitted => "not permitted",
+            RemoteErrorKind::Other(_) => "remote error",
+        };
+        write!(f, "{what}: {}", self.message)
+    }
+}
+
+impl std::error::Error for RemoteError {}
+
+impl serde::Serialize for RemoteError {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (self.kind.code(), self.message.as_str()).serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RemoteError {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (code, message) = <(u16, String)>::deserialize(deserializer)?;
+        Ok(RemoteError::new(RemoteErrorKind::from_code(code), message))
+    }
+}

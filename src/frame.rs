@@ -1,0 +1,250 @@
+//! Length-prefixed frames: a 4-byte big-endian length, then that many payload bytes.
+//!
+//! The length is checked against the configured limit before a single byte of the payload is
+//! buffered, so a hostile prefix (say 4 GiB) costs nothing. Reading is buffered: one `read`
+//! may bring in many frames, which the caller takes one by one without further syscalls.
+
+use std::io::{self, Read};
+
+use crate::error::Error;
+
+/// Bytes in a frame's length prefix.
+pub(crate) const HEADER_LEN: usize = 4;
+
+/// The default largest payload accepted or sent: 64 MiB.
+pub const DEFAULT_MAX_FRAME_LEN: u32 = 64 << 20;
+
+/// A read buffer never shrinks below this, so small frames never reallocate.
+const MIN_BUFFER: usize = 64 << 10;
+
+/// After a large frame the buffer is given back once it is empty and larger than this.
+const SHRINK_ABOVE: usize = 1 << 20;
+
+/// Starts a frame at the end of `out`, returning where it starts; finish it with [`end`].
+pub(crate) fn begin(out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER_LEN]);
+    start
+}
+
+/// Finishes the frame begun at `start` by writing its length. A payload over `max` is removed
+/// from `out` and reported, so nothing oversize is ever sent.
+pub(crate) fn end(out: &mut Vec<u8>, start: usize, max: u32) -> Result<(), Error> {
+    let len = out.len() - start - HEADER_LEN;
+    if len > max as usize {
+        out.truncate(start);
+        return Err(Error::FrameTooLarge {
+            len: len as u64,
+            max,
+        });
+    }
+    // `max` is a u32, so `len` fits the prefix.
+    out[start..start + HEADER_LEN].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(())
+}
+
+/// Buffers bytes from a stream and cuts them into frames.
+///
+/// Invariant: `buf[start..end]` holds the bytes received but not yet returned as frames;
+/// `buf.len()` is the buffer's usable capacity.
+pub(crate) struct FrameReader {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    max: u32,
+}
+
+impl FrameReader {
+    pub(crate) fn new(max: u32) -> Self {
+        FrameReader {
+            buf: vec![0; MIN_BUFFER],
+            start: 0,
+            end: 0,
+            max,
+        }
+    }
+
+    /// The next complete frame's payload if the buffer holds one. `Ok(None)` means more bytes
+    /// are needed: call [`FrameReader::fill`].
+    pub(crate) fn next_frame(&mut self) -> Result<Option<&[u8]>, Error> {
+        let Some(len) = self.pending_len()? else {
+            return Ok(None);
+        };
+        let available = self.end - self.start;
+        if available < HEADER_LEN + len {
+            return Ok(None);
+        }
+        let payload = self.start + HEADER_LEN..self.start + HEADER_LEN + len;
+        self.start = payload.end;
+        if self.start == self.end {
+            // Everything consumed: the next fill starts at the front again. The frame's
+            // bytes stay in place until then.
+            self.start = 0;
+            self.end = 0;
+        }
+        Ok(Some(&self.buf[payload]))
+    }
+
+    /// The payload length announced by the buffered prefix, if a whole prefix is buffered.
+    fn pending_len(&self) -> Result<Option<usize>, Error> {
+        if self.end - self.start < HEADER_LEN {
+            return Ok(None);
+        }
+        let prefix: [u8; HEADER_LEN] = self.buf[self.start..self.start + HEADER_LEN]
+            .try_into()
+            .expect("slice of HEADER_LEN bytes");
+        let len = u32::from_be_bytes(prefix);
+        if len > self.max {
+            return Err(Error::FrameTooLarge {
+                len: len as u64,
+                max: self.max,
+            });
+        }
+        Ok(Some(len as usize))
+    }
+
+    /// True when the buffer holds bytes of a frame that has not fully arrived.
+    pub(crate) fn has_partial_frame(&self) -> bool {
+        self.end > self.start
+    }
+
+    /// Reads once from `stream` into the buffer, making room for the frame in progress.
+    /// Returns the number of bytes read; 0 means the peer closed the stream.
+    pub(crate) fn fill<R: Read>(&mut self, stream: &mut R) -> io::Result<usize> {
+        self.make_room()?;
+        let n = stream.read(&mut self.buf[self.end..])?;
+        self.end += n;
+        Ok(n)
+    }
+
+    fn make_room(&mut self) -> io::Result<()> {
+        if self.start == self.end && self.buf.len() > SHRINK_ABOVE {
+            self.buf = vec![0; MIN_BUFFER];
+            self.start = 0;
+            self.end = 0;
+        }
+        // The whole frame in progress must fit; its length was already checked against max.
+        let needed = match self.pending_len() {
+            Ok(Some(len)) => HEADER_LEN + len,
+            Ok(None) => HEADER_LEN,
+            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+        };
+        let buffered = self.end - self.start;
+        if self.buf.len() - self.start >= needed && self.end < self.buf.len() {
+            return Ok(());
+        }
+        // Move the partial frame to the front, then grow if it still does not fit.
+        self.buf.copy_within(self.start..self.end, 0);
+        self.start = 0;
+        self.end = buffered;
+        if self.buf.len() < needed || self.end == self.buf.len() {
+            let new_len = needed.max(self.buf.len() * 2).max(MIN_BUFFER);
+            self.buf.resize(new_len, 0);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framed(payloads: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for p in payloads {
+            let at = begin(&mut out);
+            out.extend_from_slice(p);
+            end(&mut out, at, DEFAULT_MAX_FRAME_LEN).unwrap();
+        }
+        out
+    }
+
+    /// Feeds `data` through a reader in chunks of `chunk` bytes.
+    struct Chunked<'a> {
+        data: &'a [u8],
+        chunk: usize,
+    }
+
+    impl Read for Chunked<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.chunk.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    fn read_all(data: &[u8], chunk: usize, max: u32) -> Result<Vec<Vec<u8>>, Error> {
+        let mut reader = FrameReader::new(max);
+        let mut src = Chunked { data, chunk };
+        let mut frames = Vec::new();
+        loop {
+            while let Some(f) = reader.next_frame()? {
+                frames.push(f.to_vec());
+            }
+            if reader.fill(&mut src).map_err(Error::Io)? == 0 {
+                assert!(!reader.has_partial_frame(), "truncated");
+                return Ok(frames);
+            }
+        }
+    }
+
+    #[test]
+    fn golden_prefix_is_big_endian_length() {
+        assert_eq!(framed(&[b"abc"]), [0, 0, 0, 3, b'a', b'b', b'c']);
+        assert_eq!(framed(&[b""]), [0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn frames_survive_any_chunking() {
+        let big = vec![7u8; 200_000];
+        let payloads: Vec<&[u8]> = vec![b"a", b"", &big, b"hello", &big[..70_000]];
+        let data = framed(&payloads);
+        for chunk in [1, 3, 4, 5, 4096, 65_536, usize::MAX] {
+            let frames = read_all(&data, chunk, DEFAULT_MAX_FRAME_LEN).unwrap();
+            assert_eq!(frames.len(), payloads.len(), "chunk {chunk}");
+            for (got, want) in frames.iter().zip(&payloads) {
+                assert_eq!(got.as_slice(), *want, "chunk {chunk}");
+            }
+        }
+    }
+
+    #[test]
+    fn oversize_prefix_is_refused_before_buffering() {
+        let data = [0xff, 0xff, 0xff, 0xff, 1, 2, 3];
+        let err = read_all(&data, 64, 1024).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::FrameTooLarge {
+                    len: 0xffff_ffff,
+                    max: 1024
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn oversize_outgoing_frame_is_removed() {
+        let mut out = b"kept".to_vec();
+        let at = begin(&mut out);
+        out.extend_from_slice(&[0; 11]);
+        let err = end(&mut out, at, 10).unwrap_err();
+        assert!(matches!(err, Error::FrameTooLarge { len: 11, max: 10 }));
+        assert_eq!(out, b"kept");
+    }
+
+    #[test]
+    fn partial_frame_is_reported() {
+        let data = framed(&[b"hello"]);
+        let mut reader = FrameReader::new(100);
+        let mut src = Chunked {
+            data: &data[..6],
+            chunk: 100,
+        };
+        reader.fill(&mut src).unwrap();
+        assert!(reader.next_frame().unwrap().is_none());
+        assert!(reader.has_partial_frame());
+    }
+}

@@ -1,0 +1,268 @@
+//! One client connection on the manager side: handshake, then requests handled in order on
+//! this connection's own thread, replies batched into as few writes as possible.
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use crate::auth::{self, Refusal};
+use crate::codec;
+use crate::error::{Error, RemoteError, RemoteErrorKind};
+use crate::frame::{self, FrameReader};
+use crate::message::{NOTICE_ID, Op, RequestHeader, ResponseHeader, Status};
+use crate::transport::Stream;
+
+use super::Shared;
+
+/// Replies are written once this many bytes are pending even if more requests are buffered,
+/// so a long burst of calls does not grow the output buffer without bound.
+const FLUSH_AT: usize = 256 << 10;
+
+/// How long a closing connection keeps reading (and discarding) after its last reply, so the
+/// peer receives that reply before the kernel resets the connection over unread input.
+const LINGER: Duration = Duration::from_millis(100);
+
+/// Serves one accepted connection until the peer leaves, breaks the protocol, or the manager
+/// stops.
+pub(crate) fn serve(shared: &Shared, mut stream: Stream) {
+    let peer = stream.peer_label();
+    if let Err(refusal) = handshake(shared, &mut stream) {
+        match refusal {
+            Refusal::WrongKey => {
+                shared.stats.auth_failures.fetch_add(1, Relaxed);
+                log::warn!("{peer}: authentication failed: wrong authkey");
+            }
+            other => {
+                shared.stats.handshake_failures.fetch_add(1, Relaxed);
+                log::warn!("{peer}: handshake failed: {other}");
+            }
+        }
+        linger(&mut stream);
+        return;
+    }
+    log::debug!("{peer}: authenticated");
+    match requests(shared, &mut stream) {
+        Ok(()) => log::debug!("{peer}: disconnected"),
+        Err(Closing::PeerGone(e)) => log::debug!("{peer}: connection ended: {e}"),
+        Err(Closing::Truncated) => {
+            shared.stats.protocol_errors.fetch_add(1, Relaxed);
+            log::warn!("{peer}: connection closed in the middle of a frame");
+        }
+        Err(Closing::Violation(error)) => {
+            shared.stats.protocol_errors.fetch_add(1, Relaxed);
+            log::warn!("{peer}: closing connection: {error}");
+            send_notice(&mut stream, &error, shared.limits.max_frame_len);
+            linger(&mut stream);
+        }
+    }
+}
+
+fn handshake(shared: &Shared, stream: &mut Stream) -> Result<(), Refusal> {
+    // The deadline bounds every read and write, so a silent peer releases this thread.
+    let io_error = |e| Refusal::Broken(Error::Io(e));
+    stream
+        .set_timeouts(Some(shared.limits.handshake_timeout))
+        .map_err(io_error)?;
+    auth::server_handshake(stream, &shared.key)?;
+    stream.set_timeouts(None).map_err(io_error)
+}
+
+/// Why a connection's request loop ended other than by a clean close.
+enum Closing {
+    PeerGone(io::Error),
+    Truncated,
+    /// The peer broke the protocol; it is told why before the connection closes.
+    Violation(RemoteError),
+}
+
+/// What handling one request asks of the loop.
+enum Next {
+    Continue,
+    StopManager,
+}
+
+fn requests(shared: &Shared, stream: &mut Stream) -> Result<(), Closing> {
+    let max = shared.limits.max_frame_len;
+    let mut reader = FrameReader::new(max);
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        // Handle every complete request already buffered before writing any reply: a burst
+        // of pipelined calls then costs one write instead of one per reply.
+        loop {
+            let frame = match reader.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => {
+                    write_out(stream, &mut out)?;
+                    return Err(Closing::Violation(RemoteError::new(
+                        RemoteErrorKind::FrameTooLarge,
+                        e.to_string(),
+                    )));
+                }
+            };
+            match handle(shared, frame, &mut out) {
+                Ok(Next::Continue) => {}
+                Ok(Next::StopManager) => {
+                    write_out(stream, &mut out)?;
+                    shared.begin_shutdown();
+                }
+                Err(violation) => {
+                    write_out(stream, &mut out)?;
+                    return Err(Closing::Violation(violation));
+                }
+            }
+            if out.len() >= FLUSH_AT {
+                write_out(stream, &mut out)?;
+            }
+        }
+        write_out(stream, &mut out)?;
+        if shared.stopping.load(Relaxed) {
+            return Ok(());
+        }
+        match reader.fill(stream) {
+            Ok(0) if reader.has_partial_frame() => return Err(Closing::Truncated),
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Closing::PeerGone(e)),
+        }
+    }
+}
+
+fn write_out(stream: &mut Stream, out: &mut Vec<u8>) -> Result<(), Closing> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let result = stream.write_all(out);
+    out.clear();
+    result.map_err(Closing::PeerGone)
+}
+
+/// Handles one request frame, appending its response frame to `out`. An `Err` means the
+/// envelope itself is unreadable: the connection cannot continue.
+fn handle(shared: &Shared, frame: &[u8], out: &mut Vec<u8>) -> Result<Next, RemoteError> {
+    let (header, used) = codec::decode_prefix::<RequestHeader>(frame).map_err(|e| {
+        RemoteError::new(
+            RemoteErrorKind::MalformedRequest,
+            format!("cannot decode the request envelope: {e}"),
+        )
+    })?;
+    if header.id == NOTICE_ID {
+        return Err(RemoteError::new(
+            RemoteErrorKind::MalformedRequest,
+            "request id 0 is reserved",
+        ));
+    }
+    let args = &frame[used..];
+    let max = shared.limits.max_frame_len;
+    match header.op {
+        Op::Call(name) => {
+            shared.stats.calls.fetch_add(1, Relaxed);
+            let start = frame::begin(out);
+            encode_header(out, header.id, Status::Ok);
+            let result = match shared.registry.get(name) {
+                Some(function) => panic::catch_unwind(AssertUnwindSafe(|| function(args, out)))
+                    .unwrap_or_else(|payload| Err(panicked(name, payload))),
+                None => Err(unknown_function(shared, name)),
+            };
+            let result = result.and_then(|()| {
+                frame::end(out, start, max).map_err(|e| {
+                    RemoteError::new(
+                        RemoteErrorKind::BadReply,
+                        format!("the result of `{name}`: {e}"),
+                    )
+                })
+            });
+            if let Err(error) = result {
+                out.truncate(start);
+                write_error(out, header.id, &error, max);
+            }
+            Ok(Next::Continue)
+        }
+        Op::Shutdown if shared.allow_remote_shutdown => {
+            let start = frame::begin(out);
+            encode_header(out, header.id, Status::Ok);
+            frame::end(out, start, max).expect("an empty reply fits any frame limit");
+            log::info!("shutdown requested by a client");
+            Ok(Next::StopManager)
+        }
+        Op::Shutdown => {
+            let error = RemoteError::new(
+                RemoteErrorKind::NotPermitted,
+                "this manager does not accept remote shutdown",
+            );
+            write_error(out, header.id, &error, max);
+            Ok(Next::Continue)
+        }
+    }
+}
+
+fn encode_header(out: &mut Vec<u8>, id: u64, status: Status) {
+    codec::encode_into(&ResponseHeader { id, status }, out).expect("a header always encodes");
+}
+
+/// Appends a complete error response frame.
+fn write_error(out: &mut Vec<u8>, id: u64, error: &RemoteError, max: u32) {
+    let start = frame::begin(out);
+    encode_header(out, id, Status::Err);
+    codec::encode_into(error, out).expect("a RemoteError always encodes");
+    if frame::end(out, start, max).is_err() {
+        // Only a huge message can overflow; send a short one rather than nothing.
+        let short = RemoteError::new(error.kind(), "(message too long for the frame limit)");
+        write_error(out, id, &short, max);
+    }
+}
+
+fn panicked(name: &str, payload: Box<dyn std::any::Any + Send>) -> RemoteError {
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic payload".into());
+    RemoteError::new(
+        RemoteErrorKind::Panicked,
+        format!("`{name}` panicked: {what}"),
+    )
+}
+
+fn unknown_function(shared: &Shared, name: &str) -> RemoteError {
+    const SHOWN: usize = 16;
+    let names = shared.registry.names();
+    let mut listed = names
+        .iter()
+        .take(SHOWN)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        listed.push_str(", ...");
+    }
+    RemoteError::new(
+        RemoteErrorKind::UnknownFunction,
+        format!("no function named `{name}` (registered: {listed})"),
+    )
+}
+
+/// Tells the peer why the connection is being closed, as a response with the notice id.
+fn send_notice(stream: &mut Stream, error: &RemoteError, max: u32) {
+    let mut out = Vec::new();
+    write_error(&mut out, NOTICE_ID, error, max);
+    let _ = stream.write_all(&out);
+}
+
+/// Half-closes, then discards input briefly so the last bytes written reach the peer instead
+/// of being destroyed by a reset.
+fn linger(stream: &mut Stream) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(LINGER));
+    let mut sink = [0u8; 4096];
+    let mut budget = 1 << 20;
+    while budget > 0 {
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => budget -= n.min(budget),
+        }
+    }
+}

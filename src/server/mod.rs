@@ -1,0 +1,483 @@
+//! The manager: binds an address, accepts connections (one thread each), authenticates them,
+//! and serves the registered functions until shut down.
+
+mod connection;
+mod registry;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+pub use registry::{Handler, IntoReply, Reply};
+
+use crate::auth::{self, AuthKey};
+use crate::error::{Error, Result};
+use crate::frame::DEFAULT_MAX_FRAME_LEN;
+use crate::transport::{Address, Listener, Stream, ToAddress};
+use registry::Registry;
+
+/// Limits a manager enforces on its peers.
+#[derive(Debug, Clone)]
+struct Limits {
+    max_frame_len: u32,
+    max_connections: usize,
+    handshake_timeout: Duration,
+    thread_stack_size: Option<usize>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            max_connections: 1024,
+            handshake_timeout: Duration::from_secs(10),
+            thread_stack_size: None,
+        }
+    }
+}
+
+/// Configures a [`Manager`]. Made by [`Manager::builder`]; errors surface at
+/// [`ManagerBuilder::build`].
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct ManagerBuilder {
+    authkey: Option<Vec<u8>>,
+    address: Result<Address>,
+    registry: Registry,
+    duplicates: Vec<String>,
+    limits: Limits,
+    allow_remote_shutdown: bool,
+}
+
+impl ManagerBuilder {
+    /// The shared secret clients must prove they hold. Required; must not be empty.
+    pub fn authkey(mut self, key: impl AsRef<[u8]>) -> Self {
+        self.authkey = Some(key.as_ref().to_vec());
+        self
+    }
+
+    /// Where to listen: `"127.0.0.1:4343"`, `"[::1]:0"`, `"unix:/run/app.sock"`, ...
+    /// Port 0 picks a free port; read it back with [`ManagerHandle::address`].
+    /// Defaults to `127.0.0.1:0`.
+    pub fn bind(mut self, address: impl ToAddress) -> Self {
+        self.address = address.to_address();
+        self
+    }
+
+    /// Serves `function` under `name`. It may take 0 to 8 serde arguments and return a
+    /// serde value or `Result<T, E>` with `E: Display` (see [`IntoReply`]). It runs on the
+    /// calling connection's thread, so functions that share state synchronize it themselves.
+    ///
+    /// Registering a name twice is reported by [`ManagerBuilder::build`].
+    pub fn register<Args: 'static, H: Handler<Args>>(mut self, name: &str, function: H) -> Self {
+        if !self.registry.insert(name, function) {
+            self.duplicates.push(name.to_string());
+        }
+        self
+    }
+
+    /// The largest frame accepted from a client (default 64 MiB). Larger frames are refused
+    /// before they are buffered, and the connection is closed with a notice.
+    pub fn max_frame_len(mut self, bytes: u32) -> Self {
+        self.limits.max_frame_len = bytes;
+        self
+    }
+
+    /// How many connections may be open at once (default 1024); further clients are refused
+    /// with [`Error::Refused`] while the others are served.
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.limits.max_connections = connections;
+        self
+    }
+
+    /// How long a new connection has to complete the handshake (default 10 s).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.handshake_timeout = timeout;
+        self
+    }
+
+    /// Whether [`Client::shutdown_server`](crate::Client::shutdown_server) may stop this
+    /// manager (default: yes; every client holds the key anyway).
+    pub fn allow_remote_shutdown(mut self, allow: bool) -> Self {
+        self.allow_remote_shutdown = allow;
+        self
+    }
+
+    /// Stack size of each connection thread; registered functions run on it. Defaults to
+    /// Rust's default for spawned threads.
+    pub fn thread_stack_size(mut self, bytes: usize) -> Self {
+        self.limits.thread_stack_size = Some(bytes);
+        self
+    }
+
+    /// Checks the configuration and makes the manager; nothing is bound yet.
+    pub fn build(self) -> Result<Manager> {
+        let key = self
+            .authkey
+            .ok_or_else(|| Error::Config("an authkey is required".into()))?;
+        let key = AuthKey::new(&key)?;
+        let address = self.address?;
+        if !self.duplicates.is_empty() {
+            return Err(Error::Config(format!(
+                "functions registered more than once: {}",
+                self.duplicates.join(", ")
+            )));
+        }
+        if self.limits.max_connections == 0 {
+            return Err(Error::Config("max_connections must be at least 1".into()));
+        }
+        Ok(Manager {
+            key,
+            address,
+            registry: self.registry,
+            limits: self.limits,
+            allow_remote_shutdown: self.allow_remote_shutdown,
+        })
+    }
+}
+
+/// A manager: the process that owns functions and serves them to authenticated clients.
+///
+/// Start it in the background with [`Manager::start`], or run it in the foreground with
+/// [`Manager::serve_forever`].
+pub struct Manager {
+    key: AuthKey,
+    address: Address,
+    registry: Registry,
+    limits: Limits,
+    allow_remote_shutdown: bool,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("address", &self.address)
+            .field("functions", &self.registry.names())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Manager {
+    /// Starts configuring a manager.
+    pub fn builder() -> ManagerBuilder {
+        ManagerBuilder {
+            authkey: None,
+            address: Ok(Address::tcp("127.0.0.1", 0)),
+            registry: Registry::default(),
+            duplicates: Vec::new(),
+            limits: Limits::default(),
+            allow_remote_shutdown: true,
+        }
+    }
+
+    /// Binds the address and serves in background threads. The returned handle tells the
+    /// bound address and stops the manager when asked or dropped.
+    pub fn start(self) -> Result<ManagerHandle> {
+        let (shared, listener) = self.bind()?;
+        let address = listener.local_address()?;
+        let acceptor = {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name("monogusa-accept".into())
+                .spawn(move || run(&shared, listener))?
+        };
+        log::info!("manager listening on {address}");
+        Ok(ManagerHandle {
+            shared,
+            address,
+            acceptor: Some(acceptor),
+        })
+    }
+
+    /// Binds the address and serves on the calling thread until SIGINT or SIGTERM arrives or
+    /// a client asks for shutdown; then stops accepting, lets calls in flight finish, removes
+    /// a Unix socket file, and returns. A second signal during that exits the process at once.
+    pub fn serve_forever(self) -> Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+
+        let (shared, listener) = self.bind()?;
+        log::info!("manager listening on {}", listener.local_address()?);
+        let second_signal_exits = Arc::new(AtomicBool::new(false));
+        for signal in [SIGINT, SIGTERM] {
+            signal_hook::flag::register_conditional_shutdown(
+                signal,
+                1,
+                Arc::clone(&second_signal_exits),
+            )?;
+        }
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+        let signal_handle = signals.handle();
+        let watcher = {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name("monogusa-signals".into())
+                .spawn(move || {
+                    if let Some(signal) = signals.forever().next() {
+                        log::info!("signal {signal} received: shutting down");
+                        second_signal_exits.store(true, SeqCst);
+                        shared.begin_shutdown();
+                    }
+                })?
+        };
+        run(&shared, listener);
+        signal_handle.close();
+        let _ = watcher.join();
+        Ok(())
+    }
+
+    fn bind(self) -> Result<(Arc<Shared>, Listener)> {
+        let listener = Listener::bind(&self.address)?;
+        let wake_address = listener.wake_address()?;
+        let shared = Arc::new(Shared {
+            registry: self.registry,
+            key: self.key,
+            limits: self.limits,
+            allow_remote_shutdown: self.allow_remote_shutdown,
+            wake_address,
+            stopping: AtomicBool::new(false),
+            connections: Mutex::new(Connections::default()),
+            stats: Counters::default(),
+        });
+        Ok((shared, listener))
+    }
+}
+
+/// Controls a manager started with [`Manager::start`]. Dropping it shuts the manager down.
+#[derive(Debug)]
+pub struct ManagerHandle {
+    shared: Arc<Shared>,
+    address: Address,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl ManagerHandle {
+    /// The address the manager listens on, with the real port if port 0 was asked for.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// Counters of what the manager has done so far.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats.with_open(self.shared.open_connections())
+    }
+
+    /// Stops accepting, lets calls in flight finish and their replies go out, closes every
+    /// connection, removes a Unix socket file, and returns once all of that is done.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    /// Blocks until the manager stops, for example because a client called
+    /// [`Client::shutdown_server`](crate::Client::shutdown_server).
+    pub fn wait(mut self) {
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+    }
+
+    fn stop(&mut self) {
+        self.shared.begin_shutdown();
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+    }
+}
+
+impl Drop for ManagerHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A snapshot of a manager's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Connections accepted (including ones that then failed the handshake).
+    pub connections_accepted: u64,
+    /// Connections open now.
+    pub connections_open: u64,
+    /// Connections refused because `max_connections` were open.
+    pub connections_refused: u64,
+    /// Handshakes that failed for a reason other than a wrong key (garbage, timeout, ...).
+    pub handshake_failures: u64,
+    /// Peers that presented a wrong authkey.
+    pub auth_failures: u64,
+    /// Connections closed for breaking the protocol after the handshake.
+    pub protocol_errors: u64,
+    /// Function calls received.
+    pub calls: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    connections_accepted: AtomicU64,
+    connections_refused: AtomicU64,
+    handshake_failures: AtomicU64,
+    auth_failures: AtomicU64,
+    protocol_errors: AtomicU64,
+    calls: AtomicU64,
+}
+
+/// What the acceptor and every connection thread share.
+struct Shared {
+    registry: Registry,
+    key: AuthKey,
+    limits: Limits,
+    allow_remote_shutdown: bool,
+    /// Where to connect to wake the acceptor from a blocking `accept`.
+    wake_address: Address,
+    /// Set once, when shutdown begins; never cleared.
+    stopping: AtomicBool,
+    connections: Mutex<Connections>,
+    stats: Counters,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+/// Open connections, so shutdown can close them and wait for their threads.
+#[derive(Default)]
+struct Connections {
+    next_id: u64,
+    open: HashMap<u64, (Stream, JoinHandle<()>)>,
+}
+
+impl Counters {
+    fn snapshot(&self) -> Stats {
+        Stats {
+            connections_accepted: self.connections_accepted.load(Relaxed),
+            connections_open: 0,
+            connections_refused: self.connections_refused.load(Relaxed),
+            handshake_failures: self.handshake_failures.load(Relaxed),
+            auth_failures: self.auth_failures.load(Relaxed),
+            protocol_errors: self.protocol_errors.load(Relaxed),
+            calls: self.calls.load(Relaxed),
+        }
+    }
+}
+
+impl Shared {
+    /// Starts shutting down (once): stop accepting; connection threads see the flag after
+    /// their current batch. Safe to call from any thread, including a connection's own.
+    fn begin_shutdown(&self) {
+        if self.stopping.swap(true, SeqCst) {
+            return;
+        }
+        // The acceptor is blocked in accept(): a connection of our own wakes it.
+        if let Err(e) = Stream::connect(&self.wake_address, Some(Duration::from_secs(1))) {
+            log::debug!("waking the acceptor: {e}");
+        }
+    }
+
+    /// Registers and starts a thread for an accepted connection, or refuses it when full.
+    fn admit(self: &Arc<Self>, mut stream: Stream) {
+        self.stats.connections_accepted.fetch_add(1, Relaxed);
+        let mut connections = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        if connections.open.len() >= self.limits.max_connections {
+            drop(connections);
+            self.stats.connections_refused.fetch_add(1, Relaxed);
+            let max = self.limits.max_connections;
+            log::warn!("{}: refused: {max} connections open", stream.peer_label());
+            let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+            let _ = auth::refuse_busy(
+                &mut stream,
+                &format!("the manager's limit of {max} connections is reached"),
+            );
+            let _ = stream.shutdown(Shutdown::Write);
+            drain_briefly(&mut stream);
+            return;
+        }
+        let Ok(control) = stream.try_clone() else {
+            log::warn!("cannot clone an accepted socket; dropping the connection");
+            return;
+        };
+        let id = connections.next_id;
+        connections.next_id += 1;
+        let shared = Arc::clone(self);
+        let mut builder = thread::Builder::new().name(format!("monogusa-conn-{id}"));
+        if let Some(size) = self.limits.thread_stack_size {
+            builder = builder.stack_size(size);
+        }
+        // The lock is held until the entry is in the map, so the thread's own removal
+        // (below) can never run before the insertion.
+        match builder.spawn(move || {
+            connection::serve(&shared, stream);
+            let mut connections = shared.connections.lock().unwrap_or_else(|e| e.into_inner());
+            connections.open.remove(&id);
+        }) {
+            Ok(thread) => {
+                connections.open.insert(id, (control, thread));
+            }
+            Err(e) => log::error!("cannot start a connection thread: {e}"),
+        }
+    }
+
+    /// Closes every open connection for reading (calls in flight still finish and reply)
+    /// and waits for their threads.
+    fn close_connections(&self) {
+        let open: Vec<_> = {
+            let mut connections = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+            connections.open.drain().map(|(_, entry)| entry).collect()
+        };
+        for (control, _) in &open {
+            let _ = control.shutdown(Shutdown::Read);
+        }
+        for (_, thread) in open {
+            let _ = thread.join();
+        }
+    }
+
+    fn open_connections(&self) -> u64 {
+        let connections = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        connections.open.len() as u64
+    }
+}
+
+impl Counters {
+    fn with_open(&self, open: u64) -> Stats {
+        Stats {
+            connections_open: open,
+            ..self.snapshot()
+        }
+    }
+}
+
+/// The accept loop, then the orderly end: runs until shutdown begins.
+fn run(shared: &Arc<Shared>, listener: Listener) {
+    loop {
+        match listener.accept() {
+            Ok(stream) if shared.stopping.load(SeqCst) => {
+                drop(stream);
+                break;
+            }
+            Ok(stream) => shared.admit(stream),
+            Err(_) if shared.stopping.load(SeqCst) => break,
+            Err(e) => {
+                // Out of descriptors or a connection reset before accept: keep serving the
+                // others, but do not spin if the condition persists.
+                log::warn!("accept failed: {e}");
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+    drop(listener); // stop queueing new connections; removes a Unix socket file
+    shared.close_connections();
+    log::info!("manager stopped");
+}
+
+/// Reads and discards what a refused peer already sent, briefly, so our refusal reaches it
+/// before a reset would.
+fn drain_briefly(stream: &mut Stream) {
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
+    let mut sink = [0u8; 1024];
+    let _ = stream.read(&mut sink);
+    let _ = stream.flush();
+}

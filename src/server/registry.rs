@@ -1,0 +1,266 @@
+//! Registered functions: how a plain Rust closure becomes something the manager can call with
+//! encoded arguments and whose result it can encode, without macros (like axum handlers).
+
+use std::collections::HashMap;
+use std::fmt::Display;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec;
+use crate::error::{RemoteError, RemoteErrorKind};
+
+/// A function the manager can serve: any `Fn` of 0 to 8 arguments that implement
+/// `serde::Deserialize`, returning a value that implements [`IntoReply`].
+///
+/// The `Args` parameter is the argument tuple; it only lets one trait cover every arity and
+/// is inferred at [`ManagerBuilder::register`](crate::ManagerBuilder::register).
+pub trait Handler<Args>: Send + Sync + 'static {
+    /// Decodes `args`, runs the function and appends the encoded result to `reply`.
+    #[doc(hidden)]
+    fn call(&self, args: &[u8], reply: &mut Vec<u8>) -> Result<(), RemoteError>;
+}
+
+/// A result a registered function may return.
+///
+/// Implemented for `Result<T, E>` where `T: Serialize` and `E: Display` (an `Err` reaches the
+/// caller as a [`RemoteErrorKind::Handler`] error carrying `E`'s message), for the serde types
+/// of the standard library (numbers, `String`, `Vec`, `Option`, maps, sets, tuples, ...), and
+/// for [`Reply`], which wraps any other serde type.
+///
+/// Why not every `Serialize` type? Because `Result<T, E>` is itself `Serialize` when `E` is,
+/// and Rust cannot let one blanket implementation treat `Result` specially.
+#[diagnostic::on_unimplemented(
+    message = "a registered function cannot return `{Self}`",
+    label = "`{Self}` does not implement `IntoReply`",
+    note = "return a std serde type, `Result<T, E>` with `E: Display`, or wrap your own \
+            serde type in `monogusa::Reply(value)`"
+)]
+pub trait IntoReply {
+    /// Appends the encoded result to `out`, or returns the error to send instead.
+    #[doc(hidden)]
+    fn write_reply(self, out: &mut Vec<u8>) -> Result<(), RemoteError>;
+}
+
+/// Wraps any serde value so a registered function can return it:
+/// `register("stats", || Reply(Stats { .. }))`. The caller receives the bare value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reply<T>(pub T);
+
+fn encode_reply<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), RemoteError> {
+    codec::encode_into(value, out)
+        .map_err(|e| RemoteError::new(RemoteErrorKind::BadReply, e.to_string()))
+}
+
+impl<T: Serialize> IntoReply for Reply<T> {
+    fn write_reply(self, out: &mut Vec<u8>) -> Result<(), RemoteError> {
+        encode_reply(&self.0, out)
+    }
+}
+
+impl<T: Serialize, E: Display> IntoReply for Result<T, E> {
+    fn write_reply(self, out: &mut Vec<u8>) -> Result<(), RemoteError> {
+        match self {
+            Ok(value) => encode_reply(&value, out),
+            Err(e) => Err(RemoteError::new(RemoteErrorKind::Handler, e.to_string())),
+        }
+    }
+}
+
+macro_rules! into_reply_plain {
+    ($($ty:ty),* $(,)?) => {$(
+        impl IntoReply for $ty {
+            fn write_reply(self, out: &mut Vec<u8>) -> Result<(), RemoteError> {
+                encode_reply(&self, out)
+            }
+        }
+    )*};
+}
+
+into_reply_plain!(
+    (),
+    bool,
+    char,
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    f32,
+    f64,
+    String,
+    &'static str,
+    std::path::PathBuf,
+    std::time::Duration,
+    std::time::SystemTime,
+    std::net::IpAddr,
+    std::net::SocketAddr,
+);
+
+macro_rules! into_reply_generic {
+    ($([$($param:ident $(: $bound:path)?),*] $ty:ty;)*) => {$(
+        impl<$($param: Serialize $(+ $bound)?),*> IntoReply for $ty {
+            fn write_reply(self, out: &mut Vec<u8>) -> Result<(), RemoteError> {
+                encode_reply(&self, out)
+            }
+        }
+    )*};
+}
+
+into_reply_generic!(
+    [T] Vec<T>;
+    [T] Option<T>;
+    [T] Box<T>;
+    [T] std::collections::VecDeque<T>;
+    [T] std::collections::BTreeSet<T>;
+    [T] std::collections::HashSet<T>;
+    [K, V] std::collections::BTreeMap<K, V>;
+    [K, V] std::collections::HashMap<K, V>;
+    [A] (A,);
+    [A, B] (A, B);
+    [A, B, C] (A, B, C);
+    [A, B, C, D] (A, B, C, D);
+    [A, B, C, D, E] (A, B, C, D, E);
+    [A, B, C, D, E, F] (A, B, C, D, E, F);
+    [A, B, C, D, E, F, G] (A, B, C, D, E, F, G);
+    [A, B, C, D, E, F, G, H] (A, B, C, D, E, F, G, H);
+);
+
+impl<T: Serialize, const N: usize> IntoReply for [T; N] {
+    fn write_reply(self, out: &mut Vec<u8>) -> Result<(), RemoteError> {
+        encode_reply(&self.as_slice(), out)
+    }
+}
+
+macro_rules! handler_for_arity {
+    ($($arg:ident),*) => {
+        impl<F, R, $($arg,)*> Handler<($($arg,)*)> for F
+        where
+            F: Fn($($arg),*) -> R + Send + Sync + 'static,
+            R: IntoReply,
+            $($arg: DeserializeOwned,)*
+        {
+            fn call(&self, args: &[u8], reply: &mut Vec<u8>) -> Result<(), RemoteError> {
+                #[allow(non_snake_case)]
+                let ($($arg,)*): ($($arg,)*) = codec::decode_exact(args).map_err(|e| {
+                    RemoteError::new(
+                        RemoteErrorKind::BadArguments,
+                        format!("expected {}: {e}", std::any::type_name::<($($arg,)*)>()),
+                    )
+                })?;
+                (self)($($arg),*).write_reply(reply)
+            }
+        }
+    };
+}
+
+handler_for_arity!();
+handler_for_arity!(A1);
+handler_for_arity!(A1, A2);
+handler_for_arity!(A1, A2, A3);
+handler_for_arity!(A1, A2, A3, A4);
+handler_for_arity!(A1, A2, A3, A4, A5);
+handler_for_arity!(A1, A2, A3, A4, A5, A6);
+handler_for_arity!(A1, A2, A3, A4, A5, A6, A7);
+handler_for_arity!(A1, A2, A3, A4, A5, A6, A7, A8);
+
+/// A type-erased registered function.
+pub(crate) type BoxedHandler =
+    Box<dyn Fn(&[u8], &mut Vec<u8>) -> Result<(), RemoteError> + Send + Sync>;
+
+/// The functions a manager serves, by name. Read-only once the manager starts, so
+/// connection threads share it without a lock.
+#[derive(Default)]
+pub(crate) struct Registry {
+    functions: HashMap<String, BoxedHandler>,
+}
+
+impl Registry {
+    /// Adds `handler` under `name`; returns false if the name is taken.
+    pub(crate) fn insert<Args: 'static, H: Handler<Args>>(
+        &mut self,
+        name: &str,
+        handler: H,
+    ) -> bool {
+        if self.functions.contains_key(name) {
+            return false;
+        }
+        self.functions.insert(
+            name.to_string(),
+            Box::new(move |args: &[u8], reply: &mut Vec<u8>| handler.call(args, reply)),
+        );
+        true
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&BoxedHandler> {
+        self.functions.get(name)
+    }
+
+    /// Registered names, sorted, for error messages and introspection.
+    pub(crate) fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.functions.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call<Args: 'static, H: Handler<Args>, A: Serialize>(
+        h: H,
+        args: A,
+    ) -> Result<Vec<u8>, RemoteError> {
+        let mut reg = Registry::default();
+        reg.insert("f", h);
+        let mut encoded = Vec::new();
+        codec::encode_into(&args, &mut encoded).unwrap();
+        let mut out = Vec::new();
+        (reg.get("f").unwrap())(&encoded, &mut out)?;
+        Ok(out)
+    }
+
+    fn decoded<T: DeserializeOwned>(bytes: Vec<u8>) -> T {
+        codec::decode_exact(&bytes).unwrap()
+    }
+
+    #[test]
+    fn arities_zero_to_eight() {
+        assert_eq!(decoded::<u8>(call(|| 7u8, ()).unwrap()), 7);
+        assert_eq!(decoded::<i64>(call(|a: i64| a + 1, (1i64,)).unwrap()), 2);
+        let eight =
+            |a: u8, b: u8, c: u8, d: u8, e: u8, f: u8, g: u8, h: u8| vec![a, b, c, d, e, f, g, h];
+        let out = call(eight, (1u8, 2u8, 3u8, 4u8, 5u8, 6u8, 7u8, 8u8)).unwrap();
+        assert_eq!(decoded::<Vec<u8>>(out), [1, 2, 3, 4, 5, 6, 7, 8]);
+    }
+
+    #[test]
+    fn err_result_carries_display_text() {
+        let err = call(|| Err::<u8, _>(std::io::Error::other("disk on fire")), ()).unwrap_err();
+        assert_eq!(err.kind(), RemoteErrorKind::Handler);
+        assert_eq!(err.message(), "disk on fire");
+    }
+
+    #[test]
+    fn wrong_arguments_name_the_expected_types() {
+        let err = call(|a: u64| a, ("text",)).unwrap_err();
+        assert_eq!(err.kind(), RemoteErrorKind::BadArguments);
+        assert!(err.message().contains("u64"), "{}", err.message());
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        let mut reg = Registry::default();
+        assert!(reg.insert("f", || 1u8));
+        assert!(!reg.insert("f", || 2u8));
+        assert_eq!(reg.names(), ["f"]);
+    }
+}

@@ -1,0 +1,497 @@
+//! Where managers listen and clients connect: TCP and Unix-domain addresses, and the socket
+//! options every connection gets (TCP_NODELAY so small calls are not delayed, keepalive so a
+//! vanished peer is eventually noticed).
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::str::FromStr;
+use std::time::Duration;
+
+#[cfg(unix)]
+use std::os::unix::net::{UnixListener, UnixStream};
+#[cfg(unix)]
+use std::path::{Path, PathBuf};
+
+use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
+
+use crate::error::{Error, Result};
+
+/// How long an idle TCP connection waits before the first keepalive probe.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+
+/// Pending connections the kernel queues before `accept`.
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// A manager's address: `host:port` for TCP or `unix:/path` for a Unix-domain socket.
+///
+/// ```
+/// use monogusa::Address;
+///
+/// let tcp: Address = "127.0.0.1:4343".parse().unwrap();
+/// assert_eq!(tcp.to_string(), "127.0.0.1:4343");
+/// let v6: Address = "[::1]:0".parse().unwrap();
+/// assert_eq!(v6.to_string(), "[::1]:0");
+/// let unix: Address = "unix:/tmp/manager.sock".parse().unwrap();
+/// assert_eq!(unix.to_string(), "unix:/tmp/manager.sock");
+/// assert!("localhost".parse::<Address>().is_err()); // no port
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Address {
+    /// A TCP address; the host is a name or an IP literal, resolved when used.
+    Tcp {
+        /// Host name or IP address (IPv6 without brackets).
+        host: String,
+        /// Port; 0 asks the system for a free one when binding.
+        port: u16,
+    },
+    /// A Unix-domain socket at this path.
+    #[cfg(unix)]
+    Unix(PathBuf),
+}
+
+impl Address {
+    /// A TCP address.
+    pub fn tcp(host: impl Into<String>, port: u16) -> Self {
+        Address::Tcp {
+            host: host.into(),
+            port,
+        }
+    }
+
+    /// A Unix-domain socket address.
+    #[cfg(unix)]
+    pub fn unix(path: impl Into<PathBuf>) -> Self {
+        Address::Unix(path.into())
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
+            Address::Tcp { host, port } => write!(f, "{host}:{port}"),
+            #[cfg(unix)]
+            Address::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+impl FromStr for Address {
+    type Err = Error;
+
+    fn from_str(input: &str) -> Result<Self> {
+        let invalid = |reason| Error::InvalidAddress {
+            input: input.to_string(),
+            reason,
+        };
+        if let Some(path) = input.strip_prefix("unix:") {
+            #[cfg(unix)]
+            {
+                if path.is_empty() {
+                    return Err(invalid("a unix: address needs a path"));
+                }
+                return Ok(Address::Unix(PathBuf::from(path)));
+            }
+            #[cfg(not(unix))]
+            {
+                let _ = path;
+                return Err(invalid(
+                    "Unix-domain sockets are not available on this system",
+                ));
+            }
+        }
+        let (host, port) = if let Some(rest) = input.strip_prefix('[') {
+            let (host, after) = rest
+                .split_once(']')
+                .ok_or_else(|| invalid("missing ']' after an IPv6 host"))?;
+            let port = after
+                .strip_prefix(':')
+                .ok_or_else(|| invalid("expected ':port' after ']'"))?;
+            (host, port)
+        } else {
+            let (host, port) = input
+                .rsplit_once(':')
+                .ok_or_else(|| invalid("expected host:port or unix:/path"))?;
+            if host.contains(':') {
+                return Err(invalid("write IPv6 hosts in brackets, like [::1]:4343"));
+            }
+            (host, port)
+        };
+        if host.is_empty() {
+            return Err(invalid("the host is empty"));
+        }
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| invalid("the port must be a number from 0 to 65535"))?;
+        Ok(Address::tcp(host, port))
+    }
+}
+
+impl From<SocketAddr> for Address {
+    fn from(addr: SocketAddr) -> Self {
+        Address::tcp(addr.ip().to_string(), addr.port())
+    }
+}
+
+/// Anything that names an address: `&str`, `String`, [`Address`] or [`SocketAddr`].
+/// Parse errors surface when the address is used, as [`Error::InvalidAddress`].
+pub trait ToAddress {
+    /// Converts to an [`Address`].
+    fn to_address(&self) -> Result<Address>;
+}
+
+impl ToAddress for Address {
+    fn to_address(&self) -> Result<Address> {
+        Ok(self.clone())
+    }
+}
+
+impl ToAddress for str {
+    fn to_address(&self) -> Result<Address> {
+        self.parse()
+    }
+}
+
+impl ToAddress for String {
+    fn to_address(&self) -> Result<Address> {
+        self.parse()
+    }
+}
+
+impl ToAddress for SocketAddr {
+    fn to_address(&self) -> Result<Address> {
+        Ok((*self).into())
+    }
+}
+
+impl<T: ToAddress + ?Sized> ToAddress for &T {
+    fn to_address(&self) -> Result<Address> {
+        (**self).to_address()
+    }
+}
+
+/// A connected socket of either kind.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    Tcp(TcpStream),
+    #[cfg(unix)]
+    Unix(UnixStream),
+}
+
+impl Stream {
+    /// Connects to `address`, trying each resolved IP in turn for TCP.
+    pub(crate) fn connect(address: &Address, timeout: Option<Duration>) -> io::Result<Stream> {
+        match address {
+            Address::Tcp { host, port } => {
+                let mut last_error = None;
+                for addr in (host.as_str(), *port).to_socket_addrs()? {
+                    match connect_tcp(addr, timeout) {
+                        Ok(stream) => return Ok(Stream::Tcp(stream)),
+                        Err(e) => last_error = Some(e),
+                    }
+                }
+                Err(last_error.unwrap_or_else(|| {
+                    io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"))
+                }))
+            }
+            #[cfg(unix)]
+            Address::Unix(path) => UnixStream::connect(path).map(Stream::Unix),
+        }
+    }
+
+    pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_read_timeout(timeout),
+            #[cfg(unix)]
+            Stream::Unix(s) => s.set_read_timeout(timeout),
+        }
+    }
+
+    pub(crate) fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_write_timeout(timeout),
+            #[cfg(unix)]
+            Stream::Unix(s) => s.set_write_timeout(timeout),
+        }
+    }
+
+    /// Sets both directions' timeouts; `None` blocks without limit.
+    pub(crate) fn set_timeouts(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.set_read_timeout(timeout)?;
+        self.set_write_timeout(timeout)
+    }
+
+    pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.shutdown(how),
+            #[cfg(unix)]
+            Stream::Unix(s) => s.shutdown(how),
+        }
+    }
+
+    pub(crate) fn try_clone(&self) -> io::Result<Stream> {
+        match self {
+            Stream::Tcp(s) => s.try_clone().map(Stream::Tcp),
+            #[cfg(unix)]
+            Stream::Unix(s) => s.try_clone().map(Stream::Unix),
+        }
+    }
+
+    /// Who is on the other end, for log lines.
+    pub(crate) fn peer_label(&self) -> String {
+        match self {
+            Stream::Tcp(s) => s
+                .peer_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| "tcp peer".into()),
+            #[cfg(unix)]
+            Stream::Unix(_) => "unix peer".into(),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            #[cfg(unix)]
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            #[cfg(unix)]
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn connect_tcp(addr: SocketAddr, timeout: Option<Duration>) -> io::Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    tune_tcp(&SockRef::from(&socket))?;
+    match timeout {
+        Some(t) => socket.connect_timeout(&addr.into(), t)?,
+        None => socket.connect(&addr.into())?,
+    }
+    Ok(socket.into())
+}
+
+fn tune_tcp(socket: &SockRef<'_>) -> io::Result<()> {
+    socket.set_tcp_nodelay(true)?;
+    socket.set_tcp_keepalive(&TcpKeepalive::new().with_time(KEEPALIVE_IDLE))
+}
+
+/// A bound, listening socket of either kind.
+#[derive(Debug)]
+pub(crate) enum Listener {
+    Tcp(TcpListener),
+    #[cfg(unix)]
+    Unix(UnixSocketFile),
+}
+
+impl Listener {
+    /// Binds `address`. For Unix sockets: a file left by a dead manager is replaced, a live
+    /// manager's socket gives `AddrInUse`, and anything that is not a socket is left alone.
+    pub(crate) fn bind(address: &Address) -> Result<Listener> {
+        match address {
+            Address::Tcp { host, port } => {
+                let mut last_error = None;
+                for addr in (host.as_str(), *port).to_socket_addrs()? {
+                    match bind_tcp(addr) {
+                        Ok(listener) => return Ok(Listener::Tcp(listener)),
+                        Err(e) => last_error = Some(e),
+                    }
+                }
+                Err(Error::Io(last_error.unwrap_or_else(|| {
+                    io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"))
+                })))
+            }
+            #[cfg(unix)]
+            Address::Unix(path) => UnixSocketFile::bind(path).map(Listener::Unix),
+        }
+    }
+
+    /// Waits for the next connection and tunes it.
+    pub(crate) fn accept(&self) -> io::Result<Stream> {
+        match self {
+            Listener::Tcp(l) => {
+                let (stream, _) = l.accept()?;
+                tune_tcp(&SockRef::from(&stream))?;
+                Ok(Stream::Tcp(stream))
+            }
+            #[cfg(unix)]
+            Listener::Unix(file) => Ok(Stream::Unix(file.listener.accept()?.0)),
+        }
+    }
+
+    /// The address actually bound (with the real port when 0 was asked for).
+    pub(crate) fn local_address(&self) -> io::Result<Address> {
+        match self {
+            Listener::Tcp(l) => Ok(l.local_addr()?.into()),
+            #[cfg(unix)]
+            Listener::Unix(file) => Ok(Address::Unix(file.path.clone())),
+        }
+    }
+
+    /// An address a local client can use to reach this listener (wildcard binds become
+    /// loopback), used to wake a blocked `accept` at shutdown.
+    pub(crate) fn wake_address(&self) -> io::Result<Address> {
+        match self {
+            Listener::Tcp(l) => {
+                let mut addr = l.local_addr()?;
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(match addr {
+                        SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                        SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                    });
+                }
+                Ok(addr.into())
+            }
+            #[cfg(unix)]
+            Listener::Unix(file) => Ok(Address::Unix(file.path.clone())),
+        }
+    }
+}
+
+fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // Lets a restarted manager rebind its port while old connections sit in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// A listening Unix socket and the file it owns; the file is removed when this is dropped,
+/// unless something else has replaced it meanwhile.
+#[cfg(unix)]
+#[derive(Debug)]
+pub(crate) struct UnixSocketFile {
+    listener: UnixListener,
+    path: PathBuf,
+    /// (device, inode) of the file we created, to recognise it at removal.
+    identity: (u64, u64),
+}
+
+#[cfg(unix)]
+impl UnixSocketFile {
+    fn bind(path: &Path) -> Result<Self> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            if !meta.file_type().is_socket() {
+                return Err(Error::Io(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} exists and is not a socket", path.display()),
+                )));
+            }
+            match UnixStream::connect(path) {
+                Ok(_) => {
+                    return Err(Error::Io(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        format!("a live manager is listening on {}", path.display()),
+                    )));
+                }
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    log::info!("replacing stale socket file {}", path.display());
+                    std::fs::remove_file(path)?;
+                }
+                Err(e) => return Err(Error::Io(e)),
+            }
+        }
+        let listener = UnixListener::bind(path)?;
+        // The key guards every connection, but only the owner should even reach the socket.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        let meta = std::fs::metadata(path)?;
+        Ok(UnixSocketFile {
+            listener,
+            path: path.to_path_buf(),
+            identity: (meta.dev(), meta.ino()),
+        })
+    }
+}
+
+#[cfg(unix)]
+impl Drop for UnixSocketFile {
+    fn drop(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(meta) if (meta.dev(), meta.ino()) == self.identity => {
+                if let Err(e) = std::fs::remove_file(&self.path) {
+                    log::warn!("cannot remove socket file {}: {e}", self.path.display());
+                }
+            }
+            _ => {} // already gone, or replaced by someone else's file: not ours to remove
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints() {
+        for text in [
+            "127.0.0.1:4343",
+            "[::1]:0",
+            "localhost:4343",
+            "unix:/path/to.sock",
+            "[fe80::1%eth0]:80",
+            "example.com:65535",
+        ] {
+            let addr: Address = text.parse().unwrap();
+            assert_eq!(addr.to_string(), text);
+        }
+        assert_eq!(
+            "[::1]:7".parse::<Address>().unwrap(),
+            Address::tcp("::1", 7)
+        );
+        assert_eq!(
+            "unix:/a b".parse::<Address>().unwrap(),
+            Address::unix("/a b")
+        );
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        for text in [
+            "",
+            "localhost",
+            ":80",
+            "host:",
+            "host:65536",
+            "host:-1",
+            "::1:80",
+            "[::1]",
+            "[::1:80",
+            "[]:80",
+            "unix:",
+            "host:80x",
+        ] {
+            let err = text.parse::<Address>().unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidAddress { ref input, .. } if input == text),
+                "{text:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn socket_addr_converts() {
+        let v4: SocketAddr = "127.0.0.1:5".parse().unwrap();
+        assert_eq!(Address::from(v4).to_string(), "127.0.0.1:5");
+        let v6: SocketAddr = "[::1]:5".parse().unwrap();
+        assert_eq!(Address::from(v6).to_string(), "[::1]:5");
+    }
+}
