@@ -27,6 +27,9 @@ use crate::error::{Error, Result};
 /// The protocol's name and version; peers must agree on it byte for byte.
 const PROTOCOL: &str = "monogusa/1";
 
+/// The part of the banner every version shares.
+const PROTOCOL_NAME: &str = "monogusa/";
+
 /// Length of each side's random nonce, and of an HMAC-SHA256 tag.
 pub(crate) const NONCE_LEN: usize = 32;
 const TAG_LEN: usize = 32;
@@ -244,7 +247,15 @@ pub(crate) fn server_handshake<S: Read + Write>(
     let mut len = [0u8; 1];
     stream.read_exact(&mut len).map_err(broken)?;
     let mut theirs = vec![0; len[0] as usize];
-    stream.read_exact(&mut theirs).map_err(broken)?;
+    // Read the protocol name first: a peer speaking something else entirely (HTTP, say) is
+    // answered at once instead of waiting for bytes it never meant to send.
+    let name_len = PROTOCOL_NAME.len().min(theirs.len());
+    stream.read_exact(&mut theirs[..name_len]).map_err(broken)?;
+    if theirs[..name_len] == PROTOCOL_NAME.as_bytes()[..name_len] {
+        stream.read_exact(&mut theirs[name_len..]).map_err(broken)?;
+    } else {
+        theirs.truncate(name_len);
+    }
     if theirs != banner.as_bytes() {
         // Tell a client of another version what we speak; a garbage sender learns nothing new.
         let mut reply = vec![MISMATCH, banner.len() as u8];

@@ -1,0 +1,117 @@
+//! The well-known Python manager example, done right: a manager holds a shared map with
+//! `get(key)` and `inc(key)`; five client processes each call `get` then `inc` 1000 times on
+//! the key "hikakin"; the final count is exactly 5000, because each `inc` runs atomically in
+//! the manager.
+//!
+//! ```text
+//! cargo run --release --example counter            # over TCP
+//! cargo run --release --example counter -- --unix  # over a Unix-domain socket
+//! ```
+//!
+//! The client processes are this same program re-run with `--client ADDRESS`; the authkey
+//! reaches them through the environment, never the command line.
+
+use std::collections::HashMap;
+use std::process::{Command, ExitCode};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use monogusa::{Client, Manager};
+
+const AUTHKEY_VAR: &str = "MONOGUSA_AUTHKEY";
+const CLIENTS: usize = 5;
+const ROUNDS: usize = 1000;
+const KEY: &str = "hikakin";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.as_slice() {
+        [flag, address] if flag == "--client" => run_client(address),
+        [] => run_manager(false),
+        [flag] if flag == "--unix" => run_manager(true),
+        _ => {
+            eprintln!("usage: counter [--unix]");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("counter: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_manager(unix: bool) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let authkey = "password";
+    // Keep the socket's directory alive until the manager is gone.
+    let socket_dir = std::env::temp_dir().join(format!("monogusa-counter-{}", std::process::id()));
+    let bind = if unix {
+        std::fs::create_dir_all(&socket_dir)?;
+        format!("unix:{}", socket_dir.join("manager.sock").display())
+    } else {
+        "127.0.0.1:0".to_string()
+    };
+
+    let counts = Arc::new(Mutex::new(HashMap::<String, i64>::new()));
+    let (for_get, for_inc) = (Arc::clone(&counts), Arc::clone(&counts));
+    let manager = Manager::builder()
+        .authkey(authkey)
+        .bind(bind)
+        .register("get", move |key: String| {
+            for_get.lock().unwrap().get(&key).copied().unwrap_or(0)
+        })
+        .register("inc", move |key: String| {
+            *for_inc.lock().unwrap().entry(key).or_insert(0) += 1;
+        })
+        .build()?
+        .start()?;
+    let address = manager.address().to_string();
+    println!("manager listening on {address}");
+
+    let started = Instant::now();
+    let exe = std::env::current_exe()?;
+    let children = (0..CLIENTS)
+        .map(|_| {
+            Command::new(&exe)
+                .args(["--client", &address])
+                .env(AUTHKEY_VAR, authkey)
+                .spawn()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut failed = 0;
+    for mut child in children {
+        if !child.wait()?.success() {
+            failed += 1;
+        }
+    }
+    let elapsed = started.elapsed();
+
+    let client = Client::connect(manager.address(), authkey)?;
+    let count: i64 = client.call("get", (KEY,))?;
+    let expected = (CLIENTS * ROUNDS) as i64;
+    println!(
+        "{CLIENTS} processes x {ROUNDS} x (get + inc) on {KEY:?}: count = {count} (expected {expected}) in {:.3} s, {:.0} calls/s",
+        elapsed.as_secs_f64(),
+        (2 * CLIENTS * ROUNDS) as f64 / elapsed.as_secs_f64()
+    );
+    drop(client);
+    manager.shutdown();
+    let _ = std::fs::remove_dir(&socket_dir);
+    if failed > 0 || count != expected {
+        eprintln!("counter: FAILED ({failed} client processes failed)");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_client(address: &str) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let authkey = std::env::var(AUTHKEY_VAR).map_err(|_| format!("{AUTHKEY_VAR} is not set"))?;
+    let client = Client::connect(address, authkey)?;
+    for _ in 0..ROUNDS {
+        let _current: i64 = client.call("get", (KEY,))?;
+        client.call::<()>("inc", (KEY,))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

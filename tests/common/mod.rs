@@ -1,0 +1,243 @@
+//! Helpers shared by the integration tests: a standard manager, an independent implementation
+//! of the wire protocol for sending hostile bytes, child processes, and condition waits.
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, KeyInit, Mac};
+use monogusa::{Address, Manager, ManagerBuilder, ManagerHandle, Reply};
+use sha2::Sha256;
+
+pub const KEY: &str = "test-key";
+
+/// A plain serde struct, returned through `Reply`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Point {
+    pub x: i32,
+    pub y: i32,
+}
+
+/// A manager builder with the functions the tests call: a shared counter map (`get`, `inc`,
+/// `add`), and functions that fail, panic, sleep or echo.
+pub fn standard_builder() -> ManagerBuilder {
+    let counts = Arc::new(Mutex::new(HashMap::<String, i64>::new()));
+    let (c1, c2, c3) = (
+        Arc::clone(&counts),
+        Arc::clone(&counts),
+        Arc::clone(&counts),
+    );
+    Manager::builder()
+        .authkey(KEY)
+        .register("get", move |key: String| {
+            c1.lock().unwrap().get(&key).copied().unwrap_or(0)
+        })
+        .register("inc", move |key: String| {
+            let mut map = c2.lock().unwrap();
+            let n = map.entry(key).or_insert(0);
+            *n += 1;
+            *n
+        })
+        .register("add", move |key: String, delta: i64| {
+            let mut map = c3.lock().unwrap();
+            let n = map.entry(key).or_insert(0);
+            *n += delta;
+            *n
+        })
+        .register("echo", |text: String| text)
+        .register("repeat", |text: String, times: usize| text.repeat(times))
+        .register("echo_bytes", |bytes: Vec<u8>| bytes.len())
+        .register("divide", |a: i64, b: i64| {
+            if b == 0 {
+                Err(format!("cannot divide {a} by zero"))
+            } else {
+                Ok(a / b)
+            }
+        })
+        .register("boom", |why: String| -> u8 { panic!("boom: {why}") })
+        .register("sleep_ms", |ms: u64| {
+            std::thread::sleep(Duration::from_millis(ms));
+            ms
+        })
+        .register("point", |x: i32, y: i32| Reply(Point { x, y }))
+}
+
+/// Starts the standard manager on a free loopback port.
+pub fn start_standard() -> ManagerHandle {
+    standard_builder().build().unwrap().start().unwrap()
+}
+
+pub fn socket_addr(address: &Address) -> SocketAddr {
+    address.to_string().parse().expect("a TCP address")
+}
+
+/// Waits until `condition` holds, failing the test after `limit`. Tests wait on conditions,
+/// never on fixed sleeps.
+pub fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+// ---- An independent implementation of protocol version 1, from its description ----------
+
+pub const BANNER: &[u8] = b"monogusa/1 bincode2-fixint-le";
+
+fn hmac(key: &[u8], label: &[u8], cn: &[u8], sn: &[u8]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    mac.update(label);
+    mac.update(cn);
+    mac.update(sn);
+    mac.update(BANNER);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Performs the client handshake by hand and returns the authenticated socket.
+pub fn raw_authenticated(address: &Address, key: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(socket_addr(address)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let client_nonce = [7u8; 32];
+    let mut hello = vec![BANNER.len() as u8];
+    hello.extend_from_slice(BANNER);
+    hello.extend_from_slice(&client_nonce);
+    stream.write_all(&hello).unwrap();
+    let mut accept = [0u8; 33];
+    stream.read_exact(&mut accept).unwrap();
+    assert_eq!(accept[0], 0, "manager did not accept the hello");
+    let server_nonce = &accept[1..];
+    stream
+        .write_all(&hmac(
+            key,
+            b"monogusa client proof",
+            &client_nonce,
+            server_nonce,
+        ))
+        .unwrap();
+    let mut proven = [0u8; 33];
+    stream.read_exact(&mut proven).unwrap();
+    assert_eq!(proven[0], 0, "manager rejected the proof");
+    assert_eq!(
+        proven[1..],
+        hmac(key, b"monogusa server proof", &client_nonce, server_nonce)[..],
+        "manager's proof is wrong"
+    );
+    stream
+}
+
+/// A frame holding a call request: id, `Op::Call(name)`, then the raw argument bytes.
+pub fn call_frame(id: u64, name: &str, args: &[u8]) -> Vec<u8> {
+    let mut payload = id.to_le_bytes().to_vec();
+    payload.extend_from_slice(&0u32.to_le_bytes());
+    payload.extend_from_slice(&(name.len() as u64).to_le_bytes());
+    payload.extend_from_slice(name.as_bytes());
+    payload.extend_from_slice(args);
+    let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+    frame.extend(payload);
+    frame
+}
+
+/// Encodes a string argument the way the codec does (u64 length, then bytes).
+pub fn string_arg(s: &str) -> Vec<u8> {
+    let mut out = (s.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(s.as_bytes());
+    out
+}
+
+/// A response read off the wire: its id, whether it is an error, and its body.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub id: u64,
+    pub is_error: bool,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// For error responses: the kind code and message.
+    pub fn error(&self) -> (u16, String) {
+        assert!(self.is_error, "not an error: {self:?}");
+        let code = u16::from_le_bytes([self.body[0], self.body[1]]);
+        let len = u64::from_le_bytes(self.body[2..10].try_into().unwrap()) as usize;
+        (
+            code,
+            String::from_utf8(self.body[10..10 + len].to_vec()).unwrap(),
+        )
+    }
+}
+
+pub fn read_response(stream: &mut TcpStream) -> std::io::Result<RawResponse> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len)?;
+    let mut payload = vec![0u8; u32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut payload)?;
+    let id = u64::from_le_bytes(payload[..8].try_into().unwrap());
+    let status = u32::from_le_bytes(payload[8..12].try_into().unwrap());
+    Ok(RawResponse {
+        id,
+        is_error: status == 1,
+        body: payload[12..].to_vec(),
+    })
+}
+
+/// True once the peer has closed the stream (reads end), within the socket's read timeout.
+pub fn closed_by_peer(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 256];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+// ---- Child processes ----------------------------------------------------------------------
+
+/// The environment variable that tells a re-run test binary which role to play.
+pub const ROLE_VAR: &str = "MONOGUSA_TEST_ROLE";
+
+/// Re-runs this test binary as a child playing `role`: it runs only the ignored test named
+/// `child_main`, which dispatches on the role.
+pub fn spawn_child(role: &str, envs: &[(&str, &str)]) -> Child {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            "--exact",
+            "child_main",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(ROLE_VAR, role)
+        .stdin(Stdio::null());
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    command.spawn().unwrap()
+}
+
+/// The path of an example binary, building it if the test run did not.
+pub fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let path = profile_dir.join("examples").join(name);
+    if !path.exists() {
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "--example", name]);
+        if profile_dir.ends_with("release") {
+            build.arg("--release");
+        }
+        assert!(build.status().unwrap().success(), "building example {name}");
+    }
+    path
+}
