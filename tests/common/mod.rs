@@ -219,7 +219,8 @@ pub fn spawn_child(role: &str, envs: &[(&str, &str)]) -> Child {
             "1",
         ])
         .env(ROLE_VAR, role)
-        .stdin(Stdio::null());
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
     for (k, v) in envs {
         command.env(k, v);
     }

@@ -1,0 +1,248 @@
+//! Unix sockets, connection limits, shutdown and restart.
+
+mod common;
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::UnixListener;
+use std::thread;
+use std::time::Duration;
+
+use common::*;
+use monogusa::{Address, Client, Error, RemoteErrorKind};
+
+fn unix_address(dir: &tempfile::TempDir) -> Address {
+    Address::unix(dir.path().join("manager.sock"))
+}
+
+#[test]
+fn unix_socket_serves_calls_is_private_and_is_removed_on_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let address = unix_address(&dir);
+    let manager = standard_builder()
+        .bind(&address)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    assert_eq!(manager.address(), &address);
+    let path = dir.path().join("manager.sock");
+    let meta = std::fs::metadata(&path).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+
+    let client = Client::connect(&address, KEY).unwrap();
+    assert_eq!(client.call::<i64>("inc", ("k",)).unwrap(), 1);
+    manager.shutdown();
+    assert!(!path.exists(), "socket file left behind");
+}
+
+#[test]
+fn stale_socket_file_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("manager.sock");
+    // A dead manager's socket: bound, then its listener dropped without removing the file.
+    drop(UnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    let manager = standard_builder()
+        .bind(Address::unix(&path))
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    assert_eq!(client.call::<i64>("inc", ("k",)).unwrap(), 1);
+}
+
+#[test]
+fn live_socket_is_not_stolen() {
+    let dir = tempfile::tempdir().unwrap();
+    let address = unix_address(&dir);
+    let first = standard_builder()
+        .bind(&address)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let err = standard_builder()
+        .bind(&address)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Io(ref e) if e.kind() == std::io::ErrorKind::AddrInUse),
+        "{err}"
+    );
+    // The first manager is untouched.
+    assert_eq!(
+        Client::connect(first.address(), KEY)
+            .unwrap()
+            .call::<i64>("get", ("k",))
+            .unwrap(),
+        0
+    );
+}
+
+#[test]
+fn a_regular_file_at_the_path_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("manager.sock");
+    std::fs::write(&path, b"precious").unwrap();
+    let err = standard_builder()
+        .bind(Address::unix(&path))
+        .build()
+        .unwrap()
+        .start()
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Io(ref e) if e.to_string().contains("not a socket")),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+}
+
+#[test]
+fn shutdown_with_idle_clients_connected() {
+    let manager = start_standard();
+    let address = manager.address().clone();
+    let clients: Vec<Client> = (0..5)
+        .map(|_| Client::connect(&address, KEY).unwrap())
+        .collect();
+    for c in &clients {
+        c.call::<i64>("inc", ("k",)).unwrap();
+    }
+    assert_eq!(manager.stats().connections_open, 5);
+    manager.shutdown(); // returns although five connections sit idle
+    for c in &clients {
+        let err = c.call::<i64>("get", ("k",)).unwrap_err();
+        assert!(
+            matches!(err, Error::ConnectionLost(_) | Error::Io(_)),
+            "{err}"
+        );
+    }
+    assert!(
+        Client::connect(&address, KEY).is_err(),
+        "still accepting after shutdown"
+    );
+}
+
+#[test]
+fn shutdown_lets_a_call_in_flight_finish() {
+    let manager = start_standard();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let in_flight = {
+        let client = client.clone();
+        thread::spawn(move || client.call::<u64>("sleep_ms", (300u64,)))
+    };
+    wait_until(
+        Duration::from_secs(5),
+        "the call reached the manager",
+        || manager.stats().calls == 1,
+    );
+    manager.shutdown();
+    assert_eq!(
+        in_flight.join().unwrap().unwrap(),
+        300,
+        "the reply was lost"
+    );
+}
+
+#[test]
+fn remote_shutdown() {
+    let manager = start_standard();
+    let address = manager.address().clone();
+    let client = Client::connect(&address, KEY).unwrap();
+    client.shutdown_server().unwrap();
+    manager.wait(); // returns because the manager stopped
+    assert!(Client::connect(&address, KEY).is_err());
+}
+
+#[test]
+fn remote_shutdown_can_be_forbidden() {
+    let manager = standard_builder()
+        .allow_remote_shutdown(false)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let err = client.shutdown_server().unwrap_err();
+    assert!(
+        matches!(err, Error::Remote(ref r) if r.kind() == RemoteErrorKind::NotPermitted),
+        "{err}"
+    );
+    assert_eq!(client.call::<i64>("inc", ("k",)).unwrap(), 1);
+}
+
+#[test]
+fn connections_over_the_limit_are_refused_clearly() {
+    let manager = standard_builder()
+        .max_connections(2)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let a = Client::connect(manager.address(), KEY).unwrap();
+    let b = Client::connect(manager.address(), KEY).unwrap();
+    let err = Client::connect(manager.address(), KEY).unwrap_err();
+    assert!(
+        matches!(err, Error::Refused(ref m) if m.contains("limit of 2")),
+        "{err}"
+    );
+    assert_eq!(manager.stats().connections_refused, 1);
+    // The admitted clients are served meanwhile.
+    assert_eq!(a.call::<i64>("inc", ("k",)).unwrap(), 1);
+    assert_eq!(b.call::<i64>("inc", ("k",)).unwrap(), 2);
+    // Once one leaves, a newcomer gets in.
+    drop(a);
+    wait_until(Duration::from_secs(5), "a connection closed", || {
+        manager.stats().connections_open == 1
+    });
+    let c = Client::connect(manager.address(), KEY).unwrap();
+    assert_eq!(c.call::<i64>("inc", ("k",)).unwrap(), 3);
+}
+
+#[test]
+fn client_reconnects_after_a_manager_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let address = unix_address(&dir);
+    let first = standard_builder()
+        .bind(&address)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let client = Client::connect(&address, KEY).unwrap();
+    assert_eq!(client.call::<i64>("inc", ("k",)).unwrap(), 1);
+    first.shutdown();
+
+    let _second = standard_builder()
+        .bind(&address)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    // The pooled connection died with the first manager: that call's outcome is unknown and
+    // it is not retried...
+    let err = client.call::<i64>("inc", ("k",)).unwrap_err();
+    assert!(matches!(err, Error::ConnectionLost(_)), "{err}");
+    // ...and the next call connects afresh to the new manager (whose state is new).
+    assert_eq!(client.call::<i64>("inc", ("k",)).unwrap(), 1);
+}
+
+#[test]
+fn dropping_the_handle_shuts_the_manager_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let address = unix_address(&dir);
+    {
+        let _manager = standard_builder()
+            .bind(&address)
+            .build()
+            .unwrap()
+            .start()
+            .unwrap();
+        Client::connect(&address, KEY).unwrap();
+    }
+    assert!(!dir.path().join("manager.sock").exists());
+    assert!(Client::connect(&address, KEY).is_err());
+}

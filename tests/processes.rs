@@ -1,0 +1,227 @@
+//! Real client and manager processes: a client killed mid-call, the examples end to end, and
+//! `serve_forever` stopped by a signal.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::Duration;
+
+use common::*;
+use monogusa::{Address, Client};
+
+const ADDRESS_VAR: &str = "MONOGUSA_TEST_ADDRESS";
+const ROUNDS_VAR: &str = "MONOGUSA_TEST_ROUNDS";
+const NAME_VAR: &str = "MONOGUSA_TEST_NAME";
+
+/// Entry point of the child processes these tests spawn (see `common::spawn_child`).
+#[test]
+#[ignore = "run only as a child process by the other tests"]
+fn child_main() {
+    let role = std::env::var(ROLE_VAR).expect("child_main runs only as a child");
+    let address = std::env::var(ADDRESS_VAR).unwrap();
+    match role.as_str() {
+        "incrementer" => {
+            // Increments its own key, then the shared key, ROUNDS times.
+            let rounds: u64 = std::env::var(ROUNDS_VAR).unwrap().parse().unwrap();
+            let name = std::env::var(NAME_VAR).unwrap();
+            let client = Client::connect(address.as_str(), KEY).unwrap();
+            for _ in 0..rounds {
+                client.call::<i64>("inc", (&name,)).unwrap();
+                client.call::<i64>("inc", ("shared",)).unwrap();
+            }
+        }
+        "serve" => {
+            standard_builder()
+                .bind(address.as_str())
+                .build()
+                .unwrap()
+                .serve_forever()
+                .unwrap();
+            println!("serve_forever returned");
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+#[test]
+fn a_client_killed_mid_calls_leaves_the_others_and_the_state_intact() {
+    let manager = start_standard();
+    let address = manager.address().to_string();
+    let observer = Client::connect(manager.address(), KEY).unwrap();
+
+    let victim = spawn_child(
+        "incrementer",
+        &[
+            (ADDRESS_VAR, &address),
+            (ROUNDS_VAR, "100000000"),
+            (NAME_VAR, "victim"),
+        ],
+    );
+    let mut victim = victim;
+    wait_until(Duration::from_secs(30), "the victim is calling", || {
+        observer.call::<i64>("get", ("victim",)).unwrap() >= 200
+    });
+    let survivors: Vec<_> = (0..3)
+        .map(|i| {
+            let name = format!("survivor{i}");
+            spawn_child(
+                "incrementer",
+                &[
+                    (ADDRESS_VAR, &address),
+                    (ROUNDS_VAR, "500"),
+                    (NAME_VAR, &name),
+                ],
+            )
+        })
+        .collect();
+    victim.kill().unwrap(); // SIGKILL, in the middle of its stream of calls
+    victim.wait().unwrap();
+    for mut s in survivors {
+        assert!(s.wait().unwrap().success(), "a surviving client failed");
+    }
+
+    // Every call that ran was whole: the shared count is exactly the sum of the own counts.
+    let victim_count: i64 = observer.call("get", ("victim",)).unwrap();
+    let shared: i64 = observer.call("get", ("shared",)).unwrap();
+    let mut expected = victim_count;
+    for i in 0..3 {
+        let own: i64 = observer.call("get", (format!("survivor{i}"),)).unwrap();
+        assert_eq!(own, 500);
+        expected += own;
+    }
+    // The victim may have died between its two increments: at most one shared inc short.
+    assert!(
+        shared == expected || shared == expected - 1,
+        "shared {shared}, own counts sum to {expected}"
+    );
+    wait_until(
+        Duration::from_secs(5),
+        "the victim's connection is closed",
+        || manager.stats().connections_open == 1,
+    );
+}
+
+fn run_example(name: &str, args: &[&str]) -> String {
+    let output = Command::new(example_binary(name))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{name} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn counter_example_counts_to_5000_over_tcp() {
+    let out = run_example("counter", &[]);
+    assert!(out.contains("count = 5000 (expected 5000)"), "{out}");
+}
+
+#[test]
+fn counter_example_counts_to_5000_over_unix() {
+    let out = run_example("counter", &["--unix"]);
+    assert!(out.contains("count = 5000 (expected 5000)"), "{out}");
+    assert!(out.contains("unix:"), "{out}");
+}
+
+#[test]
+fn kv_server_and_kv_client_as_separate_programs() {
+    let dir = tempfile::tempdir().unwrap();
+    let address = format!("unix:{}", dir.path().join("kv.sock").display());
+    let mut server = Command::new(example_binary("kv_server"))
+        .args([address.as_str(), "--idle-exit", "60"])
+        .env("MONOGUSA_AUTHKEY", "kv-test-key")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(30), "kv_server is listening", || {
+        Client::connect(address.as_str(), "kv-test-key").is_ok()
+    });
+    let client = |args: &[&str]| {
+        let output = Command::new(example_binary("kv_client"))
+            .args(args)
+            .env("MONOGUSA_AUTHKEY", "kv-test-key")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let out = client(&[address.as_str()]);
+    assert!(
+        out.contains("get(\"greeting\") = Some(\"hello from kv_client\")"),
+        "{out}"
+    );
+    assert!(out.contains("get(\"no such key\") = None"), "{out}");
+    assert!(out.contains("manager host: "), "{out}");
+    client(&[address.as_str(), "--shutdown"]);
+    assert!(server.wait().unwrap().success());
+    assert!(!dir.path().join("kv.sock").exists());
+}
+
+fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn serve_forever_stops_on_sigterm_after_finishing_calls_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("manager.sock");
+    let address = Address::unix(&path);
+    let text = address.to_string();
+    let mut child = spawn_child("serve", &[(ADDRESS_VAR, &text)]);
+    wait_until(
+        Duration::from_secs(30),
+        "the manager process is listening",
+        || Client::connect(&address, KEY).is_ok(),
+    );
+    let client = Client::connect(&address, KEY).unwrap();
+    let in_flight = {
+        let client = client.clone();
+        thread::spawn(move || client.call::<u64>("sleep_ms", (400u64,)))
+    };
+    // Make sure the slow call is running before the signal: a second connection's call
+    // is served while it sleeps.
+    wait_until(Duration::from_secs(5), "a second call got through", || {
+        Client::connect(&address, KEY)
+            .and_then(|c| c.call::<i64>("inc", ("k",)))
+            .is_ok()
+    });
+    send_signal(child.id(), "-TERM");
+    assert_eq!(
+        in_flight.join().unwrap().unwrap(),
+        400,
+        "the call in flight lost its reply"
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(!path.exists(), "socket file left behind");
+}
+
+#[test]
+fn serve_forever_stops_on_sigint() {
+    let dir = tempfile::tempdir().unwrap();
+    let address = Address::unix(dir.path().join("manager.sock"));
+    let text = address.to_string();
+    let mut child = spawn_child("serve", &[(ADDRESS_VAR, &text)]);
+    wait_until(
+        Duration::from_secs(30),
+        "the manager process is listening",
+        || Client::connect(&address, KEY).is_ok(),
+    );
+    send_signal(child.id(), "-INT");
+    assert!(child.wait().unwrap().success());
+}
