@@ -69,3 +69,8 @@ pub use error::{Error, RemoteError, RemoteErrorKind, Result};
 pub use frame::DEFAULT_MAX_FRAME_LEN;
 pub use server::{Handler, IntoReply, Manager, ManagerBuilder, ManagerHandle, Reply, Stats};
 pub use transport::{Address, ToAddress};
+
+/// Runs the README's code blocks as doctests, so the quick start cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
