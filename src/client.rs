@@ -6,8 +6,9 @@
 //! connection. A connection whose state is uncertain after an error (timeout, lost
 //! connection) is dropped, never reused; the next call opens a fresh one.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -18,6 +19,7 @@ use crate::codec;
 use crate::error::{Error, RemoteError, Result};
 use crate::frame::{self, DEFAULT_MAX_FRAME_LEN, FrameReader};
 use crate::message::{NOTICE_ID, Op, RequestHeader, ResponseHeader, Status};
+use crate::service::Description;
 use crate::transport::{Address, Stream, ToAddress};
 
 /// A socket timeout is adjusted to the call's remaining time only when they differ by more
@@ -90,6 +92,7 @@ impl ClientBuilder {
                 key,
                 options: self.options,
                 idle: Mutex::new(vec![first]),
+                session: Mutex::new(Session::default()),
             }),
         })
     }
@@ -115,6 +118,23 @@ struct Inner {
     key: AuthKey,
     options: Options,
     idle: Mutex<Vec<Connection>>,
+    session: Mutex<Session>,
+}
+
+/// The connection that holds this client's references to objects in the manager.
+///
+/// References live on one dedicated connection, not on the pooled ones: a pooled connection
+/// may be closed after any error, and the manager releases what a closed connection held.
+/// Stubs count locally (clones cost no round trip); the manager holds one reference per
+/// object while the local count is above zero.
+#[derive(Default)]
+struct Session {
+    connection: Option<Connection>,
+    /// Local reference counts by object id, for references taken in this generation.
+    counts: HashMap<u64, usize>,
+    /// Bumped whenever the session connection is lost, which releases every reference it
+    /// held: handles counted in an older generation then own nothing.
+    generation: u64,
 }
 
 impl std::fmt::Debug for Client {
@@ -180,7 +200,126 @@ impl Client {
         self.request(Op::Shutdown, &(), self.inner.options.call_timeout)
     }
 
-    fn request<R: DeserializeOwned, A: Serialize>(
+    /// Describes what the manager offers: its functions, its objects (with their services,
+    /// methods and reference counts) and the types clients may create.
+    pub fn describe(&self) -> Result<Description> {
+        self.request(Op::Describe, &(), self.inner.options.call_timeout)
+    }
+
+    /// The default timeout for calls, if one was configured.
+    pub(crate) fn call_timeout(&self) -> Option<Duration> {
+        self.inner.options.call_timeout
+    }
+
+    fn session(&self) -> MutexGuard<'_, Session> {
+        self.inner.session.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs one reference-changing request on the session connection (opened if needed).
+    fn session_request<R: DeserializeOwned, A: Serialize>(
+        &self,
+        session: &mut Session,
+        op: Op<'_>,
+        args: &A,
+    ) -> Result<R> {
+        let inner = &*self.inner;
+        if session.connection.is_none() {
+            session.connection = Some(Connection::open(
+                &inner.address,
+                &inner.key,
+                &inner.options,
+            )?);
+        }
+        let connection = session.connection.as_mut().expect("opened above");
+        let (result, health) = connection.call(
+            op,
+            args,
+            inner.options.call_timeout,
+            inner.options.max_frame_len,
+        );
+        if health == Health::Broken {
+            session.connection = None;
+            session.counts.clear();
+            session.generation += 1;
+        }
+        result
+    }
+
+    /// Creates an object of `type_id` and takes the first reference to it. Returns its id
+    /// and the session generation the reference belongs to.
+    pub(crate) fn create_object<A: Serialize>(
+        &self,
+        type_id: &str,
+        service: &str,
+        args: &A,
+    ) -> Result<(u64, u64)> {
+        let mut session = self.session();
+        let id: u64 = self.session_request(&mut session, Op::Create { type_id, service }, args)?;
+        *session.counts.entry(id).or_insert(0) += 1;
+        Ok((id, session.generation))
+    }
+
+    /// Takes a reference to object `id`: locally if this client already holds one, else
+    /// from the manager (which checks the object exists and implements `service`).
+    pub(crate) fn retain_object(&self, id: u64, service: &str) -> Result<u64> {
+        let mut session = self.session();
+        if let Some(count) = session.counts.get_mut(&id) {
+            *count += 1;
+            return Ok(session.generation);
+        }
+        self.session_request::<(), _>(
+            &mut session,
+            Op::Retain {
+                object: id,
+                service,
+            },
+            &(),
+        )?;
+        session.counts.insert(id, 1);
+        Ok(session.generation)
+    }
+
+    /// Another handle shares a reference taken in `generation`; false if that generation's
+    /// references are already gone.
+    pub(crate) fn share_object(&self, id: u64, generation: u64) -> bool {
+        let mut session = self.session();
+        if session.generation != generation {
+            return false;
+        }
+        match session.counts.get_mut(&id) {
+            Some(count) => {
+                *count += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops one local reference; the last one is given back to the manager. Never opens
+    /// a connection and ignores failures: it runs from `Drop`.
+    pub(crate) fn release_object(&self, id: u64, generation: u64) {
+        let mut session = self.session();
+        if session.generation != generation {
+            return;
+        }
+        let Some(count) = session.counts.get_mut(&id) else {
+            return;
+        };
+        *count -= 1;
+        if *count > 0 {
+            return;
+        }
+        session.counts.remove(&id);
+        if session.connection.is_some() {
+            if let Err(e) =
+                self.session_request::<(), _>(&mut session, Op::Release { object: id }, &())
+            {
+                log::debug!("releasing object {id}: {e}");
+            }
+        }
+    }
+
+    pub(crate) fn request<R: DeserializeOwned, A: Serialize>(
         &self,
         op: Op<'_>,
         args: &A,
@@ -249,7 +388,12 @@ impl Connection {
         let id = self.next_id;
         self.next_id += 1;
         let function: &str = match &op {
-            Op::Call(name) => name,
+            Op::Call(name) | Op::Method { method: name, .. } => name,
+            Op::Create { type_id, .. } => type_id,
+            Op::Open { .. } => "open",
+            Op::Retain { .. } => "retain",
+            Op::Release { .. } => "release",
+            Op::Describe => "describe",
             Op::Shutdown => "shutdown",
         };
         self.out.clear();

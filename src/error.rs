@@ -114,6 +114,14 @@ pub enum RemoteErrorKind {
     FrameTooLarge,
     /// The manager does not allow this operation (for example a remote shutdown).
     NotPermitted,
+    /// No object has that name, or the object with that id is gone.
+    UnknownObject,
+    /// The object (or type) implements another service than the stub's.
+    WrongService,
+    /// The object's service has no method of that name (the stub is of another version).
+    UnknownMethod,
+    /// No type is registered under that type id.
+    UnknownType,
     /// A kind this version of the library does not know (sent by a newer manager).
     Other(u16),
 }
@@ -130,6 +138,10 @@ impl RemoteErrorKind {
             RemoteErrorKind::MalformedRequest => 6,
             RemoteErrorKind::FrameTooLarge => 7,
             RemoteErrorKind::NotPermitted => 8,
+            RemoteErrorKind::UnknownObject => 9,
+            RemoteErrorKind::WrongService => 10,
+            RemoteErrorKind::UnknownMethod => 11,
+            RemoteErrorKind::UnknownType => 12,
             RemoteErrorKind::Other(code) => code,
         }
     }
@@ -145,6 +157,10 @@ impl RemoteErrorKind {
             6 => RemoteErrorKind::MalformedRequest,
             7 => RemoteErrorKind::FrameTooLarge,
             8 => RemoteErrorKind::NotPermitted,
+            9 => RemoteErrorKind::UnknownObject,
+            10 => RemoteErrorKind::WrongService,
+            11 => RemoteErrorKind::UnknownMethod,
+            12 => RemoteErrorKind::UnknownType,
             other => RemoteErrorKind::Other(other),
         }
     }
@@ -188,6 +204,10 @@ impl fmt::Display for RemoteError {
             RemoteErrorKind::MalformedRequest => "malformed request",
             RemoteErrorKind::FrameTooLarge => "frame too large",
             RemoteErrorKind::NotPermitted => "not permitted",
+            RemoteErrorKind::UnknownObject => "unknown object",
+            RemoteErrorKind::WrongService => "wrong service",
+            RemoteErrorKind::UnknownMethod => "unknown method",
+            RemoteErrorKind::UnknownType => "unknown type",
             RemoteErrorKind::Other(_) => "remote error",
         };
         write!(f, "{what}: {}", self.message)

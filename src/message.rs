@@ -28,6 +28,20 @@ pub(crate) enum Op<'a> {
     Call(&'a str),
     /// Shut the manager down (after replying).
     Shutdown,
+    /// Call a method of an object with the arguments that follow.
+    Method { object: u64, method: &'a str },
+    /// Find the named object, checking it implements `service`; replies with its id.
+    Open { name: &'a str, service: &'a str },
+    /// Make a new object of the registered type `type_id` from the constructor arguments that
+    /// follow, checking it implements `service`; replies with its id. This connection holds
+    /// one reference to it.
+    Create { type_id: &'a str, service: &'a str },
+    /// Take one more reference to an object, held by this connection.
+    Retain { object: u64, service: &'a str },
+    /// Give back one reference this connection holds.
+    Release { object: u64 },
+    /// Describe the functions, objects and types the manager offers.
+    Describe,
 }
 
 /// The fixed part of a response.
@@ -77,6 +91,29 @@ mod tests {
             op: Op::Shutdown,
         };
         assert_eq!(encode(&shutdown), [2, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]);
+    }
+
+    #[test]
+    fn golden_object_ops() {
+        let method = RequestHeader {
+            id: 1,
+            op: Op::Method {
+                object: 5,
+                method: "m",
+            },
+        };
+        #[rustfmt::skip]
+        assert_eq!(encode(&method), [
+            1, 0, 0, 0, 0, 0, 0, 0,
+            2, 0, 0, 0,                      // Op::Method
+            5, 0, 0, 0, 0, 0, 0, 0,          // object
+            1, 0, 0, 0, 0, 0, 0, 0, b'm',
+        ]);
+        let describe = RequestHeader {
+            id: 1,
+            op: Op::Describe,
+        };
+        assert_eq!(encode(&describe)[8..], [7, 0, 0, 0]);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::message::{NOTICE_ID, Op, RequestHeader, ResponseHeader, Status};
 use crate::transport::Stream;
 
 use super::Shared;
+use super::objects::HeldRefs;
 
 /// Replies are written once this many bytes are pending even if more requests are buffered,
 /// so a long burst of calls does not grow the output buffer without bound.
@@ -43,7 +44,11 @@ pub(crate) fn serve(shared: &Shared, mut stream: Stream) {
         return;
     }
     log::debug!("{peer}: authenticated");
-    match requests(shared, &mut stream) {
+    let mut held = HeldRefs::default();
+    let outcome = requests(shared, &mut stream, &mut held);
+    // Whatever ended the connection, the object references it held go with it.
+    shared.objects.release_all(&mut held);
+    match outcome {
         Ok(()) => log::debug!("{peer}: disconnected"),
         Err(Closing::PeerGone(e)) => log::debug!("{peer}: connection ended: {e}"),
         Err(Closing::Truncated) => {
@@ -83,7 +88,7 @@ enum Next {
     StopManager,
 }
 
-fn requests(shared: &Shared, stream: &mut Stream) -> Result<(), Closing> {
+fn requests(shared: &Shared, stream: &mut Stream, held: &mut HeldRefs) -> Result<(), Closing> {
     let max = shared.limits.max_frame_len;
     let mut reader = FrameReader::new(max);
     let mut out = Vec::with_capacity(4096);
@@ -102,7 +107,7 @@ fn requests(shared: &Shared, stream: &mut Stream) -> Result<(), Closing> {
                     )));
                 }
             };
-            match handle(shared, frame, &mut out) {
+            match handle(shared, frame, &mut out, held) {
                 Ok(Next::Continue) => {}
                 Ok(Next::StopManager) => {
                     write_out(stream, &mut out)?;
@@ -142,7 +147,12 @@ fn write_out(stream: &mut Stream, out: &mut Vec<u8>) -> Result<(), Closing> {
 
 /// Handles one request frame, appending its response frame to `out`. An `Err` means the
 /// envelope itself is unreadable: the connection cannot continue.
-fn handle(shared: &Shared, frame: &[u8], out: &mut Vec<u8>) -> Result<Next, RemoteError> {
+fn handle(
+    shared: &Shared,
+    frame: &[u8],
+    out: &mut Vec<u8>,
+    held: &mut HeldRefs,
+) -> Result<Next, RemoteError> {
     let (header, used) = codec::decode_prefix::<RequestHeader>(frame).map_err(|e| {
         RemoteError::new(
             RemoteErrorKind::MalformedRequest,
@@ -156,47 +166,104 @@ fn handle(shared: &Shared, frame: &[u8], out: &mut Vec<u8>) -> Result<Next, Remo
         ));
     }
     let args = &frame[used..];
-    let max = shared.limits.max_frame_len;
+    let reply = Reply {
+        id: header.id,
+        max: shared.limits.max_frame_len,
+    };
+    let objects = &shared.objects;
     match header.op {
         Op::Call(name) => {
             shared.stats.calls.fetch_add(1, Relaxed);
-            let start = frame::begin(out);
-            encode_header(out, header.id, Status::Ok);
-            let result = match shared.registry.get(name) {
-                Some(function) => panic::catch_unwind(AssertUnwindSafe(|| function(args, out)))
-                    .unwrap_or_else(|payload| Err(panicked(name, payload))),
+            reply.with(out, name, |out| match shared.registry.get(name) {
+                Some(function) => function(args, out),
                 None => Err(unknown_function(shared, name)),
-            };
-            let result = result.and_then(|()| {
-                frame::end(out, start, max).map_err(|e| {
-                    RemoteError::new(
-                        RemoteErrorKind::BadReply,
-                        format!("the result of `{name}`: {e}"),
-                    )
-                })
             });
-            if let Err(error) = result {
-                out.truncate(start);
-                write_error(out, header.id, &error, max);
-            }
-            Ok(Next::Continue)
+        }
+        Op::Method { object, method } => {
+            shared.stats.calls.fetch_add(1, Relaxed);
+            reply.with(out, method, |out| objects.call(object, method, args, out));
+        }
+        Op::Open { name, service } => {
+            reply.with(out, "open", |out| {
+                encode_value(&objects.open(name, service)?, out)
+            });
+        }
+        Op::Create { type_id, service } => {
+            reply.with(out, type_id, |out| {
+                encode_value(&objects.create(type_id, service, args, held)?, out)
+            });
+        }
+        Op::Retain { object, service } => {
+            reply.with(out, "retain", |_| objects.retain(object, service, held));
+        }
+        Op::Release { object } => {
+            objects.release(object, held);
+            reply.with(out, "release", |_| Ok(()));
+        }
+        Op::Describe => {
+            reply.with(out, "describe", |out| {
+                let functions = shared
+                    .registry
+                    .names()
+                    .into_iter()
+                    .map(String::from)
+                    .collect();
+                encode_value(&objects.describe(functions), out)
+            });
         }
         Op::Shutdown if shared.allow_remote_shutdown => {
-            let start = frame::begin(out);
-            encode_header(out, header.id, Status::Ok);
-            frame::end(out, start, max).expect("an empty reply fits any frame limit");
+            reply.with(out, "shutdown", |_| Ok(()));
             log::info!("shutdown requested by a client");
-            Ok(Next::StopManager)
+            return Ok(Next::StopManager);
         }
         Op::Shutdown => {
             let error = RemoteError::new(
                 RemoteErrorKind::NotPermitted,
                 "this manager does not accept remote shutdown",
             );
-            write_error(out, header.id, &error, max);
-            Ok(Next::Continue)
+            write_error(out, header.id, &error, reply.max);
         }
     }
+    Ok(Next::Continue)
+}
+
+/// Where a reply goes: its request id and the frame limit.
+struct Reply {
+    id: u64,
+    max: u32,
+}
+
+impl Reply {
+    /// Appends the reply frame for a request: `run` encodes the result after a provisional
+    /// `Ok` header; if it fails or panics, that partial reply is replaced by an error reply.
+    fn with(
+        &self,
+        out: &mut Vec<u8>,
+        what: &str,
+        run: impl FnOnce(&mut Vec<u8>) -> Result<(), RemoteError>,
+    ) {
+        let start = frame::begin(out);
+        encode_header(out, self.id, Status::Ok);
+        let result = panic::catch_unwind(AssertUnwindSafe(|| run(out)))
+            .unwrap_or_else(|payload| Err(panicked(what, payload)))
+            .and_then(|()| {
+                frame::end(out, start, self.max).map_err(|e| {
+                    RemoteError::new(
+                        RemoteErrorKind::BadReply,
+                        format!("the result of `{what}`: {e}"),
+                    )
+                })
+            });
+        if let Err(error) = result {
+            out.truncate(start);
+            write_error(out, self.id, &error, self.max);
+        }
+    }
+}
+
+fn encode_value<T: serde::Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), RemoteError> {
+    codec::encode_into(value, out)
+        .map_err(|e| RemoteError::new(RemoteErrorKind::BadReply, e.to_string()))
 }
 
 fn encode_header(out: &mut Vec<u8>, id: u64, status: Status) {

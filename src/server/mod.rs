@@ -2,6 +2,7 @@
 //! and serves the registered functions until shut down.
 
 mod connection;
+mod objects;
 mod registry;
 
 use std::collections::HashMap;
@@ -13,12 +14,15 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+pub use objects::Constructor;
 pub use registry::{Handler, IntoReply, Reply};
 
 use crate::auth::{self, AuthKey};
 use crate::error::{Error, Result};
 use crate::frame::DEFAULT_MAX_FRAME_LEN;
+use crate::service::Service;
 use crate::transport::{Address, Listener, Stream, ToAddress};
+use objects::{Objects, ObjectsConfig};
 use registry::Registry;
 
 /// Limits a manager enforces on its peers.
@@ -48,6 +52,7 @@ pub struct ManagerBuilder {
     authkey: Option<Vec<u8>>,
     address: Result<Address>,
     registry: Registry,
+    objects: ObjectsConfig,
     duplicates: Vec<String>,
     limits: Limits,
     allow_remote_shutdown: bool,
@@ -76,6 +81,37 @@ impl ManagerBuilder {
     pub fn register<Args: 'static, H: Handler<Args>>(mut self, name: &str, function: H) -> Self {
         if !self.registry.insert(name, function) {
             self.duplicates.push(name.to_string());
+        }
+        self
+    }
+
+    /// Serves `object` under `name` for the manager's whole life. `object` is a generated
+    /// server wrapper: for `#[monogusa::service] trait Counter`, `CounterServer::new(value)`
+    /// where `value` implements `Counter`. Clients open it with `CounterClient::open`.
+    ///
+    /// The object sits behind its own lock: `&mut self` methods run one at a time, `&self`
+    /// methods may run together. Objects under different names are independent.
+    pub fn serve<S: Service>(mut self, name: &str, object: S) -> Self {
+        if !self.objects.serve(name, Box::new(object)) {
+            self.duplicates.push(format!("object {name}"));
+        }
+        self
+    }
+
+    /// Lets clients create objects, like Python's `manager.register(typeid, callable)`:
+    /// `CounterClient::create(&client, args)` calls `constructor` (0 to 8 serde arguments,
+    /// returning a generated `XServer`) in the manager. `type_id` is the name clients use;
+    /// a stub's `create` uses its service's name, `create_as` any other.
+    ///
+    /// A created object lives while any stub refers to it, in any process; references held
+    /// by a connection that closes or dies are released with it.
+    pub fn register_type<Args: 'static, C: Constructor<Args>>(
+        mut self,
+        type_id: &str,
+        constructor: C,
+    ) -> Self {
+        if !self.objects.register_type(type_id, constructor) {
+            self.duplicates.push(format!("type {type_id}"));
         }
         self
     }
@@ -123,7 +159,7 @@ impl ManagerBuilder {
         let address = self.address?;
         if !self.duplicates.is_empty() {
             return Err(Error::Config(format!(
-                "functions registered more than once: {}",
+                "names registered more than once: {}",
                 self.duplicates.join(", ")
             )));
         }
@@ -134,6 +170,7 @@ impl ManagerBuilder {
             key,
             address,
             registry: self.registry,
+            objects: self.objects,
             limits: self.limits,
             allow_remote_shutdown: self.allow_remote_shutdown,
         })
@@ -148,6 +185,7 @@ pub struct Manager {
     key: AuthKey,
     address: Address,
     registry: Registry,
+    objects: ObjectsConfig,
     limits: Limits,
     allow_remote_shutdown: bool,
 }
@@ -168,6 +206,7 @@ impl Manager {
             authkey: None,
             address: Ok(Address::tcp("127.0.0.1", 0)),
             registry: Registry::default(),
+            objects: ObjectsConfig::default(),
             duplicates: Vec::new(),
             limits: Limits::default(),
             allow_remote_shutdown: true,
@@ -234,6 +273,7 @@ impl Manager {
         let wake_address = listener.wake_address()?;
         let shared = Arc::new(Shared {
             registry: self.registry,
+            objects: Objects::new(self.objects),
             key: self.key,
             limits: self.limits,
             allow_remote_shutdown: self.allow_remote_shutdown,
@@ -326,6 +366,7 @@ struct Counters {
 /// What the acceptor and every connection thread share.
 struct Shared {
     registry: Registry,
+    objects: Objects,
     key: AuthKey,
     limits: Limits,
     allow_remote_shutdown: bool,

@@ -1,0 +1,255 @@
+//! Reads a service trait and checks it can be served: every misuse becomes a `syn::Error`
+//! spanning the offending item, never a panic.
+
+use proc_macro2::TokenStream;
+use syn::spanned::Spanned;
+use syn::{
+    Attribute, FnArg, Ident, ItemTrait, Pat, ReceiverKind, ReturnType, Safety, TraitItem,
+    TraitItemFn, Type,
+};
+
+/// Names the generated stub defines itself; a trait method may not take them.
+const RESERVED: &[&str] = &[
+    "open",
+    "create",
+    "create_as",
+    "from_ref",
+    "object_ref",
+    "handle",
+];
+
+/// Prefix of the generated code's own local names, kept out of users' argument names.
+pub const HIDDEN_PREFIX: &str = "__monogusa";
+
+/// A checked service trait.
+pub struct Service {
+    pub methods: Vec<Method>,
+}
+
+/// A checked method.
+pub struct Method {
+    pub ident: Ident,
+    /// The method's `#[doc]` attributes, copied onto the stub's method.
+    pub docs: Vec<Attribute>,
+    /// `&mut self`: runs alone on its object.
+    pub mutates: bool,
+    pub args: Vec<(Ident, Type)>,
+    /// `None` for a method returning `()`.
+    pub output: Option<Type>,
+}
+
+/// Collects every error instead of stopping at the first, so one build shows them all.
+#[derive(Default)]
+struct Errors(Option<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, span: impl Spanned, message: impl std::fmt::Display) {
+        let error = syn::Error::new(span.span(), message);
+        match &mut self.0 {
+            Some(all) => all.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    fn push_spanned(&mut self, tokens: impl quote::ToTokens, message: impl std::fmt::Display) {
+        let error = syn::Error::new_spanned(tokens, message);
+        match &mut self.0 {
+            Some(all) => all.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+}
+
+impl Service {
+    pub fn from_trait(attr: TokenStream, item: &ItemTrait) -> syn::Result<Service> {
+        let mut errors = Errors::default();
+        if !attr.is_empty() {
+            errors.push_spanned(&attr, "#[service] takes no arguments");
+        }
+        if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
+            errors.push_spanned(
+                &item.generics,
+                "a service trait cannot be generic: every call crosses the wire as concrete types",
+            );
+        }
+        if let Some(unsafety) = &item.unsafety {
+            errors.push(unsafety, "a service trait cannot be `unsafe`");
+        }
+        if item.modifiers.require_empty().is_err() {
+            errors.push(&item.ident, "a service trait cannot be an auto trait");
+        }
+        if !item.supertraits.is_empty() {
+            errors.push_spanned(
+                &item.supertraits,
+                "a service trait cannot have supertraits: only its own methods are served",
+            );
+        }
+        let mut methods = Vec::new();
+        for trait_item in &item.items {
+            match trait_item {
+                TraitItem::Fn(function) => {
+                    if let Some(method) = check_method(function, &mut errors) {
+                        methods.push(method);
+                    }
+                }
+                other => errors.push_spanned(
+                    other,
+                    "a service trait may contain only methods (no associated types, consts or macros)",
+                ),
+            }
+        }
+        match errors.0 {
+            Some(error) => Err(error),
+            None => Ok(Service { methods }),
+        }
+    }
+}
+
+fn check_method(function: &TraitItemFn, errors: &mut Errors) -> Option<Method> {
+    let sig = &function.sig;
+    let name = sig.ident.to_string();
+    if RESERVED.contains(&name.as_str()) {
+        errors.push(
+            &sig.ident,
+            format_args!(
+                "`{name}` clashes with a function the generated client stub defines \
+                 (reserved: {}); rename the method",
+                RESERVED.join(", ")
+            ),
+        );
+    }
+    if name.starts_with(HIDDEN_PREFIX) {
+        errors.push(
+            &sig.ident,
+            format_args!("names starting with `{HIDDEN_PREFIX}` are reserved"),
+        );
+    }
+    if let Some(asyncness) = &sig.asyncness {
+        errors.push(
+            asyncness,
+            "`async fn` is not supported: service methods are blocking calls",
+        );
+    }
+    if let Some(constness) = &sig.constness {
+        errors.push(constness, "a service method cannot be `const`");
+    }
+    if let Safety::Unsafe(unsafety) = &sig.safety {
+        errors.push(unsafety, "a service method cannot be `unsafe`");
+    }
+    if let Some(abi) = &sig.abi {
+        errors.push_spanned(abi, "a service method cannot have an `extern` ABI");
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.push_spanned(variadic, "a service method cannot be variadic");
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        errors.push_spanned(
+            &sig.generics,
+            "a service method cannot be generic: its arguments cross the wire as concrete types",
+        );
+    }
+
+    let mut mutates = false;
+    match sig.receiver() {
+        None => errors.push(
+            &sig.ident,
+            "a service method needs a `&self` or `&mut self` receiver: it runs on an object",
+        ),
+        Some(receiver) => match &receiver.kind {
+            ReceiverKind::Reference(_, lifetime, mutability) => {
+                mutates = mutability.is_some();
+                if let Some(lifetime) = lifetime {
+                    errors.push(
+                        lifetime,
+                        "write the receiver as `&self` or `&mut self`, without a lifetime",
+                    );
+                }
+            }
+            _ => errors.push_spanned(
+                receiver,
+                "`self` by value (or a typed `self`) is not supported: the object stays in the \
+                 manager; use `&self` or `&mut self`",
+            ),
+        },
+    }
+
+    let mut args = Vec::new();
+    for input in sig
+        .inputs
+        .iter()
+        .skip(usize::from(sig.receiver().is_some()))
+    {
+        let FnArg::Typed(typed) = input else { continue };
+        let ident = match &*typed.pat {
+            Pat::Ident(pat)
+                if pat.by_ref.is_none() && pat.mutability.is_none() && pat.subpat.is_none() =>
+            {
+                if pat.ident.to_string().starts_with(HIDDEN_PREFIX) {
+                    errors.push(
+                        &pat.ident,
+                        format_args!("names starting with `{HIDDEN_PREFIX}` are reserved"),
+                    );
+                }
+                Some(pat.ident.clone())
+            }
+            other => {
+                errors.push_spanned(
+                    other,
+                    "service method arguments must be plain names, like `key: String`",
+                );
+                None
+            }
+        };
+        check_owned(&typed.ty, "argument", errors);
+        if let Some(ident) = ident {
+            args.push((ident, (*typed.ty).clone()));
+        }
+    }
+
+    let output = match &sig.output {
+        ReturnType::Default => None,
+        ReturnType::Type(_, ty) => {
+            check_owned(ty, "result", errors);
+            Some((**ty).clone())
+        }
+    };
+
+    if errors.0.is_some() {
+        // Nothing is generated once anything failed; the checks above still ran, so every
+        // mistake is reported in one build.
+        return None;
+    }
+    let docs = function
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("doc"))
+        .cloned()
+        .collect();
+    Some(Method {
+        ident: sig.ident.clone(),
+        docs,
+        mutates,
+        args,
+        output,
+    })
+}
+
+/// Arguments and results travel by value: references and `impl Trait` cannot.
+fn check_owned(ty: &Type, what: &str, errors: &mut Errors) {
+    match ty {
+        Type::Reference(_) => errors.push_spanned(
+            ty,
+            format_args!(
+                "a service method's {what} crosses the wire by value: use an owned type \
+                 (`String` for `&str`, `Vec<T>` for `&[T]`)"
+            ),
+        ),
+        Type::ImplTrait(_) => errors.push_spanned(
+            ty,
+            format_args!(
+                "a service method's {what} cannot be `impl Trait`: name a concrete serde type"
+            ),
+        ),
+        _ => {}
+    }
+}

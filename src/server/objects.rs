@@ -1,0 +1,371 @@
+//! Objects a manager serves: named objects it was built with, and objects clients create from
+//! registered types, kept alive by reference counts that connections hold.
+//!
+//! Invariants, kept under the table's lock:
+//! - an object's `refs` equals the sum, over open connections, of the references each holds;
+//! - a created (unnamed) object is in the table exactly while `refs > 0`; named objects stay
+//!   for the manager's life.
+//!
+//! Each object sits behind its own `RwLock`: `&mut self` methods take it exclusively, `&self`
+//! methods share it. A panic in a method is caught by the caller of [`Objects::call`]; the
+//! lock's poison is ignored, like `parking_lot` does, so one bad call does not make an object
+//! unusable for everyone (the method's own partial mutation is the implementation's concern).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::de::DeserializeOwned;
+
+use crate::codec;
+use crate::error::{RemoteError, RemoteErrorKind};
+use crate::service::{
+    Description, MethodDescription, ObjectDescription, Service, ServiceDescriptor, TypeDescription,
+};
+
+/// One object in the manager.
+struct Object {
+    name: Option<String>,
+    type_id: Option<String>,
+    descriptor: &'static ServiceDescriptor,
+    state: RwLock<Box<dyn Service>>,
+}
+
+struct Entry {
+    object: Arc<Object>,
+    refs: u64,
+}
+
+#[derive(Default)]
+struct Table {
+    next_id: u64,
+    by_id: HashMap<u64, Entry>,
+    by_name: HashMap<String, u64>,
+}
+
+/// A constructor for objects of a registered type, from encoded arguments.
+type BoxedConstructor = Box<dyn Fn(&[u8]) -> Result<Box<dyn Service>, RemoteError> + Send + Sync>;
+
+struct TypeEntry {
+    descriptor: &'static ServiceDescriptor,
+    construct: BoxedConstructor,
+}
+
+/// What a manager is built with: named objects and constructible types.
+#[derive(Default)]
+pub(crate) struct ObjectsConfig {
+    named: Vec<(String, Box<dyn Service>)>,
+    types: HashMap<String, TypeEntry>,
+}
+
+impl ObjectsConfig {
+    /// Adds a named object; false if the name is taken.
+    pub(crate) fn serve(&mut self, name: &str, object: Box<dyn Service>) -> bool {
+        if self.named.iter().any(|(n, _)| n == name) {
+            return false;
+        }
+        self.named.push((name.to_string(), object));
+        true
+    }
+
+    /// Adds a constructible type; false if the type id is taken.
+    pub(crate) fn register_type<Args: 'static, C: Constructor<Args>>(
+        &mut self,
+        type_id: &str,
+        constructor: C,
+    ) -> bool {
+        if self.types.contains_key(type_id) {
+            return false;
+        }
+        let entry = TypeEntry {
+            descriptor: C::descriptor(),
+            construct: Box::new(move |args: &[u8]| constructor.construct(args)),
+        };
+        self.types.insert(type_id.to_string(), entry);
+        true
+    }
+}
+
+/// A function that makes objects of a registered type: any `Fn` of 0 to 8 serde arguments
+/// returning a [`Service`] (a generated `XServer<T>`).
+pub trait Constructor<Args>: Send + Sync + 'static {
+    /// The service the constructed objects implement.
+    #[doc(hidden)]
+    fn descriptor() -> &'static ServiceDescriptor;
+    /// Decodes the arguments and makes an object.
+    #[doc(hidden)]
+    fn construct(&self, args: &[u8]) -> Result<Box<dyn Service>, RemoteError>;
+}
+
+macro_rules! constructor_for_arity {
+    ($($arg:ident),*) => {
+        impl<F, S, $($arg,)*> Constructor<($($arg,)*)> for F
+        where
+            F: Fn($($arg),*) -> S + Send + Sync + 'static,
+            S: Service,
+            $($arg: DeserializeOwned,)*
+        {
+            fn descriptor() -> &'static ServiceDescriptor {
+                S::descriptor()
+            }
+
+            fn construct(&self, args: &[u8]) -> Result<Box<dyn Service>, RemoteError> {
+                #[allow(non_snake_case)]
+                let ($($arg,)*): ($($arg,)*) = codec::decode_exact(args).map_err(|e| {
+                    RemoteError::new(
+                        RemoteErrorKind::BadArguments,
+                        format!("constructor expected {}: {e}", std::any::type_name::<($($arg,)*)>()),
+                    )
+                })?;
+                Ok(Box::new((self)($($arg),*)))
+            }
+        }
+    };
+}
+
+constructor_for_arity!();
+constructor_for_arity!(A1);
+constructor_for_arity!(A1, A2);
+constructor_for_arity!(A1, A2, A3);
+constructor_for_arity!(A1, A2, A3, A4);
+constructor_for_arity!(A1, A2, A3, A4, A5);
+constructor_for_arity!(A1, A2, A3, A4, A5, A6);
+constructor_for_arity!(A1, A2, A3, A4, A5, A6, A7);
+constructor_for_arity!(A1, A2, A3, A4, A5, A6, A7, A8);
+
+/// The manager's objects.
+pub(crate) struct Objects {
+    table: Mutex<Table>,
+    types: HashMap<String, TypeEntry>,
+}
+
+/// References one connection holds, released when it closes.
+#[derive(Default)]
+pub(crate) struct HeldRefs {
+    counts: HashMap<u64, u64>,
+}
+
+fn unknown_object(what: impl std::fmt::Display) -> RemoteError {
+    RemoteError::new(RemoteErrorKind::UnknownObject, format!("no object {what}"))
+}
+
+fn check_service(
+    descriptor: &ServiceDescriptor,
+    expected: &str,
+    what: &str,
+) -> Result<(), RemoteError> {
+    if descriptor.name == expected {
+        Ok(())
+    } else {
+        Err(RemoteError::new(
+            RemoteErrorKind::WrongService,
+            format!("{what} implements {}, not {expected}", descriptor.name),
+        ))
+    }
+}
+
+impl Objects {
+    pub(crate) fn new(config: ObjectsConfig) -> Self {
+        let mut table = Table {
+            next_id: 1,
+            ..Table::default()
+        };
+        for (name, state) in config.named {
+            let id = table.next_id;
+            table.next_id += 1;
+            let object = Object {
+                descriptor: state.service(),
+                name: Some(name.clone()),
+                type_id: None,
+                state: RwLock::new(state),
+            };
+            table.by_name.insert(name, id);
+            table.by_id.insert(
+                id,
+                Entry {
+                    object: Arc::new(object),
+                    refs: 0,
+                },
+            );
+        }
+        Objects {
+            table: Mutex::new(table),
+            types: config.types,
+        }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The id of the named object, if it implements `service`.
+    pub(crate) fn open(&self, name: &str, service: &str) -> Result<u64, RemoteError> {
+        let table = self.table();
+        let id = *table
+            .by_name
+            .get(name)
+            .ok_or_else(|| unknown_object(format_args!("named {name:?}")))?;
+        check_service(
+            table.by_id[&id].object.descriptor,
+            service,
+            &format!("object {name:?}"),
+        )?;
+        Ok(id)
+    }
+
+    /// Makes an object of a registered type; `held` gets its first reference.
+    pub(crate) fn create(
+        &self,
+        type_id: &str,
+        service: &str,
+        args: &[u8],
+        held: &mut HeldRefs,
+    ) -> Result<u64, RemoteError> {
+        let entry = self.types.get(type_id).ok_or_else(|| {
+            RemoteError::new(
+                RemoteErrorKind::UnknownType,
+                format!("no type registered as {type_id:?}"),
+            )
+        })?;
+        check_service(entry.descriptor, service, &format!("type {type_id:?}"))?;
+        // The constructor runs outside the table's lock: it is user code and may be slow.
+        let state = (entry.construct)(args)?;
+        let object = Object {
+            descriptor: entry.descriptor,
+            name: None,
+            type_id: Some(type_id.to_string()),
+            state: RwLock::new(state),
+        };
+        let mut table = self.table();
+        let id = table.next_id;
+        table.next_id += 1;
+        table.by_id.insert(
+            id,
+            Entry {
+                object: Arc::new(object),
+                refs: 1,
+            },
+        );
+        *held.counts.entry(id).or_insert(0) += 1;
+        Ok(id)
+    }
+
+    /// Takes one more reference to object `id` for `held`.
+    pub(crate) fn retain(
+        &self,
+        id: u64,
+        service: &str,
+        held: &mut HeldRefs,
+    ) -> Result<(), RemoteError> {
+        let mut table = self.table();
+        let entry = table.by_id.get_mut(&id).ok_or_else(|| unknown_object(id))?;
+        check_service(entry.object.descriptor, service, &format!("object {id}"))?;
+        entry.refs += 1;
+        *held.counts.entry(id).or_insert(0) += 1;
+        Ok(())
+    }
+
+    /// Gives back one reference `held` has to object `id`; a reference it does not hold is
+    /// ignored (its connection may have been replaced since).
+    pub(crate) fn release(&self, id: u64, held: &mut HeldRefs) {
+        let Some(count) = held.counts.get_mut(&id) else {
+            return;
+        };
+        *count -= 1;
+        if *count == 0 {
+            held.counts.remove(&id);
+        }
+        self.drop_refs(id, 1);
+    }
+
+    /// Gives back every reference a closing connection held.
+    pub(crate) fn release_all(&self, held: &mut HeldRefs) {
+        for (id, count) in held.counts.drain() {
+            self.drop_refs(id, count);
+        }
+    }
+
+    fn drop_refs(&self, id: u64, count: u64) {
+        let removed = {
+            let mut table = self.table();
+            let Some(entry) = table.by_id.get_mut(&id) else {
+                return;
+            };
+            entry.refs = entry.refs.saturating_sub(count);
+            if entry.refs == 0 && entry.object.name.is_none() {
+                table.by_id.remove(&id)
+            } else {
+                None
+            }
+        };
+        // The object itself is dropped here, outside the lock (its Drop is user code), or
+        // later by a call still running on it.
+        drop(removed);
+    }
+
+    /// Runs method `method` of object `id`, appending its encoded result to `out`.
+    pub(crate) fn call(
+        &self,
+        id: u64,
+        method: &str,
+        args: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), RemoteError> {
+        let object = {
+            let table = self.table();
+            let entry = table.by_id.get(&id).ok_or_else(|| unknown_object(id))?;
+            Arc::clone(&entry.object)
+        };
+        let methods = object.descriptor.methods;
+        let index = methods
+            .iter()
+            .position(|m| m.name == method)
+            .ok_or_else(|| {
+                RemoteError::new(
+                    RemoteErrorKind::UnknownMethod,
+                    format!("{} has no method `{method}`", object.descriptor.name),
+                )
+            })?;
+        if methods[index].mutates {
+            let mut state = object.state.write().unwrap_or_else(|e| e.into_inner());
+            state.call_exclusive(index, args, out)
+        } else {
+            let state = object.state.read().unwrap_or_else(|e| e.into_inner());
+            state.call_shared(index, args, out)
+        }
+    }
+
+    /// Objects and types, for `Client::describe`.
+    pub(crate) fn describe(&self, functions: Vec<String>) -> Description {
+        let mut objects: Vec<ObjectDescription> = {
+            let table = self.table();
+            table
+                .by_id
+                .iter()
+                .map(|(id, entry)| ObjectDescription {
+                    id: *id,
+                    name: entry.object.name.clone(),
+                    type_id: entry.object.type_id.clone(),
+                    service: entry.object.descriptor.name.to_string(),
+                    methods: MethodDescription::of(entry.object.descriptor.methods),
+                    references: entry.refs,
+                })
+                .collect()
+        };
+        objects.sort_by_key(|o| o.id);
+        let mut types: Vec<TypeDescription> = self
+            .types
+            .iter()
+            .map(|(type_id, entry)| TypeDescription {
+                type_id: type_id.clone(),
+                service: entry.descriptor.name.to_string(),
+                methods: MethodDescription::of(entry.descriptor.methods),
+            })
+            .collect();
+        types.sort_by(|a, b| a.type_id.cmp(&b.type_id));
+        Description {
+            functions,
+            objects,
+            types,
+        }
+    }
+}

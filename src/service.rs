@@ -1,0 +1,129 @@
+//! Service objects: what `#[service]` generates code against, and the descriptions a manager
+//! gives of what it serves.
+//!
+//! A service is a trait marked `#[monogusa::service]`. For `trait Counter`, the macro
+//! generates `CounterClient` (the typed stub) and `CounterServer<T>` (wraps any
+//! `T: Counter` so a manager can serve it); `CounterServer` implements [`Service`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::RemoteError;
+
+/// One method of a service, as the manager dispatches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MethodInfo {
+    /// The method's name.
+    pub name: &'static str,
+    /// True for `&mut self` methods: they run alone on their object; `&self` methods may run
+    /// together.
+    pub mutates: bool,
+}
+
+/// A service's name (the trait's name) and its methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceDescriptor {
+    /// The trait's name, e.g. `"Counter"`.
+    pub name: &'static str,
+    /// Its methods, in declaration order.
+    pub methods: &'static [MethodInfo],
+}
+
+/// An object a manager can serve. Implemented by the `XServer<T>` types that
+/// `#[monogusa::service]` generates; there is no need to implement it by hand.
+pub trait Service: Send + Sync + 'static {
+    /// The service this type implements.
+    fn descriptor() -> &'static ServiceDescriptor
+    where
+        Self: Sized;
+
+    /// The service this object implements (for objects behind `dyn Service`).
+    fn service(&self) -> &'static ServiceDescriptor;
+
+    /// Runs the `&self` method at `index` of the descriptor's methods.
+    #[doc(hidden)]
+    fn call_shared(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError>;
+
+    /// Runs the `&mut self` method at `index` of the descriptor's methods.
+    #[doc(hidden)]
+    fn call_exclusive(
+        &mut self,
+        index: usize,
+        args: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), RemoteError>;
+}
+
+/// A reference to an object in a manager that can travel as a serde value (to another
+/// process, say) and be reopened there with the stub's `from_ref`. Holding an `ObjectRef`
+/// does not keep the object alive: keep a stub until the receiver has reopened it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ObjectRef {
+    /// The object's id in its manager.
+    pub id: u64,
+    /// The service it implements.
+    pub service: String,
+}
+
+/// What a manager offers, from [`Client::describe`](crate::Client::describe).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Description {
+    /// Registered function names, sorted.
+    pub functions: Vec<String>,
+    /// Objects alive in the manager, by id.
+    pub objects: Vec<ObjectDescription>,
+    /// Types clients may create objects of, by type id.
+    pub types: Vec<TypeDescription>,
+}
+
+/// One object alive in a manager.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ObjectDescription {
+    /// Its id.
+    pub id: u64,
+    /// The name it is served under, for objects the manager was built with.
+    pub name: Option<String>,
+    /// The type id it was created from, for objects created by clients.
+    pub type_id: Option<String>,
+    /// The service it implements.
+    pub service: String,
+    /// Its methods.
+    pub methods: Vec<MethodDescription>,
+    /// How many client references keep it alive (named objects live regardless).
+    pub references: u64,
+}
+
+/// One type clients may create objects of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TypeDescription {
+    /// The type id clients name.
+    pub type_id: String,
+    /// The service its objects implement.
+    pub service: String,
+    /// Their methods.
+    pub methods: Vec<MethodDescription>,
+}
+
+/// One method, as described to clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct MethodDescription {
+    /// The method's name.
+    pub name: String,
+    /// True for `&mut self` methods.
+    pub mutates: bool,
+}
+
+impl MethodDescription {
+    pub(crate) fn of(methods: &[MethodInfo]) -> Vec<MethodDescription> {
+        methods
+            .iter()
+            .map(|m| MethodDescription {
+                name: m.name.to_string(),
+                mutates: m.mutates,
+            })
+            .collect()
+    }
+}
