@@ -1,7 +1,7 @@
-//! The well-known Python manager example, done right: a manager holds a shared map with
-//! `get(key)` and `inc(key)`; five client processes each call `get` then `inc` 1000 times on
-//! the key "hikakin"; the final count is exactly 5000, because each `inc` runs atomically in
-//! the manager.
+//! The well-known Python manager example, done right: a manager serves a `Counter` object
+//! with `get(key)` and `inc(key)`; five client processes each call `get` then `inc` 1000
+//! times on the key "hikakin"; the final count is exactly 5000, because `inc` takes
+//! `&mut self`, so the manager runs those calls one at a time.
 //!
 //! ```text
 //! cargo run --release --example counter            # over TCP
@@ -13,10 +13,33 @@
 
 use std::collections::HashMap;
 use std::process::{Command, ExitCode};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use monogusa::{Client, Manager};
+
+/// Counts per key; the trait is the whole remote interface.
+#[monogusa::service]
+pub trait Counter {
+    /// The current count of `key`.
+    fn get(&self, key: String) -> i64;
+    /// Adds one to `key` and returns the new count.
+    fn inc(&mut self, key: String) -> i64;
+}
+
+#[derive(Default)]
+struct Counts(HashMap<String, i64>);
+
+impl Counter for Counts {
+    fn get(&self, key: String) -> i64 {
+        self.0.get(&key).copied().unwrap_or(0)
+    }
+
+    fn inc(&mut self, key: String) -> i64 {
+        let count = self.0.entry(key).or_insert(0);
+        *count += 1;
+        *count
+    }
+}
 
 const AUTHKEY_VAR: &str = "MONOGUSA_AUTHKEY";
 const CLIENTS: usize = 5;
@@ -54,17 +77,10 @@ fn run_manager(unix: bool) -> Result<ExitCode, Box<dyn std::error::Error>> {
         "127.0.0.1:0".to_string()
     };
 
-    let counts = Arc::new(Mutex::new(HashMap::<String, i64>::new()));
-    let (for_get, for_inc) = (Arc::clone(&counts), Arc::clone(&counts));
     let manager = Manager::builder()
         .authkey(authkey)
         .bind(bind)
-        .register("get", move |key: String| {
-            for_get.lock().unwrap().get(&key).copied().unwrap_or(0)
-        })
-        .register("inc", move |key: String| {
-            *for_inc.lock().unwrap().entry(key).or_insert(0) += 1;
-        })
+        .serve("counter", CounterServer::new(Counts::default()))
         .build()?
         .start()?;
     let address = manager.address().to_string();
@@ -89,7 +105,7 @@ fn run_manager(unix: bool) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let elapsed = started.elapsed();
 
     let client = Client::connect(manager.address(), authkey)?;
-    let count: i64 = client.call("get", (KEY,))?;
+    let count = CounterClient::open(&client, "counter")?.get(KEY.into())?;
     let expected = (CLIENTS * ROUNDS) as i64;
     println!(
         "{CLIENTS} processes x {ROUNDS} x (get + inc) on {KEY:?}: count = {count} (expected {expected}) in {:.3} s, {:.0} calls/s",
@@ -109,9 +125,10 @@ fn run_manager(unix: bool) -> Result<ExitCode, Box<dyn std::error::Error>> {
 fn run_client(address: &str) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let authkey = std::env::var(AUTHKEY_VAR).map_err(|_| format!("{AUTHKEY_VAR} is not set"))?;
     let client = Client::connect(address, authkey)?;
+    let counter = CounterClient::open(&client, "counter")?;
     for _ in 0..ROUNDS {
-        let _current: i64 = client.call("get", (KEY,))?;
-        client.call::<()>("inc", (KEY,))?;
+        let _current = counter.get(KEY.into())?;
+        counter.inc(KEY.into())?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,52 +1,108 @@
 //! # monogusa
 //!
 //! Python's `multiprocessing.managers`, done right in Rust. One process, the **manager**,
-//! owns functions (and soon shared objects); other processes connect over TCP or a
-//! Unix-domain socket, prove they hold the shared **authkey** with a mutual HMAC-SHA256
-//! handshake, and call those functions with typed arguments and results.
+//! owns objects and functions; other processes connect over TCP or a Unix-domain socket,
+//! prove they hold the shared **authkey** with a mutual HMAC-SHA256 handshake, and call them
+//! through typed stubs. Concurrent mutations of an object are serialized.
+//!
+//! ## A service, declared once as a trait
 //!
 //! ```
 //! use std::collections::HashMap;
-//! use std::sync::{Arc, Mutex};
 //! use monogusa::{Client, Manager};
 //!
+//! #[monogusa::service]
+//! pub trait Counter {
+//!     /// Current value of `key`.
+//!     fn get(&self, key: String) -> i64;
+//!     /// Adds one to `key`; `&mut self` methods run one at a time.
+//!     fn inc(&mut self, key: String) -> i64;
+//! }
+//!
+//! #[derive(Default)]
+//! struct Counts(HashMap<String, i64>);
+//!
+//! impl Counter for Counts {
+//!     fn get(&self, key: String) -> i64 {
+//!         self.0.get(&key).copied().unwrap_or(0)
+//!     }
+//!     fn inc(&mut self, key: String) -> i64 {
+//!         let n = self.0.entry(key).or_insert(0);
+//!         *n += 1;
+//!         *n
+//!     }
+//! }
+//!
 //! # fn main() -> monogusa::Result<()> {
-//! // The manager: a shared map and two functions over it.
-//! let counts = Arc::new(Mutex::new(HashMap::<String, i64>::new()));
-//! let (for_get, for_inc) = (Arc::clone(&counts), Arc::clone(&counts));
+//! // The manager serves one Counter under the name "counter".
 //! let manager = Manager::builder()
 //!     .authkey("password")
 //!     .bind("127.0.0.1:0") // port 0: any free port
-//!     .register("get", move |key: String| {
-//!         for_get.lock().unwrap().get(&key).copied().unwrap_or(0)
-//!     })
-//!     .register("inc", move |key: String| {
-//!         *for_inc.lock().unwrap().entry(key).or_insert(0) += 1;
-//!     })
+//!     .serve("counter", CounterServer::new(Counts::default()))
 //!     .build()?
 //!     .start()?;
 //!
-//! // A client, usually in another process.
+//! // A client, usually in another process, opens it through the generated stub.
 //! let client = Client::connect(manager.address(), "password")?;
-//! client.call::<()>("inc", ("hikakin",))?;
-//! client.call::<()>("inc", ("hikakin",))?;
-//! let count: i64 = client.call("get", ("hikakin",))?;
-//! assert_eq!(count, 2);
-//!
-//! // Errors are typed: here, an unknown function.
-//! let err = client.call::<i64>("nope", ()).unwrap_err();
-//! assert!(matches!(err, monogusa::Error::Remote(ref e)
-//!     if e.kind() == monogusa::RemoteErrorKind::UnknownFunction));
-//!
+//! let counter = CounterClient::open(&client, "counter")?;
+//! counter.inc("hikakin".into())?;
+//! assert_eq!(counter.inc("hikakin".into())?, 2);
+//! assert_eq!(counter.get("hikakin".into())?, 2);
 //! manager.shutdown();
 //! # Ok(()) }
 //! ```
 //!
+//! `#[monogusa::service]` on `trait Counter` generates:
+//! - `CounterClient`, the stub: the trait's methods with the same names, arguments and docs,
+//!   each returning `monogusa::Result<T>`. A method whose trait signature returns
+//!   `Result<T, E>` returns `monogusa::Result<Result<T, E>>`: the outer error is the call's
+//!   (connection, timeout, ...), the inner one the application's, decoded typed.
+//!   `CounterClient::open(&client, name)` opens a served object; `create(&client, args)` makes
+//!   a new one from a type registered with [`ManagerBuilder::register_type`]; `object_ref()`
+//!   and `from_ref` pass an object to another process.
+//! - `CounterServer<T>`, which wraps any `T: Counter` for [`ManagerBuilder::serve`] and
+//!   `register_type`. Each object sits behind its own lock: `&mut self` methods run alone,
+//!   `&self` methods together.
+//!
+//! Arguments and results are any serde types, passed by value. Misuse (generic or `async`
+//! methods, `self` by value, references, patterns, names the stub needs) is a compile error
+//! pointing at the offending item.
+//!
+//! Created objects are reference-counted across clones, connections and processes, and freed
+//! when the last stub goes, including stubs of a process that died.
+//!
+//! ## Plain functions
+//!
+//! ```
+//! use monogusa::{Client, Manager, RemoteErrorKind};
+//!
+//! # fn main() -> monogusa::Result<()> {
+//! let manager = Manager::builder()
+//!     .authkey("password")
+//!     .register("add", |a: i64, b: i64| a + b) // 0 to 8 serde arguments
+//!     .register("divide", |a: i64, b: i64| {
+//!         if b == 0 { Err("division by zero") } else { Ok(a / b) }
+//!     })
+//!     .build()?
+//!     .start()?;
+//!
+//! let client = Client::connect(manager.address(), "password")?;
+//! assert_eq!(client.call::<i64>("add", (2i64, 3i64))?, 5);
+//! // An `Err` from a function is a typed remote error carrying its message.
+//! match client.call::<i64>("divide", (1i64, 0i64)) {
+//!     Err(monogusa::Error::Remote(e)) => {
+//!         assert_eq!(e.kind(), RemoteErrorKind::Handler);
+//!         assert_eq!(e.message(), "division by zero");
+//!     }
+//!     other => panic!("{other:?}"),
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! ## The pieces
-//! - [`Manager`] serves registered functions: any `Fn` of 0 to 8 serde arguments returning a
-//!   serde value or `Result<T, E: Display>`. One thread per connection; a panicking function
-//!   returns an error to its caller and the manager serves on.
-//! - [`Client`] calls them; clone it freely across threads.
+//! - [`Manager`] serves objects and functions. One thread per connection; a panicking method
+//!   or function returns an error to its caller and the manager serves on.
+//! - [`Client`] connects and calls; clone it freely across threads.
 //! - [`Address`] is `host:port` or `unix:/path`.
 //! - [`Error`] tells apart I/O, authentication, remote, timeout, lost-connection, frame-size
 //!   and codec failures; [`RemoteError`] carries what the manager reported.
@@ -78,7 +134,8 @@ pub use service::{
 };
 pub use stub::ObjectHandle;
 
-/// Marks a trait as a remote service; see the crate documentation.
+/// Marks a trait as a remote service: generates the typed client stub `<Trait>Client` and the
+/// server wrapper `<Trait>Server<T>`. See [the crate documentation](crate#a-service-declared-once-as-a-trait).
 pub use monogusa_macros::service;
 
 /// What the code generated by `#[service]` refers to. Not a public API: it may change in

@@ -131,6 +131,14 @@ fn counter_example_counts_to_5000_over_unix() {
 }
 
 #[test]
+fn objects_example_shares_and_frees_an_object_across_processes() {
+    let out = run_example("objects", &[]);
+    assert!(out.contains("total is 155 (expected 155)"), "{out}");
+    assert!(out.contains("object alive: false"), "{out}");
+    assert!(out.contains("objects left in the manager: 0"), "{out}");
+}
+
+#[test]
 fn kv_server_and_kv_client_as_separate_programs() {
     let dir = tempfile::tempdir().unwrap();
     let address = format!("unix:{}", dir.path().join("kv.sock").display());

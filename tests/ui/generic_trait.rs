@@ -1,0 +1,6 @@
+#[monogusa::service]
+pub trait Store<T> {
+    fn get(&self, key: String) -> T;
+}
+
+fn main() {}

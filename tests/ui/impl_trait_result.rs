@@ -1,0 +1,6 @@
+#[monogusa::service]
+pub trait Store {
+    fn keys(&self) -> impl Iterator<Item = String>;
+}
+
+fn main() {}

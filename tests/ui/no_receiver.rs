@@ -1,0 +1,6 @@
+#[monogusa::service]
+pub trait Store {
+    fn make(key: String) -> i64;
+}
+
+fn main() {}

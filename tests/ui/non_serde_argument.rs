@@ -1,0 +1,8 @@
+pub struct NotSerde;
+
+#[monogusa::service]
+pub trait Store {
+    fn put(&mut self, value: NotSerde);
+}
+
+fn main() {}
