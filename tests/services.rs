@@ -90,6 +90,38 @@ impl Greeter for English {
     }
 }
 
+/// Observes concurrency inside an object.
+#[monogusa::service]
+pub trait Probe {
+    /// Waits (up to a few seconds) until `others` other `meet` calls are inside at once.
+    fn meet(&self, others: usize) -> bool;
+}
+
+#[derive(Default)]
+pub struct MeetingPoint {
+    inside: std::sync::atomic::AtomicUsize,
+}
+
+impl Probe for MeetingPoint {
+    fn meet(&self, others: usize) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.inside.fetch_add(1, SeqCst);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut met = false;
+        while std::time::Instant::now() < deadline {
+            if self.inside.load(SeqCst) > others {
+                met = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Stay until everyone has seen the meeting, so no caller misses it.
+        std::thread::sleep(Duration::from_millis(20));
+        self.inside.fetch_sub(1, SeqCst);
+        met
+    }
+}
+
 fn start_manager() -> ManagerHandle {
     Manager::builder()
         .authkey(KEY)
@@ -99,6 +131,7 @@ fn start_manager() -> ManagerHandle {
             CounterServer::new(MemoryCounter::default()),
         )
         .serve("greeter", GreeterServer::new(English))
+        .serve("probe", ProbeServer::new(MeetingPoint::default()))
         .register_type("Counter", |limit: Option<i64>| {
             CounterServer::new(MemoryCounter {
                 limit,
@@ -146,6 +179,24 @@ fn typed_results_and_typed_application_errors() {
         limited.add("x".into(), 5).unwrap(),
         Err(CounterError::Overflow { at: 8 })
     );
+}
+
+#[test]
+fn shared_reference_methods_run_together() {
+    let manager = start_manager();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let probe = ProbeClient::open(&client, "probe").unwrap();
+    // Three `&self` calls from three threads are inside the object at the same time; were
+    // they serialized, none would see the others and each would report false.
+    let threads: Vec<_> = (0..3)
+        .map(|_| {
+            let probe = probe.clone();
+            std::thread::spawn(move || probe.meet(2).unwrap())
+        })
+        .collect();
+    for t in threads {
+        assert!(t.join().unwrap(), "`&self` calls did not overlap");
+    }
 }
 
 #[test]
