@@ -122,7 +122,7 @@ mod service;
 mod stub;
 mod transport;
 
-pub use client::{Client, ClientBuilder};
+pub use client::{Client, ClientBuilder, ConnectionStatus, Pending};
 pub use error::{Error, RemoteError, RemoteErrorKind, Result};
 pub use frame::DEFAULT_MAX_FRAME_LEN;
 pub use server::{
@@ -143,6 +143,7 @@ pub use monogusa_macros::service;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::Client;
+    pub use crate::client::Pending;
     use crate::codec;
     pub use crate::error::{Error, RemoteError, RemoteErrorKind, Result};
     pub use crate::service::{MethodInfo, ObjectRef, Service, ServiceDescriptor};

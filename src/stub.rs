@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::client::Client;
+use crate::client::{Client, Pending};
 use crate::error::Result;
 use crate::message::Op;
 use crate::service::ObjectRef;
@@ -89,6 +89,20 @@ impl ObjectHandle {
             method,
         };
         self.client.request(op, args, self.client.call_timeout())
+    }
+
+    /// Queues a call of `method` on the client's pipeline connection and returns its
+    /// pending reply (see [`Client::send`]).
+    pub fn send<R: DeserializeOwned, A: Serialize>(
+        &self,
+        method: &str,
+        args: &A,
+    ) -> Result<Pending<R>> {
+        let op = Op::Method {
+            object: self.id,
+            method,
+        };
+        self.client.send_op(op, method, args)
     }
 }
 

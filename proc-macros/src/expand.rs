@@ -14,6 +14,7 @@ pub fn expand(item: &ItemTrait, service: &Service) -> TokenStream {
     let name = trait_ident.to_string();
     let client = format_ident!("{}Client", trait_ident);
     let server = format_ident!("{}Server", trait_ident);
+    let sender = format_ident!("{}ClientSend", trait_ident);
     let m = quote!(::monogusa::__private);
 
     let infos = service.methods.iter().map(|method| {
@@ -25,6 +26,10 @@ pub fn expand(item: &ItemTrait, service: &Service) -> TokenStream {
         .methods
         .iter()
         .map(|method| stub_method(method, vis, &m));
+    let send_methods = service
+        .methods
+        .iter()
+        .map(|method| send_method(method, vis, &m));
     let shared_arms = dispatch_arms(service, false, trait_ident, &name, &m);
     let exclusive_arms = dispatch_arms(service, true, trait_ident, &name, &m);
 
@@ -35,6 +40,10 @@ pub fn expand(item: &ItemTrait, service: &Service) -> TokenStream {
          `monogusa::Result<Result<T, E>>` here: the outer error is the call's, the inner the \
          application's.\n\nOpen a served object with [`{client}::open`], make a new one with \
          [`{client}::create`]. Clones share the object; it lives while any stub to it does."
+    );
+    let sender_doc = format!(
+        "Pipelined calls on a [`{client}`], from [`{client}::send`]: the same methods, each \
+         queueing its call and returning a [`Pending`](::monogusa::Pending) reply at once."
     );
     let server_doc = format!(
         "Wraps any implementation of [`{name}`] so a manager can serve it: \
@@ -95,7 +104,23 @@ pub fn expand(item: &ItemTrait, service: &Service) -> TokenStream {
                 &self.handle
             }
 
+            /// Pipelined calls: `stub.send().method(args)?` queues the call and returns a
+            /// pending reply at once, so one thread can keep many calls in flight.
+            #vis fn send(&self) -> #sender<'_> {
+                #sender { handle: &self.handle }
+            }
+
             #(#stub_methods)*
+        }
+
+        #[doc = #sender_doc]
+        #[derive(::core::clone::Clone, ::core::marker::Copy, ::core::fmt::Debug)]
+        #vis struct #sender<'a> {
+            handle: &'a #m::ObjectHandle,
+        }
+
+        impl #sender<'_> {
+            #(#send_methods)*
         }
 
         #[doc = #server_doc]
@@ -170,6 +195,24 @@ fn stub_method(method: &Method, vis: &syn::Visibility, m: &TokenStream) -> Token
         #(#docs)*
         #vis fn #ident(&self, #(#arg_names: #arg_types),*) -> #m::Result<#output> {
             self.handle.call(#method_name, &(#(#arg_names,)*))
+        }
+    }
+}
+
+fn send_method(method: &Method, vis: &syn::Visibility, m: &TokenStream) -> TokenStream {
+    let ident = &method.ident;
+    let method_name = ident.to_string();
+    let docs = &method.docs;
+    let arg_names: Vec<_> = method.args.iter().map(|(name, _)| name).collect();
+    let arg_types: Vec<_> = method.args.iter().map(|(_, ty)| ty).collect();
+    let output = match &method.output {
+        Some(ty) => quote!(#ty),
+        None => quote!(()),
+    };
+    quote! {
+        #(#docs)*
+        #vis fn #ident(&self, #(#arg_names: #arg_types),*) -> #m::Result<#m::Pending<#output>> {
+            self.handle.send(#method_name, &(#(#arg_names,)*))
         }
     }
 }

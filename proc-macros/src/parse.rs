@@ -16,6 +16,7 @@ const RESERVED: &[&str] = &[
     "from_ref",
     "object_ref",
     "handle",
+    "send",
 ];
 
 /// Prefix of the generated code's own local names, kept out of users' argument names.

@@ -1,11 +1,12 @@
 //! One client connection on the manager side: handshake, then requests handled in order on
 //! this connection's own thread, replies batched into as few writes as possible.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::auth::{self, Refusal};
 use crate::codec;
@@ -91,42 +92,42 @@ enum Next {
 fn requests(shared: &Shared, stream: &mut Stream, held: &mut HeldRefs) -> Result<(), Closing> {
     let max = shared.limits.max_frame_len;
     let mut reader = FrameReader::new(max);
-    let mut out = Vec::with_capacity(4096);
+    let mut replies = Replies {
+        stream,
+        out: Vec::with_capacity(4096),
+        pace: Pace::default(),
+    };
     loop {
-        // Handle every complete request already buffered before writing any reply: a burst
-        // of pipelined calls then costs one write instead of one per reply.
+        // Handle every complete request already buffered before writing their replies: a
+        // burst of pipelined calls then costs one write instead of one per reply.
         loop {
             let frame = match reader.next_frame() {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(e) => {
-                    write_out(stream, &mut out)?;
+                    replies.flush()?;
                     return Err(Closing::Violation(RemoteError::new(
                         RemoteErrorKind::FrameTooLarge,
                         e.to_string(),
                     )));
                 }
             };
-            match handle(shared, frame, &mut out, held) {
-                Ok(Next::Continue) => {}
-                Ok(Next::StopManager) => {
-                    write_out(stream, &mut out)?;
+            match handle(shared, frame, &mut replies, held)? {
+                Next::Continue => {}
+                Next::StopManager => {
+                    replies.flush()?;
                     shared.begin_shutdown();
                 }
-                Err(violation) => {
-                    write_out(stream, &mut out)?;
-                    return Err(Closing::Violation(violation));
-                }
             }
-            if out.len() >= FLUSH_AT {
-                write_out(stream, &mut out)?;
+            if replies.out.len() >= FLUSH_AT {
+                replies.flush()?;
             }
         }
-        write_out(stream, &mut out)?;
+        replies.flush()?;
         if shared.stopping.load(Relaxed) {
             return Ok(());
         }
-        match reader.fill(stream) {
+        match reader.fill(replies.stream) {
             Ok(0) if reader.has_partial_frame() => return Err(Closing::Truncated),
             Ok(0) => return Ok(()),
             Ok(_) => {}
@@ -136,13 +137,67 @@ fn requests(shared: &Shared, stream: &mut Stream, held: &mut HeldRefs) -> Result
     }
 }
 
-fn write_out(stream: &mut Stream, out: &mut Vec<u8>) -> Result<(), Closing> {
-    if out.is_empty() {
-        return Ok(());
+/// Replies waiting to be written, and the socket they go to.
+struct Replies<'s> {
+    stream: &'s mut Stream,
+    out: Vec<u8>,
+    pace: Pace,
+}
+
+impl Replies<'_> {
+    fn flush(&mut self) -> Result<(), Closing> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let result = self.stream.write_all(&self.out);
+        self.out.clear();
+        result.map_err(Closing::PeerGone)
     }
-    let result = stream.write_all(out);
-    out.clear();
-    result.map_err(Closing::PeerGone)
+
+    /// Runs one call. Replies already produced are written first unless the call is known
+    /// to be quick: a reply never waits behind a later, slow call (a blocking one, say),
+    /// while a burst of quick calls still leaves in one write.
+    fn run(&mut self, target: Target, run: impl FnOnce(&mut Vec<u8>)) -> Result<(), Closing> {
+        if !self.out.is_empty() && !self.pace.is_quick(target) {
+            self.flush()?;
+        }
+        let started = Instant::now();
+        run(&mut self.out);
+        self.pace.record(target, started.elapsed());
+        Ok(())
+    }
+}
+
+/// What a call runs: a registered function (by its handler's address) or an object (by id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Target {
+    Function(usize),
+    Object(u64),
+}
+
+/// Which targets ran quickly the last time this connection called them.
+#[derive(Default)]
+struct Pace {
+    quick: HashMap<Target, bool>,
+}
+
+impl Pace {
+    /// A call under this is "quick": holding earlier replies back for it costs less than a
+    /// write.
+    const QUICK: Duration = Duration::from_micros(20);
+    /// Bounds the memory a connection touching very many objects can use.
+    const MAX_TRACKED: usize = 4096;
+
+    fn is_quick(&self, target: Target) -> bool {
+        self.quick.get(&target).copied().unwrap_or(false)
+    }
+
+    fn record(&mut self, target: Target, took: Duration) {
+        if self.quick.len() >= Self::MAX_TRACKED {
+            self.quick.clear();
+        }
+        self.quick.insert(target, took < Self::QUICK);
+    }
 }
 
 /// Handles one request frame, appending its response frame to `out`. An `Err` means the
@@ -150,20 +205,20 @@ fn write_out(stream: &mut Stream, out: &mut Vec<u8>) -> Result<(), Closing> {
 fn handle(
     shared: &Shared,
     frame: &[u8],
-    out: &mut Vec<u8>,
+    replies: &mut Replies<'_>,
     held: &mut HeldRefs,
-) -> Result<Next, RemoteError> {
+) -> Result<Next, Closing> {
     let (header, used) = codec::decode_prefix::<RequestHeader>(frame).map_err(|e| {
-        RemoteError::new(
+        Closing::Violation(RemoteError::new(
             RemoteErrorKind::MalformedRequest,
             format!("cannot decode the request envelope: {e}"),
-        )
+        ))
     })?;
     if header.id == NOTICE_ID {
-        return Err(RemoteError::new(
+        return Err(Closing::Violation(RemoteError::new(
             RemoteErrorKind::MalformedRequest,
             "request id 0 is reserved",
-        ));
+        )));
     }
     let args = &frame[used..];
     let reply = Reply {
@@ -174,33 +229,48 @@ fn handle(
     match header.op {
         Op::Call(name) => {
             shared.stats.calls.fetch_add(1, Relaxed);
-            reply.with(out, name, |out| match shared.registry.get(name) {
-                Some(function) => function(args, out),
-                None => Err(unknown_function(shared, name)),
-            });
+            match shared.registry.get(name) {
+                Some(function) => {
+                    let target =
+                        Target::Function(std::ptr::from_ref(function) as *const () as usize);
+                    replies.run(target, |out| {
+                        reply.with(out, name, |out| function(args, out))
+                    })?;
+                }
+                None => reply.with(&mut replies.out, name, |_| {
+                    Err(unknown_function(shared, name))
+                }),
+            }
         }
         Op::Method { object, method } => {
             shared.stats.calls.fetch_add(1, Relaxed);
-            reply.with(out, method, |out| objects.call(object, method, args, out));
+            replies.run(Target::Object(object), |out| {
+                reply.with(out, method, |out| objects.call(object, method, args, out))
+            })?;
         }
         Op::Open { name, service } => {
+            let out = &mut replies.out;
             reply.with(out, "open", |out| {
                 encode_value(&objects.open(name, service)?, out)
             });
         }
         Op::Create { type_id, service } => {
+            let out = &mut replies.out;
             reply.with(out, type_id, |out| {
                 encode_value(&objects.create(type_id, service, args, held)?, out)
             });
         }
         Op::Retain { object, service } => {
-            reply.with(out, "retain", |_| objects.retain(object, service, held));
+            reply.with(&mut replies.out, "retain", |_| {
+                objects.retain(object, service, held)
+            });
         }
         Op::Release { object } => {
             objects.release(object, held);
-            reply.with(out, "release", |_| Ok(()));
+            reply.with(&mut replies.out, "release", |_| Ok(()));
         }
         Op::Describe => {
+            let out = &mut replies.out;
             reply.with(out, "describe", |out| {
                 let functions = shared
                     .registry
@@ -212,7 +282,7 @@ fn handle(
             });
         }
         Op::Shutdown if shared.allow_remote_shutdown => {
-            reply.with(out, "shutdown", |_| Ok(()));
+            reply.with(&mut replies.out, "shutdown", |_| Ok(()));
             log::info!("shutdown requested by a client");
             return Ok(Next::StopManager);
         }
@@ -221,7 +291,7 @@ fn handle(
                 RemoteErrorKind::NotPermitted,
                 "this manager does not accept remote shutdown",
             );
-            write_error(out, header.id, &error, reply.max);
+            write_error(&mut replies.out, header.id, &error, reply.max);
         }
     }
     Ok(Next::Continue)

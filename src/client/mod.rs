@@ -4,47 +4,84 @@
 //! whole round trip, so calls from different threads run in parallel on separate connections
 //! (and separate manager threads), and a call that blocks in the manager holds up only its own
 //! connection. A connection whose state is uncertain after an error (timeout, lost
-//! connection) is dropped, never reused; the next call opens a fresh one.
+//! connection) is dropped, never reused; the next call opens a fresh one, retrying with
+//! backoff if the manager is not reachable yet.
+//!
+//! [`Client::send`] instead queues calls on one shared pipeline connection and returns
+//! [`Pending`] replies: many calls in flight from one thread (see `pipeline`).
+
+mod connection;
+mod pipeline;
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::auth::{self, AuthKey};
-use crate::codec;
-use crate::error::{Error, RemoteError, Result};
-use crate::frame::{self, DEFAULT_MAX_FRAME_LEN, FrameReader};
-use crate::message::{NOTICE_ID, Op, RequestHeader, ResponseHeader, Status};
+use crate::auth::AuthKey;
+use crate::error::{Error, Result};
+use crate::frame::DEFAULT_MAX_FRAME_LEN;
+use crate::message::Op;
 use crate::service::Description;
-use crate::transport::{Address, Stream, ToAddress};
+use crate::transport::{Address, ToAddress};
 
-/// A socket timeout is adjusted to the call's remaining time only when they differ by more
-/// than this; the common case (a reply within one read) then costs no extra syscall.
-const TIMEOUT_SLACK: Duration = Duration::from_millis(1);
+use connection::{Connection, Health};
+pub use pipeline::Pending;
+use pipeline::Pipe;
 
-/// The shortest timeout a socket is given; zero would mean "no timeout" to the OS.
-const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+/// A change in a client's connection to its manager, reported to the callback given to
+/// [`ClientBuilder::on_status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionStatus {
+    /// Connected and authenticated (first connection, or again after a loss).
+    Connected,
+    /// A connection broke, or no connection could be made.
+    Disconnected {
+        /// What went wrong.
+        reason: String,
+    },
+    /// Opening a connection failed; retrying after `delay`.
+    Reconnecting {
+        /// The retry's number, from 1.
+        attempt: u32,
+        /// How long the client waits before it.
+        delay: Duration,
+    },
+}
+
+type StatusCallback = Arc<dyn Fn(&ConnectionStatus) + Send + Sync>;
 
 #[derive(Debug, Clone)]
-struct Options {
+pub(crate) struct Options {
     connect_timeout: Option<Duration>,
     handshake_timeout: Duration,
     call_timeout: Option<Duration>,
     max_frame_len: u32,
     max_idle_connections: usize,
+    reconnect_attempts: u32,
+    reconnect_backoff: Duration,
 }
 
 /// Configures a [`Client`]; made by [`Client::builder`].
 #[must_use = "a builder does nothing until `connect` is called"]
-#[derive(Debug)]
 pub struct ClientBuilder {
     address: Result<Address>,
     authkey: Vec<u8>,
     options: Options,
+    status: Option<StatusCallback>,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("address", &self.address)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientBuilder {
@@ -81,20 +118,51 @@ impl ClientBuilder {
         self
     }
 
+    /// After a lost connection, how often to retry opening a new one before a call fails,
+    /// and the first delay (doubled each time, at most 1 s). Default: 4 retries from 25 ms.
+    /// The first connection ([`ClientBuilder::connect`]) is never retried: a wrong address
+    /// should fail at once.
+    pub fn reconnect(mut self, attempts: u32, first_delay: Duration) -> Self {
+        self.options.reconnect_attempts = attempts;
+        self.options.reconnect_backoff = first_delay;
+        self
+    }
+
+    /// Calls `callback` on every change of connection status (connected, disconnected,
+    /// reconnecting), from whichever thread noticed it. Keep it short; it must not call
+    /// the client.
+    pub fn on_status(
+        mut self,
+        callback: impl Fn(&ConnectionStatus) + Send + Sync + 'static,
+    ) -> Self {
+        self.status = Some(Arc::new(callback));
+        self
+    }
+
     /// Connects and authenticates once, so a wrong address or key is reported here.
     pub fn connect(self) -> Result<Client> {
         let key = AuthKey::new(&self.authkey)?;
         let address = self.address?;
-        let first = Connection::open(&address, &key, &self.options)?;
-        Ok(Client {
+        let client = Client {
             inner: Arc::new(Inner {
                 address,
                 key,
                 options: self.options,
-                idle: Mutex::new(vec![first]),
+                idle: Mutex::new(Vec::new()),
                 session: Mutex::new(Session::default()),
+                pipe: Mutex::new(None),
+                connected: AtomicBool::new(false),
+                status: self.status,
             }),
-        })
+        };
+        let first = client.open_connection(0)?;
+        client
+            .inner
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(first);
+        Ok(client)
     }
 }
 
@@ -119,6 +187,24 @@ struct Inner {
     options: Options,
     idle: Mutex<Vec<Connection>>,
     session: Mutex<Session>,
+    /// The pipeline connection for `send`, made on first use and replaced after a failure.
+    pipe: Mutex<Option<Arc<Pipe>>>,
+    /// Last status reported: connected or not.
+    connected: AtomicBool,
+    status: Option<StatusCallback>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(pipe) = self
+            .pipe
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            pipe.close();
+        }
+    }
 }
 
 /// The connection that holds this client's references to objects in the manager.
@@ -165,7 +251,10 @@ impl Client {
                 call_timeout: None,
                 max_frame_len: DEFAULT_MAX_FRAME_LEN,
                 max_idle_connections: 64,
+                reconnect_attempts: 4,
+                reconnect_backoff: Duration::from_millis(25),
             },
+            status: None,
         }
     }
 
@@ -192,6 +281,100 @@ impl Client {
         timeout: Duration,
     ) -> Result<R> {
         self.request(Op::Call(function), &args, Some(timeout))
+    }
+
+    /// Queues a call on the client's pipeline connection and returns at once with a
+    /// [`Pending`] reply; [`Pending::wait`] collects it. One thread can keep hundreds of calls
+    /// in flight this way; calls queued together leave in one write, and each reply goes to
+    /// its own caller whatever order they wait in.
+    ///
+    /// Calls sent this way run in order on one manager thread: a slow one delays those behind
+    /// it. For independent blocking calls, use [`Client::call`] from separate threads. If the
+    /// connection is lost, every unanswered call fails with [`Error::ConnectionLost`] (none is
+    /// retried) and the next `send` connects afresh.
+    pub fn send<R: DeserializeOwned>(
+        &self,
+        function: &str,
+        args: impl Serialize,
+    ) -> Result<Pending<R>> {
+        self.send_op(Op::Call(function), function, &args)
+    }
+
+    pub(crate) fn send_op<R: DeserializeOwned, A: Serialize>(
+        &self,
+        op: Op<'_>,
+        what: &str,
+        args: &A,
+    ) -> Result<Pending<R>> {
+        let pipe = self.pipe()?;
+        match pipe.send(op, args) {
+            Ok(id) => Ok(Pending::new(pipe, id, what)),
+            Err(e) => {
+                if matches!(e, Error::ConnectionLost(_)) {
+                    self.lost(&e);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The live pipeline connection, opening one if there is none or the last one failed.
+    fn pipe(&self) -> Result<Arc<Pipe>> {
+        let mut slot = self.inner.pipe.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pipe) = slot.as_ref().filter(|p| !p.is_failed()) {
+            return Ok(Arc::clone(pipe));
+        }
+        if let Some(old) = slot.take() {
+            old.close();
+        }
+        let connection = self.open_connection(self.inner.options.reconnect_attempts)?;
+        let pipe = Pipe::start(connection, self.inner.options.max_frame_len)?;
+        *slot = Some(Arc::clone(&pipe));
+        Ok(pipe)
+    }
+
+    /// Opens and authenticates a connection, retrying `retries` times with backoff when
+    /// the manager cannot be reached (a restart, say). Wrong keys are never retried.
+    fn open_connection(&self, retries: u32) -> Result<Connection> {
+        let inner = &*self.inner;
+        let mut delay = inner.options.reconnect_backoff;
+        let mut attempt = 0;
+        loop {
+            match Connection::open(&inner.address, &inner.key, &inner.options) {
+                Ok(connection) => {
+                    if !inner.connected.swap(true, Ordering::AcqRel) {
+                        self.report(ConnectionStatus::Connected);
+                    }
+                    return Ok(connection);
+                }
+                Err(e) if attempt < retries && is_transient(&e) => {
+                    attempt += 1;
+                    self.lost(&e);
+                    self.report(ConnectionStatus::Reconnecting { attempt, delay });
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => {
+                    self.lost(&e);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Notes that the connection to the manager was lost (reported once per loss).
+    fn lost(&self, error: &Error) {
+        if self.inner.connected.swap(false, Ordering::AcqRel) {
+            self.report(ConnectionStatus::Disconnected {
+                reason: error.to_string(),
+            });
+        }
+    }
+
+    fn report(&self, status: ConnectionStatus) {
+        if let Some(callback) = &self.inner.status {
+            callback(&status);
+        }
     }
 
     /// Asks the manager to shut down; returns once it has acknowledged. The manager then
@@ -329,9 +512,12 @@ impl Client {
         let pooled = inner.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut connection = match pooled {
             Some(connection) => connection,
-            None => Connection::open(&inner.address, &inner.key, &inner.options)?,
+            None => self.open_connection(inner.options.reconnect_attempts)?,
         };
         let (result, health) = connection.call(op, args, timeout, inner.options.max_frame_len);
+        if let Err(e @ Error::ConnectionLost(_)) = &result {
+            self.lost(e);
+        }
         if health == Health::Reusable {
             let mut idle = inner.idle.lock().unwrap_or_else(|e| e.into_inner());
             if idle.len() < inner.options.max_idle_connections {
@@ -342,166 +528,10 @@ impl Client {
     }
 }
 
-/// Whether a connection is in a known state after a call.
-#[derive(Debug, PartialEq, Eq)]
-enum Health {
-    /// Every byte sent was answered: the next call can use it.
-    Reusable,
-    /// A reply may still be on its way, or the stream broke: close it.
-    Broken,
-}
-
-/// One authenticated connection, used by one call at a time.
-struct Connection {
-    stream: Stream,
-    reader: FrameReader,
-    out: Vec<u8>,
-    /// Ids start at 1: 0 is the manager's notice id.
-    next_id: u64,
-    /// The timeout currently set on the socket, to skip redundant syscalls.
-    socket_timeout: Option<Duration>,
-}
-
-impl Connection {
-    fn open(address: &Address, key: &AuthKey, options: &Options) -> Result<Connection> {
-        let mut stream = Stream::connect(address, options.connect_timeout)?;
-        stream.set_timeouts(Some(options.handshake_timeout))?;
-        auth::client_handshake(&mut stream, key)?;
-        stream.set_timeouts(None)?;
-        Ok(Connection {
-            stream,
-            reader: FrameReader::new(options.max_frame_len),
-            out: Vec::with_capacity(4096),
-            next_id: NOTICE_ID + 1,
-            socket_timeout: None,
-        })
-    }
-
-    /// Sends one request and waits for its reply.
-    fn call<R: DeserializeOwned, A: Serialize>(
-        &mut self,
-        op: Op<'_>,
-        args: &A,
-        timeout: Option<Duration>,
-        max_frame_len: u32,
-    ) -> (Result<R>, Health) {
-        let id = self.next_id;
-        self.next_id += 1;
-        let function: &str = match &op {
-            Op::Call(name) | Op::Method { method: name, .. } => name,
-            Op::Create { type_id, .. } => type_id,
-            Op::Open { .. } => "open",
-            Op::Retain { .. } => "retain",
-            Op::Release { .. } => "release",
-            Op::Describe => "describe",
-            Op::Shutdown => "shutdown",
-        };
-        self.out.clear();
-        let start = frame::begin(&mut self.out);
-        let encoded = codec::encode_into(&RequestHeader { id, op }, &mut self.out)
-            .and_then(|()| codec::encode_into(args, &mut self.out))
-            .and_then(|()| frame::end(&mut self.out, start, max_frame_len));
-        if let Err(e) = encoded {
-            // Nothing was sent: the connection is as good as before.
-            return (Err(e), Health::Reusable);
-        }
-
-        let timeout = timeout.map(|t| t.max(MIN_TIMEOUT));
-        let deadline = timeout.map(|t| Instant::now() + t);
-        if let Err(e) = self.set_socket_timeout(timeout) {
-            return (Err(Error::Io(e)), Health::Broken);
-        }
-        if let Err(e) = self.stream.write_all(&self.out) {
-            return (Err(in_flight_failure(e)), Health::Broken);
-        }
-        loop {
-            match self.reader.next_frame() {
-                Ok(Some(reply)) => return decode_reply(reply, id, function),
-                Ok(None) => {}
-                Err(e) => return (Err(e), Health::Broken),
-            }
-            if let Some(deadline) = deadline {
-                let remaining = deadline.saturating_duration_since(Instant::now());
-                if remaining.is_zero() {
-                    return (Err(Error::Timeout), Health::Broken);
-                }
-                let set = self.socket_timeout.unwrap_or(Duration::MAX);
-                if set > remaining + TIMEOUT_SLACK {
-                    if let Err(e) = self.set_socket_timeout(Some(remaining.max(MIN_TIMEOUT))) {
-                        return (Err(Error::Io(e)), Health::Broken);
-                    }
-                }
-            }
-            match self.reader.fill(&mut self.stream) {
-                Ok(0) => {
-                    let eof = io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the manager closed the connection",
-                    );
-                    return (Err(Error::ConnectionLost(eof)), Health::Broken);
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return (Err(in_flight_failure(e)), Health::Broken),
-            }
-        }
-    }
-
-    fn set_socket_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        if self.socket_timeout != timeout {
-            self.stream.set_timeouts(timeout)?;
-            self.socket_timeout = timeout;
-        }
-        Ok(())
-    }
-}
-
-/// A socket error once a request may have left: a timeout, or a lost connection.
-fn in_flight_failure(e: io::Error) -> Error {
-    match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout,
-        _ => Error::ConnectionLost(e),
-    }
-}
-
-/// Reads the reply to request `id`.
-fn decode_reply<R: DeserializeOwned>(reply: &[u8], id: u64, function: &str) -> (Result<R>, Health) {
-    let (header, used) = match codec::decode_prefix::<ResponseHeader>(reply) {
-        Ok(decoded) => decoded,
-        Err(e) => {
-            let e = Error::Protocol(format!("unreadable reply envelope: {e}"));
-            return (Err(e), Health::Broken);
-        }
-    };
-    let body = &reply[used..];
-    if header.id == NOTICE_ID {
-        // The manager is closing this connection and says why.
-        let result = match codec::decode_exact::<RemoteError>(body) {
-            Ok(notice) => Err(Error::Remote(notice)),
-            Err(e) => Err(Error::Protocol(format!(
-                "unreadable notice from the manager: {e}"
-            ))),
-        };
-        return (result, Health::Broken);
-    }
-    if header.id != id {
-        let e = Error::Protocol(format!(
-            "reply to request {} while waiting for {id}",
-            header.id
-        ));
-        return (Err(e), Health::Broken);
-    }
-    let result = match header.status {
-        Status::Ok => codec::decode_exact::<R>(body).map_err(|e| {
-            Error::Codec(format!(
-                "the reply of `{function}` is not a {}: {e}",
-                std::any::type_name::<R>()
-            ))
-        }),
-        Status::Err => match codec::decode_exact::<RemoteError>(body) {
-            Ok(remote) => Err(Error::Remote(remote)),
-            Err(e) => Err(Error::Codec(format!("unreadable error reply: {e}"))),
-        },
-    };
-    (result, Health::Reusable)
+/// Errors worth retrying a connection for: the manager may be restarting or busy.
+fn is_transient(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Io(_) | Error::Refused(_) | Error::Handshake(_)
+    )
 }

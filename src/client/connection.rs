@@ -1,0 +1,196 @@
+//! One authenticated connection used by one call at a time, and the decoding of replies.
+
+use std::io::{self, Write};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::auth::{self, AuthKey};
+use crate::codec;
+use crate::error::{Error, RemoteError, Result};
+use crate::frame::{self, FrameReader};
+use crate::message::{NOTICE_ID, Op, RequestHeader, ResponseHeader, Status};
+use crate::transport::{Address, Stream};
+
+use super::Options;
+
+/// A socket timeout is adjusted to the call's remaining time only when they differ by more
+/// than this; the common case (a reply within one read) then costs no extra syscall.
+const TIMEOUT_SLACK: Duration = Duration::from_millis(1);
+
+/// The shortest timeout a socket is given; zero would mean "no timeout" to the OS.
+pub(crate) const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+
+/// Whether a connection is in a known state after a call.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Health {
+    /// Every byte sent was answered: the next call can use it.
+    Reusable,
+    /// A reply may still be on its way, or the stream broke: close it.
+    Broken,
+}
+
+/// One authenticated connection, used by one call at a time.
+pub(crate) struct Connection {
+    stream: Stream,
+    reader: FrameReader,
+    out: Vec<u8>,
+    /// Ids start at 1: 0 is the manager's notice id.
+    next_id: u64,
+    /// The timeout currently set on the socket, to skip redundant syscalls.
+    socket_timeout: Option<Duration>,
+}
+
+impl Connection {
+    pub(crate) fn open(address: &Address, key: &AuthKey, options: &Options) -> Result<Connection> {
+        let mut stream = Stream::connect(address, options.connect_timeout)?;
+        stream.set_timeouts(Some(options.handshake_timeout))?;
+        auth::client_handshake(&mut stream, key)?;
+        stream.set_timeouts(None)?;
+        Ok(Connection {
+            stream,
+            reader: FrameReader::new(options.max_frame_len),
+            out: Vec::with_capacity(4096),
+            next_id: NOTICE_ID + 1,
+            socket_timeout: None,
+        })
+    }
+
+    /// Sends one request and waits for its reply.
+    pub(crate) fn call<R: DeserializeOwned, A: Serialize>(
+        &mut self,
+        op: Op<'_>,
+        args: &A,
+        timeout: Option<Duration>,
+        max_frame_len: u32,
+    ) -> (Result<R>, Health) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let function: &str = match &op {
+            Op::Call(name) | Op::Method { method: name, .. } => name,
+            Op::Create { type_id, .. } => type_id,
+            Op::Open { .. } => "open",
+            Op::Retain { .. } => "retain",
+            Op::Release { .. } => "release",
+            Op::Describe => "describe",
+            Op::Shutdown => "shutdown",
+        };
+        self.out.clear();
+        let start = frame::begin(&mut self.out);
+        let encoded = codec::encode_into(&RequestHeader { id, op }, &mut self.out)
+            .and_then(|()| codec::encode_into(args, &mut self.out))
+            .and_then(|()| frame::end(&mut self.out, start, max_frame_len));
+        if let Err(e) = encoded {
+            // Nothing was sent: the connection is as good as before.
+            return (Err(e), Health::Reusable);
+        }
+
+        let timeout = timeout.map(|t| t.max(MIN_TIMEOUT));
+        let deadline = timeout.map(|t| Instant::now() + t);
+        if let Err(e) = self.set_socket_timeout(timeout) {
+            return (Err(Error::Io(e)), Health::Broken);
+        }
+        if let Err(e) = self.stream.write_all(&self.out) {
+            return (Err(in_flight_failure(e)), Health::Broken);
+        }
+        loop {
+            match self.reader.next_frame() {
+                Ok(Some(reply)) => return decode_reply(reply, id, function),
+                Ok(None) => {}
+                Err(e) => return (Err(e), Health::Broken),
+            }
+            if let Some(deadline) = deadline {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                if remaining.is_zero() {
+                    return (Err(Error::Timeout), Health::Broken);
+                }
+                let set = self.socket_timeout.unwrap_or(Duration::MAX);
+                if set > remaining + TIMEOUT_SLACK {
+                    if let Err(e) = self.set_socket_timeout(Some(remaining.max(MIN_TIMEOUT))) {
+                        return (Err(Error::Io(e)), Health::Broken);
+                    }
+                }
+            }
+            match self.reader.fill(&mut self.stream) {
+                Ok(0) => {
+                    let eof = io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the manager closed the connection",
+                    );
+                    return (Err(Error::ConnectionLost(eof)), Health::Broken);
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return (Err(in_flight_failure(e)), Health::Broken),
+            }
+        }
+    }
+
+    /// The socket and its read buffer, for a pipeline to take over.
+    pub(crate) fn into_parts(self) -> (Stream, FrameReader) {
+        (self.stream, self.reader)
+    }
+
+    fn set_socket_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        if self.socket_timeout != timeout {
+            self.stream.set_timeouts(timeout)?;
+            self.socket_timeout = timeout;
+        }
+        Ok(())
+    }
+}
+
+/// A socket error once a request may have left: a timeout, or a lost connection.
+pub(crate) fn in_flight_failure(e: io::Error) -> Error {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout,
+        _ => Error::ConnectionLost(e),
+    }
+}
+
+/// Reads the reply to request `id`.
+pub(crate) fn decode_reply<R: DeserializeOwned>(
+    reply: &[u8],
+    id: u64,
+    function: &str,
+) -> (Result<R>, Health) {
+    let (header, used) = match codec::decode_prefix::<ResponseHeader>(reply) {
+        Ok(decoded) => decoded,
+        Err(e) => {
+            let e = Error::Protocol(format!("unreadable reply envelope: {e}"));
+            return (Err(e), Health::Broken);
+        }
+    };
+    let body = &reply[used..];
+    if header.id == NOTICE_ID {
+        // The manager is closing this connection and says why.
+        let result = match codec::decode_exact::<RemoteError>(body) {
+            Ok(notice) => Err(Error::Remote(notice)),
+            Err(e) => Err(Error::Protocol(format!(
+                "unreadable notice from the manager: {e}"
+            ))),
+        };
+        return (result, Health::Broken);
+    }
+    if header.id != id {
+        let e = Error::Protocol(format!(
+            "reply to request {} while waiting for {id}",
+            header.id
+        ));
+        return (Err(e), Health::Broken);
+    }
+    let result = match header.status {
+        Status::Ok => codec::decode_exact::<R>(body).map_err(|e| {
+            Error::Codec(format!(
+                "the reply of `{function}` is not a {}: {e}",
+                std::any::type_name::<R>()
+            ))
+        }),
+        Status::Err => match codec::decode_exact::<RemoteError>(body) {
+            Ok(remote) => Err(Error::Remote(remote)),
+            Err(e) => Err(Error::Codec(format!("unreadable error reply: {e}"))),
+        },
+    };
+    (result, Health::Reusable)
+}

@@ -1,0 +1,430 @@
+//! Many calls in flight on one connection: `Client::send` queues a request and returns a
+//! [`Pending`] reply to wait on later.
+//!
+//! Writing: a writer thread per pipeline connection takes everything queued since its last
+//! write and sends it with one `write`, so a burst of sends from one or many threads leaves in
+//! a few syscalls, yet every request leaves promptly (none waits for a later `wait`).
+//!
+//! Reading: no reader thread. A waiting caller becomes the *leader*: it reads the next reply
+//! frame itself, then gives the lead back. A reply for the leader is decoded in place, with no
+//! copy and no thread hand-off; a reply for another caller is copied aside and that caller is
+//! woken. One frame per turn means a caller never waits for a later call's reply.
+//!
+//! Invariants (under `state`): `reading` is true exactly while one caller holds `reader` to read
+//! a frame; a reply id is in at most one of `ready` and `abandoned`; once `failure` is set it
+//! stays, and every unanswered call of this connection fails with it.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Write};
+use std::marker::PhantomData;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec;
+use crate::error::{Error, RemoteError, Result};
+use crate::frame::{self, FrameReader};
+use crate::message::{NOTICE_ID, Op, RequestHeader, ResponseHeader};
+use crate::transport::Stream;
+
+use super::connection::{Connection, Health, MIN_TIMEOUT, decode_reply};
+
+/// Sends block while this much is queued and unwritten: the manager is not keeping up.
+const MAX_QUEUED: usize = 8 << 20;
+
+/// Why a pipeline connection stopped: each unanswered call gets an error made from it.
+#[derive(Debug, Clone)]
+enum Failure {
+    Lost(io::ErrorKind, String),
+    Notice(RemoteError),
+    Protocol(String),
+}
+
+impl Failure {
+    fn to_error(&self) -> Error {
+        match self {
+            Failure::Lost(kind, message) => {
+                Error::ConnectionLost(io::Error::new(*kind, message.clone()))
+            }
+            Failure::Notice(notice) => Error::Remote(notice.clone()),
+            Failure::Protocol(message) => Error::Protocol(message.clone()),
+        }
+    }
+
+    fn from_error(error: &Error) -> Failure {
+        match error {
+            Error::ConnectionLost(e) | Error::Io(e) => Failure::Lost(e.kind(), e.to_string()),
+            Error::Remote(notice) => Failure::Notice(notice.clone()),
+            other => Failure::Protocol(other.to_string()),
+        }
+    }
+}
+
+struct State {
+    next_id: u64,
+    /// Frames queued and not yet taken by the writer.
+    queued: Vec<u8>,
+    /// The writer has been signalled and has not yet taken the queue.
+    writer_signalled: bool,
+    /// A caller holds `reader` and is reading a frame.
+    reading: bool,
+    /// Replies read for callers that have not collected them: payload by request id.
+    ready: HashMap<u64, Vec<u8>>,
+    /// Calls nobody will wait for (timed out, or their `Pending` dropped): replies discarded.
+    abandoned: HashSet<u64>,
+    failure: Option<Failure>,
+    /// The client is gone: the writer exits once the queue is written.
+    closed: bool,
+}
+
+struct Reader {
+    stream: Stream,
+    frames: FrameReader,
+    socket_timeout: Option<Duration>,
+}
+
+/// One pipelined connection, shared by the client, its writer thread and pending replies.
+pub(crate) struct Pipe {
+    state: Mutex<State>,
+    /// Wakes callers waiting for a reply or for the lead.
+    replies: Condvar,
+    /// Wakes the writer.
+    work: Condvar,
+    /// Wakes senders blocked on a full queue.
+    space: Condvar,
+    reader: Mutex<Reader>,
+    max_frame_len: u32,
+}
+
+impl Pipe {
+    /// Takes over an authenticated connection and starts its writer thread.
+    pub(crate) fn start(connection: Connection, max_frame_len: u32) -> io::Result<Arc<Pipe>> {
+        let (stream, frames) = connection.into_parts();
+        let writer_stream = stream.try_clone()?;
+        let pipe = Arc::new(Pipe {
+            state: Mutex::new(State {
+                next_id: 1,
+                queued: Vec::with_capacity(4096),
+                writer_signalled: false,
+                reading: false,
+                ready: HashMap::new(),
+                abandoned: HashSet::new(),
+                failure: None,
+                closed: false,
+            }),
+            replies: Condvar::new(),
+            work: Condvar::new(),
+            space: Condvar::new(),
+            reader: Mutex::new(Reader {
+                stream,
+                frames,
+                socket_timeout: None,
+            }),
+            max_frame_len,
+        });
+        let for_writer = Arc::clone(&pipe);
+        thread::Builder::new()
+            .name("monogusa-pipeline-writer".into())
+            .spawn(move || for_writer.write_loop(writer_stream))?;
+        Ok(pipe)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// True once the connection failed; the client then starts a new one for new sends.
+    pub(crate) fn is_failed(&self) -> bool {
+        self.state().failure.is_some()
+    }
+
+    /// The client is gone: let the writer finish what is queued and exit.
+    pub(crate) fn close(&self) {
+        let mut state = self.state();
+        state.closed = true;
+        self.work.notify_one();
+    }
+
+    /// Queues a request; returns its id.
+    pub(crate) fn send<A: Serialize>(&self, op: Op<'_>, args: &A) -> Result<u64> {
+        let mut state = self.state();
+        while state.queued.len() >= MAX_QUEUED && state.failure.is_none() {
+            state = self.space.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        if let Some(failure) = &state.failure {
+            return Err(failure.to_error());
+        }
+        let id = state.next_id;
+        let queued = &mut state.queued;
+        let start = frame::begin(queued);
+        let encoded = codec::encode_into(&RequestHeader { id, op }, queued)
+            .and_then(|()| codec::encode_into(args, queued))
+            .and_then(|()| frame::end(queued, start, self.max_frame_len));
+        if let Err(e) = encoded {
+            state.queued.truncate(start);
+            return Err(e);
+        }
+        state.next_id += 1;
+        if !state.writer_signalled {
+            state.writer_signalled = true;
+            self.work.notify_one();
+        }
+        Ok(id)
+    }
+
+    fn write_loop(self: Arc<Self>, mut stream: Stream) {
+        let mut batch = Vec::with_capacity(4096);
+        loop {
+            {
+                let mut state = self.state();
+                while state.queued.is_empty() && !state.closed && state.failure.is_none() {
+                    state = self.work.wait(state).unwrap_or_else(|e| e.into_inner());
+                }
+                if state.failure.is_some() || (state.closed && state.queued.is_empty()) {
+                    return;
+                }
+                // Take the whole queue: everything sent since the last write leaves together.
+                std::mem::swap(&mut batch, &mut state.queued);
+                state.writer_signalled = false;
+                self.space.notify_all();
+            }
+            if let Err(e) = stream.write_all(&batch) {
+                self.fail(Failure::Lost(e.kind(), format!("writing requests: {e}")));
+                return;
+            }
+            batch.clear();
+        }
+    }
+
+    fn fail(&self, failure: Failure) {
+        let mut state = self.state();
+        if state.failure.is_none() {
+            state.failure = Some(failure);
+        }
+        self.replies.notify_all();
+        self.work.notify_all();
+        self.space.notify_all();
+    }
+
+    /// Gives up on a call: its reply, if it comes, is discarded.
+    fn abandon(&self, id: u64) {
+        let mut state = self.state();
+        if state.ready.remove(&id).is_none() {
+            state.abandoned.insert(id);
+        }
+    }
+
+    /// Waits for the reply to `id` until `deadline`.
+    fn wait<R: DeserializeOwned>(
+        &self,
+        id: u64,
+        function: &str,
+        deadline: Option<Instant>,
+    ) -> Result<R> {
+        let mut state = self.state();
+        loop {
+            if let Some(payload) = state.ready.remove(&id) {
+                drop(state);
+                return self.decode(&payload, id, function);
+            }
+            if let Some(failure) = &state.failure {
+                return Err(failure.to_error());
+            }
+            let remaining = match deadline {
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        state.abandoned.insert(id);
+                        return Err(Error::Timeout);
+                    }
+                    Some(left)
+                }
+                None => None,
+            };
+            if state.reading {
+                state = match remaining {
+                    Some(left) => {
+                        self.replies
+                            .wait_timeout(state, left)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0
+                    }
+                    None => self.replies.wait(state).unwrap_or_else(|e| e.into_inner()),
+                };
+                continue;
+            }
+            state.reading = true;
+            drop(state);
+            let led = self.lead(id, function, remaining);
+            state = self.state();
+            state.reading = false;
+            self.replies.notify_all();
+            match led {
+                Led::Mine(result) => return result,
+                Led::Other(reply_id, payload) => {
+                    if !state.abandoned.remove(&reply_id) {
+                        state.ready.insert(reply_id, payload);
+                    }
+                }
+                Led::TimedOut => {
+                    state.abandoned.insert(id);
+                    return Err(Error::Timeout);
+                }
+                Led::Failed(failure) => {
+                    if state.failure.is_none() {
+                        state.failure = Some(failure);
+                    }
+                    drop(state);
+                    self.work.notify_all();
+                    self.space.notify_all();
+                    state = self.state();
+                }
+            }
+        }
+    }
+
+    /// As the leader, reads one reply frame.
+    fn lead<R: DeserializeOwned>(
+        &self,
+        id: u64,
+        function: &str,
+        timeout: Option<Duration>,
+    ) -> Led<R> {
+        let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+        let reader = &mut *reader;
+        let timeout = timeout.map(|t| t.max(MIN_TIMEOUT));
+        loop {
+            match reader.frames.next_frame() {
+                Ok(Some(payload)) => {
+                    let reply_id = match codec::decode_prefix::<ResponseHeader>(payload) {
+                        Ok((header, _)) => header.id,
+                        Err(e) => {
+                            return Led::Failed(Failure::Protocol(format!("unreadable reply: {e}")));
+                        }
+                    };
+                    if reply_id == id {
+                        let (result, health) = decode_reply(payload, id, function);
+                        return match health {
+                            Health::Reusable => Led::Mine(result),
+                            Health::Broken => Led::Failed(Failure::from_error(
+                                &result.err().unwrap_or(Error::Timeout),
+                            )),
+                        };
+                    }
+                    if reply_id == NOTICE_ID {
+                        let (result, _) = decode_reply::<()>(payload, id, function);
+                        let error = result
+                            .err()
+                            .unwrap_or_else(|| Error::Protocol("empty notice".into()));
+                        return Led::Failed(Failure::from_error(&error));
+                    }
+                    return Led::Other(reply_id, payload.to_vec());
+                }
+                Ok(None) => {}
+                Err(e) => return Led::Failed(Failure::from_error(&e)),
+            }
+            if reader.socket_timeout != timeout {
+                if let Err(e) = reader.stream.set_read_timeout(timeout) {
+                    return Led::Failed(Failure::Lost(e.kind(), e.to_string()));
+                }
+                reader.socket_timeout = timeout;
+            }
+            match reader.frames.fill(&mut reader.stream) {
+                Ok(0) => {
+                    return Led::Failed(Failure::Lost(
+                        io::ErrorKind::UnexpectedEof,
+                        "the manager closed the connection".into(),
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Led::TimedOut;
+                }
+                Err(e) => return Led::Failed(Failure::Lost(e.kind(), e.to_string())),
+            }
+        }
+    }
+
+    fn decode<R: DeserializeOwned>(&self, payload: &[u8], id: u64, function: &str) -> Result<R> {
+        let (result, health) = decode_reply(payload, id, function);
+        if health == Health::Broken {
+            if let Err(e) = &result {
+                self.fail(Failure::from_error(e));
+            }
+        }
+        result
+    }
+}
+
+/// What a leader's turn brought.
+enum Led<R> {
+    Mine(Result<R>),
+    Other(u64, Vec<u8>),
+    TimedOut,
+    Failed(Failure),
+}
+
+/// The reply to a call sent with [`Client::send`](crate::Client::send), to wait for later.
+///
+/// Dropping it without waiting abandons the reply (the call still runs).
+#[must_use = "a pending reply does nothing unless waited on; the call runs regardless"]
+pub struct Pending<R> {
+    pipe: Arc<Pipe>,
+    id: u64,
+    function: String,
+    waited: bool,
+    _reply: PhantomData<fn() -> R>,
+}
+
+impl<R: DeserializeOwned> Pending<R> {
+    pub(crate) fn new(pipe: Arc<Pipe>, id: u64, function: &str) -> Self {
+        Pending {
+            pipe,
+            id,
+            function: function.to_string(),
+            waited: false,
+            _reply: PhantomData,
+        }
+    }
+
+    /// Waits for the reply, however long it takes.
+    pub fn wait(mut self) -> Result<R> {
+        self.waited = true;
+        self.pipe.wait(self.id, &self.function, None)
+    }
+
+    /// Waits for the reply at most `timeout`; then gives up with [`Error::Timeout`] (the call
+    /// may still complete in the manager; its late reply is discarded). Other calls in flight
+    /// are not affected.
+    pub fn wait_timeout(mut self, timeout: Duration) -> Result<R> {
+        self.waited = true;
+        self.pipe
+            .wait(self.id, &self.function, Some(Instant::now() + timeout))
+    }
+}
+
+impl<R> Drop for Pending<R> {
+    fn drop(&mut self) {
+        if !self.waited {
+            self.pipe.abandon(self.id);
+        }
+    }
+}
+
+impl<R> std::fmt::Debug for Pending<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("id", &self.id)
+            .field("function", &self.function)
+            .finish_non_exhaustive()
+    }
+}

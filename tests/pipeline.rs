@@ -1,0 +1,297 @@
+//! Many calls in flight: pending replies matched to their callers, out-of-order waits,
+//! timeouts of single calls, status reports and reconnection.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use common::*;
+use monogusa::{Address, Client, ConnectionStatus, Error, Pending, RemoteErrorKind};
+
+#[test]
+fn hundreds_in_flight_from_one_thread() {
+    let manager = start_standard();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let pending: Vec<Pending<i64>> = (0..300)
+        .map(|i| client.send("add", ("k", i as i64)).unwrap())
+        .collect();
+    let mut expected = 0;
+    for (i, p) in pending.into_iter().enumerate() {
+        expected += i as i64;
+        assert_eq!(p.wait().unwrap(), expected, "reply {i}");
+    }
+    assert_eq!(manager.stats().calls, 300);
+}
+
+#[test]
+fn waits_in_any_order_get_their_own_replies() {
+    let manager = start_standard();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let mut pending: Vec<(usize, Pending<String>)> = (0..100)
+        .map(|i| (i, client.send("echo", (format!("msg {i}"),)).unwrap()))
+        .collect();
+    // Reverse order, then a shuffled remainder: each reply reaches its own caller.
+    let tail = pending.split_off(50);
+    for (i, p) in tail.into_iter().rev() {
+        assert_eq!(p.wait().unwrap(), format!("msg {i}"));
+    }
+    let (even, odd): (Vec<_>, Vec<_>) = pending.into_iter().partition(|(i, _)| i % 2 == 0);
+    for (i, p) in odd.into_iter().chain(even) {
+        assert_eq!(p.wait().unwrap(), format!("msg {i}"));
+    }
+}
+
+#[test]
+fn many_threads_share_one_pipeline() {
+    let manager = start_standard();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let client = client.clone();
+            thread::spawn(move || {
+                for round in 0..50 {
+                    let batch: Vec<(String, Pending<String>)> = (0..8)
+                        .map(|j| {
+                            let text = format!("t{t} r{round} j{j}");
+                            let p = client.send("echo", (&text,)).unwrap();
+                            (text, p)
+                        })
+                        .collect();
+                    // Alternate wait orders between rounds.
+                    let iter: Box<dyn Iterator<Item = _>> = if round % 2 == 0 {
+                        Box::new(batch.into_iter())
+                    } else {
+                        Box::new(batch.into_iter().rev())
+                    };
+                    for (text, p) in iter {
+                        assert_eq!(p.wait().unwrap(), text);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(manager.stats().calls, 16 * 50 * 8);
+}
+
+#[test]
+fn errors_arrive_at_their_own_pending_reply() {
+    let manager = start_standard();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let ok = client.send::<i64>("divide", (10i64, 2i64)).unwrap();
+    let failing = client.send::<i64>("divide", (1i64, 0i64)).unwrap();
+    let unknown = client.send::<i64>("nope", ()).unwrap();
+    let panicking = client.send::<u8>("boom", ("x",)).unwrap();
+    let after = client.send::<i64>("inc", ("k",)).unwrap();
+    assert!(
+        matches!(panicking.wait(), Err(Error::Remote(ref r)) if r.kind() == RemoteErrorKind::Panicked)
+    );
+    assert!(
+        matches!(unknown.wait(), Err(Error::Remote(ref r)) if r.kind() == RemoteErrorKind::UnknownFunction)
+    );
+    assert!(
+        matches!(failing.wait(), Err(Error::Remote(ref r)) if r.kind() == RemoteErrorKind::Handler)
+    );
+    assert_eq!(ok.wait().unwrap(), 5);
+    assert_eq!(after.wait().unwrap(), 1);
+}
+
+#[test]
+fn a_single_pending_call_times_out_and_the_rest_carry_on() {
+    let manager = start_standard();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let slow = client.send::<u64>("sleep_ms", (300u64,)).unwrap();
+    let err = slow.wait_timeout(Duration::from_millis(20)).unwrap_err();
+    assert!(matches!(err, Error::Timeout), "{err}");
+    // The late reply is discarded, not handed to the next caller.
+    let next = client.send::<String>("echo", ("after",)).unwrap();
+    assert_eq!(next.wait_timeout(Duration::from_secs(30)).unwrap(), "after");
+    // A dropped pending reply is discarded too.
+    drop(client.send::<String>("echo", ("dropped",)).unwrap());
+    assert_eq!(
+        client
+            .send::<String>("echo", ("last",))
+            .unwrap()
+            .wait()
+            .unwrap(),
+        "last"
+    );
+}
+
+#[test]
+fn a_quick_call_is_not_held_back_by_a_slow_one_behind_it() {
+    let manager = start_standard();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    // Teach the connection that `inc` is quick, so it is batched like in a real burst.
+    for _ in 0..3 {
+        client
+            .send::<i64>("inc", ("warm",))
+            .unwrap()
+            .wait()
+            .unwrap();
+    }
+    let quick = client.send::<i64>("inc", ("k",)).unwrap();
+    let slow = client.send::<u64>("sleep_ms", (2_000u64,)).unwrap();
+    // The quick reply arrives while the slow call is still sleeping.
+    assert_eq!(quick.wait().unwrap(), 1);
+    assert!(
+        client
+            .call_with_timeout::<i64>("get", ("k",), Duration::from_secs(30))
+            .is_ok(),
+        "pool calls are independent of the pipeline"
+    );
+    let err = slow.wait_timeout(Duration::from_millis(1)).unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout),
+        "the slow call finished first: {err}"
+    );
+}
+
+#[test]
+fn typed_stubs_pipeline_too() {
+    #[monogusa::service]
+    pub trait Tally {
+        fn add(&mut self, n: i64) -> i64;
+    }
+    struct Sum(i64);
+    impl Tally for Sum {
+        fn add(&mut self, n: i64) -> i64 {
+            self.0 += n;
+            self.0
+        }
+    }
+    let manager = monogusa::Manager::builder()
+        .authkey(KEY)
+        .serve("tally", TallyServer::new(Sum(0)))
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let tally = TallyClient::open(&client, "tally").unwrap();
+    let pending: Vec<_> = (1..=64).map(|n| tally.send().add(n).unwrap()).collect();
+    let totals: Vec<i64> = pending.into_iter().map(|p| p.wait().unwrap()).collect();
+    assert_eq!(totals.last(), Some(&(64 * 65 / 2)));
+    assert!(totals.windows(2).all(|w| w[0] < w[1]), "calls ran in order");
+}
+
+#[test]
+fn lost_pipeline_fails_calls_in_flight_then_reconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    let address = Address::unix(dir.path().join("m.sock"));
+    let first = standard_builder()
+        .bind(&address)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&statuses);
+    let client = Client::builder(&address, KEY)
+        .reconnect(50, Duration::from_millis(10))
+        .on_status(move |s| seen.lock().unwrap().push(s.clone()))
+        .connect()
+        .unwrap();
+    assert_eq!(
+        client.send::<i64>("inc", ("k",)).unwrap().wait().unwrap(),
+        1
+    );
+    let in_flight = client.send::<u64>("sleep_ms", (300u64,)).unwrap();
+    wait_until(Duration::from_secs(10), "the slow call is running", || {
+        first.stats().calls == 2
+    });
+    first.shutdown(); // waits for the sleeping call, whose reply still goes out...
+    // ...so the in-flight call completes; only calls whose reply cannot come fail.
+    assert_eq!(in_flight.wait().unwrap(), 300);
+    let lost = client.send::<i64>("inc", ("k",)).and_then(Pending::wait);
+    assert!(matches!(lost, Err(Error::ConnectionLost(_))), "{lost:?}");
+
+    // A new manager on the same address: the next send reconnects (with backoff while it
+    // is not yet there) and works against the new state.
+    let restarter = {
+        let address = address.clone();
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(50));
+            standard_builder()
+                .bind(&address)
+                .build()
+                .unwrap()
+                .start()
+                .unwrap()
+        })
+    };
+    let value = loop {
+        match client.send::<i64>("inc", ("k",)).and_then(Pending::wait) {
+            Ok(v) => break v,
+            Err(Error::Io(_) | Error::ConnectionLost(_)) => continue,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(value, 1, "a fresh manager's state");
+    let _second = restarter.join().unwrap();
+    let statuses = statuses.lock().unwrap();
+    assert_eq!(statuses.first(), Some(&ConnectionStatus::Connected));
+    assert!(
+        statuses
+            .iter()
+            .any(|s| matches!(s, ConnectionStatus::Disconnected { .. })),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.last(),
+        Some(&ConnectionStatus::Connected),
+        "{statuses:?}"
+    );
+}
+
+#[test]
+fn pool_calls_reconnect_with_backoff_and_report_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let address = Address::unix(dir.path().join("m.sock"));
+    let first = standard_builder()
+        .bind(&address)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&statuses);
+    let client = Client::builder(&address, KEY)
+        .reconnect(100, Duration::from_millis(5))
+        .on_status(move |s| seen.lock().unwrap().push(s.clone()))
+        .connect()
+        .unwrap();
+    assert_eq!(client.call::<i64>("inc", ("k",)).unwrap(), 1);
+    first.shutdown();
+    assert!(matches!(
+        client.call::<i64>("inc", ("k",)),
+        Err(Error::ConnectionLost(_))
+    ));
+    let restarter = {
+        let address = address.clone();
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(100));
+            standard_builder()
+                .bind(&address)
+                .build()
+                .unwrap()
+                .start()
+                .unwrap()
+        })
+    };
+    // This call finds no manager at first and retries until the new one is up.
+    assert_eq!(client.call::<i64>("inc", ("k",)).unwrap(), 1);
+    let _second = restarter.join().unwrap();
+    let statuses = statuses.lock().unwrap();
+    assert!(
+        statuses
+            .iter()
+            .any(|s| matches!(s, ConnectionStatus::Reconnecting { attempt: 1, .. })),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.last(), Some(&ConnectionStatus::Connected));
+}
