@@ -112,7 +112,17 @@ fn requests(shared: &Shared, stream: &mut Stream, held: &mut HeldRefs) -> Result
                     )));
                 }
             };
-            match handle(shared, frame, &mut replies, held)? {
+            let next = match handle(shared, frame, &mut replies, held) {
+                Ok(next) => next,
+                Err(closing) => {
+                    // The replies to the valid requests before the violation still go out.
+                    if let Closing::Violation(_) = closing {
+                        replies.flush()?;
+                    }
+                    return Err(closing);
+                }
+            };
+            match next {
                 Next::Continue => {}
                 Next::StopManager => {
                     replies.flush()?;
