@@ -176,6 +176,120 @@ pub mod __private {
             .map_err(|e| RemoteError::new(RemoteErrorKind::BadReply, e.to_string()))
     }
 
+    /// Internals exposed for the micro-benchmarks in `benches/`; not an API.
+    pub mod bench {
+        use std::io::Read;
+
+        use crate::error::{RemoteError, Result};
+        use crate::frame::{self, FrameReader};
+        use crate::message::{Op, RequestHeader, ResponseHeader, Status};
+        use crate::server::{Handler, Registry};
+
+        /// Appends a complete call frame (length, header, arguments) to `out`.
+        pub fn encode_call<A: serde::Serialize>(
+            id: u64,
+            function: &str,
+            args: &A,
+            out: &mut Vec<u8>,
+        ) -> Result<()> {
+            let start = frame::begin(out);
+            super::codec::encode_into(
+                &RequestHeader {
+                    id,
+                    op: Op::Call(function),
+                },
+                out,
+            )?;
+            super::codec::encode_into(args, out)?;
+            frame::end(out, start, frame::DEFAULT_MAX_FRAME_LEN)
+        }
+
+        /// Decodes a call frame's header, returning the id, function name and argument bytes.
+        pub fn decode_call(payload: &[u8]) -> Result<(u64, &str, &[u8])> {
+            let (header, used) = super::codec::decode_envelope::<RequestHeader>(payload)?;
+            match header.op {
+                Op::Call(name) => Ok((header.id, name, &payload[used..])),
+                _ => Err(crate::Error::Protocol("not a call".into())),
+            }
+        }
+
+        /// Appends a complete success reply frame whose body is already encoded.
+        pub fn encode_reply_with(id: u64, out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
+            let start = frame::begin(out);
+            super::codec::encode_into(
+                &ResponseHeader {
+                    id,
+                    status: Status::Ok,
+                },
+                out,
+            )
+            .expect("a header encodes");
+            body(out);
+            frame::end(out, start, frame::DEFAULT_MAX_FRAME_LEN).expect("within the limit");
+        }
+
+        /// Decodes argument bytes as `T`, exactly.
+        pub fn decode_args<T: serde::de::DeserializeOwned>(args: &[u8]) -> Result<T> {
+            super::codec::decode_exact(args)
+        }
+
+        /// Decodes a reply frame's payload as `R`.
+        pub fn decode_reply<R: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<R> {
+            let (_, used) = super::codec::decode_envelope::<ResponseHeader>(payload)?;
+            super::codec::decode_exact(&payload[used..])
+        }
+
+        /// Cuts buffered bytes into frames.
+        pub struct Frames(FrameReader);
+
+        impl Frames {
+            /// An empty frame buffer.
+            pub fn new() -> Self {
+                Frames(FrameReader::new(frame::DEFAULT_MAX_FRAME_LEN))
+            }
+            /// Reads once from `source`.
+            pub fn fill_from<R: Read>(&mut self, source: &mut R) -> std::io::Result<usize> {
+                self.0.fill(source)
+            }
+            /// The next complete frame's payload.
+            pub fn next_frame(&mut self) -> Option<&[u8]> {
+                self.0.next_frame().ok().flatten()
+            }
+        }
+
+        impl Default for Frames {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        /// Registered functions, dispatched in-process.
+        #[derive(Default)]
+        pub struct Functions(Registry);
+
+        impl Functions {
+            /// Registers `function` under `name`.
+            pub fn register<Args: 'static, H: Handler<Args>>(&mut self, name: &str, function: H) {
+                self.0.insert(name, function);
+            }
+            /// Looks `name` up and runs it, appending the encoded result.
+            pub fn call(
+                &self,
+                name: &str,
+                args: &[u8],
+                out: &mut Vec<u8>,
+            ) -> ::core::result::Result<(), RemoteError> {
+                match self.0.get(name) {
+                    Some(function) => function(args, out),
+                    None => Err(RemoteError::new(
+                        crate::RemoteErrorKind::UnknownFunction,
+                        name,
+                    )),
+                }
+            }
+        }
+    }
+
     /// The error for a method index that the dispatcher does not have (cannot happen with
     /// generated code; reported rather than panicking).
     pub fn no_such_method(service: &str, index: usize) -> RemoteError {

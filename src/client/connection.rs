@@ -155,7 +155,7 @@ pub(crate) fn decode_reply<R: DeserializeOwned>(
     id: u64,
     function: &str,
 ) -> (Result<R>, Health) {
-    let (header, used) = match codec::decode_prefix::<ResponseHeader>(reply) {
+    let (header, used) = match codec::decode_envelope::<ResponseHeader>(reply) {
         Ok(decoded) => decoded,
         Err(e) => {
             let e = Error::Protocol(format!("unreadable reply envelope: {e}"));

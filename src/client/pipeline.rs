@@ -299,10 +299,12 @@ impl Pipe {
         loop {
             match reader.frames.next_frame() {
                 Ok(Some(payload)) => {
-                    let reply_id = match codec::decode_prefix::<ResponseHeader>(payload) {
+                    let reply_id = match codec::decode_envelope::<ResponseHeader>(payload) {
                         Ok((header, _)) => header.id,
                         Err(e) => {
-                            return Led::Failed(Failure::Protocol(format!("unreadable reply: {e}")));
+                            return Led::Failed(Failure::Protocol(format!(
+                                "unreadable reply: {e}"
+                            )));
                         }
                     };
                     if reply_id == id {

@@ -218,7 +218,7 @@ fn handle(
     replies: &mut Replies<'_>,
     held: &mut HeldRefs,
 ) -> Result<Next, Closing> {
-    let (header, used) = codec::decode_prefix::<RequestHeader>(frame).map_err(|e| {
+    let (header, used) = codec::decode_envelope::<RequestHeader>(frame).map_err(|e| {
         Closing::Violation(RemoteError::new(
             RemoteErrorKind::MalformedRequest,
             format!("cannot decode the request envelope: {e}"),

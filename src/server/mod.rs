@@ -23,7 +23,7 @@ use crate::frame::DEFAULT_MAX_FRAME_LEN;
 use crate::service::Service;
 use crate::transport::{Address, Listener, Stream, ToAddress};
 use objects::{Objects, ObjectsConfig};
-use registry::Registry;
+pub(crate) use registry::Registry;
 
 /// Limits a manager enforces on its peers.
 #[derive(Debug, Clone)]

@@ -133,11 +133,20 @@ into_reply_generic!(
     [A, B, C, D, E, F, G, H] (A, B, C, D, E, F, G, H);
 );
 
-impl<T: Serialize, const N: usize> IntoReply for [T; N] {
-    fn write_reply(self, out: &mut Vec<u8>) -> Result<(), RemoteError> {
-        encode_reply(&self.as_slice(), out)
-    }
+// Arrays encode as tuples (no length), like serde does it: only for the sizes serde covers.
+macro_rules! into_reply_arrays {
+    ($($n:literal)*) => {$(
+        impl<T: Serialize> IntoReply for [T; $n] {
+            fn write_reply(self, out: &mut Vec<u8>) -> Result<(), RemoteError> {
+                encode_reply(&self, out)
+            }
+        }
+    )*};
 }
+
+into_reply_arrays!(
+    0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32
+);
 
 macro_rules! handler_for_arity {
     ($($arg:ident),*) => {
@@ -240,6 +249,13 @@ mod tests {
             |a: u8, b: u8, c: u8, d: u8, e: u8, f: u8, g: u8, h: u8| vec![a, b, c, d, e, f, g, h];
         let out = call(eight, (1u8, 2u8, 3u8, 4u8, 5u8, 6u8, 7u8, 8u8)).unwrap();
         assert_eq!(decoded::<Vec<u8>>(out), [1, 2, 3, 4, 5, 6, 7, 8]);
+    }
+
+    #[test]
+    fn arrays_reply_as_tuples_like_serde() {
+        let out = call(|| [1u8, 2, 3], ()).unwrap();
+        assert_eq!(out, [1, 2, 3]);
+        assert_eq!(decoded::<[u8; 3]>(out), [1, 2, 3]);
     }
 
     #[test]
