@@ -65,15 +65,6 @@ pub(crate) fn decode_prefix<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<(
     decoded.map_err(|e| Error::Codec(e.to_string()))
 }
 
-/// Decodes an envelope from the front of `bytes` without the allocation limit: only for types
-/// that borrow their strings and own no buffers (the message headers), which cannot be made
-/// to allocate by a lying length. Saves the limit bookkeeping on every call.
-pub(crate) fn decode_envelope<'a, T: Deserialize<'a>>(
-    bytes: &'a [u8],
-) -> Result<(T, usize), Error> {
-    bincode::serde::borrow_decode_from_slice(bytes, CONFIG).map_err(|e| Error::Codec(e.to_string()))
-}
-
 /// Decodes a value that must fill `bytes` exactly: trailing bytes are an error, because they
 /// mean the sender encoded something else than the receiver expects.
 pub(crate) fn decode_exact<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Error> {

@@ -116,6 +116,7 @@ mod client;
 mod codec;
 mod error;
 mod frame;
+mod fxhash;
 mod message;
 mod server;
 mod service;
@@ -193,20 +194,18 @@ pub mod __private {
             out: &mut Vec<u8>,
         ) -> Result<()> {
             let start = frame::begin(out);
-            super::codec::encode_into(
-                &RequestHeader {
-                    id,
-                    op: Op::Call(function),
-                },
-                out,
-            )?;
+            RequestHeader {
+                id,
+                op: Op::Call(function),
+            }
+            .encode(out);
             super::codec::encode_into(args, out)?;
             frame::end(out, start, frame::DEFAULT_MAX_FRAME_LEN)
         }
 
         /// Decodes a call frame's header, returning the id, function name and argument bytes.
         pub fn decode_call(payload: &[u8]) -> Result<(u64, &str, &[u8])> {
-            let (header, used) = super::codec::decode_envelope::<RequestHeader>(payload)?;
+            let (header, used) = RequestHeader::decode(payload)?;
             match header.op {
                 Op::Call(name) => Ok((header.id, name, &payload[used..])),
                 _ => Err(crate::Error::Protocol("not a call".into())),
@@ -216,14 +215,11 @@ pub mod __private {
         /// Appends a complete success reply frame whose body is already encoded.
         pub fn encode_reply_with(id: u64, out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
             let start = frame::begin(out);
-            super::codec::encode_into(
-                &ResponseHeader {
-                    id,
-                    status: Status::Ok,
-                },
-                out,
-            )
-            .expect("a header encodes");
+            ResponseHeader {
+                id,
+                status: Status::Ok,
+            }
+            .encode(out);
             body(out);
             frame::end(out, start, frame::DEFAULT_MAX_FRAME_LEN).expect("within the limit");
         }
@@ -235,7 +231,7 @@ pub mod __private {
 
         /// Decodes a reply frame's payload as `R`.
         pub fn decode_reply<R: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<R> {
-            let (_, used) = super::codec::decode_envelope::<ResponseHeader>(payload)?;
+            let (_, used) = ResponseHeader::decode(payload)?;
             super::codec::decode_exact(&payload[used..])
         }
 

@@ -102,7 +102,7 @@ impl ObjectHandle {
             object: self.id,
             method,
         };
-        self.client.send_op(op, method, args)
+        self.client.send_op(op, args)
     }
 }
 

@@ -78,8 +78,8 @@ impl Connection {
         };
         self.out.clear();
         let start = frame::begin(&mut self.out);
-        let encoded = codec::encode_into(&RequestHeader { id, op }, &mut self.out)
-            .and_then(|()| codec::encode_into(args, &mut self.out))
+        RequestHeader { id, op }.encode(&mut self.out);
+        let encoded = codec::encode_into(args, &mut self.out)
             .and_then(|()| frame::end(&mut self.out, start, max_frame_len));
         if let Err(e) = encoded {
             // Nothing was sent: the connection is as good as before.
@@ -155,7 +155,7 @@ pub(crate) fn decode_reply<R: DeserializeOwned>(
     id: u64,
     function: &str,
 ) -> (Result<R>, Health) {
-    let (header, used) = match codec::decode_envelope::<ResponseHeader>(reply) {
+    let (header, used) = match ResponseHeader::decode(reply) {
         Ok(decoded) => decoded,
         Err(e) => {
             let e = Error::Protocol(format!("unreadable reply envelope: {e}"));

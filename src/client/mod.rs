@@ -297,18 +297,17 @@ impl Client {
         function: &str,
         args: impl Serialize,
     ) -> Result<Pending<R>> {
-        self.send_op(Op::Call(function), function, &args)
+        self.send_op(Op::Call(function), &args)
     }
 
     pub(crate) fn send_op<R: DeserializeOwned, A: Serialize>(
         &self,
         op: Op<'_>,
-        what: &str,
         args: &A,
     ) -> Result<Pending<R>> {
         let pipe = self.pipe()?;
         match pipe.send(op, args) {
-            Ok(id) => Ok(Pending::new(pipe, id, what)),
+            Ok(id) => Ok(Pending::new(pipe, id)),
             Err(e) => {
                 if matches!(e, Error::ConnectionLost(_)) {
                     self.lost(&e);

@@ -14,9 +14,9 @@
 //! a frame; a reply id is in at most one of `ready` and `abandoned`; once `failure` is set it
 //! stays, and every unanswered call of this connection fails with it.
 
-use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -27,10 +27,15 @@ use serde::de::DeserializeOwned;
 use crate::codec;
 use crate::error::{Error, RemoteError, Result};
 use crate::frame::{self, FrameReader};
+use crate::fxhash::{FxHashMap, FxHashSet};
 use crate::message::{NOTICE_ID, Op, RequestHeader, ResponseHeader};
 use crate::transport::Stream;
 
 use super::connection::{Connection, Health, MIN_TIMEOUT, decode_reply};
+
+/// How errors name a pipelined call (the function's name is not kept, to spare an
+/// allocation per call).
+const PIPELINED: &str = "a pipelined call";
 
 /// Sends block while this much is queued and unwritten: the manager is not keeping up.
 const MAX_QUEUED: usize = 8 << 20;
@@ -72,12 +77,16 @@ struct State {
     /// A caller holds `reader` and is reading a frame.
     reading: bool,
     /// Replies read for callers that have not collected them: payload by request id.
-    ready: HashMap<u64, Vec<u8>>,
+    ready: FxHashMap<u64, Vec<u8>>,
     /// Calls nobody will wait for (timed out, or their `Pending` dropped): replies discarded.
-    abandoned: HashSet<u64>,
+    abandoned: FxHashSet<u64>,
     failure: Option<Failure>,
     /// The client is gone: the writer exits once the queue is written.
     closed: bool,
+    /// Callers waiting on `replies`, and senders waiting on `space`: notifications are only
+    /// sent when someone waits (a notify is a syscall even with nobody to wake).
+    followers: usize,
+    blocked_senders: usize,
 }
 
 struct Reader {
@@ -97,6 +106,8 @@ pub(crate) struct Pipe {
     space: Condvar,
     reader: Mutex<Reader>,
     max_frame_len: u32,
+    /// Mirrors `state.failure.is_some()`, readable without the lock.
+    failed: AtomicBool,
 }
 
 impl Pipe {
@@ -110,10 +121,12 @@ impl Pipe {
                 queued: Vec::with_capacity(4096),
                 writer_signalled: false,
                 reading: false,
-                ready: HashMap::new(),
-                abandoned: HashSet::new(),
+                ready: FxHashMap::default(),
+                abandoned: FxHashSet::default(),
                 failure: None,
                 closed: false,
+                followers: 0,
+                blocked_senders: 0,
             }),
             replies: Condvar::new(),
             work: Condvar::new(),
@@ -124,6 +137,7 @@ impl Pipe {
                 socket_timeout: None,
             }),
             max_frame_len,
+            failed: AtomicBool::new(false),
         });
         let for_writer = Arc::clone(&pipe);
         thread::Builder::new()
@@ -138,7 +152,7 @@ impl Pipe {
 
     /// True once the connection failed; the client then starts a new one for new sends.
     pub(crate) fn is_failed(&self) -> bool {
-        self.state().failure.is_some()
+        self.failed.load(Ordering::Acquire)
     }
 
     /// The client is gone: let the writer finish what is queued and exit.
@@ -152,7 +166,9 @@ impl Pipe {
     pub(crate) fn send<A: Serialize>(&self, op: Op<'_>, args: &A) -> Result<u64> {
         let mut state = self.state();
         while state.queued.len() >= MAX_QUEUED && state.failure.is_none() {
+            state.blocked_senders += 1;
             state = self.space.wait(state).unwrap_or_else(|e| e.into_inner());
+            state.blocked_senders -= 1;
         }
         if let Some(failure) = &state.failure {
             return Err(failure.to_error());
@@ -160,8 +176,8 @@ impl Pipe {
         let id = state.next_id;
         let queued = &mut state.queued;
         let start = frame::begin(queued);
-        let encoded = codec::encode_into(&RequestHeader { id, op }, queued)
-            .and_then(|()| codec::encode_into(args, queued))
+        RequestHeader { id, op }.encode(queued);
+        let encoded = codec::encode_into(args, queued)
             .and_then(|()| frame::end(queued, start, self.max_frame_len));
         if let Err(e) = encoded {
             state.queued.truncate(start);
@@ -189,7 +205,9 @@ impl Pipe {
                 // Take the whole queue: everything sent since the last write leaves together.
                 std::mem::swap(&mut batch, &mut state.queued);
                 state.writer_signalled = false;
-                self.space.notify_all();
+                if state.blocked_senders > 0 {
+                    self.space.notify_all();
+                }
             }
             if let Err(e) = stream.write_all(&batch) {
                 self.fail(Failure::Lost(e.kind(), format!("writing requests: {e}")));
@@ -203,6 +221,7 @@ impl Pipe {
         let mut state = self.state();
         if state.failure.is_none() {
             state.failure = Some(failure);
+            self.failed.store(true, Ordering::Release);
         }
         self.replies.notify_all();
         self.work.notify_all();
@@ -226,9 +245,11 @@ impl Pipe {
     ) -> Result<R> {
         let mut state = self.state();
         loop {
-            if let Some(payload) = state.ready.remove(&id) {
-                drop(state);
-                return self.decode(&payload, id, function);
+            if !state.ready.is_empty() {
+                if let Some(payload) = state.ready.remove(&id) {
+                    drop(state);
+                    return self.decode(&payload, id, function);
+                }
             }
             if let Some(failure) = &state.failure {
                 return Err(failure.to_error());
@@ -245,6 +266,7 @@ impl Pipe {
                 None => None,
             };
             if state.reading {
+                state.followers += 1;
                 state = match remaining {
                     Some(left) => {
                         self.replies
@@ -254,6 +276,7 @@ impl Pipe {
                     }
                     None => self.replies.wait(state).unwrap_or_else(|e| e.into_inner()),
                 };
+                state.followers -= 1;
                 continue;
             }
             state.reading = true;
@@ -261,11 +284,13 @@ impl Pipe {
             let led = self.lead(id, function, remaining);
             state = self.state();
             state.reading = false;
-            self.replies.notify_all();
+            if state.followers > 0 {
+                self.replies.notify_all();
+            }
             match led {
                 Led::Mine(result) => return result,
                 Led::Other(reply_id, payload) => {
-                    if !state.abandoned.remove(&reply_id) {
+                    if state.abandoned.is_empty() || !state.abandoned.remove(&reply_id) {
                         state.ready.insert(reply_id, payload);
                     }
                 }
@@ -276,7 +301,9 @@ impl Pipe {
                 Led::Failed(failure) => {
                     if state.failure.is_none() {
                         state.failure = Some(failure);
+                        self.failed.store(true, Ordering::Release);
                     }
+                    self.replies.notify_all();
                     drop(state);
                     self.work.notify_all();
                     self.space.notify_all();
@@ -299,7 +326,7 @@ impl Pipe {
         loop {
             match reader.frames.next_frame() {
                 Ok(Some(payload)) => {
-                    let reply_id = match codec::decode_envelope::<ResponseHeader>(payload) {
+                    let reply_id = match ResponseHeader::decode(payload) {
                         Ok((header, _)) => header.id,
                         Err(e) => {
                             return Led::Failed(Failure::Protocol(format!(
@@ -382,17 +409,15 @@ enum Led<R> {
 pub struct Pending<R> {
     pipe: Arc<Pipe>,
     id: u64,
-    function: String,
     waited: bool,
     _reply: PhantomData<fn() -> R>,
 }
 
 impl<R: DeserializeOwned> Pending<R> {
-    pub(crate) fn new(pipe: Arc<Pipe>, id: u64, function: &str) -> Self {
+    pub(crate) fn new(pipe: Arc<Pipe>, id: u64) -> Self {
         Pending {
             pipe,
             id,
-            function: function.to_string(),
             waited: false,
             _reply: PhantomData,
         }
@@ -401,7 +426,7 @@ impl<R: DeserializeOwned> Pending<R> {
     /// Waits for the reply, however long it takes.
     pub fn wait(mut self) -> Result<R> {
         self.waited = true;
-        self.pipe.wait(self.id, &self.function, None)
+        self.pipe.wait(self.id, PIPELINED, None)
     }
 
     /// Waits for the reply at most `timeout`; then gives up with [`Error::Timeout`] (the call
@@ -410,7 +435,7 @@ impl<R: DeserializeOwned> Pending<R> {
     pub fn wait_timeout(mut self, timeout: Duration) -> Result<R> {
         self.waited = true;
         self.pipe
-            .wait(self.id, &self.function, Some(Instant::now() + timeout))
+            .wait(self.id, PIPELINED, Some(Instant::now() + timeout))
     }
 }
 
@@ -426,7 +451,6 @@ impl<R> std::fmt::Debug for Pending<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pending")
             .field("id", &self.id)
-            .field("function", &self.function)
             .finish_non_exhaustive()
     }
 }

@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 
 use crate::codec;
 use crate::error::{RemoteError, RemoteErrorKind};
+use crate::fxhash::FxHashMap;
 use crate::service::{
     Description, MethodDescription, ObjectDescription, Service, ServiceDescriptor, TypeDescription,
 };
@@ -38,7 +39,7 @@ struct Entry {
 #[derive(Default)]
 struct Table {
     next_id: u64,
-    by_id: HashMap<u64, Entry>,
+    by_id: FxHashMap<u64, Entry>,
     by_name: HashMap<String, u64>,
 }
 

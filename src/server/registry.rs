@@ -1,7 +1,6 @@
 //! Registered functions: how a plain Rust closure becomes something the manager can call with
 //! encoded arguments and whose result it can encode, without macros (like axum handlers).
 
-use std::collections::HashMap;
 use std::fmt::Display;
 
 use serde::Serialize;
@@ -9,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::codec;
 use crate::error::{RemoteError, RemoteErrorKind};
+use crate::fxhash::FxHashMap;
 
 /// A function the manager can serve: any `Fn` of 0 to 8 arguments that implement
 /// `serde::Deserialize`, returning a value that implements [`IntoReply`].
@@ -188,7 +188,7 @@ pub(crate) type BoxedHandler =
 /// connection threads share it without a lock.
 #[derive(Default)]
 pub(crate) struct Registry {
-    functions: HashMap<String, BoxedHandler>,
+    functions: FxHashMap<String, BoxedHandler>,
 }
 
 impl Registry {

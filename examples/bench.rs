@@ -1,0 +1,919 @@
+//! The benchmark harness: every figure next to a raw-socket baseline measured in the same run.
+//!
+//! ```text
+//! cargo run --release --example bench               # the full table (a few minutes)
+//! cargo run --release --example bench -- --quick    # seconds; what CI runs
+//! cargo run --release --example bench -- --json     # machine-readable rows
+//! cargo run --release --example bench -- --no-python
+//! ```
+//!
+//! The whole suite runs twice: pinned to one CPU (`taskset -c 0`, all processes: these VMs
+//! alternate between fast and slow phases, and pinning makes runs comparable) and unpinned.
+//! Servers and clients are separate processes (this program re-run in a role). Payloads: a
+//! 16-byte `String` and a 4 KiB `serde_bytes::ByteBuf`, echoed back; the raw baselines echo
+//! length-prefixed messages of the same size with the same batching as the manager.
+//! When `python3` exists, the same sequential call and the counter workload also run against
+//! Python's `multiprocessing.managers` for a side-by-side speed-up.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use monogusa::{Client, Manager, Pending};
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+/// One measured figure.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Row {
+    measurement: String,
+    transport: String,
+    size: String,
+    value: f64,
+    unit: String,
+    /// The figure divided by its baseline (what `baseline` says), if it has one.
+    ratio: Option<f64>,
+    baseline: String,
+}
+
+#[derive(Clone, Copy)]
+struct Plan {
+    quick: bool,
+    /// How long each throughput figure is measured.
+    span: Duration,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Self {
+        Plan {
+            quick,
+            span: if quick {
+                Duration::from_millis(60)
+            } else {
+                Duration::from_millis(700)
+            },
+        }
+    }
+}
+
+const AUTHKEY: &str = "bench";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(at) = args.iter().position(|a| a == "--role") {
+        let role = args[at + 1].as_str();
+        let rest = &args[at + 2..];
+        run_role(role, rest);
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let json = args.iter().any(|a| a == "--json");
+    let python = !args.iter().any(|a| a == "--no-python");
+
+    let pinned = if has_taskset() {
+        Some(run_suite(true, quick))
+    } else {
+        eprintln!("bench: taskset not found; pinned figures skipped");
+        None
+    };
+    let unpinned = run_suite(false, quick);
+    let python_rows = if python && has_python() {
+        python_comparison(quick, pinned.as_ref().unwrap_or(&unpinned))
+    } else {
+        Vec::new()
+    };
+
+    if json {
+        let out = serde_json::json!({
+            "date": today(),
+            "machine": machine(),
+            "quick": quick,
+            "pinned": pinned,
+            "unpinned": unpinned,
+            "python": python_rows,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap());
+    } else {
+        print_table(pinned.as_deref(), &unpinned, &python_rows, quick);
+    }
+}
+
+// ---- Orchestration -------------------------------------------------------------------------
+
+/// Runs every measurement in a child process (pinned to CPU 0, or not) and collects its rows.
+fn run_suite(pinned: bool, quick: bool) -> Vec<Row> {
+    let exe = std::env::current_exe().unwrap();
+    let mut command = if pinned {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0"]).arg(&exe);
+        c
+    } else {
+        Command::new(&exe)
+    };
+    command.args(["--role", "suite", if quick { "quick" } else { "full" }]);
+    let output = command
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("running the suite");
+    assert!(output.status.success(), "the benchmark suite failed");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+fn run_role(role: &str, args: &[String]) {
+    match role {
+        "suite" => suite(Plan::new(args[0] == "quick")),
+        "raw-server" => raw_server(&args[0]),
+        "manager" => manager_role(&args[0]),
+        "caller" => caller_role(&args[0], &args[1], args[2].parse().unwrap()),
+        "counter-client" => counter_client(&args[0]),
+        other => panic!("unknown role {other}"),
+    }
+}
+
+fn has_taskset() -> bool {
+    Command::new("taskset")
+        .args(["-c", "0", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn has_python() -> bool {
+    Command::new("python3")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A child process in a role; it prints its address first and lives until its stdin closes.
+struct Server {
+    child: Child,
+    address: String,
+    pid: u32,
+}
+
+impl Server {
+    fn start(role: &str, bind: &str) -> Server {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--role", role, bind])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut address = String::new();
+        stdout.read_line(&mut address).unwrap();
+        let pid = child.id();
+        Server {
+            child,
+            address: address.trim().to_string(),
+            pid,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// Blocks until stdin closes: how a server child learns the measurement is over.
+fn wait_for_stdin_eof() {
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+}
+
+// ---- The suite -----------------------------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq)]
+enum Transport {
+    Tcp,
+    Unix,
+}
+
+impl Transport {
+    fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Unix => "unix",
+        }
+    }
+
+    fn bind(self, tag: &str) -> String {
+        match self {
+            Transport::Tcp => "127.0.0.1:0".into(),
+            Transport::Unix => {
+                let path = std::env::temp_dir()
+                    .join(format!("monogusa-bench-{}-{tag}.sock", std::process::id()));
+                let _ = std::fs::remove_file(&path);
+                format!("unix:{}", path.display())
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Size {
+    Small,
+    Large,
+}
+
+impl Size {
+    fn bytes(self) -> usize {
+        match self {
+            Size::Small => 16,
+            Size::Large => 4096,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Size::Small => "16 B",
+            Size::Large => "4 KiB",
+        }
+    }
+}
+
+fn emit(row: Row) {
+    println!("{}", serde_json::to_string(&row).unwrap());
+}
+
+fn row(
+    measurement: &str,
+    transport: &str,
+    size: &str,
+    value: f64,
+    unit: &str,
+    base: Option<(f64, &str)>,
+) -> Row {
+    Row {
+        measurement: measurement.into(),
+        transport: transport.into(),
+        size: size.into(),
+        value,
+        unit: unit.into(),
+        ratio: base.map(|(b, _)| value / b),
+        baseline: base.map(|(_, what)| what.to_string()).unwrap_or_default(),
+    }
+}
+
+/// Runs `step` (which does `per_step` operations) for the plan's span; operations per second.
+fn rate(span: Duration, per_step: usize, mut step: impl FnMut()) -> f64 {
+    // Warm up briefly so connections, buffers and caches are in their steady state.
+    let warm = Instant::now();
+    while warm.elapsed() < span / 10 {
+        step();
+    }
+    let started = Instant::now();
+    let mut steps = 0usize;
+    while started.elapsed() < span {
+        for _ in 0..8 {
+            step();
+        }
+        steps += 8;
+    }
+    (steps * per_step) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn suite(plan: Plan) {
+    for transport in [Transport::Tcp, Transport::Unix] {
+        for size in [Size::Small, Size::Large] {
+            calls(plan, transport, size);
+        }
+        aggregate(plan, transport);
+        connect_and_call(plan, transport);
+    }
+    counter_workload(plan);
+    idle_memory(plan);
+}
+
+fn small_arg() -> String {
+    "0123456789abcdef".to_string()
+}
+
+fn large_arg() -> ByteBuf {
+    ByteBuf::from(vec![0x5a; 4096])
+}
+
+/// Sequential and pipelined calls against their raw baselines.
+fn calls(plan: Plan, transport: Transport, size: Size) {
+    let t = transport.name();
+    let s = size.label();
+    let raw = Server::start("raw-server", &transport.bind("raw"));
+    let manager = Server::start("manager", &transport.bind("mgr"));
+    let client = Client::connect(manager.address.as_str(), AUTHKEY).unwrap();
+
+    let mut raw_stream = RawStream::connect(&raw.address);
+    let raw_rt = rate(plan.span, 1, || raw_stream.ping_pong(size.bytes(), 1));
+    emit(row("raw ping-pong", t, s, raw_rt, "round trips/s", None));
+
+    let small = small_arg();
+    let large = large_arg();
+    let seq = match size {
+        Size::Small => rate(plan.span, 1, || {
+            let _: String = client.call("echo", (&small,)).unwrap();
+        }),
+        Size::Large => rate(plan.span, 1, || {
+            let _: ByteBuf = client.call("echo_bytes", (&large,)).unwrap();
+        }),
+    };
+    emit(row(
+        "sequential calls",
+        t,
+        s,
+        seq,
+        "calls/s",
+        Some((raw_rt, "raw ping-pong")),
+    ));
+
+    for depth in [1usize, 16, 64, 256] {
+        let raw_depth = rate(plan.span, depth, || {
+            raw_stream.ping_pong(size.bytes(), depth)
+        });
+        let ours = match size {
+            Size::Small => rate(plan.span, depth, || {
+                let pending: Vec<Pending<String>> = (0..depth)
+                    .map(|_| client.send("echo", (&small,)).unwrap())
+                    .collect();
+                for p in pending {
+                    p.wait().unwrap();
+                }
+            }),
+            Size::Large => rate(plan.span, depth, || {
+                let pending: Vec<Pending<ByteBuf>> = (0..depth)
+                    .map(|_| client.send("echo_bytes", (&large,)).unwrap())
+                    .collect();
+                for p in pending {
+                    p.wait().unwrap();
+                }
+            }),
+        };
+        emit(row(
+            &format!("raw pipelined echo, {depth} in flight"),
+            t,
+            s,
+            raw_depth,
+            "msgs/s",
+            None,
+        ));
+        emit(row(
+            &format!("pipelined calls, {depth} in flight"),
+            t,
+            s,
+            ours,
+            "calls/s",
+            Some((raw_depth, "raw pipelined echo, same depth")),
+        ));
+    }
+}
+
+/// Aggregate calls/s from several client processes at once.
+fn aggregate(plan: Plan, transport: Transport) {
+    let t = transport.name();
+    let manager = Server::start("manager", &transport.bind("agg"));
+    let counts: &[usize] = if plan.quick {
+        &[1, 2]
+    } else {
+        &[1, 2, 4, 8, 64]
+    };
+    let mut single = None;
+    for &n in counts {
+        let seconds = plan.span.as_secs_f64().max(0.05);
+        let mut children: Vec<(Child, BufReader<ChildStdout>)> = (0..n)
+            .map(|_| {
+                let mut child = Command::new(std::env::current_exe().unwrap())
+                    .args([
+                        "--role",
+                        "caller",
+                        &manager.address,
+                        &seconds.to_string(),
+                        "16",
+                    ])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                let out = BufReader::new(child.stdout.take().unwrap());
+                (child, out)
+            })
+            .collect();
+        // Each caller connects, says "ready", and starts when told, so all run together.
+        for (_, out) in &mut children {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            assert_eq!(line.trim(), "ready");
+        }
+        for (child, _) in &mut children {
+            child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+        }
+        let mut total = 0.0;
+        for (mut child, mut out) in children {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            total += line.trim().parse::<f64>().unwrap();
+            child.wait().unwrap();
+        }
+        let base = *single.get_or_insert(total);
+        emit(row(
+            &format!("aggregate, {n} client processes"),
+            t,
+            "16 B",
+            total,
+            "calls/s",
+            Some((base, "1 client process")),
+        ));
+    }
+}
+
+fn caller_role(address: &str, seconds: &str, _size: u32) {
+    let client = Client::connect(address, AUTHKEY).unwrap();
+    let arg = small_arg();
+    let _: String = client.call("echo", (&arg,)).unwrap();
+    println!("ready");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
+    let span = Duration::from_secs_f64(seconds.parse().unwrap());
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < span {
+        for _ in 0..16 {
+            let _: String = client.call("echo", (&arg,)).unwrap();
+        }
+        n += 16;
+    }
+    println!("{}", n as f64 / started.elapsed().as_secs_f64());
+}
+
+/// A fresh connection, handshake, one call and close, against raw connect + round trip + close.
+fn connect_and_call(plan: Plan, transport: Transport) {
+    let t = transport.name();
+    let raw = Server::start("raw-server", &transport.bind("rawc"));
+    let manager = Server::start("manager", &transport.bind("mgrc"));
+    let raw_rate = rate(plan.span, 1, || {
+        let mut stream = RawStream::connect(&raw.address);
+        stream.ping_pong(16, 1);
+    });
+    let arg = small_arg();
+    let ours = rate(plan.span, 1, || {
+        let client = Client::connect(manager.address.as_str(), AUTHKEY).unwrap();
+        let _: String = client.call("echo", (&arg,)).unwrap();
+    });
+    emit(row(
+        "raw connect + round trip + close",
+        t,
+        "16 B",
+        raw_rate,
+        "per s",
+        None,
+    ));
+    emit(row(
+        "connect + handshake + call + close",
+        t,
+        "16 B",
+        ours,
+        "per s",
+        Some((raw_rate, "raw connect + round trip + close")),
+    ));
+}
+
+/// The counter example's workload: 5 processes x 1000 x (get + inc).
+fn counter_workload(plan: Plan) {
+    for transport in [Transport::Tcp, Transport::Unix] {
+        let manager = Server::start("manager", &transport.bind("ctr"));
+        let started = Instant::now();
+        let children: Vec<Child> = (0..5)
+            .map(|_| {
+                Command::new(std::env::current_exe().unwrap())
+                    .args(["--role", "counter-client", &manager.address])
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut child in children {
+            assert!(child.wait().unwrap().success());
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let client = Client::connect(manager.address.as_str(), AUTHKEY).unwrap();
+        let count: i64 = client.call("get", ("hikakin",)).unwrap();
+        assert_eq!(count, 5000, "the counter example must count exactly");
+        emit(row(
+            "counter example (5 processes x 1000 x get+inc)",
+            transport.name(),
+            "-",
+            elapsed,
+            "s",
+            None,
+        ));
+        let _ = plan;
+    }
+}
+
+fn counter_client(address: &str) {
+    let client = Client::connect(address, AUTHKEY).unwrap();
+    for _ in 0..1000 {
+        let _: i64 = client.call("get", ("hikakin",)).unwrap();
+        let _: i64 = client.call("inc", ("hikakin",)).unwrap();
+    }
+}
+
+/// Resident memory the manager gains per idle, authenticated connection.
+fn idle_memory(plan: Plan) {
+    let n = if plan.quick { 50 } else { 1000 };
+    let manager = Server::start("manager", &Transport::Tcp.bind("mem"));
+    let warm = Client::connect(manager.address.as_str(), AUTHKEY).unwrap();
+    let _: String = warm.call("echo", (small_arg(),)).unwrap();
+    let before = rss_kib(manager.pid);
+    let clients: Vec<Client> = (0..n)
+        .map(|_| Client::connect(manager.address.as_str(), AUTHKEY).unwrap())
+        .collect();
+    // One call each, so every connection thread has read a request and answered it.
+    for c in &clients {
+        let _: String = c.call("echo", (small_arg(),)).unwrap();
+    }
+    let after = rss_kib(manager.pid);
+    emit(row(
+        &format!("memory per idle connection ({n} connections)"),
+        "tcp",
+        "-",
+        (after - before) as f64 / n as f64,
+        "KiB",
+        None,
+    ));
+}
+
+fn rss_kib(pid: u32) -> i64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+// ---- Roles: servers ------------------------------------------------------------------------
+
+/// Counts per key, for the counter workload.
+fn manager_role(bind: &str) {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    let counts = std::sync::Arc::new(Mutex::new(HashMap::<String, i64>::new()));
+    let (c1, c2) = (counts.clone(), counts.clone());
+    let manager = Manager::builder()
+        .authkey(AUTHKEY)
+        .bind(bind)
+        .max_connections(8192)
+        .register("echo", |text: String| text)
+        .register("echo_bytes", |bytes: ByteBuf| monogusa::Reply(bytes))
+        .register("get", move |key: String| {
+            c1.lock().unwrap().get(&key).copied().unwrap_or(0)
+        })
+        .register("inc", move |key: String| {
+            let mut map = c2.lock().unwrap();
+            let n = map.entry(key).or_insert(0);
+            *n += 1;
+            *n
+        })
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    println!("{}", manager.address());
+    std::io::stdout().flush().unwrap();
+    wait_for_stdin_eof();
+    manager.shutdown();
+}
+
+/// A raw echo server of length-prefixed messages, batching replies like the manager does.
+fn raw_server(bind: &str) {
+    if let Some(path) = bind.strip_prefix("unix:") {
+        let listener = UnixListener::bind(path).unwrap();
+        println!("{bind}");
+        std::io::stdout().flush().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let stream = stream.unwrap();
+                std::thread::spawn(move || echo_loop(stream));
+            }
+        });
+        wait_for_stdin_eof();
+        let _ = std::fs::remove_file(path);
+    } else {
+        let listener = TcpListener::bind(bind).unwrap();
+        println!("{}", listener.local_addr().unwrap());
+        std::io::stdout().flush().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let stream = stream.unwrap();
+                stream.set_nodelay(true).unwrap();
+                std::thread::spawn(move || echo_loop(stream));
+            }
+        });
+        wait_for_stdin_eof();
+    }
+}
+
+fn echo_loop<S: Read + Write>(mut stream: S) {
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut start, mut end) = (0usize, 0usize);
+    let mut out = Vec::with_capacity(1 << 16);
+    loop {
+        // Echo every complete message buffered, then write once.
+        while end - start >= 4 {
+            let len = u32::from_be_bytes(buf[start..start + 4].try_into().unwrap()) as usize;
+            if end - start < 4 + len {
+                break;
+            }
+            out.extend_from_slice(&buf[start..start + 4 + len]);
+            start += 4 + len;
+        }
+        if !out.is_empty() {
+            if stream.write_all(&out).is_err() {
+                return;
+            }
+            out.clear();
+        }
+        if start == end {
+            start = 0;
+            end = 0;
+        } else if end == buf.len() {
+            buf.copy_within(start..end, 0);
+            end -= start;
+            start = 0;
+        }
+        match stream.read(&mut buf[end..]) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => end += n,
+        }
+    }
+}
+
+/// The raw client side: length-prefixed messages, `depth` written at once.
+enum RawStream {
+    Tcp(TcpStream, Vec<u8>, Vec<u8>),
+    Unix(UnixStream, Vec<u8>, Vec<u8>),
+}
+
+impl RawStream {
+    fn connect(address: &str) -> RawStream {
+        match address.strip_prefix("unix:") {
+            Some(path) => {
+                RawStream::Unix(UnixStream::connect(path).unwrap(), Vec::new(), Vec::new())
+            }
+            None => {
+                let s = TcpStream::connect(address).unwrap();
+                s.set_nodelay(true).unwrap();
+                RawStream::Tcp(s, Vec::new(), Vec::new())
+            }
+        }
+    }
+
+    /// Writes `depth` messages of `size` bytes in one write and reads all their echoes.
+    fn ping_pong(&mut self, size: usize, depth: usize) {
+        fn go<S: Read + Write>(
+            s: &mut S,
+            out: &mut Vec<u8>,
+            inb: &mut Vec<u8>,
+            size: usize,
+            depth: usize,
+        ) {
+            if out.len() != depth * (4 + size) {
+                out.clear();
+                for _ in 0..depth {
+                    out.extend_from_slice(&(size as u32).to_be_bytes());
+                    out.resize(out.len() + size, 0x5a);
+                }
+                inb.resize(out.len(), 0);
+            }
+            // Write in slices and read echoes as they pile up, so neither side ever blocks
+            // on a full socket buffer (a Unix socket holds about 200 KiB).
+            const SLICE: usize = 32 << 10;
+            let (mut written, mut read) = (0, 0);
+            while written < out.len() {
+                let end = (written + SLICE).min(out.len());
+                s.write_all(&out[written..end]).unwrap();
+                written = end;
+                while written - read > 2 * SLICE {
+                    read += s.read(&mut inb[read..written]).unwrap();
+                }
+            }
+            s.read_exact(&mut inb[read..]).unwrap();
+        }
+        match self {
+            RawStream::Tcp(s, o, i) => go(s, o, i, size, depth),
+            RawStream::Unix(s, o, i) => go(s, o, i, size, depth),
+        }
+    }
+}
+
+// ---- Python's managers, side by side ---------------------------------------------------------
+
+const PYTHON: &str = r#"
+import json, sys, time
+from multiprocessing.managers import BaseManager
+
+class Counter:
+    def __init__(self):
+        self.d = {}
+    def get(self, k):
+        return self.d.get(k, 0)
+    def inc(self, k):
+        self.d[k] = self.d.get(k, 0) + 1
+    def echo(self, x):
+        return x
+
+counts = {}
+def get(k):
+    return counts.get(k, 0)
+def inc(k):
+    counts[k] = counts.get(k, 0) + 1
+
+shared = Counter()
+def the_counter():
+    return shared
+
+class M(BaseManager):
+    pass
+M.register('Counter', callable=the_counter)
+M.register('get', callable=get)
+M.register('inc', callable=inc)
+
+def main():
+    quick = sys.argv[1] == 'quick'
+    span = 0.06 if quick else 0.7
+    m = M(address=('127.0.0.1', 0), authkey=b'password')
+    m.start()
+    c = m.Counter()
+    payload = '0123456789abcdef'
+    for _ in range(200):
+        c.echo(payload)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < span:
+        for _ in range(16):
+            c.echo(payload)
+        n += 16
+    seq = n / (time.perf_counter() - t0)
+    # The counter workload through one proxy (Python's fastest form): get + inc per round.
+    t0 = time.perf_counter()
+    rounds = 200 if quick else 1000
+    for _ in range(rounds):
+        c.get('hikakin')
+        c.inc('hikakin')
+    fast = 2 * rounds / (time.perf_counter() - t0)
+    # The well-known example's form: registered functions, one new connection per call.
+    t0 = time.perf_counter()
+    rounds = 2 if quick else 12
+    for _ in range(rounds):
+        m.get('hikakin')
+        m.inc('hikakin')
+    slow = 2 * rounds / (time.perf_counter() - t0)
+    m.shutdown()
+    print(json.dumps({'seq': seq, 'counter_fast': fast, 'counter_example': slow}))
+
+if __name__ == '__main__':
+    main()
+"#;
+
+fn python_comparison(quick: bool, ours: &[Row]) -> Vec<Row> {
+    let script = std::env::temp_dir().join(format!("monogusa-bench-{}.py", std::process::id()));
+    std::fs::write(&script, PYTHON).unwrap();
+    let mut command = if has_taskset() {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0", "python3"]);
+        c
+    } else {
+        Command::new("python3")
+    };
+    let output = command
+        .arg(&script)
+        .arg(if quick { "quick" } else { "full" })
+        .output();
+    let _ = std::fs::remove_file(&script);
+    let Ok(output) = output else {
+        return Vec::new();
+    };
+    let Ok(figures) = serde_json::from_slice::<serde_json::Value>(&output.stdout) else {
+        eprintln!(
+            "bench: the Python comparison failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        return Vec::new();
+    };
+    let find = |name: &str| {
+        ours.iter()
+            .find(|r| r.measurement == name && r.transport == "tcp" && r.size == "16 B")
+            .map(|r| r.value)
+            .unwrap_or(f64::NAN)
+    };
+    let our_seq = find("sequential calls");
+    let py = |key: &str| figures[key].as_f64().unwrap_or(f64::NAN);
+    let speedup = |value: f64, label: &str| Row {
+        measurement: label.into(),
+        transport: "tcp".into(),
+        size: "16 B".into(),
+        value,
+        unit: "calls/s".into(),
+        ratio: Some(our_seq / value),
+        baseline: "monogusa sequential calls / this (speed-up)".into(),
+    };
+    vec![
+        speedup(py("seq"), "python managers: sequential calls (one proxy)"),
+        speedup(
+            py("counter_fast"),
+            "python managers: counter get+inc (one proxy)",
+        ),
+        speedup(
+            py("counter_example"),
+            "python managers: counter get+inc (the example's form)",
+        ),
+    ]
+}
+
+// ---- Output --------------------------------------------------------------------------------
+
+fn today() -> String {
+    Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!("{cpu}, {cores} cores")
+}
+
+fn human(value: f64, unit: &str) -> String {
+    match unit {
+        "s" => format!("{value:.3} s"),
+        "KiB" => format!("{value:.1} KiB"),
+        _ if value >= 1e6 => format!("{:.2}M {unit}", value / 1e6),
+        _ if value >= 1e3 => format!("{:.1}k {unit}", value / 1e3),
+        _ => format!("{value:.1} {unit}"),
+    }
+}
+
+fn print_table(pinned: Option<&[Row]>, unpinned: &[Row], python: &[Row], quick: bool) {
+    println!(
+        "monogusa benchmark, {}, {}{}",
+        today(),
+        machine(),
+        if quick {
+            " (quick mode: short spans, figures are rough)"
+        } else {
+            ""
+        }
+    );
+    println!();
+    println!("| measurement | transport | size | pinned | ratio | unpinned | ratio | ratio to |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for u in unpinned {
+        let p = pinned.and_then(|rows| {
+            rows.iter().find(|r| {
+                r.measurement == u.measurement && r.transport == u.transport && r.size == u.size
+            })
+        });
+        let ratio = |r: Option<f64>| r.map(|r| format!("{r:.2}")).unwrap_or_default();
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            u.measurement,
+            u.transport,
+            u.size,
+            p.map(|p| human(p.value, &p.unit))
+                .unwrap_or_else(|| "-".into()),
+            ratio(p.and_then(|p| p.ratio)),
+            human(u.value, &u.unit),
+            ratio(u.ratio),
+            u.baseline,
+        );
+    }
+    for r in python {
+        println!(
+            "| {} | {} | {} | {} | {:.1}x | | | {} |",
+            r.measurement,
+            r.transport,
+            r.size,
+            human(r.value, &r.unit),
+            r.ratio.unwrap_or(f64::NAN),
+            r.baseline,
+        );
+    }
+}

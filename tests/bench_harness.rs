@@ -1,0 +1,45 @@
+//! The benchmark harness runs in quick mode on every test run, so it cannot rot. Only its
+//! shape is checked: figures are for people to read, never asserted (see PERFORMANCE notes).
+
+mod common;
+
+use std::process::Command;
+
+#[test]
+fn harness_quick_mode_produces_every_figure() {
+    let output = Command::new(common::example_binary("bench"))
+        .args(["--quick", "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let rows = report["unpinned"].as_array().unwrap();
+    let has = |name: &str, transport: &str, size: &str| {
+        rows.iter().any(|r| {
+            r["measurement"] == name
+                && r["transport"] == transport
+                && r["size"] == size
+                && r["value"].as_f64().is_some_and(|v| v > 0.0)
+        })
+    };
+    for transport in ["tcp", "unix"] {
+        for size in ["16 B", "4 KiB"] {
+            assert!(has("raw ping-pong", transport, size));
+            assert!(has("sequential calls", transport, size));
+            for depth in [1, 16, 64, 256] {
+                assert!(has(&format!("pipelined calls, {depth} in flight"), transport, size));
+                assert!(has(&format!("raw pipelined echo, {depth} in flight"), transport, size));
+            }
+        }
+        assert!(has("aggregate, 1 client processes", transport, "16 B"));
+        assert!(has("connect + handshake + call + close", transport, "16 B"));
+        assert!(has("counter example (5 processes x 1000 x get+inc)", transport, "-"));
+    }
+    assert!(rows.iter().any(|r| r["measurement"].as_str().unwrap().starts_with("memory per idle connection")));
+    let ratio_of = |name: &str| {
+        rows.iter()
+            .find(|r| r["measurement"] == name)
+            .and_then(|r| r["ratio"].as_f64())
+    };
+    assert!(ratio_of("sequential calls").is_some(), "ratios are reported");
+}
