@@ -620,7 +620,8 @@ fn raw_server(bind: &str) {
 }
 
 fn echo_loop<S: Read + Write>(mut stream: S) {
-    let mut buf = vec![0u8; 1 << 20];
+    // The same starting buffer as a manager connection, grown only for a big burst.
+    let mut buf = vec![0u8; 4096];
     let (mut start, mut end) = (0usize, 0usize);
     let mut out = Vec::with_capacity(1 << 16);
     loop {
@@ -646,6 +647,9 @@ fn echo_loop<S: Read + Write>(mut stream: S) {
             buf.copy_within(start..end, 0);
             end -= start;
             start = 0;
+        }
+        if end == buf.len() {
+            buf.resize(buf.len() * 2, 0);
         }
         match stream.read(&mut buf[end..]) {
             Ok(0) | Err(_) => return,

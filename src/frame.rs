@@ -14,8 +14,13 @@ pub(crate) const HEADER_LEN: usize = 4;
 /// The default largest payload accepted or sent: 64 MiB.
 pub const DEFAULT_MAX_FRAME_LEN: u32 = 64 << 20;
 
-/// A read buffer never shrinks below this, so small frames never reallocate.
-const MIN_BUFFER: usize = 64 << 10;
+/// A read buffer starts at this size: an idle connection costs little. It doubles whenever a
+/// read fills it (a burst of pipelined requests, or a large frame), so bursts are soon read in
+/// one syscall.
+const MIN_BUFFER: usize = 4 << 10;
+
+/// Growth for bursts of small frames stops here (large frames grow it as far as they need).
+const BURST_BUFFER: usize = 256 << 10;
 
 /// After a large frame the buffer is given back once it is empty and larger than this.
 const SHRINK_ABOVE: usize = 1 << 20;
@@ -114,6 +119,10 @@ impl FrameReader {
         self.make_room()?;
         let n = stream.read(&mut self.buf[self.end..])?;
         self.end += n;
+        if self.end == self.buf.len() && self.buf.len() < BURST_BUFFER {
+            // The read filled the buffer: more is probably waiting. Read bigger next time.
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
         Ok(n)
     }
 

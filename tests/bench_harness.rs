@@ -11,7 +11,11 @@ fn harness_quick_mode_produces_every_figure() {
         .args(["--quick", "--json"])
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let rows = report["unpinned"].as_array().unwrap();
     let has = |name: &str, transport: &str, size: &str| {
@@ -27,19 +31,39 @@ fn harness_quick_mode_produces_every_figure() {
             assert!(has("raw ping-pong", transport, size));
             assert!(has("sequential calls", transport, size));
             for depth in [1, 16, 64, 256] {
-                assert!(has(&format!("pipelined calls, {depth} in flight"), transport, size));
-                assert!(has(&format!("raw pipelined echo, {depth} in flight"), transport, size));
+                assert!(has(
+                    &format!("pipelined calls, {depth} in flight"),
+                    transport,
+                    size
+                ));
+                assert!(has(
+                    &format!("raw pipelined echo, {depth} in flight"),
+                    transport,
+                    size
+                ));
             }
         }
         assert!(has("aggregate, 1 client processes", transport, "16 B"));
         assert!(has("connect + handshake + call + close", transport, "16 B"));
-        assert!(has("counter example (5 processes x 1000 x get+inc)", transport, "-"));
+        assert!(has(
+            "counter example (5 processes x 1000 x get+inc)",
+            transport,
+            "-"
+        ));
     }
-    assert!(rows.iter().any(|r| r["measurement"].as_str().unwrap().starts_with("memory per idle connection")));
+    assert!(rows.iter().any(|r| {
+        r["measurement"]
+            .as_str()
+            .unwrap()
+            .starts_with("memory per idle connection")
+    }));
     let ratio_of = |name: &str| {
         rows.iter()
             .find(|r| r["measurement"] == name)
             .and_then(|r| r["ratio"].as_f64())
     };
-    assert!(ratio_of("sequential calls").is_some(), "ratios are reported");
+    assert!(
+        ratio_of("sequential calls").is_some(),
+        "ratios are reported"
+    );
 }

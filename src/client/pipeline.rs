@@ -5,18 +5,23 @@
 //! write and sends it with one `write`, so a burst of sends from one or many threads leaves in
 //! a few syscalls, yet every request leaves promptly (none waits for a later `wait`).
 //!
-//! Reading: no reader thread. A waiting caller becomes the *leader*: it reads the next reply
-//! frame itself, then gives the lead back. A reply for the leader is decoded in place, with no
-//! copy and no thread hand-off; a reply for another caller is copied aside and that caller is
-//! woken. One frame per turn means a caller never waits for a later call's reply.
+//! Reading: no reader thread. A waiting caller that gets the `reader` lock (`try_lock`: the
+//! lock *is* the lead) reads the next reply frame itself, then lets go. A reply for the leader
+//! is decoded in place, with no copy and no thread hand-off; a reply for another caller is
+//! copied into `ready` and the waiting callers are woken. One frame per turn means a caller
+//! never waits for a later call's reply. A caller that waits in send order, the common case,
+//! takes no lock but `reader`.
 //!
-//! Invariants (under `state`): `reading` is true exactly while one caller holds `reader` to read
-//! a frame; a reply id is in at most one of `ready` and `abandoned`; once `failure` is set it
-//! stays, and every unanswered call of this connection fails with it.
+//! Invariants: `ready_count` equals `state.ready.len()` (changed only under `state`); a reply
+//! id is in at most one of `ready` and `abandoned`; once `failure` is set it stays, and every
+//! unanswered call of this connection fails with it. Lost wake-ups: a leader lets go of
+//! `reader`, then reads `followers`; a follower counts itself in `followers`, then tries
+//! `reader` once more before sleeping (both with a SeqCst fence between), so one of them
+//! always sees the other; followers also sleep in bounded slices as a second guard.
 
 use std::io::{self, Write};
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -74,8 +79,6 @@ struct State {
     queued: Vec<u8>,
     /// The writer has been signalled and has not yet taken the queue.
     writer_signalled: bool,
-    /// A caller holds `reader` and is reading a frame.
-    reading: bool,
     /// Replies read for callers that have not collected them: payload by request id.
     ready: FxHashMap<u64, Vec<u8>>,
     /// Calls nobody will wait for (timed out, or their `Pending` dropped): replies discarded.
@@ -83,9 +86,8 @@ struct State {
     failure: Option<Failure>,
     /// The client is gone: the writer exits once the queue is written.
     closed: bool,
-    /// Callers waiting on `replies`, and senders waiting on `space`: notifications are only
-    /// sent when someone waits (a notify is a syscall even with nobody to wake).
-    followers: usize,
+    /// Senders waiting on `space`: notified only when someone waits (a notify is a syscall
+    /// even with nobody to wake).
     blocked_senders: usize,
 }
 
@@ -108,6 +110,10 @@ pub(crate) struct Pipe {
     max_frame_len: u32,
     /// Mirrors `state.failure.is_some()`, readable without the lock.
     failed: AtomicBool,
+    /// Mirrors `state.ready.len()`, so a caller in send order skips the state lock.
+    ready_count: AtomicUsize,
+    /// Callers asleep on `replies`.
+    followers: AtomicUsize,
 }
 
 impl Pipe {
@@ -120,12 +126,10 @@ impl Pipe {
                 next_id: 1,
                 queued: Vec::with_capacity(4096),
                 writer_signalled: false,
-                reading: false,
                 ready: FxHashMap::default(),
                 abandoned: FxHashSet::default(),
                 failure: None,
                 closed: false,
-                followers: 0,
                 blocked_senders: 0,
             }),
             replies: Condvar::new(),
@@ -138,6 +142,8 @@ impl Pipe {
             }),
             max_frame_len,
             failed: AtomicBool::new(false),
+            ready_count: AtomicUsize::new(0),
+            followers: AtomicUsize::new(0),
         });
         let for_writer = Arc::clone(&pipe);
         thread::Builder::new()
@@ -231,8 +237,19 @@ impl Pipe {
     /// Gives up on a call: its reply, if it comes, is discarded.
     fn abandon(&self, id: u64) {
         let mut state = self.state();
-        if state.ready.remove(&id).is_none() {
+        if state.ready.remove(&id).is_some() {
+            self.ready_count.fetch_sub(1, Ordering::SeqCst);
+        } else {
             state.abandoned.insert(id);
+        }
+    }
+
+    /// Wakes callers asleep on `replies`, if any (called after letting go of `reader`).
+    fn wake_followers(&self) {
+        fence(Ordering::SeqCst);
+        if self.followers.load(Ordering::SeqCst) > 0 {
+            let _state = self.state();
+            self.replies.notify_all();
         }
     }
 
@@ -243,85 +260,104 @@ impl Pipe {
         function: &str,
         deadline: Option<Instant>,
     ) -> Result<R> {
-        let mut state = self.state();
+        /// A sleeping follower rechecks at least this often (a guard against a lost wake-up).
+        const NAP: Duration = Duration::from_millis(10);
         loop {
-            if !state.ready.is_empty() {
+            // A reply stored for us, or a failure: only then is the state lock needed.
+            if self.ready_count.load(Ordering::SeqCst) > 0 || self.failed.load(Ordering::SeqCst) {
+                let mut state = self.state();
                 if let Some(payload) = state.ready.remove(&id) {
+                    self.ready_count.fetch_sub(1, Ordering::SeqCst);
                     drop(state);
                     return self.decode(&payload, id, function);
                 }
-            }
-            if let Some(failure) = &state.failure {
-                return Err(failure.to_error());
+                if let Some(failure) = &state.failure {
+                    return Err(failure.to_error());
+                }
             }
             let remaining = match deadline {
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        state.abandoned.insert(id);
+                        self.abandon(id);
                         return Err(Error::Timeout);
                     }
                     Some(left)
                 }
                 None => None,
             };
-            if state.reading {
-                state.followers += 1;
-                state = match remaining {
-                    Some(left) => {
-                        self.replies
-                            .wait_timeout(state, left)
-                            .unwrap_or_else(|e| e.into_inner())
-                            .0
+            if let Ok(mut reader) = self.reader.try_lock() {
+                // The previous leader may have stored our reply just before letting go.
+                if self.ready_count.load(Ordering::SeqCst) > 0 {
+                    let mut state = self.state();
+                    if let Some(payload) = state.ready.remove(&id) {
+                        self.ready_count.fetch_sub(1, Ordering::SeqCst);
+                        drop(state);
+                        drop(reader);
+                        self.wake_followers();
+                        return self.decode(&payload, id, function);
                     }
-                    None => self.replies.wait(state).unwrap_or_else(|e| e.into_inner()),
-                };
-                state.followers -= 1;
+                }
+                match self.lead(&mut reader, id, function, remaining) {
+                    Led::Other(reply_id, payload) => {
+                        // Stored while still leading, so whoever leads next sees it.
+                        let mut state = self.state();
+                        if state.abandoned.is_empty() || !state.abandoned.remove(&reply_id) {
+                            state.ready.insert(reply_id, payload);
+                            self.ready_count.fetch_add(1, Ordering::SeqCst);
+                            if self.followers.load(Ordering::SeqCst) > 0 {
+                                self.replies.notify_all();
+                            }
+                        }
+                        drop(state);
+                        drop(reader);
+                        self.wake_followers();
+                    }
+                    Led::Mine(result) => {
+                        drop(reader);
+                        self.wake_followers();
+                        return result;
+                    }
+                    Led::TimedOut => {
+                        drop(reader);
+                        self.wake_followers();
+                        self.abandon(id);
+                        return Err(Error::Timeout);
+                    }
+                    Led::Failed(failure) => {
+                        drop(reader);
+                        self.fail(failure);
+                    }
+                }
                 continue;
             }
-            state.reading = true;
-            drop(state);
-            let led = self.lead(id, function, remaining);
-            state = self.state();
-            state.reading = false;
-            if state.followers > 0 {
-                self.replies.notify_all();
+            // Another caller is reading: sleep until it stores a reply or lets go.
+            let state = self.state();
+            if state.ready.contains_key(&id) || state.failure.is_some() {
+                continue;
             }
-            match led {
-                Led::Mine(result) => return result,
-                Led::Other(reply_id, payload) => {
-                    if state.abandoned.is_empty() || !state.abandoned.remove(&reply_id) {
-                        state.ready.insert(reply_id, payload);
-                    }
-                }
-                Led::TimedOut => {
-                    state.abandoned.insert(id);
-                    return Err(Error::Timeout);
-                }
-                Led::Failed(failure) => {
-                    if state.failure.is_none() {
-                        state.failure = Some(failure);
-                        self.failed.store(true, Ordering::Release);
-                    }
-                    self.replies.notify_all();
-                    drop(state);
-                    self.work.notify_all();
-                    self.space.notify_all();
-                    state = self.state();
-                }
+            self.followers.fetch_add(1, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            if self.reader.try_lock().is_err() {
+                let nap = remaining.map_or(NAP, |left| left.min(NAP));
+                drop(
+                    self.replies
+                        .wait_timeout(state, nap)
+                        .unwrap_or_else(|e| e.into_inner()),
+                );
             }
+            self.followers.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
     /// As the leader, reads one reply frame.
     fn lead<R: DeserializeOwned>(
         &self,
+        reader: &mut Reader,
         id: u64,
         function: &str,
         timeout: Option<Duration>,
     ) -> Led<R> {
-        let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
-        let reader = &mut *reader;
         let timeout = timeout.map(|t| t.max(MIN_TIMEOUT));
         loop {
             match reader.frames.next_frame() {

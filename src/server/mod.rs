@@ -31,8 +31,13 @@ struct Limits {
     max_frame_len: u32,
     max_connections: usize,
     handshake_timeout: Duration,
-    thread_stack_size: Option<usize>,
+    thread_stack_size: usize,
 }
+
+/// Stack of each connection thread. Registered functions and methods run on it, so it is
+/// generous for ordinary code, yet a quarter of Rust's 2 MiB default: with thousands of
+/// connections the reserved address space stays modest (only touched pages use memory).
+const DEFAULT_STACK_SIZE: usize = 512 << 10;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -40,7 +45,7 @@ impl Default for Limits {
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             max_connections: 1024,
             handshake_timeout: Duration::from_secs(10),
-            thread_stack_size: None,
+            thread_stack_size: DEFAULT_STACK_SIZE,
         }
     }
 }
@@ -143,10 +148,10 @@ impl ManagerBuilder {
         self
     }
 
-    /// Stack size of each connection thread; registered functions run on it. Defaults to
-    /// Rust's default for spawned threads.
+    /// Stack size of each connection thread; registered functions and methods run on it
+    /// (default 512 KiB). Raise it for deeply recursive handlers.
     pub fn thread_stack_size(mut self, bytes: usize) -> Self {
-        self.limits.thread_stack_size = Some(bytes);
+        self.limits.thread_stack_size = bytes;
         self
     }
 
@@ -443,10 +448,9 @@ impl Shared {
         let id = connections.next_id;
         connections.next_id += 1;
         let shared = Arc::clone(self);
-        let mut builder = thread::Builder::new().name(format!("monogusa-conn-{id}"));
-        if let Some(size) = self.limits.thread_stack_size {
-            builder = builder.stack_size(size);
-        }
+        let builder = thread::Builder::new()
+            .name(format!("monogusa-conn-{id}"))
+            .stack_size(self.limits.thread_stack_size);
         // The lock is held until the entry is in the map, so the thread's own removal
         // (below) can never run before the insertion.
         match builder.spawn(move || {
