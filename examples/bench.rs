@@ -655,6 +655,10 @@ fn echo_loop<S: Read + Write>(mut stream: S) {
             Ok(0) | Err(_) => return,
             Ok(n) => end += n,
         }
+        // Like a manager connection: a read that fills the buffer doubles it (to 256 KiB).
+        if end == buf.len() && buf.len() < 256 << 10 {
+            buf.resize(buf.len() * 2, 0);
+        }
     }
 }
 

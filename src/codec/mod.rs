@@ -5,6 +5,10 @@
 //! varints for pipelined calls (see ARCHITECTURE.md). Its name goes into the handshake banner,
 //! so peers that encode differently refuse each other instead of misreading each other.
 
+mod borrowing;
+
+use std::marker::PhantomData;
+
 use bincode::config::{Configuration, Fixint, LittleEndian, NoLimit};
 use serde::{Deserialize, Serialize};
 
@@ -42,27 +46,12 @@ pub(crate) fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<
 
 /// Decodes a value from the front of `bytes`, returning it and the number of bytes it used.
 ///
-/// Why the size classes: bincode allocates an owned `String` or `Vec<u8>` at the length its
-/// prefix claims before reading it, unless a byte limit is configured, so an 8-byte prefix
-/// claiming 2^60 bytes would abort the process. The limit is a type parameter, so the input's
-/// length picks the smallest of a few classes that holds it: a lying prefix can then cost at
-/// most 16 times the frame's size (at least 4 KiB), and is refused instead of allocated.
-/// A valid value never claims more than its encoded size, so no class ever refuses one.
+/// Owned strings and byte buffers are read through [`borrowing`], so a length prefix is
+/// checked against the input before anything is allocated (bincode alone would allocate the
+/// claimed length first: nine bytes claiming 2^60 would abort the process).
 pub(crate) fn decode_prefix<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<(T, usize), Error> {
-    fn with_limit<'a, T: Deserialize<'a>, const N: usize>(
-        bytes: &'a [u8],
-    ) -> Result<(T, usize), bincode::error::DecodeError> {
-        bincode::serde::borrow_decode_from_slice(bytes, CONFIG.with_limit::<N>())
-    }
-    let decoded = match bytes.len() {
-        n if n <= 0x1000 => with_limit::<T, 0x1000>(bytes),
-        n if n <= 0x1_0000 => with_limit::<T, 0x1_0000>(bytes),
-        n if n <= 0x10_0000 => with_limit::<T, 0x10_0000>(bytes),
-        n if n <= 0x100_0000 => with_limit::<T, 0x100_0000>(bytes),
-        n if n <= 0x1000_0000 => with_limit::<T, 0x1000_0000>(bytes),
-        _ => with_limit::<T, { u32::MAX as usize }>(bytes),
-    };
-    decoded.map_err(|e| Error::Codec(e.to_string()))
+    bincode::serde::seed_decode_from_slice(borrowing::Root::<T>(PhantomData), bytes, CONFIG)
+        .map_err(|e| Error::Codec(e.to_string()))
 }
 
 /// Decodes a value that must fill `bytes` exactly: trailing bytes are an error, because they
@@ -159,6 +148,47 @@ mod tests {
 
     fn serde_bytes_like(len: usize) -> Vec<u8> {
         (0..len).map(|i| i as u8).collect()
+    }
+
+    /// A lying length anywhere a `String` can sit is refused before allocation, and honest
+    /// nested values still round-trip.
+    #[test]
+    fn nested_owned_strings_are_length_checked() {
+        use std::collections::BTreeMap;
+
+        #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+        enum Shape {
+            Named { name: String },
+            Tagged(String, Vec<String>),
+            Empty,
+        }
+
+        let lie = |prefix: &[u8]| {
+            let mut bytes = prefix.to_vec();
+            bytes.extend_from_slice(&(1u64 << 60).to_le_bytes());
+            bytes.push(b'x');
+            bytes
+        };
+        assert!(decode_exact::<Vec<String>>(&lie(&1u64.to_le_bytes())).is_err());
+        assert!(decode_exact::<Option<String>>(&lie(&[1])).is_err());
+        assert!(decode_exact::<(u8, String)>(&lie(&[7])).is_err());
+        assert!(decode_exact::<Shape>(&lie(&0u32.to_le_bytes())).is_err());
+        assert!(decode_exact::<BTreeMap<String, u8>>(&lie(&1u64.to_le_bytes())).is_err());
+
+        let shapes = vec![
+            Shape::Named { name: "n".into() },
+            Shape::Tagged("t".into(), vec!["a".into(), "bc".into()]),
+            Shape::Empty,
+        ];
+        assert_eq!(
+            decode_exact::<Vec<Shape>>(&encode(&shapes)).unwrap(),
+            shapes
+        );
+        let map = BTreeMap::from([("k".to_string(), Some("v".to_string()))]);
+        assert_eq!(
+            decode_exact::<BTreeMap<String, Option<String>>>(&encode(&map)).unwrap(),
+            map
+        );
     }
 
     #[test]
