@@ -18,12 +18,7 @@ fn unix_address(dir: &tempfile::TempDir) -> Address {
 fn unix_socket_serves_calls_is_private_and_is_removed_on_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let address = unix_address(&dir);
-    let manager = standard_builder()
-        .bind(&address)
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+    let manager = start_standard_at(&address);
     assert_eq!(manager.address(), &address);
     let path = dir.path().join("manager.sock");
     let meta = std::fs::metadata(&path).unwrap();
@@ -43,12 +38,7 @@ fn stale_socket_file_is_replaced() {
     // A dead manager's socket: bound, then its listener dropped without removing the file.
     drop(UnixListener::bind(&path).unwrap());
     assert!(path.exists());
-    let manager = standard_builder()
-        .bind(Address::unix(&path))
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+    let manager = start_standard_at(&Address::unix(&path));
     let client = Client::connect(manager.address(), KEY).unwrap();
     assert_eq!(client.call::<i64>("inc", ("k",)).unwrap(), 1);
 }
@@ -57,12 +47,7 @@ fn stale_socket_file_is_replaced() {
 fn live_socket_is_not_stolen() {
     let dir = tempfile::tempdir().unwrap();
     let address = unix_address(&dir);
-    let first = standard_builder()
-        .bind(&address)
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+    let first = start_standard_at(&address);
     let err = standard_builder()
         .bind(&address)
         .build()
@@ -206,22 +191,12 @@ fn connections_over_the_limit_are_refused_clearly() {
 fn client_reconnects_after_a_manager_restart() {
     let dir = tempfile::tempdir().unwrap();
     let address = unix_address(&dir);
-    let first = standard_builder()
-        .bind(&address)
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+    let first = start_standard_at(&address);
     let client = Client::connect(&address, KEY).unwrap();
     assert_eq!(client.call::<i64>("inc", ("k",)).unwrap(), 1);
     first.shutdown();
 
-    let _second = standard_builder()
-        .bind(&address)
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+    let _second = start_standard_at(&address);
     // The pooled connection died with the first manager: that call's outcome is unknown and
     // it is not retried...
     let err = client.call::<i64>("inc", ("k",)).unwrap_err();
@@ -235,12 +210,7 @@ fn dropping_the_handle_shuts_the_manager_down() {
     let dir = tempfile::tempdir().unwrap();
     let address = unix_address(&dir);
     {
-        let _manager = standard_builder()
-            .bind(&address)
-            .build()
-            .unwrap()
-            .start()
-            .unwrap();
+        let _manager = start_standard_at(&address);
         Client::connect(&address, KEY).unwrap();
     }
     assert!(!dir.path().join("manager.sock").exists());

@@ -183,12 +183,7 @@ fn typed_stubs_pipeline_too() {
 fn lost_pipeline_fails_calls_in_flight_then_reconnects() {
     let dir = tempfile::tempdir().unwrap();
     let address = Address::unix(dir.path().join("m.sock"));
-    let first = standard_builder()
-        .bind(&address)
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+    let first = start_standard_at(&address);
     let statuses = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&statuses);
     let client = Client::builder(&address, KEY)
@@ -216,12 +211,7 @@ fn lost_pipeline_fails_calls_in_flight_then_reconnects() {
         let address = address.clone();
         thread::spawn(move || {
             thread::sleep(Duration::from_millis(50));
-            standard_builder()
-                .bind(&address)
-                .build()
-                .unwrap()
-                .start()
-                .unwrap()
+            start_standard_at(&address)
         })
     };
     let value = loop {
@@ -252,12 +242,7 @@ fn lost_pipeline_fails_calls_in_flight_then_reconnects() {
 fn pool_calls_reconnect_with_backoff_and_report_status() {
     let dir = tempfile::tempdir().unwrap();
     let address = Address::unix(dir.path().join("m.sock"));
-    let first = standard_builder()
-        .bind(&address)
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+    let first = start_standard_at(&address);
     let statuses = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&statuses);
     let client = Client::builder(&address, KEY)
@@ -275,12 +260,7 @@ fn pool_calls_reconnect_with_backoff_and_report_status() {
         let address = address.clone();
         thread::spawn(move || {
             thread::sleep(Duration::from_millis(100));
-            standard_builder()
-                .bind(&address)
-                .build()
-                .unwrap()
-                .start()
-                .unwrap()
+            start_standard_at(&address)
         })
     };
     // This call finds no manager at first and retries until the new one is up.

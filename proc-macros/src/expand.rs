@@ -25,11 +25,11 @@ pub fn expand(item: &ItemTrait, service: &Service) -> TokenStream {
     let stub_methods = service
         .methods
         .iter()
-        .map(|method| stub_method(method, vis, &m));
+        .map(|method| client_method(method, vis, &m, false));
     let send_methods = service
         .methods
         .iter()
-        .map(|method| send_method(method, vis, &m));
+        .map(|method| client_method(method, vis, &m, true));
     let shared_arms = dispatch_arms(service, false, trait_ident, &name, &m);
     let exclusive_arms = dispatch_arms(service, true, trait_ident, &name, &m);
 
@@ -181,7 +181,14 @@ pub fn expand(item: &ItemTrait, service: &Service) -> TokenStream {
     }
 }
 
-fn stub_method(method: &Method, vis: &syn::Visibility, m: &TokenStream) -> TokenStream {
+/// One method of the stub: a call that waits for its result, or (`pipelined`) one that
+/// returns a pending reply at once.
+fn client_method(
+    method: &Method,
+    vis: &syn::Visibility,
+    m: &TokenStream,
+    pipelined: bool,
+) -> TokenStream {
     let ident = &method.ident;
     let method_name = ident.to_string();
     let docs = &method.docs;
@@ -191,28 +198,15 @@ fn stub_method(method: &Method, vis: &syn::Visibility, m: &TokenStream) -> Token
         Some(ty) => quote!(#ty),
         None => quote!(()),
     };
-    quote! {
-        #(#docs)*
-        #vis fn #ident(&self, #(#arg_names: #arg_types),*) -> #m::Result<#output> {
-            self.handle.call(#method_name, &(#(#arg_names,)*))
-        }
-    }
-}
-
-fn send_method(method: &Method, vis: &syn::Visibility, m: &TokenStream) -> TokenStream {
-    let ident = &method.ident;
-    let method_name = ident.to_string();
-    let docs = &method.docs;
-    let arg_names: Vec<_> = method.args.iter().map(|(name, _)| name).collect();
-    let arg_types: Vec<_> = method.args.iter().map(|(_, ty)| ty).collect();
-    let output = match &method.output {
-        Some(ty) => quote!(#ty),
-        None => quote!(()),
+    let (returns, action) = if pipelined {
+        (quote!(#m::Pending<#output>), quote!(send))
+    } else {
+        (output, quote!(call))
     };
     quote! {
         #(#docs)*
-        #vis fn #ident(&self, #(#arg_names: #arg_types),*) -> #m::Result<#m::Pending<#output>> {
-            self.handle.send(#method_name, &(#(#arg_names,)*))
+        #vis fn #ident(&self, #(#arg_names: #arg_types),*) -> #m::Result<#returns> {
+            self.handle.#action(#method_name, &(#(#arg_names,)*))
         }
     }
 }

@@ -72,6 +72,16 @@ pub fn start_standard() -> ManagerHandle {
     standard_builder().build().unwrap().start().unwrap()
 }
 
+/// Starts the standard manager at `address` (a Unix socket path, say).
+pub fn start_standard_at(address: &Address) -> ManagerHandle {
+    standard_builder()
+        .bind(address)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap()
+}
+
 pub fn socket_addr(address: &Address) -> SocketAddr {
     address.to_string().parse().expect("a TCP address")
 }
