@@ -145,13 +145,13 @@ pub(crate) fn client_handshake<S: Read + Write>(stream: &mut S, key: &AuthKey) -
         ACCEPT => {}
         MISMATCH => {
             let theirs = read_short_text(stream)?;
-            return Err(Error::Handshake(format!(
+            return Err(Error::Incompatible(format!(
                 "the manager speaks {theirs:?}, this client {banner:?}"
             )));
         }
         BUSY => return Err(Error::Refused(read_short_text(stream)?)),
         other => {
-            return Err(Error::Handshake(format!(
+            return Err(Error::Incompatible(format!(
                 "the peer is not a monogusa manager (it sent byte {other:#04x})"
             )));
         }
@@ -185,7 +185,7 @@ pub(crate) fn client_handshake<S: Read + Write>(stream: &mut S, key: &AuthKey) -
             ));
         }
         other => {
-            return Err(Error::Handshake(format!(
+            return Err(Error::Incompatible(format!(
                 "unexpected verdict byte {other:#04x} from the manager"
             )));
         }

@@ -23,8 +23,11 @@ pub enum Error {
     },
     /// A configuration the library refuses, such as an empty authkey.
     Config(String),
-    /// The peer does not speak this protocol version, or broke off the handshake.
+    /// The handshake broke off: the peer closed, stalled past the deadline, or the socket failed.
     Handshake(String),
+    /// The peer is not a manager of this protocol version and codec (or not a manager at all).
+    /// Retrying will not help.
+    Incompatible(String),
     /// The keys differ: the manager rejected ours, or it could not prove it holds the key.
     Authentication(String),
     /// The manager refused the connection (for example: too many connections).
@@ -58,6 +61,7 @@ impl fmt::Display for Error {
             }
             Error::Config(msg) => write!(f, "invalid configuration: {msg}"),
             Error::Handshake(msg) => write!(f, "handshake failed: {msg}"),
+            Error::Incompatible(msg) => write!(f, "incompatible peer: {msg}"),
             Error::Authentication(msg) => write!(f, "authentication failed: {msg}"),
             Error::Refused(msg) => write!(f, "connection refused by the manager: {msg}"),
             Error::Remote(e) => write!(f, "{e}"),

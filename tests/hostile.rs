@@ -135,7 +135,28 @@ fn client_refuses_a_peer_that_is_not_a_manager() {
     });
     let err = Client::connect(address, KEY).unwrap_err();
     assert!(
-        matches!(err, Error::Handshake(ref m) if m.contains("not a monogusa manager")),
+        matches!(err, Error::Incompatible(ref m) if m.contains("not a monogusa manager")),
+        "{err}"
+    );
+    server.join().unwrap();
+}
+
+#[test]
+fn client_reports_a_manager_of_another_version() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut hello = [0u8; 1 + 29 + 32];
+        s.read_exact(&mut hello).unwrap();
+        let theirs = b"monogusa/2 bincode2-fixint-le";
+        let mut reply = vec![1u8, theirs.len() as u8];
+        reply.extend_from_slice(theirs);
+        s.write_all(&reply).unwrap();
+    });
+    let err = Client::connect(address, KEY).unwrap_err();
+    assert!(
+        matches!(err, Error::Incompatible(ref m) if m.contains("monogusa/2")),
         "{err}"
     );
     server.join().unwrap();
