@@ -116,6 +116,8 @@ mod client;
 mod codec;
 mod error;
 mod frame;
+#[cfg(test)]
+mod fuzz_tests;
 mod fxhash;
 mod message;
 mod server;
