@@ -216,3 +216,35 @@ fn dropping_the_handle_shuts_the_manager_down() {
     assert!(!dir.path().join("manager.sock").exists());
     assert!(Client::connect(&address, KEY).is_err());
 }
+
+#[test]
+fn hundreds_of_clients_at_once() {
+    const CLIENTS: usize = 300;
+    let manager = start_standard();
+    let clients: Vec<Client> = (0..CLIENTS)
+        .map(|_| Client::connect(manager.address(), KEY).unwrap())
+        .collect();
+    assert_eq!(manager.stats().connections_open, CLIENTS as u64);
+    let threads: Vec<_> = clients
+        .into_iter()
+        .map(|client| {
+            thread::spawn(move || {
+                for _ in 0..10 {
+                    client.call::<i64>("inc", ("k",)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let observer = Client::connect(manager.address(), KEY).unwrap();
+    assert_eq!(
+        observer.call::<i64>("get", ("k",)).unwrap(),
+        (CLIENTS * 10) as i64
+    );
+    drop(observer);
+    wait_until(Duration::from_secs(10), "every connection closed", || {
+        manager.stats().connections_open == 0
+    });
+}
