@@ -126,6 +126,8 @@ pub enum RemoteErrorKind {
     UnknownMethod,
     /// No type is registered under that type id.
     UnknownType,
+    /// The manager is shutting down; the call was woken before it could complete.
+    ShuttingDown,
     /// A kind this version of the library does not know (sent by a newer manager).
     Other(u16),
 }
@@ -146,6 +148,7 @@ impl RemoteErrorKind {
             RemoteErrorKind::WrongService => 10,
             RemoteErrorKind::UnknownMethod => 11,
             RemoteErrorKind::UnknownType => 12,
+            RemoteErrorKind::ShuttingDown => 13,
             RemoteErrorKind::Other(code) => code,
         }
     }
@@ -165,6 +168,7 @@ impl RemoteErrorKind {
             10 => RemoteErrorKind::WrongService,
             11 => RemoteErrorKind::UnknownMethod,
             12 => RemoteErrorKind::UnknownType,
+            13 => RemoteErrorKind::ShuttingDown,
             other => RemoteErrorKind::Other(other),
         }
     }
@@ -212,6 +216,7 @@ impl fmt::Display for RemoteError {
             RemoteErrorKind::WrongService => "wrong service",
             RemoteErrorKind::UnknownMethod => "unknown method",
             RemoteErrorKind::UnknownType => "unknown type",
+            RemoteErrorKind::ShuttingDown => "the manager is shutting down",
             RemoteErrorKind::Other(_) => "remote error",
         };
         write!(f, "{what}: {}", self.message)

@@ -122,6 +122,7 @@ mod fxhash;
 mod message;
 mod server;
 mod service;
+mod store;
 mod stub;
 mod transport;
 
@@ -135,6 +136,7 @@ pub use service::{
     Description, MethodDescription, MethodInfo, ObjectDescription, ObjectRef, Service,
     ServiceDescriptor, TypeDescription,
 };
+pub use store::{Counter, Dict, Queue};
 pub use stub::ObjectHandle;
 
 /// Marks a trait as a remote service: generates the typed client stub `<Trait>Client` and the

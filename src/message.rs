@@ -51,6 +51,14 @@ pub(crate) enum Op<'a> {
     Release { object: u64 },
     /// Describe the functions, objects and types the manager offers.
     Describe,
+    /// Open the built-in shared object `name` of `kind`, creating it (from the arguments that
+    /// follow) if it does not exist; `type_tag` names the element types, checked on reopening.
+    /// Replies with its id.
+    OpenShared {
+        kind: &'a str,
+        name: &'a str,
+        type_tag: &'a str,
+    },
 }
 
 /// The fixed part of a response.
@@ -126,6 +134,7 @@ impl<'a> RequestHeader<'a> {
             Op::Retain { .. } => 5,
             Op::Release { .. } => 6,
             Op::Describe => 7,
+            Op::OpenShared { .. } => 8,
         };
         out.extend_from_slice(&variant.to_le_bytes());
         match self.op {
@@ -148,6 +157,15 @@ impl<'a> RequestHeader<'a> {
                 put_str(out, service);
             }
             Op::Release { object } => out.extend_from_slice(&object.to_le_bytes()),
+            Op::OpenShared {
+                kind,
+                name,
+                type_tag,
+            } => {
+                put_str(out, kind);
+                put_str(out, name);
+                put_str(out, type_tag);
+            }
         }
     }
 
@@ -177,6 +195,11 @@ impl<'a> RequestHeader<'a> {
             },
             6 => Op::Release { object: f.u64()? },
             7 => Op::Describe,
+            8 => Op::OpenShared {
+                kind: f.str()?,
+                name: f.str()?,
+                type_tag: f.str()?,
+            },
             other => return Err(Error::Codec(format!("unknown operation {other}"))),
         };
         Ok((RequestHeader { id, op }, f.at))
@@ -241,6 +264,11 @@ mod tests {
             },
             Op::Release { object: 9 },
             Op::Describe,
+            Op::OpenShared {
+                kind: "Queue",
+                name: "jobs",
+                type_tag: "u64",
+            },
         ]
     }
 

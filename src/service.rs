@@ -51,6 +51,11 @@ pub trait Service: Send + Sync + 'static {
         args: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), RemoteError>;
+
+    /// The manager is shutting down: wake every call blocked in this object. The built-in
+    /// shared objects use it; generated services have nothing to wake.
+    #[doc(hidden)]
+    fn shutdown(&self) {}
 }
 
 /// A reference to an object in a manager that can travel as a serde value (to another

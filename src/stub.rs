@@ -34,6 +34,28 @@ impl ObjectHandle {
         })
     }
 
+    /// Opens the built-in shared object `name` of `kind` (creating it from `args`).
+    pub(crate) fn open_shared<A: Serialize>(
+        client: &Client,
+        kind: &str,
+        name: &str,
+        type_tag: &str,
+        args: &A,
+    ) -> Result<Self> {
+        let op = Op::OpenShared {
+            kind,
+            name,
+            type_tag,
+        };
+        let id: u64 = client.request(op, args, client.call_timeout())?;
+        Ok(ObjectHandle {
+            client: client.clone(),
+            id,
+            service: "built-in shared object",
+            counted: None,
+        })
+    }
+
     /// Creates a new object of the type registered as `type_id` (which must implement
     /// `service`), passing `args` (a tuple) to its constructor.
     pub fn create<A: Serialize>(

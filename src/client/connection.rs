@@ -70,7 +70,7 @@ impl Connection {
         let function: &str = match &op {
             Op::Call(name) | Op::Method { method: name, .. } => name,
             Op::Create { type_id, .. } => type_id,
-            Op::Open { .. } => "open",
+            Op::Open { .. } | Op::OpenShared { .. } => "open",
             Op::Retain { .. } => "retain",
             Op::Release { .. } => "release",
             Op::Describe => "describe",

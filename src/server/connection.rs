@@ -323,6 +323,16 @@ fn handle(
             objects.release(object, held);
             reply.with(&mut replies.out, "release", |_| Ok(()));
         }
+        Op::OpenShared {
+            kind,
+            name,
+            type_tag,
+        } => {
+            let out = &mut replies.out;
+            reply.with(out, "open", |out| {
+                encode_value(&objects.open_shared(kind, name, type_tag, args)?, out)
+            });
+        }
         Op::Describe => {
             let out = &mut replies.out;
             reply.with(out, "describe", |out| {

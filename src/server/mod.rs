@@ -514,6 +514,7 @@ fn run(shared: &Arc<Shared>, listener: Listener) {
         }
     }
     drop(listener); // stop queueing new connections; removes a Unix socket file
+    shared.objects.shutdown(); // wake calls blocked in shared objects, so they can reply
     shared.close_connections();
     log::info!("manager stopped");
 }

@@ -27,6 +27,8 @@ use crate::service::{
 struct Object {
     name: Option<String>,
     type_id: Option<String>,
+    /// For built-in shared objects: the element types, checked when the name is reopened.
+    type_tag: Option<String>,
     descriptor: &'static ServiceDescriptor,
     state: RwLock<Box<dyn Service>>,
 }
@@ -41,6 +43,8 @@ struct Table {
     next_id: u64,
     by_id: FxHashMap<u64, Entry>,
     by_name: HashMap<String, u64>,
+    /// Built-in shared objects by name: a namespace of their own, apart from served objects.
+    shared_by_name: HashMap<String, u64>,
 }
 
 /// A constructor for objects of a registered type, from encoded arguments.
@@ -177,6 +181,7 @@ impl Objects {
                 descriptor: state.service(),
                 name: Some(name.clone()),
                 type_id: None,
+                type_tag: None,
                 state: RwLock::new(state),
             };
             table.by_name.insert(name, id);
@@ -213,6 +218,79 @@ impl Objects {
         Ok(id)
     }
 
+    /// Opens the built-in shared object `name`, creating it from `args` if it does not exist.
+    /// Its kind and element types must match those it was created with.
+    pub(crate) fn open_shared(
+        &self,
+        kind: &str,
+        name: &str,
+        type_tag: &str,
+        args: &[u8],
+    ) -> Result<u64, RemoteError> {
+        let mut table = self.table();
+        if let Some(&id) = table.shared_by_name.get(name) {
+            let object = &table.by_id[&id].object;
+            let existing = object.descriptor.name.trim_start_matches("monogusa.");
+            if existing != kind {
+                return Err(RemoteError::new(
+                    RemoteErrorKind::WrongService,
+                    format!("{name:?} is a {existing}, not a {kind}"),
+                ));
+            }
+            if object.type_tag.as_deref() != Some(type_tag) {
+                return Err(RemoteError::new(
+                    RemoteErrorKind::WrongService,
+                    format!(
+                        "{name:?} is a {kind} of {}, not of {type_tag}",
+                        object.type_tag.as_deref().unwrap_or("?")
+                    ),
+                ));
+            }
+            return Ok(id);
+        }
+        // Built-in constructors are quick and trusted: made under the lock, so two clients
+        // opening a new name at once get the same object.
+        let state = crate::store::construct(kind, args)?;
+        let id = table.next_id;
+        table.next_id += 1;
+        let object = Object {
+            descriptor: state.service(),
+            name: Some(name.to_string()),
+            type_id: None,
+            type_tag: Some(type_tag.to_string()),
+            state: RwLock::new(state),
+        };
+        table.shared_by_name.insert(name.to_string(), id);
+        table.by_id.insert(
+            id,
+            Entry {
+                object: Arc::new(object),
+                refs: 0,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Wakes every call blocked in a built-in shared object: the manager is stopping.
+    pub(crate) fn shutdown(&self) {
+        let shared: Vec<Arc<Object>> = {
+            let table = self.table();
+            table
+                .shared_by_name
+                .values()
+                .map(|id| Arc::clone(&table.by_id[id].object))
+                .collect()
+        };
+        for object in shared {
+            // Built-in objects only take their lock shared, so this never waits on a call.
+            object
+                .state
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .shutdown();
+        }
+    }
+
     /// Makes an object of a registered type; `held` gets its first reference.
     pub(crate) fn create(
         &self,
@@ -234,6 +312,7 @@ impl Objects {
             descriptor: entry.descriptor,
             name: None,
             type_id: Some(type_id.to_string()),
+            type_tag: None,
             state: RwLock::new(state),
         };
         let mut table = self.table();

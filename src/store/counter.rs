@@ -1,0 +1,108 @@
+//! `Counter`: a shared integer with atomic read-modify-write.
+
+use std::sync::Mutex;
+
+use crate::__private::{decode_args, encode_result, no_such_method};
+use crate::client::Client;
+use crate::error::{RemoteError, RemoteErrorKind, Result};
+use crate::service::{MethodInfo, Service, ServiceDescriptor};
+use crate::stub::ObjectHandle;
+
+pub(crate) const KIND: &str = "Counter";
+const SERVICE: &str = "monogusa.Counter";
+
+static DESCRIPTOR: ServiceDescriptor = ServiceDescriptor {
+    name: SERVICE,
+    methods: &[
+        MethodInfo {
+            name: "get",
+            mutates: false,
+        },
+        MethodInfo {
+            name: "add",
+            mutates: false,
+        },
+        MethodInfo {
+            name: "set",
+            mutates: false,
+        },
+    ],
+};
+
+/// The manager's side: the value behind its own lock (methods take `&self`, so the object's
+/// lock is shared and this one serializes the changes).
+#[derive(Default)]
+pub(crate) struct SharedCounter {
+    value: Mutex<i64>,
+}
+
+impl Service for SharedCounter {
+    fn descriptor() -> &'static ServiceDescriptor {
+        &DESCRIPTOR
+    }
+
+    fn service(&self) -> &'static ServiceDescriptor {
+        &DESCRIPTOR
+    }
+
+    fn call_shared(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {
+        let mut value = self.value.lock().unwrap_or_else(|e| e.into_inner());
+        match index {
+            0 => encode_result(&*value, out),
+            1 => {
+                let (delta,): (i64,) = decode_args(args, SERVICE, "add")?;
+                *value = value.checked_add(delta).ok_or_else(|| {
+                    RemoteError::new(
+                        RemoteErrorKind::Handler,
+                        format!("{} + {delta} overflows i64", *value),
+                    )
+                })?;
+                encode_result(&*value, out)
+            }
+            2 => {
+                let (new,): (i64,) = decode_args(args, SERVICE, "set")?;
+                encode_result(&std::mem::replace(&mut *value, new), out)
+            }
+            _ => Err(no_such_method(SERVICE, index)),
+        }
+    }
+
+    fn call_exclusive(
+        &mut self,
+        index: usize,
+        _: &[u8],
+        _: &mut Vec<u8>,
+    ) -> Result<(), RemoteError> {
+        Err(no_such_method(SERVICE, index))
+    }
+}
+
+/// A shared integer in the manager, opened by name with [`Client::counter`]. Every change is
+/// atomic: ten processes each adding 1 a thousand times end at exactly 10,000.
+#[derive(Debug, Clone)]
+pub struct Counter {
+    handle: ObjectHandle,
+}
+
+impl Counter {
+    pub(crate) fn open(client: &Client, name: &str) -> Result<Counter> {
+        let handle = ObjectHandle::open_shared(client, KIND, name, "i64", &())?;
+        Ok(Counter { handle })
+    }
+
+    /// The current value.
+    pub fn get(&self) -> Result<i64> {
+        self.handle.call("get", &())
+    }
+
+    /// Adds `delta` (which may be negative) and returns the new value, atomically. Overflow
+    /// is an error and leaves the value unchanged.
+    pub fn add(&self, delta: i64) -> Result<i64> {
+        self.handle.call("add", &(delta,))
+    }
+
+    /// Sets the value and returns the previous one, atomically.
+    pub fn set(&self, value: i64) -> Result<i64> {
+        self.handle.call("set", &(value,))
+    }
+}

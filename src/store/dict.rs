@@ -1,0 +1,232 @@
+//! `Dict<K, V>`: a shared map with atomic single-key operations.
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::sync::Mutex;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Bytes, type_tag};
+use crate::__private::{decode_args, encode_result, no_such_method};
+use crate::client::Client;
+use crate::codec;
+use crate::error::{RemoteError, RemoteErrorKind, Result};
+use crate::service::{MethodInfo, Service, ServiceDescriptor};
+use crate::stub::ObjectHandle;
+
+pub(crate) const KIND: &str = "Dict";
+const SERVICE: &str = "monogusa.Dict";
+
+const fn shared(name: &'static str) -> MethodInfo {
+    MethodInfo {
+        name,
+        mutates: false,
+    }
+}
+
+static DESCRIPTOR: ServiceDescriptor = ServiceDescriptor {
+    name: SERVICE,
+    methods: &[
+        shared("insert"),
+        shared("get"),
+        shared("remove"),
+        shared("contains"),
+        shared("len"),
+        shared("keys"),
+        shared("items"),
+        shared("clear"),
+        shared("update_counter"),
+        shared("insert_if_absent"),
+    ],
+};
+
+/// The manager's side: encoded keys to encoded values, ordered by their encoding so listings
+/// are deterministic.
+#[derive(Default)]
+pub(crate) struct SharedDict {
+    map: Mutex<BTreeMap<Bytes, Bytes>>,
+}
+
+impl Service for SharedDict {
+    fn descriptor() -> &'static ServiceDescriptor {
+        &DESCRIPTOR
+    }
+
+    fn service(&self) -> &'static ServiceDescriptor {
+        &DESCRIPTOR
+    }
+
+    fn call_shared(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let method = DESCRIPTOR.methods.get(index).map_or("?", |m| m.name);
+        match index {
+            0 => {
+                let (key, value): (Bytes, Bytes) = decode_args(args, SERVICE, method)?;
+                encode_result(&map.insert(key, value), out)
+            }
+            1 => {
+                let (key,): (Bytes,) = decode_args(args, SERVICE, method)?;
+                encode_result(&map.get(&key), out)
+            }
+            2 => {
+                let (key,): (Bytes,) = decode_args(args, SERVICE, method)?;
+                encode_result(&map.remove(&key), out)
+            }
+            3 => {
+                let (key,): (Bytes,) = decode_args(args, SERVICE, method)?;
+                encode_result(&map.contains_key(&key), out)
+            }
+            4 => encode_result(&(map.len() as u64), out),
+            5 => encode_result(&map.keys().collect::<Vec<_>>(), out),
+            6 => encode_result(&map.iter().collect::<Vec<_>>(), out),
+            7 => {
+                map.clear();
+                encode_result(&(), out)
+            }
+            8 => {
+                let (key, delta): (Bytes, i64) = decode_args(args, SERVICE, method)?;
+                let current = match map.get(&key) {
+                    Some(value) => codec::decode_exact::<i64>(&value.0).map_err(|_| {
+                        RemoteError::new(
+                            RemoteErrorKind::Handler,
+                            "update_counter needs an i64 value at that key",
+                        )
+                    })?,
+                    None => 0,
+                };
+                let next = current.checked_add(delta).ok_or_else(|| {
+                    RemoteError::new(
+                        RemoteErrorKind::Handler,
+                        format!("{current} + {delta} overflows i64"),
+                    )
+                })?;
+                let mut encoded = Vec::with_capacity(8);
+                codec::encode_into(&next, &mut encoded).expect("an i64 encodes");
+                map.insert(key, Bytes(encoded));
+                encode_result(&next, out)
+            }
+            9 => {
+                let (key, value): (Bytes, Bytes) = decode_args(args, SERVICE, method)?;
+                let absent = !map.contains_key(&key);
+                if absent {
+                    map.insert(key, value);
+                }
+                encode_result(&absent, out)
+            }
+            _ => Err(no_such_method(SERVICE, index)),
+        }
+    }
+
+    fn call_exclusive(
+        &mut self,
+        index: usize,
+        _: &[u8],
+        _: &mut Vec<u8>,
+    ) -> Result<(), RemoteError> {
+        Err(no_such_method(SERVICE, index))
+    }
+}
+
+/// Ties a proxy to its key and value types without owning any (so it stays `Send` and
+/// `Sync` whatever they are).
+type Types<K, V> = fn(K, V) -> (K, V);
+
+/// A shared map in the manager, opened by name with [`Client::dict`]. Keys and values are
+/// stored encoded; each method is one atomic step, so `update_counter` and
+/// `insert_if_absent` are safe where a `get` followed by an `insert` would race.
+#[derive(Debug)]
+pub struct Dict<K, V> {
+    handle: ObjectHandle,
+    _types: PhantomData<Types<K, V>>,
+}
+
+impl<K, V> Clone for Dict<K, V> {
+    fn clone(&self) -> Self {
+        Dict {
+            handle: self.handle.clone(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V> {
+    pub(crate) fn open(client: &Client, name: &str) -> Result<Self> {
+        let tag = format!("{}, {}", type_tag::<K>(), type_tag::<V>());
+        let handle = ObjectHandle::open_shared(client, KIND, name, &tag, &())?;
+        Ok(Dict {
+            handle,
+            _types: PhantomData,
+        })
+    }
+
+    /// Sets `key` to `value`; returns the previous value.
+    pub fn insert(&self, key: &K, value: &V) -> Result<Option<V>> {
+        let old: Option<Bytes> = self
+            .handle
+            .call("insert", &(Bytes::encode(key)?, Bytes::encode(value)?))?;
+        old.map(|b| b.decode()).transpose()
+    }
+
+    /// The value at `key`.
+    pub fn get(&self, key: &K) -> Result<Option<V>> {
+        let value: Option<Bytes> = self.handle.call("get", &(Bytes::encode(key)?,))?;
+        value.map(|b| b.decode()).transpose()
+    }
+
+    /// Removes `key`; returns its value.
+    pub fn remove(&self, key: &K) -> Result<Option<V>> {
+        let value: Option<Bytes> = self.handle.call("remove", &(Bytes::encode(key)?,))?;
+        value.map(|b| b.decode()).transpose()
+    }
+
+    /// Whether `key` is present.
+    pub fn contains(&self, key: &K) -> Result<bool> {
+        self.handle.call("contains", &(Bytes::encode(key)?,))
+    }
+
+    /// How many entries there are.
+    pub fn len(&self) -> Result<u64> {
+        self.handle.call("len", &())
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// All keys (ordered by their encoding).
+    pub fn keys(&self) -> Result<Vec<K>> {
+        let keys: Vec<Bytes> = self.handle.call("keys", &())?;
+        keys.iter().map(Bytes::decode).collect()
+    }
+
+    /// All entries (ordered by their key's encoding).
+    pub fn items(&self) -> Result<Vec<(K, V)>> {
+        let items: Vec<(Bytes, Bytes)> = self.handle.call("items", &())?;
+        items
+            .iter()
+            .map(|(k, v)| Ok((k.decode()?, v.decode()?)))
+            .collect()
+    }
+
+    /// Removes every entry.
+    pub fn clear(&self) -> Result<()> {
+        self.handle.call("clear", &())
+    }
+
+    /// Adds `delta` to the integer at `key` (missing counts as 0) and returns the new value,
+    /// atomically. The values must be `i64`.
+    pub fn update_counter(&self, key: &K, delta: i64) -> Result<i64> {
+        self.handle
+            .call("update_counter", &(Bytes::encode(key)?, delta))
+    }
+
+    /// Sets `key` to `value` only if `key` is absent; returns whether it did.
+    pub fn insert_if_absent(&self, key: &K, value: &V) -> Result<bool> {
+        self.handle.call(
+            "insert_if_absent",
+            &(Bytes::encode(key)?, Bytes::encode(value)?),
+        )
+    }
+}

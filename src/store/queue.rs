@@ -1,0 +1,295 @@
+//! `Queue<T>`: a shared FIFO with blocking, timed and non-blocking puts and gets, and
+//! `task_done`/`join` like Python's `JoinableQueue`.
+
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Bytes, type_tag};
+use crate::__private::{decode_args, encode_result, no_such_method};
+use crate::client::Client;
+use crate::error::{RemoteError, RemoteErrorKind, Result};
+use crate::service::{MethodInfo, Service, ServiceDescriptor};
+use crate::stub::ObjectHandle;
+
+pub(crate) const KIND: &str = "Queue";
+const SERVICE: &str = "monogusa.Queue";
+
+const fn shared(name: &'static str) -> MethodInfo {
+    MethodInfo {
+        name,
+        mutates: false,
+    }
+}
+
+static DESCRIPTOR: ServiceDescriptor = ServiceDescriptor {
+    name: SERVICE,
+    methods: &[
+        shared("put"),
+        shared("get"),
+        shared("len"),
+        shared("task_done"),
+        shared("join"),
+    ],
+};
+
+struct State {
+    items: VecDeque<Bytes>,
+    /// Items put and not yet marked done with `task_done`.
+    unfinished: u64,
+    closing: bool,
+}
+
+/// The manager's side. Its methods take `&self` (the object's lock is shared), so a `get`
+/// blocked on an empty queue holds nothing a `put` needs; it waits on `not_empty` only.
+pub(crate) struct SharedQueue {
+    /// 0 means unbounded.
+    capacity: usize,
+    state: Mutex<State>,
+    not_empty: Condvar,
+    not_full: Condvar,
+    all_done: Condvar,
+}
+
+impl SharedQueue {
+    pub(crate) fn new(capacity: u64) -> Self {
+        SharedQueue {
+            capacity: usize::try_from(capacity).unwrap_or(usize::MAX),
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                unfinished: 0,
+                closing: false,
+            }),
+            not_empty: Condvar::new(),
+            not_full: Condvar::new(),
+            all_done: Condvar::new(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits on `condvar` while `blocked` holds, until `deadline` (none: forever). Returns the
+    /// guard and whether the condition cleared; an error once the manager shuts down.
+    fn wait_while<'a>(
+        &self,
+        mut state: MutexGuard<'a, State>,
+        condvar: &Condvar,
+        deadline: Option<Instant>,
+        blocked: impl Fn(&State) -> bool,
+    ) -> Result<(MutexGuard<'a, State>, bool), RemoteError> {
+        loop {
+            if state.closing {
+                return Err(RemoteError::new(
+                    RemoteErrorKind::ShuttingDown,
+                    "the queue's manager is shutting down",
+                ));
+            }
+            if !blocked(&state) {
+                return Ok((state, true));
+            }
+            state = match deadline {
+                None => condvar.wait(state).unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok((state, false));
+                    }
+                    condvar
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+}
+
+fn deadline(timeout_ms: Option<u64>) -> Option<Instant> {
+    timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms))
+}
+
+impl Service for SharedQueue {
+    fn descriptor() -> &'static ServiceDescriptor {
+        &DESCRIPTOR
+    }
+
+    fn service(&self) -> &'static ServiceDescriptor {
+        &DESCRIPTOR
+    }
+
+    fn call_shared(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {
+        let method = DESCRIPTOR.methods.get(index).map_or("?", |m| m.name);
+        match index {
+            0 => {
+                let (item, timeout_ms): (Bytes, Option<u64>) = decode_args(args, SERVICE, method)?;
+                let capacity = self.capacity;
+                let full = move |s: &State| capacity != 0 && s.items.len() >= capacity;
+                let (mut state, room) =
+                    self.wait_while(self.state(), &self.not_full, deadline(timeout_ms), full)?;
+                if room {
+                    state.items.push_back(item);
+                    state.unfinished += 1;
+                    self.not_empty.notify_one();
+                }
+                encode_result(&room, out)
+            }
+            1 => {
+                let (timeout_ms,): (Option<u64>,) = decode_args(args, SERVICE, method)?;
+                let empty = |s: &State| s.items.is_empty();
+                let (mut state, ready) =
+                    self.wait_while(self.state(), &self.not_empty, deadline(timeout_ms), empty)?;
+                let item = if ready { state.items.pop_front() } else { None };
+                if item.is_some() {
+                    self.not_full.notify_one();
+                }
+                encode_result(&item, out)
+            }
+            2 => encode_result(&(self.state().items.len() as u64), out),
+            3 => {
+                let mut state = self.state();
+                if state.unfinished == 0 {
+                    return Err(RemoteError::new(
+                        RemoteErrorKind::Handler,
+                        "task_done() called more times than items were put",
+                    ));
+                }
+                state.unfinished -= 1;
+                if state.unfinished == 0 {
+                    self.all_done.notify_all();
+                }
+                encode_result(&(), out)
+            }
+            4 => {
+                let (timeout_ms,): (Option<u64>,) = decode_args(args, SERVICE, method)?;
+                let pending = |s: &State| s.unfinished > 0;
+                let (_state, done) =
+                    self.wait_while(self.state(), &self.all_done, deadline(timeout_ms), pending)?;
+                encode_result(&done, out)
+            }
+            _ => Err(no_such_method(SERVICE, index)),
+        }
+    }
+
+    fn call_exclusive(
+        &mut self,
+        index: usize,
+        _: &[u8],
+        _: &mut Vec<u8>,
+    ) -> Result<(), RemoteError> {
+        Err(no_such_method(SERVICE, index))
+    }
+
+    fn shutdown(&self) {
+        self.state().closing = true;
+        self.not_empty.notify_all();
+        self.not_full.notify_all();
+        self.all_done.notify_all();
+    }
+}
+
+/// A shared FIFO queue in the manager, opened by name with [`Client::queue`].
+///
+/// Blocking calls block only the calling thread: other threads of the program using the same
+/// [`Client`] go on over other connections. A manager shutdown wakes every blocked call with
+/// a [`RemoteErrorKind::ShuttingDown`] error.
+///
+/// As with any call, a client that gives up on a blocked `get` (a call timeout, a killed
+/// process) cannot stop the manager from handing it the next item: prefer
+/// [`Queue::get_timeout`] to a short client call timeout.
+#[derive(Debug)]
+pub struct Queue<T> {
+    handle: ObjectHandle,
+    _item: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue {
+            handle: self.handle.clone(),
+            _item: PhantomData,
+        }
+    }
+}
+
+fn millis(timeout: Duration) -> u64 {
+    u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    pub(crate) fn open(client: &Client, name: &str, capacity: usize) -> Result<Self> {
+        let handle =
+            ObjectHandle::open_shared(client, KIND, name, &type_tag::<T>(), &(capacity as u64,))?;
+        Ok(Queue {
+            handle,
+            _item: PhantomData,
+        })
+    }
+
+    /// Appends `item`, waiting while the queue is full.
+    pub fn put(&self, item: &T) -> Result<()> {
+        let _: bool = self
+            .handle
+            .call("put", &(Bytes::encode(item)?, None::<u64>))?;
+        Ok(())
+    }
+
+    /// Appends `item` unless the queue stays full for `timeout`; returns whether it did.
+    pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<bool> {
+        self.handle
+            .call("put", &(Bytes::encode(item)?, Some(millis(timeout))))
+    }
+
+    /// Takes the oldest item, waiting while the queue is empty.
+    pub fn get(&self) -> Result<T> {
+        let item: Option<Bytes> = self.handle.call("get", &(None::<u64>,))?;
+        match item {
+            Some(item) => item.decode(),
+            None => Err(crate::Error::Protocol(
+                "a blocking get returned nothing".into(),
+            )),
+        }
+    }
+
+    /// Takes the oldest item, waiting at most `timeout`; `None` if none arrived.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<Option<T>> {
+        let item: Option<Bytes> = self.handle.call("get", &(Some(millis(timeout)),))?;
+        item.map(|i| i.decode()).transpose()
+    }
+
+    /// Takes the oldest item if there is one, without waiting.
+    pub fn try_get(&self) -> Result<Option<T>> {
+        self.get_timeout(Duration::ZERO)
+    }
+
+    /// How many items are queued.
+    pub fn len(&self) -> Result<u64> {
+        self.handle.call("len", &())
+    }
+
+    /// Whether no items are queued.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Marks one item taken with `get` as processed (for [`Queue::join`]).
+    pub fn task_done(&self) -> Result<()> {
+        self.handle.call("task_done", &())
+    }
+
+    /// Waits until every item put has been marked done.
+    pub fn join(&self) -> Result<()> {
+        let _: bool = self.handle.call("join", &(None::<u64>,))?;
+        Ok(())
+    }
+
+    /// Like [`Queue::join`], waiting at most `timeout`; returns whether all were done.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.handle.call("join", &(Some(millis(timeout)),))
+    }
+}
