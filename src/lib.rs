@@ -136,7 +136,7 @@ pub use service::{
     Description, MethodDescription, MethodInfo, ObjectDescription, ObjectRef, Service,
     ServiceDescriptor, TypeDescription,
 };
-pub use store::{Counter, Dict, Queue};
+pub use store::{Barrier, Counter, Dict, Event, Guard, List, Lock, Queue, Semaphore, Value};
 pub use stub::ObjectHandle;
 
 /// Marks a trait as a remote service: generates the typed client stub `<Trait>Client` and the

@@ -56,6 +56,13 @@ pub trait Service: Send + Sync + 'static {
     /// shared objects use it; generated services have nothing to wake.
     #[doc(hidden)]
     fn shutdown(&self) {}
+
+    /// Connection `connection` closed: release what it held. The built-in lock and semaphore
+    /// use it; generated services hold nothing per connection.
+    #[doc(hidden)]
+    fn connection_closed(&self, connection: u64) {
+        let _ = connection;
+    }
 }
 
 /// A reference to an object in a manager that can travel as a serde value (to another

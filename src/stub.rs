@@ -113,6 +113,21 @@ impl ObjectHandle {
         self.client.request(op, args, self.client.call_timeout())
     }
 
+    /// Calls `method` over a given connection (see `Client::request_on`).
+    pub(crate) fn call_on<R: DeserializeOwned, A: Serialize>(
+        &self,
+        connection: &mut Option<crate::client::Connection>,
+        method: &str,
+        args: &A,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<R> {
+        let op = Op::Method {
+            object: self.id,
+            method,
+        };
+        self.client.request_on(connection, op, args, timeout)
+    }
+
     /// Queues a call of `method` on the client's pipeline connection and returns its
     /// pending reply (see [`Client::send`]).
     pub fn send<R: DeserializeOwned, A: Serialize>(

@@ -42,6 +42,14 @@ pub(crate) struct Connection {
     socket_timeout: Option<Duration>,
 }
 
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("next_id", &self.next_id)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Connection {
     pub(crate) fn open(address: &Address, key: &AuthKey, options: &Options) -> Result<Connection> {
         let mut stream = Stream::connect(address, options.connect_timeout)?;

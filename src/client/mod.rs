@@ -28,7 +28,8 @@ use crate::message::Op;
 use crate::service::Description;
 use crate::transport::{Address, ToAddress};
 
-use connection::{Connection, Health};
+pub(crate) use connection::Connection;
+use connection::Health;
 pub use pipeline::Pending;
 use pipeline::Pipe;
 
@@ -507,23 +508,51 @@ impl Client {
         args: &A,
         timeout: Option<Duration>,
     ) -> Result<R> {
+        let mut connection = None;
+        let result = self.request_on(&mut connection, op, args, timeout);
+        if let Some(connection) = connection {
+            self.give_back(connection);
+        }
+        result
+    }
+
+    /// Sends a request on `connection`, taking one from the pool (or opening one) if it is
+    /// `None`. A connection left in doubt by the call is dropped, leaving `None`. Lock guards
+    /// use this to keep acquire and release on one connection: the manager ties a held lock
+    /// to the connection, and frees it if that connection dies.
+    pub(crate) fn request_on<R: DeserializeOwned, A: Serialize>(
+        &self,
+        connection: &mut Option<Connection>,
+        op: Op<'_>,
+        args: &A,
+        timeout: Option<Duration>,
+    ) -> Result<R> {
         let inner = &*self.inner;
-        let pooled = inner.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut connection = match pooled {
-            Some(connection) => connection,
-            None => self.open_connection(inner.options.reconnect_attempts)?,
-        };
-        let (result, health) = connection.call(op, args, timeout, inner.options.max_frame_len);
+        if connection.is_none() {
+            let pooled = inner.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            *connection = Some(match pooled {
+                Some(pooled) => pooled,
+                None => self.open_connection(inner.options.reconnect_attempts)?,
+            });
+        }
+        let open = connection.as_mut().expect("set above");
+        let (result, health) = open.call(op, args, timeout, inner.options.max_frame_len);
         if let Err(e @ Error::ConnectionLost(_)) = &result {
             self.lost(e);
         }
-        if health == Health::Reusable {
-            let mut idle = inner.idle.lock().unwrap_or_else(|e| e.into_inner());
-            if idle.len() < inner.options.max_idle_connections {
-                idle.push(connection);
-            }
+        if health == Health::Broken {
+            *connection = None;
         }
         result
+    }
+
+    /// Returns a connection to the pool (or closes it if the pool is full).
+    pub(crate) fn give_back(&self, connection: Connection) {
+        let inner = &*self.inner;
+        let mut idle = inner.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < inner.options.max_idle_connections {
+            idle.push(connection);
+        }
     }
 }
 

@@ -25,9 +25,21 @@ const FLUSH_AT: usize = 256 << 10;
 /// peer receives that reply before the kernel resets the connection over unread input.
 const LINGER: Duration = Duration::from_millis(100);
 
+thread_local! {
+    /// The connection this thread serves (each connection has a thread of its own), so the
+    /// built-in lock objects can tell who holds them.
+    static CURRENT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The id of the connection whose request this thread is running (0 outside a connection).
+pub(crate) fn current_connection() -> u64 {
+    CURRENT.with(|c| c.get())
+}
+
 /// Serves one accepted connection until the peer leaves, breaks the protocol, or the manager
 /// stops.
-pub(crate) fn serve(shared: &Shared, mut stream: Stream) {
+pub(crate) fn serve(shared: &Shared, mut stream: Stream, id: u64) {
+    CURRENT.with(|c| c.set(id));
     let peer = stream.peer_label();
     if let Err(refusal) = handshake(shared, &mut stream) {
         match refusal {
@@ -48,6 +60,7 @@ pub(crate) fn serve(shared: &Shared, mut stream: Stream) {
     let outcome = requests(shared, &mut stream, &mut held);
     // Whatever ended the connection, the object references it held go with it.
     shared.objects.release_all(&mut held);
+    shared.objects.connection_closed(id);
     match outcome {
         Ok(()) => log::debug!("{peer}: disconnected"),
         Err(Closing::PeerGone(e)) => log::debug!("{peer}: connection ended: {e}"),

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+pub(crate) use connection::current_connection;
 pub use objects::Constructor;
 pub use registry::{Handler, IntoReply, Reply};
 
@@ -445,8 +446,9 @@ impl Shared {
             log::warn!("cannot clone an accepted socket; dropping the connection");
             return;
         };
-        let id = connections.next_id;
+        // Ids start at 1: 0 means "no connection" to `current_connection`.
         connections.next_id += 1;
+        let id = connections.next_id;
         let shared = Arc::clone(self);
         let builder = thread::Builder::new()
             .name(format!("monogusa-conn-{id}"))
@@ -454,7 +456,7 @@ impl Shared {
         // The lock is held until the entry is in the map, so the thread's own removal
         // (below) can never run before the insertion.
         match builder.spawn(move || {
-            connection::serve(&shared, stream);
+            connection::serve(&shared, stream, id);
             let mut connections = shared.connections.lock().unwrap_or_else(|e| e.into_inner());
             connections.open.remove(&id);
         }) {

@@ -273,15 +273,7 @@ impl Objects {
 
     /// Wakes every call blocked in a built-in shared object: the manager is stopping.
     pub(crate) fn shutdown(&self) {
-        let shared: Vec<Arc<Object>> = {
-            let table = self.table();
-            table
-                .shared_by_name
-                .values()
-                .map(|id| Arc::clone(&table.by_id[id].object))
-                .collect()
-        };
-        for object in shared {
+        for object in self.shared_objects() {
             // Built-in objects only take their lock shared, so this never waits on a call.
             object
                 .state
@@ -289,6 +281,27 @@ impl Objects {
                 .unwrap_or_else(|e| e.into_inner())
                 .shutdown();
         }
+    }
+
+    /// Tells the built-in shared objects that connection `id` is gone, so the locks and
+    /// permits it held are released.
+    pub(crate) fn connection_closed(&self, id: u64) {
+        for object in self.shared_objects() {
+            object
+                .state
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .connection_closed(id);
+        }
+    }
+
+    fn shared_objects(&self) -> Vec<Arc<Object>> {
+        let table = self.table();
+        table
+            .shared_by_name
+            .values()
+            .map(|id| Arc::clone(&table.by_id[id].object))
+            .collect()
     }
 
     /// Makes an object of a registered type; `held` gets its first reference.

@@ -2,32 +2,14 @@
 
 use std::sync::Mutex;
 
+use super::builtin::builtin_service;
 use crate::__private::{decode_args, encode_result, no_such_method};
 use crate::client::Client;
 use crate::error::{RemoteError, RemoteErrorKind, Result};
-use crate::service::{MethodInfo, Service, ServiceDescriptor};
 use crate::stub::ObjectHandle;
 
 pub(crate) const KIND: &str = "Counter";
 const SERVICE: &str = "monogusa.Counter";
-
-static DESCRIPTOR: ServiceDescriptor = ServiceDescriptor {
-    name: SERVICE,
-    methods: &[
-        MethodInfo {
-            name: "get",
-            mutates: false,
-        },
-        MethodInfo {
-            name: "add",
-            mutates: false,
-        },
-        MethodInfo {
-            name: "set",
-            mutates: false,
-        },
-    ],
-};
 
 /// The manager's side: the value behind its own lock (methods take `&self`, so the object's
 /// lock is shared and this one serializes the changes).
@@ -36,16 +18,10 @@ pub(crate) struct SharedCounter {
     value: Mutex<i64>,
 }
 
-impl Service for SharedCounter {
-    fn descriptor() -> &'static ServiceDescriptor {
-        &DESCRIPTOR
-    }
+builtin_service!(SharedCounter, SERVICE, ["get", "add", "set"]);
 
-    fn service(&self) -> &'static ServiceDescriptor {
-        &DESCRIPTOR
-    }
-
-    fn call_shared(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {
+impl SharedCounter {
+    fn dispatch(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {
         let mut value = self.value.lock().unwrap_or_else(|e| e.into_inner());
         match index {
             0 => encode_result(&*value, out),
@@ -67,14 +43,9 @@ impl Service for SharedCounter {
         }
     }
 
-    fn call_exclusive(
-        &mut self,
-        index: usize,
-        _: &[u8],
-        _: &mut Vec<u8>,
-    ) -> Result<(), RemoteError> {
-        Err(no_such_method(SERVICE, index))
-    }
+    fn wake_all(&self) {}
+
+    fn forget(&self, _: u64) {}
 }
 
 /// A shared integer in the manager, opened by name with [`Client::counter`]. Every change is

@@ -7,39 +7,16 @@ use std::sync::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::builtin::builtin_service;
 use super::{Bytes, type_tag};
 use crate::__private::{decode_args, encode_result, no_such_method};
 use crate::client::Client;
 use crate::codec;
 use crate::error::{RemoteError, RemoteErrorKind, Result};
-use crate::service::{MethodInfo, Service, ServiceDescriptor};
 use crate::stub::ObjectHandle;
 
 pub(crate) const KIND: &str = "Dict";
 const SERVICE: &str = "monogusa.Dict";
-
-const fn shared(name: &'static str) -> MethodInfo {
-    MethodInfo {
-        name,
-        mutates: false,
-    }
-}
-
-static DESCRIPTOR: ServiceDescriptor = ServiceDescriptor {
-    name: SERVICE,
-    methods: &[
-        shared("insert"),
-        shared("get"),
-        shared("remove"),
-        shared("contains"),
-        shared("len"),
-        shared("keys"),
-        shared("items"),
-        shared("clear"),
-        shared("update_counter"),
-        shared("insert_if_absent"),
-    ],
-};
 
 /// The manager's side: encoded keys to encoded values, ordered by their encoding so listings
 /// are deterministic.
@@ -48,18 +25,27 @@ pub(crate) struct SharedDict {
     map: Mutex<BTreeMap<Bytes, Bytes>>,
 }
 
-impl Service for SharedDict {
-    fn descriptor() -> &'static ServiceDescriptor {
-        &DESCRIPTOR
-    }
+builtin_service!(
+    SharedDict,
+    SERVICE,
+    [
+        "insert",
+        "get",
+        "remove",
+        "contains",
+        "len",
+        "keys",
+        "items",
+        "clear",
+        "update_counter",
+        "insert_if_absent"
+    ]
+);
 
-    fn service(&self) -> &'static ServiceDescriptor {
-        &DESCRIPTOR
-    }
-
-    fn call_shared(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {
+impl SharedDict {
+    fn dispatch(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        let method = DESCRIPTOR.methods.get(index).map_or("?", |m| m.name);
+        let method = Self::method_name(index);
         match index {
             0 => {
                 let (key, value): (Bytes, Bytes) = decode_args(args, SERVICE, method)?;
@@ -118,14 +104,9 @@ impl Service for SharedDict {
         }
     }
 
-    fn call_exclusive(
-        &mut self,
-        index: usize,
-        _: &[u8],
-        _: &mut Vec<u8>,
-    ) -> Result<(), RemoteError> {
-        Err(no_such_method(SERVICE, index))
-    }
+    fn wake_all(&self) {}
+
+    fn forget(&self, _: u64) {}
 }
 
 /// Ties a proxy to its key and value types without owning any (so it stays `Send` and

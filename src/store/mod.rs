@@ -6,14 +6,23 @@
 //! blocked in one (a `get` on an empty queue) holds only that object's own condition, never a
 //! lock another call needs.
 
+mod builtin;
 mod bytes;
 mod counter;
 mod dict;
+mod list;
+mod lock;
 mod queue;
+mod signal;
+mod value;
 
 pub use counter::Counter;
 pub use dict::Dict;
+pub use list::List;
+pub use lock::{Guard, Lock, Semaphore};
 pub use queue::Queue;
+pub use signal::{Barrier, Event};
+pub use value::Value;
 
 pub(crate) use bytes::Bytes;
 
@@ -40,6 +49,20 @@ pub(crate) fn construct(kind: &str, args: &[u8]) -> Result<Box<dyn Service>, Rem
         queue::KIND => {
             let (capacity,): (u64,) = decode_args(args, "Queue", "new")?;
             Ok(Box::new(queue::SharedQueue::new(capacity)))
+        }
+        value::KIND => Ok(Box::new(value::SharedValue::default())),
+        list::KIND => Ok(Box::new(list::SharedList::default())),
+        lock::LOCK => Ok(Box::new(lock::SharedLock(lock::SharedSemaphore::new(
+            1, "lock",
+        )))),
+        lock::SEMAPHORE => {
+            let (permits,): (u64,) = decode_args(args, "Semaphore", "new")?;
+            Ok(Box::new(lock::SharedSemaphore::new(permits, "semaphore")))
+        }
+        signal::EVENT => Ok(Box::new(signal::SharedEvent::default())),
+        signal::BARRIER => {
+            let (parties,): (u64,) = decode_args(args, "Barrier", "new")?;
+            Ok(Box::new(signal::SharedBarrier::new(parties)))
         }
         other => Err(RemoteError::new(
             RemoteErrorKind::UnknownType,
@@ -73,5 +96,35 @@ impl Client {
         capacity: usize,
     ) -> Result<Queue<T>> {
         Queue::open(self, name, capacity)
+    }
+
+    /// Opens the shared [`Value`] `name`, creating it unset if it does not exist.
+    pub fn value<T: Serialize + DeserializeOwned>(&self, name: &str) -> Result<Value<T>> {
+        Value::open(self, name)
+    }
+
+    /// Opens the shared [`List`] `name`, creating it empty if it does not exist.
+    pub fn list<T: Serialize + DeserializeOwned>(&self, name: &str) -> Result<List<T>> {
+        List::open(self, name)
+    }
+
+    /// Opens the shared [`Lock`] `name`, creating it free if it does not exist.
+    pub fn lock(&self, name: &str) -> Result<Lock> {
+        Lock::open(self, name)
+    }
+
+    /// Opens the shared [`Semaphore`] `name`, creating it with `permits` if it does not exist.
+    pub fn semaphore(&self, name: &str, permits: u64) -> Result<Semaphore> {
+        Semaphore::open(self, name, permits)
+    }
+
+    /// Opens the shared [`Event`] `name`, creating it cleared if it does not exist.
+    pub fn event(&self, name: &str) -> Result<Event> {
+        Event::open(self, name)
+    }
+
+    /// Opens the shared [`Barrier`] `name` for `parties`, creating it if it does not exist.
+    pub fn barrier(&self, name: &str, parties: u64) -> Result<Barrier> {
+        Barrier::open(self, name, parties)
     }
 }

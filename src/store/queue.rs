@@ -4,38 +4,20 @@
 use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::builtin::{builtin_service, deadline, millis, wait_while};
 use super::{Bytes, type_tag};
 use crate::__private::{decode_args, encode_result, no_such_method};
 use crate::client::Client;
 use crate::error::{RemoteError, RemoteErrorKind, Result};
-use crate::service::{MethodInfo, Service, ServiceDescriptor};
 use crate::stub::ObjectHandle;
 
 pub(crate) const KIND: &str = "Queue";
 const SERVICE: &str = "monogusa.Queue";
-
-const fn shared(name: &'static str) -> MethodInfo {
-    MethodInfo {
-        name,
-        mutates: false,
-    }
-}
-
-static DESCRIPTOR: ServiceDescriptor = ServiceDescriptor {
-    name: SERVICE,
-    methods: &[
-        shared("put"),
-        shared("get"),
-        shared("len"),
-        shared("task_done"),
-        shared("join"),
-    ],
-};
 
 struct State {
     items: VecDeque<Bytes>,
@@ -73,65 +55,30 @@ impl SharedQueue {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
-
-    /// Waits on `condvar` while `blocked` holds, until `deadline` (none: forever). Returns the
-    /// guard and whether the condition cleared; an error once the manager shuts down.
-    fn wait_while<'a>(
-        &self,
-        mut state: MutexGuard<'a, State>,
-        condvar: &Condvar,
-        deadline: Option<Instant>,
-        blocked: impl Fn(&State) -> bool,
-    ) -> Result<(MutexGuard<'a, State>, bool), RemoteError> {
-        loop {
-            if state.closing {
-                return Err(RemoteError::new(
-                    RemoteErrorKind::ShuttingDown,
-                    "the queue's manager is shutting down",
-                ));
-            }
-            if !blocked(&state) {
-                return Ok((state, true));
-            }
-            state = match deadline {
-                None => condvar.wait(state).unwrap_or_else(|e| e.into_inner()),
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Ok((state, false));
-                    }
-                    condvar
-                        .wait_timeout(state, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
-        }
-    }
 }
 
-fn deadline(timeout_ms: Option<u64>) -> Option<Instant> {
-    timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms))
-}
+builtin_service!(
+    SharedQueue,
+    SERVICE,
+    ["put", "get", "len", "task_done", "join"]
+);
 
-impl Service for SharedQueue {
-    fn descriptor() -> &'static ServiceDescriptor {
-        &DESCRIPTOR
-    }
-
-    fn service(&self) -> &'static ServiceDescriptor {
-        &DESCRIPTOR
-    }
-
-    fn call_shared(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {
-        let method = DESCRIPTOR.methods.get(index).map_or("?", |m| m.name);
+impl SharedQueue {
+    fn dispatch(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {
+        let method = Self::method_name(index);
         match index {
             0 => {
                 let (item, timeout_ms): (Bytes, Option<u64>) = decode_args(args, SERVICE, method)?;
                 let capacity = self.capacity;
                 let full = move |s: &State| capacity != 0 && s.items.len() >= capacity;
-                let (mut state, room) =
-                    self.wait_while(self.state(), &self.not_full, deadline(timeout_ms), full)?;
+                let (mut state, room) = wait_while(
+                    self.state(),
+                    &self.not_full,
+                    deadline(timeout_ms),
+                    "queue",
+                    |s| s.closing,
+                    full,
+                )?;
                 if room {
                     state.items.push_back(item);
                     state.unfinished += 1;
@@ -142,8 +89,14 @@ impl Service for SharedQueue {
             1 => {
                 let (timeout_ms,): (Option<u64>,) = decode_args(args, SERVICE, method)?;
                 let empty = |s: &State| s.items.is_empty();
-                let (mut state, ready) =
-                    self.wait_while(self.state(), &self.not_empty, deadline(timeout_ms), empty)?;
+                let (mut state, ready) = wait_while(
+                    self.state(),
+                    &self.not_empty,
+                    deadline(timeout_ms),
+                    "queue",
+                    |s| s.closing,
+                    empty,
+                )?;
                 let item = if ready { state.items.pop_front() } else { None };
                 if item.is_some() {
                     self.not_full.notify_one();
@@ -168,29 +121,28 @@ impl Service for SharedQueue {
             4 => {
                 let (timeout_ms,): (Option<u64>,) = decode_args(args, SERVICE, method)?;
                 let pending = |s: &State| s.unfinished > 0;
-                let (_state, done) =
-                    self.wait_while(self.state(), &self.all_done, deadline(timeout_ms), pending)?;
+                let (_state, done) = wait_while(
+                    self.state(),
+                    &self.all_done,
+                    deadline(timeout_ms),
+                    "queue",
+                    |s| s.closing,
+                    pending,
+                )?;
                 encode_result(&done, out)
             }
             _ => Err(no_such_method(SERVICE, index)),
         }
     }
 
-    fn call_exclusive(
-        &mut self,
-        index: usize,
-        _: &[u8],
-        _: &mut Vec<u8>,
-    ) -> Result<(), RemoteError> {
-        Err(no_such_method(SERVICE, index))
-    }
-
-    fn shutdown(&self) {
+    fn wake_all(&self) {
         self.state().closing = true;
         self.not_empty.notify_all();
         self.not_full.notify_all();
         self.all_done.notify_all();
     }
+
+    fn forget(&self, _: u64) {}
 }
 
 /// A shared FIFO queue in the manager, opened by name with [`Client::queue`].
@@ -215,10 +167,6 @@ impl<T> Clone for Queue<T> {
             _item: PhantomData,
         }
     }
-}
-
-fn millis(timeout: Duration) -> u64 {
-    u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl<T: Serialize + DeserializeOwned> Queue<T> {

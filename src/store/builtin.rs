@@ -1,0 +1,111 @@
+//! What every built-in shared object shares: its service descriptor and the `Service` glue.
+
+/// Implements [`Service`](crate::Service) for a built-in object type from its service name,
+/// its method names (all `&self`) and three inherent methods: `dispatch(index, args, out)`,
+/// `wake_all()` (shutdown) and `forget(connection)` (a connection closed).
+macro_rules! builtin_service {
+    ($ty:ty, $service:expr, [$($method:literal),* $(,)?]) => {
+        impl $ty {
+            const DESCRIPTOR: $crate::service::ServiceDescriptor = $crate::service::ServiceDescriptor {
+                name: $service,
+                methods: &[$($crate::service::MethodInfo { name: $method, mutates: false }),*],
+            };
+
+            /// The name of method `index`, for error messages.
+            #[allow(dead_code)]
+            fn method_name(index: usize) -> &'static str {
+                Self::DESCRIPTOR.methods.get(index).map_or("?", |m| m.name)
+            }
+        }
+
+        impl $crate::service::Service for $ty {
+            fn descriptor() -> &'static $crate::service::ServiceDescriptor {
+                static DESCRIPTOR: $crate::service::ServiceDescriptor = <$ty>::DESCRIPTOR;
+                &DESCRIPTOR
+            }
+
+            fn service(&self) -> &'static $crate::service::ServiceDescriptor {
+                <Self as $crate::service::Service>::descriptor()
+            }
+
+            fn call_shared(
+                &self,
+                index: usize,
+                args: &[u8],
+                out: &mut Vec<u8>,
+            ) -> Result<(), $crate::error::RemoteError> {
+                self.dispatch(index, args, out)
+            }
+
+            fn call_exclusive(
+                &mut self,
+                index: usize,
+                _: &[u8],
+                _: &mut Vec<u8>,
+            ) -> Result<(), $crate::error::RemoteError> {
+                Err($crate::__private::no_such_method($service, index))
+            }
+
+            fn shutdown(&self) {
+                self.wake_all();
+            }
+
+            fn connection_closed(&self, connection: u64) {
+                self.forget(connection);
+            }
+        }
+    };
+}
+
+pub(crate) use builtin_service;
+
+/// The error a blocked call gets when the manager shuts down.
+pub(crate) fn shutting_down(what: &str) -> crate::error::RemoteError {
+    crate::error::RemoteError::new(
+        crate::error::RemoteErrorKind::ShuttingDown,
+        format!("the {what}'s manager is shutting down"),
+    )
+}
+
+/// A deadline `timeout_ms` from now; `None` waits forever.
+pub(crate) fn deadline(timeout_ms: Option<u64>) -> Option<std::time::Instant> {
+    timeout_ms.map(|ms| std::time::Instant::now() + std::time::Duration::from_millis(ms))
+}
+
+/// Waits on `condvar` while `blocked` holds, until `deadline`. Returns the guard and whether
+/// the condition cleared; an error once `closing` says the manager is stopping.
+pub(crate) fn wait_while<'a, S>(
+    mut state: std::sync::MutexGuard<'a, S>,
+    condvar: &std::sync::Condvar,
+    deadline: Option<std::time::Instant>,
+    what: &str,
+    closing: impl Fn(&S) -> bool,
+    blocked: impl Fn(&S) -> bool,
+) -> Result<(std::sync::MutexGuard<'a, S>, bool), crate::error::RemoteError> {
+    loop {
+        if closing(&state) {
+            return Err(shutting_down(what));
+        }
+        if !blocked(&state) {
+            return Ok((state, true));
+        }
+        state = match deadline {
+            None => condvar.wait(state).unwrap_or_else(|e| e.into_inner()),
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Ok((state, false));
+                }
+                condvar
+                    .wait_timeout(state, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+        };
+    }
+}
+
+/// Milliseconds for a timeout argument on the wire.
+pub(crate) fn millis(timeout: std::time::Duration) -> u64 {
+    u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,148 @@
+//! `List<T>`: a shared vector.
+
+use std::marker::PhantomData;
+use std::sync::Mutex;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::builtin::builtin_service;
+use super::{Bytes, type_tag};
+use crate::__private::{decode_args, encode_result, no_such_method};
+use crate::client::Client;
+use crate::error::{RemoteError, RemoteErrorKind, Result};
+use crate::stub::ObjectHandle;
+
+pub(crate) const KIND: &str = "List";
+const SERVICE: &str = "monogusa.List";
+
+#[derive(Default)]
+pub(crate) struct SharedList {
+    items: Mutex<Vec<Bytes>>,
+}
+
+builtin_service!(
+    SharedList,
+    SERVICE,
+    ["push", "pop", "get", "set", "len", "range", "clear"]
+);
+
+impl SharedList {
+    fn dispatch(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {
+        let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
+        let method = Self::method_name(index);
+        match index {
+            0 => {
+                let (item,): (Bytes,) = decode_args(args, SERVICE, method)?;
+                items.push(item);
+                encode_result(&(items.len() as u64), out)
+            }
+            1 => encode_result(&items.pop(), out),
+            2 => {
+                let (at,): (u64,) = decode_args(args, SERVICE, method)?;
+                encode_result(&usize::try_from(at).ok().and_then(|i| items.get(i)), out)
+            }
+            3 => {
+                let (at, item): (u64, Bytes) = decode_args(args, SERVICE, method)?;
+                let len = items.len();
+                let slot = usize::try_from(at)
+                    .ok()
+                    .and_then(|i| items.get_mut(i))
+                    .ok_or_else(|| {
+                        RemoteError::new(
+                            RemoteErrorKind::Handler,
+                            format!("index {at} out of range for a list of {len}"),
+                        )
+                    })?;
+                encode_result(&std::mem::replace(slot, item), out)
+            }
+            4 => encode_result(&(items.len() as u64), out),
+            5 => {
+                let (start, end): (u64, u64) = decode_args(args, SERVICE, method)?;
+                let len = items.len();
+                let end = usize::try_from(end).unwrap_or(len).min(len);
+                let start = usize::try_from(start).unwrap_or(len).min(end);
+                encode_result(&&items[start..end], out)
+            }
+            6 => {
+                items.clear();
+                encode_result(&(), out)
+            }
+            _ => Err(no_such_method(SERVICE, index)),
+        }
+    }
+
+    fn wake_all(&self) {}
+
+    fn forget(&self, _: u64) {}
+}
+
+/// A shared list in the manager, opened by name with [`Client::list`].
+#[derive(Debug)]
+pub struct List<T> {
+    handle: ObjectHandle,
+    _item: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for List<T> {
+    fn clone(&self) -> Self {
+        List {
+            handle: self.handle.clone(),
+            _item: PhantomData,
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> List<T> {
+    pub(crate) fn open(client: &Client, name: &str) -> Result<Self> {
+        let handle = ObjectHandle::open_shared(client, KIND, name, &type_tag::<T>(), &())?;
+        Ok(List {
+            handle,
+            _item: PhantomData,
+        })
+    }
+
+    /// Appends `item`; returns the new length.
+    pub fn push(&self, item: &T) -> Result<u64> {
+        self.handle.call("push", &(Bytes::encode(item)?,))
+    }
+
+    /// Removes and returns the last item.
+    pub fn pop(&self) -> Result<Option<T>> {
+        let item: Option<Bytes> = self.handle.call("pop", &())?;
+        item.map(|i| i.decode()).transpose()
+    }
+
+    /// The item at `index`.
+    pub fn get(&self, index: u64) -> Result<Option<T>> {
+        let item: Option<Bytes> = self.handle.call("get", &(index,))?;
+        item.map(|i| i.decode()).transpose()
+    }
+
+    /// Replaces the item at `index` (an error past the end); returns the old one.
+    pub fn set(&self, index: u64, item: &T) -> Result<T> {
+        let old: Bytes = self.handle.call("set", &(index, Bytes::encode(item)?))?;
+        old.decode()
+    }
+
+    /// How many items there are.
+    pub fn len(&self) -> Result<u64> {
+        self.handle.call("len", &())
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// The items from `start` up to (not including) `end`, clamped to the list.
+    pub fn range(&self, start: u64, end: u64) -> Result<Vec<T>> {
+        let items: Vec<Bytes> = self.handle.call("range", &(start, end))?;
+        items.iter().map(Bytes::decode).collect()
+    }
+
+    /// Removes every item.
+    pub fn clear(&self) -> Result<()> {
+        self.handle.call("clear", &())
+    }
+}

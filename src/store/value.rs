@@ -1,0 +1,103 @@
+//! `Value<T>`: one shared value with atomic swap and compare-and-swap.
+
+use std::marker::PhantomData;
+use std::sync::Mutex;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::builtin::builtin_service;
+use super::{Bytes, type_tag};
+use crate::__private::{decode_args, encode_result, no_such_method};
+use crate::client::Client;
+use crate::error::{RemoteError, Result};
+use crate::stub::ObjectHandle;
+
+pub(crate) const KIND: &str = "Value";
+const SERVICE: &str = "monogusa.Value";
+
+/// The manager's side: the encoded value, if one was ever set.
+#[derive(Default)]
+pub(crate) struct SharedValue {
+    value: Mutex<Option<Bytes>>,
+}
+
+builtin_service!(SharedValue, SERVICE, ["get", "swap", "compare_and_swap"]);
+
+impl SharedValue {
+    fn dispatch(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {
+        let mut value = self.value.lock().unwrap_or_else(|e| e.into_inner());
+        let method = Self::method_name(index);
+        match index {
+            0 => encode_result(&*value, out),
+            1 => {
+                let (new,): (Bytes,) = decode_args(args, SERVICE, method)?;
+                encode_result(&value.replace(new), out)
+            }
+            2 => {
+                let (expected, new): (Option<Bytes>, Bytes) = decode_args(args, SERVICE, method)?;
+                let swapped = *value == expected;
+                if swapped {
+                    *value = Some(new);
+                }
+                encode_result(&swapped, out)
+            }
+            _ => Err(no_such_method(SERVICE, index)),
+        }
+    }
+
+    fn wake_all(&self) {}
+
+    fn forget(&self, _: u64) {}
+}
+
+/// One shared value in the manager, opened by name with [`Client::value`]. It starts unset.
+#[derive(Debug)]
+pub struct Value<T> {
+    handle: ObjectHandle,
+    _type: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for Value<T> {
+    fn clone(&self) -> Self {
+        Value {
+            handle: self.handle.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Value<T> {
+    pub(crate) fn open(client: &Client, name: &str) -> Result<Self> {
+        let handle = ObjectHandle::open_shared(client, KIND, name, &type_tag::<T>(), &())?;
+        Ok(Value {
+            handle,
+            _type: PhantomData,
+        })
+    }
+
+    /// The value, or `None` if it was never set.
+    pub fn get(&self) -> Result<Option<T>> {
+        let value: Option<Bytes> = self.handle.call("get", &())?;
+        value.map(|v| v.decode()).transpose()
+    }
+
+    /// Sets the value.
+    pub fn set(&self, value: &T) -> Result<()> {
+        self.swap(value).map(drop)
+    }
+
+    /// Sets the value and returns the previous one, atomically.
+    pub fn swap(&self, value: &T) -> Result<Option<T>> {
+        let old: Option<Bytes> = self.handle.call("swap", &(Bytes::encode(value)?,))?;
+        old.map(|v| v.decode()).transpose()
+    }
+
+    /// Sets the value to `new` only if it currently is `expected` (`None`: unset), comparing
+    /// encodings; returns whether it did. The building block for any read-modify-write.
+    pub fn compare_and_swap(&self, expected: Option<&T>, new: &T) -> Result<bool> {
+        let expected = expected.map(Bytes::encode).transpose()?;
+        self.handle
+            .call("compare_and_swap", &(expected, Bytes::encode(new)?))
+    }
+}
