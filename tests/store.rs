@@ -50,6 +50,34 @@ fn child_main() {
             }
             jobs.task_done().unwrap();
         }
+        "locked_incrementer" => {
+            // Read-modify-write in two calls, safe only under the lock.
+            let lock = client.lock("l").unwrap();
+            let value = client.value::<u64>("v").unwrap();
+            for _ in 0..arg.parse::<usize>().unwrap() {
+                let guard = lock.acquire().unwrap();
+                let n = value.get().unwrap().unwrap_or(0);
+                value.set(&(n + 1)).unwrap();
+                guard.release().unwrap();
+            }
+        }
+        "lock_holder" => {
+            let lock = client.lock("l").unwrap();
+            let _guard = lock.acquire().unwrap();
+            client.event("held").unwrap().set().unwrap();
+            loop {
+                thread::sleep(Duration::from_secs(1));
+            }
+        }
+        "barrier_party" => {
+            let barrier = client.barrier("b", 4).unwrap();
+            let position = barrier.wait().unwrap();
+            client
+                .list::<u64>("positions")
+                .unwrap()
+                .push(&position)
+                .unwrap();
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -272,4 +300,165 @@ fn shutdown_wakes_blocked_callers_with_a_clear_error() {
             "{err}"
         );
     }
+}
+
+#[test]
+fn value_and_list_operations() {
+    let manager = start_standard();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let v = client.value::<String>("v").unwrap();
+    assert_eq!(v.get().unwrap(), None);
+    assert!(v.compare_and_swap(None, &"a".into()).unwrap());
+    assert!(!v.compare_and_swap(None, &"b".into()).unwrap());
+    assert!(v.compare_and_swap(Some(&"a".into()), &"c".into()).unwrap());
+    assert_eq!(v.swap(&"d".into()).unwrap(), Some("c".into()));
+    v.set(&"e".into()).unwrap();
+    assert_eq!(v.get().unwrap(), Some("e".into()));
+
+    let list = client.list::<i32>("l").unwrap();
+    assert!(list.is_empty().unwrap());
+    for i in 0..5 {
+        assert_eq!(list.push(&i).unwrap(), i as u64 + 1);
+    }
+    assert_eq!(list.get(2).unwrap(), Some(2));
+    assert_eq!(list.get(9).unwrap(), None);
+    assert_eq!(list.set(2, &20).unwrap(), 2);
+    let err = list.set(9, &0).unwrap_err();
+    assert_eq!(remote_kind(&err), Some(RemoteErrorKind::Handler), "{err}");
+    assert_eq!(list.range(1, 4).unwrap(), [1, 20, 3]);
+    assert_eq!(list.range(3, 100).unwrap(), [3, 4]);
+    assert_eq!(list.pop().unwrap(), Some(4));
+    assert_eq!(list.len().unwrap(), 4);
+    list.clear().unwrap();
+    assert_eq!(list.pop().unwrap(), None);
+}
+
+#[test]
+fn the_lock_excludes_across_processes() {
+    let manager = start_standard();
+    let address = manager.address().to_string();
+    let children: Vec<Child> = (0..3)
+        .map(|_| spawn("locked_incrementer", &address, "150"))
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    assert_eq!(client.value::<u64>("v").unwrap().get().unwrap(), Some(450));
+    assert!(!client.lock("l").unwrap().is_locked().unwrap());
+}
+
+#[test]
+fn a_lock_held_by_a_killed_process_is_released() {
+    let manager = start_standard();
+    let address = manager.address().to_string();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let lock = client.lock("l").unwrap();
+    let mut holder = spawn("lock_holder", &address, "");
+    assert!(
+        client
+            .event("held")
+            .unwrap()
+            .wait_timeout(Duration::from_secs(30))
+            .unwrap()
+    );
+    assert!(lock.is_locked().unwrap());
+    assert!(
+        lock.try_acquire().unwrap().is_none(),
+        "held by the other process"
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let guard = lock.acquire_timeout(Duration::from_secs(10)).unwrap();
+    assert!(guard.is_some(), "the dead holder's lock was not released");
+}
+
+#[test]
+fn guards_release_on_drop_and_semaphores_count_permits() {
+    let manager = start_standard();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let lock = client.lock("l").unwrap();
+    {
+        let _guard = lock.acquire().unwrap();
+        assert!(
+            lock.try_acquire().unwrap().is_none(),
+            "a second guard, even in one thread"
+        );
+    }
+    assert!(
+        lock.try_acquire().unwrap().is_some(),
+        "released by the drop"
+    );
+
+    let sem = client.semaphore("s", 2).unwrap();
+    let a = sem.acquire().unwrap();
+    let _b = sem.acquire().unwrap();
+    assert_eq!(sem.available().unwrap(), 0);
+    assert!(
+        sem.acquire_timeout(Duration::from_millis(30))
+            .unwrap()
+            .is_none()
+    );
+    a.release().unwrap();
+    assert!(
+        sem.acquire_timeout(Duration::from_secs(10))
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[test]
+fn events_wake_their_waiters() {
+    let manager = start_standard();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let event = client.event("e").unwrap();
+    assert!(!event.wait_timeout(Duration::from_millis(20)).unwrap());
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let event = event.clone();
+            thread::spawn(move || event.wait())
+        })
+        .collect();
+    wait_until(Duration::from_secs(10), "three waiters", || {
+        manager.stats().calls >= 4
+    });
+    event.set().unwrap();
+    for w in waiters {
+        w.join().unwrap().unwrap();
+    }
+    assert!(event.is_set().unwrap());
+    event.clear().unwrap();
+    assert!(!event.is_set().unwrap());
+}
+
+#[test]
+fn a_barrier_across_processes() {
+    let manager = start_standard();
+    let address = manager.address().to_string();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let barrier = client.barrier("b", 4).unwrap();
+    assert_eq!(barrier.parties().unwrap(), 4);
+    let parties: Vec<Child> = (0..3)
+        .map(|_| spawn("barrier_party", &address, ""))
+        .collect();
+    let mine = barrier
+        .wait_timeout(Duration::from_secs(30))
+        .unwrap()
+        .expect("all four arrived");
+    for mut p in parties {
+        assert!(p.wait().unwrap().success());
+    }
+    let mut positions = client
+        .list::<u64>("positions")
+        .unwrap()
+        .range(0, 10)
+        .unwrap();
+    positions.push(mine);
+    positions.sort_unstable();
+    assert_eq!(positions, [0, 1, 2, 3]);
+    // Alone at a fresh round, a timed wait gives up and leaves the count as it was.
+    assert_eq!(
+        barrier.wait_timeout(Duration::from_millis(30)).unwrap(),
+        None
+    );
 }
