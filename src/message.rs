@@ -59,6 +59,8 @@ pub(crate) enum Op<'a> {
         name: &'a str,
         type_tag: &'a str,
     },
+    /// The manager's counters (`Stats`).
+    Stats,
 }
 
 /// The fixed part of a response.
@@ -135,11 +137,12 @@ impl<'a> RequestHeader<'a> {
             Op::Release { .. } => 6,
             Op::Describe => 7,
             Op::OpenShared { .. } => 8,
+            Op::Stats => 9,
         };
         out.extend_from_slice(&variant.to_le_bytes());
         match self.op {
             Op::Call(name) => put_str(out, name),
-            Op::Shutdown | Op::Describe => {}
+            Op::Shutdown | Op::Describe | Op::Stats => {}
             Op::Method { object, method } => {
                 out.extend_from_slice(&object.to_le_bytes());
                 put_str(out, method);
@@ -200,6 +203,7 @@ impl<'a> RequestHeader<'a> {
                 name: f.str()?,
                 type_tag: f.str()?,
             },
+            9 => Op::Stats,
             other => return Err(Error::Codec(format!("unknown operation {other}"))),
         };
         Ok((RequestHeader { id, op }, f.at))
@@ -269,6 +273,7 @@ mod tests {
                 name: "jobs",
                 type_tag: "u64",
             },
+            Op::Stats,
         ]
     }
 

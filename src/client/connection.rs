@@ -82,6 +82,7 @@ impl Connection {
             Op::Retain { .. } => "retain",
             Op::Release { .. } => "release",
             Op::Describe => "describe",
+            Op::Stats => "stats",
             Op::Shutdown => "shutdown",
         };
         self.out.clear();

@@ -389,6 +389,11 @@ impl Client {
         self.request(Op::Describe, &(), self.inner.options.call_timeout)
     }
 
+    /// The manager's counters: connections open and accepted, calls served, failures.
+    pub fn manager_stats(&self) -> Result<crate::Stats> {
+        self.request(Op::Stats, &(), self.inner.options.call_timeout)
+    }
+
     /// The default timeout for calls, if one was configured.
     pub(crate) fn call_timeout(&self) -> Option<Duration> {
         self.inner.options.call_timeout

@@ -346,6 +346,11 @@ fn handle(
                 encode_value(&objects.open_shared(kind, name, type_tag, args)?, out)
             });
         }
+        Op::Stats => {
+            let out = &mut replies.out;
+            let stats = shared.stats.with_open(shared.open_connections());
+            reply.with(out, "stats", |out| encode_value(&stats, out));
+        }
         Op::Describe => {
             let out = &mut replies.out;
             reply.with(out, "describe", |out| {

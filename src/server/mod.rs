@@ -340,7 +340,7 @@ impl Drop for ManagerHandle {
 }
 
 /// A snapshot of a manager's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Stats {
     /// Connections accepted (including ones that then failed the handshake).

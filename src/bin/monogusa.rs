@@ -1,0 +1,188 @@
+//! `monogusa`: a manager with no user code, serving the built-in shared objects, and a tool
+//! to look at a running manager.
+//!
+//! ```text
+//! monogusa serve --bind 127.0.0.1:4343 --authkey-file key
+//! monogusa serve --unix /run/app/manager.sock            # key from MONOGUSA_AUTHKEY
+//! monogusa stat --connect 127.0.0.1:4343 --authkey-file key
+//! ```
+//!
+//! The key comes from `--authkey-file` or the `MONOGUSA_AUTHKEY` environment variable, never
+//! from the command line, where other users could read it. Log lines go to standard error;
+//! `MONOGUSA_LOG` sets the level (error, warn, info, debug; default debug).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use monogusa::{Client, Manager};
+
+const USAGE: &str = "usage:
+  monogusa serve (--bind HOST:PORT | --unix PATH) [--authkey-file FILE] [--max-connections N]
+  monogusa stat (--connect HOST:PORT | --unix PATH) [--authkey-file FILE]
+the authkey comes from --authkey-file or MONOGUSA_AUTHKEY";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("serve") => parse(&args[1..]).and_then(serve),
+        Some("stat") => parse(&args[1..]).and_then(stat),
+        Some("--help" | "-h" | "help") => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("monogusa: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+struct Options {
+    address: String,
+    key: Vec<u8>,
+    max_connections: Option<usize>,
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut address = None;
+    let mut key_file: Option<PathBuf> = None;
+    let mut max_connections = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .cloned()
+                .ok_or_else(|| format!("{arg} needs a value\n{USAGE}"))
+        };
+        match arg.as_str() {
+            "--bind" | "--connect" => address = Some(value()?),
+            "--unix" => address = Some(format!("unix:{}", value()?)),
+            "--authkey-file" => key_file = Some(value()?.into()),
+            "--max-connections" => {
+                max_connections = Some(
+                    value()?
+                        .parse()
+                        .map_err(|_| "--max-connections needs a number")?,
+                )
+            }
+            "--authkey" => {
+                return Err(
+                    "the authkey is never taken from the command line (other users can read it): \
+                     use --authkey-file or MONOGUSA_AUTHKEY"
+                        .into(),
+                );
+            }
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    let address = address.ok_or_else(|| format!("an address is required\n{USAGE}"))?;
+    let key = match key_file {
+        Some(path) => {
+            let key =
+                std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            // A trailing newline from `echo secret > key` is not part of the key.
+            let end = key
+                .iter()
+                .rposition(|b| !b"\r\n".contains(b))
+                .map_or(0, |i| i + 1);
+            key[..end].to_vec()
+        }
+        None => std::env::var("MONOGUSA_AUTHKEY")
+            .map(String::into_bytes)
+            .map_err(|_| format!("no authkey: use --authkey-file or MONOGUSA_AUTHKEY\n{USAGE}"))?,
+    };
+    Ok(Options {
+        address,
+        key,
+        max_connections,
+    })
+}
+
+fn serve(options: Options) -> Result<(), String> {
+    install_logger();
+    let mut builder = Manager::builder()
+        .authkey(&options.key)
+        .bind(options.address.as_str());
+    if let Some(n) = options.max_connections {
+        builder = builder.max_connections(n);
+    }
+    let manager = builder.build().map_err(|e| e.to_string())?;
+    eprintln!(
+        "monogusa: serving the built-in shared objects on {}",
+        options.address
+    );
+    manager.serve_forever().map_err(|e| e.to_string())?;
+    eprintln!("monogusa: stopped");
+    Ok(())
+}
+
+fn stat(options: Options) -> Result<(), String> {
+    let client =
+        Client::connect(options.address.as_str(), &options.key).map_err(|e| e.to_string())?;
+    let stats = client.manager_stats().map_err(|e| e.to_string())?;
+    let description = client.describe().map_err(|e| e.to_string())?;
+    println!("manager {}", options.address);
+    println!(
+        "connections: {} open (this one included), {} accepted, {} refused",
+        stats.connections_open, stats.connections_accepted, stats.connections_refused
+    );
+    println!("calls served: {}", stats.calls);
+    println!(
+        "failures: {} wrong keys, {} failed handshakes, {} protocol errors",
+        stats.auth_failures, stats.handshake_failures, stats.protocol_errors
+    );
+    println!(
+        "functions: {}",
+        if description.functions.is_empty() {
+            "-".into()
+        } else {
+            description.functions.join(", ")
+        }
+    );
+    println!("objects: {}", description.objects.len());
+    for object in &description.objects {
+        let name = object.name.as_deref().unwrap_or("(created by a client)");
+        let methods: Vec<&str> = object.methods.iter().map(|m| m.name.as_str()).collect();
+        println!(
+            "  #{} {name}: {} [{}], {} references",
+            object.id,
+            object.service,
+            methods.join(", "),
+            object.references
+        );
+    }
+    Ok(())
+}
+
+/// A minimal logger to standard error, so the binary needs no logging dependency.
+struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            eprintln!("[{}] {}", record.level(), record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+fn install_logger() {
+    let level = match std::env::var("MONOGUSA_LOG").as_deref() {
+        Ok("error") => log::LevelFilter::Error,
+        Ok("warn") => log::LevelFilter::Warn,
+        Ok("info") => log::LevelFilter::Info,
+        _ => log::LevelFilter::Debug,
+    };
+    if log::set_logger(&StderrLogger).is_ok() {
+        log::set_max_level(level);
+    }
+}
