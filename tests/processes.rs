@@ -139,6 +139,37 @@ fn objects_example_shares_and_frees_an_object_across_processes() {
 }
 
 #[test]
+fn workers_example_does_every_task_exactly_once() {
+    let out = run_example("workers", &[]);
+    assert!(
+        out.contains("10000 of 10000 tasks done, 0 done twice, 0 wrong"),
+        "{out}"
+    );
+    assert!(out.contains("every task done exactly once"), "{out}");
+}
+
+#[test]
+fn workers_example_stops_its_workers_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let mut coordinator = Command::new(example_binary("workers"))
+        .args(["--tasks", "100000000"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(coordinator.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("workers started"), "{first}");
+    send_signal(coordinator.id(), "-TERM");
+    let status = coordinator.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status}");
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    assert!(
+        rest.iter().any(|l| l.contains("workers stopped")),
+        "{rest:?}"
+    );
+}
+
+#[test]
 fn kv_server_and_kv_client_as_separate_programs() {
     let dir = tempfile::tempdir().unwrap();
     let address = format!("unix:{}", dir.path().join("kv.sock").display());
