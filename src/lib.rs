@@ -99,6 +99,13 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Shared objects without a service
+//!
+//! Every manager also offers built-in shared objects by name, like Python's `SyncManager`:
+//! [`Client::counter`], [`Client::value`], [`Client::dict`], [`Client::list`],
+//! [`Client::queue`], [`Client::lock`], [`Client::semaphore`], [`Client::event`] and
+//! [`Client::barrier`]; see the README. The `monogusa` binary serves them with no user code.
+//!
 //! ## The pieces
 //! - [`Manager`] serves objects and functions. One thread per connection; a panicking method
 //!   or function returns an error to its caller and the manager serves on.
