@@ -462,3 +462,38 @@ fn a_barrier_across_processes() {
         None
     );
 }
+
+#[test]
+fn shutdown_wakes_callers_blocked_in_locks_events_and_barriers() {
+    let manager = start_standard();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let lock = client.lock("l").unwrap();
+    let _held = lock.acquire().unwrap();
+    let waiters = vec![
+        {
+            let lock = lock.clone();
+            thread::spawn(move || lock.acquire().map(drop))
+        },
+        {
+            let event = client.event("e").unwrap();
+            thread::spawn(move || event.wait())
+        },
+        {
+            let barrier = client.barrier("b", 5).unwrap();
+            thread::spawn(move || barrier.wait().map(drop))
+        },
+    ];
+    // One acquire (held) plus three blocked calls have reached the manager.
+    wait_until(Duration::from_secs(10), "three blocked calls", || {
+        manager.stats().calls >= 4
+    });
+    manager.shutdown();
+    for w in waiters {
+        let err = w.join().unwrap().unwrap_err();
+        assert_eq!(
+            remote_kind(&err),
+            Some(RemoteErrorKind::ShuttingDown),
+            "{err}"
+        );
+    }
+}
