@@ -199,6 +199,34 @@ fn truncated_frame_then_close() {
 }
 
 #[test]
+fn a_client_stalling_mid_frame_is_cut_but_idle_ones_are_not() {
+    let manager = standard_builder()
+        .stall_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let idle = Client::connect(manager.address(), KEY).unwrap();
+    let mut stalling = raw_authenticated(manager.address(), KEY.as_bytes());
+    let frame = call_frame(1, "inc", &string_arg("k"));
+    stalling.write_all(&frame[..6]).unwrap(); // a header and a bit, then nothing
+    assert!(
+        closed_by_peer(&mut stalling),
+        "the stalled connection was kept"
+    );
+    wait_until(Duration::from_secs(5), "the stall counted", || {
+        manager.stats().protocol_errors == 1
+    });
+    // The idle client was quiet for longer than the stall timeout, yet is still connected.
+    assert_eq!(idle.call::<i64>("inc", ("k",)).unwrap(), 1);
+    assert_eq!(
+        manager.stats().connections_accepted,
+        2,
+        "no reconnection was needed"
+    );
+}
+
+#[test]
 fn trailing_garbage_after_a_valid_frame() {
     let manager = start_standard();
     let mut stream = raw_authenticated(manager.address(), KEY.as_bytes());

@@ -68,6 +68,10 @@ pub(crate) fn serve(shared: &Shared, mut stream: Stream, id: u64) {
             shared.stats.protocol_errors.fetch_add(1, Relaxed);
             log::warn!("{peer}: connection closed in the middle of a frame");
         }
+        Err(Closing::Stalled) => {
+            shared.stats.protocol_errors.fetch_add(1, Relaxed);
+            log::warn!("{peer}: stalled in the middle of a frame; closing");
+        }
         Err(Closing::Violation(error)) => {
             shared.stats.protocol_errors.fetch_add(1, Relaxed);
             log::warn!("{peer}: closing connection: {error}");
@@ -84,13 +88,19 @@ fn handshake(shared: &Shared, stream: &mut Stream) -> Result<(), Refusal> {
         .set_timeouts(Some(shared.limits.handshake_timeout))
         .map_err(io_error)?;
     auth::server_handshake(stream, &shared.key)?;
-    stream.set_timeouts(None).map_err(io_error)
+    // From here on, socket timeouts only bound a stall: an idle connection's read times out
+    // too, and is simply resumed (see `requests`). No per-call cost.
+    stream
+        .set_timeouts(Some(shared.limits.stall_timeout))
+        .map_err(io_error)
 }
 
 /// Why a connection's request loop ended other than by a clean close.
 enum Closing {
     PeerGone(io::Error),
     Truncated,
+    /// The peer began a frame and stopped sending it.
+    Stalled,
     /// The peer broke the protocol; it is told why before the connection closes.
     Violation(RemoteError),
 }
@@ -154,6 +164,17 @@ fn requests(shared: &Shared, stream: &mut Stream, held: &mut HeldRefs) -> Result
             Ok(0) => return Ok(()),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // Nothing arrived for a while: fine between requests, not in the middle of one.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if reader.has_partial_frame() {
+                    return Err(Closing::Stalled);
+                }
+            }
             Err(e) => return Err(Closing::PeerGone(e)),
         }
     }

@@ -32,6 +32,7 @@ struct Limits {
     max_frame_len: u32,
     max_connections: usize,
     handshake_timeout: Duration,
+    stall_timeout: Duration,
     thread_stack_size: usize,
 }
 
@@ -46,6 +47,7 @@ impl Default for Limits {
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             max_connections: 1024,
             handshake_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(30),
             thread_stack_size: DEFAULT_STACK_SIZE,
         }
     }
@@ -133,6 +135,14 @@ impl ManagerBuilder {
     /// with [`Error::Refused`] while the others are served.
     pub fn max_connections(mut self, connections: usize) -> Self {
         self.limits.max_connections = connections;
+        self
+    }
+
+    /// How long a client may take to send the rest of a frame it has started, or to read the
+    /// replies the manager is writing to it (default 30 s); past that the connection is
+    /// closed. Idle connections, with no frame begun, are never timed out.
+    pub fn stall_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.stall_timeout = timeout;
         self
     }
 
