@@ -304,7 +304,7 @@ fn store_operations(plan: Plan) {
         let mut raw_stream = RawStream::connect(&raw.address);
         let raw_rt = rate(plan.span, 1, || raw_stream.ping_pong(16, 1));
         let client = Client::connect(manager.address.as_str(), AUTHKEY).unwrap();
-        let counter = client.counter("bench").unwrap();
+        let counter = client.counter("bench-counter").unwrap();
         let adds = rate(plan.span, 1, || {
             counter.add(1).unwrap();
         });
@@ -316,7 +316,7 @@ fn store_operations(plan: Plan) {
             "calls/s",
             Some((raw_rt, "raw ping-pong")),
         ));
-        let queue = client.queue::<u64>("bench", 0).unwrap();
+        let queue = client.queue::<u64>("bench-queue", 0).unwrap();
         let put_get = rate(plan.span, 2, || {
             queue.put(&7).unwrap();
             queue.get().unwrap();

@@ -237,18 +237,16 @@ pub fn spawn_child(role: &str, envs: &[(&str, &str)]) -> Child {
     command.spawn().unwrap()
 }
 
-/// The path of an example binary, building it if the test run did not.
+/// The path of an example binary, built first: `cargo test --test NAME` does not rebuild
+/// examples, and a stale one would test old code. (A no-op when it is up to date.)
 pub fn example_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let path = profile_dir.join("examples").join(name);
-    if !path.exists() {
-        let mut build = Command::new(env!("CARGO"));
-        build.args(["build", "--example", name]);
-        if profile_dir.ends_with("release") {
-            build.arg("--release");
-        }
-        assert!(build.status().unwrap().success(), "building example {name}");
+    let mut build = Command::new(env!("CARGO"));
+    build.args(["build", "--quiet", "--example", name]);
+    if profile_dir.ends_with("release") {
+        build.arg("--release");
     }
-    path
+    assert!(build.status().unwrap().success(), "building example {name}");
+    profile_dir.join("examples").join(name)
 }
