@@ -23,6 +23,7 @@ use sha2::Sha256;
 
 use crate::codec;
 use crate::error::{Error, Result};
+use crate::transport::is_timeout;
 
 /// The protocol's name and version; peers must agree on it byte for byte.
 const PROTOCOL: &str = "monogusa/1";
@@ -119,7 +120,7 @@ fn fresh_nonce() -> io::Result<Nonce> {
 /// Maps a read or write failure mid-handshake to a clear error.
 fn broken(e: io::Error) -> Error {
     match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+        _ if is_timeout(&e) => {
             Error::Handshake("the peer did not complete the handshake in time".into())
         }
         io::ErrorKind::UnexpectedEof => {

@@ -23,6 +23,15 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 /// Pending connections the kernel queues before `accept`.
 const LISTEN_BACKLOG: i32 = 1024;
 
+/// Whether an I/O error is a socket timeout firing (reported as `WouldBlock` on Unix,
+/// `TimedOut` elsewhere).
+pub(crate) fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
 /// A manager's address: `host:port` for TCP or `unix:/path` for a Unix-domain socket.
 ///
 /// ```

@@ -11,7 +11,7 @@ use crate::codec;
 use crate::error::{Error, RemoteError, Result};
 use crate::frame::{self, FrameReader};
 use crate::message::{NOTICE_ID, Op, RequestHeader, ResponseHeader, Status};
-use crate::transport::{Address, Stream};
+use crate::transport::{Address, Stream, is_timeout};
 
 use super::Options;
 
@@ -152,9 +152,10 @@ impl Connection {
 
 /// A socket error once a request may have left: a timeout, or a lost connection.
 pub(crate) fn in_flight_failure(e: io::Error) -> Error {
-    match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Error::Timeout,
-        _ => Error::ConnectionLost(e),
+    if is_timeout(&e) {
+        Error::Timeout
+    } else {
+        Error::ConnectionLost(e)
     }
 }
 

@@ -34,7 +34,7 @@ use crate::error::{Error, RemoteError, Result};
 use crate::frame::{self, FrameReader};
 use crate::fxhash::{FxHashMap, FxHashSet};
 use crate::message::{NOTICE_ID, Op, RequestHeader, ResponseHeader};
-use crate::transport::Stream;
+use crate::transport::{Stream, is_timeout};
 
 use super::connection::{Connection, Health, MIN_TIMEOUT, decode_reply};
 
@@ -406,12 +406,7 @@ impl Pipe {
                 }
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
+                Err(e) if is_timeout(&e) => {
                     return Led::TimedOut;
                 }
                 Err(e) => return Led::Failed(Failure::Lost(e.kind(), e.to_string())),

@@ -12,7 +12,7 @@ use crate::codec;
 use crate::error::{Error, RemoteError, RemoteErrorKind};
 use crate::frame::{self, FrameReader};
 use crate::message::{NOTICE_ID, Op, RequestHeader, ResponseHeader, Status};
-use crate::transport::Stream;
+use crate::transport::{Stream, is_timeout};
 
 use super::Shared;
 use super::objects::HeldRefs;
@@ -165,12 +165,7 @@ fn requests(shared: &Shared, stream: &mut Stream, held: &mut HeldRefs) -> Result
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             // Nothing arrived for a while: fine between requests, not in the middle of one.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(e) if is_timeout(&e) => {
                 if reader.has_partial_frame() {
                     return Err(Closing::Stalled);
                 }
