@@ -172,7 +172,23 @@ pub(crate) fn decode_reply<R: DeserializeOwned>(
             return (Err(e), Health::Broken);
         }
     };
-    let body = &reply[used..];
+    if header.id != id && header.id != NOTICE_ID {
+        let e = Error::Protocol(format!(
+            "reply to request {} while waiting for {id}",
+            header.id
+        ));
+        return (Err(e), Health::Broken);
+    }
+    decode_body(&header, &reply[used..], function)
+}
+
+/// Reads the body of a reply whose header is already decoded: the result, the remote error,
+/// or the notice of a manager closing the connection.
+pub(crate) fn decode_body<R: DeserializeOwned>(
+    header: &ResponseHeader,
+    body: &[u8],
+    function: &str,
+) -> (Result<R>, Health) {
     if header.id == NOTICE_ID {
         // The manager is closing this connection and says why.
         let result = match codec::decode_exact::<RemoteError>(body) {
@@ -182,13 +198,6 @@ pub(crate) fn decode_reply<R: DeserializeOwned>(
             ))),
         };
         return (result, Health::Broken);
-    }
-    if header.id != id {
-        let e = Error::Protocol(format!(
-            "reply to request {} while waiting for {id}",
-            header.id
-        ));
-        return (Err(e), Health::Broken);
     }
     let result = match header.status {
         Status::Ok => codec::decode_exact::<R>(body).map_err(|e| {

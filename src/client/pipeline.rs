@@ -36,7 +36,7 @@ use crate::fxhash::{FxHashMap, FxHashSet};
 use crate::message::{NOTICE_ID, Op, RequestHeader, ResponseHeader};
 use crate::transport::{Stream, is_timeout};
 
-use super::connection::{Connection, Health, MIN_TIMEOUT, decode_reply};
+use super::connection::{Connection, Health, MIN_TIMEOUT, decode_body, decode_reply};
 
 /// How errors name a pipelined call (the function's name is not kept, to spare an
 /// allocation per call).
@@ -362,30 +362,23 @@ impl Pipe {
         loop {
             match reader.frames.next_frame() {
                 Ok(Some(payload)) => {
-                    let reply_id = match ResponseHeader::decode(payload) {
-                        Ok((header, _)) => header.id,
+                    // The header is decoded once: for our reply (or a notice) the body is
+                    // decoded right here, in place.
+                    let (header, used) = match ResponseHeader::decode(payload) {
+                        Ok(decoded) => decoded,
                         Err(e) => {
                             return Led::Failed(Failure::Protocol(format!(
                                 "unreadable reply: {e}"
                             )));
                         }
                     };
-                    if reply_id == id {
-                        let (result, health) = decode_reply(payload, id, function);
-                        return match health {
-                            Health::Reusable => Led::Mine(result),
-                            Health::Broken => Led::Failed(Failure::from_error(
-                                &result.err().unwrap_or(Error::Timeout),
-                            )),
+                    if header.id == id || header.id == NOTICE_ID {
+                        return match decode_body(&header, &payload[used..], function) {
+                            (Err(e), Health::Broken) => Led::Failed(Failure::from_error(&e)),
+                            (result, _) => Led::Mine(result),
                         };
                     }
-                    if reply_id == NOTICE_ID {
-                        let (result, _) = decode_reply::<()>(payload, id, function);
-                        let error = result
-                            .err()
-                            .unwrap_or_else(|| Error::Protocol("empty notice".into()));
-                        return Led::Failed(Failure::from_error(&error));
-                    }
+                    let reply_id = header.id;
                     return Led::Other(reply_id, payload.to_vec());
                 }
                 Ok(None) => {}
