@@ -403,30 +403,18 @@ impl Client {
         self.inner.session.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs one reference-changing request on the session connection (opened if needed).
+    /// Runs one reference-changing request on the session connection (taken from the pool
+    /// or opened, with reconnection and status reports, if there is none).
     fn session_request<R: DeserializeOwned, A: Serialize>(
         &self,
         session: &mut Session,
         op: Op<'_>,
         args: &A,
     ) -> Result<R> {
-        let inner = &*self.inner;
+        let timeout = self.inner.options.call_timeout;
+        let result = self.request_on(&mut session.connection, op, args, timeout);
         if session.connection.is_none() {
-            session.connection = Some(Connection::open(
-                &inner.address,
-                &inner.key,
-                &inner.options,
-            )?);
-        }
-        let connection = session.connection.as_mut().expect("opened above");
-        let (result, health) = connection.call(
-            op,
-            args,
-            inner.options.call_timeout,
-            inner.options.max_frame_len,
-        );
-        if health == Health::Broken {
-            session.connection = None;
+            // Lost (or never opened): the manager holds no reference for this client now.
             session.counts.clear();
             session.generation += 1;
         }
