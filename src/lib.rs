@@ -168,15 +168,7 @@ pub mod __private {
         service: &str,
         method: &str,
     ) -> ::core::result::Result<T, RemoteError> {
-        codec::decode_exact(args).map_err(|e| {
-            RemoteError::new(
-                RemoteErrorKind::BadArguments,
-                format!(
-                    "{service}::{method} expected {}: {e}",
-                    ::core::any::type_name::<T>()
-                ),
-            )
-        })
+        codec::decode_arguments(args, &format_args!("{service}::{method}"))
     }
 
     /// Encodes a method's result.
@@ -184,8 +176,7 @@ pub mod __private {
         value: &T,
         out: &mut Vec<u8>,
     ) -> ::core::result::Result<(), RemoteError> {
-        codec::encode_into(value, out)
-            .map_err(|e| RemoteError::new(RemoteErrorKind::BadReply, e.to_string()))
+        codec::encode_result(value, out)
     }
 
     /// Internals exposed for the micro-benchmarks in `benches/`; not an API.

@@ -12,7 +12,7 @@ use std::marker::PhantomData;
 use bincode::config::{Configuration, Fixint, LittleEndian, NoLimit};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
+use crate::error::{Error, RemoteError, RemoteErrorKind};
 
 /// The codec's name as it appears in the handshake banner.
 pub(crate) const NAME: &str = "bincode2-fixint-le";
@@ -52,6 +52,25 @@ pub(crate) fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<
 pub(crate) fn decode_prefix<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<(T, usize), Error> {
     bincode::serde::seed_decode_from_slice(borrowing::Root::<T>(PhantomData), bytes, CONFIG)
         .map_err(|e| Error::Codec(e.to_string()))
+}
+
+/// Decodes a call's argument tuple exactly. A mismatch is the caller's fault: a
+/// `BadArguments` error naming what was called (`what`) and the types it expects.
+pub(crate) fn decode_arguments<'a, T: Deserialize<'a>>(
+    args: &'a [u8],
+    what: &dyn std::fmt::Display,
+) -> Result<T, RemoteError> {
+    decode_exact(args).map_err(|e| {
+        RemoteError::new(
+            RemoteErrorKind::BadArguments,
+            format!("{what} expected {}: {e}", std::any::type_name::<T>()),
+        )
+    })
+}
+
+/// Encodes a call's result; a value serde cannot encode is a `BadReply` error.
+pub(crate) fn encode_result<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), RemoteError> {
+    encode_into(value, out).map_err(|e| RemoteError::new(RemoteErrorKind::BadReply, e.to_string()))
 }
 
 /// Decodes a value that must fill `bytes` exactly: trailing bytes are an error, because they

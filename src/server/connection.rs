@@ -334,13 +334,13 @@ fn handle(
         Op::Open { name, service } => {
             let out = &mut replies.out;
             reply.with(out, "open", |out| {
-                encode_value(&objects.open(name, service)?, out)
+                codec::encode_result(&objects.open(name, service)?, out)
             });
         }
         Op::Create { type_id, service } => {
             let out = &mut replies.out;
             reply.with(out, type_id, |out| {
-                encode_value(&objects.create(type_id, service, args, held)?, out)
+                codec::encode_result(&objects.create(type_id, service, args, held)?, out)
             });
         }
         Op::Retain { object, service } => {
@@ -359,13 +359,13 @@ fn handle(
         } => {
             let out = &mut replies.out;
             reply.with(out, "open", |out| {
-                encode_value(&objects.open_shared(kind, name, type_tag, args)?, out)
+                codec::encode_result(&objects.open_shared(kind, name, type_tag, args)?, out)
             });
         }
         Op::Stats => {
             let out = &mut replies.out;
-            let stats = shared.stats.with_open(shared.open_connections());
-            reply.with(out, "stats", |out| encode_value(&stats, out));
+            let stats = shared.stats();
+            reply.with(out, "stats", |out| codec::encode_result(&stats, out));
         }
         Op::Describe => {
             let out = &mut replies.out;
@@ -376,7 +376,7 @@ fn handle(
                     .into_iter()
                     .map(String::from)
                     .collect();
-                encode_value(&objects.describe(functions), out)
+                codec::encode_result(&objects.describe(functions), out)
             });
         }
         Op::Shutdown if shared.allow_remote_shutdown => {
@@ -427,11 +427,6 @@ impl Reply {
             write_error(out, self.id, &error, self.max);
         }
     }
-}
-
-fn encode_value<T: serde::Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), RemoteError> {
-    codec::encode_into(value, out)
-        .map_err(|e| RemoteError::new(RemoteErrorKind::BadReply, e.to_string()))
 }
 
 fn encode_header(out: &mut Vec<u8>, id: u64, status: Status) {

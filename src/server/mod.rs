@@ -318,7 +318,7 @@ impl ManagerHandle {
 
     /// Counters of what the manager has done so far.
     pub fn stats(&self) -> Stats {
-        self.shared.stats.with_open(self.shared.open_connections())
+        self.shared.stats()
     }
 
     /// Stops accepting, lets calls in flight finish and their replies go out, closes every
@@ -407,20 +407,6 @@ struct Connections {
     open: HashMap<u64, (Stream, JoinHandle<()>)>,
 }
 
-impl Counters {
-    fn snapshot(&self) -> Stats {
-        Stats {
-            connections_accepted: self.connections_accepted.load(Relaxed),
-            connections_open: 0,
-            connections_refused: self.connections_refused.load(Relaxed),
-            handshake_failures: self.handshake_failures.load(Relaxed),
-            auth_failures: self.auth_failures.load(Relaxed),
-            protocol_errors: self.protocol_errors.load(Relaxed),
-            calls: self.calls.load(Relaxed),
-        }
-    }
-}
-
 impl Shared {
     /// Starts shutting down (once): stop accepting; connection threads see the flag after
     /// their current batch. Safe to call from any thread, including a connection's own.
@@ -492,17 +478,23 @@ impl Shared {
         }
     }
 
-    fn open_connections(&self) -> u64 {
-        let connections = self.connections.lock().unwrap_or_else(|e| e.into_inner());
-        connections.open.len() as u64
-    }
-}
-
-impl Counters {
-    fn with_open(&self, open: u64) -> Stats {
+    /// The counters now, with the connections open.
+    fn stats(&self) -> Stats {
+        let open = self
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .open
+            .len();
+        let counters = &self.stats;
         Stats {
-            connections_open: open,
-            ..self.snapshot()
+            connections_accepted: counters.connections_accepted.load(Relaxed),
+            connections_open: open as u64,
+            connections_refused: counters.connections_refused.load(Relaxed),
+            handshake_failures: counters.handshake_failures.load(Relaxed),
+            auth_failures: counters.auth_failures.load(Relaxed),
+            protocol_errors: counters.protocol_errors.load(Relaxed),
+            calls: counters.calls.load(Relaxed),
         }
     }
 }

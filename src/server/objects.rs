@@ -115,12 +115,7 @@ macro_rules! constructor_for_arity {
 
             fn construct(&self, args: &[u8]) -> Result<Box<dyn Service>, RemoteError> {
                 #[allow(non_snake_case)]
-                let ($($arg,)*): ($($arg,)*) = codec::decode_exact(args).map_err(|e| {
-                    RemoteError::new(
-                        RemoteErrorKind::BadArguments,
-                        format!("constructor expected {}: {e}", std::any::type_name::<($($arg,)*)>()),
-                    )
-                })?;
+                let ($($arg,)*): ($($arg,)*) = codec::decode_arguments(args, &"the constructor")?;
                 Ok(Box::new((self)($($arg),*)))
             }
         }

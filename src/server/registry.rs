@@ -47,21 +47,16 @@ pub trait IntoReply {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Reply<T>(pub T);
 
-fn encode_reply<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), RemoteError> {
-    codec::encode_into(value, out)
-        .map_err(|e| RemoteError::new(RemoteErrorKind::BadReply, e.to_string()))
-}
-
 impl<T: Serialize> IntoReply for Reply<T> {
     fn write_reply(self, out: &mut Vec<u8>) -> Result<(), RemoteError> {
-        encode_reply(&self.0, out)
+        codec::encode_result(&self.0, out)
     }
 }
 
 impl<T: Serialize, E: Display> IntoReply for Result<T, E> {
     fn write_reply(self, out: &mut Vec<u8>) -> Result<(), RemoteError> {
         match self {
-            Ok(value) => encode_reply(&value, out),
+            Ok(value) => codec::encode_result(&value, out),
             Err(e) => Err(RemoteError::new(RemoteErrorKind::Handler, e.to_string())),
         }
     }
@@ -71,7 +66,7 @@ macro_rules! into_reply_plain {
     ($($ty:ty),* $(,)?) => {$(
         impl IntoReply for $ty {
             fn write_reply(self, out: &mut Vec<u8>) -> Result<(), RemoteError> {
-                encode_reply(&self, out)
+                codec::encode_result(&self, out)
             }
         }
     )*};
@@ -108,7 +103,7 @@ macro_rules! into_reply_generic {
     ($([$($param:ident $(: $bound:path)?),*] $ty:ty;)*) => {$(
         impl<$($param: Serialize $(+ $bound)?),*> IntoReply for $ty {
             fn write_reply(self, out: &mut Vec<u8>) -> Result<(), RemoteError> {
-                encode_reply(&self, out)
+                codec::encode_result(&self, out)
             }
         }
     )*};
@@ -138,7 +133,7 @@ macro_rules! into_reply_arrays {
     ($($n:literal)*) => {$(
         impl<T: Serialize> IntoReply for [T; $n] {
             fn write_reply(self, out: &mut Vec<u8>) -> Result<(), RemoteError> {
-                encode_reply(&self, out)
+                codec::encode_result(&self, out)
             }
         }
     )*};
@@ -158,12 +153,7 @@ macro_rules! handler_for_arity {
         {
             fn call(&self, args: &[u8], reply: &mut Vec<u8>) -> Result<(), RemoteError> {
                 #[allow(non_snake_case)]
-                let ($($arg,)*): ($($arg,)*) = codec::decode_exact(args).map_err(|e| {
-                    RemoteError::new(
-                        RemoteErrorKind::BadArguments,
-                        format!("expected {}: {e}", std::any::type_name::<($($arg,)*)>()),
-                    )
-                })?;
+                let ($($arg,)*): ($($arg,)*) = codec::decode_arguments(args, &"the function")?;
                 (self)($($arg),*).write_reply(reply)
             }
         }
