@@ -34,10 +34,11 @@ impl ObjectHandle {
         })
     }
 
-    /// Opens the built-in shared object `name` of `kind` (creating it from `args`).
+    /// Opens the built-in shared object `name` of `kind`, its service name (creating it from
+    /// `args`).
     pub(crate) fn open_shared<A: Serialize>(
         client: &Client,
-        kind: &str,
+        kind: &'static str,
         name: &str,
         type_tag: &str,
         args: &A,
@@ -51,7 +52,7 @@ impl ObjectHandle {
         Ok(ObjectHandle {
             client: client.clone(),
             id,
-            service: "built-in shared object",
+            service: kind,
             counted: None,
         })
     }

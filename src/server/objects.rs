@@ -163,6 +163,22 @@ fn check_service(
     }
 }
 
+impl Table {
+    /// Adds an object with `refs` references; returns its new id.
+    fn insert(&mut self, object: Object, refs: u64) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.by_id.insert(
+            id,
+            Entry {
+                object: Arc::new(object),
+                refs,
+            },
+        );
+        id
+    }
+}
+
 impl Objects {
     pub(crate) fn new(config: ObjectsConfig) -> Self {
         let mut table = Table {
@@ -170,8 +186,6 @@ impl Objects {
             ..Table::default()
         };
         for (name, state) in config.named {
-            let id = table.next_id;
-            table.next_id += 1;
             let object = Object {
                 descriptor: state.service(),
                 name: Some(name.clone()),
@@ -179,14 +193,8 @@ impl Objects {
                 type_tag: None,
                 state: RwLock::new(state),
             };
+            let id = table.insert(object, 0);
             table.by_name.insert(name, id);
-            table.by_id.insert(
-                id,
-                Entry {
-                    object: Arc::new(object),
-                    refs: 0,
-                },
-            );
         }
         Objects {
             table: Mutex::new(table),
@@ -225,13 +233,7 @@ impl Objects {
         let mut table = self.table();
         if let Some(&id) = table.shared_by_name.get(name) {
             let object = &table.by_id[&id].object;
-            let existing = object.descriptor.name.trim_start_matches("monogusa.");
-            if existing != kind {
-                return Err(RemoteError::new(
-                    RemoteErrorKind::WrongService,
-                    format!("{name:?} is a {existing}, not a {kind}"),
-                ));
-            }
+            check_service(object.descriptor, kind, &format!("{name:?}"))?;
             if object.type_tag.as_deref() != Some(type_tag) {
                 return Err(RemoteError::new(
                     RemoteErrorKind::WrongService,
@@ -246,8 +248,6 @@ impl Objects {
         // Built-in constructors are quick and trusted: made under the lock, so two clients
         // opening a new name at once get the same object.
         let state = crate::store::construct(kind, args)?;
-        let id = table.next_id;
-        table.next_id += 1;
         let object = Object {
             descriptor: state.service(),
             name: Some(name.to_string()),
@@ -255,14 +255,8 @@ impl Objects {
             type_tag: Some(type_tag.to_string()),
             state: RwLock::new(state),
         };
+        let id = table.insert(object, 0);
         table.shared_by_name.insert(name.to_string(), id);
-        table.by_id.insert(
-            id,
-            Entry {
-                object: Arc::new(object),
-                refs: 0,
-            },
-        );
         Ok(id)
     }
 
@@ -323,16 +317,7 @@ impl Objects {
             type_tag: None,
             state: RwLock::new(state),
         };
-        let mut table = self.table();
-        let id = table.next_id;
-        table.next_id += 1;
-        table.by_id.insert(
-            id,
-            Entry {
-                object: Arc::new(object),
-                refs: 1,
-            },
-        );
+        let id = self.table().insert(object, 1);
         *held.counts.entry(id).or_insert(0) += 1;
         Ok(id)
     }

@@ -8,8 +8,8 @@ use crate::client::Client;
 use crate::error::{RemoteError, RemoteErrorKind, Result};
 use crate::stub::ObjectHandle;
 
-pub(crate) const KIND: &str = "Counter";
-const SERVICE: &str = "monogusa.Counter";
+/// The service name, which is also the kind clients open by name.
+pub(crate) const SERVICE: &str = "monogusa.Counter";
 
 /// The manager's side: the value behind its own lock (methods take `&self`, so the object's
 /// lock is shared and this one serializes the changes).
@@ -57,7 +57,7 @@ pub struct Counter {
 
 impl Counter {
     pub(crate) fn open(client: &Client, name: &str) -> Result<Counter> {
-        let handle = ObjectHandle::open_shared(client, KIND, name, "i64", &())?;
+        let handle = ObjectHandle::open_shared(client, SERVICE, name, "i64", &())?;
         Ok(Counter { handle })
     }
 

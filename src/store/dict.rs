@@ -15,8 +15,8 @@ use crate::codec;
 use crate::error::{RemoteError, RemoteErrorKind, Result};
 use crate::stub::ObjectHandle;
 
-pub(crate) const KIND: &str = "Dict";
-const SERVICE: &str = "monogusa.Dict";
+/// The service name, which is also the kind clients open by name.
+pub(crate) const SERVICE: &str = "monogusa.Dict";
 
 /// The manager's side: encoded keys to encoded values, ordered by their encoding so listings
 /// are deterministic.
@@ -134,7 +134,7 @@ impl<K, V> Clone for Dict<K, V> {
 impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V> {
     pub(crate) fn open(client: &Client, name: &str) -> Result<Self> {
         let tag = format!("{}, {}", type_tag::<K>(), type_tag::<V>());
-        let handle = ObjectHandle::open_shared(client, KIND, name, &tag, &())?;
+        let handle = ObjectHandle::open_shared(client, SERVICE, name, &tag, &())?;
         Ok(Dict {
             handle,
             _types: PhantomData,

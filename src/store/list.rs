@@ -13,8 +13,8 @@ use crate::client::Client;
 use crate::error::{RemoteError, RemoteErrorKind, Result};
 use crate::stub::ObjectHandle;
 
-pub(crate) const KIND: &str = "List";
-const SERVICE: &str = "monogusa.List";
+/// The service name, which is also the kind clients open by name.
+pub(crate) const SERVICE: &str = "monogusa.List";
 
 #[derive(Default)]
 pub(crate) struct SharedList {
@@ -95,7 +95,7 @@ impl<T> Clone for List<T> {
 
 impl<T: Serialize + DeserializeOwned> List<T> {
     pub(crate) fn open(client: &Client, name: &str) -> Result<Self> {
-        let handle = ObjectHandle::open_shared(client, KIND, name, &type_tag::<T>(), &())?;
+        let handle = ObjectHandle::open_shared(client, SERVICE, name, &type_tag::<T>(), &())?;
         Ok(List {
             handle,
             _item: PhantomData,

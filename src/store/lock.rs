@@ -16,8 +16,8 @@ use crate::error::{RemoteError, RemoteErrorKind, Result};
 use crate::server::current_connection;
 use crate::stub::ObjectHandle;
 
-pub(crate) const LOCK: &str = "Lock";
-pub(crate) const SEMAPHORE: &str = "Semaphore";
+pub(crate) const LOCK: &str = "monogusa.Lock";
+pub(crate) const SEMAPHORE: &str = "monogusa.Semaphore";
 
 /// Permits by holding connection: a lock is a semaphore of one permit.
 struct Permits {
@@ -34,18 +34,14 @@ pub(crate) struct SharedSemaphore {
 
 builtin_service!(
     SharedSemaphore,
-    "monogusa.Semaphore",
+    SEMAPHORE,
     ["acquire", "release", "available"]
 );
 
 /// A lock: a semaphore of one permit, under a service name of its own.
 pub(crate) struct SharedLock(pub(crate) SharedSemaphore);
 
-builtin_service!(
-    SharedLock,
-    "monogusa.Lock",
-    ["acquire", "release", "available"]
-);
+builtin_service!(SharedLock, LOCK, ["acquire", "release", "available"]);
 
 impl SharedLock {
     fn dispatch(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {

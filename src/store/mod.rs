@@ -44,14 +44,14 @@ fn type_tag<T>() -> String {
 /// Makes the manager's object of `kind` from its creation arguments.
 pub(crate) fn construct(kind: &str, args: &[u8]) -> Result<Box<dyn Service>, RemoteError> {
     match kind {
-        counter::KIND => Ok(Box::new(counter::SharedCounter::default())),
-        dict::KIND => Ok(Box::new(dict::SharedDict::default())),
-        queue::KIND => {
+        counter::SERVICE => Ok(Box::new(counter::SharedCounter::default())),
+        dict::SERVICE => Ok(Box::new(dict::SharedDict::default())),
+        queue::SERVICE => {
             let (capacity,): (u64,) = decode_args(args, "Queue", "new")?;
             Ok(Box::new(queue::SharedQueue::new(capacity)))
         }
-        value::KIND => Ok(Box::new(value::SharedValue::default())),
-        list::KIND => Ok(Box::new(list::SharedList::default())),
+        value::SERVICE => Ok(Box::new(value::SharedValue::default())),
+        list::SERVICE => Ok(Box::new(list::SharedList::default())),
         lock::LOCK => Ok(Box::new(lock::SharedLock(lock::SharedSemaphore::new(
             1, "lock",
         )))),
@@ -66,7 +66,7 @@ pub(crate) fn construct(kind: &str, args: &[u8]) -> Result<Box<dyn Service>, Rem
         }
         other => Err(RemoteError::new(
             RemoteErrorKind::UnknownType,
-            format!("no built-in shared object kind {other:?}"),
+            format!("no built-in shared object of kind {other:?}"),
         )),
     }
 }

@@ -16,8 +16,8 @@ use crate::client::Client;
 use crate::error::{RemoteError, RemoteErrorKind, Result};
 use crate::stub::ObjectHandle;
 
-pub(crate) const KIND: &str = "Queue";
-const SERVICE: &str = "monogusa.Queue";
+/// The service name, which is also the kind clients open by name.
+pub(crate) const SERVICE: &str = "monogusa.Queue";
 
 struct State {
     items: VecDeque<Bytes>,
@@ -171,8 +171,13 @@ impl<T> Clone for Queue<T> {
 
 impl<T: Serialize + DeserializeOwned> Queue<T> {
     pub(crate) fn open(client: &Client, name: &str, capacity: usize) -> Result<Self> {
-        let handle =
-            ObjectHandle::open_shared(client, KIND, name, &type_tag::<T>(), &(capacity as u64,))?;
+        let handle = ObjectHandle::open_shared(
+            client,
+            SERVICE,
+            name,
+            &type_tag::<T>(),
+            &(capacity as u64,),
+        )?;
         Ok(Queue {
             handle,
             _item: PhantomData,

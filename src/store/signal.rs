@@ -9,8 +9,8 @@ use crate::client::Client;
 use crate::error::{RemoteError, Result};
 use crate::stub::ObjectHandle;
 
-pub(crate) const EVENT: &str = "Event";
-pub(crate) const BARRIER: &str = "Barrier";
+pub(crate) const EVENT: &str = "monogusa.Event";
+pub(crate) const BARRIER: &str = "monogusa.Barrier";
 
 #[derive(Default)]
 struct EventState {
@@ -24,11 +24,7 @@ pub(crate) struct SharedEvent {
     changed: Condvar,
 }
 
-builtin_service!(
-    SharedEvent,
-    "monogusa.Event",
-    ["set", "clear", "is_set", "wait"]
-);
+builtin_service!(SharedEvent, EVENT, ["set", "clear", "is_set", "wait"]);
 
 impl SharedEvent {
     fn state(&self) -> MutexGuard<'_, EventState> {
@@ -85,7 +81,7 @@ pub(crate) struct SharedBarrier {
     released: Condvar,
 }
 
-builtin_service!(SharedBarrier, "monogusa.Barrier", ["wait", "parties"]);
+builtin_service!(SharedBarrier, BARRIER, ["wait", "parties"]);
 
 impl SharedBarrier {
     pub(crate) fn new(parties: u64) -> Self {

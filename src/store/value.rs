@@ -13,8 +13,8 @@ use crate::client::Client;
 use crate::error::{RemoteError, Result};
 use crate::stub::ObjectHandle;
 
-pub(crate) const KIND: &str = "Value";
-const SERVICE: &str = "monogusa.Value";
+/// The service name, which is also the kind clients open by name.
+pub(crate) const SERVICE: &str = "monogusa.Value";
 
 /// The manager's side: the encoded value, if one was ever set.
 #[derive(Default)]
@@ -69,7 +69,7 @@ impl<T> Clone for Value<T> {
 
 impl<T: Serialize + DeserializeOwned> Value<T> {
     pub(crate) fn open(client: &Client, name: &str) -> Result<Self> {
-        let handle = ObjectHandle::open_shared(client, KIND, name, &type_tag::<T>(), &())?;
+        let handle = ObjectHandle::open_shared(client, SERVICE, name, &type_tag::<T>(), &())?;
         Ok(Value {
             handle,
             _type: PhantomData,
