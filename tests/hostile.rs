@@ -405,3 +405,33 @@ fn reply_of_an_unexpected_type_is_a_codec_error() {
     );
     assert_eq!(client.call::<i64>("get", ("k",)).unwrap(), 1);
 }
+
+#[test]
+fn hostile_requests_to_shared_objects_get_typed_errors() {
+    let manager = start_standard();
+    let mut stream = raw_authenticated(manager.address(), KEY.as_bytes());
+    let mut ask = |frame: Vec<u8>| {
+        stream.write_all(&frame).unwrap();
+        read_response(&mut stream).unwrap()
+    };
+    // A kind the manager does not have.
+    let (code, message) = ask(open_shared_frame(1, "monogusa.Teapot", "t", "", &[])).error();
+    assert_eq!(code, 12, "UnknownType: {message}");
+    // A queue without its capacity argument.
+    let (code, message) = ask(open_shared_frame(2, "monogusa.Queue", "q", "u64", &[])).error();
+    assert_eq!(code, 2, "BadArguments: {message}");
+    // Releasing a lock this connection never acquired.
+    let opened = ask(open_shared_frame(3, "monogusa.Lock", "l", "", &[]));
+    assert!(!opened.is_error, "{opened:?}");
+    let lock = u64::from_le_bytes(opened.body[..8].try_into().unwrap());
+    let (code, message) = ask(method_frame(4, lock, "release", &[])).error();
+    assert_eq!(code, 3, "Handler: {message}");
+    // A method the object does not have, and arguments of the wrong shape.
+    let (code, _) = ask(method_frame(5, lock, "explode", &[])).error();
+    assert_eq!(code, 11, "UnknownMethod");
+    let (code, _) = ask(method_frame(6, lock, "acquire", &[9, 9, 9])).error();
+    assert_eq!(code, 2, "BadArguments");
+    // The connection and the lock are still fine: an honest client takes the lock.
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    assert!(client.lock("l").unwrap().try_acquire().unwrap().is_some());
+}

@@ -143,16 +143,35 @@ pub fn raw_authenticated(address: &Address, key: &[u8]) -> TcpStream {
     stream
 }
 
-/// A frame holding a call request: id, `Op::Call(name)`, then the raw argument bytes.
-pub fn call_frame(id: u64, name: &str, args: &[u8]) -> Vec<u8> {
+/// A request frame: id, the operation's variant index, its fields, then raw argument bytes.
+pub fn request_frame(id: u64, variant: u32, fields: &[u8], args: &[u8]) -> Vec<u8> {
     let mut payload = id.to_le_bytes().to_vec();
-    payload.extend_from_slice(&0u32.to_le_bytes());
-    payload.extend_from_slice(&(name.len() as u64).to_le_bytes());
-    payload.extend_from_slice(name.as_bytes());
+    payload.extend_from_slice(&variant.to_le_bytes());
+    payload.extend_from_slice(fields);
     payload.extend_from_slice(args);
     let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
     frame.extend(payload);
     frame
+}
+
+/// A frame holding a call request: id, `Op::Call(name)`, then the raw argument bytes.
+pub fn call_frame(id: u64, name: &str, args: &[u8]) -> Vec<u8> {
+    request_frame(id, 0, &string_arg(name), args)
+}
+
+/// `Op::Method { object, method }` with raw argument bytes.
+pub fn method_frame(id: u64, object: u64, method: &str, args: &[u8]) -> Vec<u8> {
+    let mut fields = object.to_le_bytes().to_vec();
+    fields.extend(string_arg(method));
+    request_frame(id, 2, &fields, args)
+}
+
+/// `Op::OpenShared { kind, name, type_tag }` with raw creation argument bytes.
+pub fn open_shared_frame(id: u64, kind: &str, name: &str, type_tag: &str, args: &[u8]) -> Vec<u8> {
+    let mut fields = string_arg(kind);
+    fields.extend(string_arg(name));
+    fields.extend(string_arg(type_tag));
+    request_frame(id, 8, &fields, args)
 }
 
 /// Encodes a string argument the way the codec does (u64 length, then bytes).
