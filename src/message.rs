@@ -8,11 +8,10 @@
 //! The envelopes are encoded by hand, not through serde: decoding one per call through
 //! serde's generic struct and enum visitors was about 8% of a pipelined call's instructions
 //! (callgrind). The layout is exactly what the codec's serde encoding gives (pinned by the
-//! golden tests below, and checked against the codec for every variant), so the wire is
+//! golden tests below, and checked against the codec for every variant: the serde derives
+//! exist only under test, for that check), so the wire is
 //! unchanged: little-endian fixed-width integers, a `u32` variant index, `u64`-prefixed
 //! UTF-8 strings.
-
-use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
@@ -22,16 +21,18 @@ use crate::error::Error;
 pub(crate) const NOTICE_ID: u64 = 0;
 
 /// The fixed part of a request.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
+#[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct RequestHeader<'a> {
     /// Chosen by the client, echoed in the response; lets one connection carry many calls.
     pub id: u64,
-    #[serde(borrow)]
+    #[cfg_attr(test, serde(borrow))]
     pub op: Op<'a>,
 }
 
 /// What a request asks for.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
+#[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
 pub(crate) enum Op<'a> {
     /// Call the function registered under this name with the arguments that follow.
     Call(&'a str),
@@ -64,7 +65,8 @@ pub(crate) enum Op<'a> {
 }
 
 /// The fixed part of a response.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
+#[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
 pub(crate) struct ResponseHeader {
     /// The id of the request this answers, or [`NOTICE_ID`].
     pub id: u64,
@@ -72,7 +74,8 @@ pub(crate) struct ResponseHeader {
 }
 
 /// Whether a response carries a result or an error.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
 pub(crate) enum Status {
     /// The encoded result follows.
     Ok,
@@ -239,6 +242,7 @@ mod tests {
     use super::*;
     use crate::codec;
     use crate::error::{RemoteError, RemoteErrorKind};
+    use serde::Serialize;
 
     fn encode<T: Serialize>(value: &T) -> Vec<u8> {
         let mut out = Vec::new();
