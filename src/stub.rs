@@ -105,13 +105,18 @@ impl ObjectHandle {
         &self.client
     }
 
-    /// Calls `method` with the argument tuple `args` and decodes its result as `R`.
-    pub fn call<R: DeserializeOwned, A: Serialize>(&self, method: &str, args: &A) -> Result<R> {
-        let op = Op::Method {
+    /// The request for `method` of this object.
+    fn method<'a>(&self, method: &'a str) -> Op<'a> {
+        Op::Method {
             object: self.id,
             method,
-        };
-        self.client.request(op, args, self.client.call_timeout())
+        }
+    }
+
+    /// Calls `method` with the argument tuple `args` and decodes its result as `R`.
+    pub fn call<R: DeserializeOwned, A: Serialize>(&self, method: &str, args: &A) -> Result<R> {
+        self.client
+            .request(self.method(method), args, self.client.call_timeout())
     }
 
     /// Calls `method` over a given connection (see `Client::request_on`).
@@ -122,11 +127,8 @@ impl ObjectHandle {
         args: &A,
         timeout: Option<std::time::Duration>,
     ) -> Result<R> {
-        let op = Op::Method {
-            object: self.id,
-            method,
-        };
-        self.client.request_on(connection, op, args, timeout)
+        self.client
+            .request_on(connection, self.method(method), args, timeout)
     }
 
     /// Queues a call of `method` on the client's pipeline connection and returns its
@@ -136,11 +138,7 @@ impl ObjectHandle {
         method: &str,
         args: &A,
     ) -> Result<Pending<R>> {
-        let op = Op::Method {
-            object: self.id,
-            method,
-        };
-        self.client.send_op(op, args)
+        self.client.send_op(self.method(method), args)
     }
 }
 
