@@ -244,6 +244,35 @@ impl Pipe {
         }
     }
 
+    /// Our reply, if a leader stored it. Inlined: in send order nothing is ever stored, and
+    /// this is one atomic load per wait.
+    #[inline(always)]
+    fn take_ready(&self, id: u64) -> Option<Vec<u8>> {
+        if self.ready_count.load(Ordering::SeqCst) == 0 {
+            return None;
+        }
+        self.take_stored(id)
+    }
+
+    fn take_stored(&self, id: u64) -> Option<Vec<u8>> {
+        let payload = self.state().ready.remove(&id)?;
+        self.ready_count.fetch_sub(1, Ordering::SeqCst);
+        Some(payload)
+    }
+
+    /// Keeps a reply read for another caller until it comes for it (or drops it if that
+    /// caller gave up). Called while still leading, so whoever leads next sees it.
+    fn store_ready(&self, reply_id: u64, payload: Vec<u8>) {
+        let mut state = self.state();
+        if state.abandoned.is_empty() || !state.abandoned.remove(&reply_id) {
+            state.ready.insert(reply_id, payload);
+            self.ready_count.fetch_add(1, Ordering::SeqCst);
+            if self.followers.load(Ordering::SeqCst) > 0 {
+                self.replies.notify_all();
+            }
+        }
+    }
+
     /// Wakes callers asleep on `replies`, if any (called after letting go of `reader`).
     fn wake_followers(&self) {
         fence(Ordering::SeqCst);
@@ -263,15 +292,11 @@ impl Pipe {
         /// A sleeping follower rechecks at least this often (a guard against a lost wake-up).
         const NAP: Duration = Duration::from_millis(10);
         loop {
-            // A reply stored for us, or a failure: only then is the state lock needed.
-            if self.ready_count.load(Ordering::SeqCst) > 0 || self.failed.load(Ordering::SeqCst) {
-                let mut state = self.state();
-                if let Some(payload) = state.ready.remove(&id) {
-                    self.ready_count.fetch_sub(1, Ordering::SeqCst);
-                    drop(state);
-                    return self.decode(&payload, id, function);
-                }
-                if let Some(failure) = &state.failure {
+            if let Some(payload) = self.take_ready(id) {
+                return self.decode(&payload, id, function);
+            }
+            if self.failed.load(Ordering::SeqCst) {
+                if let Some(failure) = &self.state().failure {
                     return Err(failure.to_error());
                 }
             }
@@ -288,46 +313,20 @@ impl Pipe {
             };
             if let Ok(mut reader) = self.reader.try_lock() {
                 // The previous leader may have stored our reply just before letting go.
-                if self.ready_count.load(Ordering::SeqCst) > 0 {
-                    let mut state = self.state();
-                    if let Some(payload) = state.ready.remove(&id) {
-                        self.ready_count.fetch_sub(1, Ordering::SeqCst);
-                        drop(state);
-                        drop(reader);
-                        self.wake_followers();
-                        return self.decode(&payload, id, function);
-                    }
-                }
-                match self.lead(&mut reader, id, function, remaining) {
-                    Led::Other(reply_id, payload) => {
-                        // Stored while still leading, so whoever leads next sees it.
-                        let mut state = self.state();
-                        if state.abandoned.is_empty() || !state.abandoned.remove(&reply_id) {
-                            state.ready.insert(reply_id, payload);
-                            self.ready_count.fetch_add(1, Ordering::SeqCst);
-                            if self.followers.load(Ordering::SeqCst) > 0 {
-                                self.replies.notify_all();
-                            }
-                        }
-                        drop(state);
-                        drop(reader);
-                        self.wake_followers();
-                    }
-                    Led::Mine(result) => {
-                        drop(reader);
-                        self.wake_followers();
-                        return result;
-                    }
+                let led = match self.take_ready(id) {
+                    Some(payload) => Led::Mine(self.decode(&payload, id, function)),
+                    None => self.lead(&mut reader, id, function, remaining),
+                };
+                drop(reader);
+                self.wake_followers();
+                match led {
+                    Led::Mine(result) => return result,
+                    Led::Stored => {}
                     Led::TimedOut => {
-                        drop(reader);
-                        self.wake_followers();
                         self.abandon(id);
                         return Err(Error::Timeout);
                     }
-                    Led::Failed(failure) => {
-                        drop(reader);
-                        self.fail(failure);
-                    }
+                    Led::Failed(failure) => self.fail(failure),
                 }
                 continue;
             }
@@ -350,7 +349,7 @@ impl Pipe {
         }
     }
 
-    /// As the leader, reads one reply frame.
+    /// As the leader (holding `reader`), reads one reply frame.
     fn lead<R: DeserializeOwned>(
         &self,
         reader: &mut Reader,
@@ -378,8 +377,8 @@ impl Pipe {
                             (result, _) => Led::Mine(result),
                         };
                     }
-                    let reply_id = header.id;
-                    return Led::Other(reply_id, payload.to_vec());
+                    self.store_ready(header.id, payload.to_vec());
+                    return Led::Stored;
                 }
                 Ok(None) => {}
                 Err(e) => return Led::Failed(Failure::from_error(&e)),
@@ -420,8 +419,10 @@ impl Pipe {
 
 /// What a leader's turn brought.
 enum Led<R> {
+    /// Our own reply.
     Mine(Result<R>),
-    Other(u64, Vec<u8>),
+    /// Another caller's reply, now kept in `ready`.
+    Stored,
     TimedOut,
     Failed(Failure),
 }
