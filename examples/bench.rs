@@ -284,9 +284,8 @@ fn rate(span: Duration, per_step: usize, mut step: impl FnMut()) -> f64 {
 
 fn suite(plan: Plan) {
     for transport in [Transport::Tcp, Transport::Unix] {
-        for size in [Size::Small, Size::Large] {
-            calls(plan, transport, size);
-        }
+        calls(plan, transport, Size::Small, "echo", small_arg());
+        calls(plan, transport, Size::Large, "echo_bytes", large_arg());
         aggregate(plan, transport);
         connect_and_call(plan, transport);
     }
@@ -341,7 +340,13 @@ fn large_arg() -> ByteBuf {
 }
 
 /// Sequential and pipelined calls against their raw baselines.
-fn calls(plan: Plan, transport: Transport, size: Size) {
+fn calls<T: Serialize + serde::de::DeserializeOwned>(
+    plan: Plan,
+    transport: Transport,
+    size: Size,
+    function: &str,
+    arg: T,
+) {
     let t = transport.name();
     let s = size.label();
     let raw = Server::start("raw-server", &transport.bind("raw"));
@@ -352,16 +357,9 @@ fn calls(plan: Plan, transport: Transport, size: Size) {
     let raw_rt = rate(plan.span, 1, || raw_stream.ping_pong(size.bytes(), 1));
     emit(row("raw ping-pong", t, s, raw_rt, "round trips/s", None));
 
-    let small = small_arg();
-    let large = large_arg();
-    let seq = match size {
-        Size::Small => rate(plan.span, 1, || {
-            let _: String = client.call("echo", (&small,)).unwrap();
-        }),
-        Size::Large => rate(plan.span, 1, || {
-            let _: ByteBuf = client.call("echo_bytes", (&large,)).unwrap();
-        }),
-    };
+    let seq = rate(plan.span, 1, || {
+        let _: T = client.call(function, (&arg,)).unwrap();
+    });
     emit(row(
         "sequential calls",
         t,
@@ -375,24 +373,14 @@ fn calls(plan: Plan, transport: Transport, size: Size) {
         let raw_depth = rate(plan.span, depth, || {
             raw_stream.ping_pong(size.bytes(), depth)
         });
-        let ours = match size {
-            Size::Small => rate(plan.span, depth, || {
-                let pending: Vec<Pending<String>> = (0..depth)
-                    .map(|_| client.send("echo", (&small,)).unwrap())
-                    .collect();
-                for p in pending {
-                    p.wait().unwrap();
-                }
-            }),
-            Size::Large => rate(plan.span, depth, || {
-                let pending: Vec<Pending<ByteBuf>> = (0..depth)
-                    .map(|_| client.send("echo_bytes", (&large,)).unwrap())
-                    .collect();
-                for p in pending {
-                    p.wait().unwrap();
-                }
-            }),
-        };
+        let ours = rate(plan.span, depth, || {
+            let pending: Vec<Pending<T>> = (0..depth)
+                .map(|_| client.send(function, (&arg,)).unwrap())
+                .collect();
+            for p in pending {
+                p.wait().unwrap();
+            }
+        });
         emit(row(
             &format!("raw pipelined echo, {depth} in flight"),
             t,
