@@ -3,20 +3,10 @@
 
 mod common;
 
-use std::process::Command;
-
 #[test]
 fn harness_quick_mode_produces_every_figure() {
-    let output = Command::new(common::example_binary("bench"))
-        .args(["--quick", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let output = common::run_example("bench", &["--quick", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&output).unwrap();
     let rows = report["unpinned"].as_array().unwrap();
     let has = |name: &str, transport: &str, size: &str| {
         rows.iter().any(|r| {

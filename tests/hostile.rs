@@ -10,6 +10,16 @@ use std::time::Duration;
 use common::*;
 use monogusa::{Client, Error, Manager, RemoteErrorKind};
 
+/// A fake manager on a free port: accepts one connection and lets `script` speak for it.
+fn fake_manager(
+    script: impl FnOnce(TcpStream) + Send + 'static,
+) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || script(listener.accept().unwrap().0));
+    (address, server)
+}
+
 /// Checks the manager still serves a fresh, honest client and its state is what we expect.
 fn assert_still_serving(address: &monogusa::Address, key: &str, expected: i64) {
     let client = Client::connect(address, KEY).unwrap();
@@ -72,9 +82,9 @@ fn silent_peer_is_cut_after_the_deadline_while_others_are_served() {
 #[test]
 fn client_handshake_deadline_against_a_silent_server() {
     // Something that accepts but never speaks: the client gives up after its deadline.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    let holder = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+    let (address, server) = fake_manager(|mut s| {
+        let _ = s.read_to_end(&mut Vec::new()); // silent until the client gives up
+    });
     let err = Client::builder(address, KEY)
         .handshake_timeout(Duration::from_millis(200))
         .connect()
@@ -83,7 +93,7 @@ fn client_handshake_deadline_against_a_silent_server() {
         matches!(err, Error::Handshake(ref m) if m.contains("in time")),
         "{err}"
     );
-    drop(holder.join());
+    server.join().unwrap();
 }
 
 #[test]
@@ -125,10 +135,7 @@ fn newer_protocol_version_gets_a_clear_mismatch() {
 
 #[test]
 fn client_refuses_a_peer_that_is_not_a_manager() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
+    let (address, server) = fake_manager(|mut s| {
         let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
         let mut sink = [0u8; 256];
         let _ = s.read(&mut sink);
@@ -143,10 +150,7 @@ fn client_refuses_a_peer_that_is_not_a_manager() {
 
 #[test]
 fn client_reports_a_manager_of_another_version() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
+    let (address, server) = fake_manager(|mut s| {
         let mut hello = [0u8; 1 + 29 + 32];
         s.read_exact(&mut hello).unwrap();
         let theirs = b"monogusa/2 bincode2-fixint-le";

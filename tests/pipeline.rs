@@ -179,18 +179,41 @@ fn typed_stubs_pipeline_too() {
     assert!(totals.windows(2).all(|w| w[0] < w[1]), "calls ran in order");
 }
 
+/// A client that retries `attempts` times from `first_delay`, recording every status report.
+fn watched_client(
+    address: &Address,
+    attempts: u32,
+    first_delay: Duration,
+) -> (Client, Arc<Mutex<Vec<ConnectionStatus>>>) {
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&statuses);
+    let client = Client::builder(address, KEY)
+        .reconnect(attempts, first_delay)
+        .on_status(move |s| seen.lock().unwrap().push(s.clone()))
+        .connect()
+        .unwrap();
+    (client, statuses)
+}
+
+/// Starts a new manager at `address` after `delay` (the old one is down meanwhile: clients
+/// must retry until it is up).
+fn restart_after(
+    address: &Address,
+    delay: Duration,
+) -> thread::JoinHandle<monogusa::ManagerHandle> {
+    let address = address.clone();
+    thread::spawn(move || {
+        thread::sleep(delay);
+        start_standard_at(&address)
+    })
+}
+
 #[test]
 fn lost_pipeline_fails_calls_in_flight_then_reconnects() {
     let dir = tempfile::tempdir().unwrap();
     let address = Address::unix(dir.path().join("m.sock"));
     let first = start_standard_at(&address);
-    let statuses = Arc::new(Mutex::new(Vec::new()));
-    let seen = Arc::clone(&statuses);
-    let client = Client::builder(&address, KEY)
-        .reconnect(50, Duration::from_millis(10))
-        .on_status(move |s| seen.lock().unwrap().push(s.clone()))
-        .connect()
-        .unwrap();
+    let (client, statuses) = watched_client(&address, 50, Duration::from_millis(10));
     assert_eq!(
         client.send::<i64>("inc", ("k",)).unwrap().wait().unwrap(),
         1
@@ -207,13 +230,7 @@ fn lost_pipeline_fails_calls_in_flight_then_reconnects() {
 
     // A new manager on the same address: the next send reconnects (with backoff while it
     // is not yet there) and works against the new state.
-    let restarter = {
-        let address = address.clone();
-        thread::spawn(move || {
-            thread::sleep(Duration::from_millis(50));
-            start_standard_at(&address)
-        })
-    };
+    let restarter = restart_after(&address, Duration::from_millis(50));
     let value = loop {
         match client.send::<i64>("inc", ("k",)).and_then(Pending::wait) {
             Ok(v) => break v,
@@ -243,26 +260,14 @@ fn pool_calls_reconnect_with_backoff_and_report_status() {
     let dir = tempfile::tempdir().unwrap();
     let address = Address::unix(dir.path().join("m.sock"));
     let first = start_standard_at(&address);
-    let statuses = Arc::new(Mutex::new(Vec::new()));
-    let seen = Arc::clone(&statuses);
-    let client = Client::builder(&address, KEY)
-        .reconnect(100, Duration::from_millis(5))
-        .on_status(move |s| seen.lock().unwrap().push(s.clone()))
-        .connect()
-        .unwrap();
+    let (client, statuses) = watched_client(&address, 100, Duration::from_millis(5));
     assert_eq!(client.call::<i64>("inc", ("k",)).unwrap(), 1);
     first.shutdown();
     assert!(matches!(
         client.call::<i64>("inc", ("k",)),
         Err(Error::ConnectionLost(_))
     ));
-    let restarter = {
-        let address = address.clone();
-        thread::spawn(move || {
-            thread::sleep(Duration::from_millis(100));
-            start_standard_at(&address)
-        })
-    };
+    let restarter = restart_after(&address, Duration::from_millis(100));
     // This call finds no manager at first and retries until the new one is up.
     assert_eq!(client.call::<i64>("inc", ("k",)).unwrap(), 1);
     let _second = restarter.join().unwrap();

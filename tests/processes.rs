@@ -102,21 +102,6 @@ fn a_client_killed_mid_calls_leaves_the_others_and_the_state_intact() {
     );
 }
 
-fn run_example(name: &str, args: &[&str]) -> String {
-    let output = Command::new(example_binary(name))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{name} failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
-
 #[test]
 fn counter_example_counts_to_5000_over_tcp() {
     let out = run_example("counter", &[]);
@@ -207,6 +192,17 @@ fn kv_server_and_kv_client_as_separate_programs() {
     assert!(!dir.path().join("kv.sock").exists());
 }
 
+/// A child process running `serve_forever` at `address`, once it accepts connections.
+fn spawn_serving_child(address: &Address) -> std::process::Child {
+    let child = spawn_child("serve", &[(ADDRESS_VAR, &address.to_string())]);
+    wait_until(
+        Duration::from_secs(30),
+        "the manager process is listening",
+        || Client::connect(address, KEY).is_ok(),
+    );
+    child
+}
+
 fn send_signal(pid: u32, signal: &str) {
     let status = Command::new("kill")
         .args([signal, &pid.to_string()])
@@ -220,13 +216,7 @@ fn serve_forever_stops_on_sigterm_after_finishing_calls_in_flight() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("manager.sock");
     let address = Address::unix(&path);
-    let text = address.to_string();
-    let mut child = spawn_child("serve", &[(ADDRESS_VAR, &text)]);
-    wait_until(
-        Duration::from_secs(30),
-        "the manager process is listening",
-        || Client::connect(&address, KEY).is_ok(),
-    );
+    let mut child = spawn_serving_child(&address);
     let client = Client::connect(&address, KEY).unwrap();
     let in_flight = {
         let client = client.clone();
@@ -254,13 +244,7 @@ fn serve_forever_stops_on_sigterm_after_finishing_calls_in_flight() {
 fn serve_forever_stops_on_sigint() {
     let dir = tempfile::tempdir().unwrap();
     let address = Address::unix(dir.path().join("manager.sock"));
-    let text = address.to_string();
-    let mut child = spawn_child("serve", &[(ADDRESS_VAR, &text)]);
-    wait_until(
-        Duration::from_secs(30),
-        "the manager process is listening",
-        || Client::connect(&address, KEY).is_ok(),
-    );
+    let mut child = spawn_serving_child(&address);
     send_signal(child.id(), "-INT");
     assert!(child.wait().unwrap().success());
 }

@@ -269,3 +269,19 @@ pub fn example_binary(name: &str) -> PathBuf {
     assert!(build.status().unwrap().success(), "building example {name}");
     profile_dir.join("examples").join(name)
 }
+
+/// Runs an example to completion with `args`, asserting it succeeds; returns its stdout.
+pub fn run_example(name: &str, args: &[&str]) -> String {
+    let output = Command::new(example_binary(name))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{name} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
