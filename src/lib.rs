@@ -195,14 +195,13 @@ pub mod __private {
             args: &A,
             out: &mut Vec<u8>,
         ) -> Result<()> {
-            let start = frame::begin(out);
-            RequestHeader {
+            crate::message::encode_request(
+                out,
                 id,
-                op: Op::Call(function),
-            }
-            .encode(out);
-            super::codec::encode_into(args, out)?;
-            frame::end(out, start, frame::DEFAULT_MAX_FRAME_LEN)
+                Op::Call(function),
+                args,
+                frame::DEFAULT_MAX_FRAME_LEN,
+            )
         }
 
         /// Decodes a call frame's header, returning the id, function name and argument bytes.

@@ -83,6 +83,25 @@ pub(crate) enum Status {
     Err,
 }
 
+/// Appends a complete request frame: length, header, then the encoded argument tuple. A
+/// frame over `max` (or arguments serde cannot encode) appends nothing and is reported.
+pub(crate) fn encode_request<A: serde::Serialize>(
+    out: &mut Vec<u8>,
+    id: u64,
+    op: Op<'_>,
+    args: &A,
+    max: u32,
+) -> Result<(), Error> {
+    let start = crate::frame::begin(out);
+    RequestHeader { id, op }.encode(out);
+    let encoded =
+        crate::codec::encode_into(args, out).and_then(|()| crate::frame::end(out, start, max));
+    if encoded.is_err() {
+        out.truncate(start);
+    }
+    encoded
+}
+
 /// Reads envelope fields from the front of a payload.
 struct Fields<'a> {
     bytes: &'a [u8],

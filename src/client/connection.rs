@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 use crate::auth::{self, AuthKey};
 use crate::codec;
 use crate::error::{Error, RemoteError, Result};
-use crate::frame::{self, FrameReader};
-use crate::message::{NOTICE_ID, Op, RequestHeader, ResponseHeader, Status};
+use crate::frame::FrameReader;
+use crate::message::{NOTICE_ID, Op, ResponseHeader, Status, encode_request};
 use crate::transport::{Address, Stream, is_timeout};
 
 use super::Options;
@@ -86,11 +86,7 @@ impl Connection {
             Op::Shutdown => "shutdown",
         };
         self.out.clear();
-        let start = frame::begin(&mut self.out);
-        RequestHeader { id, op }.encode(&mut self.out);
-        let encoded = codec::encode_into(args, &mut self.out)
-            .and_then(|()| frame::end(&mut self.out, start, max_frame_len));
-        if let Err(e) = encoded {
+        if let Err(e) = encode_request(&mut self.out, id, op, args, max_frame_len) {
             // Nothing was sent: the connection is as good as before.
             return (Err(e), Health::Reusable);
         }

@@ -29,11 +29,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::codec;
 use crate::error::{Error, RemoteError, Result};
-use crate::frame::{self, FrameReader};
+use crate::frame::FrameReader;
 use crate::fxhash::{FxHashMap, FxHashSet};
-use crate::message::{NOTICE_ID, Op, RequestHeader, ResponseHeader};
+use crate::message::{NOTICE_ID, Op, ResponseHeader, encode_request};
 use crate::transport::{Stream, is_timeout};
 
 use super::connection::{Connection, Health, MIN_TIMEOUT, decode_body, decode_reply};
@@ -180,15 +179,7 @@ impl Pipe {
             return Err(failure.to_error());
         }
         let id = state.next_id;
-        let queued = &mut state.queued;
-        let start = frame::begin(queued);
-        RequestHeader { id, op }.encode(queued);
-        let encoded = codec::encode_into(args, queued)
-            .and_then(|()| frame::end(queued, start, self.max_frame_len));
-        if let Err(e) = encoded {
-            state.queued.truncate(start);
-            return Err(e);
-        }
+        encode_request(&mut state.queued, id, op, args, self.max_frame_len)?;
         state.next_id += 1;
         if !state.writer_signalled {
             state.writer_signalled = true;
