@@ -231,6 +231,30 @@ fn a_client_stalling_mid_frame_is_cut_but_idle_ones_are_not() {
 }
 
 #[test]
+fn a_client_that_stops_reading_its_replies_is_cut() {
+    let manager = standard_builder()
+        .stall_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let mut greedy = raw_authenticated(manager.address(), KEY.as_bytes());
+    // Ask for far more reply bytes than the socket buffers hold, and never read them.
+    let mut args = string_arg("x");
+    args.extend_from_slice(&(16u64 << 20).to_le_bytes());
+    for id in 1..=4 {
+        greedy.write_all(&call_frame(id, "repeat", &args)).unwrap();
+    }
+    wait_until(
+        Duration::from_secs(20),
+        "the greedy connection is closed",
+        || manager.stats().connections_open == 0,
+    );
+    assert_still_serving(manager.address(), "k", 0);
+    drop(greedy);
+}
+
+#[test]
 fn trailing_garbage_after_a_valid_frame() {
     let manager = start_standard();
     let mut stream = raw_authenticated(manager.address(), KEY.as_bytes());
