@@ -38,6 +38,12 @@ fn serve_then_stat_then_stop_by_signal() {
         .put(&"x".into())
         .unwrap();
 
+    // The probes of the wait above may still be closing: wait until ours is the only one.
+    wait_until(
+        Duration::from_secs(10),
+        "the probe connections closed",
+        || client.manager_stats().unwrap().connections_open == 1,
+    );
     let stat = Command::new(BIN)
         .args(["stat", "--unix"])
         .arg(&socket)
