@@ -134,6 +134,7 @@ mod stub;
 mod transport;
 
 pub use client::{Client, ClientBuilder, ConnectionStatus, Pending};
+pub use codec::DEFAULT_MAX_DECODE_DEPTH;
 pub use error::{Error, RemoteError, RemoteErrorKind, Result};
 pub use frame::DEFAULT_MAX_FRAME_LEN;
 pub use server::{

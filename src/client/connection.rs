@@ -40,6 +40,8 @@ pub(crate) struct Connection {
     next_id: u64,
     /// The timeout currently set on the socket, to skip redundant syscalls.
     socket_timeout: Option<Duration>,
+    /// How deeply nested a reply may be.
+    max_depth: u32,
 }
 
 impl std::fmt::Debug for Connection {
@@ -62,6 +64,7 @@ impl Connection {
             out: Vec::with_capacity(4096),
             next_id: NOTICE_ID + 1,
             socket_timeout: None,
+            max_depth: options.max_decode_depth,
         })
     }
 
@@ -101,7 +104,7 @@ impl Connection {
         }
         loop {
             match self.reader.next_frame() {
-                Ok(Some(reply)) => return decode_reply(reply, id, function),
+                Ok(Some(reply)) => return decode_reply(reply, id, function, self.max_depth),
                 Ok(None) => {}
                 Err(e) => return (Err(e), Health::Broken),
             }
@@ -137,6 +140,11 @@ impl Connection {
         (self.stream, self.reader)
     }
 
+    /// How deeply nested a reply on this connection may be.
+    pub(crate) fn max_depth(&self) -> u32 {
+        self.max_depth
+    }
+
     fn set_socket_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         if self.socket_timeout != timeout {
             self.stream.set_timeouts(timeout)?;
@@ -160,6 +168,7 @@ pub(crate) fn decode_reply<R: DeserializeOwned>(
     reply: &[u8],
     id: u64,
     function: &str,
+    max_depth: u32,
 ) -> (Result<R>, Health) {
     let (header, used) = match ResponseHeader::decode(reply) {
         Ok(decoded) => decoded,
@@ -175,7 +184,7 @@ pub(crate) fn decode_reply<R: DeserializeOwned>(
         ));
         return (Err(e), Health::Broken);
     }
-    decode_body(&header, &reply[used..], function)
+    decode_body(&header, &reply[used..], function, max_depth)
 }
 
 /// Reads the body of a reply whose header is already decoded: the result, the remote error,
@@ -184,6 +193,7 @@ pub(crate) fn decode_body<R: DeserializeOwned>(
     header: &ResponseHeader,
     body: &[u8],
     function: &str,
+    max_depth: u32,
 ) -> (Result<R>, Health) {
     if header.id == NOTICE_ID {
         // The manager is closing this connection and says why.
@@ -196,7 +206,7 @@ pub(crate) fn decode_body<R: DeserializeOwned>(
         return (result, Health::Broken);
     }
     let result = match header.status {
-        Status::Ok => codec::decode_exact::<R>(body).map_err(|e| {
+        Status::Ok => codec::decode_exact_at_depth::<R>(body, max_depth).map_err(|e| {
             Error::Codec(format!(
                 "the reply of `{function}` is not a {}: {e}",
                 std::any::type_name::<R>()

@@ -62,6 +62,7 @@ pub(crate) struct Options {
     handshake_timeout: Duration,
     call_timeout: Option<Duration>,
     max_frame_len: u32,
+    max_decode_depth: u32,
     max_idle_connections: usize,
     reconnect_attempts: u32,
     reconnect_backoff: Duration,
@@ -109,6 +110,13 @@ impl ClientBuilder {
     /// locally with [`Error::FrameTooLarge`] and nothing is sent.
     pub fn max_frame_len(mut self, bytes: u32) -> Self {
         self.options.max_frame_len = bytes;
+        self
+    }
+
+    /// How deeply nested a reply may be (default 128 levels; `Some(Box<T>)` counts two).
+    /// A deeper reply is an [`Error::Codec`] instead of a stack overflow.
+    pub fn max_decode_depth(mut self, levels: u32) -> Self {
+        self.options.max_decode_depth = levels;
         self
     }
 
@@ -251,6 +259,7 @@ impl Client {
                 handshake_timeout: Duration::from_secs(10),
                 call_timeout: None,
                 max_frame_len: DEFAULT_MAX_FRAME_LEN,
+                max_decode_depth: crate::codec::DEFAULT_MAX_DECODE_DEPTH,
                 max_idle_connections: 64,
                 reconnect_attempts: 4,
                 reconnect_backoff: Duration::from_millis(25),

@@ -107,6 +107,8 @@ pub(crate) struct Pipe {
     space: Condvar,
     reader: Mutex<Reader>,
     max_frame_len: u32,
+    /// How deeply nested a reply may be.
+    max_depth: u32,
     /// Mirrors `state.failure.is_some()`, readable without the lock.
     failed: AtomicBool,
     /// Mirrors `state.ready.len()`, so a caller in send order skips the state lock.
@@ -118,6 +120,7 @@ pub(crate) struct Pipe {
 impl Pipe {
     /// Takes over an authenticated connection and starts its writer thread.
     pub(crate) fn start(connection: Connection, max_frame_len: u32) -> io::Result<Arc<Pipe>> {
+        let max_depth = connection.max_depth();
         let (stream, frames) = connection.into_parts();
         let writer_stream = stream.try_clone()?;
         let pipe = Arc::new(Pipe {
@@ -140,6 +143,7 @@ impl Pipe {
                 socket_timeout: None,
             }),
             max_frame_len,
+            max_depth,
             failed: AtomicBool::new(false),
             ready_count: AtomicUsize::new(0),
             followers: AtomicUsize::new(0),
@@ -363,7 +367,12 @@ impl Pipe {
                         }
                     };
                     if header.id == id || header.id == NOTICE_ID {
-                        return match decode_body(&header, &payload[used..], function) {
+                        return match decode_body(
+                            &header,
+                            &payload[used..],
+                            function,
+                            self.max_depth,
+                        ) {
                             (Err(e), Health::Broken) => Led::Failed(Failure::from_error(&e)),
                             (result, _) => Led::Mine(result),
                         };
@@ -398,7 +407,7 @@ impl Pipe {
     }
 
     fn decode<R: DeserializeOwned>(&self, payload: &[u8], id: u64, function: &str) -> Result<R> {
-        let (result, health) = decode_reply(payload, id, function);
+        let (result, health) = decode_reply(payload, id, function, self.max_depth);
         if health == Health::Broken {
             if let Err(e) = &result {
                 self.fail(Failure::from_error(e));

@@ -18,24 +18,61 @@ use serde::de::{
     self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor,
 };
 
-/// The seed that decodes a `T` through the adapter.
-pub(super) struct Root<T>(pub(super) PhantomData<T>);
+/// The seed that decodes a `T` through the adapter, refusing values nested deeper than
+/// `max_depth` levels.
+pub(super) struct Root<T> {
+    pub(super) max_depth: u32,
+    pub(super) value: PhantomData<T>,
+}
 
 impl<'de, T: de::Deserialize<'de>> DeserializeSeed<'de> for Root<T> {
     type Value = T;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
-        T::deserialize(Borrowing(deserializer))
+        T::deserialize(Borrowing {
+            inner: deserializer,
+            depth: Depth {
+                left: self.max_depth,
+                max: self.max_depth,
+            },
+        })
     }
 }
 
-/// The deserializer adapter.
-struct Borrowing<D>(D);
+/// How many more levels of nesting a value may have. Serde decodes nested values by
+/// recursion, so without a bound a recursive type (`enum Expr { Neg(Box<Expr>) }`) sent
+/// 10,000 levels deep overflows the decoding thread's stack and aborts the whole process;
+/// `catch_unwind` cannot catch that.
+#[derive(Clone, Copy)]
+struct Depth {
+    left: u32,
+    max: u32,
+}
+
+impl Depth {
+    /// The depth one level further in; an error once the limit is passed.
+    fn enter<E: de::Error>(self) -> Result<Depth, E> {
+        match self.left.checked_sub(1) {
+            Some(left) => Ok(Depth { left, ..self }),
+            None => Err(E::custom(format_args!(
+                "the value is nested deeper than {} levels",
+                self.max
+            ))),
+        }
+    }
+}
+
+/// The deserializer adapter. Every value decoded through it counts one level of nesting.
+struct Borrowing<D> {
+    inner: D,
+    depth: Depth,
+}
 
 macro_rules! forward {
     ($($method:ident),* $(,)?) => {$(
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-            self.0.$method(Wrap(visitor))
+            let depth = self.depth.enter()?;
+            self.inner.$method(Wrap(visitor, depth))
         }
     )*};
 }
@@ -70,11 +107,13 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Borrowing<D> {
     );
 
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-        self.0.deserialize_str(Wrap(visitor))
+        let depth = self.depth.enter()?;
+        self.inner.deserialize_str(Wrap(visitor, depth))
     }
 
     fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-        self.0.deserialize_bytes(Wrap(visitor))
+        let depth = self.depth.enter()?;
+        self.inner.deserialize_bytes(Wrap(visitor, depth))
     }
 
     fn deserialize_unit_struct<V: Visitor<'de>>(
@@ -82,7 +121,9 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Borrowing<D> {
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
-        self.0.deserialize_unit_struct(name, Wrap(visitor))
+        let depth = self.depth.enter()?;
+        self.inner
+            .deserialize_unit_struct(name, Wrap(visitor, depth))
     }
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
@@ -90,7 +131,9 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Borrowing<D> {
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
-        self.0.deserialize_newtype_struct(name, Wrap(visitor))
+        let depth = self.depth.enter()?;
+        self.inner
+            .deserialize_newtype_struct(name, Wrap(visitor, depth))
     }
 
     fn deserialize_tuple<V: Visitor<'de>>(
@@ -98,7 +141,8 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Borrowing<D> {
         len: usize,
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
-        self.0.deserialize_tuple(len, Wrap(visitor))
+        let depth = self.depth.enter()?;
+        self.inner.deserialize_tuple(len, Wrap(visitor, depth))
     }
 
     fn deserialize_tuple_struct<V: Visitor<'de>>(
@@ -107,7 +151,9 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Borrowing<D> {
         len: usize,
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
-        self.0.deserialize_tuple_struct(name, len, Wrap(visitor))
+        let depth = self.depth.enter()?;
+        self.inner
+            .deserialize_tuple_struct(name, len, Wrap(visitor, depth))
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -116,7 +162,9 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Borrowing<D> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
-        self.0.deserialize_struct(name, fields, Wrap(visitor))
+        let depth = self.depth.enter()?;
+        self.inner
+            .deserialize_struct(name, fields, Wrap(visitor, depth))
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -125,16 +173,18 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Borrowing<D> {
         variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
-        self.0.deserialize_enum(name, variants, Wrap(visitor))
+        let depth = self.depth.enter()?;
+        self.inner
+            .deserialize_enum(name, variants, Wrap(visitor, depth))
     }
 
     fn is_human_readable(&self) -> bool {
-        self.0.is_human_readable()
+        self.inner.is_human_readable()
     }
 }
 
-/// A visitor whose nested deserializers are wrapped too.
-struct Wrap<V>(V);
+/// A visitor whose nested deserializers are wrapped too, at the depth of the value it visits.
+struct Wrap<V>(V, Depth);
 
 macro_rules! forward_visit {
     ($($method:ident($ty:ty)),* $(,)?) => {$(
@@ -183,41 +233,50 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<V> {
     }
 
     fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        self.0.visit_some(Borrowing(deserializer))
+        self.0.visit_some(Borrowing {
+            inner: deserializer,
+            depth: self.1,
+        })
     }
 
     fn visit_newtype_struct<D: Deserializer<'de>>(
         self,
         deserializer: D,
     ) -> Result<Self::Value, D::Error> {
-        self.0.visit_newtype_struct(Borrowing(deserializer))
+        self.0.visit_newtype_struct(Borrowing {
+            inner: deserializer,
+            depth: self.1,
+        })
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        self.0.visit_seq(WrapSeq(seq))
+        self.0.visit_seq(WrapSeq(seq, self.1))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        self.0.visit_map(WrapMap(map))
+        self.0.visit_map(WrapMap(map, self.1))
     }
 
     fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Self::Value, A::Error> {
-        self.0.visit_enum(WrapEnum(data))
+        self.0.visit_enum(WrapEnum(data, self.1))
     }
 }
 
-/// A seed whose deserializer is wrapped.
-struct WrapSeed<S>(S);
+/// A seed whose deserializer is wrapped, one level below its container.
+struct WrapSeed<S>(S, Depth);
 
 impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for WrapSeed<S> {
     type Value = S::Value;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<S::Value, D::Error> {
-        self.0.deserialize(Borrowing(deserializer))
+        self.0.deserialize(Borrowing {
+            inner: deserializer,
+            depth: self.1,
+        })
     }
 }
 
-struct WrapSeq<A>(A);
+struct WrapSeq<A>(A, Depth);
 
 impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for WrapSeq<A> {
     type Error = A::Error;
@@ -226,7 +285,7 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for WrapSeq<A> {
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, A::Error> {
-        self.0.next_element_seed(WrapSeed(seed))
+        self.0.next_element_seed(WrapSeed(seed, self.1))
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -234,7 +293,7 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for WrapSeq<A> {
     }
 }
 
-struct WrapMap<A>(A);
+struct WrapMap<A>(A, Depth);
 
 impl<'de, A: MapAccess<'de>> MapAccess<'de> for WrapMap<A> {
     type Error = A::Error;
@@ -243,11 +302,11 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for WrapMap<A> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, A::Error> {
-        self.0.next_key_seed(WrapSeed(seed))
+        self.0.next_key_seed(WrapSeed(seed, self.1))
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
-        self.0.next_value_seed(WrapSeed(seed))
+        self.0.next_value_seed(WrapSeed(seed, self.1))
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -255,7 +314,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for WrapMap<A> {
     }
 }
 
-struct WrapEnum<A>(A);
+struct WrapEnum<A>(A, Depth);
 
 impl<'de, A: EnumAccess<'de>> EnumAccess<'de> for WrapEnum<A> {
     type Error = A::Error;
@@ -265,12 +324,12 @@ impl<'de, A: EnumAccess<'de>> EnumAccess<'de> for WrapEnum<A> {
         self,
         seed: V,
     ) -> Result<(V::Value, Self::Variant), A::Error> {
-        let (value, variant) = self.0.variant_seed(WrapSeed(seed))?;
-        Ok((value, WrapVariant(variant)))
+        let (value, variant) = self.0.variant_seed(WrapSeed(seed, self.1))?;
+        Ok((value, WrapVariant(variant, self.1)))
     }
 }
 
-struct WrapVariant<A>(A);
+struct WrapVariant<A>(A, Depth);
 
 impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for WrapVariant<A> {
     type Error = A::Error;
@@ -280,11 +339,11 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for WrapVariant<A> {
     }
 
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, A::Error> {
-        self.0.newtype_variant_seed(WrapSeed(seed))
+        self.0.newtype_variant_seed(WrapSeed(seed, self.1))
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, A::Error> {
-        self.0.tuple_variant(len, Wrap(visitor))
+        self.0.tuple_variant(len, Wrap(visitor, self.1))
     }
 
     fn struct_variant<V: Visitor<'de>>(
@@ -292,6 +351,6 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for WrapVariant<A> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, A::Error> {
-        self.0.struct_variant(fields, Wrap(visitor))
+        self.0.struct_variant(fields, Wrap(visitor, self.1))
     }
 }

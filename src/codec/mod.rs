@@ -20,6 +20,22 @@ pub(crate) const NAME: &str = "bincode2-fixint-le";
 const CONFIG: Configuration<LittleEndian, Fixint, NoLimit> =
     bincode::config::standard().with_fixed_int_encoding();
 
+/// How deeply nested a decoded value may be by default (`Some(Box<Expr>)` counts two levels).
+/// Serde decodes by recursion: the limit keeps a hostile 10,000-level value from
+/// overflowing the stack, while leaving room for any data shape met in practice.
+pub const DEFAULT_MAX_DECODE_DEPTH: u32 = 128;
+
+thread_local! {
+    /// The depth limit for values decoded on this thread: a manager's connection threads
+    /// set the manager's, every other thread has the default.
+    static MAX_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(DEFAULT_MAX_DECODE_DEPTH) };
+}
+
+/// Sets the depth limit for values decoded on the calling thread from now on.
+pub(crate) fn set_thread_max_depth(depth: u32) {
+    MAX_DEPTH.with(|d| d.set(depth));
+}
+
 /// Appends to a caller's buffer, so encoding a call allocates nothing once the buffer is warm.
 struct AppendTo<'a>(&'a mut Vec<u8>);
 
@@ -49,8 +65,22 @@ pub(crate) fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<
 /// Owned strings and byte buffers are read through [`borrowing`], so a length prefix is
 /// checked against the input before anything is allocated (bincode alone would allocate the
 /// claimed length first: nine bytes claiming 2^60 would abort the process).
+/// Values nested deeper than the thread's limit (see [`DEFAULT_MAX_DECODE_DEPTH`]) are refused.
+#[cfg(test)]
 pub(crate) fn decode_prefix<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<(T, usize), Error> {
-    bincode::serde::seed_decode_from_slice(borrowing::Root::<T>(PhantomData), bytes, CONFIG)
+    decode_prefix_at_depth(bytes, MAX_DEPTH.with(|d| d.get()))
+}
+
+/// [`decode_prefix`] with an explicit depth limit.
+pub(crate) fn decode_prefix_at_depth<'a, T: Deserialize<'a>>(
+    bytes: &'a [u8],
+    max_depth: u32,
+) -> Result<(T, usize), Error> {
+    let root = borrowing::Root::<T> {
+        max_depth,
+        value: PhantomData,
+    };
+    bincode::serde::seed_decode_from_slice(root, bytes, CONFIG)
         .map_err(|e| Error::Codec(e.to_string()))
 }
 
@@ -76,7 +106,15 @@ pub(crate) fn encode_result<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Resul
 /// Decodes a value that must fill `bytes` exactly: trailing bytes are an error, because they
 /// mean the sender encoded something else than the receiver expects.
 pub(crate) fn decode_exact<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Error> {
-    let (value, used) = decode_prefix(bytes)?;
+    decode_exact_at_depth(bytes, MAX_DEPTH.with(|d| d.get()))
+}
+
+/// [`decode_exact`] with an explicit depth limit.
+pub(crate) fn decode_exact_at_depth<'a, T: Deserialize<'a>>(
+    bytes: &'a [u8],
+    max_depth: u32,
+) -> Result<T, Error> {
+    let (value, used) = decode_prefix_at_depth(bytes, max_depth)?;
     if used != bytes.len() {
         return Err(Error::Codec(format!(
             "{} trailing bytes after the value",
@@ -208,6 +246,55 @@ mod tests {
             decode_exact::<BTreeMap<String, Option<String>>>(&encode(&map)).unwrap(),
             map
         );
+    }
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    enum Expr {
+        Lit(i64),
+        Neg(Box<Expr>),
+        Pair(Vec<Expr>),
+    }
+
+    /// `levels` nested `Neg`s around a literal, encoded by hand (encoding it with serde would
+    /// recurse as deep).
+    fn deep_neg(levels: usize) -> Vec<u8> {
+        let mut bytes = 1u32.to_le_bytes().repeat(levels);
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        bytes.extend_from_slice(&7i64.to_le_bytes());
+        bytes
+    }
+
+    /// 10,000 levels in 40 KB once overflowed the stack and aborted the process.
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        let err = decode_exact::<Expr>(&deep_neg(10_000)).unwrap_err();
+        assert!(err.to_string().contains("nested deeper than 128"), "{err}");
+        // Just inside the limit decodes, on a thread with the manager's small stack.
+        let ok = std::thread::Builder::new()
+            .stack_size(512 << 10)
+            .spawn(|| decode_exact::<Expr>(&deep_neg(120)).is_ok())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(ok);
+        // Sequences nest too.
+        let mut nested = Vec::new();
+        for _ in 0..200 {
+            nested.extend_from_slice(&2u32.to_le_bytes());
+            nested.extend_from_slice(&1u64.to_le_bytes());
+        }
+        nested.extend_from_slice(&0u32.to_le_bytes());
+        nested.extend_from_slice(&1i64.to_le_bytes());
+        assert!(decode_exact::<Expr>(&nested).is_err());
+        // The limit is the thread's, or explicit.
+        assert!(decode_exact_at_depth::<Expr>(&deep_neg(10), 5).is_err());
+        assert!(decode_exact_at_depth::<Expr>(&deep_neg(10), 12).is_ok());
+        std::thread::spawn(|| {
+            set_thread_max_depth(4);
+            assert!(decode_exact::<Expr>(&deep_neg(4)).is_err());
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub(crate) fn current_connection() -> u64 {
 /// stops.
 pub(crate) fn serve(shared: &Shared, mut stream: Stream, id: u64) {
     CURRENT.with(|c| c.set(id));
+    codec::set_thread_max_depth(shared.limits.max_decode_depth);
     let peer = stream.peer_label();
     if let Err(refusal) = handshake(shared, &mut stream) {
         match refusal {

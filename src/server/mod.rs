@@ -34,6 +34,7 @@ struct Limits {
     handshake_timeout: Duration,
     stall_timeout: Duration,
     thread_stack_size: usize,
+    max_decode_depth: u32,
 }
 
 /// Stack of each connection thread. Registered functions and methods run on it, so it is
@@ -49,6 +50,7 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(30),
             thread_stack_size: DEFAULT_STACK_SIZE,
+            max_decode_depth: crate::codec::DEFAULT_MAX_DECODE_DEPTH,
         }
     }
 }
@@ -163,6 +165,15 @@ impl ManagerBuilder {
     /// (default 512 KiB). Raise it for deeply recursive handlers.
     pub fn thread_stack_size(mut self, bytes: usize) -> Self {
         self.limits.thread_stack_size = bytes;
+        self
+    }
+
+    /// How deeply nested the arguments of a call may be (default 128 levels; `Some(Box<T>)`
+    /// counts two). Deeper arguments get a `BadArguments` error instead of overflowing the
+    /// connection thread's stack, which would abort the whole manager. Raise it together with
+    /// [`ManagerBuilder::thread_stack_size`].
+    pub fn max_decode_depth(mut self, levels: u32) -> Self {
+        self.limits.max_decode_depth = levels;
         self
     }
 

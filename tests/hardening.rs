@@ -1,0 +1,198 @@
+//! The manager as a hostile or faulty peer sees it: each test reproduces one way a peer could
+//! once kill, starve or fool the manager, and checks that it now gets a typed error while
+//! everyone else is served.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+
+use common::*;
+use monogusa::{Client, Error, RemoteErrorKind};
+
+// ---- Deep input ---------------------------------------------------------------------------
+
+/// A recursive argument type, as a user might register.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub enum Expr {
+    Lit(i64),
+    Neg(Box<Expr>),
+}
+
+impl Expr {
+    fn eval(&self) -> i64 {
+        match self {
+            Expr::Lit(n) => *n,
+            Expr::Neg(e) => -e.eval(),
+        }
+    }
+}
+
+#[monogusa::service]
+pub trait Evaluator {
+    fn eval(&self, expr: Expr) -> i64;
+}
+
+struct Eval;
+
+impl Evaluator for Eval {
+    fn eval(&self, expr: Expr) -> i64 {
+        expr.eval()
+    }
+}
+
+/// `levels` nested `Neg`s around `Lit(7)`, encoded by hand as the codec would (encoding it
+/// through serde would recurse as deep in the test itself).
+fn deep_expr(levels: usize) -> Vec<u8> {
+    let mut bytes = 1u32.to_le_bytes().repeat(levels);
+    bytes.extend_from_slice(&0u32.to_le_bytes());
+    bytes.extend_from_slice(&7i64.to_le_bytes());
+    bytes
+}
+
+fn open_frame(id: u64, name: &str, service: &str) -> Vec<u8> {
+    let mut fields = string_arg(name);
+    fields.extend(string_arg(service));
+    request_frame(id, 3, &fields, &[])
+}
+
+fn create_frame(id: u64, type_id: &str, service: &str, args: &[u8]) -> Vec<u8> {
+    let mut fields = string_arg(type_id);
+    fields.extend(string_arg(service));
+    request_frame(id, 4, &fields, args)
+}
+
+fn expect_error(stream: &mut TcpStream, id: u64, kind: u16, contains: &str) {
+    let reply = read_response(stream).unwrap();
+    assert_eq!(reply.id, id);
+    let (code, message) = reply.error();
+    assert_eq!(code, kind, "{message}");
+    assert!(message.contains(contains), "{message}");
+}
+
+fn expect_u64(stream: &mut TcpStream, id: u64) -> u64 {
+    let reply = read_response(stream).unwrap();
+    assert_eq!(reply.id, id);
+    assert!(!reply.is_error, "{:?}", reply.error());
+    u64::from_le_bytes(reply.body[..8].try_into().unwrap())
+}
+
+/// 10,000 levels in a 40 KB frame once overflowed the connection thread's stack and aborted
+/// the whole manager. Functions, service methods and constructors now answer BadArguments.
+#[test]
+fn deeply_nested_arguments_are_bad_arguments_not_a_crash() {
+    let manager = standard_builder()
+        .register("eval", |e: Expr| e.eval())
+        .serve("evaluator", EvaluatorServer::new(Eval))
+        .register_type("Evaluator", |_seed: Expr| EvaluatorServer::new(Eval))
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let bad_arguments = 2;
+    let mut raw = raw_authenticated(manager.address(), KEY.as_bytes());
+
+    raw.write_all(&call_frame(1, "eval", &deep_expr(10_000)))
+        .unwrap();
+    expect_error(&mut raw, 1, bad_arguments, "nested deeper than 128");
+
+    raw.write_all(&open_frame(2, "evaluator", "Evaluator"))
+        .unwrap();
+    let object = expect_u64(&mut raw, 2);
+    raw.write_all(&method_frame(3, object, "eval", &deep_expr(10_000)))
+        .unwrap();
+    expect_error(&mut raw, 3, bad_arguments, "nested deeper than");
+
+    raw.write_all(&create_frame(
+        4,
+        "Evaluator",
+        "Evaluator",
+        &deep_expr(10_000),
+    ))
+    .unwrap();
+    expect_error(&mut raw, 4, bad_arguments, "nested deeper than");
+
+    // Within the limit it works, on the same connection.
+    raw.write_all(&call_frame(5, "eval", &deep_expr(100)))
+        .unwrap();
+    let reply = read_response(&mut raw).unwrap();
+    assert_eq!(reply.body, 7i64.to_le_bytes());
+    assert_still_serves(manager.address());
+}
+
+/// The limit is the manager's to set.
+#[test]
+fn the_decode_depth_limit_is_configurable() {
+    let manager = standard_builder()
+        .register("eval", |e: Expr| e.eval())
+        .max_decode_depth(8)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let mut e = Expr::Lit(1);
+    for _ in 0..3 {
+        e = Expr::Neg(Box::new(e));
+    }
+    assert_eq!(client.call::<i64>("eval", (&e,)).unwrap(), -1);
+    for _ in 0..10 {
+        e = Expr::Neg(Box::new(e));
+    }
+    match client.call::<i64>("eval", (&e,)) {
+        Err(Error::Remote(r)) => assert_eq!(r.kind(), RemoteErrorKind::BadArguments),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Serializes as a bare sequence of words: a reply whose bytes are a 10,000-level `Expr`.
+struct RawWords(Vec<u32>, i64);
+
+impl serde::Serialize for RawWords {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = s.serialize_tuple(self.0.len() + 1)?;
+        for w in &self.0 {
+            t.serialize_element(w)?;
+        }
+        t.serialize_element(&self.1)?;
+        t.end()
+    }
+}
+
+/// A client decoding a reply nested too deep gets a codec error, not a stack overflow.
+#[test]
+fn deeply_nested_replies_are_a_codec_error_for_the_client() {
+    let manager = standard_builder()
+        .register("deep", |levels: u32| {
+            let mut words = vec![1u32; levels as usize];
+            words.push(0);
+            monogusa::Reply(RawWords(words, 7))
+        })
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    match client.call::<Expr>("deep", (10_000u32,)) {
+        Err(Error::Codec(m)) => assert!(m.contains("nested deeper than 128"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(client.call::<Expr>("deep", (3u32,)).unwrap().eval(), -7);
+    let strict = Client::builder(manager.address(), KEY)
+        .max_decode_depth(3)
+        .connect()
+        .unwrap();
+    assert!(matches!(
+        strict.call::<Expr>("deep", (3u32,)),
+        Err(Error::Codec(_))
+    ));
+    // Pipelined replies are held to the same limit.
+    let pending = client.send::<Expr>("deep", (10_000u32,)).unwrap();
+    assert!(matches!(pending.wait(), Err(Error::Codec(_))));
+}
+
+fn assert_still_serves(address: &monogusa::Address) {
+    let client = Client::connect(address, KEY).unwrap();
+    assert_eq!(client.call::<i64>("add", ("alive", 1i64)).unwrap(), 1);
+}
