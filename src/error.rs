@@ -128,6 +128,12 @@ pub enum RemoteErrorKind {
     UnknownType,
     /// The manager is shutting down; the call was woken before it could complete.
     ShuttingDown,
+    /// A limit of the manager's was reached: objects, bytes held by the store, items in a
+    /// container, an item's size, memory for frames in progress. Nothing was changed.
+    LimitExceeded,
+    /// The handle belongs to an earlier run of the manager (it restarted since the handle was
+    /// opened): the object it named is gone. Reopen it.
+    StaleObject,
     /// A kind this version of the library does not know (sent by a newer manager).
     Other(u16),
 }
@@ -149,6 +155,8 @@ impl RemoteErrorKind {
             RemoteErrorKind::UnknownMethod => 11,
             RemoteErrorKind::UnknownType => 12,
             RemoteErrorKind::ShuttingDown => 13,
+            RemoteErrorKind::LimitExceeded => 14,
+            RemoteErrorKind::StaleObject => 15,
             RemoteErrorKind::Other(code) => code,
         }
     }
@@ -169,6 +177,8 @@ impl RemoteErrorKind {
             11 => RemoteErrorKind::UnknownMethod,
             12 => RemoteErrorKind::UnknownType,
             13 => RemoteErrorKind::ShuttingDown,
+            14 => RemoteErrorKind::LimitExceeded,
+            15 => RemoteErrorKind::StaleObject,
             other => RemoteErrorKind::Other(other),
         }
     }
@@ -217,6 +227,8 @@ impl fmt::Display for RemoteError {
             RemoteErrorKind::UnknownMethod => "unknown method",
             RemoteErrorKind::UnknownType => "unknown type",
             RemoteErrorKind::ShuttingDown => "the manager is shutting down",
+            RemoteErrorKind::LimitExceeded => "limit exceeded",
+            RemoteErrorKind::StaleObject => "stale object handle",
             RemoteErrorKind::Other(_) => "remote error",
         };
         write!(f, "{what}: {}", self.message)

@@ -5,6 +5,8 @@
 //! may bring in many frames, which the caller takes one by one without further syscalls.
 
 use std::io::{self, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::Error;
 
@@ -15,8 +17,8 @@ pub(crate) const HEADER_LEN: usize = 4;
 pub const DEFAULT_MAX_FRAME_LEN: u32 = 64 << 20;
 
 /// A read buffer starts at this size: an idle connection costs little. It doubles whenever a
-/// read fills it (a burst of pipelined requests, or a large frame), so bursts are soon read in
-/// one syscall.
+/// read fills it (a burst of pipelined requests, or a large frame arriving), so bursts are soon
+/// read in one syscall.
 const MIN_BUFFER: usize = 4 << 10;
 
 /// Growth for bursts of small frames stops here (large frames grow it as far as they need).
@@ -48,15 +50,57 @@ pub(crate) fn end(out: &mut Vec<u8>, start: usize, max: u32) -> Result<(), Error
     Ok(())
 }
 
+/// Bytes of read buffers beyond their first [`MIN_BUFFER`], shared by every connection of a
+/// manager: a frame in progress may only grow its buffer while the budget lasts, so no number
+/// of peers announcing (or slowly sending) large frames can exhaust the manager's memory.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl Budget {
+    pub(crate) fn new(limit: usize) -> Arc<Budget> {
+        Arc::new(Budget {
+            used: AtomicUsize::new(0),
+            limit,
+        })
+    }
+
+    /// Takes `bytes` from the budget if they are there.
+    fn take(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|&total| total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    /// Bytes taken now.
+    pub(crate) fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
 /// Buffers bytes from a stream and cuts them into frames.
 ///
-/// Invariant: `buf[start..end]` holds the bytes received but not yet returned as frames;
-/// `buf.len()` is the buffer's usable capacity.
+/// The buffer grows with the bytes that actually arrive (doubling while a read fills it), never
+/// to the length a prefix merely announces: a 4-byte prefix claiming 64 MiB costs nothing until
+/// the bytes come.
+///
+/// Invariants: `buf[start..end]` holds the bytes received but not yet returned as frames;
+/// `buf.len()` is the buffer's usable capacity; with a budget, `buf.len() - MIN_BUFFER` bytes
+/// (when positive) are taken from it, and given back when the buffer shrinks or is dropped.
 pub(crate) struct FrameReader {
     buf: Vec<u8>,
     start: usize,
     end: usize,
     max: u32,
+    budget: Option<Arc<Budget>>,
 }
 
 impl FrameReader {
@@ -66,7 +110,15 @@ impl FrameReader {
             start: 0,
             end: 0,
             max,
+            budget: None,
         }
+    }
+
+    /// A reader whose growth past [`MIN_BUFFER`] is charged to `budget`.
+    pub(crate) fn with_budget(max: u32, budget: Arc<Budget>) -> Self {
+        let mut reader = FrameReader::new(max);
+        reader.budget = Some(budget);
+        reader
     }
 
     /// The next complete frame's payload if the buffer holds one. `Ok(None)` means more bytes
@@ -114,43 +166,103 @@ impl FrameReader {
     }
 
     /// Reads once from `stream` into the buffer, making room for the frame in progress.
-    /// Returns the number of bytes read; 0 means the peer closed the stream.
+    /// Returns the number of bytes read; 0 means the peer closed the stream. A frame that
+    /// cannot grow because the budget is spent is an `OutOfMemory` error.
     pub(crate) fn fill<R: Read>(&mut self, stream: &mut R) -> io::Result<usize> {
         self.make_room()?;
         let n = stream.read(&mut self.buf[self.end..])?;
         self.end += n;
         if self.end == self.buf.len() && self.buf.len() < BURST_BUFFER {
-            // The read filled the buffer: more is probably waiting. Read bigger next time.
-            self.buf.resize(self.buf.len() * 2, 0);
+            // The read filled the buffer: more is probably waiting (a burst of pipelined
+            // calls). Read bigger next time, budget permitting.
+            let grown = self.buf.len() * 2;
+            if self.charge(grown) {
+                self.buf.resize(grown, 0);
+            }
         }
         Ok(n)
     }
 
     fn make_room(&mut self) -> io::Result<()> {
-        if self.start == self.end && self.buf.len() > SHRINK_ABOVE {
-            self.buf = vec![0; MIN_BUFFER];
+        if self.start == self.end {
             self.start = 0;
             self.end = 0;
+            if self.buf.len() > SHRINK_ABOVE {
+                self.resize(MIN_BUFFER);
+            }
         }
-        // The whole frame in progress must fit; its length was already checked against max.
+        if self.end < self.buf.len() {
+            return Ok(()); // room for at least one more byte
+        }
+        // Full. Move what is buffered to the front first: that may be room enough.
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            return Ok(());
+        }
+        // A whole buffer of one frame in progress, or of a burst: double it, but never
+        // beyond the frame in progress (bursts of small frames stop at BURST_BUFFER).
         let needed = match self.pending_len() {
             Ok(Some(len)) => HEADER_LEN + len,
             Ok(None) => HEADER_LEN,
             Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
         };
-        let buffered = self.end - self.start;
-        if self.buf.len() - self.start >= needed && self.end < self.buf.len() {
+        let doubled = self.buf.len() * 2;
+        let new_len = if needed > self.buf.len() {
+            doubled.min(needed).max(BURST_BUFFER.min(needed))
+        } else {
+            // The buffer starts with a whole frame: cannot happen (next_frame takes it), but
+            // growing for the burst is harmless.
+            doubled.min(BURST_BUFFER.max(self.buf.len()))
+        };
+        if new_len <= self.buf.len() {
             return Ok(());
         }
-        // Move the partial frame to the front, then grow if it still does not fit.
-        self.buf.copy_within(self.start..self.end, 0);
-        self.start = 0;
-        self.end = buffered;
-        if self.buf.len() < needed || self.end == self.buf.len() {
-            let new_len = needed.max(self.buf.len() * 2).max(MIN_BUFFER);
-            self.buf.resize(new_len, 0);
+        if !self.charge(new_len) {
+            return Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                format!(
+                    "the manager's budget for frames in progress is spent (a frame of {needed} bytes cannot be buffered now)"
+                ),
+            ));
         }
+        self.buf.resize(new_len, 0);
         Ok(())
+    }
+
+    /// Takes from the budget what growing to `new_len` needs; false if it is not there.
+    fn charge(&self, new_len: usize) -> bool {
+        match &self.budget {
+            None => true,
+            Some(budget) => budget.take(charged(new_len) - charged(self.buf.len())),
+        }
+    }
+
+    fn resize(&mut self, new_len: usize) {
+        if let Some(budget) = &self.budget {
+            budget.give_back(charged(self.buf.len()) - charged(new_len));
+        }
+        self.buf = vec![0; new_len];
+    }
+
+    /// The buffer's capacity, for tests and statistics.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+/// The part of a buffer of `len` bytes that counts against a budget.
+fn charged(len: usize) -> usize {
+    len.saturating_sub(MIN_BUFFER)
+}
+
+impl Drop for FrameReader {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.give_back(charged(self.buf.len()));
+        }
     }
 }
 
@@ -242,6 +354,63 @@ mod tests {
         let err = end(&mut out, at, 10).unwrap_err();
         assert!(matches!(err, Error::FrameTooLarge { len: 11, max: 10 }));
         assert_eq!(out, b"kept");
+    }
+
+    /// A prefix announcing 64 MiB costs nothing until the bytes arrive.
+    #[test]
+    fn buffers_grow_with_what_arrives_not_what_is_announced() {
+        let mut data = (60u32 << 20).to_be_bytes().to_vec();
+        data.extend_from_slice(&[1; 100]);
+        let mut reader = FrameReader::new(DEFAULT_MAX_FRAME_LEN);
+        let mut src = Chunked {
+            data: &data,
+            chunk: 1 << 20,
+        };
+        for _ in 0..4 {
+            let _ = reader.fill(&mut src).unwrap();
+        }
+        assert!(reader.capacity() <= MIN_BUFFER, "{}", reader.capacity());
+        // As bytes arrive, it grows about as fast as they do.
+        let big = framed(&[&vec![3u8; 3 << 20]]);
+        let mut reader = FrameReader::new(DEFAULT_MAX_FRAME_LEN);
+        let mut src = Chunked {
+            data: &big[..1 << 20],
+            chunk: 64 << 10,
+        };
+        while reader.fill(&mut src).unwrap() > 0 {}
+        assert!(reader.capacity() <= 2 << 20, "{}", reader.capacity());
+    }
+
+    /// Growth past the first buffer is charged to a shared budget and given back.
+    #[test]
+    fn the_budget_bounds_frames_in_progress() {
+        let budget = Budget::new(1 << 20);
+        let big = framed(&[&vec![3u8; 3 << 20]]);
+        let mut a = FrameReader::with_budget(DEFAULT_MAX_FRAME_LEN, Arc::clone(&budget));
+        let mut src = Chunked {
+            data: &big,
+            chunk: 64 << 10,
+        };
+        let err = loop {
+            match a.fill(&mut src) {
+                Ok(_) => {}
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.kind(), io::ErrorKind::OutOfMemory);
+        assert!(budget.used() <= 1 << 20);
+        drop(a);
+        assert_eq!(budget.used(), 0);
+        // Small frames never touch it.
+        let mut b = FrameReader::with_budget(DEFAULT_MAX_FRAME_LEN, Arc::clone(&budget));
+        let small = framed(&[b"hello", b"world"]);
+        b.fill(&mut Chunked {
+            data: &small,
+            chunk: 100,
+        })
+        .unwrap();
+        assert_eq!(b.next_frame().unwrap(), Some(&b"hello"[..]));
+        assert_eq!(budget.used(), 0);
     }
 
     #[test]

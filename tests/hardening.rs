@@ -7,6 +7,8 @@ mod common;
 use std::io::Write;
 use std::net::TcpStream;
 
+use std::time::{Duration, Instant};
+
 use common::*;
 use monogusa::{Client, Error, RemoteErrorKind};
 
@@ -192,7 +194,161 @@ fn deeply_nested_replies_are_a_codec_error_for_the_client() {
     assert!(matches!(pending.wait(), Err(Error::Codec(_))));
 }
 
+/// An honest client is served (through a built-in object, which every manager has).
 fn assert_still_serves(address: &monogusa::Address) {
     let client = Client::connect(address, KEY).unwrap();
-    assert_eq!(client.call::<i64>("add", ("alive", 1i64)).unwrap(), 1);
+    let alive = client.counter("alive").unwrap();
+    let before = alive.get().unwrap();
+    assert_eq!(alive.add(1).unwrap(), before + 1);
+}
+
+// ---- Memory for frames in progress ---------------------------------------------------------
+
+/// A manager in a child process (the `monogusa` binary), so its memory can be measured.
+pub struct ChildManager {
+    pub child: std::process::Child,
+    pub address: monogusa::Address,
+}
+
+impl ChildManager {
+    pub fn start(extra: &[&str]) -> ChildManager {
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let bind = format!("127.0.0.1:{port}");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_monogusa"))
+            .args(["serve", "--bind", &bind])
+            .args(extra)
+            .env("MONOGUSA_AUTHKEY", KEY)
+            .env("MONOGUSA_LOG", "error")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let address: monogusa::Address = bind.parse().unwrap();
+        wait_until(Duration::from_secs(30), "the child manager serves", || {
+            Client::connect(&address, KEY).is_ok()
+        });
+        ChildManager { child, address }
+    }
+
+    /// The child's resident memory in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for ChildManager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// 34 connections each announcing a 64 MiB frame (136 bytes in all) once made the manager
+/// zero-fill 2.2 GB and abort. Buffers now grow with the bytes that arrive.
+#[test]
+fn announced_lengths_cost_nothing_until_the_bytes_arrive() {
+    let manager = ChildManager::start(&[]);
+    let before = manager.rss_kib();
+    let mut liars = Vec::new();
+    for _ in 0..40 {
+        let mut raw = raw_authenticated(&manager.address, KEY.as_bytes());
+        raw.write_all(&(64u32 << 20).to_be_bytes()).unwrap();
+        raw.write_all(&[0; 100]).unwrap();
+        liars.push(raw);
+    }
+    // Every liar's prefix has been read once this honest call is answered after them.
+    assert_still_serves(&manager.address);
+    std::thread::sleep(Duration::from_millis(200));
+    let after = manager.rss_kib();
+    assert!(
+        after < before + 64 * 1024,
+        "resident memory grew from {before} KiB to {after} KiB"
+    );
+    drop(liars);
+}
+
+/// Frames in progress share one budget: past it a connection is closed with a typed notice,
+/// its memory is given back, and the others are served.
+#[test]
+fn the_manager_wide_budget_for_frames_in_progress_holds() {
+    let manager = standard_builder()
+        .max_buffered_bytes(8 << 20)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let frame_of = |len: usize| {
+        let mut args = (len as u64).to_le_bytes().to_vec();
+        args.extend(std::iter::repeat_n(b'x', len));
+        call_frame(1, "echo", &args)
+    };
+    let big = frame_of(7 << 20);
+    let mut first = raw_authenticated(manager.address(), KEY.as_bytes());
+    first.write_all(&big[..6 << 20]).unwrap();
+    wait_until(
+        Duration::from_secs(20),
+        "the first frame is buffered",
+        || manager.stats().buffered_bytes >= 6 << 20,
+    );
+    let mut second = raw_authenticated(manager.address(), KEY.as_bytes());
+    let _ = second.write_all(&big[..5 << 19]);
+    let notice = read_response(&mut second).unwrap();
+    assert_eq!(notice.id, 0);
+    let (code, message) = notice.error();
+    assert_eq!(code, 14, "{message}"); // LimitExceeded
+    assert!(message.contains("budget"), "{message}");
+    assert_still_serves(manager.address());
+    // The first completes its frame and is answered.
+    first.write_all(&big[6 << 20..]).unwrap();
+    let reply = read_response(&mut first).unwrap();
+    assert!(!reply.is_error);
+    drop(first);
+    // Its memory came back.
+    wait_until(Duration::from_secs(10), "the budget is given back", || {
+        manager.stats().buffered_bytes == 0
+    });
+}
+
+/// A peer sending a frame one byte at a time used to keep its connection (and buffer) for as
+/// long as each byte came within the stall timeout. The timeout is now a total deadline.
+#[test]
+fn a_frame_dripped_byte_by_byte_is_cut_at_the_total_deadline() {
+    let manager = standard_builder()
+        .stall_timeout(Duration::from_millis(600))
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let mut raw = raw_authenticated(manager.address(), KEY.as_bytes());
+    let frame = call_frame(1, "echo", &string_arg("hello"));
+    let started = Instant::now();
+    let mut cut = false;
+    for byte in &frame {
+        if raw.write_all(&[*byte]).is_err() {
+            cut = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(150));
+        if started.elapsed() > Duration::from_secs(20) {
+            break;
+        }
+    }
+    raw.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    assert!(
+        cut || closed_by_peer(&mut raw),
+        "the dripping peer was not cut"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    wait_until(Duration::from_secs(10), "the stall is counted", || {
+        manager.stats().protocol_errors == 1
+    });
+    assert_still_serves(manager.address());
 }

@@ -22,6 +22,9 @@ const TIMEOUT_SLACK: Duration = Duration::from_millis(1);
 /// The shortest timeout a socket is given; zero would mean "no timeout" to the OS.
 pub(crate) const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 
+/// The request buffer is given back after a request larger than this.
+const SHRINK_OUT_ABOVE: usize = 1 << 20;
+
 /// Whether a connection is in a known state after a call.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Health {
@@ -101,6 +104,10 @@ impl Connection {
         }
         if let Err(e) = self.stream.write_all(&self.out) {
             return (Err(in_flight_failure(e)), Health::Broken);
+        }
+        if self.out.capacity() > SHRINK_OUT_ABOVE {
+            // A large request is sent: an idle pooled connection should not keep its memory.
+            self.out = Vec::with_capacity(4096);
         }
         loop {
             match self.reader.next_frame() {

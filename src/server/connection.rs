@@ -4,6 +4,7 @@
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,16 @@ use super::objects::HeldRefs;
 /// Replies are written once this many bytes are pending even if more requests are buffered,
 /// so a long burst of calls does not grow the output buffer without bound.
 const FLUSH_AT: usize = 256 << 10;
+
+/// The output buffer's usual capacity, and the size above which it is given back once empty.
+const OUT_BUFFER: usize = 4096;
+const SHRINK_OUT_ABOVE: usize = 1 << 20;
+
+/// A socket timeout is re-armed to a deadline only when it is this much too long.
+const DEADLINE_SLACK: Duration = Duration::from_millis(100);
+
+/// The shortest timeout given to a socket (zero would mean none).
+const MIN_SOCKET_TIMEOUT: Duration = Duration::from_millis(1);
 
 /// How long a closing connection keeps reading (and discarding) after its last reply, so the
 /// peer receives that reply before the kernel resets the connection over unread input.
@@ -114,12 +125,19 @@ enum Next {
 
 fn requests(shared: &Shared, stream: &mut Stream, held: &mut HeldRefs) -> Result<(), Closing> {
     let max = shared.limits.max_frame_len;
-    let mut reader = FrameReader::new(max);
+    let stall = shared.limits.stall_timeout;
+    let mut reader = FrameReader::with_budget(max, Arc::clone(&shared.frame_budget));
     let mut replies = Replies {
         stream,
-        out: Vec::with_capacity(4096),
+        out: Vec::with_capacity(OUT_BUFFER),
         pace: Pace::default(),
+        stall,
+        write_timeout: stall,
     };
+    // The frame in progress must be complete by this time: a total deadline, so a peer
+    // dripping a byte at a time cannot hold its buffer for longer than `stall_timeout`.
+    let mut frame_deadline: Option<Instant> = None;
+    let mut read_timeout = stall;
     loop {
         // Handle every complete request already buffered before writing their replies: a
         // burst of pipelined calls then costs one write instead of one per reply.
@@ -135,6 +153,7 @@ fn requests(shared: &Shared, stream: &mut Stream, held: &mut HeldRefs) -> Result
                     )));
                 }
             };
+            frame_deadline = None;
             let next = match handle(shared, frame, &mut replies, held) {
                 Ok(next) => next,
                 Err(closing) => {
@@ -157,14 +176,44 @@ fn requests(shared: &Shared, stream: &mut Stream, held: &mut HeldRefs) -> Result
             }
         }
         replies.flush()?;
+        replies.shrink();
         if shared.stopping.load(Relaxed) {
             return Ok(());
+        }
+        let wanted = if reader.has_partial_frame() {
+            let deadline = *frame_deadline.get_or_insert_with(|| Instant::now() + stall);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Closing::Stalled);
+            }
+            // Re-armed only when it matters, so a frame arriving in a few reads costs no
+            // extra syscalls.
+            if left + DEADLINE_SLACK < read_timeout {
+                left
+            } else {
+                read_timeout
+            }
+        } else {
+            stall
+        };
+        if wanted != read_timeout {
+            replies
+                .stream
+                .set_read_timeout(Some(wanted.max(MIN_SOCKET_TIMEOUT)))
+                .map_err(Closing::PeerGone)?;
+            read_timeout = wanted;
         }
         match reader.fill(replies.stream) {
             Ok(0) if reader.has_partial_frame() => return Err(Closing::Truncated),
             Ok(0) => return Ok(()),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::OutOfMemory => {
+                return Err(Closing::Violation(RemoteError::new(
+                    RemoteErrorKind::LimitExceeded,
+                    e.to_string(),
+                )));
+            }
             // Nothing arrived for a while: fine between requests, not in the middle of one.
             Err(e) if is_timeout(&e) => {
                 if reader.has_partial_frame() {
@@ -181,16 +230,68 @@ struct Replies<'s> {
     stream: &'s mut Stream,
     out: Vec<u8>,
     pace: Pace,
+    /// How long the peer may take to read what we write.
+    stall: Duration,
+    /// The write timeout the socket has now.
+    write_timeout: Duration,
 }
 
 impl Replies<'_> {
+    /// Writes the pending replies. The peer has `stall` in all to take them: a peer reading
+    /// a byte at a time cannot keep this thread writing for longer.
     fn flush(&mut self) -> Result<(), Closing> {
         if self.out.is_empty() {
             return Ok(());
         }
-        let result = self.stream.write_all(&self.out);
+        let result = self.write_out();
         self.out.clear();
         result.map_err(Closing::PeerGone)
+    }
+
+    fn write_out(&mut self) -> io::Result<()> {
+        // The common case: one write takes everything, and no clock is read.
+        let mut written = match self.stream.write(&self.out) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+            Err(e) => return Err(e),
+        };
+        if written == self.out.len() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.stall;
+        while written < self.out.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the peer stopped reading its replies",
+                ));
+            }
+            if left + DEADLINE_SLACK < self.write_timeout {
+                self.stream
+                    .set_write_timeout(Some(left.max(MIN_SOCKET_TIMEOUT)))?;
+                self.write_timeout = left;
+            }
+            match self.stream.write(&self.out[written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.write_timeout != self.stall {
+            self.stream.set_write_timeout(Some(self.stall))?;
+            self.write_timeout = self.stall;
+        }
+        Ok(())
+    }
+
+    /// Gives back the memory of a large reply once it is written: an idle connection that
+    /// once read a 48 MiB value should not keep 48 MiB.
+    fn shrink(&mut self) {
+        if self.out.capacity() > SHRINK_OUT_ABOVE {
+            self.out = Vec::with_capacity(OUT_BUFFER);
+        }
     }
 
     /// Runs one call. Replies already produced are written first unless the call is known

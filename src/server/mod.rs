@@ -20,7 +20,7 @@ pub use registry::{Handler, IntoReply, Reply};
 
 use crate::auth::{self, AuthKey};
 use crate::error::{Error, Result};
-use crate::frame::DEFAULT_MAX_FRAME_LEN;
+use crate::frame::{Budget, DEFAULT_MAX_FRAME_LEN};
 use crate::service::Service;
 use crate::transport::{Address, Listener, Stream, ToAddress};
 use objects::{Objects, ObjectsConfig};
@@ -35,12 +35,17 @@ struct Limits {
     stall_timeout: Duration,
     thread_stack_size: usize,
     max_decode_depth: u32,
+    max_buffered_bytes: usize,
 }
 
 /// Stack of each connection thread. Registered functions and methods run on it, so it is
 /// generous for ordinary code, yet a quarter of Rust's 2 MiB default: with thousands of
 /// connections the reserved address space stays modest (only touched pages use memory).
 const DEFAULT_STACK_SIZE: usize = 512 << 10;
+
+/// Memory all connections together may use for frames in progress beyond their small first
+/// buffers: room for several maximal frames at once, yet far from what a small machine has.
+const DEFAULT_MAX_BUFFERED_BYTES: usize = 512 << 20;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -51,6 +56,7 @@ impl Default for Limits {
             stall_timeout: Duration::from_secs(30),
             thread_stack_size: DEFAULT_STACK_SIZE,
             max_decode_depth: crate::codec::DEFAULT_MAX_DECODE_DEPTH,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
         }
     }
 }
@@ -140,9 +146,10 @@ impl ManagerBuilder {
         self
     }
 
-    /// How long a client may take to send the rest of a frame it has started, or to read the
+    /// How long a client may take, in all, to send a frame it has started, or to read the
     /// replies the manager is writing to it (default 30 s); past that the connection is
-    /// closed. Idle connections, with no frame begun, are never timed out.
+    /// closed. A total deadline, not per read: a byte every few seconds does not extend it.
+    /// Idle connections, with no frame begun, are never timed out.
     pub fn stall_timeout(mut self, timeout: Duration) -> Self {
         self.limits.stall_timeout = timeout;
         self
@@ -165,6 +172,14 @@ impl ManagerBuilder {
     /// (default 512 KiB). Raise it for deeply recursive handlers.
     pub fn thread_stack_size(mut self, bytes: usize) -> Self {
         self.limits.thread_stack_size = bytes;
+        self
+    }
+
+    /// How many bytes of frames still arriving all connections together may buffer, beyond a
+    /// few KiB each (default 512 MiB). A connection whose frame cannot grow within it is closed
+    /// with a `LimitExceeded` notice; the others are served.
+    pub fn max_buffered_bytes(mut self, bytes: usize) -> Self {
+        self.limits.max_buffered_bytes = bytes;
         self
     }
 
@@ -298,6 +313,7 @@ impl Manager {
     fn bind(self) -> Result<(Arc<Shared>, Listener)> {
         let listener = Listener::bind(&self.address)?;
         let wake_address = listener.wake_address()?;
+        let frame_budget = Budget::new(self.limits.max_buffered_bytes);
         let shared = Arc::new(Shared {
             registry: self.registry,
             objects: Objects::new(self.objects),
@@ -308,6 +324,7 @@ impl Manager {
             stopping: AtomicBool::new(false),
             connections: Mutex::new(Connections::default()),
             stats: Counters::default(),
+            frame_budget,
         });
         Ok((shared, listener))
     }
@@ -378,6 +395,9 @@ pub struct Stats {
     pub protocol_errors: u64,
     /// Function calls received.
     pub calls: u64,
+    /// Bytes all connections buffer now for frames in progress, beyond their small first
+    /// buffers (bounded by [`ManagerBuilder::max_buffered_bytes`]).
+    pub buffered_bytes: u64,
 }
 
 #[derive(Default)]
@@ -403,6 +423,8 @@ struct Shared {
     stopping: AtomicBool,
     connections: Mutex<Connections>,
     stats: Counters,
+    /// Memory for frames in progress, shared by every connection.
+    frame_budget: Arc<Budget>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -506,6 +528,7 @@ impl Shared {
             auth_failures: counters.auth_failures.load(Relaxed),
             protocol_errors: counters.protocol_errors.load(Relaxed),
             calls: counters.calls.load(Relaxed),
+            buffered_bytes: self.frame_budget.used() as u64,
         }
     }
 }
