@@ -8,6 +8,7 @@
 //! client → manager   proof:   HMAC(key, "monogusa client proof" ‖ cn ‖ mn ‖ banner)
 //! manager → client   PROVEN   [0x00][HMAC(key, "monogusa server proof" ‖ cn ‖ mn ‖ banner)]
 //!                   or REJECTED [0x03]                                        (then close)
+//!                   or BUSY     [0x02][message length: u8][message]          (then close)
 //! ```
 //!
 //! The client proves itself first, so a stranger who merely connects learns nothing it could
@@ -180,6 +181,8 @@ pub(crate) fn client_handshake<S: Read + Write>(stream: &mut S, key: &AuthKey) -
         })?;
     match verdict[0] {
         PROVEN => {}
+        // The key was right, but the manager has no room for another connection.
+        BUSY => return Err(Error::Refused(read_short_text(stream)?)),
         REJECTED => {
             return Err(Error::Authentication(
                 "the manager rejected the authkey".into(),
@@ -219,8 +222,11 @@ fn read_short_text<S: Read>(stream: &mut S) -> Result<String> {
 pub(crate) enum Refusal {
     /// The peer sent a banner of another protocol, version or codec (or garbage).
     Mismatch(String),
-    /// The peer's proof was wrong: it does not hold the key.
+    /// The peer's proof was wrong: it does not hold the key. The caller answers with
+    /// [`reject`] (after a delay, if it likes).
     WrongKey,
+    /// The peer proved the key, but was not admitted: it was told so.
+    Busy(String),
     /// The peer stalled, closed, or the socket failed.
     Broken(Error),
 }
@@ -232,15 +238,18 @@ impl std::fmt::Display for Refusal {
                 write!(f, "peer is not a compatible client (it sent {theirs:?})")
             }
             Refusal::WrongKey => f.write_str("peer presented a wrong authkey"),
+            Refusal::Busy(why) => write!(f, "peer not admitted: {why}"),
             Refusal::Broken(e) => write!(f, "{e}"),
         }
     }
 }
 
-/// Runs the manager's side. The caller bounds it in time with socket timeouts.
+/// Runs the manager's side. The caller bounds it in time. Once the peer has proven the key,
+/// `admit` decides whether it may stay (`Err` is the reason it may not, sent as BUSY).
 pub(crate) fn server_handshake<S: Read + Write>(
     stream: &mut S,
     key: &AuthKey,
+    admit: impl FnOnce() -> std::result::Result<(), String>,
 ) -> std::result::Result<(), Refusal> {
     let banner = banner();
     let broken = |e| Refusal::Broken(broken(e));
@@ -284,8 +293,11 @@ pub(crate) fn server_handshake<S: Read + Write>(
         banner.as_bytes(),
         &proof,
     ) {
-        let _ = stream.write_all(&[REJECTED]);
         return Err(Refusal::WrongKey);
+    }
+    if let Err(why) = admit() {
+        let _ = refuse_busy(stream, &why);
+        return Err(Refusal::Busy(why));
     }
     let mut proven = [0u8; 1 + TAG_LEN];
     proven[0] = PROVEN;
@@ -297,6 +309,11 @@ pub(crate) fn server_handshake<S: Read + Write>(
     ));
     stream.write_all(&proven).map_err(broken)?;
     Ok(())
+}
+
+/// Tells a peer whose proof was wrong that it was rejected.
+pub(crate) fn reject<S: Write>(stream: &mut S) -> io::Result<()> {
+    stream.write_all(&[REJECTED])
 }
 
 /// Tells a connecting client that the manager will not take it, then lets it go.
@@ -317,7 +334,10 @@ mod tests {
         let (mut a, mut b) = UnixStream::pair().unwrap();
         let server_key = AuthKey::new(server_key).unwrap();
         let server = thread::spawn(move || {
-            let r = server_handshake(&mut b, &server_key);
+            let r = server_handshake(&mut b, &server_key, || Ok(()));
+            if let Err(Refusal::WrongKey) = r {
+                reject(&mut b).unwrap();
+            }
             drop(b);
             r
         });
@@ -337,6 +357,22 @@ mod tests {
         let (c, s) = run(b"wrong", b"secret");
         assert!(matches!(c, Err(Error::Authentication(_))), "{c:?}");
         assert!(matches!(s, Err(Refusal::WrongKey)), "{s:?}");
+    }
+
+    /// A proven client the manager has no room for is told so, as a refusal.
+    #[test]
+    fn a_proven_client_can_still_be_refused() {
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        let key = AuthKey::new(b"k").unwrap();
+        let server_key = key.clone();
+        let server =
+            thread::spawn(move || server_handshake(&mut b, &server_key, || Err("full up".into())));
+        let c = client_handshake(&mut a, &key);
+        assert!(
+            matches!(c, Err(Error::Refused(ref m)) if m == "full up"),
+            "{c:?}"
+        );
+        assert!(matches!(server.join().unwrap(), Err(Refusal::Busy(_))));
     }
 
     #[test]

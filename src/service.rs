@@ -57,6 +57,14 @@ pub trait Service: Send + Sync + 'static {
     #[doc(hidden)]
     fn shutdown(&self) {}
 
+    /// Whether this object keeps something per calling connection (the built-in lock and
+    /// semaphore), so it must hear of each caller's [`Service::connection_closed`]. Only
+    /// those connections that called it are reported to it.
+    #[doc(hidden)]
+    fn tracks_connections(&self) -> bool {
+        false
+    }
+
     /// Connection `connection` closed: release what it held. The built-in lock and semaphore
     /// use it; generated services hold nothing per connection.
     #[doc(hidden)]

@@ -263,21 +263,152 @@ impl Stream {
 
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.read(buf),
-            #[cfg(unix)]
-            Stream::Unix(s) => s.read(buf),
-        }
+        (&*self).read(buf)
     }
 }
 
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.write(buf),
+        (&*self).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reading and writing through a shared reference, as std's sockets allow: the manager keeps
+/// one descriptor per connection and shares it between the connection's thread and the
+/// connection table (which shuts it down at shutdown), instead of a duplicate descriptor.
+impl Read for &Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match *self {
+            Stream::Tcp(s) => (&*s).read(buf),
             #[cfg(unix)]
-            Stream::Unix(s) => s.write(buf),
+            Stream::Unix(s) => (&*s).read(buf),
         }
+    }
+}
+
+impl Write for &Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match *self {
+            Stream::Tcp(s) => (&*s).write(buf),
+            #[cfg(unix)]
+            Stream::Unix(s) => (&*s).write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Stream {
+    fn sock_ref(&self) -> SockRef<'_> {
+        match self {
+            Stream::Tcp(s) => SockRef::from(s),
+            #[cfg(unix)]
+            Stream::Unix(s) => SockRef::from(s),
+        }
+    }
+
+    /// Whether the peer has closed or reset the connection, without reading anything or
+    /// waiting: bytes it sent stay queued for the connection's reader. One syscall.
+    pub(crate) fn peer_gone(&self) -> bool {
+        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        match self
+            .sock_ref()
+            .recv_with_flags(&mut probe, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+        {
+            Ok(0) => true,  // end of stream: the peer closed
+            Ok(_) => false, // bytes waiting: it is alive
+            Err(e) => !matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ),
+        }
+    }
+
+    /// How many bytes are queued for reading, up to `limit`, without reading them or waiting.
+    pub(crate) fn queued_bytes(&self, limit: usize) -> io::Result<usize> {
+        let mut probe = vec![std::mem::MaybeUninit::<u8>::uninit(); limit];
+        match self
+            .sock_ref()
+            .recv_with_flags(&mut probe, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+        {
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The peer's IP address, for TCP connections (Unix-socket peers have none).
+    pub(crate) fn peer_ip(&self) -> Option<std::net::IpAddr> {
+        match self {
+            Stream::Tcp(s) => s.peer_addr().ok().map(|a| a.ip()),
+            #[cfg(unix)]
+            Stream::Unix(_) => None,
+        }
+    }
+}
+
+/// A stream whose reads and writes must all be done by one deadline: a total limit, unlike a
+/// socket timeout, which a peer resets with every byte it sends. The socket's timeouts are
+/// re-armed only when they would overshoot the deadline by more than a little, so a quick
+/// exchange costs no extra syscalls.
+pub(crate) struct Deadline<'a> {
+    stream: &'a Stream,
+    deadline: std::time::Instant,
+    /// The timeout both directions of the socket have now.
+    armed: Duration,
+}
+
+impl<'a> Deadline<'a> {
+    /// Sets the socket's timeouts to `limit` and starts counting.
+    pub(crate) fn start(stream: &'a Stream, limit: Duration) -> io::Result<Deadline<'a>> {
+        let limit = limit.max(Duration::from_millis(1));
+        stream.set_timeouts(Some(limit))?;
+        Ok(Deadline {
+            stream,
+            deadline: std::time::Instant::now() + limit,
+            armed: limit,
+        })
+    }
+
+    fn arm(&mut self) -> io::Result<()> {
+        const SLACK: Duration = Duration::from_millis(50);
+        let left = self
+            .deadline
+            .saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the deadline passed",
+            ));
+        }
+        if left + SLACK < self.armed {
+            let left = left.max(Duration::from_millis(1));
+            self.stream.set_timeouts(Some(left))?;
+            self.armed = left;
+        }
+        Ok(())
+    }
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.arm()?;
+        let mut stream = self.stream;
+        stream.read(buf)
+    }
+}
+
+impl Write for Deadline<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.arm()?;
+        let mut stream = self.stream;
+        stream.write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {

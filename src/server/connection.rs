@@ -13,10 +13,10 @@ use crate::codec;
 use crate::error::{Error, RemoteError, RemoteErrorKind};
 use crate::frame::{self, FrameReader};
 use crate::message::{NOTICE_ID, Op, RequestHeader, ResponseHeader, Status};
-use crate::transport::{Stream, is_timeout};
+use crate::transport::{Deadline, Stream, is_timeout};
 
-use super::Shared;
 use super::objects::HeldRefs;
+use super::{Shared, context};
 
 /// Replies are written once this many bytes are pending even if more requests are buffered,
 /// so a long burst of calls does not grow the output buffer without bound.
@@ -36,43 +36,45 @@ const MIN_SOCKET_TIMEOUT: Duration = Duration::from_millis(1);
 /// peer receives that reply before the kernel resets the connection over unread input.
 const LINGER: Duration = Duration::from_millis(100);
 
-thread_local! {
-    /// The connection this thread serves (each connection has a thread of its own), so the
-    /// built-in lock objects can tell who holds them.
-    static CURRENT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
-/// The id of the connection whose request this thread is running (0 outside a connection).
-pub(crate) fn current_connection() -> u64 {
-    CURRENT.with(|c| c.get())
-}
-
 /// Serves one accepted connection until the peer leaves, breaks the protocol, or the manager
 /// stops.
-pub(crate) fn serve(shared: &Shared, mut stream: Stream, id: u64) {
-    CURRENT.with(|c| c.set(id));
+pub(crate) fn serve(shared: &Shared, stream: &Arc<Stream>, id: u64) {
+    let _context = context::enter(id, Arc::clone(stream));
     codec::set_thread_max_depth(shared.limits.max_decode_depth);
     let peer = stream.peer_label();
-    if let Err(refusal) = handshake(shared, &mut stream) {
+    if let Err(refusal) = handshake(shared, stream, id) {
         match refusal {
             Refusal::WrongKey => {
                 shared.stats.auth_failures.fetch_add(1, Relaxed);
-                log::warn!("{peer}: authentication failed: wrong authkey");
+                shared
+                    .failure_log
+                    .warn(format_args!("{peer}: authentication failed: wrong authkey"));
+            }
+            Refusal::Busy(reason) => {
+                shared.stats.connections_refused.fetch_add(1, Relaxed);
+                shared.failure_log.warn(format_args!(
+                    "{peer}: refused after the handshake: {reason}"
+                ));
             }
             other => {
                 shared.stats.handshake_failures.fetch_add(1, Relaxed);
-                log::warn!("{peer}: handshake failed: {other}");
+                shared
+                    .failure_log
+                    .warn(format_args!("{peer}: handshake failed: {other}"));
             }
         }
-        linger(&mut stream);
+        linger(stream);
         return;
     }
     log::debug!("{peer}: authenticated");
-    let mut held = HeldRefs::default();
-    let outcome = requests(shared, &mut stream, &mut held);
-    // Whatever ended the connection, the object references it held go with it.
-    shared.objects.release_all(&mut held);
-    shared.objects.connection_closed(id);
+    // Whatever ends the connection, even a panic, the references and locks it held go with it.
+    let mut held = Holdings {
+        shared,
+        id,
+        refs: HeldRefs::default(),
+    };
+    let outcome = requests(shared, stream, &mut held.refs);
+    drop(held);
     match outcome {
         Ok(()) => log::debug!("{peer}: disconnected"),
         Err(Closing::PeerGone(e)) => log::debug!("{peer}: connection ended: {e}"),
@@ -87,19 +89,45 @@ pub(crate) fn serve(shared: &Shared, mut stream: Stream, id: u64) {
         Err(Closing::Violation(error)) => {
             shared.stats.protocol_errors.fetch_add(1, Relaxed);
             log::warn!("{peer}: closing connection: {error}");
-            send_notice(&mut stream, &error, shared.limits.max_frame_len);
-            linger(&mut stream);
+            send_notice(stream, &error, shared.limits.max_frame_len);
+            linger(stream);
         }
     }
 }
 
-fn handshake(shared: &Shared, stream: &mut Stream) -> Result<(), Refusal> {
-    // The deadline bounds every read and write, so a silent peer releases this thread.
+/// What an authenticated connection holds in the manager, released when it ends however it
+/// ends.
+struct Holdings<'a> {
+    shared: &'a Shared,
+    id: u64,
+    refs: HeldRefs,
+}
+
+impl Drop for Holdings<'_> {
+    fn drop(&mut self) {
+        self.shared.objects.release_all(&mut self.refs);
+        self.shared
+            .objects
+            .connection_closed(self.id, &mut self.refs);
+    }
+}
+
+/// Runs the manager's side of the handshake under one total deadline: a peer sending a byte
+/// every few seconds is cut when the deadline passes, not at the next silence.
+fn handshake(shared: &Shared, stream: &Stream, id: u64) -> Result<(), Refusal> {
     let io_error = |e| Refusal::Broken(Error::Io(e));
-    stream
-        .set_timeouts(Some(shared.limits.handshake_timeout))
-        .map_err(io_error)?;
-    auth::server_handshake(stream, &shared.key)?;
+    let mut timed = Deadline::start(stream, shared.limits.handshake_timeout).map_err(io_error)?;
+    let proven = auth::server_handshake(&mut timed, &shared.key, || shared.promote(id));
+    if let Err(Refusal::WrongKey) = proven {
+        // Repeated wrong keys from one address are answered ever more slowly, so guessing a
+        // weak key over the network is slow too.
+        let delay = shared.guesses.failed(stream.peer_ip());
+        if !delay.is_zero() {
+            std::thread::sleep(delay.min(shared.limits.handshake_timeout));
+        }
+        let _ = auth::reject(&mut timed);
+    }
+    proven?;
     // From here on, socket timeouts only bound a stall: an idle connection's read times out
     // too, and is simply resumed (see `requests`). No per-call cost.
     stream
@@ -123,7 +151,7 @@ enum Next {
     StopManager,
 }
 
-fn requests(shared: &Shared, stream: &mut Stream, held: &mut HeldRefs) -> Result<(), Closing> {
+fn requests(shared: &Shared, stream: &Stream, held: &mut HeldRefs) -> Result<(), Closing> {
     let max = shared.limits.max_frame_len;
     let stall = shared.limits.stall_timeout;
     let mut reader = FrameReader::with_budget(max, Arc::clone(&shared.frame_budget));
@@ -203,7 +231,7 @@ fn requests(shared: &Shared, stream: &mut Stream, held: &mut HeldRefs) -> Result
                 .map_err(Closing::PeerGone)?;
             read_timeout = wanted;
         }
-        match reader.fill(replies.stream) {
+        match reader.fill(&mut replies.stream) {
             Ok(0) if reader.has_partial_frame() => return Err(Closing::Truncated),
             Ok(0) => return Ok(()),
             Ok(_) => {}
@@ -227,7 +255,7 @@ fn requests(shared: &Shared, stream: &mut Stream, held: &mut HeldRefs) -> Result
 
 /// Replies waiting to be written, and the socket they go to.
 struct Replies<'s> {
-    stream: &'s mut Stream,
+    stream: &'s Stream,
     out: Vec<u8>,
     pace: Pace,
     /// How long the peer may take to read what we write.
@@ -430,7 +458,9 @@ fn handle(
         Op::Method { object, method } => {
             shared.stats.calls.fetch_add(1, Relaxed);
             replies.run(Target::Object(object), |out| {
-                reply.with(out, method, |out| objects.call(object, method, args, out))
+                reply.with(out, method, |out| {
+                    objects.call(object, method, args, out, held)
+                })
             })?;
         }
         Op::Open { name, service } => {
@@ -578,7 +608,7 @@ fn unknown_function(shared: &Shared, name: &str) -> RemoteError {
 }
 
 /// Tells the peer why the connection is being closed, as a response with the notice id.
-fn send_notice(stream: &mut Stream, error: &RemoteError, max: u32) {
+fn send_notice(mut stream: &Stream, error: &RemoteError, max: u32) {
     let mut out = Vec::new();
     write_error(&mut out, NOTICE_ID, error, max);
     let _ = stream.write_all(&out);
@@ -586,7 +616,7 @@ fn send_notice(stream: &mut Stream, error: &RemoteError, max: u32) {
 
 /// Half-closes, then discards input briefly so the last bytes written reach the peer instead
 /// of being destroyed by a reset.
-fn linger(stream: &mut Stream) {
+fn linger(mut stream: &Stream) {
     let _ = stream.shutdown(Shutdown::Write);
     let _ = stream.set_read_timeout(Some(LINGER));
     let mut sink = [0u8; 4096];

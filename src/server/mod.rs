@@ -2,19 +2,22 @@
 //! and serves the registered functions until shut down.
 
 mod connection;
+mod context;
+mod defenses;
 mod objects;
 mod registry;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::Shutdown;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-pub(crate) use connection::current_connection;
+pub(crate) use context::{caller_gone, current_connection};
 pub use objects::Constructor;
 pub use registry::{Handler, IntoReply, Reply};
 
@@ -31,6 +34,7 @@ pub(crate) use registry::Registry;
 struct Limits {
     max_frame_len: u32,
     max_connections: usize,
+    max_handshakes: usize,
     handshake_timeout: Duration,
     stall_timeout: Duration,
     thread_stack_size: usize,
@@ -52,6 +56,7 @@ impl Default for Limits {
         Limits {
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             max_connections: 1024,
+            max_handshakes: 64,
             handshake_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(30),
             thread_stack_size: DEFAULT_STACK_SIZE,
@@ -155,7 +160,16 @@ impl ManagerBuilder {
         self
     }
 
-    /// How long a new connection has to complete the handshake (default 10 s).
+    /// How many connections may be in the handshake at once (default 64), apart from the
+    /// authenticated ones, which peers without the key can therefore never crowd out. When
+    /// all are taken, a new connection displaces the one that has been waiting longest: an
+    /// honest handshake takes a round trip or two, so only stalling peers are displaced.
+    pub fn max_handshakes(mut self, handshakes: usize) -> Self {
+        self.limits.max_handshakes = handshakes;
+        self
+    }
+
+    /// How long a new connection has, in all, to complete the handshake (default 10 s).
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.limits.handshake_timeout = timeout;
         self
@@ -207,6 +221,9 @@ impl ManagerBuilder {
         }
         if self.limits.max_connections == 0 {
             return Err(Error::Config("max_connections must be at least 1".into()));
+        }
+        if self.limits.max_handshakes == 0 {
+            return Err(Error::Config("max_handshakes must be at least 1".into()));
         }
         Ok(Manager {
             key,
@@ -311,6 +328,7 @@ impl Manager {
     }
 
     fn bind(self) -> Result<(Arc<Shared>, Listener)> {
+        defenses::raise_descriptor_limit();
         let listener = Listener::bind(&self.address)?;
         let wake_address = listener.wake_address()?;
         let frame_budget = Budget::new(self.limits.max_buffered_bytes);
@@ -325,6 +343,8 @@ impl Manager {
             connections: Mutex::new(Connections::default()),
             stats: Counters::default(),
             frame_budget,
+            failure_log: defenses::RateLimitedLog::new(),
+            guesses: defenses::Guesses::default(),
         });
         Ok((shared, listener))
     }
@@ -383,8 +403,13 @@ impl Drop for ManagerHandle {
 pub struct Stats {
     /// Connections accepted (including ones that then failed the handshake).
     pub connections_accepted: u64,
-    /// Connections open now.
+    /// Authenticated connections open now.
     pub connections_open: u64,
+    /// Connections in the handshake now.
+    pub handshakes_in_progress: u64,
+    /// Handshakes cut short to make room for newer connections (see
+    /// [`ManagerBuilder::max_handshakes`]).
+    pub handshakes_displaced: u64,
     /// Connections refused because `max_connections` were open.
     pub connections_refused: u64,
     /// Handshakes that failed for a reason other than a wrong key (garbage, timeout, ...).
@@ -403,6 +428,7 @@ pub struct Stats {
 #[derive(Default)]
 struct Counters {
     connections_accepted: AtomicU64,
+    handshakes_displaced: AtomicU64,
     connections_refused: AtomicU64,
     handshake_failures: AtomicU64,
     auth_failures: AtomicU64,
@@ -425,6 +451,11 @@ struct Shared {
     stats: Counters,
     /// Memory for frames in progress, shared by every connection.
     frame_budget: Arc<Budget>,
+    /// Log lines about peers that failed the handshake, rate-limited: a peer without the key
+    /// must not be able to flood the log.
+    failure_log: defenses::RateLimitedLog,
+    /// Wrong keys by peer address, to slow down guessing.
+    guesses: defenses::Guesses,
 }
 
 impl std::fmt::Debug for Shared {
@@ -433,11 +464,46 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// Open connections, so shutdown can close them and wait for their threads.
+/// Open connections, so shutdown can close them and wait for their threads, and the limits
+/// can be enforced.
+///
+/// Invariants (under the mutex): `authenticated` counts the entries in state `Authenticated`,
+/// `handshaking` those in state `Handshaking`; an entry leaves `open` only through
+/// [`Shared::exit`] (run by its thread's guard) or [`Shared::close_connections`].
 #[derive(Default)]
 struct Connections {
     next_id: u64,
-    open: HashMap<u64, (Stream, JoinHandle<()>)>,
+    open: HashMap<u64, Entry>,
+    authenticated: usize,
+    handshaking: usize,
+}
+
+struct Entry {
+    /// The connection's one socket, shared with its thread (no duplicate descriptor).
+    stream: Arc<Stream>,
+    thread: Option<JoinHandle<()>>,
+    state: Admission,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    Handshaking,
+    /// Displaced by a newer handshake; its thread is ending.
+    Displaced,
+    Authenticated,
+}
+
+/// Removes a connection's entry when its thread ends, however it ends (a panic included), so
+/// no slot can leak.
+struct ExitGuard<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl Drop for ExitGuard<'_> {
+    fn drop(&mut self) {
+        self.shared.exit(self.id);
+    }
 }
 
 impl Shared {
@@ -453,76 +519,146 @@ impl Shared {
         }
     }
 
+    fn connections(&self) -> std::sync::MutexGuard<'_, Connections> {
+        self.connections.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Registers and starts a thread for an accepted connection, or refuses it when full.
-    fn admit(self: &Arc<Self>, mut stream: Stream) {
+    fn admit(self: &Arc<Self>, stream: Stream) {
         self.stats.connections_accepted.fetch_add(1, Relaxed);
-        let mut connections = self.connections.lock().unwrap_or_else(|e| e.into_inner());
-        if connections.open.len() >= self.limits.max_connections {
+        let mut connections = self.connections();
+        if connections.authenticated >= self.limits.max_connections {
             drop(connections);
-            self.stats.connections_refused.fetch_add(1, Relaxed);
             let max = self.limits.max_connections;
-            log::warn!("{}: refused: {max} connections open", stream.peer_label());
-            let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
-            let _ = auth::refuse_busy(
-                &mut stream,
+            self.refuse(
+                stream,
                 &format!("the manager's limit of {max} connections is reached"),
             );
-            let _ = stream.shutdown(Shutdown::Write);
-            drain_briefly(&mut stream);
             return;
         }
-        let Ok(control) = stream.try_clone() else {
-            log::warn!("cannot clone an accepted socket; dropping the connection");
-            return;
-        };
+        if connections.handshaking >= self.limits.max_handshakes {
+            // Displace the handshake that has waited longest (ids grow with time).
+            let oldest = connections
+                .open
+                .iter()
+                .filter(|(_, entry)| entry.state == Admission::Handshaking)
+                .map(|(&id, _)| id)
+                .min();
+            if let Some(oldest) = oldest {
+                let entry = connections.open.get_mut(&oldest).expect("listed above");
+                entry.state = Admission::Displaced;
+                let _ = entry.stream.shutdown(Shutdown::Both);
+                connections.handshaking -= 1;
+                self.stats.handshakes_displaced.fetch_add(1, Relaxed);
+            }
+        }
         // Ids start at 1: 0 means "no connection" to `current_connection`.
         connections.next_id += 1;
         let id = connections.next_id;
+        let stream = Arc::new(stream);
         let shared = Arc::clone(self);
+        let for_thread = Arc::clone(&stream);
         let builder = thread::Builder::new()
             .name(format!("monogusa-conn-{id}"))
             .stack_size(self.limits.thread_stack_size);
         // The lock is held until the entry is in the map, so the thread's own removal
-        // (below) can never run before the insertion.
+        // (its guard) can never run before the insertion.
         match builder.spawn(move || {
-            connection::serve(&shared, stream, id);
-            let mut connections = shared.connections.lock().unwrap_or_else(|e| e.into_inner());
-            connections.open.remove(&id);
+            let _exit = ExitGuard {
+                shared: &shared,
+                id,
+            };
+            connection::serve(&shared, &for_thread, id);
         }) {
             Ok(thread) => {
-                connections.open.insert(id, (control, thread));
+                connections.open.insert(
+                    id,
+                    Entry {
+                        stream,
+                        thread: Some(thread),
+                        state: Admission::Handshaking,
+                    },
+                );
+                connections.handshaking += 1;
             }
             Err(e) => log::error!("cannot start a connection thread: {e}"),
+        }
+    }
+
+    /// Answers a connecting peer with BUSY and lets it go, without a thread of its own.
+    fn refuse(&self, mut stream: Stream, why: &str) {
+        self.stats.connections_refused.fetch_add(1, Relaxed);
+        self.failure_log
+            .warn(format_args!("{}: refused: {why}", stream.peer_label()));
+        let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+        let _ = auth::refuse_busy(&mut stream, why);
+        let _ = stream.shutdown(Shutdown::Write);
+        drain_briefly(&mut stream);
+    }
+
+    /// A connection proved the key: it becomes authenticated if there is room.
+    fn promote(&self, id: u64) -> std::result::Result<(), String> {
+        let mut connections = self.connections();
+        let full = connections.authenticated >= self.limits.max_connections;
+        let Some(entry) = connections.open.get_mut(&id) else {
+            return Err("the manager is shutting down".into());
+        };
+        if entry.state != Admission::Handshaking {
+            return Err("displaced by newer connections".into());
+        }
+        if full {
+            let max = self.limits.max_connections;
+            return Err(format!(
+                "the manager's limit of {max} connections is reached"
+            ));
+        }
+        entry.state = Admission::Authenticated;
+        connections.handshaking -= 1;
+        connections.authenticated += 1;
+        Ok(())
+    }
+
+    /// A connection's thread is ending: its entry goes.
+    fn exit(&self, id: u64) {
+        let mut connections = self.connections();
+        match connections.open.remove(&id).map(|entry| entry.state) {
+            Some(Admission::Handshaking) => connections.handshaking -= 1,
+            Some(Admission::Authenticated) => connections.authenticated -= 1,
+            Some(Admission::Displaced) | None => {}
         }
     }
 
     /// Closes every open connection for reading (calls in flight still finish and reply)
     /// and waits for their threads.
     fn close_connections(&self) {
-        let open: Vec<_> = {
-            let mut connections = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        let open: Vec<Entry> = {
+            let mut connections = self.connections();
+            connections.authenticated = 0;
+            connections.handshaking = 0;
             connections.open.drain().map(|(_, entry)| entry).collect()
         };
-        for (control, _) in &open {
-            let _ = control.shutdown(Shutdown::Read);
+        for entry in &open {
+            let _ = entry.stream.shutdown(Shutdown::Read);
         }
-        for (_, thread) in open {
-            let _ = thread.join();
+        for mut entry in open {
+            if let Some(thread) = entry.thread.take() {
+                let _ = thread.join();
+            }
         }
     }
 
     /// The counters now, with the connections open.
     fn stats(&self) -> Stats {
-        let open = self
-            .connections
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .open
-            .len();
+        let (open, handshaking) = {
+            let connections = self.connections();
+            (connections.authenticated, connections.handshaking)
+        };
         let counters = &self.stats;
         Stats {
             connections_accepted: counters.connections_accepted.load(Relaxed),
             connections_open: open as u64,
+            handshakes_in_progress: handshaking as u64,
+            handshakes_displaced: counters.handshakes_displaced.load(Relaxed),
             connections_refused: counters.connections_refused.load(Relaxed),
             handshake_failures: counters.handshake_failures.load(Relaxed),
             auth_failures: counters.auth_failures.load(Relaxed),
@@ -535,18 +671,43 @@ impl Shared {
 
 /// The accept loop, then the orderly end: runs until shutdown begins.
 fn run(shared: &Arc<Shared>, listener: Listener) {
+    // A descriptor kept in reserve: when the process runs out, it is given up for a moment to
+    // accept the waiting peer and tell it BUSY, instead of leaving it hanging.
+    let mut spare = defenses::SpareDescriptor::new();
     loop {
         match listener.accept() {
             Ok(stream) if shared.stopping.load(SeqCst) => {
                 drop(stream);
                 break;
             }
-            Ok(stream) => shared.admit(stream),
+            Ok(stream) => {
+                // Nothing in admitting a connection should panic, but a panic there (in a
+                // logger, say) must not end the acceptor and with it the whole manager.
+                let admitted = panic::catch_unwind(AssertUnwindSafe(|| shared.admit(stream)));
+                if admitted.is_err() {
+                    shared
+                        .failure_log
+                        .warn(format_args!("admitting a connection panicked; serving on"));
+                }
+            }
             Err(_) if shared.stopping.load(SeqCst) => break,
+            Err(e) if defenses::out_of_descriptors(&e) => {
+                shared.failure_log.warn(format_args!(
+                    "accept failed: {e}; refusing new connections until descriptors free up"
+                ));
+                if spare.release() {
+                    if let Ok(stream) = listener.accept() {
+                        shared.refuse(stream, "the manager is out of file descriptors");
+                    }
+                    spare.restore();
+                }
+                // Back off: the condition persists until connections close.
+                thread::sleep(Duration::from_millis(10));
+            }
             Err(e) => {
-                // Out of descriptors or a connection reset before accept: keep serving the
-                // others, but do not spin if the condition persists.
-                log::warn!("accept failed: {e}");
+                // A connection reset before accept, say: keep serving the others, but do not
+                // spin if the condition persists.
+                shared.failure_log.warn(format_args!("accept failed: {e}"));
                 thread::sleep(Duration::from_millis(10));
             }
         }

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 
 use crate::codec;
 use crate::error::{RemoteError, RemoteErrorKind};
-use crate::fxhash::FxHashMap;
+use crate::fxhash::{FxHashMap, FxHashSet};
 use crate::service::{
     Description, MethodDescription, ObjectDescription, Service, ServiceDescriptor, TypeDescription,
 };
@@ -30,6 +30,8 @@ struct Object {
     /// For built-in shared objects: the element types, checked when the name is reopened.
     type_tag: Option<String>,
     descriptor: &'static ServiceDescriptor,
+    /// Whether the object must hear of its callers' connections closing.
+    tracks_connections: bool,
     state: RwLock<Box<dyn Service>>,
 }
 
@@ -138,10 +140,13 @@ pub(crate) struct Objects {
     types: HashMap<String, TypeEntry>,
 }
 
-/// References one connection holds, released when it closes.
+/// References one connection holds, released when it closes, and the objects it called that
+/// keep something per connection (locks it may hold), told when it closes: so closing costs
+/// what the connection touched, not a walk over every object.
 #[derive(Default)]
 pub(crate) struct HeldRefs {
     counts: HashMap<u64, u64>,
+    tracked: FxHashSet<u64>,
 }
 
 fn unknown_object(what: impl std::fmt::Display) -> RemoteError {
@@ -191,6 +196,7 @@ impl Objects {
                 name: Some(name.clone()),
                 type_id: None,
                 type_tag: None,
+                tracks_connections: state.tracks_connections(),
                 state: RwLock::new(state),
             };
             let id = table.insert(object, 0);
@@ -253,6 +259,7 @@ impl Objects {
             name: Some(name.to_string()),
             type_id: None,
             type_tag: Some(type_tag.to_string()),
+            tracks_connections: state.tracks_connections(),
             state: RwLock::new(state),
         };
         let id = table.insert(object, 0);
@@ -272,10 +279,17 @@ impl Objects {
         }
     }
 
-    /// Tells the built-in shared objects that connection `id` is gone, so the locks and
-    /// permits it held are released.
-    pub(crate) fn connection_closed(&self, id: u64) {
-        for object in self.shared_objects() {
+    /// Tells the objects connection `id` called that keep something per connection (locks,
+    /// semaphores) that it is gone, so what it held is released.
+    pub(crate) fn connection_closed(&self, id: u64, held: &mut HeldRefs) {
+        for object_id in held.tracked.drain() {
+            let object = {
+                let table = self.table();
+                match table.by_id.get(&object_id) {
+                    Some(entry) => Arc::clone(&entry.object),
+                    None => continue, // deleted meanwhile
+                }
+            };
             object
                 .state
                 .read()
@@ -315,6 +329,7 @@ impl Objects {
             name: None,
             type_id: Some(type_id.to_string()),
             type_tag: None,
+            tracks_connections: state.tracks_connections(),
             state: RwLock::new(state),
         };
         let id = self.table().insert(object, 1);
@@ -382,12 +397,18 @@ impl Objects {
         method: &str,
         args: &[u8],
         out: &mut Vec<u8>,
+        held: &mut HeldRefs,
     ) -> Result<(), RemoteError> {
         let object = {
             let table = self.table();
             let entry = table.by_id.get(&id).ok_or_else(|| unknown_object(id))?;
             Arc::clone(&entry.object)
         };
+        if object.tracks_connections {
+            // Recorded before the call: if it blocks and the connection dies meanwhile, the
+            // object still hears of it.
+            held.tracked.insert(id);
+        }
         let methods = object.descriptor.methods;
         let index = methods
             .iter()

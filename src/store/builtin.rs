@@ -4,7 +4,7 @@
 /// its method names (all `&self`) and three inherent methods: `dispatch(index, args, out)`,
 /// `wake_all()` (shutdown) and `forget(connection)` (a connection closed).
 macro_rules! builtin_service {
-    ($ty:ty, $service:expr, [$($method:literal),* $(,)?]) => {
+    ($ty:ty, $service:expr, [$($method:literal),* $(,)?] $(, tracks_connections: $tracks:literal)?) => {
         impl $ty {
             const DESCRIPTOR: $crate::service::ServiceDescriptor = $crate::service::ServiceDescriptor {
                 name: $service,
@@ -50,6 +50,10 @@ macro_rules! builtin_service {
                 self.wake_all();
             }
 
+            fn tracks_connections(&self) -> bool {
+                false $(|| $tracks)?
+            }
+
             fn connection_closed(&self, connection: u64) {
                 self.forget(connection);
             }
@@ -72,8 +76,25 @@ pub(crate) fn deadline(timeout_ms: Option<u64>) -> Option<std::time::Instant> {
     timeout_ms.map(|ms| std::time::Instant::now() + std::time::Duration::from_millis(ms))
 }
 
+/// How often a blocked call wakes to check that its caller is still there.
+const CHECK_CALLER_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The error of a call whose caller hung up while it waited (nobody will read it).
+fn caller_gone(what: &str) -> crate::error::RemoteError {
+    crate::error::RemoteError::new(
+        crate::error::RemoteErrorKind::Handler,
+        format!("the caller hung up while waiting on the {what}"),
+    )
+}
+
 /// Waits on `condvar` while `blocked` holds, until `deadline`. Returns the guard and whether
 /// the condition cleared; an error once `closing` says the manager is stopping.
+///
+/// A caller that hangs up (closes or resets its connection, or is killed) is noticed within
+/// [`CHECK_CALLER_EVERY`], and checked once more right before a wait that succeeded returns:
+/// so a dead caller never takes the item, permit or round it waited for. It leaves through
+/// `leave` (to undo what its waiting counted), and passes the wake-up it may have consumed on
+/// to the next waiter.
 pub(crate) fn wait_while<'a, S>(
     mut state: std::sync::MutexGuard<'a, S>,
     condvar: &std::sync::Condvar,
@@ -81,27 +102,40 @@ pub(crate) fn wait_while<'a, S>(
     what: &str,
     closing: impl Fn(&S) -> bool,
     blocked: impl Fn(&S) -> bool,
+    leave: impl FnOnce(&mut S),
 ) -> Result<(std::sync::MutexGuard<'a, S>, bool), crate::error::RemoteError> {
+    let mut waited = false;
     loop {
         if closing(&state) {
             return Err(shutting_down(what));
         }
         if !blocked(&state) {
+            if waited && crate::server::caller_gone() {
+                leave(&mut state);
+                condvar.notify_one();
+                return Err(caller_gone(what));
+            }
             return Ok((state, true));
         }
-        state = match deadline {
-            None => condvar.wait(state).unwrap_or_else(|e| e.into_inner()),
+        if waited && crate::server::caller_gone() {
+            leave(&mut state);
+            return Err(caller_gone(what));
+        }
+        let slice = match deadline {
+            None => CHECK_CALLER_EVERY,
             Some(deadline) => {
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
                 if left.is_zero() {
                     return Ok((state, false));
                 }
-                condvar
-                    .wait_timeout(state, left)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0
+                left.min(CHECK_CALLER_EVERY)
             }
         };
+        state = condvar
+            .wait_timeout(state, slice)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+        waited = true;
     }
 }
 

@@ -35,13 +35,19 @@ pub(crate) struct SharedSemaphore {
 builtin_service!(
     SharedSemaphore,
     SEMAPHORE,
-    ["acquire", "release", "available"]
+    ["acquire", "release", "available"],
+    tracks_connections: true
 );
 
 /// A lock: a semaphore of one permit, under a service name of its own.
 pub(crate) struct SharedLock(pub(crate) SharedSemaphore);
 
-builtin_service!(SharedLock, LOCK, ["acquire", "release", "available"]);
+builtin_service!(
+    SharedLock,
+    LOCK,
+    ["acquire", "release", "available"],
+    tracks_connections: true
+);
 
 impl SharedLock {
     fn dispatch(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {
@@ -86,6 +92,7 @@ impl SharedSemaphore {
                     self.what,
                     |s| s.closing,
                     |s| s.available == 0,
+                    |_| {},
                 )?;
                 if got {
                     state.available -= 1;

@@ -78,6 +78,7 @@ impl SharedQueue {
                     "queue",
                     |s| s.closing,
                     full,
+                    |_| {},
                 )?;
                 if room {
                     state.items.push_back(item);
@@ -96,6 +97,7 @@ impl SharedQueue {
                     "queue",
                     |s| s.closing,
                     empty,
+                    |_| {},
                 )?;
                 let item = if ready { state.items.pop_front() } else { None };
                 if item.is_some() {
@@ -128,6 +130,7 @@ impl SharedQueue {
                     "queue",
                     |s| s.closing,
                     pending,
+                    |_| {},
                 )?;
                 encode_result(&done, out)
             }

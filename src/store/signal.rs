@@ -52,6 +52,7 @@ impl SharedEvent {
                     "event",
                     |s| s.closing,
                     |s| !s.set,
+                    |_| {},
                 )?;
                 encode_result(&set, out)
             }
@@ -122,6 +123,13 @@ impl SharedBarrier {
                     "barrier",
                     |s| s.closing,
                     |s| s.round == round,
+                    // A party that hung up no longer counts toward this round (if it passed,
+                    // the round is over and nothing is undone).
+                    |s| {
+                        if s.round == round {
+                            s.arrived -= 1;
+                        }
+                    },
                 )?;
                 if !passed {
                     state.arrived -= 1; // gave up: the round no longer counts on us
