@@ -352,3 +352,239 @@ fn a_frame_dripped_byte_by_byte_is_cut_at_the_total_deadline() {
     });
     assert_still_serves(manager.address());
 }
+
+// ---- Peers without the key ----------------------------------------------------------------
+
+/// Fifty sockets sending one byte every 8 s once held all fifty slots for minutes while
+/// honest clients were refused. Handshakes now have a total deadline and their own limit, and
+/// a new connection displaces the longest-waiting handshake.
+#[test]
+fn handshake_slowloris_cannot_starve_honest_clients() {
+    let manager = standard_builder()
+        .max_connections(16)
+        .max_handshakes(8)
+        .handshake_timeout(Duration::from_millis(1500))
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let address = socket_addr(manager.address());
+    // An honest client connected before the attack keeps its connection.
+    let before = Client::connect(manager.address(), KEY).unwrap();
+    assert_eq!(before.call::<i64>("inc", ("k",)).unwrap(), 1);
+    let mut drips: Vec<TcpStream> = (0..30)
+        .map(|_| {
+            let s = TcpStream::connect(address).unwrap();
+            s.set_nodelay(true).unwrap();
+            s
+        })
+        .collect();
+    let started = Instant::now();
+    // Each drip socket sends the start of a banner, a byte at a time.
+    for round in 0..3 {
+        for s in &mut drips {
+            let _ = s.write_all(&BANNER[..1].repeat(1 + round));
+        }
+        // Honest clients get in while the drip goes on.
+        let honest = Client::connect(manager.address(), KEY).unwrap();
+        assert!(honest.call::<i64>("inc", ("k",)).unwrap() >= 2);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(before.call::<i64>("inc", ("k",)).unwrap() >= 5);
+    let stats = manager.stats();
+    assert!(stats.handshakes_displaced > 0, "{stats:?}");
+    assert!(stats.handshakes_in_progress <= 8, "{stats:?}");
+    // Every drip socket is cut: displaced, or at the total deadline however it drips.
+    for s in &mut drips {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        loop {
+            let _ = s.write_all(b"x");
+            if closed_by_peer(s) {
+                break;
+            }
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(20));
+    wait_until(Duration::from_secs(10), "the handshakes end", || {
+        manager.stats().handshakes_in_progress == 0
+    });
+}
+
+/// A peer that keeps failing the key is answered more and more slowly; others are not.
+#[test]
+fn repeated_wrong_keys_are_slowed_down() {
+    let manager = start_standard();
+    let mut failures = 0;
+    let started = Instant::now();
+    while failures < 8 {
+        match Client::connect(manager.address(), "wrong-key") {
+            Err(Error::Authentication(_)) => failures += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    // 3 free, then 50 + 100 + 200 + 400 + 800 ms at least.
+    assert!(started.elapsed() >= Duration::from_millis(1550));
+    assert_eq!(manager.stats().auth_failures, 8);
+    assert_still_serves(manager.address());
+}
+
+// ---- Callers that die while they wait --------------------------------------------------------
+
+fn open_queue_raw(raw: &mut TcpStream, name: &str) -> u64 {
+    raw.write_all(&open_shared_frame(
+        1,
+        "monogusa.Queue",
+        name,
+        "u64",
+        &0u64.to_le_bytes(),
+    ))
+    .unwrap();
+    expect_u64(raw, 1)
+}
+
+/// A client that disconnected while blocked in `Queue.get` used to keep its place and take
+/// the next item, which was lost. Now it leaves before taking anything.
+#[test]
+fn closed_waiters_do_not_take_items() {
+    let manager = start_standard();
+    let calls_before = manager.stats().calls;
+    let mut waiters = Vec::new();
+    for _ in 0..50 {
+        let mut raw = raw_authenticated(manager.address(), KEY.as_bytes());
+        let queue = open_queue_raw(&mut raw, "jobs");
+        raw.write_all(&method_frame(2, queue, "get", &[0])).unwrap();
+        waiters.push(raw);
+    }
+    wait_until(Duration::from_secs(10), "every get is waiting", || {
+        manager.stats().calls >= calls_before + 50
+    });
+    drop(waiters);
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let jobs = client.queue::<u64>("jobs", 0).unwrap();
+    for i in 0..20u64 {
+        jobs.put(&i).unwrap();
+    }
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        got.push(
+            jobs.get_timeout(Duration::from_secs(10))
+                .unwrap()
+                .expect("an item no dead waiter took"),
+        );
+    }
+    assert_eq!(got, (0..20).collect::<Vec<_>>());
+}
+
+/// The same for waiters SIGKILLed in `get` and `get_timeout`, in separate processes.
+#[test]
+fn sigkilled_waiters_do_not_take_items() {
+    let manager = start_standard();
+    let address = manager.address().to_string();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let calls_before = manager.stats().calls;
+    let mut children: Vec<_> = ["get", "get", "get_timeout"]
+        .iter()
+        .map(|how| spawn_child("waiter", &[(ADDRESS_VAR, address.as_str()), (HOW_VAR, how)]))
+        .collect();
+    // Each child makes two calls: `ready.add`, then the get it blocks in.
+    wait_until(Duration::from_secs(30), "every child waits in get", || {
+        manager.stats().calls >= calls_before + 6
+    });
+    for child in &mut children {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let jobs = client.queue::<u64>("jobs", 0).unwrap();
+    for i in 0..10u64 {
+        jobs.put(&i).unwrap();
+    }
+    for i in 0..10u64 {
+        assert_eq!(jobs.get_timeout(Duration::from_secs(10)).unwrap(), Some(i));
+    }
+}
+
+/// A barrier party that hung up no longer counts toward the round, and a dead acquirer does
+/// not take the lock.
+#[test]
+fn dead_parties_and_acquirers_leave_barriers_and_locks() {
+    let manager = start_standard();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let barrier = client.barrier("b", 2).unwrap();
+    let lock = client.lock("l").unwrap();
+    let held = lock.acquire().unwrap();
+    let calls_before = manager.stats().calls;
+    let (mut party, mut acquirer) = (
+        raw_authenticated(manager.address(), KEY.as_bytes()),
+        raw_authenticated(manager.address(), KEY.as_bytes()),
+    );
+    party
+        .write_all(&open_shared_frame(
+            1,
+            "monogusa.Barrier",
+            "b",
+            "",
+            &2u64.to_le_bytes(),
+        ))
+        .unwrap();
+    let b = expect_u64(&mut party, 1);
+    party.write_all(&method_frame(2, b, "wait", &[0])).unwrap();
+    acquirer
+        .write_all(&open_shared_frame(1, "monogusa.Lock", "l", "", &[]))
+        .unwrap();
+    let l = expect_u64(&mut acquirer, 1);
+    acquirer
+        .write_all(&method_frame(2, l, "acquire", &[0]))
+        .unwrap();
+    wait_until(Duration::from_secs(10), "both wait", || {
+        manager.stats().calls >= calls_before + 2
+    });
+    drop(party);
+    drop(acquirer);
+    std::thread::sleep(Duration::from_millis(300));
+    drop(held);
+    // The lock is free for us, not held by the dead acquirer.
+    let again = lock.acquire_timeout(Duration::from_secs(10)).unwrap();
+    assert!(again.is_some());
+    // Two live parties pass together.
+    let other = Client::connect(manager.address(), KEY).unwrap();
+    let waiter = std::thread::spawn(move || {
+        other
+            .barrier("b", 2)
+            .unwrap()
+            .wait_timeout(Duration::from_secs(10))
+            .unwrap()
+    });
+    let mine = barrier.wait_timeout(Duration::from_secs(10)).unwrap();
+    let theirs = waiter.join().unwrap();
+    let mut positions = [mine.expect("passed"), theirs.expect("passed")];
+    positions.sort();
+    assert_eq!(positions, [0, 1]);
+}
+
+const ADDRESS_VAR: &str = "MONOGUSA_TEST_ADDRESS";
+const HOW_VAR: &str = "MONOGUSA_TEST_HOW";
+
+/// The roles of this test binary's child processes.
+#[test]
+#[ignore = "runs only as a child process"]
+fn child_main() {
+    let role = std::env::var(ROLE_VAR).expect("child_main runs only as a child");
+    let address = std::env::var(ADDRESS_VAR).unwrap();
+    let client = Client::connect(address.as_str(), KEY).unwrap();
+    match role.as_str() {
+        "waiter" => {
+            let jobs = client.queue::<u64>("jobs", 0).unwrap();
+            client.counter("ready").unwrap().add(1).unwrap();
+            match std::env::var(HOW_VAR).unwrap().as_str() {
+                "get" => {
+                    jobs.get().unwrap();
+                }
+                _ => {
+                    jobs.get_timeout(Duration::from_secs(60)).unwrap();
+                }
+            }
+            panic!("a waiter got an item before it was killed");
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
