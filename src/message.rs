@@ -62,6 +62,8 @@ pub(crate) enum Op<'a> {
     },
     /// The manager's counters (`Stats`).
     Stats,
+    /// Delete the built-in shared object `name`; replies whether it existed.
+    DeleteShared { name: &'a str },
 }
 
 /// The fixed part of a response.
@@ -160,6 +162,7 @@ impl<'a> RequestHeader<'a> {
             Op::Describe => 7,
             Op::OpenShared { .. } => 8,
             Op::Stats => 9,
+            Op::DeleteShared { .. } => 10,
         };
         out.extend_from_slice(&variant.to_le_bytes());
         match self.op {
@@ -191,6 +194,7 @@ impl<'a> RequestHeader<'a> {
                 put_str(out, name);
                 put_str(out, type_tag);
             }
+            Op::DeleteShared { name } => put_str(out, name),
         }
     }
 
@@ -226,6 +230,7 @@ impl<'a> RequestHeader<'a> {
                 type_tag: f.str()?,
             },
             9 => Op::Stats,
+            10 => Op::DeleteShared { name: f.str()? },
             other => return Err(Error::Codec(format!("unknown operation {other}"))),
         };
         Ok((RequestHeader { id, op }, f.at))

@@ -90,8 +90,11 @@ pub struct ObjectRef {
 pub struct Description {
     /// Registered function names, sorted.
     pub functions: Vec<String>,
-    /// Objects alive in the manager, by id.
+    /// Objects alive in the manager, by id: at most one page of them (see
+    /// [`Client::describe_objects`](crate::Client::describe_objects) for the rest).
     pub objects: Vec<ObjectDescription>,
+    /// How many objects are alive in all, listed or not.
+    pub objects_total: u64,
     /// Types clients may create objects of, by type id.
     pub types: Vec<TypeDescription>,
 }

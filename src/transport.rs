@@ -549,8 +549,8 @@ impl UnixSocketFile {
                 Err(e) => return Err(Error::Io(e)),
             }
         }
-        let listener = UnixListener::bind(path)?;
-        // The key guards every connection, but only the owner should even reach the socket.
+        let listener = bind_private(path)?;
+        // Already 0600 on Linux (see `bind_private`); elsewhere this narrows it after the fact.
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         let meta = std::fs::metadata(path)?;
         Ok(UnixSocketFile {
@@ -559,6 +559,37 @@ impl UnixSocketFile {
             identity: (meta.dev(), meta.ino()),
         })
     }
+}
+
+/// The longest Unix socket path the system takes (`sun_path` holds 108 bytes with the NUL).
+#[cfg(unix)]
+const MAX_UNIX_PATH: usize = 107;
+
+/// Binds a Unix socket at `path` that is never reachable by others, not even for an instant:
+/// the socket's own mode is narrowed to 0600 before `bind`, which Linux gives the file it
+/// creates (the usual chmod after `bind` leaves a window in which anyone may connect).
+#[cfg(unix)]
+fn bind_private(path: &Path) -> io::Result<UnixListener> {
+    use std::os::fd::OwnedFd;
+    use std::os::unix::fs::PermissionsExt;
+
+    let len = path.as_os_str().len();
+    if len > MAX_UNIX_PATH {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "the socket path {} is {len} bytes long; Unix sockets allow at most {MAX_UNIX_PATH}",
+                path.display()
+            ),
+        ));
+    }
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    let file = std::fs::File::from(OwnedFd::from(socket));
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    let socket = Socket::from(OwnedFd::from(file));
+    socket.bind(&socket2::SockAddr::unix(path)?)?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(UnixListener::from(OwnedFd::from(socket)))
 }
 
 #[cfg(unix)]
@@ -625,6 +656,30 @@ mod tests {
                 "{text:?}: {err}"
             );
         }
+    }
+
+    /// The socket file is 0600 from the moment `bind` creates it, not after a chmod.
+    #[cfg(unix)]
+    #[test]
+    fn unix_sockets_are_private_from_creation() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.sock");
+        let _listener = bind_private(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_too_long_unix_path_says_the_limit_and_the_length() {
+        let path = format!("/tmp/{}", "x".repeat(120));
+        let err = Listener::bind(&Address::unix(&path)).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("125 bytes long") && text.contains("at most 107"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -35,7 +35,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("monogusa: {message}");
+            say(format_args!("monogusa: {message}"));
             ExitCode::from(2)
         }
     }
@@ -82,6 +82,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
     let address = address.ok_or_else(|| format!("an address is required\n{USAGE}"))?;
     let key = match key_file {
         Some(path) => {
+            warn_if_readable_by_others(&path);
             let key =
                 std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             // A trailing newline from `echo secret > key` is not part of the key.
@@ -102,6 +103,25 @@ fn parse(args: &[String]) -> Result<Options, String> {
     })
 }
 
+/// A key file others can read is a key others can have.
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                say(format_args!(
+                    "monogusa: warning: the key file {} can be read by other users (mode {:o}); \
+                     chmod 600 it",
+                    path.display(),
+                    mode & 0o777
+                ));
+            }
+        }
+    }
+}
+
 fn serve(options: Options) -> Result<(), String> {
     install_logger();
     let mut builder = Manager::builder()
@@ -111,12 +131,10 @@ fn serve(options: Options) -> Result<(), String> {
         builder = builder.max_connections(n);
     }
     let manager = builder.build().map_err(|e| e.to_string())?;
-    eprintln!(
-        "monogusa: serving the built-in shared objects on {}",
-        options.address
-    );
+    // The manager logs the address it listens on once it is bound (an address it cannot bind
+    // is an error instead).
     manager.serve_forever().map_err(|e| e.to_string())?;
-    eprintln!("monogusa: stopped");
+    say(format_args!("monogusa: stopped"));
     Ok(())
 }
 
@@ -158,6 +176,13 @@ fn stat(options: Options) -> Result<(), String> {
     Ok(())
 }
 
+/// Writes a line to standard error, ignoring failure: `eprintln!` panics when stderr is a
+/// closed pipe, and a log line must never take the manager down.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 /// A minimal logger to standard error, so the binary needs no logging dependency.
 struct StderrLogger;
 
@@ -168,7 +193,7 @@ impl log::Log for StderrLogger {
 
     fn log(&self, record: &log::Record<'_>) {
         if self.enabled(record.metadata()) {
-            eprintln!("[{}] {}", record.level(), record.args());
+            say(format_args!("[{}] {}", record.level(), record.args()));
         }
     }
 

@@ -90,6 +90,7 @@ impl Connection {
             Op::Describe => "describe",
             Op::Stats => "stats",
             Op::Shutdown => "shutdown",
+            Op::DeleteShared { .. } => "delete",
         };
         self.out.clear();
         if let Err(e) = encode_request(&mut self.out, id, op, args, max_frame_len) {

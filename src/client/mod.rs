@@ -393,9 +393,33 @@ impl Client {
     }
 
     /// Describes what the manager offers: its functions, its objects (with their services,
-    /// methods and reference counts) and the types clients may create.
+    /// methods and reference counts) and the types clients may create. At most 1000 objects
+    /// are listed, those with the lowest ids; `objects_total` says how many there are, and
+    /// [`Client::describe_objects`] lists the rest page by page.
     pub fn describe(&self) -> Result<Description> {
         self.request(Op::Describe, &(), self.inner.options.call_timeout)
+    }
+
+    /// Like [`Client::describe`], listing at most `limit` objects (1000 at most) with ids
+    /// greater than `after`: pass the last id of one page to get the next.
+    pub fn describe_objects(&self, after: u64, limit: u64) -> Result<Description> {
+        self.request(
+            Op::Describe,
+            &(after, limit),
+            self.inner.options.call_timeout,
+        )
+    }
+
+    /// Deletes the built-in shared object `name` (a counter, dict, queue, ...), whatever its
+    /// kind; returns whether there was one. What it held is freed; calls blocked in it fail
+    /// with a remote error of kind `UnknownObject`, as do later calls through its handles. A
+    /// later open of the name creates a new object.
+    pub fn delete_shared(&self, name: &str) -> Result<bool> {
+        self.request(
+            Op::DeleteShared { name },
+            &(),
+            self.inner.options.call_timeout,
+        )
     }
 
     /// The manager's counters: connections open and accepted, calls served, failures.

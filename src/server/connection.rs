@@ -15,7 +15,7 @@ use crate::frame::{self, FrameReader};
 use crate::message::{NOTICE_ID, Op, RequestHeader, ResponseHeader, Status};
 use crate::transport::{Deadline, Stream, is_timeout};
 
-use super::objects::HeldRefs;
+use super::objects::{DESCRIBE_PAGE, HeldRefs};
 use super::{Shared, context};
 
 /// Replies are written once this many bytes are pending even if more requests are buffered,
@@ -502,13 +502,26 @@ fn handle(
         Op::Describe => {
             let out = &mut replies.out;
             reply.with(out, "describe", |out| {
+                // Objects after an id, at most a page: no arguments means the first page.
+                let (after, limit): (u64, u64) = if args.is_empty() {
+                    (0, DESCRIBE_PAGE as u64)
+                } else {
+                    codec::decode_arguments(args, &"describe")?
+                };
                 let functions = shared
                     .registry
                     .names()
                     .into_iter()
                     .map(String::from)
                     .collect();
-                codec::encode_result(&objects.describe(functions), out)
+                let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+                codec::encode_result(&objects.describe(functions, after, limit), out)
+            });
+        }
+        Op::DeleteShared { name } => {
+            let out = &mut replies.out;
+            reply.with(out, "delete", |out| {
+                codec::encode_result(&objects.delete_shared(name), out)
             });
         }
         Op::Shutdown if shared.allow_remote_shutdown => {

@@ -25,6 +25,7 @@ use crate::auth::{self, AuthKey};
 use crate::error::{Error, Result};
 use crate::frame::{Budget, DEFAULT_MAX_FRAME_LEN};
 use crate::service::Service;
+use crate::store::StoreLimits;
 use crate::transport::{Address, Listener, Stream, ToAddress};
 use objects::{Objects, ObjectsConfig};
 pub(crate) use registry::Registry;
@@ -40,6 +41,7 @@ struct Limits {
     thread_stack_size: usize,
     max_decode_depth: u32,
     max_buffered_bytes: usize,
+    max_objects_per_connection: usize,
 }
 
 /// Stack of each connection thread. Registered functions and methods run on it, so it is
@@ -62,6 +64,7 @@ impl Default for Limits {
             thread_stack_size: DEFAULT_STACK_SIZE,
             max_decode_depth: crate::codec::DEFAULT_MAX_DECODE_DEPTH,
             max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
+            max_objects_per_connection: 10_000,
         }
     }
 }
@@ -76,6 +79,7 @@ pub struct ManagerBuilder {
     objects: ObjectsConfig,
     duplicates: Vec<String>,
     limits: Limits,
+    store_limits: StoreLimits,
     allow_remote_shutdown: bool,
 }
 
@@ -206,11 +210,48 @@ impl ManagerBuilder {
         self
     }
 
+    /// How many built-in shared objects (counters, dicts, queues, ...) may exist at once
+    /// (default 100,000). Opening a new name past it is a `LimitExceeded` error; see
+    /// [`Client::delete_shared`](crate::Client::delete_shared).
+    pub fn max_shared_objects(mut self, objects: usize) -> Self {
+        self.store_limits.max_objects = objects;
+        self
+    }
+
+    /// How many bytes the built-in shared objects may hold in all (default 512 MiB), counting
+    /// each item's encoding and a small overhead. A put, insert or push past it is a
+    /// `LimitExceeded` error and changes nothing.
+    pub fn max_store_bytes(mut self, bytes: u64) -> Self {
+        self.store_limits.max_bytes = bytes;
+        self
+    }
+
+    /// The largest item (encoded) a built-in shared object takes (default 16 MiB).
+    pub fn max_item_bytes(mut self, bytes: usize) -> Self {
+        self.store_limits.max_item_bytes = bytes;
+        self
+    }
+
+    /// How many items one queue, dict or list may hold (default 1,000,000). A queue created
+    /// with capacity 0 is bounded by this.
+    pub fn max_items_per_container(mut self, items: usize) -> Self {
+        self.store_limits.max_items = items;
+        self
+    }
+
+    /// How many created objects (`register_type`) one connection may hold references to at
+    /// once (default 10,000).
+    pub fn max_objects_per_connection(mut self, objects: usize) -> Self {
+        self.limits.max_objects_per_connection = objects;
+        self
+    }
+
     /// Checks the configuration and makes the manager; nothing is bound yet.
     pub fn build(self) -> Result<Manager> {
         let key = self
             .authkey
             .ok_or_else(|| Error::Config("an authkey is required".into()))?;
+        warn_if_weak(&key);
         let key = AuthKey::new(&key)?;
         let address = self.address?;
         if !self.duplicates.is_empty() {
@@ -231,8 +272,26 @@ impl ManagerBuilder {
             registry: self.registry,
             objects: self.objects,
             limits: self.limits,
+            store_limits: self.store_limits,
             allow_remote_shutdown: self.allow_remote_shutdown,
         })
+    }
+}
+
+/// Keys shorter than this are warned about (once per process): guessable over the network,
+/// however slowly. They are not refused: Python's tutorials use `password`.
+const WEAK_KEY_LEN: usize = 16;
+
+fn warn_if_weak(key: &[u8]) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    if !key.is_empty() && key.len() < WEAK_KEY_LEN {
+        WARNED.call_once(|| {
+            log::warn!(
+                "the authkey is only {} bytes long: anyone who can connect may guess it; \
+                 use at least {WEAK_KEY_LEN} random bytes outside of examples",
+                key.len()
+            );
+        });
     }
 }
 
@@ -246,6 +305,7 @@ pub struct Manager {
     registry: Registry,
     objects: ObjectsConfig,
     limits: Limits,
+    store_limits: StoreLimits,
     allow_remote_shutdown: bool,
 }
 
@@ -268,6 +328,7 @@ impl Manager {
             objects: ObjectsConfig::default(),
             duplicates: Vec::new(),
             limits: Limits::default(),
+            store_limits: StoreLimits::default(),
             allow_remote_shutdown: true,
         }
     }
@@ -330,11 +391,27 @@ impl Manager {
     fn bind(self) -> Result<(Arc<Shared>, Listener)> {
         defenses::raise_descriptor_limit();
         let listener = Listener::bind(&self.address)?;
+        if let Address::Tcp { host, .. } = &self.address {
+            if host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_unspecified())
+            {
+                log::warn!(
+                    "listening on every interface ({}): any host that can reach this one may \
+                     try keys; bind to 127.0.0.1 or a Unix socket unless remote clients need it",
+                    self.address
+                );
+            }
+        }
         let wake_address = listener.wake_address()?;
         let frame_budget = Budget::new(self.limits.max_buffered_bytes);
         let shared = Arc::new(Shared {
             registry: self.registry,
-            objects: Objects::new(self.objects),
+            objects: Objects::new(
+                self.objects,
+                self.store_limits,
+                self.limits.max_objects_per_connection,
+            ),
             key: self.key,
             limits: self.limits,
             allow_remote_shutdown: self.allow_remote_shutdown,
@@ -423,6 +500,10 @@ pub struct Stats {
     /// Bytes all connections buffer now for frames in progress, beyond their small first
     /// buffers (bounded by [`ManagerBuilder::max_buffered_bytes`]).
     pub buffered_bytes: u64,
+    /// Bytes the built-in shared objects hold now (see [`ManagerBuilder::max_store_bytes`]).
+    pub store_bytes: u64,
+    /// Built-in shared objects that exist now.
+    pub shared_objects: u64,
 }
 
 #[derive(Default)]
@@ -665,6 +746,8 @@ impl Shared {
             protocol_errors: counters.protocol_errors.load(Relaxed),
             calls: counters.calls.load(Relaxed),
             buffered_bytes: self.frame_budget.used() as u64,
+            store_bytes: self.objects.store_bytes(),
+            shared_objects: self.objects.shared_count() as u64,
         }
     }
 }

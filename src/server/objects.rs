@@ -1,6 +1,10 @@
 //! Objects a manager serves: named objects it was built with, and objects clients create from
 //! registered types, kept alive by reference counts that connections hold.
 //!
+//! Object ids carry the manager run's random instance number in their upper 32 bits, so a
+//! handle kept across a manager restart is told `StaleObject` instead of reaching whatever
+//! object got its number in the new run.
+//!
 //! Invariants, kept under the table's lock:
 //! - an object's `refs` equals the sum, over open connections, of the references each holds;
 //! - a created (unnamed) object is in the table exactly while `refs > 0`; named objects stay
@@ -22,6 +26,7 @@ use crate::fxhash::{FxHashMap, FxHashSet};
 use crate::service::{
     Description, MethodDescription, ObjectDescription, Service, ServiceDescriptor, TypeDescription,
 };
+use crate::store::{Budget, StoreLimits};
 
 /// One object in the manager.
 struct Object {
@@ -30,6 +35,8 @@ struct Object {
     /// For built-in shared objects: the element types, checked when the name is reopened.
     type_tag: Option<String>,
     descriptor: &'static ServiceDescriptor,
+    /// Set when a built-in object is deleted, so calls it wakes are told why.
+    deleted: std::sync::atomic::AtomicBool,
     /// Whether the object must hear of its callers' connections closing.
     tracks_connections: bool,
     state: RwLock<Box<dyn Service>>,
@@ -42,6 +49,7 @@ struct Entry {
 
 #[derive(Default)]
 struct Table {
+    /// The low half of the next id (the high half is the instance).
     next_id: u64,
     by_id: FxHashMap<u64, Entry>,
     by_name: HashMap<String, u64>,
@@ -138,7 +146,16 @@ constructor_for_arity!(A1, A2, A3, A4, A5, A6, A7, A8);
 pub(crate) struct Objects {
     table: Mutex<Table>,
     types: HashMap<String, TypeEntry>,
+    /// This run's number, random, never 0: the high half of every object id.
+    instance: u32,
+    /// What the built-in objects hold, and the store's limits.
+    budget: Arc<Budget>,
+    /// How many created objects one connection may hold references to at once.
+    max_held_per_connection: usize,
 }
+
+/// How many objects one page of a description lists at most.
+pub(crate) const DESCRIBE_PAGE: usize = 1000;
 
 /// References one connection holds, released when it closes, and the objects it called that
 /// keep something per connection (locks it may hold), told when it closes: so closing costs
@@ -151,6 +168,19 @@ pub(crate) struct HeldRefs {
 
 fn unknown_object(what: impl std::fmt::Display) -> RemoteError {
     RemoteError::new(RemoteErrorKind::UnknownObject, format!("no object {what}"))
+}
+
+/// A fresh run number: random, so ids of different runs differ; never 0.
+fn fresh_instance() -> u32 {
+    let mut bytes = [0u8; 4];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No OS randomness: the clock still tells runs apart.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.subsec_nanos() ^ d.as_secs() as u32);
+        bytes = nanos.to_le_bytes();
+    }
+    u32::from_le_bytes(bytes).max(1)
 }
 
 fn check_service(
@@ -170,8 +200,14 @@ fn check_service(
 
 impl Table {
     /// Adds an object with `refs` references; returns its new id.
-    fn insert(&mut self, object: Object, refs: u64) -> u64 {
-        let id = self.next_id;
+    fn insert(&mut self, object: Object, refs: u64, instance: u32) -> Result<u64, RemoteError> {
+        if self.next_id > u64::from(u32::MAX) {
+            return Err(RemoteError::new(
+                RemoteErrorKind::LimitExceeded,
+                "this manager run has made 2^32 objects; restart it",
+            ));
+        }
+        let id = u64::from(instance) << 32 | self.next_id;
         self.next_id += 1;
         self.by_id.insert(
             id,
@@ -180,12 +216,17 @@ impl Table {
                 refs,
             },
         );
-        id
+        Ok(id)
     }
 }
 
 impl Objects {
-    pub(crate) fn new(config: ObjectsConfig) -> Self {
+    pub(crate) fn new(
+        config: ObjectsConfig,
+        limits: StoreLimits,
+        max_held_per_connection: usize,
+    ) -> Self {
+        let instance = fresh_instance();
         let mut table = Table {
             next_id: 1,
             ..Table::default()
@@ -196,16 +237,46 @@ impl Objects {
                 name: Some(name.clone()),
                 type_id: None,
                 type_tag: None,
+                deleted: Default::default(),
                 tracks_connections: state.tracks_connections(),
                 state: RwLock::new(state),
             };
-            let id = table.insert(object, 0);
+            let id = table
+                .insert(object, 0, instance)
+                .expect("the first ids are free");
             table.by_name.insert(name, id);
         }
         Objects {
             table: Mutex::new(table),
             types: config.types,
+            instance,
+            budget: Budget::new(limits),
+            max_held_per_connection,
         }
+    }
+
+    /// The error for an id the table does not have: from another run, or gone.
+    fn missing(&self, id: u64) -> RemoteError {
+        if id >> 32 != u64::from(self.instance) {
+            RemoteError::new(
+                RemoteErrorKind::StaleObject,
+                format!(
+                    "object {id} belongs to an earlier run of the manager (it restarted); reopen it"
+                ),
+            )
+        } else {
+            unknown_object(id)
+        }
+    }
+
+    /// Bytes the built-in objects hold now.
+    pub(crate) fn store_bytes(&self) -> u64 {
+        self.budget.used()
+    }
+
+    /// How many built-in shared objects exist now.
+    pub(crate) fn shared_count(&self) -> usize {
+        self.table().shared_by_name.len()
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
@@ -251,20 +322,55 @@ impl Objects {
             }
             return Ok(id);
         }
+        let max = self.budget.limits.max_objects;
+        if table.shared_by_name.len() >= max {
+            return Err(RemoteError::new(
+                RemoteErrorKind::LimitExceeded,
+                format!("the manager holds its limit of {max} shared objects; delete some"),
+            ));
+        }
         // Built-in constructors are quick and trusted: made under the lock, so two clients
         // opening a new name at once get the same object.
-        let state = crate::store::construct(kind, args)?;
+        let state = crate::store::construct(kind, args, &self.budget)?;
         let object = Object {
             descriptor: state.service(),
             name: Some(name.to_string()),
             type_id: None,
             type_tag: Some(type_tag.to_string()),
+            deleted: Default::default(),
             tracks_connections: state.tracks_connections(),
             state: RwLock::new(state),
         };
-        let id = table.insert(object, 0);
+        let id = table.insert(object, 0, self.instance)?;
         table.shared_by_name.insert(name.to_string(), id);
         Ok(id)
+    }
+
+    /// Deletes the built-in shared object `name`; false if there is none. Calls blocked in it
+    /// are woken with an `UnknownObject` error; what it held goes back to the store's budget
+    /// once the last call running on it ends.
+    pub(crate) fn delete_shared(&self, name: &str) -> bool {
+        let removed = {
+            let mut table = self.table();
+            let Some(id) = table.shared_by_name.remove(name) else {
+                return false;
+            };
+            table.by_id.remove(&id)
+        };
+        if let Some(entry) = removed {
+            entry
+                .object
+                .deleted
+                .store(true, std::sync::atomic::Ordering::Release);
+            // Built-in objects only take their lock shared, so this never waits on a call.
+            entry
+                .object
+                .state
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .shutdown();
+        }
+        true
     }
 
     /// Wakes every call blocked in a built-in shared object: the manager is stopping.
@@ -322,6 +428,15 @@ impl Objects {
             )
         })?;
         check_service(entry.descriptor, service, &format!("type {type_id:?}"))?;
+        if held.counts.len() >= self.max_held_per_connection {
+            return Err(RemoteError::new(
+                RemoteErrorKind::LimitExceeded,
+                format!(
+                    "this connection holds its limit of {} created objects; drop some",
+                    self.max_held_per_connection
+                ),
+            ));
+        }
         // The constructor runs outside the table's lock: it is user code and may be slow.
         let state = (entry.construct)(args)?;
         let object = Object {
@@ -329,10 +444,11 @@ impl Objects {
             name: None,
             type_id: Some(type_id.to_string()),
             type_tag: None,
+            deleted: Default::default(),
             tracks_connections: state.tracks_connections(),
             state: RwLock::new(state),
         };
-        let id = self.table().insert(object, 1);
+        let id = self.table().insert(object, 1, self.instance)?;
         *held.counts.entry(id).or_insert(0) += 1;
         Ok(id)
     }
@@ -345,7 +461,8 @@ impl Objects {
         held: &mut HeldRefs,
     ) -> Result<(), RemoteError> {
         let mut table = self.table();
-        let entry = table.by_id.get_mut(&id).ok_or_else(|| unknown_object(id))?;
+        let missing = || self.missing(id);
+        let entry = table.by_id.get_mut(&id).ok_or_else(missing)?;
         check_service(entry.object.descriptor, service, &format!("object {id}"))?;
         entry.refs += 1;
         *held.counts.entry(id).or_insert(0) += 1;
@@ -401,7 +518,7 @@ impl Objects {
     ) -> Result<(), RemoteError> {
         let object = {
             let table = self.table();
-            let entry = table.by_id.get(&id).ok_or_else(|| unknown_object(id))?;
+            let entry = table.by_id.get(&id).ok_or_else(|| self.missing(id))?;
             Arc::clone(&entry.object)
         };
         if object.tracks_connections {
@@ -419,31 +536,56 @@ impl Objects {
                     format!("{} has no method `{method}`", object.descriptor.name),
                 )
             })?;
-        if methods[index].mutates {
+        let result = if methods[index].mutates {
             let mut state = object.state.write().unwrap_or_else(|e| e.into_inner());
             state.call_exclusive(index, args, out)
         } else {
             let state = object.state.read().unwrap_or_else(|e| e.into_inner());
             state.call_shared(index, args, out)
+        };
+        match result {
+            // Woken because the object was deleted, not because the manager stops.
+            Err(e)
+                if e.kind() == RemoteErrorKind::ShuttingDown
+                    && object.deleted.load(std::sync::atomic::Ordering::Acquire) =>
+            {
+                Err(unknown_object(format_args!(
+                    "{id}: it was deleted while the call waited"
+                )))
+            }
+            other => other,
         }
     }
 
-    /// Objects and types, for `Client::describe`.
-    pub(crate) fn describe(&self, functions: Vec<String>) -> Description {
-        let mut objects: Vec<ObjectDescription> = {
+    /// Objects and types, for `Client::describe`: at most `limit` objects (and never more
+    /// than a page), those with ids after `after`, in id order.
+    pub(crate) fn describe(&self, functions: Vec<String>, after: u64, limit: usize) -> Description {
+        let limit = limit.min(DESCRIBE_PAGE);
+        let (objects_total, mut objects): (usize, Vec<ObjectDescription>) = {
             let table = self.table();
-            table
+            let mut ids: Vec<u64> = table
                 .by_id
-                .iter()
+                .keys()
+                .copied()
+                .filter(|&id| id > after)
+                .collect();
+            if ids.len() > limit {
+                ids.select_nth_unstable(limit);
+                ids.truncate(limit);
+            }
+            let objects = ids
+                .into_iter()
+                .map(|id| (id, &table.by_id[&id]))
                 .map(|(id, entry)| ObjectDescription {
-                    id: *id,
+                    id,
                     name: entry.object.name.clone(),
                     type_id: entry.object.type_id.clone(),
                     service: entry.object.descriptor.name.to_string(),
                     methods: MethodDescription::of(entry.object.descriptor.methods),
                     references: entry.refs,
                 })
-                .collect()
+                .collect();
+            (table.by_id.len(), objects)
         };
         objects.sort_by_key(|o| o.id);
         let mut types: Vec<TypeDescription> = self
@@ -459,6 +601,7 @@ impl Objects {
         Description {
             functions,
             objects,
+            objects_total: objects_total as u64,
             types,
         }
     }

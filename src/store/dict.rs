@@ -2,11 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::budget::{Budget, Charged};
 use super::builtin::builtin_service;
 use super::{Bytes, type_tag};
 use crate::__private::{decode_args, encode_result, no_such_method};
@@ -20,9 +21,51 @@ pub(crate) const SERVICE: &str = "monogusa.Dict";
 
 /// The manager's side: encoded keys to encoded values, ordered by their encoding so listings
 /// are deterministic.
-#[derive(Default)]
 pub(crate) struct SharedDict {
-    map: Mutex<BTreeMap<Bytes, Bytes>>,
+    state: Mutex<DictState>,
+}
+
+struct DictState {
+    map: BTreeMap<Bytes, Bytes>,
+    /// What the keys and values cost the store's budget.
+    charged: Charged,
+}
+
+impl DictState {
+    /// Inserts under the store's limits: refused whole, or done whole.
+    fn insert(&mut self, key: Bytes, value: Bytes) -> Result<Option<Bytes>, RemoteError> {
+        if self.map.contains_key(&key) {
+            self.charged.take(&value)?;
+        } else {
+            self.charged
+                .budget()
+                .check_len(self.map.len() + 1, "dict")?;
+            self.charged.take_pair(&key, &value)?;
+        }
+        let old = self.map.insert(key, value);
+        if let Some(old) = &old {
+            self.charged.give(old);
+        }
+        Ok(old)
+    }
+
+    fn remove(&mut self, key: &Bytes) -> Option<Bytes> {
+        let (key, value) = self.map.remove_entry(key)?;
+        self.charged.give(&key);
+        self.charged.give(&value);
+        Some(value)
+    }
+}
+
+impl SharedDict {
+    pub(crate) fn new(budget: Arc<Budget>) -> Self {
+        SharedDict {
+            state: Mutex::new(DictState {
+                map: BTreeMap::new(),
+                charged: Charged::new(budget),
+            }),
+        }
+    }
 }
 
 builtin_service!(
@@ -44,35 +87,36 @@ builtin_service!(
 
 impl SharedDict {
     fn dispatch(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let method = Self::method_name(index);
         match index {
             0 => {
                 let (key, value): (Bytes, Bytes) = decode_args(args, SERVICE, method)?;
-                encode_result(&map.insert(key, value), out)
+                encode_result(&state.insert(key, value)?, out)
             }
             1 => {
                 let (key,): (Bytes,) = decode_args(args, SERVICE, method)?;
-                encode_result(&map.get(&key), out)
+                encode_result(&state.map.get(&key), out)
             }
             2 => {
                 let (key,): (Bytes,) = decode_args(args, SERVICE, method)?;
-                encode_result(&map.remove(&key), out)
+                encode_result(&state.remove(&key), out)
             }
             3 => {
                 let (key,): (Bytes,) = decode_args(args, SERVICE, method)?;
-                encode_result(&map.contains_key(&key), out)
+                encode_result(&state.map.contains_key(&key), out)
             }
-            4 => encode_result(&(map.len() as u64), out),
-            5 => encode_result(&map.keys().collect::<Vec<_>>(), out),
-            6 => encode_result(&map.iter().collect::<Vec<_>>(), out),
+            4 => encode_result(&(state.map.len() as u64), out),
+            5 => encode_result(&state.map.keys().collect::<Vec<_>>(), out),
+            6 => encode_result(&state.map.iter().collect::<Vec<_>>(), out),
             7 => {
-                map.clear();
+                state.map.clear();
+                state.charged.give_all();
                 encode_result(&(), out)
             }
             8 => {
                 let (key, delta): (Bytes, i64) = decode_args(args, SERVICE, method)?;
-                let current = match map.get(&key) {
+                let current = match state.map.get(&key) {
                     Some(value) => codec::decode_exact::<i64>(&value.0).map_err(|_| {
                         RemoteError::new(
                             RemoteErrorKind::Handler,
@@ -89,14 +133,14 @@ impl SharedDict {
                 })?;
                 let mut encoded = Vec::with_capacity(8);
                 codec::encode_into(&next, &mut encoded).expect("an i64 encodes");
-                map.insert(key, Bytes(encoded));
+                state.insert(key, Bytes(encoded))?;
                 encode_result(&next, out)
             }
             9 => {
                 let (key, value): (Bytes, Bytes) = decode_args(args, SERVICE, method)?;
-                let absent = !map.contains_key(&key);
+                let absent = !state.map.contains_key(&key);
                 if absent {
-                    map.insert(key, value);
+                    state.insert(key, value)?;
                 }
                 encode_result(&absent, out)
             }

@@ -1,11 +1,12 @@
 //! `List<T>`: a shared vector.
 
 use std::marker::PhantomData;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::budget::{Budget, Charged};
 use super::builtin::builtin_service;
 use super::{Bytes, type_tag};
 use crate::__private::{decode_args, encode_result, no_such_method};
@@ -16,9 +17,25 @@ use crate::stub::ObjectHandle;
 /// The service name, which is also the kind clients open by name.
 pub(crate) const SERVICE: &str = "monogusa.List";
 
-#[derive(Default)]
 pub(crate) struct SharedList {
-    items: Mutex<Vec<Bytes>>,
+    state: Mutex<ListState>,
+}
+
+struct ListState {
+    items: Vec<Bytes>,
+    /// What the items cost the store's budget.
+    charged: Charged,
+}
+
+impl SharedList {
+    pub(crate) fn new(budget: Arc<Budget>) -> Self {
+        SharedList {
+            state: Mutex::new(ListState {
+                items: Vec::new(),
+                charged: Charged::new(budget),
+            }),
+        }
+    }
 }
 
 builtin_service!(
@@ -29,15 +46,24 @@ builtin_service!(
 
 impl SharedList {
     fn dispatch(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {
-        let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let ListState { items, charged } = &mut *guard;
         let method = Self::method_name(index);
         match index {
             0 => {
                 let (item,): (Bytes,) = decode_args(args, SERVICE, method)?;
+                charged.budget().check_len(items.len() + 1, "list")?;
+                charged.take(&item)?;
                 items.push(item);
                 encode_result(&(items.len() as u64), out)
             }
-            1 => encode_result(&items.pop(), out),
+            1 => {
+                let item = items.pop();
+                if let Some(item) = &item {
+                    charged.give(item);
+                }
+                encode_result(&item, out)
+            }
             2 => {
                 let (at,): (u64,) = decode_args(args, SERVICE, method)?;
                 encode_result(&usize::try_from(at).ok().and_then(|i| items.get(i)), out)
@@ -54,7 +80,10 @@ impl SharedList {
                             format!("index {at} out of range for a list of {len}"),
                         )
                     })?;
-                encode_result(&std::mem::replace(slot, item), out)
+                charged.take(&item)?;
+                let old = std::mem::replace(slot, item);
+                charged.give(&old);
+                encode_result(&old, out)
             }
             4 => encode_result(&(items.len() as u64), out),
             5 => {
@@ -66,6 +95,7 @@ impl SharedList {
             }
             6 => {
                 items.clear();
+                charged.give_all();
                 encode_result(&(), out)
             }
             _ => Err(no_such_method(SERVICE, index)),

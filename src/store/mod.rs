@@ -6,6 +6,7 @@
 //! blocked in one (a `get` on an empty queue) holds only that object's own condition, never a
 //! lock another call needs.
 
+mod budget;
 mod builtin;
 mod bytes;
 mod counter;
@@ -24,7 +25,10 @@ pub use queue::Queue;
 pub use signal::{Barrier, Event};
 pub use value::Value;
 
+pub(crate) use budget::{Budget, StoreLimits};
 pub(crate) use bytes::Bytes;
+
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -41,27 +45,53 @@ fn type_tag<T>() -> String {
     std::any::type_name::<T>().to_string()
 }
 
-/// Makes the manager's object of `kind` from its creation arguments.
-pub(crate) fn construct(kind: &str, args: &[u8]) -> Result<Box<dyn Service>, RemoteError> {
+/// The most permits a semaphore, or parties a barrier, may have: far beyond any real use,
+/// and far from the overflow of a counter.
+const MAX_COUNT: u64 = 1 << 32;
+
+fn check_count(what: &str, count: u64) -> Result<(), RemoteError> {
+    match count {
+        0 => Err(RemoteError::new(
+            RemoteErrorKind::BadArguments,
+            format!("a {what} needs at least 1"),
+        )),
+        n if n > MAX_COUNT => Err(RemoteError::new(
+            RemoteErrorKind::BadArguments,
+            format!("a {what} of {n} is over the limit of {MAX_COUNT}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Makes the manager's object of `kind` from its creation arguments; containers charge what
+/// they hold to `budget`.
+pub(crate) fn construct(
+    kind: &str,
+    args: &[u8],
+    budget: &Arc<Budget>,
+) -> Result<Box<dyn Service>, RemoteError> {
+    let budget = Arc::clone(budget);
     match kind {
         counter::SERVICE => Ok(Box::new(counter::SharedCounter::default())),
-        dict::SERVICE => Ok(Box::new(dict::SharedDict::default())),
+        dict::SERVICE => Ok(Box::new(dict::SharedDict::new(budget))),
         queue::SERVICE => {
             let (capacity,): (u64,) = decode_args(args, "Queue", "new")?;
-            Ok(Box::new(queue::SharedQueue::new(capacity)))
+            Ok(Box::new(queue::SharedQueue::new(capacity, budget)?))
         }
-        value::SERVICE => Ok(Box::new(value::SharedValue::default())),
-        list::SERVICE => Ok(Box::new(list::SharedList::default())),
+        value::SERVICE => Ok(Box::new(value::SharedValue::new(budget))),
+        list::SERVICE => Ok(Box::new(list::SharedList::new(budget))),
         lock::LOCK => Ok(Box::new(lock::SharedLock(lock::SharedSemaphore::new(
             1, "lock",
         )))),
         lock::SEMAPHORE => {
             let (permits,): (u64,) = decode_args(args, "Semaphore", "new")?;
+            check_count("semaphore's permits", permits)?;
             Ok(Box::new(lock::SharedSemaphore::new(permits, "semaphore")))
         }
         signal::EVENT => Ok(Box::new(signal::SharedEvent::default())),
         signal::BARRIER => {
             let (parties,): (u64,) = decode_args(args, "Barrier", "new")?;
+            check_count("barrier's parties", parties)?;
             Ok(Box::new(signal::SharedBarrier::new(parties)))
         }
         other => Err(RemoteError::new(

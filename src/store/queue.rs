@@ -3,12 +3,13 @@
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::budget::{Budget, Charged};
 use super::builtin::{builtin_service, deadline, millis, wait_while};
 use super::{Bytes, type_tag};
 use crate::__private::{decode_args, encode_result, no_such_method};
@@ -21,6 +22,8 @@ pub(crate) const SERVICE: &str = "monogusa.Queue";
 
 struct State {
     items: VecDeque<Bytes>,
+    /// What the items cost the store's budget.
+    charged: Charged,
     /// Items put and not yet marked done with `task_done`.
     unfinished: u64,
     closing: bool,
@@ -29,7 +32,7 @@ struct State {
 /// The manager's side. Its methods take `&self` (the object's lock is shared), so a `get`
 /// blocked on an empty queue holds nothing a `put` needs; it waits on `not_empty` only.
 pub(crate) struct SharedQueue {
-    /// 0 means unbounded.
+    /// At most this many items (the creator's capacity, or the store's limit).
     capacity: usize,
     state: Mutex<State>,
     not_empty: Condvar,
@@ -38,18 +41,33 @@ pub(crate) struct SharedQueue {
 }
 
 impl SharedQueue {
-    pub(crate) fn new(capacity: u64) -> Self {
-        SharedQueue {
-            capacity: usize::try_from(capacity).unwrap_or(usize::MAX),
+    /// A queue for `capacity` items (0: as many as the store's limit allows).
+    pub(crate) fn new(capacity: u64, budget: Arc<Budget>) -> Result<Self, RemoteError> {
+        let max = budget.limits.max_items;
+        let capacity = match usize::try_from(capacity) {
+            Ok(0) => max,
+            Ok(c) if c <= max => c,
+            _ => {
+                return Err(RemoteError::new(
+                    RemoteErrorKind::LimitExceeded,
+                    format!(
+                        "a queue for {capacity} items is over the store's limit of {max} items per container"
+                    ),
+                ));
+            }
+        };
+        Ok(SharedQueue {
+            capacity,
             state: Mutex::new(State {
                 items: VecDeque::new(),
+                charged: Charged::new(budget),
                 unfinished: 0,
                 closing: false,
             }),
             not_empty: Condvar::new(),
             not_full: Condvar::new(),
             all_done: Condvar::new(),
-        }
+        })
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -70,7 +88,7 @@ impl SharedQueue {
             0 => {
                 let (item, timeout_ms): (Bytes, Option<u64>) = decode_args(args, SERVICE, method)?;
                 let capacity = self.capacity;
-                let full = move |s: &State| capacity != 0 && s.items.len() >= capacity;
+                let full = move |s: &State| s.items.len() >= capacity;
                 let (mut state, room) = wait_while(
                     self.state(),
                     &self.not_full,
@@ -81,6 +99,8 @@ impl SharedQueue {
                     |_| {},
                 )?;
                 if room {
+                    // Refused whole if the store is full: the item is not half-put.
+                    state.charged.take(&item)?;
                     state.items.push_back(item);
                     state.unfinished += 1;
                     self.not_empty.notify_one();
@@ -100,7 +120,8 @@ impl SharedQueue {
                     |_| {},
                 )?;
                 let item = if ready { state.items.pop_front() } else { None };
-                if item.is_some() {
+                if let Some(item) = &item {
+                    state.charged.give(item);
                     self.not_full.notify_one();
                 }
                 encode_result(&item, out)

@@ -88,7 +88,7 @@ impl SharedBarrier {
     pub(crate) fn new(parties: u64) -> Self {
         SharedBarrier {
             state: Mutex::new(BarrierState {
-                parties: parties.max(1),
+                parties,
                 arrived: 0,
                 round: 0,
                 closing: false,

@@ -1,11 +1,12 @@
 //! `Value<T>`: one shared value with atomic swap and compare-and-swap.
 
 use std::marker::PhantomData;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::budget::{Budget, Charged};
 use super::builtin::builtin_service;
 use super::{Bytes, type_tag};
 use crate::__private::{decode_args, encode_result, no_such_method};
@@ -17,28 +18,51 @@ use crate::stub::ObjectHandle;
 pub(crate) const SERVICE: &str = "monogusa.Value";
 
 /// The manager's side: the encoded value, if one was ever set.
-#[derive(Default)]
 pub(crate) struct SharedValue {
-    value: Mutex<Option<Bytes>>,
+    /// The value, and what it costs the store's budget.
+    value: Mutex<(Option<Bytes>, Charged)>,
+}
+
+impl SharedValue {
+    pub(crate) fn new(budget: Arc<Budget>) -> Self {
+        SharedValue {
+            value: Mutex::new((None, Charged::new(budget))),
+        }
+    }
+}
+
+/// Replaces the value under the store's limits, returning the old one.
+fn replace(
+    value: &mut Option<Bytes>,
+    charged: &mut Charged,
+    new: Bytes,
+) -> Result<Option<Bytes>, RemoteError> {
+    charged.take(&new)?;
+    let old = value.replace(new);
+    if let Some(old) = &old {
+        charged.give(old);
+    }
+    Ok(old)
 }
 
 builtin_service!(SharedValue, SERVICE, ["get", "swap", "compare_and_swap"]);
 
 impl SharedValue {
     fn dispatch(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {
-        let mut value = self.value.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.value.lock().unwrap_or_else(|e| e.into_inner());
+        let (value, charged) = &mut *guard;
         let method = Self::method_name(index);
         match index {
             0 => encode_result(&*value, out),
             1 => {
                 let (new,): (Bytes,) = decode_args(args, SERVICE, method)?;
-                encode_result(&value.replace(new), out)
+                encode_result(&replace(value, charged, new)?, out)
             }
             2 => {
                 let (expected, new): (Option<Bytes>, Bytes) = decode_args(args, SERVICE, method)?;
                 let swapped = *value == expected;
                 if swapped {
-                    *value = Some(new);
+                    replace(value, charged, new)?;
                 }
                 encode_result(&swapped, out)
             }
