@@ -590,3 +590,236 @@ fn child_main() {
         other => panic!("unknown role {other}"),
     }
 }
+
+// ---- Handles across a manager restart ---------------------------------------------------------
+
+/// Ids restarted at 1 with every run, so after a restart an old client's `hits.add(1)`
+/// returned `Ok(2)` and incremented `errors`. Ids now carry a random run number: a named
+/// handle reopens its name, a created object's handle gets `StaleObject`.
+#[test]
+fn handles_from_an_earlier_run_never_reach_another_object() {
+    let first = standard_builder()
+        .register_type("Evaluator", || EvaluatorServer::new(Eval))
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let address = first.address().clone();
+    let old = Client::builder(&address, KEY)
+        .reconnect(50, Duration::from_millis(20))
+        .connect()
+        .unwrap();
+    let hits = old.counter("hits").unwrap();
+    let errors = old.counter("errors").unwrap();
+    hits.add(1).unwrap();
+    errors.add(10).unwrap();
+    let created = EvaluatorClient::create(&old, ()).unwrap();
+    assert_eq!(created.eval(Expr::Lit(3)).unwrap(), 3);
+    first.shutdown();
+
+    let second = standard_builder()
+        .bind(&address)
+        .register_type("Evaluator", || EvaluatorServer::new(Eval))
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    // Another client opens the names in the other order, so the new run's first id is
+    // `errors`, which `hits` had in the old run.
+    let fresh = Client::connect(&address, KEY).unwrap();
+    let new_errors = fresh.counter("errors").unwrap();
+    let _new_hits = fresh.counter("hits").unwrap();
+    // The old handle reopens "hits": the new run's counter, which starts at 0. (The old
+    // client's pooled connection died with the old run: a call on it is ConnectionLost,
+    // never retried; the next call connects afresh.)
+    let added = match hits.add(1) {
+        Err(Error::ConnectionLost(_)) => hits.add(1),
+        other => other,
+    };
+    assert_eq!(added.unwrap(), 1);
+    assert_eq!(new_errors.get().unwrap(), 0, "errors must be untouched");
+    assert_eq!(errors.get().unwrap(), 0);
+    match created.eval(Expr::Lit(3)) {
+        Err(Error::Remote(e)) => {
+            assert_eq!(e.kind(), RemoteErrorKind::StaleObject, "{e}");
+            assert!(e.message().contains("earlier run"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    drop(second);
+}
+
+// ---- Limits for key holders -----------------------------------------------------------------
+
+fn limit_kind<T: std::fmt::Debug>(result: monogusa::Result<T>) -> String {
+    match result {
+        Err(Error::Remote(e)) if e.kind() == RemoteErrorKind::LimitExceeded => {
+            e.message().to_string()
+        }
+        other => panic!("expected LimitExceeded, got {other:?}"),
+    }
+}
+
+/// 1,000 x 1 MiB into a queue and a dict once took 2 GB and aborted the manager. The store now
+/// has limits, each a typed error that changes nothing, and the memory comes back.
+#[test]
+fn the_store_has_limits_with_typed_errors() {
+    let manager = standard_builder()
+        .max_store_bytes(4 << 20)
+        .max_item_bytes(1 << 20)
+        .max_items_per_container(100)
+        .max_shared_objects(20)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let queue = client.queue::<serde_bytes::ByteBuf>("big", 0).unwrap();
+    // Encoded with its 8-byte length: exactly 1 MiB, the largest item allowed.
+    let mib = serde_bytes::ByteBuf::from(vec![7u8; (1 << 20) - 8]);
+    let mut put = 0;
+    let message = loop {
+        match queue.put_timeout(&mib, Duration::from_secs(5)) {
+            Ok(true) => put += 1,
+            other => break limit_kind(other),
+        }
+    };
+    assert!(message.contains("limit of 4194304"), "{message}");
+    assert_eq!(put, 3, "three items of nearly 1 MiB fit in 4 MiB");
+    assert_eq!(queue.len().unwrap(), 3, "the refused put changed nothing");
+    assert!(manager.stats().store_bytes <= 4 << 20);
+    // Too big on its own.
+    let huge = serde_bytes::ByteBuf::from(vec![0u8; 2 << 20]);
+    let message = limit_kind(client.value("v").unwrap().swap(&huge));
+    assert!(message.contains("per item"), "{message}");
+    // A dict is held to the same budget and to its item count.
+    let dict = client.dict::<u32, u32>("d").unwrap();
+    for k in 0..100 {
+        dict.insert(&k, &k).unwrap();
+    }
+    let message = limit_kind(dict.insert(&100, &100));
+    assert!(message.contains("100 items"), "{message}");
+    dict.insert(&5, &50).unwrap(); // replacing is not growing
+    assert_eq!(dict.len().unwrap(), 100);
+    // Taking items out gives their bytes back.
+    let before = manager.stats().store_bytes;
+    queue.get().unwrap();
+    assert!(manager.stats().store_bytes < before);
+    queue.put(&mib).unwrap();
+    // Objects are limited in number, and can be deleted.
+    let mut names = Vec::new();
+    let message = loop {
+        let name = format!("c{}", names.len());
+        match client.counter(&name) {
+            Ok(_) => names.push(name),
+            Err(e) => break limit_kind::<()>(Err(e)),
+        }
+    };
+    assert!(message.contains("20 shared objects"), "{message}");
+    assert!(client.delete_shared(&names[0]).unwrap());
+    assert!(!client.delete_shared(&names[0]).unwrap());
+    client.counter("one-more").unwrap();
+    // Deleting a container gives its bytes back.
+    assert!(client.delete_shared("big").unwrap());
+    assert!(client.delete_shared("d").unwrap());
+    wait_until(Duration::from_secs(5), "the store is empty", || {
+        manager.stats().store_bytes == 0
+    });
+    // Its old handles are told the object is gone.
+    match queue.len() {
+        Err(Error::Remote(e)) => assert_eq!(e.kind(), RemoteErrorKind::UnknownObject),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A call blocked in a deleted queue is woken with a clear error.
+#[test]
+fn deleting_a_queue_wakes_its_waiters() {
+    let manager = start_standard();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let queue = client.queue::<u64>("q", 0).unwrap();
+    let waiter = std::thread::spawn(move || queue.get());
+    wait_until(Duration::from_secs(10), "the get waits", || {
+        manager.stats().calls >= 1
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(client.delete_shared("q").unwrap());
+    match waiter.join().unwrap() {
+        Err(Error::Remote(e)) => {
+            assert_eq!(e.kind(), RemoteErrorKind::UnknownObject, "{e}");
+            assert!(e.message().contains("deleted"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Creation arguments out of range are refused, not silently changed.
+#[test]
+fn nonsense_creation_arguments_are_refused() {
+    let manager = standard_builder()
+        .max_items_per_container(1000)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    for result in [
+        client.barrier("b", 0).map(|_| ()),
+        client.semaphore("s", u64::MAX).map(|_| ()),
+    ] {
+        match result {
+            Err(Error::Remote(e)) => assert_eq!(e.kind(), RemoteErrorKind::BadArguments, "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    limit_kind(client.queue::<u8>("q", usize::MAX));
+    limit_kind(client.queue::<u8>("q", 1001));
+    client.queue::<u8>("q", 1000).unwrap();
+}
+
+/// Many created objects per connection are bounded too.
+#[test]
+fn created_objects_per_connection_are_bounded() {
+    let manager = standard_builder()
+        .register_type("Evaluator", || EvaluatorServer::new(Eval))
+        .max_objects_per_connection(5)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let mut kept = Vec::new();
+    for _ in 0..5 {
+        kept.push(EvaluatorClient::create(&client, ()).unwrap());
+    }
+    limit_kind(EvaluatorClient::create(&client, ()));
+    kept.pop();
+    EvaluatorClient::create(&client, ()).unwrap();
+}
+
+/// `describe` once failed past ~650k objects (its reply passed the frame limit). It now
+/// lists a page and says how many there are; the rest come page by page.
+#[test]
+fn describe_stays_usable_with_many_objects() {
+    let manager = start_standard();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    for i in 0..2500 {
+        client.counter(&format!("c{i}")).unwrap();
+    }
+    let first = client.describe().unwrap();
+    assert_eq!(first.objects_total, 2500);
+    assert_eq!(first.objects.len(), 1000);
+    let mut seen = first.objects.len();
+    let mut last = first.objects.last().unwrap().id;
+    loop {
+        let page = client.describe_objects(last, 1000).unwrap();
+        if page.objects.is_empty() {
+            break;
+        }
+        assert!(page.objects.windows(2).all(|w| w[0].id < w[1].id));
+        seen += page.objects.len();
+        last = page.objects.last().unwrap().id;
+    }
+    assert_eq!(seen, 2500);
+    assert_eq!(manager.stats().shared_objects, 2500);
+}
