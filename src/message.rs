@@ -20,6 +20,28 @@ use crate::error::Error;
 /// requests from 1, so no call ever carries it.
 pub(crate) const NOTICE_ID: u64 = 0;
 
+/// The id of a heartbeat: an empty `Ok` response the manager sends, unasked, every keepalive
+/// interval while a call on the connection runs long, so the client can tell a slow call from
+/// a dead or unreachable manager. Clients number requests from 1 and never reach it.
+pub(crate) const HEARTBEAT_ID: u64 = u64::MAX;
+
+/// Appends a heartbeat frame.
+pub(crate) fn encode_heartbeat(out: &mut Vec<u8>) {
+    let start = crate::frame::begin(out);
+    ResponseHeader {
+        id: HEARTBEAT_ID,
+        status: Status::Ok,
+    }
+    .encode(out);
+    crate::frame::end(out, start, u32::MAX).expect("a heartbeat is tiny");
+}
+
+/// Whether a response frame's payload is a heartbeat (to be skipped).
+#[inline]
+pub(crate) fn is_heartbeat(payload: &[u8]) -> bool {
+    payload.len() >= 8 && payload[..8] == HEARTBEAT_ID.to_le_bytes()
+}
+
 /// The fixed part of a request.
 #[derive(Debug, PartialEq, Eq)]
 #[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
@@ -64,6 +86,9 @@ pub(crate) enum Op<'a> {
     Stats,
     /// Delete the built-in shared object `name`; replies whether it existed.
     DeleteShared { name: &'a str },
+    /// The client still waits for a call on this connection: a sign of life the manager's
+    /// keepalive watches for. Never answered.
+    Ping,
 }
 
 /// The fixed part of a response.
@@ -163,11 +188,12 @@ impl<'a> RequestHeader<'a> {
             Op::OpenShared { .. } => 8,
             Op::Stats => 9,
             Op::DeleteShared { .. } => 10,
+            Op::Ping => 11,
         };
         out.extend_from_slice(&variant.to_le_bytes());
         match self.op {
             Op::Call(name) => put_str(out, name),
-            Op::Shutdown | Op::Describe | Op::Stats => {}
+            Op::Shutdown | Op::Describe | Op::Stats | Op::Ping => {}
             Op::Method { object, method } => {
                 out.extend_from_slice(&object.to_le_bytes());
                 put_str(out, method);
@@ -231,6 +257,7 @@ impl<'a> RequestHeader<'a> {
             },
             9 => Op::Stats,
             10 => Op::DeleteShared { name: f.str()? },
+            11 => Op::Ping,
             other => return Err(Error::Codec(format!("unknown operation {other}"))),
         };
         Ok((RequestHeader { id, op }, f.at))

@@ -343,6 +343,18 @@ impl Stream {
         }
     }
 
+    /// Writes what fits without waiting; `Ok(0)` when nothing fits now.
+    pub(crate) fn send_nonblocking(&self, bytes: &[u8]) -> io::Result<usize> {
+        match self
+            .sock_ref()
+            .send_with_flags(bytes, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+        {
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The peer's IP address, for TCP connections (Unix-socket peers have none).
     pub(crate) fn peer_ip(&self) -> Option<std::net::IpAddr> {
         match self {

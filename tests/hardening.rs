@@ -823,3 +823,89 @@ fn describe_stays_usable_with_many_objects() {
     assert_eq!(seen, 2500);
     assert_eq!(manager.stats().shared_objects, 2500);
 }
+
+// ---- Keepalive ------------------------------------------------------------------------------
+
+fn short_keepalive() -> monogusa::ManagerBuilder {
+    standard_builder().keepalive(Duration::from_millis(100), Duration::from_millis(800))
+}
+
+fn short_keepalive_client(address: &monogusa::Address) -> Client {
+    Client::builder(address, KEY)
+        .keepalive(Duration::from_millis(100), Duration::from_millis(800))
+        .reconnect(0, Duration::from_millis(10))
+        .connect()
+        .unwrap()
+}
+
+/// With no call timeout, a call on a half-open path (a relay that stops forwarding but keeps
+/// acknowledging) once hung forever. Both sides now notice in about the keepalive timeout: the
+/// client's call fails with ConnectionLost, the manager cuts the connection, and the item the
+/// dead call waited for goes to a living consumer.
+#[test]
+fn a_half_open_connection_is_noticed_on_both_sides() {
+    let manager = short_keepalive().build().unwrap().start().unwrap();
+    let relay = Relay::start(manager.address(), |_| Fault::Pass);
+    let through_relay = short_keepalive_client(&relay.address);
+    let queue = through_relay.queue::<u64>("jobs", 0).unwrap();
+    let calls_before = manager.stats().calls;
+    let waiter = std::thread::spawn(move || queue.get());
+    wait_until(Duration::from_secs(10), "the get waits", || {
+        manager.stats().calls > calls_before
+    });
+    relay.freeze_all();
+    let started = Instant::now();
+    match waiter.join().unwrap() {
+        Err(Error::ConnectionLost(e)) => {
+            assert!(e.to_string().contains("no keepalive"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(20));
+    wait_until(Duration::from_secs(20), "the manager cut it", || {
+        manager.stats().keepalive_cuts == 1
+    });
+    let direct = Client::connect(manager.address(), KEY).unwrap();
+    let jobs = direct.queue::<u64>("jobs", 0).unwrap();
+    jobs.put(&7).unwrap();
+    assert_eq!(jobs.get_timeout(Duration::from_secs(10)).unwrap(), Some(7));
+}
+
+/// Calls that rightly wait long go on waiting, many keepalive timeouts long, while the peer
+/// lives: a blocked get, a slow function, a slow pipelined call.
+#[test]
+fn long_calls_outlive_the_keepalive_timeout() {
+    let manager = short_keepalive().build().unwrap().start().unwrap();
+    let client = short_keepalive_client(manager.address());
+    let queue = client.queue::<u64>("later", 0).unwrap();
+    let putter = {
+        let client = Client::connect(manager.address(), KEY).unwrap();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(2500));
+            client.queue::<u64>("later", 0).unwrap().put(&42).unwrap();
+        })
+    };
+    assert_eq!(queue.get().unwrap(), 42);
+    putter.join().unwrap();
+    assert_eq!(client.call::<u64>("sleep_ms", (2000u64,)).unwrap(), 2000);
+    let pending = client.send::<u64>("sleep_ms", (2000u64,)).unwrap();
+    assert_eq!(pending.wait().unwrap(), 2000);
+    assert_eq!(manager.stats().keepalive_cuts, 0);
+}
+
+/// A manager that goes silent mid-call (frozen path) fails a pipelined wait too.
+#[test]
+fn a_silent_manager_fails_pipelined_waits() {
+    let manager = short_keepalive().build().unwrap().start().unwrap();
+    let relay = Relay::start(manager.address(), |_| Fault::Pass);
+    let client = short_keepalive_client(&relay.address);
+    let pending = client.send::<u64>("sleep_ms", (3_000u64,)).unwrap();
+    wait_until(Duration::from_secs(10), "the call runs", || {
+        manager.stats().calls >= 1
+    });
+    relay.freeze_all();
+    match pending.wait() {
+        Err(Error::ConnectionLost(e)) => assert!(e.to_string().contains("no keepalive"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}

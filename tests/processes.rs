@@ -222,8 +222,14 @@ fn serve_forever_stops_on_sigterm_after_finishing_calls_in_flight() {
         let client = client.clone();
         thread::spawn(move || client.call::<u64>("sleep_ms", (400u64,)))
     };
-    // Make sure the slow call is running before the signal: a second connection's call
-    // is served while it sleeps.
+    // Make sure the slow call is running before the signal (the manager counts a call when
+    // it receives it, and no other call was made), and that a second connection's call is
+    // served while it sleeps.
+    wait_until(Duration::from_secs(10), "the slow call arrived", || {
+        Client::connect(&address, KEY)
+            .and_then(|c| c.manager_stats())
+            .is_ok_and(|stats| stats.calls >= 1)
+    });
     wait_until(Duration::from_secs(5), "a second call got through", || {
         Client::connect(&address, KEY)
             .and_then(|c| c.call::<i64>("inc", ("k",)))

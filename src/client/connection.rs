@@ -10,10 +10,10 @@ use crate::auth::{self, AuthKey};
 use crate::codec;
 use crate::error::{Error, RemoteError, Result};
 use crate::frame::FrameReader;
-use crate::message::{NOTICE_ID, Op, ResponseHeader, Status, encode_request};
+use crate::message::{NOTICE_ID, Op, ResponseHeader, Status, encode_request, is_heartbeat};
 use crate::transport::{Address, Stream, is_timeout};
 
-use super::Options;
+use super::{Keepalive, Options};
 
 /// A socket timeout is adjusted to the call's remaining time only when they differ by more
 /// than this; the common case (a reply within one read) then costs no extra syscall.
@@ -41,10 +41,15 @@ pub(crate) struct Connection {
     out: Vec<u8>,
     /// Ids start at 1: 0 is the manager's notice id.
     next_id: u64,
-    /// The timeout currently set on the socket, to skip redundant syscalls.
+    /// The read timeout currently set on the socket, to skip redundant syscalls.
     socket_timeout: Option<Duration>,
+    /// The write timeout currently set on the socket.
+    write_timeout: Option<Duration>,
     /// How deeply nested a reply may be.
     max_depth: u32,
+    keepalive: Option<Keepalive>,
+    /// A reused buffer for pings.
+    ping: Vec<u8>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -67,7 +72,10 @@ impl Connection {
             out: Vec::with_capacity(4096),
             next_id: NOTICE_ID + 1,
             socket_timeout: None,
+            write_timeout: None,
             max_depth: options.max_decode_depth,
+            keepalive: options.keepalive,
+            ping: Vec::new(),
         })
     }
 
@@ -91,6 +99,7 @@ impl Connection {
             Op::Stats => "stats",
             Op::Shutdown => "shutdown",
             Op::DeleteShared { .. } => "delete",
+            Op::Ping => "ping",
         };
         self.out.clear();
         if let Err(e) = encode_request(&mut self.out, id, op, args, max_frame_len) {
@@ -100,7 +109,17 @@ impl Connection {
 
         let timeout = timeout.map(|t| t.max(MIN_TIMEOUT));
         let deadline = timeout.map(|t| Instant::now() + t);
-        if let Err(e) = self.set_socket_timeout(timeout) {
+        // The socket wakes us at least every keepalive interval, to send a ping and to notice
+        // a manager that has fallen silent. Set only when it changes: no syscall per call.
+        let tick = match (timeout, self.keepalive) {
+            (Some(t), Some(k)) => Some(t.min(k.interval)),
+            (t, None) => t,
+            (None, Some(k)) => Some(k.interval),
+        };
+        if let Err(e) = self
+            .set_socket_timeout(tick)
+            .and_then(|()| self.set_write_timeout(timeout))
+        {
             return (Err(Error::Io(e)), Health::Broken);
         }
         if let Err(e) = self.stream.write_all(&self.out) {
@@ -110,8 +129,18 @@ impl Connection {
             // A large request is sent: an idle pooled connection should not keep its memory.
             self.out = Vec::with_capacity(4096);
         }
+        // Since when nothing has arrived; read from the clock only once a read times out.
+        let mut silent_since: Option<Instant> = None;
         loop {
             match self.reader.next_frame() {
+                Ok(Some(reply)) if is_heartbeat(reply) => {
+                    // The manager says the call runs long; answer that we still wait.
+                    silent_since = None;
+                    if let Err(e) = self.send_ping() {
+                        return (Err(in_flight_failure(e)), Health::Broken);
+                    }
+                    continue;
+                }
                 Ok(Some(reply)) => return decode_reply(reply, id, function, self.max_depth),
                 Ok(None) => {}
                 Err(e) => return (Err(e), Health::Broken),
@@ -136,11 +165,39 @@ impl Connection {
                     );
                     return (Err(Error::ConnectionLost(eof)), Health::Broken);
                 }
-                Ok(_) => {}
+                Ok(_) => silent_since = None,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => {
+                    if deadline
+                        .is_some_and(|d| d.saturating_duration_since(Instant::now()) < MIN_TIMEOUT)
+                    {
+                        return (Err(Error::Timeout), Health::Broken);
+                    }
+                    let Some(keepalive) = self.keepalive else {
+                        continue; // woken early for the deadline's sake
+                    };
+                    let waited = self.socket_timeout.unwrap_or(keepalive.interval);
+                    let since = *silent_since.get_or_insert_with(|| Instant::now() - waited);
+                    if since.elapsed() >= keepalive.timeout {
+                        return (Err(silent_manager(keepalive.timeout)), Health::Broken);
+                    }
+                    // Still waiting: tell the manager we are here.
+                    if let Err(e) = self.send_ping() {
+                        return (Err(in_flight_failure(e)), Health::Broken);
+                    }
+                }
                 Err(e) => return (Err(in_flight_failure(e)), Health::Broken),
             }
         }
+    }
+
+    /// Tells the manager this client still waits for its call (never answered).
+    fn send_ping(&mut self) -> io::Result<()> {
+        self.ping.clear();
+        let ping_id = self.next_id;
+        self.next_id += 1;
+        encode_request(&mut self.ping, ping_id, Op::Ping, &(), u32::MAX).expect("a ping is tiny");
+        self.stream.write_all(&self.ping)
     }
 
     /// The socket and its read buffer, for a pipeline to take over.
@@ -153,13 +210,39 @@ impl Connection {
         self.max_depth
     }
 
+    /// The keepalive this connection's calls use.
+    pub(crate) fn keepalive(&self) -> Option<Keepalive> {
+        self.keepalive
+    }
+
+    /// Sets the read timeout, if it differs from the one set.
     fn set_socket_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         if self.socket_timeout != timeout {
-            self.stream.set_timeouts(timeout)?;
+            self.stream.set_read_timeout(timeout)?;
             self.socket_timeout = timeout;
         }
         Ok(())
     }
+
+    /// Sets the write timeout (the call's own, not the keepalive's), if it differs.
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        if self.write_timeout != timeout {
+            self.stream.set_write_timeout(timeout)?;
+            self.write_timeout = timeout;
+        }
+        Ok(())
+    }
+}
+
+/// The error for a manager that sent nothing, not even a heartbeat, for `silence`.
+pub(crate) fn silent_manager(silence: Duration) -> Error {
+    Error::ConnectionLost(io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!(
+            "no reply and no keepalive from the manager for {} ms: it is gone or unreachable",
+            silence.as_millis()
+        ),
+    ))
 }
 
 /// A socket error once a request may have left: a timeout, or a lost connection.

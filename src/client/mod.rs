@@ -56,6 +56,23 @@ pub enum ConnectionStatus {
 
 type StatusCallback = Arc<dyn Fn(&ConnectionStatus) + Send + Sync>;
 
+/// How a client notices a manager that went silent while a call waits (see
+/// [`ClientBuilder::keepalive`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Keepalive {
+    /// A waiting call pings the manager this often.
+    pub(crate) interval: Duration,
+    /// A waiting call that hears nothing for this long gives up with `ConnectionLost`.
+    pub(crate) timeout: Duration,
+}
+
+/// The default keepalive, for both sides: noticed in seconds, well clear of scheduling
+/// hiccups on a loaded machine.
+pub(crate) const DEFAULT_KEEPALIVE: Keepalive = Keepalive {
+    interval: Duration::from_secs(2),
+    timeout: Duration::from_secs(10),
+};
+
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
     connect_timeout: Option<Duration>,
@@ -63,6 +80,7 @@ pub(crate) struct Options {
     call_timeout: Option<Duration>,
     max_frame_len: u32,
     max_decode_depth: u32,
+    keepalive: Option<Keepalive>,
     max_idle_connections: usize,
     reconnect_attempts: u32,
     reconnect_backoff: Duration,
@@ -117,6 +135,27 @@ impl ClientBuilder {
     /// A deeper reply is an [`Error::Codec`] instead of a stack overflow.
     pub fn max_decode_depth(mut self, levels: u32) -> Self {
         self.options.max_decode_depth = levels;
+        self
+    }
+
+    /// How a waiting call notices a manager that died or became unreachable without closing
+    /// the connection (a host gone, a relay that stops forwarding): while a call waits, the
+    /// client pings every `interval` and the manager sends heartbeats; a call that hears
+    /// nothing for `timeout` fails with [`Error::ConnectionLost`]. Calls that rightly wait
+    /// long (`Queue::get`, `Lock::acquire`) wait as long as the manager lives. Default: 2 s and
+    /// 10 s. The manager's side is [`ManagerBuilder::keepalive`](crate::ManagerBuilder::keepalive).
+    pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.options.keepalive = Some(Keepalive {
+            interval: interval.max(Duration::from_millis(1)),
+            timeout,
+        });
+        self
+    }
+
+    /// Turns the keepalive off: a call without a timeout waits for its reply however long
+    /// the manager stays silent.
+    pub fn no_keepalive(mut self) -> Self {
+        self.options.keepalive = None;
         self
     }
 
@@ -260,6 +299,7 @@ impl Client {
                 call_timeout: None,
                 max_frame_len: DEFAULT_MAX_FRAME_LEN,
                 max_decode_depth: crate::codec::DEFAULT_MAX_DECODE_DEPTH,
+                keepalive: Some(DEFAULT_KEEPALIVE),
                 max_idle_connections: 64,
                 reconnect_attempts: 4,
                 reconnect_backoff: Duration::from_millis(25),

@@ -32,10 +32,13 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, RemoteError, Result};
 use crate::frame::FrameReader;
 use crate::fxhash::{FxHashMap, FxHashSet};
-use crate::message::{NOTICE_ID, Op, ResponseHeader, encode_request};
+use crate::message::{NOTICE_ID, Op, ResponseHeader, encode_request, is_heartbeat};
 use crate::transport::{Stream, is_timeout};
 
-use super::connection::{Connection, Health, MIN_TIMEOUT, decode_body, decode_reply};
+use super::Keepalive;
+use super::connection::{
+    Connection, Health, MIN_TIMEOUT, decode_body, decode_reply, silent_manager,
+};
 
 /// How errors name a pipelined call (the function's name is not kept, to spare an
 /// allocation per call).
@@ -94,6 +97,9 @@ struct Reader {
     stream: Stream,
     frames: FrameReader,
     socket_timeout: Option<Duration>,
+    /// Since when nothing has arrived while someone waited (read from the clock only once a
+    /// read times out).
+    silent_since: Option<Instant>,
 }
 
 /// One pipelined connection, shared by the client, its writer thread and pending replies.
@@ -109,6 +115,7 @@ pub(crate) struct Pipe {
     max_frame_len: u32,
     /// How deeply nested a reply may be.
     max_depth: u32,
+    keepalive: Option<Keepalive>,
     /// Mirrors `state.failure.is_some()`, readable without the lock.
     failed: AtomicBool,
     /// Mirrors `state.ready.len()`, so a caller in send order skips the state lock.
@@ -121,6 +128,7 @@ impl Pipe {
     /// Takes over an authenticated connection and starts its writer thread.
     pub(crate) fn start(connection: Connection, max_frame_len: u32) -> io::Result<Arc<Pipe>> {
         let max_depth = connection.max_depth();
+        let keepalive = connection.keepalive();
         let (stream, frames) = connection.into_parts();
         let writer_stream = stream.try_clone()?;
         let pipe = Arc::new(Pipe {
@@ -141,9 +149,11 @@ impl Pipe {
                 stream,
                 frames,
                 socket_timeout: None,
+                silent_since: None,
             }),
             max_frame_len,
             max_depth,
+            keepalive,
             failed: AtomicBool::new(false),
             ready_count: AtomicUsize::new(0),
             followers: AtomicUsize::new(0),
@@ -353,8 +363,23 @@ impl Pipe {
         timeout: Option<Duration>,
     ) -> Led<R> {
         let timeout = timeout.map(|t| t.max(MIN_TIMEOUT));
+        let deadline = timeout.map(|t| Instant::now() + t);
+        // Woken at least every keepalive interval, to ping and to notice a silent manager.
+        let tick = match (timeout, self.keepalive) {
+            (Some(t), Some(k)) => Some(t.min(k.interval)),
+            (t, None) => t,
+            (None, Some(k)) => Some(k.interval),
+        };
         loop {
             match reader.frames.next_frame() {
+                Ok(Some(payload)) if is_heartbeat(payload) => {
+                    // The manager says a call runs long; answer that we still wait.
+                    reader.silent_since = None;
+                    if let Err(e) = self.send(Op::Ping, &()) {
+                        return Led::Failed(Failure::from_error(&e));
+                    }
+                    continue;
+                }
                 Ok(Some(payload)) => {
                     // The header is decoded once: for our reply (or a notice) the body is
                     // decoded right here, in place.
@@ -383,11 +408,11 @@ impl Pipe {
                 Ok(None) => {}
                 Err(e) => return Led::Failed(Failure::from_error(&e)),
             }
-            if reader.socket_timeout != timeout {
-                if let Err(e) = reader.stream.set_read_timeout(timeout) {
+            if reader.socket_timeout != tick {
+                if let Err(e) = reader.stream.set_read_timeout(tick) {
                     return Led::Failed(Failure::Lost(e.kind(), e.to_string()));
                 }
-                reader.socket_timeout = timeout;
+                reader.socket_timeout = tick;
             }
             match reader.frames.fill(&mut reader.stream) {
                 Ok(0) => {
@@ -396,10 +421,30 @@ impl Pipe {
                         "the manager closed the connection".into(),
                     ));
                 }
-                Ok(_) => {}
+                Ok(_) => reader.silent_since = None,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_timeout(&e) => {
-                    return Led::TimedOut;
+                    if deadline
+                        .is_some_and(|d| d.saturating_duration_since(Instant::now()) < MIN_TIMEOUT)
+                    {
+                        return Led::TimedOut;
+                    }
+                    let Some(keepalive) = self.keepalive else {
+                        continue;
+                    };
+                    let waited = tick.unwrap_or(keepalive.interval);
+                    let since = *reader
+                        .silent_since
+                        .get_or_insert_with(|| Instant::now() - waited);
+                    if since.elapsed() >= keepalive.timeout {
+                        return Led::Failed(Failure::from_error(&silent_manager(
+                            keepalive.timeout,
+                        )));
+                    }
+                    // Still waiting: a ping through the writer tells the manager we are here.
+                    if let Err(e) = self.send(Op::Ping, &()) {
+                        return Led::Failed(Failure::from_error(&e));
+                    }
                 }
                 Err(e) => return Led::Failed(Failure::Lost(e.kind(), e.to_string())),
             }

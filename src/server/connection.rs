@@ -15,6 +15,7 @@ use crate::frame::{self, FrameReader};
 use crate::message::{NOTICE_ID, Op, RequestHeader, ResponseHeader, Status};
 use crate::transport::{Deadline, Stream, is_timeout};
 
+use super::keepalive::Activity;
 use super::objects::{DESCRIBE_PAGE, HeldRefs};
 use super::{Shared, context};
 
@@ -38,7 +39,7 @@ const LINGER: Duration = Duration::from_millis(100);
 
 /// Serves one accepted connection until the peer leaves, breaks the protocol, or the manager
 /// stops.
-pub(crate) fn serve(shared: &Shared, stream: &Arc<Stream>, id: u64) {
+pub(crate) fn serve(shared: &Shared, stream: &Arc<Stream>, activity: &Activity, id: u64) {
     let _context = context::enter(id, Arc::clone(stream));
     codec::set_thread_max_depth(shared.limits.max_decode_depth);
     let peer = stream.peer_label();
@@ -73,7 +74,7 @@ pub(crate) fn serve(shared: &Shared, stream: &Arc<Stream>, id: u64) {
         id,
         refs: HeldRefs::default(),
     };
-    let outcome = requests(shared, stream, &mut held.refs);
+    let outcome = requests(shared, stream, activity, &mut held.refs);
     drop(held);
     match outcome {
         Ok(()) => log::debug!("{peer}: disconnected"),
@@ -151,12 +152,18 @@ enum Next {
     StopManager,
 }
 
-fn requests(shared: &Shared, stream: &Stream, held: &mut HeldRefs) -> Result<(), Closing> {
+fn requests(
+    shared: &Shared,
+    stream: &Stream,
+    activity: &Activity,
+    held: &mut HeldRefs,
+) -> Result<(), Closing> {
     let max = shared.limits.max_frame_len;
     let stall = shared.limits.stall_timeout;
     let mut reader = FrameReader::with_budget(max, Arc::clone(&shared.frame_budget));
     let mut replies = Replies {
         stream,
+        activity,
         out: Vec::with_capacity(OUT_BUFFER),
         pace: Pace::default(),
         stall,
@@ -256,6 +263,8 @@ fn requests(shared: &Shared, stream: &Stream, held: &mut HeldRefs) -> Result<(),
 /// Replies waiting to be written, and the socket they go to.
 struct Replies<'s> {
     stream: &'s Stream,
+    /// What the keepalive watches; its lock is held while writing.
+    activity: &'s Activity,
     out: Vec<u8>,
     pace: Pace,
     /// How long the peer may take to read what we write.
@@ -271,7 +280,14 @@ impl Replies<'_> {
         if self.out.is_empty() {
             return Ok(());
         }
-        let result = self.write_out();
+        let result = {
+            let _writing = self
+                .activity
+                .writing
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            self.write_out()
+        };
         self.out.clear();
         result.map_err(Closing::PeerGone)
     }
@@ -329,6 +345,7 @@ impl Replies<'_> {
         if !self.out.is_empty() && !self.pace.is_quick(target) {
             self.flush()?;
         }
+        self.activity.begin();
         if self.pace.should_time(target) {
             let started = Instant::now();
             run(&mut self.out);
@@ -336,6 +353,7 @@ impl Replies<'_> {
         } else {
             run(&mut self.out);
         }
+        self.activity.end();
         Ok(())
     }
 }
@@ -494,6 +512,8 @@ fn handle(
                 codec::encode_result(&objects.open_shared(kind, name, type_tag, args)?, out)
             });
         }
+        // A sign of life from a client waiting for a call; the keepalive saw it queued.
+        Op::Ping => {}
         Op::Stats => {
             let out = &mut replies.out;
             let stats = shared.stats();

@@ -4,6 +4,7 @@
 mod connection;
 mod context;
 mod defenses;
+mod keepalive;
 mod objects;
 mod registry;
 
@@ -42,6 +43,7 @@ struct Limits {
     max_decode_depth: u32,
     max_buffered_bytes: usize,
     max_objects_per_connection: usize,
+    keepalive: Option<keepalive::KeepaliveConfig>,
 }
 
 /// Stack of each connection thread. Registered functions and methods run on it, so it is
@@ -65,6 +67,10 @@ impl Default for Limits {
             max_decode_depth: crate::codec::DEFAULT_MAX_DECODE_DEPTH,
             max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             max_objects_per_connection: 10_000,
+            keepalive: Some(keepalive::KeepaliveConfig {
+                interval: crate::client::DEFAULT_KEEPALIVE.interval,
+                timeout: crate::client::DEFAULT_KEEPALIVE.timeout,
+            }),
         }
     }
 }
@@ -236,6 +242,28 @@ impl ManagerBuilder {
     /// with capacity 0 is bounded by this.
     pub fn max_items_per_container(mut self, items: usize) -> Self {
         self.store_limits.max_items = items;
+        self
+    }
+
+    /// While a call runs long, the manager sends its client a heartbeat every `interval`, and
+    /// closes the connection of a client that has sent nothing (clients ping while they wait)
+    /// for `timeout`: a client that died or became unreachable without closing (its host
+    /// gone, a relay that stopped forwarding) is noticed in seconds, and what its call waited
+    /// for goes to the living. Default: 2 s and 10 s, like the client's
+    /// [`ClientBuilder::keepalive`](crate::ClientBuilder::keepalive).
+    pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.limits.keepalive = Some(keepalive::KeepaliveConfig {
+            interval: interval.max(Duration::from_millis(1)),
+            timeout,
+        });
+        self
+    }
+
+    /// Turns the keepalive off: no heartbeats, and long calls of silent clients are never
+    /// cut (for clients built with
+    /// [`ClientBuilder::no_keepalive`](crate::ClientBuilder::no_keepalive)).
+    pub fn no_keepalive(mut self) -> Self {
+        self.limits.keepalive = None;
         self
     }
 
@@ -493,6 +521,9 @@ pub struct Stats {
     pub handshake_failures: u64,
     /// Peers that presented a wrong authkey.
     pub auth_failures: u64,
+    /// Connections closed because their client fell silent during a long call (see
+    /// [`ManagerBuilder::keepalive`]).
+    pub keepalive_cuts: u64,
     /// Connections closed for breaking the protocol after the handshake.
     pub protocol_errors: u64,
     /// Function calls received.
@@ -508,6 +539,7 @@ pub struct Stats {
 
 #[derive(Default)]
 struct Counters {
+    keepalive_cuts: AtomicU64,
     connections_accepted: AtomicU64,
     handshakes_displaced: AtomicU64,
     connections_refused: AtomicU64,
@@ -562,6 +594,8 @@ struct Connections {
 struct Entry {
     /// The connection's one socket, shared with its thread (no duplicate descriptor).
     stream: Arc<Stream>,
+    /// What the keepalive watches.
+    activity: Arc<keepalive::Activity>,
     thread: Option<JoinHandle<()>>,
     state: Admission,
 }
@@ -637,8 +671,9 @@ impl Shared {
         connections.next_id += 1;
         let id = connections.next_id;
         let stream = Arc::new(stream);
+        let activity = Arc::new(keepalive::Activity::default());
         let shared = Arc::clone(self);
-        let for_thread = Arc::clone(&stream);
+        let for_thread = (Arc::clone(&stream), Arc::clone(&activity));
         let builder = thread::Builder::new()
             .name(format!("monogusa-conn-{id}"))
             .stack_size(self.limits.thread_stack_size);
@@ -649,13 +684,14 @@ impl Shared {
                 shared: &shared,
                 id,
             };
-            connection::serve(&shared, &for_thread, id);
+            connection::serve(&shared, &for_thread.0, &for_thread.1, id);
         }) {
             Ok(thread) => {
                 connections.open.insert(
                     id,
                     Entry {
                         stream,
+                        activity,
                         thread: Some(thread),
                         state: Admission::Handshaking,
                     },
@@ -699,6 +735,20 @@ impl Shared {
         Ok(())
     }
 
+    /// Authenticated connections in a call now, for the keepalive.
+    fn busy_connections(&self) -> Vec<keepalive::Watched> {
+        self.connections()
+            .open
+            .iter()
+            .filter(|(_, e)| e.state == Admission::Authenticated && e.activity.in_call())
+            .map(|(&id, e)| keepalive::Watched {
+                id,
+                stream: Arc::clone(&e.stream),
+                activity: Arc::clone(&e.activity),
+            })
+            .collect()
+    }
+
     /// A connection's thread is ending: its entry goes.
     fn exit(&self, id: u64) {
         let mut connections = self.connections();
@@ -740,6 +790,7 @@ impl Shared {
             connections_open: open as u64,
             handshakes_in_progress: handshaking as u64,
             handshakes_displaced: counters.handshakes_displaced.load(Relaxed),
+            keepalive_cuts: counters.keepalive_cuts.load(Relaxed),
             connections_refused: counters.connections_refused.load(Relaxed),
             handshake_failures: counters.handshake_failures.load(Relaxed),
             auth_failures: counters.auth_failures.load(Relaxed),
@@ -757,6 +808,7 @@ fn run(shared: &Arc<Shared>, listener: Listener) {
     // A descriptor kept in reserve: when the process runs out, it is given up for a moment to
     // accept the waiting peer and tell it BUSY, instead of leaving it hanging.
     let mut spare = defenses::SpareDescriptor::new();
+    let keepalive = start_keepalive(shared);
     loop {
         match listener.accept() {
             Ok(stream) if shared.stopping.load(SeqCst) => {
@@ -798,7 +850,37 @@ fn run(shared: &Arc<Shared>, listener: Listener) {
     drop(listener); // stop queueing new connections; removes a Unix socket file
     shared.objects.shutdown(); // wake calls blocked in shared objects, so they can reply
     shared.close_connections();
+    if let Some((stop, thread)) = keepalive {
+        drop(stop);
+        let _ = thread.join();
+    }
     log::info!("manager stopped");
+}
+
+/// Starts the keepalive thread, if the manager has a keepalive; dropping the sender stops it.
+fn start_keepalive(shared: &Arc<Shared>) -> Option<(std::sync::mpsc::Sender<()>, JoinHandle<()>)> {
+    let config = shared.limits.keepalive?;
+    let (stop, stopped) = std::sync::mpsc::channel();
+    let shared = Arc::clone(shared);
+    let thread = thread::Builder::new()
+        .name("monogusa-keepalive".into())
+        .spawn(move || {
+            keepalive::watch(
+                config,
+                stopped,
+                || shared.busy_connections(),
+                |_| {
+                    shared.stats.keepalive_cuts.fetch_add(1, Relaxed);
+                },
+            )
+        });
+    match thread {
+        Ok(thread) => Some((stop, thread)),
+        Err(e) => {
+            log::error!("cannot start the keepalive thread: {e}");
+            None
+        }
+    }
 }
 
 /// Reads and discards what a refused peer already sent, briefly, so our refusal reaches it

@@ -285,3 +285,147 @@ pub fn run_example(name: &str, args: &[&str]) -> String {
     );
     stdout
 }
+
+// ---- A fault-injecting relay ------------------------------------------------------------------
+
+/// What a relay does to the bytes it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward everything.
+    Pass,
+    /// Stop forwarding in both directions, but keep reading (so TCP still acknowledges) and
+    /// keep both connections open: a half-open path.
+    Freeze,
+    /// Forward this many bytes toward the manager in all, then close both sides.
+    TruncateAfter(usize),
+    /// Forward one byte at a time with this many milliseconds between.
+    Drip(u64),
+    /// After this many bytes toward the client, reset both connections.
+    ResetAfter(usize),
+    /// Flip the bits of the byte at this offset of the stream toward the manager.
+    FlipAt(usize),
+}
+
+/// A TCP relay between clients and a manager that can inject faults, per connection (the
+/// `choose` function picks each new connection's fault) or all at once (`set_all`).
+pub struct Relay {
+    pub address: Address,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    pub fn start(upstream: &Address, choose: impl Fn(u64) -> Fault + Send + 'static) -> Relay {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address: Address = listener.local_addr().unwrap().into();
+        let upstream = socket_addr(upstream);
+        let frozen = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (frozen2, stop2) = (Arc::clone(&frozen), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            for (n, client) in listener.incoming().enumerate() {
+                if stop2.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                let fault = choose(n as u64);
+                let pair = Arc::new((client, server));
+                for toward_manager in [true, false] {
+                    let pair = Arc::clone(&pair);
+                    let frozen = Arc::clone(&frozen2);
+                    std::thread::spawn(move || pump(&pair, toward_manager, fault, &frozen));
+                }
+            }
+        });
+        Relay {
+            address,
+            frozen,
+            stop,
+        }
+    }
+
+    /// Freezes every connection (see [`Fault::Freeze`]) from now on.
+    pub fn freeze_all(&self) {
+        self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(socket_addr(&self.address));
+    }
+}
+
+fn pump(
+    pair: &(TcpStream, TcpStream),
+    toward_manager: bool,
+    fault: Fault,
+    frozen: &std::sync::atomic::AtomicBool,
+) {
+    use std::sync::atomic::Ordering;
+    let (from, to) = if toward_manager {
+        (&pair.0, &pair.1)
+    } else {
+        (&pair.1, &pair.0)
+    };
+    let close_both = || {
+        let _ = pair.0.shutdown(std::net::Shutdown::Both);
+        let _ = pair.1.shutdown(std::net::Shutdown::Both);
+    };
+    let mut buf = vec![0u8; 64 << 10];
+    let mut carried = 0usize;
+    loop {
+        let n = match (&*from).read(&mut buf) {
+            // A frozen path does not carry even the close: the other side never learns.
+            Ok(0) | Err(_) if frozen.load(Ordering::SeqCst) || fault == Fault::Freeze => return,
+            Ok(0) | Err(_) => {
+                let _ = to.shutdown(std::net::Shutdown::Write);
+                return;
+            }
+            Ok(n) => n,
+        };
+        if frozen.load(Ordering::SeqCst) || fault == Fault::Freeze {
+            continue; // read and dropped: the sender sees its bytes acknowledged
+        }
+        let chunk = &mut buf[..n];
+        match fault {
+            Fault::TruncateAfter(limit) if toward_manager && carried + n >= limit => {
+                let _ = (&*to).write_all(&chunk[..limit - carried]);
+                close_both();
+                return;
+            }
+            Fault::ResetAfter(limit) if !toward_manager && carried + n >= limit => {
+                for s in [&pair.0, &pair.1] {
+                    let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
+                }
+                close_both();
+                return;
+            }
+            Fault::FlipAt(at) if toward_manager && (carried..carried + n).contains(&at) => {
+                chunk[at - carried] ^= 0xff;
+            }
+            _ => {}
+        }
+        carried += n;
+        if let Fault::Drip(ms) = fault {
+            for byte in chunk.iter() {
+                if (&*to).write_all(std::slice::from_ref(byte)).is_err() {
+                    close_both();
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(ms));
+            }
+        } else if (&*to).write_all(chunk).is_err() {
+            close_both();
+            return;
+        }
+    }
+}
