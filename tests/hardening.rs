@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 
 use std::time::{Duration, Instant};
@@ -203,53 +203,6 @@ fn assert_still_serves(address: &monogusa::Address) {
 }
 
 // ---- Memory for frames in progress ---------------------------------------------------------
-
-/// A manager in a child process (the `monogusa` binary), so its memory can be measured.
-pub struct ChildManager {
-    pub child: std::process::Child,
-    pub address: monogusa::Address,
-}
-
-impl ChildManager {
-    pub fn start(extra: &[&str]) -> ChildManager {
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap().port()
-        };
-        let bind = format!("127.0.0.1:{port}");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_monogusa"))
-            .args(["serve", "--bind", &bind])
-            .args(extra)
-            .env("MONOGUSA_AUTHKEY", KEY)
-            .env("MONOGUSA_LOG", "error")
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let address: monogusa::Address = bind.parse().unwrap();
-        wait_until(Duration::from_secs(30), "the child manager serves", || {
-            Client::connect(&address, KEY).is_ok()
-        });
-        ChildManager { child, address }
-    }
-
-    /// The child's resident memory in KiB, from /proc.
-    pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
-    }
-}
-
-impl Drop for ChildManager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// 34 connections each announcing a 64 MiB frame (136 bytes in all) once made the manager
 /// zero-fill 2.2 GB and abort. Buffers now grow with the bytes that arrive.
@@ -908,4 +861,202 @@ fn a_silent_manager_fails_pipelined_waits() {
         Err(Error::ConnectionLost(e)) => assert!(e.to_string().contains("no keepalive"), "{e}"),
         other => panic!("{other:?}"),
     }
+}
+
+// ---- Descriptors, threads, memory and logs of a manager process -------------------------------
+
+/// Two descriptors per connection once fit only 508 connections under the usual limit of
+/// 1024. Now: one per connection, the soft limit raised to the hard one, and every thread
+/// and descriptor back to baseline after thousands of connections come and go.
+#[test]
+fn one_descriptor_per_connection_and_back_to_baseline() {
+    let manager = ChildManager::start(&[]);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", manager.child.id())).unwrap();
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .skip(3)
+        .take(2)
+        .collect::<Vec<_>>();
+    assert_eq!(
+        open_files[0], open_files[1],
+        "soft limit raised to hard: {limits}"
+    );
+    // Wait for the probe connections of `start` to close.
+    let watcher = Client::connect(&manager.address, KEY).unwrap();
+    wait_until(Duration::from_secs(10), "the probes closed", || {
+        watcher.manager_stats().unwrap().connections_open == 1
+    });
+    let (fds, threads) = (manager.open_fds(), manager.status("Threads"));
+    let clients: Vec<TcpStream> = (0..200)
+        .map(|_| raw_authenticated(&manager.address, KEY.as_bytes()))
+        .collect();
+    wait_until(Duration::from_secs(10), "all are connected", || {
+        watcher.manager_stats().unwrap().connections_open == 201
+    });
+    assert_eq!(manager.open_fds(), fds + 200, "one descriptor each");
+    drop(clients);
+    for _ in 0..2000 {
+        let client = Client::connect(&manager.address, KEY).unwrap();
+        client.counter("cycles").unwrap().add(1).unwrap();
+    }
+    wait_until(Duration::from_secs(20), "back to baseline", || {
+        watcher.manager_stats().unwrap().connections_open == 1
+            && manager.open_fds() == fds
+            && manager.status("Threads") == threads
+    });
+    assert_eq!(watcher.counter("cycles").unwrap().get().unwrap(), 2000);
+}
+
+/// Out of descriptors, the manager once left connection 509 hanging and logged "Too many
+/// open files" a hundred times a second. Now it answers BUSY and the client is refused.
+#[test]
+fn out_of_descriptors_answers_busy() {
+    // A hard limit of 64 descriptors, so raising the soft limit gains nothing.
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let bind = format!("127.0.0.1:{port}");
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 64 && exec '{}' serve --bind {bind}",
+            env!("CARGO_BIN_EXE_monogusa")
+        ))
+        .env("MONOGUSA_AUTHKEY", KEY)
+        .env("MONOGUSA_LOG", "error")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let address: monogusa::Address = bind.parse().unwrap();
+    wait_until(Duration::from_secs(30), "the child manager serves", || {
+        Client::connect(&address, KEY).is_ok()
+    });
+    let mut held = Vec::new();
+    let refused = loop {
+        match Client::builder(&address, KEY)
+            .handshake_timeout(Duration::from_secs(5))
+            .connect()
+        {
+            Ok(client) => {
+                held.push(client);
+                assert!(held.len() < 100, "the descriptor limit never bit");
+            }
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(refused, Error::Refused(ref m) if m.contains("file descriptors")),
+        "{refused:?}"
+    );
+    // Those connected are still served, and room comes back when they go.
+    assert_eq!(held[0].counter("c").unwrap().add(1).unwrap(), 1);
+    held.truncate(1);
+    wait_until(Duration::from_secs(10), "a new client gets in", || {
+        Client::connect(&address, KEY).is_ok()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Idle connections that once read a large value kept its buffer (20 of them held 1 GB).
+/// Reply buffers are now given back.
+#[test]
+fn buffers_of_large_replies_are_given_back() {
+    let manager = ChildManager::start(&["--max-item-bytes", "50000000"]);
+    let writer = Client::connect(&manager.address, KEY).unwrap();
+    let blob = serde_bytes::ByteBuf::from(vec![1u8; 40 << 20]);
+    writer.value("blob").unwrap().swap(&blob).unwrap();
+    drop(blob);
+    let before = manager.rss_kib();
+    let readers: Vec<Client> = (0..6)
+        .map(|_| {
+            let client = Client::connect(&manager.address, KEY).unwrap();
+            let value: Option<serde_bytes::ByteBuf> = client.value("blob").unwrap().get().unwrap();
+            assert_eq!(value.unwrap().len(), 40 << 20);
+            client
+        })
+        .collect();
+    let after = manager.rss_kib();
+    // Six idle readers holding a 40 MiB buffer each would be 240 MiB.
+    assert!(
+        after < before + 100 * 1024,
+        "resident memory grew from {before} KiB to {after} KiB"
+    );
+    drop(readers);
+}
+
+/// A closed stderr once made every log line panic: no client was served, SIGTERM was
+/// ignored and slots leaked. Log writes now never panic.
+#[test]
+fn a_closed_stderr_does_not_take_the_manager_down() {
+    let mut manager = ChildManager::start_with(&[], "debug", std::process::Stdio::piped());
+    drop(manager.child.stderr.take()); // the reading end closes: every write fails (EPIPE)
+    for _ in 0..30 {
+        let mut garbage = TcpStream::connect(socket_addr(&manager.address)).unwrap();
+        let _ = garbage.write_all(b"GET / HTTP/1.1\r\n\r\n");
+    }
+    for _ in 0..20 {
+        assert_still_serves(&manager.address);
+    }
+    let watcher = Client::connect(&manager.address, KEY).unwrap();
+    wait_until(Duration::from_secs(10), "no slot leaked", || {
+        let stats = watcher.manager_stats().unwrap();
+        stats.connections_open == 1 && stats.handshakes_in_progress == 0
+    });
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &manager.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    drop(watcher);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = manager.child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "SIGTERM did not stop the manager"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One peer without the key once wrote 6.8 MB/s of log. Failures are now rate-limited and
+/// summarized; a short key is warned about once.
+#[test]
+fn failure_logs_are_rate_limited_and_weak_keys_warned_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("stderr");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let manager = ChildManager::start_with(&[], "warn", std::process::Stdio::from(log));
+    for _ in 0..300 {
+        let mut garbage = TcpStream::connect(socket_addr(&manager.address)).unwrap();
+        let _ = garbage.write_all(b"garbage garbage garbage garbage");
+        let mut sink = Vec::new();
+        garbage
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let _ = garbage.read_to_end(&mut sink);
+    }
+    let watcher = Client::connect(&manager.address, KEY).unwrap();
+    wait_until(Duration::from_secs(10), "all failures counted", || {
+        watcher.manager_stats().unwrap().handshake_failures >= 300
+    });
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let failures = text
+        .lines()
+        .filter(|l| l.contains("handshake failed"))
+        .count();
+    assert!(failures <= 20, "{failures} lines for 300 failures:\n{text}");
+    assert_eq!(
+        text.matches("bytes long").count(),
+        1,
+        "one warning about the short key:\n{text}"
+    );
 }

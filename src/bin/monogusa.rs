@@ -18,6 +18,7 @@ use monogusa::{Client, Manager};
 
 const USAGE: &str = "usage:
   monogusa serve (--bind HOST:PORT | --unix PATH) [--authkey-file FILE] [--max-connections N]
+                 [--max-store-bytes N] [--max-item-bytes N] [--max-shared-objects N]
   monogusa stat (--connect HOST:PORT | --unix PATH) [--authkey-file FILE]
 the authkey comes from --authkey-file or MONOGUSA_AUTHKEY";
 
@@ -44,13 +45,22 @@ fn main() -> ExitCode {
 struct Options {
     address: String,
     key: Vec<u8>,
-    max_connections: Option<usize>,
+    /// Numeric limits given on the command line, by flag.
+    limits: Vec<(&'static str, u64)>,
 }
+
+/// The numeric limits `serve` takes.
+const LIMIT_FLAGS: [&str; 4] = [
+    "--max-connections",
+    "--max-store-bytes",
+    "--max-item-bytes",
+    "--max-shared-objects",
+];
 
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut address = None;
     let mut key_file: Option<PathBuf> = None;
-    let mut max_connections = None;
+    let mut limits = Vec::new();
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut value = || {
@@ -62,12 +72,12 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--bind" | "--connect" => address = Some(value()?),
             "--unix" => address = Some(format!("unix:{}", value()?)),
             "--authkey-file" => key_file = Some(value()?.into()),
-            "--max-connections" => {
-                max_connections = Some(
-                    value()?
-                        .parse()
-                        .map_err(|_| "--max-connections needs a number")?,
-                )
+            flag if LIMIT_FLAGS.contains(&flag) => {
+                let flag = LIMIT_FLAGS.iter().find(|f| **f == flag).expect("listed");
+                let number = value()?
+                    .parse()
+                    .map_err(|_| format!("{flag} needs a number"))?;
+                limits.push((*flag, number));
             }
             "--authkey" => {
                 return Err(
@@ -99,7 +109,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
     Ok(Options {
         address,
         key,
-        max_connections,
+        limits,
     })
 }
 
@@ -127,8 +137,14 @@ fn serve(options: Options) -> Result<(), String> {
     let mut builder = Manager::builder()
         .authkey(&options.key)
         .bind(options.address.as_str());
-    if let Some(n) = options.max_connections {
-        builder = builder.max_connections(n);
+    for &(flag, n) in &options.limits {
+        let size = usize::try_from(n).unwrap_or(usize::MAX);
+        builder = match flag {
+            "--max-connections" => builder.max_connections(size),
+            "--max-store-bytes" => builder.max_store_bytes(n),
+            "--max-item-bytes" => builder.max_item_bytes(size),
+            _ => builder.max_shared_objects(size),
+        };
     }
     let manager = builder.build().map_err(|e| e.to_string())?;
     // The manager logs the address it listens on once it is bound (an address it cannot bind

@@ -386,8 +386,10 @@ impl Objects {
     }
 
     /// Tells the objects connection `id` called that keep something per connection (locks,
-    /// semaphores) that it is gone, so what it held is released.
-    pub(crate) fn connection_closed(&self, id: u64, held: &mut HeldRefs) {
+    /// semaphores) that it is gone, so what it held is released. Returns how many it told:
+    /// what the connection touched, however many objects exist.
+    pub(crate) fn connection_closed(&self, id: u64, held: &mut HeldRefs) -> usize {
+        let mut told = 0;
         for object_id in held.tracked.drain() {
             let object = {
                 let table = self.table();
@@ -401,7 +403,9 @@ impl Objects {
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
                 .connection_closed(id);
+            told += 1;
         }
+        told
     }
 
     fn shared_objects(&self) -> Vec<Arc<Object>> {
@@ -604,5 +608,50 @@ impl Objects {
             objects_total: objects_total as u64,
             types,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Closing a connection once cloned and locked every shared object under the table lock
+    /// (150 ms per close with a million objects). Now it visits what the connection touched.
+    #[test]
+    fn closing_costs_what_the_connection_touched() {
+        let objects = Objects::new(ObjectsConfig::default(), StoreLimits::default(), 10);
+        let locks: Vec<u64> = (0..10_000)
+            .map(|i| {
+                objects
+                    .open_shared("monogusa.Lock", &format!("lock{i}"), "", &[])
+                    .unwrap()
+            })
+            .collect();
+        let counter = objects
+            .open_shared("monogusa.Counter", "c", "", &[])
+            .unwrap();
+        let mut held = HeldRefs::default();
+        let mut out = Vec::new();
+        objects
+            .call(locks[5], "acquire", &[0], &mut out, &mut held)
+            .unwrap();
+        objects
+            .call(counter, "add", &1i64.to_le_bytes(), &mut out, &mut held)
+            .unwrap();
+        assert_eq!(objects.connection_closed(0, &mut held), 1);
+        // What it held is free again.
+        let mut out = Vec::new();
+        objects
+            .call(
+                locks[5],
+                "available",
+                &[],
+                &mut out,
+                &mut HeldRefs::default(),
+            )
+            .unwrap();
+        assert_eq!(out, 1u64.to_le_bytes());
+        // A connection that touched nothing costs nothing.
+        assert_eq!(objects.connection_closed(1, &mut HeldRefs::default()), 0);
     }
 }

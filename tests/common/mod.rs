@@ -312,6 +312,8 @@ pub struct Relay {
     pub address: Address,
     frozen: Arc<std::sync::atomic::AtomicBool>,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Every pair of sockets carried, closed when the relay is dropped.
+    pairs: Arc<Mutex<Vec<Arc<(TcpStream, TcpStream)>>>>,
 }
 
 impl Relay {
@@ -323,6 +325,8 @@ impl Relay {
         let frozen = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let (frozen2, stop2) = (Arc::clone(&frozen), Arc::clone(&stop));
+        let pairs = Arc::new(Mutex::new(Vec::new()));
+        let pairs2 = Arc::clone(&pairs);
         std::thread::spawn(move || {
             for (n, client) in listener.incoming().enumerate() {
                 if stop2.load(Ordering::SeqCst) {
@@ -336,6 +340,7 @@ impl Relay {
                 let _ = server.set_nodelay(true);
                 let fault = choose(n as u64);
                 let pair = Arc::new((client, server));
+                pairs2.lock().unwrap().push(Arc::clone(&pair));
                 for toward_manager in [true, false] {
                     let pair = Arc::clone(&pair);
                     let frozen = Arc::clone(&frozen2);
@@ -347,6 +352,7 @@ impl Relay {
             address,
             frozen,
             stop,
+            pairs,
         }
     }
 
@@ -361,6 +367,10 @@ impl Drop for Relay {
         use std::sync::atomic::Ordering;
         self.stop.store(true, Ordering::SeqCst);
         let _ = TcpStream::connect(socket_addr(&self.address));
+        for pair in self.pairs.lock().unwrap().drain(..) {
+            let _ = pair.0.shutdown(std::net::Shutdown::Both);
+            let _ = pair.1.shutdown(std::net::Shutdown::Both);
+        }
     }
 }
 
@@ -427,5 +437,71 @@ fn pump(
             close_both();
             return;
         }
+    }
+}
+
+// ---- A manager process ---------------------------------------------------------------------
+
+/// A manager in a child process (the `monogusa` binary), so its memory can be measured.
+pub struct ChildManager {
+    pub child: std::process::Child,
+    pub address: monogusa::Address,
+}
+
+impl ChildManager {
+    pub fn start(extra: &[&str]) -> ChildManager {
+        Self::start_with(extra, "error", std::process::Stdio::null())
+    }
+
+    /// Starts the binary with `extra` arguments, a log level and where its stderr goes.
+    pub fn start_with(extra: &[&str], log: &str, stderr: std::process::Stdio) -> ChildManager {
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let bind = format!("127.0.0.1:{port}");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_monogusa"))
+            .args(["serve", "--bind", &bind])
+            .args(extra)
+            .env("MONOGUSA_AUTHKEY", KEY)
+            .env("MONOGUSA_LOG", log)
+            .stdin(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let address: monogusa::Address = bind.parse().unwrap();
+        wait_until(Duration::from_secs(30), "the child manager serves", || {
+            monogusa::Client::connect(&address, KEY).is_ok()
+        });
+        ChildManager { child, address }
+    }
+
+    /// A line of the child's /proc status, as a number (`VmRSS` in KiB, `Threads`).
+    pub fn status(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// How many descriptors the child has open.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .unwrap()
+            .count()
+    }
+
+    /// The child's resident memory in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        self.status("VmRSS")
+    }
+}
+
+impl Drop for ChildManager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
