@@ -1060,3 +1060,92 @@ fn failure_logs_are_rate_limited_and_weak_keys_warned_once() {
         "one warning about the short key:\n{text}"
     );
 }
+
+// ---- What the audit found holding -----------------------------------------------------------
+
+/// Thousands of idle connections stay cheap (the audit measured 22 KiB each).
+#[test]
+fn idle_connections_stay_cheap() {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let manager = ChildManager::start(&[]);
+    let watcher = Client::connect(&manager.address, KEY).unwrap();
+    wait_until(Duration::from_secs(10), "the probes closed", || {
+        watcher.manager_stats().unwrap().connections_open == 1
+    });
+    let before = manager.rss_kib();
+    let idle: Vec<TcpStream> = (0..800)
+        .map(|_| raw_authenticated(&manager.address, KEY.as_bytes()))
+        .collect();
+    wait_until(Duration::from_secs(20), "all are connected", || {
+        watcher.manager_stats().unwrap().connections_open == 801
+    });
+    let per_connection = (manager.rss_kib() - before) / 800;
+    assert!(
+        per_connection < 64,
+        "{per_connection} KiB per idle connection"
+    );
+    assert_still_serves(&manager.address);
+    drop(idle);
+}
+
+/// Mutated requests of every kind, each on a real connection: every answer is a well-formed
+/// reply or notice with a known error kind, and the manager serves on.
+#[test]
+fn thousands_of_mutated_requests_get_typed_answers() {
+    let manager = start_standard();
+    let mut seed = 0x1234_5678_9abc_def0u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let templates = [
+        call_frame(1, "add", &{
+            let mut a = string_arg("k");
+            a.extend(5i64.to_le_bytes());
+            a
+        }),
+        call_frame(1, "echo", &string_arg("hello")),
+        open_shared_frame(1, "monogusa.Queue", "q", "u64", &0u64.to_le_bytes()),
+        open_shared_frame(1, "monogusa.Dict", "d", "u8, u8", &[]),
+        method_frame(1, 1, "get", &[0]),
+        request_frame(1, 9, &[], &[]),
+        request_frame(1, 7, &[], &16u64.to_le_bytes()),
+    ];
+    let mut raw = raw_authenticated(manager.address(), KEY.as_bytes());
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut reconnects = 0;
+    for i in 0..3000 {
+        let mut frame = templates[i % templates.len()].clone();
+        // Mutate the payload (not the length prefix, which has its own tests) a few times.
+        for _ in 0..1 + next() % 4 {
+            let at = 4 + (next() as usize) % (frame.len() - 4);
+            frame[at] = next() as u8;
+        }
+        if raw.write_all(&frame).is_err() {
+            raw = raw_authenticated(manager.address(), KEY.as_bytes());
+            reconnects += 1;
+            continue;
+        }
+        match read_response(&mut raw) {
+            Ok(reply) => {
+                if reply.is_error {
+                    let (code, _) = reply.error();
+                    assert!((1..=15).contains(&code), "unknown error kind {code}");
+                }
+                if reply.id == 0 {
+                    // A notice: the manager closes this connection.
+                    raw = raw_authenticated(manager.address(), KEY.as_bytes());
+                    reconnects += 1;
+                }
+            }
+            Err(_) => {
+                raw = raw_authenticated(manager.address(), KEY.as_bytes());
+                reconnects += 1;
+            }
+        }
+    }
+    assert!(reconnects < 3000);
+    assert_still_serves(manager.address());
+}
