@@ -136,6 +136,7 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
         let end = self
             .at
@@ -147,18 +148,21 @@ impl<'a> Fields<'a> {
         Ok(taken)
     }
 
+    #[inline]
     fn u64(&mut self) -> Result<u64, Error> {
         Ok(u64::from_le_bytes(
             self.take(8)?.try_into().expect("8 bytes"),
         ))
     }
 
+    #[inline]
     fn u32(&mut self) -> Result<u32, Error> {
         Ok(u32::from_le_bytes(
             self.take(4)?.try_into().expect("4 bytes"),
         ))
     }
 
+    #[inline]
     fn str(&mut self) -> Result<&'a str, Error> {
         let len =
             usize::try_from(self.u64()?).map_err(|_| Error::Codec("string too long".into()))?;
@@ -329,6 +333,8 @@ mod tests {
                 type_tag: "u64",
             },
             Op::Stats,
+            Op::DeleteShared { name: "q" },
+            Op::Ping,
         ]
     }
 
@@ -420,6 +426,35 @@ mod tests {
             op: Op::Describe,
         };
         assert_eq!(encode(&describe)[8..], [7, 0, 0, 0]);
+        let delete = RequestHeader {
+            id: 1,
+            op: Op::DeleteShared { name: "q" },
+        };
+        #[rustfmt::skip]
+        assert_eq!(encode(&delete)[8..], [
+            10, 0, 0, 0,                     // Op::DeleteShared
+            1, 0, 0, 0, 0, 0, 0, 0, b'q',
+        ]);
+        let ping = RequestHeader {
+            id: 1,
+            op: Op::Ping,
+        };
+        assert_eq!(encode(&ping)[8..], [11, 0, 0, 0]);
+    }
+
+    /// A heartbeat is an empty `Ok` response with the all-ones id.
+    #[test]
+    fn golden_heartbeat() {
+        let mut out = Vec::new();
+        encode_heartbeat(&mut out);
+        #[rustfmt::skip]
+        assert_eq!(out, [
+            0, 0, 0, 12,                     // length
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0, 0, 0, 0,                      // Ok
+        ]);
+        assert!(is_heartbeat(&out[4..]));
+        assert!(!is_heartbeat(&[0xff; 7]));
     }
 
     #[test]

@@ -222,7 +222,12 @@ impl ObjectHandle {
     /// `StaleObject`; handles opened by name reopen the name instead and call again.
     pub fn call<R: DeserializeOwned, A: Serialize>(&self, method: &str, args: &A) -> Result<R> {
         let timeout = self.client.call_timeout();
-        self.retrying_stale(method, |op| self.client.request(op, args, timeout))
+        match self.client.request(self.method(method), args, timeout) {
+            Err(e) if is_stale(&e) && self.reopen()? => {
+                self.client.request(self.method(method), args, timeout)
+            }
+            other => other,
+        }
     }
 
     /// Calls `method` over a given connection (see `Client::request_on`).

@@ -99,6 +99,7 @@ pub(crate) fn decode_arguments<'a, T: Deserialize<'a>>(
 }
 
 /// Encodes a call's result; a value serde cannot encode is a `BadReply` error.
+#[inline]
 pub(crate) fn encode_result<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), RemoteError> {
     encode_into(value, out).map_err(|e| RemoteError::new(RemoteErrorKind::BadReply, e.to_string()))
 }

@@ -280,14 +280,8 @@ impl Replies<'_> {
         if self.out.is_empty() {
             return Ok(());
         }
-        let result = {
-            let _writing = self
-                .activity
-                .writing
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            self.write_out()
-        };
+        let activity = self.activity;
+        let result = activity.exclusive(|| self.write_out());
         self.out.clear();
         result.map_err(Closing::PeerGone)
     }

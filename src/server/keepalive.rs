@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::Shutdown;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -26,15 +26,23 @@ pub(crate) struct KeepaliveConfig {
 }
 
 /// What the keepalive sees of one connection.
+///
+/// Heartbeats and replies must never interleave on the socket. The connection's thread
+/// writes only between calls (`in_call` false); the keepalive writes only during a call, under
+/// `writing`, after raising `armed`. The thread takes `writing` itself only while `armed` is
+/// up, so an ordinary call pays no lock: with `in_call` cleared and `armed` read in that order
+/// (both SeqCst), and `armed` raised and `in_call` read in that order by the keepalive, one of
+/// them always sees the other (the Dekker pattern).
 #[derive(Default)]
 pub(crate) struct Activity {
     /// Calls begun on the connection. Written only by the connection's thread.
     calls: AtomicU64,
     /// True while a call runs.
     in_call: AtomicBool,
-    /// Held while writing to the socket: the connection's replies and the heartbeats must not
-    /// interleave.
-    pub(crate) writing: Mutex<()>,
+    /// Raised by the keepalive before it may write a heartbeat, lowered after.
+    armed: AtomicBool,
+    /// Held by whoever writes while `armed` is up.
+    writing: Mutex<()>,
 }
 
 impl Activity {
@@ -46,10 +54,21 @@ impl Activity {
         self.in_call.store(true, Relaxed);
     }
 
-    /// The call ended.
+    /// The call ended. From here on the keepalive no longer writes (see the type's docs).
     #[inline]
     pub(crate) fn end(&self) {
-        self.in_call.store(false, Relaxed);
+        self.in_call.store(false, SeqCst);
+    }
+
+    /// Runs `write` (the connection's replies) so that no heartbeat interleaves with it.
+    #[inline]
+    pub(crate) fn exclusive<R>(&self, write: impl FnOnce() -> R) -> R {
+        if self.armed.load(SeqCst) {
+            let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+            write()
+        } else {
+            write()
+        }
     }
 
     /// Whether a call runs now.
@@ -136,18 +155,23 @@ pub(crate) fn watch(
 /// anyway. A heartbeat only partly written would corrupt the stream, so that connection is
 /// closed.
 fn send_heartbeat(w: &Watched, heartbeat: &[u8]) {
-    let Ok(_writing) = w.activity.writing.try_lock() else {
-        return; // the connection's thread is writing: the client hears from it anyway
-    };
-    if !w.activity.in_call.load(Relaxed) {
-        return;
-    }
-    match w.stream.send_nonblocking(heartbeat) {
-        Ok(n) if n == heartbeat.len() => {}
-        Ok(0) => {}
-        Ok(_) => {
-            let _ = w.stream.shutdown(Shutdown::Both);
+    let activity = &w.activity;
+    activity.armed.store(true, SeqCst);
+    {
+        let Ok(_writing) = activity.writing.try_lock() else {
+            activity.armed.store(false, SeqCst);
+            return; // the connection's thread is writing: the client hears from it anyway
+        };
+        if activity.in_call.load(SeqCst) {
+            match w.stream.send_nonblocking(heartbeat) {
+                Ok(n) if n == heartbeat.len() => {}
+                Ok(0) => {}
+                Ok(_) => {
+                    let _ = w.stream.shutdown(Shutdown::Both);
+                }
+                Err(_) => {}
+            }
         }
-        Err(_) => {}
     }
+    activity.armed.store(false, SeqCst);
 }

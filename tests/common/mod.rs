@@ -313,8 +313,11 @@ pub struct Relay {
     frozen: Arc<std::sync::atomic::AtomicBool>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     /// Every pair of sockets carried, closed when the relay is dropped.
-    pairs: Arc<Mutex<Vec<Arc<(TcpStream, TcpStream)>>>>,
+    pairs: Arc<Mutex<Vec<Arc<SocketPair>>>>,
 }
+
+/// A relayed connection: the client's socket and the manager's.
+type SocketPair = (TcpStream, TcpStream);
 
 impl Relay {
     pub fn start(upstream: &Address, choose: impl Fn(u64) -> Fault + Send + 'static) -> Relay {

@@ -1,0 +1,68 @@
+//! A fixed workload for counting instructions per call with callgrind, which, unlike time, is
+//! stable from run to run. A manager and a client in one process, over a Unix socket:
+//!
+//! ```text
+//! cargo build --release --example instructions
+//! valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+//!     target/release/examples/instructions sequential 20000
+//! ```
+//!
+//! Modes: `sequential` (one `String` echo at a time), `pipelined` (64 in flight), `counter`
+//! (shared `Counter.add`), `connect` (connect, handshake, one call, close). Run each with two
+//! counts and divide the difference of the totals by the difference of the counts: that
+//! removes the start-up cost.
+
+use monogusa::{Client, Manager};
+
+fn main() -> monogusa::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mode = args.first().map(String::as_str).unwrap_or("sequential");
+    let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let dir = std::env::temp_dir().join(format!("monogusa-instructions-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let address = format!("unix:{}", dir.join("m.sock").display());
+    let manager = Manager::builder()
+        .authkey("instructions-key")
+        .bind(address.as_str())
+        .register("echo", |s: String| s)
+        .build()?
+        .start()?;
+    let client = Client::connect(manager.address(), "instructions-key")?;
+    let text = "0123456789abcdef".to_string();
+    match mode {
+        "sequential" => {
+            for _ in 0..n {
+                let _: String = client.call("echo", (&text,))?;
+            }
+        }
+        "pipelined" => {
+            let mut pending = std::collections::VecDeque::new();
+            for _ in 0..n {
+                pending.push_back(client.send::<String>("echo", (&text,))?);
+                if pending.len() == 64 {
+                    pending.pop_front().expect("64 in flight").wait()?;
+                }
+            }
+            for p in pending {
+                p.wait()?;
+            }
+        }
+        "counter" => {
+            let counter = client.counter("c")?;
+            for _ in 0..n {
+                counter.add(1)?;
+            }
+        }
+        "connect" => {
+            for _ in 0..n {
+                let c = Client::connect(manager.address(), "instructions-key")?;
+                let _: String = c.call("echo", (&text,))?;
+            }
+        }
+        other => panic!("unknown mode {other}"),
+    }
+    drop(client);
+    manager.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
