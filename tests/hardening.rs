@@ -1149,3 +1149,80 @@ fn thousands_of_mutated_requests_get_typed_answers() {
     assert!(reconnects < 3000);
     assert_still_serves(manager.address());
 }
+
+/// The binary warns about a key file others can read and a bind to every interface.
+#[test]
+fn the_binary_warns_about_a_readable_key_file_and_a_wildcard_bind() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, "a-key-of-twenty-bytes").unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_monogusa"))
+        .args([
+            "serve",
+            "--bind",
+            &format!("0.0.0.0:{port}"),
+            "--authkey-file",
+        ])
+        .arg(&key_file)
+        .env("MONOGUSA_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let address = format!("127.0.0.1:{port}");
+    wait_until(Duration::from_secs(30), "the binary serves", || {
+        Client::connect(address.as_str(), "a-key-of-twenty-bytes").is_ok()
+    });
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(text.contains("can be read by other users"), "{text}");
+    assert!(text.contains("every interface"), "{text}");
+    assert!(
+        !text.contains("bytes long"),
+        "a 21-byte key is not weak: {text}"
+    );
+}
+
+/// Waiters in an event and in a queue's join whose callers hang up leave at once: their
+/// threads and slots do not wait for an event that may never come.
+#[test]
+fn hung_up_event_and_join_waiters_free_their_slots() {
+    let manager = start_standard();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let jobs = client.queue::<u64>("pending", 0).unwrap();
+    jobs.put(&1).unwrap(); // never marked done: join would wait forever
+    let calls_before = manager.stats().calls;
+    let mut waiters = Vec::new();
+    for (kind, name, tag, args, method) in [
+        ("monogusa.Event", "never", "", vec![], "wait"),
+        (
+            "monogusa.Queue",
+            "pending",
+            "u64",
+            0u64.to_le_bytes().to_vec(),
+            "join",
+        ),
+    ] {
+        let mut raw = raw_authenticated(manager.address(), KEY.as_bytes());
+        raw.write_all(&open_shared_frame(1, kind, name, tag, &args))
+            .unwrap();
+        let object = expect_u64(&mut raw, 1);
+        raw.write_all(&method_frame(2, object, method, &[0]))
+            .unwrap();
+        waiters.push(raw);
+    }
+    wait_until(Duration::from_secs(10), "both wait", || {
+        manager.stats().calls >= calls_before + 2
+    });
+    assert_eq!(manager.stats().connections_open, 3);
+    drop(waiters);
+    wait_until(Duration::from_secs(10), "their slots are free", || {
+        manager.stats().connections_open == 1
+    });
+}
