@@ -3,6 +3,7 @@
 //!
 //! `cargo bench --bench micro`. The end-to-end figures (ratios to raw sockets) come from
 //! `cargo run --release --example bench`.
+#![allow(missing_docs)] // tests, not API
 
 use std::hint::black_box;
 

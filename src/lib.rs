@@ -116,8 +116,6 @@
 //!
 //! See ARCHITECTURE.md in the repository for the wire protocol and the decisions behind it.
 
-#![warn(missing_docs)]
-
 mod auth;
 mod client;
 mod codec;
@@ -298,6 +296,10 @@ pub mod __private {
     }
 }
 pub use transport::{Address, ToAddress};
+
+/// The serde this crate is built with, so applications derive `Serialize` and `Deserialize`
+/// against the same version without naming it in their own dependencies.
+pub use serde;
 
 /// Runs the README's code blocks as doctests, so the quick start cannot rot.
 #[cfg(doctest)]

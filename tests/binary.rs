@@ -1,4 +1,5 @@
 //! The `monogusa` binary: a manager with no user code, served and queried by `stat`.
+#![allow(missing_docs)] // tests, not API
 
 mod common;
 

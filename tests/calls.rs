@@ -1,5 +1,6 @@
 //! Calls through the public API over real sockets: typed results and errors, timeouts,
 //! concurrency from many threads.
+#![allow(missing_docs)] // tests, not API
 
 mod common;
 

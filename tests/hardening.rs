@@ -1,6 +1,7 @@
 //! The manager as a hostile or faulty peer sees it: each test reproduces one way a peer could
 //! once kill, starve or fool the manager, and checks that it now gets a typed error while
 //! everyone else is served.
+#![allow(missing_docs)] // tests, not API
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Bad input of every kind gets a clear error, and the manager keeps serving everyone else
 //! with its state intact.
+#![allow(missing_docs)] // tests, not API
 
 mod common;
 

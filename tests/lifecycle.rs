@@ -1,4 +1,5 @@
 //! Unix sockets, connection limits, shutdown and restart.
+#![allow(missing_docs)] // tests, not API
 
 mod common;
 

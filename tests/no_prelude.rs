@@ -1,5 +1,6 @@
 //! Generated code names everything by absolute path: it compiles in a module without the
 //! prelude, where neither serde nor anything else is imported, and works over a socket.
+#![allow(missing_docs)] // tests, not API
 
 #[no_implicit_prelude]
 mod bare {

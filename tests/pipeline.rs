@@ -1,5 +1,6 @@
 //! Many calls in flight: pending replies matched to their callers, out-of-order waits,
 //! timeouts of single calls, status reports and reconnection.
+#![allow(missing_docs)] // tests, not API
 
 mod common;
 

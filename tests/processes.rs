@@ -1,5 +1,6 @@
 //! Real client and manager processes: a client killed mid-call, the examples end to end, and
 //! `serve_forever` stopped by a signal.
+#![allow(missing_docs)] // tests, not API
 
 mod common;
 

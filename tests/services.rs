@@ -1,5 +1,6 @@
 //! `#[service]` through the public API over real sockets: typed stubs, typed application
 //! errors, serialized mutation, object lifetimes across clones, connections and processes.
+#![allow(missing_docs)] // tests, not API
 
 mod common;
 

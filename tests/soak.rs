@@ -4,6 +4,7 @@
 //! item is duplicated or appears from nowhere, no acknowledged item is lost except to a get
 //! whose reply was lost, and the manager's threads, descriptors and memory are back to where
 //! they started.
+#![allow(missing_docs)] // tests, not API
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! The built-in shared objects over real sockets and real processes.
+#![allow(missing_docs)] // tests, not API
 
 mod common;
 

@@ -9,7 +9,7 @@
 //!
 //! The key comes from `--authkey-file` or the `MONOGUSA_AUTHKEY` environment variable, never
 //! from the command line, where other users could read it. Log lines go to standard error;
-//! `MONOGUSA_LOG` sets the level (error, warn, info, debug; default debug).
+//! `MONOGUSA_LOG` sets the level (error, warn, info, debug; default info).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -220,8 +220,8 @@ fn install_logger() {
     let level = match std::env::var("MONOGUSA_LOG").as_deref() {
         Ok("error") => log::LevelFilter::Error,
         Ok("warn") => log::LevelFilter::Warn,
-        Ok("info") => log::LevelFilter::Info,
-        _ => log::LevelFilter::Debug,
+        Ok("debug") => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Info,
     };
     if log::set_logger(&StderrLogger).is_ok() {
         log::set_max_level(level);

@@ -186,10 +186,10 @@ impl Link {
                     return (Err(Error::Timeout), Health::Broken);
                 }
                 let set = self.socket_timeout.unwrap_or(Duration::MAX);
-                if set > remaining + TIMEOUT_SLACK {
-                    if let Err(e) = self.set_socket_timeout(Some(remaining.max(MIN_TIMEOUT))) {
-                        return (Err(Error::Io(e)), Health::Broken);
-                    }
+                if set > remaining + TIMEOUT_SLACK
+                    && let Err(e) = self.set_socket_timeout(Some(remaining.max(MIN_TIMEOUT)))
+                {
+                    return (Err(Error::Io(e)), Health::Broken);
                 }
             }
             match self.reader.fill(&mut self.stream) {

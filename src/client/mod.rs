@@ -559,12 +559,11 @@ impl Client {
             return;
         }
         session.counts.remove(&id);
-        if session.connection.is_some() {
-            if let Err(e) =
+        if session.connection.is_some()
+            && let Err(e) =
                 self.session_request::<(), _>(&mut session, Op::Release { object: id }, &())
-            {
-                log::debug!("releasing object {id}: {e}");
-            }
+        {
+            log::debug!("releasing object {id}: {e}");
         }
     }
 

@@ -300,10 +300,10 @@ impl Pipe {
             if let Some(payload) = self.take_ready(id) {
                 return self.decode(&payload, id, function);
             }
-            if self.failed.load(Ordering::SeqCst) {
-                if let Some(failure) = &self.state().failure {
-                    return Err(failure.to_error());
-                }
+            if self.failed.load(Ordering::SeqCst)
+                && let Some(failure) = &self.state().failure
+            {
+                return Err(failure.to_error());
             }
             let remaining = match deadline {
                 Some(deadline) => {
@@ -453,10 +453,10 @@ impl Pipe {
 
     fn decode<R: DeserializeOwned>(&self, payload: &[u8], id: u64, function: &str) -> Result<R> {
         let (result, health) = decode_reply(payload, id, function, self.max_depth);
-        if health == Health::Broken {
-            if let Err(e) = &result {
-                self.fail(Failure::from_error(e));
-            }
+        if health == Health::Broken
+            && let Err(e) = &result
+        {
+            self.fail(Failure::from_error(e));
         }
         result
     }

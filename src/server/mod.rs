@@ -419,17 +419,16 @@ impl Manager {
     fn bind(self) -> Result<(Arc<Shared>, Listener)> {
         defenses::raise_descriptor_limit();
         let listener = Listener::bind(&self.address)?;
-        if let Address::Tcp { host, .. } = &self.address {
-            if host
+        if let Address::Tcp { host, .. } = &self.address
+            && host
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|ip| ip.is_unspecified())
-            {
-                log::warn!(
-                    "listening on every interface ({}): any host that can reach this one may \
+        {
+            log::warn!(
+                "listening on every interface ({}): any host that can reach this one may \
                      try keys; bind to 127.0.0.1 or a Unix socket unless remote clients need it",
-                    self.address
-                );
-            }
+                self.address
+            );
         }
         let wake_address = listener.wake_address()?;
         let frame_budget = Budget::new(self.limits.max_buffered_bytes);
