@@ -15,7 +15,9 @@ mod pipeline;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -208,7 +210,6 @@ impl ClientBuilder {
             .inner
             .idle
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .push(first);
         Ok(client)
     }
@@ -247,7 +248,6 @@ impl Drop for Inner {
         if let Some(pipe) = self
             .pipe
             .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
             .take()
         {
             pipe.close();
@@ -369,7 +369,7 @@ impl Client {
 
     /// The live pipeline connection, opening one if there is none or the last one failed.
     fn pipe(&self) -> Result<Arc<Pipe>> {
-        let mut slot = self.inner.pipe.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = self.inner.pipe.lock();
         if let Some(pipe) = slot.as_ref().filter(|p| !p.is_failed()) {
             return Ok(Arc::clone(pipe));
         }
@@ -473,7 +473,7 @@ impl Client {
     }
 
     fn session(&self) -> MutexGuard<'_, Session> {
-        self.inner.session.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.session.lock()
     }
 
     /// Runs one reference-changing request on the session connection (taken from the pool
@@ -594,7 +594,7 @@ impl Client {
     ) -> Result<R> {
         let inner = &*self.inner;
         if connection.is_none() {
-            let pooled = inner.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let pooled = inner.idle.lock().pop();
             *connection = Some(match pooled {
                 Some(pooled) => pooled,
                 None => self.open_connection(inner.options.reconnect_attempts)?,
@@ -614,7 +614,7 @@ impl Client {
     /// Returns a connection to the pool (or closes it if the pool is full).
     pub(crate) fn give_back(&self, connection: Connection) {
         let inner = &*self.inner;
-        let mut idle = inner.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = inner.idle.lock();
         if idle.len() < inner.options.max_idle_connections {
             idle.push(connection);
         }

@@ -22,7 +22,9 @@
 use std::io::{self, Write};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -166,7 +168,7 @@ impl Pipe {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 
     /// True once the connection failed; the client then starts a new one for new sends.
@@ -186,7 +188,7 @@ impl Pipe {
         let mut state = self.state();
         while state.queued.len() >= MAX_QUEUED && state.failure.is_none() {
             state.blocked_senders += 1;
-            state = self.space.wait(state).unwrap_or_else(|e| e.into_inner());
+            self.space.wait(&mut state);
             state.blocked_senders -= 1;
         }
         if let Some(failure) = &state.failure {
@@ -208,7 +210,7 @@ impl Pipe {
             {
                 let mut state = self.state();
                 while state.queued.is_empty() && !state.closed && state.failure.is_none() {
-                    state = self.work.wait(state).unwrap_or_else(|e| e.into_inner());
+                    self.work.wait(&mut state);
                 }
                 if state.failure.is_some() || (state.closed && state.queued.is_empty()) {
                     return;
@@ -316,7 +318,7 @@ impl Pipe {
                 }
                 None => None,
             };
-            if let Ok(mut reader) = self.reader.try_lock() {
+            if let Some(mut reader) = self.reader.try_lock() {
                 // The previous leader may have stored our reply just before letting go.
                 let led = match self.take_ready(id) {
                     Some(payload) => Led::Mine(self.decode(&payload, id, function)),
@@ -342,13 +344,10 @@ impl Pipe {
             }
             self.followers.fetch_add(1, Ordering::SeqCst);
             fence(Ordering::SeqCst);
-            if self.reader.try_lock().is_err() {
+            if self.reader.try_lock().is_none() {
                 let nap = remaining.map_or(NAP, |left| left.min(NAP));
-                drop(
-                    self.replies
-                        .wait_timeout(state, nap)
-                        .unwrap_or_else(|e| e.into_inner()),
-                );
+                let mut state = state;
+                self.replies.wait_for(&mut state, nap);
             }
             self.followers.fetch_sub(1, Ordering::SeqCst);
         }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 /// Log lines about failing peers, at most [`RateLimitedLog::BURST`] per
@@ -40,7 +40,7 @@ impl RateLimitedLog {
         if !log::log_enabled!(log::Level::Warn) {
             return;
         }
-        let mut window = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut window = self.state.lock();
         if window.started.elapsed() >= Self::WINDOW {
             if window.suppressed > 0 {
                 log::warn!(
@@ -90,7 +90,7 @@ impl Guesses {
     pub(crate) fn failed(&self, address: Option<IpAddr>) -> Duration {
         // Unix-socket peers have no address; they all share one record.
         let address = address.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        let mut map = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.by_address.lock();
         if map.len() >= Self::REMEMBERED {
             map.retain(|_, s| s.last.elapsed() < Self::FORGIVE_AFTER);
             if map.len() >= Self::REMEMBERED {
@@ -161,6 +161,41 @@ impl SpareDescriptor {
         if self.0.is_none() {
             self.0 = Self::open();
         }
+    }
+}
+
+/// With the `deadlock-detection` feature, starts (once per process) a thread that looks for
+/// deadlocked locks every second and, finding some, prints their threads' backtraces and
+/// aborts: a deadlock in a test then fails it loudly instead of hanging it.
+pub(crate) fn watch_for_deadlocks() {
+    #[cfg(feature = "deadlock-detection")]
+    {
+        static STARTED: std::sync::Once = std::sync::Once::new();
+        STARTED.call_once(|| {
+            let _ = std::thread::Builder::new()
+                .name("monogusa-deadlocks".into())
+                .spawn(|| {
+                    loop {
+                        std::thread::sleep(Duration::from_secs(1));
+                        let deadlocks = parking_lot::deadlock::check_deadlock();
+                        if deadlocks.is_empty() {
+                            continue;
+                        }
+                        for (i, threads) in deadlocks.iter().enumerate() {
+                            for t in threads {
+                                use std::io::Write;
+                                let _ = writeln!(
+                                    std::io::stderr(),
+                                    "deadlock {i}, thread {:?}:\n{:?}",
+                                    t.thread_id(),
+                                    t.backtrace()
+                                );
+                            }
+                        }
+                        std::process::abort();
+                    }
+                });
+        });
     }
 }
 

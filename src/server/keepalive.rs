@@ -12,7 +12,9 @@ use std::net::Shutdown;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::message::encode_heartbeat;
@@ -64,7 +66,7 @@ impl Activity {
     #[inline]
     pub(crate) fn exclusive<R>(&self, write: impl FnOnce() -> R) -> R {
         if self.armed.load(SeqCst) {
-            let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+            let _writing = self.writing.lock();
             write()
         } else {
             write()
@@ -158,7 +160,7 @@ fn send_heartbeat(w: &Watched, heartbeat: &[u8]) {
     let activity = &w.activity;
     activity.armed.store(true, SeqCst);
     {
-        let Ok(_writing) = activity.writing.try_lock() else {
+        let Some(_writing) = activity.writing.try_lock() else {
             activity.armed.store(false, SeqCst);
             return; // the connection's thread is writing: the client hears from it anyway
         };

@@ -14,7 +14,9 @@ use std::net::Shutdown;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -418,6 +420,7 @@ impl Manager {
 
     fn bind(self) -> Result<(Arc<Shared>, Listener)> {
         defenses::raise_descriptor_limit();
+        defenses::watch_for_deadlocks();
         let listener = Listener::bind(&self.address)?;
         if let Address::Tcp { host, .. } = &self.address
             && host
@@ -633,8 +636,8 @@ impl Shared {
         }
     }
 
-    fn connections(&self) -> std::sync::MutexGuard<'_, Connections> {
-        self.connections.lock().unwrap_or_else(|e| e.into_inner())
+    fn connections(&self) -> parking_lot::MutexGuard<'_, Connections> {
+        self.connections.lock()
     }
 
     /// Registers and starts a thread for an accepted connection, or refuses it when full.

@@ -11,12 +11,14 @@
 //!   for the manager's life.
 //!
 //! Each object sits behind its own `RwLock`: `&mut self` methods take it exclusively, `&self`
-//! methods share it. A panic in a method is caught by the caller of [`Objects::call`]; the
-//! lock's poison is ignored, like `parking_lot` does, so one bad call does not make an object
+//! methods share it (`parking_lot`'s, which do not poison). A panic in a method is caught by the
+//! caller of [`Objects::call`], and the object serves on: one bad call does not make it
 //! unusable for everyone (the method's own partial mutation is the implementation's concern).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 
 use serde::de::DeserializeOwned;
 
@@ -279,8 +281,8 @@ impl Objects {
         self.table().shared_by_name.len()
     }
 
-    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
-        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    fn table(&self) -> parking_lot::MutexGuard<'_, Table> {
+        self.table.lock()
     }
 
     /// The id of the named object, if it implements `service`.
@@ -367,7 +369,6 @@ impl Objects {
                 .object
                 .state
                 .read()
-                .unwrap_or_else(|e| e.into_inner())
                 .shutdown();
         }
         true
@@ -380,7 +381,6 @@ impl Objects {
             object
                 .state
                 .read()
-                .unwrap_or_else(|e| e.into_inner())
                 .shutdown();
         }
     }
@@ -401,7 +401,6 @@ impl Objects {
             object
                 .state
                 .read()
-                .unwrap_or_else(|e| e.into_inner())
                 .connection_closed(id);
             told += 1;
         }
@@ -541,10 +540,10 @@ impl Objects {
                 )
             })?;
         let result = if methods[index].mutates {
-            let mut state = object.state.write().unwrap_or_else(|e| e.into_inner());
+            let mut state = object.state.write();
             state.call_exclusive(index, args, out)
         } else {
-            let state = object.state.read().unwrap_or_else(|e| e.into_inner());
+            let state = object.state.read();
             state.call_shared(index, args, out)
         };
         match result {

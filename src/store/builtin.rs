@@ -96,14 +96,14 @@ fn caller_gone(what: &str) -> crate::error::RemoteError {
 /// `leave` (to undo what its waiting counted), and passes the wake-up it may have consumed on
 /// to the next waiter.
 pub(crate) fn wait_while<'a, S>(
-    mut state: std::sync::MutexGuard<'a, S>,
-    condvar: &std::sync::Condvar,
+    mut state: parking_lot::MutexGuard<'a, S>,
+    condvar: &parking_lot::Condvar,
     deadline: Option<std::time::Instant>,
     what: &str,
     closing: impl Fn(&S) -> bool,
     blocked: impl Fn(&S) -> bool,
     leave: impl FnOnce(&mut S),
-) -> Result<(std::sync::MutexGuard<'a, S>, bool), crate::error::RemoteError> {
+) -> Result<(parking_lot::MutexGuard<'a, S>, bool), crate::error::RemoteError> {
     let mut waited = false;
     loop {
         if closing(&state) {
@@ -131,10 +131,7 @@ pub(crate) fn wait_while<'a, S>(
                 left.min(CHECK_CALLER_EVERY)
             }
         };
-        state = condvar
-            .wait_timeout(state, slice)
-            .unwrap_or_else(|e| e.into_inner())
-            .0;
+        condvar.wait_for(&mut state, slice);
         waited = true;
     }
 }

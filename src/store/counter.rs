@@ -1,6 +1,6 @@
 //! `Counter`: a shared integer with atomic read-modify-write.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 
 use super::builtin::builtin_service;
 use crate::__private::{decode_args, encode_result, no_such_method};
@@ -22,7 +22,7 @@ builtin_service!(SharedCounter, SERVICE, ["get", "add", "set"]);
 
 impl SharedCounter {
     fn dispatch(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {
-        let mut value = self.value.lock().unwrap_or_else(|e| e.into_inner());
+        let mut value = self.value.lock();
         match index {
             0 => encode_result(&*value, out),
             1 => {

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -87,7 +89,7 @@ builtin_service!(
 
 impl SharedDict {
     fn dispatch(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock();
         let method = Self::method_name(index);
         match index {
             0 => {

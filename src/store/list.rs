@@ -1,7 +1,9 @@
 //! `List<T>`: a shared vector.
 
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -46,7 +48,7 @@ builtin_service!(
 
 impl SharedList {
     fn dispatch(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {
-        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.state.lock();
         let ListState { items, charged } = &mut *guard;
         let method = Self::method_name(index);
         match index {

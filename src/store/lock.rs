@@ -6,7 +6,7 @@
 //! its connections close.
 
 use std::collections::HashMap;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::builtin::{builtin_service, deadline, millis, wait_while};
@@ -77,7 +77,7 @@ impl SharedSemaphore {
     }
 
     fn state(&self) -> MutexGuard<'_, Permits> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 
     fn dispatch(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {

@@ -1,6 +1,6 @@
 //! `Event` and `Barrier`: processes waiting for each other.
 
-use std::sync::{Condvar, Mutex, MutexGuard};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::builtin::{builtin_service, deadline, millis, wait_while};
@@ -28,7 +28,7 @@ builtin_service!(SharedEvent, EVENT, ["set", "clear", "is_set", "wait"]);
 
 impl SharedEvent {
     fn state(&self) -> MutexGuard<'_, EventState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 
     fn dispatch(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {
@@ -98,7 +98,7 @@ impl SharedBarrier {
     }
 
     fn state(&self) -> MutexGuard<'_, BarrierState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 
     fn dispatch(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {

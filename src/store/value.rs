@@ -1,7 +1,9 @@
 //! `Value<T>`: one shared value with atomic swap and compare-and-swap.
 
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -49,7 +51,7 @@ builtin_service!(SharedValue, SERVICE, ["get", "swap", "compare_and_swap"]);
 
 impl SharedValue {
     fn dispatch(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {
-        let mut guard = self.value.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.value.lock();
         let (value, charged) = &mut *guard;
         let method = Self::method_name(index);
         match index {
