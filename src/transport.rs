@@ -190,8 +190,14 @@ pub(crate) enum Stream {
 }
 
 impl Stream {
-    /// Connects to `address`, trying each resolved IP in turn for TCP.
+    /// Connects to `address`, trying each resolved IP in turn for TCP. Errors name the
+    /// address (`connection refused` alone does not say where).
     pub(crate) fn connect(address: &Address, timeout: Option<Duration>) -> io::Result<Stream> {
+        Self::connect_to(address, timeout)
+            .map_err(|e| io::Error::new(e.kind(), format!("connecting to {address}: {e}")))
+    }
+
+    fn connect_to(address: &Address, timeout: Option<Duration>) -> io::Result<Stream> {
         match address {
             Address::Tcp { host, port } => {
                 let mut last_error = None;
@@ -455,6 +461,16 @@ impl Listener {
     /// Binds `address`. For Unix sockets: a file left by a dead manager is replaced, a live
     /// manager's socket gives `AddrInUse`, and anything that is not a socket is left alone.
     pub(crate) fn bind(address: &Address) -> Result<Listener> {
+        Self::bind_to(address).map_err(|e| match e {
+            Error::Io(e) => Error::Io(io::Error::new(
+                e.kind(),
+                format!("listening on {address}: {e}"),
+            )),
+            other => other,
+        })
+    }
+
+    fn bind_to(address: &Address) -> Result<Listener> {
         match address {
             Address::Tcp { host, port } => {
                 let mut last_error = None;

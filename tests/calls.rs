@@ -167,6 +167,48 @@ fn nothing_listening_is_an_io_error() {
         matches!(err, Error::Io(ref e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
         "{err}"
     );
+    // The error says where.
+    assert!(err.to_string().contains(&free.to_string()), "{err}");
+}
+
+/// A Unix socket in a directory that does not exist: the error names the path.
+#[test]
+fn io_errors_name_the_path() {
+    let missing = "unix:/nonexistent-dir-for-monogusa/m.sock";
+    let err = Client::connect(missing, KEY).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("/nonexistent-dir-for-monogusa/m.sock"),
+        "{err}"
+    );
+    let err = monogusa::Manager::builder()
+        .authkey(KEY)
+        .bind(missing)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("listening on unix:/nonexistent-dir-for-monogusa"),
+        "{err}"
+    );
+}
+
+/// Arguments of the wrong shape are described in words: what was called, the types it
+/// expects, and what was wrong with the bytes.
+#[test]
+fn bad_arguments_are_described_in_words() {
+    let manager = start_standard();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    match client.call::<i64>("add", ("k",)) {
+        Err(Error::Remote(e)) => {
+            let text = e.message();
+            assert!(text.contains("add") && text.contains("i64"), "{text}");
+            assert!(text.contains("ends too early"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

@@ -136,6 +136,7 @@ impl Link {
             Op::DeleteShared { .. } => "delete",
             Op::Ping => "ping",
         };
+        let trailing = Trailing::of(&op);
         self.out.clear();
         if let Err(e) = encode_request(&mut self.out, id, op, args, max_frame_len) {
             // Nothing was sent: the connection is as good as before.
@@ -176,7 +177,9 @@ impl Link {
                     }
                     continue;
                 }
-                Ok(Some(reply)) => return decode_reply(reply, id, function, self.max_depth),
+                Ok(Some(reply)) => {
+                    return decode_reply(reply, id, function, self.max_depth, trailing);
+                }
                 Ok(None) => {}
                 Err(e) => return (Err(e), Health::Broken),
             }
@@ -284,12 +287,38 @@ pub(crate) fn in_flight_failure(e: io::Error) -> Error {
     }
 }
 
+/// What a reply may carry after the value the client knows.
+///
+/// The rule for evolving the wire: the manager's own top-level reply structs (`Stats`,
+/// `Description`) may gain fields, appended at their end only; older clients read the fields
+/// they know and ignore the rest. Nested structs and every other reply are decoded exactly
+/// (trailing bytes mean the peer encoded something else); changing those needs a new protocol
+/// version in the banner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Trailing {
+    /// Trailing bytes are an error.
+    Refused,
+    /// Fields appended by a newer manager are ignored.
+    Ignored,
+}
+
+impl Trailing {
+    /// The rule for the reply to `op`.
+    pub(crate) fn of(op: &Op<'_>) -> Trailing {
+        match op {
+            Op::Stats | Op::Describe => Trailing::Ignored,
+            _ => Trailing::Refused,
+        }
+    }
+}
+
 /// Reads the reply to request `id`.
 pub(crate) fn decode_reply<R: DeserializeOwned>(
     reply: &[u8],
     id: u64,
     function: &str,
     max_depth: u32,
+    trailing: Trailing,
 ) -> (Result<R>, Health) {
     let (header, used) = match ResponseHeader::decode(reply) {
         Ok(decoded) => decoded,
@@ -305,7 +334,7 @@ pub(crate) fn decode_reply<R: DeserializeOwned>(
         ));
         return (Err(e), Health::Broken);
     }
-    decode_body(&header, &reply[used..], function, max_depth)
+    decode_body(&header, &reply[used..], function, max_depth, trailing)
 }
 
 /// Reads the body of a reply whose header is already decoded: the result, the remote error,
@@ -315,6 +344,7 @@ pub(crate) fn decode_body<R: DeserializeOwned>(
     body: &[u8],
     function: &str,
     max_depth: u32,
+    trailing: Trailing,
 ) -> (Result<R>, Health) {
     if header.id == NOTICE_ID {
         // The manager is closing this connection and says why.
@@ -327,7 +357,13 @@ pub(crate) fn decode_body<R: DeserializeOwned>(
         return (result, Health::Broken);
     }
     let result = match header.status {
-        Status::Ok => codec::decode_exact_at_depth::<R>(body, max_depth).map_err(|e| {
+        Status::Ok => match trailing {
+            Trailing::Refused => codec::decode_exact_at_depth::<R>(body, max_depth),
+            Trailing::Ignored => {
+                codec::decode_prefix_at_depth::<R>(body, max_depth).map(|(v, _)| v)
+            }
+        }
+        .map_err(|e| {
             Error::Codec(format!(
                 "the reply of `{function}` is not a {}: {e}",
                 std::any::type_name::<R>()
@@ -339,4 +375,44 @@ pub(crate) fn decode_body<R: DeserializeOwned>(
         },
     };
     (result, Health::Reusable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok_header() -> ResponseHeader {
+        ResponseHeader {
+            id: 1,
+            status: Status::Ok,
+        }
+    }
+
+    /// An older client reads the `Stats` of a newer manager, which appended two fields.
+    #[test]
+    fn replies_that_may_grow_tolerate_appended_fields() {
+        let stats = crate::Stats {
+            calls: 42,
+            ..crate::Stats::default()
+        };
+        let mut newer = Vec::new();
+        codec::encode_into(&stats, &mut newer).unwrap();
+        newer.extend_from_slice(&7u64.to_le_bytes());
+        newer.extend_from_slice(&9u64.to_le_bytes());
+        let trailing = Trailing::of(&Op::Stats);
+        let (read, health) =
+            decode_body::<crate::Stats>(&ok_header(), &newer, "stats", 128, trailing);
+        assert_eq!(read.unwrap(), stats);
+        assert_eq!(health, Health::Reusable);
+        assert_eq!(Trailing::of(&Op::Describe), Trailing::Ignored);
+        // Every other reply is exact: trailing bytes mean the peer sent something else.
+        let (exact, _) = decode_body::<crate::Stats>(
+            &ok_header(),
+            &newer,
+            "f",
+            128,
+            Trailing::of(&Op::Call("f")),
+        );
+        assert!(matches!(exact, Err(Error::Codec(_))), "{exact:?}");
+    }
 }

@@ -14,8 +14,8 @@ mod connection;
 mod pipeline;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -206,11 +206,7 @@ impl ClientBuilder {
             }),
         };
         let first = client.open_connection(0)?;
-        client
-            .inner
-            .idle
-            .lock()
-            .push(first);
+        client.inner.idle.lock().push(first);
         Ok(client)
     }
 }
@@ -245,11 +241,7 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(pipe) = self
-            .pipe
-            .get_mut()
-            .take()
-        {
+        if let Some(pipe) = self.pipe.get_mut().take() {
             pipe.close();
         }
     }

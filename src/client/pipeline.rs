@@ -21,8 +21,8 @@
 
 use std::io::{self, Write};
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::thread;
@@ -39,7 +39,7 @@ use crate::transport::{Stream, is_timeout};
 
 use super::Keepalive;
 use super::connection::{
-    Connection, Health, MIN_TIMEOUT, decode_body, decode_reply, silent_manager,
+    Connection, Health, MIN_TIMEOUT, Trailing, decode_body, decode_reply, silent_manager,
 };
 
 /// How errors name a pipelined call (the function's name is not kept, to spare an
@@ -396,6 +396,7 @@ impl Pipe {
                             &payload[used..],
                             function,
                             self.max_depth,
+                            Trailing::Refused,
                         ) {
                             (Err(e), Health::Broken) => Led::Failed(Failure::from_error(&e)),
                             (result, _) => Led::Mine(result),
@@ -451,7 +452,8 @@ impl Pipe {
     }
 
     fn decode<R: DeserializeOwned>(&self, payload: &[u8], id: u64, function: &str) -> Result<R> {
-        let (result, health) = decode_reply(payload, id, function, self.max_depth);
+        let (result, health) =
+            decode_reply(payload, id, function, self.max_depth, Trailing::Refused);
         if health == Health::Broken
             && let Err(e) = &result
         {

@@ -81,7 +81,28 @@ pub(crate) fn decode_prefix_at_depth<'a, T: Deserialize<'a>>(
         value: PhantomData,
     };
     bincode::serde::seed_decode_from_slice(root, bytes, CONFIG)
-        .map_err(|e| Error::Codec(e.to_string()))
+        .map_err(|e| Error::Codec(explain(&e)))
+}
+
+/// Says what went wrong in words: bincode's own `Display` is its `Debug`
+/// (`UnexpectedEnd { additional: 8 }`).
+fn explain(error: &bincode::error::DecodeError) -> String {
+    use bincode::error::DecodeError as E;
+    match error {
+        E::UnexpectedEnd { additional } => {
+            format!("the input ends too early ({additional} more bytes were needed)")
+        }
+        E::UnexpectedVariant {
+            type_name, found, ..
+        } => format!("{found} is not a variant of {type_name}"),
+        E::Utf8 { inner } => format!("a string is not valid UTF-8 ({inner})"),
+        E::InvalidBooleanValue(byte) => format!("{byte} is not a boolean (0 or 1)"),
+        E::InvalidCharEncoding(bytes) => format!("{bytes:?} is not a char"),
+        E::OutsideUsizeRange(n) => format!("a length of {n} does not fit this machine"),
+        E::OtherString(message) => message.clone(),
+        E::Other(message) => (*message).to_string(),
+        other => format!("{other:?}"),
+    }
 }
 
 /// Decodes a call's argument tuple exactly. A mismatch is the caller's fault: a

@@ -459,7 +459,9 @@ fn handle(
                     let target =
                         Target::Function(std::ptr::from_ref(function) as *const () as usize);
                     replies.run(target, |out| {
-                        reply.with(out, name, |out| function(args, out))
+                        reply.with(out, name, |out| {
+                            function(args, out).map_err(|e| name_the_function(e, name))
+                        })
                     })?;
                 }
                 None => reply.with(&mut replies.out, name, |_| {
@@ -614,6 +616,17 @@ fn panicked(name: &str, payload: Box<dyn std::any::Any + Send>) -> RemoteError {
         RemoteErrorKind::Panicked,
         format!("`{name}` panicked: {what}"),
     )
+}
+
+/// Argument errors of a function name it (the erased handler does not know its own name).
+#[cold]
+fn name_the_function(error: RemoteError, name: &str) -> RemoteError {
+    match error.message().strip_prefix(super::registry::FUNCTION) {
+        Some(rest) if error.kind() == RemoteErrorKind::BadArguments => {
+            RemoteError::new(error.kind(), format!("`{name}`{rest}"))
+        }
+        _ => error,
+    }
 }
 
 fn unknown_function(shared: &Shared, name: &str) -> RemoteError {

@@ -1,11 +1,11 @@
 //! What keeps peers without the key from flooding the manager's log, guessing its key
 //! quickly, or leaving it without file descriptors.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::IpAddr;
-use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 /// Log lines about failing peers, at most [`RateLimitedLog::BURST`] per

@@ -9,10 +9,10 @@
 
 use std::collections::HashMap;
 use std::net::Shutdown;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::Arc;
 
 use parking_lot::Mutex;
 use std::time::{Duration, Instant};

@@ -365,11 +365,7 @@ impl Objects {
                 .deleted
                 .store(true, std::sync::atomic::Ordering::Release);
             // Built-in objects only take their lock shared, so this never waits on a call.
-            entry
-                .object
-                .state
-                .read()
-                .shutdown();
+            entry.object.state.read().shutdown();
         }
         true
     }
@@ -378,10 +374,7 @@ impl Objects {
     pub(crate) fn shutdown(&self) {
         for object in self.shared_objects() {
             // Built-in objects only take their lock shared, so this never waits on a call.
-            object
-                .state
-                .read()
-                .shutdown();
+            object.state.read().shutdown();
         }
     }
 
@@ -398,10 +391,7 @@ impl Objects {
                     None => continue, // deleted meanwhile
                 }
             };
-            object
-                .state
-                .read()
-                .connection_closed(id);
+            object.state.read().connection_closed(id);
             told += 1;
         }
         told

@@ -10,6 +10,10 @@ use crate::codec;
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::fxhash::FxHashMap;
 
+/// How a function's argument errors name it until the connection, which knows its name,
+/// replaces this with the name (see `server::connection`).
+pub(crate) const FUNCTION: &str = "the function";
+
 /// A function the manager can serve: any `Fn` of 0 to 8 arguments that implement
 /// `serde::Deserialize`, returning a value that implements [`IntoReply`].
 ///
@@ -153,7 +157,7 @@ macro_rules! handler_for_arity {
         {
             fn call(&self, args: &[u8], reply: &mut Vec<u8>) -> Result<(), RemoteError> {
                 #[allow(non_snake_case)]
-                let ($($arg,)*): ($($arg,)*) = codec::decode_arguments(args, &"the function")?;
+                let ($($arg,)*): ($($arg,)*) = codec::decode_arguments(args, &FUNCTION)?;
                 (self)($($arg),*).write_reply(reply)
             }
         }

@@ -5,8 +5,8 @@
 //! it: the manager knows holders by connection, so a killed process's locks are freed when
 //! its connections close.
 
-use std::collections::HashMap;
 use parking_lot::{Condvar, Mutex, MutexGuard};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use super::builtin::{builtin_service, deadline, millis, wait_while};
