@@ -183,6 +183,14 @@ impl FrameReader {
         Ok(n)
     }
 
+    /// Takes bytes that arrived some other way (a fuzzer, a test, another transport), as much
+    /// as the buffer makes room for at once; returns how many. Feed the rest after taking the
+    /// frames out with [`FrameReader::next_frame`].
+    #[cfg_attr(not(any(test, feature = "fuzzing")), allow(dead_code))]
+    pub(crate) fn feed(&mut self, mut bytes: &[u8]) -> io::Result<usize> {
+        self.fill(&mut bytes)
+    }
+
     fn make_room(&mut self) -> io::Result<()> {
         if self.start == self.end {
             self.start = 0;
@@ -354,6 +362,23 @@ mod tests {
         let err = end(&mut out, at, 10).unwrap_err();
         assert!(matches!(err, Error::FrameTooLarge { len: 11, max: 10 }));
         assert_eq!(out, b"kept");
+    }
+
+    /// Bytes fed in directly are cut into the same frames as bytes read.
+    #[test]
+    fn fed_bytes_make_the_same_frames() {
+        let data = framed(&[b"one", b"", &[9u8; 10_000], b"four"]);
+        let mut reader = FrameReader::new(DEFAULT_MAX_FRAME_LEN);
+        let mut frames = Vec::new();
+        let mut at = 0;
+        while at < data.len() {
+            at += reader.feed(&data[at..]).unwrap();
+            while let Some(frame) = reader.next_frame().unwrap() {
+                frames.push(frame.to_vec());
+            }
+        }
+        assert_eq!(frames.len(), 4);
+        assert_eq!(frames[2].len(), 10_000);
     }
 
     /// A prefix announcing 64 MiB costs nothing until the bytes arrive.

@@ -181,7 +181,7 @@ impl Write for Scripted {
 fn handshake_refuses_random_and_mutated_clients() {
     let key = AuthKey::new(b"secret").unwrap();
     let mut rng = Rng(7);
-    let banner = auth::banner();
+    let banner = crate::protocol::banner();
     let mut hello = vec![banner.len() as u8];
     hello.extend_from_slice(banner.as_bytes());
     hello.extend_from_slice(&[3; auth::NONCE_LEN]);

@@ -123,8 +123,12 @@ mod error;
 mod frame;
 #[cfg(test)]
 mod fuzz_tests;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod fxhash;
 mod message;
+pub mod protocol;
 mod server;
 mod service;
 mod store;

@@ -98,7 +98,8 @@ pub fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bo
 
 // ---- An independent implementation of protocol version 1, from its description ----------
 
-pub const BANNER: &[u8] = b"monogusa/1 bincode2-fixint-le";
+/// The banner, from the one module that defines the protocol's identity.
+pub const BANNER: &[u8] = monogusa::protocol::BANNER.as_bytes();
 
 fn hmac(key: &[u8], label: &[u8], cn: &[u8], sn: &[u8]) -> Vec<u8> {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();

@@ -16,21 +16,24 @@
 //! back as the other side's; the two fresh nonces stop a recorded proof from being replayed;
 //! the banner (protocol version and codec) is bound into both proofs so neither side can be
 //! talked into a different one. Tags are compared in constant time.
+//!
+//! Each side is a state machine without I/O (`client.rs`, `server.rs`: bytes in, bytes out,
+//! as rustls does it), so fuzzers and tests drive them directly; the functions here are the
+//! thin blocking drivers the manager and client use.
+
+mod client;
+mod server;
 
 use std::io::{self, Read, Write};
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::codec;
 use crate::error::{Error, Result};
 use crate::transport::is_timeout;
 
-/// The protocol's name and version; peers must agree on it byte for byte.
-const PROTOCOL: &str = "monogusa/1";
-
-/// The part of the banner every version shares.
-const PROTOCOL_NAME: &str = "monogusa/";
+pub(crate) use client::ClientHandshake;
+pub(crate) use server::ServerHandshake;
 
 /// Length of each side's random nonce, and of an HMAC-SHA256 tag.
 pub(crate) const NONCE_LEN: usize = 32;
@@ -44,11 +47,6 @@ const PROVEN: u8 = 0x00;
 
 const CLIENT_LABEL: &[u8] = b"monogusa client proof";
 const SERVER_LABEL: &[u8] = b"monogusa server proof";
-
-/// The banner each side sends: protocol version and codec, e.g. `monogusa/1 bincode2-fixint-le`.
-pub(crate) fn banner() -> String {
-    format!("{PROTOCOL} {}", codec::NAME)
-}
 
 /// An authkey, ready to compute proofs. Cloning it is cheap and never exposes the key.
 #[derive(Clone)]
@@ -110,7 +108,7 @@ impl std::fmt::Debug for AuthKey {
     }
 }
 
-type Nonce = [u8; NONCE_LEN];
+pub(crate) type Nonce = [u8; NONCE_LEN];
 
 fn fresh_nonce() -> io::Result<Nonce> {
     let mut nonce = [0; NONCE_LEN];
@@ -131,90 +129,45 @@ fn broken(e: io::Error) -> Error {
     }
 }
 
-/// Runs the client's side. On success both sides have proven the key.
+/// Runs the client's side over a blocking stream. On success both sides have proven the key.
 pub(crate) fn client_handshake<S: Read + Write>(stream: &mut S, key: &AuthKey) -> Result<()> {
-    let banner = banner();
-    let client_nonce = fresh_nonce()?;
-    let mut hello = Vec::with_capacity(1 + banner.len() + NONCE_LEN);
-    hello.push(banner.len() as u8);
-    hello.extend_from_slice(banner.as_bytes());
-    hello.extend_from_slice(&client_nonce);
-    stream.write_all(&hello).map_err(broken)?;
-
-    let mut status = [0u8; 1];
-    stream.read_exact(&mut status).map_err(broken)?;
-    match status[0] {
-        ACCEPT => {}
-        MISMATCH => {
-            let theirs = read_short_text(stream)?;
-            return Err(Error::Incompatible(format!(
-                "the manager speaks {theirs:?}, this client {banner:?}"
-            )));
+    let mut machine = ClientHandshake::new(key, fresh_nonce()?);
+    let mut buf = [0u8; 64];
+    loop {
+        let output = machine.take_output();
+        if !output.is_empty() {
+            stream.write_all(&output).map_err(broken)?;
         }
-        BUSY => return Err(Error::Refused(read_short_text(stream)?)),
-        other => {
-            return Err(Error::Incompatible(format!(
-                "the peer is not a monogusa manager (it sent byte {other:#04x})"
-            )));
+        if machine.is_done() {
+            return Ok(());
         }
-    }
-    let mut server_nonce = [0; NONCE_LEN];
-    stream.read_exact(&mut server_nonce).map_err(broken)?;
-
-    let proof = key.proof(
-        CLIENT_LABEL,
-        &client_nonce,
-        &server_nonce,
-        banner.as_bytes(),
-    );
-    stream.write_all(&proof).map_err(broken)?;
-
-    let mut verdict = [0u8; 1 + TAG_LEN];
-    stream
-        .read_exact(&mut verdict[..1])
-        .map_err(|e| match e.kind() {
-            // A manager of this protocol always answers; silence then close means it gave up.
-            io::ErrorKind::UnexpectedEof => Error::Authentication(
-                "the manager closed the connection without accepting the authkey".into(),
-            ),
-            _ => broken(e),
-        })?;
-    match verdict[0] {
-        PROVEN => {}
-        // The key was right, but the manager has no room for another connection.
-        BUSY => return Err(Error::Refused(read_short_text(stream)?)),
-        REJECTED => {
-            return Err(Error::Authentication(
-                "the manager rejected the authkey".into(),
-            ));
-        }
-        other => {
-            return Err(Error::Incompatible(format!(
-                "unexpected verdict byte {other:#04x} from the manager"
-            )));
+        let wanted = machine.wants().min(buf.len());
+        let got = match stream.read(&mut buf[..wanted]) {
+            Ok(0) if machine.awaits_verdict() => {
+                // A manager of this protocol always answers; silence then close means it
+                // gave up on our key.
+                return Err(Error::Authentication(
+                    "the manager closed the connection without accepting the authkey".into(),
+                ));
+            }
+            Ok(0) => return Err(broken(io::ErrorKind::UnexpectedEof.into())),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(broken(e)),
+        };
+        let mut fed = 0;
+        while fed < got {
+            fed += machine.feed(&buf[fed..got])?;
         }
     }
-    stream.read_exact(&mut verdict[1..]).map_err(broken)?;
-    if !key.verify(
-        SERVER_LABEL,
-        &client_nonce,
-        &server_nonce,
-        banner.as_bytes(),
-        &verdict[1..],
-    ) {
-        return Err(Error::Authentication(
-            "the manager could not prove it holds the authkey".into(),
-        ));
-    }
-    Ok(())
 }
 
-fn read_short_text<S: Read>(stream: &mut S) -> Result<String> {
-    let mut len = [0u8; 1];
-    stream.read_exact(&mut len).map_err(broken)?;
-    let mut text = vec![0; len[0] as usize];
-    stream.read_exact(&mut text).map_err(broken)?;
-    Ok(String::from_utf8_lossy(&text).into_owned())
+/// Appends `[tag][length][text]`, the text cut to 255 bytes.
+fn push_short_text(out: &mut Vec<u8>, tag: u8, text: &str) {
+    let text = &text.as_bytes()[..text.len().min(255)];
+    out.push(tag);
+    out.push(text.len() as u8);
+    out.extend_from_slice(text);
 }
 
 /// Why the manager's side of a handshake failed, for its log and statistics.
@@ -244,71 +197,50 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// Runs the manager's side. The caller bounds it in time. Once the peer has proven the key,
-/// `admit` decides whether it may stay (`Err` is the reason it may not, sent as BUSY).
+/// Runs the manager's side over a blocking stream; the caller bounds it in time. Once the
+/// peer has proven the key, `admit` decides whether it may stay (`Err` is the reason it may
+/// not, sent as BUSY). The stream is read exactly as far as the handshake goes.
 pub(crate) fn server_handshake<S: Read + Write>(
     stream: &mut S,
     key: &AuthKey,
     admit: impl FnOnce() -> std::result::Result<(), String>,
 ) -> std::result::Result<(), Refusal> {
-    let banner = banner();
     let broken = |e| Refusal::Broken(broken(e));
-
-    let mut len = [0u8; 1];
-    stream.read_exact(&mut len).map_err(broken)?;
-    let mut theirs = vec![0; len[0] as usize];
-    // Read the protocol name first: a peer speaking something else entirely (HTTP, say) is
-    // answered at once instead of waiting for bytes it never meant to send.
-    let name_len = PROTOCOL_NAME.len().min(theirs.len());
-    stream.read_exact(&mut theirs[..name_len]).map_err(broken)?;
-    if theirs[..name_len] == PROTOCOL_NAME.as_bytes()[..name_len] {
-        stream.read_exact(&mut theirs[name_len..]).map_err(broken)?;
-    } else {
-        theirs.truncate(name_len);
+    let mut machine = ServerHandshake::new(key, fresh_nonce().map_err(broken)?);
+    let mut buf = [0u8; 64];
+    let mut admit = Some(admit);
+    loop {
+        if machine.is_proven() {
+            match (admit.take().expect("proven once"))() {
+                Ok(()) => machine.admit(),
+                Err(why) => {
+                    let refusal = machine.refuse_busy(&why);
+                    let _ = stream.write_all(&machine.take_output());
+                    return Err(refusal);
+                }
+            }
+        }
+        let output = machine.take_output();
+        if !output.is_empty() {
+            stream.write_all(&output).map_err(broken)?;
+        }
+        let wanted = machine.wants().min(buf.len());
+        if wanted == 0 {
+            return Ok(()); // admitted: done
+        }
+        stream.read_exact(&mut buf[..wanted]).map_err(broken)?;
+        let mut fed = 0;
+        while fed < wanted {
+            match machine.feed(&buf[fed..wanted]) {
+                Ok(n) => fed += n,
+                Err(refusal) => {
+                    // A mismatch is answered with our banner; a garbage sender learns nothing new.
+                    let _ = stream.write_all(&machine.take_output());
+                    return Err(refusal);
+                }
+            }
+        }
     }
-    if theirs != banner.as_bytes() {
-        // Tell a client of another version what we speak; a garbage sender learns nothing new.
-        let mut reply = vec![MISMATCH, banner.len() as u8];
-        reply.extend_from_slice(banner.as_bytes());
-        let _ = stream.write_all(&reply);
-        return Err(Refusal::Mismatch(
-            String::from_utf8_lossy(&theirs).into_owned(),
-        ));
-    }
-    let mut client_nonce = [0; NONCE_LEN];
-    stream.read_exact(&mut client_nonce).map_err(broken)?;
-
-    let server_nonce = fresh_nonce().map_err(broken)?;
-    let mut accept = [0u8; 1 + NONCE_LEN];
-    accept[0] = ACCEPT;
-    accept[1..].copy_from_slice(&server_nonce);
-    stream.write_all(&accept).map_err(broken)?;
-
-    let mut proof = [0u8; TAG_LEN];
-    stream.read_exact(&mut proof).map_err(broken)?;
-    if !key.verify(
-        CLIENT_LABEL,
-        &client_nonce,
-        &server_nonce,
-        banner.as_bytes(),
-        &proof,
-    ) {
-        return Err(Refusal::WrongKey);
-    }
-    if let Err(why) = admit() {
-        let _ = refuse_busy(stream, &why);
-        return Err(Refusal::Busy(why));
-    }
-    let mut proven = [0u8; 1 + TAG_LEN];
-    proven[0] = PROVEN;
-    proven[1..].copy_from_slice(&key.proof(
-        SERVER_LABEL,
-        &client_nonce,
-        &server_nonce,
-        banner.as_bytes(),
-    ));
-    stream.write_all(&proven).map_err(broken)?;
-    Ok(())
 }
 
 /// Tells a peer whose proof was wrong that it was rejected.
@@ -318,9 +250,8 @@ pub(crate) fn reject<S: Write>(stream: &mut S) -> io::Result<()> {
 
 /// Tells a connecting client that the manager will not take it, then lets it go.
 pub(crate) fn refuse_busy<S: Write>(stream: &mut S, message: &str) -> io::Result<()> {
-    let message = &message.as_bytes()[..message.len().min(255)];
-    let mut reply = vec![BUSY, message.len() as u8];
-    reply.extend_from_slice(message);
+    let mut reply = Vec::new();
+    push_short_text(&mut reply, BUSY, message);
     stream.write_all(&reply)
 }
 
@@ -380,9 +311,79 @@ mod tests {
         assert!(matches!(AuthKey::new(b""), Err(Error::Config(_))));
     }
 
+    /// The two machines talk to each other in memory, fed in every chunk size.
     #[test]
-    fn banner_names_the_codec() {
-        assert_eq!(banner(), "monogusa/1 bincode2-fixint-le");
+    fn the_machines_agree_in_memory_in_any_chunking() {
+        for chunk in [1, 2, 3, 7, 64] {
+            for (client_key, server_key, ok) in [(b"k1", b"k1", true), (b"k2", b"k1", false)] {
+                let mut client =
+                    ClientHandshake::new(&AuthKey::new(client_key).unwrap(), [1; NONCE_LEN]);
+                let mut server =
+                    ServerHandshake::new(&AuthKey::new(server_key).unwrap(), [2; NONCE_LEN]);
+                let mut outcome = None;
+                for _ in 0..1000 {
+                    let to_server = client.take_output();
+                    for piece in to_server.chunks(chunk) {
+                        let mut at = 0;
+                        while at < piece.len() {
+                            match server.feed(&piece[at..]) {
+                                Ok(0) => break,
+                                Ok(n) => at += n,
+                                Err(r) => {
+                                    outcome = Some(Err(format!("{r}")));
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    if server.is_proven() {
+                        server.admit();
+                    }
+                    if outcome.is_some() {
+                        break;
+                    }
+                    let to_client = server.take_output();
+                    for piece in to_client.chunks(chunk) {
+                        let mut at = 0;
+                        while at < piece.len() {
+                            at += client.feed(&piece[at..]).unwrap();
+                        }
+                    }
+                    if client.is_done() && server.is_done() {
+                        outcome = Some(Ok(()));
+                        break;
+                    }
+                }
+                let outcome = outcome.expect("the handshake ends");
+                assert_eq!(outcome.is_ok(), ok, "chunk {chunk}: {outcome:?}");
+            }
+        }
+    }
+
+    /// The manager wants exactly the handshake's bytes, never more.
+    #[test]
+    fn the_server_never_asks_past_the_handshake() {
+        let key = AuthKey::new(b"k").unwrap();
+        let mut client = ClientHandshake::new(&key, [1; NONCE_LEN]);
+        let mut server = ServerHandshake::new(&key, [2; NONCE_LEN]);
+        let hello = client.take_output();
+        let mut wanted = 0;
+        let mut fed = 0;
+        while fed < hello.len() {
+            wanted += server.wants();
+            fed += server.feed(&hello[fed..]).unwrap();
+        }
+        assert_eq!(wanted, hello.len());
+        let accept = server.take_output();
+        let mut at = 0;
+        while at < accept.len() {
+            at += client.feed(&accept[at..]).unwrap();
+        }
+        let proof = client.take_output();
+        assert_eq!(server.wants(), proof.len());
+        assert_eq!(server.feed(&proof).unwrap(), proof.len());
+        assert!(server.is_proven());
+        assert_eq!(server.wants(), 0);
     }
 
     #[test]
