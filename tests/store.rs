@@ -498,3 +498,61 @@ fn shutdown_wakes_callers_blocked_in_locks_events_and_barriers() {
         );
     }
 }
+
+/// One namespace for every named object: a served object's name cannot be opened as a shared
+/// object (or the other way round), and `describe` lists each name once.
+#[test]
+fn served_and_shared_objects_share_one_namespace() {
+    #[monogusa::service]
+    pub trait Greeter {
+        fn greet(&self) -> String;
+    }
+    struct Hello;
+    impl Greeter for Hello {
+        fn greet(&self) -> String {
+            "hello".into()
+        }
+    }
+    let manager = monogusa::Manager::builder()
+        .authkey(KEY)
+        .serve("greeter", GreeterServer::new(Hello))
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    match client.counter("greeter") {
+        Err(Error::Remote(e)) => {
+            assert_eq!(e.kind(), RemoteErrorKind::WrongService, "{e}");
+            assert!(e.message().contains("served Greeter"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    client.counter("hits").unwrap();
+    match GreeterClient::open(&client, "hits") {
+        Err(Error::Remote(e)) => {
+            assert_eq!(e.kind(), RemoteErrorKind::WrongService, "{e}");
+            assert!(e.message().contains("monogusa.Counter"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    match client.counter("") {
+        Err(Error::Remote(e)) => assert_eq!(e.kind(), RemoteErrorKind::BadArguments),
+        other => panic!("{other:?}"),
+    }
+    let names: Vec<_> = client
+        .describe()
+        .unwrap()
+        .objects
+        .into_iter()
+        .filter_map(|o| o.name)
+        .collect();
+    assert_eq!(names.iter().filter(|n| *n == "greeter").count(), 1);
+    assert!(
+        monogusa::Manager::builder()
+            .authkey(KEY)
+            .serve("", GreeterServer::new(Hello))
+            .build()
+            .is_err()
+    );
+}

@@ -124,8 +124,12 @@ impl ManagerBuilder {
     ///
     /// The object sits behind its own lock: `&mut self` methods run one at a time, `&self`
     /// methods may run together. Objects under different names are independent.
+    /// Served objects share one namespace with the built-in shared objects: a client opening
+    /// `name` as a counter, say, is told it is a served object. An empty name is refused.
     pub fn serve<S: Service>(mut self, name: &str, object: S) -> Self {
-        if !self.objects.serve(name, Box::new(object)) {
+        if name.is_empty() {
+            self.duplicates.push("an object with an empty name".into());
+        } else if !self.objects.serve(name, Box::new(object)) {
             self.duplicates.push(format!("object {name}"));
         }
         self
@@ -286,7 +290,7 @@ impl ManagerBuilder {
         let address = self.address?;
         if !self.duplicates.is_empty() {
             return Err(Error::Config(format!(
-                "names registered more than once: {}",
+                "names registered more than once, or empty: {}",
                 self.duplicates.join(", ")
             )));
         }

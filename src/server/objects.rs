@@ -288,10 +288,17 @@ impl Objects {
     /// The id of the named object, if it implements `service`.
     pub(crate) fn open(&self, name: &str, service: &str) -> Result<u64, RemoteError> {
         let table = self.table();
-        let id = *table
-            .by_name
-            .get(name)
-            .ok_or_else(|| unknown_object(format_args!("named {name:?}")))?;
+        let Some(&id) = table.by_name.get(name) else {
+            // One namespace: a shared object's name is not free for a served one.
+            if let Some(id) = table.shared_by_name.get(name) {
+                let kind = table.by_id[id].object.descriptor.name;
+                return Err(RemoteError::new(
+                    RemoteErrorKind::WrongService,
+                    format!("{name:?} is a {kind}, not a served {service}"),
+                ));
+            }
+            return Err(unknown_object(format_args!("named {name:?}")));
+        };
         check_service(
             table.by_id[&id].object.descriptor,
             service,
@@ -309,7 +316,21 @@ impl Objects {
         type_tag: &str,
         args: &[u8],
     ) -> Result<u64, RemoteError> {
+        if name.is_empty() {
+            return Err(RemoteError::new(
+                RemoteErrorKind::BadArguments,
+                "a shared object needs a name",
+            ));
+        }
         let mut table = self.table();
+        // One namespace for every named object: a served object's name is taken.
+        if let Some(id) = table.by_name.get(name) {
+            let service = table.by_id[id].object.descriptor.name;
+            return Err(RemoteError::new(
+                RemoteErrorKind::WrongService,
+                format!("{name:?} is a served {service}, not a {kind}"),
+            ));
+        }
         if let Some(&id) = table.shared_by_name.get(name) {
             let object = &table.by_id[&id].object;
             check_service(object.descriptor, kind, &format!("{name:?}"))?;
