@@ -146,7 +146,7 @@ pub use service::{
     Description, MethodDescription, MethodInfo, ObjectDescription, ObjectRef, Service,
     ServiceDescriptor, TypeDescription,
 };
-pub use store::{Barrier, Counter, Dict, Event, Guard, List, Lock, Queue, Semaphore, Value};
+pub use store::{Barrier, Counter, Dict, Event, Guard, List, Lock, Named, Queue, Semaphore, Value};
 pub use stub::ObjectHandle;
 
 /// Marks a trait as a remote service: generates the typed client stub `<Trait>Client` and the

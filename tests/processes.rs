@@ -255,3 +255,34 @@ fn serve_forever_stops_on_sigint() {
     send_signal(child.id(), "-INT");
     assert!(child.wait().unwrap().success());
 }
+
+/// Two programs built separately, each defining its own `struct Task`, share a queue: what
+/// must match is the shape, not the module path. A differently shaped `Task` is refused.
+#[test]
+fn separately_built_programs_share_a_queue_of_their_own_tasks() {
+    let manager = start_standard();
+    let address = manager.address().to_string();
+    let run = |name: &str, args: &[&str]| {
+        Command::new(example_binary(name))
+            .arg(&address)
+            .args(args)
+            .env("MONOGUSA_AUTHKEY", KEY)
+            .output()
+            .unwrap()
+    };
+    let produced = run("task_producer", &["100"]);
+    assert!(produced.status.success(), "{produced:?}");
+    let consumed = run("task_consumer", &["100"]);
+    assert!(consumed.status.success(), "{consumed:?}");
+    assert!(
+        String::from_utf8_lossy(&consumed.stdout).contains("sum of ids 5050"),
+        "{consumed:?}"
+    );
+    let refused = run("task_consumer", &["1", "--other-shape"]);
+    assert_eq!(refused.status.code(), Some(3), "{refused:?}");
+    let text = String::from_utf8_lossy(&refused.stdout);
+    assert!(
+        text.contains("Task{id:u64,name:str}") && text.contains("urgent"),
+        "{text}"
+    );
+}

@@ -556,3 +556,37 @@ fn served_and_shared_objects_share_one_namespace() {
             .is_err()
     );
 }
+
+/// A tag of the user's own replaces the shape check: programs that agree on it share the
+/// object.
+#[test]
+fn a_type_tag_of_your_own_replaces_the_shape_check() {
+    let manager = start_standard();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let unsigned = client
+        .named("numbers")
+        .type_tag("numbers v1")
+        .queue::<u64>(0)
+        .unwrap();
+    unsigned.put(&7).unwrap();
+    // Same tag, another type of the same encoding: the user says they agree.
+    let signed = client
+        .named("numbers")
+        .type_tag("numbers v1")
+        .queue::<i64>(0)
+        .unwrap();
+    assert_eq!(signed.get().unwrap(), 7);
+    // Without the tag, the shape is checked, and differs from the tag.
+    match client.queue::<i64>("numbers", 0) {
+        Err(Error::Remote(e)) => {
+            assert_eq!(e.kind(), RemoteErrorKind::WrongService);
+            assert!(e.message().contains("numbers v1"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Dicts, lists and values take tags too.
+    client.named("d").type_tag("t").dict::<u8, u8>().unwrap();
+    client.named("l").type_tag("t").list::<u8>().unwrap();
+    client.named("v").type_tag("t").value::<u8>().unwrap();
+    assert!(client.named("v").type_tag("other").value::<u8>().is_err());
+}

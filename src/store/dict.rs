@@ -178,8 +178,11 @@ impl<K, V> Clone for Dict<K, V> {
 }
 
 impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V> {
-    pub(crate) fn open(client: &Client, name: &str) -> Result<Self> {
-        let tag = format!("{}, {}", type_tag::<K>(), type_tag::<V>());
+    pub(crate) fn open(client: &Client, name: &str, tag: Option<&str>) -> Result<Self> {
+        let tag = tag.map_or_else(
+            || format!("{}, {}", type_tag::<K>(), type_tag::<V>()),
+            str::to_string,
+        );
         let handle = ObjectHandle::open_shared(client, SERVICE, name, &tag, &())?;
         Ok(Dict {
             handle,

@@ -126,8 +126,9 @@ impl<T> Clone for List<T> {
 }
 
 impl<T: Serialize + DeserializeOwned> List<T> {
-    pub(crate) fn open(client: &Client, name: &str) -> Result<Self> {
-        let handle = ObjectHandle::open_shared(client, SERVICE, name, &type_tag::<T>(), &())?;
+    pub(crate) fn open(client: &Client, name: &str, tag: Option<&str>) -> Result<Self> {
+        let tag = tag.map_or_else(type_tag::<T>, str::to_string);
+        let handle = ObjectHandle::open_shared(client, SERVICE, name, &tag, &())?;
         Ok(List {
             handle,
             _item: PhantomData,

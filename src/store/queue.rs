@@ -196,14 +196,14 @@ impl<T> Clone for Queue<T> {
 }
 
 impl<T: Serialize + DeserializeOwned> Queue<T> {
-    pub(crate) fn open(client: &Client, name: &str, capacity: usize) -> Result<Self> {
-        let handle = ObjectHandle::open_shared(
-            client,
-            SERVICE,
-            name,
-            &type_tag::<T>(),
-            &(capacity as u64,),
-        )?;
+    pub(crate) fn open(
+        client: &Client,
+        name: &str,
+        capacity: usize,
+        tag: Option<&str>,
+    ) -> Result<Self> {
+        let tag = tag.map_or_else(type_tag::<T>, str::to_string);
+        let handle = ObjectHandle::open_shared(client, SERVICE, name, &tag, &(capacity as u64,))?;
         Ok(Queue {
             handle,
             _item: PhantomData,

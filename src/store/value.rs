@@ -94,8 +94,9 @@ impl<T> Clone for Value<T> {
 }
 
 impl<T: Serialize + DeserializeOwned> Value<T> {
-    pub(crate) fn open(client: &Client, name: &str) -> Result<Self> {
-        let handle = ObjectHandle::open_shared(client, SERVICE, name, &type_tag::<T>(), &())?;
+    pub(crate) fn open(client: &Client, name: &str, tag: Option<&str>) -> Result<Self> {
+        let tag = tag.map_or_else(type_tag::<T>, str::to_string);
+        let handle = ObjectHandle::open_shared(client, SERVICE, name, &tag, &())?;
         Ok(Value {
             handle,
             _type: PhantomData,
