@@ -4,9 +4,12 @@
 mod connection;
 mod context;
 mod defenses;
+mod dispatch;
 mod keepalive;
 mod objects;
+mod pace;
 mod registry;
+mod replies;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};

@@ -1,0 +1,245 @@
+//! One request: decode its envelope, run what it asks for (a function, a method, an object
+//! operation) under `catch_unwind`, and append its reply or typed error.
+
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::codec;
+use crate::error::{RemoteError, RemoteErrorKind};
+use crate::frame;
+use crate::message::{NOTICE_ID, Op, RequestHeader, ResponseHeader, Status};
+
+use super::Shared;
+use super::connection::Closing;
+use super::objects::{DESCRIBE_PAGE, HeldRefs};
+use super::pace::Target;
+use super::replies::Replies;
+
+/// What handling one request asks of the loop.
+pub(super) enum Next {
+    Continue,
+    StopManager,
+}
+
+/// Handles one request frame, appending its response frame to `out`. An `Err` means the
+/// envelope itself is unreadable: the connection cannot continue.
+#[inline]
+pub(super) fn handle(
+    shared: &Shared,
+    frame: &[u8],
+    replies: &mut Replies<'_>,
+    held: &mut HeldRefs,
+) -> Result<Next, Closing> {
+    let (header, used) = RequestHeader::decode(frame).map_err(|e| {
+        Closing::Violation(RemoteError::new(
+            RemoteErrorKind::MalformedRequest,
+            format!("cannot decode the request envelope: {e}"),
+        ))
+    })?;
+    if header.id == NOTICE_ID {
+        return Err(Closing::Violation(RemoteError::new(
+            RemoteErrorKind::MalformedRequest,
+            "request id 0 is reserved",
+        )));
+    }
+    let args = &frame[used..];
+    let reply = Reply {
+        id: header.id,
+        max: shared.limits.max_frame_len,
+    };
+    let objects = &shared.objects;
+    match header.op {
+        Op::Call(name) => {
+            shared.stats.calls.fetch_add(1, Relaxed);
+            match shared.registry.get(name) {
+                Some(function) => {
+                    let target =
+                        Target::Function(std::ptr::from_ref(function) as *const () as usize);
+                    replies.run(target, |out| {
+                        reply.with(out, name, |out| {
+                            function(args, out).map_err(|e| name_the_function(e, name))
+                        })
+                    })?;
+                }
+                None => reply.with(&mut replies.out, name, |_| {
+                    Err(unknown_function(shared, name))
+                }),
+            }
+        }
+        Op::Method { object, method } => {
+            shared.stats.calls.fetch_add(1, Relaxed);
+            replies.run(Target::Object(object), |out| {
+                reply.with(out, method, |out| {
+                    objects.call(object, method, args, out, held)
+                })
+            })?;
+        }
+        Op::Open { name, service } => {
+            let out = &mut replies.out;
+            reply.with(out, "open", |out| {
+                codec::encode_result(&objects.open(name, service)?, out)
+            });
+        }
+        Op::Create { type_id, service } => {
+            let out = &mut replies.out;
+            reply.with(out, type_id, |out| {
+                codec::encode_result(&objects.create(type_id, service, args, held)?, out)
+            });
+        }
+        Op::Retain { object, service } => {
+            reply.with(&mut replies.out, "retain", |_| {
+                objects.retain(object, service, held)
+            });
+        }
+        Op::Release { object } => {
+            objects.release(object, held);
+            reply.with(&mut replies.out, "release", |_| Ok(()));
+        }
+        Op::OpenShared {
+            kind,
+            name,
+            type_tag,
+        } => {
+            let out = &mut replies.out;
+            reply.with(out, "open", |out| {
+                codec::encode_result(&objects.open_shared(kind, name, type_tag, args)?, out)
+            });
+        }
+        // A sign of life from a client waiting for a call; the keepalive saw it queued.
+        Op::Ping => {}
+        Op::Stats => {
+            let out = &mut replies.out;
+            let stats = shared.stats();
+            reply.with(out, "stats", |out| codec::encode_result(&stats, out));
+        }
+        Op::Describe => {
+            let out = &mut replies.out;
+            reply.with(out, "describe", |out| {
+                // Objects after an id, at most a page: no arguments means the first page.
+                let (after, limit): (u64, u64) = if args.is_empty() {
+                    (0, DESCRIBE_PAGE as u64)
+                } else {
+                    codec::decode_arguments(args, &"describe")?
+                };
+                let functions = shared
+                    .registry
+                    .names()
+                    .into_iter()
+                    .map(String::from)
+                    .collect();
+                let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+                codec::encode_result(&objects.describe(functions, after, limit), out)
+            });
+        }
+        Op::DeleteShared { name } => {
+            let out = &mut replies.out;
+            reply.with(out, "delete", |out| {
+                codec::encode_result(&objects.delete_shared(name), out)
+            });
+        }
+        Op::Shutdown if shared.allow_remote_shutdown => {
+            reply.with(&mut replies.out, "shutdown", |_| Ok(()));
+            log::info!("shutdown requested by a client");
+            return Ok(Next::StopManager);
+        }
+        Op::Shutdown => {
+            let error = RemoteError::new(
+                RemoteErrorKind::NotPermitted,
+                "this manager does not accept remote shutdown",
+            );
+            write_error(&mut replies.out, header.id, &error, reply.max);
+        }
+    }
+    Ok(Next::Continue)
+}
+
+/// Where a reply goes: its request id and the frame limit.
+struct Reply {
+    id: u64,
+    max: u32,
+}
+
+impl Reply {
+    /// Appends the reply frame for a request: `run` encodes the result after a provisional
+    /// `Ok` header; if it fails or panics, that partial reply is replaced by an error reply.
+    fn with(
+        &self,
+        out: &mut Vec<u8>,
+        what: &str,
+        run: impl FnOnce(&mut Vec<u8>) -> Result<(), RemoteError>,
+    ) {
+        let start = frame::begin(out);
+        encode_header(out, self.id, Status::Ok);
+        let result = panic::catch_unwind(AssertUnwindSafe(|| run(out)))
+            .unwrap_or_else(|payload| Err(panicked(what, payload)))
+            .and_then(|()| {
+                frame::end(out, start, self.max).map_err(|e| {
+                    RemoteError::new(
+                        RemoteErrorKind::BadReply,
+                        format!("the result of `{what}`: {e}"),
+                    )
+                })
+            });
+        if let Err(error) = result {
+            out.truncate(start);
+            write_error(out, self.id, &error, self.max);
+        }
+    }
+}
+
+fn encode_header(out: &mut Vec<u8>, id: u64, status: Status) {
+    ResponseHeader { id, status }.encode(out);
+}
+
+/// Appends a complete error response frame.
+pub(super) fn write_error(out: &mut Vec<u8>, id: u64, error: &RemoteError, max: u32) {
+    let start = frame::begin(out);
+    encode_header(out, id, Status::Err);
+    codec::encode_into(error, out).expect("a RemoteError always encodes");
+    if frame::end(out, start, max).is_err() {
+        // Only a huge message can overflow; send a short one rather than nothing.
+        let short = RemoteError::new(error.kind(), "(message too long for the frame limit)");
+        write_error(out, id, &short, max);
+    }
+}
+
+fn panicked(name: &str, payload: Box<dyn std::any::Any + Send>) -> RemoteError {
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic payload".into());
+    RemoteError::new(
+        RemoteErrorKind::Panicked,
+        format!("`{name}` panicked: {what}"),
+    )
+}
+
+/// Argument errors of a function name it (the erased handler does not know its own name).
+#[cold]
+fn name_the_function(error: RemoteError, name: &str) -> RemoteError {
+    match error.message().strip_prefix(super::registry::FUNCTION) {
+        Some(rest) if error.kind() == RemoteErrorKind::BadArguments => {
+            RemoteError::new(error.kind(), format!("`{name}`{rest}"))
+        }
+        _ => error,
+    }
+}
+
+fn unknown_function(shared: &Shared, name: &str) -> RemoteError {
+    const SHOWN: usize = 16;
+    let names = shared.registry.names();
+    let mut listed = names
+        .iter()
+        .take(SHOWN)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        listed.push_str(", ...");
+    }
+    RemoteError::new(
+        RemoteErrorKind::UnknownFunction,
+        format!("no function named `{name}` (registered: {listed})"),
+    )
+}
