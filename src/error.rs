@@ -131,6 +131,10 @@ pub enum RemoteErrorKind {
     /// A limit of the manager's was reached: objects, bytes held by the store, items in a
     /// container, an item's size, memory for frames in progress. Nothing was changed.
     LimitExceeded,
+    /// The call does not fit the shared object's state: releasing a lock not held, marking
+    /// more tasks done than were put, an index out of range, an arithmetic overflow. Distinct
+    /// from [`RemoteErrorKind::Handler`], which is a registered function's own `Err`.
+    Misuse,
     /// The handle belongs to an earlier run of the manager (it restarted since the handle was
     /// opened): the object it named is gone. Reopen it.
     StaleObject,
@@ -157,6 +161,7 @@ impl RemoteErrorKind {
             RemoteErrorKind::ShuttingDown => 13,
             RemoteErrorKind::LimitExceeded => 14,
             RemoteErrorKind::StaleObject => 15,
+            RemoteErrorKind::Misuse => 16,
             RemoteErrorKind::Other(code) => code,
         }
     }
@@ -179,6 +184,7 @@ impl RemoteErrorKind {
             13 => RemoteErrorKind::ShuttingDown,
             14 => RemoteErrorKind::LimitExceeded,
             15 => RemoteErrorKind::StaleObject,
+            16 => RemoteErrorKind::Misuse,
             other => RemoteErrorKind::Other(other),
         }
     }
@@ -229,6 +235,7 @@ impl fmt::Display for RemoteError {
             RemoteErrorKind::ShuttingDown => "the manager is shutting down",
             RemoteErrorKind::LimitExceeded => "limit exceeded",
             RemoteErrorKind::StaleObject => "stale object handle",
+            RemoteErrorKind::Misuse => "misuse of a shared object",
             RemoteErrorKind::Other(_) => "remote error",
         };
         write!(f, "{what}: {}", self.message)

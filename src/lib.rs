@@ -140,7 +140,8 @@ pub use codec::DEFAULT_MAX_DECODE_DEPTH;
 pub use error::{Error, RemoteError, RemoteErrorKind, Result};
 pub use frame::DEFAULT_MAX_FRAME_LEN;
 pub use server::{
-    Constructor, Handler, IntoReply, Manager, ManagerBuilder, ManagerHandle, Reply, Stats,
+    ConnectionEvent, Constructor, Handler, IntoReply, Manager, ManagerBuilder, ManagerHandle,
+    Reply, Stats,
 };
 pub use service::{
     Description, MethodDescription, MethodInfo, ObjectDescription, ObjectRef, Service,

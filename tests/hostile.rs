@@ -454,7 +454,7 @@ fn hostile_requests_to_shared_objects_get_typed_errors() {
     assert!(!opened.is_error, "{opened:?}");
     let lock = u64::from_le_bytes(opened.body[..8].try_into().unwrap());
     let (code, message) = ask(method_frame(4, lock, "release", &[])).error();
-    assert_eq!(code, 3, "Handler: {message}");
+    assert_eq!(code, 16, "Misuse: {message}");
     // A method the object does not have, and arguments of the wrong shape.
     let (code, _) = ask(method_frame(5, lock, "explode", &[])).error();
     assert_eq!(code, 11, "UnknownMethod");

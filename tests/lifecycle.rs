@@ -249,3 +249,42 @@ fn hundreds_of_clients_at_once() {
         manager.stats().connections_open == 0
     });
 }
+
+/// In-process observers see each connection come and go, with its id and peer, and the
+/// handle describes the manager without a connection.
+#[test]
+fn connection_events_and_an_in_process_describe() {
+    use std::sync::{Arc, Mutex};
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&events);
+    let manager = common::standard_builder()
+        .on_connection(move |event| seen.lock().unwrap().push(event.clone()))
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let client = monogusa::Client::connect(manager.address(), common::KEY).unwrap();
+    client.counter("visits").unwrap().add(1).unwrap();
+    drop(client);
+    common::wait_until(Duration::from_secs(10), "both events", || {
+        events.lock().unwrap().len() >= 2
+    });
+    let events = events.lock().unwrap().clone();
+    match (&events[0], &events[1]) {
+        (
+            monogusa::ConnectionEvent::Connected { id, peer },
+            monogusa::ConnectionEvent::Closed {
+                id: closed, reason, ..
+            },
+        ) => {
+            assert_eq!(id, closed);
+            assert!(peer.starts_with("127.0.0.1:"), "{peer}");
+            assert!(reason.contains("closed by the client"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let description = manager.describe();
+    assert!(description.functions.contains(&"add".to_string()));
+    assert_eq!(description.objects_total, 1);
+    assert_eq!(description.objects[0].name.as_deref(), Some("visits"));
+}

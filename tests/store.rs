@@ -128,7 +128,7 @@ fn counter_and_dict_operations() {
     counter.set(i64::MAX).unwrap();
     assert_eq!(
         remote_kind(&counter.add(1).unwrap_err()),
-        Some(RemoteErrorKind::Handler)
+        Some(RemoteErrorKind::Misuse)
     );
     assert_eq!(
         counter.get().unwrap(),
@@ -154,7 +154,7 @@ fn counter_and_dict_operations() {
     assert_eq!(dict.remove(&a).unwrap(), Some(vec![1, 2]));
     assert_eq!(dict.remove(&a).unwrap(), None);
     let err = dict.update_counter(&b, 1).unwrap_err();
-    assert_eq!(remote_kind(&err), Some(RemoteErrorKind::Handler), "{err}");
+    assert_eq!(remote_kind(&err), Some(RemoteErrorKind::Misuse), "{err}");
     dict.clear().unwrap();
     assert_eq!(dict.len().unwrap(), 0);
     // The same name from another client is the same object.
@@ -251,7 +251,7 @@ fn queue_timeouts_and_join() {
     q.task_done().unwrap();
     assert!(q.join_timeout(Duration::from_secs(10)).unwrap());
     let err = q.task_done().unwrap_err();
-    assert_eq!(remote_kind(&err), Some(RemoteErrorKind::Handler), "{err}");
+    assert_eq!(remote_kind(&err), Some(RemoteErrorKind::Misuse), "{err}");
 }
 
 #[test]
@@ -325,7 +325,7 @@ fn value_and_list_operations() {
     assert_eq!(list.get(9).unwrap(), None);
     assert_eq!(list.set(2, &20).unwrap(), 2);
     let err = list.set(9, &0).unwrap_err();
-    assert_eq!(remote_kind(&err), Some(RemoteErrorKind::Handler), "{err}");
+    assert_eq!(remote_kind(&err), Some(RemoteErrorKind::Misuse), "{err}");
     assert_eq!(list.range(1, 4).unwrap(), [1, 20, 3]);
     assert_eq!(list.range(3, 100).unwrap(), [3, 4]);
     assert_eq!(list.pop().unwrap(), Some(4));

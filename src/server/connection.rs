@@ -19,7 +19,7 @@ use super::dispatch::{self, Next, write_error};
 use super::keepalive::Activity;
 use super::objects::HeldRefs;
 use super::replies::{DEADLINE_SLACK, FLUSH_AT, MIN_SOCKET_TIMEOUT, OUT_BUFFER, Replies};
-use super::{Shared, context};
+use super::{ConnectionEvent, Shared, context};
 
 /// How long a closing connection keeps reading (and discarding) after its last reply, so the
 /// peer receives that reply before the kernel resets the connection over unread input.
@@ -56,6 +56,10 @@ pub(crate) fn serve(shared: &Shared, stream: &Arc<Stream>, activity: &Activity, 
         return;
     }
     log::debug!("{peer}: authenticated");
+    shared.report(&ConnectionEvent::Connected {
+        id,
+        peer: peer.clone(),
+    });
     // Whatever ends the connection, even a panic, the references and locks it held go with it.
     let mut held = Holdings {
         shared,
@@ -64,24 +68,34 @@ pub(crate) fn serve(shared: &Shared, stream: &Arc<Stream>, activity: &Activity, 
     };
     let outcome = requests(shared, stream, activity, &mut held.refs);
     drop(held);
-    match outcome {
-        Ok(()) => log::debug!("{peer}: disconnected"),
-        Err(Closing::PeerGone(e)) => log::debug!("{peer}: connection ended: {e}"),
+    let reason = match outcome {
+        Ok(()) => {
+            log::debug!("{peer}: disconnected");
+            "closed by the client".to_string()
+        }
+        Err(Closing::PeerGone(e)) => {
+            log::debug!("{peer}: connection ended: {e}");
+            format!("connection ended: {e}")
+        }
         Err(Closing::Truncated) => {
             shared.stats.protocol_errors.fetch_add(1, Relaxed);
             log::warn!("{peer}: connection closed in the middle of a frame");
+            "closed in the middle of a frame".to_string()
         }
         Err(Closing::Stalled) => {
             shared.stats.protocol_errors.fetch_add(1, Relaxed);
             log::warn!("{peer}: stalled in the middle of a frame; closing");
+            "stalled in the middle of a frame".to_string()
         }
         Err(Closing::Violation(error)) => {
             shared.stats.protocol_errors.fetch_add(1, Relaxed);
             log::warn!("{peer}: closing connection: {error}");
             send_notice(stream, &error, shared.limits.max_frame_len);
             linger(stream);
+            error.to_string()
         }
-    }
+    };
+    shared.report(&ConnectionEvent::Closed { id, peer, reason });
 }
 
 /// What an authenticated connection holds in the manager, released when it ends however it

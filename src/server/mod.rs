@@ -92,9 +92,20 @@ pub struct ManagerBuilder {
     limits: Limits,
     store_limits: StoreLimits,
     allow_remote_shutdown: bool,
+    on_connection: Option<EventCallback>,
 }
 
 impl ManagerBuilder {
+    /// Calls `callback` whenever a client is authenticated and whenever its connection ends,
+    /// from that connection's thread. Keep it short; a panic in it is caught and logged.
+    pub fn on_connection(
+        mut self,
+        callback: impl Fn(&ConnectionEvent) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_connection = Some(Arc::new(callback));
+        self
+    }
+
     /// The shared secret clients must prove they hold. Required; must not be empty.
     pub fn authkey(mut self, key: impl AsRef<[u8]>) -> Self {
         self.authkey = Some(key.as_ref().to_vec());
@@ -311,6 +322,7 @@ impl ManagerBuilder {
             limits: self.limits,
             store_limits: self.store_limits,
             allow_remote_shutdown: self.allow_remote_shutdown,
+            on_connection: self.on_connection,
         })
     }
 }
@@ -344,6 +356,7 @@ pub struct Manager {
     limits: Limits,
     store_limits: StoreLimits,
     allow_remote_shutdown: bool,
+    on_connection: Option<EventCallback>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -367,6 +380,7 @@ impl Manager {
             limits: Limits::default(),
             store_limits: StoreLimits::default(),
             allow_remote_shutdown: true,
+            on_connection: None,
         }
     }
 
@@ -459,6 +473,7 @@ impl Manager {
             frame_budget,
             failure_log: defenses::RateLimitedLog::new(),
             guesses: defenses::Guesses::default(),
+            on_connection: self.on_connection,
         });
         Ok((shared, listener))
     }
@@ -481,6 +496,22 @@ impl ManagerHandle {
     /// Counters of what the manager has done so far.
     pub fn stats(&self) -> Stats {
         self.shared.stats()
+    }
+
+    /// What the manager offers, as [`Client::describe`](crate::Client::describe) sees it, without
+    /// a connection: its functions, its first 1000 objects (and how many there are) and the
+    /// types clients may create.
+    pub fn describe(&self) -> crate::Description {
+        let functions = self
+            .shared
+            .registry
+            .names()
+            .into_iter()
+            .map(String::from)
+            .collect();
+        self.shared
+            .objects
+            .describe(functions, 0, objects::DESCRIBE_PAGE)
     }
 
     /// Stops accepting, lets calls in flight finish and their replies go out, closes every
@@ -510,6 +541,31 @@ impl Drop for ManagerHandle {
         self.stop();
     }
 }
+
+/// A change in a manager's connections, reported to the callback given to
+/// [`ManagerBuilder::on_connection`] (in-process observers: a dashboard, a log, a test).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionEvent {
+    /// A client proved the key and is served.
+    Connected {
+        /// The connection's id, unique for the manager's run.
+        id: u64,
+        /// Who is on the other end (an address, or `unix peer`).
+        peer: String,
+    },
+    /// An authenticated connection ended.
+    Closed {
+        /// The connection's id.
+        id: u64,
+        /// Who was on the other end.
+        peer: String,
+        /// Why it ended, in words.
+        reason: String,
+    },
+}
+
+type EventCallback = Arc<dyn Fn(&ConnectionEvent) + Send + Sync>;
 
 /// A snapshot of a manager's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -578,6 +634,7 @@ struct Shared {
     failure_log: defenses::RateLimitedLog,
     /// Wrong keys by peer address, to slow down guessing.
     guesses: defenses::Guesses,
+    on_connection: Option<EventCallback>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -640,6 +697,15 @@ impl Shared {
         // The acceptor is blocked in accept(): a connection of our own wakes it.
         if let Err(e) = Stream::connect(&self.wake_address, Some(Duration::from_secs(1))) {
             log::debug!("waking the acceptor: {e}");
+        }
+    }
+
+    /// Tells the connection observer, if there is one; its panic is caught.
+    fn report(&self, event: &ConnectionEvent) {
+        if let Some(callback) = &self.on_connection
+            && panic::catch_unwind(AssertUnwindSafe(|| callback(event))).is_err()
+        {
+            log::warn!("the on_connection callback panicked on {event:?}");
         }
     }
 

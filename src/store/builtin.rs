@@ -82,7 +82,7 @@ const CHECK_CALLER_EVERY: std::time::Duration = std::time::Duration::from_millis
 /// The error of a call whose caller hung up while it waited (nobody will read it).
 fn caller_gone(what: &str) -> crate::error::RemoteError {
     crate::error::RemoteError::new(
-        crate::error::RemoteErrorKind::Handler,
+        crate::error::RemoteErrorKind::Misuse,
         format!("the caller hung up while waiting on the {what}"),
     )
 }

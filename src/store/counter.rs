@@ -29,7 +29,7 @@ impl SharedCounter {
                 let (delta,): (i64,) = decode_args(args, SERVICE, "add")?;
                 *value = value.checked_add(delta).ok_or_else(|| {
                     RemoteError::new(
-                        RemoteErrorKind::Handler,
+                        RemoteErrorKind::Misuse,
                         format!("{} + {delta} overflows i64", *value),
                     )
                 })?;

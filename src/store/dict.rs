@@ -121,7 +121,7 @@ impl SharedDict {
                 let current = match state.map.get(&key) {
                     Some(value) => codec::decode_exact::<i64>(&value.0).map_err(|_| {
                         RemoteError::new(
-                            RemoteErrorKind::Handler,
+                            RemoteErrorKind::Misuse,
                             "update_counter needs an i64 value at that key",
                         )
                     })?,
@@ -129,7 +129,7 @@ impl SharedDict {
                 };
                 let next = current.checked_add(delta).ok_or_else(|| {
                     RemoteError::new(
-                        RemoteErrorKind::Handler,
+                        RemoteErrorKind::Misuse,
                         format!("{current} + {delta} overflows i64"),
                     )
                 })?;

@@ -78,7 +78,7 @@ impl SharedList {
                     .and_then(|i| items.get_mut(i))
                     .ok_or_else(|| {
                         RemoteError::new(
-                            RemoteErrorKind::Handler,
+                            RemoteErrorKind::Misuse,
                             format!("index {at} out of range for a list of {len}"),
                         )
                     })?;

@@ -104,7 +104,7 @@ impl SharedSemaphore {
                 let mut state = self.state();
                 let Some(count) = state.held.get_mut(&holder) else {
                     return Err(RemoteError::new(
-                        RemoteErrorKind::Handler,
+                        RemoteErrorKind::Misuse,
                         format!("release of a {} this connection does not hold", self.what),
                     ));
                 };

@@ -133,7 +133,7 @@ impl SharedQueue {
                 let mut state = self.state();
                 if state.unfinished == 0 {
                     return Err(RemoteError::new(
-                        RemoteErrorKind::Handler,
+                        RemoteErrorKind::Misuse,
                         "task_done() called more times than items were put",
                     ));
                 }
