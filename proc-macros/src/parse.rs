@@ -25,13 +25,20 @@ pub const HIDDEN_PREFIX: &str = "__monogusa";
 /// A checked service trait.
 pub struct Service {
     pub methods: Vec<Method>,
+    /// The path generated code names the runtime by: `::monogusa`, or what
+    /// `#[service(crate = "...")]` says (for a renamed or re-exported dependency).
+    pub krate: syn::Path,
 }
 
 /// A checked method.
 pub struct Method {
     pub ident: Ident,
+    /// The name on the wire: the identifier without `r#` (`r#type` travels as `type`).
+    pub wire_name: String,
     /// The method's `#[doc]` attributes, copied onto the stub's method.
     pub docs: Vec<Attribute>,
+    /// The method's `#[cfg]` attributes, copied onto every piece generated for it.
+    pub cfgs: Vec<Attribute>,
     /// `&mut self`: runs alone on its object.
     pub mutates: bool,
     pub args: Vec<(Ident, Type)>,
@@ -64,9 +71,7 @@ impl Errors {
 impl Service {
     pub fn from_trait(attr: TokenStream, item: &ItemTrait) -> syn::Result<Service> {
         let mut errors = Errors::default();
-        if !attr.is_empty() {
-            errors.push_spanned(&attr, "#[service] takes no arguments");
-        }
+        let krate = parse_arguments(attr, &mut errors);
         if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
             errors.push_spanned(
                 &item.generics,
@@ -101,9 +106,31 @@ impl Service {
         }
         match errors.0 {
             Some(error) => Err(error),
-            None => Ok(Service { methods }),
+            None => Ok(Service { methods, krate }),
         }
     }
+}
+
+/// `#[service]` or `#[service(crate = "path")]`.
+fn parse_arguments(attr: TokenStream, errors: &mut Errors) -> syn::Path {
+    let mut krate: syn::Path = syn::parse_quote!(::monogusa);
+    if attr.is_empty() {
+        return krate;
+    }
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("crate") {
+            let path: syn::LitStr = meta.value()?.parse()?;
+            krate = path.parse()?;
+            Ok(())
+        } else {
+            Err(meta
+                .error("#[service] takes one argument, `crate = \"path\"` (the path to monogusa)"))
+        }
+    });
+    if let Err(error) = syn::parse::Parser::parse2(parser, attr) {
+        errors.push(error.span(), error);
+    }
+    krate
 }
 
 fn check_method(function: &TraitItemFn, errors: &mut Errors) -> Option<Method> {
@@ -220,15 +247,19 @@ fn check_method(function: &TraitItemFn, errors: &mut Errors) -> Option<Method> {
         // mistake is reported in one build.
         return None;
     }
-    let docs = function
-        .attrs
-        .iter()
-        .filter(|a| a.path().is_ident("doc"))
-        .cloned()
-        .collect();
+    let attrs_named = |name: &str| -> Vec<Attribute> {
+        function
+            .attrs
+            .iter()
+            .filter(|a| a.path().is_ident(name))
+            .cloned()
+            .collect()
+    };
     Some(Method {
         ident: sig.ident.clone(),
-        docs,
+        wire_name: syn::ext::IdentExt::unraw(&sig.ident).to_string(),
+        docs: attrs_named("doc"),
+        cfgs: attrs_named("cfg"),
         mutates,
         args,
         output,
