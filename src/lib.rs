@@ -144,7 +144,7 @@ pub use server::{
     Reply, Stats,
 };
 pub use service::{
-    Description, MethodDescription, MethodInfo, ObjectDescription, ObjectRef, Service,
+    Caller, Description, MethodDescription, MethodInfo, ObjectDescription, ObjectRef, Service,
     ServiceDescriptor, TypeDescription,
 };
 pub use store::{Barrier, Counter, Dict, Event, Guard, List, Lock, Named, Queue, Semaphore, Value};
@@ -160,28 +160,13 @@ pub use monogusa_macros::service;
 pub mod __private {
     pub use crate::Client;
     pub use crate::client::Pending;
-    use crate::codec;
     pub use crate::error::{Error, RemoteError, RemoteErrorKind, Result};
-    pub use crate::service::{MethodInfo, ObjectRef, Service, ServiceDescriptor};
+    pub use crate::service::{
+        Caller, MethodInfo, ObjectRef, Service, ServiceDescriptor, decode_args, encode_result,
+        no_such_method,
+    };
     pub use crate::stub::ObjectHandle;
     pub use serde;
-
-    /// Decodes a method's argument tuple, naming the method in the error.
-    pub fn decode_args<'a, T: serde::Deserialize<'a>>(
-        args: &'a [u8],
-        service: &str,
-        method: &str,
-    ) -> ::core::result::Result<T, RemoteError> {
-        codec::decode_arguments(args, &format_args!("{service}::{method}"))
-    }
-
-    /// Encodes a method's result.
-    pub fn encode_result<T: serde::Serialize>(
-        value: &T,
-        out: &mut Vec<u8>,
-    ) -> ::core::result::Result<(), RemoteError> {
-        codec::encode_result(value, out)
-    }
 
     /// Internals exposed for the micro-benchmarks in `benches/`; not an API.
     pub mod bench {
@@ -231,13 +216,13 @@ pub mod __private {
 
         /// Decodes argument bytes as `T`, exactly.
         pub fn decode_args<T: serde::de::DeserializeOwned>(args: &[u8]) -> Result<T> {
-            super::codec::decode_exact(args)
+            crate::codec::decode_exact(args)
         }
 
         /// Decodes a reply frame's payload as `R`.
         pub fn decode_reply<R: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<R> {
             let (_, used) = ResponseHeader::decode(payload)?;
-            super::codec::decode_exact(&payload[used..])
+            crate::codec::decode_exact(&payload[used..])
         }
 
         /// Cuts buffered bytes into frames.
@@ -289,15 +274,6 @@ pub mod __private {
                 }
             }
         }
-    }
-
-    /// The error for a method index that the dispatcher does not have (cannot happen with
-    /// generated code; reported rather than panicking).
-    pub fn no_such_method(service: &str, index: usize) -> RemoteError {
-        RemoteError::new(
-            RemoteErrorKind::UnknownMethod,
-            format!("{service} has no method at index {index} with that receiver"),
-        )
     }
 }
 pub use transport::{Address, ToAddress};

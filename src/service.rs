@@ -7,7 +7,81 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::RemoteError;
+use crate::codec;
+use crate::error::{RemoteError, RemoteErrorKind};
+
+/// Who is calling a method: passed explicitly to every call, whatever listener it came
+/// through, so objects that keep something per caller (the built-in lock and semaphore count
+/// permits per connection) and calls that wait (a queue's `get`) know whom they serve and can
+/// tell when that caller has gone.
+#[derive(Clone, Copy)]
+pub struct Caller<'a> {
+    connection: u64,
+    /// The caller's socket, to notice a hang-up; `None` for in-process calls.
+    stream: Option<&'a crate::transport::Stream>,
+}
+
+impl<'a> Caller<'a> {
+    pub(crate) fn new(connection: u64, stream: &'a crate::transport::Stream) -> Self {
+        Caller {
+            connection,
+            stream: Some(stream),
+        }
+    }
+
+    /// A caller without a connection (in-process calls, tests): connection 0, never gone.
+    #[doc(hidden)]
+    pub fn detached() -> Caller<'static> {
+        Caller {
+            connection: 0,
+            stream: None,
+        }
+    }
+
+    /// The connection the call came on: unique for the manager's run, 0 for none.
+    pub fn connection(&self) -> u64 {
+        self.connection
+    }
+
+    /// Whether the caller has closed or reset its connection: the call's result can no
+    /// longer reach it. One non-blocking syscall.
+    pub fn is_gone(&self) -> bool {
+        self.stream.is_some_and(|s| s.peer_gone())
+    }
+}
+
+impl std::fmt::Debug for Caller<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("connection", &self.connection)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Decodes a method's argument tuple, naming the method in the error. (Generated dispatch
+/// and the built-in objects call it; re-exported for macro output.)
+pub fn decode_args<'a, T: Deserialize<'a>>(
+    args: &'a [u8],
+    service: &str,
+    method: &str,
+) -> Result<T, RemoteError> {
+    codec::decode_arguments(args, &format_args!("{service}::{method}"))
+}
+
+/// Encodes a method's result.
+#[inline]
+pub fn encode_result<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), RemoteError> {
+    codec::encode_result(value, out)
+}
+
+/// The error for a method index that the dispatcher does not have (cannot happen with
+/// generated code; reported rather than panicking).
+pub fn no_such_method(service: &str, index: usize) -> RemoteError {
+    RemoteError::new(
+        RemoteErrorKind::UnknownMethod,
+        format!("{service} has no method at index {index} with that receiver"),
+    )
+}
 
 /// One method of a service, as the manager dispatches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,9 +113,15 @@ pub trait Service: Send + Sync + 'static {
     /// The service this object implements (for objects behind `dyn Service`).
     fn service(&self) -> &'static ServiceDescriptor;
 
-    /// Runs the `&self` method at `index` of the descriptor's methods.
+    /// Runs the `&self` method at `index` of the descriptor's methods for `caller`.
     #[doc(hidden)]
-    fn call_shared(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError>;
+    fn call_shared(
+        &self,
+        index: usize,
+        args: &[u8],
+        out: &mut Vec<u8>,
+        caller: &Caller<'_>,
+    ) -> Result<(), RemoteError>;
 
     /// Runs the `&mut self` method at `index` of the descriptor's methods.
     #[doc(hidden)]
@@ -50,6 +130,7 @@ pub trait Service: Send + Sync + 'static {
         index: usize,
         args: &[u8],
         out: &mut Vec<u8>,
+        caller: &Caller<'_>,
     ) -> Result<(), RemoteError>;
 
     /// The manager is shutting down: wake every call blocked in this object. The built-in

@@ -267,6 +267,7 @@ impl<'a> Generator<'a> {
                     __monogusa_index: usize,
                     __monogusa_args: &[u8],
                     __monogusa_out: &mut ::std::vec::Vec<u8>,
+                    _: &#m::Caller<'_>,
                 ) -> ::core::result::Result<(), #m::RemoteError> {
                     #indices
                     match __monogusa_index {
@@ -280,6 +281,7 @@ impl<'a> Generator<'a> {
                     __monogusa_index: usize,
                     __monogusa_args: &[u8],
                     __monogusa_out: &mut ::std::vec::Vec<u8>,
+                    _: &#m::Caller<'_>,
                 ) -> ::core::result::Result<(), #m::RemoteError> {
                     #indices
                     match __monogusa_index {

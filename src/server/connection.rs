@@ -13,13 +13,14 @@ use crate::codec;
 use crate::error::{Error, RemoteError, RemoteErrorKind};
 use crate::frame::FrameReader;
 use crate::message::NOTICE_ID;
+use crate::service::Caller;
 use crate::transport::{Deadline, Stream, is_timeout};
 
 use super::dispatch::{self, Next, write_error};
 use super::keepalive::Activity;
 use super::objects::HeldRefs;
 use super::replies::{DEADLINE_SLACK, FLUSH_AT, MIN_SOCKET_TIMEOUT, OUT_BUFFER, Replies};
-use super::{ConnectionEvent, Shared, context};
+use super::{ConnectionEvent, Shared};
 
 /// How long a closing connection keeps reading (and discarding) after its last reply, so the
 /// peer receives that reply before the kernel resets the connection over unread input.
@@ -28,7 +29,6 @@ const LINGER: Duration = Duration::from_millis(100);
 /// Serves one accepted connection until the peer leaves, breaks the protocol, or the manager
 /// stops.
 pub(crate) fn serve(shared: &Shared, stream: &Arc<Stream>, activity: &Activity, id: u64) {
-    let _context = context::enter(id, Arc::clone(stream));
     codec::set_thread_max_depth(shared.limits.max_decode_depth);
     let peer = stream.peer_label();
     if let Err(refusal) = handshake(shared, stream, id) {
@@ -66,7 +66,13 @@ pub(crate) fn serve(shared: &Shared, stream: &Arc<Stream>, activity: &Activity, 
         id,
         refs: HeldRefs::default(),
     };
-    let outcome = requests(shared, stream, activity, &mut held.refs);
+    let outcome = requests(
+        shared,
+        stream,
+        activity,
+        &mut held.refs,
+        &Caller::new(id, stream),
+    );
     drop(held);
     let reason = match outcome {
         Ok(()) => {
@@ -153,6 +159,7 @@ fn requests(
     stream: &Stream,
     activity: &Activity,
     held: &mut HeldRefs,
+    caller: &Caller<'_>,
 ) -> Result<(), Closing> {
     let max = shared.limits.max_frame_len;
     let stall = shared.limits.stall_timeout;
@@ -178,7 +185,7 @@ fn requests(
                 }
             };
             frame_deadline = None;
-            let next = match dispatch::handle(shared, frame, &mut replies, held) {
+            let next = match dispatch::handle(shared, frame, &mut replies, held, caller) {
                 Ok(next) => next,
                 Err(closing) => {
                     // The replies to the valid requests before the violation still go out.

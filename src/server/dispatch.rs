@@ -8,6 +8,7 @@ use crate::codec;
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::frame;
 use crate::message::{NOTICE_ID, Op, RequestHeader, ResponseHeader, Status};
+use crate::service::Caller;
 
 use super::Shared;
 use super::connection::Closing;
@@ -29,6 +30,7 @@ pub(super) fn handle(
     frame: &[u8],
     replies: &mut Replies<'_>,
     held: &mut HeldRefs,
+    caller: &Caller<'_>,
 ) -> Result<Next, Closing> {
     let (header, used) = RequestHeader::decode(frame).map_err(|e| {
         Closing::Violation(RemoteError::new(
@@ -70,7 +72,7 @@ pub(super) fn handle(
             shared.stats.calls.fetch_add(1, Relaxed);
             replies.run(Target::Object(object), |out| {
                 reply.with(out, method, |out| {
-                    objects.call(object, method, args, out, held)
+                    objects.call(object, method, args, out, held, caller)
                 })
             })?;
         }

@@ -2,7 +2,6 @@
 //! and serves the registered functions until shut down.
 
 mod connection;
-mod context;
 mod defenses;
 mod dispatch;
 mod keepalive;
@@ -23,7 +22,6 @@ use parking_lot::Mutex;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-pub(crate) use context::{caller_gone, current_connection};
 pub use objects::Constructor;
 pub use registry::{Handler, IntoReply, Reply};
 
@@ -742,7 +740,7 @@ impl Shared {
                 self.stats.handshakes_displaced.fetch_add(1, Relaxed);
             }
         }
-        // Ids start at 1: 0 means "no connection" to `current_connection`.
+        // Ids start at 1: 0 means "no connection" to a `Caller`.
         connections.next_id += 1;
         let id = connections.next_id;
         let stream = Arc::new(stream);

@@ -26,7 +26,8 @@ use crate::codec;
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::fxhash::{FxHashMap, FxHashSet};
 use crate::service::{
-    Description, MethodDescription, ObjectDescription, Service, ServiceDescriptor, TypeDescription,
+    Caller, Description, MethodDescription, ObjectDescription, Service, ServiceDescriptor,
+    TypeDescription,
 };
 use crate::store::{Budget, StoreLimits};
 
@@ -529,6 +530,7 @@ impl Objects {
         args: &[u8],
         out: &mut Vec<u8>,
         held: &mut HeldRefs,
+        caller: &Caller<'_>,
     ) -> Result<(), RemoteError> {
         let object = {
             let table = self.table();
@@ -552,10 +554,10 @@ impl Objects {
             })?;
         let result = if methods[index].mutates {
             let mut state = object.state.write();
-            state.call_exclusive(index, args, out)
+            state.call_exclusive(index, args, out, caller)
         } else {
             let state = object.state.read();
-            state.call_shared(index, args, out)
+            state.call_shared(index, args, out, caller)
         };
         match result {
             // Woken because the object was deleted, not because the manager stops.
@@ -643,10 +645,24 @@ mod tests {
         let mut held = HeldRefs::default();
         let mut out = Vec::new();
         objects
-            .call(locks[5], "acquire", &[0], &mut out, &mut held)
+            .call(
+                locks[5],
+                "acquire",
+                &[0],
+                &mut out,
+                &mut held,
+                &Caller::detached(),
+            )
             .unwrap();
         objects
-            .call(counter, "add", &1i64.to_le_bytes(), &mut out, &mut held)
+            .call(
+                counter,
+                "add",
+                &1i64.to_le_bytes(),
+                &mut out,
+                &mut held,
+                &Caller::detached(),
+            )
             .unwrap();
         assert_eq!(objects.connection_closed(0, &mut held), 1);
         // What it held is free again.
@@ -658,6 +674,7 @@ mod tests {
                 &[],
                 &mut out,
                 &mut HeldRefs::default(),
+                &Caller::detached(),
             )
             .unwrap();
         assert_eq!(out, 1u64.to_le_bytes());

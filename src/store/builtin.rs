@@ -33,8 +33,9 @@ macro_rules! builtin_service {
                 index: usize,
                 args: &[u8],
                 out: &mut Vec<u8>,
+                caller: &$crate::service::Caller<'_>,
             ) -> Result<(), $crate::error::RemoteError> {
-                self.dispatch(index, args, out)
+                self.dispatch(index, args, out, caller)
             }
 
             fn call_exclusive(
@@ -42,8 +43,9 @@ macro_rules! builtin_service {
                 index: usize,
                 _: &[u8],
                 _: &mut Vec<u8>,
+                _: &$crate::service::Caller<'_>,
             ) -> Result<(), $crate::error::RemoteError> {
-                Err($crate::__private::no_such_method($service, index))
+                Err($crate::service::no_such_method($service, index))
             }
 
             fn shutdown(&self) {
@@ -76,6 +78,15 @@ pub(crate) fn deadline(timeout_ms: Option<u64>) -> Option<std::time::Instant> {
     timeout_ms.map(|ms| std::time::Instant::now() + std::time::Duration::from_millis(ms))
 }
 
+/// Who waits, for how long, on what (for [`wait_while`]).
+pub(crate) struct Waiting<'a> {
+    /// Give up then; `None` waits as long as the caller lives.
+    pub(crate) deadline: Option<std::time::Instant>,
+    /// The object's kind, for error messages.
+    pub(crate) what: &'a str,
+    pub(crate) caller: &'a crate::service::Caller<'a>,
+}
+
 /// How often a blocked call wakes to check that its caller is still there.
 const CHECK_CALLER_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -98,26 +109,30 @@ fn caller_gone(what: &str) -> crate::error::RemoteError {
 pub(crate) fn wait_while<'a, S>(
     mut state: parking_lot::MutexGuard<'a, S>,
     condvar: &parking_lot::Condvar,
-    deadline: Option<std::time::Instant>,
-    what: &str,
+    waiting: Waiting<'_>,
     closing: impl Fn(&S) -> bool,
     blocked: impl Fn(&S) -> bool,
     leave: impl FnOnce(&mut S),
 ) -> Result<(parking_lot::MutexGuard<'a, S>, bool), crate::error::RemoteError> {
+    let Waiting {
+        deadline,
+        what,
+        caller,
+    } = waiting;
     let mut waited = false;
     loop {
         if closing(&state) {
             return Err(shutting_down(what));
         }
         if !blocked(&state) {
-            if waited && crate::server::caller_gone() {
+            if waited && caller.is_gone() {
                 leave(&mut state);
                 condvar.notify_one();
                 return Err(caller_gone(what));
             }
             return Ok((state, true));
         }
-        if waited && crate::server::caller_gone() {
+        if waited && caller.is_gone() {
             leave(&mut state);
             return Err(caller_gone(what));
         }

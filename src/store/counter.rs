@@ -3,9 +3,9 @@
 use parking_lot::Mutex;
 
 use super::builtin::builtin_service;
-use crate::__private::{decode_args, encode_result, no_such_method};
 use crate::client::Client;
 use crate::error::{RemoteError, RemoteErrorKind, Result};
+use crate::service::{Caller, decode_args, encode_result, no_such_method};
 use crate::stub::ObjectHandle;
 
 /// The service name, which is also the kind clients open by name.
@@ -21,7 +21,13 @@ pub(crate) struct SharedCounter {
 builtin_service!(SharedCounter, SERVICE, ["get", "add", "set"]);
 
 impl SharedCounter {
-    fn dispatch(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {
+    fn dispatch(
+        &self,
+        index: usize,
+        args: &[u8],
+        out: &mut Vec<u8>,
+        _: &Caller<'_>,
+    ) -> Result<(), RemoteError> {
         let mut value = self.value.lock();
         match index {
             0 => encode_result(&*value, out),

@@ -12,10 +12,10 @@ use serde::de::DeserializeOwned;
 use super::budget::{Budget, Charged};
 use super::builtin::builtin_service;
 use super::{Bytes, type_tag};
-use crate::__private::{decode_args, encode_result, no_such_method};
 use crate::client::Client;
 use crate::codec;
 use crate::error::{RemoteError, RemoteErrorKind, Result};
+use crate::service::{Caller, decode_args, encode_result, no_such_method};
 use crate::stub::ObjectHandle;
 
 /// The service name, which is also the kind clients open by name.
@@ -88,7 +88,13 @@ builtin_service!(
 );
 
 impl SharedDict {
-    fn dispatch(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {
+    fn dispatch(
+        &self,
+        index: usize,
+        args: &[u8],
+        out: &mut Vec<u8>,
+        _: &Caller<'_>,
+    ) -> Result<(), RemoteError> {
         let mut state = self.state.lock();
         let method = Self::method_name(index);
         match index {

@@ -11,9 +11,9 @@ use serde::de::DeserializeOwned;
 use super::budget::{Budget, Charged};
 use super::builtin::builtin_service;
 use super::{Bytes, type_tag};
-use crate::__private::{decode_args, encode_result, no_such_method};
 use crate::client::Client;
 use crate::error::{RemoteError, RemoteErrorKind, Result};
+use crate::service::{Caller, decode_args, encode_result, no_such_method};
 use crate::stub::ObjectHandle;
 
 /// The service name, which is also the kind clients open by name.
@@ -47,7 +47,13 @@ builtin_service!(
 );
 
 impl SharedList {
-    fn dispatch(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {
+    fn dispatch(
+        &self,
+        index: usize,
+        args: &[u8],
+        out: &mut Vec<u8>,
+        _: &Caller<'_>,
+    ) -> Result<(), RemoteError> {
         let mut guard = self.state.lock();
         let ListState { items, charged } = &mut *guard;
         let method = Self::method_name(index);

@@ -9,11 +9,10 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::builtin::{builtin_service, deadline, millis, wait_while};
-use crate::__private::{decode_args, encode_result, no_such_method};
+use super::builtin::{Waiting, builtin_service, deadline, millis, wait_while};
 use crate::client::{Client, Connection};
 use crate::error::{RemoteError, RemoteErrorKind, Result};
-use crate::server::current_connection;
+use crate::service::{Caller, decode_args, encode_result, no_such_method};
 use crate::stub::ObjectHandle;
 
 pub(crate) const LOCK: &str = "monogusa.Lock";
@@ -50,8 +49,14 @@ builtin_service!(
 );
 
 impl SharedLock {
-    fn dispatch(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {
-        self.0.dispatch(index, args, out)
+    fn dispatch(
+        &self,
+        index: usize,
+        args: &[u8],
+        out: &mut Vec<u8>,
+        caller: &Caller<'_>,
+    ) -> Result<(), RemoteError> {
+        self.0.dispatch(index, args, out, caller)
     }
 
     fn wake_all(&self) {
@@ -80,16 +85,25 @@ impl SharedSemaphore {
         self.state.lock()
     }
 
-    fn dispatch(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {
-        let holder = current_connection();
+    fn dispatch(
+        &self,
+        index: usize,
+        args: &[u8],
+        out: &mut Vec<u8>,
+        caller: &Caller<'_>,
+    ) -> Result<(), RemoteError> {
+        let holder = caller.connection();
         match index {
             0 => {
                 let (timeout_ms,): (Option<u64>,) = decode_args(args, self.what, "acquire")?;
                 let (mut state, got) = wait_while(
                     self.state(),
                     &self.freed,
-                    deadline(timeout_ms),
-                    self.what,
+                    Waiting {
+                        deadline: deadline(timeout_ms),
+                        what: self.what,
+                        caller,
+                    },
                     |s| s.closing,
                     |s| s.available == 0,
                     |_| {},

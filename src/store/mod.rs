@@ -34,10 +34,10 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::__private::decode_args;
 use crate::client::Client;
 use crate::error::{RemoteError, RemoteErrorKind, Result};
 use crate::service::Service;
+use crate::service::decode_args;
 
 /// How a client names an element type, to refuse reopening a `Dict<String, i64>` as a
 /// `Dict<String, String>`: its shape, whatever module defines it (see `shape`).

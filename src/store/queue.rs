@@ -12,11 +12,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::budget::{Budget, Charged};
-use super::builtin::{builtin_service, deadline, millis, wait_while};
+use super::builtin::{Waiting, builtin_service, deadline, millis, wait_while};
 use super::{Bytes, type_tag};
-use crate::__private::{decode_args, encode_result, no_such_method};
 use crate::client::Client;
 use crate::error::{RemoteError, RemoteErrorKind, Result};
+use crate::service::{Caller, decode_args, encode_result, no_such_method};
 use crate::stub::ObjectHandle;
 
 /// The service name, which is also the kind clients open by name.
@@ -84,7 +84,13 @@ builtin_service!(
 );
 
 impl SharedQueue {
-    fn dispatch(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {
+    fn dispatch(
+        &self,
+        index: usize,
+        args: &[u8],
+        out: &mut Vec<u8>,
+        caller: &Caller<'_>,
+    ) -> Result<(), RemoteError> {
         let method = Self::method_name(index);
         match index {
             0 => {
@@ -94,8 +100,11 @@ impl SharedQueue {
                 let (mut state, room) = wait_while(
                     self.state(),
                     &self.not_full,
-                    deadline(timeout_ms),
-                    "queue",
+                    Waiting {
+                        deadline: deadline(timeout_ms),
+                        what: "queue",
+                        caller,
+                    },
                     |s| s.closing,
                     full,
                     |_| {},
@@ -115,8 +124,11 @@ impl SharedQueue {
                 let (mut state, ready) = wait_while(
                     self.state(),
                     &self.not_empty,
-                    deadline(timeout_ms),
-                    "queue",
+                    Waiting {
+                        deadline: deadline(timeout_ms),
+                        what: "queue",
+                        caller,
+                    },
                     |s| s.closing,
                     empty,
                     |_| {},
@@ -149,8 +161,11 @@ impl SharedQueue {
                 let (_state, done) = wait_while(
                     self.state(),
                     &self.all_done,
-                    deadline(timeout_ms),
-                    "queue",
+                    Waiting {
+                        deadline: deadline(timeout_ms),
+                        what: "queue",
+                        caller,
+                    },
                     |s| s.closing,
                     pending,
                     |_| {},

@@ -3,10 +3,10 @@
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::builtin::{builtin_service, deadline, millis, wait_while};
-use crate::__private::{decode_args, encode_result, no_such_method};
+use super::builtin::{Waiting, builtin_service, deadline, millis, wait_while};
 use crate::client::Client;
 use crate::error::{RemoteError, Result};
+use crate::service::{Caller, decode_args, encode_result, no_such_method};
 use crate::stub::ObjectHandle;
 
 pub(crate) const EVENT: &str = "monogusa.Event";
@@ -31,7 +31,13 @@ impl SharedEvent {
         self.state.lock()
     }
 
-    fn dispatch(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {
+    fn dispatch(
+        &self,
+        index: usize,
+        args: &[u8],
+        out: &mut Vec<u8>,
+        caller: &Caller<'_>,
+    ) -> Result<(), RemoteError> {
         match index {
             0 => {
                 self.state().set = true;
@@ -48,8 +54,11 @@ impl SharedEvent {
                 let (_state, set) = wait_while(
                     self.state(),
                     &self.changed,
-                    deadline(timeout_ms),
-                    "event",
+                    Waiting {
+                        deadline: deadline(timeout_ms),
+                        what: "event",
+                        caller,
+                    },
                     |s| s.closing,
                     |s| !s.set,
                     |_| {},
@@ -101,7 +110,13 @@ impl SharedBarrier {
         self.state.lock()
     }
 
-    fn dispatch(&self, index: usize, args: &[u8], out: &mut Vec<u8>) -> Result<(), RemoteError> {
+    fn dispatch(
+        &self,
+        index: usize,
+        args: &[u8],
+        out: &mut Vec<u8>,
+        caller: &Caller<'_>,
+    ) -> Result<(), RemoteError> {
         match index {
             0 => {
                 let (timeout_ms,): (Option<u64>,) = decode_args(args, "Barrier", "wait")?;
@@ -119,8 +134,11 @@ impl SharedBarrier {
                 let (mut state, passed) = wait_while(
                     state,
                     &self.released,
-                    deadline(timeout_ms),
-                    "barrier",
+                    Waiting {
+                        deadline: deadline(timeout_ms),
+                        what: "barrier",
+                        caller,
+                    },
                     |s| s.closing,
                     |s| s.round == round,
                     // A party that hung up no longer counts toward this round (if it passed,
