@@ -1,26 +1,51 @@
 //! What every built-in shared object shares: its service descriptor and the `Service` glue.
 
-/// Implements [`Service`](crate::Service) for a built-in object type from its service name,
-/// its method names (all `&self`) and three inherent methods: `dispatch(index, args, out)`,
-/// `wake_all()` (shutdown) and `forget(connection)` (a connection closed).
-macro_rules! builtin_service {
-    ($ty:ty, $service:expr, [$($method:literal),* $(,)?] $(, tracks_connections: $tracks:literal)?) => {
-        impl $ty {
-            const DESCRIPTOR: $crate::service::ServiceDescriptor = $crate::service::ServiceDescriptor {
-                name: $service,
-                methods: &[$($crate::service::MethodInfo { name: $method, mutates: false }),*],
-            };
-
-            /// The name of method `index`, for error messages.
-            #[allow(dead_code)]
-            fn method_name(index: usize) -> &'static str {
-                Self::DESCRIPTOR.methods.get(index).map_or("?", |m| m.name)
-            }
+/// Declares a built-in kind's methods once, as an enum: the service descriptor lists them in
+/// the enum's order and dispatch matches on the enum, so the wire name, the descriptor and
+/// the code that runs can never disagree (matching on positions could be silently rewired by
+/// reordering a list).
+macro_rules! builtin_methods {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $method:literal),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub(crate) enum $name {
+            $($variant),*
         }
 
+        impl $name {
+            const ALL: &'static [$name] = &[$($name::$variant),*];
+
+            /// The methods as the manager describes them (all take `&self`).
+            const INFOS: &'static [$crate::service::MethodInfo] =
+                &[$($crate::service::MethodInfo { name: $method, mutates: false }),*];
+
+            /// The method at `index` of the descriptor, if there is one.
+            fn from_index(index: usize) -> Option<$name> {
+                Self::ALL.get(index).copied()
+            }
+
+            /// The method's name on the wire.
+            #[allow(dead_code)]
+            fn name(self) -> &'static str {
+                Self::INFOS[self as usize].name
+            }
+        }
+    };
+}
+
+/// Implements [`Service`](crate::Service) for a built-in object type from its service name,
+/// its methods (an enum declared with `builtin_methods!`) and three inherent methods:
+/// `dispatch(method, args, out, caller)`, `wake_all()` (shutdown) and `forget(connection)`
+/// (a connection closed).
+macro_rules! builtin_service {
+    ($ty:ty, $service:expr, $methods:ident $(, tracks_connections: $tracks:literal)?) => {
         impl $crate::service::Service for $ty {
             fn descriptor() -> &'static $crate::service::ServiceDescriptor {
-                static DESCRIPTOR: $crate::service::ServiceDescriptor = <$ty>::DESCRIPTOR;
+                static DESCRIPTOR: $crate::service::ServiceDescriptor =
+                    $crate::service::ServiceDescriptor {
+                        name: $service,
+                        methods: $methods::INFOS,
+                    };
                 &DESCRIPTOR
             }
 
@@ -35,7 +60,10 @@ macro_rules! builtin_service {
                 out: &mut Vec<u8>,
                 caller: &$crate::service::Caller<'_>,
             ) -> Result<(), $crate::error::RemoteError> {
-                self.dispatch(index, args, out, caller)
+                match $methods::from_index(index) {
+                    Some(method) => self.dispatch(method, args, out, caller),
+                    None => Err($crate::service::no_such_method($service, index)),
+                }
             }
 
             fn call_exclusive(
@@ -63,6 +91,7 @@ macro_rules! builtin_service {
     };
 }
 
+pub(crate) use builtin_methods;
 pub(crate) use builtin_service;
 
 /// The error a blocked call gets when the manager shuts down.

@@ -2,10 +2,10 @@
 
 use parking_lot::Mutex;
 
-use super::builtin::builtin_service;
+use super::builtin::{builtin_methods, builtin_service};
 use crate::client::Client;
 use crate::error::{RemoteError, RemoteErrorKind, Result};
-use crate::service::{Caller, decode_args, encode_result, no_such_method};
+use crate::service::{Caller, decode_args, encode_result};
 use crate::stub::ObjectHandle;
 
 /// The service name, which is also the kind clients open by name.
@@ -18,20 +18,29 @@ pub(crate) struct SharedCounter {
     value: Mutex<i64>,
 }
 
-builtin_service!(SharedCounter, SERVICE, ["get", "add", "set"]);
+builtin_methods!(
+    /// The methods of `SharedCounter`.
+    CounterMethod {
+        Get = "get",
+        Add = "add",
+        Set = "set",
+    }
+);
+
+builtin_service!(SharedCounter, SERVICE, CounterMethod);
 
 impl SharedCounter {
     fn dispatch(
         &self,
-        index: usize,
+        method: CounterMethod,
         args: &[u8],
         out: &mut Vec<u8>,
         _: &Caller<'_>,
     ) -> Result<(), RemoteError> {
         let mut value = self.value.lock();
-        match index {
-            0 => encode_result(&*value, out),
-            1 => {
+        match method {
+            CounterMethod::Get => encode_result(&*value, out),
+            CounterMethod::Add => {
                 let (delta,): (i64,) = decode_args(args, SERVICE, "add")?;
                 *value = value.checked_add(delta).ok_or_else(|| {
                     RemoteError::new(
@@ -41,11 +50,10 @@ impl SharedCounter {
                 })?;
                 encode_result(&*value, out)
             }
-            2 => {
+            CounterMethod::Set => {
                 let (new,): (i64,) = decode_args(args, SERVICE, "set")?;
                 encode_result(&std::mem::replace(&mut *value, new), out)
             }
-            _ => Err(no_such_method(SERVICE, index)),
         }
     }
 

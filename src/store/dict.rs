@@ -10,12 +10,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::budget::{Budget, Charged};
-use super::builtin::builtin_service;
+use super::builtin::{builtin_methods, builtin_service};
 use super::{Bytes, type_tag};
 use crate::client::Client;
 use crate::codec;
 use crate::error::{RemoteError, RemoteErrorKind, Result};
-use crate::service::{Caller, decode_args, encode_result, no_such_method};
+use crate::service::{Caller, decode_args, encode_result};
 use crate::stub::ObjectHandle;
 
 /// The service name, which is also the kind clients open by name.
@@ -70,60 +70,60 @@ impl SharedDict {
     }
 }
 
-builtin_service!(
-    SharedDict,
-    SERVICE,
-    [
-        "insert",
-        "get",
-        "remove",
-        "contains",
-        "len",
-        "keys",
-        "items",
-        "clear",
-        "update_counter",
-        "insert_if_absent"
-    ]
+builtin_methods!(
+    /// The methods of `SharedDict`.
+    DictMethod {
+        Insert = "insert",
+        Get = "get",
+        Remove = "remove",
+        Contains = "contains",
+        Len = "len",
+        Keys = "keys",
+        Items = "items",
+        Clear = "clear",
+        UpdateCounter = "update_counter",
+        InsertIfAbsent = "insert_if_absent",
+    }
 );
+
+builtin_service!(SharedDict, SERVICE, DictMethod);
 
 impl SharedDict {
     fn dispatch(
         &self,
-        index: usize,
+        method: DictMethod,
         args: &[u8],
         out: &mut Vec<u8>,
         _: &Caller<'_>,
     ) -> Result<(), RemoteError> {
         let mut state = self.state.lock();
-        let method = Self::method_name(index);
-        match index {
-            0 => {
-                let (key, value): (Bytes, Bytes) = decode_args(args, SERVICE, method)?;
+        match method {
+            DictMethod::Insert => {
+                let (key, value): (Bytes, Bytes) = decode_args(args, SERVICE, method.name())?;
                 encode_result(&state.insert(key, value)?, out)
             }
-            1 => {
-                let (key,): (Bytes,) = decode_args(args, SERVICE, method)?;
+            DictMethod::Get => {
+                let (key,): (Bytes,) = decode_args(args, SERVICE, method.name())?;
                 encode_result(&state.map.get(&key), out)
             }
-            2 => {
-                let (key,): (Bytes,) = decode_args(args, SERVICE, method)?;
+            DictMethod::Remove => {
+                let (key,): (Bytes,) = decode_args(args, SERVICE, method.name())?;
                 encode_result(&state.remove(&key), out)
             }
-            3 => {
-                let (key,): (Bytes,) = decode_args(args, SERVICE, method)?;
+            DictMethod::Contains => {
+                let (key,): (Bytes,) = decode_args(args, SERVICE, method.name())?;
                 encode_result(&state.map.contains_key(&key), out)
             }
-            4 => encode_result(&(state.map.len() as u64), out),
-            5 => encode_result(&state.map.keys().collect::<Vec<_>>(), out),
-            6 => encode_result(&state.map.iter().collect::<Vec<_>>(), out),
-            7 => {
+            DictMethod::Len => encode_result(&(state.map.len() as u64), out),
+            DictMethod::Keys => encode_result(&state.map.keys().collect::<Vec<_>>(), out),
+            DictMethod::Items => encode_result(&state.map.iter().collect::<Vec<_>>(), out),
+            DictMethod::Clear => {
                 state.map.clear();
                 state.charged.give_all();
                 encode_result(&(), out)
             }
-            8 => {
-                let (key, delta): (Bytes, i64) = decode_args(args, SERVICE, method)?;
+            DictMethod::UpdateCounter => {
+                let (key, delta): (Bytes, i64) = decode_args(args, SERVICE, method.name())?;
                 let current = match state.map.get(&key) {
                     Some(value) => codec::decode_exact::<i64>(&value.0).map_err(|_| {
                         RemoteError::new(
@@ -144,15 +144,14 @@ impl SharedDict {
                 state.insert(key, Bytes(encoded))?;
                 encode_result(&next, out)
             }
-            9 => {
-                let (key, value): (Bytes, Bytes) = decode_args(args, SERVICE, method)?;
+            DictMethod::InsertIfAbsent => {
+                let (key, value): (Bytes, Bytes) = decode_args(args, SERVICE, method.name())?;
                 let absent = !state.map.contains_key(&key);
                 if absent {
                     state.insert(key, value)?;
                 }
                 encode_result(&absent, out)
             }
-            _ => Err(no_such_method(SERVICE, index)),
         }
     }
 

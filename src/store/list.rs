@@ -9,11 +9,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::budget::{Budget, Charged};
-use super::builtin::builtin_service;
+use super::builtin::{builtin_methods, builtin_service};
 use super::{Bytes, type_tag};
 use crate::client::Client;
 use crate::error::{RemoteError, RemoteErrorKind, Result};
-use crate::service::{Caller, decode_args, encode_result, no_such_method};
+use crate::service::{Caller, decode_args, encode_result};
 use crate::stub::ObjectHandle;
 
 /// The service name, which is also the kind clients open by name.
@@ -40,44 +40,52 @@ impl SharedList {
     }
 }
 
-builtin_service!(
-    SharedList,
-    SERVICE,
-    ["push", "pop", "get", "set", "len", "range", "clear"]
+builtin_methods!(
+    /// The methods of `SharedList`.
+    ListMethod {
+        Push = "push",
+        Pop = "pop",
+        Get = "get",
+        Set = "set",
+        Len = "len",
+        Range = "range",
+        Clear = "clear",
+    }
 );
+
+builtin_service!(SharedList, SERVICE, ListMethod);
 
 impl SharedList {
     fn dispatch(
         &self,
-        index: usize,
+        method: ListMethod,
         args: &[u8],
         out: &mut Vec<u8>,
         _: &Caller<'_>,
     ) -> Result<(), RemoteError> {
         let mut guard = self.state.lock();
         let ListState { items, charged } = &mut *guard;
-        let method = Self::method_name(index);
-        match index {
-            0 => {
-                let (item,): (Bytes,) = decode_args(args, SERVICE, method)?;
+        match method {
+            ListMethod::Push => {
+                let (item,): (Bytes,) = decode_args(args, SERVICE, method.name())?;
                 charged.budget().check_len(items.len() + 1, "list")?;
                 charged.take(&item)?;
                 items.push(item);
                 encode_result(&(items.len() as u64), out)
             }
-            1 => {
+            ListMethod::Pop => {
                 let item = items.pop();
                 if let Some(item) = &item {
                     charged.give(item);
                 }
                 encode_result(&item, out)
             }
-            2 => {
-                let (at,): (u64,) = decode_args(args, SERVICE, method)?;
+            ListMethod::Get => {
+                let (at,): (u64,) = decode_args(args, SERVICE, method.name())?;
                 encode_result(&usize::try_from(at).ok().and_then(|i| items.get(i)), out)
             }
-            3 => {
-                let (at, item): (u64, Bytes) = decode_args(args, SERVICE, method)?;
+            ListMethod::Set => {
+                let (at, item): (u64, Bytes) = decode_args(args, SERVICE, method.name())?;
                 let len = items.len();
                 let slot = usize::try_from(at)
                     .ok()
@@ -93,20 +101,19 @@ impl SharedList {
                 charged.give(&old);
                 encode_result(&old, out)
             }
-            4 => encode_result(&(items.len() as u64), out),
-            5 => {
-                let (start, end): (u64, u64) = decode_args(args, SERVICE, method)?;
+            ListMethod::Len => encode_result(&(items.len() as u64), out),
+            ListMethod::Range => {
+                let (start, end): (u64, u64) = decode_args(args, SERVICE, method.name())?;
                 let len = items.len();
                 let end = usize::try_from(end).unwrap_or(len).min(len);
                 let start = usize::try_from(start).unwrap_or(len).min(end);
                 encode_result(&&items[start..end], out)
             }
-            6 => {
+            ListMethod::Clear => {
                 items.clear();
                 charged.give_all();
                 encode_result(&(), out)
             }
-            _ => Err(no_such_method(SERVICE, index)),
         }
     }
 

@@ -9,10 +9,10 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::builtin::{Waiting, builtin_service, deadline, millis, wait_while};
+use super::builtin::{Waiting, builtin_methods, builtin_service, deadline, millis, wait_while};
 use crate::client::{Client, Connection};
 use crate::error::{RemoteError, RemoteErrorKind, Result};
-use crate::service::{Caller, decode_args, encode_result, no_such_method};
+use crate::service::{Caller, decode_args, encode_result};
 use crate::stub::ObjectHandle;
 
 pub(crate) const LOCK: &str = "monogusa.Lock";
@@ -31,32 +31,35 @@ pub(crate) struct SharedSemaphore {
     what: &'static str,
 }
 
-builtin_service!(
-    SharedSemaphore,
-    SEMAPHORE,
-    ["acquire", "release", "available"],
+builtin_methods!(
+    /// The methods of `SharedSemaphore`.
+    PermitMethod {
+        Acquire = "acquire",
+        Release = "release",
+        Available = "available",
+    }
+);
+
+builtin_service!(SharedSemaphore, SEMAPHORE, PermitMethod,
     tracks_connections: true
 );
 
 /// A lock: a semaphore of one permit, under a service name of its own.
 pub(crate) struct SharedLock(pub(crate) SharedSemaphore);
 
-builtin_service!(
-    SharedLock,
-    LOCK,
-    ["acquire", "release", "available"],
+builtin_service!(SharedLock, LOCK, PermitMethod,
     tracks_connections: true
 );
 
 impl SharedLock {
     fn dispatch(
         &self,
-        index: usize,
+        method: PermitMethod,
         args: &[u8],
         out: &mut Vec<u8>,
         caller: &Caller<'_>,
     ) -> Result<(), RemoteError> {
-        self.0.dispatch(index, args, out, caller)
+        self.0.dispatch(method, args, out, caller)
     }
 
     fn wake_all(&self) {
@@ -87,14 +90,14 @@ impl SharedSemaphore {
 
     fn dispatch(
         &self,
-        index: usize,
+        method: PermitMethod,
         args: &[u8],
         out: &mut Vec<u8>,
         caller: &Caller<'_>,
     ) -> Result<(), RemoteError> {
         let holder = caller.connection();
-        match index {
-            0 => {
+        match method {
+            PermitMethod::Acquire => {
                 let (timeout_ms,): (Option<u64>,) = decode_args(args, self.what, "acquire")?;
                 let (mut state, got) = wait_while(
                     self.state(),
@@ -114,7 +117,7 @@ impl SharedSemaphore {
                 }
                 encode_result(&got, out)
             }
-            1 => {
+            PermitMethod::Release => {
                 let mut state = self.state();
                 let Some(count) = state.held.get_mut(&holder) else {
                     return Err(RemoteError::new(
@@ -130,8 +133,7 @@ impl SharedSemaphore {
                 self.freed.notify_one();
                 encode_result(&(), out)
             }
-            2 => encode_result(&self.state().available, out),
-            _ => Err(no_such_method(self.what, index)),
+            PermitMethod::Available => encode_result(&self.state().available, out),
         }
     }
 

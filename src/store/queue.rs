@@ -12,11 +12,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::budget::{Budget, Charged};
-use super::builtin::{Waiting, builtin_service, deadline, millis, wait_while};
+use super::builtin::{Waiting, builtin_methods, builtin_service, deadline, millis, wait_while};
 use super::{Bytes, type_tag};
 use crate::client::Client;
 use crate::error::{RemoteError, RemoteErrorKind, Result};
-use crate::service::{Caller, decode_args, encode_result, no_such_method};
+use crate::service::{Caller, decode_args, encode_result};
 use crate::stub::ObjectHandle;
 
 /// The service name, which is also the kind clients open by name.
@@ -77,24 +77,31 @@ impl SharedQueue {
     }
 }
 
-builtin_service!(
-    SharedQueue,
-    SERVICE,
-    ["put", "get", "len", "task_done", "join"]
+builtin_methods!(
+    /// The methods of `SharedQueue`.
+    QueueMethod {
+        Put = "put",
+        Get = "get",
+        Len = "len",
+        TaskDone = "task_done",
+        Join = "join",
+    }
 );
+
+builtin_service!(SharedQueue, SERVICE, QueueMethod);
 
 impl SharedQueue {
     fn dispatch(
         &self,
-        index: usize,
+        method: QueueMethod,
         args: &[u8],
         out: &mut Vec<u8>,
         caller: &Caller<'_>,
     ) -> Result<(), RemoteError> {
-        let method = Self::method_name(index);
-        match index {
-            0 => {
-                let (item, timeout_ms): (Bytes, Option<u64>) = decode_args(args, SERVICE, method)?;
+        match method {
+            QueueMethod::Put => {
+                let (item, timeout_ms): (Bytes, Option<u64>) =
+                    decode_args(args, SERVICE, method.name())?;
                 let capacity = self.capacity;
                 let full = move |s: &State| s.items.len() >= capacity;
                 let (mut state, room) = wait_while(
@@ -118,8 +125,8 @@ impl SharedQueue {
                 }
                 encode_result(&room, out)
             }
-            1 => {
-                let (timeout_ms,): (Option<u64>,) = decode_args(args, SERVICE, method)?;
+            QueueMethod::Get => {
+                let (timeout_ms,): (Option<u64>,) = decode_args(args, SERVICE, method.name())?;
                 let empty = |s: &State| s.items.is_empty();
                 let (mut state, ready) = wait_while(
                     self.state(),
@@ -140,8 +147,8 @@ impl SharedQueue {
                 }
                 encode_result(&item, out)
             }
-            2 => encode_result(&(self.state().items.len() as u64), out),
-            3 => {
+            QueueMethod::Len => encode_result(&(self.state().items.len() as u64), out),
+            QueueMethod::TaskDone => {
                 let mut state = self.state();
                 if state.unfinished == 0 {
                     return Err(RemoteError::new(
@@ -155,8 +162,8 @@ impl SharedQueue {
                 }
                 encode_result(&(), out)
             }
-            4 => {
-                let (timeout_ms,): (Option<u64>,) = decode_args(args, SERVICE, method)?;
+            QueueMethod::Join => {
+                let (timeout_ms,): (Option<u64>,) = decode_args(args, SERVICE, method.name())?;
                 let pending = |s: &State| s.unfinished > 0;
                 let (_state, done) = wait_while(
                     self.state(),
@@ -172,7 +179,6 @@ impl SharedQueue {
                 )?;
                 encode_result(&done, out)
             }
-            _ => Err(no_such_method(SERVICE, index)),
         }
     }
 

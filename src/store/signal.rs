@@ -3,10 +3,10 @@
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::builtin::{Waiting, builtin_service, deadline, millis, wait_while};
+use super::builtin::{Waiting, builtin_methods, builtin_service, deadline, millis, wait_while};
 use crate::client::Client;
 use crate::error::{RemoteError, Result};
-use crate::service::{Caller, decode_args, encode_result, no_such_method};
+use crate::service::{Caller, decode_args, encode_result};
 use crate::stub::ObjectHandle;
 
 pub(crate) const EVENT: &str = "monogusa.Event";
@@ -24,7 +24,17 @@ pub(crate) struct SharedEvent {
     changed: Condvar,
 }
 
-builtin_service!(SharedEvent, EVENT, ["set", "clear", "is_set", "wait"]);
+builtin_methods!(
+    /// The methods of `SharedEvent`.
+    EventMethod {
+        Set = "set",
+        Clear = "clear",
+        IsSet = "is_set",
+        Wait = "wait",
+    }
+);
+
+builtin_service!(SharedEvent, EVENT, EventMethod);
 
 impl SharedEvent {
     fn state(&self) -> MutexGuard<'_, EventState> {
@@ -33,23 +43,23 @@ impl SharedEvent {
 
     fn dispatch(
         &self,
-        index: usize,
+        method: EventMethod,
         args: &[u8],
         out: &mut Vec<u8>,
         caller: &Caller<'_>,
     ) -> Result<(), RemoteError> {
-        match index {
-            0 => {
+        match method {
+            EventMethod::Set => {
                 self.state().set = true;
                 self.changed.notify_all();
                 encode_result(&(), out)
             }
-            1 => {
+            EventMethod::Clear => {
                 self.state().set = false;
                 encode_result(&(), out)
             }
-            2 => encode_result(&self.state().set, out),
-            3 => {
+            EventMethod::IsSet => encode_result(&self.state().set, out),
+            EventMethod::Wait => {
                 let (timeout_ms,): (Option<u64>,) = decode_args(args, "Event", "wait")?;
                 let (_state, set) = wait_while(
                     self.state(),
@@ -65,7 +75,6 @@ impl SharedEvent {
                 )?;
                 encode_result(&set, out)
             }
-            _ => Err(no_such_method("Event", index)),
         }
     }
 
@@ -91,7 +100,15 @@ pub(crate) struct SharedBarrier {
     released: Condvar,
 }
 
-builtin_service!(SharedBarrier, BARRIER, ["wait", "parties"]);
+builtin_methods!(
+    /// The methods of `SharedBarrier`.
+    BarrierMethod {
+        Wait = "wait",
+        Parties = "parties",
+    }
+);
+
+builtin_service!(SharedBarrier, BARRIER, BarrierMethod);
 
 impl SharedBarrier {
     pub(crate) fn new(parties: u64) -> Self {
@@ -112,13 +129,13 @@ impl SharedBarrier {
 
     fn dispatch(
         &self,
-        index: usize,
+        method: BarrierMethod,
         args: &[u8],
         out: &mut Vec<u8>,
         caller: &Caller<'_>,
     ) -> Result<(), RemoteError> {
-        match index {
-            0 => {
+        match method {
+            BarrierMethod::Wait => {
                 let (timeout_ms,): (Option<u64>,) = decode_args(args, "Barrier", "wait")?;
                 let mut state = self.state();
                 let position = state.arrived;
@@ -154,8 +171,7 @@ impl SharedBarrier {
                 }
                 encode_result(&passed.then_some(position), out)
             }
-            1 => encode_result(&self.state().parties, out),
-            _ => Err(no_such_method("Barrier", index)),
+            BarrierMethod::Parties => encode_result(&self.state().parties, out),
         }
     }
 

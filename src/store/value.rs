@@ -9,11 +9,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::budget::{Budget, Charged};
-use super::builtin::builtin_service;
+use super::builtin::{builtin_methods, builtin_service};
 use super::{Bytes, type_tag};
 use crate::client::Client;
 use crate::error::{RemoteError, Result};
-use crate::service::{Caller, decode_args, encode_result, no_such_method};
+use crate::service::{Caller, decode_args, encode_result};
 use crate::stub::ObjectHandle;
 
 /// The service name, which is also the kind clients open by name.
@@ -47,34 +47,42 @@ fn replace(
     Ok(old)
 }
 
-builtin_service!(SharedValue, SERVICE, ["get", "swap", "compare_and_swap"]);
+builtin_methods!(
+    /// The methods of `SharedValue`.
+    ValueMethod {
+        Get = "get",
+        Swap = "swap",
+        CompareAndSwap = "compare_and_swap",
+    }
+);
+
+builtin_service!(SharedValue, SERVICE, ValueMethod);
 
 impl SharedValue {
     fn dispatch(
         &self,
-        index: usize,
+        method: ValueMethod,
         args: &[u8],
         out: &mut Vec<u8>,
         _: &Caller<'_>,
     ) -> Result<(), RemoteError> {
         let mut guard = self.value.lock();
         let (value, charged) = &mut *guard;
-        let method = Self::method_name(index);
-        match index {
-            0 => encode_result(&*value, out),
-            1 => {
-                let (new,): (Bytes,) = decode_args(args, SERVICE, method)?;
+        match method {
+            ValueMethod::Get => encode_result(&*value, out),
+            ValueMethod::Swap => {
+                let (new,): (Bytes,) = decode_args(args, SERVICE, method.name())?;
                 encode_result(&replace(value, charged, new)?, out)
             }
-            2 => {
-                let (expected, new): (Option<Bytes>, Bytes) = decode_args(args, SERVICE, method)?;
+            ValueMethod::CompareAndSwap => {
+                let (expected, new): (Option<Bytes>, Bytes) =
+                    decode_args(args, SERVICE, method.name())?;
                 let swapped = *value == expected;
                 if swapped {
                     replace(value, charged, new)?;
                 }
                 encode_result(&swapped, out)
             }
-            _ => Err(no_such_method(SERVICE, index)),
         }
     }
 
