@@ -1,7 +1,7 @@
 //! Micro-benchmarks of the per-call work that cannot overlap I/O: encoding a call, cutting
 //! frames, dispatching, and one whole call in-process without sockets.
 //!
-//! `cargo bench --bench micro`. The end-to-end figures (ratios to raw sockets) come from
+//! `cargo bench -p monogusa-micro-benches`. The end-to-end figures (ratios to raw sockets) come from
 //! `cargo run --release --example bench`.
 #![allow(missing_docs)] // tests, not API
 
