@@ -114,7 +114,8 @@
 //! - [`Error`] tells apart I/O, authentication, remote, timeout, lost-connection, frame-size
 //!   and codec failures; [`RemoteError`] carries what the manager reported.
 //!
-//! See ARCHITECTURE.md in the repository for the wire protocol and the decisions behind it.
+//! The wire protocol, for peers in other languages, is described in [`protocol`];
+//! ARCHITECTURE.md in the repository gives the decisions behind it.
 
 mod auth;
 mod client;

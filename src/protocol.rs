@@ -1,6 +1,56 @@
-//! The protocol's identity: its name, version and codec, as the handshake banner carries them.
-//! Peers must agree on the banner byte for byte; it is bound into both handshake proofs, so a
-//! downgrade cannot be spliced in. Implementations in other languages start here.
+//! The wire protocol, version 1: what a peer in any language must send and expect. This module
+//! holds its identity (name, version, codec: the banner); the chapter below is the whole of it.
+//!
+//! # Connections
+//! A TCP or Unix-domain stream. Nothing is trusted until the handshake completes.
+//!
+//! # Handshake
+//! ```text
+//! client → manager   [banner length: u8][banner][client nonce: 32 bytes]
+//! manager → client   [0x00][manager nonce: 32]                 accept
+//!                  | [0x01][length: u8][the manager's banner]   mismatch, then close
+//!                  | [0x02][length: u8][why]                    busy, then close
+//! client → manager   HMAC-SHA256(key, "monogusa client proof" ‖ client nonce ‖ manager nonce ‖ banner)
+//! manager → client   [0x00][HMAC-SHA256(key, "monogusa server proof" ‖ client nonce ‖ manager nonce ‖ banner)]
+//!                  | [0x03]                                     wrong key, then close
+//!                  | [0x02][length: u8][why]                    proven, but no room; then close
+//! ```
+//! The banner is [`BANNER`]. The client proves first, so a peer that merely connects learns
+//! nothing it could test guesses of the key against. Nonces come from the OS; tags are compared
+//! in constant time. The manager cuts a handshake not complete within its deadline (10 s in
+//! all), and answers repeated wrong keys from one address ever more slowly.
+//!
+//! # Frames
+//! After the handshake, each direction is a sequence of frames: a 4-byte big-endian length,
+//! then that many bytes (64 MiB at most by default; a longer announced length closes the
+//! connection with a notice, before anything is buffered).
+//!
+//! # Envelopes
+//! Values are encoded with bincode 2 through serde: little-endian fixed-width integers, a
+//! `u64` length before strings, byte strings and sequences, a `u32` variant index before enum
+//! payloads, `u8` 0/1 for `Option` and `bool`, struct fields in order without names.
+//!
+//! A request frame is `[id: u64][op: u32 variant][op fields][arguments]`: the id (from 1; 0 is
+//! reserved) comes back in the reply; the arguments are the called function's parameters as a
+//! tuple (no prefix). Operations: 0 `Call(name)`, 1 `Shutdown`, 2 `Method{object: u64, method}`,
+//! 3 `Open{name, service}`, 4 `Create{type_id, service}`, 5 `Retain{object, service}`,
+//! 6 `Release{object}`, 7 `Describe` (optional `(after: u64, limit: u64)`), 8 `OpenShared{kind,
+//! name, type_tag}` (creation arguments follow), 9 `Stats`, 10 `DeleteShared{name}`, 11 `Ping`
+//! (never answered: a client waiting for a long call sends it as a sign of life).
+//!
+//! A reply frame is `[id: u64][status: u32]` and then, for status 0, the result; for status 1,
+//! a remote error `(kind: u16, message: string)`. Replies to different requests on one
+//! connection may be pipelined; requests are handled in order. Two ids are special: 0 is a
+//! notice (the manager is closing this connection and says why, as a status-1 reply), and
+//! `u64::MAX` a heartbeat (an empty status-0 reply the manager sends while a call runs long;
+//! the client answers with a `Ping`).
+//!
+//! # Versioning
+//! Peers agree on the banner byte for byte, and it is bound into both proofs, so neither side
+//! can be talked into another version or codec. Within version 1, the manager's top-level reply
+//! structs (`Stats`, `Description`) may gain fields at their end, which older clients ignore;
+//! new operations and error kinds get new numbers (unknown error kinds decode as
+//! `RemoteErrorKind::Other`). Anything else is a new version.
 
 use crate::codec;
 
