@@ -288,3 +288,32 @@ fn connection_events_and_an_in_process_describe() {
     assert_eq!(description.objects_total, 1);
     assert_eq!(description.objects[0].name.as_deref(), Some("visits"));
 }
+
+/// One manager, several listeners: a TCP port and a Unix socket serve the same objects, and
+/// shutdown closes both (removing the socket file).
+#[test]
+fn one_manager_listens_on_several_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.sock");
+    let manager = common::standard_builder()
+        .also_bind(Address::unix(&path))
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    assert_eq!(manager.addresses().len(), 2);
+    let over_tcp = Client::connect(manager.address(), KEY).unwrap();
+    let over_unix = Client::connect(&manager.addresses()[1], KEY).unwrap();
+    over_tcp.counter("both").unwrap().add(1).unwrap();
+    assert_eq!(over_unix.counter("both").unwrap().add(1).unwrap(), 2);
+    assert_eq!(over_unix.call::<i64>("add", ("k", 5i64)).unwrap(), 5);
+    assert_eq!(over_tcp.call::<i64>("get", ("k",)).unwrap(), 5);
+    let tcp = manager.address().clone();
+    drop((over_tcp, over_unix));
+    manager.shutdown();
+    assert!(!path.exists(), "the socket file is removed");
+    assert!(
+        Client::connect(&tcp, KEY).is_err(),
+        "the TCP port is closed too"
+    );
+}

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use monogusa::{Client, Manager};
 
 const USAGE: &str = "usage:
-  monogusa serve (--bind HOST:PORT | --unix PATH) [--authkey-file FILE] [--max-connections N]
+  monogusa serve (--bind HOST:PORT | --unix PATH)... [--authkey-file FILE] [--max-connections N]
                  [--max-store-bytes N] [--max-item-bytes N] [--max-shared-objects N]
   monogusa stat (--connect HOST:PORT | --unix PATH) [--authkey-file FILE]
 the authkey comes from --authkey-file or MONOGUSA_AUTHKEY";
@@ -43,7 +43,9 @@ fn main() -> ExitCode {
 }
 
 struct Options {
+    /// The first address; `serve` also listens on the others.
     address: String,
+    more_addresses: Vec<String>,
     key: Vec<u8>,
     /// Numeric limits given on the command line, by flag.
     limits: Vec<(&'static str, u64)>,
@@ -58,7 +60,7 @@ const LIMIT_FLAGS: [&str; 4] = [
 ];
 
 fn parse(args: &[String]) -> Result<Options, String> {
-    let mut address = None;
+    let mut addresses: Vec<String> = Vec::new();
     let mut key_file: Option<PathBuf> = None;
     let mut limits = Vec::new();
     let mut args = args.iter();
@@ -69,8 +71,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 .ok_or_else(|| format!("{arg} needs a value\n{USAGE}"))
         };
         match arg.as_str() {
-            "--bind" | "--connect" => address = Some(value()?),
-            "--unix" => address = Some(format!("unix:{}", value()?)),
+            "--bind" | "--connect" => addresses.push(value()?),
+            "--unix" => addresses.push(format!("unix:{}", value()?)),
             "--authkey-file" => key_file = Some(value()?.into()),
             flag if LIMIT_FLAGS.contains(&flag) => {
                 let flag = LIMIT_FLAGS.iter().find(|f| **f == flag).expect("listed");
@@ -89,7 +91,10 @@ fn parse(args: &[String]) -> Result<Options, String> {
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
     }
-    let address = address.ok_or_else(|| format!("an address is required\n{USAGE}"))?;
+    if addresses.is_empty() {
+        return Err(format!("an address is required\n{USAGE}"));
+    }
+    let address = addresses.remove(0);
     let key = match key_file {
         Some(path) => {
             warn_if_readable_by_others(&path);
@@ -108,6 +113,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
     };
     Ok(Options {
         address,
+        more_addresses: addresses,
         key,
         limits,
     })
@@ -137,6 +143,9 @@ fn serve(options: Options) -> Result<(), String> {
     let mut builder = Manager::builder()
         .authkey(&options.key)
         .bind(options.address.as_str());
+    for more in &options.more_addresses {
+        builder = builder.also_bind(more.as_str());
+    }
     for &(flag, n) in &options.limits {
         let size = usize::try_from(n).unwrap_or(usize::MAX);
         builder = match flag {

@@ -84,6 +84,8 @@ impl Default for Limits {
 pub struct ManagerBuilder {
     authkey: Option<Vec<u8>>,
     address: Result<Address>,
+    /// Further addresses, from `also_bind`.
+    more_addresses: Vec<Result<Address>>,
     registry: Registry,
     objects: ObjectsConfig,
     duplicates: Vec<String>,
@@ -115,6 +117,14 @@ impl ManagerBuilder {
     /// Defaults to `127.0.0.1:0`.
     pub fn bind(mut self, address: impl ToAddress) -> Self {
         self.address = address.to_address();
+        self
+    }
+
+    /// Listens on `address` too: one manager, several listeners (a TCP port for remote
+    /// clients and a Unix socket for local ones, say), all serving the same functions and
+    /// objects. Read them back with [`ManagerHandle::addresses`].
+    pub fn also_bind(mut self, address: impl ToAddress) -> Self {
+        self.more_addresses.push(address.to_address());
         self
     }
 
@@ -299,7 +309,10 @@ impl ManagerBuilder {
             .ok_or_else(|| Error::Config("an authkey is required".into()))?;
         warn_if_weak(&key);
         let key = AuthKey::new(&key)?;
-        let address = self.address?;
+        let mut addresses = vec![self.address?];
+        for more in self.more_addresses {
+            addresses.push(more?);
+        }
         if !self.duplicates.is_empty() {
             return Err(Error::Config(format!(
                 "names registered more than once, or empty: {}",
@@ -314,7 +327,7 @@ impl ManagerBuilder {
         }
         Ok(Manager {
             key,
-            address,
+            addresses,
             registry: self.registry,
             objects: self.objects,
             limits: self.limits,
@@ -348,7 +361,8 @@ fn warn_if_weak(key: &[u8]) {
 /// [`Manager::serve_forever`].
 pub struct Manager {
     key: AuthKey,
-    address: Address,
+    /// Where it listens: at least one address.
+    addresses: Vec<Address>,
     registry: Registry,
     objects: ObjectsConfig,
     limits: Limits,
@@ -360,7 +374,7 @@ pub struct Manager {
 impl std::fmt::Debug for Manager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Manager")
-            .field("address", &self.address)
+            .field("addresses", &self.addresses)
             .field("functions", &self.registry.names())
             .finish_non_exhaustive()
     }
@@ -372,6 +386,7 @@ impl Manager {
         ManagerBuilder {
             authkey: None,
             address: Ok(Address::tcp("127.0.0.1", 0)),
+            more_addresses: Vec::new(),
             registry: Registry::default(),
             objects: ObjectsConfig::default(),
             duplicates: Vec::new(),
@@ -385,18 +400,23 @@ impl Manager {
     /// Binds the address and serves in background threads. The returned handle tells the
     /// bound address and stops the manager when asked or dropped.
     pub fn start(self) -> Result<ManagerHandle> {
-        let (shared, listener) = self.bind()?;
-        let address = listener.local_address()?;
+        let (shared, listeners) = self.bind()?;
+        let addresses = listeners
+            .iter()
+            .map(Listener::local_address)
+            .collect::<std::io::Result<Vec<_>>>()?;
         let acceptor = {
             let shared = Arc::clone(&shared);
             thread::Builder::new()
                 .name("monogusa-accept".into())
-                .spawn(move || run(&shared, listener))?
+                .spawn(move || serve(&shared, listeners))?
         };
-        log::info!("manager listening on {address}");
+        for address in &addresses {
+            log::info!("manager listening on {address}");
+        }
         Ok(ManagerHandle {
             shared,
-            address,
+            addresses,
             acceptor: Some(acceptor),
         })
     }
@@ -407,8 +427,10 @@ impl Manager {
     pub fn serve_forever(self) -> Result<()> {
         use signal_hook::consts::{SIGINT, SIGTERM};
 
-        let (shared, listener) = self.bind()?;
-        log::info!("manager listening on {}", listener.local_address()?);
+        let (shared, listeners) = self.bind()?;
+        for listener in &listeners {
+            log::info!("manager listening on {}", listener.local_address()?);
+        }
         let second_signal_exits = Arc::new(AtomicBool::new(false));
         for signal in [SIGINT, SIGTERM] {
             signal_hook::flag::register_conditional_shutdown(
@@ -431,28 +453,34 @@ impl Manager {
                     }
                 })?
         };
-        run(&shared, listener);
+        serve(&shared, listeners);
         signal_handle.close();
         let _ = watcher.join();
         Ok(())
     }
 
-    fn bind(self) -> Result<(Arc<Shared>, Listener)> {
+    fn bind(self) -> Result<(Arc<Shared>, Vec<Listener>)> {
         defenses::raise_descriptor_limit();
         defenses::watch_for_deadlocks();
-        let listener = Listener::bind(&self.address)?;
-        if let Address::Tcp { host, .. } = &self.address
-            && host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_unspecified())
-        {
-            log::warn!(
-                "listening on every interface ({}): any host that can reach this one may \
-                     try keys; bind to 127.0.0.1 or a Unix socket unless remote clients need it",
-                self.address
-            );
+        let mut listeners = Vec::with_capacity(self.addresses.len());
+        for address in &self.addresses {
+            listeners.push(Listener::bind(address)?);
+            if let Address::Tcp { host, .. } = address
+                && host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_unspecified())
+            {
+                log::warn!(
+                    "listening on every interface ({address}): any host that can reach this \
+                     one may try keys; bind to 127.0.0.1 or a Unix socket unless remote \
+                     clients need it"
+                );
+            }
         }
-        let wake_address = listener.wake_address()?;
+        let wake_addresses = listeners
+            .iter()
+            .map(Listener::wake_address)
+            .collect::<std::io::Result<Vec<_>>>()?;
         let frame_budget = Budget::new(self.limits.max_buffered_bytes);
         let shared = Arc::new(Shared {
             registry: self.registry,
@@ -464,7 +492,7 @@ impl Manager {
             key: self.key,
             limits: self.limits,
             allow_remote_shutdown: self.allow_remote_shutdown,
-            wake_address,
+            wake_addresses,
             stopping: AtomicBool::new(false),
             connections: Mutex::new(Connections::default()),
             stats: Counters::default(),
@@ -473,7 +501,7 @@ impl Manager {
             guesses: defenses::Guesses::default(),
             on_connection: self.on_connection,
         });
-        Ok((shared, listener))
+        Ok((shared, listeners))
     }
 }
 
@@ -481,14 +509,21 @@ impl Manager {
 #[derive(Debug)]
 pub struct ManagerHandle {
     shared: Arc<Shared>,
-    address: Address,
+    /// Every address it listens on; the first is the one given to `bind`.
+    addresses: Vec<Address>,
     acceptor: Option<JoinHandle<()>>,
 }
 
 impl ManagerHandle {
     /// The address the manager listens on, with the real port if port 0 was asked for.
     pub fn address(&self) -> &Address {
-        &self.address
+        &self.addresses[0]
+    }
+
+    /// Every address the manager listens on: [`ManagerBuilder::bind`]'s, then each of
+    /// [`ManagerBuilder::also_bind`]'s, with real ports.
+    pub fn addresses(&self) -> &[Address] {
+        &self.addresses
     }
 
     /// Counters of what the manager has done so far.
@@ -619,8 +654,8 @@ struct Shared {
     key: AuthKey,
     limits: Limits,
     allow_remote_shutdown: bool,
-    /// Where to connect to wake the acceptor from a blocking `accept`.
-    wake_address: Address,
+    /// Where to connect to wake each acceptor from a blocking `accept`.
+    wake_addresses: Vec<Address>,
     /// Set once, when shutdown begins; never cleared.
     stopping: AtomicBool,
     connections: Mutex<Connections>,
@@ -693,8 +728,10 @@ impl Shared {
             return;
         }
         // The acceptor is blocked in accept(): a connection of our own wakes it.
-        if let Err(e) = Stream::connect(&self.wake_address, Some(Duration::from_secs(1))) {
-            log::debug!("waking the acceptor: {e}");
+        for address in &self.wake_addresses {
+            if let Err(e) = Stream::connect(address, Some(Duration::from_secs(1))) {
+                log::debug!("waking the acceptor of {address}: {e}");
+            }
         }
     }
 
@@ -876,12 +913,41 @@ impl Shared {
     }
 }
 
-/// The accept loop, then the orderly end: runs until shutdown begins.
-fn run(shared: &Arc<Shared>, listener: Listener) {
+/// Serves every listener (an accept loop each; the first on this thread) until shutdown
+/// begins, then ends in order: listeners closed, blocked calls woken, connections finished.
+fn serve(shared: &Arc<Shared>, mut listeners: Vec<Listener>) {
+    let keepalive = start_keepalive(shared);
+    let first = listeners.remove(0);
+    let others: Vec<JoinHandle<()>> = listeners
+        .into_iter()
+        .filter_map(|listener| {
+            let shared = Arc::clone(shared);
+            thread::Builder::new()
+                .name("monogusa-accept".into())
+                .spawn(move || accept_loop(&shared, listener))
+                .map_err(|e| log::error!("cannot start an acceptor: {e}"))
+                .ok()
+        })
+        .collect();
+    accept_loop(shared, first);
+    for other in others {
+        let _ = other.join();
+    }
+    shared.objects.shutdown(); // wake calls blocked in shared objects, so they can reply
+    shared.close_connections();
+    if let Some((stop, thread)) = keepalive {
+        drop(stop);
+        let _ = thread.join();
+    }
+    log::info!("manager stopped");
+}
+
+/// One listener's accept loop: runs until shutdown begins, then drops the listener (which
+/// removes a Unix socket file).
+fn accept_loop(shared: &Arc<Shared>, listener: Listener) {
     // A descriptor kept in reserve: when the process runs out, it is given up for a moment to
     // accept the waiting peer and tell it BUSY, instead of leaving it hanging.
     let mut spare = defenses::SpareDescriptor::new();
-    let keepalive = start_keepalive(shared);
     loop {
         match listener.accept() {
             Ok(stream) if shared.stopping.load(SeqCst) => {
@@ -921,13 +987,6 @@ fn run(shared: &Arc<Shared>, listener: Listener) {
         }
     }
     drop(listener); // stop queueing new connections; removes a Unix socket file
-    shared.objects.shutdown(); // wake calls blocked in shared objects, so they can reply
-    shared.close_connections();
-    if let Some((stop, thread)) = keepalive {
-        drop(stop);
-        let _ = thread.join();
-    }
-    log::info!("manager stopped");
 }
 
 /// Starts the keepalive thread, if the manager has a keepalive; dropping the sender stops it.
