@@ -267,7 +267,7 @@ pub mod __private {
                 out: &mut Vec<u8>,
             ) -> ::core::result::Result<(), RemoteError> {
                 match self.0.get(name) {
-                    Some(function) => function(args, out),
+                    Some(function) => (function.native)(args, out),
                     None => Err(RemoteError::new(
                         crate::RemoteErrorKind::UnknownFunction,
                         name,
