@@ -117,6 +117,10 @@
 //! The wire protocol, for peers in other languages, is described in [`protocol`];
 //! ARCHITECTURE.md in the repository gives the decisions behind it.
 
+// Lets the crate's own tests use `#[service]`, whose output names `::monogusa`.
+#[cfg(test)]
+extern crate self as monogusa;
+
 mod auth;
 mod client;
 mod codec;
@@ -163,10 +167,11 @@ pub mod __private {
     pub use crate::client::Pending;
     pub use crate::error::{Error, RemoteError, RemoteErrorKind, Result};
     pub use crate::service::{
-        Caller, MethodInfo, ObjectRef, Service, ServiceDescriptor, decode_args, encode_result,
-        no_such_method,
+        Caller, ErasedReply, MethodInfo, ObjectRef, Service, ServiceDescriptor, decode_args,
+        decode_erased_args, encode_result, no_such_method,
     };
     pub use crate::stub::ObjectHandle;
+    pub use erased_serde;
     pub use serde;
 
     /// Internals exposed for the micro-benchmarks in `benches/`; not an API.
@@ -267,7 +272,7 @@ pub mod __private {
                 out: &mut Vec<u8>,
             ) -> ::core::result::Result<(), RemoteError> {
                 match self.0.get(name) {
-                    Some(function) => (function.native)(args, out),
+                    Some(function) => function.call(args, out),
                     None => Err(RemoteError::new(
                         crate::RemoteErrorKind::UnknownFunction,
                         name,

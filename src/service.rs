@@ -58,6 +58,32 @@ impl std::fmt::Debug for Caller<'_> {
     }
 }
 
+pub use crate::server::ErasedReply;
+
+fn not_through_serde(service: &str) -> RemoteError {
+    RemoteError::new(
+        RemoteErrorKind::UnknownMethod,
+        format!("{service} cannot be called through another wire format"),
+    )
+}
+
+/// Decodes a method's argument tuple from any serde format, naming the method in the error.
+pub fn decode_erased_args<T: serde::de::DeserializeOwned>(
+    args: &mut dyn erased_serde::Deserializer<'_>,
+    service: &str,
+    method: &str,
+) -> Result<T, RemoteError> {
+    erased_serde::deserialize(args).map_err(|e| {
+        RemoteError::new(
+            RemoteErrorKind::BadArguments,
+            format!(
+                "{service}::{method} expected {}: {e}",
+                std::any::type_name::<T>()
+            ),
+        )
+    })
+}
+
 /// Decodes a method's argument tuple, naming the method in the error. (Generated dispatch
 /// and the built-in objects call it; re-exported for macro output.)
 pub fn decode_args<'a, T: Deserialize<'a>>(
@@ -132,6 +158,34 @@ pub trait Service: Send + Sync + 'static {
         out: &mut Vec<u8>,
         caller: &Caller<'_>,
     ) -> Result<(), RemoteError>;
+
+    /// Runs the `&self` method at `index` with its arguments from any serde format and its
+    /// result to `reply`: the serde boundary other wire formats call through. Generated
+    /// services implement it; the default refuses.
+    #[doc(hidden)]
+    fn call_shared_erased(
+        &self,
+        index: usize,
+        args: &mut dyn erased_serde::Deserializer<'_>,
+        reply: ErasedReply<'_>,
+        caller: &Caller<'_>,
+    ) -> Result<(), RemoteError> {
+        let _ = (index, args, reply, caller);
+        Err(not_through_serde(self.service().name))
+    }
+
+    /// Like [`Service::call_shared_erased`], for the `&mut self` method at `index`.
+    #[doc(hidden)]
+    fn call_exclusive_erased(
+        &mut self,
+        index: usize,
+        args: &mut dyn erased_serde::Deserializer<'_>,
+        reply: ErasedReply<'_>,
+        caller: &Caller<'_>,
+    ) -> Result<(), RemoteError> {
+        let _ = (index, args, reply, caller);
+        Err(not_through_serde(self.service().name))
+    }
 
     /// The manager is shutting down: wake every call blocked in this object. The built-in
     /// shared objects use it; generated services have nothing to wake.

@@ -243,8 +243,10 @@ impl<'a> Generator<'a> {
             quote!(#(#cfgs)* #m::MethodInfo { name: #wire_name, mutates: #mutates },)
         });
         let indices = self.index_consts();
-        let shared_arms = self.dispatch_arms(false);
-        let exclusive_arms = self.dispatch_arms(true);
+        let shared_arms = self.dispatch_arms(false, false);
+        let exclusive_arms = self.dispatch_arms(true, false);
+        let shared_erased_arms = self.dispatch_arms(false, true);
+        let exclusive_erased_arms = self.dispatch_arms(true, true);
         quote! {
             impl<T> #m::Service for #server<T>
             where
@@ -286,6 +288,34 @@ impl<'a> Generator<'a> {
                     #indices
                     match __monogusa_index {
                         #(#exclusive_arms)*
+                        _ => ::core::result::Result::Err(#m::no_such_method(#name, __monogusa_index)),
+                    }
+                }
+
+                fn call_shared_erased(
+                    &self,
+                    __monogusa_index: usize,
+                    __monogusa_args: &mut dyn #m::erased_serde::Deserializer<'_>,
+                    __monogusa_reply: #m::ErasedReply<'_>,
+                    _: &#m::Caller<'_>,
+                ) -> ::core::result::Result<(), #m::RemoteError> {
+                    #indices
+                    match __monogusa_index {
+                        #(#shared_erased_arms)*
+                        _ => ::core::result::Result::Err(#m::no_such_method(#name, __monogusa_index)),
+                    }
+                }
+
+                fn call_exclusive_erased(
+                    &mut self,
+                    __monogusa_index: usize,
+                    __monogusa_args: &mut dyn #m::erased_serde::Deserializer<'_>,
+                    __monogusa_reply: #m::ErasedReply<'_>,
+                    _: &#m::Caller<'_>,
+                ) -> ::core::result::Result<(), #m::RemoteError> {
+                    #indices
+                    match __monogusa_index {
+                        #(#exclusive_erased_arms)*
                         _ => ::core::result::Result::Err(#m::no_such_method(#name, __monogusa_index)),
                     }
                 }
@@ -341,8 +371,9 @@ impl<'a> Generator<'a> {
         }
     }
 
-    /// The match arms dispatching the `&mut self` methods (`exclusive`) or the `&self` ones.
-    fn dispatch_arms(&self, exclusive: bool) -> Vec<TokenStream> {
+    /// The match arms dispatching the `&mut self` methods (`exclusive`) or the `&self` ones,
+    /// on the native path or (`erased`) through the serde boundary.
+    fn dispatch_arms(&self, exclusive: bool, erased: bool) -> Vec<TokenStream> {
         let Generator {
             trait_ident,
             private: m,
@@ -365,13 +396,23 @@ impl<'a> Generator<'a> {
                 } else {
                     quote!(&self.0)
                 };
+                let (decode, reply) = if erased {
+                    (
+                        quote!(#m::decode_erased_args(__monogusa_args, #service_name, #wire_name)?),
+                        quote!(__monogusa_reply(&__monogusa_value)),
+                    )
+                } else {
+                    (
+                        quote!(#m::decode_args(__monogusa_args, #service_name, #wire_name)?),
+                        quote!(#m::encode_result(&__monogusa_value, __monogusa_out)),
+                    )
+                };
                 quote! {
                     #(#cfgs)*
                     #index => {
-                        let (#(#arg_names,)*): (#(#arg_types,)*) =
-                            #m::decode_args(__monogusa_args, #service_name, #wire_name)?;
+                        let (#(#arg_names,)*): (#(#arg_types,)*) = #decode;
                         let __monogusa_value = <T as #trait_ident>::#ident(#receiver, #(#arg_names),*);
-                        #m::encode_result(&__monogusa_value, __monogusa_out)
+                        #reply
                     }
                 }
             })

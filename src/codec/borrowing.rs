@@ -51,6 +51,7 @@ struct Depth {
 
 impl Depth {
     /// The depth one level further in; an error once the limit is passed.
+    #[inline]
     fn enter<E: de::Error>(self) -> Result<Depth, E> {
         match self.left.checked_sub(1) {
             Some(left) => Ok(Depth { left, ..self }),
@@ -70,6 +71,7 @@ struct Borrowing<D> {
 
 macro_rules! forward {
     ($($method:ident),* $(,)?) => {$(
+        #[inline]
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
             let depth = self.depth.enter()?;
             self.inner.$method(Wrap(visitor, depth))
@@ -106,6 +108,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Borrowing<D> {
         deserialize_ignored_any,
     );
 
+    #[inline]
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
         let depth = self.depth.enter()?;
         self.inner.deserialize_str(Wrap(visitor, depth))
@@ -136,6 +139,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Borrowing<D> {
             .deserialize_newtype_struct(name, Wrap(visitor, depth))
     }
 
+    #[inline]
     fn deserialize_tuple<V: Visitor<'de>>(
         self,
         len: usize,
@@ -268,6 +272,7 @@ struct WrapSeed<S>(S, Depth);
 impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for WrapSeed<S> {
     type Value = S::Value;
 
+    #[inline]
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<S::Value, D::Error> {
         self.0.deserialize(Borrowing {
             inner: deserializer,
@@ -281,6 +286,7 @@ struct WrapSeq<A>(A, Depth);
 impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for WrapSeq<A> {
     type Error = A::Error;
 
+    #[inline]
     fn next_element_seed<T: DeserializeSeed<'de>>(
         &mut self,
         seed: T,

@@ -57,10 +57,11 @@ pub(super) fn handle(
                 Some(function) => {
                     let target =
                         Target::Function(std::ptr::from_ref(function) as *const () as usize);
-                    let function = &function.native;
                     replies.run(target, |out| {
                         reply.with(out, name, |out| {
-                            function(args, out).map_err(|e| name_the_function(e, name))
+                            function
+                                .call(args, out)
+                                .map_err(|e| name_the_function(e, name))
                         })
                     })?;
                 }

@@ -23,7 +23,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 pub use objects::Constructor;
-pub use registry::{Handler, IntoReply, Reply};
+pub use registry::{ErasedReply, Handler, IntoReply, Reply};
 
 use crate::auth::{self, AuthKey};
 use crate::error::{Error, Result};

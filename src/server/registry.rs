@@ -237,22 +237,43 @@ handler_for_arity!(A1, A2, A3, A4, A5, A6);
 handler_for_arity!(A1, A2, A3, A4, A5, A6, A7);
 handler_for_arity!(A1, A2, A3, A4, A5, A6, A7, A8);
 
-/// A type-erased registered function, on the native path.
-pub(crate) type BoxedHandler =
-    Box<dyn Fn(&[u8], &mut Vec<u8>) -> Result<(), RemoteError> + Send + Sync>;
+/// A registered function with its argument types erased: one object, both ways to call it.
+trait AnyHandler: Send + Sync {
+    fn call(&self, args: &[u8], reply: &mut Vec<u8>) -> Result<(), RemoteError>;
+    fn call_erased(
+        &self,
+        args: &mut dyn erased_serde::Deserializer<'_>,
+        reply: ErasedReply<'_>,
+    ) -> Result<(), RemoteError>;
+}
 
-/// The same function, through the serde boundary.
-type BoxedErasedHandler = Box<
-    dyn Fn(&mut dyn erased_serde::Deserializer<'_>, ErasedReply<'_>) -> Result<(), RemoteError>
-        + Send
-        + Sync,
->;
+/// A handler and the argument tuple it was registered with.
+struct Typed<H, Args>(H, std::marker::PhantomData<fn(Args)>);
+
+impl<Args: 'static, H: Handler<Args>> AnyHandler for Typed<H, Args> {
+    #[inline]
+    fn call(&self, args: &[u8], reply: &mut Vec<u8>) -> Result<(), RemoteError> {
+        self.0.call(args, reply)
+    }
+
+    fn call_erased(
+        &self,
+        args: &mut dyn erased_serde::Deserializer<'_>,
+        reply: ErasedReply<'_>,
+    ) -> Result<(), RemoteError> {
+        self.0.call_erased(args, reply)
+    }
+}
 
 /// One registered function, callable both ways.
-pub(crate) struct Function {
+pub(crate) struct Function(Box<dyn AnyHandler>);
+
+impl Function {
     /// Bincode bytes in, bytes out: what the native listener calls.
-    pub(crate) native: BoxedHandler,
-    erased: BoxedErasedHandler,
+    #[inline]
+    pub(crate) fn call(&self, args: &[u8], reply: &mut Vec<u8>) -> Result<(), RemoteError> {
+        self.0.call(args, reply)
+    }
 }
 
 /// The functions a manager serves, by name. Read-only once the manager starts, so
@@ -272,16 +293,9 @@ impl Registry {
         if self.functions.contains_key(name) {
             return false;
         }
-        let handler = std::sync::Arc::new(handler);
-        let erased = std::sync::Arc::clone(&handler);
         self.functions.insert(
             name.to_string(),
-            Function {
-                native: Box::new(move |args: &[u8], reply: &mut Vec<u8>| {
-                    handler.call(args, reply)
-                }),
-                erased: Box::new(move |args, reply| erased.call_erased(args, reply)),
-            },
+            Function(Box::new(Typed(handler, std::marker::PhantomData))),
         );
         true
     }
@@ -300,7 +314,7 @@ impl Registry {
         reply: ErasedReply<'_>,
     ) -> Result<(), RemoteError> {
         match self.functions.get(name) {
-            Some(function) => (function.erased)(args, reply),
+            Some(function) => function.0.call_erased(args, reply),
             None => Err(RemoteError::new(
                 RemoteErrorKind::UnknownFunction,
                 format!("no function named `{name}`"),
@@ -368,7 +382,7 @@ mod tests {
         let mut encoded = Vec::new();
         codec::encode_into(&args, &mut encoded).unwrap();
         let mut out = Vec::new();
-        (reg.get("f").unwrap().native)(&encoded, &mut out)?;
+        reg.get("f").unwrap().call(&encoded, &mut out)?;
         Ok(out)
     }
 
