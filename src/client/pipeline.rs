@@ -24,7 +24,11 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 
-use parking_lot::{Condvar, Mutex, MutexGuard};
+// std's locks, not parking_lot's as elsewhere: the hand-offs between senders, the writer and
+// the leading reader are hot and contended, and std's futex mutex measured clearly faster here
+// (pinned harness, 256 in flight: 0.20 against 0.15 of a raw echo for 16 B, 1.39 against 0.76
+// for 4 KiB). Poisoning is recovered at each lock.
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -168,7 +172,7 @@ impl Pipe {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock()
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// True once the connection failed; the client then starts a new one for new sends.
@@ -188,7 +192,7 @@ impl Pipe {
         let mut state = self.state();
         while state.queued.len() >= MAX_QUEUED && state.failure.is_none() {
             state.blocked_senders += 1;
-            self.space.wait(&mut state);
+            state = self.space.wait(state).unwrap_or_else(|e| e.into_inner());
             state.blocked_senders -= 1;
         }
         if let Some(failure) = &state.failure {
@@ -210,7 +214,7 @@ impl Pipe {
             {
                 let mut state = self.state();
                 while state.queued.is_empty() && !state.closed && state.failure.is_none() {
-                    self.work.wait(&mut state);
+                    state = self.work.wait(state).unwrap_or_else(|e| e.into_inner());
                 }
                 if state.failure.is_some() || (state.closed && state.queued.is_empty()) {
                     return;
@@ -318,7 +322,7 @@ impl Pipe {
                 }
                 None => None,
             };
-            if let Some(mut reader) = self.reader.try_lock() {
+            if let Ok(mut reader) = self.reader.try_lock() {
                 // The previous leader may have stored our reply just before letting go.
                 let led = match self.take_ready(id) {
                     Some(payload) => Led::Mine(self.decode(&payload, id, function)),
@@ -344,10 +348,13 @@ impl Pipe {
             }
             self.followers.fetch_add(1, Ordering::SeqCst);
             fence(Ordering::SeqCst);
-            if self.reader.try_lock().is_none() {
+            if self.reader.try_lock().is_err() {
                 let nap = remaining.map_or(NAP, |left| left.min(NAP));
-                let mut state = state;
-                self.replies.wait_for(&mut state, nap);
+                drop(
+                    self.replies
+                        .wait_timeout(state, nap)
+                        .unwrap_or_else(|e| e.into_inner()),
+                );
             }
             self.followers.fetch_sub(1, Ordering::SeqCst);
         }
