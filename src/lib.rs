@@ -134,6 +134,7 @@ pub mod fuzzing;
 mod fxhash;
 mod message;
 pub mod protocol;
+mod proxies;
 mod server;
 mod service;
 mod store;
@@ -144,6 +145,9 @@ pub use client::{Client, ClientBuilder, ConnectionStatus, Pending};
 pub use codec::DEFAULT_MAX_DECODE_DEPTH;
 pub use error::{Error, RemoteError, RemoteErrorKind, Result};
 pub use frame::DEFAULT_MAX_FRAME_LEN;
+pub use proxies::{
+    Barrier, Counter, Dict, Event, Guard, List, Lock, Named, Queue, Semaphore, Value,
+};
 pub use server::{
     ConnectionEvent, Constructor, Handler, IntoReply, Manager, ManagerBuilder, ManagerHandle,
     Reply, Stats,
@@ -152,7 +156,6 @@ pub use service::{
     Caller, Description, MethodDescription, MethodInfo, ObjectDescription, ObjectRef, Service,
     ServiceDescriptor, TypeDescription,
 };
-pub use store::{Barrier, Counter, Dict, Event, Guard, List, Lock, Named, Queue, Semaphore, Value};
 pub use stub::ObjectHandle;
 
 /// Marks a trait as a remote service: generates the typed client stub `<Trait>Client` and the

@@ -179,8 +179,3 @@ pub(crate) fn wait_while<'a, S>(
         waited = true;
     }
 }
-
-/// Milliseconds for a timeout argument on the wire.
-pub(crate) fn millis(timeout: std::time::Duration) -> u64 {
-    u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)
-}

@@ -1,12 +1,11 @@
-//! `Counter`: a shared integer with atomic read-modify-write.
+//! The manager's side of `Counter`, a shared integer with atomic read-modify-write: the state,
+//! its limits and its methods (the client's side is in `proxies`).
 
 use parking_lot::Mutex;
 
 use super::builtin::{builtin_methods, builtin_service};
-use crate::client::Client;
 use crate::error::{RemoteError, RemoteErrorKind, Result};
 use crate::service::{Caller, decode_args, encode_result};
-use crate::stub::ObjectHandle;
 
 /// The service name, which is also the kind clients open by name.
 pub(crate) const SERVICE: &str = "monogusa.Counter";
@@ -60,34 +59,4 @@ impl SharedCounter {
     fn wake_all(&self) {}
 
     fn forget(&self, _: u64) {}
-}
-
-/// A shared integer in the manager, opened by name with [`Client::counter`]. Every change is
-/// atomic: ten processes each adding 1 a thousand times end at exactly 10,000.
-#[derive(Debug, Clone)]
-pub struct Counter {
-    handle: ObjectHandle,
-}
-
-impl Counter {
-    pub(crate) fn open(client: &Client, name: &str) -> Result<Counter> {
-        let handle = ObjectHandle::open_shared(client, SERVICE, name, "i64", &())?;
-        Ok(Counter { handle })
-    }
-
-    /// The current value.
-    pub fn get(&self) -> Result<i64> {
-        self.handle.call("get", &())
-    }
-
-    /// Adds `delta` (which may be negative) and returns the new value, atomically. Overflow
-    /// is an error and leaves the value unchanged.
-    pub fn add(&self, delta: i64) -> Result<i64> {
-        self.handle.call("add", &(delta,))
-    }
-
-    /// Sets the value and returns the previous one, atomically.
-    pub fn set(&self, value: i64) -> Result<i64> {
-        self.handle.call("set", &(value,))
-    }
 }

@@ -1,20 +1,15 @@
-//! `List<T>`: a shared vector.
+//! The manager's side of `List<T>`, a shared vector: the state, its limits and its methods (the
+//! client's side is in `proxies`).
 
-use std::marker::PhantomData;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
+use super::Bytes;
 use super::budget::{Budget, Charged};
 use super::builtin::{builtin_methods, builtin_service};
-use super::{Bytes, type_tag};
-use crate::client::Client;
 use crate::error::{RemoteError, RemoteErrorKind, Result};
 use crate::service::{Caller, decode_args, encode_result};
-use crate::stub::ObjectHandle;
 
 /// The service name, which is also the kind clients open by name.
 pub(crate) const SERVICE: &str = "monogusa.List";
@@ -120,75 +115,4 @@ impl SharedList {
     fn wake_all(&self) {}
 
     fn forget(&self, _: u64) {}
-}
-
-/// A shared list in the manager, opened by name with [`Client::list`].
-#[derive(Debug)]
-pub struct List<T> {
-    handle: ObjectHandle,
-    _item: PhantomData<fn(T) -> T>,
-}
-
-impl<T> Clone for List<T> {
-    fn clone(&self) -> Self {
-        List {
-            handle: self.handle.clone(),
-            _item: PhantomData,
-        }
-    }
-}
-
-impl<T: Serialize + DeserializeOwned> List<T> {
-    pub(crate) fn open(client: &Client, name: &str, tag: Option<&str>) -> Result<Self> {
-        let tag = tag.map_or_else(type_tag::<T>, str::to_string);
-        let handle = ObjectHandle::open_shared(client, SERVICE, name, &tag, &())?;
-        Ok(List {
-            handle,
-            _item: PhantomData,
-        })
-    }
-
-    /// Appends `item`; returns the new length.
-    pub fn push(&self, item: &T) -> Result<u64> {
-        self.handle.call("push", &(Bytes::encode(item)?,))
-    }
-
-    /// Removes and returns the last item.
-    pub fn pop(&self) -> Result<Option<T>> {
-        let item: Option<Bytes> = self.handle.call("pop", &())?;
-        item.map(|i| i.decode()).transpose()
-    }
-
-    /// The item at `index`.
-    pub fn get(&self, index: u64) -> Result<Option<T>> {
-        let item: Option<Bytes> = self.handle.call("get", &(index,))?;
-        item.map(|i| i.decode()).transpose()
-    }
-
-    /// Replaces the item at `index` (an error past the end); returns the old one.
-    pub fn set(&self, index: u64, item: &T) -> Result<T> {
-        let old: Bytes = self.handle.call("set", &(index, Bytes::encode(item)?))?;
-        old.decode()
-    }
-
-    /// How many items there are.
-    pub fn len(&self) -> Result<u64> {
-        self.handle.call("len", &())
-    }
-
-    /// Whether the list is empty.
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.len()? == 0)
-    }
-
-    /// The items from `start` up to (not including) `end`, clamped to the list.
-    pub fn range(&self, start: u64, end: u64) -> Result<Vec<T>> {
-        let items: Vec<Bytes> = self.handle.call("range", &(start, end))?;
-        items.iter().map(Bytes::decode).collect()
-    }
-
-    /// Removes every item.
-    pub fn clear(&self) -> Result<()> {
-        self.handle.call("clear", &())
-    }
 }

@@ -1,13 +1,11 @@
-//! `Event` and `Barrier`: processes waiting for each other.
+//! The manager's side of `Event` and `Barrier`, for processes waiting for each other: the
+//! state, its limits and its methods (the client's side is in `proxies`).
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
-use std::time::Duration;
 
-use super::builtin::{Waiting, builtin_methods, builtin_service, deadline, millis, wait_while};
-use crate::client::Client;
+use super::builtin::{Waiting, builtin_methods, builtin_service, deadline, wait_while};
 use crate::error::{RemoteError, Result};
 use crate::service::{Caller, decode_args, encode_result};
-use crate::stub::ObjectHandle;
 
 pub(crate) const EVENT: &str = "monogusa.Event";
 pub(crate) const BARRIER: &str = "monogusa.Barrier";
@@ -181,74 +179,4 @@ impl SharedBarrier {
     }
 
     fn forget(&self, _: u64) {}
-}
-
-/// A shared flag that processes wait on, opened by name with [`Client::event`].
-#[derive(Debug, Clone)]
-pub struct Event {
-    handle: ObjectHandle,
-}
-
-impl Event {
-    pub(crate) fn open(client: &Client, name: &str) -> Result<Event> {
-        let handle = ObjectHandle::open_shared(client, EVENT, name, "", &())?;
-        Ok(Event { handle })
-    }
-
-    /// Sets the flag, waking every waiter.
-    pub fn set(&self) -> Result<()> {
-        self.handle.call("set", &())
-    }
-
-    /// Clears the flag.
-    pub fn clear(&self) -> Result<()> {
-        self.handle.call("clear", &())
-    }
-
-    /// Whether the flag is set.
-    pub fn is_set(&self) -> Result<bool> {
-        self.handle.call("is_set", &())
-    }
-
-    /// Waits until the flag is set.
-    pub fn wait(&self) -> Result<()> {
-        let _: bool = self.handle.call("wait", &(None::<u64>,))?;
-        Ok(())
-    }
-
-    /// Waits at most `timeout` for the flag; returns whether it is set.
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.handle.call("wait", &(Some(millis(timeout)),))
-    }
-}
-
-/// A shared barrier for a number of parties, opened by name with [`Client::barrier`].
-#[derive(Debug, Clone)]
-pub struct Barrier {
-    handle: ObjectHandle,
-}
-
-impl Barrier {
-    pub(crate) fn open(client: &Client, name: &str, parties: u64) -> Result<Barrier> {
-        let handle = ObjectHandle::open_shared(client, BARRIER, name, "", &(parties,))?;
-        Ok(Barrier { handle })
-    }
-
-    /// Waits until all parties have arrived; returns this caller's arrival position
-    /// (0 for the first).
-    pub fn wait(&self) -> Result<u64> {
-        let position: Option<u64> = self.handle.call("wait", &(None::<u64>,))?;
-        position.ok_or_else(|| crate::Error::Protocol("a blocking barrier wait gave up".into()))
-    }
-
-    /// Like [`Barrier::wait`], giving up after `timeout` (`None`); a caller that gives up no
-    /// longer counts toward the round.
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<Option<u64>> {
-        self.handle.call("wait", &(Some(millis(timeout)),))
-    }
-
-    /// How many parties the barrier waits for.
-    pub fn parties(&self) -> Result<u64> {
-        self.handle.call("parties", &())
-    }
 }

@@ -1,20 +1,15 @@
-//! `Value<T>`: one shared value with atomic swap and compare-and-swap.
+//! The manager's side of `Value<T>`, one shared value with atomic swap and compare-and-swap:
+//! the state, its limits and its methods (the client's side is in `proxies`).
 
-use std::marker::PhantomData;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
+use super::Bytes;
 use super::budget::{Budget, Charged};
 use super::builtin::{builtin_methods, builtin_service};
-use super::{Bytes, type_tag};
-use crate::client::Client;
 use crate::error::{RemoteError, Result};
 use crate::service::{Caller, decode_args, encode_result};
-use crate::stub::ObjectHandle;
 
 /// The service name, which is also the kind clients open by name.
 pub(crate) const SERVICE: &str = "monogusa.Value";
@@ -89,56 +84,4 @@ impl SharedValue {
     fn wake_all(&self) {}
 
     fn forget(&self, _: u64) {}
-}
-
-/// One shared value in the manager, opened by name with [`Client::value`]. It starts unset.
-#[derive(Debug)]
-pub struct Value<T> {
-    handle: ObjectHandle,
-    _type: PhantomData<fn(T) -> T>,
-}
-
-impl<T> Clone for Value<T> {
-    fn clone(&self) -> Self {
-        Value {
-            handle: self.handle.clone(),
-            _type: PhantomData,
-        }
-    }
-}
-
-impl<T: Serialize + DeserializeOwned> Value<T> {
-    pub(crate) fn open(client: &Client, name: &str, tag: Option<&str>) -> Result<Self> {
-        let tag = tag.map_or_else(type_tag::<T>, str::to_string);
-        let handle = ObjectHandle::open_shared(client, SERVICE, name, &tag, &())?;
-        Ok(Value {
-            handle,
-            _type: PhantomData,
-        })
-    }
-
-    /// The value, or `None` if it was never set.
-    pub fn get(&self) -> Result<Option<T>> {
-        let value: Option<Bytes> = self.handle.call("get", &())?;
-        value.map(|v| v.decode()).transpose()
-    }
-
-    /// Sets the value.
-    pub fn set(&self, value: &T) -> Result<()> {
-        self.swap(value).map(drop)
-    }
-
-    /// Sets the value and returns the previous one, atomically.
-    pub fn swap(&self, value: &T) -> Result<Option<T>> {
-        let old: Option<Bytes> = self.handle.call("swap", &(Bytes::encode(value)?,))?;
-        old.map(|v| v.decode()).transpose()
-    }
-
-    /// Sets the value to `new` only if it currently is `expected` (`None`: unset), comparing
-    /// encodings; returns whether it did. The building block for any read-modify-write.
-    pub fn compare_and_swap(&self, expected: Option<&T>, new: &T) -> Result<bool> {
-        let expected = expected.map(Bytes::encode).transpose()?;
-        self.handle
-            .call("compare_and_swap", &(expected, Bytes::encode(new)?))
-    }
 }

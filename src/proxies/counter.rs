@@ -1,0 +1,37 @@
+//! The client's side of `Counter`, a shared integer with atomic read-modify-write: the typed
+//! proxy over an `ObjectHandle`.
+
+use crate::client::Client;
+use crate::error::Result;
+use crate::store::counter::SERVICE;
+use crate::stub::ObjectHandle;
+
+/// A shared integer in the manager, opened by name with [`Client::counter`]. Every change is
+/// atomic: ten processes each adding 1 a thousand times end at exactly 10,000.
+#[derive(Debug, Clone)]
+pub struct Counter {
+    handle: ObjectHandle,
+}
+
+impl Counter {
+    pub(crate) fn open(client: &Client, name: &str) -> Result<Counter> {
+        let handle = ObjectHandle::open_shared(client, SERVICE, name, "i64", &())?;
+        Ok(Counter { handle })
+    }
+
+    /// The current value.
+    pub fn get(&self) -> Result<i64> {
+        self.handle.call("get", &())
+    }
+
+    /// Adds `delta` (which may be negative) and returns the new value, atomically. Overflow
+    /// is an error and leaves the value unchanged.
+    pub fn add(&self, delta: i64) -> Result<i64> {
+        self.handle.call("add", &(delta,))
+    }
+
+    /// Sets the value and returns the previous one, atomically.
+    pub fn set(&self, value: i64) -> Result<i64> {
+        self.handle.call("set", &(value,))
+    }
+}

@@ -1,0 +1,160 @@
+//! The client's side of the built-in shared objects: typed proxies (`Counter`, `Dict<K, V>`,
+//! `Queue<T>`, ...) over an `ObjectHandle`, opened by name from a [`Client`]. The manager's
+//! side lives in `store`; the two share only the kinds' names and the encoded values.
+
+mod counter;
+mod dict;
+mod list;
+mod lock;
+mod queue;
+mod shape;
+mod signal;
+mod value;
+
+pub use counter::Counter;
+pub use dict::Dict;
+pub use list::List;
+pub use lock::{Guard, Lock, Semaphore};
+pub use queue::Queue;
+pub use signal::{Barrier, Event};
+pub use value::Value;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::client::Client;
+use crate::error::Result;
+
+/// How a client names an element type, to refuse reopening a `Dict<String, i64>` as a
+/// `Dict<String, String>`: its shape, whatever module defines it (see `shape`).
+fn type_tag<T: DeserializeOwned>() -> String {
+    shape::tag_of::<T>()
+}
+
+/// Milliseconds for a timeout argument on the wire.
+fn millis(timeout: std::time::Duration) -> u64 {
+    u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A shared object's name with options, made by [`Client::named`].
+///
+/// The element types of a shared dict, list, queue or value are checked when the name is
+/// reopened, by a tag: by default the types' *shape* (struct, field and variant names and the
+/// primitives they hold, whatever module defines them), so separately built programs that each
+/// define the same `struct Task` share a `Queue<Task>`, and a `Task` of another shape is
+/// refused. [`Named::type_tag`] replaces it with a tag of your own: programs that agree on it
+/// share the object, and the check becomes yours.
+#[derive(Debug, Clone, Copy)]
+#[must_use = "a name opens nothing until one of its methods is called"]
+pub struct Named<'a> {
+    client: &'a Client,
+    name: &'a str,
+    tag: Option<&'a str>,
+}
+
+impl<'a> Named<'a> {
+    /// Checks the element types by `tag` instead of their shape.
+    pub fn type_tag(mut self, tag: &'a str) -> Self {
+        self.tag = Some(tag);
+        self
+    }
+
+    /// Opens (or creates) the shared [`Dict`].
+    pub fn dict<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned>(
+        self,
+    ) -> Result<Dict<K, V>> {
+        Dict::open(self.client, self.name, self.tag)
+    }
+
+    /// Opens (or creates, with room for `capacity` items; 0: as many as the manager allows)
+    /// the shared [`Queue`].
+    pub fn queue<T: Serialize + DeserializeOwned>(self, capacity: usize) -> Result<Queue<T>> {
+        Queue::open(self.client, self.name, capacity, self.tag)
+    }
+
+    /// Opens (or creates) the shared [`List`].
+    pub fn list<T: Serialize + DeserializeOwned>(self) -> Result<List<T>> {
+        List::open(self.client, self.name, self.tag)
+    }
+
+    /// Opens (or creates) the shared [`Value`].
+    pub fn value<T: Serialize + DeserializeOwned>(self) -> Result<Value<T>> {
+        Value::open(self.client, self.name, self.tag)
+    }
+}
+
+/// The built-in shared objects, opened by name.
+impl Client {
+    /// Names a shared object, to open it with options: [`Named::type_tag`] sets the tag its
+    /// element types are checked by.
+    ///
+    /// ```no_run
+    /// # fn main() -> monogusa::Result<()> {
+    /// # let client = monogusa::Client::connect("127.0.0.1:4343", "password")?;
+    /// // Programs that agree on "task v1" share the queue, whatever their `Task` looks like.
+    /// let tasks = client.named("tasks").type_tag("task v1").queue::<String>(0)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn named<'a>(&'a self, name: &'a str) -> Named<'a> {
+        Named {
+            client: self,
+            name,
+            tag: None,
+        }
+    }
+
+    /// Opens the shared [`Counter`] `name`, creating it (at 0) if it does not exist.
+    pub fn counter(&self, name: &str) -> Result<Counter> {
+        Counter::open(self, name)
+    }
+
+    /// Opens the shared [`Dict`] `name`, creating it empty if it does not exist. Opening a
+    /// name that holds another kind of object, or a dict of other key or value types, fails
+    /// with a remote error of kind `WrongService`.
+    pub fn dict<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Result<Dict<K, V>> {
+        Dict::open(self, name, None)
+    }
+
+    /// Opens the shared [`Queue`] `name`, creating it with room for `capacity` items (0:
+    /// unbounded) if it does not exist; an existing queue keeps its capacity.
+    pub fn queue<T: Serialize + DeserializeOwned>(
+        &self,
+        name: &str,
+        capacity: usize,
+    ) -> Result<Queue<T>> {
+        Queue::open(self, name, capacity, None)
+    }
+
+    /// Opens the shared [`Value`] `name`, creating it unset if it does not exist.
+    pub fn value<T: Serialize + DeserializeOwned>(&self, name: &str) -> Result<Value<T>> {
+        Value::open(self, name, None)
+    }
+
+    /// Opens the shared [`List`] `name`, creating it empty if it does not exist.
+    pub fn list<T: Serialize + DeserializeOwned>(&self, name: &str) -> Result<List<T>> {
+        List::open(self, name, None)
+    }
+
+    /// Opens the shared [`Lock`] `name`, creating it free if it does not exist.
+    pub fn lock(&self, name: &str) -> Result<Lock> {
+        Lock::open(self, name)
+    }
+
+    /// Opens the shared [`Semaphore`] `name`, creating it with `permits` if it does not exist.
+    pub fn semaphore(&self, name: &str, permits: u64) -> Result<Semaphore> {
+        Semaphore::open(self, name, permits)
+    }
+
+    /// Opens the shared [`Event`] `name`, creating it cleared if it does not exist.
+    pub fn event(&self, name: &str) -> Result<Event> {
+        Event::open(self, name)
+    }
+
+    /// Opens the shared [`Barrier`] `name` for `parties`, creating it if it does not exist.
+    pub fn barrier(&self, name: &str, parties: u64) -> Result<Barrier> {
+        Barrier::open(self, name, parties)
+    }
+}

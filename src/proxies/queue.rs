@@ -1,0 +1,118 @@
+//! The client's side of `Queue<T>`, a shared FIFO with blocking, timed and non-blocking puts
+//! and gets, and `task_done`/`join` like Python's `JoinableQueue`: the typed proxy over an
+//! `ObjectHandle`.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{millis, type_tag};
+use crate::client::Client;
+use crate::error::Result;
+use crate::store::Bytes;
+use crate::store::queue::SERVICE;
+use crate::stub::ObjectHandle;
+
+/// A shared FIFO queue in the manager, opened by name with [`Client::queue`].
+///
+/// Blocking calls block only the calling thread: other threads of the program using the same
+/// [`Client`] go on over other connections. A manager shutdown wakes every blocked call with
+/// a [`RemoteErrorKind::ShuttingDown`](crate::RemoteErrorKind::ShuttingDown) error.
+///
+/// As with any call, a client that gives up on a blocked `get` (a call timeout, a killed
+/// process) cannot stop the manager from handing it the next item: prefer
+/// [`Queue::get_timeout`] to a short client call timeout.
+#[derive(Debug)]
+pub struct Queue<T> {
+    handle: ObjectHandle,
+    _item: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue {
+            handle: self.handle.clone(),
+            _item: PhantomData,
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    pub(crate) fn open(
+        client: &Client,
+        name: &str,
+        capacity: usize,
+        tag: Option<&str>,
+    ) -> Result<Self> {
+        let tag = tag.map_or_else(type_tag::<T>, str::to_string);
+        let handle = ObjectHandle::open_shared(client, SERVICE, name, &tag, &(capacity as u64,))?;
+        Ok(Queue {
+            handle,
+            _item: PhantomData,
+        })
+    }
+
+    /// Appends `item`, waiting while the queue is full.
+    pub fn put(&self, item: &T) -> Result<()> {
+        let _: bool = self
+            .handle
+            .call("put", &(Bytes::encode(item)?, None::<u64>))?;
+        Ok(())
+    }
+
+    /// Appends `item` unless the queue stays full for `timeout`; returns whether it did.
+    pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<bool> {
+        self.handle
+            .call("put", &(Bytes::encode(item)?, Some(millis(timeout))))
+    }
+
+    /// Takes the oldest item, waiting while the queue is empty.
+    pub fn get(&self) -> Result<T> {
+        let item: Option<Bytes> = self.handle.call("get", &(None::<u64>,))?;
+        match item {
+            Some(item) => item.decode(),
+            None => Err(crate::Error::Protocol(
+                "a blocking get returned nothing".into(),
+            )),
+        }
+    }
+
+    /// Takes the oldest item, waiting at most `timeout`; `None` if none arrived.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<Option<T>> {
+        let item: Option<Bytes> = self.handle.call("get", &(Some(millis(timeout)),))?;
+        item.map(|i| i.decode()).transpose()
+    }
+
+    /// Takes the oldest item if there is one, without waiting.
+    pub fn try_get(&self) -> Result<Option<T>> {
+        self.get_timeout(Duration::ZERO)
+    }
+
+    /// How many items are queued.
+    pub fn len(&self) -> Result<u64> {
+        self.handle.call("len", &())
+    }
+
+    /// Whether no items are queued.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Marks one item taken with `get` as processed (for [`Queue::join`]).
+    pub fn task_done(&self) -> Result<()> {
+        self.handle.call("task_done", &())
+    }
+
+    /// Waits until every item put has been marked done.
+    pub fn join(&self) -> Result<()> {
+        let _: bool = self.handle.call("join", &(None::<u64>,))?;
+        Ok(())
+    }
+
+    /// Like [`Queue::join`], waiting at most `timeout`; returns whether all were done.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.handle.call("join", &(Some(millis(timeout)),))
+    }
+}

@@ -1,0 +1,66 @@
+//! The client's side of `Value<T>`, one shared value with atomic swap and compare-and-swap: the
+//! typed proxy over an `ObjectHandle`.
+
+use std::marker::PhantomData;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::type_tag;
+use crate::client::Client;
+use crate::error::Result;
+use crate::store::Bytes;
+use crate::store::value::SERVICE;
+use crate::stub::ObjectHandle;
+
+/// One shared value in the manager, opened by name with [`Client::value`]. It starts unset.
+#[derive(Debug)]
+pub struct Value<T> {
+    handle: ObjectHandle,
+    _type: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for Value<T> {
+    fn clone(&self) -> Self {
+        Value {
+            handle: self.handle.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Value<T> {
+    pub(crate) fn open(client: &Client, name: &str, tag: Option<&str>) -> Result<Self> {
+        let tag = tag.map_or_else(type_tag::<T>, str::to_string);
+        let handle = ObjectHandle::open_shared(client, SERVICE, name, &tag, &())?;
+        Ok(Value {
+            handle,
+            _type: PhantomData,
+        })
+    }
+
+    /// The value, or `None` if it was never set.
+    pub fn get(&self) -> Result<Option<T>> {
+        let value: Option<Bytes> = self.handle.call("get", &())?;
+        value.map(|v| v.decode()).transpose()
+    }
+
+    /// Sets the value.
+    pub fn set(&self, value: &T) -> Result<()> {
+        self.swap(value).map(drop)
+    }
+
+    /// Sets the value and returns the previous one, atomically.
+    pub fn swap(&self, value: &T) -> Result<Option<T>> {
+        let old: Option<Bytes> = self.handle.call("swap", &(Bytes::encode(value)?,))?;
+        old.map(|v| v.decode()).transpose()
+    }
+
+    /// Sets the value to `new` only if it currently is `expected` (`None`: unset), comparing
+    /// encodings; returns whether it did. The building block for any read-modify-write.
+    pub fn compare_and_swap(&self, expected: Option<&T>, new: &T) -> Result<bool> {
+        let expected = expected.map(Bytes::encode).transpose()?;
+        self.handle
+            .call("compare_and_swap", &(expected, Bytes::encode(new)?))
+    }
+}
