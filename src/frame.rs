@@ -209,24 +209,17 @@ impl FrameReader {
             self.start = 0;
             return Ok(());
         }
-        // A whole buffer of one frame in progress, or of a burst: double it, but never
-        // beyond the frame in progress (bursts of small frames stop at BURST_BUFFER).
+        // A whole buffer of one frame in progress (a complete one would have been taken by
+        // `next_frame`): double it, to at least a burst's size, never past the frame.
         let needed = match self.pending_len() {
             Ok(Some(len)) => HEADER_LEN + len,
             Ok(None) => HEADER_LEN,
             Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
         };
-        let doubled = self.buf.len() * 2;
-        let new_len = if needed > self.buf.len() {
-            doubled.min(needed).max(BURST_BUFFER.min(needed))
-        } else {
-            // The buffer starts with a whole frame: cannot happen (next_frame takes it), but
-            // growing for the burst is harmless.
-            doubled.min(BURST_BUFFER.max(self.buf.len()))
-        };
-        if new_len <= self.buf.len() {
+        if needed <= self.buf.len() {
             return Ok(());
         }
+        let new_len = (self.buf.len() * 2).max(BURST_BUFFER).min(needed);
         if !self.charge(new_len) {
             return Err(io::Error::new(
                 io::ErrorKind::OutOfMemory,

@@ -1227,3 +1227,42 @@ fn hung_up_event_and_join_waiters_free_their_slots() {
         manager.stats().connections_open == 1
     });
 }
+
+/// A handshake dripped a byte at a time, each within the per-read timeout, is cut at the
+/// handshake's total deadline (without displacement: the handshake slots are not full).
+#[test]
+fn a_dripped_handshake_is_cut_at_its_total_deadline() {
+    let manager = standard_builder()
+        .handshake_timeout(Duration::from_millis(800))
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let mut drip = TcpStream::connect(socket_addr(manager.address())).unwrap();
+    drip.set_nodelay(true).unwrap();
+    let mut reader = drip.try_clone().unwrap();
+    let closed = std::thread::spawn(move || {
+        reader
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        closed_by_peer(&mut reader)
+    });
+    // An honest hello, 62 bytes, one every 200 ms: 12 s in all if never cut.
+    let mut hello = vec![BANNER.len() as u8];
+    hello.extend_from_slice(BANNER);
+    hello.extend_from_slice(&[7; 32]);
+    let mut sent = 0;
+    for byte in &hello {
+        if closed.is_finished() || drip.write_all(&[*byte]).is_err() {
+            break;
+        }
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(closed.join().unwrap(), "the dripping handshake was not cut");
+    assert!(
+        sent < hello.len(),
+        "all {sent} bytes went through before the cut"
+    );
+    assert_eq!(manager.stats().handshakes_displaced, 0);
+}

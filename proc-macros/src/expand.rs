@@ -242,11 +242,36 @@ impl<'a> Generator<'a> {
             let mutates = method.mutates;
             quote!(#(#cfgs)* #m::MethodInfo { name: #wire_name, mutates: #mutates },)
         });
-        let indices = self.index_consts();
-        let shared_arms = self.dispatch_arms(false, false);
-        let exclusive_arms = self.dispatch_arms(true, false);
-        let shared_erased_arms = self.dispatch_arms(false, true);
-        let exclusive_erased_arms = self.dispatch_arms(true, true);
+        let native = quote! {
+            __monogusa_args: &[u8],
+            __monogusa_out: &mut ::std::vec::Vec<u8>,
+        };
+        let erased = quote! {
+            __monogusa_args: &mut dyn #m::erased_serde::Deserializer<'_>,
+            __monogusa_reply: #m::ErasedReply<'_>,
+        };
+        let shared = self.dispatch_fn(quote!(call_shared), quote!(&self), &native, false, false);
+        let exclusive = self.dispatch_fn(
+            quote!(call_exclusive),
+            quote!(&mut self),
+            &native,
+            true,
+            false,
+        );
+        let shared_erased = self.dispatch_fn(
+            quote!(call_shared_erased),
+            quote!(&self),
+            &erased,
+            false,
+            true,
+        );
+        let exclusive_erased = self.dispatch_fn(
+            quote!(call_exclusive_erased),
+            quote!(&mut self),
+            &erased,
+            true,
+            true,
+        );
         quote! {
             impl<T> #m::Service for #server<T>
             where
@@ -264,60 +289,42 @@ impl<'a> Generator<'a> {
                     <Self as #m::Service>::descriptor()
                 }
 
-                fn call_shared(
-                    &self,
-                    __monogusa_index: usize,
-                    __monogusa_args: &[u8],
-                    __monogusa_out: &mut ::std::vec::Vec<u8>,
-                    _: &#m::Caller<'_>,
-                ) -> ::core::result::Result<(), #m::RemoteError> {
-                    #indices
-                    match __monogusa_index {
-                        #(#shared_arms)*
-                        _ => ::core::result::Result::Err(#m::no_such_method(#name, __monogusa_index)),
-                    }
-                }
+                #shared
+                #exclusive
+                #shared_erased
+                #exclusive_erased
+            }
+        }
+    }
 
-                fn call_exclusive(
-                    &mut self,
-                    __monogusa_index: usize,
-                    __monogusa_args: &[u8],
-                    __monogusa_out: &mut ::std::vec::Vec<u8>,
-                    _: &#m::Caller<'_>,
-                ) -> ::core::result::Result<(), #m::RemoteError> {
-                    #indices
-                    match __monogusa_index {
-                        #(#exclusive_arms)*
-                        _ => ::core::result::Result::Err(#m::no_such_method(#name, __monogusa_index)),
-                    }
-                }
-
-                fn call_shared_erased(
-                    &self,
-                    __monogusa_index: usize,
-                    __monogusa_args: &mut dyn #m::erased_serde::Deserializer<'_>,
-                    __monogusa_reply: #m::ErasedReply<'_>,
-                    _: &#m::Caller<'_>,
-                ) -> ::core::result::Result<(), #m::RemoteError> {
-                    #indices
-                    match __monogusa_index {
-                        #(#shared_erased_arms)*
-                        _ => ::core::result::Result::Err(#m::no_such_method(#name, __monogusa_index)),
-                    }
-                }
-
-                fn call_exclusive_erased(
-                    &mut self,
-                    __monogusa_index: usize,
-                    __monogusa_args: &mut dyn #m::erased_serde::Deserializer<'_>,
-                    __monogusa_reply: #m::ErasedReply<'_>,
-                    _: &#m::Caller<'_>,
-                ) -> ::core::result::Result<(), #m::RemoteError> {
-                    #indices
-                    match __monogusa_index {
-                        #(#exclusive_erased_arms)*
-                        _ => ::core::result::Result::Err(#m::no_such_method(#name, __monogusa_index)),
-                    }
+    /// One of the four `Service` dispatch methods: `receiver` and `params` are its signature,
+    /// `exclusive` and `erased` pick which methods it runs and how.
+    fn dispatch_fn(
+        &self,
+        name: TokenStream,
+        receiver: TokenStream,
+        params: &TokenStream,
+        exclusive: bool,
+        erased: bool,
+    ) -> TokenStream {
+        let Generator {
+            private: m,
+            name: service_name,
+            ..
+        } = self;
+        let indices = self.index_consts();
+        let arms = self.dispatch_arms(exclusive, erased);
+        quote! {
+            fn #name(
+                #receiver,
+                __monogusa_index: usize,
+                #params
+                _: &#m::Caller<'_>,
+            ) -> ::core::result::Result<(), #m::RemoteError> {
+                #indices
+                match __monogusa_index {
+                    #(#arms)*
+                    _ => ::core::result::Result::Err(#m::no_such_method(#service_name, __monogusa_index)),
                 }
             }
         }

@@ -173,6 +173,25 @@ fn unknown_object(what: impl std::fmt::Display) -> RemoteError {
     RemoteError::new(RemoteErrorKind::UnknownObject, format!("no object {what}"))
 }
 
+/// A call woken because its object was deleted (not because the manager stops) says so.
+fn deleted_while_waiting(
+    object: &Object,
+    id: u64,
+    result: Result<(), RemoteError>,
+) -> Result<(), RemoteError> {
+    match result {
+        Err(e)
+            if e.kind() == RemoteErrorKind::ShuttingDown
+                && object.deleted.load(std::sync::atomic::Ordering::Acquire) =>
+        {
+            Err(unknown_object(format_args!(
+                "{id}: it was deleted while the call waited"
+            )))
+        }
+        other => other,
+    }
+}
+
 /// A fresh run number: random, so ids of different runs differ; never 0.
 fn fresh_instance() -> u32 {
     let mut bytes = [0u8; 4];
@@ -532,14 +551,61 @@ impl Objects {
         held: &mut HeldRefs,
         caller: &Caller<'_>,
     ) -> Result<(), RemoteError> {
+        let (object, index, mutates) = self.resolve(id, method, held)?;
+        let result = if mutates {
+            object
+                .state
+                .write()
+                .call_exclusive(index, args, out, caller)
+        } else {
+            object.state.read().call_shared(index, args, out, caller)
+        };
+        deleted_while_waiting(&object, id, result)
+    }
+
+    /// Runs method `method` of object `id` through the serde boundary: arguments from any
+    /// format, the result to `reply`. For listeners that speak another wire format.
+    #[allow(dead_code)] // the first caller beyond the tests is the next listener
+    pub(crate) fn call_erased(
+        &self,
+        id: u64,
+        method: &str,
+        args: &mut dyn erased_serde::Deserializer<'_>,
+        reply: crate::server::ErasedReply<'_>,
+        held: &mut HeldRefs,
+        caller: &Caller<'_>,
+    ) -> Result<(), RemoteError> {
+        let (object, index, mutates) = self.resolve(id, method, held)?;
+        let result = if mutates {
+            object
+                .state
+                .write()
+                .call_exclusive_erased(index, args, reply, caller)
+        } else {
+            object
+                .state
+                .read()
+                .call_shared_erased(index, args, reply, caller)
+        };
+        deleted_while_waiting(&object, id, result)
+    }
+
+    /// The object `id` and its method `method` (index, whether it takes `&mut self`), with
+    /// the object recorded in `held` if it keeps something per connection: recorded before
+    /// the call, so if the call blocks and the connection dies meanwhile, the object still
+    /// hears of it.
+    fn resolve(
+        &self,
+        id: u64,
+        method: &str,
+        held: &mut HeldRefs,
+    ) -> Result<(Arc<Object>, usize, bool), RemoteError> {
         let object = {
             let table = self.table();
             let entry = table.by_id.get(&id).ok_or_else(|| self.missing(id))?;
             Arc::clone(&entry.object)
         };
         if object.tracks_connections {
-            // Recorded before the call: if it blocks and the connection dies meanwhile, the
-            // object still hears of it.
             held.tracked.insert(id);
         }
         let methods = object.descriptor.methods;
@@ -552,64 +618,8 @@ impl Objects {
                     format!("{} has no method `{method}`", object.descriptor.name),
                 )
             })?;
-        let result = if methods[index].mutates {
-            let mut state = object.state.write();
-            state.call_exclusive(index, args, out, caller)
-        } else {
-            let state = object.state.read();
-            state.call_shared(index, args, out, caller)
-        };
-        match result {
-            // Woken because the object was deleted, not because the manager stops.
-            Err(e)
-                if e.kind() == RemoteErrorKind::ShuttingDown
-                    && object.deleted.load(std::sync::atomic::Ordering::Acquire) =>
-            {
-                Err(unknown_object(format_args!(
-                    "{id}: it was deleted while the call waited"
-                )))
-            }
-            other => other,
-        }
-    }
-
-    /// Runs method `method` of object `id` through the serde boundary: arguments from any
-    /// format, the result to `reply`. For listeners that speak another wire format.
-    #[allow(dead_code)] // the first caller beyond the tests is the next listener
-    pub(crate) fn call_erased(
-        &self,
-        id: u64,
-        method: &str,
-        args: &mut dyn erased_serde::Deserializer<'_>,
-        reply: crate::server::ErasedReply<'_>,
-        caller: &Caller<'_>,
-    ) -> Result<(), RemoteError> {
-        let object = {
-            let table = self.table();
-            let entry = table.by_id.get(&id).ok_or_else(|| self.missing(id))?;
-            Arc::clone(&entry.object)
-        };
-        let methods = object.descriptor.methods;
-        let index = methods
-            .iter()
-            .position(|m| m.name == method)
-            .ok_or_else(|| {
-                RemoteError::new(
-                    RemoteErrorKind::UnknownMethod,
-                    format!("{} has no method `{method}`", object.descriptor.name),
-                )
-            })?;
-        if methods[index].mutates {
-            object
-                .state
-                .write()
-                .call_exclusive_erased(index, args, reply, caller)
-        } else {
-            object
-                .state
-                .read()
-                .call_shared_erased(index, args, reply, caller)
-        }
+        let mutates = methods[index].mutates;
+        Ok((object, index, mutates))
     }
 
     /// Objects and types, for `Client::describe`: at most `limit` objects (and never more
@@ -705,6 +715,7 @@ mod tests {
                     out = serde_json::to_string(value).expect("serializes");
                     Ok(())
                 },
+                &mut HeldRefs::default(),
                 &Caller::detached(),
             )?;
             Ok(out)
@@ -732,6 +743,7 @@ mod tests {
                 "get",
                 &mut erased,
                 &mut |_| Ok(()),
+                &mut HeldRefs::default(),
                 &Caller::detached(),
             )
             .unwrap_err();
