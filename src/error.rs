@@ -138,6 +138,13 @@ pub enum RemoteErrorKind {
     /// The handle belongs to an earlier run of the manager (it restarted since the handle was
     /// opened): the object it named is gone. Reopen it.
     StaleObject,
+    /// The change could not be made durable (the manager's data directory failed: a full
+    /// disk, an I/O error). It is not known to be on disk: the manager keeps it in memory
+    /// and retries the write, so it may still persist; treat it like a timeout.
+    Storage,
+    /// The task's lease ended before this call (it expired, or the task was returned): the
+    /// task may be running elsewhere. Delivery is at least once; see `TaskQueue`.
+    LeaseExpired,
     /// A kind this version of the library does not know (sent by a newer manager).
     Other(u16),
 }
@@ -162,6 +169,8 @@ impl RemoteErrorKind {
             RemoteErrorKind::LimitExceeded => 14,
             RemoteErrorKind::StaleObject => 15,
             RemoteErrorKind::Misuse => 16,
+            RemoteErrorKind::Storage => 17,
+            RemoteErrorKind::LeaseExpired => 18,
             RemoteErrorKind::Other(code) => code,
         }
     }
@@ -185,6 +194,8 @@ impl RemoteErrorKind {
             14 => RemoteErrorKind::LimitExceeded,
             15 => RemoteErrorKind::StaleObject,
             16 => RemoteErrorKind::Misuse,
+            17 => RemoteErrorKind::Storage,
+            18 => RemoteErrorKind::LeaseExpired,
             other => RemoteErrorKind::Other(other),
         }
     }
@@ -236,6 +247,8 @@ impl fmt::Display for RemoteError {
             RemoteErrorKind::LimitExceeded => "limit exceeded",
             RemoteErrorKind::StaleObject => "stale object handle",
             RemoteErrorKind::Misuse => "misuse of a shared object",
+            RemoteErrorKind::Storage => "not made durable",
+            RemoteErrorKind::LeaseExpired => "lease expired",
             RemoteErrorKind::Other(_) => "remote error",
         };
         write!(f, "{what}: {}", self.message)

@@ -146,11 +146,12 @@ pub use codec::DEFAULT_MAX_DECODE_DEPTH;
 pub use error::{Error, RemoteError, RemoteErrorKind, Result};
 pub use frame::DEFAULT_MAX_FRAME_LEN;
 pub use proxies::{
-    Barrier, Counter, Dict, Event, Guard, List, Lock, Named, Queue, Semaphore, Value,
+    Barrier, Counter, DeadLetter, Dict, Event, Guard, Lease, List, Lock, Named, PushOptions, Queue,
+    Retry, Semaphore, Task, TaskId, TaskQueue, TaskQueueSettings, TaskStats, Value,
 };
 pub use server::{
-    ConnectionEvent, Constructor, Handler, IntoReply, Manager, ManagerBuilder, ManagerHandle,
-    Reply, Stats,
+    ConnectionEvent, Constructor, Durability, Handler, IntoReply, Manager, ManagerBuilder,
+    ManagerHandle, Reply, Stats,
 };
 pub use service::{
     Caller, Description, MethodDescription, MethodInfo, ObjectDescription, ObjectRef, Service,

@@ -19,6 +19,7 @@ use monogusa::{Client, Manager};
 const USAGE: &str = "usage:
   monogusa serve (--bind HOST:PORT | --unix PATH)... [--authkey-file FILE] [--max-connections N]
                  [--max-store-bytes N] [--max-item-bytes N] [--max-shared-objects N]
+                 [--data-dir DIR [--commit-every MS]]
   monogusa stat (--connect HOST:PORT | --unix PATH) [--authkey-file FILE]
 the authkey comes from --authkey-file or MONOGUSA_AUTHKEY";
 
@@ -49,6 +50,10 @@ struct Options {
     key: Vec<u8>,
     /// Numeric limits given on the command line, by flag.
     limits: Vec<(&'static str, u64)>,
+    /// Where `serve` keeps task queues and shared objects across restarts.
+    data_dir: Option<PathBuf>,
+    /// Commit at least this often instead of before each mutation returns.
+    commit_every_ms: Option<u64>,
 }
 
 /// The numeric limits `serve` takes.
@@ -63,6 +68,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
     let mut addresses: Vec<String> = Vec::new();
     let mut key_file: Option<PathBuf> = None;
     let mut limits = Vec::new();
+    let mut data_dir = None;
+    let mut commit_every_ms = None;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut value = || {
@@ -74,6 +81,14 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--bind" | "--connect" => addresses.push(value()?),
             "--unix" => addresses.push(format!("unix:{}", value()?)),
             "--authkey-file" => key_file = Some(value()?.into()),
+            "--data-dir" => data_dir = Some(PathBuf::from(value()?)),
+            "--commit-every" => {
+                commit_every_ms = Some(
+                    value()?
+                        .parse()
+                        .map_err(|_| "--commit-every needs a number of milliseconds".to_string())?,
+                );
+            }
             flag if LIMIT_FLAGS.contains(&flag) => {
                 let flag = LIMIT_FLAGS.iter().find(|f| **f == flag).expect("listed");
                 let number = value()?
@@ -111,11 +126,16 @@ fn parse(args: &[String]) -> Result<Options, String> {
             .map(String::into_bytes)
             .map_err(|_| format!("no authkey: use --authkey-file or MONOGUSA_AUTHKEY\n{USAGE}"))?,
     };
+    if commit_every_ms.is_some() && data_dir.is_none() {
+        return Err("--commit-every needs --data-dir".into());
+    }
     Ok(Options {
         address,
         more_addresses: addresses,
         key,
         limits,
+        data_dir,
+        commit_every_ms,
     })
 }
 
@@ -154,6 +174,14 @@ fn serve(options: Options) -> Result<(), String> {
             "--max-item-bytes" => builder.max_item_bytes(size),
             _ => builder.max_shared_objects(size),
         };
+    }
+    if let Some(dir) = &options.data_dir {
+        builder = builder.data_dir(dir);
+        if let Some(ms) = options.commit_every_ms {
+            builder = builder.durability(monogusa::Durability::Every(
+                std::time::Duration::from_millis(ms.max(1)),
+            ));
+        }
     }
     let manager = builder.build().map_err(|e| e.to_string())?;
     // The manager logs the address it listens on once it is bound (an address it cannot bind

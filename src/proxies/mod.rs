@@ -9,6 +9,7 @@ mod lock;
 mod queue;
 mod shape;
 mod signal;
+mod tasks;
 mod value;
 
 pub use counter::Counter;
@@ -17,6 +18,9 @@ pub use list::List;
 pub use lock::{Guard, Lock, Semaphore};
 pub use queue::Queue;
 pub use signal::{Barrier, Event};
+pub use tasks::{
+    DeadLetter, Lease, PushOptions, Retry, Task, TaskId, TaskQueue, TaskQueueSettings, TaskStats,
+};
 pub use value::Value;
 
 use serde::Serialize;
@@ -77,6 +81,15 @@ impl<'a> Named<'a> {
         List::open(self.client, self.name, self.tag)
     }
 
+    /// Opens (or creates, with `settings`) the [`TaskQueue`]. An existing queue keeps the
+    /// settings it was created with.
+    pub fn tasks<T: Serialize + DeserializeOwned>(
+        self,
+        settings: TaskQueueSettings,
+    ) -> Result<TaskQueue<T>> {
+        TaskQueue::open(self.client, self.name, settings, self.tag)
+    }
+
     /// Opens (or creates) the shared [`Value`].
     pub fn value<T: Serialize + DeserializeOwned>(self) -> Result<Value<T>> {
         Value::open(self.client, self.name, self.tag)
@@ -126,6 +139,12 @@ impl Client {
         capacity: usize,
     ) -> Result<Queue<T>> {
         Queue::open(self, name, capacity, None)
+    }
+
+    /// Opens the [`TaskQueue`] `name`, creating it with the default settings (a 30 s lease,
+    /// 5 attempts, backoff from 1 s) if it does not exist; see [`Named::tasks`] for others.
+    pub fn tasks<T: Serialize + DeserializeOwned>(&self, name: &str) -> Result<TaskQueue<T>> {
+        TaskQueue::open(self, name, TaskQueueSettings::default(), None)
     }
 
     /// Opens the shared [`Value`] `name`, creating it unset if it does not exist.

@@ -138,7 +138,7 @@ pub(super) fn handle(
         Op::DeleteShared { name } => {
             let out = &mut replies.out;
             reply.with(out, "delete", |out| {
-                codec::encode_result(&objects.delete_shared(name), out)
+                codec::encode_result(&objects.delete_shared(name)?, out)
             });
         }
         Op::Shutdown if shared.allow_remote_shutdown => {

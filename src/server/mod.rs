@@ -30,6 +30,7 @@ use crate::error::{Error, Result};
 use crate::frame::{Budget, DEFAULT_MAX_FRAME_LEN};
 use crate::service::Service;
 use crate::store::StoreLimits;
+pub use crate::store::journal::Durability;
 use crate::transport::{Address, Listener, Stream, ToAddress};
 use objects::{Objects, ObjectsConfig};
 pub(crate) use registry::Registry;
@@ -91,6 +92,7 @@ pub struct ManagerBuilder {
     duplicates: Vec<String>,
     limits: Limits,
     store_limits: StoreLimits,
+    storage: Storage,
     allow_remote_shutdown: bool,
     on_connection: Option<EventCallback>,
 }
@@ -260,6 +262,34 @@ impl ManagerBuilder {
         self
     }
 
+    /// Keeps the task queues and the built-in counters, values, dicts, lists and queues in
+    /// `dir` (created if missing), so a restarted manager gives them back: ready, delayed and
+    /// dead tasks, and leases held at a crash back as ready with the attempt counted. Locks,
+    /// semaphores, events and barriers belong to live connections and are not kept.
+    ///
+    /// Durability: when a mutation returns `Ok`, it is on disk (SQLite in WAL mode with
+    /// `synchronous=FULL`; concurrent mutations share a commit). A write that fails (a full
+    /// disk) is a [`RemoteErrorKind::Storage`](crate::RemoteErrorKind::Storage) error for its
+    /// caller. See [`ManagerBuilder::durability`] to trade that for speed.
+    ///
+    /// Only one manager may use a directory: a second one fails to start with a clear error.
+    /// Without a data directory everything lives in memory, as in Python's managers.
+    #[cfg(feature = "durable")]
+    pub fn data_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.storage.dir = Some(dir.into());
+        self
+    }
+
+    /// When a mutation of a kept object returns (with [`ManagerBuilder::data_dir`]):
+    /// [`Durability::Full`] (the default), once it is on disk; or [`Durability::Every`], at
+    /// once, committing at least that often, so a crash (not a clean stop) may lose the last
+    /// interval's changes.
+    #[cfg(feature = "durable")]
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.storage.durability = durability;
+        self
+    }
+
     /// The largest item (encoded) a built-in shared object takes (default 16 MiB).
     pub fn max_item_bytes(mut self, bytes: usize) -> Self {
         self.store_limits.max_item_bytes = bytes;
@@ -332,9 +362,43 @@ impl ManagerBuilder {
             objects: self.objects,
             limits: self.limits,
             store_limits: self.store_limits,
+            storage: self.storage,
             allow_remote_shutdown: self.allow_remote_shutdown,
             on_connection: self.on_connection,
         })
+    }
+}
+
+/// Where the built-in shared objects are kept.
+#[derive(Debug, Clone)]
+struct Storage {
+    /// A data directory; `None` keeps everything in memory.
+    dir: Option<std::path::PathBuf>,
+    durability: Durability,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            dir: None,
+            durability: Durability::Full,
+        }
+    }
+}
+
+impl Storage {
+    fn open(&self) -> Result<Box<dyn crate::store::backend::StoreBackend>> {
+        match &self.dir {
+            None => Ok(Box::new(crate::store::backend::Memory)),
+            #[cfg(feature = "durable")]
+            Some(dir) => {
+                let store = crate::store::backend::Durable::open(dir, self.durability)?;
+                log::info!("keeping shared objects in {}", dir.display());
+                Ok(Box::new(store))
+            }
+            #[cfg(not(feature = "durable"))]
+            Some(_) => unreachable!("data_dir needs the durable feature"),
+        }
     }
 }
 
@@ -367,6 +431,7 @@ pub struct Manager {
     objects: ObjectsConfig,
     limits: Limits,
     store_limits: StoreLimits,
+    storage: Storage,
     allow_remote_shutdown: bool,
     on_connection: Option<EventCallback>,
 }
@@ -392,6 +457,7 @@ impl Manager {
             duplicates: Vec::new(),
             limits: Limits::default(),
             store_limits: StoreLimits::default(),
+            storage: Storage::default(),
             allow_remote_shutdown: true,
             on_connection: None,
         }
@@ -462,6 +528,13 @@ impl Manager {
     fn bind(self) -> Result<(Arc<Shared>, Vec<Listener>)> {
         defenses::raise_descriptor_limit();
         defenses::watch_for_deadlocks();
+        // The store first: a data directory another manager holds stops us before we bind.
+        let objects = Objects::new(
+            self.objects,
+            self.store_limits,
+            self.limits.max_objects_per_connection,
+            self.storage.open()?,
+        )?;
         let mut listeners = Vec::with_capacity(self.addresses.len());
         for address in &self.addresses {
             listeners.push(Listener::bind(address)?);
@@ -484,11 +557,7 @@ impl Manager {
         let frame_budget = Budget::new(self.limits.max_buffered_bytes);
         let shared = Arc::new(Shared {
             registry: self.registry,
-            objects: Objects::new(
-                self.objects,
-                self.store_limits,
-                self.limits.max_objects_per_connection,
-            ),
+            objects,
             key: self.key,
             limits: self.limits,
             allow_remote_shutdown: self.allow_remote_shutdown,
@@ -939,6 +1008,7 @@ fn serve(shared: &Arc<Shared>, mut listeners: Vec<Listener>) {
         drop(stop);
         let _ = thread.join();
     }
+    shared.objects.close_store();
     log::info!("manager stopped");
 }
 

@@ -29,6 +29,7 @@ use crate::service::{
     Caller, Description, MethodDescription, ObjectDescription, Service, ServiceDescriptor,
     TypeDescription,
 };
+use crate::store::backend::StoreBackend;
 use crate::store::{Budget, StoreLimits};
 
 /// One object in the manager.
@@ -155,6 +156,8 @@ pub(crate) struct Objects {
     budget: Arc<Budget>,
     /// How many created objects one connection may hold references to at once.
     max_held_per_connection: usize,
+    /// What makes and keeps the built-in shared objects.
+    backend: Box<dyn StoreBackend>,
 }
 
 /// How many objects one page of a description lists at most.
@@ -243,12 +246,15 @@ impl Table {
 }
 
 impl Objects {
+    /// The manager's objects: those it serves, and the shared objects `backend` kept.
     pub(crate) fn new(
         config: ObjectsConfig,
         limits: StoreLimits,
         max_held_per_connection: usize,
-    ) -> Self {
+        backend: Box<dyn StoreBackend>,
+    ) -> crate::Result<Self> {
         let instance = fresh_instance();
+        let budget = Budget::new(limits);
         let mut table = Table {
             next_id: 1,
             ..Table::default()
@@ -268,13 +274,48 @@ impl Objects {
                 .expect("the first ids are free");
             table.by_name.insert(name, id);
         }
-        Objects {
+        for restored in backend.restore(&budget)? {
+            if table.by_name.contains_key(&restored.name) {
+                return Err(crate::Error::Config(format!(
+                    "{:?} is both served and a shared object kept in {}",
+                    restored.name,
+                    backend.place()
+                )));
+            }
+            let object = Object {
+                descriptor: restored.object.service(),
+                name: Some(restored.name.clone()),
+                type_id: None,
+                type_tag: Some(restored.tag),
+                deleted: Default::default(),
+                tracks_connections: restored.object.tracks_connections(),
+                state: RwLock::new(restored.object),
+            };
+            let id = table
+                .insert(object, 0, instance)
+                .expect("ids are free at start");
+            table.shared_by_name.insert(restored.name, id);
+        }
+        if !table.shared_by_name.is_empty() {
+            log::info!(
+                "restored {} shared objects from {}",
+                table.shared_by_name.len(),
+                backend.place()
+            );
+        }
+        Ok(Objects {
             table: Mutex::new(table),
             types: config.types,
             instance,
-            budget: Budget::new(limits),
+            budget,
             max_held_per_connection,
-        }
+            backend,
+        })
+    }
+
+    /// Writes what the store has pending and closes it: the manager has stopped.
+    pub(crate) fn close_store(&self) {
+        self.backend.close();
     }
 
     /// The error for an id the table does not have: from another run, or gone.
@@ -374,7 +415,9 @@ impl Objects {
         }
         // Built-in constructors are quick and trusted: made under the lock, so two clients
         // opening a new name at once get the same object.
-        let state = crate::store::construct(kind, args, &self.budget)?;
+        let state = self
+            .backend
+            .create(kind, name, type_tag, args, &self.budget)?;
         let object = Object {
             descriptor: state.service(),
             name: Some(name.to_string()),
@@ -392,12 +435,15 @@ impl Objects {
     /// Deletes the built-in shared object `name`; false if there is none. Calls blocked in it
     /// are woken with an `UnknownObject` error; what it held goes back to the store's budget
     /// once the last call running on it ends.
-    pub(crate) fn delete_shared(&self, name: &str) -> bool {
+    pub(crate) fn delete_shared(&self, name: &str) -> Result<bool, RemoteError> {
         let removed = {
             let mut table = self.table();
             let Some(id) = table.shared_by_name.remove(name) else {
-                return false;
+                return Ok(false);
             };
+            // Recorded under the table's lock, so a new object of the same name is recorded
+            // after this deletion.
+            self.backend.delete(name)?;
             table.by_id.remove(&id)
         };
         if let Some(entry) = removed {
@@ -408,7 +454,7 @@ impl Objects {
             // Built-in objects only take their lock shared, so this never waits on a call.
             entry.object.state.read().shutdown();
         }
-        true
+        Ok(true)
     }
 
     /// Wakes every call blocked in a built-in shared object: the manager is stopping.
@@ -701,7 +747,13 @@ mod tests {
     fn services_are_callable_through_any_serde_format() {
         let mut config = ObjectsConfig::default();
         config.serve("tally", Box::new(TallyServer::new(Sum::default())));
-        let objects = Objects::new(config, StoreLimits::default(), 10);
+        let objects = Objects::new(
+            config,
+            StoreLimits::default(),
+            10,
+            Box::new(crate::store::backend::Memory),
+        )
+        .unwrap();
         let id = objects.open("tally", "Tally").unwrap();
         let call = |method: &str, args: &str| -> Result<String, RemoteError> {
             let mut json = serde_json::Deserializer::from_str(args);
@@ -754,7 +806,13 @@ mod tests {
     /// (150 ms per close with a million objects). Now it visits what the connection touched.
     #[test]
     fn closing_costs_what_the_connection_touched() {
-        let objects = Objects::new(ObjectsConfig::default(), StoreLimits::default(), 10);
+        let objects = Objects::new(
+            ObjectsConfig::default(),
+            StoreLimits::default(),
+            10,
+            Box::new(crate::store::backend::Memory),
+        )
+        .unwrap();
         let locks: Vec<u64> = (0..10_000)
             .map(|i| {
                 objects

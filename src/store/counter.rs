@@ -4,6 +4,8 @@
 use parking_lot::Mutex;
 
 use super::builtin::{builtin_methods, builtin_service};
+use super::journal::Change;
+use super::{Entries, Persist};
 use crate::error::{RemoteError, RemoteErrorKind, Result};
 use crate::service::{Caller, decode_args, encode_result};
 
@@ -11,10 +13,30 @@ use crate::service::{Caller, decode_args, encode_result};
 pub(crate) const SERVICE: &str = "monogusa.Counter";
 
 /// The manager's side: the value behind its own lock (methods take `&self`, so the object's
-/// lock is shared and this one serializes the changes).
-#[derive(Default)]
+/// lock is shared and this one serializes the changes). Kept as one entry: the value.
 pub(crate) struct SharedCounter {
     value: Mutex<i64>,
+    persist: Persist,
+}
+
+impl SharedCounter {
+    /// A counter at 0, or at the value it had (restored).
+    pub(crate) fn new(persist: Persist, entries: Entries) -> Result<Self, RemoteError> {
+        let value = match entries.first() {
+            Some((_, value)) => super::stored_u64(SERVICE, value)? as i64,
+            None => 0,
+        };
+        Ok(SharedCounter {
+            value: Mutex::new(value),
+            persist,
+        })
+    }
+
+    /// Records the value the counter now has.
+    fn keep(&self, value: i64) -> super::backend::Written<'_> {
+        self.persist
+            .record(|object| [Change::put(object, [], value.to_le_bytes())])
+    }
 }
 
 builtin_methods!(
@@ -47,11 +69,19 @@ impl SharedCounter {
                         format!("{} + {delta} overflows i64", *value),
                     )
                 })?;
-                encode_result(&*value, out)
+                let written = self.keep(*value);
+                let result = *value;
+                drop(value);
+                written.wait()?;
+                encode_result(&result, out)
             }
             CounterMethod::Set => {
                 let (new,): (i64,) = decode_args(args, SERVICE, "set")?;
-                encode_result(&std::mem::replace(&mut *value, new), out)
+                let old = std::mem::replace(&mut *value, new);
+                let written = self.keep(new);
+                drop(value);
+                written.wait()?;
+                encode_result(&old, out)
             }
         }
     }

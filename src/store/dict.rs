@@ -7,8 +7,11 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::Bytes;
+use super::backend::Written;
 use super::budget::{Budget, Charged};
 use super::builtin::{builtin_methods, builtin_service};
+use super::journal::Change;
+use super::{Entries, Persist};
 use crate::codec;
 use crate::error::{RemoteError, RemoteErrorKind, Result};
 use crate::service::{Caller, decode_args, encode_result};
@@ -20,6 +23,8 @@ pub(crate) const SERVICE: &str = "monogusa.Dict";
 /// are deterministic.
 pub(crate) struct SharedDict {
     state: Mutex<DictState>,
+    /// Kept as one entry per key.
+    persist: Persist,
 }
 
 struct DictState {
@@ -55,13 +60,32 @@ impl DictState {
 }
 
 impl SharedDict {
-    pub(crate) fn new(budget: Arc<Budget>) -> Self {
-        SharedDict {
-            state: Mutex::new(DictState {
-                map: BTreeMap::new(),
-                charged: Charged::new(budget),
-            }),
+    pub(crate) fn new(
+        budget: Arc<Budget>,
+        persist: Persist,
+        entries: Entries,
+    ) -> Result<Self, RemoteError> {
+        let mut state = DictState {
+            map: BTreeMap::new(),
+            charged: Charged::new(budget),
+        };
+        for (key, value) in entries {
+            state.insert(Bytes(key), Bytes(value))?;
         }
+        Ok(SharedDict {
+            state: Mutex::new(state),
+            persist,
+        })
+    }
+
+    /// Records `key`'s entry as it is now in `state` (removed if absent).
+    fn keep(&self, state: &DictState, key: &Bytes) -> Written<'_> {
+        self.persist.record(|object| {
+            [match state.map.get(key) {
+                Some(value) => Change::put(object, key.0.clone(), value.0.clone()),
+                None => Change::delete(object, key.0.clone()),
+            }]
+        })
     }
 }
 
@@ -95,7 +119,11 @@ impl SharedDict {
         match method {
             DictMethod::Insert => {
                 let (key, value): (Bytes, Bytes) = decode_args(args, SERVICE, method.name())?;
-                encode_result(&state.insert(key, value)?, out)
+                let old = state.insert(key.clone(), value)?;
+                let written = self.keep(&state, &key);
+                drop(state);
+                written.wait()?;
+                encode_result(&old, out)
             }
             DictMethod::Get => {
                 let (key,): (Bytes,) = decode_args(args, SERVICE, method.name())?;
@@ -103,7 +131,14 @@ impl SharedDict {
             }
             DictMethod::Remove => {
                 let (key,): (Bytes,) = decode_args(args, SERVICE, method.name())?;
-                encode_result(&state.remove(&key), out)
+                let old = state.remove(&key);
+                let written = match old {
+                    Some(_) => self.keep(&state, &key),
+                    None => Written::nothing(),
+                };
+                drop(state);
+                written.wait()?;
+                encode_result(&old, out)
             }
             DictMethod::Contains => {
                 let (key,): (Bytes,) = decode_args(args, SERVICE, method.name())?;
@@ -115,6 +150,9 @@ impl SharedDict {
             DictMethod::Clear => {
                 state.map.clear();
                 state.charged.give_all();
+                let written = self.persist.record(|object| [Change::Clear { object }]);
+                drop(state);
+                written.wait()?;
                 encode_result(&(), out)
             }
             DictMethod::UpdateCounter => {
@@ -136,15 +174,22 @@ impl SharedDict {
                 })?;
                 let mut encoded = Vec::with_capacity(8);
                 codec::encode_into(&next, &mut encoded).expect("an i64 encodes");
-                state.insert(key, Bytes(encoded))?;
+                state.insert(key.clone(), Bytes(encoded))?;
+                let written = self.keep(&state, &key);
+                drop(state);
+                written.wait()?;
                 encode_result(&next, out)
             }
             DictMethod::InsertIfAbsent => {
                 let (key, value): (Bytes, Bytes) = decode_args(args, SERVICE, method.name())?;
                 let absent = !state.map.contains_key(&key);
+                let mut written = Written::nothing();
                 if absent {
-                    state.insert(key, value)?;
+                    state.insert(key.clone(), value)?;
+                    written = self.keep(&state, &key);
                 }
+                drop(state);
+                written.wait()?;
                 encode_result(&absent, out)
             }
         }

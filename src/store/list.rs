@@ -6,8 +6,11 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::Bytes;
+use super::backend::Written;
 use super::budget::{Budget, Charged};
 use super::builtin::{builtin_methods, builtin_service};
+use super::journal::Change;
+use super::{Entries, Persist};
 use crate::error::{RemoteError, RemoteErrorKind, Result};
 use crate::service::{Caller, decode_args, encode_result};
 
@@ -16,6 +19,8 @@ pub(crate) const SERVICE: &str = "monogusa.List";
 
 pub(crate) struct SharedList {
     state: Mutex<ListState>,
+    /// Kept as one entry per item, keyed by its index (big-endian, so keys sort as indices).
+    persist: Persist,
 }
 
 struct ListState {
@@ -25,13 +30,36 @@ struct ListState {
 }
 
 impl SharedList {
-    pub(crate) fn new(budget: Arc<Budget>) -> Self {
-        SharedList {
-            state: Mutex::new(ListState {
-                items: Vec::new(),
-                charged: Charged::new(budget),
-            }),
+    pub(crate) fn new(
+        budget: Arc<Budget>,
+        persist: Persist,
+        entries: Entries,
+    ) -> Result<Self, RemoteError> {
+        let mut state = ListState {
+            items: Vec::with_capacity(entries.len()),
+            charged: Charged::new(budget),
+        };
+        // Stored in index order (the keys sort so).
+        for (_, item) in entries {
+            let item = Bytes(item);
+            state.charged.take(&item)?;
+            state.items.push(item);
         }
+        Ok(SharedList {
+            state: Mutex::new(state),
+            persist,
+        })
+    }
+
+    /// Records the item at `index` as it is now (removed if past the end).
+    fn keep(&self, items: &[Bytes], index: usize) -> Written<'_> {
+        let key = (index as u64).to_be_bytes();
+        self.persist.record(|object| {
+            [match items.get(index) {
+                Some(item) => Change::put(object, key, item.0.clone()),
+                None => Change::delete(object, key),
+            }]
+        })
     }
 }
 
@@ -66,13 +94,21 @@ impl SharedList {
                 charged.budget().check_len(items.len() + 1, "list")?;
                 charged.take(&item)?;
                 items.push(item);
-                encode_result(&(items.len() as u64), out)
+                let len = items.len();
+                let written = self.keep(items, len - 1);
+                drop(guard);
+                written.wait()?;
+                encode_result(&(len as u64), out)
             }
             ListMethod::Pop => {
                 let item = items.pop();
+                let mut written = Written::nothing();
                 if let Some(item) = &item {
                     charged.give(item);
+                    written = self.keep(items, items.len());
                 }
+                drop(guard);
+                written.wait()?;
                 encode_result(&item, out)
             }
             ListMethod::Get => {
@@ -94,6 +130,9 @@ impl SharedList {
                 charged.take(&item)?;
                 let old = std::mem::replace(slot, item);
                 charged.give(&old);
+                let written = self.keep(items, at as usize);
+                drop(guard);
+                written.wait()?;
                 encode_result(&old, out)
             }
             ListMethod::Len => encode_result(&(items.len() as u64), out),
@@ -107,6 +146,9 @@ impl SharedList {
             ListMethod::Clear => {
                 items.clear();
                 charged.give_all();
+                let written = self.persist.record(|object| [Change::Clear { object }]);
+                drop(guard);
+                written.wait()?;
                 encode_result(&(), out)
             }
         }

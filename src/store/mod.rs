@@ -6,17 +6,23 @@
 //! blocked in one (a `get` on an empty queue) holds only that object's own condition, never a
 //! lock another call needs.
 
+pub(crate) mod backend;
 mod budget;
 mod builtin;
 mod bytes;
 pub(crate) mod counter;
 pub(crate) mod dict;
+pub(crate) mod journal;
 pub(crate) mod list;
 pub(crate) mod lock;
 pub(crate) mod queue;
 pub(crate) mod signal;
+#[cfg(feature = "durable")]
+mod sqlite;
+pub(crate) mod tasks;
 pub(crate) mod value;
 
+pub(crate) use backend::Persist;
 pub(crate) use budget::{Budget, StoreLimits};
 pub(crate) use bytes::Bytes;
 
@@ -29,6 +35,21 @@ use crate::service::decode_args;
 /// The most permits a semaphore, or parties a barrier, may have: far beyond any real use,
 /// and far from the overflow of a counter.
 const MAX_COUNT: u64 = 1 << 32;
+
+/// The error for a stored entry its kind cannot read (a damaged or foreign data file).
+fn bad_entry(kind: &str) -> RemoteError {
+    RemoteError::new(
+        RemoteErrorKind::Misuse,
+        format!("a stored entry of a {kind} does not decode"),
+    )
+}
+
+/// A stored `u64` (8 bytes, little-endian).
+fn stored_u64(kind: &str, bytes: &[u8]) -> Result<u64, RemoteError> {
+    Ok(u64::from_le_bytes(
+        bytes.try_into().map_err(|_| bad_entry(kind))?,
+    ))
+}
 
 fn check_count(what: &str, count: u64) -> Result<(), RemoteError> {
     match count {
@@ -44,23 +65,51 @@ fn check_count(what: &str, count: u64) -> Result<(), RemoteError> {
     }
 }
 
-/// Makes the manager's object of `kind` from its creation arguments; containers charge what
-/// they hold to `budget`.
+/// What a kept object held, as the entries its kind wrote (empty for a new object).
+pub(crate) type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Whether a durable store keeps objects of `kind` across restarts. Locks, semaphores,
+/// events and barriers belong to live connections and start afresh.
+pub(crate) fn is_kept(kind: &str) -> bool {
+    matches!(
+        kind,
+        counter::SERVICE
+            | dict::SERVICE
+            | queue::SERVICE
+            | value::SERVICE
+            | list::SERVICE
+            | tasks::SERVICE
+    )
+}
+
+/// Makes the manager's object of `kind` from its creation arguments and what it held before
+/// (`entries`, for an object restored from a data directory); containers charge what they
+/// hold to `budget`, and kept kinds record their changes through `persist`.
 pub(crate) fn construct(
     kind: &str,
     args: &[u8],
     budget: &Arc<Budget>,
+    persist: Persist,
+    entries: Entries,
 ) -> Result<Box<dyn Service>, RemoteError> {
     let budget = Arc::clone(budget);
     match kind {
-        counter::SERVICE => Ok(Box::new(counter::SharedCounter::default())),
-        dict::SERVICE => Ok(Box::new(dict::SharedDict::new(budget))),
+        counter::SERVICE => Ok(Box::new(counter::SharedCounter::new(persist, entries)?)),
+        dict::SERVICE => Ok(Box::new(dict::SharedDict::new(budget, persist, entries)?)),
         queue::SERVICE => {
             let (capacity,): (u64,) = decode_args(args, "Queue", "new")?;
-            Ok(Box::new(queue::SharedQueue::new(capacity, budget)?))
+            Ok(Box::new(queue::SharedQueue::new(
+                capacity, budget, persist, entries,
+            )?))
         }
-        value::SERVICE => Ok(Box::new(value::SharedValue::new(budget))),
-        list::SERVICE => Ok(Box::new(list::SharedList::new(budget))),
+        value::SERVICE => Ok(Box::new(value::SharedValue::new(budget, persist, entries)?)),
+        list::SERVICE => Ok(Box::new(list::SharedList::new(budget, persist, entries)?)),
+        tasks::SERVICE => {
+            let (settings,): (tasks::Settings,) = decode_args(args, "TaskQueue", "new")?;
+            Ok(Box::new(tasks::SharedTasks::new(
+                settings, budget, persist, entries,
+            )?))
+        }
         lock::LOCK => Ok(Box::new(lock::SharedLock(lock::SharedSemaphore::new(
             1, "lock",
         )))),

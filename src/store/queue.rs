@@ -8,8 +8,11 @@ use std::sync::Arc;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::Bytes;
+use super::backend::Written;
 use super::budget::{Budget, Charged};
 use super::builtin::{Waiting, builtin_methods, builtin_service, deadline, wait_while};
+use super::journal::Change;
+use super::{Entries, Persist};
 use crate::error::{RemoteError, RemoteErrorKind, Result};
 use crate::service::{Caller, decode_args, encode_result};
 
@@ -18,6 +21,8 @@ pub(crate) const SERVICE: &str = "monogusa.Queue";
 
 struct State {
     items: VecDeque<Bytes>,
+    /// The sequence number of `items[0]`: item `i` is kept under key `1, head + i`.
+    head: u64,
     /// What the items cost the store's budget.
     charged: Charged,
     /// Items put and not yet marked done with `task_done`.
@@ -34,11 +39,27 @@ pub(crate) struct SharedQueue {
     not_empty: Condvar,
     not_full: Condvar,
     all_done: Condvar,
+    /// Kept as one entry per item (key: 1 then its sequence number, big-endian) and one for
+    /// the count of unfinished items (the empty key).
+    persist: Persist,
+}
+
+/// The key an item of sequence number `seq` is kept under.
+fn item_key(seq: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9);
+    key.push(1);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
 }
 
 impl SharedQueue {
     /// A queue for `capacity` items (0: as many as the store's limit allows).
-    pub(crate) fn new(capacity: u64, budget: Arc<Budget>) -> Result<Self, RemoteError> {
+    pub(crate) fn new(
+        capacity: u64,
+        budget: Arc<Budget>,
+        persist: Persist,
+        entries: Entries,
+    ) -> Result<Self, RemoteError> {
         let max = budget.limits.max_items;
         let capacity = match usize::try_from(capacity) {
             Ok(0) => max,
@@ -52,17 +73,41 @@ impl SharedQueue {
                 ));
             }
         };
+        let mut state = State {
+            items: VecDeque::new(),
+            head: 0,
+            charged: Charged::new(budget),
+            unfinished: 0,
+            closing: false,
+        };
+        // Entries come sorted by key: the count first (empty key), then items in order.
+        for (key, value) in entries {
+            if key.is_empty() {
+                state.unfinished = super::stored_u64(SERVICE, &value)?;
+                continue;
+            }
+            let seq = match key.as_slice() {
+                [1, seq @ ..] => {
+                    u64::from_be_bytes(seq.try_into().map_err(|_| super::bad_entry(SERVICE))?)
+                }
+                _ => return Err(super::bad_entry(SERVICE)),
+            };
+            if state.items.is_empty() {
+                state.head = seq;
+            } else if seq != state.head + state.items.len() as u64 {
+                return Err(super::bad_entry(SERVICE));
+            }
+            let item = Bytes(value);
+            state.charged.take(&item)?;
+            state.items.push_back(item);
+        }
         Ok(SharedQueue {
             capacity,
-            state: Mutex::new(State {
-                items: VecDeque::new(),
-                charged: Charged::new(budget),
-                unfinished: 0,
-                closing: false,
-            }),
+            state: Mutex::new(state),
             not_empty: Condvar::new(),
             not_full: Condvar::new(),
             all_done: Condvar::new(),
+            persist,
         })
     }
 
@@ -113,9 +158,19 @@ impl SharedQueue {
                 if room {
                     // Refused whole if the store is full: the item is not half-put.
                     state.charged.take(&item)?;
+                    let seq = state.head + state.items.len() as u64;
+                    let unfinished = state.unfinished + 1;
+                    let written = self.persist.record(|object| {
+                        [
+                            Change::put(object, item_key(seq), item.0.clone()),
+                            Change::put(object, [], unfinished.to_le_bytes()),
+                        ]
+                    });
                     state.items.push_back(item);
-                    state.unfinished += 1;
+                    state.unfinished = unfinished;
                     self.not_empty.notify_one();
+                    drop(state);
+                    written.wait()?;
                 }
                 encode_result(&room, out)
             }
@@ -135,10 +190,18 @@ impl SharedQueue {
                     |_| {},
                 )?;
                 let item = if ready { state.items.pop_front() } else { None };
+                let mut written = Written::nothing();
                 if let Some(item) = &item {
                     state.charged.give(item);
+                    let seq = state.head;
+                    state.head += 1;
+                    written = self
+                        .persist
+                        .record(|object| [Change::delete(object, item_key(seq))]);
                     self.not_full.notify_one();
                 }
+                drop(state);
+                written.wait()?;
                 encode_result(&item, out)
             }
             QueueMethod::Len => encode_result(&(self.state().items.len() as u64), out),
@@ -151,9 +214,15 @@ impl SharedQueue {
                     ));
                 }
                 state.unfinished -= 1;
-                if state.unfinished == 0 {
+                let unfinished = state.unfinished;
+                if unfinished == 0 {
                     self.all_done.notify_all();
                 }
+                let written = self
+                    .persist
+                    .record(|object| [Change::put(object, [], unfinished.to_le_bytes())]);
+                drop(state);
+                written.wait()?;
                 encode_result(&(), out)
             }
             QueueMethod::Join => {

@@ -8,6 +8,8 @@ use parking_lot::Mutex;
 use super::Bytes;
 use super::budget::{Budget, Charged};
 use super::builtin::{builtin_methods, builtin_service};
+use super::journal::Change;
+use super::{Entries, Persist};
 use crate::error::{RemoteError, Result};
 use crate::service::{Caller, decode_args, encode_result};
 
@@ -18,13 +20,27 @@ pub(crate) const SERVICE: &str = "monogusa.Value";
 pub(crate) struct SharedValue {
     /// The value, and what it costs the store's budget.
     value: Mutex<(Option<Bytes>, Charged)>,
+    /// Kept as one entry while set.
+    persist: Persist,
 }
 
 impl SharedValue {
-    pub(crate) fn new(budget: Arc<Budget>) -> Self {
-        SharedValue {
-            value: Mutex::new((None, Charged::new(budget))),
+    pub(crate) fn new(
+        budget: Arc<Budget>,
+        persist: Persist,
+        entries: Entries,
+    ) -> Result<Self, RemoteError> {
+        let mut charged = Charged::new(budget);
+        let mut value = None;
+        if let Some((_, stored)) = entries.into_iter().next() {
+            let stored = Bytes(stored);
+            charged.take(&stored)?;
+            value = Some(stored);
         }
+        Ok(SharedValue {
+            value: Mutex::new((value, charged)),
+            persist,
+        })
     }
 }
 
@@ -67,18 +83,32 @@ impl SharedValue {
             ValueMethod::Get => encode_result(&*value, out),
             ValueMethod::Swap => {
                 let (new,): (Bytes,) = decode_args(args, SERVICE, method.name())?;
-                encode_result(&replace(value, charged, new)?, out)
+                let old = replace(value, charged, new)?;
+                let written = self.keep(value.as_ref().expect("just set"));
+                drop(guard);
+                written.wait()?;
+                encode_result(&old, out)
             }
             ValueMethod::CompareAndSwap => {
                 let (expected, new): (Option<Bytes>, Bytes) =
                     decode_args(args, SERVICE, method.name())?;
                 let swapped = *value == expected;
+                let mut written = super::backend::Written::nothing();
                 if swapped {
                     replace(value, charged, new)?;
+                    written = self.keep(value.as_ref().expect("just set"));
                 }
+                drop(guard);
+                written.wait()?;
                 encode_result(&swapped, out)
             }
         }
+    }
+
+    /// Records the value the object is about to hold.
+    fn keep(&self, new: &Bytes) -> super::backend::Written<'_> {
+        self.persist
+            .record(|object| [Change::put(object, [], new.0.clone())])
     }
 
     fn wake_all(&self) {}

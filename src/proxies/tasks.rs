@@ -1,0 +1,564 @@
+//! The client's side of `TaskQueue<T>`: pushes, leases (`Task<T>`) with ack, fail, extend and
+//! release, dead letters and stats, over an `ObjectHandle`.
+//!
+//! A lease is tied to the connection it was taken on: if that connection closes (the worker
+//! died), the manager returns the task at once. So the tasks of one `take` keep that
+//! connection out of the pool until the last of them is acked, failed or dropped, and their
+//! acks travel over it.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{millis, type_tag};
+use crate::client::{Client, Connection};
+use crate::error::{Error, RemoteError, RemoteErrorKind, Result};
+use crate::store::Bytes;
+use crate::store::tasks::{
+    ACKED, Counts, DeadLetter as WireDeadLetter, Delivery, Failed, MAX_BATCH,
+    PushOptions as WirePush, SERVICE, Settings,
+};
+use crate::stub::ObjectHandle;
+
+/// A task's id in its queue: unique for the queue's life, across manager restarts.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
+pub struct TaskId(pub u64);
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "task {}", self.0)
+    }
+}
+
+/// A task queue's settings, fixed by whoever creates it (see [`Named::tasks`](super::Named::tasks)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskQueueSettings {
+    /// How long a taken task is leased before it is delivered again unless acked, failed or
+    /// extended (default 30 s, like SQS's visibility timeout).
+    pub lease_timeout: Duration,
+    /// Deliveries a task gets before it goes to the dead letters (default 5).
+    pub max_attempts: u32,
+    /// The delay before the first retry (default 1 s); each further retry doubles it, with
+    /// jitter (between half and all of the doubled delay).
+    pub backoff: Duration,
+    /// The longest delay between retries (default 5 min).
+    pub max_backoff: Duration,
+}
+
+impl Default for TaskQueueSettings {
+    fn default() -> Self {
+        Settings::default().into()
+    }
+}
+
+impl From<Settings> for TaskQueueSettings {
+    fn from(s: Settings) -> Self {
+        TaskQueueSettings {
+            lease_timeout: Duration::from_millis(s.lease_ms),
+            max_attempts: s.max_attempts,
+            backoff: Duration::from_millis(s.backoff_base_ms),
+            max_backoff: Duration::from_millis(s.backoff_max_ms),
+        }
+    }
+}
+
+impl From<TaskQueueSettings> for Settings {
+    fn from(s: TaskQueueSettings) -> Self {
+        Settings {
+            lease_ms: millis(s.lease_timeout),
+            max_attempts: s.max_attempts,
+            backoff_base_ms: millis(s.backoff),
+            backoff_max_ms: millis(s.max_backoff),
+        }
+    }
+}
+
+/// How one push differs from the queue's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushOptions {
+    /// Not delivered before this much time has passed.
+    pub delay: Duration,
+    /// Deliveries before the dead letters, instead of the queue's setting.
+    pub max_attempts: Option<u32>,
+    /// While a task pushed with this key is not done (acked or purged), pushing another with
+    /// it adds nothing and returns the first one's id.
+    pub dedup_key: Option<String>,
+}
+
+/// Counts of a queue's tasks by state, from [`TaskQueue::stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct TaskStats {
+    /// Waiting to be taken.
+    pub ready: u64,
+    /// Waiting for their delay or a retry's backoff.
+    pub delayed: u64,
+    /// Taken and not yet acked or failed.
+    pub leased: u64,
+    /// In the dead letters.
+    pub dead: u64,
+    /// Acked since the queue was created.
+    pub done: u64,
+    /// How long the oldest ready task has waited since it was pushed.
+    pub oldest_ready: Duration,
+}
+
+/// A task that used its last attempt, from [`TaskQueue::dead_letters`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter<T> {
+    /// Its id (requeue it with [`TaskQueue::requeue`]).
+    pub id: TaskId,
+    /// How many times it was delivered.
+    pub attempts: u32,
+    /// When it was pushed.
+    pub enqueued_at: SystemTime,
+    /// Why each delivery failed, oldest first.
+    pub reasons: Vec<String>,
+    /// The task itself.
+    pub payload: T,
+}
+
+/// What became of a failed task, from [`Task::fail`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// It is delivered again, not before this time.
+    At(SystemTime),
+    /// It used its last attempt and is in the dead letters.
+    Dead,
+}
+
+fn time_of(unix_ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(unix_ms)
+}
+
+/// The connection a batch of leases was taken on, out of the pool until the last of its
+/// tasks is done with it.
+struct LeaseLink {
+    handle: ObjectHandle,
+    connection: Mutex<Option<Connection>>,
+}
+
+impl LeaseLink {
+    fn call<R: DeserializeOwned, A: Serialize>(&self, method: &str, args: &A) -> Result<R> {
+        let mut connection = self.connection.lock();
+        // A lost connection was replaced by none: the manager already returned its leases,
+        // and the call (over a new connection) is told so.
+        self.handle.call_on(&mut connection, method, args, None)
+    }
+}
+
+impl Drop for LeaseLink {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.get_mut().take() {
+            self.handle.client().give_back(connection);
+        }
+    }
+}
+
+/// Leases (id, token) taken on one connection.
+type LeaseGroup = (Arc<LeaseLink>, Vec<(u64, u64)>);
+
+/// A leased task, from [`TaskQueue::take`]: run it, then [`Task::ack`] or [`Task::fail`].
+///
+/// Delivery is **at least once**: a task whose lease expires (its worker stalled past the
+/// queue's lease timeout without [`Task::extend`]) or whose worker's connection closed is
+/// delivered again, possibly while the first worker still runs it; that worker's late `ack`
+/// then fails with [`RemoteErrorKind::LeaseExpired`]. Make handlers idempotent, for example
+/// by recording each task's id with its effect in one transaction, or by keying the effect on
+/// the id.
+///
+/// A `Task` dropped without `ack` or `fail` goes back to the queue at once (its attempt
+/// counts): a panicking handler loses nothing.
+#[must_use = "a task dropped without ack goes back to the queue"]
+pub struct Task<T> {
+    id: u64,
+    token: u64,
+    attempt: u32,
+    enqueued: u64,
+    lease_until: u64,
+    payload: T,
+    link: Arc<LeaseLink>,
+    finished: bool,
+}
+
+impl<T: fmt::Debug> fmt::Debug for Task<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task")
+            .field("id", &self.id)
+            .field("attempt", &self.attempt)
+            .field("payload", &self.payload)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lease_over(id: u64) -> Error {
+    Error::Remote(RemoteError::new(
+        RemoteErrorKind::LeaseExpired,
+        format!(
+            "task {id}'s lease is over (it expired or was returned): it may be running elsewhere"
+        ),
+    ))
+}
+
+impl<T> Task<T> {
+    /// The task's id.
+    pub fn id(&self) -> TaskId {
+        TaskId(self.id)
+    }
+
+    /// Which delivery this is: 1 the first time, 2 after one failed or expired lease, ...
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// When the task was pushed.
+    pub fn enqueued_at(&self) -> SystemTime {
+        time_of(self.enqueued)
+    }
+
+    /// When the lease ends unless extended.
+    pub fn lease_deadline(&self) -> SystemTime {
+        time_of(self.lease_until)
+    }
+
+    /// The task's payload.
+    pub fn payload(&self) -> &T {
+        &self.payload
+    }
+
+    /// The task is done: it leaves the queue for good. Fails with `LeaseExpired` if the
+    /// lease was over (the task may have run elsewhere too).
+    pub fn ack(mut self) -> Result<()> {
+        self.finished = true;
+        let statuses: Vec<u8> = self.link.call("ack", &(vec![(self.id, self.token)],))?;
+        match statuses.first() {
+            Some(&ACKED) => Ok(()),
+            _ => Err(lease_over(self.id)),
+        }
+    }
+
+    /// The task failed for `reason`: delivered again after the queue's backoff, or moved to
+    /// the dead letters (with every reason) if that was its last attempt.
+    pub fn fail(mut self, reason: impl fmt::Display) -> Result<Retry> {
+        self.finished = true;
+        let failed: Failed = self
+            .link
+            .call("fail", &(self.id, self.token, reason.to_string()))?;
+        Ok(match failed {
+            Failed::RetryAt(at) => Retry::At(time_of(at)),
+            Failed::Dead => Retry::Dead,
+        })
+    }
+
+    /// Keeps the lease for `extra` from now (for long work: call it well before the lease
+    /// ends). Fails with `LeaseExpired` if the lease is over already.
+    pub fn extend(&mut self, extra: Duration) -> Result<()> {
+        self.lease_until = self
+            .link
+            .call("extend", &(self.id, self.token, millis(extra)))?;
+        Ok(())
+    }
+
+    /// Gives the task back to the queue now, unfinished (the attempt counts): what dropping
+    /// it does, with errors reported.
+    pub fn release(mut self) -> Result<()> {
+        self.finished = true;
+        self.link.call("release", &(self.id, self.token))
+    }
+
+    /// A handle that can ack, fail or extend this task from another thread (for a
+    /// background lease extender); the task itself still owns the lease.
+    pub fn lease(&self) -> Lease {
+        Lease {
+            id: self.id,
+            token: self.token,
+            link: Arc::clone(&self.link),
+        }
+    }
+}
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        if !self.finished
+            && let Err(e) = self.link.call::<(), _>("release", &(self.id, self.token))
+        {
+            log::debug!("returning an unfinished task: {e}");
+        }
+    }
+}
+
+/// Another handle on a task's lease, from [`Task::lease`]: to extend it from another thread
+/// while the task runs.
+#[derive(Clone)]
+pub struct Lease {
+    id: u64,
+    token: u64,
+    link: Arc<LeaseLink>,
+}
+
+impl fmt::Debug for Lease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease").field("task", &self.id).finish()
+    }
+}
+
+impl Lease {
+    /// Keeps the lease for `extra` from now; returns when it now ends.
+    pub fn extend(&self, extra: Duration) -> Result<SystemTime> {
+        let until: u64 = self
+            .link
+            .call("extend", &(self.id, self.token, millis(extra)))?;
+        Ok(time_of(until))
+    }
+}
+
+/// A durable task queue in the manager, opened by name with [`Client::tasks`]: pushed tasks
+/// are leased to workers with [`TaskQueue::take`] and leave only when acked; failed ones are
+/// retried with backoff and, out of attempts, kept as dead letters. With a manager
+/// [`data_dir`](crate::ManagerBuilder::data_dir), it survives manager restarts.
+///
+/// ```no_run
+/// # fn main() -> monogusa::Result<()> {
+/// # let client = monogusa::Client::connect("127.0.0.1:4343", "password")?;
+/// let emails = client.tasks::<String>("emails")?;
+/// emails.push(&"ada@example.com".to_string())?;
+///
+/// // In a worker:
+/// while let Some(task) = emails.take(std::time::Duration::from_secs(5))? {
+///     match send(task.payload()) {
+///         Ok(()) => task.ack()?,
+///         Err(e) => {
+///             task.fail(e)?;
+///         }
+///     }
+/// }
+/// # Ok(()) }
+/// # fn send(_: &str) -> Result<(), String> { Ok(()) }
+/// ```
+pub struct TaskQueue<T> {
+    handle: ObjectHandle,
+    _item: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for TaskQueue<T> {
+    fn clone(&self) -> Self {
+        TaskQueue {
+            handle: self.handle.clone(),
+            _item: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for TaskQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskQueue")
+            .field("handle", &self.handle)
+            .finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> TaskQueue<T> {
+    pub(crate) fn open(
+        client: &Client,
+        name: &str,
+        settings: TaskQueueSettings,
+        tag: Option<&str>,
+    ) -> Result<Self> {
+        let tag = tag.map_or_else(type_tag::<T>, str::to_string);
+        let settings: Settings = settings.into();
+        let handle = ObjectHandle::open_shared(client, SERVICE, name, &tag, &(settings,))?;
+        Ok(TaskQueue {
+            handle,
+            _item: PhantomData,
+        })
+    }
+
+    /// Adds a task; returns its id.
+    pub fn push(&self, task: &T) -> Result<TaskId> {
+        self.push_with(task, &PushOptions::default())
+    }
+
+    /// Adds a task with options (a delay, its own attempts, a dedup key); returns its id, or
+    /// the id of the not-yet-done task that has the same dedup key.
+    pub fn push_with(&self, task: &T, options: &PushOptions) -> Result<TaskId> {
+        let wire = WirePush {
+            delay_ms: millis(options.delay),
+            max_attempts: options.max_attempts,
+            dedup: options.dedup_key.clone(),
+        };
+        let ids: Vec<(u64, bool)> = self
+            .handle
+            .call("push", &(vec![(Bytes::encode(task)?, wire)],))?;
+        ids.first()
+            .map(|&(id, _)| TaskId(id))
+            .ok_or_else(|| Error::Protocol("a push returned no id".into()))
+    }
+
+    /// Adds many tasks in few round trips; returns their ids in order. If it fails part way
+    /// (a store limit), the tasks before the failing batch are pushed.
+    pub fn push_many<'a>(&self, tasks: impl IntoIterator<Item = &'a T>) -> Result<Vec<TaskId>>
+    where
+        T: 'a,
+    {
+        let mut ids = Vec::new();
+        let mut batch = Vec::new();
+        let mut flush = |batch: &mut Vec<(Bytes, WirePush)>| -> Result<()> {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let pushed: Vec<(u64, bool)> = self.handle.call("push", &(std::mem::take(batch),))?;
+            ids.extend(pushed.into_iter().map(|(id, _)| TaskId(id)));
+            Ok(())
+        };
+        for task in tasks {
+            batch.push((Bytes::encode(task)?, WirePush::default()));
+            if batch.len() == MAX_BATCH {
+                flush(&mut batch)?;
+            }
+        }
+        flush(&mut batch)?;
+        Ok(ids)
+    }
+
+    /// Leases the oldest ready task, waiting up to `timeout` for one; `None` if none came.
+    pub fn take(&self, timeout: Duration) -> Result<Option<Task<T>>> {
+        Ok(self.take_many(1, timeout)?.pop())
+    }
+
+    /// Leases up to `n` ready tasks (at least one, unless `timeout` passes first).
+    pub fn take_many(&self, n: usize, timeout: Duration) -> Result<Vec<Task<T>>> {
+        let mut connection = None;
+        let n = u32::try_from(n.clamp(1, MAX_BATCH)).expect("bounded");
+        let delivered: Result<Vec<Delivery>> =
+            self.handle
+                .call_on(&mut connection, "take", &(n, Some(millis(timeout))), None);
+        let link = Arc::new(LeaseLink {
+            handle: self.handle.clone(),
+            connection: Mutex::new(connection),
+        });
+        let mut tasks = Vec::new();
+        for delivery in delivered? {
+            match delivery.payload.decode::<T>() {
+                Ok(payload) => tasks.push(Task {
+                    id: delivery.id,
+                    token: delivery.token,
+                    attempt: delivery.attempt,
+                    enqueued: delivery.enqueued,
+                    lease_until: delivery.lease_until,
+                    payload,
+                    link: Arc::clone(&link),
+                    finished: false,
+                }),
+                Err(e) => {
+                    // Not ours to run: it goes on to its retries and dead letters, where
+                    // someone can look at it.
+                    log::warn!("task {} does not decode: {e}", delivery.id);
+                    let _: Result<Failed> = link.call(
+                        "fail",
+                        &(
+                            delivery.id,
+                            delivery.token,
+                            format!("its payload does not decode: {e}"),
+                        ),
+                    );
+                }
+            }
+        }
+        Ok(tasks)
+    }
+
+    /// Acks many tasks in one round trip per connection they were taken on. Returns the ids
+    /// of those whose lease was over (they may have run elsewhere too); the rest are done.
+    pub fn ack_many(&self, tasks: impl IntoIterator<Item = Task<T>>) -> Result<Vec<TaskId>> {
+        let mut groups: Vec<LeaseGroup> = Vec::new();
+        for mut task in tasks {
+            task.finished = true;
+            let lease = (task.id, task.token);
+            match groups
+                .iter_mut()
+                .find(|(link, _)| Arc::ptr_eq(link, &task.link))
+            {
+                Some((_, leases)) => leases.push(lease),
+                None => groups.push((Arc::clone(&task.link), vec![lease])),
+            }
+        }
+        let mut refused = Vec::new();
+        for (link, leases) in groups {
+            for chunk in leases.chunks(MAX_BATCH) {
+                let statuses: Vec<u8> = link.call("ack", &(chunk.to_vec(),))?;
+                for (&(id, _), status) in chunk.iter().zip(statuses) {
+                    if status != ACKED {
+                        refused.push(TaskId(id));
+                    }
+                }
+            }
+        }
+        Ok(refused)
+    }
+
+    /// Counts of the queue's tasks by state.
+    pub fn stats(&self) -> Result<TaskStats> {
+        let counts: Counts = self.handle.call("stats", &())?;
+        Ok(TaskStats {
+            ready: counts.ready,
+            delayed: counts.delayed,
+            leased: counts.leased,
+            dead: counts.dead,
+            done: counts.done,
+            oldest_ready: Duration::from_millis(counts.oldest_ready_ms),
+        })
+    }
+
+    /// The queue's settings (those it was created with).
+    pub fn settings(&self) -> Result<TaskQueueSettings> {
+        let settings: Settings = self.handle.call("settings", &())?;
+        Ok(settings.into())
+    }
+
+    /// The dead letters, oldest first, with why each delivery failed.
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter<T>>> {
+        let mut letters = Vec::new();
+        let mut after = 0;
+        loop {
+            let page: Vec<WireDeadLetter> = self.handle.call("dead", &(after, 1000u32))?;
+            let full = page.len() == 1000;
+            for letter in page {
+                after = letter.id;
+                letters.push(DeadLetter {
+                    id: TaskId(letter.id),
+                    attempts: letter.attempts,
+                    enqueued_at: time_of(letter.enqueued),
+                    reasons: letter.reasons,
+                    payload: letter.payload.decode()?,
+                });
+            }
+            if !full {
+                return Ok(letters);
+            }
+        }
+    }
+
+    /// Brings dead letter `id` back as a fresh task (attempts reset); false if it is not a
+    /// dead letter.
+    pub fn requeue(&self, id: TaskId) -> Result<bool> {
+        let n: u64 = self.handle.call("requeue", &(Some(id.0),))?;
+        Ok(n == 1)
+    }
+
+    /// Brings every dead letter back; returns how many.
+    pub fn requeue_all(&self) -> Result<u64> {
+        self.handle.call("requeue", &(None::<u64>,))
+    }
+
+    /// Forgets every dead letter; returns how many.
+    pub fn purge_dead(&self) -> Result<u64> {
+        self.handle.call("purge_dead", &())
+    }
+}

@@ -1,0 +1,563 @@
+//! The task queue's state machine, sans IO and sans clock: every operation takes `now` (Unix
+//! milliseconds), so the model test drives it with a virtual clock.
+//!
+//! A task is in exactly one state:
+//!
+//! ```text
+//!   push ──► Ready ◄──────── due ──────── Delayed ◄── push with a delay
+//!             │  ▲                          ▲
+//!        take │  │ lease expired,           │ fail, attempts left
+//!             ▼  │ released, worker gone    │ (backoff)
+//!            Leased ─────────────────────────┘
+//!             │   └── fail / expiry with no attempts left ──► Dead ── requeue ──► Ready
+//!             └── ack ──► done (the task is forgotten; `done` counts it)
+//! ```
+//!
+//! Invariants, kept by every method:
+//! - `ready` holds exactly the ids of the Ready tasks, each once, oldest first;
+//! - `delayed` holds exactly `(due, id)` of the Delayed tasks, `leases` exactly `(until, id)`
+//!   of the Leased ones, `dead` exactly the ids of the Dead ones;
+//! - `dedup` maps each key to the one task (in any state) that carries it;
+//! - a task's `attempts` counts its deliveries: incremented by `take`, so a lease that ends
+//!   any way but `ack` has used one attempt.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::Bytes;
+
+/// A queue's settings, fixed when it is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Settings {
+    /// How long a lease lasts unless extended.
+    pub(crate) lease_ms: u64,
+    /// Deliveries a task gets before it goes to the dead letters (unless pushed with its own).
+    pub(crate) max_attempts: u32,
+    /// The first retry's delay; each further one doubles, up to `backoff_max_ms`.
+    pub(crate) backoff_base_ms: u64,
+    pub(crate) backoff_max_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            lease_ms: 30_000,
+            max_attempts: 5,
+            backoff_base_ms: 1_000,
+            backoff_max_ms: 300_000,
+        }
+    }
+}
+
+/// Where a task is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum State {
+    Ready,
+    /// Not delivered before `due`.
+    Delayed {
+        due: u64,
+    },
+    /// Held by a worker until `until`; `token` names this lease (another lease of the same
+    /// task has another), `connection` the manager connection it was taken on.
+    Leased {
+        token: u64,
+        until: u64,
+        connection: u64,
+    },
+    Dead,
+}
+
+/// One task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Task {
+    pub(crate) payload: Bytes,
+    pub(crate) attempts: u32,
+    pub(crate) max_attempts: u32,
+    /// When it was pushed (Unix ms).
+    pub(crate) enqueued: u64,
+    pub(crate) state: State,
+    /// Why each failed delivery failed, oldest first.
+    pub(crate) reasons: Vec<String>,
+    pub(crate) dedup: Option<String>,
+}
+
+/// How a push may differ from the queue's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PushOptions {
+    pub(crate) delay_ms: u64,
+    pub(crate) max_attempts: Option<u32>,
+    pub(crate) dedup: Option<String>,
+}
+
+/// A delivered task, as the worker gets it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Delivery {
+    pub(crate) id: u64,
+    pub(crate) token: u64,
+    pub(crate) attempt: u32,
+    pub(crate) enqueued: u64,
+    pub(crate) lease_until: u64,
+    pub(crate) payload: Bytes,
+}
+
+/// A dead letter, as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DeadLetter {
+    pub(crate) id: u64,
+    pub(crate) attempts: u32,
+    pub(crate) enqueued: u64,
+    pub(crate) reasons: Vec<String>,
+    pub(crate) payload: Bytes,
+}
+
+/// Counts by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Counts {
+    pub(crate) ready: u64,
+    pub(crate) delayed: u64,
+    pub(crate) leased: u64,
+    pub(crate) dead: u64,
+    pub(crate) done: u64,
+    /// How long the oldest ready task has waited since it was pushed, in ms (0 if none).
+    pub(crate) oldest_ready_ms: u64,
+}
+
+/// Why a lease operation was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LeaseError {
+    /// The lease is over: expired, released, or the task was acked or failed through it.
+    Expired,
+    /// No such task (acked, purged, or never pushed).
+    Unknown,
+}
+
+/// What happened to a failed task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Failed {
+    /// Delivered again, not before this time.
+    RetryAt(u64),
+    /// Out of attempts: moved to the dead letters.
+    Dead,
+}
+
+/// The queue's tasks.
+#[derive(Debug)]
+pub(crate) struct Book {
+    pub(crate) settings: Settings,
+    tasks: HashMap<u64, Task>,
+    ready: VecDeque<u64>,
+    delayed: BTreeSet<(u64, u64)>,
+    leases: BTreeSet<(u64, u64)>,
+    dead: BTreeSet<u64>,
+    dedup: HashMap<String, u64>,
+    pub(crate) next_id: u64,
+    pub(crate) done: u64,
+    /// The next lease token: a random high half per run, so a lease from before a restart
+    /// never matches one after it.
+    next_token: u64,
+    /// A small generator for the backoff's jitter.
+    jitter: u64,
+    /// Tasks changed since the last `take_touched` (to be written), and whether the
+    /// counters (`next_id`, `done`) changed.
+    touched: Vec<u64>,
+    meta_touched: bool,
+}
+
+impl Book {
+    /// An empty book; `seed` makes lease tokens and jitter differ between runs.
+    pub(crate) fn new(settings: Settings, seed: u64) -> Book {
+        Book {
+            settings,
+            tasks: HashMap::new(),
+            ready: VecDeque::new(),
+            delayed: BTreeSet::new(),
+            leases: BTreeSet::new(),
+            dead: BTreeSet::new(),
+            dedup: HashMap::new(),
+            next_id: 1,
+            done: 0,
+            next_token: seed << 32 | 1,
+            jitter: seed | 1,
+            touched: Vec::new(),
+            meta_touched: false,
+        }
+    }
+
+    /// Puts back a stored task (at start). A lease held when the manager stopped comes back
+    /// ready: its delivery was counted when it was taken.
+    pub(crate) fn restore(&mut self, id: u64, mut task: Task) {
+        if matches!(task.state, State::Leased { .. }) {
+            task.state = State::Ready;
+        }
+        self.next_id = self.next_id.max(id + 1);
+        self.place(id, task);
+    }
+
+    /// The tasks changed since the last call (each once), and whether the counters did.
+    pub(crate) fn take_touched(&mut self) -> (Vec<u64>, bool) {
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_unstable();
+        touched.dedup();
+        (touched, std::mem::take(&mut self.meta_touched))
+    }
+
+    /// How many tasks the book holds, in any state.
+    pub(crate) fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Task `id`, if it is in the book.
+    pub(crate) fn task(&self, id: u64) -> Option<&Task> {
+        self.tasks.get(&id)
+    }
+
+    /// Files `task` under `id` in the index its state calls for.
+    fn place(&mut self, id: u64, task: Task) {
+        match task.state {
+            State::Ready => self.ready.push_back(id),
+            State::Delayed { due } => {
+                self.delayed.insert((due, id));
+            }
+            State::Leased { until, .. } => {
+                self.leases.insert((until, id));
+            }
+            State::Dead => {
+                self.dead.insert(id);
+            }
+        }
+        if let Some(key) = &task.dedup {
+            self.dedup.insert(key.clone(), id);
+        }
+        self.tasks.insert(id, task);
+        self.touched.push(id);
+    }
+
+    /// Takes task `id` out of the index of its state (it stays in `tasks`).
+    fn unplace(&mut self, id: u64) {
+        let task = &self.tasks[&id];
+        match task.state {
+            State::Ready => {
+                if let Some(at) = self.ready.iter().position(|&r| r == id) {
+                    self.ready.remove(at);
+                }
+            }
+            State::Delayed { due } => {
+                self.delayed.remove(&(due, id));
+            }
+            State::Leased { until, .. } => {
+                self.leases.remove(&(until, id));
+            }
+            State::Dead => {
+                self.dead.remove(&id);
+            }
+        }
+        self.touched.push(id);
+    }
+
+    /// Moves task `id` to `state`.
+    fn set_state(&mut self, id: u64, state: State) {
+        self.unplace(id);
+        let mut task = self.tasks.remove(&id).expect("unplaced a task in the book");
+        if let Some(key) = &task.dedup {
+            self.dedup.remove(key);
+        }
+        task.state = state;
+        self.place(id, task);
+    }
+
+    /// Adds a task; returns its id and whether it was new (false: a task with the same
+    /// dedup key is not done yet, and its id is returned).
+    pub(crate) fn push(&mut self, payload: Bytes, options: PushOptions, now: u64) -> (u64, bool) {
+        if let Some(key) = &options.dedup
+            && let Some(&id) = self.dedup.get(key)
+        {
+            return (id, false);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.meta_touched = true;
+        let state = match options.delay_ms {
+            0 => State::Ready,
+            delay => State::Delayed {
+                due: now.saturating_add(delay),
+            },
+        };
+        let task = Task {
+            payload,
+            attempts: 0,
+            max_attempts: options
+                .max_attempts
+                .unwrap_or(self.settings.max_attempts)
+                .max(1),
+            enqueued: now,
+            state,
+            reasons: Vec::new(),
+            dedup: options.dedup,
+        };
+        self.place(id, task);
+        (id, true)
+    }
+
+    /// Moves what is due to ready: delayed tasks whose time came, and expired leases (to
+    /// the dead letters if that was their last attempt).
+    pub(crate) fn promote(&mut self, now: u64) {
+        while let Some(&(due, id)) = self.delayed.first() {
+            if due > now {
+                break;
+            }
+            self.set_state(id, State::Ready);
+        }
+        while let Some(&(until, id)) = self.leases.first() {
+            if until > now {
+                break;
+            }
+            self.lease_over(id, "its lease expired".into());
+        }
+    }
+
+    /// A lease ended without ack or fail: the task goes back, or to the dead letters if it
+    /// has used its last attempt.
+    fn lease_over(&mut self, id: u64, why: String) {
+        let task = self
+            .tasks
+            .get_mut(&id)
+            .expect("leased tasks are in the book");
+        task.reasons.push(why);
+        if task.attempts >= task.max_attempts {
+            self.set_state(id, State::Dead);
+        } else {
+            self.set_state(id, State::Ready);
+        }
+    }
+
+    /// When the next delayed task or lease falls due, if any.
+    pub(crate) fn next_due(&self) -> Option<u64> {
+        let delayed = self.delayed.first().map(|&(due, _)| due);
+        let lease = self.leases.first().map(|&(until, _)| until);
+        match (delayed, lease) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether a task is ready now (after `promote`).
+    pub(crate) fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    /// Leases up to `n` ready tasks to `connection`, oldest first.
+    pub(crate) fn take(&mut self, n: usize, connection: u64, now: u64) -> Vec<Delivery> {
+        self.promote(now);
+        let mut delivered = Vec::with_capacity(n.min(self.ready.len()));
+        while delivered.len() < n {
+            let Some(id) = self.ready.pop_front() else {
+                break;
+            };
+            let token = self.next_token;
+            self.next_token = self.next_token.wrapping_add(1);
+            let until = now.saturating_add(self.settings.lease_ms);
+            let task = self
+                .tasks
+                .get_mut(&id)
+                .expect("ready tasks are in the book");
+            task.attempts += 1;
+            task.state = State::Leased {
+                token,
+                until,
+                connection,
+            };
+            self.leases.insert((until, id));
+            self.touched.push(id);
+            delivered.push(Delivery {
+                id,
+                token,
+                attempt: task.attempts,
+                enqueued: task.enqueued,
+                lease_until: until,
+                payload: task.payload.clone(),
+            });
+        }
+        delivered
+    }
+
+    /// Checks that `token` is the current lease of task `id`.
+    fn check_lease(&mut self, id: u64, token: u64, now: u64) -> Result<(), LeaseError> {
+        self.promote(now);
+        match self.tasks.get(&id) {
+            None => Err(LeaseError::Unknown),
+            Some(Task {
+                state: State::Leased { token: current, .. },
+                ..
+            }) if *current == token => Ok(()),
+            Some(_) => Err(LeaseError::Expired),
+        }
+    }
+
+    /// The task is done: forgotten, and counted.
+    pub(crate) fn ack(&mut self, id: u64, token: u64, now: u64) -> Result<(), LeaseError> {
+        self.check_lease(id, token, now)?;
+        self.unplace(id);
+        let task = self.tasks.remove(&id).expect("checked");
+        if let Some(key) = &task.dedup {
+            self.dedup.remove(key);
+        }
+        self.done += 1;
+        self.meta_touched = true;
+        Ok(())
+    }
+
+    /// The delivery failed: retried after a backoff, or dead if it was the last attempt.
+    pub(crate) fn fail(
+        &mut self,
+        id: u64,
+        token: u64,
+        reason: String,
+        now: u64,
+    ) -> Result<Failed, LeaseError> {
+        self.check_lease(id, token, now)?;
+        let task = self.tasks.get_mut(&id).expect("checked");
+        task.reasons.push(reason);
+        if task.attempts >= task.max_attempts {
+            self.set_state(id, State::Dead);
+            return Ok(Failed::Dead);
+        }
+        let attempts = task.attempts;
+        let due = now.saturating_add(self.backoff(attempts));
+        self.set_state(id, State::Delayed { due });
+        Ok(Failed::RetryAt(due))
+    }
+
+    /// The delay before delivery `attempts + 1`: the base doubled for each earlier failure,
+    /// capped, and then "equal jitter" (between half and all of it), so retries of many tasks
+    /// that failed together spread out, and each gap is at least as long as the one before.
+    fn backoff(&mut self, attempts: u32) -> u64 {
+        let Settings {
+            backoff_base_ms: base,
+            backoff_max_ms: max,
+            ..
+        } = self.settings;
+        let doubled = base.saturating_mul(1u64 << attempts.saturating_sub(1).min(40));
+        let delay = doubled.min(max);
+        // xorshift64: enough to spread retries, no need for a cryptographic generator.
+        self.jitter ^= self.jitter << 13;
+        self.jitter ^= self.jitter >> 7;
+        self.jitter ^= self.jitter << 17;
+        let half = delay / 2;
+        half + self.jitter % (delay - half + 1)
+    }
+
+    /// Keeps the lease `extra` longer from now; returns its new end.
+    pub(crate) fn extend(
+        &mut self,
+        id: u64,
+        token: u64,
+        extra: u64,
+        now: u64,
+    ) -> Result<u64, LeaseError> {
+        self.check_lease(id, token, now)?;
+        let State::Leased { connection, .. } = self.tasks[&id].state else {
+            unreachable!("checked")
+        };
+        let until = now.saturating_add(extra);
+        self.set_state(
+            id,
+            State::Leased {
+                token,
+                until,
+                connection,
+            },
+        );
+        Ok(until)
+    }
+
+    /// Gives the task back at once (its worker dropped it): the attempt counts.
+    pub(crate) fn release(&mut self, id: u64, token: u64, now: u64) -> Result<(), LeaseError> {
+        self.check_lease(id, token, now)?;
+        self.lease_over(id, "its worker gave it back without ack or fail".into());
+        Ok(())
+    }
+
+    /// Every lease taken on `connection` goes back: its worker is gone. Returns how many.
+    pub(crate) fn connection_closed(&mut self, connection: u64) -> usize {
+        let theirs: Vec<u64> = self
+            .leases
+            .iter()
+            .map(|&(_, id)| id)
+            .filter(|id| {
+                matches!(self.tasks[id].state, State::Leased { connection: c, .. } if c == connection)
+            })
+            .collect();
+        for &id in &theirs {
+            self.lease_over(id, "its worker's connection closed".into());
+        }
+        theirs.len()
+    }
+
+    /// The dead letters, oldest id first, at most `limit` after id `after`.
+    pub(crate) fn dead(&self, after: u64, limit: usize) -> Vec<DeadLetter> {
+        self.dead
+            .range(after.saturating_add(1)..)
+            .take(limit)
+            .copied()
+            .map(|id| {
+                let t = &self.tasks[&id];
+                DeadLetter {
+                    id,
+                    attempts: t.attempts,
+                    enqueued: t.enqueued,
+                    reasons: t.reasons.clone(),
+                    payload: t.payload.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// Brings dead letters back as fresh tasks (attempts and reasons reset): `id`, or every
+    /// one if `None`. Returns how many.
+    pub(crate) fn requeue(&mut self, id: Option<u64>) -> u64 {
+        let ids: Vec<u64> = match id {
+            Some(id) if self.tasks.get(&id).is_some_and(|t| t.state == State::Dead) => vec![id],
+            Some(_) => Vec::new(),
+            None => self.dead.iter().copied().collect(),
+        };
+        for &id in &ids {
+            let task = self.tasks.get_mut(&id).expect("listed");
+            task.attempts = 0;
+            task.reasons.clear();
+            self.set_state(id, State::Ready);
+        }
+        ids.len() as u64
+    }
+
+    /// Forgets every dead letter. Returns how many.
+    pub(crate) fn purge_dead(&mut self) -> u64 {
+        let ids = std::mem::take(&mut self.dead);
+        for &id in &ids {
+            let task = self.tasks.remove(&id).expect("listed");
+            if let Some(key) = &task.dedup {
+                self.dedup.remove(key);
+            }
+            self.touched.push(id);
+        }
+        ids.len() as u64
+    }
+
+    /// Counts by state (after `promote`).
+    pub(crate) fn counts(&self, now: u64) -> Counts {
+        let dead = self.dead.len() as u64;
+        Counts {
+            ready: self.ready.len() as u64,
+            delayed: self.delayed.len() as u64,
+            leased: self.leases.len() as u64,
+            dead,
+            done: self.done,
+            oldest_ready_ms: self
+                .ready
+                .iter()
+                .map(|id| now.saturating_sub(self.tasks[id].enqueued))
+                .max()
+                .unwrap_or(0),
+        }
+    }
+}

@@ -1,0 +1,420 @@
+//! The manager's side of `TaskQueue<T>`: durable-ready tasks with leases, retries with
+//! backoff and dead letters (the client's side is in `proxies::tasks`). The state machine is
+//! in `book`; this file gives it a clock, a lock, waiting, the store's budget and a journal.
+//!
+//! Kept as one entry per task (key: its id, big-endian; value: the task, encoded) and one
+//! for the counters (the empty key): every change to a task rewrites its entry, in the same
+//! journal batch as the change that caused it.
+
+mod book;
+
+pub(crate) use book::{Counts, DeadLetter, Delivery, Failed, PushOptions, Settings};
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
+
+use super::backend::Written;
+use super::budget::{Budget, Charged};
+use super::builtin::{builtin_methods, builtin_service, deadline, shutting_down};
+use super::journal::Change;
+use super::{Bytes, Entries, Persist};
+use crate::codec;
+use crate::error::{RemoteError, RemoteErrorKind, Result};
+use crate::service::{Caller, decode_args, encode_result};
+use book::{Book, LeaseError, Task};
+
+/// The service name, which is also the kind clients open by name.
+pub(crate) const SERVICE: &str = "monogusa.TaskQueue";
+
+/// The most tasks one `take` delivers, or one `push` adds.
+pub(crate) const MAX_BATCH: usize = 10_000;
+
+/// A failure reason is cut to this many bytes: reasons are for people, and kept per attempt.
+const MAX_REASON: usize = 4096;
+
+/// How often a blocked `take` wakes to check that its caller is still there.
+const CHECK_CALLER_EVERY: Duration = Duration::from_millis(100);
+
+/// The time, as the book counts it: Unix milliseconds (tasks outlive the process, so the
+/// wall clock, not a monotonic one).
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+struct Inner {
+    book: Book,
+    /// What the payloads cost the store's budget.
+    charged: Charged,
+    closing: bool,
+}
+
+/// The manager's side of one task queue.
+pub(crate) struct SharedTasks {
+    state: Mutex<Inner>,
+    /// Signalled when a task may have become ready.
+    available: Condvar,
+    persist: Persist,
+}
+
+builtin_methods!(
+    /// The methods of `SharedTasks`.
+    TaskMethod {
+        Push = "push",
+        Take = "take",
+        Ack = "ack",
+        Fail = "fail",
+        Extend = "extend",
+        Release = "release",
+        Stats = "stats",
+        Dead = "dead",
+        Requeue = "requeue",
+        PurgeDead = "purge_dead",
+        Settings = "settings",
+    }
+);
+
+builtin_service!(SharedTasks, SERVICE, TaskMethod, tracks_connections: true);
+
+/// A lease's status on the wire, per task of an `ack`.
+pub(crate) const ACKED: u8 = 0;
+/// The lease was over (see [`RemoteErrorKind::LeaseExpired`]).
+pub(crate) const EXPIRED: u8 = 1;
+/// No such task.
+pub(crate) const UNKNOWN: u8 = 2;
+
+fn lease_error(error: LeaseError, id: u64) -> RemoteError {
+    match error {
+        LeaseError::Expired => RemoteError::new(
+            RemoteErrorKind::LeaseExpired,
+            format!(
+                "task {id}'s lease is over (it expired or was returned): it may be running elsewhere"
+            ),
+        ),
+        LeaseError::Unknown => RemoteError::new(
+            RemoteErrorKind::LeaseExpired,
+            format!("task {id} is not in the queue (acknowledged already, or purged)"),
+        ),
+    }
+}
+
+fn bad_entry() -> RemoteError {
+    super::bad_entry(SERVICE)
+}
+
+fn check_settings(settings: &Settings) -> Result<(), RemoteError> {
+    let bad = |why: &str| Err(RemoteError::new(RemoteErrorKind::BadArguments, why));
+    if settings.lease_ms == 0 {
+        return bad("a task queue's lease timeout must be positive");
+    }
+    if settings.max_attempts == 0 {
+        return bad("a task queue needs at least 1 attempt per task");
+    }
+    if settings.backoff_max_ms < settings.backoff_base_ms {
+        return bad("a task queue's longest backoff is shorter than its first");
+    }
+    Ok(())
+}
+
+impl SharedTasks {
+    /// A queue with `settings`, holding what was stored (`entries`) if restored.
+    pub(crate) fn new(
+        settings: Settings,
+        budget: Arc<Budget>,
+        persist: Persist,
+        entries: Entries,
+    ) -> Result<Self, RemoteError> {
+        check_settings(&settings)?;
+        let mut seed = [0u8; 4];
+        let _ = getrandom::fill(&mut seed);
+        let mut inner = Inner {
+            book: Book::new(settings, u64::from(u32::from_le_bytes(seed))),
+            charged: Charged::new(budget),
+            closing: false,
+        };
+        for (key, value) in entries {
+            if key.is_empty() {
+                let (next_id, done): (u64, u64) =
+                    codec::decode_exact(&value).map_err(|_| bad_entry())?;
+                inner.book.next_id = inner.book.next_id.max(next_id);
+                inner.book.done = done;
+                continue;
+            }
+            let id = u64::from_be_bytes(key.as_slice().try_into().map_err(|_| bad_entry())?);
+            let task: Task = codec::decode_exact(&value).map_err(|_| bad_entry())?;
+            inner.charged.take(&task.payload)?;
+            inner.book.restore(id, task);
+        }
+        // What restoring changed (leases back to ready) is written with the next change.
+        Ok(SharedTasks {
+            state: Mutex::new(inner),
+            available: Condvar::new(),
+            persist,
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, Inner> {
+        self.state.lock()
+    }
+
+    /// Records every task the book changed since the last record, as it is now.
+    fn keep(&self, inner: &mut Inner) -> Written<'_> {
+        if !self.persist.is_kept() {
+            // In memory nothing reads what was touched: do not let it pile up.
+            let _ = inner.book.take_touched();
+            return Written::nothing();
+        }
+        let (touched, meta) = inner.book.take_touched();
+        let book = &inner.book;
+        self.persist.record(|object| {
+            let mut changes = Vec::with_capacity(touched.len() + 1);
+            for id in touched {
+                let key = id.to_be_bytes();
+                changes.push(match book.task(id) {
+                    Some(task) => {
+                        let mut value = Vec::new();
+                        codec::encode_into(task, &mut value).expect("a task encodes");
+                        Change::put(object, key, value)
+                    }
+                    None => Change::delete(object, key),
+                });
+            }
+            if meta {
+                let mut value = Vec::new();
+                codec::encode_into(&(book.next_id, book.done), &mut value)
+                    .expect("two integers encode");
+                changes.push(Change::put(object, [], value));
+            }
+            changes
+        })
+    }
+
+    /// Runs `change` on the book, records what it touched, and waits (outside the lock)
+    /// until that is durable; then encodes its result.
+    fn mutate<R: serde::Serialize>(
+        &self,
+        out: &mut Vec<u8>,
+        change: impl FnOnce(&mut Inner, u64) -> Result<R, RemoteError>,
+    ) -> Result<(), RemoteError> {
+        let mut inner = self.state();
+        let result = change(&mut inner, now());
+        let written = self.keep(&mut inner);
+        drop(inner);
+        written.wait()?;
+        encode_result(&result?, out)
+    }
+
+    fn push(&self, tasks: Vec<(Bytes, PushOptions)>, out: &mut Vec<u8>) -> Result<(), RemoteError> {
+        if tasks.len() > MAX_BATCH {
+            return Err(RemoteError::new(
+                RemoteErrorKind::LimitExceeded,
+                format!("at most {MAX_BATCH} tasks per push"),
+            ));
+        }
+        self.mutate(out, |inner, now| {
+            let mut ids = Vec::with_capacity(tasks.len());
+            for (payload, options) in tasks {
+                // Refused whole at the limit: the tasks before it are pushed, this one is not.
+                inner
+                    .charged
+                    .budget()
+                    .check_len(inner.book.len() + 1, "task queue")?;
+                inner.charged.take(&payload)?;
+                let (id, new) = inner.book.push(payload.clone(), options, now);
+                if !new {
+                    inner.charged.give(&payload);
+                }
+                ids.push((id, new));
+            }
+            self.available.notify_all();
+            Ok(ids)
+        })
+    }
+
+    fn take(
+        &self,
+        n: usize,
+        timeout_ms: Option<u64>,
+        caller: &Caller<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RemoteError> {
+        let n = n.clamp(1, MAX_BATCH);
+        let give_up = deadline(timeout_ms);
+        let mut inner = self.state();
+        let mut waited = false;
+        loop {
+            if inner.closing {
+                return Err(shutting_down("task queue"));
+            }
+            let now = now();
+            inner.book.promote(now);
+            if inner.book.has_ready() {
+                if waited && caller.is_gone() {
+                    self.available.notify_one();
+                    return Err(caller_gone());
+                }
+                let delivered = inner.book.take(n, caller.connection(), now);
+                let written = self.keep(&mut inner);
+                drop(inner);
+                written.wait()?;
+                return encode_result(&delivered, out);
+            }
+            if waited && caller.is_gone() {
+                return Err(caller_gone());
+            }
+            let mut slice = CHECK_CALLER_EVERY;
+            if let Some(give_up) = give_up {
+                let left = give_up.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    drop(inner);
+                    return encode_result(&Vec::<Delivery>::new(), out);
+                }
+                slice = slice.min(left);
+            }
+            if let Some(due) = inner.book.next_due() {
+                slice = slice.min(Duration::from_millis(due.saturating_sub(now).max(1)));
+            }
+            self.available.wait_for(&mut inner, slice);
+            waited = true;
+        }
+    }
+
+    fn dispatch(
+        &self,
+        method: TaskMethod,
+        args: &[u8],
+        out: &mut Vec<u8>,
+        caller: &Caller<'_>,
+    ) -> Result<(), RemoteError> {
+        let name = method.name();
+        match method {
+            TaskMethod::Push => {
+                let (tasks,): (Vec<(Bytes, PushOptions)>,) = decode_args(args, SERVICE, name)?;
+                self.push(tasks, out)
+            }
+            TaskMethod::Take => {
+                let (n, timeout_ms): (u32, Option<u64>) = decode_args(args, SERVICE, name)?;
+                self.take(n as usize, timeout_ms, caller, out)
+            }
+            TaskMethod::Ack => {
+                let (leases,): (Vec<(u64, u64)>,) = decode_args(args, SERVICE, name)?;
+                self.mutate(out, |inner, now| {
+                    let mut statuses = Vec::with_capacity(leases.len());
+                    for (id, token) in leases {
+                        let payload = inner.book.task(id).map(|t| t.payload.clone());
+                        statuses.push(match inner.book.ack(id, token, now) {
+                            Ok(()) => {
+                                if let Some(payload) = payload {
+                                    inner.charged.give(&payload);
+                                }
+                                ACKED
+                            }
+                            Err(LeaseError::Expired) => EXPIRED,
+                            Err(LeaseError::Unknown) => UNKNOWN,
+                        });
+                    }
+                    Ok(statuses)
+                })
+            }
+            TaskMethod::Fail => {
+                let (id, token, mut reason): (u64, u64, String) = decode_args(args, SERVICE, name)?;
+                if reason.len() > MAX_REASON {
+                    let mut cut = MAX_REASON;
+                    while !reason.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    reason.truncate(cut);
+                }
+                self.mutate(out, |inner, now| {
+                    let failed = inner
+                        .book
+                        .fail(id, token, reason, now)
+                        .map_err(|e| lease_error(e, id))?;
+                    self.available.notify_all(); // a blocked take recomputes its wake-up
+                    Ok(failed)
+                })
+            }
+            TaskMethod::Extend => {
+                let (id, token, extra_ms): (u64, u64, u64) = decode_args(args, SERVICE, name)?;
+                self.mutate(out, |inner, now| {
+                    inner
+                        .book
+                        .extend(id, token, extra_ms, now)
+                        .map_err(|e| lease_error(e, id))
+                })
+            }
+            TaskMethod::Release => {
+                let (id, token): (u64, u64) = decode_args(args, SERVICE, name)?;
+                self.mutate(out, |inner, now| {
+                    inner
+                        .book
+                        .release(id, token, now)
+                        .map_err(|e| lease_error(e, id))?;
+                    self.available.notify_one();
+                    Ok(())
+                })
+            }
+            TaskMethod::Stats => {
+                let mut inner = self.state();
+                let now = now();
+                inner.book.promote(now);
+                encode_result(&inner.book.counts(now), out)
+            }
+            TaskMethod::Dead => {
+                let (after, limit): (u64, u32) = decode_args(args, SERVICE, name)?;
+                let mut inner = self.state();
+                inner.book.promote(now());
+                let limit = (limit as usize).min(MAX_BATCH);
+                encode_result(&inner.book.dead(after, limit), out)
+            }
+            TaskMethod::Requeue => {
+                let (id,): (Option<u64>,) = decode_args(args, SERVICE, name)?;
+                self.mutate(out, |inner, _| {
+                    let n = inner.book.requeue(id);
+                    self.available.notify_all();
+                    Ok(n)
+                })
+            }
+            TaskMethod::PurgeDead => self.mutate(out, |inner, _| {
+                let dead = inner.book.dead(0, usize::MAX);
+                for letter in &dead {
+                    inner.charged.give(&letter.payload);
+                }
+                Ok(inner.book.purge_dead())
+            }),
+            TaskMethod::Settings => encode_result(&self.state().book.settings, out),
+        }
+    }
+
+    fn wake_all(&self) {
+        self.state().closing = true;
+        self.available.notify_all();
+    }
+
+    /// A connection closed: the leases taken on it go back at once (its worker is gone).
+    fn forget(&self, connection: u64) {
+        let mut inner = self.state();
+        if inner.book.connection_closed(connection) == 0 {
+            return;
+        }
+        let written = self.keep(&mut inner);
+        drop(inner);
+        self.available.notify_all();
+        if let Err(e) = written.wait() {
+            log::warn!("returning a closed connection's leases: {e}");
+        }
+    }
+}
+
+fn caller_gone() -> RemoteError {
+    RemoteError::new(
+        RemoteErrorKind::Misuse,
+        "the caller hung up while waiting on the task queue",
+    )
+}
+
+#[cfg(test)]
+mod model_tests;

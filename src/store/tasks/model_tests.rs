@@ -1,0 +1,404 @@
+//! A model check of the task book: random sequences of push, take, ack, fail, extend,
+//! release, expiry (a virtual clock), closed connections, requeue and purge, compared after
+//! every step with a model that keeps each task's state in the plainest way.
+
+use std::collections::BTreeMap;
+
+use super::book::{Book, Failed, PushOptions, Settings};
+use crate::store::Bytes;
+
+/// xorshift64*: deterministic, so a failure is reproducible from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Where {
+    Ready,
+    Delayed(u64),
+    Leased {
+        token: u64,
+        until: u64,
+        connection: u64,
+    },
+    Dead,
+}
+
+#[derive(Debug, Clone)]
+struct Modelled {
+    state: Where,
+    attempts: u32,
+    max_attempts: u32,
+    /// Its place in the ready line: when it last became ready (step, then order).
+    ready_since: (u64, u64),
+}
+
+#[derive(Default)]
+struct Model {
+    tasks: BTreeMap<u64, Modelled>,
+    done: u64,
+    /// A counter that orders tasks becoming ready within one step.
+    order: u64,
+}
+
+impl Model {
+    fn make_ready(&mut self, id: u64, step: u64) {
+        self.order += 1;
+        let order = self.order;
+        let task = self.tasks.get_mut(&id).unwrap();
+        task.state = Where::Ready;
+        task.ready_since = (step, order);
+    }
+
+    /// What falls due at `now`, in the order the book promotes: delayed by due time, then
+    /// leases by end time (ties by id).
+    fn promote(&mut self, now: u64, step: u64) {
+        let mut delayed: Vec<(u64, u64)> = self
+            .tasks
+            .iter()
+            .filter_map(|(&id, t)| match t.state {
+                Where::Delayed(due) if due <= now => Some((due, id)),
+                _ => None,
+            })
+            .collect();
+        delayed.sort();
+        for (_, id) in delayed {
+            self.make_ready(id, step);
+        }
+        let mut leases: Vec<(u64, u64)> = self
+            .tasks
+            .iter()
+            .filter_map(|(&id, t)| match t.state {
+                Where::Leased { until, .. } if until <= now => Some((until, id)),
+                _ => None,
+            })
+            .collect();
+        leases.sort();
+        for (_, id) in leases {
+            self.lease_over(id, step);
+        }
+    }
+
+    fn lease_over(&mut self, id: u64, step: u64) {
+        let task = &self.tasks[&id];
+        if task.attempts >= task.max_attempts {
+            self.tasks.get_mut(&id).unwrap().state = Where::Dead;
+        } else {
+            self.make_ready(id, step);
+        }
+    }
+
+    fn ready_line(&self) -> Vec<u64> {
+        let mut ready: Vec<(u64, u64, u64)> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.state == Where::Ready)
+            .map(|(&id, t)| (t.ready_since.0, t.ready_since.1, id))
+            .collect();
+        ready.sort();
+        ready.into_iter().map(|(_, _, id)| id).collect()
+    }
+
+    fn leases(&self) -> Vec<(u64, u64)> {
+        self.tasks
+            .iter()
+            .filter_map(|(&id, t)| match t.state {
+                Where::Leased { token, .. } => Some((id, token)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn check(&self, book: &Book, now: u64, context: &str) {
+        let counts = book.counts(now);
+        let count =
+            |f: fn(&Where) -> bool| self.tasks.values().filter(|t| f(&t.state)).count() as u64;
+        assert_eq!(
+            counts.ready,
+            count(|w| *w == Where::Ready),
+            "ready, {context}"
+        );
+        assert_eq!(
+            counts.delayed,
+            count(|w| matches!(w, Where::Delayed(_))),
+            "delayed, {context}"
+        );
+        assert_eq!(
+            counts.leased,
+            count(|w| matches!(w, Where::Leased { .. })),
+            "leased, {context}"
+        );
+        assert_eq!(counts.dead, count(|w| *w == Where::Dead), "dead, {context}");
+        assert_eq!(counts.done, self.done, "done, {context}");
+        assert_eq!(book.len(), self.tasks.len(), "tasks, {context}");
+        for (id, task) in &self.tasks {
+            let real = book
+                .task(*id)
+                .unwrap_or_else(|| panic!("task {id} missing, {context}"));
+            assert_eq!(real.attempts, task.attempts, "attempts of {id}, {context}");
+            let same = match (task.state, real.state) {
+                (Where::Ready, super::book::State::Ready)
+                | (Where::Dead, super::book::State::Dead) => true,
+                (Where::Delayed(a), super::book::State::Delayed { due }) => a == due,
+                (
+                    Where::Leased {
+                        token,
+                        until,
+                        connection,
+                    },
+                    super::book::State::Leased {
+                        token: t,
+                        until: u,
+                        connection: c,
+                    },
+                ) => token == t && until == u && connection == c,
+                _ => false,
+            };
+            assert!(
+                same,
+                "task {id}: model {:?}, book {:?}, {context}",
+                task.state, real.state
+            );
+        }
+    }
+}
+
+fn run(seed: u64, steps: u64) {
+    let settings = Settings {
+        lease_ms: 50,
+        max_attempts: 3,
+        backoff_base_ms: 10,
+        backoff_max_ms: 40,
+    };
+    let mut rng = Rng(seed | 1);
+    let mut book = Book::new(settings, 7);
+    let mut model = Model::default();
+    let mut now = 1_000u64;
+    let mut stale: Vec<(u64, u64)> = Vec::new(); // leases that ended: acks must be refused
+    for step in 0..steps {
+        let op = rng.below(100);
+        let context = format!("seed {seed}, step {step}, op {op}");
+        match op {
+            0..=24 => {
+                let delay = if rng.below(4) == 0 { rng.below(30) } else { 0 };
+                let max = if rng.below(5) == 0 { Some(1) } else { None };
+                let (id, new) = book.push(
+                    Bytes(vec![step as u8]),
+                    PushOptions {
+                        delay_ms: delay,
+                        max_attempts: max,
+                        dedup: None,
+                    },
+                    now,
+                );
+                assert!(new);
+                model.tasks.insert(
+                    id,
+                    Modelled {
+                        state: Where::Ready,
+                        attempts: 0,
+                        max_attempts: max.unwrap_or(3),
+                        ready_since: (0, 0),
+                    },
+                );
+                if delay == 0 {
+                    model.make_ready(id, step);
+                } else {
+                    model.tasks.get_mut(&id).unwrap().state = Where::Delayed(now + delay);
+                }
+            }
+            25..=44 => {
+                let n = 1 + rng.below(3) as usize;
+                let connection = 1 + rng.below(3);
+                model.promote(now, step);
+                let expected: Vec<u64> = model.ready_line().into_iter().take(n).collect();
+                let delivered = book.take(n, connection, now);
+                let got: Vec<u64> = delivered.iter().map(|d| d.id).collect();
+                assert_eq!(got, expected, "take, {context}");
+                for d in delivered {
+                    let task = model.tasks.get_mut(&d.id).unwrap();
+                    task.attempts += 1;
+                    assert_eq!(d.attempt, task.attempts, "{context}");
+                    task.state = Where::Leased {
+                        token: d.token,
+                        until: now + settings.lease_ms,
+                        connection,
+                    };
+                }
+            }
+            45..=74 => {
+                model.promote(now, step);
+                let leases = model.leases();
+                if let Some(&(id, token)) = leases.get(rng.below(leases.len() as u64 + 1) as usize)
+                {
+                    match rng.below(4) {
+                        0 | 1 => {
+                            book.ack(id, token, now).unwrap();
+                            model.tasks.remove(&id);
+                            model.done += 1;
+                        }
+                        2 => {
+                            let attempts = model.tasks[&id].attempts;
+                            match book.fail(id, token, "boom".into(), now).unwrap() {
+                                Failed::Dead => {
+                                    assert!(attempts >= model.tasks[&id].max_attempts, "{context}");
+                                    model.tasks.get_mut(&id).unwrap().state = Where::Dead;
+                                }
+                                Failed::RetryAt(due) => {
+                                    let full = (10u64 << (attempts - 1)).min(40);
+                                    let gap = due - now;
+                                    assert!(
+                                        gap >= full / 2 && gap <= full,
+                                        "gap {gap} of {full}, {context}"
+                                    );
+                                    model.tasks.get_mut(&id).unwrap().state = Where::Delayed(due);
+                                }
+                            }
+                        }
+                        _ => {
+                            book.release(id, token, now).unwrap();
+                            model.lease_over(id, step);
+                        }
+                    }
+                    stale.push((id, token));
+                } else if let Some(&(id, token)) = stale.last() {
+                    // A late ack of a lease that is over is refused, and changes nothing.
+                    assert!(book.ack(id, token, now).is_err(), "late ack, {context}");
+                }
+            }
+            75..=79 => {
+                model.promote(now, step);
+                let leases = model.leases();
+                if let Some(&(id, token)) = leases.first() {
+                    let until = book.extend(id, token, 80, now).unwrap();
+                    assert_eq!(until, now + 80);
+                    if let Where::Leased { until: u, .. } =
+                        &mut model.tasks.get_mut(&id).unwrap().state
+                    {
+                        *u = until;
+                    }
+                }
+            }
+            80..=91 => now += rng.below(40),
+            92..=95 => {
+                let connection = 1 + rng.below(3);
+                model.promote(now, step);
+                book.promote(now);
+                let theirs: Vec<u64> = model
+                    .tasks
+                    .iter()
+                    .filter(|(_, t)| matches!(t.state, Where::Leased { connection: c, .. } if c == connection))
+                    .map(|(&id, _)| id)
+                    .collect();
+                // The book returns them in lease order (end time, then id).
+                let mut ordered: Vec<(u64, u64)> = theirs
+                    .iter()
+                    .map(|id| match model.tasks[id].state {
+                        Where::Leased { until, .. } => (until, *id),
+                        _ => unreachable!(),
+                    })
+                    .collect();
+                ordered.sort();
+                assert_eq!(
+                    book.connection_closed(connection),
+                    theirs.len(),
+                    "{context}"
+                );
+                for (_, id) in ordered {
+                    model.lease_over(id, step);
+                }
+            }
+            96..=97 => {
+                let n = book.requeue(None);
+                let dead: Vec<u64> = model
+                    .tasks
+                    .iter()
+                    .filter(|(_, t)| t.state == Where::Dead)
+                    .map(|(&id, _)| id)
+                    .collect();
+                assert_eq!(n, dead.len() as u64, "{context}");
+                for id in dead {
+                    model.tasks.get_mut(&id).unwrap().attempts = 0;
+                    model.make_ready(id, step);
+                }
+            }
+            _ => {
+                let n = book.purge_dead();
+                let before = model.tasks.len();
+                model.tasks.retain(|_, t| t.state != Where::Dead);
+                assert_eq!(n as usize, before - model.tasks.len(), "{context}");
+            }
+        }
+        model.promote(now, step);
+        book.promote(now);
+        model.check(&book, now, &context);
+    }
+}
+
+#[test]
+fn the_book_matches_the_model() {
+    for seed in 1..=200 {
+        run(seed, 400);
+    }
+}
+
+#[test]
+fn dedup_keys_hold_until_the_task_is_done() {
+    let mut book = Book::new(Settings::default(), 1);
+    let with_key = || PushOptions {
+        dedup: Some("invoice-7".into()),
+        ..PushOptions::default()
+    };
+    let (first, new) = book.push(Bytes(vec![1]), with_key(), 0);
+    assert!(new);
+    let (again, new) = book.push(Bytes(vec![2]), with_key(), 0);
+    assert_eq!((again, new), (first, false));
+    let lease = book.take(1, 1, 0).remove(0);
+    let (again, new) = book.push(Bytes(vec![3]), with_key(), 0);
+    assert_eq!(
+        (again, new),
+        (first, false),
+        "a leased task still holds its key"
+    );
+    book.ack(lease.id, lease.token, 0).unwrap();
+    let (after, new) = book.push(Bytes(vec![4]), with_key(), 0);
+    assert!(new && after != first, "once done, the key is free");
+}
+
+#[test]
+fn a_lease_that_expires_on_its_last_attempt_goes_to_the_dead_letters() {
+    let settings = Settings {
+        lease_ms: 10,
+        max_attempts: 2,
+        ..Settings::default()
+    };
+    let mut book = Book::new(settings, 1);
+    book.push(Bytes(vec![1]), PushOptions::default(), 0);
+    let first = book.take(1, 1, 0).remove(0);
+    book.promote(10);
+    assert_eq!(book.counts(10).ready, 1);
+    assert!(
+        book.ack(first.id, first.token, 10).is_err(),
+        "the expired lease is over"
+    );
+    let second = book.take(1, 1, 10).remove(0);
+    assert_eq!(second.attempt, 2);
+    book.promote(20);
+    let dead = book.dead(0, 10);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].reasons,
+        vec!["its lease expired", "its lease expired"]
+    );
+}

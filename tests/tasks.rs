@@ -1,0 +1,369 @@
+//! Task queues through the public API over real sockets: leases, acks, retries with backoff,
+//! dead letters, delays, dedup keys, and workers that die or stall (real child processes).
+#![allow(missing_docs)]
+
+mod common;
+
+use std::time::{Duration, Instant, SystemTime};
+
+use common::{KEY, ROLE_VAR, spawn_child, wait_until};
+use monogusa::{
+    Client, Manager, ManagerHandle, PushOptions, RemoteErrorKind, Retry, TaskQueueSettings,
+};
+
+const ADDRESS_VAR: &str = "MONOGUSA_TEST_ADDRESS";
+
+fn start() -> ManagerHandle {
+    Manager::builder()
+        .authkey(KEY)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap()
+}
+
+fn connect(manager: &ManagerHandle) -> Client {
+    Client::connect(manager.address(), KEY).unwrap()
+}
+
+fn settings(lease: Duration, attempts: u32, backoff: Duration) -> TaskQueueSettings {
+    TaskQueueSettings {
+        lease_timeout: lease,
+        max_attempts: attempts,
+        backoff,
+        max_backoff: backoff * 64,
+    }
+}
+
+fn kind(error: &monogusa::Error) -> Option<RemoteErrorKind> {
+    match error {
+        monogusa::Error::Remote(e) => Some(e.kind()),
+        _ => None,
+    }
+}
+
+/// Worker processes for the tests below, re-run from this test binary.
+#[test]
+#[ignore = "runs only as a child process"]
+fn child_main() {
+    let role = std::env::var(ROLE_VAR).expect("child_main runs only as a child");
+    let address = std::env::var(ADDRESS_VAR).unwrap();
+    let client = Client::connect(address.as_str(), KEY).unwrap();
+    let settings = TaskQueueSettings::default();
+    let jobs = client.named("jobs").tasks::<u64>(settings).unwrap();
+    match role.as_str() {
+        "hold-ten" => {
+            // Takes ten tasks and holds them until killed.
+            let held = jobs.take_many(10, Duration::from_secs(10)).unwrap();
+            assert_eq!(held.len(), 10);
+            client.counter("held").unwrap().add(10).unwrap();
+            loop {
+                std::thread::park();
+            }
+        }
+        "late-ack" => {
+            // Takes one task, waits for the go-ahead (the test stops this process meanwhile),
+            // then acks late and reports what it was told.
+            let task = jobs.take(Duration::from_secs(10)).unwrap().unwrap();
+            client.counter("took").unwrap().add(1).unwrap();
+            let go = client.event("go").unwrap();
+            while !go.is_set().unwrap() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let refused = task.ack().unwrap_err();
+            if kind(&refused) == Some(RemoteErrorKind::LeaseExpired) {
+                client.counter("late-ack-refused").unwrap().add(1).unwrap();
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+#[test]
+fn a_pushed_task_is_leased_acked_and_counted() {
+    let manager = start();
+    let client = connect(&manager);
+    let emails = client.tasks::<String>("emails").unwrap();
+    let id = emails.push(&"ada@example.com".to_string()).unwrap();
+    let stats = emails.stats().unwrap();
+    assert_eq!((stats.ready, stats.leased, stats.done), (1, 0, 0));
+
+    let before = SystemTime::now();
+    let task = emails.take(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(task.id(), id);
+    assert_eq!(task.payload(), "ada@example.com");
+    assert_eq!(task.attempt(), 1);
+    assert!(task.enqueued_at() <= before);
+    assert!(task.lease_deadline() > before + Duration::from_secs(20));
+    assert_eq!(emails.stats().unwrap().leased, 1);
+    task.ack().unwrap();
+
+    let stats = emails.stats().unwrap();
+    assert_eq!((stats.ready, stats.leased, stats.done), (0, 0, 1));
+    assert!(emails.take(Duration::from_millis(50)).unwrap().is_none());
+    assert_eq!(emails.settings().unwrap(), TaskQueueSettings::default());
+}
+
+#[test]
+fn tasks_come_out_in_order_in_batches_and_batched_acks_count() {
+    let manager = start();
+    let client = connect(&manager);
+    let jobs = client.tasks::<u32>("batch").unwrap();
+    let values: Vec<u32> = (0..250).collect();
+    let ids = jobs.push_many(&values).unwrap();
+    assert_eq!(ids.len(), 250);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    let mut seen = Vec::new();
+    while seen.len() < 250 {
+        let tasks = jobs.take_many(100, Duration::from_secs(1)).unwrap();
+        assert!(!tasks.is_empty());
+        seen.extend(tasks.iter().map(|t| *t.payload()));
+        assert!(jobs.ack_many(tasks).unwrap().is_empty());
+    }
+    assert_eq!(seen, values);
+    assert_eq!(jobs.stats().unwrap().done, 250);
+}
+
+#[test]
+fn a_dropped_task_goes_back_at_once_with_its_attempt_counted() {
+    let manager = start();
+    let client = connect(&manager);
+    let jobs = client.tasks::<u8>("dropped").unwrap();
+    jobs.push(&7).unwrap();
+    let task = jobs.take(Duration::from_secs(1)).unwrap().unwrap();
+    drop(task); // a handler that panicked, say
+    let again = jobs.take(Duration::from_secs(1)).unwrap().unwrap();
+    assert_eq!((*again.payload(), again.attempt()), (7, 2));
+    again.release().unwrap();
+    assert_eq!(jobs.stats().unwrap().ready, 1);
+}
+
+#[test]
+fn a_poison_task_is_retried_with_growing_gaps_then_dead_and_can_be_requeued() {
+    let manager = start();
+    let client = connect(&manager);
+    let backoff = Duration::from_millis(40);
+    let jobs = client
+        .named("poison")
+        .tasks::<String>(settings(Duration::from_secs(30), 4, backoff))
+        .unwrap();
+    jobs.push(&"bad".to_string()).unwrap();
+    let mut deliveries = Vec::new();
+    let mut outcomes = Vec::new();
+    while let Some(task) = jobs.take(Duration::from_secs(5)).unwrap() {
+        deliveries.push(Instant::now());
+        let attempt = task.attempt();
+        outcomes.push(task.fail(format!("failure {attempt}")).unwrap());
+        if outcomes.last() == Some(&Retry::Dead) {
+            break;
+        }
+    }
+    assert_eq!(deliveries.len(), 4);
+    assert!(matches!(outcomes[0], Retry::At(_)));
+    assert_eq!(outcomes[3], Retry::Dead);
+    // Each retry waited at least half its doubled delay: 20, 40, 80 ms.
+    for (i, pair) in deliveries.windows(2).enumerate() {
+        let gap = pair[1] - pair[0];
+        let least = backoff * (1 << i) / 2;
+        assert!(gap >= least, "gap {i} was {gap:?}, less than {least:?}");
+    }
+    let dead = jobs.dead_letters().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].payload, "bad");
+    assert_eq!(dead[0].attempts, 4);
+    assert_eq!(
+        dead[0].reasons,
+        ["failure 1", "failure 2", "failure 3", "failure 4"]
+    );
+    let stats = jobs.stats().unwrap();
+    assert_eq!((stats.ready, stats.dead), (0, 1));
+
+    assert!(jobs.requeue(dead[0].id).unwrap());
+    assert!(!jobs.requeue(dead[0].id).unwrap(), "no longer dead");
+    let back = jobs.take(Duration::from_secs(1)).unwrap().unwrap();
+    assert_eq!(back.attempt(), 1, "a requeued task starts afresh");
+    back.fail("again").unwrap();
+    // Purge and requeue-all on an empty dead-letter queue.
+    assert_eq!(jobs.purge_dead().unwrap(), 0);
+    assert_eq!(jobs.requeue_all().unwrap(), 0);
+}
+
+#[test]
+fn a_delayed_task_is_not_delivered_early() {
+    let manager = start();
+    let client = connect(&manager);
+    let jobs = client.tasks::<u8>("later").unwrap();
+    let pushed = Instant::now();
+    let delay = Duration::from_millis(300);
+    jobs.push_with(
+        &1,
+        &PushOptions {
+            delay,
+            ..PushOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(jobs.stats().unwrap().delayed, 1);
+    // A take that waits longer than the delay gets it, not before its time.
+    let task = jobs.take(Duration::from_secs(10)).unwrap().unwrap();
+    assert!(pushed.elapsed() >= delay, "delivered after {:?}", pushed.elapsed());
+    task.ack().unwrap();
+}
+
+#[test]
+fn a_dedup_key_returns_the_first_task_until_it_is_done() {
+    let manager = start();
+    let client = connect(&manager);
+    let jobs = client.tasks::<u32>("dedup").unwrap();
+    let keyed = PushOptions {
+        dedup_key: Some("invoice-42".into()),
+        ..PushOptions::default()
+    };
+    let first = jobs.push_with(&1, &keyed).unwrap();
+    assert_eq!(jobs.push_with(&2, &keyed).unwrap(), first);
+    assert_eq!(jobs.stats().unwrap().ready, 1);
+    let task = jobs.take(Duration::from_secs(1)).unwrap().unwrap();
+    assert_eq!(*task.payload(), 1);
+    task.ack().unwrap();
+    assert_ne!(jobs.push_with(&3, &keyed).unwrap(), first);
+}
+
+#[test]
+fn an_extended_lease_outlives_the_timeout_and_an_expired_one_refuses_the_late_ack() {
+    let manager = start();
+    let client = connect(&manager);
+    let lease = Duration::from_millis(300);
+    let jobs = client
+        .named("leases")
+        .tasks::<u8>(settings(lease, 5, Duration::from_millis(10)))
+        .unwrap();
+    jobs.push(&1).unwrap();
+    let mut task = jobs.take(Duration::from_secs(1)).unwrap().unwrap();
+    let taken = Instant::now();
+    // Extended from another handle (what a background extender does) and from the task.
+    task.lease().extend(Duration::from_secs(30)).unwrap();
+    wait_until(Duration::from_secs(10), "the first lease would have ended", || {
+        taken.elapsed() > lease * 2
+    });
+    assert_eq!(jobs.stats().unwrap().leased, 1, "the extended lease holds");
+    task.extend(Duration::from_millis(1)).unwrap();
+    wait_until(Duration::from_secs(10), "the short lease expires", || {
+        jobs.stats().unwrap().ready == 1
+    });
+    let error = task.ack().unwrap_err();
+    assert_eq!(kind(&error), Some(RemoteErrorKind::LeaseExpired), "{error}");
+    let again = jobs.take(Duration::from_secs(1)).unwrap().unwrap();
+    assert_eq!(again.attempt(), 2);
+    again.ack().unwrap();
+}
+
+#[test]
+fn a_blocked_take_blocks_only_its_caller_and_shutdown_wakes_it() {
+    let manager = start();
+    let client = connect(&manager);
+    let jobs = client.tasks::<u8>("idle").unwrap();
+    let waiter = {
+        let jobs = jobs.clone();
+        std::thread::spawn(move || jobs.take(Duration::from_secs(60)).map(|t| t.is_some()))
+    };
+    // Others are served meanwhile.
+    let other = client.tasks::<u8>("busy").unwrap();
+    other.push(&1).unwrap();
+    other.take(Duration::from_secs(1)).unwrap().unwrap().ack().unwrap();
+    assert!(!waiter.is_finished(), "the take still waits");
+    drop(manager);
+    let error = waiter.join().unwrap().unwrap_err();
+    assert!(
+        kind(&error) == Some(RemoteErrorKind::ShuttingDown)
+            || matches!(error, monogusa::Error::ConnectionLost(_)),
+        "{error}"
+    );
+}
+
+#[test]
+fn bad_settings_and_wrong_kinds_are_clear_errors() {
+    let manager = start();
+    let client = connect(&manager);
+    let error = client
+        .named("zero")
+        .tasks::<u8>(settings(Duration::ZERO, 1, Duration::ZERO))
+        .unwrap_err();
+    assert_eq!(kind(&error), Some(RemoteErrorKind::BadArguments), "{error}");
+    client.counter("taken").unwrap();
+    let error = client.tasks::<u8>("taken").unwrap_err();
+    assert_eq!(kind(&error), Some(RemoteErrorKind::WrongService), "{error}");
+    client.tasks::<u8>("typed").unwrap();
+    let error = client.tasks::<String>("typed").unwrap_err();
+    assert_eq!(kind(&error), Some(RemoteErrorKind::WrongService), "{error}");
+}
+
+#[test]
+fn a_killed_worker_s_ten_leases_go_to_the_others_at_once() {
+    let manager = start();
+    let client = connect(&manager);
+    let address = manager.address().to_string();
+    let jobs = client
+        .named("jobs")
+        .tasks::<u64>(TaskQueueSettings::default()) // a 30 s lease
+        .unwrap();
+    let values: Vec<u64> = (0..10).collect();
+    jobs.push_many(&values).unwrap();
+    let mut worker = spawn_child("hold-ten", &[(ADDRESS_VAR, &address)]);
+    let held = client.counter("held").unwrap();
+    wait_until(Duration::from_secs(30), "the worker holds ten", || {
+        held.get().unwrap() == 10
+    });
+    assert_eq!(jobs.stats().unwrap().leased, 10);
+    let killed = Instant::now();
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    let tasks = jobs.take_many(10, Duration::from_secs(20)).unwrap();
+    let mut got: Vec<u64> = tasks.iter().map(|t| *t.payload()).collect();
+    got.sort_unstable();
+    assert_eq!(got, values);
+    assert!(tasks.iter().all(|t| t.attempt() == 2));
+    // Well before the 30 s lease would have ended.
+    assert!(killed.elapsed() < Duration::from_secs(20));
+    assert!(jobs.ack_many(tasks).unwrap().is_empty());
+}
+
+#[test]
+fn a_stopped_worker_s_lease_expires_runs_elsewhere_and_its_late_ack_is_refused() {
+    let manager = start();
+    let client = connect(&manager);
+    let address = manager.address().to_string();
+    // The child opens "jobs" with default settings; created here first with a short lease.
+    let jobs = client
+        .named("jobs")
+        .tasks::<u64>(settings(
+            Duration::from_millis(500),
+            5,
+            Duration::from_millis(10),
+        ))
+        .unwrap();
+    jobs.push(&99).unwrap();
+    let mut worker = spawn_child("late-ack", &[(ADDRESS_VAR, &address)]);
+    let took = client.counter("took").unwrap();
+    wait_until(Duration::from_secs(30), "the worker took the task", || {
+        took.get().unwrap() == 1
+    });
+    let pid = worker.id().to_string();
+    let signal = |name: &str| {
+        assert!(
+            std::process::Command::new("kill")
+                .args([name, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    signal("-STOP");
+    let task = jobs.take(Duration::from_secs(20)).unwrap().unwrap();
+    assert_eq!((*task.payload(), task.attempt()), (99, 2));
+    task.ack().unwrap();
+    client.event("go").unwrap().set().unwrap();
+    signal("-CONT");
+    assert!(worker.wait().unwrap().success());
+    assert_eq!(client.counter("late-ack-refused").unwrap().get().unwrap(), 1);
+    assert_eq!(jobs.stats().unwrap().done, 1, "done once, not twice");
+}
