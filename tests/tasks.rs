@@ -206,7 +206,11 @@ fn a_delayed_task_is_not_delivered_early() {
     assert_eq!(jobs.stats().unwrap().delayed, 1);
     // A take that waits longer than the delay gets it, not before its time.
     let task = jobs.take(Duration::from_secs(10)).unwrap().unwrap();
-    assert!(pushed.elapsed() >= delay, "delivered after {:?}", pushed.elapsed());
+    assert!(
+        pushed.elapsed() >= delay,
+        "delivered after {:?}",
+        pushed.elapsed()
+    );
     task.ack().unwrap();
 }
 
@@ -242,9 +246,11 @@ fn an_extended_lease_outlives_the_timeout_and_an_expired_one_refuses_the_late_ac
     let taken = Instant::now();
     // Extended from another handle (what a background extender does) and from the task.
     task.lease().extend(Duration::from_secs(30)).unwrap();
-    wait_until(Duration::from_secs(10), "the first lease would have ended", || {
-        taken.elapsed() > lease * 2
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "the first lease would have ended",
+        || taken.elapsed() > lease * 2,
+    );
     assert_eq!(jobs.stats().unwrap().leased, 1, "the extended lease holds");
     task.extend(Duration::from_millis(1)).unwrap();
     wait_until(Duration::from_secs(10), "the short lease expires", || {
@@ -269,8 +275,16 @@ fn a_blocked_take_blocks_only_its_caller_and_shutdown_wakes_it() {
     // Others are served meanwhile.
     let other = client.tasks::<u8>("busy").unwrap();
     other.push(&1).unwrap();
-    other.take(Duration::from_secs(1)).unwrap().unwrap().ack().unwrap();
+    other
+        .take(Duration::from_secs(1))
+        .unwrap()
+        .unwrap()
+        .ack()
+        .unwrap();
     assert!(!waiter.is_finished(), "the take still waits");
+    wait_until(Duration::from_secs(10), "the waiter is connected", || {
+        manager.stats().connections_open >= 2
+    });
     drop(manager);
     let error = waiter.join().unwrap().unwrap_err();
     assert!(
@@ -364,6 +378,9 @@ fn a_stopped_worker_s_lease_expires_runs_elsewhere_and_its_late_ack_is_refused()
     client.event("go").unwrap().set().unwrap();
     signal("-CONT");
     assert!(worker.wait().unwrap().success());
-    assert_eq!(client.counter("late-ack-refused").unwrap().get().unwrap(), 1);
+    assert_eq!(
+        client.counter("late-ack-refused").unwrap().get().unwrap(),
+        1
+    );
     assert_eq!(jobs.stats().unwrap().done, 1, "done once, not twice");
 }

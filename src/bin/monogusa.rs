@@ -83,11 +83,10 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--authkey-file" => key_file = Some(value()?.into()),
             "--data-dir" => data_dir = Some(PathBuf::from(value()?)),
             "--commit-every" => {
-                commit_every_ms = Some(
-                    value()?
-                        .parse()
-                        .map_err(|_| "--commit-every needs a number of milliseconds".to_string())?,
-                );
+                commit_every_ms =
+                    Some(value()?.parse().map_err(|_| {
+                        "--commit-every needs a number of milliseconds".to_string()
+                    })?);
             }
             flag if LIMIT_FLAGS.contains(&flag) => {
                 let flag = LIMIT_FLAGS.iter().find(|f| **f == flag).expect("listed");

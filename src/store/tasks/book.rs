@@ -299,17 +299,18 @@ impl Book {
         (id, true)
     }
 
-    /// Moves what is due to ready: delayed tasks whose time came, and expired leases (to
-    /// the dead letters if that was their last attempt).
+    /// Moves what is due to ready: delayed tasks whose time passed, and expired leases (to
+    /// the dead letters if that was their last attempt). Strictly past: `now` is whole
+    /// milliseconds rounded down, so a task due at `now` may still have a fraction to wait.
     pub(crate) fn promote(&mut self, now: u64) {
         while let Some(&(due, id)) = self.delayed.first() {
-            if due > now {
+            if due >= now {
                 break;
             }
             self.set_state(id, State::Ready);
         }
         while let Some(&(until, id)) = self.leases.first() {
-            if until > now {
+            if until >= now {
                 break;
             }
             self.lease_over(id, "its lease expired".into());

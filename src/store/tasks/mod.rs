@@ -275,7 +275,7 @@ impl SharedTasks {
                 slice = slice.min(left);
             }
             if let Some(due) = inner.book.next_due() {
-                slice = slice.min(Duration::from_millis(due.saturating_sub(now).max(1)));
+                slice = slice.min(Duration::from_millis(due.saturating_sub(now) + 1));
             }
             self.available.wait_for(&mut inner, slice);
             waited = true;

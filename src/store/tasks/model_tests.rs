@@ -68,7 +68,7 @@ impl Model {
             .tasks
             .iter()
             .filter_map(|(&id, t)| match t.state {
-                Where::Delayed(due) if due <= now => Some((due, id)),
+                Where::Delayed(due) if due < now => Some((due, id)),
                 _ => None,
             })
             .collect();
@@ -80,7 +80,7 @@ impl Model {
             .tasks
             .iter()
             .filter_map(|(&id, t)| match t.state {
-                Where::Leased { until, .. } if until <= now => Some((until, id)),
+                Where::Leased { until, .. } if until < now => Some((until, id)),
                 _ => None,
             })
             .collect();
@@ -386,15 +386,15 @@ fn a_lease_that_expires_on_its_last_attempt_goes_to_the_dead_letters() {
     let mut book = Book::new(settings, 1);
     book.push(Bytes(vec![1]), PushOptions::default(), 0);
     let first = book.take(1, 1, 0).remove(0);
-    book.promote(10);
-    assert_eq!(book.counts(10).ready, 1);
+    book.promote(11);
+    assert_eq!(book.counts(11).ready, 1);
     assert!(
-        book.ack(first.id, first.token, 10).is_err(),
+        book.ack(first.id, first.token, 11).is_err(),
         "the expired lease is over"
     );
-    let second = book.take(1, 1, 10).remove(0);
+    let second = book.take(1, 1, 11).remove(0);
     assert_eq!(second.attempt, 2);
-    book.promote(20);
+    book.promote(22);
     let dead = book.dead(0, 10);
     assert_eq!(dead.len(), 1);
     assert_eq!(
