@@ -78,6 +78,14 @@ struct State {
     /// passes them (a retry succeeded).
     failures: Vec<(Ticket, Ticket, Arc<str>)>,
     closing: bool,
+    /// The committer sleeps on `work` (so a record must wake it; while it writes, it will
+    /// look again before sleeping).
+    committer_idle: bool,
+    /// The last ticket of the batch being written, if one is: waiters up to it wait on
+    /// `done[in_flight_parity]`, later ones on the other, so a commit wakes only its own.
+    writing: Option<Ticket>,
+    /// Which of `done` the batch being written (or the next one) answers on.
+    parity: usize,
 }
 
 /// The journal shared by a store's objects.
@@ -85,8 +93,8 @@ pub(crate) struct Journal {
     state: Mutex<State>,
     /// Wakes the committer: something was recorded, or the store closes.
     work: Condvar,
-    /// Wakes waiters: a commit ended, well or not.
-    done: Condvar,
+    /// Wakes waiters: a commit ended, well or not. Two, by batch (see `State::parity`).
+    done: [Condvar; 2],
     durability: Durability,
     committer: Mutex<Option<JoinHandle<()>>>,
     /// What the store writes to, for error messages.
@@ -110,9 +118,12 @@ impl Journal {
                 committed: 0,
                 failures: Vec::new(),
                 closing: false,
+                committer_idle: false,
+                writing: None,
+                parity: 0,
             }),
             work: Condvar::new(),
-            done: Condvar::new(),
+            done: [Condvar::new(), Condvar::new()],
             durability,
             committer: Mutex::new(None),
             place,
@@ -138,8 +149,9 @@ impl Journal {
         }
         state.recorded += 1;
         let ticket = state.recorded;
+        let wake = state.committer_idle && self.durability == Durability::Full;
         drop(state);
-        if self.durability == Durability::Full {
+        if wake {
             self.work.notify_one();
         }
         ticket
@@ -173,7 +185,12 @@ impl Journal {
             if state.closing && state.pending.is_empty() {
                 return Ok(());
             }
-            self.done.wait(&mut state);
+            // In the batch being written, or in the next one.
+            let parity = match state.writing {
+                Some(upto) if ticket > upto => state.parity ^ 1,
+                _ => state.parity,
+            };
+            self.done[parity].wait(&mut state);
         }
     }
 
@@ -202,7 +219,9 @@ impl Journal {
                         Durability::Every(every) => every,
                         Durability::Full => Duration::from_secs(3600),
                     };
+                    state.committer_idle = true;
                     let timed_out = self.work.wait_for(&mut state, pause).timed_out();
+                    state.committer_idle = false;
                     // A retry goes with the next change, or after its pause.
                     let now = timed_out || self.durability == Durability::Full;
                     if now && !state.pending.is_empty() {
@@ -212,11 +231,12 @@ impl Journal {
                 if state.pending.is_empty() {
                     if state.closing {
                         drop(state);
-                        self.done.notify_all();
+                        self.wake_all_waiters();
                         return;
                     }
                     continue;
                 }
+                state.writing = Some(state.recorded);
                 (std::mem::take(&mut state.pending), state.recorded)
             };
             let result = sink.write(&batch);
@@ -245,13 +265,23 @@ impl Journal {
                         );
                         state.pending.clear();
                         drop(state);
-                        self.done.notify_all();
+                        self.wake_all_waiters();
                         return;
                     }
                 }
             }
+            // This batch's waiters wake; the next batch answers on the other condvar.
+            let parity = state.parity;
+            state.parity ^= 1;
+            state.writing = None;
             drop(state);
-            self.done.notify_all();
+            self.done[parity].notify_all();
+        }
+    }
+
+    fn wake_all_waiters(&self) {
+        for done in &self.done {
+            done.notify_all();
         }
     }
 }

@@ -163,11 +163,32 @@ impl Database {
     }
 }
 
+/// Which changes of `batch` still matter once it is written whole: of several puts and
+/// deletes of one entry, only the last (a queue's counters are rewritten by every push, a
+/// task's entry by its push, take and ack). Never across a `Create`, `Drop` or `Clear`, which
+/// are kept, with everything before them.
+fn superseded(batch: &[Change]) -> Vec<bool> {
+    let mut skip = vec![false; batch.len()];
+    let mut last: std::collections::HashMap<(u64, &[u8]), usize> = std::collections::HashMap::new();
+    for (at, change) in batch.iter().enumerate() {
+        match change {
+            Change::Put { object, key, .. } | Change::Delete { object, key } => {
+                if let Some(earlier) = last.insert((*object, key.as_slice()), at) {
+                    skip[earlier] = true;
+                }
+            }
+            Change::Create { .. } | Change::Drop { .. } | Change::Clear { .. } => last.clear(),
+        }
+    }
+    skip
+}
+
 impl Sink for Database {
     fn write(&mut self, batch: &[Change]) -> std::result::Result<(), String> {
+        let skip = superseded(batch);
         let write = || -> rusqlite::Result<()> {
             let tx = self.connection.transaction()?;
-            for change in batch {
+            for (change, _) in batch.iter().zip(&skip).filter(|(_, skip)| !**skip) {
                 match change {
                     Change::Create {
                         object,
@@ -207,5 +228,52 @@ impl Sink for Database {
         };
         let mut write = write;
         write().map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_last_change_of_an_entry_is_written_and_never_across_a_barrier() {
+        let put = |key: u8, value: u8| Change::put(1, [key], [value]);
+        let batch = [
+            put(1, 1),
+            put(2, 1),
+            put(1, 2),
+            Change::delete(1, [2]),
+            Change::Clear { object: 1 },
+            put(1, 3),
+            put(1, 4),
+        ];
+        assert_eq!(
+            superseded(&batch),
+            [true, true, false, false, false, true, false]
+        );
+    }
+
+    #[test]
+    fn a_batch_is_written_as_its_final_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut database, path) = Database::open(dir.path()).unwrap();
+        database
+            .write(&[
+                Change::Create {
+                    object: 1,
+                    name: "c".into(),
+                    kind: "monogusa.Counter".into(),
+                    tag: String::new(),
+                    args: Vec::new(),
+                },
+                Change::put(1, [], [1]),
+                Change::put(1, [], [2]),
+                Change::put(1, [9], [9]),
+                Change::delete(1, [9]),
+            ])
+            .unwrap();
+        let objects = database.load(&path).unwrap();
+        assert_eq!(objects.len(), 1);
+        assert_eq!(objects[0].entries, vec![(vec![], vec![2])]);
     }
 }
