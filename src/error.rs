@@ -34,8 +34,10 @@ pub enum Error {
     Refused(String),
     /// The manager ran the request and reports an error for it.
     Remote(RemoteError),
-    /// No reply arrived within the call's timeout. The call may or may not have run.
-    Timeout,
+    /// A deadline passed; the phase says which. A [`Phase::Call`] timeout means no reply
+    /// arrived in time: the call may or may not have run. Connect and handshake timeouts
+    /// mean nothing was sent.
+    Timeout(Phase),
     /// The connection broke while a call was in flight: the call may or may not have run.
     /// It is never retried automatically; the next call opens a new connection.
     ConnectionLost(io::Error),
@@ -65,7 +67,15 @@ impl fmt::Display for Error {
             Error::Authentication(msg) => write!(f, "authentication failed: {msg}"),
             Error::Refused(msg) => write!(f, "connection refused by the manager: {msg}"),
             Error::Remote(e) => write!(f, "{e}"),
-            Error::Timeout => f.write_str("the call timed out; it may or may not have run"),
+            Error::Timeout(Phase::Connect) => f.write_str(
+                "connecting timed out (the manager's host may be down, or a firewall drops the packets)",
+            ),
+            Error::Timeout(Phase::Handshake) => f.write_str(
+                "the handshake timed out: the peer accepted the connection but did not complete it",
+            ),
+            Error::Timeout(Phase::Call) => {
+                f.write_str("the call timed out; it may or may not have run")
+            }
             Error::ConnectionLost(e) => write!(
                 f,
                 "connection lost during the call ({e}); it may or may not have run"
@@ -93,6 +103,18 @@ impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
         Error::Io(e)
     }
+}
+
+/// Which step of talking to a manager ran out of time (see [`Error::Timeout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Phase {
+    /// Opening the connection (`ClientBuilder::connect_timeout`).
+    Connect,
+    /// Proving the key (`ClientBuilder::handshake_timeout`).
+    Handshake,
+    /// Waiting for a call's reply (`ClientBuilder::call_timeout`, or a call's own timeout).
+    Call,
 }
 
 /// A `Result` whose error is [`Error`].

@@ -143,7 +143,7 @@ mod transport;
 
 pub use client::{Client, ClientBuilder, ConnectionStatus, Pending};
 pub use codec::DEFAULT_MAX_DECODE_DEPTH;
-pub use error::{Error, RemoteError, RemoteErrorKind, Result};
+pub use error::{Error, Phase, RemoteError, RemoteErrorKind, Result};
 pub use frame::DEFAULT_MAX_FRAME_LEN;
 pub use proxies::{
     Barrier, Counter, DeadLetter, Dict, Event, Guard, Lease, List, Lock, Named, PushOptions, Queue,

@@ -218,7 +218,10 @@ fn a_call_times_out_and_the_client_recovers() {
     let err = client
         .call_with_timeout::<u64>("sleep_ms", (2000u64,), Duration::from_millis(50))
         .unwrap_err();
-    assert!(matches!(err, Error::Timeout), "{err}");
+    assert!(
+        matches!(err, Error::Timeout(monogusa::Phase::Call)),
+        "{err}"
+    );
     // The timed-out connection was discarded; the next call uses a fresh one.
     assert_eq!(client.call::<i64>("inc", ("k",)).unwrap(), 1);
     assert_eq!(
@@ -237,7 +240,10 @@ fn default_call_timeout_from_the_builder() {
         .connect()
         .unwrap();
     let err = client.call::<u64>("sleep_ms", (2000u64,)).unwrap_err();
-    assert!(matches!(err, Error::Timeout), "{err}");
+    assert!(
+        matches!(err, Error::Timeout(monogusa::Phase::Call)),
+        "{err}"
+    );
     assert_eq!(client.call::<u64>("sleep_ms", (0u64,)).unwrap(), 0);
 }
 
@@ -312,4 +318,47 @@ fn ipv6_loopback_when_available() {
     assert!(manager.address().to_string().starts_with("[::1]:"));
     let client = Client::connect(manager.address(), KEY).unwrap();
     assert_eq!(client.call::<i64>("inc", ("k",)).unwrap(), 1);
+}
+
+/// A connect that cannot complete (a listener whose queue is full drops the SYN) times out
+/// in its own phase, and no request was sent.
+#[test]
+fn a_connect_timeout_names_its_phase() {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    socket.listen(0).unwrap();
+    let address = socket.local_addr().unwrap().as_socket().unwrap();
+    // Fill the accept queue (never accepted) until a connect no longer completes at once.
+    let mut held = Vec::new();
+    let full = (0..64).any(|_| {
+        match std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)) {
+            Ok(stream) => {
+                held.push(stream);
+                false
+            }
+            Err(_) => true,
+        }
+    });
+    if !full {
+        println!("skipped: this kernel completes connects to a full listener");
+        return;
+    }
+    let err = Client::builder(address.to_string().as_str(), KEY)
+        .connect_timeout(Duration::from_millis(200))
+        .reconnect(0, Duration::ZERO)
+        .connect()
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout(monogusa::Phase::Connect)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("connecting timed out"), "{err}");
 }

@@ -107,7 +107,10 @@ fn a_single_pending_call_times_out_and_the_rest_carry_on() {
     let client = Client::connect(manager.address(), KEY).unwrap();
     let slow = client.send::<u64>("sleep_ms", (300u64,)).unwrap();
     let err = slow.wait_timeout(Duration::from_millis(20)).unwrap_err();
-    assert!(matches!(err, Error::Timeout), "{err}");
+    assert!(
+        matches!(err, Error::Timeout(monogusa::Phase::Call)),
+        "{err}"
+    );
     // The late reply is discarded, not handed to the next caller.
     let next = client.send::<String>("echo", ("after",)).unwrap();
     assert_eq!(next.wait_timeout(Duration::from_secs(30)).unwrap(), "after");
@@ -147,7 +150,7 @@ fn a_quick_call_is_not_held_back_by_a_slow_one_behind_it() {
     );
     let err = slow.wait_timeout(Duration::from_millis(1)).unwrap_err();
     assert!(
-        matches!(err, Error::Timeout),
+        matches!(err, Error::Timeout(monogusa::Phase::Call)),
         "the slow call finished first: {err}"
     );
 }

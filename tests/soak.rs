@@ -59,7 +59,10 @@ struct Tally {
 
 /// Whether an error leaves the call's outcome unknown (it may have run).
 fn in_doubt(error: &Error) -> bool {
-    matches!(error, Error::ConnectionLost(_) | Error::Timeout)
+    matches!(
+        error,
+        Error::ConnectionLost(_) | Error::Timeout(monogusa::Phase::Call)
+    )
 }
 
 fn client_through(relay: &monogusa::Address) -> Option<Client> {

@@ -119,9 +119,7 @@ fn fresh_nonce() -> io::Result<Nonce> {
 /// Maps a read or write failure mid-handshake to a clear error.
 fn broken(e: io::Error) -> Error {
     match e.kind() {
-        _ if is_timeout(&e) => {
-            Error::Handshake("the peer did not complete the handshake in time".into())
-        }
+        _ if is_timeout(&e) => Error::Timeout(crate::error::Phase::Handshake),
         io::ErrorKind::UnexpectedEof => {
             Error::Handshake("the peer closed the connection during the handshake".into())
         }

@@ -93,7 +93,14 @@ impl Connection {
 
 impl Link {
     fn open(address: &Address, key: &AuthKey, options: &Options) -> Result<Link> {
-        let mut stream = Stream::connect(address, options.connect_timeout)?;
+        let mut stream = Stream::connect(address, options.connect_timeout).map_err(|e| {
+            if crate::transport::is_timeout(&e) {
+                log::debug!("{e}");
+                Error::Timeout(crate::error::Phase::Connect)
+            } else {
+                Error::Io(e)
+            }
+        })?;
         stream.set_timeouts(Some(options.handshake_timeout))?;
         auth::client_handshake(&mut stream, key)?;
         // What a call without a timeout wants (see `call`), set now, so the first call needs
@@ -186,7 +193,10 @@ impl Link {
             if let Some(deadline) = deadline {
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 if remaining.is_zero() {
-                    return (Err(Error::Timeout), Health::Broken);
+                    return (
+                        Err(Error::Timeout(crate::error::Phase::Call)),
+                        Health::Broken,
+                    );
                 }
                 let set = self.socket_timeout.unwrap_or(Duration::MAX);
                 if set > remaining + TIMEOUT_SLACK
@@ -209,7 +219,10 @@ impl Link {
                     if deadline
                         .is_some_and(|d| d.saturating_duration_since(Instant::now()) < MIN_TIMEOUT)
                     {
-                        return (Err(Error::Timeout), Health::Broken);
+                        return (
+                            Err(Error::Timeout(crate::error::Phase::Call)),
+                            Health::Broken,
+                        );
                     }
                     let Some(keepalive) = self.keepalive else {
                         continue; // woken early for the deadline's sake
@@ -281,7 +294,7 @@ pub(crate) fn silent_manager(silence: Duration) -> Error {
 /// A socket error once a request may have left: a timeout, or a lost connection.
 pub(crate) fn in_flight_failure(e: io::Error) -> Error {
     if is_timeout(&e) {
-        Error::Timeout
+        Error::Timeout(crate::error::Phase::Call)
     } else {
         Error::ConnectionLost(e)
     }

@@ -617,6 +617,9 @@ impl Client {
 fn is_transient(error: &Error) -> bool {
     matches!(
         error,
-        Error::Io(_) | Error::Refused(_) | Error::Handshake(_)
+        Error::Io(_)
+            | Error::Refused(_)
+            | Error::Handshake(_)
+            | Error::Timeout(crate::error::Phase::Connect | crate::error::Phase::Handshake)
     )
 }

@@ -316,7 +316,7 @@ impl Pipe {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         self.abandon(id);
-                        return Err(Error::Timeout);
+                        return Err(Error::Timeout(crate::error::Phase::Call));
                     }
                     Some(left)
                 }
@@ -335,7 +335,7 @@ impl Pipe {
                     Led::Stored => {}
                     Led::TimedOut => {
                         self.abandon(id);
-                        return Err(Error::Timeout);
+                        return Err(Error::Timeout(crate::error::Phase::Call));
                     }
                     Led::Failed(failure) => self.fail(failure),
                 }
