@@ -222,6 +222,18 @@ fn a_restarted_manager_gives_back_every_kept_object() {
 }
 
 #[test]
+fn the_data_dir_and_file_are_private_to_the_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let manager = start(&data);
+    connect(&manager).counter("c").unwrap().add(1).unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("monogusa.db")), 0o600);
+}
+
+#[test]
 fn a_deleted_object_stays_deleted_and_relaxed_durability_keeps_a_clean_stop() {
     let dir = tempfile::tempdir().unwrap();
     {

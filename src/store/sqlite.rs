@@ -56,6 +56,7 @@ fn open_error(path: &Path, e: &rusqlite::Error) -> Error {
 impl Database {
     /// Opens (or creates) the data file in `dir`, taking its lock and checking it whole.
     pub(crate) fn open(dir: &Path) -> Result<(Database, PathBuf)> {
+        let existed = dir.exists();
         std::fs::create_dir_all(dir).map_err(|e| {
             Error::Config(format!(
                 "cannot create data directory {}: {e}",
@@ -63,6 +64,12 @@ impl Database {
             ))
         })?;
         let path = dir.join(FILE_NAME);
+        // What the manager keeps is for the user who runs it, like its Unix socket.
+        #[cfg(unix)]
+        if !existed {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
         let fail = |e: rusqlite::Error| open_error(&path, &e);
         let connection = Connection::open_with_flags(
             &path,
@@ -83,6 +90,12 @@ impl Database {
         connection
             .busy_timeout(std::time::Duration::ZERO)
             .map_err(fail)?;
+        // SQLite gives its WAL file the database file's mode.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+        }
         let version: i64 = connection
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .map_err(fail)?;
