@@ -273,8 +273,8 @@ impl ManagerBuilder {
     /// caller. See [`ManagerBuilder::durability`] to trade that for speed.
     ///
     /// Only one manager may use a directory: a second one fails to start with a clear error.
-    /// Without a data directory everything lives in memory, as in Python's managers.
-    #[cfg(feature = "durable")]
+    /// Without a data directory everything lives in memory, as in Python's managers. A build
+    /// without the default `durable` feature refuses a data directory at `build`.
     pub fn data_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
         self.storage.dir = Some(dir.into());
         self
@@ -284,7 +284,6 @@ impl ManagerBuilder {
     /// [`Durability::Full`] (the default), once it is on disk; or [`Durability::Every`], at
     /// once, committing at least that often, so a crash (not a clean stop) may lose the last
     /// interval's changes.
-    #[cfg(feature = "durable")]
     pub fn durability(mut self, durability: Durability) -> Self {
         self.storage.durability = durability;
         self
@@ -397,7 +396,14 @@ impl Storage {
                 Ok(Box::new(store))
             }
             #[cfg(not(feature = "durable"))]
-            Some(_) => unreachable!("data_dir needs the durable feature"),
+            Some(dir) => {
+                let _ = self.durability;
+                Err(Error::Config(format!(
+                    "cannot keep objects in {}: this build of monogusa has no data directories \
+                     (enable its `durable` feature)",
+                    dir.display()
+                )))
+            }
         }
     }
 }

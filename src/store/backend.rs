@@ -7,9 +7,11 @@
 //! Each kept object gets a [`Persist`], through which it records its changes while holding
 //! its own lock and waits for them outside it (see `journal`).
 
+#[cfg(feature = "durable")]
 use std::collections::HashMap;
 use std::sync::Arc;
 
+#[cfg(feature = "durable")]
 use parking_lot::Mutex;
 
 use super::Budget;

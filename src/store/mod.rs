@@ -12,6 +12,8 @@ mod builtin;
 mod bytes;
 pub(crate) mod counter;
 pub(crate) mod dict;
+// Without `durable` only the memory backend exists, and nothing commits.
+#[cfg_attr(not(feature = "durable"), allow(dead_code))]
 pub(crate) mod journal;
 pub(crate) mod list;
 pub(crate) mod lock;
@@ -70,6 +72,7 @@ pub(crate) type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Whether a durable store keeps objects of `kind` across restarts. Locks, semaphores,
 /// events and barriers belong to live connections and start afresh.
+#[cfg_attr(not(feature = "durable"), allow(dead_code))]
 pub(crate) fn is_kept(kind: &str) -> bool {
     matches!(
         kind,
