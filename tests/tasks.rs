@@ -384,3 +384,87 @@ fn a_stopped_worker_s_lease_expires_runs_elsewhere_and_its_late_ack_is_refused()
     );
     assert_eq!(jobs.stats().unwrap().done, 1, "done once, not twice");
 }
+
+/// Several threads push, take, ack, fail, release and drop at random against one queue; the
+/// counts add up after every step, and at the end every task was acked exactly once.
+#[test]
+fn random_work_from_several_threads_keeps_every_task_accounted_for() {
+    let manager = start();
+    let client = connect(&manager);
+    let queue = client
+        .named("random")
+        .tasks::<u64>(settings(
+            Duration::from_secs(30),
+            1_000, // never dead: every task must end acked
+            Duration::from_millis(1),
+        ))
+        .unwrap();
+    const THREADS: u64 = 4;
+    const PER_THREAD: u64 = 300;
+    let acked = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for t in 0..THREADS {
+            let queue = queue.clone();
+            let acked = &acked;
+            scope.spawn(move || {
+                let mut seed = t * 7919 + 1;
+                let mut next = move || {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed
+                };
+                let mut pushed = 0;
+                loop {
+                    if pushed < PER_THREAD && next() % 3 == 0 {
+                        queue.push(&(t * PER_THREAD + pushed)).unwrap();
+                        pushed += 1;
+                        continue;
+                    }
+                    let tasks = queue
+                        .take_many(1 + (next() % 4) as usize, Duration::from_millis(20))
+                        .unwrap();
+                    if tasks.is_empty() && pushed == PER_THREAD {
+                        let stats = queue.stats().unwrap();
+                        if stats.ready + stats.delayed + stats.leased == 0 {
+                            return;
+                        }
+                        continue;
+                    }
+                    for task in tasks {
+                        match next() % 5 {
+                            0 => {
+                                task.fail("random failure").unwrap();
+                            }
+                            1 => task.release().unwrap(),
+                            2 => drop(task),
+                            _ => {
+                                let id = task.id();
+                                task.ack().unwrap();
+                                acked.lock().unwrap().push(id);
+                            }
+                        }
+                    }
+                    let stats = queue.stats().unwrap();
+                    let open = stats.ready + stats.delayed + stats.leased + stats.dead;
+                    assert!(stats.done + open <= THREADS * PER_THREAD, "{stats:?}");
+                }
+            });
+        }
+    });
+    let acked = acked.into_inner().unwrap();
+    let unique: std::collections::HashSet<_> = acked.iter().collect();
+    assert_eq!(unique.len(), acked.len(), "a task was acked twice");
+    assert_eq!(acked.len() as u64, THREADS * PER_THREAD);
+    let stats = queue.stats().unwrap();
+    assert_eq!(
+        (
+            stats.done,
+            stats.ready,
+            stats.delayed,
+            stats.leased,
+            stats.dead
+        ),
+        (THREADS * PER_THREAD, 0, 0, 0, 0)
+    );
+}
