@@ -135,6 +135,8 @@ mod fxhash;
 mod message;
 pub mod protocol;
 mod proxies;
+#[cfg(feature = "python")]
+mod python;
 mod server;
 mod service;
 mod store;
@@ -286,6 +288,8 @@ pub mod __private {
         }
     }
 }
+#[cfg(feature = "python")]
+pub use python::{Dynamic, PythonShared};
 pub use transport::{Address, ToAddress};
 
 /// The serde this crate is built with, so applications derive `Serialize` and `Deserialize`

@@ -31,7 +31,7 @@ use crate::error::Result;
 
 /// How a client names an element type, to refuse reopening a `Dict<String, i64>` as a
 /// `Dict<String, String>`: its shape, whatever module defines it (see `shape`).
-fn type_tag<T: DeserializeOwned>() -> String {
+pub(crate) fn type_tag<T: DeserializeOwned>() -> String {
     shape::tag_of::<T>()
 }
 

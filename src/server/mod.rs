@@ -7,6 +7,8 @@ mod dispatch;
 mod keepalive;
 mod objects;
 mod pace;
+#[cfg(feature = "python")]
+mod python;
 mod registry;
 mod replies;
 
@@ -87,6 +89,10 @@ pub struct ManagerBuilder {
     address: Result<Address>,
     /// Further addresses, from `also_bind`.
     more_addresses: Vec<Result<Address>>,
+    /// Where Python's `multiprocessing.managers` clients connect.
+    python_addresses: Vec<Result<Address>>,
+    #[cfg(feature = "python")]
+    python_exposed: std::collections::HashMap<String, crate::python::PythonShared>,
     registry: Registry,
     objects: ObjectsConfig,
     duplicates: Vec<String>,
@@ -127,6 +133,31 @@ impl ManagerBuilder {
     /// objects. Read them back with [`ManagerHandle::addresses`].
     pub fn also_bind(mut self, address: impl ToAddress) -> Self {
         self.more_addresses.push(address.to_address());
+        self
+    }
+
+    /// Also listens on `address` for unmodified Python clients of
+    /// `multiprocessing.managers` (`BaseManager.connect()` with the same authkey, Python 3.8
+    /// and later), serving them the same registered functions (`create(name, *args)` from
+    /// `Manager.register(name)`) and the shared objects of [`ManagerBuilder::python_expose`].
+    /// See the README's "From Python" section; data frames are capped at
+    /// [`ManagerBuilder::max_frame_len`] (Python's own server has no cap).
+    #[cfg(feature = "python")]
+    pub fn python_listener(mut self, address: impl ToAddress) -> Self {
+        self.python_addresses.push(address.to_address());
+        self
+    }
+
+    /// Offers a built-in shared object to Python clients under `typeid` (the name they
+    /// `register`): `builder.python_expose("get_queue", PythonShared::queue::<u64>("jobs"))`,
+    /// then in Python `m.get_queue().put(7)`, while a Rust client's `client.queue::<u64>("jobs",
+    /// 0)` gets 7.
+    #[cfg(feature = "python")]
+    pub fn python_expose(mut self, typeid: &str, shared: crate::python::PythonShared) -> Self {
+        if self.python_exposed.contains_key(typeid) || self.registry.get(typeid).is_some() {
+            self.duplicates.push(typeid.to_string());
+        }
+        self.python_exposed.insert(typeid.to_string(), shared);
         self
     }
 
@@ -337,11 +368,21 @@ impl ManagerBuilder {
             .authkey
             .ok_or_else(|| Error::Config("an authkey is required".into()))?;
         warn_if_weak(&key);
+        let raw_key = key.clone();
         let key = AuthKey::new(&key)?;
         let mut addresses = vec![self.address?];
         for more in self.more_addresses {
             addresses.push(more?);
         }
+        let mut python_addresses = Vec::new();
+        for python in self.python_addresses {
+            python_addresses.push(python?);
+        }
+        #[cfg(feature = "python")]
+        let python = (!python_addresses.is_empty())
+            .then(|| python::PythonState::new(&raw_key, self.python_exposed));
+        #[cfg(not(feature = "python"))]
+        let _ = raw_key;
         if !self.duplicates.is_empty() {
             return Err(Error::Config(format!(
                 "names registered more than once, or empty: {}",
@@ -357,6 +398,9 @@ impl ManagerBuilder {
         Ok(Manager {
             key,
             addresses,
+            python_addresses,
+            #[cfg(feature = "python")]
+            python,
             registry: self.registry,
             objects: self.objects,
             limits: self.limits,
@@ -433,6 +477,10 @@ pub struct Manager {
     key: AuthKey,
     /// Where it listens: at least one address.
     addresses: Vec<Address>,
+    /// Where Python clients connect.
+    python_addresses: Vec<Address>,
+    #[cfg(feature = "python")]
+    python: Option<python::PythonState>,
     registry: Registry,
     objects: ObjectsConfig,
     limits: Limits,
@@ -458,6 +506,9 @@ impl Manager {
             authkey: None,
             address: Ok(Address::tcp("127.0.0.1", 0)),
             more_addresses: Vec::new(),
+            python_addresses: Vec::new(),
+            #[cfg(feature = "python")]
+            python_exposed: std::collections::HashMap::new(),
             registry: Registry::default(),
             objects: ObjectsConfig::default(),
             duplicates: Vec::new(),
@@ -473,10 +524,14 @@ impl Manager {
     /// bound address and stops the manager when asked or dropped.
     pub fn start(self) -> Result<ManagerHandle> {
         let (shared, listeners) = self.bind()?;
-        let addresses = listeners
-            .iter()
-            .map(Listener::local_address)
-            .collect::<std::io::Result<Vec<_>>>()?;
+        let mut addresses = Vec::new();
+        let mut python_addresses = Vec::new();
+        for (listener, protocol) in &listeners {
+            match protocol {
+                Protocol::Native => addresses.push(listener.local_address()?),
+                Protocol::Python => python_addresses.push(listener.local_address()?),
+            }
+        }
         let acceptor = {
             let shared = Arc::clone(&shared);
             thread::Builder::new()
@@ -486,9 +541,13 @@ impl Manager {
         for address in &addresses {
             log::info!("manager listening on {address}");
         }
+        for address in &python_addresses {
+            log::info!("manager listening for python clients on {address}");
+        }
         Ok(ManagerHandle {
             shared,
             addresses,
+            python_addresses,
             acceptor: Some(acceptor),
         })
     }
@@ -500,8 +559,12 @@ impl Manager {
         use signal_hook::consts::{SIGINT, SIGTERM};
 
         let (shared, listeners) = self.bind()?;
-        for listener in &listeners {
-            log::info!("manager listening on {}", listener.local_address()?);
+        for (listener, protocol) in &listeners {
+            let what = match protocol {
+                Protocol::Native => "",
+                Protocol::Python => " for python clients",
+            };
+            log::info!("manager listening{what} on {}", listener.local_address()?);
         }
         let second_signal_exits = Arc::new(AtomicBool::new(false));
         for signal in [SIGINT, SIGTERM] {
@@ -531,7 +594,7 @@ impl Manager {
         Ok(())
     }
 
-    fn bind(self) -> Result<(Arc<Shared>, Vec<Listener>)> {
+    fn bind(self) -> Result<(Arc<Shared>, Vec<Bound>)> {
         defenses::raise_descriptor_limit();
         defenses::watch_for_deadlocks();
         // The store first: a data directory another manager holds stops us before we bind.
@@ -542,8 +605,13 @@ impl Manager {
             self.storage.open()?,
         )?;
         let mut listeners = Vec::with_capacity(self.addresses.len());
-        for address in &self.addresses {
-            listeners.push(Listener::bind(address)?);
+        let every = self
+            .addresses
+            .iter()
+            .map(|a| (a, Protocol::Native))
+            .chain(self.python_addresses.iter().map(|a| (a, Protocol::Python)));
+        for (address, protocol) in every {
+            listeners.push((Listener::bind(address)?, protocol));
             if let Address::Tcp { host, .. } = address
                 && host
                     .parse::<std::net::IpAddr>()
@@ -558,7 +626,7 @@ impl Manager {
         }
         let wake_addresses = listeners
             .iter()
-            .map(Listener::wake_address)
+            .map(|(listener, _)| listener.wake_address())
             .collect::<std::io::Result<Vec<_>>>()?;
         let frame_budget = Budget::new(self.limits.max_buffered_bytes);
         let shared = Arc::new(Shared {
@@ -575,6 +643,8 @@ impl Manager {
             failure_log: defenses::RateLimitedLog::new(),
             guesses: defenses::Guesses::default(),
             on_connection: self.on_connection,
+            #[cfg(feature = "python")]
+            python: self.python,
         });
         Ok((shared, listeners))
     }
@@ -586,6 +656,8 @@ pub struct ManagerHandle {
     shared: Arc<Shared>,
     /// Every address it listens on; the first is the one given to `bind`.
     addresses: Vec<Address>,
+    /// Where Python clients connect.
+    python_addresses: Vec<Address>,
     acceptor: Option<JoinHandle<()>>,
 }
 
@@ -599,6 +671,11 @@ impl ManagerHandle {
     /// [`ManagerBuilder::also_bind`]'s, with real ports.
     pub fn addresses(&self) -> &[Address] {
         &self.addresses
+    }
+
+    /// The addresses of [`ManagerBuilder::python_listener`], with real ports.
+    pub fn python_addresses(&self) -> &[Address] {
+        &self.python_addresses
     }
 
     /// Counters of what the manager has done so far.
@@ -722,6 +799,16 @@ struct Counters {
     calls: AtomicU64,
 }
 
+/// A bound listener and the protocol it speaks.
+type Bound = (Listener, Protocol);
+
+/// Which protocol a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Native,
+    Python,
+}
+
 /// What the acceptor and every connection thread share.
 struct Shared {
     registry: Registry,
@@ -743,6 +830,8 @@ struct Shared {
     /// Wrong keys by peer address, to slow down guessing.
     guesses: defenses::Guesses,
     on_connection: Option<EventCallback>,
+    #[cfg(feature = "python")]
+    python: Option<python::PythonState>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -961,6 +1050,10 @@ impl Shared {
                 let _ = thread.join();
             }
         }
+        #[cfg(feature = "python")]
+        if let Some(python) = &self.python {
+            python.close_all();
+        }
     }
 
     /// The counters now, with the connections open.
@@ -990,7 +1083,7 @@ impl Shared {
 
 /// Serves every listener (an accept loop each; the first on this thread) until shutdown
 /// begins, then ends in order: listeners closed, blocked calls woken, connections finished.
-fn serve(shared: &Arc<Shared>, mut listeners: Vec<Listener>) {
+fn serve(shared: &Arc<Shared>, mut listeners: Vec<Bound>) {
     let keepalive = start_keepalive(shared);
     let first = listeners.remove(0);
     let others: Vec<JoinHandle<()>> = listeners
@@ -999,12 +1092,12 @@ fn serve(shared: &Arc<Shared>, mut listeners: Vec<Listener>) {
             let shared = Arc::clone(shared);
             thread::Builder::new()
                 .name("monogusa-accept".into())
-                .spawn(move || accept_loop(&shared, listener))
+                .spawn(move || accept_loop(&shared, listener.0, listener.1))
                 .map_err(|e| log::error!("cannot start an acceptor: {e}"))
                 .ok()
         })
         .collect();
-    accept_loop(shared, first);
+    accept_loop(shared, first.0, first.1);
     for other in others {
         let _ = other.join();
     }
@@ -1020,7 +1113,7 @@ fn serve(shared: &Arc<Shared>, mut listeners: Vec<Listener>) {
 
 /// One listener's accept loop: runs until shutdown begins, then drops the listener (which
 /// removes a Unix socket file).
-fn accept_loop(shared: &Arc<Shared>, listener: Listener) {
+fn accept_loop(shared: &Arc<Shared>, listener: Listener, protocol: Protocol) {
     // A descriptor kept in reserve: when the process runs out, it is given up for a moment to
     // accept the waiting peer and tell it BUSY, instead of leaving it hanging.
     let mut spare = defenses::SpareDescriptor::new();
@@ -1033,7 +1126,13 @@ fn accept_loop(shared: &Arc<Shared>, listener: Listener) {
             Ok(stream) => {
                 // Nothing in admitting a connection should panic, but a panic there (in a
                 // logger, say) must not end the acceptor and with it the whole manager.
-                let admitted = panic::catch_unwind(AssertUnwindSafe(|| shared.admit(stream)));
+                let admitted = panic::catch_unwind(AssertUnwindSafe(|| match protocol {
+                    Protocol::Native => shared.admit(stream),
+                    #[cfg(feature = "python")]
+                    Protocol::Python => python::admit(shared, stream),
+                    #[cfg(not(feature = "python"))]
+                    Protocol::Python => drop(stream),
+                }));
                 if admitted.is_err() {
                     shared
                         .failure_log

@@ -1,0 +1,577 @@
+//! Python values to and from serde: how a registered Rust function is called with a Python
+//! client's arguments, and how its result goes back.
+//!
+//! The mapping (both ways): `None` ↔ `()`/`None`; `bool`; `int` ↔ every integer type (range
+//! checked; beyond 64 bits ↔ `i128`/`u128`); `float` ↔ `f32`/`f64` (an `int` is accepted for
+//! a float); `str` ↔ `String`/`&str`/`char`/unit enum variants; `bytes` ↔ `serde_bytes`
+//! (`Vec<u8>` is a list of ints); `tuple`/`list`/`set` ↔ sequences and tuples; `dict` ↔ maps,
+//! and structs by field name; `{"Variant": value}` ↔ an enum variant with data;
+//! `complex` → `(re, im)`.
+
+use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
+use serde::ser::{self, Serialize};
+
+use super::value::{PyValue, big_to_i128, i128_to_big};
+
+/// A value that does not fit the Rust type (or the reverse), in words.
+#[derive(Debug)]
+pub(crate) struct BridgeError(pub(crate) String);
+
+impl std::fmt::Display for BridgeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BridgeError {}
+
+impl de::Error for BridgeError {
+    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+        BridgeError(msg.to_string())
+    }
+}
+
+impl ser::Error for BridgeError {
+    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+        BridgeError(msg.to_string())
+    }
+}
+
+type DeResult<T> = Result<T, BridgeError>;
+
+struct Seq(std::vec::IntoIter<PyValue>);
+
+impl<'de> de::SeqAccess<'de> for Seq {
+    type Error = BridgeError;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> DeResult<Option<T::Value>> {
+        self.0.next().map(|v| seed.deserialize(v)).transpose()
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.0.len())
+    }
+}
+
+struct Map {
+    pairs: std::vec::IntoIter<(PyValue, PyValue)>,
+    value: Option<PyValue>,
+}
+
+impl<'de> de::MapAccess<'de> for Map {
+    type Error = BridgeError;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> DeResult<Option<K::Value>> {
+        match self.pairs.next() {
+            Some((k, v)) => {
+                self.value = Some(v);
+                seed.deserialize(k).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> DeResult<V::Value> {
+        seed.deserialize(self.value.take().unwrap_or(PyValue::None))
+    }
+}
+
+struct Enum {
+    variant: String,
+    value: Option<PyValue>,
+}
+
+impl<'de> de::EnumAccess<'de> for Enum {
+    type Error = BridgeError;
+    type Variant = Self;
+
+    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> DeResult<(V::Value, Self)> {
+        let name = seed.deserialize(self.variant.clone().into_deserializer())?;
+        Ok((name, self))
+    }
+}
+
+impl<'de> de::VariantAccess<'de> for Enum {
+    type Error = BridgeError;
+
+    fn unit_variant(self) -> DeResult<()> {
+        match self.value {
+            None | Some(PyValue::None) => Ok(()),
+            Some(other) => Err(BridgeError(format!(
+                "variant {} takes no value, got a {}",
+                self.variant,
+                other.type_name()
+            ))),
+        }
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> DeResult<T::Value> {
+        seed.deserialize(self.value.unwrap_or(PyValue::None))
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> DeResult<V::Value> {
+        de::Deserializer::deserialize_tuple(self.value.unwrap_or(PyValue::None), len, visitor)
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> DeResult<V::Value> {
+        de::Deserializer::deserialize_struct(
+            self.value.unwrap_or(PyValue::None),
+            "",
+            fields,
+            visitor,
+        )
+    }
+}
+
+fn mismatch(value: &PyValue, expected: &str) -> BridgeError {
+    BridgeError(format!("expected {expected}, got a {}", value.type_name()))
+}
+
+impl<'de> de::Deserializer<'de> for PyValue {
+    type Error = BridgeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> DeResult<V::Value> {
+        match self {
+            PyValue::None => visitor.visit_unit(),
+            PyValue::Bool(b) => visitor.visit_bool(b),
+            PyValue::Int(n) => visitor.visit_i64(n),
+            PyValue::BigInt(bytes) => match big_to_i128(&bytes) {
+                Some(n) => visitor.visit_i128(n),
+                None => Err(BridgeError("an int too large for 128 bits".into())),
+            },
+            PyValue::Float(f) => visitor.visit_f64(f),
+            PyValue::Complex(re, im) => {
+                visitor.visit_seq(Seq(vec![PyValue::Float(re), PyValue::Float(im)].into_iter()))
+            }
+            PyValue::Str(s) => visitor.visit_string(s),
+            PyValue::Bytes(b) => visitor.visit_byte_buf(b),
+            PyValue::Tuple(items)
+            | PyValue::List(items)
+            | PyValue::Set(items)
+            | PyValue::FrozenSet(items) => visitor.visit_seq(Seq(items.into_iter())),
+            PyValue::Dict(pairs) => visitor.visit_map(Map {
+                pairs: pairs.into_iter(),
+                value: None,
+            }),
+            other @ (PyValue::Exception(..) | PyValue::Token { .. }) => {
+                Err(mismatch(&other, "a plain value"))
+            }
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> DeResult<V::Value> {
+        match self {
+            PyValue::None => visitor.visit_none(),
+            other => visitor.visit_some(other),
+        }
+    }
+
+    fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> DeResult<V::Value> {
+        match self {
+            PyValue::None => visitor.visit_unit(),
+            PyValue::Tuple(items) if items.is_empty() => visitor.visit_unit(),
+            other => Err(mismatch(&other, "None")),
+        }
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> DeResult<V::Value> {
+        self.deserialize_unit(visitor)
+    }
+
+    fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> DeResult<V::Value> {
+        match self {
+            PyValue::Int(n) => visitor.visit_f64(n as f64),
+            other => other.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> DeResult<V::Value> {
+        self.deserialize_f64(visitor)
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> DeResult<V::Value> {
+        match self {
+            PyValue::Tuple(items) | PyValue::List(items) => {
+                if items.len() != len {
+                    return Err(BridgeError(format!(
+                        "expected {len} values, got {}",
+                        items.len()
+                    )));
+                }
+                visitor.visit_seq(Seq(items.into_iter()))
+            }
+            other => Err(mismatch(&other, &format!("a tuple of {len}"))),
+        }
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        len: usize,
+        visitor: V,
+    ) -> DeResult<V::Value> {
+        self.deserialize_tuple(len, visitor)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> DeResult<V::Value> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: &'static [&'static str],
+        visitor: V,
+    ) -> DeResult<V::Value> {
+        match self {
+            PyValue::Str(variant) => visitor.visit_enum(Enum {
+                variant,
+                value: None,
+            }),
+            PyValue::Dict(mut pairs) if pairs.len() == 1 => match pairs.pop() {
+                Some((PyValue::Str(variant), value)) => visitor.visit_enum(Enum {
+                    variant,
+                    value: Some(value),
+                }),
+                _ => Err(BridgeError("an enum as a dict needs a str key".into())),
+            },
+            other => Err(mismatch(&other, "a variant name, or {name: value}")),
+        }
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 char str string bytes byte_buf
+        seq map struct identifier ignored_any
+    }
+}
+
+/// Serializes a Rust value into a Python value.
+pub(crate) struct ToPy;
+
+/// Collects a sequence's, tuple's or map's parts.
+pub(crate) struct Collect {
+    items: Vec<PyValue>,
+    pairs: Vec<(PyValue, PyValue)>,
+    key: Option<PyValue>,
+    /// Wrap the result as `{variant: ...}`.
+    variant: Option<&'static str>,
+    tuple: bool,
+}
+
+impl Collect {
+    fn new(variant: Option<&'static str>, tuple: bool) -> Self {
+        Collect {
+            items: Vec::new(),
+            pairs: Vec::new(),
+            key: None,
+            variant,
+            tuple,
+        }
+    }
+
+    fn wrap(variant: Option<&'static str>, value: PyValue) -> PyValue {
+        match variant {
+            Some(name) => PyValue::Dict(vec![(PyValue::Str(name.into()), value)]),
+            None => value,
+        }
+    }
+
+    fn finish_seq(self) -> PyValue {
+        let value = if self.tuple {
+            PyValue::Tuple(self.items)
+        } else {
+            PyValue::List(self.items)
+        };
+        Self::wrap(self.variant, value)
+    }
+
+    fn finish_map(self) -> PyValue {
+        Self::wrap(self.variant, PyValue::Dict(self.pairs))
+    }
+}
+
+type SerResult = Result<PyValue, BridgeError>;
+
+impl ser::Serializer for ToPy {
+    type Ok = PyValue;
+    type Error = BridgeError;
+    type SerializeSeq = Collect;
+    type SerializeTuple = Collect;
+    type SerializeTupleStruct = Collect;
+    type SerializeTupleVariant = Collect;
+    type SerializeMap = Collect;
+    type SerializeStruct = Collect;
+    type SerializeStructVariant = Collect;
+
+    fn serialize_bool(self, v: bool) -> SerResult {
+        Ok(PyValue::Bool(v))
+    }
+    fn serialize_i8(self, v: i8) -> SerResult {
+        Ok(PyValue::Int(v.into()))
+    }
+    fn serialize_i16(self, v: i16) -> SerResult {
+        Ok(PyValue::Int(v.into()))
+    }
+    fn serialize_i32(self, v: i32) -> SerResult {
+        Ok(PyValue::Int(v.into()))
+    }
+    fn serialize_i64(self, v: i64) -> SerResult {
+        Ok(PyValue::Int(v))
+    }
+    fn serialize_i128(self, v: i128) -> SerResult {
+        Ok(match i64::try_from(v) {
+            Ok(n) => PyValue::Int(n),
+            Err(_) => PyValue::BigInt(i128_to_big(v)),
+        })
+    }
+    fn serialize_u8(self, v: u8) -> SerResult {
+        Ok(PyValue::Int(v.into()))
+    }
+    fn serialize_u16(self, v: u16) -> SerResult {
+        Ok(PyValue::Int(v.into()))
+    }
+    fn serialize_u32(self, v: u32) -> SerResult {
+        Ok(PyValue::Int(v.into()))
+    }
+    fn serialize_u64(self, v: u64) -> SerResult {
+        self.serialize_i128(v.into())
+    }
+    fn serialize_u128(self, v: u128) -> SerResult {
+        match i128::try_from(v) {
+            Ok(n) => self.serialize_i128(n),
+            Err(_) => Err(BridgeError("a u128 above i128::MAX".into())),
+        }
+    }
+    fn serialize_f32(self, v: f32) -> SerResult {
+        Ok(PyValue::Float(v.into()))
+    }
+    fn serialize_f64(self, v: f64) -> SerResult {
+        Ok(PyValue::Float(v))
+    }
+    fn serialize_char(self, v: char) -> SerResult {
+        Ok(PyValue::Str(v.to_string()))
+    }
+    fn serialize_str(self, v: &str) -> SerResult {
+        Ok(PyValue::Str(v.to_string()))
+    }
+    fn serialize_bytes(self, v: &[u8]) -> SerResult {
+        Ok(PyValue::Bytes(v.to_vec()))
+    }
+    fn serialize_none(self) -> SerResult {
+        Ok(PyValue::None)
+    }
+    fn serialize_some<T: ?Sized + Serialize>(self, value: &T) -> SerResult {
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> SerResult {
+        Ok(PyValue::None)
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> SerResult {
+        Ok(PyValue::None)
+    }
+    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> SerResult {
+        Ok(PyValue::Str(variant.into()))
+    }
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> SerResult {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> SerResult {
+        Ok(Collect::wrap(Some(variant), value.serialize(ToPy)?))
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Collect, BridgeError> {
+        Ok(Collect::new(None, false))
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Collect, BridgeError> {
+        Ok(Collect::new(None, true))
+    }
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Collect, BridgeError> {
+        Ok(Collect::new(None, true))
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        _: usize,
+    ) -> Result<Collect, BridgeError> {
+        Ok(Collect::new(Some(variant), true))
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Collect, BridgeError> {
+        Ok(Collect::new(None, false))
+    }
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Collect, BridgeError> {
+        Ok(Collect::new(None, false))
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        _: usize,
+    ) -> Result<Collect, BridgeError> {
+        Ok(Collect::new(Some(variant), false))
+    }
+}
+
+impl ser::SerializeSeq for Collect {
+    type Ok = PyValue;
+    type Error = BridgeError;
+    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), BridgeError> {
+        self.items.push(value.serialize(ToPy)?);
+        Ok(())
+    }
+    fn end(self) -> SerResult {
+        Ok(self.finish_seq())
+    }
+}
+
+impl ser::SerializeTuple for Collect {
+    type Ok = PyValue;
+    type Error = BridgeError;
+    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), BridgeError> {
+        ser::SerializeSeq::serialize_element(self, value)
+    }
+    fn end(self) -> SerResult {
+        Ok(self.finish_seq())
+    }
+}
+
+impl ser::SerializeTupleStruct for Collect {
+    type Ok = PyValue;
+    type Error = BridgeError;
+    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), BridgeError> {
+        ser::SerializeSeq::serialize_element(self, value)
+    }
+    fn end(self) -> SerResult {
+        Ok(self.finish_seq())
+    }
+}
+
+impl ser::SerializeTupleVariant for Collect {
+    type Ok = PyValue;
+    type Error = BridgeError;
+    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), BridgeError> {
+        ser::SerializeSeq::serialize_element(self, value)
+    }
+    fn end(self) -> SerResult {
+        Ok(self.finish_seq())
+    }
+}
+
+impl ser::SerializeMap for Collect {
+    type Ok = PyValue;
+    type Error = BridgeError;
+    fn serialize_key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<(), BridgeError> {
+        self.key = Some(key.serialize(ToPy)?);
+        Ok(())
+    }
+    fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), BridgeError> {
+        let key = self.key.take().unwrap_or(PyValue::None);
+        self.pairs.push((key, value.serialize(ToPy)?));
+        Ok(())
+    }
+    fn end(self) -> SerResult {
+        Ok(self.finish_map())
+    }
+}
+
+impl ser::SerializeStruct for Collect {
+    type Ok = PyValue;
+    type Error = BridgeError;
+    fn serialize_field<T: ?Sized + Serialize>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), BridgeError> {
+        self.pairs
+            .push((PyValue::Str(key.into()), value.serialize(ToPy)?));
+        Ok(())
+    }
+    fn end(self) -> SerResult {
+        Ok(self.finish_map())
+    }
+}
+
+impl ser::SerializeStructVariant for Collect {
+    type Ok = PyValue;
+    type Error = BridgeError;
+    fn serialize_field<T: ?Sized + Serialize>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), BridgeError> {
+        ser::SerializeStruct::serialize_field(self, key, value)
+    }
+    fn end(self) -> SerResult {
+        Ok(self.finish_map())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, PartialEq, Deserialize, Serialize)]
+    struct Point {
+        x: i32,
+        y: Option<String>,
+    }
+
+    #[test]
+    fn python_values_become_rust_values_and_back() {
+        let args = PyValue::Tuple(vec![
+            PyValue::Str("a".into()),
+            PyValue::Int(7),
+            PyValue::Dict(vec![
+                (PyValue::Str("x".into()), PyValue::Int(1)),
+                (PyValue::Str("y".into()), PyValue::None),
+            ]),
+        ]);
+        let (name, n, point): (String, u8, Point) = Deserialize::deserialize(args).unwrap();
+        assert_eq!(
+            (name.as_str(), n, &point),
+            ("a", 7, &Point { x: 1, y: None })
+        );
+        assert_eq!(
+            point.serialize(ToPy).unwrap(),
+            PyValue::Dict(vec![
+                (PyValue::Str("x".into()), PyValue::Int(1)),
+                (PyValue::Str("y".into()), PyValue::None),
+            ])
+        );
+        let err = <(u8,)>::deserialize(PyValue::Tuple(vec![PyValue::Int(300)])).unwrap_err();
+        assert!(err.0.contains("300"), "{err}");
+        let err = <(i64, i64)>::deserialize(PyValue::Tuple(vec![PyValue::Int(1)])).unwrap_err();
+        assert!(err.0.contains("expected 2 values, got 1"), "{err}");
+        assert_eq!(
+            u64::MAX.serialize(ToPy).unwrap(),
+            PyValue::BigInt(i128_to_big(u64::MAX.into()))
+        );
+    }
+}

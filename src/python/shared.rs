@@ -1,0 +1,248 @@
+//! The built-in shared objects, exposed to Python clients under a typeid with the method names
+//! Python's own proxies use (`q.put(x)`, `d['k']`, `lock.acquire()`, ...). Elements cross as the
+//! Rust types given at registration, so a Rust client of the same object reads what Python put
+//! (the mapping is `bridge`'s).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::methods::exception;
+use super::value::PyValue;
+use crate::codec;
+use crate::store::Bytes;
+
+/// Converts elements between Python values and the stored encoding.
+type ToStored = Arc<dyn Fn(PyValue) -> Result<Bytes, String> + Send + Sync>;
+type FromStored = Arc<dyn Fn(&Bytes) -> Result<PyValue, String> + Send + Sync>;
+
+#[derive(Clone)]
+struct Codec {
+    to: ToStored,
+    from: FromStored,
+}
+
+fn codec_of<T: Serialize + DeserializeOwned + 'static>() -> Codec {
+    Codec {
+        to: Arc::new(|value: PyValue| {
+            let typed: T = serde::Deserialize::deserialize(value)
+                .map_err(|e| format!("expected {}: {e}", std::any::type_name::<T>()))?;
+            Bytes::encode(&typed).map_err(|e| e.to_string())
+        }),
+        from: Arc::new(|bytes: &Bytes| {
+            let typed: T = bytes.decode().map_err(|e| e.to_string())?;
+            typed
+                .serialize(super::bridge::ToPy)
+                .map_err(|e| e.to_string())
+        }),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Queue,
+    Dict,
+    List,
+    Value,
+    Counter,
+    Lock,
+    Event,
+}
+
+/// A built-in shared object to expose to Python clients, with
+/// [`ManagerBuilder::python_expose`](crate::ManagerBuilder::python_expose).
+#[derive(Clone)]
+pub struct PythonShared {
+    pub(crate) kind: Kind,
+    pub(crate) name: String,
+    pub(crate) tag: String,
+    /// The creation arguments, encoded.
+    pub(crate) args: Vec<u8>,
+    keys: Option<Codec>,
+    values: Option<Codec>,
+}
+
+impl std::fmt::Debug for PythonShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PythonShared")
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn encoded<A: Serialize>(args: &A) -> Vec<u8> {
+    let mut out = Vec::new();
+    codec::encode_into(args, &mut out).expect("creation arguments encode");
+    out
+}
+
+impl PythonShared {
+    fn new(kind: Kind, name: &str, tag: String, args: Vec<u8>) -> Self {
+        PythonShared {
+            kind,
+            name: name.to_string(),
+            tag,
+            args,
+            keys: None,
+            values: None,
+        }
+    }
+
+    /// The shared `Queue<T>` `name` (unbounded if created here), as Python's `Queue` proxy:
+    /// `put`, `put_nowait`, `get`, `get_nowait`, `qsize`, `empty`, `full`, `task_done`, `join`.
+    pub fn queue<T: Serialize + DeserializeOwned + 'static>(name: &str) -> Self {
+        let mut shared = Self::new(
+            Kind::Queue,
+            name,
+            crate::proxies::type_tag::<T>(),
+            encoded(&(0u64,)),
+        );
+        shared.values = Some(codec_of::<T>());
+        shared
+    }
+
+    /// The shared `Dict<K, V>` `name`, as Python's dict proxy: `d[k]`, `d[k] = v`, `del d[k]`,
+    /// `k in d`, `len(d)`, `get`, `keys`, `values`, `items`, `update`, `pop`, `setdefault`,
+    /// `clear`, `copy`.
+    pub fn dict<K, V>(name: &str) -> Self
+    where
+        K: Serialize + DeserializeOwned + 'static,
+        V: Serialize + DeserializeOwned + 'static,
+    {
+        // As `Dict::open` tags it.
+        let tag = format!(
+            "{}, {}",
+            crate::proxies::type_tag::<K>(),
+            crate::proxies::type_tag::<V>()
+        );
+        let mut shared = Self::new(Kind::Dict, name, tag, encoded(&()));
+        shared.keys = Some(codec_of::<K>());
+        shared.values = Some(codec_of::<V>());
+        shared
+    }
+
+    /// The shared `List<T>` `name`, as Python's list proxy: `append`, `extend`, `l[i]`,
+    /// `l[i] = x`, `len(l)`, `pop()`, `clear`.
+    pub fn list<T: Serialize + DeserializeOwned + 'static>(name: &str) -> Self {
+        let mut shared = Self::new(
+            Kind::List,
+            name,
+            crate::proxies::type_tag::<T>(),
+            encoded(&()),
+        );
+        shared.values = Some(codec_of::<T>());
+        shared
+    }
+
+    /// The shared `Value<T>` `name`, as Python's `Value` proxy: `get`, `set`, `.value`.
+    pub fn value<T: Serialize + DeserializeOwned + 'static>(name: &str) -> Self {
+        let mut shared = Self::new(
+            Kind::Value,
+            name,
+            crate::proxies::type_tag::<T>(),
+            encoded(&()),
+        );
+        shared.values = Some(codec_of::<T>());
+        shared
+    }
+
+    /// The shared `Counter` `name`: `get`, `set`, `add(n)` (atomic), and `.value`.
+    pub fn counter(name: &str) -> Self {
+        Self::new(Kind::Counter, name, String::new(), encoded(&()))
+    }
+
+    /// The shared `Lock` `name`, as Python's lock proxy: `acquire(blocking, timeout)`,
+    /// `release`, `with`. Released if the holder's connection dies (Python's is not).
+    pub fn lock(name: &str) -> Self {
+        Self::new(Kind::Lock, name, String::new(), encoded(&()))
+    }
+
+    /// The shared `Event` `name`, as Python's event proxy: `set`, `clear`, `is_set`, `wait`.
+    pub fn event(name: &str) -> Self {
+        Self::new(Kind::Event, name, String::new(), encoded(&()))
+    }
+
+    /// The native kind's service name.
+    pub(crate) fn service(&self) -> &'static str {
+        match self.kind {
+            Kind::Queue => crate::store::queue::SERVICE,
+            Kind::Dict => crate::store::dict::SERVICE,
+            Kind::List => crate::store::list::SERVICE,
+            Kind::Value => crate::store::value::SERVICE,
+            Kind::Counter => crate::store::counter::SERVICE,
+            Kind::Lock => crate::store::lock::LOCK,
+            Kind::Event => crate::store::signal::EVENT,
+        }
+    }
+
+    /// The methods Python's proxy of this kind calls.
+    pub(crate) fn exposed(&self) -> &'static [&'static str] {
+        match self.kind {
+            Kind::Queue => &[
+                "empty",
+                "full",
+                "get",
+                "get_nowait",
+                "join",
+                "put",
+                "put_nowait",
+                "qsize",
+                "task_done",
+            ],
+            Kind::Dict => &[
+                "__contains__",
+                "__delitem__",
+                "__getitem__",
+                "__len__",
+                "__setitem__",
+                "clear",
+                "copy",
+                "get",
+                "items",
+                "keys",
+                "pop",
+                "setdefault",
+                "update",
+                "values",
+            ],
+            Kind::List => &[
+                "__getitem__",
+                "__len__",
+                "__setitem__",
+                "append",
+                "clear",
+                "extend",
+                "pop",
+            ],
+            Kind::Value | Kind::Counter => &["add", "get", "set"],
+            Kind::Lock => &["acquire", "release"],
+            Kind::Event => &["clear", "is_set", "set", "wait"],
+        }
+    }
+
+    fn value_codec(&self) -> &Codec {
+        self.values
+            .as_ref()
+            .expect("kinds with elements have a codec")
+    }
+
+    pub(crate) fn to_stored(&self, value: PyValue) -> Result<Bytes, PyValue> {
+        (self.value_codec().to)(value).map_err(|e| exception("TypeError", e))
+    }
+
+    pub(crate) fn decode_stored(&self, bytes: &Bytes) -> Result<PyValue, PyValue> {
+        (self.value_codec().from)(bytes).map_err(|e| exception("TypeError", e))
+    }
+
+    pub(crate) fn key_to_stored(&self, value: PyValue) -> Result<Bytes, PyValue> {
+        let codec = self.keys.as_ref().expect("dicts have a key codec");
+        (codec.to)(value).map_err(|e| exception("TypeError", e))
+    }
+
+    pub(crate) fn decode_stored_key(&self, bytes: &Bytes) -> Result<PyValue, PyValue> {
+        let codec = self.keys.as_ref().expect("dicts have a key codec");
+        (codec.from)(bytes).map_err(|e| exception("TypeError", e))
+    }
+}

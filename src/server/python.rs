@@ -1,0 +1,946 @@
+//! The Python listener: serves unmodified `multiprocessing.managers` clients (3.8+) the same
+//! registered functions and built-in shared objects as the native listener.
+//!
+//! Python's connection model (PYTHON-WIRE.md §5): after the mutual handshake, one request;
+//! `accept_connection` turns the connection into a long-lived method-call loop, every other
+//! server-level call (`create`, `incref`, `decref`, `dummy`, ...) gets one reply and the
+//! connection closes. Objects live in a table of their own (ident → target, refcount, exposed
+//! names): a registered function's result, kept as a Python value, or a built-in shared object
+//! exposed with `python_expose`.
+//!
+//! Every read re-arms `TCP_QUICKACK` and writes go out whole with `TCP_NODELAY`: Python's
+//! client writes `#WELCOME#` and its request back to back, and without a quick ACK, Nagle and
+//! delayed ACKs stall each control call ~40 ms.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use parking_lot::Mutex;
+
+use super::Shared;
+use super::objects::HeldRefs;
+use crate::error::RemoteError;
+use crate::python::handshake::{self, FAILURE, MAX_HANDSHAKE_FRAME, WELCOME};
+use crate::python::methods::{self, exception};
+use crate::python::pickle::pickle;
+use crate::python::shared::{Kind, PythonShared};
+use crate::python::unpickle::unpickle;
+use crate::python::value::PyValue;
+use crate::service::Caller;
+use crate::store::Bytes;
+use crate::transport::Stream;
+
+/// Python connection ids start here, apart from native ones.
+const FIRST_CONNECTION: u64 = 1 << 62;
+
+/// How deep a Python request may nest (Python's own limit is its recursion limit, ~1000).
+const MAX_DEPTH: u32 = 128;
+
+/// What an object ident stands for.
+enum Target {
+    /// A registered function's result.
+    Value(PyValue),
+    /// A built-in shared object (its id in the manager's table).
+    Shared { id: u64, spec: PythonShared },
+}
+
+struct Entry {
+    target: Arc<Target>,
+    refs: u64,
+    exposed: Vec<String>,
+}
+
+/// The Python listener's state in the manager.
+pub(crate) struct PythonState {
+    /// The raw authkey: Python's handshake MACs with MD5 and SHA-256 over it.
+    key: Vec<u8>,
+    exposed: HashMap<String, PythonShared>,
+    table: Mutex<(u64, HashMap<String, Entry>)>,
+    next_connection: AtomicU64,
+    /// Open connections, to close at shutdown.
+    open: Mutex<HashMap<u64, Stream>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl PythonState {
+    pub(crate) fn new(key: &[u8], exposed: HashMap<String, PythonShared>) -> Self {
+        PythonState {
+            key: key.to_vec(),
+            exposed,
+            table: Mutex::new((0, HashMap::new())),
+            next_connection: AtomicU64::new(FIRST_CONNECTION),
+            open: Mutex::new(HashMap::new()),
+            threads: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Closes every Python connection and waits for their threads.
+    pub(crate) fn close_all(&self) {
+        for stream in self.open.lock().values() {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+        let threads = std::mem::take(&mut *self.threads.lock());
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
+
+    fn insert(&self, target: Target, exposed: Vec<String>) -> String {
+        let mut table = self.table.lock();
+        table.0 += 1;
+        let ident = format!("{:x}", table.0);
+        table.1.insert(
+            ident.clone(),
+            Entry {
+                target: Arc::new(target),
+                refs: 1,
+                exposed,
+            },
+        );
+        ident
+    }
+}
+
+/// Starts serving one accepted Python connection on its own thread.
+pub(crate) fn admit(shared: &Arc<Shared>, stream: Stream) {
+    let Some(python) = &shared.python else {
+        return;
+    };
+    let id = python.next_connection.fetch_add(1, Relaxed);
+    if let Ok(clone) = stream.try_clone() {
+        python.open.lock().insert(id, clone);
+    }
+    let for_thread = Arc::clone(shared);
+    let spawned = std::thread::Builder::new()
+        .name("monogusa-python".into())
+        .stack_size(shared.limits.thread_stack_size)
+        .spawn(move || {
+            let peer = stream.peer_label();
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                serve(&for_thread, &stream, id)
+            }));
+            match outcome {
+                Ok(Err(e)) => log::debug!("python client {peer}: {e}"),
+                Err(_) => log::warn!("python connection {peer} panicked; serving on"),
+                Ok(Ok(())) => {}
+            }
+            if let Some(python) = &for_thread.python {
+                python.open.lock().remove(&id);
+            }
+        });
+    match spawned {
+        Ok(thread) => {
+            let mut threads = python.threads.lock();
+            threads.retain(|t| !t.is_finished());
+            threads.push(thread);
+        }
+        Err(e) => log::error!("cannot start a thread for a python client: {e}"),
+    }
+}
+
+fn quickack(stream: &Stream) {
+    #[cfg(target_os = "linux")]
+    if let Stream::Tcp(tcp) = stream {
+        let _ = socket2::SockRef::from(tcp).set_tcp_quickack(true);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = stream;
+}
+
+/// Reads one frame (`!i` length, or -1 and `!Q`), refusing more than `max` bytes.
+fn read_frame(stream: &Stream, max: usize) -> io::Result<Option<Vec<u8>>> {
+    quickack(stream);
+    let mut header = [0u8; 4];
+    let mut reader = stream;
+    match reader.read_exact(&mut header) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = i32::from_be_bytes(header);
+    let len: u64 = if len == -1 {
+        let mut long = [0u8; 8];
+        reader.read_exact(&mut long)?;
+        u64::from_be_bytes(long)
+    } else if len < 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a negative frame length {len}"),
+        ));
+    } else {
+        len as u64
+    };
+    if len > max as u64 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a frame of {len} bytes is over the limit of {max}"),
+        ));
+    }
+    let mut payload = Vec::with_capacity((len as usize).min(64 * 1024));
+    reader.take(len).read_to_end(&mut payload)?;
+    if payload.len() as u64 != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the frame is truncated",
+        ));
+    }
+    Ok(Some(payload))
+}
+
+fn write_frame(stream: &Stream, payload: &[u8]) -> io::Result<()> {
+    let mut frame = Vec::with_capacity(payload.len() + 12);
+    match i32::try_from(payload.len()) {
+        Ok(len) => frame.extend_from_slice(&len.to_be_bytes()),
+        Err(_) => {
+            frame.extend_from_slice(&(-1i32).to_be_bytes());
+            frame.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(payload);
+    let mut writer = stream;
+    writer.write_all(&frame)
+}
+
+/// A reply: `('#RETURN', value)`, `('#ERROR', exception)` or `('#TRACEBACK', text)`.
+enum Reply {
+    Return(PyValue),
+    Error(PyValue),
+    Traceback(String),
+}
+
+fn send(stream: &Stream, reply: Reply) -> io::Result<()> {
+    let (kind, value) = match reply {
+        Reply::Return(v) => ("#RETURN", v),
+        Reply::Error(e) => ("#ERROR", e),
+        Reply::Traceback(t) => ("#TRACEBACK", PyValue::Str(t)),
+    };
+    let mut out = Vec::new();
+    pickle(
+        &PyValue::Tuple(vec![PyValue::Str(kind.into()), value]),
+        &mut out,
+    );
+    write_frame(stream, &out)
+}
+
+/// The mutual handshake under one total deadline: we challenge, then answer.
+fn authenticate(shared: &Shared, python: &PythonState, stream: &Stream) -> io::Result<bool> {
+    let deadline = std::time::Instant::now() + shared.limits.handshake_timeout;
+    let arm = || -> io::Result<()> {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the handshake took too long",
+            ));
+        }
+        stream.set_timeouts(Some(left))
+    };
+    let mut random = [0u8; 40];
+    getrandom::fill(&mut random).map_err(|e| io::Error::other(e.to_string()))?;
+    let challenge = handshake::challenge(&random);
+    arm()?;
+    write_frame(stream, &challenge)?;
+    arm()?;
+    let Some(response) = read_frame(stream, MAX_HANDSHAKE_FRAME)? else {
+        return Ok(false);
+    };
+    let message = &challenge[handshake::CHALLENGE.len()..];
+    if !handshake::verify(&python.key, message, &response) {
+        let _ = write_frame(stream, FAILURE);
+        shared.failure_log.warn(format_args!(
+            "python client {} gave a wrong authkey",
+            stream.peer_label()
+        ));
+        return Ok(false);
+    }
+    write_frame(stream, WELCOME)?;
+    arm()?;
+    let Some(theirs) = read_frame(stream, MAX_HANDSHAKE_FRAME)? else {
+        return Ok(false);
+    };
+    let answer = handshake::answer(&python.key, &theirs)
+        .map_err(|why| io::Error::new(io::ErrorKind::InvalidData, why))?;
+    arm()?;
+    write_frame(stream, &answer)?;
+    arm()?;
+    let verdict = read_frame(stream, MAX_HANDSHAKE_FRAME)?;
+    stream.set_timeouts(None)?;
+    Ok(verdict.as_deref() == Some(WELCOME))
+}
+
+/// A request: `(ident, method, args, kwds)`.
+struct Request {
+    ident: Option<String>,
+    method: String,
+    args: Vec<PyValue>,
+    kwds: Vec<(PyValue, PyValue)>,
+}
+
+fn parse_request(frame: &[u8]) -> Result<Request, String> {
+    let value = unpickle(frame, MAX_DEPTH).map_err(|e| e.to_string())?;
+    let PyValue::Tuple(parts) = value else {
+        return Err("a request must be a tuple (ident, method, args, kwds)".into());
+    };
+    let mut parts = parts.into_iter();
+    let (ident, method, args, kwds) = (parts.next(), parts.next(), parts.next(), parts.next());
+    let ident = match ident {
+        Some(PyValue::None) => None,
+        Some(PyValue::Str(s)) => Some(s),
+        _ => return Err("a request's ident must be None or a str".into()),
+    };
+    let Some(PyValue::Str(method)) = method else {
+        return Err("a request's method must be a str".into());
+    };
+    let args = match args {
+        Some(PyValue::Tuple(a) | PyValue::List(a)) => a,
+        _ => return Err("a request's args must be a tuple".into()),
+    };
+    let kwds = match kwds {
+        Some(PyValue::Dict(k)) => k,
+        None => Vec::new(),
+        _ => return Err("a request's kwds must be a dict".into()),
+    };
+    Ok(Request {
+        ident,
+        method,
+        args,
+        kwds,
+    })
+}
+
+fn serve(shared: &Arc<Shared>, stream: &Stream, id: u64) -> io::Result<()> {
+    let python = shared
+        .python
+        .as_ref()
+        .expect("admitted by the python listener");
+    if !authenticate(shared, python, stream)? {
+        return Ok(());
+    }
+    let max = shared.limits.max_frame_len as usize;
+    let Some(frame) = read_frame(stream, max)? else {
+        return Ok(());
+    };
+    let request = match parse_request(&frame) {
+        Ok(r) => r,
+        Err(why) => return send(stream, Reply::Traceback(format!("refused request: {why}"))),
+    };
+    if request.ident.is_some() {
+        return send(
+            stream,
+            Reply::Traceback("a method call before accept_connection".into()),
+        );
+    }
+    if request.method != "accept_connection" {
+        let reply = server_call(shared, python, stream, request);
+        return send(stream, reply);
+    }
+    send(stream, Reply::Return(PyValue::None))?;
+    // The long-lived method-call loop of one client thread.
+    let mut held = HeldRefs::default();
+    let result = (|| -> io::Result<()> {
+        while let Some(frame) = read_frame(stream, max)? {
+            let reply = match parse_request(&frame) {
+                Ok(request) => {
+                    let caller = Caller::new(id, stream);
+                    method_call(shared, python, request, &mut held, &caller)
+                }
+                Err(why) => Reply::Traceback(format!("refused request: {why}")),
+            };
+            send(stream, reply)?;
+        }
+        Ok(())
+    })();
+    // Locks it held are released, as for a native connection.
+    shared.objects.connection_closed(id, &mut held);
+    result
+}
+
+fn str_arg(args: &[PyValue], at: usize, what: &str) -> Result<String, Reply> {
+    match args.get(at) {
+        Some(PyValue::Str(s)) => Ok(s.clone()),
+        _ => Err(Reply::Traceback(format!("{what} needs a str argument"))),
+    }
+}
+
+/// A server-level call (`ident` None): one reply, then the connection closes.
+fn server_call(
+    shared: &Arc<Shared>,
+    python: &PythonState,
+    stream: &Stream,
+    request: Request,
+) -> Reply {
+    let args = request.args;
+    let result = (|| -> Result<Reply, Reply> {
+        Ok(match request.method.as_str() {
+            "dummy" => Reply::Return(PyValue::None),
+            "create" => create(shared, python, stream, args, request.kwds)?,
+            "incref" => {
+                let ident = str_arg(&args, 0, "incref")?;
+                let mut table = python.table.lock();
+                match table.1.get_mut(&ident) {
+                    Some(entry) => entry.refs += 1,
+                    None => return Err(Reply::Traceback(format!("KeyError: {ident:?}"))),
+                }
+                Reply::Return(PyValue::None)
+            }
+            "decref" => {
+                let ident = str_arg(&args, 0, "decref")?;
+                let removed = {
+                    let mut table = python.table.lock();
+                    let Some(entry) = table.1.get_mut(&ident) else {
+                        return Err(Reply::Traceback(format!("KeyError: {ident:?}")));
+                    };
+                    entry.refs -= 1;
+                    if entry.refs == 0 {
+                        table.1.remove(&ident)
+                    } else {
+                        None
+                    }
+                };
+                drop(removed); // outside the lock
+                Reply::Return(PyValue::None)
+            }
+            "get_methods" => {
+                let ident = match args.first() {
+                    Some(PyValue::Token { id, .. }) => id.clone(),
+                    _ => return Err(Reply::Traceback("get_methods needs a Token".into())),
+                };
+                let table = python.table.lock();
+                let entry = table
+                    .1
+                    .get(&ident)
+                    .ok_or_else(|| Reply::Traceback(format!("KeyError: {ident:?}")))?;
+                Reply::Return(names(&entry.exposed))
+            }
+            "debug_info" => {
+                let table = python.table.lock();
+                let lines: Vec<String> = table
+                    .1
+                    .iter()
+                    .map(|(ident, e)| format!("  {ident}:       refcount={}", e.refs))
+                    .collect();
+                Reply::Return(PyValue::Str(lines.join("\n")))
+            }
+            "number_of_objects" => Reply::Return(PyValue::Int(python.table.lock().1.len() as i64)),
+            "shutdown" if shared.allow_remote_shutdown => {
+                log::info!(
+                    "shutdown requested by python client {}",
+                    stream.peer_label()
+                );
+                shared.begin_shutdown();
+                Reply::Return(PyValue::None)
+            }
+            "shutdown" => {
+                Reply::Traceback("NotPermitted: this manager does not allow remote shutdown".into())
+            }
+            other => Reply::Traceback(format!(
+                "ValueError: {other:?} is not a server call (dummy, create, incref, decref, \
+                 accept_connection, get_methods, debug_info, number_of_objects, shutdown)"
+            )),
+        })
+    })();
+    result.unwrap_or_else(|reply| reply)
+}
+
+fn names(exposed: &[String]) -> PyValue {
+    PyValue::Tuple(exposed.iter().map(|n| PyValue::Str(n.clone())).collect())
+}
+
+/// `create(typeid, *args)`: a registered function's result, or an exposed shared object.
+fn create(
+    shared: &Arc<Shared>,
+    python: &PythonState,
+    _stream: &Stream,
+    mut args: Vec<PyValue>,
+    kwds: Vec<(PyValue, PyValue)>,
+) -> Result<Reply, Reply> {
+    if args.is_empty() {
+        return Err(Reply::Traceback("create needs a typeid".into()));
+    }
+    let typeid = str_arg(&args, 0, "create")?;
+    args.remove(0);
+    if let Some(spec) = python.exposed.get(&typeid) {
+        let id = shared
+            .objects
+            .open_shared(spec.service(), &spec.name, &spec.tag, &spec.args)
+            .map_err(|e| Reply::Traceback(format!("cannot open {:?}: {e}", spec.name)))?;
+        let exposed: Vec<String> = spec.exposed().iter().map(|s| s.to_string()).collect();
+        let reply_names = names(&exposed);
+        let ident = python.insert(
+            Target::Shared {
+                id,
+                spec: spec.clone(),
+            },
+            exposed,
+        );
+        return Ok(Reply::Return(PyValue::Tuple(vec![
+            PyValue::Str(ident),
+            reply_names,
+        ])));
+    }
+    if !kwds.is_empty() {
+        return Err(Reply::Traceback(format!(
+            "TypeError: {typeid}() takes positional arguments only (Rust functions have no keywords)"
+        )));
+    }
+    let mut result = None;
+    let call = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        shared.registry.call_erased(
+            &typeid,
+            &mut <dyn erased_serde::Deserializer>::erase(PyValue::Tuple(args)),
+            &mut |value| {
+                let py =
+                    erased_serde::serialize(value, crate::python::bridge::ToPy).map_err(|e| {
+                        RemoteError::new(crate::RemoteErrorKind::BadReply, e.to_string())
+                    })?;
+                result = Some(py);
+                Ok(())
+            },
+        )
+    }));
+    match call {
+        Err(_) => Err(Reply::Traceback(format!("{typeid} panicked"))),
+        Ok(Err(e)) => Err(Reply::Traceback(e.to_string())),
+        Ok(Ok(())) => {
+            let value = result.unwrap_or(PyValue::None);
+            let exposed: Vec<String> = methods::exposed(&value)
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            let reply_names = names(&exposed);
+            let ident = python.insert(Target::Value(value), exposed);
+            Ok(Reply::Return(PyValue::Tuple(vec![
+                PyValue::Str(ident),
+                reply_names,
+            ])))
+        }
+    }
+}
+
+/// One call on a proxy's connection.
+fn method_call(
+    shared: &Shared,
+    python: &PythonState,
+    request: Request,
+    held: &mut HeldRefs,
+    caller: &Caller<'_>,
+) -> Reply {
+    let Some(ident) = request.ident else {
+        return Reply::Traceback(format!(
+            "{:?} is not a method call (no ident)",
+            request.method
+        ));
+    };
+    let (target, allowed) = {
+        let table = python.table.lock();
+        match table.1.get(&ident) {
+            Some(entry) => (
+                Arc::clone(&entry.target),
+                entry.exposed.contains(&request.method),
+            ),
+            None => return Reply::Traceback(format!("KeyError: {ident:?}")),
+        }
+    };
+    let fallback = matches!(
+        request.method.as_str(),
+        "__str__" | "__repr__" | "#GETVALUE"
+    );
+    if !allowed && !fallback {
+        return Reply::Traceback(format!(
+            "AttributeError: method {:?} is not exposed by object {ident}",
+            request.method
+        ));
+    }
+    let outcome = match &*target {
+        Target::Value(value) => methods::call(value, &request.method, &request.args),
+        Target::Shared { id, spec } => {
+            let mut call = Native {
+                shared,
+                id: *id,
+                held,
+                caller,
+            };
+            shared_method(
+                &mut call,
+                spec,
+                &request.method,
+                request.args,
+                &request.kwds,
+            )
+        }
+    };
+    match outcome {
+        Ok(value) => Reply::Return(value),
+        Err(exception) => Reply::Error(exception),
+    }
+}
+
+/// Calls on one native object, from a Python connection.
+struct Native<'a, 'c> {
+    shared: &'a Shared,
+    id: u64,
+    held: &'a mut HeldRefs,
+    caller: &'a Caller<'c>,
+}
+
+impl Native<'_, '_> {
+    fn call<R: serde::de::DeserializeOwned, A: serde::Serialize>(
+        &mut self,
+        method: &str,
+        args: &A,
+    ) -> Result<R, PyValue> {
+        let mut encoded = Vec::new();
+        crate::codec::encode_into(args, &mut encoded)
+            .map_err(|e| exception("TypeError", e.to_string()))?;
+        let mut out = Vec::new();
+        self.shared
+            .objects
+            .call(self.id, method, &encoded, &mut out, self.held, self.caller)
+            .map_err(|e| exception("RuntimeError", e.to_string()))?;
+        crate::codec::decode_exact(&out).map_err(|e| exception("RuntimeError", e.to_string()))
+    }
+}
+
+/// A keyword or positional argument (Python's proxies pass `block`, `timeout` either way).
+fn arg(args: &[PyValue], kwds: &[(PyValue, PyValue)], at: usize, name: &str) -> Option<PyValue> {
+    kwds.iter()
+        .find(|(k, _)| matches!(k, PyValue::Str(s) if s == name))
+        .map(|(_, v)| v.clone())
+        .or_else(|| args.get(at).cloned())
+}
+
+fn truthy(value: &Option<PyValue>, default: bool) -> bool {
+    match value {
+        None => default,
+        Some(PyValue::Bool(b)) => *b,
+        Some(PyValue::Int(n)) => *n != 0,
+        Some(PyValue::None) => false,
+        Some(_) => true,
+    }
+}
+
+/// A timeout in seconds as milliseconds; `None` (or absent, or negative) waits forever.
+fn timeout_ms(value: &Option<PyValue>) -> Option<u64> {
+    match value {
+        Some(PyValue::Int(n)) if *n >= 0 => Some((*n as u64).saturating_mul(1000)),
+        Some(PyValue::Float(f)) if *f >= 0.0 => Some((f * 1000.0) as u64),
+        _ => None,
+    }
+}
+
+fn first(args: Vec<PyValue>, method: &str) -> Result<PyValue, PyValue> {
+    args.into_iter()
+        .next()
+        .ok_or_else(|| exception("TypeError", format!("{method}() missing an argument")))
+}
+
+fn shared_method(
+    native: &mut Native<'_, '_>,
+    spec: &PythonShared,
+    method: &str,
+    args: Vec<PyValue>,
+    kwds: &[(PyValue, PyValue)],
+) -> Result<PyValue, PyValue> {
+    let none = Ok(PyValue::None);
+    match (spec.kind, method) {
+        (Kind::Queue, "put" | "put_nowait") => {
+            let block = method == "put" && truthy(&arg(&args, kwds, 1, "block"), true);
+            let wait = if block {
+                timeout_ms(&arg(&args, kwds, 2, "timeout"))
+            } else {
+                Some(0)
+            };
+            let item = spec.to_stored(first(args, method)?)?;
+            let put: bool = native.call("put", &(item, wait))?;
+            if put {
+                none
+            } else {
+                Err(PyValue::Exception("queue.Full".into(), vec![]))
+            }
+        }
+        (Kind::Queue, "get" | "get_nowait") => {
+            let block = method == "get" && truthy(&arg(&args, kwds, 0, "block"), true);
+            let wait = if block {
+                timeout_ms(&arg(&args, kwds, 1, "timeout"))
+            } else {
+                Some(0)
+            };
+            let item: Option<Bytes> = native.call("get", &(wait,))?;
+            match item {
+                Some(item) => spec.decode_stored(&item),
+                None => Err(PyValue::Exception("queue.Empty".into(), vec![])),
+            }
+        }
+        (Kind::Queue, "qsize") => Ok(PyValue::Int(native.call::<u64, _>("len", &())? as i64)),
+        (Kind::Queue, "empty") => Ok(PyValue::Bool(native.call::<u64, _>("len", &())? == 0)),
+        (Kind::Queue, "full") => Ok(PyValue::Bool(false)),
+        (Kind::Queue, "task_done") => native
+            .call::<(), _>("task_done", &())
+            .map(|()| PyValue::None)
+            .map_err(|_| exception("ValueError", "task_done() called too many times")),
+        (Kind::Queue, "join") => {
+            let _: bool = native.call("join", &(None::<u64>,))?;
+            none
+        }
+        (Kind::Dict, _) => dict_method(native, spec, method, args),
+        (Kind::List, _) => list_method(native, spec, method, args),
+        (Kind::Value, "get" | "#GETVALUE" | "__str__" | "__repr__") => {
+            let value: Option<Bytes> = native.call("get", &())?;
+            let value = match value {
+                Some(v) => spec.decode_stored(&v)?,
+                None => PyValue::None,
+            };
+            Ok(present(method, value))
+        }
+        (Kind::Value, "set") => {
+            let value = spec.to_stored(first(args, method)?)?;
+            let _: Option<Bytes> = native.call("swap", &(value,))?;
+            none
+        }
+        (Kind::Counter, "get" | "#GETVALUE" | "__str__" | "__repr__") => {
+            let value: i64 = native.call("get", &())?;
+            Ok(present(method, PyValue::Int(value)))
+        }
+        (Kind::Counter | Kind::Value, "set" | "add") => {
+            let n = match first(args, method)? {
+                PyValue::Int(n) => n,
+                other => {
+                    return Err(exception(
+                        "TypeError",
+                        format!("a counter takes an int, not {}", other.type_name()),
+                    ));
+                }
+            };
+            let new: i64 = if method == "add" {
+                native.call("add", &(n,))?
+            } else {
+                native.call::<i64, _>("set", &(n,))?;
+                n
+            };
+            Ok(PyValue::Int(new))
+        }
+        (Kind::Lock, "acquire") => {
+            let blocking = truthy(&arg(&args, kwds, 0, "blocking"), true);
+            let wait = if blocking {
+                timeout_ms(&arg(&args, kwds, 1, "timeout"))
+            } else {
+                Some(0)
+            };
+            Ok(PyValue::Bool(native.call("acquire", &(wait,))?))
+        }
+        (Kind::Lock, "release") => native
+            .call::<(), _>("release", &())
+            .map(|()| PyValue::None)
+            .map_err(|_| exception("RuntimeError", "release unlocked lock")),
+        (Kind::Event, "set" | "clear") => {
+            native.call::<(), _>(method, &())?;
+            none
+        }
+        (Kind::Event, "is_set") => Ok(PyValue::Bool(native.call("is_set", &())?)),
+        (Kind::Event, "wait") => {
+            let wait = timeout_ms(&arg(&args, kwds, 0, "timeout"));
+            Ok(PyValue::Bool(native.call("wait", &(wait,))?))
+        }
+        (_, "__str__" | "__repr__") => Ok(PyValue::Str(format!("<shared {:?}>", spec.name))),
+        (_, other) => Err(exception(
+            "AttributeError",
+            format!("{other} is not a method of this shared object"),
+        )),
+    }
+}
+
+/// What `__str__`, `__repr__` and `#GETVALUE` return for a value.
+fn present(method: &str, value: PyValue) -> PyValue {
+    match method {
+        "__str__" => PyValue::Str(value.to_str()),
+        "__repr__" => PyValue::Str(value.repr()),
+        _ => value,
+    }
+}
+
+fn dict_method(
+    native: &mut Native<'_, '_>,
+    spec: &PythonShared,
+    method: &str,
+    args: Vec<PyValue>,
+) -> Result<PyValue, PyValue> {
+    let key_error = |key: &PyValue| PyValue::Exception("KeyError".into(), vec![key.clone()]);
+    let items = |native: &mut Native<'_, '_>| -> Result<Vec<(PyValue, PyValue)>, PyValue> {
+        let stored: Vec<(Bytes, Bytes)> = native.call("items", &())?;
+        stored
+            .iter()
+            .map(|(k, v)| Ok((spec.decode_stored_key(k)?, spec.decode_stored(v)?)))
+            .collect()
+    };
+    let mut args = args.into_iter();
+    let mut next = || {
+        args.next()
+            .ok_or_else(|| exception("TypeError", format!("{method}() missing an argument")))
+    };
+    match method {
+        "__getitem__" | "get" | "pop" => {
+            let key = next()?;
+            let default = next().ok();
+            let stored = spec.key_to_stored(key.clone())?;
+            let native_method = if method == "pop" { "remove" } else { "get" };
+            let found: Option<Bytes> = native.call(native_method, &(stored,))?;
+            match (found, default) {
+                (Some(v), _) => spec.decode_stored(&v),
+                (None, Some(default)) => Ok(default),
+                (None, None) if method == "get" => Ok(PyValue::None),
+                (None, None) => Err(key_error(&key)),
+            }
+        }
+        "__setitem__" | "setdefault" => {
+            let key = spec.key_to_stored(next()?)?;
+            let value = next().unwrap_or(PyValue::None);
+            let stored = spec.to_stored(value.clone())?;
+            if method == "setdefault" {
+                let _: bool = native.call("insert_if_absent", &(key.clone(), stored))?;
+                let found: Option<Bytes> = native.call("get", &(key,))?;
+                return found.map_or(Ok(value), |v| spec.decode_stored(&v));
+            }
+            let _: Option<Bytes> = native.call("insert", &(key, stored))?;
+            Ok(PyValue::None)
+        }
+        "__delitem__" => {
+            let key = next()?;
+            let stored = spec.key_to_stored(key.clone())?;
+            let removed: Option<Bytes> = native.call("remove", &(stored,))?;
+            removed
+                .map(|_| PyValue::None)
+                .ok_or_else(|| key_error(&key))
+        }
+        "__contains__" => {
+            let key = spec.key_to_stored(next()?)?;
+            Ok(PyValue::Bool(native.call("contains", &(key,))?))
+        }
+        "__len__" => Ok(PyValue::Int(native.call::<u64, _>("len", &())? as i64)),
+        "clear" => {
+            native.call::<(), _>("clear", &())?;
+            Ok(PyValue::None)
+        }
+        "update" => {
+            let pairs = match next()? {
+                PyValue::Dict(pairs) => pairs,
+                PyValue::List(items) | PyValue::Tuple(items) => items
+                    .into_iter()
+                    .map(|item| match item {
+                        PyValue::Tuple(mut kv) | PyValue::List(mut kv) if kv.len() == 2 => {
+                            let v = kv.pop().expect("2");
+                            Ok((kv.pop().expect("2"), v))
+                        }
+                        _ => Err(exception("TypeError", "update() takes pairs")),
+                    })
+                    .collect::<Result<_, _>>()?,
+                other => {
+                    return Err(exception(
+                        "TypeError",
+                        format!("update() takes a dict, not {}", other.type_name()),
+                    ));
+                }
+            };
+            for (k, v) in pairs {
+                let (k, v) = (spec.key_to_stored(k)?, spec.to_stored(v)?);
+                let _: Option<Bytes> = native.call("insert", &(k, v))?;
+            }
+            Ok(PyValue::None)
+        }
+        "keys" => Ok(PyValue::List(
+            items(native)?.into_iter().map(|(k, _)| k).collect(),
+        )),
+        "values" => Ok(PyValue::List(
+            items(native)?.into_iter().map(|(_, v)| v).collect(),
+        )),
+        "items" => Ok(PyValue::List(
+            items(native)?
+                .into_iter()
+                .map(|(k, v)| PyValue::Tuple(vec![k, v]))
+                .collect(),
+        )),
+        "copy" | "#GETVALUE" => Ok(PyValue::Dict(items(native)?)),
+        "__str__" | "__repr__" => Ok(PyValue::Str(PyValue::Dict(items(native)?).repr())),
+        other => Err(exception(
+            "AttributeError",
+            format!("dict has no method {other}"),
+        )),
+    }
+}
+
+fn list_method(
+    native: &mut Native<'_, '_>,
+    spec: &PythonShared,
+    method: &str,
+    args: Vec<PyValue>,
+) -> Result<PyValue, PyValue> {
+    let all = |native: &mut Native<'_, '_>| -> Result<Vec<PyValue>, PyValue> {
+        let stored: Vec<Bytes> = native.call("range", &(0u64, u64::MAX))?;
+        stored.iter().map(|b| spec.decode_stored(b)).collect()
+    };
+    let index = |native: &mut Native<'_, '_>, value: &PyValue| -> Result<u64, PyValue> {
+        let len: u64 = native.call("len", &())?;
+        let PyValue::Int(i) = value else {
+            return Err(exception("TypeError", "list indices must be integers"));
+        };
+        let i = if *i < 0 { len as i64 + i } else { *i };
+        if i < 0 || i as u64 >= len {
+            return Err(exception("IndexError", "list index out of range"));
+        }
+        Ok(i as u64)
+    };
+    let mut args = args.into_iter();
+    match method {
+        "append" => {
+            let item = spec.to_stored(first(args.collect(), method)?)?;
+            let _: u64 = native.call("push", &(item,))?;
+            Ok(PyValue::None)
+        }
+        "extend" => {
+            let items = match args.next() {
+                Some(PyValue::List(items) | PyValue::Tuple(items)) => items,
+                _ => return Err(exception("TypeError", "extend() takes a list")),
+            };
+            for item in items {
+                let _: u64 = native.call("push", &(spec.to_stored(item)?,))?;
+            }
+            Ok(PyValue::None)
+        }
+        "__getitem__" => {
+            let at = index(native, &args.next().unwrap_or(PyValue::None))?;
+            let item: Option<Bytes> = native.call("get", &(at,))?;
+            item.map_or(Ok(PyValue::None), |b| spec.decode_stored(&b))
+        }
+        "__setitem__" => {
+            let at = index(native, &args.next().unwrap_or(PyValue::None))?;
+            let item = spec.to_stored(args.next().unwrap_or(PyValue::None))?;
+            let _: Bytes = native.call("set", &(at, item))?;
+            Ok(PyValue::None)
+        }
+        "__len__" => Ok(PyValue::Int(native.call::<u64, _>("len", &())? as i64)),
+        "pop" => {
+            if args.next().is_some() {
+                return Err(exception(
+                    "NotImplementedError",
+                    "only pop() of the last item",
+                ));
+            }
+            let item: Option<Bytes> = native.call("pop", &())?;
+            match item {
+                Some(b) => spec.decode_stored(&b),
+                None => Err(exception("IndexError", "pop from empty list")),
+            }
+        }
+        "clear" => {
+            native.call::<(), _>("clear", &())?;
+            Ok(PyValue::None)
+        }
+        "#GETVALUE" => Ok(PyValue::List(all(native)?)),
+        "__str__" | "__repr__" => Ok(PyValue::Str(PyValue::List(all(native)?).repr())),
+        other => Err(exception(
+            "AttributeError",
+            format!("list has no method {other}"),
+        )),
+    }
+}
