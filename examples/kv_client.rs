@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use monogusa::Client;
+use monogusa::{Client, Dynamic};
 
 fn main() -> ExitCode {
     match run() {
@@ -57,9 +57,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         println!("asked the manager at {address} to shut down");
         return Ok(());
     }
-    client.call::<()>("put", ("greeting", "hello from kv_client"))?;
-    let value: Option<String> = client.call("get", ("greeting",))?;
-    let missing: Option<String> = client.call("get", ("no such key",))?;
+    let greeting = Dynamic::Str("hello from kv_client".into());
+    client.call::<()>("put", ("greeting", greeting))?;
+    let value: Option<String> = client
+        .call::<Option<Dynamic>>("get", ("greeting",))?
+        .and_then(|v| v.as_str().map(String::from));
+    let missing: Option<Dynamic> = client.call("get", ("no such key",))?;
     let (sysname, nodename, release, machine): (String, String, String, String) =
         client.call("get_uname", ())?;
     println!("get(\"greeting\") = {value:?}");

@@ -11,6 +11,10 @@
 //! `MONOGUSA_AUTHKEY_FILE`. With none of those, the server makes a random key and writes it to
 //! a file only you can read (`$TMPDIR/monogusa-kv.key`), where `kv_client` finds it.
 //!
+//! `--python ADDRESS` also serves unmodified Python clients (the tutorial's key-value store and
+//! its five-process counter run against it as they are, see `tests/python/`): it keeps any
+//! plain value (`put('a', 10)`, then `get('a').conjugate()` is 10), and `inc(key)` adds one.
+//!
 //! It serves until SIGINT/SIGTERM, a client's `kv_client --shutdown`, or `--idle-exit SECS`
 //! (default 30) seconds without a call, so it also ends by itself when run unattended.
 
@@ -21,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use monogusa::{Client, Manager};
+use monogusa::{Client, Dynamic, Manager};
 
 const DEFAULT_ADDRESS: &str = "127.0.0.1:4343";
 
@@ -39,10 +43,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut address = DEFAULT_ADDRESS.to_string();
     let mut key_file: Option<PathBuf> = std::env::var_os("MONOGUSA_AUTHKEY_FILE").map(Into::into);
     let mut idle_exit = Duration::from_secs(30);
+    let mut python: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--authkey-file" => key_file = Some(args.next().ok_or("--authkey-file needs a path")?.into()),
+            "--python" => python = Some(args.next().ok_or("--python needs an address")?),
             "--idle-exit" => {
                 idle_exit = Duration::from_secs(args.next().ok_or("--idle-exit needs seconds")?.parse()?)
             }
@@ -52,30 +58,46 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     let authkey = load_or_make_key(key_file)?;
 
-    let store = Arc::new(Mutex::new(HashMap::<String, String>::new()));
+    // Any plain value: a Python client may put 10, 'x' or [1, 2] alike.
+    let store = Arc::new(Mutex::new(HashMap::<String, Dynamic>::new()));
     let last_call = Arc::new(AtomicU64::new(now_secs()));
-    let (for_get, for_put) = (Arc::clone(&store), Arc::clone(&store));
-    let (touch_get, touch_put, touch_uname) = (
+    let (for_get, for_put, for_inc) = (Arc::clone(&store), Arc::clone(&store), Arc::clone(&store));
+    let (touch_get, touch_put, touch_inc, touch_uname) = (
+        Arc::clone(&last_call),
         Arc::clone(&last_call),
         Arc::clone(&last_call),
         Arc::clone(&last_call),
     );
-    let manager = Manager::builder()
+    let mut builder = Manager::builder()
         .authkey(&authkey)
         .bind(address.as_str())
         .register("get", move |key: String| {
             touch_get.store(now_secs(), Ordering::Relaxed);
             for_get.lock().unwrap().get(&key).cloned()
         })
-        .register("put", move |key: String, value: String| {
+        .register("put", move |key: String, value: Dynamic| {
             touch_put.store(now_secs(), Ordering::Relaxed);
             for_put.lock().unwrap().insert(key, value);
+        })
+        .register("inc", move |key: String| -> Result<i64, String> {
+            touch_inc.store(now_secs(), Ordering::Relaxed);
+            let mut store = for_inc.lock().unwrap();
+            let slot = store.entry(key.clone()).or_insert(Dynamic::Int(0));
+            let n = slot
+                .as_i64()
+                .ok_or(format!("{key:?} does not hold an int"))?
+                + 1;
+            *slot = Dynamic::Int(n);
+            Ok(n)
         })
         .register("get_uname", move || {
             touch_uname.store(now_secs(), Ordering::Relaxed);
             uname()
-        })
-        .build()?;
+        });
+    if let Some(python) = &python {
+        builder = builder.python_listener(python.as_str());
+    }
+    let manager = builder.build()?;
 
     // Ends an unattended server: after `idle_exit` without a call, ask ourselves to stop.
     let watchdog_key = authkey.clone();
@@ -94,6 +116,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     println!("kv_server listening on {address}");
+    if let Some(python) = &python {
+        println!("kv_server listening for python clients on {python}");
+    }
     manager.serve_forever()?;
     println!("kv_server stopped");
     Ok(())

@@ -19,7 +19,7 @@ use monogusa::{Client, Manager};
 const USAGE: &str = "usage:
   monogusa serve (--bind HOST:PORT | --unix PATH)... [--authkey-file FILE] [--max-connections N]
                  [--max-store-bytes N] [--max-item-bytes N] [--max-shared-objects N]
-                 [--data-dir DIR [--commit-every MS]]
+                 [--data-dir DIR [--commit-every MS]] [--python HOST:PORT | --python unix:PATH]...
   monogusa stat (--connect HOST:PORT | --unix PATH) [--authkey-file FILE]
 the authkey comes from --authkey-file or MONOGUSA_AUTHKEY";
 
@@ -50,6 +50,8 @@ struct Options {
     key: Vec<u8>,
     /// Numeric limits given on the command line, by flag.
     limits: Vec<(&'static str, u64)>,
+    /// Where `serve` also listens for Python's `multiprocessing.managers` clients.
+    python: Vec<String>,
     /// Where `serve` keeps task queues and shared objects across restarts.
     data_dir: Option<PathBuf>,
     /// Commit at least this often instead of before each mutation returns.
@@ -69,6 +71,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
     let mut key_file: Option<PathBuf> = None;
     let mut limits = Vec::new();
     let mut data_dir = None;
+    let mut python = Vec::new();
     let mut commit_every_ms = None;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -81,6 +84,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--bind" | "--connect" => addresses.push(value()?),
             "--unix" => addresses.push(format!("unix:{}", value()?)),
             "--authkey-file" => key_file = Some(value()?.into()),
+            "--python" => python.push(value()?),
             "--data-dir" => data_dir = Some(PathBuf::from(value()?)),
             "--commit-every" => {
                 commit_every_ms =
@@ -135,6 +139,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         limits,
         data_dir,
         commit_every_ms,
+        python,
     })
 }
 
@@ -173,6 +178,9 @@ fn serve(options: Options) -> Result<(), String> {
             "--max-item-bytes" => builder.max_item_bytes(size),
             _ => builder.max_shared_objects(size),
         };
+    }
+    for python in &options.python {
+        builder = builder.python_listener(python.as_str());
     }
     if let Some(dir) = &options.data_dir {
         builder = builder.data_dir(dir);

@@ -76,6 +76,10 @@ pub(crate) fn answer(key: &[u8], frame: &[u8]) -> Result<Vec<u8>, &'static str> 
     if message.len() < LEGACY_LEN {
         return Err("the client's challenge is too short");
     }
+    // 20 bytes is 3.11's challenge whatever they hold (random bytes may look like "{x}").
+    if message.len() == LEGACY_LEN {
+        return Ok(hmac_md5(key, message));
+    }
     match digest_prefix(message) {
         Some(("sha256", _)) => {
             let mut out = b"{sha256}".to_vec();
@@ -117,6 +121,12 @@ mod tests {
         // Their challenges.
         let legacy = [CHALLENGE, &[1u8; 20][..]].concat();
         assert_eq!(answer(key, &legacy).unwrap(), hmac_md5(key, &[1; 20]));
+        // Random bytes that happen to look like a digest prefix are still 3.11's challenge.
+        let lookalike = [CHALLENGE, b"{sha1}", &[3u8; 14][..]].concat();
+        assert_eq!(
+            answer(key, &lookalike).unwrap(),
+            hmac_md5(key, &lookalike[11..])
+        );
         let modern = [CHALLENGE, b"{sha256}", &[2u8; 40][..]].concat();
         let reply = answer(key, &modern).unwrap();
         assert!(reply.starts_with(b"{sha256}"));

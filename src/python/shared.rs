@@ -150,7 +150,8 @@ impl PythonShared {
 
     /// The shared `Counter` `name`: `get`, `set`, `add(n)` (atomic), and `.value`.
     pub fn counter(name: &str) -> Self {
-        Self::new(Kind::Counter, name, String::new(), encoded(&()))
+        // As `Client::counter` tags it.
+        Self::new(Kind::Counter, name, "i64".into(), encoded(&()))
     }
 
     /// The shared `Lock` `name`, as Python's lock proxy: `acquire(blocking, timeout)`,

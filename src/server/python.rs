@@ -35,6 +35,9 @@ use crate::transport::Stream;
 /// Python connection ids start here, apart from native ones.
 const FIRST_CONNECTION: u64 = 1 << 62;
 
+/// The stack of a Python connection's thread, at least.
+const PYTHON_STACK: usize = 8 << 20;
+
 /// How deep a Python request may nest (Python's own limit is its recursion limit, ~1000).
 const MAX_DEPTH: u32 = 128;
 
@@ -115,7 +118,9 @@ pub(crate) fn admit(shared: &Arc<Shared>, stream: Stream) {
     let for_thread = Arc::clone(shared);
     let spawned = std::thread::Builder::new()
         .name("monogusa-python".into())
-        .stack_size(shared.limits.thread_stack_size)
+        // Nested values are converted and written recursively (up to MAX_DEPTH levels), in
+        // frames that are large in debug builds: room for them, in untouched virtual memory.
+        .stack_size(shared.limits.thread_stack_size.max(PYTHON_STACK))
         .spawn(move || {
             let peer = stream.peer_label();
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -1,0 +1,357 @@
+//! Unmodified Python `multiprocessing.managers` clients against a Rust manager's Python
+//! listener, on every interpreter this machine has (python3, and each `pyenv` version from 3.8).
+#![allow(missing_docs)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::{KEY, wait_until};
+use monogusa::{Client, Dynamic, Manager, ManagerHandle, PythonShared};
+
+/// One Python interpreter: how to run it.
+#[derive(Debug, Clone)]
+struct Python {
+    label: String,
+    program: String,
+    version: Option<String>,
+}
+
+impl Python {
+    fn command(&self) -> Command {
+        let mut command = Command::new(&self.program);
+        if let Some(version) = &self.version {
+            command.env("PYENV_VERSION", version);
+        }
+        command
+    }
+}
+
+/// The interpreters found (printed once); fails the test if there is not even `python3`.
+fn interpreters() -> &'static [Python] {
+    static FOUND: OnceLock<Vec<Python>> = OnceLock::new();
+    FOUND.get_or_init(|| {
+        let mut found = Vec::new();
+        let works = |python: &Python| {
+            python
+                .command()
+                .arg("-c")
+                .arg("import sys; assert sys.version_info >= (3, 8)")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let system = Python {
+            label: "python3".into(),
+            program: "python3".into(),
+            version: None,
+        };
+        assert!(
+            works(&system),
+            "these tests need python3 (3.8 or later) on PATH"
+        );
+        found.push(system);
+        if let Ok(out) = Command::new("pyenv").args(["versions", "--bare"]).output() {
+            for version in String::from_utf8_lossy(&out.stdout).lines() {
+                let python = Python {
+                    label: format!("pyenv {version}"),
+                    program: "python".into(),
+                    version: Some(version.trim().to_string()),
+                };
+                if works(&python) {
+                    found.push(python);
+                }
+            }
+        }
+        let labels: Vec<&str> = found.iter().map(|p| p.label.as_str()).collect();
+        println!("python interpreters: {}", labels.join(", "));
+        found
+    })
+}
+
+fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(name)
+}
+
+/// The tutorial's manager: get, put, inc, get_uname, plus functions that fail, and the
+/// built-in shared objects exposed under Python names.
+fn start(handshake_timeout: Duration) -> ManagerHandle {
+    let store = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+        String,
+        Dynamic,
+    >::new()));
+    let (s1, s2, s3) = (store.clone(), store.clone(), store.clone());
+    Manager::builder()
+        .authkey(KEY)
+        .handshake_timeout(handshake_timeout)
+        .python_listener("127.0.0.1:0")
+        .register("get", move |key: String| {
+            s1.lock().unwrap().get(&key).cloned()
+        })
+        .register("put", move |key: String, value: Dynamic| {
+            s2.lock().unwrap().insert(key, value);
+        })
+        .register("inc", move |key: String| -> i64 {
+            let mut store = s3.lock().unwrap();
+            let n = store.get(&key).and_then(Dynamic::as_i64).unwrap_or(0) + 1;
+            store.insert(key, Dynamic::Int(n));
+            n
+        })
+        .register("get_uname", || ("linux".to_string(), "host".to_string()))
+        .register("fail", |why: String| -> Result<(), String> {
+            Err(format!("failed: {why}"))
+        })
+        .register("divide", |a: i64, b: i64| {
+            a.checked_div(b)
+                .ok_or_else(|| format!("cannot divide {a} by zero"))
+        })
+        .python_expose("get_queue", PythonShared::queue::<i64>("jobs"))
+        .python_expose("get_dict", PythonShared::dict::<String, i64>("scores"))
+        .python_expose("get_lock", PythonShared::lock("config"))
+        .python_expose("get_event", PythonShared::event("go"))
+        .python_expose("get_value", PythonShared::value::<String>("greeting"))
+        .python_expose("get_counter", PythonShared::counter("hits"))
+        .python_expose("get_list", PythonShared::list::<String>("log"))
+        .build()
+        .unwrap()
+        .start()
+        .unwrap()
+}
+
+fn port(manager: &ManagerHandle) -> String {
+    let address = manager.python_addresses()[0].to_string();
+    address.rsplit(':').next().unwrap().to_string()
+}
+
+fn run(python: &Python, file: &str, args: &[&str]) -> Output {
+    let output = python
+        .command()
+        .arg(script(file))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    output
+}
+
+/// Runs a script and returns its stdout, failing with its stderr if it failed.
+fn run_ok(python: &Python, file: &str, args: &[&str]) -> String {
+    let output = run(python, file, args);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{} {file} {args:?} failed:\n{stdout}\n{}",
+        python.label,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn scenario(python: &Python, manager: &ManagerHandle, name: &str, extra: &[&str]) -> String {
+    let port = port(manager);
+    let mut args = vec![name, "127.0.0.1", port.as_str(), KEY];
+    args.extend_from_slice(extra);
+    run_ok(python, "scenarios.py", &args)
+}
+
+#[test]
+fn the_tutorial_key_value_client_runs_unchanged() {
+    let manager = start(Duration::from_secs(10));
+    let port = port(&manager);
+    for python in interpreters() {
+        let out = run_ok(python, "kv_client.py", &["127.0.0.1", &port, KEY]);
+        assert!(out.contains("a = 10"), "{}: {out}", python.label);
+        assert!(out.contains("b = 'text'"), "{}: {out}", python.label);
+        assert!(out.contains("missing = None"), "{}: {out}", python.label);
+        assert!(
+            out.contains("uname = ('linux', 'host')"),
+            "{}: {out}",
+            python.label
+        );
+    }
+}
+
+#[test]
+fn five_python_processes_count_exactly() {
+    let manager = start(Duration::from_secs(10));
+    let port = port(&manager);
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    for (i, python) in interpreters().iter().enumerate() {
+        let out = run_ok(
+            python,
+            "counter_client.py",
+            &["127.0.0.1", &port, KEY, "100"],
+        );
+        let expected = 500 * (i as i64 + 1);
+        assert!(
+            out.contains(&format!("count = {expected}")),
+            "{}: {out}",
+            python.label
+        );
+        // A Rust client sees the same count.
+        let count: Option<Dynamic> = client.call("get", ("hikakin",)).unwrap();
+        assert_eq!(count, Some(Dynamic::Int(expected)));
+    }
+}
+
+#[test]
+fn the_remote_queue_is_shared_with_rust_clients() {
+    let manager = start(Duration::from_secs(10));
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let jobs = client.queue::<i64>("jobs", 0).unwrap();
+    for python in interpreters() {
+        jobs.put(&1).unwrap();
+        let out = scenario(python, &manager, "remote_queue", &[]);
+        assert!(out.contains("got 1"), "{}: {out}", python.label);
+        assert!(out.contains("then 7 8"), "{}: {out}", python.label);
+        assert!(out.contains("empty raised"), "{}: {out}", python.label);
+        assert_eq!(jobs.get_timeout(Duration::from_secs(5)).unwrap(), Some(9));
+    }
+}
+
+#[test]
+fn a_dict_is_shared_between_python_and_rust() {
+    let manager = start(Duration::from_secs(10));
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let scores = client.dict::<String, i64>("scores").unwrap();
+    for python in interpreters() {
+        scores.clear().unwrap();
+        scores.insert(&"rust".to_string(), &7).unwrap();
+        let out = scenario(python, &manager, "shared_dict", &[]);
+        assert!(out.contains("from rust: 7"), "{}: {out}", python.label);
+        assert!(
+            out.contains("len: 4 keys: ['a', 'b', 'python', 'rust']"),
+            "{}: {out}",
+            python.label
+        );
+        assert!(
+            out.contains("KeyError raised: 'missing'"),
+            "{}: {out}",
+            python.label
+        );
+        assert!(out.contains("get default: -1"), "{}: {out}", python.label);
+        assert_eq!(scores.get(&"python".to_string()).unwrap(), Some(42));
+    }
+}
+
+#[test]
+fn a_lock_is_shared_between_python_and_rust() {
+    let manager = start(Duration::from_secs(10));
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let lock = client.lock("config").unwrap();
+    let go = client.event("go").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (i, python) in interpreters().iter().enumerate() {
+        go.clear().unwrap();
+        let marker = dir.path().join(format!("held-{i}"));
+        let marker_arg = marker.display().to_string();
+        let port = port(&manager);
+        let mut child = python
+            .command()
+            .arg(script("scenarios.py"))
+            .args(["shared_lock", "127.0.0.1", &port, KEY, &marker_arg])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_until(Duration::from_secs(30), "python holds the lock", || {
+            marker.exists()
+        });
+        assert!(
+            lock.try_acquire().unwrap().is_none(),
+            "{}: not exclusive",
+            python.label
+        );
+        go.set().unwrap();
+        let guard = lock.acquire_timeout(Duration::from_secs(20)).unwrap();
+        assert!(guard.is_some(), "{}: python never released", python.label);
+        assert!(child.wait().unwrap().success());
+    }
+}
+
+#[test]
+fn rust_errors_arrive_as_python_exceptions_and_values_cross() {
+    let manager = start(Duration::from_secs(10));
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    for python in interpreters() {
+        client.list::<String>("log").unwrap().clear().unwrap();
+        let out = scenario(python, &manager, "errors", &[]);
+        assert_eq!(
+            out.matches("RemoteError raised: True").count(),
+            2,
+            "{}: {out}",
+            python.label
+        );
+        assert!(
+            out.contains("type mismatch: True"),
+            "{}: {out}",
+            python.label
+        );
+        assert!(
+            out.contains("value: hello hello"),
+            "{}: {out}",
+            python.label
+        );
+        assert!(out.contains("list: 3 x z"), "{}: {out}", python.label);
+    }
+    assert_eq!(
+        client.value::<String>("greeting").unwrap().get().unwrap(),
+        Some("hello".into())
+    );
+    let expected = 5 * interpreters().len() as i64;
+    assert_eq!(client.counter("hits").unwrap().get().unwrap(), expected);
+}
+
+#[test]
+fn hostile_python_input_is_refused_and_the_manager_serves_on() {
+    let manager = start(Duration::from_millis(500));
+    let python = &interpreters()[0];
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("pwned");
+    let out = scenario(python, &manager, "evil", &[&marker.display().to_string()]);
+    assert!(out.contains("reply: #TRACEBACK True"), "{out}");
+    assert!(!marker.exists(), "the pickle ran code");
+    for which in ["truncated", "memo", "deep", "garbage"] {
+        let out = scenario(python, &manager, "hostile", &[which]);
+        assert!(out.contains("reply: #TRACEBACK"), "{which}: {out}");
+    }
+    for which in ["2gib", "huge"] {
+        let out = scenario(python, &manager, "length", &[which]);
+        assert!(out.contains("closed"), "{which}: {out}");
+    }
+    let out = scenario(python, &manager, "wrong_key", &[]);
+    assert!(out.contains("AuthenticationError"), "{out}");
+    // A client that connects and says nothing is cut at the handshake deadline.
+    let address = manager.python_addresses()[0].to_string();
+    let mut stalled = std::net::TcpStream::connect(address.as_str()).unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut sink = Vec::new();
+    let started = std::time::Instant::now();
+    let _ = std::io::Read::read_to_end(&mut stalled, &mut sink);
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "the stalled handshake was not cut"
+    );
+    // Through all of it, the manager serves Python and Rust clients.
+    assert!(scenario(python, &manager, "dummy", &[]).contains("ok"));
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    assert_eq!(client.call::<i64>("inc", ("after",)).unwrap(), 1);
+}
+
+#[test]
+fn a_python_client_can_shut_the_manager_down() {
+    let manager = start(Duration::from_secs(10));
+    let python = &interpreters()[0];
+    let out = scenario(python, &manager, "shutdown", &[]);
+    assert!(out.contains("shutdown sent"), "{out}");
+    wait_until(Duration::from_secs(10), "the manager stops", || {
+        Client::connect(manager.address(), KEY).is_err()
+    });
+}
