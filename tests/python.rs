@@ -130,14 +130,13 @@ fn port(manager: &ManagerHandle) -> String {
 }
 
 fn run(python: &Python, file: &str, args: &[&str]) -> Output {
-    let output = python
+    python
         .command()
         .arg(script(file))
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .unwrap();
-    output
+        .unwrap()
 }
 
 /// Runs a script and returns its stdout, failing with its stderr if it failed.
