@@ -141,8 +141,8 @@ impl ManagerBuilder {
     /// and later), serving them the same registered functions (`create(name, *args)` from
     /// `Manager.register(name)`) and the shared objects of [`ManagerBuilder::python_expose`].
     /// See the README's "From Python" section; data frames are capped at
-    /// [`ManagerBuilder::max_frame_len`] (Python's own server has no cap).
-    #[cfg(feature = "python")]
+    /// [`ManagerBuilder::max_frame_len`] (Python's own server has no cap). A build without
+    /// the default `python` feature refuses it at `build`.
     pub fn python_listener(mut self, address: impl ToAddress) -> Self {
         self.python_addresses.push(address.to_address());
         self
@@ -382,7 +382,15 @@ impl ManagerBuilder {
         let python = (!python_addresses.is_empty())
             .then(|| python::PythonState::new(&raw_key, self.python_exposed));
         #[cfg(not(feature = "python"))]
-        let _ = raw_key;
+        {
+            let _ = raw_key;
+            if !python_addresses.is_empty() {
+                return Err(Error::Config(
+                    "this build of monogusa has no Python listener (enable its `python` feature)"
+                        .into(),
+                ));
+            }
+        }
         if !self.duplicates.is_empty() {
             return Err(Error::Config(format!(
                 "names registered more than once, or empty: {}",
