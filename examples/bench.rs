@@ -133,6 +133,7 @@ fn run_role(role: &str, args: &[String]) {
         "counter-client" => counter_client(&args[0]),
         // Only the task-queue figures, as rows (for a quick look while working on them).
         "tasks" => task_queues(Plan::new(false)),
+        "python-manager" => python_manager_role(&args[0]),
         "task-manager" => task_manager_role(&args[0], &args[1]),
         "task-worker" => task_worker_role(&args[0], &args[1], &args[2]),
         other => panic!("unknown role {other}"),
@@ -168,7 +169,21 @@ impl Server {
 
     /// Like `start`, with more arguments after the address.
     fn start_with(role: &str, bind: &str, more: &[&str]) -> Server {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        Server::spawn(Command::new(std::env::current_exe().unwrap()), role, bind, more)
+    }
+
+    /// Like `start`, pinned to CPU 0 when `taskset` exists (beside pinned Python processes).
+    fn start_pinned(role: &str, bind: &str) -> Server {
+        if !has_taskset() {
+            return Server::start(role, bind);
+        }
+        let mut command = Command::new("taskset");
+        command.args(["-c", "0"]).arg(std::env::current_exe().unwrap());
+        Server::spawn(command, role, bind, &[])
+    }
+
+    fn spawn(mut command: Command, role: &str, bind: &str, more: &[&str]) -> Server {
+        let mut child = command
             .args(["--role", role, bind])
             .args(more)
             .stdin(Stdio::piped())
@@ -775,6 +790,35 @@ fn task_worker_role(address: &str, mode: &str, seconds: &str) {
 
 // ---- Roles: servers ------------------------------------------------------------------------
 
+/// A manager with a Python listener and the counter's functions, for Python's own clients;
+/// prints the Python listener's address.
+fn python_manager_role(bind: &str) {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    let counts = std::sync::Arc::new(Mutex::new(HashMap::<String, i64>::new()));
+    let (c1, c2) = (counts.clone(), counts.clone());
+    let manager = Manager::builder()
+        .authkey("password")
+        .python_listener(bind)
+        .register("get", move |key: String| {
+            c1.lock().unwrap().get(&key).copied().unwrap_or(0)
+        })
+        .register("inc", move |key: String| {
+            let mut map = c2.lock().unwrap();
+            let n = map.entry(key).or_insert(0);
+            *n += 1;
+            *n
+        })
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    println!("{}", manager.python_addresses()[0]);
+    std::io::stdout().flush().unwrap();
+    wait_for_stdin_eof();
+    manager.shutdown();
+}
+
 /// A manager for the task-queue figures, keeping its objects in `data_dir` unless it is "-".
 fn task_manager_role(bind: &str, data_dir: &str) {
     let mut builder = Manager::builder().authkey(AUTHKEY).bind(bind);
@@ -981,6 +1025,44 @@ M.register('Counter', callable=the_counter)
 M.register('get', callable=get)
 M.register('inc', callable=inc)
 
+class Remote(BaseManager):
+    pass
+Remote.register('get')
+Remote.register('inc')
+
+def counter_processes(address, rounds):
+    # The five-process counter client: 5 processes, each `rounds` x (inc + get().conjugate()),
+    # every call a new connection, as the tutorial writes it. Returns rounds per second.
+    from multiprocessing import Process
+    def work():
+        r = Remote(address=address, authkey=b'password')
+        r.connect()
+        for _ in range(rounds):
+            r.inc('hikakin')
+            r.get('hikakin').conjugate()
+    procs = [Process(target=work) for _ in range(5)]
+    t0 = time.perf_counter()
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    return 5 * rounds / (time.perf_counter() - t0)
+
+def proxy_calls(address, span):
+    # Calls on an existing proxy of an int result: conjugate() over the proxy's connection.
+    r = Remote(address=address, authkey=b'password')
+    r.connect()
+    r.inc('proxy')
+    p = r.get('proxy')
+    for _ in range(100):
+        p.conjugate()
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < span:
+        for _ in range(16):
+            p.conjugate()
+        n += 16
+    return n / (time.perf_counter() - t0)
+
 def main():
     quick = sys.argv[1] == 'quick'
     span = 0.06 if quick else 0.7
@@ -1010,8 +1092,17 @@ def main():
         m.get('hikakin')
         m.inc('hikakin')
     slow = 2 * rounds / (time.perf_counter() - t0)
+    figures = {'seq': seq, 'counter_fast': fast, 'counter_example': slow}
+    if len(sys.argv) > 2:
+        # Python clients against Python's own server, and against the Rust manager's Python
+        # listener (its port in argv[2]), side by side.
+        ours = ('127.0.0.1', int(sys.argv[2]))
+        figures['py_counter_python'] = counter_processes(m.address, 1 if quick else 3)
+        figures['py_counter_ours'] = counter_processes(ours, 20 if quick else 200)
+        figures['py_proxy_python'] = proxy_calls(m.address, span)
+        figures['py_proxy_ours'] = proxy_calls(ours, span)
     m.shutdown()
-    print(json.dumps({'seq': seq, 'counter_fast': fast, 'counter_example': slow}))
+    print(json.dumps(figures))
 
 if __name__ == '__main__':
     main()
@@ -1027,10 +1118,16 @@ fn python_comparison(quick: bool, ours: &[Row]) -> Vec<Row> {
     } else {
         Command::new("python3")
     };
+    // A manager with a Python listener, for the Python-client rows.
+    // Pinned like the Python processes it is compared with.
+    let listener = Server::start_pinned("python-manager", "127.0.0.1:0");
+    let python_port = listener.address.rsplit(':').next().unwrap_or("0").to_string();
     let output = command
         .arg(&script)
         .arg(if quick { "quick" } else { "full" })
+        .arg(&python_port)
         .output();
+    drop(listener);
     let _ = std::fs::remove_file(&script);
     let Ok(output) = output else {
         return Vec::new();
@@ -1059,7 +1156,16 @@ fn python_comparison(quick: bool, ours: &[Row]) -> Vec<Row> {
         ratio: Some(our_seq / value),
         baseline: "monogusa sequential calls / this (speed-up)".into(),
     };
-    vec![
+    let versus = |ours: f64, python: f64, label: &str, unit: &str| Row {
+        measurement: label.into(),
+        transport: "tcp".into(),
+        size: "-".into(),
+        value: ours,
+        unit: unit.into(),
+        ratio: Some(ours / python),
+        baseline: "the same Python clients against Python's own manager (speed-up)".into(),
+    };
+    let mut rows = vec![
         speedup(py("seq"), "python managers: sequential calls (one proxy)"),
         speedup(
             py("counter_fast"),
@@ -1069,7 +1175,28 @@ fn python_comparison(quick: bool, ours: &[Row]) -> Vec<Row> {
             py("counter_example"),
             "python managers: counter get+inc (the example's form)",
         ),
-    ]
+    ];
+    if figures.get("py_counter_ours").is_some() {
+        rows.push(versus(
+            py("py_counter_python"),
+            f64::NAN,
+            "python clients -> python's manager: 5-process counter (inc + get().conjugate())",
+            "rounds/s",
+        ));
+        rows.push(versus(
+            py("py_counter_ours"),
+            py("py_counter_python"),
+            "python clients -> monogusa's python listener: the same",
+            "rounds/s",
+        ));
+        rows.push(versus(
+            py("py_proxy_ours"),
+            py("py_proxy_python"),
+            "python clients -> monogusa's python listener: a call on an existing proxy",
+            "calls/s",
+        ));
+    }
+    rows
 }
 
 // ---- Output --------------------------------------------------------------------------------
