@@ -169,7 +169,12 @@ impl Server {
 
     /// Like `start`, with more arguments after the address.
     fn start_with(role: &str, bind: &str, more: &[&str]) -> Server {
-        Server::spawn(Command::new(std::env::current_exe().unwrap()), role, bind, more)
+        Server::spawn(
+            Command::new(std::env::current_exe().unwrap()),
+            role,
+            bind,
+            more,
+        )
     }
 
     /// Like `start`, pinned to CPU 0 when `taskset` exists (beside pinned Python processes).
@@ -178,7 +183,9 @@ impl Server {
             return Server::start(role, bind);
         }
         let mut command = Command::new("taskset");
-        command.args(["-c", "0"]).arg(std::env::current_exe().unwrap());
+        command
+            .args(["-c", "0"])
+            .arg(std::env::current_exe().unwrap());
         Server::spawn(command, role, bind, &[])
     }
 
@@ -1121,7 +1128,12 @@ fn python_comparison(quick: bool, ours: &[Row]) -> Vec<Row> {
     // A manager with a Python listener, for the Python-client rows.
     // Pinned like the Python processes it is compared with.
     let listener = Server::start_pinned("python-manager", "127.0.0.1:0");
-    let python_port = listener.address.rsplit(':').next().unwrap_or("0").to_string();
+    let python_port = listener
+        .address
+        .rsplit(':')
+        .next()
+        .unwrap_or("0")
+        .to_string();
     let output = command
         .arg(&script)
         .arg(if quick { "quick" } else { "full" })

@@ -204,6 +204,56 @@ fn kv_server_and_kv_client_as_separate_programs() {
     assert!(!dir.path().join("kv.sock").exists());
 }
 
+/// The tutorial's Python clients, unchanged, against the kv_server example's `--python`
+/// listener, while a Rust client of the same server sees what they did.
+#[test]
+fn kv_server_serves_the_tutorial_python_clients() {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port().to_string()
+    };
+    let python = format!("127.0.0.1:{port}");
+    let native = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().to_string()
+    };
+    let mut server = Command::new(example_binary("kv_server"))
+        .args([native.as_str(), "--python", &python, "--idle-exit", "60"])
+        .env("MONOGUSA_AUTHKEY", "kv-test-key")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(30), "kv_server is listening", || {
+        Client::connect(native.as_str(), "kv-test-key").is_ok()
+            && std::net::TcpStream::connect(python.as_str()).is_ok()
+    });
+    let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
+    let run = |script: &str, extra: &[&str]| {
+        let output = Command::new("python3")
+            .arg(scripts.join(script))
+            .args(["127.0.0.1", &port, "kv-test-key"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let out = run("kv_client.py", &[]);
+    assert!(out.contains("a = 10"), "{out}");
+    assert!(out.contains("missing = None"), "{out}");
+    let out = run("counter_client.py", &["100"]);
+    assert!(out.contains("count = 500"), "{out}");
+    let client = Client::connect(native.as_str(), "kv-test-key").unwrap();
+    let count: Option<monogusa::Dynamic> = client.call("get", ("hikakin",)).unwrap();
+    assert_eq!(count, Some(monogusa::Dynamic::Int(500)));
+    client.shutdown_server().unwrap();
+    assert!(server.wait().unwrap().success());
+}
+
 /// A child process running `serve_forever` at `address`, once it accepts connections.
 fn spawn_serving_child(address: &Address) -> std::process::Child {
     let child = spawn_child("serve", &[(ADDRESS_VAR, &address.to_string())]);
