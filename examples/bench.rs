@@ -1118,37 +1118,49 @@ if __name__ == '__main__':
 fn python_comparison(quick: bool, ours: &[Row]) -> Vec<Row> {
     let script = std::env::temp_dir().join(format!("monogusa-bench-{}.py", std::process::id()));
     std::fs::write(&script, PYTHON).unwrap();
-    let mut command = if has_taskset() {
-        let mut c = Command::new("taskset");
-        c.args(["-c", "0", "python3"]);
-        c
-    } else {
-        Command::new("python3")
+    // Runs the script, pinned to CPU 0 (with our Python listener pinned beside it) or not;
+    // its figures as JSON.
+    let run = |pinned: bool| -> Option<serde_json::Value> {
+        let mut command = if pinned && has_taskset() {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "0", "python3"]);
+            c
+        } else {
+            Command::new("python3")
+        };
+        let listener = if pinned {
+            Server::start_pinned("python-manager", "127.0.0.1:0")
+        } else {
+            Server::start("python-manager", "127.0.0.1:0")
+        };
+        let python_port = listener
+            .address
+            .rsplit(':')
+            .next()
+            .unwrap_or("0")
+            .to_string();
+        let output = command
+            .arg(&script)
+            .arg(if quick { "quick" } else { "full" })
+            .arg(&python_port)
+            .output()
+            .ok()?;
+        drop(listener);
+        match serde_json::from_slice::<serde_json::Value>(&output.stdout) {
+            Ok(figures) => Some(figures),
+            Err(_) => {
+                eprintln!(
+                    "bench: the Python comparison failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                None
+            }
+        }
     };
-    // A manager with a Python listener, for the Python-client rows.
-    // Pinned like the Python processes it is compared with.
-    let listener = Server::start_pinned("python-manager", "127.0.0.1:0");
-    let python_port = listener
-        .address
-        .rsplit(':')
-        .next()
-        .unwrap_or("0")
-        .to_string();
-    let output = command
-        .arg(&script)
-        .arg(if quick { "quick" } else { "full" })
-        .arg(&python_port)
-        .output();
-    drop(listener);
+    let figures = run(true);
+    let unpinned = run(false);
     let _ = std::fs::remove_file(&script);
-    let Ok(output) = output else {
-        return Vec::new();
-    };
-    let Ok(figures) = serde_json::from_slice::<serde_json::Value>(&output.stdout) else {
-        eprintln!(
-            "bench: the Python comparison failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+    let Some(figures) = figures else {
         return Vec::new();
     };
     let find = |name: &str| {
@@ -1188,23 +1200,30 @@ fn python_comparison(quick: bool, ours: &[Row]) -> Vec<Row> {
             "python managers: counter get+inc (the example's form)",
         ),
     ];
-    if figures.get("py_counter_ours").is_some() {
+    for (run, label) in [(Some(&figures), "pinned"), (unpinned.as_ref(), "unpinned")] {
+        let Some(run) = run else { continue };
+        let f = |key: &str| run[key].as_f64().unwrap_or(f64::NAN);
+        if run.get("py_counter_ours").is_none() {
+            continue;
+        }
         rows.push(versus(
-            py("py_counter_python"),
+            f("py_counter_python"),
             f64::NAN,
-            "python clients -> python's manager: 5-process counter (inc + get().conjugate())",
+            &format!("python clients -> python's manager: 5-process counter (inc + get().conjugate()), {label}"),
             "rounds/s",
         ));
         rows.push(versus(
-            py("py_counter_ours"),
-            py("py_counter_python"),
-            "python clients -> monogusa's python listener: the same",
+            f("py_counter_ours"),
+            f("py_counter_python"),
+            &format!("python clients -> monogusa's python listener: the same, {label}"),
             "rounds/s",
         ));
         rows.push(versus(
-            py("py_proxy_ours"),
-            py("py_proxy_python"),
-            "python clients -> monogusa's python listener: a call on an existing proxy",
+            f("py_proxy_ours"),
+            f("py_proxy_python"),
+            &format!(
+                "python clients -> monogusa's python listener: a call on an existing proxy, {label}"
+            ),
             "calls/s",
         ));
     }

@@ -345,6 +345,29 @@ fn hostile_python_input_is_refused_and_the_manager_serves_on() {
 }
 
 #[test]
+fn python_clients_connect_over_a_unix_socket_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("py.sock");
+    let manager = Manager::builder()
+        .authkey(KEY)
+        .python_listener(format!("unix:{}", path.display()).as_str())
+        .register("inc", |_key: String| 1i64)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    for python in interpreters() {
+        let out = run_ok(
+            python,
+            "scenarios.py",
+            &["dummy", &path.display().to_string(), "0", KEY],
+        );
+        assert!(out.contains("ok"), "{}: {out}", python.label);
+    }
+    drop(manager);
+}
+
+#[test]
 fn a_python_client_can_shut_the_manager_down() {
     let manager = start(Duration::from_secs(10));
     let python = &interpreters()[0];

@@ -38,6 +38,9 @@ const FIRST_CONNECTION: u64 = 1 << 62;
 /// The stack of a Python connection's thread, at least.
 const PYTHON_STACK: usize = 8 << 20;
 
+/// The most objects Python clients may hold at once.
+const MAX_OBJECTS: usize = 100_000;
+
 /// How deep a Python request may nest (Python's own limit is its recursion limit, ~1000).
 const MAX_DEPTH: u32 = 128;
 
@@ -64,6 +67,10 @@ pub(crate) struct PythonState {
     next_connection: AtomicU64,
     /// Open connections, to close at shutdown.
     open: Mutex<HashMap<u64, Stream>>,
+    /// Connection threads waiting for a connection, by worker number.
+    idle: Mutex<Vec<(u64, std::sync::mpsc::SyncSender<Job>)>>,
+    next_worker: AtomicU64,
+    closing: std::sync::atomic::AtomicBool,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
@@ -75,12 +82,18 @@ impl PythonState {
             table: Mutex::new((0, HashMap::new())),
             next_connection: AtomicU64::new(FIRST_CONNECTION),
             open: Mutex::new(HashMap::new()),
+            idle: Mutex::new(Vec::new()),
+            next_worker: AtomicU64::new(0),
+            closing: std::sync::atomic::AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
         }
     }
 
     /// Closes every Python connection and waits for their threads.
     pub(crate) fn close_all(&self) {
+        self.closing.store(true, Relaxed);
+        // Idle threads see their channel close and end.
+        self.idle.lock().clear();
         for stream in self.open.lock().values() {
             let _ = stream.shutdown(std::net::Shutdown::Both);
         }
@@ -90,8 +103,15 @@ impl PythonState {
         }
     }
 
-    fn insert(&self, target: Target, exposed: Vec<String>) -> String {
+    /// Files a new object with one reference; an error past the table's limit (a client
+    /// killed before its decrefs leaves its objects behind, as with Python's own server).
+    fn insert(&self, target: Target, exposed: Vec<String>) -> Result<String, Reply> {
         let mut table = self.table.lock();
+        if table.1.len() >= MAX_OBJECTS {
+            return Err(Reply::Traceback(format!(
+                "LimitExceeded: the manager holds {MAX_OBJECTS} objects for Python clients"
+            )));
+        }
         table.0 += 1;
         let ident = format!("{:x}", table.0);
         table.1.insert(
@@ -102,11 +122,21 @@ impl PythonState {
                 exposed,
             },
         );
-        ident
+        Ok(ident)
     }
 }
 
-/// Starts serving one accepted Python connection on its own thread.
+/// How long an idle connection thread waits for the next connection before it ends.
+const IDLE_THREAD: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A connection for a thread to serve: the stream and its connection id.
+type Job = (Stream, u64);
+
+/// Serves one accepted Python connection on an idle connection thread, or a new one.
+///
+/// Python clients open a connection for every control call (`create`, `incref`, `decref`),
+/// thousands a second: reusing threads spares a thread's creation and teardown (its stack's
+/// mapping, the TLB shootdown of unmapping it) for each.
 pub(crate) fn admit(shared: &Arc<Shared>, stream: Stream) {
     let Some(python) = &shared.python else {
         return;
@@ -115,26 +145,25 @@ pub(crate) fn admit(shared: &Arc<Shared>, stream: Stream) {
     if let Ok(clone) = stream.try_clone() {
         python.open.lock().insert(id, clone);
     }
+    let mut job = (stream, id);
+    loop {
+        let idle = python.idle.lock().pop();
+        match idle {
+            Some((_, worker)) => match worker.send(job) {
+                Ok(()) => return,
+                Err(std::sync::mpsc::SendError(back)) => job = back, // it ended meanwhile
+            },
+            None => break,
+        }
+    }
+    let worker_id = python.next_worker.fetch_add(1, Relaxed);
     let for_thread = Arc::clone(shared);
     let spawned = std::thread::Builder::new()
         .name("monogusa-python".into())
         // Nested values are converted and written recursively (up to MAX_DEPTH levels), in
         // frames that are large in debug builds: room for them, in untouched virtual memory.
         .stack_size(shared.limits.thread_stack_size.max(PYTHON_STACK))
-        .spawn(move || {
-            let peer = stream.peer_label();
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                serve(&for_thread, &stream, id)
-            }));
-            match outcome {
-                Ok(Err(e)) => log::debug!("python client {peer}: {e}"),
-                Err(_) => log::warn!("python connection {peer} panicked; serving on"),
-                Ok(Ok(())) => {}
-            }
-            if let Some(python) = &for_thread.python {
-                python.open.lock().remove(&id);
-            }
-        });
+        .spawn(move || worker(&for_thread, worker_id, job));
     match spawned {
         Ok(thread) => {
             let mut threads = python.threads.lock();
@@ -142,6 +171,54 @@ pub(crate) fn admit(shared: &Arc<Shared>, stream: Stream) {
             threads.push(thread);
         }
         Err(e) => log::error!("cannot start a thread for a python client: {e}"),
+    }
+}
+
+/// A connection thread: serves `job`, then waits (a while) for the next.
+fn worker(shared: &Arc<Shared>, worker_id: u64, mut job: Job) {
+    let python = shared
+        .python
+        .as_ref()
+        .expect("admitted by the python listener");
+    loop {
+        let (stream, id) = job;
+        let peer = stream.peer_label();
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(shared, &stream, id)));
+        match outcome {
+            Ok(Err(e)) => log::debug!("python client {peer}: {e}"),
+            Err(_) => log::warn!("python connection {peer} panicked; serving on"),
+            Ok(Ok(())) => {}
+        }
+        python.open.lock().remove(&id);
+        drop(stream);
+        if python.closing.load(Relaxed) {
+            return;
+        }
+        // A channel per wait, its only sender in `idle`: clearing `idle` (shutdown) ends it.
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Job>(1);
+        python.idle.lock().push((worker_id, sender));
+        job = match receiver.recv_timeout(IDLE_THREAD) {
+            Ok(next) => next,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let mut idle = python.idle.lock();
+                match idle.iter().position(|(w, _)| *w == worker_id) {
+                    Some(at) => {
+                        idle.remove(at);
+                        return;
+                    }
+                    // Taken by `admit` just now: its connection is on the way.
+                    None => {
+                        drop(idle);
+                        match receiver.recv() {
+                            Ok(next) => next,
+                            Err(_) => return,
+                        }
+                    }
+                }
+            }
+        };
     }
 }
 
@@ -479,7 +556,7 @@ fn create(
                 spec: spec.clone(),
             },
             exposed,
-        );
+        )?;
         return Ok(Reply::Return(PyValue::Tuple(vec![
             PyValue::Str(ident),
             reply_names,
@@ -515,7 +592,7 @@ fn create(
                 .map(|s| s.to_string())
                 .collect();
             let reply_names = names(&exposed);
-            let ident = python.insert(Target::Value(value), exposed);
+            let ident = python.insert(Target::Value(value), exposed)?;
             Ok(Reply::Return(PyValue::Tuple(vec![
                 PyValue::Str(ident),
                 reply_names,

@@ -21,7 +21,8 @@ Manager.register("get_value", proxytype=ValueProxy)
 
 
 def connect(host, port, key):
-    m = Manager(address=(host, port), authkey=key)
+    # Port 0 means HOST is a Unix socket's path.
+    m = Manager(address=host if port == 0 else (host, port), authkey=key)
     m.connect()
     return m
 
