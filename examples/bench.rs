@@ -1186,8 +1186,12 @@ fn python_comparison(quick: bool, ours: &[Row]) -> Vec<Row> {
         size: "-".into(),
         value: ours,
         unit: unit.into(),
-        ratio: Some(ours / python),
-        baseline: "the same Python clients against Python's own manager (speed-up)".into(),
+        ratio: (!python.is_nan()).then(|| ours / python),
+        baseline: if python.is_nan() {
+            String::new()
+        } else {
+            "the same Python clients against Python's own manager (speed-up)".into()
+        },
     };
     let mut rows = vec![
         speedup(py("seq"), "python managers: sequential calls (one proxy)"),

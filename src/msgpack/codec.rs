@@ -1,0 +1,349 @@
+//! A msgpack reader and writer for the msgpack-rpc listener, over the same values the Python
+//! listener uses (`PyValue`), so one serde bridge serves both.
+//!
+//! The reader is incremental: [`read`] says how many bytes one whole value needs, or that it
+//! needs more. Every length is checked against the bytes that are there before anything is
+//! allocated (a `bin32` header claiming 4 GiB allocates nothing), and nesting is limited by an
+//! explicit stack, not recursion.
+
+use crate::python::value::{PyValue, i128_to_big};
+
+/// Why bytes are not a msgpack value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ReadError {
+    /// The value goes on past the bytes given: read more and try again.
+    Incomplete,
+    /// The bytes are not msgpack (or go past a limit): the connection cannot go on.
+    Invalid(String),
+}
+
+fn invalid<T>(why: impl Into<String>) -> Result<T, ReadError> {
+    Err(ReadError::Invalid(why.into()))
+}
+
+/// A container being filled.
+enum Open {
+    Array(usize, Vec<PyValue>),
+    Map(usize, Vec<(PyValue, PyValue)>, Option<PyValue>),
+}
+
+struct Cursor<'a> {
+    input: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ReadError> {
+        if self.input.len() - self.at < n {
+            return Err(ReadError::Incomplete);
+        }
+        let bytes = &self.input[self.at..self.at + n];
+        self.at += n;
+        Ok(bytes)
+    }
+
+    fn uint(&mut self, n: usize) -> Result<u64, ReadError> {
+        let bytes = self.take(n)?;
+        Ok(bytes.iter().fold(0u64, |acc, &b| acc << 8 | u64::from(b)))
+    }
+}
+
+/// Reads one value from the start of `input`: the value and the bytes it took. Values nest
+/// at most `max_depth` deep; `max_len` bounds every string, binary and container length.
+pub(crate) fn read(input: &[u8], max_depth: usize, max_len: usize) -> Result<(PyValue, usize), ReadError> {
+    let mut cursor = Cursor { input, at: 0 };
+    let mut stack: Vec<Open> = Vec::new();
+    loop {
+        let marker = cursor.take(1)?[0];
+        let mut value = match marker {
+            0x00..=0x7f => PyValue::Int(marker.into()),
+            0xe0..=0xff => PyValue::Int(i64::from(marker as i8)),
+            0xc0 => PyValue::None,
+            0xc2 => PyValue::Bool(false),
+            0xc3 => PyValue::Bool(true),
+            0xcc | 0xcd | 0xce | 0xcf => {
+                let n = cursor.uint(1 << (marker - 0xcc))?;
+                match i64::try_from(n) {
+                    Ok(n) => PyValue::Int(n),
+                    Err(_) => PyValue::BigInt(i128_to_big(n.into())),
+                }
+            }
+            0xd0..=0xd3 => {
+                let width = 1usize << (marker - 0xd0);
+                let raw = cursor.uint(width)?;
+                let shift = 64 - 8 * width as u32;
+                PyValue::Int(((raw << shift) as i64) >> shift)
+            }
+            0xca => PyValue::Float(f32::from_bits(cursor.uint(4)? as u32).into()),
+            0xcb => PyValue::Float(f64::from_bits(cursor.uint(8)?)),
+            0xa0..=0xbf | 0xd9 | 0xda | 0xdb => {
+                let len = match marker {
+                    0xa0..=0xbf => (marker & 0x1f) as usize,
+                    _ => cursor.uint(1 << (marker - 0xd9))? as usize,
+                };
+                if len > max_len {
+                    return invalid(format!("a str of {len} bytes is over the limit of {max_len}"));
+                }
+                match std::str::from_utf8(cursor.take(len)?) {
+                    Ok(s) => PyValue::Str(s.to_string()),
+                    Err(_) => return invalid("a msgpack str is not valid UTF-8"),
+                }
+            }
+            0xc4..=0xc6 => {
+                let len = cursor.uint(1 << (marker - 0xc4))? as usize;
+                if len > max_len {
+                    return invalid(format!("a bin of {len} bytes is over the limit of {max_len}"));
+                }
+                PyValue::Bytes(cursor.take(len)?.to_vec())
+            }
+            0x90..=0x9f | 0xdc | 0xdd | 0x80..=0x8f | 0xde | 0xdf => {
+                let is_map = matches!(marker, 0x80..=0x8f | 0xde | 0xdf);
+                let len = match marker {
+                    0x90..=0x9f | 0x80..=0x8f => (marker & 0x0f) as usize,
+                    0xdc | 0xde => cursor.uint(2)? as usize,
+                    _ => cursor.uint(4)? as usize,
+                };
+                // Each element takes at least one byte: a longer claim than the bytes left
+                // would only be waited for, so bound it by the limit instead.
+                if len > max_len {
+                    return invalid(format!("a container of {len} items is over the limit of {max_len}"));
+                }
+                if stack.len() >= max_depth {
+                    return invalid(format!("values nest deeper than {max_depth}"));
+                }
+                if len == 0 {
+                    if is_map {
+                        PyValue::Dict(Vec::new())
+                    } else {
+                        PyValue::List(Vec::new())
+                    }
+                } else {
+                    let room = len.min(1024);
+                    stack.push(if is_map {
+                        Open::Map(len, Vec::with_capacity(room), None)
+                    } else {
+                        Open::Array(len, Vec::with_capacity(room))
+                    });
+                    continue;
+                }
+            }
+            0xd4..=0xd8 | 0xc7..=0xc9 => {
+                // Extension types carry application data we do not interpret: as bytes.
+                let len = match marker {
+                    0xd4..=0xd8 => 1usize << (marker - 0xd4),
+                    _ => cursor.uint(1 << (marker - 0xc7))? as usize,
+                };
+                if len > max_len {
+                    return invalid(format!("an ext of {len} bytes is over the limit of {max_len}"));
+                }
+                let _type = cursor.take(1)?;
+                PyValue::Bytes(cursor.take(len)?.to_vec())
+            }
+            0xc1 => return invalid("0xc1 is never used in msgpack"),
+        };
+        // Place the value in the innermost open container; close those that are full.
+        loop {
+            match stack.last_mut() {
+                None => return Ok((value, cursor.at)),
+                Some(Open::Array(len, items)) => {
+                    items.push(value);
+                    if items.len() < *len {
+                        break;
+                    }
+                    let Some(Open::Array(_, items)) = stack.pop() else {
+                        unreachable!("just matched")
+                    };
+                    value = PyValue::List(items);
+                }
+                Some(Open::Map(len, pairs, key)) => {
+                    match key.take() {
+                        None => {
+                            *key = Some(value);
+                            break;
+                        }
+                        Some(k) => pairs.push((k, value)),
+                    }
+                    if pairs.len() < *len {
+                        break;
+                    }
+                    let Some(Open::Map(_, pairs, _)) = stack.pop() else {
+                        unreachable!("just matched")
+                    };
+                    value = PyValue::Dict(pairs);
+                }
+            }
+        }
+    }
+}
+
+/// Appends the msgpack of `value` to `out`.
+pub(crate) fn write(value: &PyValue, out: &mut Vec<u8>) {
+    match value {
+        PyValue::None => out.push(0xc0),
+        PyValue::Bool(b) => out.push(if *b { 0xc3 } else { 0xc2 }),
+        PyValue::Int(n) => int(*n, out),
+        PyValue::BigInt(bytes) => match crate::python::value::big_to_i128(bytes) {
+            Some(n) if n >= 0 && n <= i128::from(u64::MAX) => {
+                out.push(0xcf);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+            // Beyond 64 bits msgpack has no integer: its digits, as a str.
+            Some(n) => string(&n.to_string(), out),
+            None => string("<int>", out),
+        },
+        PyValue::Float(f) => {
+            out.push(0xcb);
+            out.extend_from_slice(&f.to_bits().to_be_bytes());
+        }
+        PyValue::Complex(re, im) => {
+            write(&PyValue::List(vec![PyValue::Float(*re), PyValue::Float(*im)]), out)
+        }
+        PyValue::Str(s) => string(s, out),
+        PyValue::Bytes(b) => {
+            match b.len() {
+                n if n < 256 => out.extend_from_slice(&[0xc4, n as u8]),
+                n if n < 65536 => {
+                    out.push(0xc5);
+                    out.extend_from_slice(&(n as u16).to_be_bytes());
+                }
+                n => {
+                    out.push(0xc6);
+                    out.extend_from_slice(&(n as u32).to_be_bytes());
+                }
+            }
+            out.extend_from_slice(b);
+        }
+        PyValue::Tuple(items)
+        | PyValue::List(items)
+        | PyValue::Set(items)
+        | PyValue::FrozenSet(items) => {
+            header(items.len(), 0x90, 0xdc, out);
+            for item in items {
+                write(item, out);
+            }
+        }
+        PyValue::Dict(pairs) => {
+            header(pairs.len(), 0x80, 0xde, out);
+            for (k, v) in pairs {
+                write(k, out);
+                write(v, out);
+            }
+        }
+        PyValue::Exception(name, args) => {
+            let message = args.first().map(PyValue::to_str).unwrap_or_default();
+            write(&PyValue::List(vec![PyValue::Str(name.clone()), PyValue::Str(message)]), out);
+        }
+        PyValue::Token { id, .. } => string(id, out),
+    }
+}
+
+fn header(len: usize, fix: u8, wide: u8, out: &mut Vec<u8>) {
+    match len {
+        n if n < 16 => out.push(fix | n as u8),
+        n if n < 65536 => {
+            out.push(wide);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(wide + 1);
+            out.extend_from_slice(&(n as u32).to_be_bytes());
+        }
+    }
+}
+
+fn string(s: &str, out: &mut Vec<u8>) {
+    match s.len() {
+        n if n < 32 => out.push(0xa0 | n as u8),
+        n if n < 256 => out.extend_from_slice(&[0xd9, n as u8]),
+        n if n < 65536 => {
+            out.push(0xda);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0xdb);
+            out.extend_from_slice(&(n as u32).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn int(n: i64, out: &mut Vec<u8>) {
+    match n {
+        0..=0x7f => out.push(n as u8),
+        -32..=-1 => out.push(n as i8 as u8),
+        0..=0xff => out.extend_from_slice(&[0xcc, n as u8]),
+        0..=0xffff => {
+            out.push(0xcd);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        0..=0xffff_ffff => {
+            out.push(0xce);
+            out.extend_from_slice(&(n as u32).to_be_bytes());
+        }
+        0.. => {
+            out.push(0xcf);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+        -0x80..=-1 => out.extend_from_slice(&[0xd0, n as i8 as u8]),
+        -0x8000..=-1 => {
+            out.push(0xd1);
+            out.extend_from_slice(&(n as i16).to_be_bytes());
+        }
+        -0x8000_0000..=-1 => {
+            out.push(0xd2);
+            out.extend_from_slice(&(n as i32).to_be_bytes());
+        }
+        _ => {
+            out.push(0xd3);
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip_and_partial_input_asks_for_more() {
+        let values = [
+            PyValue::None,
+            PyValue::Bool(true),
+            PyValue::Int(0),
+            PyValue::Int(-1),
+            PyValue::Int(-33),
+            PyValue::Int(200),
+            PyValue::Int(70_000),
+            PyValue::Int(i64::MIN),
+            PyValue::Int(i64::MAX),
+            PyValue::Float(1.5),
+            PyValue::Str("é".repeat(40)),
+            PyValue::Bytes(vec![1; 300]),
+            PyValue::List((0..20).map(PyValue::Int).collect()),
+            PyValue::Dict(vec![(PyValue::Str("k".into()), PyValue::List(vec![]))]),
+        ];
+        for value in values {
+            let mut out = Vec::new();
+            write(&value, &mut out);
+            assert_eq!(read(&out, 64, 1 << 20), Ok((value.clone(), out.len())), "{value:?}");
+            for cut in 0..out.len() {
+                assert_eq!(read(&out[..cut], 64, 1 << 20), Err(ReadError::Incomplete), "{value:?} cut at {cut}");
+            }
+        }
+        // u64 above i64::MAX, from another writer.
+        let big = [0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+        assert!(matches!(read(&big, 64, 10), Ok((PyValue::BigInt(_), 9))));
+    }
+
+    #[test]
+    fn hostile_headers_are_refused_without_allocating() {
+        // A bin32 of 4 GiB, an array32 of 4G items, a str32 of 4 GiB: refused by the limit.
+        for header in [[0xc6u8, 0xff, 0xff, 0xff, 0xff], [0xdd, 0xff, 0xff, 0xff, 0xff], [0xdb, 0xff, 0xff, 0xff, 0xff]] {
+            assert!(matches!(read(&header, 64, 1 << 20), Err(ReadError::Invalid(_))));
+        }
+        // 100,000 nested arrays: refused by depth, no recursion.
+        let deep = vec![0x91u8; 100_000];
+        assert!(matches!(read(&deep, 64, 1 << 20), Err(ReadError::Invalid(e)) if e.contains("nest")));
+        assert!(matches!(read(&[0xc1], 64, 10), Err(ReadError::Invalid(_))));
+    }
+}
