@@ -135,6 +135,8 @@ mod fxhash;
 mod message;
 pub mod protocol;
 mod proxies;
+#[cfg(feature = "msgpack")]
+mod msgpack;
 #[cfg(feature = "python")]
 mod python;
 mod server;

@@ -61,7 +61,7 @@ pub(crate) fn read(input: &[u8], max_depth: usize, max_len: usize) -> Result<(Py
             0xc0 => PyValue::None,
             0xc2 => PyValue::Bool(false),
             0xc3 => PyValue::Bool(true),
-            0xcc | 0xcd | 0xce | 0xcf => {
+            0xcc..=0xcf => {
                 let n = cursor.uint(1 << (marker - 0xcc))?;
                 match i64::try_from(n) {
                     Ok(n) => PyValue::Int(n),
@@ -99,7 +99,7 @@ pub(crate) fn read(input: &[u8], max_depth: usize, max_len: usize) -> Result<(Py
             0x90..=0x9f | 0xdc | 0xdd | 0x80..=0x8f | 0xde | 0xdf => {
                 let is_map = matches!(marker, 0x80..=0x8f | 0xde | 0xdf);
                 let len = match marker {
-                    0x90..=0x9f | 0x80..=0x8f => (marker & 0x0f) as usize,
+                    0x80..=0x9f => (marker & 0x0f) as usize,
                     0xdc | 0xde => cursor.uint(2)? as usize,
                     _ => cursor.uint(4)? as usize,
                 };
@@ -271,25 +271,25 @@ fn int(n: i64, out: &mut Vec<u8>) {
     match n {
         0..=0x7f => out.push(n as u8),
         -32..=-1 => out.push(n as i8 as u8),
-        0..=0xff => out.extend_from_slice(&[0xcc, n as u8]),
-        0..=0xffff => {
+        0x80..=0xff => out.extend_from_slice(&[0xcc, n as u8]),
+        0x100..=0xffff => {
             out.push(0xcd);
             out.extend_from_slice(&(n as u16).to_be_bytes());
         }
-        0..=0xffff_ffff => {
+        0x1_0000..=0xffff_ffff => {
             out.push(0xce);
             out.extend_from_slice(&(n as u32).to_be_bytes());
         }
-        0.. => {
+        0x1_0000_0000.. => {
             out.push(0xcf);
             out.extend_from_slice(&(n as u64).to_be_bytes());
         }
-        -0x80..=-1 => out.extend_from_slice(&[0xd0, n as i8 as u8]),
-        -0x8000..=-1 => {
+        -0x80..=-33 => out.extend_from_slice(&[0xd0, n as i8 as u8]),
+        -0x8000..=-0x81 => {
             out.push(0xd1);
             out.extend_from_slice(&(n as i16).to_be_bytes());
         }
-        -0x8000_0000..=-1 => {
+        -0x8000_0000..=-0x8001 => {
             out.push(0xd2);
             out.extend_from_slice(&(n as i32).to_be_bytes());
         }

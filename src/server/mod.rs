@@ -7,6 +7,8 @@ mod dispatch;
 mod keepalive;
 mod objects;
 mod pace;
+#[cfg(feature = "msgpack")]
+mod msgpack;
 #[cfg(feature = "python")]
 mod python;
 mod registry;
@@ -91,6 +93,8 @@ pub struct ManagerBuilder {
     more_addresses: Vec<Result<Address>>,
     /// Where Python's `multiprocessing.managers` clients connect.
     python_addresses: Vec<Result<Address>>,
+    /// Where msgpack-rpc clients connect.
+    msgpack_addresses: Vec<Result<Address>>,
     #[cfg(feature = "python")]
     python_exposed: std::collections::HashMap<String, crate::python::PythonShared>,
     registry: Registry,
@@ -145,6 +149,16 @@ impl ManagerBuilder {
     /// the default `python` feature refuses it at `build`.
     pub fn python_listener(mut self, address: impl ToAddress) -> Self {
         self.python_addresses.push(address.to_address());
+        self
+    }
+
+    /// Also listens on `address` for msgpack-rpc clients in any language: registered
+    /// functions by name, the built-in shared objects as `<kind>.<method>` (`counter.add`,
+    /// `queue.put`, ...; `monogusa.describe` lists them), after proving the authkey with
+    /// `monogusa.challenge` and `monogusa.prove`. See the README's "From any language". A
+    /// build without the default `msgpack` feature refuses it at `build`.
+    pub fn msgpack_listener(mut self, address: impl ToAddress) -> Self {
+        self.msgpack_addresses.push(address.to_address());
         self
     }
 
@@ -378,6 +392,19 @@ impl ManagerBuilder {
         for python in self.python_addresses {
             python_addresses.push(python?);
         }
+        let mut msgpack_addresses = Vec::new();
+        for address in self.msgpack_addresses {
+            msgpack_addresses.push(address?);
+        }
+        #[cfg(feature = "msgpack")]
+        let msgpack = (!msgpack_addresses.is_empty()).then(|| msgpack::MsgpackState::new(&raw_key));
+        #[cfg(not(feature = "msgpack"))]
+        if !msgpack_addresses.is_empty() {
+            return Err(Error::Config(
+                "this build of monogusa has no msgpack listener (enable its `msgpack` feature)"
+                    .into(),
+            ));
+        }
         #[cfg(feature = "python")]
         let python = (!python_addresses.is_empty())
             .then(|| python::PythonState::new(&raw_key, self.python_exposed));
@@ -407,8 +434,11 @@ impl ManagerBuilder {
             key,
             addresses,
             python_addresses,
+            msgpack_addresses,
             #[cfg(feature = "python")]
             python,
+            #[cfg(feature = "msgpack")]
+            msgpack,
             registry: self.registry,
             objects: self.objects,
             limits: self.limits,
@@ -487,8 +517,12 @@ pub struct Manager {
     addresses: Vec<Address>,
     /// Where Python clients connect.
     python_addresses: Vec<Address>,
+    /// Where msgpack-rpc clients connect.
+    msgpack_addresses: Vec<Address>,
     #[cfg(feature = "python")]
     python: Option<python::PythonState>,
+    #[cfg(feature = "msgpack")]
+    msgpack: Option<msgpack::MsgpackState>,
     registry: Registry,
     objects: ObjectsConfig,
     limits: Limits,
@@ -515,6 +549,7 @@ impl Manager {
             address: Ok(Address::tcp("127.0.0.1", 0)),
             more_addresses: Vec::new(),
             python_addresses: Vec::new(),
+            msgpack_addresses: Vec::new(),
             #[cfg(feature = "python")]
             python_exposed: std::collections::HashMap::new(),
             registry: Registry::default(),
@@ -534,10 +569,12 @@ impl Manager {
         let (shared, listeners) = self.bind()?;
         let mut addresses = Vec::new();
         let mut python_addresses = Vec::new();
+        let mut msgpack_addresses = Vec::new();
         for (listener, protocol) in &listeners {
             match protocol {
                 Protocol::Native => addresses.push(listener.local_address()?),
                 Protocol::Python => python_addresses.push(listener.local_address()?),
+                Protocol::Msgpack => msgpack_addresses.push(listener.local_address()?),
             }
         }
         let acceptor = {
@@ -552,10 +589,14 @@ impl Manager {
         for address in &python_addresses {
             log::info!("manager listening for python clients on {address}");
         }
+        for address in &msgpack_addresses {
+            log::info!("manager listening for msgpack-rpc clients on {address}");
+        }
         Ok(ManagerHandle {
             shared,
             addresses,
             python_addresses,
+            msgpack_addresses,
             acceptor: Some(acceptor),
         })
     }
@@ -571,6 +612,7 @@ impl Manager {
             let what = match protocol {
                 Protocol::Native => "",
                 Protocol::Python => " for python clients",
+                Protocol::Msgpack => " for msgpack-rpc clients",
             };
             log::info!("manager listening{what} on {}", listener.local_address()?);
         }
@@ -617,7 +659,8 @@ impl Manager {
             .addresses
             .iter()
             .map(|a| (a, Protocol::Native))
-            .chain(self.python_addresses.iter().map(|a| (a, Protocol::Python)));
+            .chain(self.python_addresses.iter().map(|a| (a, Protocol::Python)))
+            .chain(self.msgpack_addresses.iter().map(|a| (a, Protocol::Msgpack)));
         for (address, protocol) in every {
             listeners.push((Listener::bind(address)?, protocol));
             if let Address::Tcp { host, .. } = address
@@ -653,6 +696,8 @@ impl Manager {
             on_connection: self.on_connection,
             #[cfg(feature = "python")]
             python: self.python,
+            #[cfg(feature = "msgpack")]
+            msgpack: self.msgpack,
         });
         Ok((shared, listeners))
     }
@@ -666,6 +711,8 @@ pub struct ManagerHandle {
     addresses: Vec<Address>,
     /// Where Python clients connect.
     python_addresses: Vec<Address>,
+    /// Where msgpack-rpc clients connect.
+    msgpack_addresses: Vec<Address>,
     acceptor: Option<JoinHandle<()>>,
 }
 
@@ -684,6 +731,11 @@ impl ManagerHandle {
     /// The addresses of [`ManagerBuilder::python_listener`], with real ports.
     pub fn python_addresses(&self) -> &[Address] {
         &self.python_addresses
+    }
+
+    /// The addresses of [`ManagerBuilder::msgpack_listener`], with real ports.
+    pub fn msgpack_addresses(&self) -> &[Address] {
+        &self.msgpack_addresses
     }
 
     /// Counters of what the manager has done so far.
@@ -815,6 +867,7 @@ type Bound = (Listener, Protocol);
 enum Protocol {
     Native,
     Python,
+    Msgpack,
 }
 
 /// What the acceptor and every connection thread share.
@@ -840,6 +893,8 @@ struct Shared {
     on_connection: Option<EventCallback>,
     #[cfg(feature = "python")]
     python: Option<python::PythonState>,
+    #[cfg(feature = "msgpack")]
+    msgpack: Option<msgpack::MsgpackState>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -1062,6 +1117,10 @@ impl Shared {
         if let Some(python) = &self.python {
             python.close_all();
         }
+        #[cfg(feature = "msgpack")]
+        if let Some(msgpack) = &self.msgpack {
+            msgpack.close_all();
+        }
     }
 
     /// The counters now, with the connections open.
@@ -1140,6 +1199,10 @@ fn accept_loop(shared: &Arc<Shared>, listener: Listener, protocol: Protocol) {
                     Protocol::Python => python::admit(shared, stream),
                     #[cfg(not(feature = "python"))]
                     Protocol::Python => drop(stream),
+                    #[cfg(feature = "msgpack")]
+                    Protocol::Msgpack => msgpack::admit(shared, stream),
+                    #[cfg(not(feature = "msgpack"))]
+                    Protocol::Msgpack => drop(stream),
                 }));
                 if admitted.is_err() {
                     shared
