@@ -1,0 +1,139 @@
+"""A msgpack-rpc client written on a plain socket with the `msgpack` package from PyPI.
+
+usage: client.py SCENARIO HOST PORT KEY
+"""
+import hashlib
+import hmac
+import socket
+import sys
+from multiprocessing import Process
+
+import msgpack
+
+
+class Rpc:
+    def __init__(self, host, port, key=None):
+        self.sock = socket.create_connection((host, port))
+        self.unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+        self.next_id = 0
+        if key is not None:
+            # Authentication: the nonce, then HMAC-SHA256(key, label + nonce).
+            nonce = self.call("monogusa.challenge")
+            proof = hmac.new(key, b"monogusa msgpack proof" + nonce, hashlib.sha256).digest()
+            assert self.call("monogusa.prove", proof) is True
+
+    def send(self, method, *params):
+        self.next_id += 1
+        self.sock.sendall(msgpack.packb([0, self.next_id, method, list(params)]))
+        return self.next_id
+
+    def notify(self, method, *params):
+        self.sock.sendall(msgpack.packb([2, method, list(params)]))
+
+    def receive(self):
+        while True:
+            for message in self.unpacker:
+                return message
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError("the manager closed the connection")
+            self.unpacker.feed(data)
+
+    def call(self, method, *params):
+        msgid = self.send(method, *params)
+        kind, got, error, result = self.receive()
+        assert kind == 1 and got == msgid, (kind, got, msgid)
+        if error is not None:
+            raise RuntimeError(error)
+        return result
+
+
+def counter_worker(host, port, key):
+    rpc = Rpc(host, port, key)
+    for _ in range(1000):
+        rpc.call("counter.add", "hits", 1)
+
+
+def main():
+    scenario, host, port, key = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4].encode()
+    if scenario == "calls":
+        rpc = Rpc(host, port, key)
+        print("echo:", rpc.call("echo", "hello"))
+        print("add:", rpc.call("add", 2, 3))
+        print("point:", rpc.call("point", {"x": 1, "y": 2}))
+        print("bytes:", rpc.call("length", b"\x00" * 300))
+        # 100 calls in flight, replies matched by msgid.
+        ids = [rpc.send("add", i, 1) for i in range(100)]
+        results = {}
+        for _ in ids:
+            _, msgid, error, result = rpc.receive()
+            results[msgid] = result
+        print("pipelined ok:", all(results[m] == i + 1 for i, m in enumerate(ids)))
+        # A call that blocks does not hold up the next: the reply comes out of order.
+        slow = rpc.send("sleep_ms", 300)
+        fast = rpc.send("echo", "fast")
+        first = rpc.receive()
+        second = rpc.receive()
+        print("out of order:", first[1] == fast and second[1] == slow)
+        rpc.notify("counter.add", "notified", 5)
+        print("notified:", rpc.call("counter.get", "notified"))
+        rpc.call("queue.put", "jobs", {"task": [1, 2]})
+        print("queue:", rpc.call("queue.get", "jobs", 1000))
+        rpc.call("dict.insert", "d", "k", 7)
+        print("dict:", rpc.call("dict.get", "d", "k"), rpc.call("dict.items", "d"))
+        for method, params in [("nope", []), ("add", ["x", 1]), ("fail", ["why"]), ("boom", [])]:
+            try:
+                rpc.call(method, *params)
+            except RuntimeError as e:
+                print("error:", e.args[0][0])
+        print("describe:", "counter.add" in rpc.call("monogusa.describe")["objects"]["counter"])
+    elif scenario == "counter":
+        procs = [Process(target=counter_worker, args=(host, port, key)) for _ in range(5)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+            assert p.exitcode == 0
+        print("count:", Rpc(host, port, key).call("counter.get", "hits"))
+    elif scenario == "unauthenticated":
+        rpc = Rpc(host, port)
+        try:
+            rpc.call("echo", "x")
+        except RuntimeError as e:
+            print("refused:", e.args[0][0])
+        try:
+            rpc.call("echo", "x")
+            print("still open?!")
+        except (EOFError, ConnectionError):
+            print("closed")
+    elif scenario == "wrong_proof":
+        rpc = Rpc(host, port)
+        rpc.call("monogusa.challenge")
+        try:
+            rpc.call("monogusa.prove", b"\x00" * 32)
+        except RuntimeError as e:
+            print("refused:", e.args[0][0])
+    elif scenario == "reused_msgid":
+        rpc = Rpc(host, port, key)
+        rpc.sock.sendall(msgpack.packb([0, 77, "sleep_ms", [300]]) + msgpack.packb([0, 77, "echo", ["x"]]))
+        first = rpc.receive()
+        second = rpc.receive()
+        print("reused:", first[2] and first[2][0], second[3])
+    elif scenario == "hostile":
+        for name, data in [
+            ("garbage", b"\xc1\xc1\xc1"),
+            ("bin32", b"\xc6\xff\xff\xff\xff"),
+            ("deep", b"\x91" * 100000),
+        ]:
+            rpc = Rpc(host, port, key)
+            rpc.sock.sendall(data)
+            try:
+                rpc.receive()
+                print(name, "answered?!")
+            except (EOFError, ConnectionError):
+                print(name, "closed")
+        print("after:", Rpc(host, port, key).call("echo", "alive"))
+
+
+if __name__ == "__main__":
+    main()
