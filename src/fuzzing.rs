@@ -150,6 +150,38 @@ pub fn codec(data: &[u8]) {
     round_trip::<crate::RemoteError>(data);
 }
 
+/// The msgpack reader: arbitrary bytes never panic or over-allocate; what it reads, the
+/// writer writes back to a value that reads the same (compared as bytes, for NaN's sake).
+#[cfg(feature = "msgpack")]
+pub fn msgpack(data: &[u8]) {
+    use crate::msgpack::codec::{read, write};
+    if let Ok((value, used)) = read(data, 64, 1 << 20) {
+        assert!(used <= data.len());
+        let mut again = Vec::new();
+        write(&value, &mut again);
+        let (reread, n) = read(&again, 64, 1 << 20).expect("our own msgpack reads back");
+        assert_eq!(n, again.len());
+        let mut twice = Vec::new();
+        write(&reread, &mut twice);
+        assert_eq!(again, twice);
+    }
+}
+
+/// The Python listener's pickle reader: arbitrary bytes never panic or load anything; what
+/// it reads, the writer writes back readably.
+#[cfg(feature = "python")]
+pub fn pickle(data: &[u8]) {
+    use crate::python::{pickle::pickle, unpickle::unpickle};
+    if let Ok(value) = unpickle(data, 64) {
+        let mut again = Vec::new();
+        pickle(&value, &mut again);
+        let reread = unpickle(&again, 64).expect("our own pickle reads back");
+        let mut twice = Vec::new();
+        pickle(&reread, &mut twice);
+        assert_eq!(again, twice);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// The entry points themselves, on a few inputs (the fuzzer gives them millions).
@@ -161,6 +193,10 @@ mod tests {
             super::client_handshake(input);
             super::envelopes(input);
             super::codec(input);
+            #[cfg(feature = "msgpack")]
+            super::msgpack(input);
+            #[cfg(feature = "python")]
+            super::pickle(input);
         }
     }
 }

@@ -133,10 +133,10 @@ mod fuzz_tests;
 pub mod fuzzing;
 mod fxhash;
 mod message;
-pub mod protocol;
-mod proxies;
 #[cfg(feature = "msgpack")]
 mod msgpack;
+pub mod protocol;
+mod proxies;
 #[cfg(feature = "python")]
 mod python;
 mod server;

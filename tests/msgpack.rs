@@ -38,7 +38,9 @@ fn port(manager: &ManagerHandle) -> String {
 }
 
 fn dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(name)
 }
 
 fn run(program: &str, script: PathBuf, scenario: &str, port: &str) -> String {
@@ -59,7 +61,12 @@ fn run(program: &str, script: PathBuf, scenario: &str, port: &str) -> String {
 }
 
 fn python(scenario: &str, manager: &ManagerHandle) -> String {
-    run("python3", dir("msgpack").join("client.py"), scenario, &port(manager))
+    run(
+        "python3",
+        dir("msgpack").join("client.py"),
+        scenario,
+        &port(manager),
+    )
 }
 
 #[test]
@@ -116,7 +123,12 @@ fn hostile_msgpack_input_is_refused_and_the_manager_serves_on() {
     let out = python("reused_msgid", &manager);
     assert!(out.contains("reused: MsgidInFlight"), "{out}");
     let out = python("hostile", &manager);
-    for expected in ["garbage closed", "bin32 closed", "deep closed", "after: alive"] {
+    for expected in [
+        "garbage closed",
+        "bin32 closed",
+        "deep closed",
+        "after: alive",
+    ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
     let client = Client::connect(manager.address(), KEY).unwrap();
@@ -126,7 +138,11 @@ fn hostile_msgpack_input_is_refused_and_the_manager_serves_on() {
 /// Node's msgpack5rpc, when `.ci/run` installed it (it does, on every CI machine).
 #[test]
 fn node_msgpack5rpc_calls_and_counts() {
-    if !dir("node").join("node_modules").join("msgpack5rpc").exists() {
+    if !dir("node")
+        .join("node_modules")
+        .join("msgpack5rpc")
+        .exists()
+    {
         assert!(
             std::env::var_os("CI").is_none(),
             "CI must install msgpack5rpc into tests/node"

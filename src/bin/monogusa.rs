@@ -20,6 +20,7 @@ const USAGE: &str = "usage:
   monogusa serve (--bind HOST:PORT | --unix PATH)... [--authkey-file FILE] [--max-connections N]
                  [--max-store-bytes N] [--max-item-bytes N] [--max-shared-objects N]
                  [--data-dir DIR [--commit-every MS]] [--python HOST:PORT | --python unix:PATH]...
+                 [--msgpack HOST:PORT | --msgpack unix:PATH]...
   monogusa stat (--connect HOST:PORT | --unix PATH) [--authkey-file FILE]
 the authkey comes from --authkey-file or MONOGUSA_AUTHKEY";
 
@@ -52,6 +53,8 @@ struct Options {
     limits: Vec<(&'static str, u64)>,
     /// Where `serve` also listens for Python's `multiprocessing.managers` clients.
     python: Vec<String>,
+    /// Where `serve` also listens for msgpack-rpc clients.
+    msgpack: Vec<String>,
     /// Where `serve` keeps task queues and shared objects across restarts.
     data_dir: Option<PathBuf>,
     /// Commit at least this often instead of before each mutation returns.
@@ -72,6 +75,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
     let mut limits = Vec::new();
     let mut data_dir = None;
     let mut python = Vec::new();
+    let mut msgpack = Vec::new();
     let mut commit_every_ms = None;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -85,6 +89,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--unix" => addresses.push(format!("unix:{}", value()?)),
             "--authkey-file" => key_file = Some(value()?.into()),
             "--python" => python.push(value()?),
+            "--msgpack" => msgpack.push(value()?),
             "--data-dir" => data_dir = Some(PathBuf::from(value()?)),
             "--commit-every" => {
                 commit_every_ms =
@@ -140,6 +145,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         data_dir,
         commit_every_ms,
         python,
+        msgpack,
     })
 }
 
@@ -181,6 +187,9 @@ fn serve(options: Options) -> Result<(), String> {
     }
     for python in &options.python {
         builder = builder.python_listener(python.as_str());
+    }
+    for msgpack in &options.msgpack {
+        builder = builder.msgpack_listener(msgpack.as_str());
     }
     if let Some(dir) = &options.data_dir {
         builder = builder.data_dir(dir);

@@ -50,7 +50,11 @@ impl<'a> Cursor<'a> {
 
 /// Reads one value from the start of `input`: the value and the bytes it took. Values nest
 /// at most `max_depth` deep; `max_len` bounds every string, binary and container length.
-pub(crate) fn read(input: &[u8], max_depth: usize, max_len: usize) -> Result<(PyValue, usize), ReadError> {
+pub(crate) fn read(
+    input: &[u8],
+    max_depth: usize,
+    max_len: usize,
+) -> Result<(PyValue, usize), ReadError> {
     let mut cursor = Cursor { input, at: 0 };
     let mut stack: Vec<Open> = Vec::new();
     loop {
@@ -82,7 +86,9 @@ pub(crate) fn read(input: &[u8], max_depth: usize, max_len: usize) -> Result<(Py
                     _ => cursor.uint(1 << (marker - 0xd9))? as usize,
                 };
                 if len > max_len {
-                    return invalid(format!("a str of {len} bytes is over the limit of {max_len}"));
+                    return invalid(format!(
+                        "a str of {len} bytes is over the limit of {max_len}"
+                    ));
                 }
                 match std::str::from_utf8(cursor.take(len)?) {
                     Ok(s) => PyValue::Str(s.to_string()),
@@ -92,7 +98,9 @@ pub(crate) fn read(input: &[u8], max_depth: usize, max_len: usize) -> Result<(Py
             0xc4..=0xc6 => {
                 let len = cursor.uint(1 << (marker - 0xc4))? as usize;
                 if len > max_len {
-                    return invalid(format!("a bin of {len} bytes is over the limit of {max_len}"));
+                    return invalid(format!(
+                        "a bin of {len} bytes is over the limit of {max_len}"
+                    ));
                 }
                 PyValue::Bytes(cursor.take(len)?.to_vec())
             }
@@ -106,7 +114,9 @@ pub(crate) fn read(input: &[u8], max_depth: usize, max_len: usize) -> Result<(Py
                 // Each element takes at least one byte: a longer claim than the bytes left
                 // would only be waited for, so bound it by the limit instead.
                 if len > max_len {
-                    return invalid(format!("a container of {len} items is over the limit of {max_len}"));
+                    return invalid(format!(
+                        "a container of {len} items is over the limit of {max_len}"
+                    ));
                 }
                 if stack.len() >= max_depth {
                     return invalid(format!("values nest deeper than {max_depth}"));
@@ -134,7 +144,9 @@ pub(crate) fn read(input: &[u8], max_depth: usize, max_len: usize) -> Result<(Py
                     _ => cursor.uint(1 << (marker - 0xc7))? as usize,
                 };
                 if len > max_len {
-                    return invalid(format!("an ext of {len} bytes is over the limit of {max_len}"));
+                    return invalid(format!(
+                        "an ext of {len} bytes is over the limit of {max_len}"
+                    ));
                 }
                 let _type = cursor.take(1)?;
                 PyValue::Bytes(cursor.take(len)?.to_vec())
@@ -195,9 +207,10 @@ pub(crate) fn write(value: &PyValue, out: &mut Vec<u8>) {
             out.push(0xcb);
             out.extend_from_slice(&f.to_bits().to_be_bytes());
         }
-        PyValue::Complex(re, im) => {
-            write(&PyValue::List(vec![PyValue::Float(*re), PyValue::Float(*im)]), out)
-        }
+        PyValue::Complex(re, im) => write(
+            &PyValue::List(vec![PyValue::Float(*re), PyValue::Float(*im)]),
+            out,
+        ),
         PyValue::Str(s) => string(s, out),
         PyValue::Bytes(b) => {
             match b.len() {
@@ -231,7 +244,10 @@ pub(crate) fn write(value: &PyValue, out: &mut Vec<u8>) {
         }
         PyValue::Exception(name, args) => {
             let message = args.first().map(PyValue::to_str).unwrap_or_default();
-            write(&PyValue::List(vec![PyValue::Str(name.clone()), PyValue::Str(message)]), out);
+            write(
+                &PyValue::List(vec![PyValue::Str(name.clone()), PyValue::Str(message)]),
+                out,
+            );
         }
         PyValue::Token { id, .. } => string(id, out),
     }
@@ -325,9 +341,17 @@ mod tests {
         for value in values {
             let mut out = Vec::new();
             write(&value, &mut out);
-            assert_eq!(read(&out, 64, 1 << 20), Ok((value.clone(), out.len())), "{value:?}");
+            assert_eq!(
+                read(&out, 64, 1 << 20),
+                Ok((value.clone(), out.len())),
+                "{value:?}"
+            );
             for cut in 0..out.len() {
-                assert_eq!(read(&out[..cut], 64, 1 << 20), Err(ReadError::Incomplete), "{value:?} cut at {cut}");
+                assert_eq!(
+                    read(&out[..cut], 64, 1 << 20),
+                    Err(ReadError::Incomplete),
+                    "{value:?} cut at {cut}"
+                );
             }
         }
         // u64 above i64::MAX, from another writer.
@@ -338,12 +362,21 @@ mod tests {
     #[test]
     fn hostile_headers_are_refused_without_allocating() {
         // A bin32 of 4 GiB, an array32 of 4G items, a str32 of 4 GiB: refused by the limit.
-        for header in [[0xc6u8, 0xff, 0xff, 0xff, 0xff], [0xdd, 0xff, 0xff, 0xff, 0xff], [0xdb, 0xff, 0xff, 0xff, 0xff]] {
-            assert!(matches!(read(&header, 64, 1 << 20), Err(ReadError::Invalid(_))));
+        for header in [
+            [0xc6u8, 0xff, 0xff, 0xff, 0xff],
+            [0xdd, 0xff, 0xff, 0xff, 0xff],
+            [0xdb, 0xff, 0xff, 0xff, 0xff],
+        ] {
+            assert!(matches!(
+                read(&header, 64, 1 << 20),
+                Err(ReadError::Invalid(_))
+            ));
         }
         // 100,000 nested arrays: refused by depth, no recursion.
         let deep = vec![0x91u8; 100_000];
-        assert!(matches!(read(&deep, 64, 1 << 20), Err(ReadError::Invalid(e)) if e.contains("nest")));
+        assert!(
+            matches!(read(&deep, 64, 1 << 20), Err(ReadError::Invalid(e)) if e.contains("nest"))
+        );
         assert!(matches!(read(&[0xc1], 64, 10), Err(ReadError::Invalid(_))));
     }
 }

@@ -176,7 +176,9 @@ impl<'de> de::Deserializer<'de> for PyValue {
     fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> DeResult<V::Value> {
         match self {
             PyValue::None => visitor.visit_unit(),
-            PyValue::Tuple(items) | PyValue::List(items) if items.is_empty() => visitor.visit_unit(),
+            PyValue::Tuple(items) | PyValue::List(items) if items.is_empty() => {
+                visitor.visit_unit()
+            }
             other => Err(mismatch(&other, "None")),
         }
     }

@@ -5,10 +5,10 @@ mod connection;
 mod defenses;
 mod dispatch;
 mod keepalive;
-mod objects;
-mod pace;
 #[cfg(feature = "msgpack")]
 mod msgpack;
+mod objects;
+mod pace;
 #[cfg(feature = "python")]
 mod python;
 mod registry;
@@ -660,7 +660,11 @@ impl Manager {
             .iter()
             .map(|a| (a, Protocol::Native))
             .chain(self.python_addresses.iter().map(|a| (a, Protocol::Python)))
-            .chain(self.msgpack_addresses.iter().map(|a| (a, Protocol::Msgpack)));
+            .chain(
+                self.msgpack_addresses
+                    .iter()
+                    .map(|a| (a, Protocol::Msgpack)),
+            );
         for (address, protocol) in every {
             listeners.push((Listener::bind(address)?, protocol));
             if let Address::Tcp { host, .. } = address

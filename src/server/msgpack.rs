@@ -200,7 +200,11 @@ fn params_of(params: Option<PyValue>) -> Result<Vec<PyValue>, String> {
 }
 
 /// Writes `[1, msgid, error, result]`.
-fn respond(stream: &Stream, msgid: u64, result: Result<PyValue, (String, String)>) -> io::Result<()> {
+fn respond(
+    stream: &Stream,
+    msgid: u64,
+    result: Result<PyValue, (String, String)>,
+) -> io::Result<()> {
     let (error, value) = match result {
         Ok(value) => (PyValue::None, value),
         Err((kind, message)) => (
@@ -210,7 +214,12 @@ fn respond(stream: &Stream, msgid: u64, result: Result<PyValue, (String, String)
     };
     let mut out = Vec::new();
     codec::write(
-        &PyValue::List(vec![PyValue::Int(1), PyValue::Int(msgid as i64), error, value]),
+        &PyValue::List(vec![
+            PyValue::Int(1),
+            PyValue::Int(msgid as i64),
+            error,
+            value,
+        ]),
         &mut out,
     );
     let mut writer = stream;
@@ -222,7 +231,10 @@ fn error_of(e: &RemoteError) -> (String, String) {
 }
 
 fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
-    let state = shared.msgpack.as_ref().expect("admitted by the msgpack listener");
+    let state = shared
+        .msgpack
+        .as_ref()
+        .expect("admitted by the msgpack listener");
     let mut buffer = Vec::new();
     // Authentication first, under the handshake deadline.
     stream.set_timeouts(Some(shared.limits.handshake_timeout))?;
@@ -234,7 +246,11 @@ fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
             return Ok(());
         };
         let (msgid, method, params) = match parse(message) {
-            Ok(Message::Request { msgid, method, params }) => (msgid, method, params),
+            Ok(Message::Request {
+                msgid,
+                method,
+                params,
+            }) => (msgid, method, params),
             _ => return Ok(()),
         };
         match (method.as_str(), challenged) {
@@ -259,7 +275,10 @@ fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
                     let _ = respond(
                         &stream,
                         msgid,
-                        Err(("AuthenticationFailed".into(), "the proof does not match the authkey".into())),
+                        Err((
+                            "AuthenticationFailed".into(),
+                            "the proof does not match the authkey".into(),
+                        )),
                     );
                     return Ok(());
                 }
@@ -290,7 +309,11 @@ fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
             Err(e) => break Err(e),
         };
         let (msgid, method, params) = match parse(message) {
-            Ok(Message::Request { msgid, method, params }) => (Some(msgid), method, params),
+            Ok(Message::Request {
+                msgid,
+                method,
+                params,
+            }) => (Some(msgid), method, params),
             Ok(Message::Notify { method, params }) => (None, method, params),
             Err(why) => {
                 log::debug!("msgpack client {}: {why}", stream.peer_label());
@@ -303,7 +326,10 @@ fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
             respond(
                 &stream,
                 msgid,
-                Err(("MsgidInFlight".into(), format!("msgid {msgid} is still in flight"))),
+                Err((
+                    "MsgidInFlight".into(),
+                    format!("msgid {msgid} is still in flight"),
+                )),
             )?;
             continue;
         }
@@ -367,7 +393,8 @@ fn run(
     if let Some((kind, name)) = method.split_once('.')
         && let Some(service) = kind_service(kind)
     {
-        return builtin(shared, service, kind, name, params, held, caller).map_err(|e| error_of(&e));
+        return builtin(shared, service, kind, name, params, held, caller)
+            .map_err(|e| error_of(&e));
     }
     let mut result = None;
     shared
@@ -390,7 +417,12 @@ fn run(
 const KINDS: &[(&str, &[&str])] = &[
     ("counter", &["get", "add", "set"]),
     ("queue", &["put", "get", "len"]),
-    ("dict", &["insert", "get", "remove", "contains", "len", "keys", "items"]),
+    (
+        "dict",
+        &[
+            "insert", "get", "remove", "contains", "len", "keys", "items",
+        ],
+    ),
     ("list", &["push", "pop", "get", "len", "range"]),
     ("value", &["get", "set"]),
 ];
@@ -418,7 +450,12 @@ fn describe(shared: &Shared) -> PyValue {
         .map(|(kind, methods)| {
             (
                 PyValue::Str((*kind).into()),
-                PyValue::List(methods.iter().map(|m| PyValue::Str(format!("{kind}.{m}"))).collect()),
+                PyValue::List(
+                    methods
+                        .iter()
+                        .map(|m| PyValue::Str(format!("{kind}.{m}")))
+                        .collect(),
+                ),
             )
         })
         .collect();
@@ -434,15 +471,18 @@ fn bad(message: impl Into<String>) -> RemoteError {
 
 /// An element as stored: a `Dynamic`, encoded.
 fn element(value: PyValue) -> Result<Bytes, RemoteError> {
-    let dynamic: Dynamic =
-        serde::Deserialize::deserialize(value).map_err(|e| bad(format!("not a plain value: {e}")))?;
+    let dynamic: Dynamic = serde::Deserialize::deserialize(value)
+        .map_err(|e| bad(format!("not a plain value: {e}")))?;
     Bytes::encode(&dynamic).map_err(|e| bad(e.to_string()))
 }
 
 fn from_element(bytes: &Bytes) -> Result<PyValue, RemoteError> {
-    let dynamic: Dynamic = bytes
-        .decode()
-        .map_err(|e| RemoteError::new(RemoteErrorKind::BadReply, format!("a stored value does not decode: {e}")))?;
+    let dynamic: Dynamic = bytes.decode().map_err(|e| {
+        RemoteError::new(
+            RemoteErrorKind::BadReply,
+            format!("a stored value does not decode: {e}"),
+        )
+    })?;
     serde::Serialize::serialize(&dynamic, crate::python::bridge::ToPy)
         .map_err(|e| RemoteError::new(RemoteErrorKind::BadReply, e.to_string()))
 }
@@ -470,7 +510,11 @@ fn builtin(
     let mut params = params.into_iter();
     let name = match params.next() {
         Some(PyValue::Str(name)) => name,
-        _ => return Err(bad(format!("{kind}.{method} takes the object's name first"))),
+        _ => {
+            return Err(bad(format!(
+                "{kind}.{method} takes the object's name first"
+            )));
+        }
     };
     let (tag, args): (String, Vec<u8>) = match kind {
         "counter" => ("i64".into(), Vec::new()),
@@ -481,7 +525,9 @@ fn builtin(
     let id = shared.objects.open_shared(service, &name, &tag, &args)?;
     let mut call = |native: &str, encoded: Vec<u8>| -> Result<Vec<u8>, RemoteError> {
         let mut out = Vec::new();
-        shared.objects.call(id, native, &encoded, &mut out, held, caller)?;
+        shared
+            .objects
+            .call(id, native, &encoded, &mut out, held, caller)?;
         Ok(out)
     };
     let enc = |args: &dyn erased_serde::Serialize| -> Vec<u8> {
@@ -513,7 +559,9 @@ fn builtin(
             };
             optional(decode!(call("get", enc(&(timeout,)))?, Option<Bytes>))?
         }
-        ("queue" | "dict" | "list", "len") => PyValue::Int(decode!(call("len", Vec::new())?, u64) as i64),
+        ("queue" | "dict" | "list", "len") => {
+            PyValue::Int(decode!(call("len", Vec::new())?, u64) as i64)
+        }
         ("dict", "insert") => {
             let key = element(params.next().unwrap_or(PyValue::None))?;
             let value = element(params.next().unwrap_or(PyValue::None))?;
@@ -546,7 +594,10 @@ fn builtin(
         ("list", "pop") => optional(decode!(call("pop", Vec::new())?, Option<Bytes>))?,
         ("list", "get") => {
             let at = int_arg(&mut params, "the index")?;
-            optional(decode!(call("get", enc(&(at.max(0) as u64,)))?, Option<Bytes>))?
+            optional(decode!(
+                call("get", enc(&(at.max(0) as u64,)))?,
+                Option<Bytes>
+            ))?
         }
         ("list", "range") => {
             let start = int_arg(&mut params, "the start")?.max(0) as u64;
