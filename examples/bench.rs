@@ -133,7 +133,9 @@ fn run_role(role: &str, args: &[String]) {
         "counter-client" => counter_client(&args[0]),
         // Only the task-queue figures, as rows (for a quick look while working on them).
         "tasks" => task_queues(Plan::new(false)),
+        "msgpack" => msgpack_calls(Plan::new(false)),
         "python-manager" => python_manager_role(&args[0]),
+        "msgpack-manager" => msgpack_manager_role(&args[0]),
         "task-manager" => task_manager_role(&args[0], &args[1]),
         "task-worker" => task_worker_role(&args[0], &args[1], &args[2]),
         other => panic!("unknown role {other}"),
@@ -324,7 +326,121 @@ fn suite(plan: Plan) {
     counter_workload(plan);
     store_operations(plan);
     task_queues(plan);
+    msgpack_calls(plan);
     idle_memory(plan);
+}
+
+/// A msgpack-rpc client of our own for the harness (rmp-serde over a socket), authenticated.
+struct MsgpackClient {
+    writer: TcpStream,
+    reader: BufReader<TcpStream>,
+    next: u32,
+}
+
+type MsgpackReply = (u8, u32, Option<(String, String)>, serde::de::IgnoredAny);
+
+impl MsgpackClient {
+    fn connect(address: &str) -> MsgpackClient {
+        let writer = TcpStream::connect(address).unwrap();
+        writer.set_nodelay(true).unwrap();
+        let reader = BufReader::new(writer.try_clone().unwrap());
+        let mut client = MsgpackClient {
+            writer,
+            reader,
+            next: 0,
+        };
+        client.send("monogusa.challenge", &Vec::<u8>::new());
+        let (_, _, _, nonce): (u8, u32, Option<(String, String)>, ByteBuf) =
+            rmp_serde::from_read(&mut client.reader).unwrap();
+        use hmac::{KeyInit, Mac};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(AUTHKEY.as_bytes()).unwrap();
+        mac.update(b"monogusa msgpack proof");
+        mac.update(&nonce);
+        let proof = ByteBuf::from(mac.finalize().into_bytes().to_vec());
+        client.send("monogusa.prove", &(proof,));
+        client.receive();
+        client
+    }
+
+    fn send<P: Serialize>(&mut self, method: &str, params: &P) {
+        self.next += 1;
+        let bytes = rmp_serde::to_vec(&(0u8, self.next, method, params)).unwrap();
+        self.writer.write_all(&bytes).unwrap();
+    }
+
+    fn receive(&mut self) {
+        let (kind, _, error, _): MsgpackReply = rmp_serde::from_read(&mut self.reader).unwrap();
+        assert!(kind == 1 && error.is_none(), "{error:?}");
+    }
+}
+
+/// Sequential calls and 64 in flight through the msgpack-rpc listener, next to the native
+/// listener of the same manager.
+fn msgpack_calls(plan: Plan) {
+    let manager = Server::start("msgpack-manager", "127.0.0.1:0");
+    let (native, msgpack) = manager.address.split_once(' ').unwrap();
+    let client = Client::connect(native, AUTHKEY).unwrap();
+    let arg = small_arg();
+    let native_seq = rate(plan.span, 1, || {
+        let _: String = client.call("echo", (&arg,)).unwrap();
+    });
+    let native_pipelined = rate(plan.span, 64, || {
+        let pending: Vec<Pending<String>> = (0..64)
+            .map(|_| client.send("echo", (&arg,)).unwrap())
+            .collect();
+        for p in pending {
+            p.wait().unwrap();
+        }
+    });
+    let mut rpc = MsgpackClient::connect(msgpack);
+    let params = (arg.clone(),);
+    let seq = rate(plan.span, 1, || {
+        rpc.send("echo", &params);
+        rpc.receive();
+    });
+    let pipelined = rate(plan.span, 64, || {
+        for _ in 0..64 {
+            rpc.send("echo", &params);
+        }
+        for _ in 0..64 {
+            rpc.receive();
+        }
+    });
+    emit(row(
+        "native sequential calls (same manager)",
+        "tcp",
+        "16 B",
+        native_seq,
+        "calls/s",
+        None,
+    ));
+    emit(row(
+        "msgpack-rpc sequential calls",
+        "tcp",
+        "16 B",
+        seq,
+        "calls/s",
+        Some((native_seq, "native sequential calls (same manager)")),
+    ));
+    emit(row(
+        "native calls, 64 in flight (same manager)",
+        "tcp",
+        "16 B",
+        native_pipelined,
+        "calls/s",
+        None,
+    ));
+    emit(row(
+        "msgpack-rpc calls, 64 in flight",
+        "tcp",
+        "16 B",
+        pipelined,
+        "calls/s",
+        Some((
+            native_pipelined,
+            "native calls, 64 in flight (same manager)",
+        )),
+    ));
 }
 
 /// The built-in shared objects: one atomic counter add, one queue put and get.
@@ -821,6 +937,24 @@ fn python_manager_role(bind: &str) {
         .start()
         .unwrap();
     println!("{}", manager.python_addresses()[0]);
+    std::io::stdout().flush().unwrap();
+    wait_for_stdin_eof();
+    manager.shutdown();
+}
+
+/// A manager with an echo function on a native and a msgpack-rpc listener; prints both
+/// addresses on one line.
+fn msgpack_manager_role(bind: &str) {
+    let manager = Manager::builder()
+        .authkey(AUTHKEY)
+        .bind(bind)
+        .msgpack_listener(bind)
+        .register("echo", |text: String| text)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    println!("{} {}", manager.address(), manager.msgpack_addresses()[0]);
     std::io::stdout().flush().unwrap();
     wait_for_stdin_eof();
     manager.shutdown();

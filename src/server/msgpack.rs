@@ -194,7 +194,8 @@ fn parse(value: PyValue) -> Result<Message, String> {
 fn params_of(params: Option<PyValue>) -> Result<Vec<PyValue>, String> {
     match params {
         Some(PyValue::List(p)) => Ok(p),
-        None => Ok(Vec::new()),
+        // Some clients send nil for no parameters.
+        None | Some(PyValue::None) => Ok(Vec::new()),
         Some(_) => Err("params must be an array".into()),
     }
 }
@@ -299,9 +300,14 @@ fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
         }
     }
     stream.set_timeouts(None)?;
-    let in_flight = Arc::new((Mutex::new(HashSet::<u64>::new()), Condvar::new()));
-    let running = Arc::new((Mutex::new(0usize), Condvar::new()));
-    let mut calls = Vec::new();
+    let calls = Arc::new(Calls {
+        state: Mutex::new(CallsState::default()),
+        work: Condvar::new(),
+        done: Condvar::new(),
+        write: Mutex::new(()),
+        in_flight: Mutex::new(HashSet::new()),
+    });
+    let mut workers = Vec::new();
     let result = loop {
         let message = match next_message(&stream, &mut buffer, shared, true) {
             Ok(Some(m)) => m,
@@ -309,11 +315,7 @@ fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
             Err(e) => break Err(e),
         };
         let (msgid, method, params) = match parse(message) {
-            Ok(Message::Request {
-                msgid,
-                method,
-                params,
-            }) => (Some(msgid), method, params),
+            Ok(Message::Request { msgid, method, params }) => (Some(msgid), method, params),
             Ok(Message::Notify { method, params }) => (None, method, params),
             Err(why) => {
                 log::debug!("msgpack client {}: {why}", stream.peer_label());
@@ -321,61 +323,106 @@ fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
             }
         };
         if let Some(msgid) = msgid
-            && !in_flight.0.lock().insert(msgid)
+            && !calls.in_flight.lock().insert(msgid)
         {
+            let _guard = calls.write.lock();
             respond(
                 &stream,
                 msgid,
-                Err((
-                    "MsgidInFlight".into(),
-                    format!("msgid {msgid} is still in flight"),
-                )),
+                Err(("MsgidInFlight".into(), format!("msgid {msgid} is still in flight"))),
             )?;
             continue;
         }
-        {
-            let mut count = running.0.lock();
-            while *count >= MAX_IN_FLIGHT {
-                running.1.wait(&mut count);
+        let mut state = calls.state.lock();
+        while state.running + state.jobs.len() >= MAX_IN_FLIGHT {
+            calls.done.wait(&mut state);
+        }
+        state.jobs.push_back((msgid, method, params));
+        let spawn = state.idle == 0 && state.workers < MAX_IN_FLIGHT;
+        if spawn {
+            state.workers += 1;
+        }
+        drop(state);
+        calls.work.notify_one();
+        if spawn {
+            let (shared, stream, calls) = (Arc::clone(shared), Arc::clone(&stream), Arc::clone(&calls));
+            let spawned = std::thread::Builder::new()
+                .name("monogusa-msgpack-call".into())
+                .stack_size(shared.limits.thread_stack_size.max(2 << 20))
+                .spawn(move || call_worker(&shared, &stream, &calls, id));
+            match spawned {
+                Ok(worker) => workers.push(worker),
+                Err(e) => break Err(e),
             }
-            *count += 1;
         }
-        let (shared, stream, in_flight, running) = (
-            Arc::clone(shared),
-            Arc::clone(&stream),
-            Arc::clone(&in_flight),
-            Arc::clone(&running),
-        );
-        let spawned = std::thread::Builder::new()
-            .name("monogusa-msgpack-call".into())
-            .stack_size(shared.limits.thread_stack_size.max(2 << 20))
-            .spawn(move || {
-                let mut held = HeldRefs::default();
-                let caller = Caller::new(id, &stream);
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run(&shared, &method, params, &mut held, &caller)
-                }))
-                .unwrap_or_else(|_| Err(("Panicked".into(), format!("{method} panicked"))));
-                shared.objects.connection_closed(id, &mut held);
-                if let Some(msgid) = msgid {
-                    in_flight.0.lock().remove(&msgid);
-                    if let Err(e) = respond(&stream, msgid, result) {
-                        log::debug!("msgpack reply: {e}");
-                    }
-                }
-                *running.0.lock() -= 1;
-                running.1.notify_one();
-            });
-        match spawned {
-            Ok(call) => calls.push(call),
-            Err(e) => break Err(e),
-        }
-        calls.retain(|c| !c.is_finished());
     };
-    for call in calls {
-        let _ = call.join();
+    calls.state.lock().closing = true;
+    calls.work.notify_all();
+    for worker in workers {
+        let _ = worker.join();
     }
     result
+}
+
+/// A call waiting for a worker: its msgid (none for a notification), method and params.
+type Job = (Option<u64>, String, Vec<PyValue>);
+
+#[derive(Default)]
+struct CallsState {
+    jobs: std::collections::VecDeque<Job>,
+    /// Workers waiting for a job.
+    idle: usize,
+    workers: usize,
+    /// Jobs being run.
+    running: usize,
+    closing: bool,
+}
+
+/// One connection's calls: a queue its worker threads take from (threads are started as
+/// calls need them, up to `MAX_IN_FLIGHT`, and kept for the connection's life).
+struct Calls {
+    state: Mutex<CallsState>,
+    work: Condvar,
+    done: Condvar,
+    /// Replies are written whole, one at a time.
+    write: Mutex<()>,
+    in_flight: Mutex<HashSet<u64>>,
+}
+
+fn call_worker(shared: &Shared, stream: &Stream, calls: &Calls, id: u64) {
+    loop {
+        let (msgid, method, params) = {
+            let mut state = calls.state.lock();
+            loop {
+                if let Some(job) = state.jobs.pop_front() {
+                    state.running += 1;
+                    break job;
+                }
+                if state.closing {
+                    return;
+                }
+                state.idle += 1;
+                calls.work.wait(&mut state);
+                state.idle -= 1;
+            }
+        };
+        let mut held = HeldRefs::default();
+        let caller = Caller::new(id, stream);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run(shared, &method, params, &mut held, &caller)
+        }))
+        .unwrap_or_else(|_| Err(("Panicked".into(), format!("{method} panicked"))));
+        shared.objects.connection_closed(id, &mut held);
+        if let Some(msgid) = msgid {
+            let _guard = calls.write.lock();
+            calls.in_flight.lock().remove(&msgid);
+            if let Err(e) = respond(stream, msgid, result) {
+                log::debug!("msgpack reply: {e}");
+            }
+        }
+        calls.state.lock().running -= 1;
+        calls.done.notify_one();
+    }
 }
 
 /// Runs one call: `monogusa.describe`, `<kind>.<method>` on a shared object, or a registered
