@@ -135,6 +135,37 @@ fn hostile_msgpack_input_is_refused_and_the_manager_serves_on() {
     assert_eq!(client.call::<i64>("add", (1i64, 1i64)).unwrap(), 2);
 }
 
+#[test]
+fn msgpack_over_a_unix_socket_and_a_stalled_message_is_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("rpc.sock");
+    let manager = Manager::builder()
+        .authkey(KEY)
+        .stall_timeout(Duration::from_millis(300))
+        .msgpack_listener(format!("unix:{}", path.display()).as_str())
+        .register("echo", |s: String| s)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let output = Command::new("python3")
+        .arg(dir("msgpack").join("client.py"))
+        .args(["unix", &path.display().to_string(), "0", KEY])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&output.stdout).contains("echo: over unix"));
+    let output = Command::new("python3")
+        .arg(dir("msgpack").join("client.py"))
+        .args(["stall", &path.display().to_string(), "0", KEY])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("cut"),
+        "{output:?}"
+    );
+    drop(manager);
+}
+
 /// Node's msgpack5rpc, when `.ci/run` installed it (it does, on every CI machine).
 #[test]
 fn node_msgpack5rpc_calls_and_counts() {

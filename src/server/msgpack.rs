@@ -315,7 +315,11 @@ fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
             Err(e) => break Err(e),
         };
         let (msgid, method, params) = match parse(message) {
-            Ok(Message::Request { msgid, method, params }) => (Some(msgid), method, params),
+            Ok(Message::Request {
+                msgid,
+                method,
+                params,
+            }) => (Some(msgid), method, params),
             Ok(Message::Notify { method, params }) => (None, method, params),
             Err(why) => {
                 log::debug!("msgpack client {}: {why}", stream.peer_label());
@@ -329,7 +333,10 @@ fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
             respond(
                 &stream,
                 msgid,
-                Err(("MsgidInFlight".into(), format!("msgid {msgid} is still in flight"))),
+                Err((
+                    "MsgidInFlight".into(),
+                    format!("msgid {msgid} is still in flight"),
+                )),
             )?;
             continue;
         }
@@ -345,7 +352,8 @@ fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
         drop(state);
         calls.work.notify_one();
         if spawn {
-            let (shared, stream, calls) = (Arc::clone(shared), Arc::clone(&stream), Arc::clone(&calls));
+            let (shared, stream, calls) =
+                (Arc::clone(shared), Arc::clone(&stream), Arc::clone(&calls));
             let spawned = std::thread::Builder::new()
                 .name("monogusa-msgpack-call".into())
                 .stack_size(shared.limits.thread_stack_size.max(2 << 20))

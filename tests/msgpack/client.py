@@ -13,7 +13,11 @@ import msgpack
 
 class Rpc:
     def __init__(self, host, port, key=None):
-        self.sock = socket.create_connection((host, port))
+        if port == 0:  # HOST is a Unix socket's path
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.connect(host)
+        else:
+            self.sock = socket.create_connection((host, port))
         self.unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
         self.next_id = 0
         if key is not None:
@@ -95,6 +99,16 @@ def main():
             p.join()
             assert p.exitcode == 0
         print("count:", Rpc(host, port, key).call("counter.get", "hits"))
+    elif scenario == "unix":
+        print("echo:", Rpc(host, port, key).call("echo", "over unix"))
+    elif scenario == "stall":
+        rpc = Rpc(host, port, key)
+        rpc.sock.sendall(b"\x94\x00")  # the start of a request, never finished
+        try:
+            rpc.receive()
+            print("answered?!")
+        except (EOFError, ConnectionError):
+            print("cut")
     elif scenario == "unauthenticated":
         rpc = Rpc(host, port)
         try:
