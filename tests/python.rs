@@ -297,6 +297,8 @@ fn rust_errors_arrive_as_python_exceptions_and_values_cross() {
             python.label
         );
         assert!(out.contains("list: 3 x z"), "{}: {out}", python.label);
+        assert!(out.contains("objects: True True"), "{}: {out}", python.label);
+        assert!(out.contains("rebuilt: None"), "{}: {out}", python.label);
     }
     assert_eq!(
         client.value::<String>("greeting").unwrap().get().unwrap(),

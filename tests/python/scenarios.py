@@ -64,7 +64,7 @@ def shared_lock(m, marker):
     print("released")
 
 
-def errors(m):
+def errors(m, key):
     try:
         m.fail("boom")
     except RemoteError as e:
@@ -86,6 +86,14 @@ def errors(m):
     lst.append("x")
     lst.extend(["y", "z"])
     print("list:", len(lst), lst[0], lst[-1])
+    # The server-level calls a manager's own helpers make.
+    print("objects:", m._number_of_objects() >= 1, "refcount=" in m._debug_info())
+    # A proxy rebuilt from a bare Token asks the server for its methods (get_methods).
+    from multiprocessing.managers import AutoProxy
+    kept = m.get("uname_key_absent")  # alive while the rebuilt proxy is used
+    token = kept._token
+    rebuilt = AutoProxy(token, "pickle", manager=m, authkey=key)
+    print("rebuilt:", rebuilt._getvalue())
 
 
 def shutdown(host, port, key):
@@ -149,7 +157,7 @@ def main():
     elif scenario == "shared_lock":
         shared_lock(connect(host, port, key), rest[0])
     elif scenario == "errors":
-        errors(connect(host, port, key))
+        errors(connect(host, port, key), key)
     elif scenario == "shutdown":
         shutdown(host, port, key)
     elif scenario == "evil":
