@@ -297,7 +297,11 @@ fn rust_errors_arrive_as_python_exceptions_and_values_cross() {
             python.label
         );
         assert!(out.contains("list: 3 x z"), "{}: {out}", python.label);
-        assert!(out.contains("objects: True True"), "{}: {out}", python.label);
+        assert!(
+            out.contains("objects: True True"),
+            "{}: {out}",
+            python.label
+        );
         assert!(out.contains("rebuilt: None"), "{}: {out}", python.label);
     }
     assert_eq!(
