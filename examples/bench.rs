@@ -561,40 +561,15 @@ fn aggregate(plan: Plan, transport: Transport) {
     let mut single = None;
     for &n in counts {
         let seconds = plan.span.as_secs_f64().max(0.05);
-        let mut children: Vec<(Child, BufReader<ChildStdout>)> = (0..n)
-            .map(|_| {
-                let mut child = Command::new(std::env::current_exe().unwrap())
-                    .args([
-                        "--role",
-                        "caller",
-                        &manager.address,
-                        &seconds.to_string(),
-                        "16",
-                    ])
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .spawn()
-                    .unwrap();
-                let out = BufReader::new(child.stdout.take().unwrap());
-                (child, out)
-            })
-            .collect();
         // Each caller connects, says "ready", and starts when told, so all run together.
-        for (_, out) in &mut children {
-            let mut line = String::new();
-            out.read_line(&mut line).unwrap();
-            assert_eq!(line.trim(), "ready");
-        }
-        for (child, _) in &mut children {
-            child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
-        }
-        let mut total = 0.0;
-        for (mut child, mut out) in children {
-            let mut line = String::new();
-            out.read_line(&mut line).unwrap();
-            total += line.trim().parse::<f64>().unwrap();
-            child.wait().unwrap();
-        }
+        let total = run_together(n, |_| {
+            vec![
+                "caller".to_string(),
+                manager.address.clone(),
+                seconds.to_string(),
+                "16".to_string(),
+            ]
+        });
         let base = *single.get_or_insert(total);
         emit(row(
             &format!("aggregate, {n} client processes"),

@@ -7,19 +7,12 @@ use std::collections::BTreeMap;
 use super::book::{Book, Failed, PushOptions, Settings};
 use crate::store::Bytes;
 
-/// xorshift64*: deterministic, so a failure is reproducible from its seed.
-struct Rng(u64);
+/// The randomized tests' generator, with bounds in u64.
+struct Rng(crate::fuzz_tests::Rng);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.0.below(n.max(1) as usize) as u64
     }
 }
 
@@ -181,7 +174,7 @@ fn run(seed: u64, steps: u64) {
         backoff_base_ms: 10,
         backoff_max_ms: 40,
     };
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng(crate::fuzz_tests::Rng(seed | 1));
     let mut book = Book::new(settings, 7);
     let mut model = Model::default();
     let mut now = 1_000u64;
