@@ -300,136 +300,209 @@ fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
         }
     }
     stream.set_timeouts(None)?;
-    let calls = Arc::new(Calls {
-        state: Mutex::new(CallsState::default()),
-        work: Condvar::new(),
-        done: Condvar::new(),
+    let conn = Arc::new(Conn {
+        stream,
+        buffer: Mutex::new(buffer),
+        lead: Mutex::new(Lead::default()),
+        wake: Condvar::new(),
         write: Mutex::new(()),
         in_flight: Mutex::new(HashSet::new()),
+        threads: Mutex::new(Vec::new()),
     });
-    let mut workers = Vec::new();
-    let result = loop {
-        let message = match next_message(&stream, &mut buffer, shared, true) {
-            Ok(Some(m)) => m,
-            Ok(None) => break Ok(()),
-            Err(e) => break Err(e),
+    spawn_standby(shared, &conn, id);
+    role_loop(shared, &conn, id, 0);
+    conn.lead.lock().closing = true;
+    conn.wake.notify_all();
+    loop {
+        let Some(thread) = conn.threads.lock().pop() else {
+            break;
         };
-        let (msgid, method, params) = match parse(message) {
-            Ok(Message::Request {
-                msgid,
-                method,
-                params,
-            }) => (Some(msgid), method, params),
-            Ok(Message::Notify { method, params }) => (None, method, params),
-            Err(why) => {
-                log::debug!("msgpack client {}: {why}", stream.peer_label());
-                break Ok(());
-            }
-        };
-        if let Some(msgid) = msgid
-            && !calls.in_flight.lock().insert(msgid)
-        {
-            let _guard = calls.write.lock();
-            respond(
-                &stream,
-                msgid,
-                Err((
-                    "MsgidInFlight".into(),
-                    format!("msgid {msgid} is still in flight"),
-                )),
-            )?;
-            continue;
-        }
-        let mut state = calls.state.lock();
-        while state.running + state.jobs.len() >= MAX_IN_FLIGHT {
-            calls.done.wait(&mut state);
-        }
-        state.jobs.push_back((msgid, method, params));
-        let spawn = state.idle == 0 && state.workers < MAX_IN_FLIGHT;
-        if spawn {
-            state.workers += 1;
-        }
-        drop(state);
-        calls.work.notify_one();
-        if spawn {
-            let (shared, stream, calls) =
-                (Arc::clone(shared), Arc::clone(&stream), Arc::clone(&calls));
-            let spawned = std::thread::Builder::new()
-                .name("monogusa-msgpack-call".into())
-                .stack_size(shared.limits.thread_stack_size.max(2 << 20))
-                .spawn(move || call_worker(&shared, &stream, &calls, id));
-            match spawned {
-                Ok(worker) => workers.push(worker),
-                Err(e) => break Err(e),
-            }
-        }
-    };
-    calls.state.lock().closing = true;
-    calls.work.notify_all();
-    for worker in workers {
-        let _ = worker.join();
+        let _ = thread.join();
     }
-    result
+    match conn.lead.lock().error.take() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
-/// A call waiting for a worker: its msgid (none for a notification), method and params.
-type Job = (Option<u64>, String, Vec<PyValue>);
+/// How long a call runs on the reading thread before a standby takes over the reading, so
+/// the calls behind it are not held up (a blocking `queue.get`, a slow function).
+const TAKEOVER: std::time::Duration = std::time::Duration::from_millis(1);
 
+/// After this long without a call, standbys stop watching and sleep until the next one.
+const ACTIVE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Which thread reads, and whether its call has been running long.
+///
+/// Invariants, under the lock: exactly one thread is the reader (`reader`); the others are
+/// standbys (counted in `standbys`, `asleep` of them waiting without a timeout) or running a
+/// call they read earlier; `busy_since` is set only while the reader runs a call.
 #[derive(Default)]
-struct CallsState {
-    jobs: std::collections::VecDeque<Job>,
-    /// Workers waiting for a job.
-    idle: usize,
-    workers: usize,
-    /// Jobs being run.
-    running: usize,
+struct Lead {
+    reader: u64,
+    busy_since: Option<std::time::Instant>,
+    last_call: Option<std::time::Instant>,
+    standbys: usize,
+    asleep: usize,
+    /// Threads of this connection, the first included.
+    threads: usize,
+    next_thread: u64,
     closing: bool,
+    error: Option<io::Error>,
 }
 
-/// One connection's calls: a queue its worker threads take from (threads are started as
-/// calls need them, up to `MAX_IN_FLIGHT`, and kept for the connection's life).
-struct Calls {
-    state: Mutex<CallsState>,
-    work: Condvar,
-    done: Condvar,
+/// One authenticated connection's threads: the reader runs each call itself (no hand-off per
+/// call), and a standby takes over the reading when a call runs past `TAKEOVER`.
+struct Conn {
+    stream: Arc<Stream>,
+    /// Bytes read and not yet parsed: the reader's.
+    buffer: Mutex<Vec<u8>>,
+    lead: Mutex<Lead>,
+    wake: Condvar,
     /// Replies are written whole, one at a time.
     write: Mutex<()>,
     in_flight: Mutex<HashSet<u64>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
-fn call_worker(shared: &Shared, stream: &Stream, calls: &Calls, id: u64) {
+/// Starts a standby thread if the connection has none and room for one.
+fn spawn_standby(shared: &Arc<Shared>, conn: &Arc<Conn>, id: u64) {
+    let me = {
+        let mut lead = conn.lead.lock();
+        if lead.standbys > 0 || lead.threads >= MAX_IN_FLIGHT || lead.closing {
+            return;
+        }
+        lead.threads += 1;
+        lead.standbys += 1;
+        lead.next_thread += 1;
+        lead.next_thread
+    };
+    let (for_thread, conn_for_thread) = (Arc::clone(shared), Arc::clone(conn));
+    let spawned = std::thread::Builder::new()
+        .name("monogusa-msgpack-call".into())
+        .stack_size(shared.limits.thread_stack_size.max(2 << 20))
+        .spawn(move || {
+            if standby(&for_thread, &conn_for_thread, id, me) {
+                role_loop(&for_thread, &conn_for_thread, id, me);
+            }
+        });
+    match spawned {
+        Ok(thread) => conn.threads.lock().push(thread),
+        Err(e) => {
+            log::warn!("cannot start a msgpack call thread: {e}");
+            let mut lead = conn.lead.lock();
+            lead.threads -= 1;
+            lead.standbys -= 1;
+        }
+    }
+}
+
+/// Waits as a standby; true once this thread has taken over the reading, false when the
+/// connection closes.
+fn standby(shared: &Arc<Shared>, conn: &Arc<Conn>, id: u64, me: u64) -> bool {
+    let mut lead = conn.lead.lock();
     loop {
-        let (msgid, method, params) = {
-            let mut state = calls.state.lock();
-            loop {
-                if let Some(job) = state.jobs.pop_front() {
-                    state.running += 1;
-                    break job;
+        if lead.closing {
+            lead.standbys -= 1;
+            return false;
+        }
+        if lead.busy_since.is_some_and(|since| since.elapsed() >= TAKEOVER) {
+            lead.reader = me;
+            lead.busy_since = None;
+            lead.standbys -= 1;
+            drop(lead);
+            // Someone must watch this reader too.
+            spawn_standby(shared, conn, id);
+            return true;
+        }
+        if lead.busy_since.is_some() || lead.last_call.is_some_and(|t| t.elapsed() < ACTIVE) {
+            conn.wake.wait_for(&mut lead, TAKEOVER);
+        } else {
+            lead.asleep += 1;
+            conn.wake.wait(&mut lead);
+            lead.asleep -= 1;
+        }
+    }
+}
+
+/// A connection thread: reads and runs calls while it is the reader; becomes a standby when
+/// another took over the reading during its call.
+fn role_loop(shared: &Arc<Shared>, conn: &Arc<Conn>, id: u64, me: u64) {
+    loop {
+        let message = {
+            let mut buffer = conn.buffer.lock();
+            next_message(&conn.stream, &mut buffer, shared, true)
+        };
+        let message = match message {
+            Ok(Some(m)) => m,
+            end => {
+                let mut lead = conn.lead.lock();
+                if let Err(e) = end {
+                    lead.error = Some(e);
                 }
-                if state.closing {
-                    return;
-                }
-                state.idle += 1;
-                calls.work.wait(&mut state);
-                state.idle -= 1;
+                lead.closing = true;
+                drop(lead);
+                conn.wake.notify_all();
+                let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+                return;
             }
         };
+        let (msgid, method, params) = match parse(message) {
+            Ok(Message::Request { msgid, method, params }) => (Some(msgid), method, params),
+            Ok(Message::Notify { method, params }) => (None, method, params),
+            Err(why) => {
+                log::debug!("msgpack client {}: {why}", conn.stream.peer_label());
+                conn.lead.lock().closing = true;
+                conn.wake.notify_all();
+                let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+        };
+        if let Some(msgid) = msgid
+            && !conn.in_flight.lock().insert(msgid)
+        {
+            let _guard = conn.write.lock();
+            let refused = Err(("MsgidInFlight".into(), format!("msgid {msgid} is still in flight")));
+            if respond(&conn.stream, msgid, refused).is_err() {
+                return;
+            }
+            continue;
+        }
+        {
+            let mut lead = conn.lead.lock();
+            let now = std::time::Instant::now();
+            let was_idle = lead.last_call.is_none_or(|t| now - t >= ACTIVE);
+            lead.busy_since = Some(now);
+            lead.last_call = Some(now);
+            if was_idle && lead.asleep > 0 {
+                conn.wake.notify_all(); // standbys watch again
+            }
+        }
         let mut held = HeldRefs::default();
-        let caller = Caller::new(id, stream);
+        let caller = Caller::new(id, &conn.stream);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             run(shared, &method, params, &mut held, &caller)
         }))
         .unwrap_or_else(|_| Err(("Panicked".into(), format!("{method} panicked"))));
         shared.objects.connection_closed(id, &mut held);
         if let Some(msgid) = msgid {
-            let _guard = calls.write.lock();
-            calls.in_flight.lock().remove(&msgid);
-            if let Err(e) = respond(stream, msgid, result) {
+            let _guard = conn.write.lock();
+            conn.in_flight.lock().remove(&msgid);
+            if let Err(e) = respond(&conn.stream, msgid, result) {
                 log::debug!("msgpack reply: {e}");
             }
         }
-        calls.state.lock().running -= 1;
-        calls.done.notify_one();
+        let mut lead = conn.lead.lock();
+        if lead.reader == me {
+            lead.busy_since = None;
+            continue;
+        }
+        // Another thread reads now: watch it.
+        lead.standbys += 1;
+        drop(lead);
+        if !standby(shared, conn, id, me) {
+            return;
+        }
     }
 }
 
