@@ -116,6 +116,7 @@ fn next_message(
     buffer: &mut Vec<u8>,
     shared: &Shared,
     authenticated: bool,
+    before_waiting: &mut dyn FnMut() -> io::Result<()>,
 ) -> io::Result<Option<PyValue>> {
     let max = shared.limits.max_frame_len as usize;
     let depth = shared.limits.max_decode_depth as usize;
@@ -143,6 +144,8 @@ fn next_message(
             let limit = (!buffer.is_empty()).then_some(shared.limits.stall_timeout);
             stream.set_read_timeout(limit)?;
         }
+        // Nothing whole is left to parse: what was held back goes out before we wait.
+        before_waiting()?;
         let mut chunk = [0u8; 16 * 1024];
         let mut reader = stream;
         let n = reader.read(&mut chunk)?;
@@ -200,12 +203,8 @@ fn params_of(params: Option<PyValue>) -> Result<Vec<PyValue>, String> {
     }
 }
 
-/// Writes `[1, msgid, error, result]`.
-fn respond(
-    stream: &Stream,
-    msgid: u64,
-    result: Result<PyValue, (String, String)>,
-) -> io::Result<()> {
+/// Appends `[1, msgid, error, result]` to `out`.
+fn encode_reply(msgid: u64, result: Result<PyValue, (String, String)>, out: &mut Vec<u8>) {
     let (error, value) = match result {
         Ok(value) => (PyValue::None, value),
         Err((kind, message)) => (
@@ -213,7 +212,6 @@ fn respond(
             PyValue::None,
         ),
     };
-    let mut out = Vec::new();
     codec::write(
         &PyValue::List(vec![
             PyValue::Int(1),
@@ -221,8 +219,18 @@ fn respond(
             error,
             value,
         ]),
-        &mut out,
+        out,
     );
+}
+
+/// Writes `[1, msgid, error, result]` (during authentication).
+fn respond(
+    stream: &Stream,
+    msgid: u64,
+    result: Result<PyValue, (String, String)>,
+) -> io::Result<()> {
+    let mut out = Vec::new();
+    encode_reply(msgid, result, &mut out);
     let mut writer = stream;
     writer.write_all(&out)
 }
@@ -243,7 +251,8 @@ fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
     getrandom::fill(&mut nonce).map_err(|e| io::Error::other(e.to_string()))?;
     let mut challenged = false;
     loop {
-        let Some(message) = next_message(&stream, &mut buffer, shared, false)? else {
+        let Some(message) = next_message(&stream, &mut buffer, shared, false, &mut || Ok(()))?
+        else {
             return Ok(());
         };
         let (msgid, method, params) = match parse(message) {
@@ -305,7 +314,7 @@ fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
         buffer: Mutex::new(buffer),
         lead: Mutex::new(Lead::default()),
         wake: Condvar::new(),
-        write: Mutex::new(()),
+        out: Mutex::new(Vec::new()),
         in_flight: Mutex::new(HashSet::new()),
         threads: Mutex::new(Vec::new()),
     });
@@ -359,10 +368,43 @@ struct Conn {
     buffer: Mutex<Vec<u8>>,
     lead: Mutex<Lead>,
     wake: Condvar,
-    /// Replies are written whole, one at a time.
-    write: Mutex<()>,
+    /// Replies not yet written: the reader holds its replies back while more requests are
+    /// already here, and writes them together before it waits (one write for a burst).
+    out: Mutex<Vec<u8>>,
     in_flight: Mutex<HashSet<u64>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Conn {
+    /// Queues `[1, msgid, error, result]`; writes what is queued unless `hold`.
+    fn reply(
+        &self,
+        msgid: u64,
+        result: Result<PyValue, (String, String)>,
+        hold: bool,
+    ) -> io::Result<()> {
+        let mut out = self.out.lock();
+        encode_reply(msgid, result, &mut out);
+        if hold {
+            return Ok(());
+        }
+        let mut writer = &*self.stream;
+        let written = writer.write_all(&out);
+        out.clear();
+        written
+    }
+
+    /// Writes the replies held back.
+    fn flush(&self) -> io::Result<()> {
+        let mut out = self.out.lock();
+        if out.is_empty() {
+            return Ok(());
+        }
+        let mut writer = &*self.stream;
+        let written = writer.write_all(&out);
+        out.clear();
+        written
+    }
 }
 
 /// Starts a standby thread if the connection has none and room for one.
@@ -406,7 +448,10 @@ fn standby(shared: &Arc<Shared>, conn: &Arc<Conn>, id: u64, me: u64) -> bool {
             lead.standbys -= 1;
             return false;
         }
-        if lead.busy_since.is_some_and(|since| since.elapsed() >= TAKEOVER) {
+        if lead
+            .busy_since
+            .is_some_and(|since| since.elapsed() >= TAKEOVER)
+        {
             lead.reader = me;
             lead.busy_since = None;
             lead.standbys -= 1;
@@ -431,7 +476,9 @@ fn role_loop(shared: &Arc<Shared>, conn: &Arc<Conn>, id: u64, me: u64) {
     loop {
         let message = {
             let mut buffer = conn.buffer.lock();
-            next_message(&conn.stream, &mut buffer, shared, true)
+            next_message(&conn.stream, &mut buffer, shared, true, &mut || {
+                conn.flush()
+            })
         };
         let message = match message {
             Ok(Some(m)) => m,
@@ -448,7 +495,11 @@ fn role_loop(shared: &Arc<Shared>, conn: &Arc<Conn>, id: u64, me: u64) {
             }
         };
         let (msgid, method, params) = match parse(message) {
-            Ok(Message::Request { msgid, method, params }) => (Some(msgid), method, params),
+            Ok(Message::Request {
+                msgid,
+                method,
+                params,
+            }) => (Some(msgid), method, params),
             Ok(Message::Notify { method, params }) => (None, method, params),
             Err(why) => {
                 log::debug!("msgpack client {}: {why}", conn.stream.peer_label());
@@ -461,9 +512,11 @@ fn role_loop(shared: &Arc<Shared>, conn: &Arc<Conn>, id: u64, me: u64) {
         if let Some(msgid) = msgid
             && !conn.in_flight.lock().insert(msgid)
         {
-            let _guard = conn.write.lock();
-            let refused = Err(("MsgidInFlight".into(), format!("msgid {msgid} is still in flight")));
-            if respond(&conn.stream, msgid, refused).is_err() {
+            let refused = Err((
+                "MsgidInFlight".into(),
+                format!("msgid {msgid} is still in flight"),
+            ));
+            if conn.reply(msgid, refused, false).is_err() {
                 return;
             }
             continue;
@@ -485,10 +538,13 @@ fn role_loop(shared: &Arc<Shared>, conn: &Arc<Conn>, id: u64, me: u64) {
         }))
         .unwrap_or_else(|_| Err(("Panicked".into(), format!("{method} panicked"))));
         shared.objects.connection_closed(id, &mut held);
+        let still_reading = conn.lead.lock().reader == me;
         if let Some(msgid) = msgid {
-            let _guard = conn.write.lock();
             conn.in_flight.lock().remove(&msgid);
-            if let Err(e) = respond(&conn.stream, msgid, result) {
+            // The reader holds its reply back while requests wait in its buffer; a thread
+            // that was taken over from answers at once.
+            let hold = still_reading && !conn.buffer.lock().is_empty();
+            if let Err(e) = conn.reply(msgid, result, hold) {
                 log::debug!("msgpack reply: {e}");
             }
         }
