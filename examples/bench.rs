@@ -1415,12 +1415,12 @@ fn print_table(pinned: Option<&[Row]>, unpinned: &[Row], python: &[Row], quick: 
     }
     for r in python {
         println!(
-            "| {} | {} | {} | {} | {:.1}x | | | {} |",
+            "| {} | {} | {} | {} | {} | | | {} |",
             r.measurement,
             r.transport,
             r.size,
             human(r.value, &r.unit),
-            r.ratio.unwrap_or(f64::NAN),
+            r.ratio.map(|x| format!("{x:.1}x")).unwrap_or_default(),
             r.baseline,
         );
     }
