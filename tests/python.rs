@@ -314,7 +314,7 @@ fn rust_errors_arrive_as_python_exceptions_and_values_cross() {
 
 #[test]
 fn hostile_python_input_is_refused_and_the_manager_serves_on() {
-    let manager = start(Duration::from_millis(500));
+    let manager = start(Duration::from_secs(2));
     let python = &interpreters()[0];
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("pwned");

@@ -543,7 +543,10 @@ fn role_loop(shared: &Arc<Shared>, conn: &Arc<Conn>, id: u64, me: u64) {
             conn.in_flight.lock().remove(&msgid);
             // The reader holds its reply back while requests wait in its buffer; a thread
             // that was taken over from answers at once.
-            let hold = still_reading && !conn.buffer.lock().is_empty();
+            // `try_lock`: if another thread took over the reading meanwhile, it may be
+            // holding the buffer in a blocking read, waiting for the request this reply
+            // lets the client send.
+            let hold = still_reading && conn.buffer.try_lock().is_some_and(|b| !b.is_empty());
             if let Err(e) = conn.reply(msgid, result, hold) {
                 log::debug!("msgpack reply: {e}");
             }

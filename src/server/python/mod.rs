@@ -417,8 +417,14 @@ fn serve(shared: &Arc<Shared>, stream: &Stream, id: u64) -> io::Result<()> {
         );
     }
     if request.method != "accept_connection" {
+        let stopping = request.method == "shutdown" && shared.allow_remote_shutdown;
         let reply = server_call(shared, python, stream, request);
-        return send(stream, reply);
+        let sent = send(stream, reply);
+        // Only once the reply is out: shutting down closes this connection too.
+        if stopping {
+            shared.begin_shutdown();
+        }
+        return sent;
     }
     send(stream, Reply::Return(PyValue::None))?;
     // The long-lived method-call loop of one client thread.
@@ -509,11 +515,11 @@ fn server_call(
             }
             "number_of_objects" => Reply::Return(PyValue::Int(python.table.lock().1.len() as i64)),
             "shutdown" if shared.allow_remote_shutdown => {
+                // `serve` begins the shutdown once this reply is sent.
                 log::info!(
                     "shutdown requested by python client {}",
                     stream.peer_label()
                 );
-                shared.begin_shutdown();
                 Reply::Return(PyValue::None)
             }
             "shutdown" => {
