@@ -154,8 +154,8 @@ pub use proxies::{
     Retry, Semaphore, Task, TaskId, TaskQueue, TaskQueueSettings, TaskStats, Value,
 };
 pub use server::{
-    ConnectionEvent, Constructor, Durability, Handler, IntoReply, Manager, ManagerBuilder,
-    ManagerHandle, Reply, Stats,
+    ADDRESS_VAR, AUTHKEY_VAR, ConnectionEvent, Constructor, Durability, Handler, IntoReply,
+    Manager, ManagerBuilder, ManagerHandle, Reply, Stats,
 };
 pub use service::{
     Caller, Description, MethodDescription, MethodInfo, ObjectDescription, ObjectRef, Service,

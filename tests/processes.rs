@@ -20,6 +20,12 @@ const NAME_VAR: &str = "MONOGUSA_TEST_NAME";
 #[ignore = "run only as a child process by the other tests"]
 fn child_main() {
     let role = std::env::var(ROLE_VAR).expect("child_main runs only as a child");
+    if role == "from-env" {
+        // Started by ManagerHandle::command: the address and key come from the environment.
+        let client = Client::from_env().unwrap();
+        client.counter("children").unwrap().add(1).unwrap();
+        return;
+    }
     let address = std::env::var(ADDRESS_VAR).unwrap();
     match role.as_str() {
         "incrementer" => {
@@ -43,6 +49,60 @@ fn child_main() {
         }
         other => panic!("unknown role {other}"),
     }
+}
+
+/// A manager built without a key makes a random one; `command` hands it and the address to
+/// children through their environment, and `Client::from_env` picks them up.
+#[test]
+fn a_keyless_manager_starts_children_with_command_and_from_env() {
+    let manager = monogusa::Manager::builder()
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            manager
+                .command(std::env::current_exe().unwrap())
+                .args(["--exact", "child_main", "--ignored", "--test-threads", "1"])
+                .env(ROLE_VAR, "from-env")
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    // The parent knows the key only through the handle: a child environment reads it back.
+    let key = {
+        let command = manager.command("true");
+        let (_, value) = command
+            .get_envs()
+            .find(|(k, _)| *k == monogusa::AUTHKEY_VAR)
+            .unwrap();
+        value.unwrap().to_str().unwrap().to_string()
+    };
+    assert_eq!(key.len(), 64, "32 random bytes as hex");
+    assert!(Client::connect(manager.address(), "a guess").is_err());
+    let client = Client::connect(manager.address(), &key).unwrap();
+    assert_eq!(client.counter("children").unwrap().get().unwrap(), 3);
+    // Without the environment, from_env says what is missing.
+    let missing = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_main", "--ignored", "--test-threads", "1"])
+        .env(ROLE_VAR, "from-env")
+        .env_remove(monogusa::ADDRESS_VAR)
+        .env_remove(monogusa::AUTHKEY_VAR)
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    // libtest reports the child's panic on its stdout.
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&missing.stdout),
+        String::from_utf8_lossy(&missing.stderr)
+    );
+    assert!(said.contains("MONOGUSA_ADDRESS is not set"), "{said}");
 }
 
 #[test]

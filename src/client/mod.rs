@@ -272,6 +272,30 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
+    /// Connects with the address and authkey a supervising process put in the environment
+    /// (`MONOGUSA_ADDRESS`, `MONOGUSA_AUTHKEY`, as
+    /// [`ManagerHandle::command`](crate::ManagerHandle::command) sets them). A missing
+    /// variable is an [`Error::Config`] naming it.
+    pub fn from_env() -> Result<Client> {
+        let read = |name: &str| {
+            std::env::var_os(name).ok_or_else(|| {
+                Error::Config(format!(
+                    "{name} is not set (ManagerHandle::command sets it for child processes)"
+                ))
+            })
+        };
+        let address = read(crate::server::ADDRESS_VAR)?;
+        let address = address
+            .to_str()
+            .ok_or_else(|| Error::Config(format!("{} is not UTF-8", crate::server::ADDRESS_VAR)))?;
+        let key = read(crate::server::AUTHKEY_VAR)?;
+        #[cfg(unix)]
+        let key = std::os::unix::ffi::OsStrExt::as_bytes(key.as_os_str()).to_vec();
+        #[cfg(not(unix))]
+        let key = key.to_string_lossy().into_owned().into_bytes();
+        Client::connect(address, key)
+    }
+
     /// Connects to the manager at `address` and proves `authkey`.
     ///
     /// Fails with [`Error::Authentication`] if the keys differ, [`Error::Io`] if nothing

@@ -118,7 +118,9 @@ impl ManagerBuilder {
         self
     }
 
-    /// The shared secret clients must prove they hold. Required; must not be empty.
+    /// The shared secret clients must prove they hold; must not be empty. Without one, the
+    /// manager makes a random key (64 hex digits from 32 random bytes), as Python's `Manager()`
+    /// does: hand it to child processes with [`ManagerHandle::command`].
     pub fn authkey(mut self, key: impl AsRef<[u8]>) -> Self {
         self.authkey = Some(key.as_ref().to_vec());
         self
@@ -378,10 +380,13 @@ impl ManagerBuilder {
 
     /// Checks the configuration and makes the manager; nothing is bound yet.
     pub fn build(self) -> Result<Manager> {
-        let key = self
-            .authkey
-            .ok_or_else(|| Error::Config("an authkey is required".into()))?;
-        warn_if_weak(&key);
+        let key = match self.authkey {
+            Some(key) => {
+                warn_if_weak(&key);
+                key
+            }
+            None => random_key()?,
+        };
         let raw_key = key.clone();
         let key = AuthKey::new(&key)?;
         let mut addresses = vec![self.address?];
@@ -432,6 +437,7 @@ impl ManagerBuilder {
         }
         Ok(Manager {
             key,
+            raw_key,
             addresses,
             python_addresses,
             msgpack_addresses,
@@ -490,6 +496,25 @@ impl Storage {
     }
 }
 
+/// A fresh random key: 32 random bytes as 64 hex digits, so it travels in an environment
+/// variable on any platform.
+fn random_key() -> Result<Vec<u8>> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Error::Config(format!("no OS randomness for a random authkey: {e}")))?;
+    Ok(bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
+        .into_bytes())
+}
+
+/// The environment variables [`ManagerHandle::command`] sets and
+/// [`Client::from_env`](crate::Client::from_env) reads.
+pub const ADDRESS_VAR: &str = "MONOGUSA_ADDRESS";
+/// See [`ADDRESS_VAR`].
+pub const AUTHKEY_VAR: &str = "MONOGUSA_AUTHKEY";
+
 /// Keys shorter than this are warned about (once per process): guessable over the network,
 /// however slowly. They are not refused: Python's tutorials use `password`.
 const WEAK_KEY_LEN: usize = 16;
@@ -513,6 +538,8 @@ fn warn_if_weak(key: &[u8]) {
 /// [`Manager::serve_forever`].
 pub struct Manager {
     key: AuthKey,
+    /// The key's bytes, for [`ManagerHandle::command`].
+    raw_key: Vec<u8>,
     /// Where it listens: at least one address.
     addresses: Vec<Address>,
     /// Where Python clients connect.
@@ -688,6 +715,7 @@ impl Manager {
             registry: self.registry,
             objects,
             key: self.key,
+            raw_key: self.raw_key,
             limits: self.limits,
             allow_remote_shutdown: self.allow_remote_shutdown,
             wake_addresses,
@@ -730,6 +758,38 @@ impl ManagerHandle {
     /// [`ManagerBuilder::also_bind`]'s, with real ports.
     pub fn addresses(&self) -> &[Address] {
         &self.addresses
+    }
+
+    /// A command for `program` with this manager's address and authkey in its environment
+    /// (`MONOGUSA_ADDRESS`, `MONOGUSA_AUTHKEY`; never its arguments, which other users can
+    /// read), where [`Client::from_env`](crate::Client::from_env) finds them: the one line that
+    /// starts a worker process.
+    ///
+    /// ```no_run
+    /// # fn main() -> monogusa::Result<()> {
+    /// let manager = monogusa::Manager::builder().build()?.start()?; // a random key
+    /// let mut worker = manager.command(std::env::current_exe()?).arg("--worker").spawn()?;
+    /// // In the worker: let client = monogusa::Client::from_env()?;
+    /// # worker.wait()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        let mut command = std::process::Command::new(program);
+        command.env(ADDRESS_VAR, self.address().to_string());
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            command.env(
+                AUTHKEY_VAR,
+                std::ffi::OsStr::from_bytes(&self.shared.raw_key),
+            );
+        }
+        #[cfg(not(unix))]
+        command.env(
+            AUTHKEY_VAR,
+            String::from_utf8_lossy(&self.shared.raw_key).as_ref(),
+        );
+        command
     }
 
     /// The addresses of [`ManagerBuilder::python_listener`], with real ports.
@@ -879,6 +939,8 @@ struct Shared {
     registry: Registry,
     objects: Objects,
     key: AuthKey,
+    /// The key's bytes, for [`ManagerHandle::command`].
+    raw_key: Vec<u8>,
     limits: Limits,
     allow_remote_shutdown: bool,
     /// Where to connect to wake each acceptor from a blocking `accept`.
