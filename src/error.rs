@@ -99,6 +99,26 @@ impl std::error::Error for Error {
     }
 }
 
+impl Error {
+    /// The kind of the manager's error, if this is one ([`Error::Remote`]).
+    pub fn remote_kind(&self) -> Option<RemoteErrorKind> {
+        match self {
+            Error::Remote(e) => Some(e.kind()),
+            _ => None,
+        }
+    }
+
+    /// Whether the queue or mailbox is closed ([`RemoteErrorKind::Closed`]).
+    pub fn is_closed(&self) -> bool {
+        self.remote_kind() == Some(RemoteErrorKind::Closed)
+    }
+
+    /// Whether the mailbox or queue was full ([`RemoteErrorKind::Full`]).
+    pub fn is_full(&self) -> bool {
+        self.remote_kind() == Some(RemoteErrorKind::Full)
+    }
+}
+
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
         Error::Io(e)
@@ -167,6 +187,12 @@ pub enum RemoteErrorKind {
     /// The task's lease ended before this call (it expired, or the task was returned): the
     /// task may be running elsewhere. Delivery is at least once; see `TaskQueue`.
     LeaseExpired,
+    /// The queue (or mailbox) was closed: nothing more can be put, and a get finds it empty
+    /// for good. Consumers end on it instead of on a sentinel value.
+    Closed,
+    /// The mailbox (or queue) is full: the message was not delivered. The receiver is behind;
+    /// send again later or drop the message.
+    Full,
     /// A kind this version of the library does not know (sent by a newer manager).
     Other(u16),
 }
@@ -193,6 +219,8 @@ impl RemoteErrorKind {
             RemoteErrorKind::Misuse => 16,
             RemoteErrorKind::Storage => 17,
             RemoteErrorKind::LeaseExpired => 18,
+            RemoteErrorKind::Closed => 19,
+            RemoteErrorKind::Full => 20,
             RemoteErrorKind::Other(code) => code,
         }
     }
@@ -218,6 +246,8 @@ impl RemoteErrorKind {
             16 => RemoteErrorKind::Misuse,
             17 => RemoteErrorKind::Storage,
             18 => RemoteErrorKind::LeaseExpired,
+            19 => RemoteErrorKind::Closed,
+            20 => RemoteErrorKind::Full,
             other => RemoteErrorKind::Other(other),
         }
     }
@@ -271,6 +301,8 @@ impl fmt::Display for RemoteError {
             RemoteErrorKind::Misuse => "misuse of a shared object",
             RemoteErrorKind::Storage => "not made durable",
             RemoteErrorKind::LeaseExpired => "lease expired",
+            RemoteErrorKind::Closed => "closed",
+            RemoteErrorKind::Full => "full",
             RemoteErrorKind::Other(_) => "remote error",
         };
         write!(f, "{what}: {}", self.message)

@@ -144,6 +144,7 @@ mod service;
 mod store;
 mod stub;
 mod transport;
+pub mod workers;
 
 pub use client::{Client, ClientBuilder, ConnectionStatus, Pending};
 pub use codec::DEFAULT_MAX_DECODE_DEPTH;

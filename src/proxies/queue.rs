@@ -68,7 +68,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             .call("put", &(Bytes::encode(item)?, Some(millis(timeout))))
     }
 
-    /// Takes the oldest item, waiting while the queue is empty.
+    /// Takes the oldest item, waiting while the queue is empty. Once the queue is
+    /// [closed](Queue::close) and drained, fails with
+    /// [`RemoteErrorKind::Closed`](crate::RemoteErrorKind::Closed) ([`Error::is_closed`](crate::Error::is_closed)).
     pub fn get(&self) -> Result<T> {
         let item: Option<Bytes> = self.handle.call("get", &(None::<u64>,))?;
         match item {
@@ -88,6 +90,49 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// Takes the oldest item if there is one, without waiting.
     pub fn try_get(&self) -> Result<Option<T>> {
         self.get_timeout(Duration::ZERO)
+    }
+
+    /// Closes the queue: later puts fail with
+    /// [`RemoteErrorKind::Closed`](crate::RemoteErrorKind::Closed), blocked ones included,
+    /// and gets take what is left and then fail the same way, so consumers end without a
+    /// sentinel value ([`Queue::iter`] ends). Returns whether this call closed it (false: it
+    /// was closed already). A durable manager keeps it closed across restarts.
+    pub fn close(&self) -> Result<bool> {
+        self.handle.call("close", &())
+    }
+
+    /// The items as they arrive, blocking for each, until the queue is closed and drained
+    /// (then the iterator ends). An error other than `Closed` is yielded once, then the
+    /// iterator ends.
+    ///
+    /// ```no_run
+    /// # fn main() -> monogusa::Result<()> {
+    /// # let client = monogusa::Client::connect("127.0.0.1:4343", "password")?;
+    /// let jobs = client.queue::<String>("jobs", 0)?;
+    /// for job in jobs.iter() {
+    ///     println!("{}", job?);
+    /// }
+    /// // Another process called `jobs.close()` and every job was taken.
+    /// # Ok(()) }
+    /// ```
+    pub fn iter(&self) -> impl Iterator<Item = Result<T>> + '_ {
+        let mut done = false;
+        std::iter::from_fn(move || {
+            if done {
+                return None;
+            }
+            match self.get() {
+                Ok(item) => Some(Ok(item)),
+                Err(e) if e.is_closed() => {
+                    done = true;
+                    None
+                }
+                Err(e) => {
+                    done = true;
+                    Some(Err(e))
+                }
+            }
+        })
     }
 
     /// How many items are queued.

@@ -792,6 +792,11 @@ impl ManagerHandle {
         command
     }
 
+    /// The key clients prove, as given (or generated), for supervisors in this process.
+    pub(crate) fn raw_key(&self) -> &[u8] {
+        &self.shared.raw_key
+    }
+
     /// The addresses of [`ManagerBuilder::python_listener`], with real ports.
     pub fn python_addresses(&self) -> &[Address] {
         &self.python_addresses

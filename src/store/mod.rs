@@ -17,12 +17,14 @@ pub(crate) mod dict;
 pub(crate) mod journal;
 pub(crate) mod list;
 pub(crate) mod lock;
+pub(crate) mod logs;
 pub(crate) mod queue;
 pub(crate) mod signal;
 #[cfg(feature = "durable")]
 mod sqlite;
 pub(crate) mod tasks;
 pub(crate) mod value;
+pub(crate) mod workers;
 
 pub(crate) use backend::Persist;
 pub(crate) use budget::{Budget, StoreLimits};
@@ -113,6 +115,8 @@ pub(crate) fn construct(
                 settings, budget, persist, entries,
             )?))
         }
+        workers::SERVICE => Ok(Box::new(workers::SharedWorkers::new(entries)?)),
+        logs::SERVICE => Ok(Box::new(logs::SharedLogs::new(entries)?)),
         lock::LOCK => Ok(Box::new(lock::SharedLock(lock::SharedSemaphore::new(
             1, "lock",
         )))),

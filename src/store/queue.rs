@@ -27,6 +27,8 @@ struct State {
     charged: Charged,
     /// Items put and not yet marked done with `task_done`.
     unfinished: u64,
+    /// `close` was called: puts are refused, gets drain what is left and then fail `Closed`.
+    closed: bool,
     closing: bool,
 }
 
@@ -39,12 +41,20 @@ pub(crate) struct SharedQueue {
     not_empty: Condvar,
     not_full: Condvar,
     all_done: Condvar,
-    /// Kept as one entry per item (key: 1 then its sequence number, big-endian) and one for
-    /// the count of unfinished items (the empty key).
+    /// Kept as one entry per item (key: 1 then its sequence number, big-endian), one for the
+    /// count of unfinished items (the empty key) and, once closed, the key `[2]`.
     persist: Persist,
 }
 
 /// The key an item of sequence number `seq` is kept under.
+/// The key kept once the queue is closed (after every item key).
+const CLOSED_KEY: [u8; 1] = [2];
+
+/// The error of a put on a closed queue, or a get on a closed and empty one.
+fn closed() -> RemoteError {
+    RemoteError::new(RemoteErrorKind::Closed, "the queue is closed")
+}
+
 fn item_key(seq: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(9);
     key.push(1);
@@ -78,12 +88,17 @@ impl SharedQueue {
             head: 0,
             charged: Charged::new(budget),
             unfinished: 0,
+            closed: false,
             closing: false,
         };
         // Entries come sorted by key: the count first (empty key), then items in order.
         for (key, value) in entries {
             if key.is_empty() {
                 state.unfinished = super::stored_u64(SERVICE, &value)?;
+                continue;
+            }
+            if key == CLOSED_KEY {
+                state.closed = true;
                 continue;
             }
             let seq = match key.as_slice() {
@@ -124,6 +139,7 @@ builtin_methods!(
         Len = "len",
         TaskDone = "task_done",
         Join = "join",
+        Close = "close",
     }
 );
 
@@ -142,7 +158,8 @@ impl SharedQueue {
                 let (item, timeout_ms): (Bytes, Option<u64>) =
                     decode_args(args, SERVICE, method.name())?;
                 let capacity = self.capacity;
-                let full = move |s: &State| s.items.len() >= capacity;
+                // A close wakes a blocked put, which then fails below.
+                let full = move |s: &State| s.items.len() >= capacity && !s.closed;
                 let (mut state, room) = wait_while(
                     self.state(),
                     &self.not_full,
@@ -155,6 +172,9 @@ impl SharedQueue {
                     full,
                     |_| {},
                 )?;
+                if state.closed {
+                    return Err(closed());
+                }
                 if room {
                     // Refused whole if the store is full: the item is not half-put.
                     state.charged.take(&item)?;
@@ -176,7 +196,7 @@ impl SharedQueue {
             }
             QueueMethod::Get => {
                 let (timeout_ms,): (Option<u64>,) = decode_args(args, SERVICE, method.name())?;
-                let empty = |s: &State| s.items.is_empty();
+                let empty = |s: &State| s.items.is_empty() && !s.closed;
                 let (mut state, ready) = wait_while(
                     self.state(),
                     &self.not_empty,
@@ -190,6 +210,9 @@ impl SharedQueue {
                     |_| {},
                 )?;
                 let item = if ready { state.items.pop_front() } else { None };
+                if ready && item.is_none() {
+                    return Err(closed()); // closed, and nothing is left
+                }
                 let mut written = Written::nothing();
                 if let Some(item) = &item {
                     state.charged.give(item);
@@ -241,6 +264,22 @@ impl SharedQueue {
                     |_| {},
                 )?;
                 encode_result(&done, out)
+            }
+            QueueMethod::Close => {
+                let mut state = self.state();
+                let was_open = !state.closed;
+                let mut written = Written::nothing();
+                if was_open {
+                    state.closed = true;
+                    written = self
+                        .persist
+                        .record(|object| [Change::put(object, CLOSED_KEY, [])]);
+                    self.not_empty.notify_all();
+                    self.not_full.notify_all();
+                }
+                drop(state);
+                written.wait()?;
+                encode_result(&was_open, out)
             }
         }
     }

@@ -1,0 +1,203 @@
+//! The manager's side of the worker registry: who works for this manager, in what state, with
+//! what in hand, and when each was last heard from. Workers report themselves (heartbeats),
+//! supervisors report what they started and how it ended; `monogusa stat` reads it.
+//!
+//! Times of heartbeats are taken on the manager's own monotonic clock when a report arrives,
+//! so a worker on a machine whose clock is off is never shown as lost, nor a lost one as live.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::Mutex;
+
+use super::Entries;
+use super::builtin::{builtin_methods, builtin_service};
+use crate::error::{RemoteError, RemoteErrorKind, Result};
+use crate::service::{Caller, decode_args, encode_result};
+use crate::workers::{WorkerReport, WorkerState, WorkerStatus};
+
+/// The service name, which is also the kind clients open by name.
+pub(crate) const SERVICE: &str = "monogusa.Workers";
+
+/// At most this many workers are remembered; beyond it the longest-ended ones are forgotten.
+const MAX_WORKERS: usize = 4096;
+
+/// A worker not heard from for this long (when its reports do not say) is shown as lost.
+const DEFAULT_LOST_AFTER: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+struct Entry {
+    pid: Option<u32>,
+    host: Option<String>,
+    state: Option<WorkerState>,
+    restarts: u32,
+    started: Option<SystemTime>,
+    last_heartbeat: Option<Instant>,
+    /// When the state last changed (to forget the longest-ended first).
+    changed: Option<Instant>,
+    lost_after: Option<Duration>,
+    done: u64,
+    failed: u64,
+    in_hand: Vec<String>,
+}
+
+/// The manager's side: entries by worker name behind one lock (reports are small and rare).
+pub(crate) struct SharedWorkers {
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+impl SharedWorkers {
+    /// An empty registry (it is never kept: workers report again after a restart).
+    pub(crate) fn new(entries: Entries) -> Result<Self, RemoteError> {
+        if !entries.is_empty() {
+            return Err(super::bad_entry(SERVICE));
+        }
+        Ok(SharedWorkers {
+            entries: Mutex::new(HashMap::new()),
+        })
+    }
+}
+
+builtin_methods!(
+    /// The methods of `SharedWorkers`.
+    WorkersMethod {
+        Report = "report",
+        List = "list",
+        Forget = "forget",
+    }
+);
+
+builtin_service!(SharedWorkers, SERVICE, WorkersMethod);
+
+/// Whether a state means the process is (meant to be) alive and heartbeating.
+fn is_live(state: &WorkerState) -> bool {
+    matches!(
+        state,
+        WorkerState::Starting | WorkerState::Running | WorkerState::Stopping
+    )
+}
+
+impl SharedWorkers {
+    fn dispatch(
+        &self,
+        method: WorkersMethod,
+        args: &[u8],
+        out: &mut Vec<u8>,
+        _: &Caller<'_>,
+    ) -> Result<(), RemoteError> {
+        match method {
+            WorkersMethod::Report => {
+                let (report,): (WorkerReport,) = decode_args(args, SERVICE, method.name())?;
+                self.report(report)?;
+                encode_result(&(), out)
+            }
+            WorkersMethod::List => encode_result(&self.list(), out),
+            WorkersMethod::Forget => {
+                let (name,): (String,) = decode_args(args, SERVICE, method.name())?;
+                encode_result(&self.entries.lock().remove(&name).is_some(), out)
+            }
+        }
+    }
+
+    fn report(&self, report: WorkerReport) -> Result<(), RemoteError> {
+        if report.name.is_empty() || report.name.len() > 256 {
+            return Err(RemoteError::new(
+                RemoteErrorKind::BadArguments,
+                "a worker's name must be 1 to 256 bytes",
+            ));
+        }
+        let now = Instant::now();
+        let mut entries = self.entries.lock();
+        if !entries.contains_key(&report.name) && entries.len() >= MAX_WORKERS {
+            forget_longest_ended(&mut entries);
+        }
+        let entry = entries.entry(report.name).or_default();
+        if report.heartbeat {
+            entry.last_heartbeat = Some(now);
+            entry.started.get_or_insert_with(SystemTime::now);
+        }
+        if let Some(state) = report.state {
+            if matches!(state, WorkerState::Starting) {
+                // A new process under this name: what the last one did is not its own.
+                entry.last_heartbeat = None;
+                entry.started = None;
+                entry.done = 0;
+                entry.failed = 0;
+                entry.in_hand.clear();
+            }
+            entry.state = Some(state);
+            entry.changed = Some(now);
+        }
+        if let Some(pid) = report.pid {
+            entry.pid = Some(pid);
+        }
+        if let Some(host) = report.host {
+            entry.host = Some(host);
+        }
+        if let Some(restarts) = report.restarts {
+            entry.restarts = restarts;
+        }
+        if let Some(done) = report.done {
+            entry.done = done;
+        }
+        if let Some(failed) = report.failed {
+            entry.failed = failed;
+        }
+        if let Some(in_hand) = report.in_hand {
+            entry.in_hand = in_hand;
+        }
+        if let Some(ms) = report.lost_after_ms {
+            entry.lost_after = Some(Duration::from_millis(ms));
+        }
+        Ok(())
+    }
+
+    fn list(&self) -> Vec<WorkerStatus> {
+        let now = Instant::now();
+        let entries = self.entries.lock();
+        let mut list: Vec<WorkerStatus> = entries
+            .iter()
+            .map(|(name, e)| {
+                let age = e.last_heartbeat.map(|t| now.saturating_duration_since(t));
+                let mut state = e.state.clone().unwrap_or(WorkerState::Running);
+                let lost_after = e.lost_after.unwrap_or(DEFAULT_LOST_AFTER);
+                // Silent past its deadline while meant to be alive: lost (hung, or its
+                // machine gone). A process never heard from is judged from its start.
+                let silent_for = age.or(e.changed.map(|t| now.saturating_duration_since(t)));
+                if is_live(&state) && silent_for.is_some_and(|a| a > lost_after) {
+                    state = WorkerState::Lost;
+                }
+                WorkerStatus {
+                    name: name.clone(),
+                    pid: e.pid,
+                    host: e.host.clone(),
+                    state,
+                    restarts: e.restarts,
+                    started: e.started,
+                    heartbeat_age: age,
+                    done: e.done,
+                    failed: e.failed,
+                    in_hand: e.in_hand.clone(),
+                }
+            })
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+
+    fn wake_all(&self) {}
+
+    fn forget(&self, _: u64) {}
+}
+
+/// Makes room: forgets the worker that ended longest ago (or, if none ended, the one whose
+/// state changed longest ago).
+fn forget_longest_ended(entries: &mut HashMap<String, Entry>) {
+    let victim = entries
+        .iter()
+        .min_by_key(|(_, e)| (e.state.as_ref().is_some_and(is_live), e.changed))
+        .map(|(name, _)| name.clone());
+    if let Some(name) = victim {
+        entries.remove(&name);
+    }
+}
