@@ -1,6 +1,7 @@
-//! The main-process-and-workers pattern on a durable task queue: a coordinator pushes tasks,
-//! worker processes lease them, put results in a shared dict and ack each one; the
-//! coordinator waits until every task is done, then checks each was done at least once.
+//! A main process and four supervised worker processes on a task queue: the main process
+//! pushes tasks, the workers (this program re-run with `--worker`) square each number into a
+//! shared dict and ack it; the main process waits until every task is done, then stops the
+//! workers and checks each task was done at least once.
 //!
 //! ```text
 //! cargo run --release --example workers                    # 10,000 tasks, 4 workers
@@ -8,24 +9,21 @@
 //! cargo run --release --example workers -- --kill-one      # SIGKILL a worker mid-run
 //! ```
 //!
-//! Delivery is at least once: a worker killed after storing a result and before its ack has
-//! its task delivered again, and the coordinator counts such duplicates (the dict's
-//! `insert_if_absent` makes storing a result idempotent). Nothing is lost: the killed
-//! worker's leases go back to the queue the moment its connection closes.
+//! The supervisor gives each worker its name (`squarer-1` …), the manager's address and key
+//! in its environment, prints its output prefixed with its name, and restarts it if it dies:
+//! with `--kill-one`, `squarer-1` is SIGKILLed mid-task, restarted, and nothing is lost (its
+//! leases go back to the queue the moment its connection closes). Delivery is at least once:
+//! a task whose worker was killed after storing its result and before the ack is done again,
+//! and counted (`insert_if_absent` makes storing a result idempotent).
 //!
-//! SIGINT or SIGTERM to the coordinator stops the workers cleanly (through a shared event)
-//! and exits with status 130. Workers are this program re-run with `--worker ADDRESS`; the
-//! authkey reaches them through the environment.
+//! SIGINT or SIGTERM drains the workers (each finishes the task in hand) and exits with 130.
 
-use std::io::Write;
-use std::process::{Child, Command, ExitCode};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use monogusa::{Client, Manager, TaskQueueSettings};
+use monogusa::workers::{Program, Supervisor, Worker};
+use monogusa::{Manager, TaskQueueSettings};
 
-const AUTHKEY_VAR: &str = "MONOGUSA_AUTHKEY";
 const WORKERS: usize = 4;
 
 fn main() -> ExitCode {
@@ -33,37 +31,31 @@ fn main() -> ExitCode {
     let mut tasks = 10_000;
     let mut kill_one = false;
     let mut rest = args.iter();
-    let parsed: Result<(), String> = (|| {
-        while let Some(arg) = rest.next() {
-            match arg.as_str() {
-                "--worker" => {
-                    let address = rest.next().ok_or("--worker needs an address")?;
-                    return worker(address).map_err(|e| e.to_string());
-                }
-                "--tasks" => {
-                    tasks = rest
-                        .next()
-                        .and_then(|n| n.parse().ok())
-                        .ok_or("--tasks needs a number")?;
-                }
-                "--kill-one" => kill_one = true,
-                _ => return Err("usage: workers [--tasks N] [--kill-one]".into()),
-            }
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--worker" => return report(worker()),
+            "--tasks" => match rest.next().and_then(|n| n.parse().ok()) {
+                Some(n) => tasks = n,
+                None => return report(Err("--tasks needs a number".into())),
+            },
+            "--kill-one" => kill_one = true,
+            _ => return report(Err("usage: workers [--tasks N] [--kill-one]".into())),
         }
-        Err(String::new())
-    })();
-    match parsed {
-        Ok(()) => return ExitCode::SUCCESS, // a worker that finished
-        Err(e) if !e.is_empty() => {
-            eprintln!("workers: {e}");
-            return ExitCode::FAILURE;
-        }
-        Err(_) => {}
     }
-    coordinator(tasks, kill_one).unwrap_or_else(|e| {
-        eprintln!("workers: {e}");
-        ExitCode::FAILURE
-    })
+    match main_process(tasks, kill_one) {
+        Ok(code) => code,
+        Err(e) => report(Err(e)),
+    }
+}
+
+fn report(result: Result<(), Box<dyn std::error::Error>>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("workers: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The result of one task: here, a square.
@@ -79,46 +71,40 @@ fn settings() -> TaskQueueSettings {
     }
 }
 
-fn coordinator(tasks: u64, kill_one: bool) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let interrupted = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&interrupted))?;
-    }
-    let authkey = "workers-example";
-    // A manager with no functions of its own: the built-in shared objects are enough.
-    let manager = Manager::builder().authkey(authkey).build()?.start()?;
-    let client = Client::connect(manager.address(), authkey)?;
+fn main_process(tasks: u64, kill_one: bool) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    // No key given: the manager makes a random one, and the supervisor hands it on.
+    let manager = Manager::builder().build()?.start()?;
+    let client = manager.client()?;
     let queue = client.named("squares").tasks::<u64>(settings())?;
     let results = client.dict::<u64, u64>("results")?;
-    let duplicates = client.counter("duplicates")?;
-    let stop = client.event("stop")?;
 
-    let exe = std::env::current_exe()?;
-    let address = manager.address().to_string();
-    let mut workers: Vec<Child> = (0..WORKERS)
-        .map(|_| {
-            Command::new(&exe)
-                .args(["--worker", &address])
-                .env(AUTHKEY_VAR, authkey)
-                .spawn()
-        })
-        .collect::<Result<_, _>>()?;
-    println!("coordinator: {WORKERS} workers started; queueing {tasks} tasks");
-    std::io::stdout().flush()?;
+    let mut supervisor = Supervisor::new(&manager);
+    supervisor.spawn("squarer", WORKERS, Program::current_exe()?.arg("--worker"));
+    let stop = supervisor.stop_handle();
+    // Until SIGINT or SIGTERM, or `stop`: then every worker drains.
+    let supervising = std::thread::spawn(move || supervisor.run());
+    let running = || -> monogusa::Result<usize> {
+        Ok(client
+            .workers()?
+            .iter()
+            .filter(|w| w.state == monogusa::workers::WorkerState::Running)
+            .count())
+    };
+    while running()? < WORKERS && !supervising.is_finished() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    println!("main: {WORKERS} workers started; queueing {tasks} tasks");
 
-    // Queue the tasks (the workers start on them at once), then wait for all to be done,
-    // looking up now and then for a signal.
     let started = Instant::now();
     let mut queued = 0;
-    let mut killed = false;
+    let mut killed = None;
+    let mut restarted = false;
     loop {
-        if interrupted.load(Ordering::Relaxed) {
-            println!("coordinator: interrupted; stopping the workers");
-            stop.set()?;
-            for worker in &mut workers {
-                worker.wait()?;
-            }
-            println!("coordinator: workers stopped");
+        if supervising.is_finished() {
+            // A signal stopped the supervisor: its workers drained.
+            let outcome = supervising.join().expect("the supervisor panicked")?;
+            print!("{outcome}");
+            println!("main: interrupted; workers stopped");
             return Ok(ExitCode::from(130));
         }
         if queued < tasks {
@@ -128,77 +114,76 @@ fn coordinator(tasks: u64, kill_one: bool) -> Result<ExitCode, Box<dyn std::erro
             continue;
         }
         let stats = queue.stats()?;
-        if kill_one && !killed && stats.done >= tasks / 4 {
-            workers[0].kill()?; // SIGKILL, mid-task
-            workers[0].wait()?;
-            killed = true;
-            println!(
-                "coordinator: killed a worker after {} tasks were done",
-                stats.done
-            );
+        if kill_one && killed.is_none() && stats.done >= tasks / 4 {
+            let victim = client
+                .workers()?
+                .into_iter()
+                .find(|w| w.name == "squarer-1");
+            if let Some(pid) = victim.and_then(|w| w.pid) {
+                std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status()?;
+                killed = Some(pid);
+                println!(
+                    "main: killed squarer-1 (pid {pid}) after {} tasks were done",
+                    stats.done
+                );
+            }
         }
-        if stats.done >= tasks {
+        if let Some(old) = killed
+            && !restarted
+            && client
+                .workers()?
+                .iter()
+                .any(|w| w.name == "squarer-1" && w.restarts == 1 && w.pid != Some(old))
+        {
+            restarted = true;
+            println!("main: squarer-1 was restarted");
+        }
+        if stats.done >= tasks && (killed.is_none() || restarted) {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     let elapsed = started.elapsed();
-    stop.set()?;
-    let mut failed = 0;
-    for (i, mut worker) in workers.into_iter().enumerate() {
-        let killed_one = killed && i == 0;
-        if !worker.wait()?.success() && !killed_one {
-            failed += 1;
-        }
-    }
+    stop.stop();
+    let outcome = supervising.join().expect("the supervisor panicked")?;
+    print!("{outcome}");
 
     let done = results.len()?;
-    let dupes = duplicates.get()?;
+    let duplicates = client.counter("duplicates")?.get()?;
     let wrong = results
         .items()?
         .into_iter()
         .filter(|&(task, result)| result != work(task))
         .count();
     println!(
-        "coordinator: {done} of {tasks} tasks done at least once, {dupes} done twice, {wrong} wrong, in {:.3} s ({:.0} tasks/s)",
+        "main: {done} of {tasks} tasks done at least once, {duplicates} done twice, {wrong} wrong, in {:.3} s ({:.0} tasks/s)",
         elapsed.as_secs_f64(),
         tasks as f64 / elapsed.as_secs_f64()
     );
-    drop(client);
-    manager.shutdown();
-    if failed > 0 || done != tasks || wrong != 0 {
-        println!("coordinator: FAILED");
+    if !outcome.all_drained() || done != tasks || wrong != 0 {
+        println!("main: FAILED");
         return Ok(ExitCode::FAILURE);
     }
-    println!("coordinator: every task done at least once");
+    println!("main: every task done at least once");
     Ok(ExitCode::SUCCESS)
 }
 
-fn worker(address: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let authkey = std::env::var(AUTHKEY_VAR).map_err(|_| format!("{AUTHKEY_VAR} is not set"))?;
-    let client = Client::connect(address, authkey)?;
-    let queue = client.named("squares").tasks::<u64>(settings())?;
-    let results = client.dict::<u64, u64>("results")?;
-    let duplicates = client.counter("duplicates")?;
-    let stop = client.event("stop")?;
-    loop {
-        let tasks = queue.take_many(32, Duration::from_millis(100))?;
-        if tasks.is_empty() {
-            // Nothing for a while: time to check whether the coordinator wants us gone.
-            if stop.is_set()? {
-                return Ok(());
-            }
-            continue;
+fn worker() -> Result<(), Box<dyn std::error::Error>> {
+    // Address, key and name from the supervisor; SIGTERM or the stop message end `run`.
+    let worker = Worker::from_env()?;
+    let queue = worker.client().named("squares").tasks::<u64>(settings())?;
+    let results = worker.client().dict::<u64, u64>("results")?;
+    let duplicates = worker.client().counter("duplicates")?;
+    let report = worker.run(&queue, 2, |task| {
+        let n = *task.payload();
+        // Idempotent: a task delivered twice stores its result once.
+        if !results.insert_if_absent(&n, &work(n))? {
+            duplicates.add(1)?;
         }
-        for task in &tasks {
-            let n = *task.payload();
-            // Idempotent: a task delivered twice stores its result once.
-            if !results.insert_if_absent(&n, &work(n))? {
-                duplicates.add(1)?;
-            }
-        }
-        // Acked together, after their results are stored: a worker killed before this line
-        // has its tasks delivered again, never lost.
-        queue.ack_many(tasks)?;
-    }
+        Ok::<(), monogusa::Error>(())
+    })?;
+    println!("{}: {} tasks done", worker.name(), report.done);
+    Ok(())
 }

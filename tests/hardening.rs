@@ -925,7 +925,7 @@ fn out_of_descriptors_answers_busy() {
         .arg("-c")
         .arg(format!(
             "ulimit -n 64 && exec '{}' serve --bind {bind}",
-            env!("CARGO_BIN_EXE_monogusa")
+            common::monogusa_binary().display()
         ))
         .env("MONOGUSA_AUTHKEY", KEY)
         .env("MONOGUSA_LOG", "error")
@@ -1163,7 +1163,7 @@ fn the_binary_warns_about_a_readable_key_file_and_a_wildcard_bind() {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
     };
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_monogusa"))
+    let mut child = std::process::Command::new(common::monogusa_binary())
         .args([
             "serve",
             "--bind",

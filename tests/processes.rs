@@ -197,7 +197,9 @@ fn workers_example_does_every_task() {
 #[test]
 fn workers_example_loses_nothing_when_a_worker_is_killed() {
     let out = run_example("workers", &["--kill-one"]);
-    assert!(out.contains("killed a worker"), "{out}");
+    assert!(out.contains("killed squarer-1"), "{out}");
+    assert!(out.contains("squarer-1 was restarted"), "{out}");
+    assert!(out.contains("squarer-1: exited 0 (1 restarts)"), "{out}");
     assert!(
         out.contains("10000 of 10000 tasks done at least once"),
         "{out}"
@@ -405,5 +407,45 @@ fn separately_built_programs_share_a_queue_of_their_own_tasks() {
     assert!(
         text.contains("Task{id:u64,name:str}") && text.contains("urgent"),
         "{text}"
+    );
+}
+
+#[test]
+fn mailboxes_example_passes_messages_along_and_stops_together_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let mut main = Command::new(example_binary("mailboxes"))
+        .args(["--images", "40"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(main.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.contains("all 40 done");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    assert!(seen.iter().any(|l| l.contains("all 40 done")), "{seen:?}");
+    send_signal(main.id(), "-TERM");
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    assert!(main.wait().unwrap().success(), "{rest:?}");
+    for worker in ["fetcher-1", "resizer-1", "archiver-1"] {
+        assert!(
+            rest.iter()
+                .any(|l| l.contains(&format!("{worker}: stopping after 40 messages"))),
+            "{rest:?}"
+        );
+        assert!(
+            rest.iter()
+                .any(|l| l == &format!("{worker}: exited 0 (0 restarts)")),
+            "{rest:?}"
+        );
+    }
+    assert!(
+        rest.iter().any(|l| l == "main: everyone stopped"),
+        "{rest:?}"
     );
 }

@@ -792,6 +792,12 @@ impl ManagerHandle {
         command
     }
 
+    /// A client of this manager, connected to its first address with its key (the key it
+    /// made, for a manager built without one).
+    pub fn client(&self) -> Result<crate::Client> {
+        crate::Client::connect(self.address().clone(), &self.shared.raw_key)
+    }
+
     /// The key clients prove, as given (or generated), for supervisors in this process.
     pub(crate) fn raw_key(&self) -> &[u8] {
         &self.shared.raw_key

@@ -71,10 +71,7 @@ builtin_service!(SharedWorkers, SERVICE, WorkersMethod);
 
 /// Whether a state means the process is (meant to be) alive and heartbeating.
 fn is_live(state: &WorkerState) -> bool {
-    matches!(
-        state,
-        WorkerState::Starting | WorkerState::Running | WorkerState::Stopping
-    )
+    matches!(state, WorkerState::Running | WorkerState::Stopping)
 }
 
 impl SharedWorkers {
@@ -112,12 +109,8 @@ impl SharedWorkers {
             forget_longest_ended(&mut entries);
         }
         let entry = entries.entry(report.name).or_default();
-        if report.heartbeat {
-            entry.last_heartbeat = Some(now);
-            entry.started.get_or_insert_with(SystemTime::now);
-        }
-        if let Some(state) = report.state {
-            if matches!(state, WorkerState::Starting) {
+        if let Some(pid) = report.pid {
+            if entry.pid.is_some_and(|old| old != pid) {
                 // A new process under this name: what the last one did is not its own.
                 entry.last_heartbeat = None;
                 entry.started = None;
@@ -125,11 +118,15 @@ impl SharedWorkers {
                 entry.failed = 0;
                 entry.in_hand.clear();
             }
+            entry.pid = Some(pid);
+        }
+        if report.heartbeat {
+            entry.last_heartbeat = Some(now);
+            entry.started.get_or_insert_with(SystemTime::now);
+        }
+        if let Some(state) = report.state {
             entry.state = Some(state);
             entry.changed = Some(now);
-        }
-        if let Some(pid) = report.pid {
-            entry.pid = Some(pid);
         }
         if let Some(host) = report.host {
             entry.host = Some(host);
@@ -162,9 +159,9 @@ impl SharedWorkers {
                 let mut state = e.state.clone().unwrap_or(WorkerState::Running);
                 let lost_after = e.lost_after.unwrap_or(DEFAULT_LOST_AFTER);
                 // Silent past its deadline while meant to be alive: lost (hung, or its
-                // machine gone). A process never heard from is judged from its start.
-                let silent_for = age.or(e.changed.map(|t| now.saturating_duration_since(t)));
-                if is_live(&state) && silent_for.is_some_and(|a| a > lost_after) {
+                // machine gone). A program that never heartbeats (not built on `Worker`) is
+                // as its supervisor says.
+                if is_live(&state) && age.is_some_and(|a| a > lost_after) {
                     state = WorkerState::Lost;
                 }
                 WorkerStatus {

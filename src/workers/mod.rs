@@ -53,9 +53,8 @@ pub const WORKER_VAR: &str = "MONOGUSA_WORKER";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum WorkerState {
-    /// Started (by a supervisor), not heard from yet.
-    Starting,
-    /// Heartbeating.
+    /// Running: heartbeating (a [`Worker`]), or alive as its supervisor sees it (any other
+    /// program).
     Running,
     /// Told to stop: finishing the tasks in hand.
     Stopping,
@@ -80,7 +79,6 @@ pub enum WorkerState {
 impl std::fmt::Display for WorkerState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            WorkerState::Starting => f.write_str("starting"),
             WorkerState::Running => f.write_str("running"),
             WorkerState::Stopping => f.write_str("stopping"),
             WorkerState::Lost => f.write_str("lost"),

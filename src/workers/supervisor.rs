@@ -573,7 +573,7 @@ impl Supervisor {
                     report(
                         registry,
                         &slot.name,
-                        WorkerState::Starting,
+                        WorkerState::Running,
                         Some(running.child.id()),
                         Some(slot.restarts),
                     );

@@ -271,6 +271,35 @@ pub fn example_binary(name: &str) -> PathBuf {
     profile_dir.join("examples").join(name)
 }
 
+/// The `monogusa` binary (of the `monogusa-cli` package), built first for the same reason
+/// as the examples.
+pub fn monogusa_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            let profile_dir = exe.parent().unwrap().parent().unwrap();
+            let mut build = Command::new(env!("CARGO"));
+            build.args([
+                "build",
+                "--quiet",
+                "-p",
+                "monogusa-cli",
+                "--bin",
+                "monogusa",
+            ]);
+            if profile_dir.ends_with("release") {
+                build.arg("--release");
+            }
+            assert!(
+                build.status().unwrap().success(),
+                "building the monogusa binary"
+            );
+            profile_dir.join("monogusa")
+        })
+        .clone()
+}
+
 /// Runs an example to completion with `args`, asserting it succeeds; returns its stdout.
 pub fn run_example(name: &str, args: &[&str]) -> String {
     let output = Command::new(example_binary(name))
@@ -464,7 +493,7 @@ impl ChildManager {
             probe.local_addr().unwrap().port()
         };
         let bind = format!("127.0.0.1:{port}");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_monogusa"))
+        let child = std::process::Command::new(monogusa_binary())
             .args(["serve", "--bind", &bind])
             .args(extra)
             .env("MONOGUSA_AUTHKEY", KEY)

@@ -1,0 +1,466 @@
+//! The `monogusa` binary: a manager with no user code, served and queried by `stat`; workers
+//! run and supervised by `run`, their output read back by `logs`; the command line itself
+//! (help, version, usage errors and their exit codes, completions).
+#![allow(missing_docs)] // tests, not API
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use monogusa::Client;
+
+const BIN: &str = env!("CARGO_BIN_EXE_monogusa");
+const KEY: &str = "cli-test-key-long-enough";
+
+/// Waits until `condition` holds, failing the test after `limit`.
+fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `monogusa serve` on a free loopback port, with the key in its environment.
+struct Served {
+    child: Child,
+    address: String,
+}
+
+impl Served {
+    fn start() -> Served {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let child = Command::new(BIN)
+            .args(["serve", "--bind", &address])
+            .env("MONOGUSA_AUTHKEY", KEY)
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until(Duration::from_secs(30), "the manager serves", || {
+            Client::connect(address.as_str(), KEY).is_ok()
+        });
+        Served { child, address }
+    }
+
+    fn client(&self) -> Client {
+        Client::connect(self.address.as_str(), KEY).unwrap()
+    }
+
+    /// The binary with `args`, connected to this manager through the environment.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .env("MONOGUSA_ADDRESS", &self.address)
+            .env("MONOGUSA_AUTHKEY", KEY)
+            .env("RUST_LOG", "warn");
+        command
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sigterm(child: &Child) {
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// Reads `lines` until one satisfies `wanted`; returns the lines read.
+fn read_until(lines: &mut impl Iterator<Item = String>, wanted: impl Fn(&str) -> bool) -> String {
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        seen.push_str(&line);
+        seen.push('\n');
+        if wanted(&line) {
+            return seen;
+        }
+    }
+    panic!("output ended before the line wanted; it was:\n{seen}");
+}
+
+#[test]
+fn serve_then_stat_then_stop_by_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("m.sock");
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, "from-a-file\n").unwrap();
+    let mut server = Command::new(BIN)
+        .args(["serve", "--unix"])
+        .arg(&socket)
+        .arg("--authkey-file")
+        .arg(&key_file)
+        .env("MONOGUSA_LOG", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let address = format!("unix:{}", socket.display());
+    // The trailing newline of the key file is not part of the key.
+    wait_until(Duration::from_secs(30), "the binary serves", || {
+        Client::connect(address.as_str(), "from-a-file").is_ok()
+    });
+    let client = Client::connect(address.as_str(), "from-a-file").unwrap();
+    client.counter("visits").unwrap().add(3).unwrap();
+    client
+        .queue::<String>("jobs", 10)
+        .unwrap()
+        .put(&"x".into())
+        .unwrap();
+
+    // The probes of the wait above may still be closing: wait until ours is the only one.
+    wait_until(
+        Duration::from_secs(10),
+        "the probe connections closed",
+        || client.manager_stats().unwrap().connections_open == 1,
+    );
+    let stat = Command::new(BIN)
+        .args(["stat", "--unix"])
+        .arg(&socket)
+        .env("MONOGUSA_AUTHKEY", "from-a-file")
+        .output()
+        .unwrap();
+    assert!(
+        stat.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stat.stderr)
+    );
+    let text = String::from_utf8_lossy(&stat.stdout);
+    assert!(text.contains("visits: monogusa.Counter"), "{text}");
+    assert!(text.contains("jobs: monogusa.Queue"), "{text}");
+    assert!(text.contains("calls served: 2"), "{text}");
+    assert!(text.contains("2 open"), "{text}");
+
+    let wrong = Command::new(BIN)
+        .args(["stat", "--unix"])
+        .arg(&socket)
+        .env("MONOGUSA_AUTHKEY", "wrong")
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("authentication failed"));
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(server.wait().unwrap().success());
+    assert!(!socket.exists(), "the socket file is removed on shutdown");
+}
+
+#[test]
+fn the_key_is_never_taken_from_the_command_line() {
+    let out = Command::new(BIN)
+        .args(["serve", "--bind", "127.0.0.1:0", "--authkey", "secret"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("never taken from the command line"));
+    let out = Command::new(BIN)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env_remove("MONOGUSA_AUTHKEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no authkey"));
+}
+
+#[test]
+fn every_subcommand_has_help_and_the_version_is_printed() {
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["stat", "--help"],
+        &["run", "--help"],
+        &["logs", "--help"],
+        &["completions", "--help"],
+        &["help", "run"],
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("Usage: monogusa"), "{args:?}: {text}");
+    }
+    let serve = Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let serve = String::from_utf8_lossy(&serve.stdout);
+    for flag in [
+        "--bind",
+        "--unix",
+        "--authkey-file",
+        "--python",
+        "--msgpack",
+        "--data-dir",
+        "--commit-every",
+        "--max-connections",
+        "MONOGUSA_AUTHKEY",
+        "RUST_LOG",
+        "Exit codes",
+    ] {
+        assert!(serve.contains(flag), "serve --help lacks {flag}: {serve}");
+    }
+    let run = Command::new(BIN).args(["run", "--help"]).output().unwrap();
+    let run = String::from_utf8_lossy(&run.stdout);
+    for flag in [
+        "--connect",
+        "MONOGUSA_ADDRESS",
+        "--workers",
+        "--procfile",
+        "--formation",
+        "--drain-timeout",
+        "--max-crashes",
+    ] {
+        assert!(run.contains(flag), "run --help lacks {flag}: {run}");
+    }
+    let version = Command::new(BIN).arg("--version").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("monogusa {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_with_a_message_and_runtime_failures_exit_1() {
+    let wrong = Command::new(BIN)
+        .args(["serve", "--bnid", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&wrong.stderr);
+    assert!(text.contains("unexpected argument '--bnid'"), "{text}");
+    assert!(text.contains("--bind"), "suggests the flag meant: {text}");
+
+    let both = Command::new(BIN)
+        .args(["serve", "--bind", "127.0.0.1:0", "--unix", "/tmp/x.sock"])
+        .env("MONOGUSA_AUTHKEY", KEY)
+        .output()
+        .unwrap();
+    assert_eq!(
+        both.status.code(),
+        Some(2),
+        "one kind of address flag, not the last wins"
+    );
+    assert!(String::from_utf8_lossy(&both.stderr).contains("cannot be used with"));
+
+    let key = Command::new(BIN)
+        .args(["stat", "--connect", "127.0.0.1:1", "--authkey", "secret"])
+        .output()
+        .unwrap();
+    assert_eq!(key.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&key.stderr);
+    assert!(
+        text.contains("--authkey-file") && text.contains("MONOGUSA_AUTHKEY"),
+        "{text}"
+    );
+
+    let refused = Command::new(BIN)
+        .args(["stat", "--connect", "127.0.0.1:1"])
+        .env("MONOGUSA_AUTHKEY", KEY)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        text.contains("could not connect to 127.0.0.1:1: connection refused"),
+        "{text}"
+    );
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().to_string();
+    let bind = Command::new(BIN)
+        .args(["serve", "--bind", &busy])
+        .env("MONOGUSA_AUTHKEY", KEY)
+        .output()
+        .unwrap();
+    assert_eq!(bind.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&bind.stderr);
+    assert!(text.contains(&busy), "the error names the address: {text}");
+    assert!(
+        !text.contains("manager listening on"),
+        "no announcement before the bind: {text}"
+    );
+}
+
+#[test]
+fn completions_are_printed_for_bash() {
+    let out = Command::new(BIN)
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let script = String::from_utf8_lossy(&out.stdout);
+    assert!(script.contains("_monogusa()"), "{script}");
+    assert!(script.contains("--drain-timeout"), "{script}");
+}
+
+#[test]
+fn unix_takes_a_path_with_or_without_its_scheme() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("m.sock");
+    let mut server = Command::new(BIN)
+        .args(["serve", "--unix"])
+        .arg(format!("unix:{}", socket.display()))
+        .env("MONOGUSA_AUTHKEY", KEY)
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(30), "the socket", || socket.exists());
+    let stat = Command::new(BIN)
+        .args(["stat", "--unix"])
+        .arg(&socket)
+        .env("MONOGUSA_AUTHKEY", KEY)
+        .output()
+        .unwrap();
+    assert!(
+        stat.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stat.stderr)
+    );
+    sigterm(&server);
+    assert!(server.wait().unwrap().success());
+}
+
+/// Workers that are plain shell programs: a Procfile run, its output prefixed, kept by the
+/// manager, listed by `stat`, followed by `logs --follow`, drained by SIGTERM.
+#[test]
+fn run_supervises_a_procfile_and_logs_and_stat_show_its_workers() {
+    let manager = Served::start();
+    let dir = tempfile::tempdir().unwrap();
+    let procfile = dir.path().join("Procfile");
+    std::fs::write(
+        &procfile,
+        "# two kinds of worker\n\
+         greeter: trap 'echo bye; exit 0' TERM; echo \"hello from $MONOGUSA_WORKER\"; while true; do sleep 0.05; done\n\
+         ticker: trap 'exit 0' TERM; i=0; while true; do i=$((i+1)); echo \"tick $i\"; sleep 0.05; done\n",
+    )
+    .unwrap();
+    let mut run = manager
+        .command(&["run", "-f"])
+        .arg(&procfile)
+        .args(["--formation", "greeter=2,ticker=1", "--drain-timeout", "10"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(run.stdout.take().unwrap())
+        .lines()
+        .map(Result::unwrap);
+    let mut seen = String::new();
+    for greeter in ["greeter-1", "greeter-2"] {
+        if !seen.contains(&format!("{greeter} | hello from {greeter}")) {
+            seen += &read_until(&mut out, |l| {
+                l.ends_with(&format!("{greeter} | hello from {greeter}"))
+            });
+        }
+    }
+    read_until(&mut out, |l| l.contains("ticker-1  | tick 3"));
+
+    // `logs` of one worker: its lines only.
+    let logs = manager
+        .command(&["logs", "--worker", "greeter-2"])
+        .output()
+        .unwrap();
+    assert!(logs.status.success());
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert!(text.contains("greeter-2 | hello from greeter-2"), "{text}");
+    assert!(!text.contains("greeter-1"), "{text}");
+
+    // `logs --follow` prints lines that arrive after it started.
+    let ticks_now = manager
+        .client()
+        .logs()
+        .unwrap()
+        .tail(1, Some("ticker-1"))
+        .unwrap()
+        .lines[0]
+        .text
+        .clone();
+    let now: u64 = ticks_now.trim_start_matches("tick ").parse().unwrap();
+    let mut follow = manager
+        .command(&["logs", "--follow", "--worker", "ticker-1", "--lines", "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut followed = BufReader::new(follow.stdout.take().unwrap())
+        .lines()
+        .map(Result::unwrap);
+    read_until(&mut followed, |l| {
+        l.rsplit_once("tick ")
+            .and_then(|(_, n)| n.parse::<u64>().ok())
+            .is_some_and(|n| n > now + 3)
+    });
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+
+    // `stat` lists the workers.
+    let stat = manager.command(&["stat"]).output().unwrap();
+    let text = String::from_utf8_lossy(&stat.stdout);
+    assert!(text.contains("workers: 3"), "{text}");
+    for name in ["greeter-1", "greeter-2", "ticker-1"] {
+        let row = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(row.contains("running"), "{row}");
+    }
+
+    sigterm(&run);
+    let rest: Vec<String> = out.collect();
+    assert!(run.wait().unwrap().success(), "every worker drained");
+    assert!(rest.iter().any(|l| l.ends_with("| bye")), "{rest:?}");
+    let stat = manager.command(&["stat"]).output().unwrap();
+    let text = String::from_utf8_lossy(&stat.stdout);
+    assert_eq!(text.matches("stopped").count(), 3, "{text}");
+}
+
+#[test]
+fn run_kills_a_worker_that_does_not_drain_and_exits_1() {
+    let manager = Served::start();
+    let mut run = manager
+        .command(&[
+            "run",
+            "--workers",
+            "1",
+            "--name",
+            "stubborn",
+            "--drain-timeout",
+            "0.3",
+            "--",
+        ])
+        .args([
+            "sh",
+            "-c",
+            "trap '' TERM; echo started; while true; do sleep 0.05; done",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(run.stdout.take().unwrap())
+        .lines()
+        .map(Result::unwrap);
+    read_until(&mut out, |l| l.ends_with("stubborn-1 | started"));
+    sigterm(&run);
+    assert_eq!(run.wait().unwrap().code(), Some(1));
+}
