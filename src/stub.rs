@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::client::{Client, Pending};
 use crate::error::{Error, RemoteErrorKind, Result};
@@ -26,6 +27,8 @@ pub struct ObjectHandle {
     /// The session generation whose reference this handle owns; `None` for named objects,
     /// which live regardless, and for handles whose references the manager already dropped.
     counted: Option<u64>,
+    /// The timeout of this handle's calls, instead of the client's (`with_timeout`).
+    timeout: Option<Duration>,
 }
 
 /// How a handle opened by name finds its object again after the manager restarted: the
@@ -77,6 +80,7 @@ impl ObjectHandle {
                 name: name.to_string(),
             })),
             counted: None,
+            timeout: None,
         })
     }
 
@@ -107,6 +111,7 @@ impl ObjectHandle {
                 args: encoded,
             })),
             counted: None,
+            timeout: None,
         })
     }
 
@@ -173,6 +178,7 @@ impl ObjectHandle {
             service,
             reopen: None,
             counted: Some(generation),
+            timeout: None,
         })
     }
 
@@ -187,6 +193,7 @@ impl ObjectHandle {
             service,
             reopen: None,
             counted: Some(generation),
+            timeout: None,
         })
     }
 
@@ -216,12 +223,26 @@ impl ObjectHandle {
         }
     }
 
+    /// Another handle on the same object whose calls time out after `timeout` (instead of the
+    /// client's [`call_timeout`](crate::ClientBuilder::call_timeout)), with
+    /// [`Error::Timeout`]`(`[`Phase::Call`](crate::Phase::Call)`)`.
+    pub fn with_timeout(&self, timeout: Duration) -> ObjectHandle {
+        let mut handle = self.clone();
+        handle.timeout = Some(timeout);
+        handle
+    }
+
+    /// The timeout of this handle's calls.
+    pub(crate) fn call_timeout(&self) -> Option<Duration> {
+        self.timeout.or_else(|| self.client.call_timeout())
+    }
+
     /// Calls `method` with the argument tuple `args` and decodes its result as `R`.
     ///
     /// A handle from an earlier run of the manager fails with a remote error of kind
     /// `StaleObject`; handles opened by name reopen the name instead and call again.
     pub fn call<R: DeserializeOwned, A: Serialize>(&self, method: &str, args: &A) -> Result<R> {
-        let timeout = self.client.call_timeout();
+        let timeout = self.call_timeout();
         match self.client.request(self.method(method), args, timeout) {
             Err(e) if is_stale(&e) && self.reopen()? => {
                 self.client.request(self.method(method), args, timeout)
@@ -266,6 +287,7 @@ impl Clone for ObjectHandle {
             service: self.service,
             reopen: self.reopen.clone(),
             counted,
+            timeout: self.timeout,
         }
     }
 }

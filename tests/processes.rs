@@ -47,6 +47,14 @@ fn child_main() {
                 .unwrap();
             println!("serve_forever returned");
         }
+        "serve-ready" => {
+            standard_builder()
+                .bind(address.as_str())
+                .build()
+                .unwrap()
+                .serve_forever_with(|addresses| println!("ready on {}", addresses[0]))
+                .unwrap();
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -448,4 +456,64 @@ fn mailboxes_example_passes_messages_along_and_stops_together_on_sigterm() {
         rest.iter().any(|l| l == "main: everyone stopped"),
         "{rest:?}"
     );
+}
+
+/// A client started before its manager waits for it (within its connect timeout); the
+/// manager says when it is ready, and a signal right after that is handled.
+#[test]
+fn a_client_waits_for_a_starting_manager_which_says_when_it_is_ready() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let address = Address::unix(dir.path().join("later.sock"));
+    assert!(
+        matches!(Client::connect(&address, KEY), Err(monogusa::Error::Io(_))),
+        "nothing listens yet"
+    );
+    let early = {
+        let address = address.clone();
+        std::thread::spawn(move || {
+            Client::builder(&address, KEY)
+                .connect_timeout(Duration::from_secs(60))
+                .connect()
+                .map(|client| client.call::<String>("echo", ("waited",)).unwrap())
+        })
+    };
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_main",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(ROLE_VAR, "serve-ready")
+        .env(ADDRESS_VAR, address.to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map(Result::unwrap);
+    let ready = lines
+        .find(|l| l.contains("ready on "))
+        .expect("a ready line");
+    // (After libtest's own "test child_main ... " on the same line.)
+    assert!(ready.ends_with(&format!("ready on {address}")), "{ready}");
+    assert_eq!(early.join().unwrap().unwrap(), "waited");
+    send_signal(child.id(), "-INT");
+    lines.for_each(drop); // read to the end: the child writes its test summary
+    assert!(child.wait().unwrap().success());
+
+    // With no manager at all, the refusal comes back once the connect timeout is over.
+    let nobody = Address::unix(dir.path().join("never.sock"));
+    let started = std::time::Instant::now();
+    let refused = Client::builder(&nobody, KEY)
+        .connect_timeout(Duration::from_millis(300))
+        .connect();
+    assert!(
+        matches!(refused, Err(monogusa::Error::Io(_))),
+        "{refused:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(250));
 }

@@ -491,3 +491,24 @@ fn references_follow_stubs_across_processes_and_die_with_them() {
         references(&observer, id).is_none()
     });
 }
+
+#[test]
+fn a_stub_with_a_timeout_times_its_calls_out_and_the_original_keeps_none() {
+    let manager = start_manager();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let probe = ProbeClient::open(&client, "probe").unwrap();
+    // Nobody else comes yet: the call waits in the manager, longer than we will.
+    let impatient = probe.with_timeout(Duration::from_millis(100));
+    match impatient.meet(1) {
+        Err(monogusa::Error::Timeout(monogusa::Phase::Call)) => {}
+        other => panic!("expected a call timeout, got {other:?}"),
+    }
+    // The stub it came from has no timeout, and both still work (this call is the one the
+    // first waited for, so it ends too).
+    assert!(probe.meet(0).unwrap());
+    let greeter = GreeterClient::open(&client, "greeter").unwrap();
+    let greeting = greeter
+        .with_timeout(Duration::from_secs(30))
+        .greet("Ada".into());
+    assert!(greeting.unwrap().contains("Ada"));
+}

@@ -151,6 +151,13 @@ impl<'a> Generator<'a> {
                     &self.handle
                 }
 
+                /// Another stub on the same object whose calls time out after `timeout`
+                /// (instead of the client's call timeout), failing with
+                /// `Error::Timeout(Phase::Call)`.
+                #vis fn with_timeout(&self, timeout: ::core::time::Duration) -> Self {
+                    Self { handle: self.handle.with_timeout(timeout) }
+                }
+
                 /// Pipelined calls: `stub.send().method(args)?` queues the call and returns a
                 /// pending reply at once, so one thread can keep many calls in flight.
                 #vis fn send(&self) -> #sender<'_> {

@@ -17,6 +17,7 @@ const RESERVED: &[&str] = &[
     "object_ref",
     "handle",
     "send",
+    "with_timeout",
 ];
 
 /// Prefix of the generated code's own local names, kept out of users' argument names.

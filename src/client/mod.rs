@@ -107,7 +107,11 @@ impl std::fmt::Debug for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// How long establishing a TCP connection may take (default: the OS's limit).
+    /// How long establishing a connection may take (default: the OS's limit). It also
+    /// bounds waiting for a manager that is still starting: [`ClientBuilder::connect`]
+    /// retries a refused first connection (nothing listens yet, or a Unix socket not made
+    /// yet) until `timeout` has passed, so a program started beside its manager needs no
+    /// retry loop of its own.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.options.connect_timeout = Some(timeout);
         self
@@ -205,9 +209,42 @@ impl ClientBuilder {
                 status: self.status,
             }),
         };
-        let first = client.open_connection(0)?;
+        let first = client.first_connection()?;
         client.inner.idle.lock().push(first);
         Ok(client)
+    }
+}
+
+/// Whether a connect failed because nothing listens there (yet).
+fn nobody_listens(error: &Error) -> bool {
+    matches!(error, Error::Io(e) if matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+    ))
+}
+
+impl Client {
+    /// The first connection: with a connect timeout, a manager not listening yet is waited
+    /// for until the timeout has passed.
+    fn first_connection(&self) -> Result<Connection> {
+        let Some(limit) = self.inner.options.connect_timeout else {
+            return self.open_connection(0);
+        };
+        let deadline = std::time::Instant::now() + limit;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match self.open_connection(0) {
+                Err(e) if nobody_listens(&e) => {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return Err(e);
+                    }
+                    std::thread::sleep(pause.min(left));
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                other => return other,
+            }
+        }
     }
 }
 

@@ -632,16 +632,37 @@ impl Manager {
     /// a client asks for shutdown; then stops accepting, lets calls in flight finish, removes
     /// a Unix socket file, and returns. A second signal during that exits the process at once.
     pub fn serve_forever(self) -> Result<()> {
+        self.serve_forever_with(|_| {})
+    }
+
+    /// [`Manager::serve_forever`], calling `ready` with the addresses it listens on (real
+    /// ports) once they are bound and its signal handlers are in place, before it serves: the
+    /// moment to tell a parent process, write a pid file or start a supervisor.
+    ///
+    /// ```no_run
+    /// # fn main() -> monogusa::Result<()> {
+    /// monogusa::Manager::builder()
+    ///     .bind("127.0.0.1:0")
+    ///     .build()?
+    ///     .serve_forever_with(|addresses| println!("ready on {}", addresses[0]))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn serve_forever_with(self, ready: impl FnOnce(&[Address])) -> Result<()> {
         use signal_hook::consts::{SIGINT, SIGTERM};
 
         let (shared, listeners) = self.bind()?;
+        let mut native = Vec::new();
         for (listener, protocol) in &listeners {
             let what = match protocol {
                 Protocol::Native => "",
                 Protocol::Python => " for python clients",
                 Protocol::Msgpack => " for msgpack-rpc clients",
             };
-            log::info!("manager listening{what} on {}", listener.local_address()?);
+            let address = listener.local_address()?;
+            log::info!("manager listening{what} on {address}");
+            if let Protocol::Native = protocol {
+                native.push(address);
+            }
         }
         let second_signal_exits = Arc::new(AtomicBool::new(false));
         for signal in [SIGINT, SIGTERM] {
@@ -665,6 +686,7 @@ impl Manager {
                     }
                 })?
         };
+        ready(&native);
         serve(&shared, listeners);
         signal_handle.close();
         let _ = watcher.join();
