@@ -89,6 +89,9 @@ pub(crate) enum Op<'a> {
     /// The client still waits for a call on this connection: a sign of life the manager's
     /// keepalive watches for. Never answered.
     Ping,
+    /// Call the function registered under this name with the arguments that follow, one
+    /// way: never answered, not even with an error.
+    Notify(&'a str),
 }
 
 /// The fixed part of a response.
@@ -193,10 +196,11 @@ impl<'a> RequestHeader<'a> {
             Op::Stats => 9,
             Op::DeleteShared { .. } => 10,
             Op::Ping => 11,
+            Op::Notify(_) => 12,
         };
         out.extend_from_slice(&variant.to_le_bytes());
         match self.op {
-            Op::Call(name) => put_str(out, name),
+            Op::Call(name) | Op::Notify(name) => put_str(out, name),
             Op::Shutdown | Op::Describe | Op::Stats | Op::Ping => {}
             Op::Method { object, method } => {
                 out.extend_from_slice(&object.to_le_bytes());
@@ -262,6 +266,7 @@ impl<'a> RequestHeader<'a> {
             9 => Op::Stats,
             10 => Op::DeleteShared { name: f.str()? },
             11 => Op::Ping,
+            12 => Op::Notify(f.str()?),
             other => return Err(Error::Codec(format!("unknown operation {other}"))),
         };
         Ok((RequestHeader { id, op }, f.at))
@@ -335,6 +340,7 @@ mod tests {
             Op::Stats,
             Op::DeleteShared { name: "q" },
             Op::Ping,
+            Op::Notify("log_event"),
         ]
     }
 

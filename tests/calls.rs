@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -361,4 +362,38 @@ fn a_connect_timeout_names_its_phase() {
         "{err}"
     );
     assert!(err.to_string().contains("connecting timed out"), "{err}");
+}
+
+#[test]
+fn notifications_run_one_way_and_their_failures_reach_nobody() {
+    let events = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let recorded = Arc::clone(&events);
+    let manager = common::standard_builder()
+        .register("log_event", move |event: String| {
+            recorded.lock().unwrap().push(event);
+        })
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    for n in 0..100 {
+        client.notify("log_event", (format!("event {n}"),)).unwrap();
+    }
+    // Failures are the manager's to log: the sender hears nothing and goes on.
+    client.notify("boom", ("in a notification",)).unwrap();
+    client.notify("no_such_function", ()).unwrap();
+    client.notify("log_event", (1u8, 2u8)).unwrap(); // wrong arguments
+    common::wait_until(Duration::from_secs(30), "every event recorded", || {
+        events.lock().unwrap().len() == 100
+    });
+    let mut got = events.lock().unwrap().clone();
+    got.sort();
+    let mut want: Vec<String> = (0..100).map(|n| format!("event {n}")).collect();
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(
+        client.call::<String>("echo", ("still fine",)).unwrap(),
+        "still fine"
+    );
 }

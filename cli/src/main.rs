@@ -103,9 +103,7 @@ fn target(connect: &Connect) -> Result<(String, Vec<u8>), Failure> {
 
 fn connect(connect: &Connect) -> Result<(String, Client), Failure> {
     let (address, key) = target(connect)?;
-    let client = Client::builder(address.as_str(), &key)
-        .connect_timeout(Duration::from_secs(10))
-        .connect()
+    let client = Client::connect(address.as_str(), &key)
         .map_err(|e| Failure::Runtime(format!("could not connect to {address}: {}", brief(&e))))?;
     Ok((address, client))
 }

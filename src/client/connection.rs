@@ -132,7 +132,7 @@ impl Link {
         let id = self.next_id;
         self.next_id += 1;
         let function: &str = match &op {
-            Op::Call(name) | Op::Method { method: name, .. } => name,
+            Op::Call(name) | Op::Notify(name) | Op::Method { method: name, .. } => name,
             Op::Create { type_id, .. } => type_id,
             Op::Open { .. } | Op::OpenShared { .. } => "open",
             Op::Retain { .. } => "retain",
@@ -239,6 +239,30 @@ impl Link {
                 }
                 Err(e) => return (Err(in_flight_failure(e)), Health::Broken),
             }
+        }
+    }
+
+    /// Sends a one-way request (never answered): done once it is written.
+    pub(crate) fn notify<A: Serialize>(
+        &mut self,
+        function: &str,
+        args: &A,
+        timeout: Option<Duration>,
+        max_frame_len: u32,
+    ) -> (Result<()>, Health) {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.out.clear();
+        if let Err(e) = encode_request(&mut self.out, id, Op::Notify(function), args, max_frame_len)
+        {
+            return (Err(e), Health::Reusable);
+        }
+        if let Err(e) = self.set_write_timeout(timeout.map(|t| t.max(MIN_TIMEOUT))) {
+            return (Err(Error::Io(e)), Health::Broken);
+        }
+        match self.stream.write_all(&self.out) {
+            Ok(()) => (Ok(()), Health::Reusable),
+            Err(e) => (Err(in_flight_failure(e)), Health::Broken),
         }
     }
 

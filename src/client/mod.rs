@@ -620,6 +620,39 @@ impl Client {
         }
     }
 
+    /// Calls the registered function `function` one way, like msgpack-rpc's notifications:
+    /// returns once the request is written, without waiting for it to run; no reply is
+    /// sent, not even an error (the manager logs a failing or unknown one). It travels on
+    /// a pooled connection, so it may run after a later call returns: use [`Client::call`]
+    /// to know that it ran, or when order matters.
+    ///
+    /// ```no_run
+    /// # fn main() -> monogusa::Result<()> {
+    /// # let client = monogusa::Client::connect("127.0.0.1:4343", "password")?;
+    /// client.notify("log_event", ("user signed in", 42u64))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn notify(&self, function: &str, args: impl Serialize) -> Result<()> {
+        let inner = &*self.inner;
+        let mut connection = match inner.idle.lock().pop() {
+            Some(pooled) => pooled,
+            None => self.open_connection(inner.options.reconnect_attempts)?,
+        };
+        let (result, health) = connection.notify(
+            function,
+            &args,
+            inner.options.call_timeout,
+            inner.options.max_frame_len,
+        );
+        if let Err(e @ Error::ConnectionLost(_)) = &result {
+            self.lost(e);
+        }
+        if health == Health::Reusable {
+            self.give_back(connection);
+        }
+        result
+    }
+
     pub(crate) fn request<R: DeserializeOwned, A: Serialize>(
         &self,
         op: Op<'_>,

@@ -70,6 +70,27 @@ pub(super) fn handle(
                 }),
             }
         }
+        // One-way: run like a call, send nothing back (its caller does not wait).
+        Op::Notify(name) => {
+            shared.stats.calls.fetch_add(1, Relaxed);
+            match shared.registry.get(name) {
+                Some(function) => {
+                    let target =
+                        Target::Function(std::ptr::from_ref(function) as *const () as usize);
+                    replies.run(target, |out| {
+                        let start = out.len();
+                        let result =
+                            panic::catch_unwind(AssertUnwindSafe(|| function.call(args, out)))
+                                .unwrap_or_else(|payload| Err(panicked(name, payload)));
+                        out.truncate(start);
+                        if let Err(e) = result {
+                            log::warn!("notification `{name}` failed (nobody to tell): {e}");
+                        }
+                    })?;
+                }
+                None => log::warn!("notification for an unknown function `{name}` dropped"),
+            }
+        }
         Op::Method { object, method } => {
             shared.stats.calls.fetch_add(1, Relaxed);
             replies.run(Target::Object(object), |out| {
