@@ -224,6 +224,35 @@ fn child_main() {
                 .insert(&me, &true)
                 .unwrap();
         }
+        // Forwards 50 `log` records, then (once told on stdin, the manager gone by then)
+        // 5000 more, and says how many were dropped.
+        "forwarder" => {
+            let client = Client::from_env().unwrap();
+            let forwarding = monogusa::workers::LogForwarder::new(&client, "fwd")
+                .install()
+                .unwrap();
+            for i in 0..50 {
+                log::info!("record {i}");
+            }
+            log::debug!("below the level: not forwarded");
+            forwarding.flush(Duration::from_secs(30));
+            println!("shipped {}", forwarding.dropped());
+            let mut go = String::new();
+            std::io::stdin().read_line(&mut go).unwrap();
+            for i in 0..5000 {
+                log::warn!("unheard {i}");
+            }
+            forwarding.flush(Duration::from_secs(2));
+            println!("dropped {}", forwarding.dropped());
+        }
+        // Ignores SIGTERM and its stop message: only a kill ends it.
+        "deaf" => {
+            let ignored = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            signal_hook::flag::register(signal_hook::consts::SIGTERM, ignored).unwrap();
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -749,4 +778,109 @@ fn a_worker_whose_heartbeats_stop_is_shown_as_lost_and_stops_on_sigterm() {
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(child.wait().unwrap().success(), "SIGTERM stops it cleanly");
     assert_eq!(state(), Some(WorkerState::Stopped));
+}
+
+#[test]
+fn log_records_are_forwarded_and_dropped_when_the_manager_is_gone_without_blocking() {
+    let manager = common::ChildManager::start(&[]);
+    let client = Client::connect(manager.address.clone(), KEY).unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_main",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(ROLE_VAR, "forwarder")
+        .env("MONOGUSA_ADDRESS", manager.address.to_string())
+        .env("MONOGUSA_AUTHKEY", KEY)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map(Result::unwrap);
+    let shipped = lines.find(|l| l.contains("shipped ")).unwrap();
+    assert!(shipped.ends_with("shipped 0"), "{shipped}");
+    let page = client.logs().unwrap().tail(1000, Some("fwd")).unwrap();
+    let texts: Vec<&str> = page.lines.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(texts.len(), 50, "{texts:?}");
+    assert!(texts[7].ends_with("record 7"), "{texts:?}");
+    assert!(texts[7].starts_with("INFO "), "{texts:?}");
+    assert!(
+        page.lines
+            .iter()
+            .all(|l| l.stream == monogusa::workers::LogStream::Log)
+    );
+
+    drop(client);
+    drop(manager); // killed: the next records have nowhere to go
+    writeln!(child.stdin.take().unwrap(), "go").unwrap();
+    let dropped = lines.find(|l| l.contains("dropped ")).unwrap();
+    let count: u64 = dropped.rsplit(' ').next().unwrap().parse().unwrap();
+    // Each failed batch is counted (the rest still waits, within its bound, when the child
+    // stops flushing after 2 s).
+    assert!(count > 0 && count <= 5000, "{dropped}");
+    lines.for_each(drop);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn a_second_sigint_to_the_supervisor_kills_its_workers_at_once() {
+    let manager = manager();
+    let client = client(&manager);
+    let mut supervisor = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_main",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(ROLE_VAR, "supervisor")
+        .env("TEST_MANAGER", manager.address().to_string())
+        .env(CHILD_ROLE_VAR, "deaf")
+        .env(COUNT_VAR, "2")
+        .env(DRAIN_MS_VAR, "600000") // ten minutes: only the second SIGINT ends this test
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let state = |name: &str| worker_status(&client, name).map(|w| w.state);
+    wait_until(LIMIT, "both running", || {
+        state("deaf-1") == Some(WorkerState::Running)
+            && state("deaf-2") == Some(WorkerState::Running)
+    });
+    let interrupt = || {
+        Command::new("kill")
+            .args(["-INT", &supervisor.id().to_string()])
+            .status()
+            .unwrap()
+    };
+    interrupt();
+    wait_until(LIMIT, "stopping", || {
+        state("deaf-2") == Some(WorkerState::Stopping)
+    });
+    interrupt();
+    let mut stderr = String::new();
+    supervisor
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(supervisor.wait().unwrap().code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("deaf-1: killed before it drained"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("deaf-2: killed before it drained"),
+        "{stderr}"
+    );
 }

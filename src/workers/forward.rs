@@ -16,11 +16,12 @@ use crate::client::Client;
 /// ```no_run
 /// # fn main() -> monogusa::Result<()> {
 /// let client = monogusa::Client::from_env()?;
-/// monogusa::workers::LogForwarder::new(&client, "mailer-7")
+/// let forwarding = monogusa::workers::LogForwarder::new(&client, "mailer-7")
 ///     .level(log::LevelFilter::Info)
 ///     .echo(true) // and to standard error
 ///     .install()?;
 /// log::info!("ready"); // `monogusa logs --worker mailer-7` prints it
+/// forwarding.flush(std::time::Duration::from_secs(1)); // before exiting
 /// # Ok(()) }
 /// ```
 pub struct LogForwarder {
@@ -62,18 +63,44 @@ impl LogForwarder {
         self
     }
 
+    /// Makes it the program's logger (fails if one is set already); the handle it returns
+    /// counts what was dropped and flushes.
+    pub fn install(self) -> crate::Result<Forwarding> {
+        let level = self.level;
+        let forwarding = Forwarding {
+            shipper: Arc::clone(&self.shipper),
+        };
+        log::set_boxed_logger(Box::new(self))
+            .map_err(|e| crate::Error::Config(format!("could not install the logger: {e}")))?;
+        log::set_max_level(level);
+        Ok(forwarding)
+    }
+}
+
+/// What an installed [`LogForwarder`] did, from [`LogForwarder::install`].
+#[derive(Clone)]
+pub struct Forwarding {
+    shipper: Arc<Shipper>,
+}
+
+impl std::fmt::Debug for Forwarding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarding")
+            .field("dropped", &self.dropped())
+            .finish()
+    }
+}
+
+impl Forwarding {
     /// How many records were dropped so far (the manager was slow or gone).
     pub fn dropped(&self) -> u64 {
         self.shipper.dropped()
     }
 
-    /// Makes it the program's logger. Fails if one is set already.
-    pub fn install(self) -> crate::Result<()> {
-        let level = self.level;
-        log::set_boxed_logger(Box::new(self))
-            .map_err(|e| crate::Error::Config(format!("could not install the logger: {e}")))?;
-        log::set_max_level(level);
-        Ok(())
+    /// Waits up to `within` for the records logged so far to reach the manager (or be
+    /// given up on).
+    pub fn flush(&self, within: Duration) {
+        self.shipper.flush(within);
     }
 }
 

@@ -34,7 +34,7 @@ mod registry;
 mod supervisor;
 mod worker;
 
-pub use forward::LogForwarder;
+pub use forward::{Forwarding, LogForwarder};
 pub use mailbox::{Broadcast, Group, Mailbox};
 pub use registry::Logs;
 pub use supervisor::{

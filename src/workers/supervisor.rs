@@ -160,7 +160,7 @@ impl fmt::Display for Ended {
         match self {
             Ended::Exited(code) => write!(f, "exited {code}"),
             Ended::Signalled(signal) => write!(f, "killed by signal {signal}"),
-            Ended::Killed => f.write_str("killed after the drain timeout"),
+            Ended::Killed => f.write_str("killed before it drained"),
             Ended::GaveUp { crashes, last } => {
                 write!(f, "gave up after {crashes} crashes (last: {last})")
             }
