@@ -253,6 +253,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<V> {
         })
     }
 
+    #[inline]
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
         self.0.visit_seq(WrapSeq(seq, self.1))
     }

@@ -107,6 +107,7 @@ fn explain(error: &bincode::error::DecodeError) -> String {
 
 /// Decodes a call's argument tuple exactly. A mismatch is the caller's fault: a
 /// `BadArguments` error naming what was called (`what`) and the types it expects.
+#[inline]
 pub(crate) fn decode_arguments<'a, T: Deserialize<'a>>(
     args: &'a [u8],
     what: &dyn std::fmt::Display,
