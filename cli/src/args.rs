@@ -60,7 +60,7 @@ The authkey comes from --authkey-file or MONOGUSA_AUTHKEY. Exit codes: 0 every w
 /// Where a command connects, and the key.
 #[derive(Debug, Args)]
 pub struct Connect {
-    /// The manager's address: HOST:PORT, [V6]:PORT or unix:PATH.
+    /// The manager's address: HOST:PORT (an IPv6 host in brackets) or unix:PATH.
     #[arg(
         long,
         value_name = "ADDR",
