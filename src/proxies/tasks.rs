@@ -138,6 +138,76 @@ fn time_of(unix_ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(unix_ms)
 }
 
+/// What a backend does with the leases of one take: the seam a task queue's backends (the
+/// manager, Redis) implement, in encoded payloads and wire types, whatever `T` is.
+pub(crate) trait LeaseOps: Send + Sync {
+    /// Acks `(id, token)` leases; one status per lease (`ACKED` or not).
+    fn ack(&self, leases: &[(u64, u64)]) -> Result<Vec<u8>>;
+    fn fail(&self, id: u64, token: u64, reason: String) -> Result<Failed>;
+    /// Returns when the lease now ends (Unix ms).
+    fn extend(&self, id: u64, token: u64, extra_ms: u64) -> Result<u64>;
+    fn release(&self, id: u64, token: u64) -> Result<()>;
+}
+
+/// A task queue's backend: the manager's `TaskQueue` object, or another store.
+pub(crate) trait TaskBackend: Send + Sync {
+    /// Pushes encoded tasks (at most `MAX_BATCH`); their ids in order.
+    fn push(&self, tasks: Vec<(Bytes, WirePush)>) -> Result<Vec<u64>>;
+    /// Leases up to `n` tasks, waiting up to `timeout` for the first; the leases' operations.
+    fn take(&self, n: u32, timeout: Duration) -> Result<(Vec<Delivery>, Arc<dyn LeaseOps>)>;
+    fn stats(&self) -> Result<Counts>;
+    fn settings(&self) -> Result<Settings>;
+    /// Dead letters after id `after`, at most `limit`, by id.
+    fn dead(&self, after: u64, limit: u32) -> Result<Vec<WireDeadLetter>>;
+    /// Requeues one dead letter (`Some(id)`) or all; how many.
+    fn requeue(&self, id: Option<u64>) -> Result<u64>;
+    fn purge_dead(&self) -> Result<u64>;
+}
+
+/// The manager's task queue, over its object handle.
+struct ManagerTasks {
+    handle: ObjectHandle,
+}
+
+impl TaskBackend for ManagerTasks {
+    fn push(&self, tasks: Vec<(Bytes, WirePush)>) -> Result<Vec<u64>> {
+        let pushed: Vec<(u64, bool)> = self.handle.call("push", &(tasks,))?;
+        Ok(pushed.into_iter().map(|(id, _)| id).collect())
+    }
+
+    fn take(&self, n: u32, timeout: Duration) -> Result<(Vec<Delivery>, Arc<dyn LeaseOps>)> {
+        let mut connection = None;
+        let delivered: Result<Vec<Delivery>> =
+            self.handle
+                .call_on(&mut connection, "take", &(n, Some(millis(timeout))), None);
+        let link = Arc::new(LeaseLink {
+            handle: self.handle.clone(),
+            connection: Mutex::new(connection),
+        });
+        Ok((delivered?, link))
+    }
+
+    fn stats(&self) -> Result<Counts> {
+        self.handle.call("stats", &())
+    }
+
+    fn settings(&self) -> Result<Settings> {
+        self.handle.call("settings", &())
+    }
+
+    fn dead(&self, after: u64, limit: u32) -> Result<Vec<WireDeadLetter>> {
+        self.handle.call("dead", &(after, limit))
+    }
+
+    fn requeue(&self, id: Option<u64>) -> Result<u64> {
+        self.handle.call("requeue", &(id,))
+    }
+
+    fn purge_dead(&self) -> Result<u64> {
+        self.handle.call("purge_dead", &())
+    }
+}
+
 /// The connection a batch of leases was taken on, out of the pool until the last of its
 /// tasks is done with it.
 struct LeaseLink {
@@ -154,6 +224,24 @@ impl LeaseLink {
     }
 }
 
+impl LeaseOps for LeaseLink {
+    fn ack(&self, leases: &[(u64, u64)]) -> Result<Vec<u8>> {
+        self.call("ack", &(leases,))
+    }
+
+    fn fail(&self, id: u64, token: u64, reason: String) -> Result<Failed> {
+        self.call("fail", &(id, token, reason))
+    }
+
+    fn extend(&self, id: u64, token: u64, extra_ms: u64) -> Result<u64> {
+        self.call("extend", &(id, token, extra_ms))
+    }
+
+    fn release(&self, id: u64, token: u64) -> Result<()> {
+        self.call("release", &(id, token))
+    }
+}
+
 impl Drop for LeaseLink {
     fn drop(&mut self) {
         if let Some(connection) = self.connection.get_mut().take() {
@@ -162,8 +250,8 @@ impl Drop for LeaseLink {
     }
 }
 
-/// Leases (id, token) taken on one connection.
-type LeaseGroup = (Arc<LeaseLink>, Vec<(u64, u64)>);
+/// Leases (id, token) taken together.
+type LeaseGroup = (Arc<dyn LeaseOps>, Vec<(u64, u64)>);
 
 /// A leased task, from [`TaskQueue::take`]: run it, then [`Task::ack`] or [`Task::fail`].
 ///
@@ -184,7 +272,7 @@ pub struct Task<T> {
     enqueued: u64,
     lease_until: u64,
     payload: T,
-    link: Arc<LeaseLink>,
+    link: Arc<dyn LeaseOps>,
     finished: bool,
 }
 
@@ -237,7 +325,7 @@ impl<T> Task<T> {
     /// lease was over (the task may have run elsewhere too).
     pub fn ack(mut self) -> Result<()> {
         self.finished = true;
-        let statuses: Vec<u8> = self.link.call("ack", &(vec![(self.id, self.token)],))?;
+        let statuses = self.link.ack(&[(self.id, self.token)])?;
         match statuses.first() {
             Some(&ACKED) => Ok(()),
             _ => Err(lease_over(self.id)),
@@ -248,9 +336,7 @@ impl<T> Task<T> {
     /// the dead letters (with every reason) if that was its last attempt.
     pub fn fail(mut self, reason: impl fmt::Display) -> Result<Retry> {
         self.finished = true;
-        let failed: Failed = self
-            .link
-            .call("fail", &(self.id, self.token, reason.to_string()))?;
+        let failed = self.link.fail(self.id, self.token, reason.to_string())?;
         Ok(match failed {
             Failed::RetryAt(at) => Retry::At(time_of(at)),
             Failed::Dead => Retry::Dead,
@@ -260,9 +346,7 @@ impl<T> Task<T> {
     /// Keeps the lease for `extra` from now (for long work: call it well before the lease
     /// ends). Fails with `LeaseExpired` if the lease is over already.
     pub fn extend(&mut self, extra: Duration) -> Result<()> {
-        self.lease_until = self
-            .link
-            .call("extend", &(self.id, self.token, millis(extra)))?;
+        self.lease_until = self.link.extend(self.id, self.token, millis(extra))?;
         Ok(())
     }
 
@@ -270,7 +354,7 @@ impl<T> Task<T> {
     /// it does, with errors reported.
     pub fn release(mut self) -> Result<()> {
         self.finished = true;
-        self.link.call("release", &(self.id, self.token))
+        self.link.release(self.id, self.token)
     }
 
     /// A handle that can ack, fail or extend this task from another thread (for a
@@ -287,7 +371,7 @@ impl<T> Task<T> {
 impl<T> Drop for Task<T> {
     fn drop(&mut self) {
         if !self.finished
-            && let Err(e) = self.link.call::<(), _>("release", &(self.id, self.token))
+            && let Err(e) = self.link.release(self.id, self.token)
         {
             log::debug!("returning an unfinished task: {e}");
         }
@@ -300,7 +384,7 @@ impl<T> Drop for Task<T> {
 pub struct Lease {
     id: u64,
     token: u64,
-    link: Arc<LeaseLink>,
+    link: Arc<dyn LeaseOps>,
 }
 
 impl fmt::Debug for Lease {
@@ -312,9 +396,7 @@ impl fmt::Debug for Lease {
 impl Lease {
     /// Keeps the lease for `extra` from now; returns when it now ends.
     pub fn extend(&self, extra: Duration) -> Result<SystemTime> {
-        let until: u64 = self
-            .link
-            .call("extend", &(self.id, self.token, millis(extra)))?;
+        let until = self.link.extend(self.id, self.token, millis(extra))?;
         Ok(time_of(until))
     }
 }
@@ -343,14 +425,17 @@ impl Lease {
 /// # fn send(_: &str) -> Result<(), String> { Ok(()) }
 /// ```
 pub struct TaskQueue<T> {
-    handle: ObjectHandle,
+    backend: Arc<dyn TaskBackend>,
+    /// What it is, for `Debug`.
+    what: String,
     _item: PhantomData<fn(T) -> T>,
 }
 
 impl<T> Clone for TaskQueue<T> {
     fn clone(&self) -> Self {
         TaskQueue {
-            handle: self.handle.clone(),
+            backend: Arc::clone(&self.backend),
+            what: self.what.clone(),
             _item: PhantomData,
         }
     }
@@ -359,7 +444,7 @@ impl<T> Clone for TaskQueue<T> {
 impl<T> fmt::Debug for TaskQueue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskQueue")
-            .field("handle", &self.handle)
+            .field("queue", &self.what)
             .finish()
     }
 }
@@ -374,10 +459,19 @@ impl<T: Serialize + DeserializeOwned> TaskQueue<T> {
         let tag = tag.map_or_else(type_tag::<T>, str::to_string);
         let settings: Settings = settings.into();
         let handle = ObjectHandle::open_shared(client, SERVICE, name, &tag, &(settings,))?;
-        Ok(TaskQueue {
-            handle,
+        Ok(TaskQueue::with_backend(
+            Arc::new(ManagerTasks { handle }),
+            format!("{name} at {}", client.address()),
+        ))
+    }
+
+    /// A queue over another backend (Redis, say).
+    pub(crate) fn with_backend(backend: Arc<dyn TaskBackend>, what: String) -> Self {
+        TaskQueue {
+            backend,
+            what,
             _item: PhantomData,
-        })
+        }
     }
 
     /// Adds a task; returns its id.
@@ -393,11 +487,9 @@ impl<T: Serialize + DeserializeOwned> TaskQueue<T> {
             max_attempts: options.max_attempts,
             dedup: options.dedup_key.clone(),
         };
-        let ids: Vec<(u64, bool)> = self
-            .handle
-            .call("push", &(vec![(Bytes::encode(task)?, wire)],))?;
+        let ids = self.backend.push(vec![(Bytes::encode(task)?, wire)])?;
         ids.first()
-            .map(|&(id, _)| TaskId(id))
+            .map(|&id| TaskId(id))
             .ok_or_else(|| Error::Protocol("a push returned no id".into()))
     }
 
@@ -413,8 +505,8 @@ impl<T: Serialize + DeserializeOwned> TaskQueue<T> {
             if batch.is_empty() {
                 return Ok(());
             }
-            let pushed: Vec<(u64, bool)> = self.handle.call("push", &(std::mem::take(batch),))?;
-            ids.extend(pushed.into_iter().map(|(id, _)| TaskId(id)));
+            let pushed = self.backend.push(std::mem::take(batch))?;
+            ids.extend(pushed.into_iter().map(TaskId));
             Ok(())
         };
         for task in tasks {
@@ -434,17 +526,10 @@ impl<T: Serialize + DeserializeOwned> TaskQueue<T> {
 
     /// Leases up to `n` ready tasks (at least one, unless `timeout` passes first).
     pub fn take_many(&self, n: usize, timeout: Duration) -> Result<Vec<Task<T>>> {
-        let mut connection = None;
         let n = u32::try_from(n.clamp(1, MAX_BATCH)).expect("bounded");
-        let delivered: Result<Vec<Delivery>> =
-            self.handle
-                .call_on(&mut connection, "take", &(n, Some(millis(timeout))), None);
-        let link = Arc::new(LeaseLink {
-            handle: self.handle.clone(),
-            connection: Mutex::new(connection),
-        });
+        let (delivered, link) = self.backend.take(n, timeout)?;
         let mut tasks = Vec::new();
-        for delivery in delivered? {
+        for delivery in delivered {
             match delivery.payload.decode::<T>() {
                 Ok(payload) => tasks.push(Task {
                     id: delivery.id,
@@ -460,13 +545,10 @@ impl<T: Serialize + DeserializeOwned> TaskQueue<T> {
                     // Not ours to run: it goes on to its retries and dead letters, where
                     // someone can look at it.
                     log::warn!("task {} does not decode: {e}", delivery.id);
-                    let _: Result<Failed> = link.call(
-                        "fail",
-                        &(
-                            delivery.id,
-                            delivery.token,
-                            format!("its payload does not decode: {e}"),
-                        ),
+                    let _ = link.fail(
+                        delivery.id,
+                        delivery.token,
+                        format!("its payload does not decode: {e}"),
                     );
                 }
             }
@@ -492,7 +574,7 @@ impl<T: Serialize + DeserializeOwned> TaskQueue<T> {
         let mut refused = Vec::new();
         for (link, leases) in groups {
             for chunk in leases.chunks(MAX_BATCH) {
-                let statuses: Vec<u8> = link.call("ack", &(chunk.to_vec(),))?;
+                let statuses = link.ack(chunk)?;
                 for (&(id, _), status) in chunk.iter().zip(statuses) {
                     if status != ACKED {
                         refused.push(TaskId(id));
@@ -505,7 +587,7 @@ impl<T: Serialize + DeserializeOwned> TaskQueue<T> {
 
     /// Counts of the queue's tasks by state.
     pub fn stats(&self) -> Result<TaskStats> {
-        let counts: Counts = self.handle.call("stats", &())?;
+        let counts = self.backend.stats()?;
         Ok(TaskStats {
             ready: counts.ready,
             delayed: counts.delayed,
@@ -518,7 +600,7 @@ impl<T: Serialize + DeserializeOwned> TaskQueue<T> {
 
     /// The queue's settings (those it was created with).
     pub fn settings(&self) -> Result<TaskQueueSettings> {
-        let settings: Settings = self.handle.call("settings", &())?;
+        let settings = self.backend.settings()?;
         Ok(settings.into())
     }
 
@@ -527,7 +609,7 @@ impl<T: Serialize + DeserializeOwned> TaskQueue<T> {
         let mut letters = Vec::new();
         let mut after = 0;
         loop {
-            let page: Vec<WireDeadLetter> = self.handle.call("dead", &(after, 1000u32))?;
+            let page = self.backend.dead(after, 1000)?;
             let full = page.len() == 1000;
             for letter in page {
                 after = letter.id;
@@ -548,17 +630,17 @@ impl<T: Serialize + DeserializeOwned> TaskQueue<T> {
     /// Brings dead letter `id` back as a fresh task (attempts reset); false if it is not a
     /// dead letter.
     pub fn requeue(&self, id: TaskId) -> Result<bool> {
-        let n: u64 = self.handle.call("requeue", &(Some(id.0),))?;
+        let n = self.backend.requeue(Some(id.0))?;
         Ok(n == 1)
     }
 
     /// Brings every dead letter back; returns how many.
     pub fn requeue_all(&self) -> Result<u64> {
-        self.handle.call("requeue", &(None::<u64>,))
+        self.backend.requeue(None)
     }
 
     /// Forgets every dead letter; returns how many.
     pub fn purge_dead(&self) -> Result<u64> {
-        self.handle.call("purge_dead", &())
+        self.backend.purge_dead()
     }
 }
