@@ -124,6 +124,7 @@ extern crate self as monogusa;
 mod auth;
 mod client;
 mod codec;
+mod connect;
 mod error;
 mod frame;
 #[cfg(test)]
@@ -139,6 +140,8 @@ pub mod protocol;
 mod proxies;
 #[cfg(feature = "python")]
 mod python;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod server;
 mod service;
 mod store;
@@ -148,6 +151,7 @@ pub mod workers;
 
 pub use client::{Client, ClientBuilder, ConnectionStatus, Pending};
 pub use codec::DEFAULT_MAX_DECODE_DEPTH;
+pub use connect::{Store, connect};
 pub use error::{Error, Phase, RemoteError, RemoteErrorKind, Result};
 pub use frame::DEFAULT_MAX_FRAME_LEN;
 pub use proxies::{

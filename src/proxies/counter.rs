@@ -10,13 +10,21 @@ use crate::stub::ObjectHandle;
 /// atomic: ten processes each adding 1 a thousand times end at exactly 10,000.
 #[derive(Debug, Clone)]
 pub struct Counter {
-    handle: ObjectHandle,
+    handle: super::Target,
 }
 
 impl Counter {
+    /// A counter held elsewhere (Redis).
+    #[cfg(feature = "redis")]
+    pub(crate) fn from_target(handle: super::Target) -> Counter {
+        Counter { handle }
+    }
+
     pub(crate) fn open(client: &Client, name: &str) -> Result<Counter> {
         let handle = ObjectHandle::open_shared(client, SERVICE, name, "i64", &())?;
-        Ok(Counter { handle })
+        Ok(Counter {
+            handle: super::Target::Manager(handle),
+        })
     }
 
     /// The current value.

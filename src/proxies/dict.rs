@@ -22,7 +22,7 @@ type Types<K, V> = fn(K, V) -> (K, V);
 /// `insert_if_absent` are safe where a `get` followed by an `insert` would race.
 #[derive(Debug)]
 pub struct Dict<K, V> {
-    handle: ObjectHandle,
+    handle: super::Target,
     _types: PhantomData<Types<K, V>>,
 }
 
@@ -36,6 +36,15 @@ impl<K, V> Clone for Dict<K, V> {
 }
 
 impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V> {
+    /// A dict held elsewhere (Redis).
+    #[cfg(feature = "redis")]
+    pub(crate) fn from_target(handle: super::Target) -> Self {
+        Dict {
+            handle,
+            _types: PhantomData,
+        }
+    }
+
     pub(crate) fn open(client: &Client, name: &str, tag: Option<&str>) -> Result<Self> {
         let tag = tag.map_or_else(
             || format!("{}, {}", type_tag::<K>(), type_tag::<V>()),
@@ -43,7 +52,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
         );
         let handle = ObjectHandle::open_shared(client, SERVICE, name, &tag, &())?;
         Ok(Dict {
-            handle,
+            handle: super::Target::Manager(handle),
             _types: PhantomData,
         })
     }

@@ -15,7 +15,14 @@ use crate::stub::ObjectHandle;
 /// between any threads and processes: each held guard is its own connection.
 #[derive(Debug, Clone)]
 pub struct Lock {
-    handle: ObjectHandle,
+    inner: LockInner,
+}
+
+#[derive(Debug, Clone)]
+enum LockInner {
+    Manager(ObjectHandle),
+    #[cfg(feature = "redis")]
+    Redis(std::sync::Arc<crate::redis_store::RedisLock>),
 }
 
 /// A shared counting semaphore, opened by name with [`Client::semaphore`].
@@ -29,8 +36,10 @@ pub struct Semaphore {
 #[derive(Debug)]
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct Guard {
-    handle: ObjectHandle,
+    handle: Option<ObjectHandle>,
     connection: Option<Connection>,
+    #[cfg(feature = "redis")]
+    redis: Option<crate::redis_store::RedisGuard>,
 }
 
 impl Guard {
@@ -40,13 +49,20 @@ impl Guard {
     }
 
     fn release_inner(&mut self) -> Result<()> {
+        #[cfg(feature = "redis")]
+        if let Some(mut redis) = self.redis.take() {
+            return redis.release();
+        }
+        let Some(handle) = &self.handle else {
+            return Ok(());
+        };
         if self.connection.is_none() {
             return Ok(()); // released already
         }
         let mut connection = self.connection.take();
-        let result: Result<()> = self.handle.call_on(&mut connection, "release", &(), None);
+        let result: Result<()> = handle.call_on(&mut connection, "release", &(), None);
         if let Some(connection) = connection {
-            self.handle.client().give_back(connection);
+            handle.client().give_back(connection);
         }
         result
     }
@@ -67,8 +83,10 @@ fn acquire(handle: &ObjectHandle, timeout: Option<Duration>) -> Result<Option<Gu
         handle.call_on(&mut connection, "acquire", &(timeout.map(millis),), None);
     match got {
         Ok(true) => Ok(Some(Guard {
-            handle: handle.clone(),
+            handle: Some(handle.clone()),
             connection,
+            #[cfg(feature = "redis")]
+            redis: None,
         })),
         other => {
             if let Some(connection) = connection {
@@ -82,29 +100,57 @@ fn acquire(handle: &ObjectHandle, timeout: Option<Duration>) -> Result<Option<Gu
 impl Lock {
     pub(crate) fn open(client: &Client, name: &str) -> Result<Lock> {
         let handle = ObjectHandle::open_shared(client, LOCK, name, "", &())?;
-        Ok(Lock { handle })
+        Ok(Lock {
+            inner: LockInner::Manager(handle),
+        })
+    }
+
+    /// A lock on Redis.
+    #[cfg(feature = "redis")]
+    pub(crate) fn on_redis(lock: std::sync::Arc<crate::redis_store::RedisLock>) -> Lock {
+        Lock {
+            inner: LockInner::Redis(lock),
+        }
+    }
+
+    fn acquire_within(&self, timeout: Option<Duration>) -> Result<Option<Guard>> {
+        match &self.inner {
+            LockInner::Manager(handle) => acquire(handle, timeout),
+            #[cfg(feature = "redis")]
+            LockInner::Redis(lock) => Ok(lock.acquire(timeout)?.map(|guard| Guard {
+                handle: None,
+                connection: None,
+                redis: Some(guard),
+            })),
+        }
     }
 
     /// Waits until the lock is free and takes it.
     pub fn acquire(&self) -> Result<Guard> {
-        acquire(&self.handle, None)?
+        self.acquire_within(None)?
             .ok_or_else(|| crate::Error::Protocol("a blocking acquire gave up".into()))
     }
 
     /// Takes the lock if it becomes free within `timeout`.
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<Guard>> {
-        acquire(&self.handle, Some(timeout))
+        self.acquire_within(Some(timeout))
     }
 
     /// Takes the lock if it is free now.
     pub fn try_acquire(&self) -> Result<Option<Guard>> {
-        acquire(&self.handle, Some(Duration::ZERO))
+        self.acquire_within(Some(Duration::ZERO))
     }
 
     /// Whether someone holds the lock now.
     pub fn is_locked(&self) -> Result<bool> {
-        let available: u64 = self.handle.call("available", &())?;
-        Ok(available == 0)
+        match &self.inner {
+            LockInner::Manager(handle) => {
+                let available: u64 = handle.call("available", &())?;
+                Ok(available == 0)
+            }
+            #[cfg(feature = "redis")]
+            LockInner::Redis(lock) => lock.is_locked(),
+        }
     }
 }
 

@@ -21,6 +21,8 @@ pub use signal::{Barrier, Event};
 pub use tasks::{
     DeadLetter, Lease, PushOptions, Retry, Task, TaskId, TaskQueue, TaskQueueSettings, TaskStats,
 };
+#[cfg(feature = "redis")]
+pub(crate) use tasks::{LeaseOps, TaskBackend};
 pub use value::Value;
 
 use serde::Serialize;
@@ -33,6 +35,29 @@ use crate::error::Result;
 /// `Dict<String, String>`: its shape, whatever module defines it (see `shape`).
 pub(crate) fn type_tag<T: DeserializeOwned>() -> String {
     shape::tag_of::<T>()
+}
+
+/// Where a counter, value or dict lives: the manager (an object handle) or another store,
+/// answering the same methods with the same encoded arguments and results.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    Manager(crate::stub::ObjectHandle),
+    #[cfg(feature = "redis")]
+    Redis(std::sync::Arc<crate::redis_store::RedisObject>),
+}
+
+impl Target {
+    pub(crate) fn call<R: DeserializeOwned, A: Serialize>(
+        &self,
+        method: &str,
+        args: &A,
+    ) -> Result<R> {
+        match self {
+            Target::Manager(handle) => handle.call(method, args),
+            #[cfg(feature = "redis")]
+            Target::Redis(object) => object.call(method, args),
+        }
+    }
 }
 
 /// Milliseconds for a timeout argument on the wire.

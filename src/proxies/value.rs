@@ -16,7 +16,7 @@ use crate::stub::ObjectHandle;
 /// One shared value in the manager, opened by name with [`Client::value`]. It starts unset.
 #[derive(Debug)]
 pub struct Value<T> {
-    handle: ObjectHandle,
+    handle: super::Target,
     _type: PhantomData<fn(T) -> T>,
 }
 
@@ -30,11 +30,20 @@ impl<T> Clone for Value<T> {
 }
 
 impl<T: Serialize + DeserializeOwned> Value<T> {
+    /// A value held elsewhere (Redis).
+    #[cfg(feature = "redis")]
+    pub(crate) fn from_target(handle: super::Target) -> Self {
+        Value {
+            handle,
+            _type: PhantomData,
+        }
+    }
+
     pub(crate) fn open(client: &Client, name: &str, tag: Option<&str>) -> Result<Self> {
         let tag = tag.map_or_else(type_tag::<T>, str::to_string);
         let handle = ObjectHandle::open_shared(client, SERVICE, name, &tag, &())?;
         Ok(Value {
-            handle,
+            handle: super::Target::Manager(handle),
             _type: PhantomData,
         })
     }
