@@ -159,8 +159,13 @@ impl RedisStore {
     /// refusal the remote error it carries.
     fn error(&self, e: ::redis::RedisError, phase: Phase) -> Error {
         let text = e.to_string();
-        if let Some(kind) = script_refusal(&text) {
-            return Error::Remote(RemoteError::new(kind.0, kind.1));
+        // Redis takes a reply's first word as its code: ours is `MONOGUSA`.
+        let refusal = match (e.code(), e.detail()) {
+            (Some(REFUSAL), Some(detail)) => script_refusal(&format!("{REFUSAL} {detail}")),
+            _ => script_refusal(&text),
+        };
+        if let Some((kind, message)) = refusal {
+            return Error::Remote(RemoteError::new(kind, message));
         }
         if e.is_timeout() {
             return Error::Timeout(phase);

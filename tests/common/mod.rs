@@ -538,3 +538,104 @@ impl Drop for ChildManager {
         let _ = self.child.wait();
     }
 }
+
+// ---- A Redis server ------------------------------------------------------------------------
+
+/// A `redis-server` of our own on a free loopback port, in a temporary directory; stopped
+/// (SIGKILL) when dropped.
+pub struct RedisServer {
+    pub child: std::process::Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    extra: Vec<String>,
+}
+
+impl RedisServer {
+    /// Starts one, or returns `None` (saying why) where `redis-server` is not installed;
+    /// under CI (`CI` set), a missing server fails the test instead.
+    pub fn start(extra: &[&str]) -> Option<RedisServer> {
+        if Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "redis-server is missing (.ci/run installs it)"
+            );
+            eprintln!("skipped: redis-server is not installed");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let child = Self::spawn(port, dir.path(), &extra);
+        let server = RedisServer {
+            child,
+            port,
+            dir,
+            extra,
+        };
+        server.wait_ready();
+        Some(server)
+    }
+
+    fn spawn(port: u16, dir: &std::path::Path, extra: &[String]) -> std::process::Child {
+        Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(dir)
+            .args(["--daemonize", "no", "--logfile", ""])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    fn wait_ready(&self) {
+        wait_until(Duration::from_secs(30), "redis-server to listen", || {
+            TcpStream::connect(("127.0.0.1", self.port))
+                .and_then(|mut s| {
+                    s.write_all(b"PING\r\n")?;
+                    let mut buf = [0u8; 64];
+                    let n = s.read(&mut buf)?;
+                    Ok(n > 0)
+                })
+                .unwrap_or(false)
+        });
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// SIGKILLs it (no shutdown save), as a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port and directory, with the same options.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = Self::spawn(self.port, self.dir.path(), &self.extra);
+        self.wait_ready();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

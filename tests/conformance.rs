@@ -1,0 +1,642 @@
+//! One conformance suite, run unchanged against every backend `monogusa::connect` opens: a
+//! manager in memory, a manager with a data directory, and Redis (a `redis-server` of the
+//! test's own). The same behaviours, the same assertions; what differs by design (a dead
+//! holder's lock, a dead worker's leases) is tested per backend at the end.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{KEY, RedisServer, wait_until};
+use monogusa::{
+    Manager, ManagerHandle, PushOptions, RemoteErrorKind, Retry, Store, TaskQueueSettings,
+};
+
+/// What keeps a backend alive for a test.
+enum Fixture {
+    Manager(ManagerHandle, Option<tempfile::TempDir>),
+    Redis(RedisServer),
+}
+
+impl Fixture {
+    fn store(&self) -> Store {
+        match self {
+            Fixture::Manager(manager, _) => {
+                Store::from(monogusa::Client::connect(manager.address(), KEY).unwrap())
+            }
+            Fixture::Redis(redis) => monogusa::connect(&redis.url()).unwrap(),
+        }
+    }
+}
+
+/// Every backend, by name.
+fn backends() -> Vec<(&'static str, Fixture)> {
+    let memory = Manager::builder()
+        .authkey(KEY)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let durable = Manager::builder()
+        .authkey(KEY)
+        .data_dir(dir.path())
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let mut all = vec![
+        ("manager in memory", Fixture::Manager(memory, None)),
+        (
+            "manager with a data dir",
+            Fixture::Manager(durable, Some(dir)),
+        ),
+    ];
+    if let Some(redis) = RedisServer::start(&[]) {
+        all.push(("redis", Fixture::Redis(redis)));
+    }
+    all
+}
+
+fn kind(e: &monogusa::Error) -> Option<RemoteErrorKind> {
+    e.remote_kind()
+}
+
+fn quick(lease: Duration, attempts: u32) -> TaskQueueSettings {
+    TaskQueueSettings {
+        lease_timeout: lease,
+        max_attempts: attempts,
+        backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(40),
+    }
+}
+
+#[test]
+fn counters_count_exactly_under_concurrency() {
+    for (backend, fixture) in backends() {
+        let store = fixture.store();
+        let counter = store.counter("hits").unwrap();
+        assert_eq!(counter.get().unwrap(), 0, "{backend}");
+        assert_eq!(counter.add(5).unwrap(), 5, "{backend}");
+        assert_eq!(counter.set(10).unwrap(), 5, "{backend}");
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                let counter = fixture.store().counter("hits").unwrap();
+                s.spawn(move || {
+                    for _ in 0..100 {
+                        counter.add(1).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(counter.get().unwrap(), 410, "{backend}");
+        counter.set(i64::MAX).unwrap();
+        let overflow = counter.add(1).unwrap_err();
+        assert_eq!(
+            kind(&overflow),
+            Some(RemoteErrorKind::Misuse),
+            "{backend}: {overflow}"
+        );
+        assert_eq!(counter.get().unwrap(), i64::MAX, "{backend}: unchanged");
+    }
+}
+
+#[test]
+fn dicts_behave_alike_and_refuse_other_types() {
+    for (backend, fixture) in backends() {
+        let store = fixture.store();
+        let dict = store.dict::<String, i64>("scores").unwrap();
+        assert_eq!(dict.insert(&"ada".into(), &1).unwrap(), None, "{backend}");
+        assert_eq!(
+            dict.insert(&"ada".into(), &2).unwrap(),
+            Some(1),
+            "{backend}"
+        );
+        assert_eq!(dict.get(&"ada".into()).unwrap(), Some(2), "{backend}");
+        assert!(dict.contains(&"ada".into()).unwrap(), "{backend}");
+        assert!(
+            dict.insert_if_absent(&"alan".into(), &7).unwrap(),
+            "{backend}"
+        );
+        assert!(
+            !dict.insert_if_absent(&"alan".into(), &8).unwrap(),
+            "{backend}"
+        );
+        assert_eq!(
+            dict.update_counter(&"alan".into(), 3).unwrap(),
+            10,
+            "{backend}"
+        );
+        assert_eq!(
+            dict.update_counter(&"grace".into(), -1).unwrap(),
+            -1,
+            "{backend}"
+        );
+        assert_eq!(dict.len().unwrap(), 3, "{backend}");
+        let mut keys = dict.keys().unwrap();
+        keys.sort();
+        assert_eq!(keys, ["ada", "alan", "grace"], "{backend}");
+        let mut items = dict.items().unwrap();
+        items.sort();
+        assert_eq!(items[1], ("alan".to_string(), 10), "{backend}");
+        assert_eq!(dict.remove(&"ada".into()).unwrap(), Some(2), "{backend}");
+        assert_eq!(dict.remove(&"ada".into()).unwrap(), None, "{backend}");
+        // Concurrent update_counter calls are exact.
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                let dict = fixture.store().dict::<String, i64>("scores").unwrap();
+                s.spawn(move || {
+                    for _ in 0..50 {
+                        dict.update_counter(&"shared".into(), 1).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(dict.get(&"shared".into()).unwrap(), Some(200), "{backend}");
+        dict.clear().unwrap();
+        assert!(dict.is_empty().unwrap(), "{backend}");
+        let wrong = store.dict::<String, String>("scores").unwrap_err();
+        assert_eq!(
+            kind(&wrong),
+            Some(RemoteErrorKind::WrongService),
+            "{backend}: {wrong}"
+        );
+        let other_kind = store.counter("scores").unwrap_err();
+        assert_eq!(
+            kind(&other_kind),
+            Some(RemoteErrorKind::WrongService),
+            "{backend}"
+        );
+    }
+}
+
+#[test]
+fn values_set_swap_and_compare_and_swap() {
+    for (backend, fixture) in backends() {
+        let store = fixture.store();
+        let value = store.value::<Vec<u32>>("config").unwrap();
+        assert_eq!(value.get().unwrap(), None, "{backend}");
+        assert!(
+            !value.compare_and_swap(Some(&vec![1]), &vec![2]).unwrap(),
+            "{backend}"
+        );
+        assert!(value.compare_and_swap(None, &vec![1]).unwrap(), "{backend}");
+        assert!(
+            !value.compare_and_swap(None, &vec![9]).unwrap(),
+            "{backend}"
+        );
+        assert!(
+            value.compare_and_swap(Some(&vec![1]), &vec![2, 3]).unwrap(),
+            "{backend}"
+        );
+        assert_eq!(value.swap(&vec![4]).unwrap(), Some(vec![2, 3]), "{backend}");
+        value.set(&vec![5]).unwrap();
+        assert_eq!(value.get().unwrap(), Some(vec![5]), "{backend}");
+    }
+}
+
+#[test]
+fn locks_exclude_and_free_on_release() {
+    for (backend, fixture) in backends() {
+        let store = fixture.store();
+        let lock = store.lock("deploy").unwrap();
+        let other = fixture.store().lock("deploy").unwrap();
+        let guard = lock.acquire().unwrap();
+        assert!(lock.is_locked().unwrap(), "{backend}");
+        assert!(other.try_acquire().unwrap().is_none(), "{backend}");
+        assert!(
+            other
+                .acquire_timeout(Duration::from_millis(50))
+                .unwrap()
+                .is_none(),
+            "{backend}"
+        );
+        guard.release().unwrap();
+        assert!(!lock.is_locked().unwrap(), "{backend}");
+        let second = other.try_acquire().unwrap().expect("free again");
+        drop(second); // dropping releases too
+        assert!(lock.try_acquire().unwrap().is_some(), "{backend}");
+    }
+}
+
+#[test]
+fn task_queues_deliver_ack_retry_and_dead_letter_alike() {
+    for (backend, fixture) in backends() {
+        let store = fixture.store();
+        let jobs = store
+            .tasks_with::<String>("jobs", quick(Duration::from_secs(30), 2))
+            .unwrap();
+        assert_eq!(jobs.settings().unwrap().max_attempts, 2, "{backend}");
+        let ids = jobs
+            .push_many(&["a".to_string(), "b".to_string(), "c".to_string()])
+            .unwrap();
+        assert_eq!(ids.len(), 3);
+        assert_eq!(jobs.stats().unwrap().ready, 3, "{backend}");
+
+        // FIFO, attempts from 1, ack removes.
+        let a = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+        assert_eq!(
+            (a.payload().as_str(), a.attempt(), a.id()),
+            ("a", 1, ids[0]),
+            "{backend}"
+        );
+        let stats = jobs.stats().unwrap();
+        assert_eq!((stats.ready, stats.leased), (2, 1), "{backend}");
+        a.ack().unwrap();
+
+        // A failure is retried after the backoff, on its second attempt; then it is dead.
+        let b = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+        assert_eq!(b.payload(), "b", "{backend}");
+        assert!(
+            matches!(b.fail("first").unwrap(), Retry::At(_)),
+            "{backend}"
+        );
+        let c = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+        assert_eq!(c.payload(), "c", "{backend}");
+        c.ack().unwrap();
+        let b = jobs.take(Duration::from_secs(5)).unwrap().expect("b again");
+        assert_eq!((b.payload().as_str(), b.attempt()), ("b", 2), "{backend}");
+        assert_eq!(b.fail("second").unwrap(), Retry::Dead, "{backend}");
+        let dead = jobs.dead_letters().unwrap();
+        assert_eq!(dead.len(), 1, "{backend}");
+        assert_eq!(dead[0].payload, "b", "{backend}");
+        assert_eq!(dead[0].attempts, 2, "{backend}");
+        assert_eq!(dead[0].reasons, ["first", "second"], "{backend}");
+        let stats = jobs.stats().unwrap();
+        assert_eq!(
+            (stats.ready, stats.leased, stats.dead, stats.done),
+            (0, 0, 1, 2),
+            "{backend}"
+        );
+
+        // Requeued, it starts over.
+        assert!(jobs.requeue(dead[0].id).unwrap(), "{backend}");
+        let b = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+        assert_eq!((b.payload().as_str(), b.attempt()), ("b", 1), "{backend}");
+        assert!(
+            matches!(b.fail("again").unwrap(), Retry::At(_)),
+            "{backend}"
+        );
+        let b = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+        b.fail("and again").unwrap();
+        assert_eq!(jobs.purge_dead().unwrap(), 1, "{backend}");
+        assert_eq!(jobs.stats().unwrap().dead, 0, "{backend}");
+
+        // An empty queue's take waits out its timeout and gives nothing.
+        assert!(
+            jobs.take(Duration::from_millis(50)).unwrap().is_none(),
+            "{backend}"
+        );
+    }
+}
+
+#[test]
+fn delays_dedup_keys_and_batches() {
+    for (backend, fixture) in backends() {
+        let store = fixture.store();
+        let jobs = store
+            .tasks_with::<u64>("batch", quick(Duration::from_secs(30), 3))
+            .unwrap();
+        let later = PushOptions {
+            delay: Duration::from_millis(300),
+            ..PushOptions::default()
+        };
+        let delayed = jobs.push_with(&99, &later).unwrap();
+        let once = PushOptions {
+            dedup_key: Some("only-once".into()),
+            ..PushOptions::default()
+        };
+        let first = jobs.push_with(&1, &once).unwrap();
+        assert_eq!(
+            jobs.push_with(&2, &once).unwrap(),
+            first,
+            "{backend}: deduplicated"
+        );
+        let stats = jobs.stats().unwrap();
+        assert_eq!((stats.ready, stats.delayed), (1, 1), "{backend}");
+        let ids = jobs.push_many(&(10..20).collect::<Vec<u64>>()).unwrap();
+        assert_eq!(ids.len(), 10, "{backend}");
+        let tasks = jobs.take_many(100, Duration::from_secs(5)).unwrap();
+        let payloads: Vec<u64> = tasks.iter().map(|t| *t.payload()).collect();
+        assert_eq!(
+            payloads,
+            [1, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19],
+            "{backend}"
+        );
+        assert!(jobs.ack_many(tasks).unwrap().is_empty(), "{backend}");
+        // Done: the dedup key is free again.
+        assert_ne!(jobs.push_with(&3, &once).unwrap(), first, "{backend}");
+        let three = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+        assert_eq!(*three.payload(), 3, "{backend}");
+        three.ack().unwrap();
+        // The delayed one comes when due, not before.
+        let due = jobs
+            .take(Duration::from_secs(10))
+            .unwrap()
+            .expect("the delayed task");
+        assert_eq!((due.id(), *due.payload()), (delayed, 99), "{backend}");
+        assert!(
+            std::time::SystemTime::now() >= due.enqueued_at() + Duration::from_millis(300),
+            "{backend}: not before its delay"
+        );
+        due.ack().unwrap();
+        assert_eq!(jobs.stats().unwrap().done, 13, "{backend}");
+    }
+}
+
+#[test]
+fn an_expired_lease_is_delivered_again_and_its_late_ack_refused() {
+    for (backend, fixture) in backends() {
+        let store = fixture.store();
+        let jobs = store
+            .tasks_with::<String>("short", quick(Duration::from_millis(300), 5))
+            .unwrap();
+        jobs.push(&"slow".into()).unwrap();
+        let first = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+        // Extended, it outlives one lease timeout.
+        let mut kept = first;
+        std::thread::sleep(Duration::from_millis(200));
+        kept.extend(Duration::from_millis(300)).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(jobs.stats().unwrap().leased, 1, "{backend}: still leased");
+        // Not extended again: another worker gets it, on its second attempt.
+        let other = fixture
+            .store()
+            .tasks_with::<String>("short", quick(Duration::from_millis(300), 5))
+            .unwrap();
+        let again = other
+            .take(Duration::from_secs(10))
+            .unwrap()
+            .expect("redelivered");
+        assert_eq!(
+            (again.payload().as_str(), again.attempt()),
+            ("slow", 2),
+            "{backend}"
+        );
+        let late = kept.ack().unwrap_err();
+        assert_eq!(
+            kind(&late),
+            Some(RemoteErrorKind::LeaseExpired),
+            "{backend}: {late}"
+        );
+        again.ack().unwrap();
+        let stats = jobs.stats().unwrap();
+        assert_eq!((stats.leased, stats.done), (0, 1), "{backend}");
+    }
+}
+
+#[test]
+fn a_dropped_task_goes_back_and_a_queue_of_other_types_is_refused() {
+    for (backend, fixture) in backends() {
+        let store = fixture.store();
+        let jobs = store.tasks::<u32>("drops").unwrap();
+        jobs.push(&7).unwrap();
+        drop(jobs.take(Duration::from_secs(5)).unwrap().unwrap());
+        let back = jobs
+            .take(Duration::from_secs(5))
+            .unwrap()
+            .expect("given back");
+        assert_eq!((*back.payload(), back.attempt()), (7, 2), "{backend}");
+        back.ack().unwrap();
+        let wrong = store.tasks::<String>("drops").unwrap_err();
+        assert_eq!(
+            kind(&wrong),
+            Some(RemoteErrorKind::WrongService),
+            "{backend}: {wrong}"
+        );
+    }
+}
+
+// ---- Redis only: what differs by design, and Redis going away ------------------------------
+
+#[test]
+#[ignore = "runs only as a child process"]
+fn child_main() {
+    let role = std::env::var(common::ROLE_VAR).expect("child_main runs only as a child");
+    let store = monogusa::connect(&std::env::var("TEST_REDIS").unwrap()).unwrap();
+    match role.as_str() {
+        // Takes the lock (a 600 ms lease, renewed) and holds it until killed.
+        "lock-holder" => {
+            let lock = store
+                .lock_with_lease("held", Some(Duration::from_millis(600)))
+                .unwrap();
+            let _guard = lock.acquire().unwrap();
+            println!("held");
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        // Takes 5 tasks and holds them until killed.
+        "lease-holder" => {
+            let jobs = store
+                .tasks_with::<u64>("abandoned", quick(Duration::from_millis(800), 5))
+                .unwrap();
+            let tasks = jobs.take_many(5, Duration::from_secs(10)).unwrap();
+            assert_eq!(tasks.len(), 5);
+            println!("holding");
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// Starts this test binary in `role` against `redis`, and waits for its first line.
+fn child(role: &str, redis: &RedisServer, ready: &str) -> std::process::Child {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_main",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(common::ROLE_VAR, role)
+        .env("TEST_REDIS", redis.url())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let line = BufReader::new(out)
+        .lines()
+        .map(Result::unwrap)
+        .find(|l| l.contains(ready));
+    assert!(line.is_some(), "{role} did not start");
+    child
+}
+
+#[test]
+fn a_redis_lock_of_a_killed_holder_frees_after_its_lease_and_not_before() {
+    let Some(redis) = RedisServer::start(&[]) else {
+        return;
+    };
+    let lock = monogusa::connect(&redis.url())
+        .unwrap()
+        .lock_with_lease("held", Some(Duration::from_millis(600)))
+        .unwrap();
+    let mut holder = child("lock-holder", &redis, "held");
+    // Renewed while its holder lives: still held after two leases.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(lock.try_acquire().unwrap().is_none(), "held while renewed");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let killed = std::time::Instant::now();
+    // Not before its lease runs out: the manager would free it now, Redis cannot know.
+    assert!(
+        lock.try_acquire().unwrap().is_none(),
+        "freed before its lease"
+    );
+    let mut guard = None;
+    wait_until(Duration::from_secs(30), "the lease to run out", || {
+        guard = lock.try_acquire().unwrap();
+        guard.is_some()
+    });
+    assert!(killed.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn a_killed_workers_redis_leases_are_handed_out_after_the_lease() {
+    let Some(redis) = RedisServer::start(&[]) else {
+        return;
+    };
+    let jobs = monogusa::connect(&redis.url())
+        .unwrap()
+        .tasks_with::<u64>("abandoned", quick(Duration::from_millis(800), 5))
+        .unwrap();
+    jobs.push_many(&(0..5).collect::<Vec<u64>>()).unwrap();
+    let mut holder = child("lease-holder", &redis, "holding");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    // Still leased right after the kill (Redis cannot see the holder die)...
+    let stats = jobs.stats().unwrap();
+    assert_eq!((stats.ready, stats.leased), (0, 5));
+    // ... and handed out once the lease has run out, on their second attempt.
+    let mut got = Vec::new();
+    wait_until(Duration::from_secs(30), "the leases to expire", || {
+        got.extend(jobs.take_many(5, Duration::from_millis(100)).unwrap());
+        got.len() == 5
+    });
+    assert!(got.iter().all(|t| t.attempt() == 2));
+    let mut payloads: Vec<u64> = got.iter().map(|t| *t.payload()).collect();
+    payloads.sort();
+    assert_eq!(payloads, [0, 1, 2, 3, 4]);
+    assert!(jobs.ack_many(got).unwrap().is_empty());
+}
+
+#[test]
+fn a_poison_task_on_redis_reaches_the_dead_letters() {
+    let Some(redis) = RedisServer::start(&[]) else {
+        return;
+    };
+    let jobs = monogusa::connect(&redis.url())
+        .unwrap()
+        .tasks_with::<String>("poison", quick(Duration::from_secs(30), 3))
+        .unwrap();
+    jobs.push(&"poison".into()).unwrap();
+    for attempt in 1..=3 {
+        let task = jobs
+            .take(Duration::from_secs(5))
+            .unwrap()
+            .expect("delivered");
+        assert_eq!(task.attempt(), attempt);
+        task.fail(format!("crash {attempt}")).unwrap();
+    }
+    let dead = jobs.dead_letters().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reasons, ["crash 1", "crash 2", "crash 3"]);
+    assert!(jobs.take(Duration::from_millis(100)).unwrap().is_none());
+}
+
+#[test]
+fn redis_gone_or_refusing_gives_clear_errors_within_the_timeout() {
+    // Nothing listens.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let refused = monogusa::connect(&format!("redis://127.0.0.1:{port}/0")).unwrap_err();
+    assert!(matches!(refused, monogusa::Error::Io(_)), "{refused:?}");
+    assert!(refused.to_string().contains(&port.to_string()), "{refused}");
+
+    let Some(mut redis) = RedisServer::start(&["--requirepass", "right-password"]) else {
+        return;
+    };
+    let wrong = monogusa::connect(&format!(
+        "redis://:wrong-password@127.0.0.1:{}/0",
+        redis.port
+    ))
+    .unwrap_err();
+    assert!(
+        matches!(wrong, monogusa::Error::Authentication(_)),
+        "{wrong:?}"
+    );
+    assert!(
+        !wrong.to_string().contains("wrong-password"),
+        "no secret shown: {wrong}"
+    );
+
+    let store = monogusa::connect(&format!(
+        "redis://:right-password@127.0.0.1:{}/0",
+        redis.port
+    ))
+    .unwrap();
+    let counter = store.counter("n").unwrap();
+    counter.add(1).unwrap();
+    redis.kill();
+    let gone = counter.add(1).unwrap_err();
+    assert!(
+        matches!(
+            gone,
+            monogusa::Error::Io(_)
+                | monogusa::Error::ConnectionLost(_)
+                | monogusa::Error::Timeout(_)
+        ),
+        "{gone:?}"
+    );
+    redis.restart();
+    // The next call reconnects (the data was not persisted: a fresh server).
+    wait_until(Duration::from_secs(30), "reconnected", || {
+        counter.add(1).is_ok()
+    });
+}
+
+#[test]
+fn nothing_acked_or_pushed_is_lost_when_redis_restarts_with_appendfsync_always() {
+    let Some(mut redis) = RedisServer::start(&["--appendonly", "yes", "--appendfsync", "always"])
+    else {
+        return;
+    };
+    let store = monogusa::connect(&redis.url()).unwrap();
+    let jobs = store
+        .tasks_with::<u64>("durable", quick(Duration::from_secs(1), 5))
+        .unwrap();
+    let pushed = jobs.push_many(&(0..200).collect::<Vec<u64>>()).unwrap();
+    assert_eq!(pushed.len(), 200);
+    let mut acked = std::collections::BTreeSet::new();
+    for task in jobs.take_many(50, Duration::from_secs(5)).unwrap() {
+        acked.insert(*task.payload());
+        task.ack().unwrap();
+    }
+    // Leased, not acked, at the crash.
+    let in_hand = jobs.take_many(10, Duration::from_secs(5)).unwrap();
+    assert_eq!(in_hand.len(), 10);
+    std::mem::forget(in_hand);
+    redis.restart(); // SIGKILL, then start on the same directory
+    let mut seen = std::collections::BTreeSet::new();
+    wait_until(Duration::from_secs(60), "every unacked task again", || {
+        if let Ok(tasks) = jobs.take_many(100, Duration::from_millis(200)) {
+            for task in tasks {
+                seen.insert(*task.payload());
+                task.ack().unwrap();
+            }
+        }
+        seen.len() == 150
+    });
+    assert!(seen.is_disjoint(&acked), "an acked task came back");
+    let stats = jobs.stats().unwrap();
+    assert_eq!((stats.ready, stats.leased, stats.done), (0, 0, 200));
+}
