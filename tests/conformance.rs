@@ -14,7 +14,8 @@ use monogusa::{
 
 /// What keeps a backend alive for a test.
 enum Fixture {
-    Manager(ManagerHandle, Option<tempfile::TempDir>),
+    /// The manager, and its data directory (kept until the test ends).
+    Manager(ManagerHandle, #[allow(dead_code)] Option<tempfile::TempDir>),
     Redis(RedisServer),
 }
 
