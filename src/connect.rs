@@ -3,7 +3,7 @@
 //! `.value()` and `.lock()` return the same types either way, so worker code does not change
 //! when a team outgrows one manager.
 
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "sqs"))]
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +25,31 @@ enum Inner {
     Manager(Client),
     #[cfg(feature = "redis")]
     Redis(Arc<crate::redis_store::RedisStore>),
+    #[cfg(feature = "sqs")]
+    Sqs(Arc<crate::sqs::SqsStore>),
+}
+
+/// Secrets for [`connect_with`], for programs that keep them elsewhere than the environment.
+/// Each one left `None` is read from its environment variable, as [`connect`] does.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub struct Secrets {
+    /// A manager's authkey (else `MONOGUSA_AUTHKEY` or the file `MONOGUSA_AUTHKEY_FILE`).
+    pub authkey: Option<Vec<u8>>,
+    /// Redis's password (else `MONOGUSA_REDIS_PASSWORD`, else the URL's).
+    pub redis_password: Option<String>,
+    /// AWS's access key id (else `AWS_ACCESS_KEY_ID`).
+    pub aws_access_key_id: Option<String>,
+    /// AWS's secret access key (else `AWS_SECRET_ACCESS_KEY`).
+    pub aws_secret_access_key: Option<String>,
+    /// AWS's session token, for temporary credentials (else `AWS_SESSION_TOKEN`).
+    pub aws_session_token: Option<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets").finish_non_exhaustive() // never the values
+    }
 }
 
 /// Opens the store at `url`:
@@ -50,6 +75,17 @@ enum Inner {
 /// # Ok(()) }
 /// ```
 pub fn connect(url: &str) -> Result<Store> {
+    connect_with(url, &Secrets::default())
+}
+
+/// [`connect`] with secrets given by the program; those it leaves `None` come from the
+/// environment. It also opens
+///
+/// - `sqs://HOST` (HTTPS) or `sqs+http://HOST:PORT` (a local stand-in such as moto's
+///   server) (feature `sqs`): Amazon SQS, for task queues only; AWS credentials from here or
+///   `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`; the region from the
+///   host name, `AWS_REGION` or `AWS_DEFAULT_REGION`.
+pub fn connect_with(url: &str, secrets: &Secrets) -> Result<Store> {
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| Error::Config(format!("{url:?} is not a URL (monogusa://, redis://)")))?;
@@ -60,29 +96,74 @@ pub fn connect(url: &str) -> Result<Store> {
             } else {
                 rest.trim_end_matches('/').to_string()
             };
-            let key = manager_key()?;
+            let key = match &secrets.authkey {
+                Some(key) => key.clone(),
+                None => manager_key()?,
+            };
             Ok(Store {
                 inner: Inner::Manager(Client::connect(address.as_str(), key)?),
             })
         }
-        "redis" | "rediss" | "redis+unix" => redis(url),
+        "redis" | "rediss" | "redis+unix" => redis(url, secrets),
+        "sqs" | "sqs+http" => sqs(url, secrets),
         other => Err(Error::Config(format!(
-            "no backend for {other}:// URLs (monogusa://, monogusa+unix://, redis://)"
+            "no backend for {other}:// URLs (monogusa://, monogusa+unix://, redis://, sqs://)"
         ))),
     }
 }
 
 #[cfg(feature = "redis")]
-fn redis(url: &str) -> Result<Store> {
+fn redis(url: &str, secrets: &Secrets) -> Result<Store> {
     Ok(Store {
-        inner: Inner::Redis(crate::redis_store::RedisStore::open(url, None)?),
+        inner: Inner::Redis(crate::redis_store::RedisStore::open(
+            url,
+            secrets.redis_password.as_deref(),
+            None,
+        )?),
     })
 }
 
 #[cfg(not(feature = "redis"))]
-fn redis(_: &str) -> Result<Store> {
+fn redis(_: &str, _: &Secrets) -> Result<Store> {
     Err(Error::Config(
         "this build has no Redis backend: enable monogusa's `redis` feature".into(),
+    ))
+}
+
+#[cfg(feature = "sqs")]
+fn sqs(url: &str, secrets: &Secrets) -> Result<Store> {
+    let from_env =
+        |given: &Option<String>, name: &str| given.clone().or_else(|| std::env::var(name).ok());
+    let access_key = from_env(&secrets.aws_access_key_id, "AWS_ACCESS_KEY_ID");
+    let secret = from_env(&secrets.aws_secret_access_key, "AWS_SECRET_ACCESS_KEY");
+    let (Some(access_key), Some(secret)) = (access_key, secret) else {
+        return Err(Error::Config(
+            "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or give Secrets)"
+                .into(),
+        ));
+    };
+    let credentials = crate::sqs::sigv4::Credentials {
+        access_key,
+        secret,
+        session_token: from_env(&secrets.aws_session_token, "AWS_SESSION_TOKEN"),
+    };
+    Ok(Store {
+        inner: Inner::Sqs(Arc::new(crate::sqs::SqsStore::open(url, credentials)?)),
+    })
+}
+
+#[cfg(not(feature = "sqs"))]
+fn sqs(_: &str, _: &Secrets) -> Result<Store> {
+    Err(Error::Config(
+        "this build has no SQS backend: enable monogusa's `sqs` feature".into(),
+    ))
+}
+
+/// What SQS refuses: it holds task queues only.
+#[cfg(feature = "sqs")]
+fn tasks_only(what: &str) -> Error {
+    Error::Config(format!(
+        "SQS holds task queues only, not a {what}: keep it on a manager or Redis"
     ))
 }
 
@@ -118,6 +199,8 @@ impl Store {
     /// The manager's client, if this store is a manager.
     pub fn client(&self) -> Option<&Client> {
         match &self.inner {
+            #[cfg(feature = "sqs")]
+            Inner::Sqs(_) => None,
             Inner::Manager(client) => Some(client),
             #[cfg(feature = "redis")]
             Inner::Redis(_) => None,
@@ -144,12 +227,20 @@ impl Store {
                     crate::redis_store::RedisTasks::open(store, name, &tag, settings.into())?;
                 Ok(TaskQueue::with_backend(backend, format!("{name} on Redis")))
             }
+            #[cfg(feature = "sqs")]
+            Inner::Sqs(store) => {
+                let tag = crate::proxies::type_tag::<T>();
+                let backend = crate::sqs::SqsTasks::open(store, name, &tag, settings.into())?;
+                Ok(TaskQueue::with_backend(backend, format!("{name} on SQS")))
+            }
         }
     }
 
     /// Opens the counter `name` (created at 0).
     pub fn counter(&self, name: &str) -> Result<Counter> {
         match &self.inner {
+            #[cfg(feature = "sqs")]
+            Inner::Sqs(_) => Err(tasks_only("counter")),
             Inner::Manager(client) => client.counter(name),
             #[cfg(feature = "redis")]
             Inner::Redis(store) => Ok(Counter::from_target(crate::proxies::Target::Redis(
@@ -169,6 +260,8 @@ impl Store {
         name: &str,
     ) -> Result<Dict<K, V>> {
         match &self.inner {
+            #[cfg(feature = "sqs")]
+            Inner::Sqs(_) => Err(tasks_only("dict")),
             Inner::Manager(client) => client.dict(name),
             #[cfg(feature = "redis")]
             Inner::Redis(store) => {
@@ -192,6 +285,8 @@ impl Store {
     /// Opens the value `name` (created unset).
     pub fn value<T: Serialize + DeserializeOwned>(&self, name: &str) -> Result<Value<T>> {
         match &self.inner {
+            #[cfg(feature = "sqs")]
+            Inner::Sqs(_) => Err(tasks_only("value")),
             Inner::Manager(client) => client.value(name),
             #[cfg(feature = "redis")]
             Inner::Redis(store) => Ok(Value::from_target(crate::proxies::Target::Redis(
@@ -216,6 +311,8 @@ impl Store {
     /// ignores `lease`.
     pub fn lock_with_lease(&self, name: &str, lease: Option<Duration>) -> Result<Lock> {
         match &self.inner {
+            #[cfg(feature = "sqs")]
+            Inner::Sqs(_) => Err(tasks_only("lock")),
             Inner::Manager(client) => {
                 let _ = lease;
                 client.lock(name)

@@ -144,6 +144,8 @@ mod python;
 mod redis_store;
 mod server;
 mod service;
+#[cfg(feature = "sqs")]
+mod sqs;
 mod store;
 mod stub;
 mod transport;
@@ -151,7 +153,7 @@ pub mod workers;
 
 pub use client::{Client, ClientBuilder, ConnectionStatus, Pending};
 pub use codec::DEFAULT_MAX_DECODE_DEPTH;
-pub use connect::{Store, connect};
+pub use connect::{Secrets, Store, connect, connect_with};
 pub use error::{Error, Phase, RemoteError, RemoteErrorKind, Result};
 pub use frame::DEFAULT_MAX_FRAME_LEN;
 pub use proxies::{

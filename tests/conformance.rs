@@ -1,13 +1,15 @@
 //! One conformance suite, run unchanged against every backend `monogusa::connect` opens: a
-//! manager in memory, a manager with a data directory, and Redis (a `redis-server` of the
-//! test's own). The same behaviours, the same assertions; what differs by design (a dead
+//! manager in memory, a manager with a data directory, Redis (a `redis-server` of the test's
+//! own), and, for task queues, SQS (moto's server, the local stand-in, not AWS). The same
+//! behaviours, the same assertions; what SQS cannot do (dedup keys, a count of acked tasks)
+//! is checked to be refused or skipped for it by name, and what differs by design (a dead
 //! holder's lock, a dead worker's leases) is tested per backend at the end.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{KEY, RedisServer, wait_until};
+use common::{KEY, MotoServer, RedisServer, wait_until};
 use monogusa::{
     Manager, ManagerHandle, PushOptions, RemoteErrorKind, Retry, Store, TaskQueueSettings,
 };
@@ -17,6 +19,7 @@ enum Fixture {
     /// The manager, and its data directory (kept until the test ends).
     Manager(ManagerHandle, #[allow(dead_code)] Option<tempfile::TempDir>),
     Redis(RedisServer),
+    Sqs(MotoServer),
 }
 
 impl Fixture {
@@ -26,11 +29,26 @@ impl Fixture {
                 Store::from(monogusa::Client::connect(manager.address(), KEY).unwrap())
             }
             Fixture::Redis(redis) => monogusa::connect(&redis.url()).unwrap(),
+            Fixture::Sqs(moto) => moto.store(),
         }
+    }
+
+    /// SQS has no dedup keys and keeps no count of acked tasks.
+    fn is_sqs(&self) -> bool {
+        matches!(self, Fixture::Sqs(_))
     }
 }
 
-/// Every backend, by name.
+/// Every backend of task queues: those of shared objects, and SQS.
+fn task_backends() -> Vec<(&'static str, Fixture)> {
+    let mut all = backends();
+    if let Some(moto) = MotoServer::start() {
+        all.push(("sqs (moto)", Fixture::Sqs(moto)));
+    }
+    all
+}
+
+/// Every backend of shared objects, by name.
 fn backends() -> Vec<(&'static str, Fixture)> {
     let memory = Manager::builder()
         .authkey(KEY)
@@ -222,7 +240,7 @@ fn locks_exclude_and_free_on_release() {
 
 #[test]
 fn task_queues_deliver_ack_retry_and_dead_letter_alike() {
-    for (backend, fixture) in backends() {
+    for (backend, fixture) in task_backends() {
         let store = fixture.store();
         let jobs = store
             .tasks_with::<String>("jobs", quick(Duration::from_secs(30), 2))
@@ -265,10 +283,13 @@ fn task_queues_deliver_ack_retry_and_dead_letter_alike() {
         assert_eq!(dead[0].reasons, ["first", "second"], "{backend}");
         let stats = jobs.stats().unwrap();
         assert_eq!(
-            (stats.ready, stats.leased, stats.dead, stats.done),
-            (0, 0, 1, 2),
+            (stats.ready, stats.leased, stats.dead),
+            (0, 0, 1),
             "{backend}"
         );
+        if !fixture.is_sqs() {
+            assert_eq!(stats.done, 2, "{backend}");
+        }
 
         // Requeued, it starts over.
         assert!(jobs.requeue(dead[0].id).unwrap(), "{backend}");
@@ -288,12 +309,13 @@ fn task_queues_deliver_ack_retry_and_dead_letter_alike() {
             jobs.take(Duration::from_millis(50)).unwrap().is_none(),
             "{backend}"
         );
+        eprintln!("task queues conform on {backend}");
     }
 }
 
 #[test]
 fn delays_dedup_keys_and_batches() {
-    for (backend, fixture) in backends() {
+    for (backend, fixture) in task_backends() {
         let store = fixture.store();
         let jobs = store
             .tasks_with::<u64>("batch", quick(Duration::from_secs(30), 3))
@@ -307,12 +329,24 @@ fn delays_dedup_keys_and_batches() {
             dedup_key: Some("only-once".into()),
             ..PushOptions::default()
         };
-        let first = jobs.push_with(&1, &once).unwrap();
-        assert_eq!(
-            jobs.push_with(&2, &once).unwrap(),
-            first,
-            "{backend}: deduplicated"
-        );
+        let first = if fixture.is_sqs() {
+            // SQS standard queues have no dedup keys: refused, never half-done.
+            let refused = jobs.push_with(&1, &once).unwrap_err();
+            assert_eq!(
+                kind(&refused),
+                Some(RemoteErrorKind::BadArguments),
+                "{refused}"
+            );
+            jobs.push(&1).unwrap()
+        } else {
+            let first = jobs.push_with(&1, &once).unwrap();
+            assert_eq!(
+                jobs.push_with(&2, &once).unwrap(),
+                first,
+                "{backend}: deduplicated"
+            );
+            first
+        };
         let stats = jobs.stats().unwrap();
         assert_eq!((stats.ready, stats.delayed), (1, 1), "{backend}");
         let ids = jobs.push_many(&(10..20).collect::<Vec<u64>>()).unwrap();
@@ -326,7 +360,11 @@ fn delays_dedup_keys_and_batches() {
         );
         assert!(jobs.ack_many(tasks).unwrap().is_empty(), "{backend}");
         // Done: the dedup key is free again.
-        assert_ne!(jobs.push_with(&3, &once).unwrap(), first, "{backend}");
+        if fixture.is_sqs() {
+            jobs.push(&3).unwrap();
+        } else {
+            assert_ne!(jobs.push_with(&3, &once).unwrap(), first, "{backend}");
+        }
         let three = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
         assert_eq!(*three.payload(), 3, "{backend}");
         three.ack().unwrap();
@@ -341,13 +379,15 @@ fn delays_dedup_keys_and_batches() {
             "{backend}: not before its delay"
         );
         due.ack().unwrap();
-        assert_eq!(jobs.stats().unwrap().done, 13, "{backend}");
+        if !fixture.is_sqs() {
+            assert_eq!(jobs.stats().unwrap().done, 13, "{backend}");
+        }
     }
 }
 
 #[test]
 fn an_expired_lease_is_delivered_again_and_its_late_ack_refused() {
-    for (backend, fixture) in backends() {
+    for (backend, fixture) in task_backends() {
         let store = fixture.store();
         let jobs = store
             .tasks_with::<String>("short", quick(Duration::from_millis(300), 5))
@@ -382,13 +422,16 @@ fn an_expired_lease_is_delivered_again_and_its_late_ack_refused() {
         );
         again.ack().unwrap();
         let stats = jobs.stats().unwrap();
-        assert_eq!((stats.leased, stats.done), (0, 1), "{backend}");
+        assert_eq!(stats.leased, 0, "{backend}");
+        if !fixture.is_sqs() {
+            assert_eq!(stats.done, 1, "{backend}");
+        }
     }
 }
 
 #[test]
 fn a_dropped_task_goes_back_and_a_queue_of_other_types_is_refused() {
-    for (backend, fixture) in backends() {
+    for (backend, fixture) in task_backends() {
         let store = fixture.store();
         let jobs = store.tasks::<u32>("drops").unwrap();
         jobs.push(&7).unwrap();
@@ -640,4 +683,47 @@ fn nothing_acked_or_pushed_is_lost_when_redis_restarts_with_appendfsync_always()
     assert!(seen.is_disjoint(&acked), "an acked task came back");
     let stats = jobs.stats().unwrap();
     assert_eq!((stats.ready, stats.leased, stats.done), (0, 0, 200));
+}
+
+// ---- SQS only: its limits ---------------------------------------------------------------------
+
+#[test]
+fn sqs_limits_are_checked_with_clear_errors_and_other_kinds_refused() {
+    let Some(moto) = MotoServer::start() else {
+        return;
+    };
+    let store = moto.store();
+    let jobs = store.tasks::<Vec<u8>>("limits").unwrap();
+    // Over the queue's message size (its MaximumMessageSize, 1 MiB at most; base64 adds a
+    // third).
+    let big = jobs.push(&vec![7u8; 900 * 1024]).unwrap_err();
+    assert_eq!(kind(&big), Some(RemoteErrorKind::LimitExceeded), "{big}");
+    assert!(big.to_string().contains("message limit"), "{big}");
+    // Delays over 15 minutes.
+    let far = PushOptions {
+        delay: Duration::from_secs(16 * 60),
+        ..PushOptions::default()
+    };
+    let late = jobs.push_with(&vec![1], &far).unwrap_err();
+    assert_eq!(kind(&late), Some(RemoteErrorKind::BadArguments), "{late}");
+    assert!(late.to_string().contains("15-minute"), "{late}");
+    // Leases over 12 hours, and backoffs over 15 minutes.
+    let settings = TaskQueueSettings {
+        lease_timeout: Duration::from_secs(13 * 3600),
+        ..TaskQueueSettings::default()
+    };
+    let long = store.tasks_with::<u8>("long", settings).unwrap_err();
+    assert!(long.to_string().contains("12-hour"), "{long}");
+    // Nothing was half-done: the queue is empty.
+    assert_eq!(jobs.stats().unwrap().ready, 0);
+    // SQS holds task queues only.
+    let counter = store.counter("n").unwrap_err();
+    assert!(
+        counter.to_string().contains("task queues only"),
+        "{counter}"
+    );
+    // Nothing listens: an I/O error naming the endpoint.
+    drop(moto);
+    let gone = jobs.push(&vec![1]).unwrap_err();
+    assert!(matches!(gone, monogusa::Error::Io(_)), "{gone:?}");
 }

@@ -21,7 +21,7 @@ pub use signal::{Barrier, Event};
 pub use tasks::{
     DeadLetter, Lease, PushOptions, Retry, Task, TaskId, TaskQueue, TaskQueueSettings, TaskStats,
 };
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "sqs"))]
 pub(crate) use tasks::{LeaseOps, TaskBackend};
 pub use value::Value;
 

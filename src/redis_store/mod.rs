@@ -65,12 +65,19 @@ impl RedisStore {
     /// Connects to the Redis at `url` (`redis://host:port/db`, `redis+unix:///path`); the
     /// password comes from the URL or, better, the `MONOGUSA_REDIS_PASSWORD` environment
     /// variable. Connects once, so a wrong address or password is reported here.
-    pub(crate) fn open(url: &str, timeout: Option<Duration>) -> Result<Arc<RedisStore>> {
+    pub(crate) fn open(
+        url: &str,
+        password: Option<&str>,
+        timeout: Option<Duration>,
+    ) -> Result<Arc<RedisStore>> {
         let shown = without_secret(url);
         let mut info: ::redis::ConnectionInfo =
             ::redis::IntoConnectionInfo::into_connection_info(url)
                 .map_err(|e| Error::Config(format!("the Redis URL {shown} is not valid: {e}")))?;
-        if let Ok(password) = std::env::var("MONOGUSA_REDIS_PASSWORD") {
+        let password = password
+            .map(str::to_string)
+            .or_else(|| std::env::var("MONOGUSA_REDIS_PASSWORD").ok());
+        if let Some(password) = password {
             let settings = info.redis_settings().clone().set_password(password);
             info = info.set_redis_settings(settings);
         }

@@ -639,3 +639,61 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+// ---- A local SQS stand-in --------------------------------------------------------------------
+
+/// moto's server (`moto_server`, from PyPI's `moto[server]`): the local stand-in for SQS,
+/// not AWS. Found as `MONOGUSA_MOTO_SERVER` or `moto_server` on the PATH; killed when dropped.
+pub struct MotoServer {
+    pub child: std::process::Child,
+    pub port: u16,
+}
+
+impl MotoServer {
+    /// Starts one, or returns `None` (saying why) where moto is not installed; under CI, a
+    /// missing moto fails the test instead.
+    pub fn start() -> Option<MotoServer> {
+        let program =
+            std::env::var("MONOGUSA_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let child = match Command::new(&program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) => {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "{program} is missing ({e}); .ci/run installs moto"
+                );
+                eprintln!("skipped: {program} is not installed ({e})");
+                return None;
+            }
+        };
+        let server = MotoServer { child, port };
+        wait_until(Duration::from_secs(60), "moto_server to listen", || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Some(server)
+    }
+
+    /// A store on it (any credentials do; moto checks none).
+    pub fn store(&self) -> monogusa::Store {
+        let mut secrets = monogusa::Secrets::default();
+        secrets.aws_access_key_id = Some("testing".into());
+        secrets.aws_secret_access_key = Some("testing".into());
+        monogusa::connect_with(&format!("sqs+http://127.0.0.1:{}", self.port), &secrets).unwrap()
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
