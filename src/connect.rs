@@ -54,7 +54,7 @@ impl std::fmt::Debug for Secrets {
 
 /// Opens the store at `url`:
 ///
-/// - `monogusa://HOST:PORT` or `monogusa+unix:///PATH`: a manager; the authkey comes from
+/// - `monogusa://HOST:PORT`, `monogusa+unix:///PATH` or `unix:/PATH`: a manager; the authkey comes from
 ///   `MONOGUSA_AUTHKEY` (or the file `MONOGUSA_AUTHKEY_FILE` names), never the URL;
 /// - `redis://HOST:PORT/DB`, `rediss://…`, `redis+unix:///PATH` (feature `redis`): Redis; a
 ///   password from `MONOGUSA_REDIS_PASSWORD` (it may be in the URL too, but URLs end up in
@@ -86,6 +86,10 @@ pub fn connect(url: &str) -> Result<Store> {
 ///   `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`; the region from the
 ///   host name, `AWS_REGION` or `AWS_DEFAULT_REGION`.
 pub fn connect_with(url: &str, secrets: &Secrets) -> Result<Store> {
+    // A manager's own address form, `unix:/path`, as `monogusa+unix:///path`.
+    if let Some(path) = url.strip_prefix("unix:").filter(|p| !p.starts_with("//")) {
+        return connect_with(&format!("monogusa+unix://{path}"), secrets);
+    }
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| Error::Config(format!("{url:?} is not a URL (monogusa://, redis://)")))?;

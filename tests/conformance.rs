@@ -727,3 +727,51 @@ fn sqs_limits_are_checked_with_clear_errors_and_other_kinds_refused() {
     let gone = jobs.push(&vec![1]).unwrap_err();
     assert!(matches!(gone, monogusa::Error::Io(_)), "{gone:?}");
 }
+
+#[test]
+fn urls_name_the_backend_and_bad_ones_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.sock");
+    let manager = Manager::builder()
+        .authkey(KEY)
+        .bind(monogusa::Address::unix(&path))
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let mut secrets = monogusa::Secrets::default();
+    secrets.authkey = Some(KEY.as_bytes().to_vec());
+    for url in [
+        format!("unix:{}", path.display()),
+        format!("monogusa+unix://{}", path.display()),
+    ] {
+        let store = monogusa::connect_with(&url, &secrets).unwrap();
+        assert!(store.client().is_some(), "{url}");
+        store.counter("via-url").unwrap().add(1).unwrap();
+    }
+    assert_eq!(
+        manager
+            .client()
+            .unwrap()
+            .counter("via-url")
+            .unwrap()
+            .get()
+            .unwrap(),
+        2
+    );
+    let wrong_key = monogusa::Secrets::default();
+    let mut wrong = wrong_key.clone();
+    wrong.authkey = Some(b"not the key".to_vec());
+    let refused = monogusa::connect_with(&format!("unix:{}", path.display()), &wrong).unwrap_err();
+    assert!(
+        matches!(refused, monogusa::Error::Authentication(_)),
+        "{refused:?}"
+    );
+    let unknown = monogusa::connect("ftp://example.com").unwrap_err();
+    assert!(
+        unknown.to_string().contains("no backend for ftp://"),
+        "{unknown}"
+    );
+    let not_a_url = monogusa::connect("127.0.0.1:4343").unwrap_err();
+    assert!(not_a_url.to_string().contains("not a URL"), "{not_a_url}");
+}
