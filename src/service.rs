@@ -86,6 +86,7 @@ pub fn decode_erased_args<T: serde::de::DeserializeOwned>(
 
 /// Decodes a method's argument tuple, naming the method in the error. (Generated dispatch
 /// and the built-in objects call it; re-exported for macro output.)
+#[inline]
 pub fn decode_args<'a, T: Deserialize<'a>>(
     args: &'a [u8],
     service: &str,

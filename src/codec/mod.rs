@@ -128,11 +128,13 @@ pub(crate) fn encode_result<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Resul
 
 /// Decodes a value that must fill `bytes` exactly: trailing bytes are an error, because they
 /// mean the sender encoded something else than the receiver expects.
+#[inline]
 pub(crate) fn decode_exact<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Error> {
     decode_exact_at_depth(bytes, MAX_DEPTH.with(|d| d.get()))
 }
 
 /// [`decode_exact`] with an explicit depth limit.
+#[inline]
 pub(crate) fn decode_exact_at_depth<'a, T: Deserialize<'a>>(
     bytes: &'a [u8],
     max_depth: u32,

@@ -47,6 +47,7 @@ pub(crate) enum Target {
 }
 
 impl Target {
+    #[inline]
     pub(crate) fn call<R: DeserializeOwned, A: Serialize>(
         &self,
         method: &str,
