@@ -268,10 +268,17 @@ fn a_blocked_take_blocks_only_its_caller_and_shutdown_wakes_it() {
     let manager = start();
     let client = connect(&manager);
     let jobs = client.tasks::<u8>("idle").unwrap();
+    let before = manager.stats().calls;
     let waiter = {
         let jobs = jobs.clone();
         std::thread::spawn(move || jobs.take(Duration::from_secs(60)).map(|t| t.is_some()))
     };
+    // The take reached the manager (nothing else calls meanwhile): it blocks there.
+    wait_until(
+        Duration::from_secs(10),
+        "the take to reach the manager",
+        || manager.stats().calls > before,
+    );
     // Others are served meanwhile.
     let other = client.tasks::<u8>("busy").unwrap();
     other.push(&1).unwrap();
@@ -282,9 +289,6 @@ fn a_blocked_take_blocks_only_its_caller_and_shutdown_wakes_it() {
         .ack()
         .unwrap();
     assert!(!waiter.is_finished(), "the take still waits");
-    wait_until(Duration::from_secs(10), "the waiter is connected", || {
-        manager.stats().connections_open >= 2
-    });
     drop(manager);
     let error = waiter.join().unwrap().unwrap_err();
     assert!(
