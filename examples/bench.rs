@@ -798,18 +798,19 @@ fn task_queues(plan: Plan) {
 /// framework's overhead (heartbeats, stop checks, lease keeping, panics caught). Workers are
 /// started and idle first; the clock runs from the first push of `tasks` to the last ack.
 fn supervised_workers(plan: Plan) {
-    let tasks: u64 = if plan.quick { 20_000 } else { 100_000 };
+    let tasks: u64 = if plan.quick { 5_000 } else { 100_000 };
     for processes in [1usize, 2, 4] {
         let manager = Server::start_with("task-manager", &Transport::Tcp.bind("sw"), &["-"]);
         let client = Client::connect(manager.address.as_str(), AUTHKEY).unwrap();
         // A warm-up round first (connection threads, allocations), then the measured one.
         let drain = |queue: &monogusa::TaskQueue<u64>| {
-            let batch: Vec<u64> = (0..1000).collect();
             let mut rate = 0.0;
             for (round, count) in [(1, tasks / 10), (2, tasks)] {
+                let batch: Vec<u64> = (0..count.min(1000)).collect();
+                let count = batch.len() as u64 * (count / batch.len() as u64);
                 let before = queue.stats().unwrap().done;
                 let started = Instant::now();
-                for _ in 0..count / 1000 {
+                for _ in 0..count / batch.len() as u64 {
                     queue.push_many(&batch).unwrap();
                 }
                 while queue.stats().unwrap().done < before + count {
