@@ -109,6 +109,13 @@ pub struct Serve {
     /// Also listen for msgpack-rpc clients (HOST:PORT or unix:PATH).
     #[arg(long, value_name = "ADDR")]
     pub msgpack: Vec<String>,
+    /// Also serve the dashboard page and Prometheus /metrics over HTTP (loopback advised;
+    /// the URL with its token is logged at start).
+    #[arg(long, value_name = "ADDR")]
+    pub http: Vec<String>,
+    /// The dashboard's token, from a file (default: derived from the authkey).
+    #[arg(long, value_name = "FILE", requires = "http")]
+    pub http_token_file: Option<PathBuf>,
     /// Keep task queues and shared objects in DIR across restarts.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,

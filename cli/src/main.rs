@@ -144,6 +144,14 @@ fn serve(options: args::Serve) -> Result<ExitCode, Failure> {
     for address in &options.msgpack {
         builder = builder.msgpack_listener(address.as_str());
     }
+    for address in &options.http {
+        builder = builder.http(address.as_str());
+    }
+    if let Some(path) = &options.http_token_file {
+        let token = std::fs::read_to_string(path)
+            .map_err(|e| Failure::Runtime(format!("cannot read {}: {e}", path.display())))?;
+        builder = builder.http_token(token.trim());
+    }
     if let Some(dir) = &options.data_dir {
         builder = builder.data_dir(dir);
         if let Some(ms) = options.commit_every {

@@ -4,6 +4,8 @@
 mod connection;
 mod defenses;
 mod dispatch;
+#[cfg(feature = "http")]
+mod http;
 mod keepalive;
 #[cfg(feature = "msgpack")]
 mod msgpack;
@@ -95,6 +97,10 @@ pub struct ManagerBuilder {
     python_addresses: Vec<Result<Address>>,
     /// Where msgpack-rpc clients connect.
     msgpack_addresses: Vec<Result<Address>>,
+    /// Where the dashboard and `/metrics` are served.
+    http_addresses: Vec<Result<Address>>,
+    /// The dashboard's token, if not derived from the authkey.
+    http_token: Option<String>,
     #[cfg(feature = "python")]
     python_exposed: std::collections::HashMap<String, crate::python::PythonShared>,
     registry: Registry,
@@ -161,6 +167,22 @@ impl ManagerBuilder {
     /// build without the default `msgpack` feature refuses it at `build`.
     pub fn msgpack_listener(mut self, address: impl ToAddress) -> Self {
         self.msgpack_addresses.push(address.to_address());
+        self
+    }
+
+    /// Also serves the dashboard page and Prometheus `/metrics` over HTTP at `address`
+    /// (feature `http`). Every path but `/healthz` needs the dashboard token (see
+    /// [`ManagerHandle::http_token`]); actions that change state are POSTs that check it and the
+    /// `Origin`. Bind it to loopback unless a proxy in front of it adds TLS.
+    pub fn http(mut self, address: impl ToAddress) -> Self {
+        self.http_addresses.push(address.to_address());
+        self
+    }
+
+    /// The dashboard's token, instead of the one derived from the authkey (HMAC-SHA256 with a
+    /// label of its own, so the token never reveals the key).
+    pub fn http_token(mut self, token: impl Into<String>) -> Self {
+        self.http_token = Some(token.into());
         self
     }
 
@@ -410,6 +432,19 @@ impl ManagerBuilder {
                     .into(),
             ));
         }
+        let mut http_addresses = Vec::new();
+        for address in self.http_addresses {
+            http_addresses.push(address?);
+        }
+        #[cfg(feature = "http")]
+        let http = (!http_addresses.is_empty())
+            .then(|| http::HttpState::new(&raw_key, self.http_token.clone()));
+        #[cfg(not(feature = "http"))]
+        if !http_addresses.is_empty() {
+            return Err(Error::Config(
+                "this build of monogusa has no HTTP dashboard (enable its `http` feature)".into(),
+            ));
+        }
         #[cfg(feature = "python")]
         let python = (!python_addresses.is_empty())
             .then(|| python::PythonState::new(&raw_key, self.python_exposed));
@@ -441,10 +476,13 @@ impl ManagerBuilder {
             addresses,
             python_addresses,
             msgpack_addresses,
+            http_addresses,
             #[cfg(feature = "python")]
             python,
             #[cfg(feature = "msgpack")]
             msgpack,
+            #[cfg(feature = "http")]
+            http,
             registry: self.registry,
             objects: self.objects,
             limits: self.limits,
@@ -546,10 +584,14 @@ pub struct Manager {
     python_addresses: Vec<Address>,
     /// Where msgpack-rpc clients connect.
     msgpack_addresses: Vec<Address>,
+    /// Where the dashboard is served.
+    http_addresses: Vec<Address>,
     #[cfg(feature = "python")]
     python: Option<python::PythonState>,
     #[cfg(feature = "msgpack")]
     msgpack: Option<msgpack::MsgpackState>,
+    #[cfg(feature = "http")]
+    http: Option<http::HttpState>,
     registry: Registry,
     objects: ObjectsConfig,
     limits: Limits,
@@ -577,6 +619,8 @@ impl Manager {
             more_addresses: Vec::new(),
             python_addresses: Vec::new(),
             msgpack_addresses: Vec::new(),
+            http_addresses: Vec::new(),
+            http_token: None,
             #[cfg(feature = "python")]
             python_exposed: std::collections::HashMap::new(),
             registry: Registry::default(),
@@ -597,11 +641,13 @@ impl Manager {
         let mut addresses = Vec::new();
         let mut python_addresses = Vec::new();
         let mut msgpack_addresses = Vec::new();
+        let mut http_addresses = Vec::new();
         for (listener, protocol) in &listeners {
             match protocol {
                 Protocol::Native => addresses.push(listener.local_address()?),
                 Protocol::Python => python_addresses.push(listener.local_address()?),
                 Protocol::Msgpack => msgpack_addresses.push(listener.local_address()?),
+                Protocol::Http => http_addresses.push(listener.local_address()?),
             }
         }
         let acceptor = {
@@ -619,9 +665,13 @@ impl Manager {
         for address in &msgpack_addresses {
             log::info!("manager listening for msgpack-rpc clients on {address}");
         }
+        for address in &http_addresses {
+            log_dashboard(&shared, address);
+        }
         Ok(ManagerHandle {
             shared,
             addresses,
+            http_addresses,
             python_addresses,
             msgpack_addresses,
             acceptor: Some(acceptor),
@@ -657,9 +707,14 @@ impl Manager {
                 Protocol::Native => "",
                 Protocol::Python => " for python clients",
                 Protocol::Msgpack => " for msgpack-rpc clients",
+                Protocol::Http => " for the dashboard (HTTP)",
             };
             let address = listener.local_address()?;
-            log::info!("manager listening{what} on {address}");
+            if let Protocol::Http = protocol {
+                log_dashboard(&shared, &address);
+            } else {
+                log::info!("manager listening{what} on {address}");
+            }
             if let Protocol::Native = protocol {
                 native.push(address);
             }
@@ -713,7 +768,8 @@ impl Manager {
                 self.msgpack_addresses
                     .iter()
                     .map(|a| (a, Protocol::Msgpack)),
-            );
+            )
+            .chain(self.http_addresses.iter().map(|a| (a, Protocol::Http)));
         for (address, protocol) in every {
             listeners.push((Listener::bind(address)?, protocol));
             if let Address::Tcp { host, .. } = address
@@ -752,6 +808,8 @@ impl Manager {
             python: self.python,
             #[cfg(feature = "msgpack")]
             msgpack: self.msgpack,
+            #[cfg(feature = "http")]
+            http: self.http,
         });
         Ok((shared, listeners))
     }
@@ -767,6 +825,8 @@ pub struct ManagerHandle {
     python_addresses: Vec<Address>,
     /// Where msgpack-rpc clients connect.
     msgpack_addresses: Vec<Address>,
+    /// Where the dashboard is served.
+    http_addresses: Vec<Address>,
     acceptor: Option<JoinHandle<()>>,
 }
 
@@ -818,6 +878,25 @@ impl ManagerHandle {
     /// made, for a manager built without one).
     pub fn client(&self) -> Result<crate::Client> {
         crate::Client::connect(self.address().clone(), &self.shared.raw_key)
+    }
+
+    /// The addresses of [`ManagerBuilder::http`], with real ports.
+    pub fn http_addresses(&self) -> &[Address] {
+        &self.http_addresses
+    }
+
+    /// The dashboard's token (given, or derived from the authkey): open
+    /// `http://ADDRESS/?token=TOKEN` once, and the page keeps it in a cookie. `None` without
+    /// a dashboard.
+    pub fn http_token(&self) -> Option<&str> {
+        #[cfg(feature = "http")]
+        {
+            self.shared.http.as_ref().map(|h| h.token())
+        }
+        #[cfg(not(feature = "http"))]
+        {
+            None
+        }
     }
 
     /// The key clients prove, as given (or generated), for supervisors in this process.
@@ -965,6 +1044,20 @@ enum Protocol {
     Native,
     Python,
     Msgpack,
+    Http,
+}
+
+/// Says where the dashboard is, with its token: the operator's one way in.
+fn log_dashboard(shared: &Shared, address: &Address) {
+    #[cfg(feature = "http")]
+    if let Some(http) = &shared.http {
+        log::info!(
+            "manager serving its dashboard on http://{address}/?token={}",
+            http.token()
+        );
+    }
+    #[cfg(not(feature = "http"))]
+    let _ = (shared, address);
 }
 
 /// What the acceptor and every connection thread share.
@@ -994,6 +1087,8 @@ struct Shared {
     python: Option<python::PythonState>,
     #[cfg(feature = "msgpack")]
     msgpack: Option<msgpack::MsgpackState>,
+    #[cfg(feature = "http")]
+    http: Option<http::HttpState>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -1302,6 +1397,10 @@ fn accept_loop(shared: &Arc<Shared>, listener: Listener, protocol: Protocol) {
                     Protocol::Msgpack => msgpack::admit(shared, stream),
                     #[cfg(not(feature = "msgpack"))]
                     Protocol::Msgpack => drop(stream),
+                    #[cfg(feature = "http")]
+                    Protocol::Http => http::admit(shared, stream),
+                    #[cfg(not(feature = "http"))]
+                    Protocol::Http => drop(stream),
                 }));
                 if admitted.is_err() {
                     shared

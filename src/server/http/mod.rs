@@ -1,0 +1,235 @@
+//! The manager's HTTP side (feature `http`): a live dashboard page, its JSON and Server-Sent
+//! Events, and Prometheus `/metrics`. A minimal HTTP/1.1 server of our own (one request per
+//! connection, `Connection: close`): the pages are few and small, and owning the parser lets
+//! it bound everything a hostile peer could grow (head size, head time, connections), apart
+//! from the RPC side, which it never blocks.
+//!
+//! Security: every path but `/healthz` needs the token (`?token=` once, then a
+//! `SameSite=Strict` cookie; or `Authorization: Bearer`). State-changing actions are POSTs
+//! that check the token and that `Origin`, when sent, is this very host (no CSRF).
+
+mod pages;
+mod request;
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use super::Shared;
+use crate::transport::Stream;
+use request::{Refusal, Request};
+
+/// The most HTTP connections at once; more are closed at once.
+const MAX_CONNECTIONS: usize = 64;
+
+/// How long a client may take to send its request head (a slowloris gets this long).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The cookie that keeps the token after the first visit.
+const COOKIE: &str = "monogusa_token";
+
+/// What the HTTP side keeps.
+pub(crate) struct HttpState {
+    token: String,
+    open: AtomicUsize,
+}
+
+impl HttpState {
+    /// The token given, or one derived from the authkey with a label of its own.
+    pub(crate) fn new(raw_key: &[u8], token: Option<String>) -> HttpState {
+        let token = token.unwrap_or_else(|| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(raw_key).expect("HMAC takes any key");
+            mac.update(b"monogusa dashboard token");
+            mac.finalize().into_bytes()[..16]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        });
+        HttpState {
+            token,
+            open: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn token(&self) -> &str {
+        &self.token
+    }
+}
+
+/// Serves one HTTP connection on a thread of its own (at most [`MAX_CONNECTIONS`]).
+pub(crate) fn admit(shared: &Arc<Shared>, stream: Stream) {
+    let Some(state) = &shared.http else {
+        return;
+    };
+    if state.open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+        state.open.fetch_sub(1, Ordering::SeqCst);
+        return; // dropped: closed at once
+    }
+    let for_thread = Arc::clone(shared);
+    let spawned = std::thread::Builder::new()
+        .name("monogusa-http".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            if let Err(e) = serve(&for_thread, stream) {
+                log::debug!("http: {e}");
+            }
+            if let Some(state) = &for_thread.http {
+                state.open.fetch_sub(1, Ordering::SeqCst);
+            }
+        });
+    if spawned.is_err()
+        && let Some(state) = &shared.http
+    {
+        state.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A response to write.
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) content_type: &'static str,
+    pub(crate) headers: Vec<(&'static str, String)>,
+    pub(crate) body: Vec<u8>,
+}
+
+impl Response {
+    pub(crate) fn new(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Self {
+        Response {
+            status,
+            content_type,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    pub(crate) fn text(status: u16, body: &str) -> Self {
+        Response::new(status, "text/plain; charset=utf-8", body)
+    }
+
+    fn write(&self, out: &mut impl Write) -> std::io::Result<()> {
+        let reason = match self.status {
+            200 => "OK",
+            400 => "Bad Request",
+            401 => "Unauthorized",
+            403 => "Forbidden",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            408 => "Request Timeout",
+            431 => "Request Header Fields Too Large",
+            _ => "Error",
+        };
+        let mut head = format!(
+            "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n",
+            self.status,
+            self.content_type,
+            self.body.len()
+        );
+        for (name, value) in &self.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        out.write_all(head.as_bytes())?;
+        out.write_all(&self.body)?;
+        out.flush()
+    }
+}
+
+/// Reads the head within [`HEAD_TIMEOUT`], answers, closes.
+fn serve(shared: &Arc<Shared>, stream: Stream) -> std::io::Result<()> {
+    let mut stream = stream;
+    let deadline = Instant::now() + HEAD_TIMEOUT;
+    let mut buffer = Vec::with_capacity(1024);
+    let request = loop {
+        match request::parse(&buffer) {
+            Ok(Some((request, _))) => break request,
+            Ok(None) => {}
+            Err(Refusal::TooLarge) => {
+                return Response::text(431, "request head too large\n").write(&mut stream);
+            }
+            Err(Refusal::Malformed(why)) => {
+                return Response::text(400, &format!("bad request: {why}\n")).write(&mut stream);
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Response::text(408, "request head too slow\n").write(&mut stream);
+        }
+        stream.set_read_timeout(Some(left.min(Duration::from_secs(1))))?;
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    };
+    stream.set_read_timeout(None)?;
+    let state = shared.http.as_ref().expect("admitted with a state");
+    if request.path == "/healthz" {
+        return Response::text(200, "ok\n").write(&mut stream);
+    }
+    let (authorized, from_query) = authorized(state, &request);
+    if !authorized {
+        return Response::text(
+            401,
+            "the dashboard needs its token: open /?token=TOKEN once (ManagerHandle::http_token, or the token file)\n",
+        )
+        .write(&mut stream);
+    }
+    if request.method == "POST" && !same_origin(&request) {
+        return Response::text(403, "a POST from another origin changes nothing\n")
+            .write(&mut stream);
+    }
+    if request.path == "/events" && request.method == "GET" {
+        return pages::events(shared, &mut stream);
+    }
+    let mut response = pages::route(shared, &request);
+    if from_query {
+        response.headers.push((
+            "Set-Cookie",
+            format!(
+                "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
+                state.token
+            ),
+        ));
+    }
+    response.write(&mut stream)
+}
+
+/// Whether the request carries the token, and whether it came in the query.
+fn authorized(state: &HttpState, request: &Request) -> (bool, bool) {
+    let bearer = request
+        .header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let matches = |given: Option<&str>| given.is_some_and(|t| constant_time_eq(t, &state.token));
+    if matches(request.cookie(COOKIE)) || matches(bearer) {
+        return (true, false);
+    }
+    let query = matches(request.query_param("token"));
+    (query, query)
+}
+
+/// Compares without an early exit, so timing tells nothing of the token.
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// A POST's `Origin`, when sent, must be this host (browsers send it on every cross-site
+/// POST); none means a non-browser client, which must then have sent the token itself.
+fn same_origin(request: &Request) -> bool {
+    match (request.header("origin"), request.header("host")) {
+        (None, _) => request.cookie(COOKIE).is_none(),
+        (Some(origin), Some(host)) => {
+            origin == format!("http://{host}") || origin == format!("https://{host}")
+        }
+        (Some(_), None) => false,
+    }
+}

@@ -1,0 +1,379 @@
+//! What the HTTP side answers: the page, its state as JSON and as Server-Sent Events, dead
+//! letters and their actions, the log tail, and Prometheus `/metrics`. Everything is read
+//! in-process from the manager's own objects (no socket round trip, no user types: payloads
+//! are shown by size).
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::SeqCst;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value as Json, json};
+
+use super::super::Shared;
+use super::super::objects::{DESCRIBE_PAGE, HeldRefs};
+use super::Response;
+use super::request::Request;
+use crate::codec;
+use crate::service::{Caller, ObjectDescription};
+use crate::store::tasks::{Counts, DeadLetter};
+use crate::workers::{LogPage, WorkerStatus};
+
+/// The page: plain HTML, CSS and JS, served from the binary.
+const PAGE: &str = include_str!("page.html");
+
+/// How often the events stream sends the state.
+const EVERY: Duration = Duration::from_secs(1);
+
+/// Every object the manager has, in pages.
+fn objects(shared: &Shared) -> Vec<ObjectDescription> {
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = shared
+            .objects
+            .describe(Vec::new(), after, DESCRIBE_PAGE)
+            .objects;
+        let full = page.len() == DESCRIBE_PAGE;
+        after = page.last().map_or(after, |o| o.id);
+        all.extend(page);
+        if !full {
+            return all;
+        }
+    }
+}
+
+/// Calls `method` of object `id` in-process with encoded `args`; its result decoded.
+fn call<R: serde::de::DeserializeOwned>(
+    shared: &Shared,
+    id: u64,
+    method: &str,
+    args: &impl serde::Serialize,
+) -> Option<R> {
+    let mut encoded = Vec::new();
+    codec::encode_into(args, &mut encoded).ok()?;
+    let mut out = Vec::new();
+    let mut held = HeldRefs::default();
+    shared
+        .objects
+        .call(
+            id,
+            method,
+            &encoded,
+            &mut out,
+            &mut held,
+            &Caller::detached(),
+        )
+        .ok()?;
+    codec::decode_exact(&out).ok()
+}
+
+fn named<'a>(
+    objects: &'a [ObjectDescription],
+    name: &str,
+    service: &str,
+) -> Option<&'a ObjectDescription> {
+    objects
+        .iter()
+        .find(|o| o.name.as_deref() == Some(name) && o.service == service)
+}
+
+/// The task queues and their counts.
+fn queues(shared: &Shared, objects: &[ObjectDescription]) -> Vec<(String, u64, Counts)> {
+    objects
+        .iter()
+        .filter(|o| o.service == crate::store::tasks::SERVICE)
+        .filter_map(|o| {
+            let counts: Counts = call(shared, o.id, "stats", &())?;
+            Some((o.name.clone().unwrap_or_default(), o.id, counts))
+        })
+        .collect()
+}
+
+fn workers(shared: &Shared, objects: &[ObjectDescription]) -> Vec<WorkerStatus> {
+    named(objects, "monogusa.workers", crate::store::workers::SERVICE)
+        .and_then(|o| call(shared, o.id, "list", &()))
+        .unwrap_or_default()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The whole state the page shows, as JSON.
+fn state(shared: &Shared) -> Json {
+    let objects = objects(shared);
+    let stats = shared.stats();
+    let queues: Vec<Json> = queues(shared, &objects)
+        .into_iter()
+        .map(|(name, _, c)| {
+            json!({"name": name, "ready": c.ready, "delayed": c.delayed, "leased": c.leased,
+                   "dead": c.dead, "done": c.done, "oldest_ready_ms": c.oldest_ready_ms})
+        })
+        .collect();
+    let workers: Vec<Json> = workers(shared, &objects)
+        .into_iter()
+        .map(|w| {
+            let busy = !w.in_hand.is_empty();
+            json!({"name": w.name, "pid": w.pid, "host": w.host, "state": w.state.to_string(),
+                   "activity": if busy { "busy" } else { "idle" }, "restarts": w.restarts,
+                   "heartbeat_age_ms": w.heartbeat_age.map(|a| a.as_millis() as u64),
+                   "done": w.done, "failed": w.failed, "in_hand": w.in_hand})
+        })
+        .collect();
+    let shared_objects: Vec<Json> = objects
+        .iter()
+        .map(|o| json!({"id": o.id, "name": o.name, "kind": o.service, "references": o.references}))
+        .collect();
+    json!({
+        "time_ms": now_ms(),
+        "stats": stats,
+        "queues": queues,
+        "workers": workers,
+        "objects": shared_objects,
+    })
+}
+
+fn json_response(value: &Json) -> Response {
+    Response::new(200, "application/json", value.to_string())
+}
+
+/// Answers every path but `/healthz` and `/events`.
+pub(super) fn route(shared: &Shared, request: &Request) -> Response {
+    let path = request.path.as_str();
+    let method = request.method.as_str();
+    match (method, path) {
+        ("GET", "/") => Response::new(200, "text/html; charset=utf-8", PAGE),
+        ("GET", "/api/state") => json_response(&state(shared)),
+        ("GET", "/metrics") => Response::new(
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics(shared),
+        ),
+        ("GET", "/api/logs") => {
+            let after = request
+                .query_param("after")
+                .and_then(|a| a.parse::<u64>().ok());
+            let worker = request
+                .query_param("worker")
+                .filter(|w| !w.is_empty())
+                .map(str::to_string);
+            json_response(&logs(shared, after, worker))
+        }
+        (_, p) if p.starts_with("/api/queues/") => {
+            queue_action(shared, method, &p["/api/queues/".len()..])
+        }
+        ("GET", _) => Response::text(404, "no such page\n"),
+        _ => Response::text(405, "method not allowed\n"),
+    }
+}
+
+/// `GET /api/queues/NAME/dead`, `POST …/requeue` (all, or `?id=`), `POST …/purge`.
+fn queue_action(shared: &Shared, method: &str, rest: &str) -> Response {
+    let Some((name, action)) = rest.rsplit_once('/') else {
+        return Response::text(404, "no such queue action\n");
+    };
+    let objects = objects(shared);
+    let Some(queue) = named(&objects, name, crate::store::tasks::SERVICE) else {
+        return Response::text(404, "no such task queue\n");
+    };
+    match (method, action) {
+        ("GET", "dead") => {
+            let letters: Vec<DeadLetter> =
+                call(shared, queue.id, "dead", &(0u64, 1000u32)).unwrap_or_default();
+            let letters: Vec<Json> = letters
+                .into_iter()
+                .map(|l| {
+                    json!({"id": l.id, "attempts": l.attempts, "enqueued": l.enqueued,
+                                "reasons": l.reasons, "payload_bytes": l.payload.0.len()})
+                })
+                .collect();
+            json_response(&json!({"queue": name, "dead": letters}))
+        }
+        ("POST", "requeue") => {
+            let n: u64 = call(shared, queue.id, "requeue", &(None::<u64>,)).unwrap_or(0);
+            json_response(&json!({"requeued": n}))
+        }
+        ("POST", "purge") => {
+            let n: u64 = call(shared, queue.id, "purge_dead", &()).unwrap_or(0);
+            json_response(&json!({"purged": n}))
+        }
+        ("GET", _) => Response::text(404, "no such queue action\n"),
+        _ => Response::text(405, "method not allowed\n"),
+    }
+}
+
+fn logs(shared: &Shared, after: Option<u64>, worker: Option<String>) -> Json {
+    let objects = objects(shared);
+    let page: Option<LogPage> = named(&objects, "monogusa.logs", crate::store::logs::SERVICE)
+        .and_then(|o| call(shared, o.id, "read", &(after, worker, 200u32, Some(0u64))));
+    let Some(page) = page else {
+        return json!({"lines": [], "next": 0});
+    };
+    let lines: Vec<Json> = page
+        .lines
+        .into_iter()
+        .map(|l| json!({"seq": l.seq, "source": l.source, "text": l.text,
+                        "time_ms": l.time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)}))
+        .collect();
+    json!({"lines": lines, "next": page.next})
+}
+
+/// `GET /events`: the state as Server-Sent Events, every second, until the page goes away or
+/// the manager stops.
+pub(super) fn events(shared: &Arc<Shared>, stream: &mut impl Write) -> std::io::Result<()> {
+    stream.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+    )?;
+    while !shared.stopping.load(SeqCst) {
+        let event = format!("data: {}\n\n", state(shared));
+        stream.write_all(event.as_bytes())?;
+        stream.flush()?;
+        std::thread::sleep(EVERY);
+    }
+    Ok(())
+}
+
+/// One metric in the text exposition format.
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, u64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{labels} {value}");
+    }
+}
+
+/// A label value, escaped as the format asks.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Prometheus `/metrics`: connections, calls and errors, handshakes, store, task queues by
+/// state and acked totals, workers by state.
+fn metrics(shared: &Shared) -> String {
+    let s = shared.stats();
+    let mut out = String::new();
+    let one = |v: u64| vec![(String::new(), v)];
+    metric(
+        &mut out,
+        "monogusa_connections_open",
+        "gauge",
+        "Connections open now.",
+        &one(s.connections_open),
+    );
+    metric(
+        &mut out,
+        "monogusa_connections_accepted_total",
+        "counter",
+        "Connections accepted.",
+        &one(s.connections_accepted),
+    );
+    metric(
+        &mut out,
+        "monogusa_connections_refused_total",
+        "counter",
+        "Connections refused (limits).",
+        &one(s.connections_refused),
+    );
+    metric(
+        &mut out,
+        "monogusa_calls_total",
+        "counter",
+        "Calls served.",
+        &one(s.calls),
+    );
+    metric(
+        &mut out,
+        "monogusa_errors_total",
+        "counter",
+        "Failures, by kind.",
+        &[
+            ("{kind=\"handshake\"}".into(), s.handshake_failures),
+            ("{kind=\"authentication\"}".into(), s.auth_failures),
+            ("{kind=\"protocol\"}".into(), s.protocol_errors),
+            ("{kind=\"keepalive_cut\"}".into(), s.keepalive_cuts),
+        ],
+    );
+    metric(
+        &mut out,
+        "monogusa_handshakes_in_progress",
+        "gauge",
+        "Handshakes under way.",
+        &one(s.handshakes_in_progress),
+    );
+    metric(
+        &mut out,
+        "monogusa_store_bytes",
+        "gauge",
+        "Bytes the shared objects hold.",
+        &one(s.store_bytes),
+    );
+    metric(
+        &mut out,
+        "monogusa_shared_objects",
+        "gauge",
+        "Built-in shared objects.",
+        &one(s.shared_objects),
+    );
+    let objects = objects(shared);
+    let queues = queues(shared, &objects);
+    let mut depths = Vec::new();
+    let mut done = Vec::new();
+    for (name, _, c) in &queues {
+        let q = label(name);
+        for (state, n) in [
+            ("ready", c.ready),
+            ("delayed", c.delayed),
+            ("leased", c.leased),
+            ("dead", c.dead),
+        ] {
+            depths.push((format!("{{queue=\"{q}\",state=\"{state}\"}}"), n));
+        }
+        done.push((format!("{{queue=\"{q}\"}}"), c.done));
+    }
+    metric(
+        &mut out,
+        "monogusa_task_queue_tasks",
+        "gauge",
+        "Tasks in a queue, by state.",
+        &depths,
+    );
+    metric(
+        &mut out,
+        "monogusa_task_queue_acked_total",
+        "counter",
+        "Tasks acked since the queue was created.",
+        &done,
+    );
+    let mut by_state = std::collections::BTreeMap::<String, u64>::new();
+    let mut failed = 0;
+    for w in workers(shared, &objects) {
+        *by_state.entry(w.state.to_string()).or_default() += 1;
+        failed += w.failed;
+    }
+    let states: Vec<(String, u64)> = by_state
+        .into_iter()
+        .map(|(state, n)| (format!("{{state=\"{}\"}}", label(&state)), n))
+        .collect();
+    metric(
+        &mut out,
+        "monogusa_workers",
+        "gauge",
+        "Registered workers, by state.",
+        &states,
+    );
+    metric(
+        &mut out,
+        "monogusa_worker_failed_tasks",
+        "gauge",
+        "Tasks failed, as the registered workers report them.",
+        &one(failed),
+    );
+    out
+}

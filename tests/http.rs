@@ -1,0 +1,339 @@
+//! The manager's HTTP side over real sockets: the token and its cookie, POSTs that check the
+//! token and the Origin, `/metrics` read by a strict parser of the text format, the JSON and
+//! event stream the page uses, and hostile HTTP that leaves the RPC side serving.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::{KEY, wait_until};
+use monogusa::{Client, Manager, ManagerHandle, TaskQueueSettings};
+
+fn manager() -> ManagerHandle {
+    Manager::builder()
+        .authkey(KEY)
+        .http("127.0.0.1:0")
+        .build()
+        .unwrap()
+        .start()
+        .unwrap()
+}
+
+/// One request, raw; the status and the whole response.
+fn request(manager: &ManagerHandle, raw: &str) -> (u16, String) {
+    let address = manager.http_addresses()[0].to_string();
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.write_all(raw.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, response)
+}
+
+fn get(manager: &ManagerHandle, path: &str, extra: &str) -> (u16, String) {
+    request(
+        manager,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n"),
+    )
+}
+
+fn body(response: &str) -> &str {
+    response.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+fn auth(manager: &ManagerHandle) -> String {
+    format!(
+        "Authorization: Bearer {}\r\n",
+        manager.http_token().unwrap()
+    )
+}
+
+#[test]
+fn everything_but_healthz_needs_the_token_which_a_cookie_keeps() {
+    let manager = manager();
+    let token = manager.http_token().unwrap().to_string();
+    assert_eq!(get(&manager, "/healthz", "").0, 200);
+    for path in ["/", "/metrics", "/api/state", "/events", "/api/logs"] {
+        assert_eq!(get(&manager, path, "").0, 401, "{path}");
+        assert_eq!(
+            get(&manager, &format!("{path}?token=wrong"), "").0,
+            401,
+            "{path}"
+        );
+        assert_eq!(
+            get(&manager, path, "Cookie: monogusa_token=wrong\r\n").0,
+            401,
+            "{path}"
+        );
+    }
+    let (status, response) = get(&manager, &format!("/?token={token}"), "");
+    assert_eq!(status, 200);
+    assert!(response.contains(&format!(
+        "Set-Cookie: monogusa_token={token}; HttpOnly; SameSite=Strict"
+    )));
+    assert!(body(&response).contains("<title>monogusa</title>"));
+    let cookie = format!("Cookie: monogusa_token={token}\r\n");
+    assert_eq!(get(&manager, "/metrics", &cookie).0, 200);
+    assert_eq!(get(&manager, "/nowhere", &cookie).0, 404);
+    // The token is derived from the key, not the key itself.
+    assert!(!token.contains(KEY));
+}
+
+fn dead_letters(client: &Client) -> u64 {
+    client.tasks::<u32>("mail").unwrap().stats().unwrap().dead
+}
+
+#[test]
+fn posts_need_the_token_and_this_origin_and_otherwise_change_nothing() {
+    let manager = manager();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let mail = client
+        .named("mail")
+        .tasks::<u32>(TaskQueueSettings {
+            max_attempts: 1,
+            ..TaskQueueSettings::default()
+        })
+        .unwrap();
+    mail.push(&1).unwrap();
+    mail.take(Duration::from_secs(5))
+        .unwrap()
+        .unwrap()
+        .fail("boom")
+        .unwrap();
+    assert_eq!(dead_letters(&client), 1);
+    let token = manager.http_token().unwrap().to_string();
+    let post = |extra: &str| {
+        request(
+            &manager,
+            &format!("POST /api/queues/mail/requeue HTTP/1.1\r\nHost: here:1\r\n{extra}\r\n"),
+        )
+    };
+    assert_eq!(post("").0, 401, "no token");
+    assert_eq!(
+        post(&format!(
+            "Cookie: monogusa_token={token}\r\nOrigin: http://evil.example\r\n"
+        ))
+        .0,
+        403,
+        "another origin"
+    );
+    assert_eq!(
+        post(&format!("Cookie: monogusa_token={token}\r\n")).0,
+        403,
+        "a cookie without an origin"
+    );
+    assert_eq!(dead_letters(&client), 1, "nothing changed");
+    let (status, response) = post(&format!(
+        "Cookie: monogusa_token={token}\r\nOrigin: http://here:1\r\n"
+    ));
+    assert_eq!(status, 200, "{response}");
+    assert!(body(&response).contains("\"requeued\":1"), "{response}");
+    assert_eq!(dead_letters(&client), 0);
+    // A GET never changes anything.
+    assert_eq!(
+        get(&manager, "/api/queues/mail/requeue", &auth(&manager)).0,
+        404
+    );
+}
+
+/// A strict reader of Prometheus' text format: every sample's family declared by HELP and
+/// TYPE first, names and labels well formed, values numbers. Returns samples by name+labels.
+fn parse_metrics(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut types = std::collections::HashMap::new();
+    let mut samples = std::collections::BTreeMap::new();
+    let valid_name = |n: &str| {
+        !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            && !n.starts_with(|c: char| c.is_ascii_digit())
+    };
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, _) = rest.split_once(' ').expect("HELP name text");
+            assert!(valid_name(name), "{line}");
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "{line}"
+            );
+            assert!(
+                types.insert(name.to_string(), kind.to_string()).is_none(),
+                "declared twice: {line}"
+            );
+            continue;
+        }
+        assert!(
+            !line.starts_with('#') && !line.is_empty(),
+            "stray line {line:?}"
+        );
+        let (series, value) = line.rsplit_once(' ').expect("a sample is NAME VALUE");
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number: {line}"));
+        let name = series.split('{').next().unwrap();
+        assert!(valid_name(name), "{line}");
+        let kind = types
+            .get(name)
+            .unwrap_or_else(|| panic!("no TYPE before {line}"));
+        if kind == "counter" {
+            assert!(
+                name.ends_with("_total"),
+                "a counter's name ends in _total: {line}"
+            );
+        }
+        if let Some(labels) = series.strip_prefix(name)
+            && !labels.is_empty()
+        {
+            let inner = labels
+                .strip_prefix('{')
+                .and_then(|l| l.strip_suffix('}'))
+                .expect(line);
+            for pair in inner.split("\",") {
+                let (key, value) = pair.split_once("=\"").expect(line);
+                assert!(valid_name(key), "{line}");
+                assert!(!value.trim_end_matches('"').contains('"'), "{line}");
+            }
+        }
+        assert!(
+            samples.insert(series.to_string(), value).is_none(),
+            "twice: {line}"
+        );
+    }
+    samples
+}
+
+#[test]
+fn metrics_parse_strictly_and_move_with_the_calls() {
+    let manager = manager();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let jobs = client.tasks::<u32>("jobs").unwrap();
+    let read = || parse_metrics(body(&get(&manager, "/metrics", &auth(&manager)).1));
+    let before = read();
+    jobs.push_many(&[1, 2, 3]).unwrap();
+    jobs.take(Duration::from_secs(5))
+        .unwrap()
+        .unwrap()
+        .ack()
+        .unwrap();
+    let after = read();
+    assert!(after["monogusa_calls_total"] > before["monogusa_calls_total"]);
+    assert_eq!(
+        after["monogusa_task_queue_tasks{queue=\"jobs\",state=\"ready\"}"],
+        2.0
+    );
+    assert_eq!(
+        after["monogusa_task_queue_acked_total{queue=\"jobs\"}"],
+        1.0
+    );
+    assert!(after["monogusa_connections_open"] >= 1.0);
+    assert!(after.contains_key("monogusa_errors_total{kind=\"authentication\"}"));
+}
+
+#[test]
+fn the_page_gets_its_state_as_json_and_as_events() {
+    let manager = manager();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    client.tasks::<u32>("shown").unwrap().push(&7).unwrap();
+    client.counter("visits").unwrap().add(1).unwrap();
+    let state: serde_json::Value =
+        serde_json::from_str(body(&get(&manager, "/api/state", &auth(&manager)).1)).unwrap();
+    let queue = &state["queues"][0];
+    assert_eq!(
+        (queue["name"].as_str(), queue["ready"].as_u64()),
+        (Some("shown"), Some(1))
+    );
+    assert!(
+        state["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["name"] == "visits")
+    );
+    // The event stream sends the same state, then again as it changes.
+    let address = manager.http_addresses()[0].to_string();
+    let mut stream = TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET /events HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        auth(&manager)
+    )
+    .unwrap();
+    let mut lines = BufReader::new(stream).lines().map(Result::unwrap);
+    assert!(lines.next().unwrap().starts_with("HTTP/1.1 200"));
+    let mut first = None;
+    for line in lines.by_ref() {
+        if let Some(data) = line.strip_prefix("data: ") {
+            first = Some(serde_json::from_str::<serde_json::Value>(data).unwrap());
+            break;
+        }
+    }
+    assert_eq!(first.unwrap()["queues"][0]["ready"], 1);
+    client.tasks::<u32>("shown").unwrap().push(&8).unwrap();
+    let mut moved = false;
+    for line in lines.by_ref() {
+        if let Some(data) = line.strip_prefix("data: ") {
+            let state: serde_json::Value = serde_json::from_str(data).unwrap();
+            if state["queues"][0]["ready"] == 2 {
+                moved = true;
+                break;
+            }
+        }
+    }
+    assert!(moved, "the events followed the push");
+}
+
+#[test]
+fn hostile_http_leaves_the_rpc_side_serving() {
+    let manager = manager();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let address = manager.http_addresses()[0].to_string();
+    // Garbage.
+    let (status, _) = request(
+        &manager,
+        "\x16\x03\x01\x02\x00\x01\x00\x01\x7f\x03\x03 not http\r\n\r\n",
+    );
+    assert_eq!(status, 400);
+    // A huge header: refused after 16 KiB, not read to its end.
+    let mut stream = TcpStream::connect(&address).unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nX-Huge: ").unwrap();
+    let chunk = vec![b'a'; 64 * 1024];
+    let mut refused = false;
+    for _ in 0..(1 << 14) {
+        // Up to 1 GiB, unless the manager answers and closes first.
+        if stream.write_all(&chunk).is_err() {
+            refused = true;
+            break;
+        }
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(refused || answer.starts_with("HTTP/1.1 431"), "{answer}");
+    // A slowloris on every HTTP slot: the RPC side is untouched.
+    let slow: Vec<TcpStream> = (0..80)
+        .map(|_| {
+            let mut s = TcpStream::connect(&address).unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+            s
+        })
+        .collect();
+    for n in 0..100 {
+        assert!(client.call::<String>("missing", ()).is_err());
+        client.counter("still-served").unwrap().add(n).unwrap();
+    }
+    assert_eq!(client.counter("still-served").unwrap().get().unwrap(), 4950);
+    drop(slow);
+    wait_until(
+        Duration::from_secs(30),
+        "the HTTP side to serve again",
+        || get(&manager, "/healthz", "").0 == 200,
+    );
+}
