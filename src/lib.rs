@@ -122,6 +122,8 @@
 extern crate self as monogusa;
 
 mod auth;
+#[cfg(any(feature = "sqs", feature = "http"))]
+mod base64;
 mod client;
 mod codec;
 mod connect;

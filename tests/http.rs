@@ -337,3 +337,208 @@ fn hostile_http_leaves_the_rpc_side_serving() {
         || get(&manager, "/healthz", "").0 == 200,
     );
 }
+
+/// Where Chromium is (Debian's `chromium`); `None`, saying why, where it is missing, except
+/// under CI, where `.ci/run` installs it.
+fn chromium() -> Option<String> {
+    let path = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if std::path::Path::new(&path).exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "chromium is missing (.ci/run installs it)"
+    );
+    eprintln!("skipped: no chromium at {path}");
+    None
+}
+
+/// In a real browser: the page of a manager whose queue two workers work (one task in four
+/// fails for good) shows the counts moving without a reload, opens the dead letters, and
+/// requeues them; a screenshot is saved under `target/`.
+#[test]
+fn the_page_is_live_in_a_real_browser_and_requeues_dead_letters() {
+    let Some(chromium) = chromium() else {
+        return;
+    };
+    let node_modules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/node/node_modules/playwright-core");
+    if !node_modules.exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "npm ci --prefix tests/node first"
+        );
+        eprintln!("skipped: playwright-core is not installed (npm ci --prefix tests/node)");
+        return;
+    }
+    let manager = manager();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let work = client
+        .named("work")
+        .tasks::<u64>(TaskQueueSettings {
+            max_attempts: 1,
+            ..TaskQueueSettings::default()
+        })
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut threads = Vec::new();
+    // A producer, and two workers: every fourth task fails on its only attempt (once:
+    // requeued, it succeeds).
+    let failed_once = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    {
+        let (work, stop) = (work.clone(), stop.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                work.push(&n).unwrap();
+                n += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }));
+    }
+    for name in ["browser-worker-1", "browser-worker-2"] {
+        let worker = monogusa::workers::Worker::builder(client.clone())
+            .name(name)
+            .heartbeat(Duration::from_millis(200))
+            .handle_signals(false)
+            .build()
+            .unwrap();
+        let (work, stop, failed_once) = (work.clone(), stop.clone(), failed_once.clone());
+        threads.push(std::thread::spawn(move || {
+            let handle = worker.stop_handle();
+            let watcher = std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                handle.stop();
+            });
+            worker
+                .run(&work, 1, |task| {
+                    if task.payload() % 4 == 3
+                        && failed_once.lock().unwrap().insert(*task.payload())
+                    {
+                        Err(format!("unlucky task {}", task.payload()))
+                    } else {
+                        Ok(())
+                    }
+                })
+                .unwrap();
+            watcher.join().unwrap();
+        }));
+    }
+    let url = format!(
+        "http://{}/?token={}",
+        manager.http_addresses()[0],
+        manager.http_token().unwrap()
+    );
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    std::fs::create_dir_all(&target).unwrap();
+    let screenshot = target.join("dashboard.png");
+    let output = std::process::Command::new("node")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/dashboard.js"))
+        .args([url.as_str(), "work"])
+        .arg(&screenshot)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("ok"));
+    assert!(
+        std::fs::metadata(&screenshot).unwrap().len() > 10_000,
+        "a screenshot"
+    );
+}
+
+/// One WebSocket frame from the server (unmasked, FIN): its opcode and payload.
+fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head).unwrap();
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut n = [0u8; 2];
+            stream.read_exact(&mut n).unwrap();
+            u16::from_be_bytes(n) as usize
+        }
+        127 => panic!("no log line is that long"),
+        n => n as usize,
+    };
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).unwrap();
+    (head[0] & 0x0f, payload)
+}
+
+/// A masked client frame.
+fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [7u8, 1, 9, 3];
+    let mut out = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+#[test]
+fn the_log_tail_streams_over_a_websocket_with_ping_and_close() {
+    let manager = manager();
+    let mut supervisor = monogusa::workers::Supervisor::new(&manager);
+    let mut settings = monogusa::workers::SupervisorSettings::default();
+    settings.print_output = false;
+    settings.handle_signals = false;
+    settings.drain_timeout = Duration::from_secs(5);
+    supervisor.settings(settings).spawn(
+        "echoer",
+        1,
+        monogusa::workers::Program::new("sh").args([
+            "-c",
+            "trap 'exit 0' TERM; echo hello over websocket; while true; do sleep 0.05; done",
+        ]),
+    );
+    let stop = supervisor.stop_handle();
+    let supervising = std::thread::spawn(move || supervisor.run().unwrap());
+
+    let address = manager.http_addresses()[0].to_string();
+    let mut stream = TcpStream::connect(&address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /logs/ws?worker=echoer-1&token={} HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        manager.http_token().unwrap()
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        "{head}"
+    );
+    let (opcode, line) = read_frame(&mut stream);
+    assert_eq!(opcode, 1, "a text frame");
+    let line = String::from_utf8(line).unwrap();
+    assert!(line.ends_with("echoer-1 | hello over websocket"), "{line}");
+    stream
+        .write_all(&client_frame(0x9, b"are you there"))
+        .unwrap();
+    assert_eq!(read_frame(&mut stream), (0xA, b"are you there".to_vec()));
+    stream
+        .write_all(&client_frame(0x8, &1000u16.to_be_bytes()))
+        .unwrap();
+    assert_eq!(read_frame(&mut stream).0, 0x8, "the close is answered");
+    stop.stop();
+    assert!(supervising.join().unwrap().all_drained());
+}

@@ -9,7 +9,6 @@
 //! SQS holds task queues only: counters, dicts, values and locks are refused with a clear
 //! error (use a manager or Redis for them).
 
-mod base64;
 pub(crate) mod sigv4;
 mod tasks;
 

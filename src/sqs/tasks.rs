@@ -19,7 +19,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use serde_json::{Value as Json, json};
 
-use super::{SqsStore, base64};
+use super::SqsStore;
+use crate::base64;
 use crate::error::{Error, RemoteError, RemoteErrorKind, Result};
 use crate::proxies::{LeaseOps, TaskBackend};
 use crate::store::Bytes;

@@ -36,6 +36,7 @@ mod worker;
 
 pub use forward::{Forwarding, LogForwarder};
 pub use mailbox::{Broadcast, Group, Mailbox};
+pub(crate) use output::clock;
 pub use registry::Logs;
 pub use supervisor::{
     Ended, Outcome, ProcessOutcome, Program, Supervisor, SupervisorSettings, SupervisorStop,

@@ -10,6 +10,7 @@
 
 mod pages;
 mod request;
+mod websocket;
 
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -110,7 +111,7 @@ impl Response {
         Response::new(status, "text/plain; charset=utf-8", body)
     }
 
-    fn write(&self, out: &mut impl Write) -> std::io::Result<()> {
+    pub(crate) fn write(&self, out: &mut impl Write) -> std::io::Result<()> {
         let reason = match self.status {
             200 => "OK",
             400 => "Bad Request",
@@ -190,6 +191,9 @@ fn serve(shared: &Arc<Shared>, stream: Stream) -> std::io::Result<()> {
     }
     if request.path == "/events" && request.method == "GET" {
         return pages::events(shared, &mut stream);
+    }
+    if request.path == "/logs/ws" && request.method == "GET" {
+        return websocket::serve(shared, &request, &mut stream);
     }
     let mut response = pages::route(shared, &request);
     if from_query {

@@ -206,13 +206,25 @@ fn queue_action(shared: &Shared, method: &str, rest: &str) -> Response {
     }
 }
 
-fn logs(shared: &Shared, after: Option<u64>, worker: Option<String>) -> Json {
+/// The log lines after `after` (or the last ones), of `worker` or of all; never waits.
+pub(super) fn log_page(shared: &Shared, after: Option<u64>, worker: Option<String>) -> LogPage {
     let objects = objects(shared);
-    let page: Option<LogPage> = named(&objects, "monogusa.logs", crate::store::logs::SERVICE)
-        .and_then(|o| call(shared, o.id, "read", &(after, worker, 200u32, Some(0u64))));
-    let Some(page) = page else {
-        return json!({"lines": [], "next": 0});
-    };
+    named(&objects, "monogusa.logs", crate::store::logs::SERVICE)
+        .and_then(|o| call(shared, o.id, "read", &(after, worker, 200u32, Some(0u64))))
+        .unwrap_or(LogPage {
+            lines: Vec::new(),
+            next: after.unwrap_or(0),
+            dropped: Vec::new(),
+        })
+}
+
+/// `HH:MM:SS` in UTC.
+pub(super) fn clock(time: SystemTime) -> String {
+    crate::workers::clock(time)
+}
+
+fn logs(shared: &Shared, after: Option<u64>, worker: Option<String>) -> Json {
+    let page = log_page(shared, after, worker);
     let lines: Vec<Json> = page
         .lines
         .into_iter()

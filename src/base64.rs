@@ -1,4 +1,5 @@
-//! Standard base64 (with padding), for payloads in SQS message bodies, which must be text.
+//! Standard base64 (with padding): payloads in SQS message bodies (which must be text), and
+//! the WebSocket handshake's accept key.
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -19,6 +20,7 @@ pub(crate) fn encode(bytes: &[u8]) -> String {
     out
 }
 
+#[cfg_attr(not(feature = "sqs"), allow(dead_code))]
 pub(crate) fn decode(text: &str) -> Option<Vec<u8>> {
     let text = text.trim_end_matches('=');
     let mut out = Vec::with_capacity(text.len() * 3 / 4);
