@@ -181,8 +181,16 @@ fn parse_metrics(text: &str) -> std::collections::BTreeMap<String, f64> {
             .unwrap_or_else(|_| panic!("not a number: {line}"));
         let name = series.split('{').next().unwrap();
         assert!(valid_name(name), "{line}");
+        // A histogram's samples are its name with _bucket, _sum or _count.
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| {
+                name.strip_suffix(suffix)
+                    .filter(|f| types.get(*f).is_some_and(|k| k == "histogram"))
+            })
+            .unwrap_or(name);
         let kind = types
-            .get(name)
+            .get(family)
             .unwrap_or_else(|| panic!("no TYPE before {line}"));
         if kind == "counter" {
             assert!(
@@ -234,6 +242,22 @@ fn metrics_parse_strictly_and_move_with_the_calls() {
         after["monogusa_task_queue_acked_total{queue=\"jobs\"}"],
         1.0
     );
+    let failing = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+    failing.fail("for the metrics").unwrap();
+    let after = read();
+    assert_eq!(
+        after["monogusa_task_queue_failed_total{queue=\"jobs\"}"],
+        1.0
+    );
+    assert_eq!(
+        after["monogusa_task_duration_seconds_count{queue=\"jobs\"}"],
+        2.0
+    );
+    assert_eq!(
+        after["monogusa_task_duration_seconds_bucket{queue=\"jobs\",le=\"+Inf\"}"],
+        2.0
+    );
+    assert!(after["monogusa_task_duration_seconds_bucket{queue=\"jobs\",le=\"30\"}"] <= 2.0);
     assert!(after["monogusa_connections_open"] >= 1.0);
     assert!(after.contains_key("monogusa_errors_total{kind=\"authentication\"}"));
 }
@@ -257,6 +281,22 @@ fn the_page_gets_its_state_as_json_and_as_events() {
             .unwrap()
             .iter()
             .any(|o| o["name"] == "visits")
+    );
+    client
+        .dict::<String, u32>("sized")
+        .unwrap()
+        .insert(&"a".into(), &1)
+        .unwrap();
+    let state: serde_json::Value =
+        serde_json::from_str(body(&get(&manager, "/api/state", &auth(&manager)).1)).unwrap();
+    let objects = state["objects"].as_array().unwrap();
+    let sized = objects.iter().find(|o| o["name"] == "sized").unwrap();
+    assert_eq!(sized["size"], 1, "a dict's size");
+    let connections = state["connections"].as_array().unwrap();
+    assert!(
+        connections
+            .iter()
+            .any(|c| c["calls"].as_u64() > Some(0) && c["authenticated"] == true)
     );
     // The event stream sends the same state, then again as it changes.
     let address = manager.http_addresses()[0].to_string();

@@ -213,6 +213,8 @@ fn every_subcommand_has_help_and_the_version_is_printed() {
         "--msgpack",
         "--data-dir",
         "--commit-every",
+        "--http",
+        "--http-token-file",
         "--max-connections",
         "MONOGUSA_AUTHKEY",
         "RUST_LOG",

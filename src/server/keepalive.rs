@@ -73,6 +73,11 @@ impl Activity {
         }
     }
 
+    /// Calls begun on the connection so far.
+    pub(crate) fn calls(&self) -> u64 {
+        self.calls.load(Relaxed)
+    }
+
     /// Whether a call runs now.
     pub(crate) fn in_call(&self) -> bool {
         self.in_call.load(Relaxed)

@@ -1055,6 +1055,15 @@ fn log_dashboard(shared: &Shared, address: &Address) {
             "manager serving its dashboard on http://{address}/?token={}",
             http.token()
         );
+        if let Address::Tcp { host, .. } = address
+            && host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| !ip.is_loopback())
+        {
+            log::warn!(
+                "the dashboard at {address} is reachable beyond this machine: plain HTTP, its token in the clear; put a TLS proxy in front"
+            );
+        }
     }
     #[cfg(not(feature = "http"))]
     let _ = (shared, address);
@@ -1118,6 +1127,17 @@ struct Entry {
     activity: Arc<keepalive::Activity>,
     thread: Option<JoinHandle<()>>,
     state: Admission,
+    /// When it was accepted (for the dashboard).
+    since: std::time::SystemTime,
+}
+
+/// One open connection, as the dashboard lists it.
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+pub(crate) struct ConnectionInfo {
+    pub(crate) peer: String,
+    pub(crate) since: std::time::SystemTime,
+    pub(crate) calls: u64,
+    pub(crate) authenticated: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1225,6 +1245,7 @@ impl Shared {
                         activity,
                         thread: Some(thread),
                         state: Admission::Handshaking,
+                        since: std::time::SystemTime::now(),
                     },
                 );
                 connections.handshaking += 1;
@@ -1318,6 +1339,22 @@ impl Shared {
     }
 
     /// The counters now, with the connections open.
+    /// The open connections: peer, since, calls served.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn connection_list(&self) -> Vec<ConnectionInfo> {
+        let connections = self.connections();
+        connections
+            .open
+            .values()
+            .map(|entry| ConnectionInfo {
+                peer: entry.stream.peer_label(),
+                since: entry.since,
+                calls: entry.activity.calls(),
+                authenticated: !matches!(entry.state, Admission::Handshaking),
+            })
+            .collect()
+    }
+
     fn stats(&self) -> Stats {
         let (open, handshaking) = {
             let connections = self.connections();

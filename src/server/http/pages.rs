@@ -17,7 +17,7 @@ use super::Response;
 use super::request::Request;
 use crate::codec;
 use crate::service::{Caller, ObjectDescription};
-use crate::store::tasks::{Counts, DeadLetter};
+use crate::store::tasks::{Counts, DURATION_BOUNDS_MS, DeadLetter, RunMetrics};
 use crate::workers::{LogPage, WorkerStatus};
 
 /// The page: plain HTML, CSS and JS, served from the binary.
@@ -126,11 +126,29 @@ fn state(shared: &Shared) -> Json {
         .collect();
     let shared_objects: Vec<Json> = objects
         .iter()
-        .map(|o| json!({"id": o.id, "name": o.name, "kind": o.service, "references": o.references}))
+        .map(|o| {
+            // Containers say how many items they hold.
+            let size: Option<u64> = match o.service.as_str() {
+                crate::store::dict::SERVICE | crate::store::list::SERVICE | crate::store::queue::SERVICE => {
+                    call(shared, o.id, "len", &())
+                }
+                _ => None,
+            };
+            json!({"id": o.id, "name": o.name, "kind": o.service, "references": o.references, "size": size})
+        })
+        .collect();
+    let connections: Vec<Json> = shared
+        .connection_list()
+        .into_iter()
+        .map(|c| {
+            json!({"peer": c.peer, "authenticated": c.authenticated, "calls": c.calls,
+                   "since_ms": c.since.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)})
+        })
         .collect();
     json!({
         "time_ms": now_ms(),
         "stats": stats,
+        "connections": connections,
         "queues": queues,
         "workers": workers,
         "objects": shared_objects,
@@ -363,6 +381,59 @@ fn metrics(shared: &Shared) -> String {
         "Tasks acked since the queue was created.",
         &done,
     );
+    let runs: Vec<(String, RunMetrics)> = queues
+        .iter()
+        .filter_map(|(name, id, _)| Some((label(name), call(shared, *id, "metrics", &())?)))
+        .collect();
+    let per_queue = |value: fn(&RunMetrics) -> u64| -> Vec<(String, u64)> {
+        runs.iter()
+            .map(|(q, r)| (format!("{{queue=\"{q}\"}}"), value(r)))
+            .collect()
+    };
+    metric(
+        &mut out,
+        "monogusa_task_queue_failed_total",
+        "counter",
+        "Failed deliveries since the manager started.",
+        &per_queue(|r| r.failed),
+    );
+    metric(
+        &mut out,
+        "monogusa_task_queue_dead_total",
+        "counter",
+        "Tasks moved to the dead letters since the manager started.",
+        &per_queue(|r| r.dead),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP monogusa_task_duration_seconds How long acked or failed deliveries ran, from take to ack or fail."
+    );
+    let _ = writeln!(out, "# TYPE monogusa_task_duration_seconds histogram");
+    for (q, run) in &runs {
+        let mut cumulative = 0;
+        for (i, bound) in DURATION_BOUNDS_MS.iter().enumerate() {
+            cumulative += run.buckets.get(i).copied().unwrap_or(0);
+            let le = *bound as f64 / 1000.0;
+            let _ = writeln!(
+                out,
+                "monogusa_task_duration_seconds_bucket{{queue=\"{q}\",le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let count: u64 = run.buckets.iter().sum();
+        let sum = run.sum_ms as f64 / 1000.0;
+        let _ = writeln!(
+            out,
+            "monogusa_task_duration_seconds_bucket{{queue=\"{q}\",le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "monogusa_task_duration_seconds_sum{{queue=\"{q}\"}} {sum}"
+        );
+        let _ = writeln!(
+            out,
+            "monogusa_task_duration_seconds_count{{queue=\"{q}\"}} {count}"
+        );
+    }
     let mut by_state = std::collections::BTreeMap::<String, u64>::new();
     let mut failed = 0;
     for w in workers(shared, &objects) {

@@ -80,6 +80,40 @@ pub(crate) struct Task {
     /// Why each failed delivery failed, oldest first.
     pub(crate) reasons: Vec<String>,
     pub(crate) dedup: Option<String>,
+    /// When its current lease began (Unix ms), for the duration metrics; not kept on disk.
+    #[serde(skip, default)]
+    pub(crate) leased_at: u64,
+}
+
+/// The upper bounds (ms) of the task duration histogram's buckets.
+pub(crate) const DURATION_BOUNDS_MS: [u64; 10] =
+    [5, 10, 25, 50, 100, 250, 500, 1_000, 5_000, 30_000];
+
+/// What a queue did since the manager started (kept in memory only): for `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RunMetrics {
+    /// Failed deliveries (the handler's error, or a lease that ran out).
+    pub(crate) failed: u64,
+    /// Tasks moved to the dead letters.
+    pub(crate) dead: u64,
+    /// Acked or failed deliveries by how long their lease had run, one count per bound of
+    /// [`DURATION_BOUNDS_MS`] and one past the last (not cumulative).
+    pub(crate) buckets: Vec<u64>,
+    pub(crate) sum_ms: u64,
+}
+
+impl RunMetrics {
+    fn record(&mut self, ms: u64) {
+        if self.buckets.len() != DURATION_BOUNDS_MS.len() + 1 {
+            self.buckets = vec![0; DURATION_BOUNDS_MS.len() + 1];
+        }
+        let at = DURATION_BOUNDS_MS
+            .iter()
+            .position(|&bound| ms <= bound)
+            .unwrap_or(DURATION_BOUNDS_MS.len());
+        self.buckets[at] += 1;
+        self.sum_ms += ms;
+    }
 }
 
 /// How a push may differ from the queue's defaults.
@@ -162,6 +196,8 @@ pub(crate) struct Book {
     /// counters (`next_id`, `done`) changed.
     touched: Vec<u64>,
     meta_touched: bool,
+    /// What the queue did since the manager started.
+    pub(crate) run: RunMetrics,
 }
 
 impl Book {
@@ -181,6 +217,7 @@ impl Book {
             jitter: seed | 1,
             touched: Vec::new(),
             meta_touched: false,
+            run: RunMetrics::default(),
         }
     }
 
@@ -294,6 +331,7 @@ impl Book {
             state,
             reasons: Vec::new(),
             dedup: options.dedup,
+            leased_at: 0,
         };
         self.place(id, task);
         (id, true)
@@ -325,7 +363,9 @@ impl Book {
             .get_mut(&id)
             .expect("leased tasks are in the book");
         task.reasons.push(why);
+        self.run.failed += 1;
         if task.attempts >= task.max_attempts {
+            self.run.dead += 1;
             self.set_state(id, State::Dead);
         } else {
             self.set_state(id, State::Ready);
@@ -363,6 +403,7 @@ impl Book {
                 .get_mut(&id)
                 .expect("ready tasks are in the book");
             task.attempts += 1;
+            task.leased_at = now;
             task.state = State::Leased {
                 token,
                 until,
@@ -400,6 +441,7 @@ impl Book {
         self.check_lease(id, token, now)?;
         self.unplace(id);
         let task = self.tasks.remove(&id).expect("checked");
+        self.run.record(now.saturating_sub(task.leased_at));
         if let Some(key) = &task.dedup {
             self.dedup.remove(key);
         }
@@ -419,7 +461,10 @@ impl Book {
         self.check_lease(id, token, now)?;
         let task = self.tasks.get_mut(&id).expect("checked");
         task.reasons.push(reason);
+        self.run.record(now.saturating_sub(task.leased_at));
+        self.run.failed += 1;
         if task.attempts >= task.max_attempts {
+            self.run.dead += 1;
             self.set_state(id, State::Dead);
             return Ok(Failed::Dead);
         }

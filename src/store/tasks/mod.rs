@@ -8,7 +8,9 @@
 
 mod book;
 
-pub(crate) use book::{Counts, DeadLetter, Delivery, Failed, PushOptions, Settings};
+pub(crate) use book::{
+    Counts, DURATION_BOUNDS_MS, DeadLetter, Delivery, Failed, PushOptions, RunMetrics, Settings,
+};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -74,6 +76,7 @@ builtin_methods!(
         Requeue = "requeue",
         PurgeDead = "purge_dead",
         Settings = "settings",
+        Metrics = "metrics",
     }
 );
 
@@ -356,6 +359,10 @@ impl SharedTasks {
                     self.available.notify_one();
                     Ok(())
                 })
+            }
+            TaskMethod::Metrics => {
+                let inner = self.state();
+                encode_result(&inner.book.run, out)
             }
             TaskMethod::Stats => {
                 let mut inner = self.state();
