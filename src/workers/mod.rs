@@ -36,6 +36,7 @@ mod worker;
 
 pub use forward::{Forwarding, LogForwarder};
 pub use mailbox::{Broadcast, Group, Mailbox};
+#[cfg(feature = "http")]
 pub(crate) use output::clock;
 pub use registry::Logs;
 pub use supervisor::{

@@ -8,9 +8,9 @@
 
 mod book;
 
-pub(crate) use book::{
-    Counts, DURATION_BOUNDS_MS, DeadLetter, Delivery, Failed, PushOptions, RunMetrics, Settings,
-};
+pub(crate) use book::{Counts, DeadLetter, Delivery, Failed, PushOptions, Settings};
+#[cfg(feature = "http")]
+pub(crate) use book::{DURATION_BOUNDS_MS, RunMetrics};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
