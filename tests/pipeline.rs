@@ -284,3 +284,38 @@ fn pool_calls_reconnect_with_backoff_and_report_status() {
     );
     assert_eq!(statuses.last(), Some(&ConnectionStatus::Connected));
 }
+
+#[test]
+fn reply_callbacks_run_in_send_order_and_survive_a_panicking_one() {
+    let manager = common::start_standard();
+    let client = Client::connect(manager.address(), common::KEY).unwrap();
+    let (done, replies) = std::sync::mpsc::channel();
+    for n in 0..200i64 {
+        let done = done.clone();
+        let caller = client.clone();
+        client
+            .send::<i64>("add", ("callbacks", 1i64))
+            .unwrap()
+            .on_reply(move |total| {
+                if n == 50 {
+                    panic!("a callback that panics");
+                }
+                // A callback may call the client too (over another connection).
+                let echoed: String = caller.call("echo", (format!("{n}"),)).unwrap();
+                done.send((n, total.unwrap(), echoed)).unwrap();
+            });
+    }
+    drop(done);
+    let got: Vec<(i64, i64, String)> = replies.iter().collect();
+    assert_eq!(
+        got.len(),
+        199,
+        "every callback but the panicking one reported"
+    );
+    for (i, (n, total, echoed)) in got.iter().enumerate() {
+        let expected = if i < 50 { i as i64 } else { i as i64 + 1 };
+        assert_eq!(*n, expected, "in send order");
+        assert_eq!(*total, n + 1, "each saw its own reply");
+        assert_eq!(echoed, &n.to_string());
+    }
+}

@@ -128,7 +128,13 @@ pub(crate) struct Pipe {
     ready_count: AtomicUsize,
     /// Callers asleep on `replies`.
     followers: AtomicUsize,
+    /// Where `Pending::on_reply` callbacks go: one thread per pipeline, started on first use,
+    /// runs them in the order they were given.
+    callbacks: Mutex<Option<std::sync::mpsc::Sender<Callback>>>,
 }
+
+/// A reply callback, with its wait.
+type Callback = Box<dyn FnOnce() + Send>;
 
 impl Pipe {
     /// Takes over an authenticated connection and starts its writer thread.
@@ -163,12 +169,43 @@ impl Pipe {
             failed: AtomicBool::new(false),
             ready_count: AtomicUsize::new(0),
             followers: AtomicUsize::new(0),
+            callbacks: Mutex::new(None),
         });
         let for_writer = Arc::clone(&pipe);
         thread::Builder::new()
             .name("monogusa-pipeline-writer".into())
             .spawn(move || for_writer.write_loop(writer_stream))?;
         Ok(pipe)
+    }
+
+    /// Runs `callback` on the pipeline's callback thread (started on first use), after those
+    /// given before it.
+    fn run_later(&self, callback: Callback) {
+        let mut callbacks = self.callbacks.lock().unwrap_or_else(|e| e.into_inner());
+        if callbacks.is_none() {
+            let (sender, receiver) = std::sync::mpsc::channel::<Callback>();
+            let started = thread::Builder::new()
+                .name("monogusa-reply-callbacks".into())
+                .spawn(move || {
+                    for callback in receiver {
+                        // A callback that panics is reported and the next ones still run.
+                        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(callback)).is_err()
+                        {
+                            log::warn!("a reply callback panicked");
+                        }
+                    }
+                });
+            if started.is_err() {
+                drop(callbacks);
+                callback(); // no thread to be had: run it here rather than lose it
+                return;
+            }
+            *callbacks = Some(sender);
+        }
+        if let Err(refused) = callbacks.as_ref().expect("set above").send(callback) {
+            drop(callbacks);
+            (refused.0)();
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -514,6 +551,37 @@ impl<R: DeserializeOwned> Pending<R> {
         self.waited = true;
         self.pipe
             .wait(self.id, PIPELINED, Some(Instant::now() + timeout))
+    }
+
+    /// Calls `callback` with the reply when it arrives (the "async call with a callback" of
+    /// msgpack-rpc clients), and returns at once.
+    ///
+    /// Where and how it runs: on one thread per pipelined connection, which runs the
+    /// callbacks in the order they were given, one at a time. So a callback should be quick:
+    /// a slow one delays the next. It may call the client (its own calls go over other
+    /// connections), send more pipelined calls, and give more callbacks, but must not
+    /// `wait` on a reply whose callback comes after its own (that reply's turn has not come).
+    /// A callback that panics is logged, and the next ones still run.
+    ///
+    /// ```no_run
+    /// # fn main() -> monogusa::Result<()> {
+    /// # let client = monogusa::Client::connect("127.0.0.1:4343", "password")?;
+    /// let (done, replies) = std::sync::mpsc::channel();
+    /// for n in 0..100i64 {
+    ///     let done = done.clone();
+    ///     client
+    ///         .send::<i64>("add", ("total", n))?
+    ///         .on_reply(move |total| done.send(total).unwrap());
+    /// }
+    /// let last = replies.iter().take(100).last();
+    /// # Ok(()) }
+    /// ```
+    pub fn on_reply(self, callback: impl FnOnce(Result<R>) + Send + 'static)
+    where
+        R: Send + 'static,
+    {
+        let pipe = Arc::clone(&self.pipe);
+        pipe.run_later(Box::new(move || callback(self.wait())));
     }
 }
 
