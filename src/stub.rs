@@ -274,6 +274,18 @@ impl ObjectHandle {
     ) -> Result<Pending<R>> {
         self.client.send_op(self.method(method), args)
     }
+
+    /// [`ObjectHandle::send`] whose reply `W` becomes `R` by `finish` (built-in objects'
+    /// encoded values, decoded after the wait).
+    pub(crate) fn send_finished<R, W: DeserializeOwned, A: Serialize>(
+        &self,
+        method: &str,
+        args: &A,
+        finish: fn(W) -> Result<R>,
+    ) -> Result<Pending<R, W>> {
+        self.client
+            .send_op_finished(self.method(method), args, finish)
+    }
 }
 
 impl Clone for ObjectHandle {

@@ -117,6 +117,14 @@ fn counters_count_exactly_under_concurrency() {
             "{backend}: {overflow}"
         );
         assert_eq!(counter.get().unwrap(), i64::MAX, "{backend}: unchanged");
+        // Pipelined calls: a manager's objects take them; Redis's refuse, clearly.
+        match fixture {
+            Fixture::Redis(_) => {
+                let refused = counter.send().add(0).unwrap_err();
+                assert!(refused.to_string().contains("pipelined"), "{refused}");
+            }
+            _ => assert_eq!(counter.send().add(0).unwrap().wait().unwrap(), i64::MAX),
+        }
     }
 }
 

@@ -319,3 +319,48 @@ fn reply_callbacks_run_in_send_order_and_survive_a_panicking_one() {
         assert_eq!(echoed, &n.to_string());
     }
 }
+
+#[test]
+fn built_in_objects_take_pipelined_calls_too() {
+    let manager = common::start_standard();
+    let client = Client::connect(manager.address(), common::KEY).unwrap();
+    let hits = client.counter("hits").unwrap();
+    let pending: Vec<Pending<i64>> = (0..64).map(|_| hits.send().add(1).unwrap()).collect();
+    let totals: Vec<i64> = pending.into_iter().map(|p| p.wait().unwrap()).collect();
+    assert_eq!(
+        totals,
+        (1..=64).collect::<Vec<i64>>(),
+        "in order, each its own"
+    );
+    assert_eq!(hits.send().get().unwrap().wait().unwrap(), 64);
+
+    let dict = client.dict::<String, Vec<u8>>("blobs").unwrap();
+    let puts: Vec<_> = (0..10u8)
+        .map(|n| dict.send().insert(&format!("k{n}"), &vec![n; 3]).unwrap())
+        .collect();
+    for put in puts {
+        assert_eq!(put.wait().unwrap(), None);
+    }
+    let got = dict.send().get(&"k7".into()).unwrap().wait().unwrap();
+    assert_eq!(got, Some(vec![7, 7, 7]), "decoded after the wait");
+    let counts = client.dict::<String, i64>("counts").unwrap();
+    let adds: Vec<_> = (0..5)
+        .map(|_| counts.send().update_counter(&"n".into(), 2).unwrap())
+        .collect();
+    let seen: Vec<i64> = adds.into_iter().map(|p| p.wait().unwrap()).collect();
+    assert_eq!(seen, [2, 4, 6, 8, 10]);
+    assert!(counts.send().contains(&"n".into()).unwrap().wait().unwrap());
+
+    let value = client.value::<String>("greeting").unwrap();
+    value.send().set(&"hello".into()).unwrap().wait().unwrap();
+    let old = value.send().swap(&"bye".into()).unwrap().wait().unwrap();
+    assert_eq!(old.as_deref(), Some("hello"));
+
+    let jobs = client.queue::<u32>("jobs", 0).unwrap();
+    let puts: Vec<_> = (0..100)
+        .map(|n| jobs.send().put_timeout(&n, Duration::from_secs(1)).unwrap())
+        .collect();
+    assert!(puts.into_iter().all(|p| p.wait().unwrap()));
+    assert_eq!(jobs.send().len().unwrap().wait().unwrap(), 100);
+    assert_eq!(jobs.send().try_get().unwrap().wait().unwrap(), Some(0));
+}

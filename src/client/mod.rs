@@ -408,9 +408,19 @@ impl Client {
         op: Op<'_>,
         args: &A,
     ) -> Result<Pending<R>> {
+        self.send_op_finished(op, args, Ok)
+    }
+
+    /// [`Client::send_op`] whose reply, as the wire carries it (`W`), becomes `R` by `finish`.
+    pub(crate) fn send_op_finished<R, W: DeserializeOwned, A: Serialize>(
+        &self,
+        op: Op<'_>,
+        args: &A,
+        finish: fn(W) -> Result<R>,
+    ) -> Result<Pending<R, W>> {
         let pipe = self.pipe()?;
         match pipe.send(op, args) {
-            Ok(id) => Ok(Pending::new(pipe, id)),
+            Ok(id) => Ok(Pending::finished_by(pipe, id, finish)),
             Err(e) => {
                 if matches!(e, Error::ConnectionLost(_)) {
                     self.lost(&e);

@@ -519,21 +519,29 @@ enum Led<R> {
 
 /// The reply to a call sent with [`Client::send`](crate::Client::send), to wait for later.
 ///
+/// `W` is the reply as the wire carries it, `R` what the wait gives (the same but for the
+/// built-in shared objects' pipelined calls, whose values travel encoded and are decoded
+/// after the wait); name `R` only.
+///
 /// Dropping it without waiting abandons the reply (the call still runs).
 #[must_use = "a pending reply does nothing unless waited on; the call runs regardless"]
-pub struct Pending<R> {
+pub struct Pending<R, W = R> {
     pipe: Arc<Pipe>,
     id: u64,
     waited: bool,
-    _reply: PhantomData<fn() -> R>,
+    /// Turns the wire's reply into the result.
+    finish: fn(W) -> Result<R>,
+    _reply: PhantomData<fn() -> (R, W)>,
 }
 
-impl<R: DeserializeOwned> Pending<R> {
-    pub(crate) fn new(pipe: Arc<Pipe>, id: u64) -> Self {
+impl<R, W: DeserializeOwned> Pending<R, W> {
+    /// A pending reply whose wire form `W` becomes `R` through `finish`.
+    pub(crate) fn finished_by(pipe: Arc<Pipe>, id: u64, finish: fn(W) -> Result<R>) -> Self {
         Pending {
             pipe,
             id,
             waited: false,
+            finish,
             _reply: PhantomData,
         }
     }
@@ -541,7 +549,8 @@ impl<R: DeserializeOwned> Pending<R> {
     /// Waits for the reply, however long it takes.
     pub fn wait(mut self) -> Result<R> {
         self.waited = true;
-        self.pipe.wait(self.id, PIPELINED, None)
+        let wire = self.pipe.wait(self.id, PIPELINED, None)?;
+        (self.finish)(wire)
     }
 
     /// Waits for the reply at most `timeout`; then gives up with [`Error::Timeout`] (the call
@@ -549,8 +558,10 @@ impl<R: DeserializeOwned> Pending<R> {
     /// are not affected.
     pub fn wait_timeout(mut self, timeout: Duration) -> Result<R> {
         self.waited = true;
-        self.pipe
-            .wait(self.id, PIPELINED, Some(Instant::now() + timeout))
+        let wire = self
+            .pipe
+            .wait(self.id, PIPELINED, Some(Instant::now() + timeout))?;
+        (self.finish)(wire)
     }
 
     /// Calls `callback` with the reply when it arrives (the "async call with a callback" of
@@ -579,13 +590,14 @@ impl<R: DeserializeOwned> Pending<R> {
     pub fn on_reply(self, callback: impl FnOnce(Result<R>) + Send + 'static)
     where
         R: Send + 'static,
+        W: 'static,
     {
         let pipe = Arc::clone(&self.pipe);
         pipe.run_later(Box::new(move || callback(self.wait())));
     }
 }
 
-impl<R> Drop for Pending<R> {
+impl<R, W> Drop for Pending<R, W> {
     fn drop(&mut self) {
         if !self.waited {
             self.pipe.abandon(self.id);
@@ -593,7 +605,7 @@ impl<R> Drop for Pending<R> {
     }
 }
 
-impl<R> std::fmt::Debug for Pending<R> {
+impl<R, W> std::fmt::Debug for Pending<R, W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pending")
             .field("id", &self.id)

@@ -10,7 +10,7 @@ use crate::stub::ObjectHandle;
 /// atomic: ten processes each adding 1 a thousand times end at exactly 10,000.
 #[derive(Debug, Clone)]
 pub struct Counter {
-    handle: super::Target,
+    pub(super) handle: super::Target,
 }
 
 impl Counter {

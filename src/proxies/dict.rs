@@ -22,7 +22,7 @@ type Types<K, V> = fn(K, V) -> (K, V);
 /// `insert_if_absent` are safe where a `get` followed by an `insert` would race.
 #[derive(Debug)]
 pub struct Dict<K, V> {
-    handle: super::Target,
+    pub(super) handle: super::Target,
     _types: PhantomData<Types<K, V>>,
 }
 

@@ -7,6 +7,7 @@ mod dict;
 mod list;
 mod lock;
 mod queue;
+mod sends;
 mod shape;
 mod signal;
 mod tasks;
@@ -17,6 +18,7 @@ pub use dict::Dict;
 pub use list::List;
 pub use lock::{Guard, Lock, Semaphore};
 pub use queue::Queue;
+pub use sends::{CounterSend, DictSend, Encoded, QueueSend, ValueSend};
 pub use signal::{Barrier, Event};
 pub use tasks::{
     DeadLetter, Lease, PushOptions, Retry, Task, TaskId, TaskQueue, TaskQueueSettings, TaskStats,
@@ -47,6 +49,22 @@ pub(crate) enum Target {
 }
 
 impl Target {
+    /// Sends a pipelined call (managers only: Redis has its own pipelines, not ours).
+    pub(crate) fn send<R, W: DeserializeOwned, A: Serialize>(
+        &self,
+        method: &str,
+        args: &A,
+        finish: fn(W) -> Result<R>,
+    ) -> Result<crate::Pending<R, W>> {
+        match self {
+            Target::Manager(handle) => handle.send_finished(method, args, finish),
+            #[cfg(feature = "redis")]
+            Target::Redis(_) => Err(crate::Error::Config(
+                "pipelined calls (send) are for a manager's objects, not Redis's".into(),
+            )),
+        }
+    }
+
     #[inline]
     pub(crate) fn call<R: DeserializeOwned, A: Serialize>(
         &self,

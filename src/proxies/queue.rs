@@ -26,7 +26,7 @@ use crate::stub::ObjectHandle;
 /// [`Queue::get_timeout`] to a short client call timeout.
 #[derive(Debug)]
 pub struct Queue<T> {
-    handle: ObjectHandle,
+    pub(super) handle: ObjectHandle,
     _item: PhantomData<fn(T) -> T>,
 }
 

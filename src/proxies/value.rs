@@ -16,7 +16,7 @@ use crate::stub::ObjectHandle;
 /// One shared value in the manager, opened by name with [`Client::value`]. It starts unset.
 #[derive(Debug)]
 pub struct Value<T> {
-    handle: super::Target,
+    pub(super) handle: super::Target,
     _type: PhantomData<fn(T) -> T>,
 }
 

@@ -119,6 +119,7 @@ impl<'s> Replies<'s> {
     /// Runs one call. Replies already produced are written first unless the call is known
     /// to be quick: a reply never waits behind a later, slow call (a blocking one, say),
     /// while a burst of quick calls still leaves in one write.
+    #[inline]
     pub(super) fn run(
         &mut self,
         target: Target,
