@@ -257,6 +257,26 @@ fn child_main() {
     }
 }
 
+/// This test binary as a supervisor process (the "supervisor" role) of `count` workers in
+/// `child_role`, for the manager at `manager`; callers add the rest of its environment.
+fn supervisor_process(manager: &str, child_role: &str, count: usize) -> Command {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            "--exact",
+            "child_main",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(ROLE_VAR, "supervisor")
+        .env("TEST_MANAGER", manager)
+        .env(CHILD_ROLE_VAR, child_role)
+        .env(COUNT_VAR, count.to_string());
+    command
+}
+
 /// Runs `supervisor` on a thread; returns its stop handle and the thread.
 fn run_in_thread(
     mut supervisor: Supervisor,
@@ -385,19 +405,7 @@ fn sigterm_to_the_supervisor_drains_busy_workers() {
         .unwrap();
     let ids: Vec<u64> = (0..8).collect();
     jobs.push_many(&ids).unwrap();
-    let mut supervisor = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_main",
-            "--ignored",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(ROLE_VAR, "supervisor")
-        .env("TEST_MANAGER", manager.address().to_string())
-        .env(CHILD_ROLE_VAR, "worker")
-        .env(COUNT_VAR, "4")
+    let mut supervisor = supervisor_process(&manager.address().to_string(), "worker", 4)
         .env(WORK_MS_VAR, "2000")
         .env(DRAIN_MS_VAR, "20000")
         .stdin(Stdio::null())
@@ -537,19 +545,7 @@ fn a_full_mailbox_refuses_and_a_broadcast_reaches_every_member() {
 fn every_workers_output_arrives_prefixed_whole_and_in_the_manager() {
     let manager = manager();
     let client = client(&manager);
-    let mut supervisor = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_main",
-            "--ignored",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(ROLE_VAR, "supervisor")
-        .env("TEST_MANAGER", manager.address().to_string())
-        .env(CHILD_ROLE_VAR, "chatty")
-        .env(COUNT_VAR, "3")
+    let mut supervisor = supervisor_process(&manager.address().to_string(), "chatty", 3)
         .env("TEST_CHILD_COUNT", "300")
         .env(DRAIN_MS_VAR, "20000")
         .stdin(Stdio::null())
@@ -627,19 +623,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 fn a_worker_flooding_its_output_blocks_nothing_and_grows_no_memory_without_bound() {
     let manager = common::ChildManager::start(&[]);
     let client = Client::connect(manager.address.clone(), KEY).unwrap();
-    let mut supervisor = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_main",
-            "--ignored",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(ROLE_VAR, "supervisor")
-        .env("TEST_MANAGER", manager.address.to_string())
-        .env(CHILD_ROLE_VAR, "flood")
-        .env(COUNT_VAR, "1")
+    let mut supervisor = supervisor_process(&manager.address.to_string(), "flood", 1)
         .env("TEST_CHILD_COUNT", "100") // megabytes
         .env(DRAIN_MS_VAR, "20000")
         .stdin(Stdio::null())
@@ -832,19 +816,7 @@ fn log_records_are_forwarded_and_dropped_when_the_manager_is_gone_without_blocki
 fn a_second_sigint_to_the_supervisor_kills_its_workers_at_once() {
     let manager = manager();
     let client = client(&manager);
-    let mut supervisor = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_main",
-            "--ignored",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(ROLE_VAR, "supervisor")
-        .env("TEST_MANAGER", manager.address().to_string())
-        .env(CHILD_ROLE_VAR, "deaf")
-        .env(COUNT_VAR, "2")
+    let mut supervisor = supervisor_process(&manager.address().to_string(), "deaf", 2)
         .env(DRAIN_MS_VAR, "600000") // ten minutes: only the second SIGINT ends this test
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -252,6 +252,24 @@ impl TaskBackend for RedisTasks {
 }
 
 impl RedisTasks {
+    /// A lease script's invocation with what every one takes: the keys (`meta`, `stream`,
+    /// and with `all_keys` `delayed` and `dead`), then consumer, key prefix and entry. Callers
+    /// add their own arguments.
+    fn lease_script<'a>(
+        &self,
+        script: &'a ::redis::Script,
+        all_keys: bool,
+        entry: &str,
+    ) -> ::redis::ScriptInvocation<'a> {
+        let mut invocation = script.prepare_invoke();
+        invocation.key(&self.meta).key(&self.stream);
+        if all_keys {
+            invocation.key(&self.delayed).key(&self.dead);
+        }
+        invocation.arg(&self.consumer).arg(&self.prefix).arg(entry);
+        invocation
+    }
+
     /// This queue, shared with the leases it hands out.
     fn shared(&self) -> Arc<RedisTasks> {
         Arc::new(RedisTasks {
@@ -310,15 +328,9 @@ impl LeaseOps for RedisLeases {
                 statuses.push(EXPIRED);
                 continue;
             };
-            let status: u8 = t.store.run(|c| {
-                scripts::ACK
-                    .key(&t.meta)
-                    .key(&t.stream)
-                    .arg(&t.consumer)
-                    .arg(&t.prefix)
-                    .arg(&entry)
-                    .invoke(c)
-            })?;
+            let status: u8 = t
+                .store
+                .run(|c| t.lease_script(&scripts::ACK, false, &entry).invoke(c))?;
             if status == 0 {
                 self.entries.lock().remove(&token);
                 statuses.push(ACKED);
@@ -333,14 +345,7 @@ impl LeaseOps for RedisLeases {
         let t = &self.tasks;
         let entry = self.entry(id, token)?;
         let outcome: i64 = t.store.run(|c| {
-            scripts::FAIL
-                .key(&t.meta)
-                .key(&t.stream)
-                .key(&t.delayed)
-                .key(&t.dead)
-                .arg(&t.consumer)
-                .arg(&t.prefix)
-                .arg(&entry)
+            t.lease_script(&scripts::FAIL, true, &entry)
                 .arg(&reason)
                 .arg(jitter())
                 .invoke(c)
@@ -357,12 +362,7 @@ impl LeaseOps for RedisLeases {
         let t = &self.tasks;
         let entry = self.entry(id, token)?;
         let until: i64 = t.store.run(|c| {
-            scripts::EXTEND
-                .key(&t.meta)
-                .key(&t.stream)
-                .arg(&t.consumer)
-                .arg(&t.prefix)
-                .arg(&entry)
+            t.lease_script(&scripts::EXTEND, false, &entry)
                 .arg(extra_ms)
                 .invoke(c)
         })?;
@@ -375,15 +375,9 @@ impl LeaseOps for RedisLeases {
     fn release(&self, id: u64, token: u64) -> Result<()> {
         let t = &self.tasks;
         let entry = self.entry(id, token)?;
-        let status: u8 = t.store.run(|c| {
-            scripts::RELEASE
-                .key(&t.meta)
-                .key(&t.stream)
-                .arg(&t.consumer)
-                .arg(&t.prefix)
-                .arg(&entry)
-                .invoke(c)
-        })?;
+        let status: u8 = t
+            .store
+            .run(|c| t.lease_script(&scripts::RELEASE, false, &entry).invoke(c))?;
         self.entries.lock().remove(&token);
         if status == 0 {
             Ok(())
