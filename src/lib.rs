@@ -124,6 +124,7 @@ extern crate self as monogusa;
 mod auth;
 #[cfg(any(feature = "sqs", feature = "http"))]
 mod base64;
+mod borrowed;
 mod client;
 mod codec;
 mod connect;
@@ -153,7 +154,8 @@ mod stub;
 mod transport;
 pub mod workers;
 
-pub use client::{Client, ClientBuilder, ConnectionStatus, Pending};
+pub use borrowed::{Argument, Bytes, Str};
+pub use client::{Batch, Client, ClientBuilder, ConnectionStatus, Pending};
 pub use codec::DEFAULT_MAX_DECODE_DEPTH;
 pub use connect::{Secrets, Store, connect, connect_with};
 pub use error::{Error, Phase, RemoteError, RemoteErrorKind, Result};
@@ -182,6 +184,7 @@ pub use monogusa_macros::service;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::Client;
+    pub use crate::borrowed::{WireBytes, WireStr};
     pub use crate::client::Pending;
     pub use crate::error::{Error, RemoteError, RemoteErrorKind, Result};
     pub use crate::service::{

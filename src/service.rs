@@ -68,8 +68,8 @@ fn not_through_serde(service: &str) -> RemoteError {
 }
 
 /// Decodes a method's argument tuple from any serde format, naming the method in the error.
-pub fn decode_erased_args<T: serde::de::DeserializeOwned>(
-    args: &mut dyn erased_serde::Deserializer<'_>,
+pub fn decode_erased_args<'de, T: Deserialize<'de>>(
+    args: &mut dyn erased_serde::Deserializer<'de>,
     service: &str,
     method: &str,
 ) -> Result<T, RemoteError> {

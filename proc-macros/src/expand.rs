@@ -12,7 +12,7 @@ use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 use syn::ItemTrait;
 
-use crate::parse::{Method, Service};
+use crate::parse::{Borrow, Method, Service};
 
 pub fn expand(item: &ItemTrait, service: &Service) -> TokenStream {
     let generator = Generator::new(item, service);
@@ -365,8 +365,8 @@ impl<'a> Generator<'a> {
         let wire_name = &method.wire_name;
         let docs = &method.docs;
         let cfgs = &method.cfgs;
-        let arg_names: Vec<_> = method.args.iter().map(|(name, _)| name).collect();
-        let arg_types: Vec<_> = method.args.iter().map(|(_, ty)| ty).collect();
+        let arg_names: Vec<_> = method.args.iter().map(|arg| &arg.ident).collect();
+        let arg_types: Vec<_> = method.args.iter().map(|arg| &arg.ty).collect();
         let output = match &method.output {
             Some(ty) => quote!(#ty),
             None => quote!(()),
@@ -403,8 +403,34 @@ impl<'a> Generator<'a> {
                 let ident = &method.ident;
                 let wire_name = &method.wire_name;
                 let cfgs = &method.cfgs;
-                let arg_names: Vec<_> = method.args.iter().map(|(name, _)| name).collect();
-                let arg_types: Vec<_> = method.args.iter().map(|(_, ty)| ty).collect();
+                let arg_names: Vec<_> = method.args.iter().map(|arg| &arg.ident).collect();
+                // Borrowed arguments are decoded as the wire types that lend from the
+                // frame, then handed over as the method declares them.
+                let wire_types: Vec<TokenStream> = method
+                    .args
+                    .iter()
+                    .map(|arg| match arg.borrow {
+                        Borrow::Owned => {
+                            let ty = &arg.ty;
+                            quote!(#ty)
+                        }
+                        Borrow::Str | Borrow::CowStr => quote!(#m::WireStr<'_>),
+                        Borrow::Bytes | Borrow::CowBytes => quote!(#m::WireBytes<'_>),
+                    })
+                    .collect();
+                let passed: Vec<TokenStream> = method
+                    .args
+                    .iter()
+                    .map(|arg| {
+                        let name = &arg.ident;
+                        match arg.borrow {
+                            Borrow::Owned => quote!(#name),
+                            Borrow::Str => quote!(#name.as_str()),
+                            Borrow::Bytes => quote!(#name.as_slice()),
+                            Borrow::CowStr | Borrow::CowBytes => quote!(#name.0),
+                        }
+                    })
+                    .collect();
                 let receiver = if exclusive {
                     quote!(&mut self.0)
                 } else {
@@ -424,8 +450,8 @@ impl<'a> Generator<'a> {
                 quote! {
                     #(#cfgs)*
                     #index => {
-                        let (#(#arg_names,)*): (#(#arg_types,)*) = #decode;
-                        let __monogusa_value = <T as #trait_ident>::#ident(#receiver, #(#arg_names),*);
+                        let (#(#arg_names,)*): (#(#wire_types,)*) = #decode;
+                        let __monogusa_value = <T as #trait_ident>::#ident(#receiver, #(#passed),*);
                         #reply
                     }
                 }

@@ -42,9 +42,31 @@ pub struct Method {
     pub cfgs: Vec<Attribute>,
     /// `&mut self`: runs alone on its object.
     pub mutates: bool,
-    pub args: Vec<(Ident, Type)>,
+    pub args: Vec<Arg>,
     /// `None` for a method returning `()`.
     pub output: Option<Type>,
+}
+
+/// One argument of a method.
+pub struct Arg {
+    pub ident: Ident,
+    pub ty: Type,
+    pub borrow: Borrow,
+}
+
+/// How an argument reaches the method: owned (decoded as its own type), or borrowed from
+/// the call's frame.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Borrow {
+    Owned,
+    /// `&str`
+    Str,
+    /// `&[u8]`
+    Bytes,
+    /// `Cow<'_, str>`
+    CowStr,
+    /// `Cow<'_, [u8]>`
+    CowBytes,
 }
 
 /// Collects every error instead of stopping at the first, so one build shows them all.
@@ -229,9 +251,16 @@ fn check_method(function: &TraitItemFn, errors: &mut Errors) -> Option<Method> {
                 None
             }
         };
-        check_owned(&typed.ty, "argument", errors);
+        let borrow = borrow_kind(&typed.ty, errors);
+        if borrow == Borrow::Owned {
+            check_owned(&typed.ty, "argument", errors);
+        }
         if let Some(ident) = ident {
-            args.push((ident, (*typed.ty).clone()));
+            args.push(Arg {
+                ident,
+                ty: (*typed.ty).clone(),
+                borrow,
+            });
         }
     }
 
@@ -267,6 +296,66 @@ fn check_method(function: &TraitItemFn, errors: &mut Errors) -> Option<Method> {
     })
 }
 
+/// Whether `ty` is one of the argument types decoded in place: `&str`, `&[u8]`,
+/// `Cow<'_, str>`, `Cow<'_, [u8]>` (a named lifetime is refused: the frame lives only for the
+/// call).
+fn borrow_kind(ty: &Type, errors: &mut Errors) -> Borrow {
+    let is_str =
+        |ty: &Type| matches!(ty, Type::Path(p) if p.qself.is_none() && p.path.is_ident("str"));
+    let is_bytes = |ty: &Type| matches!(ty, Type::Slice(s) if matches!(&*s.elem, Type::Path(p) if p.qself.is_none() && p.path.is_ident("u8")));
+    let refuse_named = |lifetime: Option<&syn::Lifetime>, errors: &mut Errors| {
+        if let Some(lifetime) = lifetime.filter(|l| l.ident != "_") {
+            errors.push(
+                lifetime,
+                "a borrowed argument lives only for its call: write it without a lifetime \
+                 (`&str`, `Cow<'_, str>`)",
+            );
+        }
+    };
+    match ty {
+        Type::Reference(r) if r.mutability.is_none() && (is_str(&r.elem) || is_bytes(&r.elem)) => {
+            refuse_named(r.lifetime.as_ref(), errors);
+            if is_str(&r.elem) {
+                Borrow::Str
+            } else {
+                Borrow::Bytes
+            }
+        }
+        Type::Path(p) if p.qself.is_none() => {
+            let Some(last) = p.path.segments.last() else {
+                return Borrow::Owned;
+            };
+            let syn::PathArguments::AngleBracketed(generics) = &last.arguments else {
+                return Borrow::Owned;
+            };
+            if last.ident != "Cow" {
+                return Borrow::Owned;
+            }
+            let mut lifetime = None;
+            let mut inner = None;
+            for arg in &generics.args {
+                match arg {
+                    syn::GenericArgument::Lifetime(l) => lifetime = Some(l),
+                    syn::GenericArgument::Type(t) => inner = Some(t),
+                    _ => return Borrow::Owned,
+                }
+            }
+            match inner {
+                Some(t) if is_str(t) => {
+                    refuse_named(lifetime, errors);
+                    Borrow::CowStr
+                }
+                Some(t) if is_bytes(t) => {
+                    refuse_named(lifetime, errors);
+                    Borrow::CowBytes
+                }
+                _ => Borrow::Owned,
+            }
+        }
+        _ => Borrow::Owned,
+    }
+}
+
 /// Arguments and results travel by value: references and `impl Trait` cannot.
 fn check_owned(ty: &Type, what: &str, errors: &mut Errors) {
     match ty {
@@ -274,7 +363,8 @@ fn check_owned(ty: &Type, what: &str, errors: &mut Errors) {
             ty,
             format_args!(
                 "a service method's {what} crosses the wire by value: use an owned type \
-                 (`String` for `&str`, `Vec<T>` for `&[T]`)"
+                 (`Vec<T>` for `&[T]`, `T` for `&T`); of references, only `&str` and \
+                 `&[u8]` arguments are supported, decoded in place"
             ),
         ),
         Type::ImplTrait(_) => errors.push_spanned(

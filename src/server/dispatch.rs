@@ -61,7 +61,7 @@ pub(super) fn handle(
                         reply.with(out, name, |out| {
                             function
                                 .call(args, out)
-                                .map_err(|e| name_the_function(e, name))
+                                .map_err(|e| super::registry::name_the_function(e, name))
                         })
                     })?;
                 }
@@ -238,17 +238,6 @@ fn panicked(name: &str, payload: Box<dyn std::any::Any + Send>) -> RemoteError {
         RemoteErrorKind::Panicked,
         format!("`{name}` panicked: {what}"),
     )
-}
-
-/// Argument errors of a function name it (the erased handler does not know its own name).
-#[cold]
-fn name_the_function(error: RemoteError, name: &str) -> RemoteError {
-    match error.message().strip_prefix(super::registry::FUNCTION) {
-        Some(rest) if error.kind() == RemoteErrorKind::BadArguments => {
-            RemoteError::new(error.kind(), format!("`{name}`{rest}"))
-        }
-        _ => error,
-    }
 }
 
 fn unknown_function(shared: &Shared, name: &str) -> RemoteError {

@@ -8,22 +8,41 @@
 
 use std::fmt::Display;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
+use crate::borrowed::Argument;
 use crate::codec;
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::fxhash::FxHashMap;
+use serde::Serialize;
 
 /// How a function's argument errors name it until the connection, which knows its name,
 /// replaces this with the name (see `server::connection`).
 pub(crate) const FUNCTION: &str = "the function";
 
+/// Argument errors of a function name it (the handler does not know its own name).
+#[cold]
+pub(crate) fn name_the_function(error: RemoteError, name: &str) -> RemoteError {
+    match error.message().strip_prefix(FUNCTION) {
+        Some(rest) if error.kind() == RemoteErrorKind::BadArguments => {
+            RemoteError::new(error.kind(), format!("`{name}`{rest}"))
+        }
+        _ => error,
+    }
+}
+
 /// A function the manager can serve: any `Fn` of 0 to 8 arguments that implement
-/// `serde::Deserialize`, returning a value that implements [`IntoReply`].
+/// `serde::Deserialize` (owned) or are [`Str`](crate::Str) / [`Bytes`](crate::Bytes)
+/// (borrowed from the call's frame), returning a value that implements [`IntoReply`].
 ///
 /// The `Args` parameter is the argument tuple; it only lets one trait cover every arity and
 /// is inferred at [`ManagerBuilder::register`](crate::ManagerBuilder::register).
+#[diagnostic::on_unimplemented(
+    message = "this cannot be registered as a function",
+    label = "not a `Fn` of serde arguments returning a reply",
+    note = "each argument must be an owned serde type (`String`, `Vec<u8>`, a \
+            `#[derive(Deserialize)]` type) or `monogusa::Str` / `monogusa::Bytes` to borrow; the \
+            result a std serde type, `Result<T, E: Display>` or `monogusa::Reply(value)`; the \
+            function `Send + Sync + 'static`"
+)]
 pub trait Handler<Args>: Send + Sync + 'static {
     /// Decodes `args`, runs the function and appends the encoded result to `reply`.
     #[doc(hidden)]
@@ -194,16 +213,25 @@ into_reply_arrays!(
 
 macro_rules! handler_for_arity {
     ($($arg:ident),*) => {
+        // `Fn($($arg),*)` names the argument types, so rustc can infer them from the
+        // function; the higher-ranked bound is what lets `Str` and `Bytes` borrow from each
+        // call's frame (for owned types the two bounds are the same).
         impl<F, R, $($arg,)*> Handler<($($arg,)*)> for F
         where
-            F: Fn($($arg),*) -> R + Send + Sync + 'static,
+            F: Fn($($arg),*) -> R
+                + for<'a> Fn($(<$arg as Argument>::At<'a>),*) -> R
+                + Send
+                + Sync
+                + 'static,
             R: IntoReply,
-            $($arg: DeserializeOwned,)*
+            $($arg: Argument,)*
         {
+            #[inline]
             fn call(&self, args: &[u8], reply: &mut Vec<u8>) -> Result<(), RemoteError> {
                 #[allow(non_snake_case)]
-                let ($($arg,)*): ($($arg,)*) = codec::decode_arguments(args, &FUNCTION)?;
-                (self)($($arg),*).write_reply(reply)
+                let ($($arg,)*): ($(<$arg as Argument>::Wire<'_>,)*) =
+                    codec::decode_arguments(args, &FUNCTION)?;
+                (self)($(<$arg as Argument>::from_wire($arg)),*).write_reply(reply)
             }
 
             fn call_erased(
@@ -212,16 +240,17 @@ macro_rules! handler_for_arity {
                 reply: ErasedReply<'_>,
             ) -> Result<(), RemoteError> {
                 #[allow(non_snake_case)]
-                let ($($arg,)*): ($($arg,)*) = erased_serde::deserialize(args).map_err(|e| {
-                    RemoteError::new(
-                        RemoteErrorKind::BadArguments,
-                        format!(
-                            "{FUNCTION} expected {}: {e}",
-                            std::any::type_name::<($($arg,)*)>()
-                        ),
-                    )
-                })?;
-                (self)($($arg),*).erased_reply(reply)
+                let ($($arg,)*): ($(<$arg as Argument>::Wire<'_>,)*) =
+                    erased_serde::deserialize(args).map_err(|e| {
+                        RemoteError::new(
+                            RemoteErrorKind::BadArguments,
+                            format!(
+                                "{FUNCTION} expected {}: {e}",
+                                std::any::type_name::<($($arg,)*)>()
+                            ),
+                        )
+                    })?;
+                (self)($(<$arg as Argument>::from_wire($arg)),*).erased_reply(reply)
             }
         }
     };
@@ -306,7 +335,6 @@ impl Registry {
 
     /// Calls `name` through the serde boundary: arguments from `args` (a tuple in whatever
     /// format), the result to `reply`. For listeners that speak another wire format.
-    #[allow(dead_code)] // the first caller beyond the tests is the next listener
     pub(crate) fn call_erased(
         &self,
         name: &str,
@@ -314,7 +342,10 @@ impl Registry {
         reply: ErasedReply<'_>,
     ) -> Result<(), RemoteError> {
         match self.functions.get(name) {
-            Some(function) => function.0.call_erased(args, reply),
+            Some(function) => function
+                .0
+                .call_erased(args, reply)
+                .map_err(|e| name_the_function(e, name)),
             None => Err(RemoteError::new(
                 RemoteErrorKind::UnknownFunction,
                 format!("no function named `{name}`"),
@@ -340,6 +371,9 @@ mod tests {
     fn functions_are_callable_through_any_serde_format() {
         let mut reg = Registry::default();
         reg.insert("add", |a: i64, b: i64| a + b);
+        reg.insert("shout", |word: crate::Str, tail: crate::Bytes| {
+            format!("{}{}", word.to_uppercase(), tail.len())
+        });
         reg.insert("greet", |name: String| -> Result<String, String> {
             if name.is_empty() {
                 Err("who?".into())
@@ -358,6 +392,10 @@ mod tests {
             Ok(out)
         };
         assert_eq!(call("add", "[2, 3]").unwrap(), "5");
+        // JSON cannot lend its input here: borrowed arguments arrive owned, and work alike.
+        assert_eq!(call("shout", r#"["hey", [1, 2]]"#).unwrap(), r#""HEY2""#);
+        let err = call("shout", r#"[1, []]"#).unwrap_err();
+        assert!(err.message().starts_with("`shout` expected"), "{err}");
         assert_eq!(call("greet", r#"["ann"]"#).unwrap(), r#""hello ann""#);
         let err = call("greet", r#"[""]"#).unwrap_err();
         assert_eq!(
@@ -386,7 +424,7 @@ mod tests {
         Ok(out)
     }
 
-    fn decoded<T: DeserializeOwned>(bytes: Vec<u8>) -> T {
+    fn decoded<T: serde::de::DeserializeOwned>(bytes: Vec<u8>) -> T {
         codec::decode_exact(&bytes).unwrap()
     }
 

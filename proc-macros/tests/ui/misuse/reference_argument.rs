@@ -1,6 +1,6 @@
 #[monogusa::service]
 pub trait Store {
-    fn get(&self, key: &str) -> i64;
+    fn get(&self, key: &String, named: &'a str) -> i64;
 }
 
 fn main() {}

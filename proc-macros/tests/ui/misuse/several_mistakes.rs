@@ -3,7 +3,7 @@
 pub trait Store {
     async fn get(&self, key: String) -> i64;
     fn take(self) -> i64;
-    fn put(&mut self, key: &str);
+    fn put(&mut self, key: &i64);
 }
 
 fn main() {}
