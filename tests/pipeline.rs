@@ -364,3 +364,173 @@ fn built_in_objects_take_pipelined_calls_too() {
     assert_eq!(jobs.send().len().unwrap().wait().unwrap(), 100);
     assert_eq!(jobs.send().try_get().unwrap().wait().unwrap(), Some(0));
 }
+
+/// A batch: calls encoded together and sent with one write; each reply reaches its own
+/// pending, in any wait order, and batches interleave correctly with plain sends from other
+/// threads on the same pipeline.
+#[test]
+fn batches_send_many_calls_at_once_alongside_plain_sends() {
+    let manager = start_standard();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let plain = {
+        let client = client.clone();
+        thread::spawn(move || {
+            for i in 0..400 {
+                let text = format!("plain {i}");
+                assert_eq!(
+                    client
+                        .send::<String>("echo", (&text,))
+                        .unwrap()
+                        .wait()
+                        .unwrap(),
+                    text
+                );
+            }
+        })
+    };
+    let mut total = 0i64;
+    for size in [1usize, 2, 63, 64, 65, 200, 1000] {
+        let mut batch = client.batch().unwrap();
+        let adds: Vec<Pending<i64>> = (0..size)
+            .map(|i| batch.call("add", ("b", i as i64)).unwrap())
+            .collect();
+        let echoes: Vec<(String, Pending<String>)> = (0..size)
+            .map(|i| {
+                let text = format!("{size}/{i}");
+                let pending = batch.call("echo", (&text,)).unwrap();
+                (text, pending)
+            })
+            .collect();
+        assert_eq!(batch.len(), 2 * size);
+        batch.send().unwrap();
+        assert!(batch.is_empty());
+        // Echoes backwards, then the running sums in order.
+        for (text, pending) in echoes.into_iter().rev() {
+            assert_eq!(pending.wait().unwrap(), text);
+        }
+        for (i, pending) in adds.into_iter().enumerate() {
+            total += i as i64;
+            assert_eq!(pending.wait().unwrap(), total);
+        }
+    }
+    plain.join().unwrap();
+}
+
+/// What a batch holds is sent when it is dropped unsent; a call that cannot be encoded (over
+/// the frame limit) fails alone and adds nothing; errors reach their own pending.
+#[test]
+fn a_dropped_batch_still_sends_and_bad_calls_fail_alone() {
+    let manager = standard_builder()
+        .max_frame_len(64 * 1024)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let client = Client::builder(manager.address(), KEY)
+        .max_frame_len(64 * 1024)
+        .connect()
+        .unwrap();
+    let (first, failing, last) = {
+        let mut batch = client.batch().unwrap();
+        let first = batch.call::<i64>("inc", ("d",)).unwrap();
+        let too_big = batch.call::<usize>("echo_bytes", (vec![0u8; 100_000],));
+        assert!(
+            matches!(too_big, Err(Error::FrameTooLarge { .. })),
+            "{too_big:?}"
+        );
+        let failing = batch.call::<i64>("divide", (1i64, 0i64)).unwrap();
+        let last = batch.call::<i64>("inc", ("d",)).unwrap();
+        assert_eq!(batch.len(), 3);
+        (first, failing, last)
+    }; // dropped here, unsent: the drop sends it
+    assert_eq!(first.wait().unwrap(), 1);
+    assert!(
+        matches!(failing.wait(), Err(Error::Remote(ref r)) if r.kind() == RemoteErrorKind::Handler)
+    );
+    assert_eq!(last.wait().unwrap(), 2);
+    assert_eq!(manager.stats().calls, 3);
+}
+
+/// Batches far larger than the socket buffers, from several threads at once, while the
+/// manager's replies pile up unread: no deadlock, nothing lost or misdelivered.
+#[test]
+fn huge_batches_from_many_threads_do_not_deadlock() {
+    // Unix sockets: their buffers are far smaller than loopback TCP's.
+    let dir = tempfile::tempdir().unwrap();
+    let manager = start_standard_at(&Address::unix(dir.path().join("m.sock")));
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    // One thread, one batch of 10 MB: its caller must get to reading replies while the
+    // manager still has requests to read.
+    let payload = "y".repeat(1000);
+    let mut batch = client.batch().unwrap();
+    let pending: Vec<Pending<String>> = (0..10_000)
+        .map(|_| batch.call("echo", (&payload,)).unwrap())
+        .collect();
+    batch.send().unwrap();
+    for p in pending {
+        assert_eq!(p.wait().unwrap().len(), 1000);
+    }
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let client = client.clone();
+            thread::spawn(move || {
+                let payload = "x".repeat(1000);
+                for round in 0..3 {
+                    let mut batch = client.batch().unwrap();
+                    let pending: Vec<Pending<String>> = (0..3000)
+                        .map(|_| batch.call("echo", (&payload,)).unwrap())
+                        .collect();
+                    // A plain send between batches goes through the writer thread.
+                    let between = client.send::<String>("echo", (format!("{t}/{round}"),));
+                    batch.send().unwrap();
+                    for p in pending {
+                        assert_eq!(p.wait().unwrap().len(), 1000);
+                    }
+                    assert_eq!(between.unwrap().wait().unwrap(), format!("{t}/{round}"));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(manager.stats().calls, 10_000 + 4 * 3 * 3001);
+}
+
+/// A batch whose connection is lost: its waits fail with `ConnectionLost`, and the next batch
+/// connects afresh.
+#[test]
+fn a_lost_connection_fails_a_batch_then_the_next_reconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    let address = Address::unix(dir.path().join("m.sock"));
+    let first = start_standard_at(&address);
+    let client = Client::builder(&address, KEY)
+        .reconnect(50, Duration::from_millis(10))
+        .connect()
+        .unwrap();
+    let mut batch = client.batch().unwrap();
+    let warm = batch.call::<i64>("inc", ("k",)).unwrap();
+    batch.send().unwrap();
+    assert_eq!(warm.wait().unwrap(), 1);
+    first.shutdown();
+    let lost = batch
+        .call::<i64>("inc", ("k",))
+        .and_then(|p| batch.send().and_then(|()| p.wait()));
+    assert!(matches!(lost, Err(Error::ConnectionLost(_))), "{lost:?}");
+    drop(batch);
+    let restarter = restart_after(&address, Duration::from_millis(50));
+    let value = loop {
+        let attempt = client.batch().and_then(|mut batch| {
+            let p = batch.call::<i64>("inc", ("k",))?;
+            batch.send()?;
+            p.wait()
+        });
+        match attempt {
+            Ok(v) => break v,
+            Err(Error::Io(_) | Error::ConnectionLost(_)) => continue,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(value, 1, "a fresh manager's state");
+    let _second = restarter.join().unwrap();
+}

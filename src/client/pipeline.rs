@@ -50,6 +50,11 @@ use super::connection::{
 /// allocation per call).
 const PIPELINED: &str = "a pipelined call";
 
+/// The largest batch its own thread writes. A larger one goes to the writer thread, so its
+/// caller can go on to read replies: the manager stops reading requests while its replies
+/// go unread, and a caller stuck writing a batch the manager no longer reads never would.
+const DIRECT_WRITE_MAX: usize = 64 << 10;
+
 /// Sends block while this much is queued and unwritten: the manager is not keeping up.
 const MAX_QUEUED: usize = 8 << 20;
 
@@ -118,6 +123,10 @@ pub(crate) struct Pipe {
     /// Wakes senders blocked on a full queue.
     space: Condvar,
     reader: Mutex<Reader>,
+    /// The writing half: held by the writer thread while it takes the queue and writes it,
+    /// and by a batch writing itself (only when the queue is empty and nobody writes), so
+    /// frames leave in the order they were queued.
+    writer: Mutex<Stream>,
     max_frame_len: u32,
     /// How deeply nested a reply may be.
     max_depth: u32,
@@ -163,6 +172,7 @@ impl Pipe {
                 socket_timeout: None,
                 silent_since: None,
             }),
+            writer: Mutex::new(writer_stream),
             max_frame_len,
             max_depth,
             keepalive,
@@ -174,7 +184,7 @@ impl Pipe {
         let for_writer = Arc::clone(&pipe);
         thread::Builder::new()
             .name("monogusa-pipeline-writer".into())
-            .spawn(move || for_writer.write_loop(writer_stream))?;
+            .spawn(move || for_writer.write_loop())?;
         Ok(pipe)
     }
 
@@ -245,7 +255,64 @@ impl Pipe {
         Ok(id)
     }
 
-    fn write_loop(self: Arc<Self>, mut stream: Stream) {
+    /// Reserves `n` request ids for a batch, with one lock.
+    pub(crate) fn reserve_ids(&self, n: u64) -> Result<u64> {
+        let mut state = self.state();
+        if let Some(failure) = &state.failure {
+            return Err(failure.to_error());
+        }
+        let first = state.next_id;
+        state.next_id += n;
+        Ok(first)
+    }
+
+    /// The frame size limit the manager holds requests to.
+    pub(crate) fn max_frame_len(&self) -> u32 {
+        self.max_frame_len
+    }
+
+    /// Sends a batch's frames (encoded with reserved ids). A small batch (up to
+    /// [`DIRECT_WRITE_MAX`]), with nothing queued before it and the writer idle, is written by
+    /// the calling thread itself in one `write`; otherwise it joins the queue. `frames` is
+    /// left empty.
+    pub(crate) fn send_frames(&self, frames: &mut Vec<u8>) -> Result<()> {
+        let mut state = self.state();
+        if let Some(failure) = &state.failure {
+            return Err(failure.to_error());
+        }
+        if state.queued.is_empty()
+            && frames.len() <= DIRECT_WRITE_MAX
+            && let Ok(mut stream) = self.writer.try_lock()
+        {
+            drop(state);
+            let written = stream.write_all(frames);
+            drop(stream);
+            frames.clear();
+            if let Err(e) = written {
+                let failure = Failure::Lost(e.kind(), format!("writing requests: {e}"));
+                let error = failure.to_error();
+                self.fail(failure);
+                return Err(error);
+            }
+            return Ok(());
+        }
+        while state.queued.len() >= MAX_QUEUED && state.failure.is_none() {
+            state.blocked_senders += 1;
+            state = self.space.wait(state).unwrap_or_else(|e| e.into_inner());
+            state.blocked_senders -= 1;
+        }
+        if let Some(failure) = &state.failure {
+            return Err(failure.to_error());
+        }
+        state.queued.append(frames);
+        if !state.writer_signalled {
+            state.writer_signalled = true;
+            self.work.notify_one();
+        }
+        Ok(())
+    }
+
+    fn write_loop(self: Arc<Self>) {
         let mut batch = Vec::with_capacity(4096);
         loop {
             {
@@ -256,6 +323,14 @@ impl Pipe {
                 if state.failure.is_some() || (state.closed && state.queued.is_empty()) {
                     return;
                 }
+            }
+            // The stream before the queue (the lock order everywhere: `writer`, then
+            // `state`; a batch only ever `try_lock`s `writer` under `state`): once we hold
+            // it, no batch can write ahead of what we take, and no one waits on `state`
+            // while we are stuck in a write.
+            let mut stream = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            {
+                let mut state = self.state();
                 // Take the whole queue: everything sent since the last write leaves together.
                 std::mem::swap(&mut batch, &mut state.queued);
                 state.writer_signalled = false;
@@ -263,10 +338,15 @@ impl Pipe {
                     self.space.notify_all();
                 }
             }
+            if batch.is_empty() {
+                continue; // a batch wrote it all directly first
+            }
             if let Err(e) = stream.write_all(&batch) {
+                drop(stream);
                 self.fail(Failure::Lost(e.kind(), format!("writing requests: {e}")));
                 return;
             }
+            drop(stream);
             batch.clear();
         }
     }
