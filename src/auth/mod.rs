@@ -129,9 +129,46 @@ fn broken(e: io::Error) -> Error {
 
 /// Runs the client's side over a blocking stream. On success both sides have proven the key.
 pub(crate) fn client_handshake<S: Read + Write>(stream: &mut S, key: &AuthKey) -> Result<()> {
+    let machine = client_handshake_to_proof(stream, key)?;
+    finish_client_handshake(stream, machine)
+}
+
+/// Runs the client's side as far as its proof: the returned machine's output is the proof,
+/// not yet sent. The caller sends it together with its first request, then calls
+/// [`finish_client_handshake`] before reading any reply. (The manager reads exactly the
+/// handshake's bytes and runs nothing before the proof checks; on a wrong key it closes
+/// without reading the request.)
+pub(crate) fn client_handshake_to_proof<S: Read + Write>(
+    stream: &mut S,
+    key: &AuthKey,
+) -> Result<ClientHandshake> {
     let mut machine = ClientHandshake::new(key, fresh_nonce()?);
+    drive_client(stream, &mut machine, true)?;
+    Ok(machine)
+}
+
+/// Sends what the machine has to send (nothing, if its proof went out with a request), then
+/// reads the manager's verdict: on success both sides have proven the key, and the stream is
+/// at the manager's first frame.
+pub(crate) fn finish_client_handshake<S: Read + Write>(
+    stream: &mut S,
+    mut machine: ClientHandshake,
+) -> Result<()> {
+    drive_client(stream, &mut machine, false)
+}
+
+/// Feeds the client machine from `stream` and writes its output, until it is done, or (with
+/// `stop_at_proof`) until its proof is ready, left unsent.
+fn drive_client<S: Read + Write>(
+    stream: &mut S,
+    machine: &mut ClientHandshake,
+    stop_at_proof: bool,
+) -> Result<()> {
     let mut buf = [0u8; 64];
     loop {
+        if stop_at_proof && machine.awaits_verdict() {
+            return Ok(());
+        }
         let output = machine.take_output();
         if !output.is_empty() {
             stream.write_all(&output).map_err(broken)?;
@@ -151,6 +188,12 @@ pub(crate) fn client_handshake<S: Read + Write>(stream: &mut S, key: &AuthKey) -
             Ok(0) => return Err(broken(io::ErrorKind::UnexpectedEof.into())),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if machine.awaits_verdict() && e.kind() == io::ErrorKind::ConnectionReset => {
+                // A manager that refused the key may close with a request of ours unread.
+                return Err(Error::Authentication(format!(
+                    "the manager reset the connection without accepting the authkey ({e})"
+                )));
+            }
             Err(e) => return Err(broken(e)),
         };
         let mut fed = 0;

@@ -69,6 +69,17 @@ pub(crate) struct Link {
     keepalive: Option<Keepalive>,
     /// A reused buffer for pings.
     ping: Vec<u8>,
+    /// A handshake whose proof goes out with the first request (see
+    /// [`ClientBuilder::prove_with_first_call`](super::ClientBuilder::prove_with_first_call)).
+    unproven: Option<Box<Unproven>>,
+}
+
+/// The end of a handshake still to come: the proof to send ahead of the first request, and
+/// the verdict to read before its reply.
+struct Unproven {
+    machine: auth::ClientHandshake,
+    proof: Vec<u8>,
+    handshake_timeout: Duration,
 }
 
 impl std::fmt::Debug for Connection {
@@ -80,19 +91,33 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    pub(crate) fn open(address: &Address, key: &AuthKey, options: &Options) -> Result<Connection> {
-        Link::open(address, key, options).map(|link| Connection(Box::new(link)))
+    /// Connects and runs the handshake; with `defer_proof`, only as far as the proof, which
+    /// then travels with the first request (one round trip fewer).
+    pub(crate) fn open(
+        address: &Address,
+        key: &AuthKey,
+        options: &Options,
+        defer_proof: bool,
+    ) -> Result<Connection> {
+        Link::open(address, key, options, defer_proof).map(|link| Connection(Box::new(link)))
     }
 
-    /// The socket and its read buffer, for a pipeline to take over.
-    pub(crate) fn into_parts(self) -> (Stream, FrameReader) {
+    /// The socket and its read buffer, for a pipeline to take over (the handshake finished
+    /// first, if its proof was waiting for a request).
+    pub(crate) fn into_parts(mut self) -> Result<(Stream, FrameReader)> {
+        self.prove()?;
         let link = *self.0;
-        (link.stream, link.reader)
+        Ok((link.stream, link.reader))
     }
 }
 
 impl Link {
-    fn open(address: &Address, key: &AuthKey, options: &Options) -> Result<Link> {
+    fn open(
+        address: &Address,
+        key: &AuthKey,
+        options: &Options,
+        defer_proof: bool,
+    ) -> Result<Link> {
         let mut stream = Stream::connect(address, options.connect_timeout).map_err(|e| {
             if crate::transport::is_timeout(&e) {
                 log::debug!("{e}");
@@ -102,7 +127,18 @@ impl Link {
             }
         })?;
         stream.set_timeouts(Some(options.handshake_timeout))?;
-        auth::client_handshake(&mut stream, key)?;
+        let unproven = if defer_proof {
+            let mut machine = auth::client_handshake_to_proof(&mut stream, key)?;
+            let proof = machine.take_output();
+            Some(Box::new(Unproven {
+                machine,
+                proof,
+                handshake_timeout: options.handshake_timeout,
+            }))
+        } else {
+            auth::client_handshake(&mut stream, key)?;
+            None
+        };
         // What a call without a timeout wants (see `call`), set now, so the first call needs
         // no syscall for it.
         let read_timeout = options.keepalive.map(|k| k.interval);
@@ -118,7 +154,29 @@ impl Link {
             max_depth: options.max_decode_depth,
             keepalive: options.keepalive,
             ping: Vec::new(),
+            unproven,
         })
+    }
+
+    /// Finishes a handshake whose proof is still unsent: sends it, reads the verdict.
+    fn prove(&mut self) -> Result<()> {
+        let Some(unproven) = self.unproven.take() else {
+            return Ok(());
+        };
+        let Unproven {
+            machine,
+            proof,
+            handshake_timeout,
+        } = *unproven;
+        self.set_write_timeout(Some(handshake_timeout))?;
+        self.stream.write_all(&proof).map_err(Error::Io)?;
+        self.read_verdict(machine, handshake_timeout)
+    }
+
+    /// Reads the manager's verdict on a proof already sent, within the handshake timeout.
+    fn read_verdict(&mut self, machine: auth::ClientHandshake, timeout: Duration) -> Result<()> {
+        self.set_socket_timeout(Some(timeout))?;
+        auth::finish_client_handshake(&mut self.stream, machine)
     }
 
     /// Sends one request and waits for its reply.
@@ -145,6 +203,10 @@ impl Link {
         };
         let trailing = Trailing::of(&op);
         self.out.clear();
+        if let Some(unproven) = &self.unproven {
+            // The proof and the first request leave in one write.
+            self.out.extend_from_slice(&unproven.proof);
+        }
         if let Err(e) = encode_request(&mut self.out, id, op, args, max_frame_len) {
             // Nothing was sent: the connection is as good as before.
             return (Err(e), Health::Reusable);
@@ -167,6 +229,21 @@ impl Link {
         }
         if let Err(e) = self.stream.write_all(&self.out) {
             return (Err(in_flight_failure(e)), Health::Broken);
+        }
+        if let Some(unproven) = self.unproven.take() {
+            // The verdict comes before the reply: a manager that refused our key never read
+            // the request, let alone ran it.
+            let Unproven {
+                machine,
+                handshake_timeout,
+                ..
+            } = *unproven;
+            if let Err(e) = self
+                .read_verdict(machine, handshake_timeout)
+                .and_then(|()| self.set_socket_timeout(tick).map_err(Error::Io))
+            {
+                return (Err(e), Health::Broken);
+            }
         }
         if self.out.capacity() > SHRINK_OUT_ABOVE {
             // A large request is sent: an idle pooled connection should not keep its memory.
@@ -250,6 +327,9 @@ impl Link {
         timeout: Option<Duration>,
         max_frame_len: u32,
     ) -> (Result<()>, Health) {
+        if let Err(e) = self.prove() {
+            return (Err(e), Health::Broken);
+        }
         let id = self.next_id;
         self.next_id += 1;
         self.out.clear();

@@ -147,10 +147,10 @@ type Callback = Box<dyn FnOnce() + Send>;
 
 impl Pipe {
     /// Takes over an authenticated connection and starts its writer thread.
-    pub(crate) fn start(connection: Connection, max_frame_len: u32) -> io::Result<Arc<Pipe>> {
+    pub(crate) fn start(connection: Connection, max_frame_len: u32) -> Result<Arc<Pipe>> {
         let max_depth = connection.max_depth();
         let keepalive = connection.keepalive();
-        let (stream, frames) = connection.into_parts();
+        let (stream, frames) = connection.into_parts()?;
         let writer_stream = stream.try_clone()?;
         let pipe = Arc::new(Pipe {
             state: Mutex::new(State {
@@ -315,31 +315,35 @@ impl Pipe {
     fn write_loop(self: Arc<Self>) {
         let mut batch = Vec::with_capacity(4096);
         loop {
-            {
-                let mut state = self.state();
-                while state.queued.is_empty() && !state.closed && state.failure.is_none() {
-                    state = self.work.wait(state).unwrap_or_else(|e| e.into_inner());
-                }
-                if state.failure.is_some() || (state.closed && state.queued.is_empty()) {
-                    return;
-                }
+            let mut state = self.state();
+            while state.queued.is_empty() && !state.closed && state.failure.is_none() {
+                state = self.work.wait(state).unwrap_or_else(|e| e.into_inner());
             }
-            // The stream before the queue (the lock order everywhere: `writer`, then
-            // `state`; a batch only ever `try_lock`s `writer` under `state`): once we hold
-            // it, no batch can write ahead of what we take, and no one waits on `state`
-            // while we are stuck in a write.
-            let mut stream = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-            {
-                let mut state = self.state();
-                // Take the whole queue: everything sent since the last write leaves together.
-                std::mem::swap(&mut batch, &mut state.queued);
-                state.writer_signalled = false;
-                if state.blocked_senders > 0 {
-                    self.space.notify_all();
-                }
+            if state.failure.is_some() || (state.closed && state.queued.is_empty()) {
+                return;
             }
+            // The stream must be ours before we take the queue, so no batch writes ahead of
+            // what we take. Lock order: `writer`, then `state`; under `state` only `try_lock`
+            // (here and in a batch), so nobody ever waits on `state` while we are stuck in a
+            // write. A batch writing right now makes us wait for it, outside `state`.
+            let mut stream = match self.writer.try_lock() {
+                Ok(stream) => stream,
+                Err(_) => {
+                    drop(state);
+                    let stream = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+                    state = self.state();
+                    stream
+                }
+            };
+            // Take the whole queue: everything sent since the last write leaves together.
+            std::mem::swap(&mut batch, &mut state.queued);
+            state.writer_signalled = false;
+            if state.blocked_senders > 0 {
+                self.space.notify_all();
+            }
+            drop(state);
             if batch.is_empty() {
-                continue; // a batch wrote it all directly first
+                continue;
             }
             if let Err(e) = stream.write_all(&batch) {
                 drop(stream);
