@@ -9,7 +9,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::*;
-use monogusa::{Address, Client, Error, RemoteErrorKind};
+use monogusa::{Address, Client, Error, Manager, RemoteErrorKind};
 
 fn unix_address(dir: &tempfile::TempDir) -> Address {
     Address::unix(dir.path().join("manager.sock"))
@@ -316,4 +316,52 @@ fn one_manager_listens_on_several_addresses() {
         Client::connect(&tcp, KEY).is_err(),
         "the TCP port is closed too"
     );
+}
+
+/// A connection thread whose connection ended serves the next connection: a new connection
+/// costs no thread spawn. Threads still waiting idle do not hold up shutdown.
+#[test]
+fn connection_threads_are_reused() {
+    let manager = Manager::builder()
+        .authkey(KEY)
+        .register("thread", || format!("{:?}", std::thread::current().id()))
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let on_thread = || -> String {
+        let client = Client::connect(manager.address(), KEY).unwrap();
+        client.call("thread", ()).unwrap()
+    };
+    let idle = || {
+        // The connection's thread is idle again before the next connection arrives.
+        wait_until(Duration::from_secs(10), "the thread idle again", || {
+            let stats = manager.stats();
+            stats.connections_open == 0 && stats.idle_threads == 1
+        });
+    };
+    let first = on_thread();
+    idle();
+    for _ in 0..20 {
+        assert_eq!(
+            on_thread(),
+            first,
+            "the idle thread serves the next connection"
+        );
+        idle();
+    }
+    // Several at once: the idle thread takes one, new threads the rest, all served.
+    let clients: Vec<Client> = (0..8)
+        .map(|_| Client::connect(manager.address(), KEY).unwrap())
+        .collect();
+    let threads: std::collections::HashSet<String> = clients
+        .iter()
+        .map(|c| c.call::<String>("thread", ()).unwrap())
+        .collect();
+    assert_eq!(threads.len(), 8, "each connection on its own thread");
+    drop(clients);
+    wait_until(Duration::from_secs(10), "all eight idle", || {
+        manager.stats().idle_threads == 8
+    });
+    manager.shutdown();
 }

@@ -15,6 +15,7 @@ mod pace;
 mod python;
 mod registry;
 mod replies;
+mod threads;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -64,6 +65,12 @@ const DEFAULT_STACK_SIZE: usize = 512 << 10;
 /// Memory all connections together may use for frames in progress beyond their small first
 /// buffers: room for several maximal frames at once, yet far from what a small machine has.
 const DEFAULT_MAX_BUFFERED_BYTES: usize = 512 << 20;
+
+/// How long a connection thread whose connection ended waits for the next one.
+const IDLE_THREAD_WAIT: Duration = Duration::from_secs(10);
+
+/// At most this many connection threads wait idle for reuse.
+const MAX_IDLE_THREADS: usize = 64;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -789,6 +796,11 @@ impl Manager {
             .map(|(listener, _)| listener.wake_address())
             .collect::<std::io::Result<Vec<_>>>()?;
         let frame_budget = Budget::new(self.limits.max_buffered_bytes);
+        let threads = threads::Threads::new(
+            IDLE_THREAD_WAIT,
+            MAX_IDLE_THREADS,
+            self.limits.thread_stack_size,
+        );
         let shared = Arc::new(Shared {
             registry: self.registry,
             objects,
@@ -799,6 +811,7 @@ impl Manager {
             wake_addresses,
             stopping: AtomicBool::new(false),
             connections: Mutex::new(Connections::default()),
+            threads,
             stats: Counters::default(),
             frame_budget,
             failure_log: defenses::RateLimitedLog::new(),
@@ -1021,6 +1034,8 @@ pub struct Stats {
     pub store_bytes: u64,
     /// Built-in shared objects that exist now.
     pub shared_objects: u64,
+    /// Connection threads waiting, idle, to serve the next connection.
+    pub idle_threads: u64,
 }
 
 #[derive(Default)]
@@ -1083,6 +1098,8 @@ struct Shared {
     /// Set once, when shutdown begins; never cleared.
     stopping: AtomicBool,
     connections: Mutex<Connections>,
+    /// Where connections get their threads (reused from ended ones).
+    threads: Arc<threads::Threads>,
     stats: Counters,
     /// Memory for frames in progress, shared by every connection.
     frame_budget: Arc<Budget>,
@@ -1125,7 +1142,8 @@ struct Entry {
     stream: Arc<Stream>,
     /// What the keepalive watches.
     activity: Arc<keepalive::Activity>,
-    thread: Option<JoinHandle<()>>,
+    /// Signalled when the connection's thread is done with it.
+    done: Arc<threads::Done>,
     state: Admission,
     /// When it was accepted (for the dashboard).
     since: std::time::SystemTime,
@@ -1189,7 +1207,7 @@ impl Shared {
         self.connections.lock()
     }
 
-    /// Registers and starts a thread for an accepted connection, or refuses it when full.
+    /// Registers an accepted connection and gives it a thread, or refuses it when full.
     fn admit(self: &Arc<Self>, stream: Stream) {
         self.stats.connections_accepted.fetch_add(1, Relaxed);
         let mut connections = self.connections();
@@ -1225,25 +1243,25 @@ impl Shared {
         let activity = Arc::new(keepalive::Activity::default());
         let shared = Arc::clone(self);
         let for_thread = (Arc::clone(&stream), Arc::clone(&activity));
-        let builder = thread::Builder::new()
-            .name(format!("monogusa-conn-{id}"))
-            .stack_size(self.limits.thread_stack_size);
+        let done = Arc::new(threads::Done::default());
+        let finishing = threads::Finishing(Arc::clone(&done));
         // The lock is held until the entry is in the map, so the thread's own removal
         // (its guard) can never run before the insertion.
-        match builder.spawn(move || {
+        match self.threads.run(Box::new(move || {
+            let _finishing = finishing; // dropped last: the entry is gone by then
             let _exit = ExitGuard {
                 shared: &shared,
                 id,
             };
             connection::serve(&shared, &for_thread.0, &for_thread.1, id);
-        }) {
-            Ok(thread) => {
+        })) {
+            Ok(()) => {
                 connections.open.insert(
                     id,
                     Entry {
                         stream,
                         activity,
-                        thread: Some(thread),
+                        done,
                         state: Admission::Handshaking,
                         since: std::time::SystemTime::now(),
                     },
@@ -1323,11 +1341,10 @@ impl Shared {
         for entry in &open {
             let _ = entry.stream.shutdown(Shutdown::Read);
         }
-        for mut entry in open {
-            if let Some(thread) = entry.thread.take() {
-                let _ = thread.join();
-            }
+        for entry in open {
+            entry.done.wait();
         }
+        self.threads.close();
         #[cfg(feature = "python")]
         if let Some(python) = &self.python {
             python.close_all();
@@ -1375,6 +1392,7 @@ impl Shared {
             buffered_bytes: self.frame_budget.used() as u64,
             store_bytes: self.objects.store_bytes(),
             shared_objects: self.objects.shared_count() as u64,
+            idle_threads: self.threads.idle_count() as u64,
         }
     }
 }

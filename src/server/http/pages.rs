@@ -351,6 +351,13 @@ fn metrics(shared: &Shared) -> String {
         "Built-in shared objects.",
         &one(s.shared_objects),
     );
+    metric(
+        &mut out,
+        "monogusa_idle_threads",
+        "gauge",
+        "Connection threads waiting to serve the next connection.",
+        &one(s.idle_threads),
+    );
     let objects = objects(shared);
     let queues = queues(shared, &objects);
     let mut depths = Vec::new();
