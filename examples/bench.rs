@@ -556,6 +556,27 @@ fn calls<T: Serialize + serde::de::DeserializeOwned>(
             "calls/s",
             Some((raw_depth, "raw pipelined echo, same depth")),
         ));
+        if depth > 1 {
+            let mut pending: Vec<Pending<T>> = Vec::with_capacity(depth);
+            let batched = rate(plan.span, depth, || {
+                let mut batch = client.batch().unwrap();
+                for _ in 0..depth {
+                    pending.push(batch.call(function, (&arg,)).unwrap());
+                }
+                batch.send().unwrap();
+                for p in pending.drain(..) {
+                    p.wait().unwrap();
+                }
+            });
+            emit(row(
+                &format!("batched calls (client.batch()), {depth} in flight"),
+                t,
+                s,
+                batched,
+                "calls/s",
+                Some((raw_depth, "raw pipelined echo, same depth")),
+            ));
+        }
     }
 }
 
@@ -625,6 +646,13 @@ fn connect_and_call(plan: Plan, transport: Transport) {
         let client = Client::connect(manager.address.as_str(), AUTHKEY).unwrap();
         let _: String = client.call("echo", (&arg,)).unwrap();
     });
+    let lazy = rate(plan.span, 1, || {
+        let client = Client::builder(manager.address.as_str(), AUTHKEY)
+            .prove_with_first_call(true)
+            .connect()
+            .unwrap();
+        let _: String = client.call("echo", (&arg,)).unwrap();
+    });
     emit(row(
         "raw connect + round trip + close",
         t,
@@ -638,6 +666,14 @@ fn connect_and_call(plan: Plan, transport: Transport) {
         t,
         "16 B",
         ours,
+        "per s",
+        Some((raw_rate, "raw connect + round trip + close")),
+    ));
+    emit(row(
+        "connect + handshake + call + close, proof sent with the call",
+        t,
+        "16 B",
+        lazy,
         "per s",
         Some((raw_rate, "raw connect + round trip + close")),
     ));
@@ -921,13 +957,15 @@ fn redis_backend(plan: Plan) {
         std::thread::sleep(Duration::from_millis(10));
     }
     let requests = if plan.quick { 50_000 } else { 200_000 };
-    let benchmark = |test: &str| -> f64 {
+    let benchmark = |test: &str, clients: &str, pipeline: &str| -> f64 {
         let out = Command::new("redis-benchmark")
             .args([
                 "-p",
                 &port.to_string(),
                 "-c",
-                "4",
+                clients,
+                "-P",
+                pipeline,
                 "-n",
                 &requests.to_string(),
             ])
@@ -942,8 +980,9 @@ fn redis_backend(plan: Plan) {
             .and_then(|v| v.trim_matches('"').parse().ok())
             .unwrap_or(f64::NAN)
     };
-    let incr = benchmark("incr");
-    let ping = benchmark("ping_mbulk");
+    let incr = benchmark("incr", "4", "1");
+    let ping = benchmark("ping_mbulk", "4", "1");
+    let incr_pipelined = benchmark("incr", "1", "64");
     emit(row(
         "redis-benchmark INCR, 4 clients",
         "tcp",
@@ -961,8 +1000,42 @@ fn redis_backend(plan: Plan) {
         None,
     ));
 
+    emit(row(
+        "redis-benchmark INCR, 1 client, pipeline 64",
+        "tcp",
+        "-",
+        incr_pipelined,
+        "ops/s",
+        None,
+    ));
+
     let manager = Server::start_with("task-manager", &Transport::Tcp.bind("rb"), &["-"]);
     let manager_url = format!("monogusa://{}", manager.address);
+    {
+        // The same pipelined INCRs on a shared Counter: 64 sent, then their replies.
+        let client = Client::connect(manager.address.as_str(), AUTHKEY).unwrap();
+        let counter = client.counter("bench-pipelined").unwrap();
+        let mut pending = Vec::with_capacity(64);
+        let ours = rate(plan.span, 64, || {
+            for _ in 0..64 {
+                pending.push(counter.send().add(1).unwrap());
+            }
+            for p in pending.drain(..) {
+                p.wait().unwrap();
+            }
+        });
+        emit(row(
+            "Counter.add(1), 1 client, 64 in flight, manager",
+            "tcp",
+            "8 B",
+            ours,
+            "calls/s",
+            Some((
+                incr_pipelined,
+                "redis-benchmark INCR, 1 client, pipeline 64",
+            )),
+        ));
+    }
     let seconds = (plan.span.as_secs_f64().max(0.05) * 2.0).to_string();
     let mut on_manager = std::collections::HashMap::new();
     for (backend, url) in [("manager", &manager_url), ("redis", &redis_url)] {

@@ -7,8 +7,10 @@
 //!     target/release/examples/instructions sequential 20000
 //! ```
 //!
-//! Modes: `sequential` (one `String` echo at a time), `pipelined` (64 in flight), `counter`
-//! (shared `Counter.add`), `connect` (connect, handshake, one call, close). Run each with two
+//! Modes: `sequential` (one `String` echo at a time), `length` and `borrowed` (a string's
+//! length, taking an owned `String` or a borrowed `Str`), `pipelined` (64 in flight), `batched` (batches of 64), `counter`
+//! (shared `Counter.add`), `connect` (connect, handshake, one call, close), `connect-lazy`
+//! (the same with the proof sent along with the call). Run each with two
 //! counts and divide the difference of the totals by the difference of the counts: that
 //! removes the start-up cost.
 
@@ -25,6 +27,8 @@ fn main() -> monogusa::Result<()> {
         .authkey("instructions-key")
         .bind(address.as_str())
         .register("echo", |s: String| s)
+        .register("length", |s: String| s.len())
+        .register("length_str", |s: monogusa::Str| s.len())
         .build()?
         .start()?;
     let client = Client::connect(manager.address(), "instructions-key")?;
@@ -33,6 +37,29 @@ fn main() -> monogusa::Result<()> {
         "sequential" => {
             for _ in 0..n {
                 let _: String = client.call("echo", (&text,))?;
+            }
+        }
+        "length" => {
+            for _ in 0..n {
+                let _: usize = client.call("length", (&text,))?;
+            }
+        }
+        "borrowed" => {
+            for _ in 0..n {
+                let _: usize = client.call("length_str", (&text,))?;
+            }
+        }
+        "batched" => {
+            let mut pending = Vec::with_capacity(64);
+            for chunk in 0..n.div_ceil(64) {
+                let mut batch = client.batch()?;
+                for _ in 0..64.min(n - chunk * 64) {
+                    pending.push(batch.call::<String>("echo", (&text,))?);
+                }
+                batch.send()?;
+                for p in pending.drain(..) {
+                    p.wait()?;
+                }
             }
         }
         "pipelined" => {
@@ -56,6 +83,14 @@ fn main() -> monogusa::Result<()> {
         "connect" => {
             for _ in 0..n {
                 let c = Client::connect(manager.address(), "instructions-key")?;
+                let _: String = c.call("echo", (&text,))?;
+            }
+        }
+        "connect-lazy" => {
+            for _ in 0..n {
+                let c = Client::builder(manager.address(), "instructions-key")
+                    .prove_with_first_call(true)
+                    .connect()?;
                 let _: String = c.call("echo", (&text,))?;
             }
         }
