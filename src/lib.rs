@@ -161,9 +161,9 @@ pub use connect::{Secrets, Store, connect, connect_with};
 pub use error::{Error, Phase, RemoteError, RemoteErrorKind, Result};
 pub use frame::DEFAULT_MAX_FRAME_LEN;
 pub use proxies::{
-    Barrier, Counter, CounterSend, DeadLetter, Dict, DictSend, Encoded, Event, Guard, Lease, List,
-    Lock, Named, PushOptions, Queue, QueueSend, Retry, Semaphore, Task, TaskId, TaskQueue,
-    TaskQueueSettings, TaskStats, Value, ValueSend,
+    Barrier, Counter, CounterSend, DeadLetter, Dict, DictSend, Encoded, EncodedItem, Event,
+    EventSend, Guard, Lease, List, ListSend, Lock, Named, PushOptions, Queue, QueueSend, Retry,
+    Semaphore, Task, TaskId, TaskQueue, TaskQueueSettings, TaskStats, Value, ValueSend,
 };
 pub use server::{
     ADDRESS_VAR, AUTHKEY_VAR, ConnectionEvent, Constructor, Durability, Handler, IntoReply,

@@ -363,6 +363,34 @@ fn built_in_objects_take_pipelined_calls_too() {
     assert!(puts.into_iter().all(|p| p.wait().unwrap()));
     assert_eq!(jobs.send().len().unwrap().wait().unwrap(), 100);
     assert_eq!(jobs.send().try_get().unwrap().wait().unwrap(), Some(0));
+
+    let list = client.list::<String>("names").unwrap();
+    let lengths: Vec<_> = (0..20)
+        .map(|n| list.send().push(&format!("n{n}")).unwrap())
+        .collect();
+    let lengths: Vec<u64> = lengths.into_iter().map(|p| p.wait().unwrap()).collect();
+    assert_eq!(lengths, (1..=20).collect::<Vec<u64>>());
+    let old = list.send().set(3, &"three".into()).unwrap();
+    let past_the_end = list.send().set(99, &"nowhere".into()).unwrap();
+    let got = list.send().get(3).unwrap();
+    let popped = list.send().pop().unwrap();
+    let len = list.send().len().unwrap();
+    assert_eq!(old.wait().unwrap(), "n3");
+    assert!(
+        matches!(past_the_end.wait(), Err(Error::Remote(_))),
+        "an error past the end, for that call alone"
+    );
+    assert_eq!(got.wait().unwrap().as_deref(), Some("three"));
+    assert_eq!(popped.wait().unwrap().as_deref(), Some("n19"));
+    assert_eq!(len.wait().unwrap(), 19);
+
+    let ready = client.event("ready").unwrap();
+    let before = ready.send().is_set().unwrap();
+    ready.send().set().unwrap().wait().unwrap();
+    assert!(!before.wait().unwrap());
+    assert!(ready.send().is_set().unwrap().wait().unwrap());
+    ready.send().clear().unwrap().wait().unwrap();
+    assert!(!ready.is_set().unwrap());
 }
 
 /// A batch: calls encoded together and sent with one write; each reply reaches its own

@@ -15,7 +15,7 @@ use crate::stub::ObjectHandle;
 /// A shared list in the manager, opened by name with [`Client::list`].
 #[derive(Debug)]
 pub struct List<T> {
-    handle: ObjectHandle,
+    pub(super) handle: ObjectHandle,
     _item: PhantomData<fn(T) -> T>,
 }
 

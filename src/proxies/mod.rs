@@ -18,7 +18,9 @@ pub use dict::Dict;
 pub use list::List;
 pub use lock::{Guard, Lock, Semaphore};
 pub use queue::Queue;
-pub use sends::{CounterSend, DictSend, Encoded, QueueSend, ValueSend};
+pub use sends::{
+    CounterSend, DictSend, Encoded, EncodedItem, EventSend, ListSend, QueueSend, ValueSend,
+};
 pub use signal::{Barrier, Event};
 pub use tasks::{
     DeadLetter, Lease, PushOptions, Retry, Task, TaskId, TaskQueue, TaskQueueSettings, TaskStats,

@@ -1,7 +1,13 @@
 //! Pipelined calls on the built-in shared objects, as typed stubs have them:
 //! `counter.send().add(1)?` queues the call and returns a [`Pending`] at once, so bulk updates
-//! to a shared counter, dict, value or queue leave many to a write and need no round trip each.
-//! Values travel encoded; the pending reply decodes them after its wait.
+//! to a shared counter, dict, value, queue, list or event leave many to a write and need no
+//! round trip each. Values travel encoded; the pending reply decodes them after its wait.
+//!
+//! The kinds without one, and why: a `Lock`, `RwLock` or `Semaphore` guard belongs to the
+//! connection that took it and releases when dropped, which a reply on the shared pipeline
+//! cannot carry; a `Barrier` wait blocks every call behind it on the pipeline; a `TaskQueue`'s
+//! bulk form is `push_many` / `take_many` / `ack_many`, one round trip per batch, on every
+//! backend.
 
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -9,7 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Counter, Dict, Queue, Value, millis};
+use super::{Counter, Dict, Event, List, Queue, Value, millis};
 use crate::client::Pending;
 use crate::error::Result;
 use crate::store::Bytes;
@@ -25,6 +31,20 @@ impl<'de> serde::Deserialize<'de> for Encoded {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         Ok(Encoded {
             value: Option::<Bytes>::deserialize(d)?,
+        })
+    }
+}
+
+/// How a pipelined reply carrying a value that is always there travels (see [`Encoded`]).
+#[derive(Debug)]
+pub struct EncodedItem {
+    value: Bytes,
+}
+
+impl<'de> serde::Deserialize<'de> for EncodedItem {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Ok(EncodedItem {
+            value: Bytes::deserialize(d)?,
         })
     }
 }
@@ -207,5 +227,86 @@ impl<T: Serialize + DeserializeOwned> QueueSend<'_, T> {
     /// [`Queue::len`], pipelined.
     pub fn len(self) -> Result<Pending<u64>> {
         self.queue.handle.send_finished("len", &(), Ok)
+    }
+}
+
+/// Pipelined calls on a [`List`], from [`List::send`].
+#[derive(Debug)]
+pub struct ListSend<'a, T> {
+    list: &'a List<T>,
+}
+
+impl<T: Serialize + DeserializeOwned> List<T> {
+    /// Pipelined calls: `list.send().push(&item)?` returns a pending reply at once.
+    pub fn send(&self) -> ListSend<'_, T> {
+        ListSend { list: self }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> ListSend<'_, T> {
+    /// [`List::push`], pipelined: the new length.
+    pub fn push(self, item: &T) -> Result<Pending<u64>> {
+        self.list
+            .handle
+            .send_finished("push", &(Bytes::encode(item)?,), Ok)
+    }
+
+    /// [`List::pop`], pipelined.
+    pub fn pop(self) -> Result<Pending<Option<T>, Encoded>> {
+        self.list
+            .handle
+            .send_finished("pop", &(), decode_option::<T>)
+    }
+
+    /// [`List::get`], pipelined.
+    pub fn get(self, index: u64) -> Result<Pending<Option<T>, Encoded>> {
+        self.list
+            .handle
+            .send_finished("get", &(index,), decode_option::<T>)
+    }
+
+    /// [`List::set`], pipelined: the old item (an error past the end).
+    pub fn set(self, index: u64, item: &T) -> Result<Pending<T, EncodedItem>> {
+        self.list
+            .handle
+            .send_finished("set", &(index, Bytes::encode(item)?), |old: EncodedItem| {
+                old.value.decode()
+            })
+    }
+
+    /// [`List::len`], pipelined.
+    pub fn len(self) -> Result<Pending<u64>> {
+        self.list.handle.send_finished("len", &(), Ok)
+    }
+}
+
+/// Pipelined calls on an [`Event`], from [`Event::send`].
+#[derive(Debug, Clone, Copy)]
+pub struct EventSend<'a> {
+    event: &'a Event,
+}
+
+impl Event {
+    /// Pipelined calls: `event.send().set()?` returns a pending reply at once. (Waiting for
+    /// the flag is not among them: it would hold up every call behind it on the pipeline.)
+    pub fn send(&self) -> EventSend<'_> {
+        EventSend { event: self }
+    }
+}
+
+impl EventSend<'_> {
+    /// [`Event::set`], pipelined.
+    pub fn set(self) -> Result<Pending<()>> {
+        self.event.handle.send_finished("set", &(), Ok)
+    }
+
+    /// [`Event::clear`], pipelined.
+    pub fn clear(self) -> Result<Pending<()>> {
+        self.event.handle.send_finished("clear", &(), Ok)
+    }
+
+    /// [`Event::is_set`], pipelined.
+    pub fn is_set(self) -> Result<Pending<bool>> {
+        self.event.handle.send_finished("is_set", &(), Ok)
     }
 }

@@ -12,7 +12,7 @@ use crate::stub::ObjectHandle;
 /// A shared flag that processes wait on, opened by name with [`Client::event`].
 #[derive(Debug, Clone)]
 pub struct Event {
-    handle: ObjectHandle,
+    pub(super) handle: ObjectHandle,
 }
 
 impl Event {
