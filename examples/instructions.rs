@@ -10,7 +10,9 @@
 //! Modes: `sequential` (one `String` echo at a time), `length` and `borrowed` (a string's
 //! length, taking an owned `String` or a borrowed `Str`), `pipelined` (64 in flight), `batched` (batches of 64), `counter`
 //! (shared `Counter.add`), `connect` (connect, handshake, one call, close), `connect-lazy`
-//! (the same with the proof sent along with the call). Run each with two
+//! (the same with the proof sent along with the call); `threads`, `counter-threads` and
+//! `pipelined-threads` run eight threads at once (pooled calls, one shared counter, one shared
+//! pipeline), for counting futex calls with `strace -f -c -e trace=futex`. Run each with two
 //! counts and divide the difference of the totals by the difference of the counts: that
 //! removes the start-up cost.
 
@@ -93,6 +95,31 @@ fn main() -> monogusa::Result<()> {
                     .connect()?;
                 let _: String = c.call("echo", (&text,))?;
             }
+        }
+        // Eight threads at once, for lock contention (count futex calls with `strace -f -c`):
+        // calls through the shared pool, adds to one shared counter, one shared pipeline.
+        "threads" | "counter-threads" | "pipelined-threads" => {
+            let counter = client.counter("c")?;
+            std::thread::scope(|scope| {
+                for _ in 0..8 {
+                    scope.spawn(|| -> monogusa::Result<()> {
+                        for _ in 0..n / 8 {
+                            match mode {
+                                "threads" => {
+                                    let _: String = client.call("echo", (&text,))?;
+                                }
+                                "counter-threads" => {
+                                    counter.add(1)?;
+                                }
+                                _ => {
+                                    client.send::<String>("echo", (&text,))?.wait()?;
+                                }
+                            }
+                        }
+                        Ok(())
+                    });
+                }
+            });
         }
         other => panic!("unknown mode {other}"),
     }
