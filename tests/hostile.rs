@@ -464,3 +464,50 @@ fn hostile_requests_to_shared_objects_get_typed_errors() {
     let client = Client::connect(manager.address(), KEY).unwrap();
     assert!(client.lock("l").unwrap().try_acquire().unwrap().is_some());
 }
+
+/// Function and method names are looked up by their bytes before any UTF-8 check. A name
+/// that is not UTF-8 therefore matches nothing: a method name gets `UnknownMethod`, the
+/// connection serving on; a function name is still refused as a malformed request (the
+/// envelope cannot be read), and the manager serves everyone else.
+#[test]
+fn names_that_are_not_utf8_are_refused_clearly() {
+    let manager = start_standard();
+    let mut raw = raw_authenticated(manager.address(), KEY.as_bytes());
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    raw.write_all(&open_shared_frame(
+        1,
+        "monogusa.Counter",
+        "c",
+        "",
+        &0i64.to_le_bytes(),
+    ))
+    .unwrap();
+    let opened = read_response(&mut raw).unwrap();
+    assert!(!opened.is_error, "{opened:?}");
+    let counter = u64::from_le_bytes(opened.body[..8].try_into().unwrap());
+
+    let mut fields = counter.to_le_bytes().to_vec();
+    fields.extend_from_slice(&3u64.to_le_bytes());
+    fields.extend_from_slice(b"a\xffd");
+    raw.write_all(&request_frame(2, 2, &fields, &1i64.to_le_bytes()))
+        .unwrap();
+    let refused = read_response(&mut raw).unwrap();
+    let (code, message) = refused.error();
+    assert_eq!(code, 11, "UnknownMethod: {message}");
+    assert!(message.contains("a\u{fffd}d"), "{message}");
+    // The same connection still serves a method with a proper name.
+    raw.write_all(&method_frame(3, counter, "add", &5i64.to_le_bytes()))
+        .unwrap();
+    let added = read_response(&mut raw).unwrap();
+    assert_eq!(added.body, 5i64.to_le_bytes(), "{added:?}");
+
+    let mut name = 3u64.to_le_bytes().to_vec();
+    name.extend_from_slice(b"in\xff");
+    raw.write_all(&request_frame(4, 0, &name, &string_arg("k")))
+        .unwrap();
+    let notice = read_response(&mut raw).unwrap();
+    let (code, message) = notice.error();
+    assert_eq!(code, 6, "MalformedRequest: {message}");
+    assert!(message.contains("UTF-8"), "{message}");
+    assert_still_serving(manager.address(), KEY, 0);
+}

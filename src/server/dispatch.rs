@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use crate::codec;
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::frame;
-use crate::message::{NOTICE_ID, Op, RequestHeader, ResponseHeader, Status};
+use crate::message::{NOTICE_ID, Op, RawCall, RawMethod, RequestHeader, ResponseHeader, Status};
 use crate::service::Caller;
 
 use super::Shared;
@@ -32,6 +32,35 @@ pub(super) fn handle(
     held: &mut HeldRefs,
     caller: &Caller<'_>,
 ) -> Result<Next, Closing> {
+    // The common case first: a call of a registered function, found by its name's bytes,
+    // so the name needs no UTF-8 check (see `Registry`).
+    if let Some(call) = RawCall::peek(frame)
+        && let Some(function) = shared.registry.get_by_bytes(call.name)
+    {
+        shared.stats.calls.fetch_add(1, Relaxed);
+        let reply = Reply {
+            id: call.id,
+            max: shared.limits.max_frame_len,
+        };
+        call_function(function, &frame[call.args_at..], reply, replies)?;
+        return Ok(Next::Continue);
+    }
+    // And a method call, its method found by its name's bytes among the object's.
+    if let Some(call) = RawMethod::peek(frame) {
+        shared.stats.calls.fetch_add(1, Relaxed);
+        let reply = Reply {
+            id: call.id,
+            max: shared.limits.max_frame_len,
+        };
+        let args = &frame[call.args_at..];
+        let objects = &shared.objects;
+        replies.run(Target::Object(call.object), |out| {
+            reply.with(out, &Lossy(call.method), |out| {
+                objects.call(call.object, call.method, args, out, held, caller)
+            })
+        })?;
+        return Ok(Next::Continue);
+    }
     let (header, used) = RequestHeader::decode(frame).map_err(|e| {
         Closing::Violation(RemoteError::new(
             RemoteErrorKind::MalformedRequest,
@@ -54,17 +83,7 @@ pub(super) fn handle(
         Op::Call(name) => {
             shared.stats.calls.fetch_add(1, Relaxed);
             match shared.registry.get(name) {
-                Some(function) => {
-                    let target =
-                        Target::Function(std::ptr::from_ref(function) as *const () as usize);
-                    replies.run(target, |out| {
-                        reply.with(out, name, |out| {
-                            function
-                                .call(args, out)
-                                .map_err(|e| super::registry::name_the_function(e, name))
-                        })
-                    })?;
-                }
+                Some(function) => call_function(function, args, reply, replies)?,
                 None => reply.with(&mut replies.out, name, |_| {
                     Err(unknown_function(shared, name))
                 }),
@@ -95,7 +114,7 @@ pub(super) fn handle(
             shared.stats.calls.fetch_add(1, Relaxed);
             replies.run(Target::Object(object), |out| {
                 reply.with(out, method, |out| {
-                    objects.call(object, method, args, out, held, caller)
+                    objects.call(object, method.as_bytes(), args, out, held, caller)
                 })
             })?;
         }
@@ -190,7 +209,7 @@ impl Reply {
     fn with(
         &self,
         out: &mut Vec<u8>,
-        what: &str,
+        what: &(impl std::fmt::Display + ?Sized),
         run: impl FnOnce(&mut Vec<u8>) -> Result<(), RemoteError>,
     ) {
         let start = frame::begin(out);
@@ -228,7 +247,39 @@ pub(super) fn write_error(out: &mut Vec<u8>, id: u64, error: &RemoteError, max: 
     }
 }
 
-fn panicked(name: &str, payload: Box<dyn std::any::Any + Send>) -> RemoteError {
+/// A name not yet checked as UTF-8, shown as well as it can be (in error messages only).
+struct Lossy<'a>(&'a [u8]);
+
+impl std::fmt::Display for Lossy<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from_utf8_lossy(self.0))
+    }
+}
+
+/// Runs a registered function and appends its reply.
+#[inline]
+fn call_function(
+    function: &super::registry::Function,
+    args: &[u8],
+    reply: Reply,
+    replies: &mut Replies<'_>,
+) -> Result<(), Closing> {
+    let name = function.name();
+    let target = Target::Function(std::ptr::from_ref(function) as *const () as usize);
+    replies.run(target, |out| {
+        reply.with(out, name, |out| {
+            function
+                .call(args, out)
+                .map_err(|e| super::registry::name_the_function(e, name))
+        })
+    })
+}
+
+#[cold]
+fn panicked(
+    name: &(impl std::fmt::Display + ?Sized),
+    payload: Box<dyn std::any::Any + Send>,
+) -> RemoteError {
     let what = payload
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

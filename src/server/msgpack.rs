@@ -714,7 +714,7 @@ fn builtin(
         let mut out = Vec::new();
         shared
             .objects
-            .call(id, native, &encoded, &mut out, held, caller)?;
+            .call(id, native.as_bytes(), &encoded, &mut out, held, caller)?;
         Ok(out)
     };
     let enc = |args: &dyn erased_serde::Serialize| -> Vec<u8> {

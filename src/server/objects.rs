@@ -591,7 +591,7 @@ impl Objects {
     pub(crate) fn call(
         &self,
         id: u64,
-        method: &str,
+        method: &[u8],
         args: &[u8],
         out: &mut Vec<u8>,
         held: &mut HeldRefs,
@@ -621,7 +621,7 @@ impl Objects {
         held: &mut HeldRefs,
         caller: &Caller<'_>,
     ) -> Result<(), RemoteError> {
-        let (object, index, mutates) = self.resolve(id, method, held)?;
+        let (object, index, mutates) = self.resolve(id, method.as_bytes(), held)?;
         let result = if mutates {
             object
                 .state
@@ -640,10 +640,12 @@ impl Objects {
     /// the object recorded in `held` if it keeps something per connection: recorded before
     /// the call, so if the call blocks and the connection dies meanwhile, the object still
     /// hears of it.
+    /// The object `id` and the index of its method named `method` (compared byte for byte:
+    /// a name that matches is one of ours, so a request's name needs no UTF-8 check).
     fn resolve(
         &self,
         id: u64,
-        method: &str,
+        method: &[u8],
         held: &mut HeldRefs,
     ) -> Result<(Arc<Object>, usize, bool), RemoteError> {
         let object = {
@@ -657,11 +659,15 @@ impl Objects {
         let methods = object.descriptor.methods;
         let index = methods
             .iter()
-            .position(|m| m.name == method)
+            .position(|m| m.name.as_bytes() == method)
             .ok_or_else(|| {
                 RemoteError::new(
                     RemoteErrorKind::UnknownMethod,
-                    format!("{} has no method `{method}`", object.descriptor.name),
+                    format!(
+                        "{} has no method `{}`",
+                        object.descriptor.name,
+                        String::from_utf8_lossy(method)
+                    ),
                 )
             })?;
         let mutates = methods[index].mutates;
@@ -828,7 +834,7 @@ mod tests {
         objects
             .call(
                 locks[5],
-                "acquire",
+                b"acquire",
                 &[0],
                 &mut out,
                 &mut held,
@@ -838,7 +844,7 @@ mod tests {
         objects
             .call(
                 counter,
-                "add",
+                b"add",
                 &1i64.to_le_bytes(),
                 &mut out,
                 &mut held,
@@ -851,7 +857,7 @@ mod tests {
         objects
             .call(
                 locks[5],
-                "available",
+                b"available",
                 &[],
                 &mut out,
                 &mut HeldRefs::default(),

@@ -269,6 +269,7 @@ handler_for_arity!(A1, A2, A3, A4, A5, A6, A7, A8);
 /// A registered function with its argument types erased: one object, both ways to call it.
 trait AnyHandler: Send + Sync {
     fn call(&self, args: &[u8], reply: &mut Vec<u8>) -> Result<(), RemoteError>;
+    #[cfg_attr(not(any(feature = "msgpack", feature = "python")), allow(dead_code))]
     fn call_erased(
         &self,
         args: &mut dyn erased_serde::Deserializer<'_>,
@@ -294,22 +295,36 @@ impl<Args: 'static, H: Handler<Args>> AnyHandler for Typed<H, Args> {
     }
 }
 
-/// One registered function, callable both ways.
-pub(crate) struct Function(Box<dyn AnyHandler>);
+/// One registered function, callable both ways, with the name it was registered under.
+pub(crate) struct Function {
+    name: Box<str>,
+    handler: Box<dyn AnyHandler>,
+}
 
 impl Function {
     /// Bincode bytes in, bytes out: what the native listener calls.
     #[inline]
     pub(crate) fn call(&self, args: &[u8], reply: &mut Vec<u8>) -> Result<(), RemoteError> {
-        self.0.call(args, reply)
+        self.handler.call(args, reply)
+    }
+
+    /// The name it was registered under.
+    #[inline]
+    pub(crate) fn name(&self) -> &str {
+        &self.name
     }
 }
 
 /// The functions a manager serves, by name. Read-only once the manager starts, so
 /// connection threads share it without a lock.
+///
+/// Keyed by the name's bytes: a request's function name is looked up before it is checked as
+/// UTF-8, and a name that matches is the registered one, valid by construction
+/// ([`Registry::get_by_bytes`] hands back that copy). Only names that match nothing are
+/// checked, for the error that names them.
 #[derive(Default)]
 pub(crate) struct Registry {
-    functions: FxHashMap<String, Function>,
+    functions: FxHashMap<Box<[u8]>, Function>,
 }
 
 impl Registry {
@@ -319,31 +334,42 @@ impl Registry {
         name: &str,
         handler: H,
     ) -> bool {
-        if self.functions.contains_key(name) {
+        if self.functions.contains_key(name.as_bytes()) {
             return false;
         }
         self.functions.insert(
-            name.to_string(),
-            Function(Box::new(Typed(handler, std::marker::PhantomData))),
+            name.as_bytes().into(),
+            Function {
+                name: name.into(),
+                handler: Box::new(Typed(handler, std::marker::PhantomData)),
+            },
         );
         true
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&Function> {
+        self.get_by_bytes(name.as_bytes())
+    }
+
+    /// The function registered under the name whose bytes are `name`, not yet known to be
+    /// UTF-8 (its [`Function::name`] is the checked one).
+    #[inline]
+    pub(crate) fn get_by_bytes(&self, name: &[u8]) -> Option<&Function> {
         self.functions.get(name)
     }
 
     /// Calls `name` through the serde boundary: arguments from `args` (a tuple in whatever
     /// format), the result to `reply`. For listeners that speak another wire format.
+    #[cfg_attr(not(any(feature = "msgpack", feature = "python")), allow(dead_code))]
     pub(crate) fn call_erased(
         &self,
         name: &str,
         args: &mut dyn erased_serde::Deserializer<'_>,
         reply: ErasedReply<'_>,
     ) -> Result<(), RemoteError> {
-        match self.functions.get(name) {
+        match self.get(name) {
             Some(function) => function
-                .0
+                .handler
                 .call_erased(args, reply)
                 .map_err(|e| name_the_function(e, name)),
             None => Err(RemoteError::new(
@@ -355,7 +381,7 @@ impl Registry {
 
     /// Registered names, sorted, for error messages and introspection.
     pub(crate) fn names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.functions.keys().map(String::as_str).collect();
+        let mut names: Vec<&str> = self.functions.values().map(Function::name).collect();
         names.sort_unstable();
         names
     }

@@ -59,7 +59,7 @@ fn call<R: serde::de::DeserializeOwned>(
         .objects
         .call(
             id,
-            method,
+            method.as_bytes(),
             &encoded,
             &mut out,
             &mut held,

@@ -29,7 +29,14 @@ impl Native<'_, '_> {
         let mut out = Vec::new();
         self.shared
             .objects
-            .call(self.id, method, &encoded, &mut out, self.held, self.caller)
+            .call(
+                self.id,
+                method.as_bytes(),
+                &encoded,
+                &mut out,
+                self.held,
+                self.caller,
+            )
             .map_err(|e| exception("RuntimeError", e.to_string()))?;
         crate::codec::decode_exact(&out).map_err(|e| exception("RuntimeError", e.to_string()))
     }
