@@ -7,7 +7,8 @@
 //!     target/release/examples/instructions sequential 20000
 //! ```
 //!
-//! Modes: `sequential` (one `String` echo at a time), `length` and `borrowed` (a string's
+//! Modes: `sequential` (one `String` echo at a time), `large` and `large-pipelined` (a 4 KiB
+//! `ByteBuf` echo, one at a time or 64 in flight), `length` and `borrowed` (a string's
 //! length, taking an owned `String` or a borrowed `Str`), `pipelined` (64 in flight), `batched` (batches of 64), `counter`
 //! (shared `Counter.add`), `connect` (connect, handshake, one call, close), `connect-lazy`
 //! (the same with the proof sent along with the call); `threads`, `counter-threads` and
@@ -29,6 +30,7 @@ fn main() -> monogusa::Result<()> {
         .authkey("instructions-key")
         .bind(address.as_str())
         .register("echo", |s: String| s)
+        .register("echo_bytes", |b: serde_bytes::ByteBuf| monogusa::Reply(b))
         .register("length", |s: String| s.len())
         .register("length_str", |s: monogusa::Str| s.len())
         .build()?
@@ -39,6 +41,25 @@ fn main() -> monogusa::Result<()> {
         "sequential" => {
             for _ in 0..n {
                 let _: String = client.call("echo", (&text,))?;
+            }
+        }
+        "large" => {
+            let blob = serde_bytes::ByteBuf::from(vec![0x5a; 4096]);
+            for _ in 0..n {
+                let _: serde_bytes::ByteBuf = client.call("echo_bytes", (&blob,))?;
+            }
+        }
+        "large-pipelined" => {
+            let blob = serde_bytes::ByteBuf::from(vec![0x5a; 4096]);
+            let mut pending = std::collections::VecDeque::new();
+            for _ in 0..n {
+                pending.push_back(client.send::<serde_bytes::ByteBuf>("echo_bytes", (&blob,))?);
+                if pending.len() == 64 {
+                    pending.pop_front().expect("64 in flight").wait()?;
+                }
+            }
+            for p in pending {
+                p.wait()?;
             }
         }
         "length" => {
