@@ -243,15 +243,7 @@ impl Pipe {
 
     /// Queues a request; returns its id.
     pub(crate) fn send<A: Serialize>(&self, op: Op<'_>, args: &A) -> Result<u64> {
-        let mut state = self.state();
-        while state.queued.len() >= MAX_QUEUED && state.failure.is_none() {
-            state.blocked_senders += 1;
-            state = self.space.wait(state).unwrap_or_else(|e| e.into_inner());
-            state.blocked_senders -= 1;
-        }
-        if let Some(failure) = &state.failure {
-            return Err(failure.to_error());
-        }
+        let mut state = self.room_to_queue(self.state())?;
         let id = state.next_id;
         encode_request(&mut state.queued, id, op, args, self.max_frame_len)?;
         state.next_id += 1;
@@ -260,6 +252,22 @@ impl Pipe {
             self.work.notify_one();
         }
         Ok(id)
+    }
+
+    /// Waits (backpressure) while the queue is full; the failure if the connection failed.
+    fn room_to_queue<'s>(
+        &'s self,
+        mut state: MutexGuard<'s, State>,
+    ) -> Result<MutexGuard<'s, State>> {
+        while state.queued.len() >= MAX_QUEUED && state.failure.is_none() {
+            state.blocked_senders += 1;
+            state = self.space.wait(state).unwrap_or_else(|e| e.into_inner());
+            state.blocked_senders -= 1;
+        }
+        match &state.failure {
+            Some(failure) => Err(failure.to_error()),
+            None => Ok(state),
+        }
     }
 
     /// Reserves `n` request ids for a batch, with one lock.
@@ -283,7 +291,7 @@ impl Pipe {
     /// the calling thread itself in one `write`; otherwise it joins the queue. `frames` is
     /// left empty.
     pub(crate) fn send_frames(&self, frames: &mut Vec<u8>) -> Result<()> {
-        let mut state = self.state();
+        let state = self.state();
         if let Some(failure) = &state.failure {
             return Err(failure.to_error());
         }
@@ -303,14 +311,7 @@ impl Pipe {
             }
             return Ok(());
         }
-        while state.queued.len() >= MAX_QUEUED && state.failure.is_none() {
-            state.blocked_senders += 1;
-            state = self.space.wait(state).unwrap_or_else(|e| e.into_inner());
-            state.blocked_senders -= 1;
-        }
-        if let Some(failure) = &state.failure {
-            return Err(failure.to_error());
-        }
+        let mut state = self.room_to_queue(state)?;
         state.queued.append(frames);
         if !state.writer_signalled {
             state.writer_signalled = true;

@@ -800,6 +800,7 @@ impl Manager {
             IDLE_THREAD_WAIT,
             MAX_IDLE_THREADS,
             self.limits.thread_stack_size,
+            "monogusa-conn",
         );
         let shared = Arc::new(Shared {
             registry: self.registry,

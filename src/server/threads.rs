@@ -1,4 +1,4 @@
-//! Connection threads kept for reuse: a thread whose connection ended waits a while for the
+//! Connection threads kept for reuse (by the native and the Python listeners): a thread whose connection ended waits a while for the
 //! next one instead of exiting, so a new connection usually costs a channel send rather than
 //! a thread spawn (about 10 µs, `PERFORMANCE.md`; the harness's "connect + handshake + call +
 //! close" row shows what it buys).
@@ -29,10 +29,17 @@ pub(crate) struct Threads {
     /// At most this many threads wait idle; a thread finishing beyond it exits.
     max_idle: usize,
     stack_size: usize,
+    /// The threads' name.
+    name: &'static str,
 }
 
 impl Threads {
-    pub(crate) fn new(keep_idle: Duration, max_idle: usize, stack_size: usize) -> Arc<Threads> {
+    pub(crate) fn new(
+        keep_idle: Duration,
+        max_idle: usize,
+        stack_size: usize,
+        name: &'static str,
+    ) -> Arc<Threads> {
         Arc::new(Threads {
             idle: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(0),
@@ -40,6 +47,7 @@ impl Threads {
             keep_idle,
             max_idle,
             stack_size,
+            name,
         })
     }
 
@@ -60,7 +68,7 @@ impl Threads {
     fn spawn(self: &Arc<Self>, job: Job) -> std::io::Result<()> {
         let threads = Arc::clone(self);
         thread::Builder::new()
-            .name("monogusa-conn".into())
+            .name(self.name.into())
             .stack_size(self.stack_size)
             .spawn(move || threads.work(job))
             .map(drop)
@@ -169,7 +177,7 @@ mod tests {
 
     #[test]
     fn a_finished_thread_takes_the_next_job() {
-        let threads = Threads::new(Duration::from_secs(60), 4, 256 << 10);
+        let threads = Threads::new(Duration::from_secs(60), 4, 256 << 10, "test");
         let first = thread_id_of(&threads);
         wait_idle(&threads, 1);
         assert_eq!(thread_id_of(&threads), first);
@@ -179,7 +187,7 @@ mod tests {
 
     #[test]
     fn idle_threads_leave_after_their_wait_and_busy_ones_beyond_the_limit() {
-        let threads = Threads::new(Duration::from_millis(20), 1, 256 << 10);
+        let threads = Threads::new(Duration::from_millis(20), 1, 256 << 10, "test");
         let (release, gate) = std::sync::mpsc::channel::<()>();
         let gate = Arc::new(Mutex::new(gate));
         let dones: Vec<Arc<Done>> = (0..3)
@@ -211,7 +219,7 @@ mod tests {
 
     #[test]
     fn a_panicking_job_still_signals_done() {
-        let threads = Threads::new(Duration::from_secs(60), 4, 256 << 10);
+        let threads = Threads::new(Duration::from_secs(60), 4, 256 << 10, "test");
         let done = Arc::new(Done::default());
         let finishing = Finishing(Arc::clone(&done));
         threads

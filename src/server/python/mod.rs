@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 
 use super::Shared;
 use super::objects::HeldRefs;
+use super::threads::{Done, Finishing, Threads};
 use crate::error::RemoteError;
 use crate::python::handshake::{self, FAILURE, MAX_HANDSHAKE_FRAME, WELCOME};
 use crate::python::methods;
@@ -67,13 +68,11 @@ pub(crate) struct PythonState {
     exposed: HashMap<String, PythonShared>,
     table: Mutex<(u64, HashMap<String, Entry>)>,
     next_connection: AtomicU64,
-    /// Open connections, to close at shutdown.
-    open: Mutex<HashMap<u64, Stream>>,
-    /// Connection threads waiting for a connection, by worker number.
-    idle: Mutex<Vec<(u64, std::sync::mpsc::SyncSender<Job>)>>,
-    next_worker: AtomicU64,
-    closing: std::sync::atomic::AtomicBool,
-    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Open connections, to close at shutdown, with the signal of their end.
+    open: Mutex<HashMap<u64, (Stream, Arc<Done>)>>,
+    /// The listener's connection threads, reused (made on first use, with the manager's
+    /// limits).
+    threads: std::sync::OnceLock<Arc<Threads>>,
 }
 
 impl PythonState {
@@ -84,24 +83,26 @@ impl PythonState {
             table: Mutex::new((0, HashMap::new())),
             next_connection: AtomicU64::new(FIRST_CONNECTION),
             open: Mutex::new(HashMap::new()),
-            idle: Mutex::new(Vec::new()),
-            next_worker: AtomicU64::new(0),
-            closing: std::sync::atomic::AtomicBool::new(false),
-            threads: Mutex::new(Vec::new()),
+            threads: std::sync::OnceLock::new(),
         }
     }
 
-    /// Closes every Python connection and waits for their threads.
+    /// Closes every Python connection and waits until each is done.
     pub(crate) fn close_all(&self) {
-        self.closing.store(true, Relaxed);
-        // Idle threads see their channel close and end.
-        self.idle.lock().clear();
-        for stream in self.open.lock().values() {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
+        if let Some(threads) = self.threads.get() {
+            threads.close(); // idle threads end; busy ones end after their connection
         }
-        let threads = std::mem::take(&mut *self.threads.lock());
-        for thread in threads {
-            let _ = thread.join();
+        let open: Vec<Arc<Done>> = self
+            .open
+            .lock()
+            .values()
+            .map(|(stream, done)| {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                Arc::clone(done)
+            })
+            .collect();
+        for done in open {
+            done.wait();
         }
     }
 
@@ -131,97 +132,56 @@ impl PythonState {
 /// How long an idle connection thread waits for the next connection before it ends.
 const IDLE_THREAD: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// A connection for a thread to serve: the stream and its connection id.
-type Job = (Stream, u64);
+/// At most this many of the listener's threads wait idle.
+const MAX_IDLE: usize = 64;
 
 /// Serves one accepted Python connection on an idle connection thread, or a new one.
 ///
 /// Python clients open a connection for every control call (`create`, `incref`, `decref`),
-/// thousands a second: reusing threads spares a thread's creation and teardown (its stack's
-/// mapping, the TLB shootdown of unmapping it) for each.
+/// thousands a second: reusing threads (`server::threads`) spares a thread's creation and
+/// teardown (its stack's mapping, the TLB shootdown of unmapping it) for each.
 pub(crate) fn admit(shared: &Arc<Shared>, stream: Stream) {
     let Some(python) = &shared.python else {
         return;
     };
-    let id = python.next_connection.fetch_add(1, Relaxed);
-    if let Ok(clone) = stream.try_clone() {
-        python.open.lock().insert(id, clone);
-    }
-    let mut job = (stream, id);
-    loop {
-        let idle = python.idle.lock().pop();
-        match idle {
-            Some((_, worker)) => match worker.send(job) {
-                Ok(()) => return,
-                Err(std::sync::mpsc::SendError(back)) => job = back, // it ended meanwhile
-            },
-            None => break,
-        }
-    }
-    let worker_id = python.next_worker.fetch_add(1, Relaxed);
-    let for_thread = Arc::clone(shared);
-    let spawned = std::thread::Builder::new()
-        .name("monogusa-python".into())
+    let threads = python.threads.get_or_init(|| {
         // Nested values are converted and written recursively (up to MAX_DEPTH levels), in
         // frames that are large in debug builds: room for them, in untouched virtual memory.
-        .stack_size(shared.limits.thread_stack_size.max(PYTHON_STACK))
-        .spawn(move || worker(&for_thread, worker_id, job));
-    match spawned {
-        Ok(thread) => {
-            let mut threads = python.threads.lock();
-            threads.retain(|t| !t.is_finished());
-            threads.push(thread);
-        }
-        Err(e) => log::error!("cannot start a thread for a python client: {e}"),
+        let stack = shared.limits.thread_stack_size.max(PYTHON_STACK);
+        Threads::new(IDLE_THREAD, MAX_IDLE, stack, "monogusa-python")
+    });
+    let id = python.next_connection.fetch_add(1, Relaxed);
+    let done = Arc::new(Done::default());
+    if let Ok(clone) = stream.try_clone() {
+        python.open.lock().insert(id, (clone, Arc::clone(&done)));
+    }
+    let finishing = Finishing(done);
+    let for_thread = Arc::clone(shared);
+    let job = Box::new(move || {
+        let _finishing = finishing;
+        serve_connection(&for_thread, stream, id);
+    });
+    if let Err(e) = threads.run(job) {
+        log::error!("cannot start a thread for a python client: {e}");
+        python.open.lock().remove(&id);
     }
 }
 
-/// A connection thread: serves `job`, then waits (a while) for the next.
-fn worker(shared: &Arc<Shared>, worker_id: u64, mut job: Job) {
+/// One connection, on one of the listener's threads: a panic is reported, not spread.
+fn serve_connection(shared: &Arc<Shared>, stream: Stream, id: u64) {
     let python = shared
         .python
         .as_ref()
         .expect("admitted by the python listener");
-    loop {
-        let (stream, id) = job;
-        let peer = stream.peer_label();
-        let outcome =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(shared, &stream, id)));
-        match outcome {
-            Ok(Err(e)) => log::debug!("python client {peer}: {e}"),
-            Err(_) => log::warn!("python connection {peer} panicked; serving on"),
-            Ok(Ok(())) => {}
-        }
-        python.open.lock().remove(&id);
-        drop(stream);
-        if python.closing.load(Relaxed) {
-            return;
-        }
-        // A channel per wait, its only sender in `idle`: clearing `idle` (shutdown) ends it.
-        let (sender, receiver) = std::sync::mpsc::sync_channel::<Job>(1);
-        python.idle.lock().push((worker_id, sender));
-        job = match receiver.recv_timeout(IDLE_THREAD) {
-            Ok(next) => next,
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                let mut idle = python.idle.lock();
-                match idle.iter().position(|(w, _)| *w == worker_id) {
-                    Some(at) => {
-                        idle.remove(at);
-                        return;
-                    }
-                    // Taken by `admit` just now: its connection is on the way.
-                    None => {
-                        drop(idle);
-                        match receiver.recv() {
-                            Ok(next) => next,
-                            Err(_) => return,
-                        }
-                    }
-                }
-            }
-        };
+    let peer = stream.peer_label();
+    let outcome =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(shared, &stream, id)));
+    match outcome {
+        Ok(Err(e)) => log::debug!("python client {peer}: {e}"),
+        Err(_) => log::warn!("python connection {peer} panicked; serving on"),
+        Ok(Ok(())) => {}
     }
+    python.open.lock().remove(&id);
 }
 
 fn quickack(stream: &Stream) {
