@@ -856,3 +856,87 @@ fn a_second_sigint_to_the_supervisor_kills_its_workers_at_once() {
         "{stderr}"
     );
 }
+
+/// The manager dies under a running `Worker::run` (SIGKILL) and comes back on the same
+/// address and data directory: the worker waits it out and carries on, and every task is
+/// done, none left ready or leased. A task in hand when the manager died may run twice (its
+/// ack was lost with the manager): at least once, never lost.
+#[test]
+fn a_worker_rides_out_its_manager_killed_and_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bind = format!("127.0.0.1:{port}");
+    let start = || {
+        let child = Command::new(common::monogusa_binary())
+            .args(["serve", "--bind", &bind, "--data-dir"])
+            .arg(&data)
+            .env("MONOGUSA_AUTHKEY", KEY)
+            .env("MONOGUSA_LOG", "error")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until(LIMIT, "the manager serves", || {
+            Client::connect(bind.as_str(), KEY).is_ok()
+        });
+        child
+    };
+    let mut manager = start();
+    let client = Client::builder(bind.as_str(), KEY)
+        .reconnect(200, Duration::from_millis(10))
+        .connect()
+        .unwrap();
+    let jobs = client
+        .named("survivors")
+        .tasks::<u32>(jobs_settings(Duration::from_secs(2)))
+        .unwrap();
+    for n in 0..40 {
+        jobs.push(&n).unwrap();
+    }
+    let worker = Worker::builder(client.clone())
+        .name("survivor")
+        .heartbeat(Duration::from_millis(50))
+        .handle_signals(false)
+        .build()
+        .unwrap();
+    let seen = std::sync::Mutex::new(Vec::<u32>::new());
+    let stop = worker.stop_handle();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            wait_until(LIMIT, "ten tasks done", || seen.lock().unwrap().len() >= 10);
+            manager.kill().unwrap();
+            manager.wait().unwrap();
+            manager = start();
+            wait_until(LIMIT, "every task done after the restart", || {
+                let all: HashSet<u32> = seen.lock().unwrap().iter().copied().collect();
+                let stats = Client::connect(bind.as_str(), KEY)
+                    .and_then(|c| {
+                        c.named("survivors")
+                            .tasks::<u32>(jobs_settings(Duration::from_secs(2)))
+                    })
+                    .and_then(|q| q.stats());
+                all.len() == 40 && stats.is_ok_and(|s| s.ready == 0 && s.leased == 0 && s.dead == 0)
+            });
+            stop.stop();
+        });
+        worker
+            .run(&jobs, 2, |task| {
+                seen.lock().unwrap().push(*task.payload());
+                std::thread::sleep(Duration::from_millis(20));
+                Ok::<(), String>(())
+            })
+            .unwrap();
+    });
+    let seen = seen.into_inner().unwrap();
+    assert!(
+        seen.len() <= 40 + 2 + 2,
+        "beyond the two in hand (and two whose acks were in flight), none ran twice: {} runs",
+        seen.len()
+    );
+    manager.kill().unwrap();
+    manager.wait().unwrap();
+}
