@@ -169,6 +169,8 @@ fn requests(
     // dripping a byte at a time cannot hold its buffer for longer than `stall_timeout`.
     let mut frame_deadline: Option<Instant> = None;
     let mut read_timeout = stall;
+    // The function this connection called last (see `dispatch::handle`).
+    let mut last_function = None;
     loop {
         // Handle every complete request already buffered before writing their replies: a
         // burst of pipelined calls then costs one write instead of one per reply.
@@ -185,7 +187,14 @@ fn requests(
                 }
             };
             frame_deadline = None;
-            let next = match dispatch::handle(shared, frame, &mut replies, held, caller) {
+            let next = match dispatch::handle(
+                shared,
+                frame,
+                &mut replies,
+                held,
+                caller,
+                &mut last_function,
+            ) {
                 Ok(next) => next,
                 Err(closing) => {
                     // The replies to the valid requests before the violation still go out.

@@ -14,6 +14,7 @@ use super::Shared;
 use super::connection::Closing;
 use super::objects::{DESCRIBE_PAGE, HeldRefs};
 use super::pace::Target;
+use super::registry::Function;
 use super::replies::Replies;
 
 /// What handling one request asks of the loop.
@@ -25,18 +26,24 @@ pub(super) enum Next {
 /// Handles one request frame, appending its response frame to `out`. An `Err` means the
 /// envelope itself is unreadable: the connection cannot continue.
 #[inline]
-pub(super) fn handle(
-    shared: &Shared,
+pub(super) fn handle<'s>(
+    shared: &'s Shared,
     frame: &[u8],
     replies: &mut Replies<'_>,
     held: &mut HeldRefs,
     caller: &Caller<'_>,
+    last_function: &mut Option<&'s Function>,
 ) -> Result<Next, Closing> {
     // The common case first: a call of a registered function, found by its name's bytes,
-    // so the name needs no UTF-8 check (see `Registry`).
+    // so the name needs no UTF-8 check (see `Registry`); a connection calling one function
+    // over and over finds it without hashing.
     if let Some(call) = RawCall::peek(frame)
-        && let Some(function) = shared.registry.get_by_bytes(call.name)
+        && let Some(function) = match *last_function {
+            Some(last) if last.name().as_bytes() == call.name => Some(last),
+            _ => shared.registry.get_by_bytes(call.name),
+        }
     {
+        *last_function = Some(function);
         shared.stats.calls.fetch_add(1, Relaxed);
         let reply = Reply {
             id: call.id,
@@ -259,7 +266,7 @@ impl std::fmt::Display for Lossy<'_> {
 /// Runs a registered function and appends its reply.
 #[inline]
 fn call_function(
-    function: &super::registry::Function,
+    function: &Function,
     args: &[u8],
     reply: Reply,
     replies: &mut Replies<'_>,
