@@ -23,6 +23,7 @@ use sha2::Sha256;
 
 use super::Shared;
 use super::objects::HeldRefs;
+use super::threads::{Done, Finishing, Threads};
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::msgpack::codec::{self, ReadError};
 use crate::python::Dynamic;
@@ -48,8 +49,11 @@ pub(crate) const DYNAMIC_TAG: &str = "dynamic";
 pub(crate) struct MsgpackState {
     key: Vec<u8>,
     next_connection: AtomicU64,
-    open: Mutex<std::collections::HashMap<u64, Stream>>,
-    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Open connections, to close at shutdown, with the signal of their end.
+    open: Mutex<std::collections::HashMap<u64, (Stream, Arc<Done>)>>,
+    /// The listener's connection threads, reused (made on first use, with the manager's
+    /// limits).
+    threads: std::sync::OnceLock<Arc<Threads>>,
 }
 
 impl MsgpackState {
@@ -58,23 +62,38 @@ impl MsgpackState {
             key: key.to_vec(),
             next_connection: AtomicU64::new(FIRST_CONNECTION),
             open: Mutex::new(std::collections::HashMap::new()),
-            threads: Mutex::new(Vec::new()),
+            threads: std::sync::OnceLock::new(),
         }
     }
 
-    /// Closes every msgpack connection and waits for their threads.
+    /// Closes every msgpack connection and waits until each is done.
     pub(crate) fn close_all(&self) {
-        for stream in self.open.lock().values() {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
+        if let Some(threads) = self.threads.get() {
+            threads.close(); // idle threads end; busy ones end after their connection
         }
-        let threads = std::mem::take(&mut *self.threads.lock());
-        for thread in threads {
-            let _ = thread.join();
+        let open: Vec<Arc<Done>> = self
+            .open
+            .lock()
+            .values()
+            .map(|(stream, done)| {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                Arc::clone(done)
+            })
+            .collect();
+        for done in open {
+            done.wait();
         }
     }
 }
 
-/// Starts serving one accepted msgpack connection on its own thread.
+/// How long an idle connection thread waits for the next connection before it ends.
+const IDLE_THREAD: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// At most this many of the listener's threads wait idle.
+const MAX_IDLE: usize = 64;
+
+/// Starts serving one accepted msgpack connection on a thread of its own (an idle one from
+/// an ended connection, or a new one).
 pub(crate) fn admit(shared: &Arc<Shared>, stream: Stream) {
     let Some(state) = &shared.msgpack else {
         return;
@@ -83,30 +102,35 @@ pub(crate) fn admit(shared: &Arc<Shared>, stream: Stream) {
         log::warn!("refusing a msgpack client: the connection limit is reached");
         return;
     }
+    let threads = state.threads.get_or_init(|| {
+        let stack = shared.limits.thread_stack_size.max(8 << 20);
+        Threads::new(IDLE_THREAD, MAX_IDLE, stack, "monogusa-msgpack")
+    });
     let id = state.next_connection.fetch_add(1, Relaxed);
+    let done = Arc::new(Done::default());
     if let Ok(clone) = stream.try_clone() {
-        state.open.lock().insert(id, clone);
+        state.open.lock().insert(id, (clone, Arc::clone(&done)));
     }
+    let finishing = Finishing(done);
     let for_thread = Arc::clone(shared);
-    let spawned = std::thread::Builder::new()
-        .name("monogusa-msgpack".into())
-        .stack_size(shared.limits.thread_stack_size.max(8 << 20))
-        .spawn(move || {
-            let peer = stream.peer_label();
-            if let Err(e) = serve(&for_thread, Arc::new(stream), id) {
-                log::debug!("msgpack client {peer}: {e}");
-            }
-            if let Some(state) = &for_thread.msgpack {
-                state.open.lock().remove(&id);
-            }
-        });
-    match spawned {
-        Ok(thread) => {
-            let mut threads = state.threads.lock();
-            threads.retain(|t| !t.is_finished());
-            threads.push(thread);
+    let job = Box::new(move || {
+        let _finishing = finishing;
+        let peer = stream.peer_label();
+        // A panic is reported, and the thread serves the next connection.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            serve(&for_thread, Arc::new(stream), id)
+        })) {
+            Ok(Err(e)) => log::debug!("msgpack client {peer}: {e}"),
+            Err(_) => log::warn!("msgpack connection {peer} panicked; serving on"),
+            Ok(Ok(())) => {}
         }
-        Err(e) => log::error!("cannot start a thread for a msgpack client: {e}"),
+        if let Some(state) = &for_thread.msgpack {
+            state.open.lock().remove(&id);
+        }
+    });
+    if let Err(e) = threads.run(job) {
+        log::error!("cannot start a thread for a msgpack client: {e}");
+        state.open.lock().remove(&id);
     }
 }
 
