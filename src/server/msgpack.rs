@@ -23,7 +23,7 @@ use sha2::Sha256;
 
 use super::Shared;
 use super::objects::HeldRefs;
-use super::threads::{Done, Finishing, Threads};
+use super::threads::Served;
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::msgpack::codec::{self, ReadError};
 use crate::python::Dynamic;
@@ -49,11 +49,8 @@ pub(crate) const DYNAMIC_TAG: &str = "dynamic";
 pub(crate) struct MsgpackState {
     key: Vec<u8>,
     next_connection: AtomicU64,
-    /// Open connections, to close at shutdown, with the signal of their end.
-    open: Mutex<std::collections::HashMap<u64, (Stream, Arc<Done>)>>,
-    /// The listener's connection threads, reused (made on first use, with the manager's
-    /// limits).
-    threads: std::sync::OnceLock<Arc<Threads>>,
+    /// Open connections and their reused threads.
+    served: Served,
 }
 
 impl MsgpackState {
@@ -61,28 +58,13 @@ impl MsgpackState {
         MsgpackState {
             key: key.to_vec(),
             next_connection: AtomicU64::new(FIRST_CONNECTION),
-            open: Mutex::new(std::collections::HashMap::new()),
-            threads: std::sync::OnceLock::new(),
+            served: Served::new(IDLE_THREAD, MAX_IDLE, "monogusa-msgpack"),
         }
     }
 
     /// Closes every msgpack connection and waits until each is done.
     pub(crate) fn close_all(&self) {
-        if let Some(threads) = self.threads.get() {
-            threads.close(); // idle threads end; busy ones end after their connection
-        }
-        let open: Vec<Arc<Done>> = self
-            .open
-            .lock()
-            .values()
-            .map(|(stream, done)| {
-                let _ = stream.shutdown(std::net::Shutdown::Both);
-                Arc::clone(done)
-            })
-            .collect();
-        for done in open {
-            done.wait();
-        }
+        self.served.close_all();
     }
 }
 
@@ -98,23 +80,14 @@ pub(crate) fn admit(shared: &Arc<Shared>, stream: Stream) {
     let Some(state) = &shared.msgpack else {
         return;
     };
-    if state.open.lock().len() >= shared.limits.max_connections {
+    if state.served.len() >= shared.limits.max_connections {
         log::warn!("refusing a msgpack client: the connection limit is reached");
         return;
     }
-    let threads = state.threads.get_or_init(|| {
-        let stack = shared.limits.thread_stack_size.max(8 << 20);
-        Threads::new(IDLE_THREAD, MAX_IDLE, stack, "monogusa-msgpack")
-    });
     let id = state.next_connection.fetch_add(1, Relaxed);
-    let done = Arc::new(Done::default());
-    if let Ok(clone) = stream.try_clone() {
-        state.open.lock().insert(id, (clone, Arc::clone(&done)));
-    }
-    let finishing = Finishing(done);
     let for_thread = Arc::clone(shared);
-    let job = Box::new(move || {
-        let _finishing = finishing;
+    let stack = shared.limits.thread_stack_size.max(8 << 20);
+    let started = state.served.serve(id, stream, stack, move |stream| {
         let peer = stream.peer_label();
         // A panic is reported, and the thread serves the next connection.
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -124,13 +97,9 @@ pub(crate) fn admit(shared: &Arc<Shared>, stream: Stream) {
             Err(_) => log::warn!("msgpack connection {peer} panicked; serving on"),
             Ok(Ok(())) => {}
         }
-        if let Some(state) = &for_thread.msgpack {
-            state.open.lock().remove(&id);
-        }
     });
-    if let Err(e) = threads.run(job) {
+    if let Err(e) = started {
         log::error!("cannot start a thread for a msgpack client: {e}");
-        state.open.lock().remove(&id);
     }
 }
 

@@ -8,13 +8,16 @@
 //! removing itself under the lock when its wait times out. So a popped sender's `send` never
 //! fails for want of a receiver, and no job is ever sent to a thread that left.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
+
+use crate::transport::Stream;
 
 /// Work for a connection thread.
 pub(crate) type Job = Box<dyn FnOnce() + Send>;
@@ -123,6 +126,99 @@ impl Threads {
     /// How many threads wait idle now.
     pub(crate) fn idle_count(&self) -> usize {
         self.idle.lock().len()
+    }
+}
+
+/// Open connections by id, each with its stream and the signal of its end.
+type OpenConnections = Mutex<HashMap<u64, (Stream, Arc<Done>)>>;
+
+/// A listener's open connections and the reused threads that serve them, for the listeners
+/// that keep no connection table of their own (Python's, msgpack-rpc's): each connection runs
+/// as a job, listed with its stream until it ends, so shutdown can close them and wait.
+#[cfg_attr(not(any(feature = "python", feature = "msgpack")), allow(dead_code))]
+pub(crate) struct Served {
+    open: Arc<OpenConnections>,
+    /// Made on first use, when the manager's limits are known.
+    threads: OnceLock<Arc<Threads>>,
+    keep_idle: Duration,
+    max_idle: usize,
+    name: &'static str,
+}
+
+#[cfg_attr(not(any(feature = "python", feature = "msgpack")), allow(dead_code))]
+impl Served {
+    pub(crate) fn new(keep_idle: Duration, max_idle: usize, name: &'static str) -> Served {
+        Served {
+            open: Arc::default(),
+            threads: OnceLock::new(),
+            keep_idle,
+            max_idle,
+            name,
+        }
+    }
+
+    /// How many connections are open.
+    pub(crate) fn len(&self) -> usize {
+        self.open.lock().len()
+    }
+
+    /// Serves connection `id` with `serve` on a reused thread (made with `stack_size` if
+    /// none waits); it stays listed until `serve` returns or panics.
+    pub(crate) fn serve(
+        &self,
+        id: u64,
+        stream: Stream,
+        stack_size: usize,
+        serve: impl FnOnce(Stream) + Send + 'static,
+    ) -> std::io::Result<()> {
+        let threads = self
+            .threads
+            .get_or_init(|| Threads::new(self.keep_idle, self.max_idle, stack_size, self.name));
+        let done = Arc::new(Done::default());
+        if let Ok(clone) = stream.try_clone() {
+            self.open.lock().insert(id, (clone, Arc::clone(&done)));
+        }
+        let finishing = Finishing(done);
+        let open = Arc::clone(&self.open);
+        let job = Box::new(move || {
+            let _finishing = finishing; // dropped last, after the entry is gone
+            let _listed = Unlist { open: &open, id };
+            serve(stream);
+        });
+        threads.run(job).inspect_err(|_| {
+            self.open.lock().remove(&id);
+        })
+    }
+
+    /// Closes every open connection and waits until each is done; idle threads end.
+    pub(crate) fn close_all(&self) {
+        if let Some(threads) = self.threads.get() {
+            threads.close(); // idle threads end; busy ones end after their connection
+        }
+        let open: Vec<Arc<Done>> = self
+            .open
+            .lock()
+            .values()
+            .map(|(stream, done)| {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                Arc::clone(done)
+            })
+            .collect();
+        for done in open {
+            done.wait();
+        }
+    }
+}
+
+/// Takes a connection off its listener's list when its job ends, however it ends.
+struct Unlist<'a> {
+    open: &'a OpenConnections,
+    id: u64,
+}
+
+impl Drop for Unlist<'_> {
+    fn drop(&mut self) {
+        self.open.lock().remove(&self.id);
     }
 }
 

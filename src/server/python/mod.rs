@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 
 use super::Shared;
 use super::objects::HeldRefs;
-use super::threads::{Done, Finishing, Threads};
+use super::threads::Served;
 use crate::error::RemoteError;
 use crate::python::handshake::{self, FAILURE, MAX_HANDSHAKE_FRAME, WELCOME};
 use crate::python::methods;
@@ -68,11 +68,8 @@ pub(crate) struct PythonState {
     exposed: HashMap<String, PythonShared>,
     table: Mutex<(u64, HashMap<String, Entry>)>,
     next_connection: AtomicU64,
-    /// Open connections, to close at shutdown, with the signal of their end.
-    open: Mutex<HashMap<u64, (Stream, Arc<Done>)>>,
-    /// The listener's connection threads, reused (made on first use, with the manager's
-    /// limits).
-    threads: std::sync::OnceLock<Arc<Threads>>,
+    /// Open connections and their reused threads.
+    served: Served,
 }
 
 impl PythonState {
@@ -82,28 +79,13 @@ impl PythonState {
             exposed,
             table: Mutex::new((0, HashMap::new())),
             next_connection: AtomicU64::new(FIRST_CONNECTION),
-            open: Mutex::new(HashMap::new()),
-            threads: std::sync::OnceLock::new(),
+            served: Served::new(IDLE_THREAD, MAX_IDLE, "monogusa-python"),
         }
     }
 
     /// Closes every Python connection and waits until each is done.
     pub(crate) fn close_all(&self) {
-        if let Some(threads) = self.threads.get() {
-            threads.close(); // idle threads end; busy ones end after their connection
-        }
-        let open: Vec<Arc<Done>> = self
-            .open
-            .lock()
-            .values()
-            .map(|(stream, done)| {
-                let _ = stream.shutdown(std::net::Shutdown::Both);
-                Arc::clone(done)
-            })
-            .collect();
-        for done in open {
-            done.wait();
-        }
+        self.served.close_all();
     }
 
     /// Files a new object with one reference; an error past the table's limit (a client
@@ -144,35 +126,20 @@ pub(crate) fn admit(shared: &Arc<Shared>, stream: Stream) {
     let Some(python) = &shared.python else {
         return;
     };
-    let threads = python.threads.get_or_init(|| {
-        // Nested values are converted and written recursively (up to MAX_DEPTH levels), in
-        // frames that are large in debug builds: room for them, in untouched virtual memory.
-        let stack = shared.limits.thread_stack_size.max(PYTHON_STACK);
-        Threads::new(IDLE_THREAD, MAX_IDLE, stack, "monogusa-python")
-    });
     let id = python.next_connection.fetch_add(1, Relaxed);
-    let done = Arc::new(Done::default());
-    if let Ok(clone) = stream.try_clone() {
-        python.open.lock().insert(id, (clone, Arc::clone(&done)));
-    }
-    let finishing = Finishing(done);
     let for_thread = Arc::clone(shared);
-    let job = Box::new(move || {
-        let _finishing = finishing;
+    // Nested values are converted and written recursively (up to MAX_DEPTH levels), in
+    // frames that are large in debug builds: room for them, in untouched virtual memory.
+    let stack = shared.limits.thread_stack_size.max(PYTHON_STACK);
+    if let Err(e) = python.served.serve(id, stream, stack, move |stream| {
         serve_connection(&for_thread, stream, id);
-    });
-    if let Err(e) = threads.run(job) {
+    }) {
         log::error!("cannot start a thread for a python client: {e}");
-        python.open.lock().remove(&id);
     }
 }
 
 /// One connection, on one of the listener's threads: a panic is reported, not spread.
 fn serve_connection(shared: &Arc<Shared>, stream: Stream, id: u64) {
-    let python = shared
-        .python
-        .as_ref()
-        .expect("admitted by the python listener");
     let peer = stream.peer_label();
     let outcome =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(shared, &stream, id)));
@@ -181,7 +148,6 @@ fn serve_connection(shared: &Arc<Shared>, stream: Stream, id: u64) {
         Err(_) => log::warn!("python connection {peer} panicked; serving on"),
         Ok(Ok(())) => {}
     }
-    python.open.lock().remove(&id);
 }
 
 fn quickack(stream: &Stream) {
