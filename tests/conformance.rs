@@ -497,16 +497,7 @@ fn child_main() {
 /// Starts this test binary in `role` against `redis`, and waits for its first line.
 fn child(role: &str, redis: &RedisServer, ready: &str) -> std::process::Child {
     use std::io::{BufRead, BufReader};
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_main",
-            "--ignored",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(common::ROLE_VAR, role)
+    let mut child = common::child_command(role)
         .env("TEST_REDIS", redis.url())
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -478,16 +478,7 @@ fn a_client_waits_for_a_starting_manager_which_says_when_it_is_ready() {
                 .map(|client| client.call::<String>("echo", ("waited",)).unwrap())
         })
     };
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_main",
-            "--ignored",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(ROLE_VAR, "serve-ready")
+    let mut child = child_command("serve-ready")
         .env(ADDRESS_VAR, address.to_string())
         .stdout(Stdio::piped())
         .spawn()

@@ -260,17 +260,8 @@ fn child_main() {
 /// This test binary as a supervisor process (the "supervisor" role) of `count` workers in
 /// `child_role`, for the manager at `manager`; callers add the rest of its environment.
 fn supervisor_process(manager: &str, child_role: &str, count: usize) -> Command {
-    let mut command = Command::new(std::env::current_exe().unwrap());
+    let mut command = common::child_command("supervisor");
     command
-        .args([
-            "--exact",
-            "child_main",
-            "--ignored",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(ROLE_VAR, "supervisor")
         .env("TEST_MANAGER", manager)
         .env(CHILD_ROLE_VAR, child_role)
         .env(COUNT_VAR, count.to_string());

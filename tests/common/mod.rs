@@ -235,9 +235,9 @@ pub fn closed_by_peer(stream: &mut TcpStream) -> bool {
 /// The environment variable that tells a re-run test binary which role to play.
 pub const ROLE_VAR: &str = "MONOGUSA_TEST_ROLE";
 
-/// Re-runs this test binary as a child playing `role`: it runs only the ignored test named
+/// This test binary as a child playing `role`: it runs only the ignored test named
 /// `child_main`, which dispatches on the role.
-pub fn spawn_child(role: &str, envs: &[(&str, &str)]) -> Child {
+pub fn child_command(role: &str) -> Command {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
         .args([
@@ -248,9 +248,14 @@ pub fn spawn_child(role: &str, envs: &[(&str, &str)]) -> Child {
             "--test-threads",
             "1",
         ])
-        .env(ROLE_VAR, role)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
+        .env(ROLE_VAR, role);
+    command
+}
+
+/// Starts [`child_command`]`(role)` with `envs`, its stdin and stdout closed.
+pub fn spawn_child(role: &str, envs: &[(&str, &str)]) -> Child {
+    let mut command = child_command(role);
+    command.stdin(Stdio::null()).stdout(Stdio::null());
     for (k, v) in envs {
         command.env(k, v);
     }

@@ -140,6 +140,21 @@ impl Response {
 }
 
 /// Reads the head within [`HEAD_TIMEOUT`], answers, closes.
+/// Appends what arrives within the socket's read timeout to `into` (nothing, if it times
+/// out); false once the peer has closed.
+fn read_some(stream: &mut Stream, into: &mut Vec<u8>) -> std::io::Result<bool> {
+    let mut chunk = [0u8; 4096];
+    match stream.read(&mut chunk) {
+        Ok(0) => Ok(false),
+        Ok(n) => {
+            into.extend_from_slice(&chunk[..n]);
+            Ok(true)
+        }
+        Err(e) if crate::transport::is_timeout(&e) => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
 fn serve(shared: &Arc<Shared>, stream: Stream) -> std::io::Result<()> {
     let mut stream = stream;
     let deadline = Instant::now() + HEAD_TIMEOUT;
@@ -160,16 +175,8 @@ fn serve(shared: &Arc<Shared>, stream: Stream) -> std::io::Result<()> {
             return Response::text(408, "request head too slow\n").write(&mut stream);
         }
         stream.set_read_timeout(Some(left.min(Duration::from_secs(1))))?;
-        let mut chunk = [0u8; 4096];
-        match stream.read(&mut chunk) {
-            Ok(0) => return Ok(()),
-            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => return Err(e),
+        if !read_some(&mut stream, &mut buffer)? {
+            return Ok(());
         }
     };
     stream.set_read_timeout(None)?;

@@ -2,7 +2,7 @@
 //! (`websocat ws://HOST/logs/ws?token=…`). One text frame per line; the server only
 //! writes, and reads the client's frames just enough to answer a ping and honour a close.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
@@ -127,16 +127,8 @@ pub(super) fn serve(
         }
         after = Some(page.next);
         // The client's frames: a ping is answered, a close ends the stream.
-        let mut chunk = [0u8; 1024];
-        match stream.read(&mut chunk) {
-            Ok(0) => return Ok(()),
-            Ok(n) => incoming.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => return Err(e),
+        if !super::read_some(stream, &mut incoming)? {
+            return Ok(());
         }
         while let Some(parsed) = client_frame(&incoming) {
             let Ok(ClientFrame {
