@@ -273,11 +273,14 @@ impl<'a> RequestHeader<'a> {
     }
 }
 
-/// A request calling a function, read without checking the name as UTF-8 (the manager looks
-/// it up by its bytes first; see `server::registry`). `None` for every other request, and for
-/// anything malformed: [`RequestHeader::decode`] then reads it and says what is wrong.
+/// A call of a function or of an object's method, read without checking its name as UTF-8:
+/// the manager looks names up by their bytes (see `server::registry`), and a name that
+/// matches is one of its own. `peek` gives `None` for every other request, and for anything
+/// malformed: [`RequestHeader::decode`] then reads it and says what is wrong.
 pub(crate) struct RawCall<'a> {
     pub id: u64,
+    /// The object whose method this calls; `None` for a function.
+    pub object: Option<u64>,
     pub name: &'a [u8],
     /// Where the arguments start.
     pub args_at: usize,
@@ -288,45 +291,20 @@ impl<'a> RawCall<'a> {
     pub(crate) fn peek(bytes: &'a [u8]) -> Option<RawCall<'a>> {
         let mut f = Fields { bytes, at: 0 };
         let id = f.u64().ok()?;
-        if id == NOTICE_ID || f.u32().ok()? != 0 {
+        if id == NOTICE_ID {
             return None;
         }
+        let object = match f.u32().ok()? {
+            0 => None,
+            2 => Some(f.u64().ok()?),
+            _ => return None,
+        };
         let len = usize::try_from(f.u64().ok()?).ok()?;
         let name = f.take(len).ok()?;
         Some(RawCall {
             id,
-            name,
-            args_at: f.at,
-        })
-    }
-}
-
-/// A request calling an object's method, read without checking the method's name as UTF-8
-/// (the manager compares it with the object's method names byte for byte). `None` for every
-/// other request, and for anything malformed.
-pub(crate) struct RawMethod<'a> {
-    pub id: u64,
-    pub object: u64,
-    pub method: &'a [u8],
-    /// Where the arguments start.
-    pub args_at: usize,
-}
-
-impl<'a> RawMethod<'a> {
-    #[inline]
-    pub(crate) fn peek(bytes: &'a [u8]) -> Option<RawMethod<'a>> {
-        let mut f = Fields { bytes, at: 0 };
-        let id = f.u64().ok()?;
-        if id == NOTICE_ID || f.u32().ok()? != 2 {
-            return None;
-        }
-        let object = f.u64().ok()?;
-        let len = usize::try_from(f.u64().ok()?).ok()?;
-        let method = f.take(len).ok()?;
-        Some(RawMethod {
-            id,
             object,
-            method,
+            name,
             args_at: f.at,
         })
     }

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use crate::codec;
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::frame;
-use crate::message::{NOTICE_ID, Op, RawCall, RawMethod, RequestHeader, ResponseHeader, Status};
+use crate::message::{NOTICE_ID, Op, RawCall, RequestHeader, ResponseHeader, Status};
 use crate::service::Caller;
 
 use super::Shared;
@@ -34,39 +34,33 @@ pub(super) fn handle<'s>(
     caller: &Caller<'_>,
     last_function: &mut Option<&'s Function>,
 ) -> Result<Next, Closing> {
-    // The common case first: a call of a registered function, found by its name's bytes,
-    // so the name needs no UTF-8 check (see `Registry`); a connection calling one function
-    // over and over finds it without hashing.
-    if let Some(call) = RawCall::peek(frame)
-        && let Some(function) = match *last_function {
-            Some(last) if last.name().as_bytes() == call.name => Some(last),
-            _ => shared.registry.get_by_bytes(call.name),
-        }
-    {
-        *last_function = Some(function);
-        shared.stats.calls.fetch_add(1, Relaxed);
-        let reply = Reply {
-            id: call.id,
-            max: shared.limits.max_frame_len,
-        };
-        call_function(function, &frame[call.args_at..], reply, replies)?;
-        return Ok(Next::Continue);
-    }
-    // And a method call, its method found by its name's bytes among the object's.
-    if let Some(call) = RawMethod::peek(frame) {
-        shared.stats.calls.fetch_add(1, Relaxed);
+    // The common cases first: a call of a registered function, or of an object's method,
+    // found by its name's bytes, so the name needs no UTF-8 check (see `Registry`); a
+    // connection calling one function over and over finds it without hashing. An unknown
+    // function goes on to the full decode, for its error.
+    if let Some(call) = RawCall::peek(frame) {
         let reply = Reply {
             id: call.id,
             max: shared.limits.max_frame_len,
         };
         let args = &frame[call.args_at..];
-        let objects = &shared.objects;
-        replies.run(Target::Object(call.object), |out| {
-            reply.with(out, &Lossy(call.method), |out| {
-                objects.call(call.object, call.method, args, out, held, caller)
-            })
-        })?;
-        return Ok(Next::Continue);
+        if let Some(object) = call.object {
+            shared.stats.calls.fetch_add(1, Relaxed);
+            call_method(
+                shared, object, call.name, args, reply, replies, held, caller,
+            )?;
+            return Ok(Next::Continue);
+        }
+        let function = match *last_function {
+            Some(last) if last.name().as_bytes() == call.name => Some(last),
+            _ => shared.registry.get_by_bytes(call.name),
+        };
+        if let Some(function) = function {
+            *last_function = Some(function);
+            shared.stats.calls.fetch_add(1, Relaxed);
+            call_function(function, args, reply, replies)?;
+            return Ok(Next::Continue);
+        }
     }
     let (header, used) = RequestHeader::decode(frame).map_err(|e| {
         Closing::Violation(RemoteError::new(
@@ -119,11 +113,8 @@ pub(super) fn handle<'s>(
         }
         Op::Method { object, method } => {
             shared.stats.calls.fetch_add(1, Relaxed);
-            replies.run(Target::Object(object), |out| {
-                reply.with(out, method, |out| {
-                    objects.call(object, method.as_bytes(), args, out, held, caller)
-                })
-            })?;
+            let method = method.as_bytes();
+            call_method(shared, object, method, args, reply, replies, held, caller)?;
         }
         Op::Open { name, service } => {
             let out = &mut replies.out;
@@ -261,6 +252,26 @@ impl std::fmt::Display for Lossy<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&String::from_utf8_lossy(self.0))
     }
+}
+
+/// Runs method `method` of object `object` and appends its reply.
+#[inline]
+#[allow(clippy::too_many_arguments)] // the request's parts and the connection's state
+fn call_method(
+    shared: &Shared,
+    object: u64,
+    method: &[u8],
+    args: &[u8],
+    reply: Reply,
+    replies: &mut Replies<'_>,
+    held: &mut HeldRefs,
+    caller: &Caller<'_>,
+) -> Result<(), Closing> {
+    replies.run(Target::Object(object), |out| {
+        reply.with(out, &Lossy(method), |out| {
+            shared.objects.call(object, method, args, out, held, caller)
+        })
+    })
 }
 
 /// Runs a registered function and appends its reply.
