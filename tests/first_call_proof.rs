@@ -165,3 +165,27 @@ fn later_connections_prove_with_their_first_call() {
     assert_eq!(fresh, 0, "nothing ran on the manager with the other key");
     drop(other);
 }
+
+/// A pipeline on a connection that proved itself with its first use keeps no handshake
+/// timeout: its writer may wait on a busy manager far longer than the handshake may take.
+#[test]
+fn a_lazily_proven_pipeline_waits_on_a_busy_manager() {
+    let dir = tempfile::tempdir().unwrap();
+    let manager = start_standard_at(&Address::unix(dir.path().join("m.sock")));
+    let client = Client::builder(manager.address(), KEY)
+        .prove_with_first_call(true)
+        .handshake_timeout(Duration::from_millis(200))
+        .connect()
+        .unwrap();
+    // The manager sleeps on the first call and reads nothing meanwhile, so 4 MB of calls
+    // behind it fill the socket and the writer waits (far) longer than 200 ms.
+    let slow = client.send::<u64>("sleep_ms", (1000u64,)).unwrap();
+    let text = "z".repeat(1000);
+    let behind: Vec<Pending<String>> = (0..4000)
+        .map(|_| client.send("echo", (&text,)).unwrap())
+        .collect();
+    assert_eq!(slow.wait().unwrap(), 1000);
+    for p in behind {
+        assert_eq!(p.wait().unwrap().len(), 1000);
+    }
+}

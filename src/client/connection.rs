@@ -107,6 +107,9 @@ impl Connection {
     pub(crate) fn into_parts(mut self) -> Result<(Stream, FrameReader)> {
         self.prove()?;
         let link = *self.0;
+        // The pipeline sets its own read timeouts and writes without one: nothing of the
+        // handshake's (or of earlier calls') may stay on the socket.
+        link.stream.set_timeouts(None)?;
         Ok((link.stream, link.reader))
     }
 }
