@@ -149,6 +149,7 @@ mod server;
 mod service;
 #[cfg(feature = "sqs")]
 mod sqs;
+mod stop_signals;
 mod store;
 mod stub;
 mod transport;

@@ -1,6 +1,6 @@
-//! Where managers listen and clients connect: TCP and Unix-domain addresses, and the socket
-//! options every connection gets (TCP_NODELAY so small calls are not delayed, keepalive so a
-//! vanished peer is eventually noticed).
+//! Where managers listen and clients connect: TCP, Unix-domain sockets and (on Windows)
+//! named pipes, and the socket options every connection gets (TCP_NODELAY so small calls
+//! are not delayed, keepalive so a vanished peer is eventually noticed).
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -12,6 +12,11 @@ use std::time::Duration;
 use std::os::unix::net::{UnixListener, UnixStream};
 #[cfg(unix)]
 use std::path::{Path, PathBuf};
+#[cfg(windows)]
+use std::sync::Arc;
+
+#[cfg(windows)]
+use monogusa_win::pipe::{PipeListener, PipeStream};
 
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 
@@ -32,7 +37,8 @@ pub(crate) fn is_timeout(error: &io::Error) -> bool {
     )
 }
 
-/// A manager's address: `host:port` for TCP or `unix:/path` for a Unix-domain socket.
+/// A manager's address: `host:port` for TCP, `unix:/path` for a Unix-domain socket, or
+/// `pipe:NAME` for a Windows named pipe (`\\.\pipe\NAME` is accepted too).
 ///
 /// ```
 /// use monogusa::Address;
@@ -58,6 +64,9 @@ pub enum Address {
     /// A Unix-domain socket at this path.
     #[cfg(unix)]
     Unix(PathBuf),
+    /// A Windows named pipe, `\\.\pipe\NAME`, by its `NAME`.
+    #[cfg(windows)]
+    Pipe(String),
 }
 
 impl Address {
@@ -74,6 +83,16 @@ impl Address {
     pub fn unix(path: impl Into<PathBuf>) -> Self {
         Address::Unix(path.into())
     }
+
+    /// A Windows named pipe address, by the pipe's name (with or without `\\.\pipe\`).
+    #[cfg(windows)]
+    pub fn pipe(name: impl Into<String>) -> Self {
+        let name = name.into();
+        match name.strip_prefix(monogusa_win::pipe::PREFIX) {
+            Some(short) => Address::Pipe(short.to_string()),
+            None => Address::Pipe(name),
+        }
+    }
 }
 
 impl fmt::Display for Address {
@@ -83,6 +102,8 @@ impl fmt::Display for Address {
             Address::Tcp { host, port } => write!(f, "{host}:{port}"),
             #[cfg(unix)]
             Address::Unix(path) => write!(f, "unix:{}", path.display()),
+            #[cfg(windows)]
+            Address::Pipe(name) => write!(f, "pipe:{name}"),
         }
     }
 }
@@ -110,6 +131,22 @@ impl FromStr for Address {
                     "Unix-domain sockets are not available on this system",
                 ));
             }
+        }
+        let pipe = input
+            .strip_prefix("pipe:")
+            .or_else(|| input.strip_prefix(r"\\.\pipe\"));
+        if let Some(name) = pipe {
+            if name.is_empty() || name.contains(['\\', '/', '\0']) || name.len() > 200 {
+                return Err(invalid(
+                    "a pipe name is 1 to 200 characters, without '\\', '/' or NUL",
+                ));
+            }
+            #[cfg(windows)]
+            return Ok(Address::Pipe(name.to_string()));
+            #[cfg(not(windows))]
+            return Err(invalid(
+                "named pipes are a Windows transport; use unix:/path here",
+            ));
         }
         let (host, port) = if let Some(rest) = input.strip_prefix('[') {
             let (host, after) = rest
@@ -187,6 +224,9 @@ pub(crate) enum Stream {
     Tcp(TcpStream),
     #[cfg(unix)]
     Unix(UnixStream),
+    /// Shared, since a pipe handle cannot be duplicated the way a socket can.
+    #[cfg(windows)]
+    Pipe(Arc<PipeStream>),
 }
 
 impl Stream {
@@ -213,6 +253,10 @@ impl Stream {
             }
             #[cfg(unix)]
             Address::Unix(path) => UnixStream::connect(path).map(Stream::Unix),
+            #[cfg(windows)]
+            Address::Pipe(name) => {
+                PipeStream::connect(name, timeout).map(|p| Stream::Pipe(Arc::new(p)))
+            }
         }
     }
 
@@ -221,6 +265,8 @@ impl Stream {
             Stream::Tcp(s) => s.set_read_timeout(timeout),
             #[cfg(unix)]
             Stream::Unix(s) => s.set_read_timeout(timeout),
+            #[cfg(windows)]
+            Stream::Pipe(p) => p.set_read_timeout(timeout),
         }
     }
 
@@ -229,6 +275,8 @@ impl Stream {
             Stream::Tcp(s) => s.set_write_timeout(timeout),
             #[cfg(unix)]
             Stream::Unix(s) => s.set_write_timeout(timeout),
+            #[cfg(windows)]
+            Stream::Pipe(p) => p.set_write_timeout(timeout),
         }
     }
 
@@ -243,6 +291,8 @@ impl Stream {
             Stream::Tcp(s) => s.shutdown(how),
             #[cfg(unix)]
             Stream::Unix(s) => s.shutdown(how),
+            #[cfg(windows)]
+            Stream::Pipe(p) => p.shutdown(how),
         }
     }
 
@@ -251,6 +301,8 @@ impl Stream {
             Stream::Tcp(s) => s.try_clone().map(Stream::Tcp),
             #[cfg(unix)]
             Stream::Unix(s) => s.try_clone().map(Stream::Unix),
+            #[cfg(windows)]
+            Stream::Pipe(p) => Ok(Stream::Pipe(Arc::clone(p))),
         }
     }
 
@@ -263,6 +315,11 @@ impl Stream {
                 .unwrap_or_else(|_| "tcp peer".into()),
             #[cfg(unix)]
             Stream::Unix(_) => "unix peer".into(),
+            #[cfg(windows)]
+            Stream::Pipe(p) => match p.client_process_id() {
+                Some(pid) => format!("pipe client (pid {pid})"),
+                None => "pipe peer".into(),
+            },
         }
     }
 }
@@ -292,6 +349,8 @@ impl Read for &Stream {
             Stream::Tcp(s) => (&*s).read(buf),
             #[cfg(unix)]
             Stream::Unix(s) => (&*s).read(buf),
+            #[cfg(windows)]
+            Stream::Pipe(p) => p.read(buf),
         }
     }
 }
@@ -302,6 +361,8 @@ impl Write for &Stream {
             Stream::Tcp(s) => (&*s).write(buf),
             #[cfg(unix)]
             Stream::Unix(s) => (&*s).write(buf),
+            #[cfg(windows)]
+            Stream::Pipe(p) => p.write(buf),
         }
     }
 
@@ -310,11 +371,11 @@ impl Write for &Stream {
     }
 }
 
+#[cfg(unix)]
 impl Stream {
     fn sock_ref(&self) -> SockRef<'_> {
         match self {
             Stream::Tcp(s) => SockRef::from(s),
-            #[cfg(unix)]
             Stream::Unix(s) => SockRef::from(s),
         }
     }
@@ -360,13 +421,66 @@ impl Stream {
             Err(e) => Err(e),
         }
     }
+}
 
+/// The same three looks without waiting, on Windows: Winsock has no per-call
+/// `MSG_DONTWAIT`, so sockets are polled (never switched to non-blocking mode, which would
+/// break the connection thread's blocking reads), and pipes are peeked.
+#[cfg(windows)]
+impl Stream {
+    /// Whether the peer has closed or reset the connection, without reading or waiting.
+    pub(crate) fn peer_gone(&self) -> bool {
+        use monogusa_win::pipe::Queued;
+        use monogusa_win::socket;
+        match self {
+            Stream::Tcp(s) => match socket::readiness(s) {
+                Ok(ready) if ready.hung_up => true,
+                // Readable with nothing queued: the peer's FIN.
+                Ok(ready) if ready.readable => socket::queued_bytes(s).is_ok_and(|n| n == 0),
+                Ok(_) => false,
+                Err(_) => true,
+            },
+            Stream::Pipe(p) => !matches!(p.queued(), Ok(Queued::Bytes(_))),
+        }
+    }
+
+    /// How many bytes are queued for reading, up to `limit`, without reading them or waiting.
+    pub(crate) fn queued_bytes(&self, limit: usize) -> io::Result<usize> {
+        use monogusa_win::pipe::Queued;
+        let queued = match self {
+            Stream::Tcp(s) => monogusa_win::socket::queued_bytes(s)?,
+            Stream::Pipe(p) => match p.queued()? {
+                Queued::Bytes(n) => n,
+                Queued::Closed => 0,
+            },
+        };
+        Ok(queued.min(limit))
+    }
+
+    /// Writes what fits without waiting; `Ok(0)` when nothing fits now.
+    pub(crate) fn send_nonblocking(&self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => {
+                if monogusa_win::socket::readiness(s)?.writable {
+                    (&*s).write(bytes)
+                } else {
+                    Ok(0)
+                }
+            }
+            Stream::Pipe(p) => p.write_now(bytes),
+        }
+    }
+}
+
+impl Stream {
     /// The peer's IP address, for TCP connections (Unix-socket peers have none).
     pub(crate) fn peer_ip(&self) -> Option<std::net::IpAddr> {
         match self {
             Stream::Tcp(s) => s.peer_addr().ok().map(|a| a.ip()),
             #[cfg(unix)]
             Stream::Unix(_) => None,
+            #[cfg(windows)]
+            Stream::Pipe(_) => None,
         }
     }
 }
@@ -455,6 +569,8 @@ pub(crate) enum Listener {
     Tcp(TcpListener),
     #[cfg(unix)]
     Unix(UnixSocketFile),
+    #[cfg(windows)]
+    Pipe(PipeListener),
 }
 
 impl Listener {
@@ -486,6 +602,8 @@ impl Listener {
             }
             #[cfg(unix)]
             Address::Unix(path) => UnixSocketFile::bind(path).map(Listener::Unix),
+            #[cfg(windows)]
+            Address::Pipe(name) => Ok(Listener::Pipe(PipeListener::bind(name, &pipe_access())?)),
         }
     }
 
@@ -499,6 +617,8 @@ impl Listener {
             }
             #[cfg(unix)]
             Listener::Unix(file) => Ok(Stream::Unix(file.listener.accept()?.0)),
+            #[cfg(windows)]
+            Listener::Pipe(pipe) => Ok(Stream::Pipe(Arc::new(pipe.accept()?))),
         }
     }
 
@@ -508,6 +628,8 @@ impl Listener {
             Listener::Tcp(l) => Ok(l.local_addr()?.into()),
             #[cfg(unix)]
             Listener::Unix(file) => Ok(Address::Unix(file.path.clone())),
+            #[cfg(windows)]
+            Listener::Pipe(pipe) => Ok(Address::pipe(pipe.path())),
         }
     }
 
@@ -527,7 +649,20 @@ impl Listener {
             }
             #[cfg(unix)]
             Listener::Unix(file) => Ok(Address::Unix(file.path.clone())),
+            #[cfg(windows)]
+            Listener::Pipe(pipe) => Ok(Address::pipe(pipe.path())),
         }
+    }
+}
+
+/// Who besides the manager's own user may open its pipes: the group named by
+/// `MONOGUSA_PIPE_GROUP`, if set (a name like `Users`, or a SID).
+#[cfg(windows)]
+fn pipe_access() -> monogusa_win::pipe::Access {
+    monogusa_win::pipe::Access {
+        group: std::env::var("MONOGUSA_PIPE_GROUP")
+            .ok()
+            .filter(|g| !g.is_empty()),
     }
 }
 

@@ -55,4 +55,7 @@ fn warn_if_readable_by_others(path: &Path) {
             }
         }
     }
+    // Windows keeps no mode bits; its ACLs are the user's own to check.
+    #[cfg(not(unix))]
+    let _ = path;
 }

@@ -705,8 +705,6 @@ impl Manager {
     /// # Ok(()) }
     /// ```
     pub fn serve_forever_with(self, ready: impl FnOnce(&[Address])) -> Result<()> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-
         let (shared, listeners) = self.bind()?;
         let mut native = Vec::new();
         for (listener, protocol) in &listeners {
@@ -727,31 +725,30 @@ impl Manager {
             }
         }
         let second_signal_exits = Arc::new(AtomicBool::new(false));
-        for signal in [SIGINT, SIGTERM] {
+        // On Unix a second signal ends the process inside the signal handler, even if the
+        // shutdown is stuck; elsewhere the watcher below does it.
+        #[cfg(unix)]
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
             signal_hook::flag::register_conditional_shutdown(
                 signal,
                 1,
                 Arc::clone(&second_signal_exits),
             )?;
         }
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
-        let signal_handle = signals.handle();
-        let watcher = {
+        let signals = {
             let shared = Arc::clone(&shared);
-            thread::Builder::new()
-                .name("monogusa-signals".into())
-                .spawn(move || {
-                    if let Some(signal) = signals.forever().next() {
-                        log::info!("signal {signal} received: shutting down");
-                        second_signal_exits.store(true, SeqCst);
-                        shared.begin_shutdown();
-                    }
-                })?
+            crate::stop_signals::StopSignals::watch("monogusa-signals", move |signal| {
+                if second_signal_exits.swap(true, SeqCst) {
+                    log::warn!("{signal} again: exiting at once");
+                    std::process::exit(1);
+                }
+                log::info!("{signal} received: shutting down");
+                shared.begin_shutdown();
+            })?
         };
         ready(&native);
         serve(&shared, listeners);
-        signal_handle.close();
-        let _ = watcher.join();
+        drop(signals);
         Ok(())
     }
 

@@ -56,6 +56,7 @@ fn open_error(path: &Path, e: &rusqlite::Error) -> Error {
 impl Database {
     /// Opens (or creates) the data file in `dir`, taking its lock and checking it whole.
     pub(crate) fn open(dir: &Path) -> Result<(Database, PathBuf)> {
+        #[cfg(unix)]
         let existed = dir.exists();
         std::fs::create_dir_all(dir).map_err(|e| {
             Error::Config(format!(

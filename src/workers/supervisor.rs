@@ -375,7 +375,7 @@ impl Supervisor {
             }
         };
         let _signals = if self.settings.handle_signals {
-            Some(SignalWatch::start(&self.stop)?)
+            Some(watch_signals(&self.stop)?)
         } else {
             None
         };
@@ -691,43 +691,18 @@ fn report(
     }
 }
 
-/// SIGINT and SIGTERM, turned into stop requests while a supervisor runs: the first stops,
-/// a second SIGINT (or SIGTERM) kills.
-struct SignalWatch {
-    handle: signal_hook::iterator::Handle,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl SignalWatch {
-    fn start(stop: &Arc<AtomicUsize>) -> Result<SignalWatch> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
-        let handle = signals.handle();
-        let stop = Arc::clone(stop);
-        let thread = std::thread::Builder::new()
-            .name("monogusa-supervisor-signals".into())
-            .spawn(move || {
-                for signal in signals.forever() {
-                    let was = stop.fetch_add(1, Ordering::SeqCst);
-                    if was == 0 {
-                        log::info!("signal {signal}: stopping workers (again to kill them)");
-                    } else {
-                        log::warn!("signal {signal} again: killing workers");
-                    }
-                }
-            })?;
-        Ok(SignalWatch {
-            handle,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for SignalWatch {
-    fn drop(&mut self) {
-        self.handle.close();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+/// Stop signals (SIGINT and SIGTERM; Ctrl-C, Ctrl-Break and console close on Windows),
+/// turned into stop requests while a supervisor runs: the first stops, a second kills.
+fn watch_signals(stop: &Arc<AtomicUsize>) -> Result<crate::stop_signals::StopSignals> {
+    let stop = Arc::clone(stop);
+    let watch =
+        crate::stop_signals::StopSignals::watch("monogusa-supervisor-signals", move |signal| {
+            let was = stop.fetch_add(1, Ordering::SeqCst);
+            if was == 0 {
+                log::info!("{signal}: stopping workers (again to kill them)");
+            } else {
+                log::warn!("{signal} again: killing workers");
+            }
+        })?;
+    Ok(watch)
 }
