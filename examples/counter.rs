@@ -6,6 +6,7 @@
 //! ```text
 //! cargo run --release --example counter            # over TCP
 //! cargo run --release --example counter -- --unix  # over a Unix-domain socket
+//! cargo run --release --example counter -- --pipe counter  # over a Windows named pipe
 //! ```
 //!
 //! The client processes are this same program re-run with `--client ADDRESS`; the authkey
@@ -50,10 +51,11 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.as_slice() {
         [flag, address] if flag == "--client" => run_client(address),
-        [] => run_manager(false),
-        [flag] if flag == "--unix" => run_manager(true),
+        [] => run_manager(Transport::Tcp),
+        [flag] if flag == "--unix" => run_manager(Transport::Unix),
+        [flag, name] if flag == "--pipe" => run_manager(Transport::Pipe(name.clone())),
         _ => {
-            eprintln!("usage: counter [--unix]");
+            eprintln!("usage: counter [--unix | --pipe NAME]");
             return ExitCode::from(2);
         }
     };
@@ -66,15 +68,25 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_manager(unix: bool) -> Result<ExitCode, Box<dyn std::error::Error>> {
+/// Where the manager listens.
+enum Transport {
+    Tcp,
+    Unix,
+    /// A Windows named pipe, by name.
+    Pipe(String),
+}
+
+fn run_manager(transport: Transport) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let authkey = "password";
     // Keep the socket's directory alive until the manager is gone.
     let socket_dir = std::env::temp_dir().join(format!("monogusa-counter-{}", std::process::id()));
-    let bind = if unix {
-        std::fs::create_dir_all(&socket_dir)?;
-        format!("unix:{}", socket_dir.join("manager.sock").display())
-    } else {
-        "127.0.0.1:0".to_string()
+    let bind = match transport {
+        Transport::Tcp => "127.0.0.1:0".to_string(),
+        Transport::Unix => {
+            std::fs::create_dir_all(&socket_dir)?;
+            format!("unix:{}", socket_dir.join("manager.sock").display())
+        }
+        Transport::Pipe(name) => format!("pipe:{name}"),
     };
 
     let manager = Manager::builder()
