@@ -780,7 +780,10 @@ mod tests {
             "127.0.0.1:4343",
             "[::1]:0",
             "localhost:4343",
+            #[cfg(unix)]
             "unix:/path/to.sock",
+            #[cfg(windows)]
+            "pipe:monogusa-7",
             "[fe80::1%eth0]:80",
             "example.com:65535",
         ] {
@@ -791,10 +794,50 @@ mod tests {
             "[::1]:7".parse::<Address>().unwrap(),
             Address::tcp("::1", 7)
         );
+        #[cfg(unix)]
         assert_eq!(
             "unix:/a b".parse::<Address>().unwrap(),
             Address::unix("/a b")
         );
+    }
+
+    #[cfg(windows)]
+    #[test]
+    fn pipe_addresses_take_both_spellings() {
+        let short: Address = "pipe:jobs".parse().unwrap();
+        let long: Address = r"\\.\pipe\jobs".parse().unwrap();
+        assert_eq!(short, long);
+        assert_eq!(long, Address::pipe("jobs"));
+        assert_eq!(Address::pipe(r"\\.\pipe\jobs"), short);
+        assert_eq!(long.to_string(), "pipe:jobs");
+    }
+
+    #[cfg(not(windows))]
+    #[test]
+    fn pipe_addresses_say_they_are_for_windows() {
+        let err = "pipe:jobs".parse::<Address>().unwrap_err().to_string();
+        assert!(err.contains("Windows"), "{err}");
+    }
+
+    #[cfg(not(unix))]
+    #[test]
+    fn unix_addresses_say_they_are_not_here() {
+        let err = "unix:/tmp/m.sock"
+            .parse::<Address>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not available"), "{err}");
+    }
+
+    #[test]
+    fn malformed_pipe_names_are_refused() {
+        for text in ["pipe:", "pipe:a/b", r"pipe:a\\b", "pipe:a\0b"] {
+            let err = text.parse::<Address>().unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidAddress { .. }),
+                "{text:?}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -299,11 +299,19 @@ pub(crate) fn refuse_busy<S: Write>(stream: &mut S, message: &str) -> io::Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::net::UnixStream;
+    use std::net::{TcpListener, TcpStream};
     use std::thread;
 
+    /// Two connected ends over loopback TCP (every system has it).
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (b, _) = listener.accept().unwrap();
+        (a, b)
+    }
+
     fn run(client_key: &[u8], server_key: &[u8]) -> (Result<()>, std::result::Result<(), Refusal>) {
-        let (mut a, mut b) = UnixStream::pair().unwrap();
+        let (mut a, mut b) = pair();
         let server_key = AuthKey::new(server_key).unwrap();
         let server = thread::spawn(move || {
             let r = server_handshake(&mut b, &server_key, || Ok(()));
@@ -334,7 +342,7 @@ mod tests {
     /// A proven client the manager has no room for is told so, as a refusal.
     #[test]
     fn a_proven_client_can_still_be_refused() {
-        let (mut a, mut b) = UnixStream::pair().unwrap();
+        let (mut a, mut b) = pair();
         let key = AuthKey::new(b"k").unwrap();
         let server_key = key.clone();
         let server =
@@ -442,7 +450,7 @@ mod tests {
     /// An impostor that accepts any proof but cannot compute its own is caught by the client.
     #[test]
     fn client_detects_impostor_manager() {
-        let (mut a, mut b) = UnixStream::pair().unwrap();
+        let (mut a, mut b) = pair();
         let impostor = thread::spawn(move || {
             let mut hello = [0u8; 1 + 29 + NONCE_LEN];
             b.read_exact(&mut hello).unwrap();

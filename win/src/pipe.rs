@@ -534,10 +534,16 @@ pub struct PipeListener {
 struct Waiting {
     handle: Option<OwnedHandle>,
     slot: Slot,
+    /// A client connected before `ConnectNamedPipe` was called: no operation is pending,
+    /// and the `OVERLAPPED` holds no result (Wine leaves it marked pending).
+    early: bool,
 }
 
 impl Drop for Waiting {
     fn drop(&mut self) {
+        if self.early {
+            return; // nothing pending
+        }
         if let Some(handle) = &self.handle {
             let handle = raw(handle);
             let mut moved = 0;
@@ -567,12 +573,26 @@ impl PipeListener {
         }
         let wide_path = wide(&path)?;
         let security = Security::for_current_user(access.group.as_deref())?;
+        let in_use = || {
+            io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!(
+                    "the pipe {path} already exists: another manager, or another process, \
+                     holds its name"
+                ),
+            )
+        };
+        // Asked first, without connecting: Wine ignores FILE_FLAG_FIRST_PIPE_INSTANCE, and
+        // this catches a live owner there too. The flag below closes the race on Windows.
+        // SAFETY: `wide_path` is NUL-terminated and outlives the call.
+        if unsafe { WaitNamedPipeW(wide_path.as_ptr(), 1) } != 0
+            || os_error(&io::Error::last_os_error()) != Some(ERROR_FILE_NOT_FOUND)
+        {
+            return Err(in_use());
+        }
         let first = create_instance(&wide_path, &security, true).map_err(|e| {
             if os_error(&e) == Some(ERROR_ACCESS_DENIED) {
-                io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!("the pipe {path} already exists: another manager, or another process, holds its name"),
-                )
+                in_use()
             } else {
                 e
             }
@@ -630,6 +650,7 @@ impl Waiting {
         let mut waiting = Waiting {
             handle: Some(handle),
             slot: Slot::new()?,
+            early: false,
         };
         let raw_handle = raw(waiting.handle.as_ref().expect("just set"));
         let overlapped = waiting.slot.prepare();
@@ -639,17 +660,13 @@ impl Waiting {
             // SAFETY: reads the calling thread's last error.
             match unsafe { GetLastError() } {
                 ERROR_IO_PENDING => {}
-                // A client connected between creation and now: no completion will come, so
-                // signal the event ourselves.
-                // SAFETY: the slot's own event.
-                ERROR_PIPE_CONNECTED => unsafe {
-                    SetEvent(waiting.slot.event.raw());
-                },
-                // A client connected and already left: `connected` reports it.
-                ERROR_NO_DATA => unsafe {
+                // A client connected between creation and now (and may have left again):
+                // no completion will come, so signal the event ourselves.
+                ERROR_PIPE_CONNECTED | ERROR_NO_DATA => {
+                    waiting.early = true;
                     // SAFETY: the slot's own event.
-                    SetEvent(waiting.slot.event.raw());
-                },
+                    unsafe { SetEvent(waiting.slot.event.raw()) };
+                }
                 error => return Err(io::Error::from_raw_os_error(error as i32)),
             }
         }
@@ -658,6 +675,10 @@ impl Waiting {
 
     /// After its event fired: whether a client is connected.
     fn connected(&mut self) -> io::Result<()> {
+        if self.early {
+            // A client that already left shows as a connection that reads its end at once.
+            return Ok(());
+        }
         let handle = raw(self
             .handle
             .as_ref()
@@ -670,12 +691,7 @@ impl Waiting {
         }
         let error = io::Error::last_os_error();
         match os_error(&error) {
-            // Connected before the connect call (see `start`).
             Some(ERROR_PIPE_CONNECTED) => Ok(()),
-            Some(ERROR_IO_PENDING) | Some(0) | None => {
-                // Signalled by `start` for an early connect: ask the pipe itself.
-                Ok(())
-            }
             _ => Err(error),
         }
     }
