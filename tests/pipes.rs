@@ -40,18 +40,16 @@ fn start_on_pipe() -> ManagerHandle {
 fn child_main() {
     let role = std::env::var(ROLE_VAR).expect("child_main runs only as a child");
     let address = std::env::var(ADDRESS_VAR).unwrap();
-    eprintln!("DEBUG child connecting to {address}");
     let client = Client::connect(address.as_str(), KEY).unwrap();
-    eprintln!("DEBUG child connected");
     match role.as_str() {
-        // Takes the lock, says so, then sits in a long call until killed.
-        "lock_holder_in_a_call" => {
+        // Takes the lock, says so, then calls on and on until killed.
+        "lock_holder_calling" => {
             let lock = client.lock("l").unwrap();
             let _guard = lock.acquire().unwrap();
-            eprintln!("DEBUG child acquired");
             client.event("held").unwrap().set().unwrap();
-            eprintln!("DEBUG child set");
-            let _: u64 = client.call("sleep_ms", (600_000u64,)).unwrap();
+            loop {
+                client.call::<i64>("inc", ("holder",)).unwrap();
+            }
         }
         other => panic!("unknown role {other}"),
     }
@@ -143,12 +141,7 @@ fn a_client_killed_mid_call_releases_its_lock() {
     let address = manager.address().to_string();
     let client = Client::connect(manager.address(), KEY).unwrap();
     let lock = client.lock("l").unwrap();
-    // The child's one function call is its long sleep_ms.
-    let calls_before = manager.stats().calls;
-    let mut holder = spawn_child("lock_holder_in_a_call", &[(ADDRESS_VAR, &address)]);
-    eprintln!("DEBUG spawned {}", holder.id());
-    thread::sleep(Duration::from_secs(3));
-    eprintln!("DEBUG child: {:?}", holder.try_wait());
+    let mut holder = spawn_child("lock_holder_calling", &[(ADDRESS_VAR, &address)]);
     assert!(
         client
             .event("held")
@@ -156,11 +149,11 @@ fn a_client_killed_mid_call_releases_its_lock() {
             .wait_timeout(Duration::from_secs(60))
             .unwrap()
     );
-    // Its sleep_ms call has reached the manager: it is killed mid-call.
-    wait_until(Duration::from_secs(30), "the holder's call runs", || {
-        manager.stats().calls > calls_before
-    });
     assert!(lock.try_acquire().unwrap().is_none(), "held by the child");
+    // Killed in the middle of its stream of calls.
+    wait_until(Duration::from_secs(30), "the holder is calling", || {
+        client.call::<i64>("get", ("holder",)).unwrap() >= 100
+    });
     holder.kill().unwrap();
     holder.wait().unwrap();
     let guard = lock.acquire_timeout(Duration::from_secs(30)).unwrap();
@@ -255,4 +248,3 @@ fn shutdown_closes_pipe_connections() {
         "{err}"
     );
 }
-

@@ -161,5 +161,8 @@ fn a_group_that_does_not_exist_is_a_clear_error() {
         group: Some("no-such-group-for-monogusa".into()),
     };
     let err = PipeListener::bind(&unique_name(), &access).unwrap_err();
-    assert!(err.to_string().contains("no-such-group-for-monogusa"), "{err}");
+    assert!(
+        err.to_string().contains("no-such-group-for-monogusa"),
+        "{err}"
+    );
 }
