@@ -576,8 +576,8 @@ pub(crate) enum Listener {
 impl Listener {
     /// Binds `address`. For Unix sockets: a file left by a dead manager is replaced, a live
     /// manager's socket gives `AddrInUse`, and anything that is not a socket is left alone.
-    pub(crate) fn bind(address: &Address) -> Result<Listener> {
-        Self::bind_to(address).map_err(|e| match e {
+    pub(crate) fn bind(address: &Address, options: &ListenOptions) -> Result<Listener> {
+        Self::bind_to(address, options).map_err(|e| match e {
             Error::Io(e) => Error::Io(io::Error::new(
                 e.kind(),
                 format!("listening on {address}: {e}"),
@@ -586,7 +586,8 @@ impl Listener {
         })
     }
 
-    fn bind_to(address: &Address) -> Result<Listener> {
+    #[cfg_attr(not(windows), allow(unused_variables))]
+    fn bind_to(address: &Address, options: &ListenOptions) -> Result<Listener> {
         match address {
             Address::Tcp { host, port } => {
                 let mut last_error = None;
@@ -603,7 +604,12 @@ impl Listener {
             #[cfg(unix)]
             Address::Unix(path) => UnixSocketFile::bind(path).map(Listener::Unix),
             #[cfg(windows)]
-            Address::Pipe(name) => Ok(Listener::Pipe(PipeListener::bind(name, &pipe_access())?)),
+            Address::Pipe(name) => {
+                let access = monogusa_win::pipe::Access {
+                    group: options.pipe_group.clone(),
+                };
+                Ok(Listener::Pipe(PipeListener::bind(name, &access)?))
+            }
         }
     }
 
@@ -655,15 +661,12 @@ impl Listener {
     }
 }
 
-/// Who besides the manager's own user may open its pipes: the group named by
-/// `MONOGUSA_PIPE_GROUP`, if set (a name like `Users`, or a SID).
-#[cfg(windows)]
-fn pipe_access() -> monogusa_win::pipe::Access {
-    monogusa_win::pipe::Access {
-        group: std::env::var("MONOGUSA_PIPE_GROUP")
-            .ok()
-            .filter(|g| !g.is_empty()),
-    }
+/// How listeners are made, beyond their address.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ListenOptions {
+    /// A group whose members may open the manager's named pipes besides its own user.
+    #[cfg_attr(not(windows), allow(dead_code))]
+    pub(crate) pipe_group: Option<String>,
 }
 
 fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -880,7 +883,7 @@ mod tests {
     #[test]
     fn a_too_long_unix_path_says_the_limit_and_the_length() {
         let path = format!("/tmp/{}", "x".repeat(120));
-        let err = Listener::bind(&Address::unix(&path)).unwrap_err();
+        let err = Listener::bind(&Address::unix(&path), &ListenOptions::default()).unwrap_err();
         let text = err.to_string();
         assert!(
             text.contains("125 bytes long") && text.contains("at most 107"),

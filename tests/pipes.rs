@@ -248,3 +248,30 @@ fn shutdown_closes_pipe_connections() {
         "{err}"
     );
 }
+
+/// `pipe_group` adds a group to the pipe's security descriptor; one that does not exist is
+/// refused at start with its name in the error.
+#[test]
+fn a_pipe_group_is_admitted_and_an_unknown_one_is_a_clear_error() {
+    let err = standard_builder()
+        .bind(unique_pipe())
+        .pipe_group("no-such-group-for-monogusa")
+        .build()
+        .unwrap()
+        .start()
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("no-such-group-for-monogusa"),
+        "{err}"
+    );
+    // BUILTIN\Users, by its well-known SID.
+    let manager = standard_builder()
+        .bind(unique_pipe())
+        .pipe_group("S-1-5-32-545")
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    assert_eq!(client.call::<i64>("inc", ("k",)).unwrap(), 1);
+}

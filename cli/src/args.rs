@@ -60,17 +60,20 @@ The authkey comes from --authkey-file or MONOGUSA_AUTHKEY. Exit codes: 0 every w
 /// Where a command connects, and the key.
 #[derive(Debug, Args)]
 pub struct Connect {
-    /// The manager's address: HOST:PORT (an IPv6 host in brackets) or unix:PATH.
+    /// The manager's address: HOST:PORT (an IPv6 host in brackets), unix:PATH or pipe:NAME.
     #[arg(
         long,
         value_name = "ADDR",
         env = "MONOGUSA_ADDRESS",
-        conflicts_with = "unix"
+        conflicts_with_all = ["unix", "pipe"]
     )]
     pub connect: Option<String>,
     /// The manager's Unix socket (the same as --connect unix:PATH).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "pipe")]
     pub unix: Option<String>,
+    /// The manager's Windows named pipe (the same as --connect pipe:NAME).
+    #[arg(long, value_name = "NAME")]
+    pub pipe: Option<String>,
     #[command(flatten)]
     pub key: Key,
 }
@@ -89,17 +92,20 @@ pub struct Key {
 
 #[derive(Debug, Args)]
 pub struct Serve {
-    /// Listen on HOST:PORT (or unix:PATH); repeat for more addresses.
+    /// Listen on HOST:PORT (or unix:PATH, or pipe:NAME); repeat for more addresses.
     #[arg(
         long,
         value_name = "ADDR",
-        required_unless_present = "unix",
-        conflicts_with = "unix"
+        required_unless_present_any = ["unix", "pipe"],
+        conflicts_with_all = ["unix", "pipe"]
     )]
     pub bind: Vec<String>,
     /// Listen on the Unix socket PATH; repeat for more.
     #[arg(long, value_name = "PATH")]
     pub unix: Vec<String>,
+    /// Listen on the Windows named pipe NAME (\\.\pipe\NAME); repeat for more.
+    #[arg(long, value_name = "NAME")]
+    pub pipe: Vec<String>,
     #[command(flatten)]
     pub key: Key,
     /// Also listen for unmodified Python multiprocessing.managers clients (HOST:PORT or

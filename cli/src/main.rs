@@ -87,14 +87,22 @@ fn unix_address(path: &str) -> String {
     format!("unix:{}", path.strip_prefix("unix:").unwrap_or(path))
 }
 
+/// `pipe:NAME` for `--pipe NAME` (also when NAME already says `pipe:`).
+fn pipe_address(name: &str) -> String {
+    format!("pipe:{}", name.strip_prefix("pipe:").unwrap_or(name))
+}
+
 /// The address and key a connecting command names.
 fn target(connect: &Connect) -> Result<(String, Vec<u8>), Failure> {
-    let address = match (&connect.connect, &connect.unix) {
-        (_, Some(path)) => unix_address(path),
-        (Some(address), None) => address.clone(),
-        (None, None) => {
+    let address = match (&connect.connect, &connect.unix, &connect.pipe) {
+        (_, Some(path), _) => unix_address(path),
+        (_, None, Some(name)) => pipe_address(name),
+        (Some(address), None, None) => address.clone(),
+        (None, None, None) => {
             return Err(Failure::Usage(
-                "no manager address: use --connect ADDR, --unix PATH or MONOGUSA_ADDRESS".into(),
+                "no manager address: use --connect ADDR, --unix PATH, --pipe NAME or \
+                 MONOGUSA_ADDRESS"
+                    .into(),
             ));
         }
     };
@@ -121,6 +129,7 @@ fn serve(options: args::Serve) -> Result<ExitCode, Failure> {
     let key = key::load(&options.key)?;
     let mut addresses: Vec<String> = options.bind.clone();
     addresses.extend(options.unix.iter().map(|p| unix_address(p)));
+    addresses.extend(options.pipe.iter().map(|n| pipe_address(n)));
     let (first, more) = addresses.split_first().expect("clap requires an address");
     let mut builder = Manager::builder().authkey(&key).bind(first.as_str());
     for address in more {

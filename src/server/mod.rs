@@ -38,7 +38,7 @@ use crate::frame::{Budget, DEFAULT_MAX_FRAME_LEN};
 use crate::service::Service;
 use crate::store::StoreLimits;
 pub use crate::store::journal::Durability;
-use crate::transport::{Address, Listener, Stream, ToAddress};
+use crate::transport::{Address, ListenOptions, Listener, Stream, ToAddress};
 use objects::{Objects, ObjectsConfig};
 pub(crate) use registry::Registry;
 
@@ -118,9 +118,21 @@ pub struct ManagerBuilder {
     storage: Storage,
     allow_remote_shutdown: bool,
     on_connection: Option<EventCallback>,
+    /// Who besides the manager's user may open its named pipes.
+    listen_options: ListenOptions,
 }
 
 impl ManagerBuilder {
+    /// Lets the members of `group` (a name like `Users` or `DOMAIN\\group`, or a SID
+    /// `S-1-…`) open the manager's named pipes too. By default only the user the manager runs
+    /// as may: each pipe is created with a security descriptor that admits that user alone.
+    /// A group that does not exist fails `start` with a clear error.
+    #[cfg(windows)]
+    pub fn pipe_group(mut self, group: impl Into<String>) -> Self {
+        self.listen_options.pipe_group = Some(group.into());
+        self
+    }
+
     /// Calls `callback` whenever a client is authenticated and whenever its connection ends,
     /// from that connection's thread. Keep it short; a panic in it is caught and logged.
     pub fn on_connection(
@@ -497,6 +509,7 @@ impl ManagerBuilder {
             storage: self.storage,
             allow_remote_shutdown: self.allow_remote_shutdown,
             on_connection: self.on_connection,
+            listen_options: self.listen_options,
         })
     }
 }
@@ -606,6 +619,7 @@ pub struct Manager {
     storage: Storage,
     allow_remote_shutdown: bool,
     on_connection: Option<EventCallback>,
+    listen_options: ListenOptions,
 }
 
 impl std::fmt::Debug for Manager {
@@ -638,6 +652,7 @@ impl Manager {
             storage: Storage::default(),
             allow_remote_shutdown: true,
             on_connection: None,
+            listen_options: ListenOptions::default(),
         }
     }
 
@@ -775,7 +790,7 @@ impl Manager {
             )
             .chain(self.http_addresses.iter().map(|a| (a, Protocol::Http)));
         for (address, protocol) in every {
-            listeners.push((Listener::bind(address)?, protocol));
+            listeners.push((Listener::bind(address, &self.listen_options)?, protocol));
             if let Address::Tcp { host, .. } = address
                 && host
                     .parse::<std::net::IpAddr>()
