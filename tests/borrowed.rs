@@ -121,6 +121,10 @@ fn borrowed_arguments_over_tcp() {
 }
 
 #[test]
+#[cfg_attr(
+    windows,
+    ignore = "Unix-domain sockets: Windows has named pipes instead (tests/pipes.rs)"
+)]
 fn borrowed_arguments_over_a_unix_socket() {
     let (_dir, bind) = unix_bind();
     let manager = start(&bind);
