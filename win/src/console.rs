@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use windows_sys::Win32::System::Console::{
     CTRL_BREAK_EVENT, CTRL_C_EVENT, CTRL_CLOSE_EVENT, CTRL_LOGOFF_EVENT, CTRL_SHUTDOWN_EVENT,
-    SetConsoleCtrlHandler,
+    GenerateConsoleCtrlEvent, SetConsoleCtrlHandler,
 };
 
 /// How long the handler holds the process open after a close event (Windows kills it after
@@ -180,4 +180,15 @@ impl Drop for ConsoleWatch {
         lock(registry).live.retain(|(id, _)| *id != self.id);
         registry.dropped.notify_all();
     }
+}
+
+/// Sends Ctrl-Break to the console process group `group` (a process started with
+/// `CREATE_NEW_PROCESS_GROUP` leads a group whose id is its pid; 0 is every process on this
+/// console, this one included): the Windows way to ask another process to stop.
+pub fn send_ctrl_break(group: u32) -> io::Result<()> {
+    // SAFETY: plain values; Windows checks the group.
+    if unsafe { GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT, group) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
