@@ -124,18 +124,19 @@ fn run(
     start: impl FnOnce(*mut OVERLAPPED) -> i32,
 ) -> io::Result<Outcome> {
     let overlapped = slot.prepare();
-    let finish = |wait: bool| -> io::Result<u32> {
+    // The bytes moved, and the error the operation ended with, if any: a cancelled
+    // operation may have moved some before it stopped.
+    let finish = |wait: bool| -> (u32, Option<io::Error>) {
         let mut moved = 0u32;
         // SAFETY: `overlapped` is the live slot this operation was issued with.
         let ok = unsafe { GetOverlappedResult(handle, overlapped, &mut moved, wait.into()) };
-        if ok != 0 {
-            Ok(moved)
-        } else {
-            Err(last_error_with(moved))
-        }
+        (moved, (ok == 0).then(io::Error::last_os_error))
     };
     if start(overlapped) != 0 {
-        return finish(false).map(Outcome::Done);
+        return match finish(false) {
+            (moved, None) => Ok(Outcome::Done(moved)),
+            (_, Some(e)) => Err(e),
+        };
     }
     // SAFETY: reads the calling thread's last error; no arguments.
     let error = unsafe { GetLastError() };
@@ -158,57 +159,18 @@ fn run(
         cancel();
     }
     match finish(true) {
-        Ok(moved) => Ok(Outcome::Done(moved)),
-        Err(e) if e.raw_os_error() == Some(ERROR_OPERATION_ABORTED as i32) => {
-            let moved = moved_of(&e);
-            Ok(if timed_out {
-                Outcome::TimedOut(moved)
-            } else {
-                Outcome::Cancelled(moved)
-            })
-        }
-        Err(e) => Err(e),
+        (moved, None) => Ok(Outcome::Done(moved)),
+        (moved, Some(e)) if os_error(&e) == Some(ERROR_OPERATION_ABORTED) => Ok(if timed_out {
+            Outcome::TimedOut(moved)
+        } else {
+            Outcome::Cancelled(moved)
+        }),
+        (_, Some(e)) => Err(e),
     }
-}
-
-/// The last error, remembering how many bytes moved before it (for cancelled operations).
-fn last_error_with(moved: u32) -> io::Error {
-    let error = io::Error::last_os_error();
-    if moved == 0 {
-        error
-    } else {
-        io::Error::new(error.kind(), MovedBefore { error, moved })
-    }
-}
-
-/// An error after some bytes moved.
-#[derive(Debug)]
-struct MovedBefore {
-    error: io::Error,
-    moved: u32,
-}
-
-impl std::fmt::Display for MovedBefore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (after {} bytes)", self.error, self.moved)
-    }
-}
-
-impl std::error::Error for MovedBefore {}
-
-fn moved_of(error: &io::Error) -> u32 {
-    error
-        .get_ref()
-        .and_then(|e| e.downcast_ref::<MovedBefore>())
-        .map_or(0, |m| m.moved)
 }
 
 fn os_error(error: &io::Error) -> Option<u32> {
-    let inner = error
-        .get_ref()
-        .and_then(|e| e.downcast_ref::<MovedBefore>())
-        .map_or(error, |m| &m.error);
-    inner.raw_os_error().map(|code| code as u32)
+    error.raw_os_error().map(|code| code as u32)
 }
 
 /// Whether an error means the other end has closed the pipe.

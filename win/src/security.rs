@@ -92,7 +92,7 @@ impl Security {
     }
 
     /// The descriptor in SDDL.
-    #[allow(dead_code)]
+    #[cfg(test)]
     pub(crate) fn sddl(&self) -> &str {
         &self.sddl
     }
@@ -194,4 +194,24 @@ fn sid_string(sid: PSID) -> io::Result<String> {
     // SAFETY: allocated for us by ConvertSidToStringSidW.
     unsafe { LocalFree(text.cast()) };
     Ok(string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only the user the process runs as, with a protected DACL (nothing inherited, no
+    /// Everyone, no Administrators); a group adds exactly one more entry.
+    #[test]
+    fn the_descriptor_admits_the_current_user_alone_or_with_one_group() {
+        let user = current_user_sid().unwrap();
+        assert!(user.starts_with("S-1-"), "{user}");
+        let alone = Security::for_current_user(None).unwrap();
+        assert_eq!(alone.sddl(), format!("D:P(A;;GA;;;{user})"));
+        let with_users = Security::for_current_user(Some("S-1-5-32-545")).unwrap();
+        assert_eq!(
+            with_users.sddl(),
+            format!("D:P(A;;GA;;;{user})(A;;GA;;;S-1-5-32-545)")
+        );
+    }
 }

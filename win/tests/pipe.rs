@@ -166,3 +166,38 @@ fn a_group_that_does_not_exist_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// A write larger than the pipe's buffer that times out reports the bytes it did move, and
+/// exactly those reach the reader: nothing is lost or said twice.
+#[test]
+fn a_timed_out_write_reports_what_it_moved() {
+    let (_listener, client, server) = pair();
+    server
+        .set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let big: Vec<u8> = (0..(1usize << 20)).map(|i| (i % 251) as u8).collect();
+    let moved = match server.write(&big) {
+        Ok(n) => n,
+        Err(e) => {
+            assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+            0
+        }
+    };
+    assert!(moved < big.len(), "nobody reads: it cannot all fit");
+    server.write(b"!").unwrap_or(0);
+    drop(server);
+    let mut seen = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match client.read(&mut buf).unwrap() {
+            0 => break,
+            n => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    assert!(
+        seen.len() == moved || seen.len() == moved + 1,
+        "{} vs {moved}",
+        seen.len()
+    );
+    assert_eq!(&seen[..moved], &big[..moved]);
+}
