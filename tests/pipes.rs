@@ -40,6 +40,18 @@ fn start_on_pipe() -> ManagerHandle {
 fn child_main() {
     let role = std::env::var(ROLE_VAR).expect("child_main runs only as a child");
     let address = std::env::var(ADDRESS_VAR).unwrap();
+    if role == "manager" {
+        // Serves on the pipe until killed.
+        let _manager = standard_builder()
+            .bind(address.as_str())
+            .build()
+            .unwrap()
+            .start()
+            .unwrap();
+        loop {
+            thread::park();
+        }
+    }
     let client = Client::connect(address.as_str(), KEY).unwrap();
     match role.as_str() {
         // Takes the lock, says so, then calls on and on until killed.
@@ -274,4 +286,37 @@ fn a_pipe_group_is_admitted_and_an_unknown_one_is_a_clear_error() {
         .unwrap();
     let client = Client::connect(manager.address(), KEY).unwrap();
     assert_eq!(client.call::<i64>("inc", ("k",)).unwrap(), 1);
+}
+
+/// A manager killed with clients connected: their next call fails with a typed error (not a
+/// hang), and the name is free at once for a new manager, which they reach again.
+#[test]
+fn a_killed_manager_fails_calls_cleanly_and_frees_its_name() {
+    let address = unique_pipe();
+    let text = address.to_string();
+    let start_child = || spawn_child("manager", &[(ADDRESS_VAR, &text)]);
+    let mut manager = start_child();
+    let connect = || {
+        let mut client = None;
+        wait_until(Duration::from_secs(60), "the child manager serves", || {
+            client = Client::connect(&address, KEY).ok();
+            client.is_some()
+        });
+        client.unwrap()
+    };
+    let client = connect();
+    assert_eq!(client.call::<i64>("inc", ("k",)).unwrap(), 1);
+    manager.kill().unwrap();
+    manager.wait().unwrap();
+    let err = client.call::<i64>("inc", ("k",)).unwrap_err();
+    assert!(
+        matches!(err, Error::ConnectionLost(_) | Error::Io(_)),
+        "{err}"
+    );
+    let mut again = start_child();
+    let client = connect();
+    // A new manager, a new count.
+    assert_eq!(client.call::<i64>("inc", ("k",)).unwrap(), 1);
+    again.kill().unwrap();
+    again.wait().unwrap();
 }
