@@ -5,6 +5,7 @@
 //! cargo run --release --example bench -- --quick    # seconds; what CI runs
 //! cargo run --release --example bench -- --json     # machine-readable rows
 //! cargo run --release --example bench -- --no-python
+//! cargo run --release --example bench -- --only calls  # the sections whose name holds "calls"
 //! ```
 //!
 //! The whole suite runs twice: pinned to one CPU (`taskset -c 0`, all processes: these VMs
@@ -71,14 +72,18 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     let json = args.iter().any(|a| a == "--json");
     let python = !args.iter().any(|a| a == "--no-python");
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .map_or(String::new(), |at| args[at + 1].clone());
 
     let pinned = if has_taskset() {
-        Some(run_suite(true, quick))
+        Some(run_suite(true, quick, &only))
     } else {
         eprintln!("bench: taskset not found; pinned figures skipped");
         None
     };
-    let unpinned = run_suite(false, quick);
+    let unpinned = run_suite(false, quick, &only);
     let python_rows = if python && has_python() {
         python_comparison(quick, pinned.as_ref().unwrap_or(&unpinned))
     } else {
@@ -103,7 +108,7 @@ fn main() {
 // ---- Orchestration -------------------------------------------------------------------------
 
 /// Runs every measurement in a child process (pinned to CPU 0, or not) and collects its rows.
-fn run_suite(pinned: bool, quick: bool) -> Vec<Row> {
+fn run_suite(pinned: bool, quick: bool, only: &str) -> Vec<Row> {
     let exe = std::env::current_exe().unwrap();
     let mut command = if pinned {
         let mut c = Command::new("taskset");
@@ -112,7 +117,12 @@ fn run_suite(pinned: bool, quick: bool) -> Vec<Row> {
     } else {
         Command::new(&exe)
     };
-    command.args(["--role", "suite", if quick { "quick" } else { "full" }]);
+    command.args([
+        "--role",
+        "suite",
+        if quick { "quick" } else { "full" },
+        only,
+    ]);
     let output = command
         .stderr(Stdio::inherit())
         .output()
@@ -126,7 +136,10 @@ fn run_suite(pinned: bool, quick: bool) -> Vec<Row> {
 
 fn run_role(role: &str, args: &[String]) {
     match role {
-        "suite" => suite(Plan::new(args[0] == "quick")),
+        "suite" => suite(
+            Plan::new(args[0] == "quick"),
+            args.get(1).map_or("", String::as_str),
+        ),
         "raw-server" => raw_server(&args[0]),
         "manager" => manager_role(&args[0]),
         "caller" => caller_role(&args[0], &args[1], args[2].parse().unwrap()),
@@ -324,20 +337,41 @@ fn rate(span: Duration, per_step: usize, mut step: impl FnMut()) -> f64 {
     (steps * per_step) as f64 / started.elapsed().as_secs_f64()
 }
 
-fn suite(plan: Plan) {
+/// One section of the suite: its measurements, emitted as rows.
+type Section = fn(Plan);
+
+/// Runs every section, or only those whose name contains `only` (`--only calls`).
+fn suite(plan: Plan, only: &str) {
+    let wanted = |section: &str| section.contains(only);
     for transport in [Transport::Tcp, Transport::Unix] {
-        calls(plan, transport, Size::Small, "echo", small_arg());
-        calls(plan, transport, Size::Large, "echo_bytes", large_arg());
-        aggregate(plan, transport);
-        connect_and_call(plan, transport);
+        if wanted("calls") {
+            calls(plan, transport, Size::Small, "echo", small_arg());
+            calls(plan, transport, Size::Large, "echo_bytes", large_arg());
+        }
+        if wanted("allocation-free-calls") {
+            allocation_free_calls(plan, transport);
+        }
+        if wanted("aggregate") {
+            aggregate(plan, transport);
+        }
+        if wanted("connect") {
+            connect_and_call(plan, transport);
+        }
     }
-    counter_workload(plan);
-    store_operations(plan);
-    task_queues(plan);
-    supervised_workers(plan);
-    redis_backend(plan);
-    msgpack_calls(plan);
-    idle_memory(plan);
+    let sections: [(&str, Section); 7] = [
+        ("counter", counter_workload),
+        ("store", store_operations),
+        ("tasks", task_queues),
+        ("workers", supervised_workers),
+        ("redis", redis_backend),
+        ("msgpack", msgpack_calls),
+        ("memory", idle_memory),
+    ];
+    for (name, section) in sections {
+        if wanted(name) {
+            section(plan);
+        }
+    }
 }
 
 /// A msgpack-rpc client of our own for the harness (rmp-serde over a socket), authenticated.
@@ -577,6 +611,60 @@ fn calls<T: Serialize + serde::de::DeserializeOwned>(
                 Some((raw_depth, "raw pipelined echo, same depth")),
             ));
         }
+    }
+}
+
+/// Calls that allocate nothing per call on either side: the 16-byte argument borrowed in the
+/// manager (`Str`), an integer reply (its length). What an owned `String` echo spends on its
+/// two allocations and copies is the difference to the rows above.
+fn allocation_free_calls(plan: Plan, transport: Transport) {
+    let t = transport.name();
+    let s = Size::Small.label();
+    let raw = Server::start("raw-server", &transport.bind("raw"));
+    let manager = Server::start("manager", &transport.bind("mgr"));
+    let client = Client::connect(manager.address.as_str(), AUTHKEY).unwrap();
+    let mut raw_stream = RawStream::connect(&raw.address);
+    let arg = small_arg();
+    for depth in [64usize, 256] {
+        let raw_depth = rate(plan.span, depth, || {
+            raw_stream.ping_pong(Size::Small.bytes(), depth)
+        });
+        let pipelined = rate(plan.span, depth, || {
+            let pending: Vec<Pending<usize>> = (0..depth)
+                .map(|_| client.send("length", (&arg,)).unwrap())
+                .collect();
+            for p in pending {
+                p.wait().unwrap();
+            }
+        });
+        let mut pending: Vec<Pending<usize>> = Vec::with_capacity(depth);
+        let batched = rate(plan.span, depth, || {
+            let mut batch = client.batch().unwrap();
+            for _ in 0..depth {
+                pending.push(batch.call("length", (&arg,)).unwrap());
+            }
+            batch.send().unwrap();
+            for p in pending.drain(..) {
+                p.wait().unwrap();
+            }
+        });
+        let base = Some((raw_depth, "raw pipelined echo, same depth"));
+        emit(row(
+            &format!("pipelined calls, borrowed argument, integer reply, {depth} in flight"),
+            t,
+            s,
+            pipelined,
+            "calls/s",
+            base,
+        ));
+        emit(row(
+            &format!("batched calls, borrowed argument, integer reply, {depth} in flight"),
+            t,
+            s,
+            batched,
+            "calls/s",
+            base,
+        ));
     }
 }
 
@@ -1305,6 +1393,7 @@ fn manager_role(bind: &str) {
         .max_connections(8192)
         .register("echo", |text: String| text)
         .register("echo_bytes", |bytes: ByteBuf| monogusa::Reply(bytes))
+        .register("length", |text: monogusa::Str| text.len())
         .register("get", move |key: String| {
             c1.lock().unwrap().get(&key).copied().unwrap_or(0)
         })

@@ -9,7 +9,8 @@
 //!
 //! Modes: `sequential` (one `String` echo at a time), `large` and `large-pipelined` (a 4 KiB
 //! `ByteBuf` echo, one at a time or 64 in flight), `length` and `borrowed` (a string's
-//! length, taking an owned `String` or a borrowed `Str`), `pipelined` (64 in flight), `batched` (batches of 64), `counter`
+//! length, taking an owned `String` or a borrowed `Str`), `pipelined` (64 in flight), `batched` (batches of 64), `batched-borrowed` (batches of 64
+//! of `length_str`: nothing allocated per call on either side), `counter`
 //! (shared `Counter.add`), `connect` (connect, handshake, one call, close), `connect-lazy`
 //! (the same with the proof sent along with the call); `threads`, `counter-threads` and
 //! `pipelined-threads` run eight threads at once (pooled calls, one shared counter, one shared
@@ -78,6 +79,19 @@ fn main() -> monogusa::Result<()> {
                 let mut batch = client.batch()?;
                 for _ in 0..64.min(n - chunk * 64) {
                     pending.push(batch.call::<String>("echo", (&text,))?);
+                }
+                batch.send()?;
+                for p in pending.drain(..) {
+                    p.wait()?;
+                }
+            }
+        }
+        "batched-borrowed" => {
+            let mut pending = Vec::with_capacity(64);
+            for chunk in 0..n.div_ceil(64) {
+                let mut batch = client.batch()?;
+                for _ in 0..64.min(n - chunk * 64) {
+                    pending.push(batch.call::<usize>("length_str", (&text,))?);
                 }
                 batch.send()?;
                 for p in pending.drain(..) {
