@@ -84,7 +84,9 @@ impl Address {
         Address::Unix(path.into())
     }
 
-    /// A Windows named pipe address, by the pipe's name (with or without `\\.\pipe\`).
+    /// A Windows named pipe address, by the pipe's name (with or without `\\.\pipe\`). A name
+    /// that cannot be a pipe's (empty, over 200 characters, holding `\`, `/` or NUL) is
+    /// refused when the manager binds it ([`Error::InvalidAddress`]) or a client connects to it.
     #[cfg(windows)]
     pub fn pipe(name: impl Into<String>) -> Self {
         let name = name.into();
@@ -93,6 +95,14 @@ impl Address {
             None => Address::Pipe(name),
         }
     }
+}
+
+/// Why `name` cannot name a pipe, if it cannot. Checked when an address is parsed, and again
+/// at bind and connect for names given to [`Address::pipe`], so a bad name gets our words
+/// rather than the system's.
+fn pipe_name_problem(name: &str) -> Option<&'static str> {
+    (name.is_empty() || name.contains(['\\', '/', '\0']) || name.len() > 200)
+        .then_some("a pipe name is 1 to 200 characters, without '\\', '/' or NUL")
 }
 
 impl fmt::Display for Address {
@@ -136,10 +146,8 @@ impl FromStr for Address {
             .strip_prefix("pipe:")
             .or_else(|| input.strip_prefix(r"\\.\pipe\"));
         if let Some(name) = pipe {
-            if name.is_empty() || name.contains(['\\', '/', '\0']) || name.len() > 200 {
-                return Err(invalid(
-                    "a pipe name is 1 to 200 characters, without '\\', '/' or NUL",
-                ));
+            if let Some(reason) = pipe_name_problem(name) {
+                return Err(invalid(reason));
             }
             #[cfg(windows)]
             return Ok(Address::Pipe(name.to_string()));
@@ -255,6 +263,12 @@ impl Stream {
             Address::Unix(path) => UnixStream::connect(path).map(Stream::Unix),
             #[cfg(windows)]
             Address::Pipe(name) => {
+                if let Some(reason) = pipe_name_problem(name) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("pipe:{name}: {reason}"),
+                    ));
+                }
                 PipeStream::connect(name, timeout).map(|p| Stream::Pipe(Arc::new(p)))
             }
         }
@@ -605,6 +619,12 @@ impl Listener {
             Address::Unix(path) => UnixSocketFile::bind(path).map(Listener::Unix),
             #[cfg(windows)]
             Address::Pipe(name) => {
+                if let Some(reason) = pipe_name_problem(name) {
+                    return Err(Error::InvalidAddress {
+                        input: format!("pipe:{name}"),
+                        reason,
+                    });
+                }
                 let access = monogusa_win::pipe::Access {
                     group: options.pipe_group.clone(),
                 };

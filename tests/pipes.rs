@@ -181,6 +181,28 @@ fn a_missing_pipe_is_a_clear_error() {
     assert!(text.contains("is the manager running"), "{text}");
 }
 
+#[test]
+fn a_bad_name_given_to_address_pipe_is_refused_in_our_words() {
+    for name in ["a/b", "", "x\0y"] {
+        let address = Address::pipe(name);
+        let err = standard_builder()
+            .bind(&address)
+            .build()
+            .unwrap()
+            .start()
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidAddress { .. }),
+            "{name:?}: {err}"
+        );
+        let err = Client::connect(&address, KEY).unwrap_err();
+        assert!(
+            err.to_string().contains("a pipe name is 1 to 200"),
+            "{name:?}: {err}"
+        );
+    }
+}
+
 /// A client that opens the pipe and says nothing is cut at the handshake timeout: reads on a
 /// pipe time out like reads on a socket.
 #[test]
