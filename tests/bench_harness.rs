@@ -34,6 +34,15 @@ fn harness_quick_mode_produces_every_figure() {
                 ));
             }
         }
+        for depth in [64, 256] {
+            for form in ["pipelined", "batched"] {
+                assert!(has(
+                    &format!("{form} calls, borrowed argument, integer reply, {depth} in flight"),
+                    transport,
+                    "16 B"
+                ));
+            }
+        }
         assert!(has("aggregate, 1 client processes", transport, "16 B"));
         assert!(has("connect + handshake + call + close", transport, "16 B"));
         assert!(has(
@@ -57,4 +66,25 @@ fn harness_quick_mode_produces_every_figure() {
         ratio_of("sequential calls").is_some(),
         "ratios are reported"
     );
+}
+
+#[test]
+fn harness_runs_only_the_sections_asked_for() {
+    let output = common::run_example(
+        "bench",
+        &[
+            "--quick",
+            "--json",
+            "--no-python",
+            "--only",
+            "allocation-free",
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_str(&output).unwrap();
+    let rows = report["unpinned"].as_array().unwrap();
+    assert!(!rows.is_empty());
+    for row in rows {
+        let name = row["measurement"].as_str().unwrap();
+        assert!(name.contains("borrowed argument"), "{name}");
+    }
 }
