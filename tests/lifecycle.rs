@@ -49,12 +49,7 @@ fn live_socket_is_not_stolen() {
     let dir = tempfile::tempdir().unwrap();
     let address = unix_address(&dir);
     let first = start_standard_at(&address);
-    let err = standard_builder()
-        .bind(&address)
-        .build()
-        .unwrap()
-        .start()
-        .unwrap_err();
+    let err = start_error_at(&address);
     assert!(
         matches!(err, Error::Io(ref e) if e.kind() == std::io::ErrorKind::AddrInUse),
         "{err}"
@@ -74,12 +69,7 @@ fn a_regular_file_at_the_path_is_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("manager.sock");
     std::fs::write(&path, b"precious").unwrap();
-    let err = standard_builder()
-        .bind(Address::unix(&path))
-        .build()
-        .unwrap()
-        .start()
-        .unwrap_err();
+    let err = start_error_at(&Address::unix(&path));
     assert!(
         matches!(err, Error::Io(ref e) if e.to_string().contains("not a socket")),
         "{err}"

@@ -12,7 +12,9 @@ use std::sync::{Arc, Barrier, mpsc};
 use std::thread;
 use std::time::Duration;
 
-use common::{KEY, ROLE_VAR, spawn_child, standard_builder, wait_until};
+use common::{
+    KEY, ROLE_VAR, spawn_child, standard_builder, start_error_at, start_standard_at, wait_until,
+};
 use monogusa::{Address, Client, Error, ManagerHandle};
 
 const ADDRESS_VAR: &str = "MONOGUSA_TEST_ADDRESS";
@@ -26,12 +28,7 @@ fn unique_pipe() -> Address {
 }
 
 fn start_on_pipe() -> ManagerHandle {
-    standard_builder()
-        .bind(unique_pipe())
-        .build()
-        .unwrap()
-        .start()
-        .unwrap()
+    start_standard_at(&unique_pipe())
 }
 
 /// Entry point of the child processes these tests spawn.
@@ -42,12 +39,7 @@ fn child_main() {
     let address = std::env::var(ADDRESS_VAR).unwrap();
     if role == "manager" {
         // Serves on the pipe until killed.
-        let _manager = standard_builder()
-            .bind(address.as_str())
-            .build()
-            .unwrap()
-            .start()
-            .unwrap();
+        let _manager = start_standard_at(&address.parse().unwrap());
         loop {
             thread::park();
         }
@@ -128,12 +120,7 @@ fn a_wrong_key_is_refused_over_a_pipe() {
 #[test]
 fn a_second_manager_on_the_same_pipe_gets_addr_in_use() {
     let manager = start_on_pipe();
-    let err = standard_builder()
-        .bind(manager.address())
-        .build()
-        .unwrap()
-        .start()
-        .unwrap_err();
+    let err = start_error_at(manager.address());
     match &err {
         Error::Io(e) => assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{err}"),
         other => panic!("expected AddrInUse, got {other}"),
@@ -185,12 +172,7 @@ fn a_missing_pipe_is_a_clear_error() {
 fn a_bad_name_given_to_address_pipe_is_refused_in_our_words() {
     for name in ["a/b", "", "x\0y"] {
         let address = Address::pipe(name);
-        let err = standard_builder()
-            .bind(&address)
-            .build()
-            .unwrap()
-            .start()
-            .unwrap_err();
+        let err = start_error_at(&address);
         assert!(
             matches!(err, Error::InvalidAddress { .. }),
             "{name:?}: {err}"

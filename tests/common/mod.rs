@@ -82,6 +82,16 @@ pub fn start_standard_at(address: &Address) -> ManagerHandle {
         .unwrap()
 }
 
+/// Tries to start the standard manager at `address`, which must fail: the error.
+pub fn start_error_at(address: &Address) -> monogusa::Error {
+    standard_builder()
+        .bind(address)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap_err()
+}
+
 pub fn socket_addr(address: &Address) -> SocketAddr {
     address.to_string().parse().expect("a TCP address")
 }
