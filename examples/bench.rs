@@ -566,14 +566,7 @@ fn calls<T: Serialize + serde::de::DeserializeOwned>(
         let raw_depth = rate(plan.span, depth, || {
             raw_stream.ping_pong(size.bytes(), depth)
         });
-        let ours = rate(plan.span, depth, || {
-            let pending: Vec<Pending<T>> = (0..depth)
-                .map(|_| client.send(function, (&arg,)).unwrap())
-                .collect();
-            for p in pending {
-                p.wait().unwrap();
-            }
-        });
+        let ours = pipelined_rate::<T>(plan, &client, depth, function, &arg);
         emit(row(
             &format!("raw pipelined echo, {depth} in flight"),
             t,
@@ -591,17 +584,7 @@ fn calls<T: Serialize + serde::de::DeserializeOwned>(
             Some((raw_depth, "raw pipelined echo, same depth")),
         ));
         if depth > 1 {
-            let mut pending: Vec<Pending<T>> = Vec::with_capacity(depth);
-            let batched = rate(plan.span, depth, || {
-                let mut batch = client.batch().unwrap();
-                for _ in 0..depth {
-                    pending.push(batch.call(function, (&arg,)).unwrap());
-                }
-                batch.send().unwrap();
-                for p in pending.drain(..) {
-                    p.wait().unwrap();
-                }
-            });
+            let batched = batched_rate::<T>(plan, &client, depth, function, &arg);
             emit(row(
                 &format!("batched calls (client.batch()), {depth} in flight"),
                 t,
@@ -612,6 +595,45 @@ fn calls<T: Serialize + serde::de::DeserializeOwned>(
             ));
         }
     }
+}
+
+/// Calls per second with `depth` sent one `send` at a time, then waited for.
+fn pipelined_rate<R: serde::de::DeserializeOwned>(
+    plan: Plan,
+    client: &Client,
+    depth: usize,
+    function: &str,
+    arg: &impl Serialize,
+) -> f64 {
+    rate(plan.span, depth, || {
+        let pending: Vec<Pending<R>> = (0..depth)
+            .map(|_| client.send(function, (arg,)).unwrap())
+            .collect();
+        for p in pending {
+            p.wait().unwrap();
+        }
+    })
+}
+
+/// Calls per second with `depth` sent in one `client.batch()`, then waited for.
+fn batched_rate<R: serde::de::DeserializeOwned>(
+    plan: Plan,
+    client: &Client,
+    depth: usize,
+    function: &str,
+    arg: &impl Serialize,
+) -> f64 {
+    let mut pending: Vec<Pending<R>> = Vec::with_capacity(depth);
+    rate(plan.span, depth, || {
+        let mut batch = client.batch().unwrap();
+        for _ in 0..depth {
+            pending.push(batch.call(function, (arg,)).unwrap());
+        }
+        batch.send().unwrap();
+        for p in pending.drain(..) {
+            p.wait().unwrap();
+        }
+    })
 }
 
 /// Calls that allocate nothing per call on either side: the 16-byte argument borrowed in the
@@ -629,25 +651,8 @@ fn allocation_free_calls(plan: Plan, transport: Transport) {
         let raw_depth = rate(plan.span, depth, || {
             raw_stream.ping_pong(Size::Small.bytes(), depth)
         });
-        let pipelined = rate(plan.span, depth, || {
-            let pending: Vec<Pending<usize>> = (0..depth)
-                .map(|_| client.send("length", (&arg,)).unwrap())
-                .collect();
-            for p in pending {
-                p.wait().unwrap();
-            }
-        });
-        let mut pending: Vec<Pending<usize>> = Vec::with_capacity(depth);
-        let batched = rate(plan.span, depth, || {
-            let mut batch = client.batch().unwrap();
-            for _ in 0..depth {
-                pending.push(batch.call("length", (&arg,)).unwrap());
-            }
-            batch.send().unwrap();
-            for p in pending.drain(..) {
-                p.wait().unwrap();
-            }
-        });
+        let pipelined = pipelined_rate::<usize>(plan, &client, depth, "length", &arg);
+        let batched = batched_rate::<usize>(plan, &client, depth, "length", &arg);
         let base = Some((raw_depth, "raw pipelined echo, same depth"));
         emit(row(
             &format!("pipelined calls, borrowed argument, integer reply, {depth} in flight"),

@@ -73,32 +73,8 @@ fn main() -> monogusa::Result<()> {
                 let _: usize = client.call("length_str", (&text,))?;
             }
         }
-        "batched" => {
-            let mut pending = Vec::with_capacity(64);
-            for chunk in 0..n.div_ceil(64) {
-                let mut batch = client.batch()?;
-                for _ in 0..64.min(n - chunk * 64) {
-                    pending.push(batch.call::<String>("echo", (&text,))?);
-                }
-                batch.send()?;
-                for p in pending.drain(..) {
-                    p.wait()?;
-                }
-            }
-        }
-        "batched-borrowed" => {
-            let mut pending = Vec::with_capacity(64);
-            for chunk in 0..n.div_ceil(64) {
-                let mut batch = client.batch()?;
-                for _ in 0..64.min(n - chunk * 64) {
-                    pending.push(batch.call::<usize>("length_str", (&text,))?);
-                }
-                batch.send()?;
-                for p in pending.drain(..) {
-                    p.wait()?;
-                }
-            }
-        }
+        "batched" => batches_of_64::<String>(&client, "echo", &text, n)?,
+        "batched-borrowed" => batches_of_64::<usize>(&client, "length_str", &text, n)?,
         "pipelined" => {
             let mut pending = std::collections::VecDeque::new();
             for _ in 0..n {
@@ -161,5 +137,26 @@ fn main() -> monogusa::Result<()> {
     drop(client);
     manager.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// `n` calls of `function`, sent in batches of 64 and each batch waited for.
+fn batches_of_64<R: serde::de::DeserializeOwned>(
+    client: &Client,
+    function: &str,
+    text: &str,
+    n: usize,
+) -> monogusa::Result<()> {
+    let mut pending = Vec::with_capacity(64);
+    for chunk in 0..n.div_ceil(64) {
+        let mut batch = client.batch()?;
+        for _ in 0..64.min(n - chunk * 64) {
+            pending.push(batch.call::<R>(function, (text,))?);
+        }
+        batch.send()?;
+        for p in pending.drain(..) {
+            p.wait()?;
+        }
+    }
     Ok(())
 }
