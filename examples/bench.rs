@@ -1,7 +1,7 @@
 //! The benchmark harness: every figure next to a raw-socket baseline measured in the same run.
 //!
 //! ```text
-//! cargo run --release --example bench               # the full table (a few minutes)
+//! cargo run --release --features redis --example bench  # the full table (a few minutes)
 //! cargo run --release --example bench -- --quick    # seconds; what CI runs
 //! cargo run --release --example bench -- --json     # machine-readable rows
 //! cargo run --release --example bench -- --no-python
@@ -1016,6 +1016,10 @@ fn supervised_workers(plan: Plan) {
 /// `Counter.add(1)`, and push + take + ack; next to `redis-benchmark`'s own INCR and PING at
 /// the same concurrency (4 clients, no pipelining): the engine's limit on this machine.
 fn redis_backend(plan: Plan) {
+    if !cfg!(feature = "redis") {
+        eprintln!("bench: built without the redis feature; no Redis rows (add --features redis)");
+        return;
+    }
     if Command::new("redis-server")
         .arg("--version")
         .output()

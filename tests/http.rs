@@ -378,39 +378,17 @@ fn hostile_http_leaves_the_rpc_side_serving() {
     );
 }
 
-/// Where Chromium is (Debian's `chromium`); `None`, saying why, where it is missing, except
-/// under CI, where `.ci/run` installs it.
-fn chromium() -> Option<String> {
-    let path = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if std::path::Path::new(&path).exists() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "chromium is missing (.ci/run installs it)"
-    );
-    eprintln!("skipped: no chromium at {path}");
-    None
-}
-
 /// In a real browser: the page of a manager whose queue two workers work (one task in four
 /// fails for good) shows the counts moving without a reload, opens the dead letters, and
 /// requeues them; a screenshot is saved under `target/`.
 #[test]
 fn the_page_is_live_in_a_real_browser_and_requeues_dead_letters() {
-    let Some(chromium) = chromium() else {
+    let Some(chromium) = common::prereq::chromium() else {
         return;
     };
-    let node_modules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/node/node_modules/playwright-core");
-    if !node_modules.exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "npm ci --prefix tests/node first"
-        );
-        eprintln!("skipped: playwright-core is not installed (npm ci --prefix tests/node)");
+    let Some(node_modules) = common::prereq::node_modules() else {
         return;
-    }
+    };
     let manager = manager();
     let client = Client::connect(manager.address(), KEY).unwrap();
     let work = client
@@ -479,6 +457,7 @@ fn the_page_is_live_in_a_real_browser_and_requeues_dead_letters() {
         .args([url.as_str(), "work"])
         .arg(&screenshot)
         .env("CHROMIUM", &chromium)
+        .env("NODE_PATH", &node_modules)
         .output()
         .unwrap();
     stop.store(true, std::sync::atomic::Ordering::SeqCst);

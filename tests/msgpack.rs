@@ -1,14 +1,15 @@
 //! The msgpack-rpc listener against third-party clients: Python's `msgpack` package on a
-//! plain socket, and Node's `msgpack5rpc` (installed by `.ci/run` into `tests/node`).
+//! plain socket, and Node's `msgpack5rpc`. Both are provisioned under `target/` when missing
+//! (`common::prereq`), or the tests say what is missing and skip.
 #![allow(missing_docs)]
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::KEY;
+use common::{KEY, prereq};
 use monogusa::{Client, Dynamic, Manager, ManagerHandle};
 
 fn start() -> ManagerHandle {
@@ -43,26 +44,32 @@ fn dir(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn run(program: &str, script: PathBuf, scenario: &str, port: &str) -> String {
-    let output = Command::new(program)
+fn run(command: &mut Command, script: PathBuf, scenario: &str, port: &str) -> String {
+    let program = PathBuf::from(command.get_program());
+    let output = command
         .arg(script)
         .args([scenario, "127.0.0.1", port, KEY])
-        .env("NODE_PATH", dir("node").join("node_modules"))
         .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
-        "{program} {scenario} failed:\n{stdout}\n{}",
+        "{} {scenario} failed:\n{stdout}\n{}",
+        program.display(),
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
 }
 
-fn python(scenario: &str, manager: &ManagerHandle) -> String {
+/// Python with `msgpack`, or `None` (the suite says it skips).
+fn python_msgpack() -> Option<PathBuf> {
+    prereq::python_with_msgpack()
+}
+
+fn python(python: &Path, scenario: &str, manager: &ManagerHandle) -> String {
     run(
-        "python3",
+        &mut Command::new(python),
         dir("msgpack").join("client.py"),
         scenario,
         &port(manager),
@@ -71,8 +78,11 @@ fn python(scenario: &str, manager: &ManagerHandle) -> String {
 
 #[test]
 fn python_msgpack_calls_functions_and_shared_objects() {
+    let Some(py) = python_msgpack() else {
+        return;
+    };
     let manager = start();
-    let out = python("calls", &manager);
+    let out = python(&py, "calls", &manager);
     for expected in [
         "echo: hello",
         "add: 5",
@@ -107,22 +117,28 @@ fn python_msgpack_calls_functions_and_shared_objects() {
 
 #[test]
 fn five_python_processes_count_exactly_over_msgpack() {
+    let Some(py) = python_msgpack() else {
+        return;
+    };
     let manager = start();
-    let out = python("counter", &manager);
+    let out = python(&py, "counter", &manager);
     assert!(out.contains("count: 5000"), "{out}");
 }
 
 #[test]
 fn hostile_msgpack_input_is_refused_and_the_manager_serves_on() {
+    let Some(py) = python_msgpack() else {
+        return;
+    };
     let manager = start();
-    let out = python("unauthenticated", &manager);
+    let out = python(&py, "unauthenticated", &manager);
     assert!(out.contains("refused: NotAuthenticated"), "{out}");
     assert!(out.contains("closed"), "{out}");
-    let out = python("wrong_proof", &manager);
+    let out = python(&py, "wrong_proof", &manager);
     assert!(out.contains("refused: AuthenticationFailed"), "{out}");
-    let out = python("reused_msgid", &manager);
+    let out = python(&py, "reused_msgid", &manager);
     assert!(out.contains("reused: MsgidInFlight"), "{out}");
-    let out = python("hostile", &manager);
+    let out = python(&py, "hostile", &manager);
     for expected in [
         "garbage closed",
         "bin32 closed",
@@ -137,6 +153,9 @@ fn hostile_msgpack_input_is_refused_and_the_manager_serves_on() {
 
 #[test]
 fn msgpack_over_a_unix_socket_and_a_stalled_message_is_cut() {
+    let Some(py) = python_msgpack() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("rpc.sock");
     let manager = Manager::builder()
@@ -148,13 +167,13 @@ fn msgpack_over_a_unix_socket_and_a_stalled_message_is_cut() {
         .unwrap()
         .start()
         .unwrap();
-    let output = Command::new("python3")
+    let output = Command::new(&py)
         .arg(dir("msgpack").join("client.py"))
         .args(["unix", &path.display().to_string(), "0", KEY])
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&output.stdout).contains("echo: over unix"));
-    let output = Command::new("python3")
+    let output = Command::new(&py)
         .arg(dir("msgpack").join("client.py"))
         .args(["stall", &path.display().to_string(), "0", KEY])
         .output()
@@ -166,28 +185,104 @@ fn msgpack_over_a_unix_socket_and_a_stalled_message_is_cut() {
     drop(manager);
 }
 
-/// Node's msgpack5rpc, when `.ci/run` installed it (it does, on every CI machine).
+/// Node's msgpack5rpc (from `tests/node`'s lock file).
 #[test]
 fn node_msgpack5rpc_calls_and_counts() {
-    if !dir("node")
-        .join("node_modules")
-        .join("msgpack5rpc")
-        .exists()
-    {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install msgpack5rpc into tests/node"
-        );
-        println!("skipped: run `npm install --prefix tests/node msgpack5rpc` for this test");
+    let Some(modules) = prereq::node_modules() else {
         return;
-    }
+    };
+    let node = || {
+        let mut command = Command::new("node");
+        command.env("NODE_PATH", &modules);
+        command
+    };
     let manager = start();
     let port = port(&manager);
-    let out = run("node", dir("node").join("client.js"), "calls", &port);
+    let out = run(&mut node(), dir("node").join("client.js"), "calls", &port);
     assert!(out.contains("echo: hello"), "{out}");
     assert!(out.contains("add: 5"), "{out}");
     assert!(out.contains("pipelined ok: true"), "{out}");
     assert!(out.contains("error: UnknownFunction"), "{out}");
-    let out = run("node", dir("node").join("client.js"), "counter", &port);
+    let out = run(&mut node(), dir("node").join("client.js"), "counter", &port);
     assert!(out.contains("count: 5000"), "{out}");
+}
+
+/// The suite on a machine as fresh as the README promises: a `python3` without `msgpack`
+/// (here, one that loads no site packages) and no `node_modules`, nor `npm` on the PATH. It
+/// passes: Python's `msgpack` is provisioned in a virtual environment of its own (where
+/// PyPI is reachable; else it says it skips, as it does for Node), and nothing fails.
+#[test]
+fn the_suite_provisions_or_skips_on_a_fresh_machine() {
+    if std::env::var_os(prereq::ENV_DIR_VAR).is_some() {
+        return; // the suite's own child run
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let bare = scratch.path().join("python3");
+    std::fs::write(&bare, "#!/bin/sh\nexec python3 -S \"$@\"\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&bare, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    assert!(
+        !Command::new(&bare)
+            .args(["-c", "import msgpack"])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success(),
+        "the bare python3 cannot import msgpack"
+    );
+    // A PATH with python3 and the shell's tools, but neither node nor npm.
+    let bin = scratch.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    // The interpreter itself, not a shim (pyenv's need more of the PATH).
+    let real_python = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .unwrap();
+    let real_python = String::from_utf8_lossy(&real_python.stdout)
+        .trim()
+        .to_string();
+    std::os::unix::fs::symlink(real_python, bin.join("python3")).unwrap();
+    std::os::unix::fs::symlink("/bin/sh", bin.join("sh")).unwrap();
+    let env_dir = scratch.path().join("env");
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--skip",
+            "the_suite_provisions_or_skips",
+            "--test-threads",
+            "2",
+        ])
+        .env(prereq::ENV_DIR_VAR, &env_dir)
+        .env("MONOGUSA_TEST_PYTHON", &bare)
+        .env("PATH", &bin)
+        .env_remove("CI")
+        .env_remove("NODE_PATH")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("SKIPPED in msgpack: needs node and npm"),
+        "one visible line for Node: {stderr}"
+    );
+    assert_eq!(
+        stderr.matches("SKIPPED in msgpack: needs node").count(),
+        1,
+        "{stderr}"
+    );
+    let provisioned = env_dir.join("python-msgpack/bin/python").exists();
+    // CI reaches PyPI: there the Python half must have been provisioned and run.
+    assert!(
+        provisioned || std::env::var_os("CI").is_none(),
+        "msgpack was not provisioned: {stderr}"
+    );
+    assert!(
+        provisioned || stderr.contains("SKIPPED in msgpack: needs Python's msgpack"),
+        "{stderr}"
+    );
+    eprintln!("{stderr}");
 }

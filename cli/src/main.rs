@@ -261,10 +261,7 @@ fn run(options: args::Run) -> Result<ExitCode, Failure> {
                 .map_err(|e| Failure::Runtime(format!("cannot read {}: {e}", path.display())))?;
             let entries = procfile::parse(&text)?;
             for (entry, count) in procfile::counts(&entries, options.formation.as_deref())? {
-                // As foreman and honcho do: `sh -c`, which execs a simple command itself,
-                // so signals reach it.
-                let program = Program::new("sh").arg("-c").arg(&entry.command);
-                supervisor.spawn(&entry.name, count, program);
+                supervisor.spawn(&entry.name, count, procfile::program(&entry.command));
             }
         }
         None => {

@@ -466,3 +466,114 @@ fn run_kills_a_worker_that_does_not_drain_and_exits_1() {
     sigterm(&run);
     assert_eq!(run.wait().unwrap().code(), Some(1));
 }
+
+/// Whether process `pid` is gone (or a zombie, dead but not yet reaped by its new parent).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state follows the command's closing parenthesis.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// A Procfile of lines of every form, run and stopped: each line's processes (written to a
+/// file as they start) are all gone once `run` returns, and it returns within the drain
+/// timeout plus a little, however the line was written.
+fn procfile_run(
+    lines: &str,
+    expected_pids: usize,
+    drain: &str,
+) -> (std::process::ExitStatus, String, Duration) {
+    let manager = Served::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    // `spin`: records its pid, then becomes a long sleep (the same pid, through exec).
+    let spin = dir.path().join("spin");
+    std::fs::write(&spin, "#!/bin/sh\necho $$ >> \"$PIDS\"\nexec sleep 300\n").unwrap();
+    // `drainer`: records its pid, works until SIGTERM, then finishes and exits 0.
+    let drainer = dir.path().join("drainer");
+    std::fs::write(
+        &drainer,
+        "#!/bin/sh\ntrap 'echo drained; exit 0' TERM\necho $$ >> \"$PIDS\"\n\
+         while true; do sleep 0.05; done\n",
+    )
+    .unwrap();
+    for script in [&spin, &drainer] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let procfile = dir.path().join("Procfile");
+    let lines = lines.replace("DIR", dir.path().to_str().unwrap());
+    std::fs::write(&procfile, &lines).unwrap();
+    let mut run = manager
+        .command(&["run", "-f"])
+        .arg(&procfile)
+        .args(["--drain-timeout", drain])
+        .env("PIDS", &pids)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let read = |path: &std::path::Path| -> Vec<u32> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    };
+    wait_until(
+        Duration::from_secs(30),
+        "every line's processes start",
+        || read(&pids).len() >= expected_pids,
+    );
+    let stopped_at = Instant::now();
+    sigterm(&run);
+    let mut log = String::new();
+    std::io::Read::read_to_string(run.stderr.as_mut().unwrap(), &mut log).unwrap();
+    let status = run.wait().unwrap();
+    let took = stopped_at.elapsed();
+    eprintln!("run stopped in {took:?} (drain timeout {drain} s)");
+    let started = read(&pids);
+    wait_until(
+        Duration::from_secs(10),
+        "no process of any line is left",
+        || started.iter().all(|&pid| gone(pid)),
+    );
+    (status, log, took)
+}
+
+#[test]
+fn run_stops_every_process_of_compound_exec_env_and_forking_lines() {
+    let (status, log, _) = procfile_run(
+        "compound: echo start; DIR/spin\n\
+         looping: while true; do DIR/spin; done\n\
+         exec: exec DIR/spin\n\
+         env: FOO=1 DIR/drainer\n\
+         forks: DIR/spin & DIR/spin & wait\n\
+         orphan: sh -c 'DIR/spin &'; DIR/spin\n",
+        8,
+        "10",
+    );
+    assert!(status.success(), "every line stopped as asked: {log}");
+    // The env-prefixed line runs its program directly: its clean drain is its own exit.
+    assert!(log.contains("env-1: exited 0"), "{log}");
+    assert!(log.contains("compound-1: stopped by SIGTERM"), "{log}");
+}
+
+#[test]
+fn run_kills_lines_that_ignore_sigterm_with_everything_they_started() {
+    let (status, log, _) = procfile_run(
+        "stubborn: trap '' TERM; DIR/spin\n\
+         forks: trap '' TERM; DIR/spin & DIR/spin & wait\n",
+        3,
+        "0.5",
+    );
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("stubborn-1: killed before it drained"),
+        "{log}"
+    );
+}

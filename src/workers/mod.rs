@@ -30,6 +30,7 @@
 mod forward;
 mod mailbox;
 mod output;
+mod process_group;
 mod registry;
 mod supervisor;
 mod worker;

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::mailbox::{Group, Mailbox};
 use super::output::{Printer, Shipper, Sink, pump};
+use super::process_group::{self, ProcessGroup};
 use super::registry::Registry;
 use super::worker::{Control, HEARTBEAT_VAR, control_mailbox};
 use super::{LogStream, WORKER_VAR, WorkerReport, WorkerState};
@@ -142,7 +143,10 @@ impl Default for SupervisorSettings {
 pub enum Ended {
     /// It exited with this code after the stop message (0: drained cleanly).
     Exited(i32),
-    /// A signal ended it (not the supervisor's kill).
+    /// The SIGTERM of the stop ended it, as it ends most programs not built on
+    /// [`Worker`](super::Worker) (a shell running a compound Procfile line, say): a clean stop.
+    Terminated,
+    /// A signal ended it (not the supervisor's kill, nor the stop's SIGTERM).
     Signalled(i32),
     /// It was still running at the drain timeout (or a second SIGINT) and was killed.
     Killed,
@@ -159,6 +163,7 @@ impl fmt::Display for Ended {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Ended::Exited(code) => write!(f, "exited {code}"),
+            Ended::Terminated => f.write_str("stopped by SIGTERM"),
             Ended::Signalled(signal) => write!(f, "killed by signal {signal}"),
             Ended::Killed => f.write_str("killed before it drained"),
             Ended::GaveUp { crashes, last } => {
@@ -191,11 +196,12 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// Whether every process drained and exited 0.
+    /// Whether every process stopped as asked: exited 0 after the stop, or ended on its
+    /// SIGTERM ([`Ended::Terminated`]).
     pub fn all_drained(&self) -> bool {
         self.processes
             .iter()
-            .all(|p| matches!(p.ended, Ended::Exited(0)))
+            .all(|p| matches!(p.ended, Ended::Exited(0) | Ended::Terminated))
     }
 }
 
@@ -245,8 +251,13 @@ struct Slot {
 
 struct Running {
     child: Child,
+    /// The group the child leads: what stops and kills are sent to.
+    group: ProcessGroup,
     started: Instant,
     pumps: Vec<JoinHandle<()>>,
+    /// How the child (the group's leader) ended, once reaped; the slot stays running while
+    /// others of its group live on during a stop.
+    status: Option<ExitStatus>,
 }
 
 /// Starts, watches, restarts and stops worker processes. See the [module](super) example.
@@ -257,6 +268,8 @@ pub struct Supervisor {
     slots: Vec<Slot>,
     settings: SupervisorSettings,
     stop: Arc<AtomicUsize>,
+    /// Output readers of processes that ended, finished at the end of `run`.
+    pumps: Vec<JoinHandle<()>>,
 }
 
 impl fmt::Debug for Supervisor {
@@ -287,17 +300,14 @@ fn signal_of(_: ExitStatus) -> Option<i32> {
     None
 }
 
-/// Asks the process to stop as programs expect (SIGTERM), for workers that do not read
-/// their control mailbox.
-#[cfg(unix)]
-fn terminate(child: &Child) {
-    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-    }
+/// Whether a status is death by SIGTERM.
+fn terminated(status: ExitStatus) -> bool {
+    #[cfg(unix)]
+    const SIGTERM: i32 = 15;
+    #[cfg(not(unix))]
+    const SIGTERM: i32 = -1;
+    status.code().is_none() && signal_of(status) == Some(SIGTERM)
 }
-
-#[cfg(not(unix))]
-fn terminate(_: &Child) {}
 
 impl Supervisor {
     /// A supervisor of workers for the manager `manager` (in this process).
@@ -321,6 +331,7 @@ impl Supervisor {
             slots: Vec::new(),
             settings: SupervisorSettings::default(),
             stop: Arc::new(AtomicUsize::new(0)),
+            pumps: Vec::new(),
         }
     }
 
@@ -428,6 +439,7 @@ impl Supervisor {
         for slot in &self.slots {
             let _ = group.leave(&control_mailbox(&slot.name));
         }
+        self.finish_pumps(Duration::from_millis(500));
         let dropped_lines = shipper.as_ref().map_or(0, |s| {
             s.finish(Duration::from_secs(2));
             s.dropped()
@@ -446,6 +458,22 @@ impl Supervisor {
         })
     }
 
+    /// Waits up to `limit` for the output of ended processes to be read to its end; a reader
+    /// still blocked then (a process that left its group holds the pipe) is left behind.
+    fn finish_pumps(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.pumps.iter().any(|p| !p.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for pump in self.pumps.drain(..) {
+            if pump.is_finished() {
+                let _ = pump.join();
+            } else {
+                log::debug!("an ended process's output is still open (a process left its group)");
+            }
+        }
+    }
+
     /// Sends every running worker the stop message (and SIGTERM).
     fn begin_stop(&mut self, group: &Group<Control>, registry: &Registry) {
         log::info!("stopping {} workers", self.slots.len());
@@ -455,7 +483,8 @@ impl Supervisor {
         for slot in &mut self.slots {
             slot.start_at = None;
             if let Some(running) = &slot.child {
-                terminate(&running.child);
+                // The whole group: a shell's command and a program's children stop too.
+                running.group.terminate();
                 report(registry, &slot.name, WorkerState::Stopping, None, None);
             }
         }
@@ -474,35 +503,57 @@ impl Supervisor {
         kill: bool,
     ) {
         let settings = self.settings.clone();
-        let slot = &mut self.slots[i];
+        let Supervisor {
+            slots,
+            pumps,
+            address,
+            key,
+            ..
+        } = self;
+        let slot = &mut slots[i];
         if let Some(running) = &mut slot.child {
             if kill && !slot.killed {
                 slot.killed = true;
                 log::warn!("killing {} (pid {})", slot.name, running.child.id());
+                running.group.kill();
                 let _ = running.child.kill();
             }
-            let status = match running.child.try_wait() {
-                Ok(Some(status)) => status,
-                Ok(None) => return,
-                Err(e) => {
-                    log::warn!("could not wait for {}: {e}", slot.name);
+            if running.status.is_none() {
+                match running.child.try_wait() {
+                    Ok(Some(status)) => running.status = Some(status),
+                    Ok(None) => return,
+                    Err(e) => {
+                        log::warn!("could not wait for {}: {e}", slot.name);
+                        return;
+                    }
+                }
+            }
+            if running.group.alive() {
+                if stopping && !slot.killed {
+                    // Its group drains too (until the drain timeout kills it).
                     return;
                 }
-            };
-            let running = slot.child.take().expect("checked above");
-            for pump in running.pumps {
-                let _ = pump.join(); // the pipes close with the process
+                // What an exited worker left behind, or what the kill has not ended yet.
+                running.group.kill();
             }
+            let running = slot.child.take().expect("checked above");
+            let status = running.status.expect("reaped above");
+            // The pipes close when the last process holding them ends; one that left the
+            // group (setsid) may hold them longer, so the reading threads are not waited for
+            // here, but at the end of `run`, briefly.
+            pumps.extend(running.pumps);
             let how = describe(status);
             if stopping {
                 slot.ended = Some(if slot.killed {
                     Ended::Killed
                 } else if let Some(code) = status.code() {
                     Ended::Exited(code)
+                } else if terminated(status) {
+                    Ended::Terminated
                 } else {
                     Ended::Signalled(signal_of(status).unwrap_or(0))
                 });
-                let state = if status.success() {
+                let state = if status.success() || terminated(status) {
                     WorkerState::Stopped
                 } else {
                     WorkerState::Exited {
@@ -555,15 +606,7 @@ impl Supervisor {
         }
         if slot.start_at.is_some_and(|at| Instant::now() >= at) {
             slot.start_at = None;
-            let started = start(
-                slot,
-                &self.address,
-                &self.key,
-                &settings,
-                client,
-                printer,
-                shipper,
-            );
+            let started = start(slot, address, key, &settings, client, printer, shipper);
             match started {
                 Ok(running) => {
                     if slot.started_once {
@@ -616,6 +659,7 @@ fn start(
         while let Ok(Some(_)) = control.try_recv() {}
     }
     let mut command = slot.program.command();
+    process_group::isolate(&mut command);
     command
         .env(ADDRESS_VAR, address.to_string())
         .env(WORKER_VAR, &slot.name)
@@ -657,9 +701,11 @@ fn start(
     }
     log::info!("started {} (pid {})", slot.name, child.id());
     Ok(Running {
+        group: ProcessGroup::of(&child),
         child,
         started: Instant::now(),
         pumps,
+        status: None,
     })
 }
 

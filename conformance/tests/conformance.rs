@@ -5,14 +5,17 @@
 //! is checked to be refused or skipped for it by name, and what differs by design (a dead
 //! holder's lock, a dead worker's leases) is tested per backend at the end.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
+mod servers;
 
 use std::time::Duration;
 
-use common::{KEY, MotoServer, RedisServer, wait_until};
+use common::{KEY, wait_until};
 use monogusa::{
     Manager, ManagerHandle, PushOptions, RemoteErrorKind, Retry, Store, TaskQueueSettings,
 };
+use servers::{MotoServer, RedisServer};
 
 /// What keeps a backend alive for a test.
 enum Fixture {
