@@ -383,3 +383,140 @@ fn a_python_client_can_shut_the_manager_down() {
         Client::connect(manager.address(), KEY).is_err()
     });
 }
+
+/// The checks `sync_manager.py SCENARIO` printed ("ok NAME" each), or a failure with its
+/// output.
+fn sync_manager_checks(python: &Python, manager: &ManagerHandle, which: &str) -> String {
+    let port = port(manager);
+    run_ok(python, "sync_manager.py", &[which, "127.0.0.1", &port, KEY])
+}
+
+/// Every typeid of `SyncManager` (Pool aside) from an unmodified `SyncManager.connect()`
+/// client, on every interpreter: the objects behave as Python's own, proxies cross to a child
+/// process, and each object is freed with its last proxy.
+#[test]
+fn an_unmodified_sync_manager_client_gets_every_typeid() {
+    let manager = Manager::builder()
+        .authkey(KEY)
+        .python_listener("127.0.0.1:0")
+        .python_builtins()
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let before = manager.stats().shared_objects;
+    for python in interpreters() {
+        let out = sync_manager_checks(python, &manager, "typeids");
+        for check in [
+            "dict",
+            "dict.iter",
+            "dict.KeyError",
+            "dict.setdefault",
+            "list.sort",
+            "list.reverse",
+            "list.index",
+            "list.pop",
+            "list.add",
+            "list.reversed",
+            "list.IndexError",
+            "proxies in a child process",
+            "Queue",
+            "Queue.Empty",
+            "Queue.Full",
+            "JoinableQueue",
+            "Lock",
+            "RLock",
+            "RLock.unacquired",
+            "Semaphore",
+            "BoundedSemaphore",
+            "Condition",
+            "Condition.wait_for",
+            "Condition.timeout",
+            "Event.set",
+            "Barrier",
+            "Value",
+            "Value.set",
+            "Array",
+            "Array.zeros",
+            "Namespace",
+            "Namespace.AttributeError",
+            "Pool refused",
+        ] {
+            assert!(
+                out.lines().any(|l| l == format!("ok {check}")),
+                "{}: no `ok {check}` in:\n{out}",
+                python.label
+            );
+        }
+        // Every proxy is gone with the client: so is every object it made.
+        wait_until(
+            Duration::from_secs(10),
+            "anonymous objects to be freed",
+            || manager.stats().shared_objects == before,
+        );
+    }
+}
+
+/// Named objects from a plain `BaseManager` subclass (`register("get_dict")` and so on), the
+/// same objects a Rust client opens with `Dynamic` elements.
+#[test]
+fn named_objects_are_reached_with_get_dict_and_friends() {
+    let manager = Manager::builder()
+        .authkey(KEY)
+        .python_listener("127.0.0.1:0")
+        .python_builtins()
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let scores = client.dict::<Dynamic, Dynamic>("scores").unwrap();
+    scores
+        .insert(&Dynamic::Str("rust".into()), &Dynamic::Int(7))
+        .unwrap();
+    let log = client.list::<Dynamic>("log").unwrap();
+    log.push(&Dynamic::Str("from rust".into())).unwrap();
+    let jobs = client.queue::<Dynamic>("jobs", 0).unwrap();
+    jobs.put(&Dynamic::List(vec![
+        Dynamic::Int(1),
+        Dynamic::Str("x".into()),
+    ]))
+    .unwrap();
+    client.counter("hits").unwrap().add(10).unwrap();
+    client.dict::<String, i64>("typed").unwrap();
+    let python = &interpreters()[0];
+    let out = sync_manager_checks(python, &manager, "named");
+    for check in [
+        "get_dict",
+        "get_list",
+        "get_queue",
+        "get_counter",
+        "get_value",
+        "get_lock",
+        "get_event",
+        "get_dict of another type",
+    ] {
+        assert!(
+            out.lines().any(|l| l == format!("ok {check}")),
+            "no `ok {check}` in:\n{out}"
+        );
+    }
+    assert_eq!(
+        scores.get(&Dynamic::Str("python".into())).unwrap(),
+        Some(Dynamic::Int(42))
+    );
+    assert_eq!(log.len().unwrap(), 2);
+    assert_eq!(
+        jobs.get_timeout(Duration::from_secs(5)).unwrap(),
+        Some(Dynamic::Map(vec![(
+            Dynamic::Str("from".into()),
+            Dynamic::Str("python".into())
+        )]))
+    );
+    assert_eq!(client.counter("hits").unwrap().get().unwrap(), 15);
+    assert_eq!(
+        client.value::<Dynamic>("greeting").unwrap().get().unwrap(),
+        Some(Dynamic::Str("hello from python".into()))
+    );
+    assert!(client.event("go").unwrap().is_set().unwrap());
+}

@@ -109,7 +109,8 @@ pub struct Serve {
     #[command(flatten)]
     pub key: Key,
     /// Also listen for unmodified Python multiprocessing.managers clients (HOST:PORT or
-    /// unix:PATH).
+    /// unix:PATH): SyncManager's dict(), list(), Queue(), Lock(), Value()..., and named
+    /// objects through get_dict(name), get_queue(name), get_counter(name)...
     #[arg(long, value_name = "ADDR")]
     pub python: Vec<String>,
     /// Also listen for msgpack-rpc clients (HOST:PORT or unix:PATH).

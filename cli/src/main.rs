@@ -150,6 +150,10 @@ fn serve(options: args::Serve) -> Result<ExitCode, Failure> {
     for address in &options.python {
         builder = builder.python_listener(address.as_str());
     }
+    if !options.python.is_empty() {
+        // What a SyncManager client creates, and named objects by get_dict(name) & co.
+        builder = builder.python_builtins();
+    }
     for address in &options.msgpack {
         builder = builder.msgpack_listener(address.as_str());
     }

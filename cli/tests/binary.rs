@@ -577,3 +577,56 @@ fn run_kills_lines_that_ignore_sigterm_with_everything_they_started() {
         "{log}"
     );
 }
+
+/// `serve --python` with no code: what a `SyncManager` client creates, and named objects.
+#[test]
+fn serve_python_gives_a_sync_manager_client_its_objects() {
+    let port = |_| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (native, python) = (port(0), port(1));
+    let mut server = Command::new(BIN)
+        .args(["serve", "--bind", &format!("127.0.0.1:{native}")])
+        .args(["--python", &format!("127.0.0.1:{python}")])
+        .env("MONOGUSA_AUTHKEY", KEY)
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let address = format!("127.0.0.1:{native}");
+    wait_until(Duration::from_secs(30), "the manager serves", || {
+        Client::connect(address.as_str(), KEY).is_ok()
+    });
+    let script = format!(
+        "from multiprocessing.managers import SyncManager, BaseManager\n\
+         m = SyncManager(address=('127.0.0.1', {python}), authkey=b'{KEY}')\n\
+         m.connect()\n\
+         d = m.dict(a=1); l = m.list([1, 2]); q = m.Queue(); q.put('x')\n\
+         lock = m.Lock(); v = m.Value('i', 3); e = m.Event(); e.set()\n\
+         with lock:\n    print('sync', d['a'], len(l), q.get(), v.value, e.is_set())\n\
+         class Named(BaseManager): pass\n\
+         Named.register('get_counter')\n\
+         n = Named(address=('127.0.0.1', {python}), authkey=b'{KEY}'); n.connect()\n\
+         print('named', n.get_counter('hits').add(2))\n"
+    );
+    let output = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("sync 1 2 x 3 True"), "{stdout}");
+    assert!(stdout.contains("named 2"), "{stdout}");
+    let client = Client::connect(address.as_str(), KEY).unwrap();
+    assert_eq!(client.counter("hits").unwrap().get().unwrap(), 2);
+    sigterm(&server);
+    assert!(server.wait().unwrap().success());
+}

@@ -48,6 +48,15 @@ pub(crate) enum Kind {
     Counter,
     Lock,
     Event,
+    /// A semaphore; `bounded`: a release past the initial value is a `ValueError`.
+    Semaphore {
+        bounded: bool,
+    },
+    Barrier,
+    /// `SyncManager.Namespace()`: attributes kept in a dict of str keys.
+    Namespace,
+    /// `SyncManager.Array()`: a list of fixed length.
+    Array,
 }
 
 /// A built-in shared object to expose to Python clients, with
@@ -72,7 +81,7 @@ impl std::fmt::Debug for PythonShared {
     }
 }
 
-fn encoded<A: Serialize>(args: &A) -> Vec<u8> {
+pub(crate) fn encoded<A: Serialize>(args: &A) -> Vec<u8> {
     let mut out = Vec::new();
     codec::encode_into(args, &mut out).expect("creation arguments encode");
     out
@@ -165,12 +174,45 @@ impl PythonShared {
         Self::new(Kind::Event, name, String::new(), encoded(&()))
     }
 
+    /// An object of `kind` holding any Python value ([`Dynamic`](crate::Dynamic) in Rust),
+    /// as `SyncManager`'s typeids and the `get_dict(name)` family make them.
+    pub(crate) fn dynamic(kind: Kind, name: &str, args: Vec<u8>) -> Self {
+        use crate::python::Dynamic;
+        let mut shared = match kind {
+            Kind::Dict => Self::dict::<Dynamic, Dynamic>(name),
+            Kind::Namespace => {
+                let mut shared = Self::dict::<String, Dynamic>(name);
+                shared.kind = Kind::Namespace;
+                shared
+            }
+            Kind::List | Kind::Array => {
+                let mut shared = Self::list::<Dynamic>(name);
+                shared.kind = kind;
+                shared
+            }
+            Kind::Queue => Self::queue::<Dynamic>(name),
+            Kind::Value => Self::value::<Dynamic>(name),
+            Kind::Counter => Self::counter(name),
+            Kind::Lock => Self::lock(name),
+            Kind::Event => Self::event(name),
+            Kind::Semaphore { .. } | Kind::Barrier => {
+                Self::new(kind, name, String::new(), Vec::new())
+            }
+        };
+        if !args.is_empty() {
+            shared.args = args;
+        }
+        shared
+    }
+
     /// The native kind's service name.
     pub(crate) fn service(&self) -> &'static str {
         match self.kind {
             Kind::Queue => crate::store::queue::SERVICE,
-            Kind::Dict => crate::store::dict::SERVICE,
-            Kind::List => crate::store::list::SERVICE,
+            Kind::Dict | Kind::Namespace => crate::store::dict::SERVICE,
+            Kind::List | Kind::Array => crate::store::list::SERVICE,
+            Kind::Semaphore { .. } => crate::store::lock::SEMAPHORE,
+            Kind::Barrier => crate::store::signal::BARRIER,
             Kind::Value => crate::store::value::SERVICE,
             Kind::Counter => crate::store::counter::SERVICE,
             Kind::Lock => crate::store::lock::LOCK,
@@ -218,8 +260,11 @@ impl PythonShared {
                 "pop",
             ],
             Kind::Value | Kind::Counter => &["add", "get", "set"],
-            Kind::Lock => &["acquire", "release"],
+            Kind::Lock | Kind::Semaphore { .. } => &["acquire", "release"],
             Kind::Event => &["clear", "is_set", "set", "wait"],
+            Kind::Barrier => &["__getattribute__", "abort", "reset", "wait"],
+            Kind::Namespace => &["__delattr__", "__getattribute__", "__setattr__"],
+            Kind::Array => &["__getitem__", "__len__", "__setitem__"],
         }
     }
 

@@ -110,6 +110,9 @@ pub struct ManagerBuilder {
     http_token: Option<String>,
     #[cfg(feature = "python")]
     python_exposed: std::collections::HashMap<String, crate::python::PythonShared>,
+    /// Whether Python clients get `SyncManager`'s typeids and the `get_dict(name)` family.
+    #[cfg(feature = "python")]
+    python_builtins: bool,
     registry: Registry,
     objects: ObjectsConfig,
     duplicates: Vec<String>,
@@ -215,6 +218,23 @@ impl ManagerBuilder {
             self.duplicates.push(typeid.to_string());
         }
         self.python_exposed.insert(typeid.to_string(), shared);
+        self
+    }
+
+    /// Serves Python clients what an unmodified `SyncManager(address, authkey).connect()`
+    /// creates (`m.dict()`, `m.list()`, `m.Queue()`, `m.JoinableQueue()`, `m.Lock()`,
+    /// `m.RLock()`, `m.Semaphore()`, `m.BoundedSemaphore()`, `m.Condition()`, `m.Event()`,
+    /// `m.Barrier(n)`, `m.Value(typecode, v)`, `m.Array(typecode, seq)`, `m.Namespace()`),
+    /// each freed with its last proxy, and the manager's named shared objects through
+    /// `get_dict(name)`, `get_list(name)`, `get_queue(name)`, `get_counter(name)`,
+    /// `get_value(name)`, `get_lock(name)` and `get_event(name)` (registered on a plain
+    /// `BaseManager` subclass). Their elements are any Python value: from Rust, open them with
+    /// [`Dynamic`](crate::Dynamic) elements (`client.dict::<Dynamic, Dynamic>(name)`).
+    /// `python_expose` typeids and registered functions of the same name come first.
+    /// `monogusa serve --python` turns it on.
+    #[cfg(feature = "python")]
+    pub fn python_builtins(mut self) -> Self {
+        self.python_builtins = true;
         self
     }
 
@@ -466,7 +486,7 @@ impl ManagerBuilder {
         }
         #[cfg(feature = "python")]
         let python = (!python_addresses.is_empty())
-            .then(|| python::PythonState::new(&raw_key, self.python_exposed));
+            .then(|| python::PythonState::new(&raw_key, self.python_exposed, self.python_builtins));
         #[cfg(not(feature = "python"))]
         {
             let _ = raw_key;
@@ -644,6 +664,8 @@ impl Manager {
             http_token: None,
             #[cfg(feature = "python")]
             python_exposed: std::collections::HashMap::new(),
+            #[cfg(feature = "python")]
+            python_builtins: false,
             registry: Registry::default(),
             objects: ObjectsConfig::default(),
             duplicates: Vec::new(),

@@ -435,6 +435,16 @@ impl Objects {
     /// Deletes the built-in shared object `name`; false if there is none. Calls blocked in it
     /// are woken with an `UnknownObject` error; what it held goes back to the store's budget
     /// once the last call running on it ends.
+    /// The names of the shared objects that start with `prefix`.
+    pub(crate) fn shared_names_with(&self, prefix: &str) -> Vec<String> {
+        self.table()
+            .shared_by_name
+            .keys()
+            .filter(|name| name.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
     pub(crate) fn delete_shared(&self, name: &str) -> Result<bool, RemoteError> {
         let removed = {
             let mut table = self.table();

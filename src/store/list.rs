@@ -51,6 +51,20 @@ impl SharedList {
         })
     }
 
+    /// Records every item from `from` on as it is now, and the removal of those past the
+    /// end up to `old_len` (after an insert, a removal or a replacement).
+    fn keep_from(&self, items: &[Bytes], from: usize, old_len: usize) -> Written<'_> {
+        self.persist.record(|object| {
+            (from..items.len().max(old_len)).map(move |index| {
+                let key = (index as u64).to_be_bytes();
+                match items.get(index) {
+                    Some(item) => Change::put(object, key, item.0.clone()),
+                    None => Change::delete(object, key),
+                }
+            })
+        })
+    }
+
     /// Records the item at `index` as it is now (removed if past the end).
     fn keep(&self, items: &[Bytes], index: usize) -> Written<'_> {
         let key = (index as u64).to_be_bytes();
@@ -73,6 +87,9 @@ builtin_methods!(
         Len = "len",
         Range = "range",
         Clear = "clear",
+        Insert = "insert",
+        RemoveAt = "remove_at",
+        Replace = "replace",
     }
 );
 
@@ -142,6 +159,61 @@ impl SharedList {
                 let end = usize::try_from(end).unwrap_or(len).min(len);
                 let start = usize::try_from(start).unwrap_or(len).min(end);
                 encode_result(&&items[start..end], out)
+            }
+            ListMethod::Insert => {
+                // Python's `insert`: an index past the end appends.
+                let (at, item): (u64, Bytes) = decode_args(args, SERVICE, method.name())?;
+                charged.budget().check_len(items.len() + 1, "list")?;
+                charged.take(&item)?;
+                let at = usize::try_from(at).unwrap_or(usize::MAX).min(items.len());
+                let old_len = items.len();
+                items.insert(at, item);
+                let written = self.keep_from(items, at, old_len);
+                drop(guard);
+                written.wait()?;
+                encode_result(&(), out)
+            }
+            ListMethod::RemoveAt => {
+                let (at,): (u64,) = decode_args(args, SERVICE, method.name())?;
+                let old_len = items.len();
+                let Some(at) = usize::try_from(at).ok().filter(|&i| i < old_len) else {
+                    return encode_result(&None::<Bytes>, out);
+                };
+                let item = items.remove(at);
+                charged.give(&item);
+                let written = self.keep_from(items, at, old_len);
+                drop(guard);
+                written.wait()?;
+                encode_result(&Some(item), out)
+            }
+            ListMethod::Replace => {
+                // A whole new content in one step (a sort, a reversal, a removal by value),
+                // if the list still holds `expected`: else nothing, and `false` (the caller
+                // reads again and retries, as with a compare-and-swap).
+                let (expected, new): (Vec<Bytes>, Vec<Bytes>) =
+                    decode_args(args, SERVICE, method.name())?;
+                if expected != *items {
+                    return encode_result(&false, out);
+                }
+                charged.budget().check_len(new.len(), "list")?;
+                let old_len = items.len();
+                let old = std::mem::take(items);
+                charged.give_all();
+                for item in &new {
+                    if let Err(e) = charged.take(item) {
+                        charged.give_all();
+                        for item in &old {
+                            charged.take(item)?;
+                        }
+                        *items = old;
+                        return Err(e);
+                    }
+                }
+                *items = new;
+                let written = self.keep_from(items, 0, old_len);
+                drop(guard);
+                written.wait()?;
+                encode_result(&true, out)
             }
             ListMethod::Clear => {
                 items.clear();

@@ -8,7 +8,7 @@
 
 pub(crate) mod backend;
 mod budget;
-mod builtin;
+pub(crate) mod builtin;
 mod bytes;
 pub(crate) mod counter;
 pub(crate) mod dict;

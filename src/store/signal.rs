@@ -103,6 +103,7 @@ builtin_methods!(
     BarrierMethod {
         Wait = "wait",
         Parties = "parties",
+        Waiting = "waiting",
     }
 );
 
@@ -170,6 +171,7 @@ impl SharedBarrier {
                 encode_result(&passed.then_some(position), out)
             }
             BarrierMethod::Parties => encode_result(&self.state().parties, out),
+            BarrierMethod::Waiting => encode_result(&self.state().arrived, out),
         }
     }
 

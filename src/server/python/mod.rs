@@ -32,8 +32,10 @@ use crate::python::value::PyValue;
 use crate::service::Caller;
 use crate::transport::Stream;
 use shared_calls::{Native, shared_method};
+use sync_manager::{Made, Names};
 
 mod shared_calls;
+mod sync_manager;
 
 /// Python connection ids start here, apart from native ones.
 const FIRST_CONNECTION: u64 = 1 << 62;
@@ -53,12 +55,26 @@ enum Target {
     Value(PyValue),
     /// A built-in shared object (its id in the manager's table).
     Shared { id: u64, spec: PythonShared },
+    /// `SyncManager.RLock()`, over the built-in lock `id`.
+    RLock {
+        id: u64,
+        lock: sync_manager::Reentrant,
+    },
+    /// `SyncManager.Condition()`, over the built-in lock `id`.
+    Condition {
+        id: u64,
+        condition: sync_manager::Condition,
+    },
+    /// What `iter(d)` or `reversed(l)` gave: a copy, handed out one at a time.
+    Iterator(Mutex<std::collections::VecDeque<PyValue>>),
 }
 
 struct Entry {
     target: Arc<Target>,
     refs: u64,
     exposed: Vec<String>,
+    /// The anonymous shared object to delete with the last reference.
+    owned: Option<String>,
 }
 
 /// The Python listener's state in the manager.
@@ -66,6 +82,12 @@ pub(crate) struct PythonState {
     /// The raw authkey: Python's handshake MACs with MD5 and SHA-256 over it.
     key: Vec<u8>,
     exposed: HashMap<String, PythonShared>,
+    /// Whether `SyncManager`'s typeids and `get_*(name)` are served.
+    builtins: bool,
+    /// The names of anonymous objects.
+    names: Names,
+    /// Anonymous objects a crashed run left in a data directory, deleted once.
+    swept: std::sync::Once,
     table: Mutex<(u64, HashMap<String, Entry>)>,
     next_connection: AtomicU64,
     /// Open connections and their reused threads.
@@ -73,10 +95,13 @@ pub(crate) struct PythonState {
 }
 
 impl PythonState {
-    pub(crate) fn new(key: &[u8], exposed: HashMap<String, PythonShared>) -> Self {
+    pub(crate) fn new(key: &[u8], exposed: HashMap<String, PythonShared>, builtins: bool) -> Self {
         PythonState {
             key: key.to_vec(),
             exposed,
+            builtins,
+            names: Names::new(),
+            swept: std::sync::Once::new(),
             table: Mutex::new((0, HashMap::new())),
             next_connection: AtomicU64::new(FIRST_CONNECTION),
             served: Served::new(IDLE_THREAD, MAX_IDLE, "monogusa-python"),
@@ -91,6 +116,15 @@ impl PythonState {
     /// Files a new object with one reference; an error past the table's limit (a client
     /// killed before its decrefs leaves its objects behind, as with Python's own server).
     fn insert(&self, target: Target, exposed: Vec<String>) -> Result<String, Reply> {
+        self.insert_owned(target, exposed, None)
+    }
+
+    fn insert_owned(
+        &self,
+        target: Target,
+        exposed: Vec<String>,
+        owned: Option<String>,
+    ) -> Result<String, Reply> {
         let mut table = self.table.lock();
         if table.1.len() >= MAX_OBJECTS {
             return Err(Reply::Traceback(format!(
@@ -105,6 +139,7 @@ impl PythonState {
                 target: Arc::new(target),
                 refs: 1,
                 exposed,
+                owned,
             },
         );
         Ok(ident)
@@ -213,11 +248,17 @@ fn write_frame(stream: &Stream, payload: &[u8]) -> io::Result<()> {
     writer.write_all(&frame)
 }
 
-/// A reply: `('#RETURN', value)`, `('#ERROR', exception)` or `('#TRACEBACK', text)`.
+/// A reply: `('#RETURN', value)`, `('#ERROR', exception)`, `('#TRACEBACK', text)`, or
+/// `('#PROXY', (exposed, token))` for a method whose result is an object of its own.
 enum Reply {
     Return(PyValue),
     Error(PyValue),
     Traceback(String),
+    Proxy {
+        exposed: PyValue,
+        typeid: String,
+        ident: String,
+    },
 }
 
 fn send(stream: &Stream, reply: Reply) -> io::Result<()> {
@@ -225,6 +266,22 @@ fn send(stream: &Stream, reply: Reply) -> io::Result<()> {
         Reply::Return(v) => ("#RETURN", v),
         Reply::Error(e) => ("#ERROR", e),
         Reply::Traceback(t) => ("#TRACEBACK", PyValue::Str(t)),
+        // The client puts its own address into the token.
+        Reply::Proxy {
+            exposed,
+            typeid,
+            ident,
+        } => (
+            "#PROXY",
+            PyValue::Tuple(vec![
+                exposed,
+                PyValue::Token {
+                    typeid,
+                    address: Box::new(PyValue::None),
+                    id: ident,
+                },
+            ]),
+        ),
     };
     let mut out = Vec::new();
     pickle(
@@ -415,7 +472,12 @@ fn server_call(
                         None
                     }
                 };
-                drop(removed); // outside the lock
+                // Outside the lock: an anonymous object goes with its last reference.
+                if let Some(name) = removed.and_then(|entry| entry.owned)
+                    && let Err(e) = shared.objects.delete_shared(&name)
+                {
+                    log::warn!("could not delete {name}: {e}");
+                }
                 Reply::Return(PyValue::None)
             }
             "get_methods" => {
@@ -496,6 +558,13 @@ fn create(
             reply_names,
         ])));
     }
+    if python.builtins
+        && shared.registry.get(&typeid).is_none()
+        && let Some(creation) = sync_manager::creation(&python.names, &typeid, &args, &kwds)
+    {
+        let creation = creation.map_err(Reply::Error)?;
+        return create_builtin(shared, python, creation, args, kwds);
+    }
     if !kwds.is_empty() {
         return Err(Reply::Traceback(format!(
             "TypeError: {typeid}() takes positional arguments only (Rust functions have no keywords)"
@@ -535,6 +604,104 @@ fn create(
     }
 }
 
+/// Makes what [`sync_manager::creation`] describes: opens the built-in object, fills in the
+/// contents given, and files it with its proxy's method names.
+fn create_builtin(
+    shared: &Arc<Shared>,
+    python: &PythonState,
+    creation: sync_manager::Creation,
+    args: Vec<PyValue>,
+    kwds: Vec<(PyValue, PyValue)>,
+) -> Result<Reply, Reply> {
+    python.swept.call_once(|| {
+        for name in shared
+            .objects
+            .shared_names_with(sync_manager::ANONYMOUS_PREFIX)
+        {
+            let _ = shared.objects.delete_shared(&name);
+        }
+    });
+    let open = |spec: &PythonShared| {
+        shared
+            .objects
+            .open_shared(spec.service(), &spec.name, &spec.tag, &spec.args)
+            .map_err(|e| Reply::Traceback(format!("cannot open {:?}: {e}", spec.name)))
+    };
+    let exposed: Vec<String> = creation.exposed.iter().map(|s| s.to_string()).collect();
+    let reply_names = names(&exposed);
+    let (target, owned) = match creation.made {
+        Made::Shared { spec, owned } => {
+            let id = open(&spec)?;
+            let owned = owned.then(|| spec.name.clone());
+            if owned.is_some() {
+                let mut held = HeldRefs::default();
+                let caller = Caller::detached();
+                let mut native = Native {
+                    shared,
+                    id,
+                    held: &mut held,
+                    caller: &caller,
+                };
+                if let Err(e) = sync_manager::fill(&mut native, &spec, args, kwds) {
+                    let _ = shared.objects.delete_shared(&spec.name);
+                    return Err(Reply::Error(e));
+                }
+            }
+            (Target::Shared { id, spec }, owned)
+        }
+        Made::RLock(lock) => {
+            let id = open(&lock.spec)?;
+            let owned = Some(lock.spec.name.clone());
+            (Target::RLock { id, lock }, owned)
+        }
+        Made::Condition(condition) => {
+            let id = open(&condition.lock.spec)?;
+            let owned = Some(condition.lock.spec.name.clone());
+            (Target::Condition { id, condition }, owned)
+        }
+    };
+    let ident = match python.insert_owned(target, exposed, owned.clone()) {
+        Ok(ident) => ident,
+        Err(reply) => {
+            if let Some(name) = owned {
+                let _ = shared.objects.delete_shared(&name);
+            }
+            return Err(reply);
+        }
+    };
+    Ok(Reply::Return(PyValue::Tuple(vec![
+        PyValue::Str(ident),
+        reply_names,
+    ])))
+}
+
+/// `iter(d)` on a dict proxy and `reversed(l)` on a list proxy: a new `Iterator` object over
+/// a copy, as `SyncManager`'s `method_to_typeid` makes it.
+fn iterator(python: &PythonState, items: Result<PyValue, PyValue>, reverse: bool) -> Reply {
+    let mut items: std::collections::VecDeque<PyValue> = match items {
+        Ok(PyValue::List(items)) => items.into(),
+        Ok(PyValue::Dict(pairs)) => pairs.into_iter().map(|(k, _)| k).collect(),
+        Ok(_) => return Reply::Error(methods::exception("TypeError", "not iterable")),
+        Err(e) => return Reply::Error(e),
+    };
+    if reverse {
+        items.make_contiguous().reverse();
+    }
+    let exposed: Vec<String> = sync_manager::ITERATOR
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let reply_names = names(&exposed);
+    match python.insert(Target::Iterator(Mutex::new(items)), exposed) {
+        Ok(ident) => Reply::Proxy {
+            exposed: reply_names,
+            typeid: "Iterator".into(),
+            ident,
+        },
+        Err(reply) => reply,
+    }
+}
+
 /// One call on a proxy's connection.
 fn method_call(
     shared: &Shared,
@@ -569,8 +736,54 @@ fn method_call(
             request.method
         ));
     }
+    fn native<'a, 'c>(
+        shared: &'a Shared,
+        id: u64,
+        held: &'a mut HeldRefs,
+        caller: &'a Caller<'c>,
+    ) -> Native<'a, 'c> {
+        Native {
+            shared,
+            id,
+            held,
+            caller,
+        }
+    }
     let outcome = match &*target {
         Target::Value(value) => methods::call(value, &request.method, &request.args),
+        Target::Shared { id, spec }
+            if matches!(request.method.as_str(), "__iter__" | "__reversed__") =>
+        {
+            let mut call = native(shared, *id, held, caller);
+            let items = shared_method(&mut call, spec, "#GETVALUE", Vec::new(), &[]);
+            return iterator(python, items, request.method == "__reversed__");
+        }
+        Target::RLock { id, lock } => lock.method(
+            &mut native(shared, *id, held, caller),
+            &request.method,
+            &request.args,
+            &request.kwds,
+        ),
+        Target::Condition { id, condition } => condition.method(
+            &mut native(shared, *id, held, caller),
+            &request.method,
+            &request.args,
+            &request.kwds,
+        ),
+        Target::Iterator(items) => match request.method.as_str() {
+            "__next__" => items
+                .lock()
+                .pop_front()
+                .ok_or_else(|| PyValue::Exception("StopIteration".into(), vec![])),
+            "close" => {
+                items.lock().clear();
+                Ok(PyValue::None)
+            }
+            other => Err(methods::exception(
+                "NotImplementedError",
+                format!("iterator.{other}() is not served"),
+            )),
+        },
         Target::Shared { id, spec } => {
             let mut call = Native {
                 shared,

@@ -18,7 +18,7 @@ pub(super) struct Native<'a, 'c> {
 }
 
 impl Native<'_, '_> {
-    fn call<R: serde::de::DeserializeOwned, A: serde::Serialize>(
+    pub(super) fn call<R: serde::de::DeserializeOwned, A: serde::Serialize>(
         &mut self,
         method: &str,
         args: &A,
@@ -43,14 +43,19 @@ impl Native<'_, '_> {
 }
 
 /// A keyword or positional argument (Python's proxies pass `block`, `timeout` either way).
-fn arg(args: &[PyValue], kwds: &[(PyValue, PyValue)], at: usize, name: &str) -> Option<PyValue> {
+pub(super) fn arg(
+    args: &[PyValue],
+    kwds: &[(PyValue, PyValue)],
+    at: usize,
+    name: &str,
+) -> Option<PyValue> {
     kwds.iter()
         .find(|(k, _)| matches!(k, PyValue::Str(s) if s == name))
         .map(|(_, v)| v.clone())
         .or_else(|| args.get(at).cloned())
 }
 
-fn truthy(value: &Option<PyValue>, default: bool) -> bool {
+pub(super) fn truthy(value: &Option<PyValue>, default: bool) -> bool {
     match value {
         None => default,
         Some(PyValue::Bool(b)) => *b,
@@ -61,7 +66,7 @@ fn truthy(value: &Option<PyValue>, default: bool) -> bool {
 }
 
 /// A timeout in seconds as milliseconds; `None` (or absent, or negative) waits forever.
-fn timeout_ms(value: &Option<PyValue>) -> Option<u64> {
+pub(super) fn timeout_ms(value: &Option<PyValue>) -> Option<u64> {
     match value {
         Some(PyValue::Int(n)) if *n >= 0 => Some((*n as u64).saturating_mul(1000)),
         Some(PyValue::Float(f)) if *f >= 0.0 => Some((f * 1000.0) as u64),
@@ -124,7 +129,22 @@ pub(super) fn shared_method(
             none
         }
         (Kind::Dict, _) => dict_method(native, spec, method, args),
-        (Kind::List, _) => list_method(native, spec, method, args),
+        (Kind::List | Kind::Array, _) => list_method(native, spec, method, args, kwds),
+        (Kind::Namespace, _) => namespace_method(native, spec, method, args),
+        (Kind::Barrier, _) => barrier_method(native, method, args, kwds),
+        (Kind::Semaphore { bounded }, "release") => {
+            let released = native.call::<(), _>("release", &());
+            match released {
+                Ok(()) => none,
+                Err(_) if bounded => {
+                    Err(exception("ValueError", "Semaphore released too many times"))
+                }
+                Err(_) => Err(exception(
+                    "ValueError",
+                    "a release without an acquire of this thread (permits belong to the thread that took them)",
+                )),
+            }
+        }
         (Kind::Value, "get" | "#GETVALUE" | "__str__" | "__repr__") => {
             let value: Option<Bytes> = native.call("get", &())?;
             let value = match value {
@@ -160,7 +180,7 @@ pub(super) fn shared_method(
             };
             Ok(PyValue::Int(new))
         }
-        (Kind::Lock, "acquire") => {
+        (Kind::Lock | Kind::Semaphore { .. }, "acquire") => {
             let blocking = truthy(&arg(&args, kwds, 0, "blocking"), true);
             let wait = if blocking {
                 timeout_ms(&arg(&args, kwds, 1, "timeout"))
@@ -299,6 +319,20 @@ fn dict_method(
                 .map(|(k, v)| PyValue::Tuple(vec![k, v]))
                 .collect(),
         )),
+        "popitem" => {
+            // The last key in the dict's order (by encoding here, not insertion).
+            let stored: Vec<(Bytes, Bytes)> = native.call("items", &())?;
+            for (key, _) in stored.iter().rev() {
+                let removed: Option<Bytes> = native.call("remove", &(key.clone(),))?;
+                if let Some(value) = removed {
+                    return Ok(PyValue::Tuple(vec![
+                        spec.decode_stored_key(key)?,
+                        spec.decode_stored(&value)?,
+                    ]));
+                }
+            }
+            Err(exception("KeyError", "popitem(): dictionary is empty"))
+        }
         "copy" | "#GETVALUE" => Ok(PyValue::Dict(items(native)?)),
         "__str__" | "__repr__" => Ok(PyValue::Str(PyValue::Dict(items(native)?).repr())),
         other => Err(exception(
@@ -313,15 +347,27 @@ fn list_method(
     spec: &PythonShared,
     method: &str,
     args: Vec<PyValue>,
+    kwds: &[(PyValue, PyValue)],
 ) -> Result<PyValue, PyValue> {
+    let stored_all = |native: &mut Native<'_, '_>| -> Result<Vec<Bytes>, PyValue> {
+        native.call("range", &(0u64, u64::MAX))
+    };
     let all = |native: &mut Native<'_, '_>| -> Result<Vec<PyValue>, PyValue> {
-        let stored: Vec<Bytes> = native.call("range", &(0u64, u64::MAX))?;
-        stored.iter().map(|b| spec.decode_stored(b)).collect()
+        stored_all(native)?
+            .iter()
+            .map(|b| spec.decode_stored(b))
+            .collect()
     };
     let index = |native: &mut Native<'_, '_>, value: &PyValue| -> Result<u64, PyValue> {
         let len: u64 = native.call("len", &())?;
         let PyValue::Int(i) = value else {
-            return Err(exception("TypeError", "list indices must be integers"));
+            return Err(exception(
+                "TypeError",
+                format!(
+                    "list indices must be integers, not {} (slices are not served)",
+                    value.type_name()
+                ),
+            ));
         };
         let i = if *i < 0 { len as i64 + i } else { *i };
         if i < 0 || i as u64 >= len {
@@ -329,6 +375,32 @@ fn list_method(
         }
         Ok(i as u64)
     };
+    // A change that depends on the whole list (sort, remove by value, ...): computed from a
+    // copy and applied only if the list did not change meanwhile, else computed again.
+    let rewrite = |native: &mut Native<'_, '_>,
+                   change: &dyn Fn(Vec<PyValue>) -> Result<(Vec<PyValue>, PyValue), PyValue>|
+     -> Result<PyValue, PyValue> {
+        for _ in 0..1000 {
+            let before = stored_all(native)?;
+            let items = before
+                .iter()
+                .map(|b| spec.decode_stored(b))
+                .collect::<Result<Vec<_>, _>>()?;
+            let (after, result) = change(items)?;
+            let after = after
+                .into_iter()
+                .map(|v| spec.to_stored(v))
+                .collect::<Result<Vec<_>, _>>()?;
+            if native.call::<bool, _>("replace", &(before, after))? {
+                return Ok(result);
+            }
+        }
+        Err(exception(
+            "RuntimeError",
+            "the list kept changing under this call",
+        ))
+    };
+    let position = |items: &[PyValue], value: &PyValue| items.iter().position(|x| py_eq(x, value));
     let mut args = args.into_iter();
     match method {
         "append" => {
@@ -336,14 +408,36 @@ fn list_method(
             let _: u64 = native.call("push", &(item,))?;
             Ok(PyValue::None)
         }
-        "extend" => {
+        "extend" | "__iadd__" => {
             let items = match args.next() {
                 Some(PyValue::List(items) | PyValue::Tuple(items)) => items,
-                _ => return Err(exception("TypeError", "extend() takes a list")),
+                Some(PyValue::Set(items) | PyValue::FrozenSet(items)) => items,
+                Some(other) => {
+                    return Err(exception(
+                        "TypeError",
+                        format!("'{}' object is not iterable here", other.type_name()),
+                    ));
+                }
+                None => return Err(exception("TypeError", "extend() takes a list")),
             };
             for item in items {
                 let _: u64 = native.call("push", &(spec.to_stored(item)?,))?;
             }
+            Ok(PyValue::None)
+        }
+        "insert" => {
+            let at = match args.next() {
+                Some(PyValue::Int(i)) => i,
+                _ => return Err(exception("TypeError", "insert(index, object)")),
+            };
+            let item = spec.to_stored(args.next().unwrap_or(PyValue::None))?;
+            let at = if at < 0 {
+                let len: u64 = native.call("len", &())?;
+                (len as i64 + at).max(0) as u64
+            } else {
+                at as u64
+            };
+            native.call::<(), _>("insert", &(at, item))?;
             Ok(PyValue::None)
         }
         "__getitem__" => {
@@ -357,18 +451,105 @@ fn list_method(
             let _: Bytes = native.call("set", &(at, item))?;
             Ok(PyValue::None)
         }
+        "__delitem__" => {
+            let at = index(native, &args.next().unwrap_or(PyValue::None))?;
+            let _: Option<Bytes> = native.call("remove_at", &(at,))?;
+            Ok(PyValue::None)
+        }
         "__len__" => Ok(PyValue::Int(native.call::<u64, _>("len", &())? as i64)),
         "pop" => {
-            if args.next().is_some() {
-                return Err(exception(
-                    "NotImplementedError",
-                    "only pop() of the last item",
-                ));
-            }
-            let item: Option<Bytes> = native.call("pop", &())?;
+            let item: Option<Bytes> = match args.next() {
+                None => native.call("pop", &())?,
+                Some(i) => {
+                    let at = index(native, &i).map_err(|e| match e {
+                        PyValue::Exception(name, _) if name == "IndexError" => {
+                            exception("IndexError", "pop index out of range")
+                        }
+                        other => other,
+                    })?;
+                    native.call("remove_at", &(at,))?
+                }
+            };
             match item {
                 Some(b) => spec.decode_stored(&b),
                 None => Err(exception("IndexError", "pop from empty list")),
+            }
+        }
+        "remove" => {
+            let value = first(args.collect(), method)?;
+            rewrite(native, &|mut items| match position(&items, &value) {
+                Some(at) => {
+                    items.remove(at);
+                    Ok((items, PyValue::None))
+                }
+                None => Err(exception("ValueError", "list.remove(x): x not in list")),
+            })
+        }
+        "index" => {
+            let value = first(args.collect(), method)?;
+            let items = all(native)?;
+            position(&items, &value)
+                .map(|at| PyValue::Int(at as i64))
+                .ok_or_else(|| exception("ValueError", format!("{} is not in list", value.repr())))
+        }
+        "count" => {
+            let value = first(args.collect(), method)?;
+            let items = all(native)?;
+            Ok(PyValue::Int(
+                items.iter().filter(|x| py_eq(x, &value)).count() as i64,
+            ))
+        }
+        "__contains__" => {
+            let value = first(args.collect(), method)?;
+            Ok(PyValue::Bool(position(&all(native)?, &value).is_some()))
+        }
+        "reverse" => rewrite(native, &|mut items| {
+            items.reverse();
+            Ok((items, PyValue::None))
+        }),
+        "sort" => {
+            if arg(&[], kwds, 0, "key").is_some_and(|k| k != PyValue::None) {
+                return Err(exception(
+                    "TypeError",
+                    "sort(key=...) cannot send a Python function to a Rust manager",
+                ));
+            }
+            let reverse = truthy(&arg(&[], kwds, 0, "reverse"), false);
+            rewrite(native, &|items| {
+                Ok((sorted(items, reverse)?, PyValue::None))
+            })
+        }
+        "__add__" => {
+            let mut items = all(native)?;
+            match args.next() {
+                Some(PyValue::List(more)) => items.extend(more),
+                _ => {
+                    return Err(exception(
+                        "TypeError",
+                        "can only concatenate list (not another type) to list",
+                    ));
+                }
+            }
+            Ok(PyValue::List(items))
+        }
+        "__mul__" | "__rmul__" | "__imul__" => {
+            let times = match args.next() {
+                Some(PyValue::Int(n)) => n.max(0) as usize,
+                _ => {
+                    return Err(exception("TypeError", "can't multiply sequence by non-int"));
+                }
+            };
+            let repeat = move |items: Vec<PyValue>| -> Result<Vec<PyValue>, PyValue> {
+                let len = items.len().saturating_mul(times);
+                if len > 1 << 20 {
+                    return Err(exception("MemoryError", "a list of over 1M items"));
+                }
+                Ok(items.iter().cycle().take(len).cloned().collect())
+            };
+            if method == "__imul__" {
+                rewrite(native, &|items| Ok((repeat(items)?, PyValue::None)))
+            } else {
+                Ok(PyValue::List(repeat(all(native)?)?))
             }
         }
         "clear" => {
@@ -382,4 +563,181 @@ fn list_method(
             format!("list has no method {other}"),
         )),
     }
+}
+
+/// `Namespace()`: attributes as a dict of str keys, through `NamespaceProxy`'s three calls.
+fn namespace_method(
+    native: &mut Native<'_, '_>,
+    spec: &PythonShared,
+    method: &str,
+    args: Vec<PyValue>,
+) -> Result<PyValue, PyValue> {
+    let mut args = args.into_iter();
+    let mut name = || match args.next() {
+        Some(PyValue::Str(name)) => Ok(name),
+        _ => Err(exception("TypeError", "attribute name must be string")),
+    };
+    let no_attribute = |n: &str| {
+        exception(
+            "AttributeError",
+            format!("'Namespace' object has no attribute '{n}'"),
+        )
+    };
+    match method {
+        "__getattribute__" => {
+            let attribute = name()?;
+            let key = spec.key_to_stored(PyValue::Str(attribute.clone()))?;
+            let found: Option<Bytes> = native.call("get", &(key,))?;
+            match found {
+                Some(value) => spec.decode_stored(&value),
+                None => Err(no_attribute(&attribute)),
+            }
+        }
+        "__setattr__" => {
+            let key = spec.key_to_stored(PyValue::Str(name()?))?;
+            let value = spec.to_stored(args.next().unwrap_or(PyValue::None))?;
+            let _: Option<Bytes> = native.call("insert", &(key, value))?;
+            Ok(PyValue::None)
+        }
+        "__delattr__" => {
+            let attribute = name()?;
+            let key = spec.key_to_stored(PyValue::Str(attribute.clone()))?;
+            let removed: Option<Bytes> = native.call("remove", &(key,))?;
+            removed
+                .map(|_| PyValue::None)
+                .ok_or_else(|| no_attribute(&attribute))
+        }
+        "update" => dict_method(native, spec, "update", args.collect()),
+        "__str__" | "__repr__" | "#GETVALUE" => {
+            let stored: Vec<(Bytes, Bytes)> = native.call("items", &())?;
+            let mut parts = Vec::new();
+            for (k, v) in &stored {
+                let (k, v) = (spec.decode_stored_key(k)?, spec.decode_stored(v)?);
+                parts.push(format!("{}={}", k.to_str(), v.repr()));
+            }
+            Ok(PyValue::Str(format!("Namespace({})", parts.join(", "))))
+        }
+        other => Err(exception(
+            "AttributeError",
+            format!("a namespace has no method {other}"),
+        )),
+    }
+}
+
+/// `Barrier(parties)`: `wait` gives each party its arrival index; `parties`, `n_waiting`
+/// and `broken` are read through `__getattribute__` (BarrierProxy's properties).
+fn barrier_method(
+    native: &mut Native<'_, '_>,
+    method: &str,
+    args: Vec<PyValue>,
+    kwds: &[(PyValue, PyValue)],
+) -> Result<PyValue, PyValue> {
+    match method {
+        "wait" => {
+            let wait = timeout_ms(&arg(&args, kwds, 0, "timeout"));
+            let passed: Option<u64> = native.call("wait", &(wait,))?;
+            passed
+                .map(|index| PyValue::Int(index as i64))
+                .ok_or_else(|| PyValue::Exception("threading.BrokenBarrierError".into(), vec![]))
+        }
+        "__getattribute__" => match args.first() {
+            Some(PyValue::Str(name)) if name == "parties" => {
+                Ok(PyValue::Int(native.call::<u64, _>("parties", &())? as i64))
+            }
+            Some(PyValue::Str(name)) if name == "n_waiting" => {
+                Ok(PyValue::Int(native.call::<u64, _>("waiting", &())? as i64))
+            }
+            Some(PyValue::Str(name)) if name == "broken" => Ok(PyValue::Bool(false)),
+            Some(other) => Err(exception(
+                "AttributeError",
+                format!("'Barrier' object has no attribute {}", other.repr()),
+            )),
+            None => Err(exception("TypeError", "__getattribute__ takes a name")),
+        },
+        "abort" | "reset" => Err(exception(
+            "NotImplementedError",
+            format!("Barrier.{method}() is not served: a party that gives up times out instead"),
+        )),
+        other => Err(exception(
+            "AttributeError",
+            format!("a barrier has no method {other}"),
+        )),
+    }
+}
+
+/// Python's equality, as far as plain values go: numbers compare by value across int, float
+/// and bool (`1 == 1.0 == True`), everything else by shape.
+pub(super) fn py_eq(a: &PyValue, b: &PyValue) -> bool {
+    match (number(a), number(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => match (a, b) {
+            (PyValue::List(x) | PyValue::Tuple(x), PyValue::List(y) | PyValue::Tuple(y))
+                if std::mem::discriminant(a) == std::mem::discriminant(b) =>
+            {
+                x.len() == y.len() && x.iter().zip(y).all(|(a, b)| py_eq(a, b))
+            }
+            _ => a == b,
+        },
+    }
+}
+
+fn number(value: &PyValue) -> Option<f64> {
+    match value {
+        PyValue::Int(n) => Some(*n as f64),
+        PyValue::Float(f) => Some(*f),
+        PyValue::Bool(b) => Some(*b as u8 as f64),
+        _ => None,
+    }
+}
+
+/// Python's `<` on plain values, or `None` where Python raises `TypeError`.
+fn py_cmp(a: &PyValue, b: &PyValue) -> Option<std::cmp::Ordering> {
+    if let (Some(x), Some(y)) = (number(a), number(b)) {
+        return x.partial_cmp(&y);
+    }
+    match (a, b) {
+        (PyValue::Str(x), PyValue::Str(y)) => Some(x.cmp(y)),
+        (PyValue::Bytes(x), PyValue::Bytes(y)) => Some(x.cmp(y)),
+        (PyValue::List(x), PyValue::List(y)) | (PyValue::Tuple(x), PyValue::Tuple(y)) => {
+            for (a, b) in x.iter().zip(y) {
+                if !py_eq(a, b) {
+                    return py_cmp(a, b);
+                }
+            }
+            Some(x.len().cmp(&y.len()))
+        }
+        _ => None,
+    }
+}
+
+/// Sorts as `list.sort(reverse=...)` does (stable); a `key` function cannot cross.
+fn sorted(mut items: Vec<PyValue>, reverse: bool) -> Result<Vec<PyValue>, PyValue> {
+    let mut failed = None;
+    items.sort_by(|a, b| {
+        py_cmp(a, b).unwrap_or_else(|| {
+            failed.get_or_insert_with(|| {
+                format!(
+                    "'<' not supported between instances of '{}' and '{}'",
+                    a.type_name(),
+                    b.type_name()
+                )
+            });
+            std::cmp::Ordering::Equal
+        })
+    });
+    if let Some(why) = failed {
+        return Err(exception("TypeError", why));
+    }
+    if reverse {
+        // Stable as Python's: equal items keep their order.
+        let mut groups: Vec<Vec<PyValue>> = Vec::new();
+        for item in items {
+            match groups.last_mut() {
+                Some(group) if py_eq(&group[0], &item) => group.push(item),
+                _ => groups.push(vec![item]),
+            }
+        }
+        items = groups.into_iter().rev().flatten().collect();
+    }
+    Ok(items)
 }

@@ -1,0 +1,565 @@
+//! What an unmodified `SyncManager(address, authkey).connect()` client creates
+//! (`m.dict()`, `m.list()`, `m.Queue()`, `m.Lock()`, `m.Value('i', 0)`, ...), and the shared
+//! objects a plain `BaseManager` subclass reaches by name (`get_dict(name)`, `get_queue(name)`,
+//! ...), each answering the method names of the proxy type Python's client makes for it.
+//!
+//! A typeid's object is anonymous: a built-in shared object under an internal name
+//! (`monogusa.python:dict:<run>:<n>`), deleted when its last proxy goes (the refcount Python's
+//! client keeps with `incref`/`decref`). Objects reached by name are the manager's own named
+//! ones, with any Python value as elements ([`Dynamic`](crate::Dynamic) from Rust).
+//!
+//! RLock and Condition have no built-in kind: they live here, over a built-in lock, so that a
+//! connection that dies still gives the lock back.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::shared_calls::{Native, arg, timeout_ms, truthy};
+use crate::python::methods::exception;
+use crate::python::shared::{Kind, PythonShared, encoded};
+use crate::python::value::PyValue;
+use crate::store::builtin::{Waiting, deadline, wait_while};
+
+/// The prefix of every anonymous object's name (an internal name: `stat` hides it).
+pub(super) const ANONYMOUS_PREFIX: &str = "monogusa.python:";
+
+/// `DictProxy._exposed_`.
+const DICT: &[&str] = &[
+    "__contains__",
+    "__delitem__",
+    "__getitem__",
+    "__iter__",
+    "__len__",
+    "__setitem__",
+    "clear",
+    "copy",
+    "get",
+    "items",
+    "keys",
+    "pop",
+    "popitem",
+    "setdefault",
+    "update",
+    "values",
+];
+
+/// `ListProxy._exposed_`.
+const LIST: &[&str] = &[
+    "__add__",
+    "__contains__",
+    "__delitem__",
+    "__getitem__",
+    "__imul__",
+    "__len__",
+    "__mul__",
+    "__reversed__",
+    "__rmul__",
+    "__setitem__",
+    "append",
+    "count",
+    "extend",
+    "index",
+    "insert",
+    "pop",
+    "remove",
+    "reverse",
+    "sort",
+];
+
+/// The public methods of `queue.Queue` (what `AutoProxy` asks for).
+const QUEUE: &[&str] = &[
+    "empty",
+    "full",
+    "get",
+    "get_nowait",
+    "join",
+    "put",
+    "put_nowait",
+    "qsize",
+    "task_done",
+];
+const ACQUIRER: &[&str] = &["acquire", "release"];
+const CONDITION: &[&str] = &["acquire", "notify", "notify_all", "release", "wait"];
+const EVENT: &[&str] = &["clear", "is_set", "set", "wait"];
+const BARRIER: &[&str] = &["__getattribute__", "abort", "reset", "wait"];
+const NAMESPACE: &[&str] = &["__delattr__", "__getattribute__", "__setattr__"];
+const VALUE: &[&str] = &["get", "set"];
+const COUNTER: &[&str] = &["add", "get", "set"];
+const ARRAY: &[&str] = &["__getitem__", "__len__", "__setitem__"];
+/// `IteratorProxy._exposed_`.
+pub(super) const ITERATOR: &[&str] = &["__next__", "close", "send", "throw"];
+
+/// What a `create` of one of these typeids made.
+pub(super) enum Made {
+    /// A built-in shared object (to delete with the last reference if `owned`).
+    Shared {
+        spec: PythonShared,
+        owned: bool,
+    },
+    RLock(Reentrant),
+    Condition(Condition),
+}
+
+/// A made object with the method names its proxy calls.
+pub(super) struct Creation {
+    pub(super) made: Made,
+    pub(super) exposed: &'static [&'static str],
+}
+
+/// Numbers the anonymous objects of this run; the run's own stamp keeps names apart from
+/// those a crashed run left in a data directory (swept at the first creation).
+pub(super) struct Names {
+    run: u64,
+    next: AtomicU64,
+}
+
+impl Names {
+    pub(super) fn new() -> Names {
+        let mut random = [0u8; 8];
+        let _ = getrandom::fill(&mut random);
+        Names {
+            run: u64::from_le_bytes(random),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self, typeid: &str) -> String {
+        let n = self.next.fetch_add(1, Relaxed);
+        format!("{ANONYMOUS_PREFIX}{typeid}:{:08x}:{n}", self.run as u32)
+    }
+}
+
+fn int(value: Option<PyValue>, what: &str, default: i64) -> Result<i64, PyValue> {
+    match value {
+        None | Some(PyValue::None) => Ok(default),
+        Some(PyValue::Int(n)) => Ok(n),
+        Some(PyValue::Bool(b)) => Ok(b as i64),
+        Some(other) => Err(exception(
+            "TypeError",
+            format!("{what} must be an int, not {}", other.type_name()),
+        )),
+    }
+}
+
+fn count(value: Option<PyValue>, what: &str, default: i64) -> Result<u64, PyValue> {
+    let n = int(value, what, default)?;
+    u64::try_from(n).map_err(|_| exception("ValueError", format!("{what} must be >= 0")))
+}
+
+/// What `typeid` makes, for the typeids of `SyncManager` and the `get_*(name)` family;
+/// `None` for any other typeid. Contents given at creation (`m.dict(a=1)`, `m.list([1, 2])`,
+/// `m.Value('i', 5)`) are filled in by [`fill`].
+pub(super) fn creation(
+    names: &Names,
+    typeid: &str,
+    args: &[PyValue],
+    kwds: &[(PyValue, PyValue)],
+) -> Option<Result<Creation, PyValue>> {
+    let anonymous = |kind: Kind, exposed, args: Vec<u8>| {
+        Ok(Creation {
+            made: Made::Shared {
+                spec: PythonShared::dynamic(kind, &names.next(typeid), args),
+                owned: true,
+            },
+            exposed,
+        })
+    };
+    let first = args.first().cloned();
+    Some(match typeid {
+        "dict" => anonymous(Kind::Dict, DICT, Vec::new()),
+        "list" => anonymous(Kind::List, LIST, Vec::new()),
+        "Namespace" => anonymous(Kind::Namespace, NAMESPACE, Vec::new()),
+        "Value" => anonymous(Kind::Value, VALUE, Vec::new()),
+        "Array" => anonymous(Kind::Array, ARRAY, Vec::new()),
+        "Queue" | "JoinableQueue" => {
+            let maxsize = arg(args, kwds, 0, "maxsize");
+            // Python's queues take maxsize <= 0 as unbounded, as a capacity of 0 is here.
+            match int(maxsize, "maxsize", 0) {
+                Ok(n) => anonymous(Kind::Queue, QUEUE, encoded(&(n.max(0) as u64,))),
+                Err(e) => Err(e),
+            }
+        }
+        "Lock" => anonymous(Kind::Lock, ACQUIRER, Vec::new()),
+        "Semaphore" | "BoundedSemaphore" => match count(arg(args, kwds, 0, "value"), "value", 1) {
+            Ok(permits) => anonymous(
+                Kind::Semaphore {
+                    bounded: typeid == "BoundedSemaphore",
+                },
+                ACQUIRER,
+                encoded(&(permits,)),
+            ),
+            Err(e) => Err(e),
+        },
+        "Event" => anonymous(Kind::Event, EVENT, Vec::new()),
+        "Barrier" => {
+            if arg(args, kwds, 1, "action").is_some_and(|a| a != PyValue::None) {
+                Err(exception(
+                    "TypeError",
+                    "Barrier(action=...) cannot run a Python callable in a Rust manager",
+                ))
+            } else {
+                match count(first, "parties", 0) {
+                    Ok(0) => Err(exception("ValueError", "parties must be > 0")),
+                    Ok(parties) => anonymous(Kind::Barrier, BARRIER, encoded(&(parties,))),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+        "RLock" => Ok(Creation {
+            made: Made::RLock(Reentrant::new(PythonShared::lock(&names.next(typeid)))),
+            exposed: ACQUIRER,
+        }),
+        "Condition" => {
+            if first.is_some_and(|lock| lock != PyValue::None) {
+                Err(exception(
+                    "TypeError",
+                    "Condition(lock) takes no lock here: each Condition has its own RLock",
+                ))
+            } else {
+                Ok(Creation {
+                    made: Made::Condition(Condition {
+                        lock: Reentrant::new(PythonShared::lock(&names.next(typeid))),
+                        waiters: Mutex::new(Waiters::default()),
+                        changed: Condvar::new(),
+                    }),
+                    exposed: CONDITION,
+                })
+            }
+        }
+        "Pool" => Err(exception(
+            "NotImplementedError",
+            "Pool runs Python callables; a Rust manager has none (use its task queues)",
+        )),
+        "get_dict" => by_name(typeid, args, Kind::Dict, DICT_BY_NAME),
+        "get_list" => by_name(typeid, args, Kind::List, LIST_BY_NAME),
+        "get_queue" => by_name(typeid, args, Kind::Queue, QUEUE),
+        "get_counter" => by_name(typeid, args, Kind::Counter, COUNTER),
+        "get_value" => by_name(typeid, args, Kind::Value, VALUE),
+        "get_lock" => by_name(typeid, args, Kind::Lock, ACQUIRER),
+        "get_event" => by_name(typeid, args, Kind::Event, EVENT),
+        _ => return None,
+    })
+}
+
+/// What a plain `BaseManager`'s `AutoProxy` may call: no `__iter__` or `__reversed__`, whose
+/// results are proxies of a typeid (`Iterator`) only `SyncManager` registers.
+const DICT_BY_NAME: &[&str] = &[
+    "__contains__",
+    "__delitem__",
+    "__getitem__",
+    "__len__",
+    "__setitem__",
+    "clear",
+    "copy",
+    "get",
+    "items",
+    "keys",
+    "pop",
+    "popitem",
+    "setdefault",
+    "update",
+    "values",
+];
+const LIST_BY_NAME: &[&str] = &[
+    "__contains__",
+    "__delitem__",
+    "__getitem__",
+    "__len__",
+    "__setitem__",
+    "append",
+    "count",
+    "extend",
+    "index",
+    "insert",
+    "pop",
+    "remove",
+    "reverse",
+    "sort",
+];
+
+/// `get_dict(name)` and the like: the named object, made on first use.
+fn by_name(
+    typeid: &str,
+    args: &[PyValue],
+    kind: Kind,
+    exposed: &'static [&'static str],
+) -> Result<Creation, PyValue> {
+    let Some(PyValue::Str(name)) = args.first() else {
+        return Err(exception(
+            "TypeError",
+            format!("{typeid}(name) takes the object's name, a str"),
+        ));
+    };
+    if name.starts_with("monogusa.") {
+        return Err(exception(
+            "ValueError",
+            format!("{name:?} is one of the manager's own names"),
+        ));
+    }
+    let args = match kind {
+        Kind::Queue => encoded(&(0u64,)),
+        _ => Vec::new(),
+    };
+    Ok(Creation {
+        made: Made::Shared {
+            spec: PythonShared::dynamic(kind, name, args),
+            owned: false,
+        },
+        exposed,
+    })
+}
+
+/// The contents a creation was given, put into the new object: `dict(mapping, **kwds)`,
+/// `list(iterable)`, `Namespace(**kwds)`, `Value(typecode, value)`, `Array(typecode, seq)`.
+pub(super) fn fill(
+    native: &mut Native<'_, '_>,
+    spec: &PythonShared,
+    args: Vec<PyValue>,
+    kwds: Vec<(PyValue, PyValue)>,
+) -> Result<(), PyValue> {
+    use super::shared_calls::shared_method;
+    let mut args = args.into_iter();
+    match spec.kind {
+        Kind::Dict | Kind::Namespace => {
+            if let Some(initial) = args.next() {
+                shared_method(native, spec, "update", vec![initial], &[])?;
+            }
+            if !kwds.is_empty() {
+                shared_method(native, spec, "update", vec![PyValue::Dict(kwds)], &[])?;
+            }
+        }
+        Kind::List => {
+            if let Some(initial) = args.next() {
+                shared_method(native, spec, "extend", vec![initial], &[])?;
+            }
+        }
+        Kind::Array => {
+            let _typecode = args.next();
+            match args.next() {
+                Some(PyValue::Int(n)) => {
+                    let zeros = vec![PyValue::Int(0); usize::try_from(n).unwrap_or(0)];
+                    shared_method(native, spec, "extend", vec![PyValue::List(zeros)], &[])?;
+                }
+                Some(initial) => {
+                    shared_method(native, spec, "extend", vec![initial], &[])?;
+                }
+                None => return Err(exception("TypeError", "Array(typecode, sequence)")),
+            }
+        }
+        Kind::Value => {
+            // The typecode is not checked, as Python's own `managers.Value` does not.
+            let _typecode = args.next();
+            let value = args.next().unwrap_or(PyValue::None);
+            shared_method(native, spec, "set", vec![value], &[])?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A lock its holder may take again, as `threading.RLock`: over a built-in lock (released if
+/// the holding connection dies), with the holder and its depth kept here. Python's client
+/// calls a proxy's methods over one connection per thread, so a connection is a thread.
+pub(super) struct Reentrant {
+    pub(super) spec: PythonShared,
+    /// The holding connection and how many times it took the lock.
+    owner: Mutex<Option<(u64, u64)>>,
+}
+
+impl Reentrant {
+    fn new(spec: PythonShared) -> Reentrant {
+        Reentrant {
+            spec,
+            owner: Mutex::new(None),
+        }
+    }
+
+    fn acquire(&self, native: &mut Native<'_, '_>, wait: Option<u64>) -> Result<bool, PyValue> {
+        let me = native.caller.connection();
+        if let Some((holder, depth)) = &mut *self.owner.lock()
+            && *holder == me
+        {
+            *depth += 1;
+            return Ok(true);
+        }
+        let got: bool = native.call("acquire", &(wait,))?;
+        if got {
+            *self.owner.lock() = Some((me, 1));
+        }
+        Ok(got)
+    }
+
+    /// Gives the lock back entirely (for a condition's wait): the depth it had.
+    fn release_all(&self, native: &mut Native<'_, '_>) -> Result<u64, PyValue> {
+        let me = native.caller.connection();
+        let mut owner = self.owner.lock();
+        match *owner {
+            Some((holder, depth)) if holder == me => {
+                *owner = None;
+                native.call::<(), _>("release", &())?;
+                Ok(depth)
+            }
+            _ => Err(exception("RuntimeError", "cannot release un-acquired lock")),
+        }
+    }
+
+    fn release(&self, native: &mut Native<'_, '_>) -> Result<(), PyValue> {
+        let me = native.caller.connection();
+        let mut owner = self.owner.lock();
+        match &mut *owner {
+            Some((holder, depth)) if *holder == me => {
+                *depth -= 1;
+                if *depth == 0 {
+                    *owner = None;
+                    native.call::<(), _>("release", &())?;
+                }
+                Ok(())
+            }
+            _ => Err(exception("RuntimeError", "cannot release un-acquired lock")),
+        }
+    }
+
+    fn restore(&self, native: &Native<'_, '_>, depth: u64) {
+        *self.owner.lock() = Some((native.caller.connection(), depth));
+    }
+
+    /// `acquire` and `release` as Python's `AcquirerProxy` calls them.
+    pub(super) fn method(
+        &self,
+        native: &mut Native<'_, '_>,
+        method: &str,
+        args: &[PyValue],
+        kwds: &[(PyValue, PyValue)],
+    ) -> Result<PyValue, PyValue> {
+        match method {
+            "acquire" => {
+                let blocking = truthy(&arg(args, kwds, 0, "blocking"), true);
+                let wait = if blocking {
+                    timeout_ms(&arg(args, kwds, 1, "timeout"))
+                } else {
+                    Some(0)
+                };
+                self.acquire(native, wait).map(PyValue::Bool)
+            }
+            "release" => self.release(native).map(|()| PyValue::None),
+            other => Err(exception(
+                "AttributeError",
+                format!("a lock has no method {other}"),
+            )),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Waiters {
+    /// Tickets of the waiting calls, in arrival order, and whether each was notified.
+    waiting: VecDeque<(u64, bool)>,
+    next: u64,
+}
+
+/// `threading.Condition` over its own [`Reentrant`] lock: `wait` gives the lock back
+/// entirely, waits to be notified (or its timeout), and takes it again at the same depth.
+pub(super) struct Condition {
+    pub(super) lock: Reentrant,
+    waiters: Mutex<Waiters>,
+    changed: Condvar,
+}
+
+impl Condition {
+    pub(super) fn method(
+        &self,
+        native: &mut Native<'_, '_>,
+        method: &str,
+        args: &[PyValue],
+        kwds: &[(PyValue, PyValue)],
+    ) -> Result<PyValue, PyValue> {
+        match method {
+            "acquire" | "release" => self.lock.method(native, method, args, kwds),
+            "wait" => {
+                let wait = timeout_ms(&arg(args, kwds, 0, "timeout"));
+                self.wait(native, wait).map(PyValue::Bool)
+            }
+            "notify" => {
+                let n = count(arg(args, kwds, 0, "n"), "n", 1)?;
+                self.notify(native, n as usize)
+            }
+            "notify_all" => self.notify(native, usize::MAX),
+            other => Err(exception(
+                "AttributeError",
+                format!("a condition has no method {other}"),
+            )),
+        }
+    }
+
+    fn owned_by(&self, native: &Native<'_, '_>) -> bool {
+        matches!(*self.lock.owner.lock(), Some((holder, _)) if holder == native.caller.connection())
+    }
+
+    fn wait(&self, native: &mut Native<'_, '_>, wait: Option<u64>) -> Result<bool, PyValue> {
+        if !self.owned_by(native) {
+            return Err(exception("RuntimeError", "cannot wait on un-acquired lock"));
+        }
+        let ticket = {
+            let mut waiters = self.waiters.lock();
+            waiters.next += 1;
+            let ticket = waiters.next;
+            waiters.waiting.push_back((ticket, false));
+            ticket
+        };
+        let depth = self.lock.release_all(native)?;
+        let notified = |w: &Waiters| {
+            w.waiting
+                .iter()
+                .find(|(t, _)| *t == ticket)
+                .is_some_and(|(_, n)| *n)
+        };
+        let outcome = wait_while(
+            self.waiters.lock(),
+            &self.changed,
+            Waiting {
+                deadline: deadline(wait),
+                what: "condition",
+                caller: native.caller,
+            },
+            |_| false,
+            |w| !notified(w),
+            |_| {},
+        );
+        // Leaving the queue either way; a notification that came too late to count goes to
+        // no one (as with threading.Condition).
+        let notified = match outcome {
+            Ok((mut waiters, _)) => {
+                let was = notified(&waiters);
+                waiters.waiting.retain(|(t, _)| *t != ticket);
+                was
+            }
+            Err(e) => {
+                self.waiters.lock().waiting.retain(|(t, _)| *t != ticket);
+                return Err(exception("RuntimeError", e.to_string()));
+            }
+        };
+        // Take the lock again, as deep as it was held, before returning (Python does too).
+        let got: bool = native.call("acquire", &(None::<u64>,))?;
+        if got {
+            self.lock.restore(native, depth);
+        }
+        Ok(notified)
+    }
+
+    fn notify(&self, native: &Native<'_, '_>, n: usize) -> Result<PyValue, PyValue> {
+        if !self.owned_by(native) {
+            return Err(exception(
+                "RuntimeError",
+                "cannot notify on un-acquired lock",
+            ));
+        }
+        let mut waiters = self.waiters.lock();
+        for (_, notified) in waiters.waiting.iter_mut().filter(|(_, n)| !*n).take(n) {
+            *notified = true;
+        }
+        self.changed.notify_all();
+        Ok(PyValue::None)
+    }
+}
