@@ -171,8 +171,8 @@ pub use server::{
     Manager, ManagerBuilder, ManagerHandle, Reply, Stats,
 };
 pub use service::{
-    Caller, Description, MethodDescription, MethodInfo, ObjectDescription, ObjectRef, Service,
-    ServiceDescriptor, TypeDescription,
+    Caller, Description, INTERNAL_PREFIX, MethodDescription, MethodInfo, ObjectDescription,
+    ObjectRef, Service, ServiceDescriptor, TypeDescription,
 };
 pub use stub::ObjectHandle;
 

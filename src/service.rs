@@ -253,6 +253,20 @@ pub struct ObjectDescription {
     pub references: u64,
 }
 
+/// Names of the manager's own bookkeeping objects (mailboxes, supervisor groups, the worker
+/// registry, the log buffer, objects Python clients made) begin with this: `monogusa stat`
+/// and the dashboard hide them unless asked.
+pub const INTERNAL_PREFIX: &str = "monogusa.";
+
+impl ObjectDescription {
+    /// Whether it is one of the manager's own bookkeeping objects ([`INTERNAL_PREFIX`]).
+    pub fn is_internal(&self) -> bool {
+        self.name
+            .as_deref()
+            .is_some_and(|name| name.starts_with(INTERNAL_PREFIX))
+    }
+}
+
 /// One type clients may create objects of.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]

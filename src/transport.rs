@@ -237,19 +237,54 @@ pub(crate) enum Stream {
     Pipe(Arc<PipeStream>),
 }
 
+/// What a failed connect means, in words a person acts on.
+fn in_words(address: &Address, e: &io::Error) -> String {
+    use io::ErrorKind::{ConnectionRefused, NotFound, PermissionDenied, TimedOut};
+    match (address, e.kind()) {
+        #[cfg(unix)]
+        (Address::Unix(path), NotFound) => {
+            format!("no socket at {}: is the manager running?", path.display())
+        }
+        #[cfg(unix)]
+        (Address::Unix(path), ConnectionRefused) => format!(
+            "nothing listens on {} (a socket file left by a manager that is gone?)",
+            path.display()
+        ),
+        #[cfg(unix)]
+        (Address::Unix(path), PermissionDenied) => format!(
+            "permission denied on {} (the manager's socket is for its own user)",
+            path.display()
+        ),
+        (Address::Tcp { .. }, ConnectionRefused) => {
+            "connection refused: nothing listens there (is the manager running?)".into()
+        }
+        (Address::Tcp { .. }, TimedOut) => {
+            "no answer in time (a firewall, or a wrong host?)".into()
+        }
+        _ => e.to_string(),
+    }
+}
+
 impl Stream {
     /// Connects to `address`, trying each resolved IP in turn for TCP. Errors name the
     /// address (`connection refused` alone does not say where).
     pub(crate) fn connect(address: &Address, timeout: Option<Duration>) -> io::Result<Stream> {
-        Self::connect_to(address, timeout)
-            .map_err(|e| io::Error::new(e.kind(), format!("connecting to {address}: {e}")))
+        Self::connect_to(address, timeout).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("connecting to {address}: {}", in_words(address, &e)),
+            )
+        })
     }
 
     fn connect_to(address: &Address, timeout: Option<Duration>) -> io::Result<Stream> {
         match address {
             Address::Tcp { host, port } => {
                 let mut last_error = None;
-                for addr in (host.as_str(), *port).to_socket_addrs()? {
+                let resolved = (host.as_str(), *port).to_socket_addrs().map_err(|e| {
+                    io::Error::new(e.kind(), format!("cannot resolve host {host} ({e})"))
+                })?;
+                for addr in resolved {
                     match connect_tcp(addr, timeout) {
                         Ok(stream) => return Ok(Stream::Tcp(stream)),
                         Err(e) => last_error = Some(e),
@@ -605,7 +640,10 @@ impl Listener {
         match address {
             Address::Tcp { host, port } => {
                 let mut last_error = None;
-                for addr in (host.as_str(), *port).to_socket_addrs()? {
+                let resolved = (host.as_str(), *port).to_socket_addrs().map_err(|e| {
+                    io::Error::new(e.kind(), format!("cannot resolve host {host} ({e})"))
+                })?;
+                for addr in resolved {
                     match bind_tcp(addr) {
                         Ok(listener) => return Ok(Listener::Tcp(listener)),
                         Err(e) => last_error = Some(e),

@@ -292,6 +292,19 @@ fn the_page_gets_its_state_as_json_and_as_events() {
     let objects = state["objects"].as_array().unwrap();
     let sized = objects.iter().find(|o| o["name"] == "sized").unwrap();
     assert_eq!(sized["size"], 1, "a dict's size");
+    // The manager's own objects are marked, for the page to hide them unless asked.
+    assert_eq!(sized["internal"], false);
+    client.workers().unwrap(); // opens the worker registry, one of the manager's own
+    let state: serde_json::Value =
+        serde_json::from_str(body(&get(&manager, "/api/state", &auth(&manager)).1)).unwrap();
+    let registry = state["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "monogusa.workers")
+        .unwrap();
+    assert_eq!(registry["internal"], true);
+    assert!(state["workers_gone"].is_array());
     let connections = state["connections"].as_array().unwrap();
     assert!(
         connections

@@ -142,12 +142,20 @@ pub struct Serve {
     /// The most shared objects.
     #[arg(long, value_name = "N")]
     pub max_shared_objects: Option<usize>,
+    /// How long a worker that ended or was lost stays in `stat` and the dashboard before
+    /// it moves to their short "recently gone" list.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    pub forget_workers_after: f64,
 }
 
 #[derive(Debug, Args)]
 pub struct Stat {
     #[command(flatten)]
     pub connect: Connect,
+    /// Also list the manager's own objects (mailboxes, supervisor groups, the worker
+    /// registry, the log buffer, objects Python clients made), and every gone worker.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]
@@ -190,8 +198,8 @@ pub struct Run {
 pub struct Logs {
     #[command(flatten)]
     pub connect: Connect,
-    /// Keep printing new lines as they arrive.
-    #[arg(long, short = 'F')]
+    /// Keep printing new lines as they arrive (-F too).
+    #[arg(long, short = 'f', short_alias = 'F')]
     pub follow: bool,
     /// Only this worker's lines.
     #[arg(long, value_name = "NAME")]

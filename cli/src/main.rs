@@ -31,6 +31,17 @@ pub enum Failure {
     Usage(String),
     /// Something failed while running (exit code 1).
     Runtime(String),
+    /// Standard output was closed (`monogusa stat | head`): the reader has what it wanted,
+    /// so the command ends quietly (exit code 0).
+    OutputClosed,
+}
+
+/// `writeln!` into a `String` (which cannot fail).
+macro_rules! say {
+    ($text:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($text, $($arg)*);
+    }};
 }
 
 impl From<monogusa::Error> for Failure {
@@ -44,7 +55,7 @@ fn main() -> ExitCode {
     install_logger();
     let result = match cli.command {
         Command::Serve(serve) => self::serve(serve),
-        Command::Stat(stat) => self::stat(&stat.connect),
+        Command::Stat(stat) => self::stat(&stat),
         Command::Run(run) => self::run(run),
         Command::Logs(logs) => self::logs(&logs),
         Command::Completions { shell } => {
@@ -70,6 +81,7 @@ fn main() -> ExitCode {
             let _ = writeln!(std::io::stderr(), "monogusa: {message}");
             ExitCode::from(1)
         }
+        Err(Failure::OutputClosed) => ExitCode::SUCCESS,
     }
 }
 
@@ -111,17 +123,17 @@ fn target(connect: &Connect) -> Result<(String, Vec<u8>), Failure> {
 
 fn connect(connect: &Connect) -> Result<(String, Client), Failure> {
     let (address, key) = target(connect)?;
-    let client = Client::connect(address.as_str(), &key)
-        .map_err(|e| Failure::Runtime(format!("could not connect to {address}: {}", brief(&e))))?;
+    let client =
+        Client::connect(address.as_str(), &key).map_err(|e| connect_failed(&address, &e))?;
     Ok((address, client))
 }
 
-/// An error in few words: an I/O error as its kind ("connection refused"), since the address
-/// is said already.
-fn brief(e: &monogusa::Error) -> String {
+/// A failed connect in words: the library's own (which names the address and says what to
+/// check), without the "I/O error" label.
+fn connect_failed(address: &str, e: &monogusa::Error) -> Failure {
     match e {
-        monogusa::Error::Io(io) if io.kind() != std::io::ErrorKind::Other => io.kind().to_string(),
-        other => other.to_string(),
+        monogusa::Error::Io(io) => Failure::Runtime(io.to_string()),
+        other => Failure::Runtime(format!("could not connect to {address}: {other}")),
     }
 }
 
@@ -147,6 +159,10 @@ fn serve(options: args::Serve) -> Result<ExitCode, Failure> {
     if let Some(n) = options.max_shared_objects {
         builder = builder.max_shared_objects(n);
     }
+    builder = builder.forget_workers_after(seconds(
+        "--forget-workers-after",
+        options.forget_workers_after,
+    )?);
     for address in &options.python {
         builder = builder.python_listener(address.as_str());
     }
@@ -179,21 +195,29 @@ fn serve(options: args::Serve) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn stat(options: &Connect) -> Result<ExitCode, Failure> {
-    let (address, client) = connect(options)?;
+fn stat(options: &args::Stat) -> Result<ExitCode, Failure> {
+    let (address, client) = connect(&options.connect)?;
+    let mut text = String::new();
     let stats = client.manager_stats()?;
     let description = client.describe()?;
-    println!("manager {address}");
-    println!(
+    say!(text, "manager {address}");
+    say!(
+        text,
         "connections: {} open (this one included), {} accepted, {} refused",
-        stats.connections_open, stats.connections_accepted, stats.connections_refused
+        stats.connections_open,
+        stats.connections_accepted,
+        stats.connections_refused
     );
-    println!("calls served: {}", stats.calls);
-    println!(
+    say!(text, "calls served: {}", stats.calls);
+    say!(
+        text,
         "failures: {} wrong keys, {} failed handshakes, {} protocol errors",
-        stats.auth_failures, stats.handshake_failures, stats.protocol_errors
+        stats.auth_failures,
+        stats.handshake_failures,
+        stats.protocol_errors
     );
-    println!(
+    say!(
+        text,
         "functions: {}",
         if description.functions.is_empty() {
             "-".into()
@@ -201,11 +225,25 @@ fn stat(options: &Connect) -> Result<ExitCode, Failure> {
             description.functions.join(", ")
         }
     );
-    println!("objects: {}", description.objects.len());
-    for object in &description.objects {
+    let (shown, hidden): (Vec<_>, Vec<_>) = description
+        .objects
+        .iter()
+        .partition(|o| options.all || !o.is_internal());
+    if hidden.is_empty() {
+        say!(text, "objects: {}", shown.len());
+    } else {
+        say!(
+            text,
+            "objects: {} (and {} of the manager's own: --all lists them)",
+            shown.len(),
+            hidden.len()
+        );
+    }
+    for object in shown {
         let name = object.name.as_deref().unwrap_or("(created by a client)");
         let methods: Vec<&str> = object.methods.iter().map(|m| m.name.as_str()).collect();
-        println!(
+        say!(
+            text,
             "  #{} {name}: {} [{}], {} references",
             object.id,
             object.service,
@@ -214,7 +252,8 @@ fn stat(options: &Connect) -> Result<ExitCode, Failure> {
         );
     }
     let workers = client.workers()?;
-    println!("workers: {}", workers.len());
+    let gone = client.workers_gone()?;
+    say!(text, "workers: {}", workers.len());
     if !workers.is_empty() {
         let width = workers
             .iter()
@@ -222,16 +261,24 @@ fn stat(options: &Connect) -> Result<ExitCode, Failure> {
             .max()
             .unwrap_or(4)
             .max(4);
-        println!(
+        say!(
+            text,
             "  {:<width$}  {:>7}  {:<18}  {:>8}  {:>9}  {:>8}  {:>6}",
-            "NAME", "PID", "STATE", "RESTARTS", "HEARTBEAT", "DONE", "FAILED"
+            "NAME",
+            "PID",
+            "STATE",
+            "RESTARTS",
+            "HEARTBEAT",
+            "DONE",
+            "FAILED"
         );
         for w in &workers {
             let pid = w.pid.map_or("-".into(), |p| p.to_string());
             let age = w
                 .heartbeat_age
                 .map_or("-".into(), |a| format!("{:.1}s ago", a.as_secs_f64()));
-            println!(
+            say!(
+                text,
                 "  {:<width$}  {:>7}  {:<18}  {:>8}  {:>9}  {:>8}  {:>6}",
                 w.name,
                 pid,
@@ -243,6 +290,28 @@ fn stat(options: &Connect) -> Result<ExitCode, Failure> {
             );
         }
     }
+    if !gone.is_empty() {
+        let shown = if options.all { gone.len() } else { 5 };
+        let names: Vec<String> = gone
+            .iter()
+            .take(shown)
+            .map(|w| format!("{} ({})", w.name, w.state))
+            .collect();
+        let more = gone.len().saturating_sub(shown);
+        say!(
+            text,
+            "recently gone: {}{}",
+            names.join(", "),
+            if more > 0 {
+                format!(" and {more} more (--all)")
+            } else {
+                String::new()
+            }
+        );
+    }
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .map_err(output_failed)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -338,6 +407,9 @@ fn logs(options: &args::Logs) -> Result<ExitCode, Failure> {
 }
 
 fn output_failed(e: std::io::Error) -> Failure {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        return Failure::OutputClosed;
+    }
     Failure::Runtime(format!("writing to standard output: {e}"))
 }
 

@@ -284,9 +284,35 @@ fn usage_errors_exit_2_with_a_message_and_runtime_failures_exit_1() {
     assert_eq!(refused.status.code(), Some(1));
     let text = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        text.contains("could not connect to 127.0.0.1:1: connection refused"),
+        text.contains("connecting to 127.0.0.1:1: connection refused: nothing listens there"),
         "{text}"
     );
+    // Connection errors say what happened in words, naming the address.
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nobody.sock");
+    for (address, expected) in [
+        (
+            "nosuchhost.invalid:4343".to_string(),
+            "cannot resolve host nosuchhost.invalid".to_string(),
+        ),
+        (
+            format!("unix:{}", missing.display()),
+            format!(
+                "no socket at {}: is the manager running?",
+                missing.display()
+            ),
+        ),
+    ] {
+        let failed = Command::new(BIN)
+            .args(["stat", "--connect", &address])
+            .env("MONOGUSA_AUTHKEY", KEY)
+            .output()
+            .unwrap();
+        assert_eq!(failed.status.code(), Some(1));
+        let text = String::from_utf8_lossy(&failed.stderr);
+        assert!(text.contains(&expected), "{address}: {text}");
+        assert!(!text.contains("uncategorized"), "{text}");
+    }
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy = taken.local_addr().unwrap().to_string();
@@ -400,7 +426,7 @@ fn run_supervises_a_procfile_and_logs_and_stat_show_its_workers() {
         .clone();
     let now: u64 = ticks_now.trim_start_matches("tick ").parse().unwrap();
     let mut follow = manager
-        .command(&["logs", "--follow", "--worker", "ticker-1", "--lines", "1"])
+        .command(&["logs", "-f", "--worker", "ticker-1", "--lines", "1"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -415,10 +441,21 @@ fn run_supervises_a_procfile_and_logs_and_stat_show_its_workers() {
     follow.kill().unwrap();
     follow.wait().unwrap();
 
-    // `stat` lists the workers.
+    // `stat` lists the workers, and hides the manager's own objects unless asked.
     let stat = manager.command(&["stat"]).output().unwrap();
     let text = String::from_utf8_lossy(&stat.stdout);
     assert!(text.contains("workers: 3"), "{text}");
+    assert!(
+        text.contains("of the manager's own: --all lists them"),
+        "{text}"
+    );
+    assert!(!text.contains("monogusa.workers"), "{text}");
+    let all = manager.command(&["stat", "--all"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&all.stdout).contains("monogusa.workers"),
+        "{}",
+        String::from_utf8_lossy(&all.stdout)
+    );
     for name in ["greeter-1", "greeter-2", "ticker-1"] {
         let row = text
             .lines()
@@ -629,4 +666,103 @@ fn serve_python_gives_a_sync_manager_client_its_objects() {
     assert_eq!(client.counter("hits").unwrap().get().unwrap(), 2);
     sigterm(&server);
     assert!(server.wait().unwrap().success());
+}
+
+/// `monogusa stat | head -1`: the closed pipe ends the command quietly.
+#[test]
+fn a_closed_stdout_ends_stat_quietly() {
+    let manager = Served::start();
+    let mut stat = manager
+        .command(&["stat"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(stat.stdout.take()); // closed before it writes (it connects first)
+    let output = stat.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Workers that stopped, or whose supervisor was killed, leave `stat` after
+/// `--forget-workers-after` and are listed as recently gone.
+#[test]
+fn gone_workers_leave_stat_for_the_recently_gone_list() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let server = Command::new(BIN)
+        .args(["serve", "--bind", &address, "--forget-workers-after", "0.5"])
+        .env("MONOGUSA_AUTHKEY", KEY)
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Stopped when dropped, even if the test fails.
+    let manager = Served {
+        child: server,
+        address: address.clone(),
+    };
+    wait_until(Duration::from_secs(30), "the manager serves", || {
+        Client::connect(address.as_str(), KEY).is_ok()
+    });
+    let client = manager.client();
+    let names = |list: Vec<monogusa::workers::WorkerStatus>| -> Vec<String> {
+        list.into_iter().map(|w| w.name).collect()
+    };
+    // One run stopped cleanly: stopped, then gone.
+    let mut run = manager
+        .command(&["run", "--workers", "1", "--name", "tidy", "--"])
+        .args(["sh", "-c", "echo up; exec sleep 300"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(30), "tidy-1 runs", || {
+        names(client.workers().unwrap()).contains(&"tidy-1".to_string())
+    });
+    sigterm(&run);
+    run.wait().unwrap();
+    wait_until(Duration::from_secs(30), "tidy-1 to be gone", || {
+        names(client.workers_gone().unwrap()).contains(&"tidy-1".to_string())
+    });
+    assert!(!names(client.workers().unwrap()).contains(&"tidy-1".to_string()));
+    // Another whose supervisor is killed: lost once it stops vouching for it, then gone.
+    let mut orphaned = manager
+        .command(&["run", "--workers", "1", "--name", "orphan", "--"])
+        .args(["sh", "-c", "exec sleep 300"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(30), "orphan-1 runs", || {
+        names(client.workers().unwrap()).contains(&"orphan-1".to_string())
+    });
+    let orphan_pid = client
+        .workers()
+        .unwrap()
+        .into_iter()
+        .find(|w| w.name == "orphan-1")
+        .and_then(|w| w.pid)
+        .unwrap();
+    orphaned.kill().unwrap();
+    orphaned.wait().unwrap();
+    // What the killed supervisor left running, ended by the test.
+    let _ = Command::new("kill")
+        .args(["-KILL", &orphan_pid.to_string()])
+        .status();
+    wait_until(Duration::from_secs(30), "orphan-1 to be gone", || {
+        names(client.workers_gone().unwrap()).contains(&"orphan-1".to_string())
+    });
+    let stat = manager.command(&["stat"]).output().unwrap();
+    let text = String::from_utf8_lossy(&stat.stdout);
+    assert!(text.contains("workers: 0"), "{text}");
+    assert!(
+        text.contains("recently gone: orphan-1 (lost), tidy-1 (stopped)"),
+        "{text}"
+    );
 }

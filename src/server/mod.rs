@@ -403,6 +403,14 @@ impl ManagerBuilder {
         self
     }
 
+    /// How long a worker that stopped, exited, was given up on or lost stays in the worker
+    /// list (`client.workers()`, `monogusa stat`, the dashboard) before it moves to the short
+    /// list of recently gone ones (`client.workers_gone()`): 60 s by default.
+    pub fn forget_workers_after(mut self, after: Duration) -> Self {
+        self.store_limits.forget_workers_after = after;
+        self
+    }
+
     /// How many items one queue, dict or list may hold (default 1,000,000). A queue created
     /// with capacity 0 is bounded by this.
     pub fn max_items_per_container(mut self, items: usize) -> Self {

@@ -20,6 +20,9 @@ pub(crate) struct StoreLimits {
     pub(crate) max_bytes: u64,
     pub(crate) max_item_bytes: usize,
     pub(crate) max_items: usize,
+    /// How long a worker that ended (or was lost) stays in the registry's list before it
+    /// moves to the recently-gone list.
+    pub(crate) forget_workers_after: std::time::Duration,
 }
 
 impl Default for StoreLimits {
@@ -29,6 +32,7 @@ impl Default for StoreLimits {
             max_bytes: 512 << 20,
             max_item_bytes: 16 << 20,
             max_items: 1_000_000,
+            forget_workers_after: std::time::Duration::from_secs(60),
         }
     }
 }

@@ -115,7 +115,10 @@ pub(crate) fn construct(
                 settings, budget, persist, entries,
             )?))
         }
-        workers::SERVICE => Ok(Box::new(workers::SharedWorkers::new(entries)?)),
+        workers::SERVICE => Ok(Box::new(workers::SharedWorkers::new(
+            budget.limits.forget_workers_after,
+            entries,
+        )?)),
         logs::SERVICE => Ok(Box::new(logs::SharedLogs::new(entries)?)),
         lock::LOCK => Ok(Box::new(lock::SharedLock(lock::SharedSemaphore::new(
             1, "lock",

@@ -5,7 +5,7 @@
 //! Times of heartbeats are taken on the manager's own monotonic clock when a report arrives,
 //! so a worker on a machine whose clock is off is never shown as lost, nor a lost one as live.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
@@ -25,6 +25,9 @@ const MAX_WORKERS: usize = 4096;
 /// A worker not heard from for this long (when its reports do not say) is shown as lost.
 const DEFAULT_LOST_AFTER: Duration = Duration::from_secs(5);
 
+/// How many gone workers are remembered, most recent first.
+const MAX_GONE: usize = 32;
+
 #[derive(Default)]
 struct Entry {
     pid: Option<u32>,
@@ -33,6 +36,8 @@ struct Entry {
     restarts: u32,
     started: Option<SystemTime>,
     last_heartbeat: Option<Instant>,
+    /// When its supervisor last said it sees it running.
+    last_supervised: Option<Instant>,
     /// When the state last changed (to forget the longest-ended first).
     changed: Option<Instant>,
     lost_after: Option<Duration>,
@@ -43,17 +48,29 @@ struct Entry {
 
 /// The manager's side: entries by worker name behind one lock (reports are small and rare).
 pub(crate) struct SharedWorkers {
-    entries: Mutex<HashMap<String, Entry>>,
+    state: Mutex<Workers>,
+    /// How long an ended or lost worker stays listed.
+    forget_after: Duration,
+}
+
+struct Workers {
+    entries: HashMap<String, Entry>,
+    /// Those ended or lost for longer than `forget_after`, most recent first.
+    gone: VecDeque<WorkerStatus>,
 }
 
 impl SharedWorkers {
     /// An empty registry (it is never kept: workers report again after a restart).
-    pub(crate) fn new(entries: Entries) -> Result<Self, RemoteError> {
+    pub(crate) fn new(forget_after: Duration, entries: Entries) -> Result<Self, RemoteError> {
         if !entries.is_empty() {
             return Err(super::bad_entry(SERVICE));
         }
         Ok(SharedWorkers {
-            entries: Mutex::new(HashMap::new()),
+            state: Mutex::new(Workers {
+                entries: HashMap::new(),
+                gone: VecDeque::new(),
+            }),
+            forget_after,
         })
     }
 }
@@ -64,6 +81,7 @@ builtin_methods!(
         Report = "report",
         List = "list",
         Forget = "forget",
+        Gone = "gone",
     }
 );
 
@@ -91,7 +109,15 @@ impl SharedWorkers {
             WorkersMethod::List => encode_result(&self.list(), out),
             WorkersMethod::Forget => {
                 let (name,): (String,) = decode_args(args, SERVICE, method.name())?;
-                encode_result(&self.entries.lock().remove(&name).is_some(), out)
+                let mut state = self.state.lock();
+                let known = state.entries.remove(&name).is_some();
+                state.gone.retain(|w| w.name != name);
+                encode_result(&known, out)
+            }
+            WorkersMethod::Gone => {
+                let mut state = self.state.lock();
+                self.sweep(&mut state, Instant::now());
+                encode_result(&state.gone, out)
             }
         }
     }
@@ -104,10 +130,13 @@ impl SharedWorkers {
             ));
         }
         let now = Instant::now();
-        let mut entries = self.entries.lock();
+        let mut state = self.state.lock();
+        let Workers { entries, gone } = &mut *state;
         if !entries.contains_key(&report.name) && entries.len() >= MAX_WORKERS {
-            forget_longest_ended(&mut entries);
+            forget_longest_ended(entries);
         }
+        // Back under a name that had gone: no longer gone.
+        gone.retain(|w| w.name != report.name);
         let entry = entries.entry(report.name).or_default();
         if let Some(pid) = report.pid {
             if entry.pid.is_some_and(|old| old != pid) {
@@ -119,6 +148,9 @@ impl SharedWorkers {
                 entry.in_hand.clear();
             }
             entry.pid = Some(pid);
+        }
+        if report.supervised {
+            entry.last_supervised = Some(now);
         }
         if report.heartbeat {
             entry.last_heartbeat = Some(now);
@@ -151,40 +183,75 @@ impl SharedWorkers {
 
     fn list(&self) -> Vec<WorkerStatus> {
         let now = Instant::now();
-        let entries = self.entries.lock();
-        let mut list: Vec<WorkerStatus> = entries
+        let mut state = self.state.lock();
+        self.sweep(&mut state, now);
+        let mut list: Vec<WorkerStatus> = state
+            .entries
             .iter()
-            .map(|(name, e)| {
-                let age = e.last_heartbeat.map(|t| now.saturating_duration_since(t));
-                let mut state = e.state.clone().unwrap_or(WorkerState::Running);
-                let lost_after = e.lost_after.unwrap_or(DEFAULT_LOST_AFTER);
-                // Silent past its deadline while meant to be alive: lost (hung, or its
-                // machine gone). A program that never heartbeats (not built on `Worker`) is
-                // as its supervisor says.
-                if is_live(&state) && age.is_some_and(|a| a > lost_after) {
-                    state = WorkerState::Lost;
-                }
-                WorkerStatus {
-                    name: name.clone(),
-                    pid: e.pid,
-                    host: e.host.clone(),
-                    state,
-                    restarts: e.restarts,
-                    started: e.started,
-                    heartbeat_age: age,
-                    done: e.done,
-                    failed: e.failed,
-                    in_hand: e.in_hand.clone(),
-                }
-            })
+            .map(|(name, e)| status(name, e, now).0)
             .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
         list
     }
 
+    /// Moves the workers ended or lost for longer than `forget_after` to the gone list.
+    fn sweep(&self, state: &mut Workers, now: Instant) {
+        let Workers { entries, gone } = state;
+        let expired: Vec<String> = entries
+            .iter()
+            .filter(|(name, e)| {
+                status(name, e, now)
+                    .1
+                    .is_some_and(|since| now.saturating_duration_since(since) > self.forget_after)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in expired {
+            let entry = entries.remove(&name).expect("listed above");
+            gone.push_front(status(&name, &entry, now).0);
+            gone.truncate(MAX_GONE);
+        }
+    }
+
     fn wake_all(&self) {}
 
     fn forget(&self, _: u64) {}
+}
+
+/// What a worker's entry says now, and since when it has been ended or lost (`None` while
+/// it is alive, restarting, or never heartbeat nor supervised).
+fn status(name: &str, e: &Entry, now: Instant) -> (WorkerStatus, Option<Instant>) {
+    let age = e.last_heartbeat.map(|t| now.saturating_duration_since(t));
+    let mut state = e.state.clone().unwrap_or(WorkerState::Running);
+    let lost_after = e.lost_after.unwrap_or(DEFAULT_LOST_AFTER);
+    let mut ended_since = None;
+    if is_live(&state) {
+        // Silent past its deadline while meant to be alive: lost (hung, or its machine
+        // gone). A program that never heartbeats (not built on `Worker`) is alive while its
+        // supervisor says so; lost when its supervisor falls silent (killed).
+        let last_word = e.last_heartbeat.or(e.last_supervised);
+        if let Some(last) = last_word
+            && now.saturating_duration_since(last) > lost_after
+        {
+            state = WorkerState::Lost;
+            ended_since = Some(last + lost_after);
+        }
+    } else if !matches!(state, WorkerState::Restarting) {
+        ended_since = e.changed;
+    }
+    let status = WorkerStatus {
+        name: name.to_string(),
+        pid: e.pid,
+        host: e.host.clone(),
+        state,
+        restarts: e.restarts,
+        started: e.started,
+        heartbeat_age: age,
+        done: e.done,
+        failed: e.failed,
+        in_hand: e.in_hand.clone(),
+    };
+    (status, ended_since)
 }
 
 /// Makes room: forgets the worker that ended longest ago (or, if none ended, the one whose

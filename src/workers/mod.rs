@@ -141,6 +141,9 @@ pub(crate) struct WorkerReport {
     pub(crate) in_hand: Option<Vec<String>>,
     /// Shown as lost after this long without a heartbeat.
     pub(crate) lost_after_ms: Option<u64>,
+    /// From its supervisor, which is alive and sees the process running: a program that
+    /// never heartbeats is lost when these stop (its supervisor was killed).
+    pub(crate) supervised: bool,
 }
 
 /// Which output a log line came from.

@@ -110,6 +110,14 @@ impl Client {
         handle.call("list", &())
     }
 
+    /// Workers that ended or were lost longer ago than the manager's
+    /// [`forget_workers_after`](crate::ManagerBuilder::forget_workers_after), most recent
+    /// first (the last 32): no longer in [`Client::workers`].
+    pub fn workers_gone(&self) -> Result<Vec<WorkerStatus>> {
+        let handle = Registry::open(self)?.handle;
+        handle.call("gone", &())
+    }
+
     /// Forgets the worker `name` (an ended one, say); returns whether it was known.
     pub fn forget_worker(&self, name: &str) -> Result<bool> {
         let handle = Registry::open(self)?.handle;

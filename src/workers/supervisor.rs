@@ -408,8 +408,24 @@ impl Supervisor {
             .ship_output
             .then(|| Arc::new(Shipper::start(client.clone())));
         let mut stop_deadline: Option<Instant> = None;
+        let mut vouched = Instant::now();
         loop {
             let now = Instant::now();
+            if now.duration_since(vouched) >= self.settings.heartbeat {
+                // Said for every running process, so that one which never heartbeats itself
+                // shows as lost (not running forever) if this supervisor is killed.
+                vouched = now;
+                for slot in self.slots.iter().filter(|s| s.child.is_some()) {
+                    let vouch = WorkerReport {
+                        name: slot.name.clone(),
+                        supervised: true,
+                        ..WorkerReport::default()
+                    };
+                    if let Err(e) = registry.report(&vouch) {
+                        log::debug!("could not report {}: {e}", slot.name);
+                    }
+                }
+            }
             let request = self.stop.load(Ordering::SeqCst);
             if request >= 1 && stop_deadline.is_none() {
                 stop_deadline = Some(now + self.settings.drain_timeout);
@@ -730,6 +746,7 @@ fn report(
         pid,
         restarts,
         host: pid.map(|_| super::host_name()),
+        supervised: true,
         ..WorkerReport::default()
     });
     if let Err(e) = result {

@@ -124,6 +124,13 @@ fn state(shared: &Shared) -> Json {
                    "done": w.done, "failed": w.failed, "in_hand": w.in_hand})
         })
         .collect();
+    let workers_gone: Vec<Json> =
+        named(&objects, "monogusa.workers", crate::store::workers::SERVICE)
+            .and_then(|o| call::<Vec<WorkerStatus>>(shared, o.id, "gone", &()))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|w| json!({"name": w.name, "pid": w.pid, "state": w.state.to_string()}))
+            .collect();
     let shared_objects: Vec<Json> = objects
         .iter()
         .map(|o| {
@@ -134,7 +141,8 @@ fn state(shared: &Shared) -> Json {
                 }
                 _ => None,
             };
-            json!({"id": o.id, "name": o.name, "kind": o.service, "references": o.references, "size": size})
+            json!({"id": o.id, "name": o.name, "kind": o.service, "references": o.references, "size": size,
+                   "internal": o.is_internal()})
         })
         .collect();
     let connections: Vec<Json> = shared
@@ -151,6 +159,7 @@ fn state(shared: &Shared) -> Json {
         "connections": connections,
         "queues": queues,
         "workers": workers,
+        "workers_gone": workers_gone,
         "objects": shared_objects,
     })
 }

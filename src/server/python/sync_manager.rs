@@ -292,7 +292,7 @@ fn by_name(
             format!("{typeid}(name) takes the object's name, a str"),
         ));
     };
-    if name.starts_with("monogusa.") {
+    if name.starts_with(crate::service::INTERNAL_PREFIX) {
         return Err(exception(
             "ValueError",
             format!("{name:?} is one of the manager's own names"),
