@@ -1,9 +1,28 @@
 //! # monogusa
 //!
-//! Python's `multiprocessing.managers`, done right in Rust. One process, the **manager**,
-//! owns objects and functions; other processes connect over TCP or a Unix-domain socket,
-//! prove they hold the shared **authkey** with a mutual HMAC-SHA256 handshake, and call them
-//! through typed stubs. Concurrent mutations of an object are serialized.
+//! Background work and shared state across processes, from Rust, Python and any language.
+//! One process, the **manager**, owns objects, task queues and functions; other processes
+//! connect over TCP, a Unix-domain socket or a Windows named pipe, prove they hold the shared
+//! **authkey** with a mutual HMAC-SHA256 handshake, and call them. Python's
+//! `multiprocessing.managers`, done right, grown into the system around it:
+//!
+//! - **Typed calls and shared objects**: functions and `#[service]` traits with generated
+//!   stubs (below); counters, dicts, lists, queues, locks, semaphores, events and barriers by
+//!   name ([`Client::counter`] and friends), every operation atomic in the manager.
+//! - **Task queues that lose nothing** ([`Client::tasks`], [`TaskQueue`]): leases, acks,
+//!   retries with backoff, dead letters, delays and dedup keys; with
+//!   [`ManagerBuilder::data_dir`] they survive a crash.
+//! - **Workers** ([`workers`]): [`workers::Worker`] runs a queue on threads and drains on a
+//!   stop request; [`workers::Supervisor`] starts, restarts and stops worker processes, each
+//!   in its own process group, and ships their output to one log; mailboxes between them.
+//! - **Python and any language**: [`ManagerBuilder::python_listener`] serves unmodified
+//!   `multiprocessing.managers` clients ([`ManagerBuilder::python_builtins`]: everything a
+//!   `SyncManager` creates), [`ManagerBuilder::msgpack_listener`] msgpack-rpc clients.
+//! - **A live dashboard and Prometheus `/metrics`**: [`ManagerBuilder::http`].
+//! - **Redis and SQS**: [`connect`] opens the same [`TaskQueue`], [`Counter`], [`Dict`] on a
+//!   manager, Redis (feature `redis`) or SQS (feature `sqs`), by URL.
+//!
+//! The README has the whole tour with runnable examples, and what each cargo feature costs.
 //!
 //! ## A service, declared once as a trait
 //!
@@ -64,9 +83,10 @@
 //!   `register_type`. Each object sits behind its own lock: `&mut self` methods run alone,
 //!   `&self` methods together.
 //!
-//! Arguments and results are any serde types, passed by value. Misuse (generic or `async`
-//! methods, `self` by value, references, patterns, names the stub needs) is a compile error
-//! pointing at the offending item.
+//! Arguments and results are any serde types, passed by value, or read in place: `&str`,
+//! `&[u8]`, `Cow<'_, str>` and `Cow<'_, [u8]>` arguments borrow from the request. Misuse
+//! (generic or `async` methods, `self` by value, other references, patterns, names the stub
+//! needs) is a compile error pointing at the offending item.
 //!
 //! Created objects are reference-counted across clones, connections and processes, and freed
 //! when the last stub goes, including stubs of a process that died.
@@ -110,7 +130,7 @@
 //! - [`Manager`] serves objects and functions. One thread per connection; a panicking method
 //!   or function returns an error to its caller and the manager serves on.
 //! - [`Client`] connects and calls; clone it freely across threads.
-//! - [`Address`] is `host:port` or `unix:/path`.
+//! - [`Address`] is `host:port`, `unix:/path` or `pipe:NAME`.
 //! - [`Error`] tells apart I/O, authentication, remote, timeout, lost-connection, frame-size
 //!   and codec failures; [`RemoteError`] carries what the manager reported.
 //!

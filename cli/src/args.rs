@@ -74,6 +74,10 @@ pub struct Connect {
     /// The manager's Windows named pipe (the same as --connect pipe:NAME).
     #[arg(long, value_name = "NAME")]
     pub pipe: Option<String>,
+    /// Wait up to SECS for a manager that is still starting (nothing listens yet), as in a
+    /// script that has just started `monogusa serve &`.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    pub wait: f64,
     #[command(flatten)]
     pub key: Key,
 }

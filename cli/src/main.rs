@@ -123,8 +123,13 @@ fn target(connect: &Connect) -> Result<(String, Vec<u8>), Failure> {
 
 fn connect(connect: &Connect) -> Result<(String, Client), Failure> {
     let (address, key) = target(connect)?;
-    let client =
-        Client::connect(address.as_str(), &key).map_err(|e| connect_failed(&address, &e))?;
+    let mut builder = Client::builder(address.as_str(), &key);
+    if connect.wait > 0.0 {
+        builder = builder.connect_timeout(seconds("--wait", connect.wait)?);
+    }
+    let client = builder
+        .connect()
+        .map_err(|e| connect_failed(&address, &e))?;
     Ok((address, client))
 }
 
@@ -316,6 +321,8 @@ fn stat(options: &args::Stat) -> Result<ExitCode, Failure> {
 }
 
 fn run(options: args::Run) -> Result<ExitCode, Failure> {
+    // Reachable first (waiting `--wait` for it), with a clear error if not.
+    drop(connect(&options.connect)?);
     let (address, key) = target(&options.connect)?;
     let mut settings = SupervisorSettings::default();
     settings.drain_timeout = seconds("--drain-timeout", options.drain_timeout)?;

@@ -436,6 +436,7 @@ impl Objects {
     /// are woken with an `UnknownObject` error; what it held goes back to the store's budget
     /// once the last call running on it ends.
     /// The names of the shared objects that start with `prefix`.
+    #[cfg(feature = "python")]
     pub(crate) fn shared_names_with(&self, prefix: &str) -> Vec<String> {
         self.table()
             .shared_by_name

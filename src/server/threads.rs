@@ -157,7 +157,8 @@ impl Served {
         }
     }
 
-    /// How many connections are open.
+    /// How many connections are open (the msgpack-rpc listener caps them).
+    #[cfg(feature = "msgpack")]
     pub(crate) fn len(&self) -> usize {
         self.open.lock().len()
     }
