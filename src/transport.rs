@@ -239,10 +239,10 @@ pub(crate) enum Stream {
 
 /// What a failed connect means, in words a person acts on.
 fn in_words(address: &Address, e: &io::Error) -> String {
-    use io::ErrorKind::{ConnectionRefused, NotFound, PermissionDenied, TimedOut};
+    use io::ErrorKind::{ConnectionRefused, TimedOut};
     match (address, e.kind()) {
         #[cfg(unix)]
-        (Address::Unix(path), NotFound) => {
+        (Address::Unix(path), io::ErrorKind::NotFound) => {
             format!("no socket at {}: is the manager running?", path.display())
         }
         #[cfg(unix)]
@@ -251,7 +251,7 @@ fn in_words(address: &Address, e: &io::Error) -> String {
             path.display()
         ),
         #[cfg(unix)]
-        (Address::Unix(path), PermissionDenied) => format!(
+        (Address::Unix(path), io::ErrorKind::PermissionDenied) => format!(
             "permission denied on {} (the manager's socket is for its own user)",
             path.display()
         ),

@@ -20,6 +20,7 @@ pub(super) fn isolate(command: &mut Command) {
 
 /// The group a child leads (its pid, since [`isolate`] made it the leader).
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(unix), allow(dead_code))] // signalled on Unix only
 pub(super) struct ProcessGroup(u32);
 
 impl ProcessGroup {
