@@ -321,7 +321,14 @@ fn hostile_python_input_is_refused_and_the_manager_serves_on() {
     let out = scenario(python, &manager, "evil", &[&marker.display().to_string()]);
     assert!(out.contains("reply: #TRACEBACK True"), "{out}");
     assert!(!marker.exists(), "the pickle ran code");
-    for which in ["truncated", "memo", "deep", "garbage"] {
+    for which in [
+        "truncated",
+        "memo",
+        "deep",
+        "garbage",
+        "memo_bomb",
+        "empty_lists",
+    ] {
         let out = scenario(python, &manager, "hostile", &[which]);
         assert!(out.contains("reply: #TRACEBACK"), "{which}: {out}");
     }

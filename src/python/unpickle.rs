@@ -112,6 +112,27 @@ struct Reader<'a> {
     stack: Vec<usize>,
     marks: Vec<usize>,
     memo: std::collections::HashMap<u64, usize>,
+    /// Bytes the pickle may still make us hold (nodes read, values made, memo copies).
+    budget: std::cell::Cell<u64>,
+}
+
+/// What one byte of pickle may cost once read: a node and its value are a few dozen bytes,
+/// and a pickle of small ints spends two bytes on each.
+const COST_PER_BYTE: u64 = 128;
+
+/// What any pickle may cost, however large its frame (a list of about two million small
+/// values).
+const MAX_COST: u64 = 256 << 20;
+
+/// The budget of a pickle of `len` bytes: proportional to it, at least 1 MiB, at most
+/// [`MAX_COST`]. Without it a few hundred bytes of shared memo references expand
+/// exponentially when converted (each reference is a copy), and a frame of `]` holds 60
+/// times its size in nodes.
+fn budget_of(len: usize) -> u64 {
+    (len as u64)
+        .saturating_mul(COST_PER_BYTE)
+        .max(1 << 20)
+        .min(MAX_COST)
 }
 
 /// Reads one pickle that fills `input` exactly; values nested deeper than `max_depth` are
@@ -124,6 +145,7 @@ pub(crate) fn unpickle(input: &[u8], max_depth: u32) -> Result<PyValue, PickleEr
         stack: Vec::new(),
         marks: Vec::new(),
         memo: std::collections::HashMap::new(),
+        budget: std::cell::Cell::new(budget_of(input.len())),
     };
     let top = reader.run()?;
     if reader.at != input.len() {
@@ -187,13 +209,30 @@ impl Reader<'_> {
         std::str::from_utf8(&rest[..end]).or_else(|_| err("a text line is not UTF-8"))
     }
 
-    fn push(&mut self, node: Node) {
+    fn push(&mut self, node: Node) -> Result<(), PickleError> {
+        self.spend(std::mem::size_of::<Node>() as u64 + 8)?;
         self.nodes.push(node);
         self.stack.push(self.nodes.len() - 1);
+        Ok(())
     }
 
-    fn push_leaf(&mut self, value: PyValue) {
-        self.push(Node::Leaf(value));
+    fn push_leaf(&mut self, value: PyValue) -> Result<(), PickleError> {
+        self.push(Node::Leaf(value))
+    }
+
+    /// Charges `bytes` to the pickle's budget, refusing it once spent.
+    fn spend(&self, bytes: u64) -> Result<(), PickleError> {
+        let left = self.budget.get();
+        if bytes > left {
+            return err(format!(
+                "the pickle expands past its budget ({} bytes for a pickle of {}): shared \
+                 references or a flood of items",
+                budget_of(self.input.len()),
+                self.input.len()
+            ));
+        }
+        self.budget.set(left - bytes);
+        Ok(())
     }
 
     fn pop(&mut self) -> Result<usize, PickleError> {
@@ -242,7 +281,7 @@ impl Reader<'_> {
     fn global(&mut self, module: &str, name: &str) -> Result<(), PickleError> {
         match allowed_global(module, name) {
             Some(global) => {
-                self.push(Node::Global(global, name.to_string()));
+                self.push(Node::Global(global, name.to_string()))?;
                 Ok(())
             }
             None => err(format!(
@@ -332,36 +371,36 @@ impl Reader<'_> {
                     let top = self.top()?;
                     self.stack.push(top);
                 }
-                b'N' => self.push_leaf(PyValue::None),
-                0x88 => self.push_leaf(PyValue::Bool(true)),
-                0x89 => self.push_leaf(PyValue::Bool(false)),
+                b'N' => self.push_leaf(PyValue::None)?,
+                0x88 => self.push_leaf(PyValue::Bool(true))?,
+                0x89 => self.push_leaf(PyValue::Bool(false))?,
                 b'J' => {
                     let n = i32::from_le_bytes(self.take(4)?.try_into().expect("4"));
-                    self.push_leaf(PyValue::Int(n.into()));
+                    self.push_leaf(PyValue::Int(n.into()))?;
                 }
                 b'K' => {
                     let n = self.byte()?;
-                    self.push_leaf(PyValue::Int(n.into()));
+                    self.push_leaf(PyValue::Int(n.into()))?;
                 }
                 b'M' => {
                     let n = self.u16()?;
-                    self.push_leaf(PyValue::Int(n.into()));
+                    self.push_leaf(PyValue::Int(n.into()))?;
                 }
                 b'I' | b'L' => {
                     let value = Self::int_line(self.line()?)?;
-                    self.push_leaf(value);
+                    self.push_leaf(value)?;
                 }
                 0x8a => {
                     let n = self.byte()? as u64;
                     let n = self.len(n)?;
                     let value = Self::long_bytes(self.take(n)?);
-                    self.push_leaf(value);
+                    self.push_leaf(value)?;
                 }
                 0x8b => {
                     let n = self.u32()? as u64;
                     let n = self.len(n)?;
                     let value = Self::long_bytes(self.take(n)?);
-                    self.push_leaf(value);
+                    self.push_leaf(value)?;
                 }
                 b'F' => {
                     let text = self.line()?;
@@ -369,21 +408,21 @@ impl Reader<'_> {
                         .trim()
                         .parse::<f64>()
                         .or_else(|_| err(format!("{text:?} is not a float")))?;
-                    self.push_leaf(PyValue::Float(value));
+                    self.push_leaf(PyValue::Float(value))?;
                 }
                 b'G' => {
                     let value = f64::from_be_bytes(self.take(8)?.try_into().expect("8"));
-                    self.push_leaf(PyValue::Float(value));
+                    self.push_leaf(PyValue::Float(value))?;
                 }
                 b'S' => {
                     let text = self.line()?.to_string();
                     let value = unquote(&text)?;
-                    self.push_leaf(PyValue::Str(value));
+                    self.push_leaf(PyValue::Str(value))?;
                 }
                 b'V' => {
                     let text = self.line()?;
                     let value = raw_unicode_escape(text)?;
-                    self.push_leaf(PyValue::Str(value));
+                    self.push_leaf(PyValue::Str(value))?;
                 }
                 b'T' | b'U' => {
                     let n = if op == b'T' {
@@ -394,7 +433,7 @@ impl Reader<'_> {
                     let n = self.len(n)?;
                     // Python 3 reads protocol 2's byte strings as str, in ASCII by default.
                     let value = Self::str_leaf(self.take(n)?)?;
-                    self.push_leaf(value);
+                    self.push_leaf(value)?;
                 }
                 b'X' | 0x8c | 0x8d => {
                     let n = match op {
@@ -404,7 +443,7 @@ impl Reader<'_> {
                     };
                     let n = self.len(n)?;
                     let value = Self::str_leaf(self.take(n)?)?;
-                    self.push_leaf(value);
+                    self.push_leaf(value)?;
                 }
                 b'B' | b'C' | 0x8e | 0x96 => {
                     let n = match op {
@@ -414,12 +453,12 @@ impl Reader<'_> {
                     };
                     let n = self.len(n)?;
                     let value = PyValue::Bytes(self.take(n)?.to_vec());
-                    self.push_leaf(value);
+                    self.push_leaf(value)?;
                 }
-                b')' => self.push(Node::Tuple(Vec::new())),
+                b')' => self.push(Node::Tuple(Vec::new()))?,
                 b't' => {
                     let items = self.pop_mark()?;
-                    self.push(Node::Tuple(items));
+                    self.push(Node::Tuple(items))?;
                 }
                 0x85..=0x87 => {
                     let n = (op - 0x84) as usize;
@@ -429,12 +468,12 @@ impl Reader<'_> {
                         return err("the pickle builds a tuple from too few items");
                     }
                     let items = self.stack.split_off(self.stack.len() - n);
-                    self.push(Node::Tuple(items));
+                    self.push(Node::Tuple(items))?;
                 }
-                b']' => self.push(Node::List(Vec::new())),
+                b']' => self.push(Node::List(Vec::new()))?,
                 b'l' => {
                     let items = self.pop_mark()?;
-                    self.push(Node::List(items));
+                    self.push(Node::List(items))?;
                 }
                 b'a' => {
                     let item = self.pop()?;
@@ -446,10 +485,10 @@ impl Reader<'_> {
                     let list = self.top()?;
                     self.append(list, items)?;
                 }
-                b'}' => self.push(Node::Dict(Vec::new())),
+                b'}' => self.push(Node::Dict(Vec::new()))?,
                 b'd' => {
                     let items = self.pop_mark()?;
-                    self.push(Node::Dict(Vec::new()));
+                    self.push(Node::Dict(Vec::new()))?;
                     let dict = self.top()?;
                     self.set_items(dict, items)?;
                 }
@@ -464,7 +503,7 @@ impl Reader<'_> {
                     let dict = self.top()?;
                     self.set_items(dict, items)?;
                 }
-                0x8f => self.push(Node::Set(Vec::new())),
+                0x8f => self.push(Node::Set(Vec::new()))?,
                 0x90 => {
                     let items = self.pop_mark()?;
                     let set = self.top()?;
@@ -475,7 +514,7 @@ impl Reader<'_> {
                 }
                 0x91 => {
                     let items = self.pop_mark()?;
-                    self.push(Node::FrozenSet(items));
+                    self.push(Node::FrozenSet(items))?;
                 }
                 b'g' => {
                     let key = self.line()?.trim().to_string();
@@ -536,7 +575,9 @@ impl Reader<'_> {
                         Node::Global(Global::Token, _) => {
                             return err("Token is rebuilt with NEWOBJ, not REDUCE");
                         }
-                        Node::Global(global, name) => self.push(Node::Applied(global, name, args)),
+                        Node::Global(global, name) => {
+                            self.push(Node::Applied(global, name, args))?
+                        }
                         _ => return err("the pickle calls something that is not a global"),
                     }
                 }
@@ -544,7 +585,7 @@ impl Reader<'_> {
                     let _args = self.pop()?;
                     let class = self.pop()?;
                     match &self.nodes[class] {
-                        Node::Global(Global::Token, _) => self.push(Node::Token(None)),
+                        Node::Global(Global::Token, _) => self.push(Node::Token(None))?,
                         _ => return err("the pickle makes an object of a class it may not"),
                     }
                 }
@@ -589,6 +630,13 @@ impl Reader<'_> {
         let all = |items: &[usize]| -> Result<Vec<PyValue>, PickleError> {
             items.iter().map(|&i| self.convert(i, depth)).collect()
         };
+        // Every value made is charged: a node the memo shares is made once per reference.
+        let own_bytes = match &self.nodes[at] {
+            Node::Leaf(PyValue::Str(s)) => s.len(),
+            Node::Leaf(PyValue::Bytes(b) | PyValue::BigInt(b)) => b.len(),
+            _ => 0,
+        };
+        self.spend(std::mem::size_of::<PyValue>() as u64 + own_bytes as u64)?;
         Ok(match &self.nodes[at] {
             Node::Leaf(value) => value.clone(),
             Node::Tuple(items) => PyValue::Tuple(all(items)?),
@@ -754,6 +802,41 @@ mod tests {
             .step_by(2)
             .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
             .collect()
+    }
+
+    /// `x = []; for _ in range(30): x = [x, x]` as Python pickles it (216 bytes): each level
+    /// refers to the one below twice through the memo, so it stands for 2^30 lists. The audit's
+    /// 431-byte form of it aborted the manager; it is refused within its budget.
+    pub(crate) fn shared_references(levels: u8) -> Vec<u8> {
+        let mut out = vec![0x80, 2];
+        for i in 0..levels {
+            out.extend_from_slice(&[b']', b'q', i, b'(']);
+        }
+        out.extend_from_slice(&[b']', b'q', levels]);
+        for i in (0..levels).rev() {
+            out.extend_from_slice(&[b'h', i + 1, b'e']);
+        }
+        out.push(b'.');
+        out
+    }
+
+    #[test]
+    fn shared_memo_references_are_refused_past_the_budget() {
+        let bytes = shared_references(30);
+        assert_eq!(bytes.len(), 216);
+        let why = unpickle(&bytes, 128).unwrap_err().to_string();
+        assert!(why.contains("budget"), "{why}");
+        // The same shape, shallow enough to be a real value, still reads.
+        assert!(unpickle(&shared_references(4), 128).is_ok());
+    }
+
+    #[test]
+    fn a_flood_of_empty_lists_is_refused_past_the_budget() {
+        let mut bytes = vec![0x80, 2];
+        bytes.resize(8 << 20, b']');
+        bytes.push(b'.');
+        let why = unpickle(&bytes, 128).unwrap_err().to_string();
+        assert!(why.contains("budget"), "{why}");
     }
 
     /// The exact requests a 3.11 client sends for the card's example (PYTHON-WIRE.md §9).

@@ -111,6 +111,14 @@ def evil(host, port, key, marker):
     print("reply:", kind, "os.system" in result)
 
 
+def memo_bomb():
+    import pickle
+    x = []
+    for _ in range(30):
+        x = [x, x]
+    return pickle.dumps((None, "dummy", (x,), {}), protocol=2)
+
+
 def hostile_bytes(host, port, key, which):
     conn = Client((host, port), authkey=key)
     bodies = {
@@ -118,6 +126,11 @@ def hostile_bytes(host, port, key, which):
         "memo": b"\x80\x04h\x07.",
         "deep": b"\x80\x04" + b"]" * 100000 + b"a" * 99999 + b".",
         "garbage": b"\xde\xad\xbe\xef" * 10,
+        # The audit's memo bomb: 30 levels, each referring twice to the one below (2^30
+        # lists once expanded), as the arguments of a call.
+        "memo_bomb": memo_bomb(),
+        # 8 MiB of EMPTY_LIST: 60 times its size in nodes, were it not for the budget.
+        "empty_lists": b"\x80\x02" + b"]" * (8 << 20) + b".",
     }
     conn.send_bytes(bodies[which])
     kind, result = conn.recv()
