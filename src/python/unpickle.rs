@@ -131,8 +131,7 @@ const MAX_COST: u64 = 256 << 20;
 fn budget_of(len: usize) -> u64 {
     (len as u64)
         .saturating_mul(COST_PER_BYTE)
-        .max(1 << 20)
-        .min(MAX_COST)
+        .clamp(1 << 20, MAX_COST)
 }
 
 /// Reads one pickle that fills `input` exactly; values nested deeper than `max_depth` are
