@@ -270,3 +270,35 @@ fn pickle_reader_never_panics_and_round_trips_what_it_accepts() {
         }
     }
 }
+
+/// The msgpack listener's scanner finds the end the parser finds, on random bytes and on
+/// mutated messages split at random points (the checks of `fuzzing::msgpack`).
+#[cfg(feature = "msgpack")]
+#[test]
+fn the_msgpack_scanner_agrees_with_the_parser() {
+    use crate::msgpack::codec::write;
+    use crate::python::value::PyValue;
+    let mut rng = Rng(0x51ca_77e2_0bad_cafe);
+    let message = PyValue::List(vec![
+        PyValue::Int(0),
+        PyValue::Int(7),
+        PyValue::Str("counter.add".into()),
+        PyValue::List(vec![
+            PyValue::Str("hits".into()),
+            PyValue::Int(-70_000),
+            PyValue::Dict(vec![(PyValue::Bytes(vec![1, 2]), PyValue::Float(0.5))]),
+            PyValue::None,
+        ]),
+    ]);
+    let mut base = Vec::new();
+    write(&message, &mut base);
+    for _ in 0..20_000 {
+        let data = if rng.below(2) == 0 {
+            rng.bytes(64)
+        } else {
+            rng.mutate(&base)
+        };
+        crate::fuzzing::msgpack(&data);
+    }
+    crate::fuzzing::msgpack(&base);
+}

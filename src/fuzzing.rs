@@ -154,8 +154,28 @@ pub fn codec(data: &[u8]) {
 /// writer writes back to a value that reads the same (compared as bytes, for NaN's sake).
 #[cfg(feature = "msgpack")]
 pub fn msgpack(data: &[u8]) {
-    use crate::msgpack::codec::{read, write};
-    if let Ok((value, used)) = read(data, 64, 1 << 20) {
+    use crate::msgpack::codec::{ReadError, Scanner, read, write};
+    // The listener's scanner, fed the bytes in two pieces, finds the end the parser finds.
+    let parsed = read(data, 64, 1 << 20);
+    let mut scanner = Scanner::default();
+    let split = data
+        .first()
+        .map_or(0, |&b| usize::from(b) % (data.len() + 1));
+    let early = scanner.scan(&data[..split], 64, 1 << 20);
+    let scanned = match early {
+        Ok(Some(end)) => Ok(Some(end)),
+        Ok(None) => scanner.scan(data, 64, 1 << 20),
+        Err(e) => Err(e),
+    };
+    match &parsed {
+        Ok((_, used)) => assert_eq!(scanned, Ok(Some(*used)), "the scanner disagrees"),
+        Err(ReadError::Incomplete) => assert!(
+            !matches!(scanned, Ok(Some(_))),
+            "the scanner saw a whole value where the parser wants more"
+        ),
+        Err(ReadError::Invalid(_)) => {}
+    }
+    if let Ok((value, used)) = parsed {
         assert!(used <= data.len());
         let mut again = Vec::new();
         write(&value, &mut again);

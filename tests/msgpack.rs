@@ -286,3 +286,38 @@ fn the_suite_provisions_or_skips_on_a_fresh_machine() {
     );
     eprintln!("{stderr}");
 }
+
+/// Before authentication a message is at most a few KiB: the audit's 64 MiB first message
+/// (a str32 header, then its bytes, in 16 KiB writes) is cut within the first 4 KiB, where
+/// it used to be buffered whole and re-parsed after every read; the manager serves on.
+#[test]
+fn a_huge_message_before_authentication_is_cut_at_once() {
+    use std::io::{Read, Write};
+    let manager = start();
+    let address = manager.msgpack_addresses()[0].to_string();
+    let mut stream = std::net::TcpStream::connect(address.as_str()).unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut header = vec![0xdbu8];
+    header.extend_from_slice(&(64u32 << 20).to_be_bytes());
+    stream.write_all(&header).unwrap();
+    let chunk = vec![b'x'; 16 * 1024];
+    let mut sent = header.len();
+    while sent < 64 << 20 {
+        if stream.write_all(&chunk).is_err() {
+            break;
+        }
+        sent += chunk.len();
+    }
+    // (What the two sockets' buffers hold is written before the reset arrives.)
+    assert!(
+        sent < 32 << 20,
+        "the manager read {sent} bytes before authentication"
+    );
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    // Everyone else is served.
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    assert_eq!(client.call::<i64>("add", (2i64, 3i64)).unwrap(), 5);
+}

@@ -25,7 +25,7 @@ use super::Shared;
 use super::objects::HeldRefs;
 use super::threads::Served;
 use crate::error::{RemoteError, RemoteErrorKind};
-use crate::msgpack::codec::{self, ReadError};
+use crate::msgpack::codec::{self, ReadError, Scanner};
 use crate::python::Dynamic;
 use crate::python::value::PyValue;
 use crate::service::Caller;
@@ -103,49 +103,73 @@ pub(crate) fn admit(shared: &Arc<Shared>, stream: Stream) {
     }
 }
 
+/// The bytes a connection has read and not yet used, and how far the scanner looked.
+#[derive(Default)]
+struct Incoming {
+    bytes: Vec<u8>,
+    scanner: Scanner,
+}
+
+/// The largest message before authentication: a challenge or a proof is tens of bytes, so a
+/// peer without the key can make the manager hold no more than this.
+const MAX_UNAUTHENTICATED: usize = 4096;
+
 /// One message read from the stream, whole.
 fn next_message(
     stream: &Stream,
-    buffer: &mut Vec<u8>,
+    incoming: &mut Incoming,
     shared: &Shared,
     authenticated: bool,
     before_waiting: &mut dyn FnMut() -> io::Result<()>,
 ) -> io::Result<Option<PyValue>> {
-    let max = shared.limits.max_frame_len as usize;
+    let max = if authenticated {
+        shared.limits.max_frame_len as usize
+    } else {
+        MAX_UNAUTHENTICATED
+    };
     let depth = shared.limits.max_decode_depth as usize;
+    let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidData, why);
     loop {
-        if !buffer.is_empty() {
-            match codec::read(buffer, depth, max) {
-                Ok((value, used)) => {
-                    buffer.drain(..used);
-                    return Ok(Some(value));
-                }
-                Err(ReadError::Incomplete) if buffer.len() < max => {}
-                Err(ReadError::Incomplete) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("a message over the limit of {max} bytes"),
-                    ));
-                }
-                Err(ReadError::Invalid(why)) => {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, why));
-                }
+        // Only the bytes not yet looked at are scanned: linear in the message's size.
+        match incoming.scanner.scan(&incoming.bytes, depth, max) {
+            Ok(Some(end)) => {
+                let parsed = codec::read(&incoming.bytes[..end], depth, max);
+                incoming.bytes.drain(..end);
+                return match parsed {
+                    Ok((value, used)) if used == end => Ok(Some(value)),
+                    Ok(_) | Err(ReadError::Incomplete) => Err(invalid(
+                        "a message the scanner and the parser disagree on".into(),
+                    )),
+                    Err(ReadError::Invalid(why)) => Err(invalid(why)),
+                };
             }
+            Ok(None) if incoming.bytes.len() < max => {}
+            Ok(None) => {
+                return Err(invalid(if authenticated {
+                    format!("a message over the limit of {max} bytes")
+                } else {
+                    format!("a message over {max} bytes before authentication")
+                }));
+            }
+            Err(ReadError::Invalid(why)) => return Err(invalid(why)),
+            Err(ReadError::Incomplete) => unreachable!("the scanner says None instead"),
         }
         // A message begun must be finished in time; between messages, waiting is fine.
         if authenticated {
-            let limit = (!buffer.is_empty()).then_some(shared.limits.stall_timeout);
+            let limit = (!incoming.bytes.is_empty()).then_some(shared.limits.stall_timeout);
             stream.set_read_timeout(limit)?;
         }
         // Nothing whole is left to parse: what was held back goes out before we wait.
         before_waiting()?;
         let mut chunk = [0u8; 16 * 1024];
+        // Never more than the limit allows, before authentication above all.
+        let room = (max + 1 - incoming.bytes.len()).min(chunk.len());
         let mut reader = stream;
-        let n = reader.read(&mut chunk)?;
+        let n = reader.read(&mut chunk[..room])?;
         if n == 0 {
             return Ok(None);
         }
-        buffer.extend_from_slice(&chunk[..n]);
+        incoming.bytes.extend_from_slice(&chunk[..n]);
     }
 }
 
@@ -237,14 +261,14 @@ fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
         .msgpack
         .as_ref()
         .expect("admitted by the msgpack listener");
-    let mut buffer = Vec::new();
+    let mut incoming = Incoming::default();
     // Authentication first, under the handshake deadline.
     stream.set_timeouts(Some(shared.limits.handshake_timeout))?;
     let mut nonce = [0u8; 32];
     getrandom::fill(&mut nonce).map_err(|e| io::Error::other(e.to_string()))?;
     let mut challenged = false;
     loop {
-        let Some(message) = next_message(&stream, &mut buffer, shared, false, &mut || Ok(()))?
+        let Some(message) = next_message(&stream, &mut incoming, shared, false, &mut || Ok(()))?
         else {
             return Ok(());
         };
@@ -304,7 +328,7 @@ fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
     stream.set_timeouts(None)?;
     let conn = Arc::new(Conn {
         stream,
-        buffer: Mutex::new(buffer),
+        buffer: Mutex::new(incoming),
         lead: Mutex::new(Lead::default()),
         wake: Condvar::new(),
         out: Mutex::new(Vec::new()),
@@ -358,7 +382,7 @@ struct Lead {
 struct Conn {
     stream: Arc<Stream>,
     /// Bytes read and not yet parsed: the reader's.
-    buffer: Mutex<Vec<u8>>,
+    buffer: Mutex<Incoming>,
     lead: Mutex<Lead>,
     wake: Condvar,
     /// Replies not yet written: the reader holds its replies back while more requests are
@@ -539,7 +563,7 @@ fn role_loop(shared: &Arc<Shared>, conn: &Arc<Conn>, id: u64, me: u64) {
             // `try_lock`: if another thread took over the reading meanwhile, it may be
             // holding the buffer in a blocking read, waiting for the request this reply
             // lets the client send.
-            let hold = still_reading && conn.buffer.try_lock().is_some_and(|b| !b.is_empty());
+            let hold = still_reading && conn.buffer.try_lock().is_some_and(|b| !b.bytes.is_empty());
             if let Err(e) = conn.reply(msgid, result, hold) {
                 log::debug!("msgpack reply: {e}");
             }
