@@ -1,9 +1,12 @@
 //! The manager's side of the log buffer: the last lines of every worker's output, numbered in
 //! arrival order, for `monogusa logs` (and `--follow`) from any machine that has the key.
 //!
-//! Bounded three ways, so no worker can grow the manager's memory: lines per source, bytes
-//! per line (longer ones are cut, and say so), and sources (the one silent longest is
-//! forgotten first).
+//! Bounded so that no worker, nor any key holder, can grow the manager's memory: lines per
+//! source, bytes per line (longer ones are cut, and say so), bytes per source name, sources
+//! (the one silent longest is forgotten first), and bytes in all (past [`MAX_BYTES`], the
+//! oldest lines of the source holding most go first). The buffer has this budget of its own,
+//! apart from the user's `max_store_bytes`, so a full store never silences the logs and the
+//! logs never fill the store.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -27,18 +30,31 @@ pub(crate) const MAX_LINE_BYTES: usize = 4096;
 /// The most sources kept.
 const MAX_SOURCES: usize = 1024;
 
+/// The most bytes of a source's name (longer names are cut).
+pub(crate) const MAX_SOURCE_BYTES: usize = 256;
+
+/// The most bytes the buffer holds, lines and names together.
+pub(crate) const MAX_BYTES: usize = 64 << 20;
+
+/// What a kept line costs besides its text and its source's name.
+const LINE_OVERHEAD: usize = std::mem::size_of::<LogLine>();
+
 /// The most lines one read returns.
 const MAX_PAGE: usize = 10_000;
 
 #[derive(Default)]
 struct Source {
     lines: VecDeque<LogLine>,
+    /// What its lines cost (see [`cost`]).
+    bytes: usize,
     /// Lines its shipper reported dropped (never sent: the manager was slow or gone).
     dropped: u64,
 }
 
 struct State {
     sources: HashMap<String, Source>,
+    /// What every kept line costs, in all.
+    bytes: usize,
     /// The number of the last line appended (lines are numbered from 1).
     last: u64,
     closing: bool,
@@ -59,6 +75,7 @@ impl SharedLogs {
         Ok(SharedLogs {
             state: Mutex::new(State {
                 sources: HashMap::new(),
+                bytes: 0,
                 last: 0,
                 closing: false,
             }),
@@ -77,10 +94,20 @@ builtin_methods!(
 
 builtin_service!(SharedLogs, SERVICE, LogsMethod);
 
+/// What keeping `line` costs.
+fn cost(line: &LogLine) -> usize {
+    line.text.len() + line.source.len() + LINE_OVERHEAD
+}
+
 /// `text` cut to at most [`MAX_LINE_BYTES`] at a character boundary, marked when cut.
-fn bounded(mut text: String) -> String {
-    if text.len() > MAX_LINE_BYTES {
-        let mut end = MAX_LINE_BYTES - 3;
+fn bounded(text: String) -> String {
+    cut(text, MAX_LINE_BYTES)
+}
+
+/// `text` cut to at most `max` bytes at a character boundary, marked when cut.
+pub(crate) fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max - 3;
         while !text.is_char_boundary(end) {
             end -= 1;
         }
@@ -123,26 +150,39 @@ impl SharedLogs {
     }
 
     fn append(&self, lines: Vec<ShippedLine>, dropped: Vec<(String, u64)>) {
-        let mut state = self.state.lock();
+        let mut guard = self.state.lock();
+        let state = &mut *guard;
         for line in lines {
             state.last += 1;
-            let seq = state.last;
-            if !state.sources.contains_key(&line.source) && state.sources.len() >= MAX_SOURCES {
-                forget_most_silent(&mut state.sources);
+            let name = cut(line.source, MAX_SOURCE_BYTES);
+            if !state.sources.contains_key(&name) && state.sources.len() >= MAX_SOURCES {
+                forget_most_silent(state);
             }
-            let source = state.sources.entry(line.source.clone()).or_default();
-            if source.lines.len() >= LINES_PER_SOURCE {
-                source.lines.pop_front();
-            }
-            source.lines.push_back(LogLine {
-                seq,
-                source: line.source,
+            let line = LogLine {
+                seq: state.last,
+                source: name.clone(),
                 stream: line.stream,
                 time: line.time,
                 text: bounded(line.text),
-            });
+            };
+            let bytes = cost(&line);
+            {
+                let source = state.sources.entry(name.clone()).or_default();
+                if source.lines.len() >= LINES_PER_SOURCE
+                    && let Some(old) = source.lines.pop_front()
+                {
+                    source.bytes -= cost(&old);
+                    state.bytes -= cost(&old);
+                }
+            }
+            while state.bytes + bytes > MAX_BYTES && evict_one(state, &name) {}
+            let source = state.sources.entry(name).or_default();
+            source.bytes += bytes;
+            state.bytes += bytes;
+            source.lines.push_back(line);
         }
         for (name, count) in dropped {
+            let name = cut(name, MAX_SOURCE_BYTES);
             if let Some(source) = state.sources.get_mut(&name) {
                 source.dropped += count;
             }
@@ -239,12 +279,87 @@ fn page(state: &State, source: Option<&str>, lines: Vec<LogLine>) -> LogPage {
 }
 
 /// Makes room for a new source: forgets the one whose last line is oldest.
-fn forget_most_silent(sources: &mut HashMap<String, Source>) {
-    let victim = sources
+fn forget_most_silent(state: &mut State) {
+    let victim = state
+        .sources
         .iter()
         .min_by_key(|(_, src)| src.lines.back().map_or(0, |l| l.seq))
         .map(|(name, _)| name.clone());
-    if let Some(name) = victim {
-        sources.remove(&name);
+    if let Some(source) = victim.and_then(|name| state.sources.remove(&name)) {
+        state.bytes -= source.bytes;
+    }
+}
+
+/// Makes room in all: the oldest line of `appending` if it holds at least its share, else
+/// of the source holding most (a flooding source pays for itself, in constant time). Whether
+/// a line went.
+fn evict_one(state: &mut State, appending: &str) -> bool {
+    let share = state.bytes / state.sources.len().max(1);
+    let victim = match state.sources.get(appending) {
+        Some(source) if source.bytes >= share && !source.lines.is_empty() => appending.to_string(),
+        _ => match state
+            .sources
+            .iter()
+            .filter(|(_, s)| !s.lines.is_empty())
+            .max_by_key(|(_, s)| s.bytes)
+        {
+            Some((name, _)) => name.clone(),
+            None => return false,
+        },
+    };
+    let source = state.sources.get_mut(&victim).expect("found above");
+    let Some(old) = source.lines.pop_front() else {
+        return false;
+    };
+    source.bytes -= cost(&old);
+    state.bytes -= cost(&old);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workers::LogStream;
+    use std::time::SystemTime;
+
+    fn line(source: &str, text: &str) -> ShippedLine {
+        ShippedLine {
+            source: source.to_string(),
+            stream: LogStream::Stdout,
+            time: SystemTime::now(),
+            text: text.to_string(),
+        }
+    }
+
+    /// The audit's flood: long source names copied into every line, from many sources, grew
+    /// the buffer to 2.75 GB. Names are cut, and the whole stays under its budget, the
+    /// flooding sources losing their own oldest lines.
+    #[test]
+    fn a_flood_of_long_names_and_lines_stays_within_the_budget() {
+        let logs = SharedLogs::new(Entries::default()).unwrap();
+        let text = "x".repeat(MAX_LINE_BYTES);
+        for source in 0..40 {
+            let name = format!("{source}-{}", "n".repeat(64 << 10));
+            let batch: Vec<ShippedLine> =
+                (0..LINES_PER_SOURCE).map(|_| line(&name, &text)).collect();
+            logs.append(batch, vec![(name, 1)]);
+            let state = logs.state.lock();
+            assert!(state.bytes <= MAX_BYTES, "{} bytes", state.bytes);
+            let counted: usize = state.sources.values().map(|s| s.bytes).sum();
+            assert_eq!(counted, state.bytes);
+            let real: usize = state
+                .sources
+                .values()
+                .flat_map(|s| &s.lines)
+                .map(cost)
+                .sum();
+            assert_eq!(real, state.bytes);
+            assert!(state.sources.keys().all(|n| n.len() <= MAX_SOURCE_BYTES));
+        }
+        // A quiet source's few lines survive the flood of the others.
+        logs.append(vec![line("quiet", "hello")], vec![]);
+        let flood: Vec<ShippedLine> = (0..2000).map(|_| line("loud", &text)).collect();
+        logs.append(flood, vec![]);
+        assert_eq!(logs.tail(Some("quiet"), 10).lines.len(), 1);
     }
 }

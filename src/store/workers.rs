@@ -28,6 +28,13 @@ const DEFAULT_LOST_AFTER: Duration = Duration::from_secs(5);
 /// How many gone workers are remembered, most recent first.
 const MAX_GONE: usize = 32;
 
+/// The most bytes of a reported host name, and of one task id in hand (longer are cut).
+const MAX_FIELD_BYTES: usize = 128;
+
+/// The most task ids in hand a report keeps (a worker's threads rarely hold more): with the
+/// cuts above, an entry stays under 10 KiB, and the registry under 40 MiB at its 4096 workers.
+const MAX_IN_HAND: usize = 64;
+
 #[derive(Default)]
 struct Entry {
     pid: Option<u32>,
@@ -161,7 +168,7 @@ impl SharedWorkers {
             entry.changed = Some(now);
         }
         if let Some(host) = report.host {
-            entry.host = Some(host);
+            entry.host = Some(super::logs::cut(host, MAX_FIELD_BYTES));
         }
         if let Some(restarts) = report.restarts {
             entry.restarts = restarts;
@@ -173,7 +180,11 @@ impl SharedWorkers {
             entry.failed = failed;
         }
         if let Some(in_hand) = report.in_hand {
-            entry.in_hand = in_hand;
+            entry.in_hand = in_hand
+                .into_iter()
+                .take(MAX_IN_HAND)
+                .map(|id| super::logs::cut(id, MAX_FIELD_BYTES))
+                .collect();
         }
         if let Some(ms) = report.lost_after_ms {
             entry.lost_after = Some(Duration::from_millis(ms));
@@ -263,5 +274,35 @@ fn forget_longest_ended(entries: &mut HashMap<String, Entry>) {
         .map(|(name, _)| name.clone());
     if let Some(name) = victim {
         entries.remove(&name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The audit's registry flood (huge hosts and in-hand lists in every report grew it to
+    /// 2.94 GB): fields are cut, and an entry stays small whatever a report carries.
+    #[test]
+    fn reports_with_huge_fields_are_cut_to_size() {
+        let workers = SharedWorkers::new(Duration::from_secs(60), Entries::default()).unwrap();
+        workers
+            .report(WorkerReport {
+                name: "w".into(),
+                host: Some("h".repeat(1 << 20)),
+                in_hand: Some(vec!["t".repeat(1 << 16); 10_000]),
+                ..WorkerReport::default()
+            })
+            .unwrap();
+        let listed = workers.list();
+        let w = &listed[0];
+        assert!(w.host.as_ref().unwrap().len() <= MAX_FIELD_BYTES);
+        assert_eq!(w.in_hand.len(), MAX_IN_HAND);
+        assert!(w.in_hand.iter().all(|id| id.len() <= MAX_FIELD_BYTES));
+        let too_long = WorkerReport {
+            name: "n".repeat(257),
+            ..WorkerReport::default()
+        };
+        assert!(workers.report(too_long).is_err());
     }
 }
