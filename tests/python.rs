@@ -527,3 +527,35 @@ fn named_objects_are_reached_with_get_dict_and_friends() {
     );
     assert!(client.event("go").unwrap().is_set().unwrap());
 }
+
+/// Result proxies are charged to the store's budget: a client holding ever more proxies of a
+/// 1 MiB value (the audit's 2,687 aborted the manager) is refused with `LimitExceeded` once
+/// the budget is spent, and what its proxies held comes back when they are released.
+#[test]
+fn result_proxies_are_charged_to_the_store_budget() {
+    let manager = Manager::builder()
+        .authkey(KEY)
+        .python_listener("127.0.0.1:0")
+        .max_store_bytes(16 << 20)
+        .register("big", || "x".repeat(1 << 20))
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let python = &interpreters()[0];
+    let out = scenario(python, &manager, "hoard", &[]);
+    assert!(out.contains("refused after"), "{out}");
+    assert!(out.contains("True"), "the error says LimitExceeded: {out}");
+    let refused_after: usize = out
+        .split_whitespace()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!((8..=16).contains(&refused_after), "{out}");
+    // The client released its proxies on exit: the budget is whole again.
+    wait_until(
+        Duration::from_secs(10),
+        "the proxies' bytes to come back",
+        || manager.stats().store_bytes < 1 << 20,
+    );
+}

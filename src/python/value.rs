@@ -29,6 +29,31 @@ pub(crate) enum PyValue {
 }
 
 impl PyValue {
+    /// About what the value takes in memory: its texts and bytes, and a word or so per node
+    /// (what a proxy of it costs the store's budget).
+    pub(crate) fn footprint(&self) -> u64 {
+        let node = std::mem::size_of::<PyValue>() as u64;
+        node + match self {
+            PyValue::Str(s) => s.len() as u64,
+            PyValue::Bytes(b) | PyValue::BigInt(b) => b.len() as u64,
+            PyValue::Tuple(items)
+            | PyValue::List(items)
+            | PyValue::Set(items)
+            | PyValue::FrozenSet(items)
+            | PyValue::Exception(_, items) => items.iter().map(PyValue::footprint).sum(),
+            PyValue::Dict(pairs) => pairs
+                .iter()
+                .map(|(k, v)| k.footprint() + v.footprint())
+                .sum(),
+            PyValue::Token {
+                typeid,
+                address,
+                id,
+            } => (typeid.len() + id.len()) as u64 + address.footprint(),
+            _ => 0,
+        }
+    }
+
     /// The Python type's name, for error messages a Python user reads.
     pub(crate) fn type_name(&self) -> &'static str {
         match self {

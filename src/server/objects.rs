@@ -435,6 +435,13 @@ impl Objects {
     /// Deletes the built-in shared object `name`; false if there is none. Calls blocked in it
     /// are woken with an `UnknownObject` error; what it held goes back to the store's budget
     /// once the last call running on it ends.
+    /// The store's byte budget, which what listeners hold for their clients (Python's result
+    /// proxies) is charged to as well.
+    #[cfg(feature = "python")]
+    pub(crate) fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
     /// The names of the shared objects that start with `prefix`.
     #[cfg(feature = "python")]
     pub(crate) fn shared_names_with(&self, prefix: &str) -> Vec<String> {

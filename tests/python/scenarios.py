@@ -14,7 +14,7 @@ class Manager(BaseManager):
 
 
 for name in ["get", "put", "inc", "fail", "get_queue", "get_dict", "get_lock",
-             "get_event", "get_list", "get_counter", "divide"]:
+             "get_event", "get_list", "get_counter", "divide", "big"]:
     Manager.register(name)
 # As SyncManager registers its Value: the proxy type gives `.value`.
 Manager.register("get_value", proxytype=ValueProxy)
@@ -184,6 +184,17 @@ def main():
     elif scenario == "dummy":
         connect(host, port, key)
         print("ok")
+    elif scenario == "hoard":
+        # Result proxies of a 1 MiB value, never released.
+        m = connect(host, port, key)
+        held = []
+        try:
+            for _ in range(64):
+                held.append(m.big())
+            print("held all", len(held))
+        except Exception as e:
+            print("refused after", len(held), type(e).__name__, "LimitExceeded" in str(e))
+        del held
     else:
         raise SystemExit("unknown scenario " + scenario)
 

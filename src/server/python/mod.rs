@@ -75,6 +75,9 @@ struct Entry {
     exposed: Vec<String>,
     /// The anonymous shared object to delete with the last reference.
     owned: Option<String>,
+    /// What it holds in the listener (a result, an iterator's copy), charged to the store's
+    /// budget until the last reference goes.
+    charged: u64,
 }
 
 /// The Python listener's state in the manager.
@@ -115,8 +118,26 @@ impl PythonState {
 
     /// Files a new object with one reference; an error past the table's limit (a client
     /// killed before its decrefs leaves its objects behind, as with Python's own server).
-    fn insert(&self, target: Target, exposed: Vec<String>) -> Result<String, Reply> {
-        self.insert_owned(target, exposed, None)
+    /// Files a value or an iterator the listener itself holds, charged to the store's budget
+    /// (a client that never releases its proxies runs into `LimitExceeded`, not the memory's
+    /// end).
+    fn insert(
+        &self,
+        shared: &Shared,
+        target: Target,
+        exposed: Vec<String>,
+    ) -> Result<String, Reply> {
+        let charged = match &target {
+            Target::Value(value) => value.footprint(),
+            Target::Iterator(items) => items.lock().iter().map(PyValue::footprint).sum(),
+            _ => 0,
+        };
+        let budget = shared.objects.budget();
+        budget
+            .charge(charged)
+            .map_err(|e| Reply::Traceback(format!("LimitExceeded: {e}")))?;
+        self.insert_owned(target, exposed, None, charged)
+            .inspect_err(|_| budget.refund(charged))
     }
 
     fn insert_owned(
@@ -124,6 +145,7 @@ impl PythonState {
         target: Target,
         exposed: Vec<String>,
         owned: Option<String>,
+        charged: u64,
     ) -> Result<String, Reply> {
         let mut table = self.table.lock();
         if table.1.len() >= MAX_OBJECTS {
@@ -140,6 +162,7 @@ impl PythonState {
                 refs: 1,
                 exposed,
                 owned,
+                charged,
             },
         );
         Ok(ident)
@@ -472,7 +495,11 @@ fn server_call(
                         None
                     }
                 };
-                // Outside the lock: an anonymous object goes with its last reference.
+                // Outside the lock: what it held goes back to the budget, and an anonymous
+                // object goes with its last reference.
+                if let Some(entry) = &removed {
+                    shared.objects.budget().refund(entry.charged);
+                }
                 if let Some(name) = removed.and_then(|entry| entry.owned)
                     && let Err(e) = shared.objects.delete_shared(&name)
                 {
@@ -546,12 +573,14 @@ fn create(
             .map_err(|e| Reply::Traceback(format!("cannot open {:?}: {e}", spec.name)))?;
         let exposed: Vec<String> = spec.exposed().iter().map(|s| s.to_string()).collect();
         let reply_names = names(&exposed);
-        let ident = python.insert(
+        let ident = python.insert_owned(
             Target::Shared {
                 id,
                 spec: spec.clone(),
             },
             exposed,
+            None,
+            0,
         )?;
         return Ok(Reply::Return(PyValue::Tuple(vec![
             PyValue::Str(ident),
@@ -595,7 +624,7 @@ fn create(
                 .map(|s| s.to_string())
                 .collect();
             let reply_names = names(&exposed);
-            let ident = python.insert(Target::Value(value), exposed)?;
+            let ident = python.insert(shared, Target::Value(value), exposed)?;
             Ok(Reply::Return(PyValue::Tuple(vec![
                 PyValue::Str(ident),
                 reply_names,
@@ -660,7 +689,7 @@ fn create_builtin(
             (Target::Condition { id, condition }, owned)
         }
     };
-    let ident = match python.insert_owned(target, exposed, owned.clone()) {
+    let ident = match python.insert_owned(target, exposed, owned.clone(), 0) {
         Ok(ident) => ident,
         Err(reply) => {
             if let Some(name) = owned {
@@ -677,7 +706,12 @@ fn create_builtin(
 
 /// `iter(d)` on a dict proxy and `reversed(l)` on a list proxy: a new `Iterator` object over
 /// a copy, as `SyncManager`'s `method_to_typeid` makes it.
-fn iterator(python: &PythonState, items: Result<PyValue, PyValue>, reverse: bool) -> Reply {
+fn iterator(
+    shared: &Shared,
+    python: &PythonState,
+    items: Result<PyValue, PyValue>,
+    reverse: bool,
+) -> Reply {
     let mut items: std::collections::VecDeque<PyValue> = match items {
         Ok(PyValue::List(items)) => items.into(),
         Ok(PyValue::Dict(pairs)) => pairs.into_iter().map(|(k, _)| k).collect(),
@@ -692,7 +726,7 @@ fn iterator(python: &PythonState, items: Result<PyValue, PyValue>, reverse: bool
         .map(|s| s.to_string())
         .collect();
     let reply_names = names(&exposed);
-    match python.insert(Target::Iterator(Mutex::new(items)), exposed) {
+    match python.insert(shared, Target::Iterator(Mutex::new(items)), exposed) {
         Ok(ident) => Reply::Proxy {
             exposed: reply_names,
             typeid: "Iterator".into(),
@@ -756,7 +790,7 @@ fn method_call(
         {
             let mut call = native(shared, *id, held, caller);
             let items = shared_method(&mut call, spec, "#GETVALUE", Vec::new(), &[]);
-            return iterator(python, items, request.method == "__reversed__");
+            return iterator(shared, python, items, request.method == "__reversed__");
         }
         Target::RLock { id, lock } => lock.method(
             &mut native(shared, *id, held, caller),
