@@ -559,3 +559,89 @@ fn result_proxies_are_charged_to_the_store_budget() {
         || manager.stats().store_bytes < 1 << 20,
     );
 }
+
+/// Drips `bytes` one at a time, 200 ms apart, until the manager closes the connection;
+/// returns how many went out before it did (or all of them).
+fn drip_until_closed(stream: &mut std::net::TcpStream, bytes: &[u8]) -> usize {
+    use std::io::{Read, Write};
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    for (sent, byte) in bytes.iter().enumerate() {
+        if stream.write_all(std::slice::from_ref(byte)).is_err() {
+            return sent;
+        }
+        let mut sink = [0u8; 512];
+        match stream.read(&mut sink) {
+            Ok(0) => return sent + 1,
+            Err(e)
+                if e.kind() != std::io::ErrorKind::WouldBlock
+                    && e.kind() != std::io::ErrorKind::TimedOut =>
+            {
+                return sent + 1;
+            }
+            _ => {}
+        }
+    }
+    bytes.len()
+}
+
+/// The Python door's handshake has one total deadline (a socket timeout restarts with every
+/// byte: the audit held 3,000 dripping sockets), and its connections are capped, silent ones
+/// included; refusals go through the rate-limited log. A real client is served throughout.
+#[test]
+fn python_handshakes_have_a_total_deadline_and_connections_a_cap() {
+    use std::io::Read;
+    let manager = Manager::builder()
+        .authkey(KEY)
+        .python_listener("127.0.0.1:0")
+        .handshake_timeout(Duration::from_secs(1))
+        .max_connections(4)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let address = manager.python_addresses()[0].to_string();
+    // A response frame of 255 bytes announced, then dripped: cut at the deadline (about 5
+    // drips), not after the whole frame (259 drips, 52 s, with a timeout per read).
+    let mut dripping = std::net::TcpStream::connect(address.as_str()).unwrap();
+    let mut frame = vec![0, 0, 0, 255];
+    frame.resize(259, b'x');
+    let sent = drip_until_closed(&mut dripping, &frame);
+    assert!(sent < 25, "the dripping handshake went on for {sent} bytes");
+    // Four silent connections fill the cap; a fifth is closed at once, with no challenge.
+    let silent: Vec<_> = (0..4)
+        .map(|_| std::net::TcpStream::connect(address.as_str()).unwrap())
+        .collect();
+    for mut s in &silent {
+        let mut challenge = [0u8; 4];
+        s.read_exact(&mut challenge).unwrap();
+    }
+    let mut fifth = std::net::TcpStream::connect(address.as_str()).unwrap();
+    fifth
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = fifth.read_to_end(&mut got);
+    assert!(
+        got.is_empty(),
+        "the fifth connection got {} bytes",
+        got.len()
+    );
+    // Once the silent ones are cut at their deadline, a real client is served.
+    drop(silent);
+    let python = &interpreters()[0];
+    wait_until(
+        Duration::from_secs(20),
+        "a python client to be served",
+        || {
+            run(
+                python,
+                "scenarios.py",
+                &["dummy", "127.0.0.1", &port(&manager), KEY],
+            )
+            .status
+            .success()
+        },
+    );
+}

@@ -81,7 +81,11 @@ pub(crate) fn admit(shared: &Arc<Shared>, stream: Stream) {
         return;
     };
     if state.served.len() >= shared.limits.max_connections {
-        log::warn!("refusing a msgpack client: the connection limit is reached");
+        shared.failure_log.warn(format_args!(
+            "refusing msgpack client {}: {} connections are open",
+            stream.peer_label(),
+            state.served.len()
+        ));
         return;
     }
     let id = state.next_connection.fetch_add(1, Relaxed);
@@ -119,9 +123,11 @@ fn next_message(
     stream: &Stream,
     incoming: &mut Incoming,
     shared: &Shared,
-    authenticated: bool,
+    handshake: Option<std::time::Instant>,
     before_waiting: &mut dyn FnMut() -> io::Result<()>,
 ) -> io::Result<Option<PyValue>> {
+    // Before authentication, every read is bounded by the handshake's one deadline.
+    let authenticated = handshake.is_none();
     let max = if authenticated {
         shared.limits.max_frame_len as usize
     } else {
@@ -155,9 +161,21 @@ fn next_message(
             Err(ReadError::Incomplete) => unreachable!("the scanner says None instead"),
         }
         // A message begun must be finished in time; between messages, waiting is fine.
-        if authenticated {
-            let limit = (!incoming.bytes.is_empty()).then_some(shared.limits.stall_timeout);
-            stream.set_read_timeout(limit)?;
+        match handshake {
+            None => {
+                let limit = (!incoming.bytes.is_empty()).then_some(shared.limits.stall_timeout);
+                stream.set_read_timeout(limit)?;
+            }
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the authentication took too long",
+                    ));
+                }
+                stream.set_read_timeout(Some(left))?;
+            }
         }
         // Nothing whole is left to parse: what was held back goes out before we wait.
         before_waiting()?;
@@ -262,13 +280,17 @@ fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
         .as_ref()
         .expect("admitted by the msgpack listener");
     let mut incoming = Incoming::default();
-    // Authentication first, under the handshake deadline.
+    // Authentication first, under the handshake deadline (one, for all its reads).
     stream.set_timeouts(Some(shared.limits.handshake_timeout))?;
+    let handshake = std::time::Instant::now() + shared.limits.handshake_timeout;
     let mut nonce = [0u8; 32];
     getrandom::fill(&mut nonce).map_err(|e| io::Error::other(e.to_string()))?;
     let mut challenged = false;
     loop {
-        let Some(message) = next_message(&stream, &mut incoming, shared, false, &mut || Ok(()))?
+        let Some(message) =
+            next_message(&stream, &mut incoming, shared, Some(handshake), &mut || {
+                Ok(())
+            })?
         else {
             return Ok(());
         };
@@ -493,7 +515,7 @@ fn role_loop(shared: &Arc<Shared>, conn: &Arc<Conn>, id: u64, me: u64) {
     loop {
         let message = {
             let mut buffer = conn.buffer.lock();
-            next_message(&conn.stream, &mut buffer, shared, true, &mut || {
+            next_message(&conn.stream, &mut buffer, shared, None, &mut || {
                 conn.flush()
             })
         };

@@ -157,8 +157,7 @@ impl Served {
         }
     }
 
-    /// How many connections are open (the msgpack-rpc listener caps them).
-    #[cfg(feature = "msgpack")]
+    /// How many connections are open (the Python and msgpack-rpc listeners cap them).
     pub(crate) fn len(&self) -> usize {
         self.open.lock().len()
     }

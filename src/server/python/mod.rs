@@ -30,7 +30,7 @@ use crate::python::shared::PythonShared;
 use crate::python::unpickle::unpickle;
 use crate::python::value::PyValue;
 use crate::service::Caller;
-use crate::transport::Stream;
+use crate::transport::{Deadline, Stream};
 use shared_calls::{Native, shared_method};
 use sync_manager::{Made, Names};
 
@@ -184,6 +184,16 @@ pub(crate) fn admit(shared: &Arc<Shared>, stream: Stream) {
     let Some(python) = &shared.python else {
         return;
     };
+    // Connections still handshaking count too: a flood of silent sockets holds no more
+    // threads and descriptors than the cap.
+    if python.served.len() >= shared.limits.max_connections {
+        shared.failure_log.warn(format_args!(
+            "refusing python client {}: {} connections are open",
+            stream.peer_label(),
+            python.served.len()
+        ));
+        return;
+    }
     let id = python.next_connection.fetch_add(1, Relaxed);
     let for_thread = Arc::clone(shared);
     // Nested values are converted and written recursively (up to MAX_DEPTH levels), in
@@ -220,8 +230,12 @@ fn quickack(stream: &Stream) {
 /// Reads one frame (`!i` length, or -1 and `!Q`), refusing more than `max` bytes.
 fn read_frame(stream: &Stream, max: usize) -> io::Result<Option<Vec<u8>>> {
     quickack(stream);
+    read_frame_from(&mut &*stream, max)
+}
+
+/// [`read_frame`] from any reader (the handshake's, under one total deadline).
+fn read_frame_from(reader: &mut impl Read, max: usize) -> io::Result<Option<Vec<u8>>> {
     let mut header = [0u8; 4];
-    let mut reader = stream;
     match reader.read_exact(&mut header) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
@@ -258,6 +272,11 @@ fn read_frame(stream: &Stream, max: usize) -> io::Result<Option<Vec<u8>>> {
 }
 
 fn write_frame(stream: &Stream, payload: &[u8]) -> io::Result<()> {
+    write_frame_to(&mut &*stream, payload)
+}
+
+/// [`write_frame`] to any writer.
+fn write_frame_to(writer: &mut impl Write, payload: &[u8]) -> io::Result<()> {
     let mut frame = Vec::with_capacity(payload.len() + 12);
     match i32::try_from(payload.len()) {
         Ok(len) => frame.extend_from_slice(&len.to_be_bytes()),
@@ -267,7 +286,6 @@ fn write_frame(stream: &Stream, payload: &[u8]) -> io::Result<()> {
         }
     }
     frame.extend_from_slice(payload);
-    let mut writer = stream;
     writer.write_all(&frame)
 }
 
@@ -316,46 +334,36 @@ fn send(stream: &Stream, reply: Reply) -> io::Result<()> {
 
 /// The mutual handshake under one total deadline: we challenge, then answer.
 fn authenticate(shared: &Shared, python: &PythonState, stream: &Stream) -> io::Result<bool> {
-    let deadline = std::time::Instant::now() + shared.limits.handshake_timeout;
-    let arm = || -> io::Result<()> {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the handshake took too long",
-            ));
-        }
-        stream.set_timeouts(Some(left))
-    };
+    // One deadline for the whole handshake, however its bytes drip in (a socket timeout
+    // alone restarts with every byte).
+    let mut timed = Deadline::start(stream, shared.limits.handshake_timeout)?;
     let mut random = [0u8; 40];
     getrandom::fill(&mut random).map_err(|e| io::Error::other(e.to_string()))?;
     let challenge = handshake::challenge(&random);
-    arm()?;
-    write_frame(stream, &challenge)?;
-    arm()?;
-    let Some(response) = read_frame(stream, MAX_HANDSHAKE_FRAME)? else {
+    write_frame_to(&mut timed, &challenge)?;
+    quickack(stream);
+    let Some(response) = read_frame_from(&mut timed, MAX_HANDSHAKE_FRAME)? else {
         return Ok(false);
     };
     let message = &challenge[handshake::CHALLENGE.len()..];
     if !handshake::verify(&python.key, message, &response) {
-        let _ = write_frame(stream, FAILURE);
+        let _ = write_frame_to(&mut timed, FAILURE);
         shared.failure_log.warn(format_args!(
             "python client {} gave a wrong authkey",
             stream.peer_label()
         ));
         return Ok(false);
     }
-    write_frame(stream, WELCOME)?;
-    arm()?;
-    let Some(theirs) = read_frame(stream, MAX_HANDSHAKE_FRAME)? else {
+    write_frame_to(&mut timed, WELCOME)?;
+    quickack(stream);
+    let Some(theirs) = read_frame_from(&mut timed, MAX_HANDSHAKE_FRAME)? else {
         return Ok(false);
     };
     let answer = handshake::answer(&python.key, &theirs)
         .map_err(|why| io::Error::new(io::ErrorKind::InvalidData, why))?;
-    arm()?;
-    write_frame(stream, &answer)?;
-    arm()?;
-    let verdict = read_frame(stream, MAX_HANDSHAKE_FRAME)?;
+    write_frame_to(&mut timed, &answer)?;
+    quickack(stream);
+    let verdict = read_frame_from(&mut timed, MAX_HANDSHAKE_FRAME)?;
     stream.set_timeouts(None)?;
     Ok(verdict.as_deref() == Some(WELCOME))
 }
