@@ -234,16 +234,18 @@ fn stat(options: &args::Stat) -> Result<ExitCode, Failure> {
         .objects
         .iter()
         .partition(|o| options.all || !o.is_internal());
+    let total = description.objects_total as usize;
     if hidden.is_empty() {
-        say!(text, "objects: {}", shown.len());
+        say!(text, "objects: {total}");
     } else {
         say!(
             text,
             "objects: {} (and {} of the manager's own: --all lists them)",
-            shown.len(),
+            total.saturating_sub(hidden.len()),
             hidden.len()
         );
     }
+    let unlisted = total.saturating_sub(description.objects.len());
     for object in shown {
         let name = object.name.as_deref().unwrap_or("(created by a client)");
         let methods: Vec<&str> = object.methods.iter().map(|m| m.name.as_str()).collect();
@@ -254,6 +256,12 @@ fn stat(options: &args::Stat) -> Result<ExitCode, Failure> {
             object.service,
             methods.join(", "),
             object.references
+        );
+    }
+    if unlisted > 0 {
+        say!(
+            text,
+            "  … and {unlisted} more (Client::describe_objects pages through them)"
         );
     }
     let workers = client.workers()?;

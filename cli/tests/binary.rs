@@ -766,3 +766,46 @@ fn gone_workers_leave_stat_for_the_recently_gone_list() {
         "{text}"
     );
 }
+
+/// The manager's own objects have a quota of their own: with the user's quota full, `stat`
+/// (which opens the worker registry) still works and counts every object.
+#[test]
+fn stat_works_when_the_users_object_quota_is_full() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let server = Command::new(BIN)
+        .args(["serve", "--bind", &address, "--max-shared-objects", "5"])
+        .env("MONOGUSA_AUTHKEY", KEY)
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let manager = Served {
+        child: server,
+        address: address.clone(),
+    };
+    wait_until(Duration::from_secs(30), "the manager serves", || {
+        Client::connect(address.as_str(), KEY).is_ok()
+    });
+    let client = manager.client();
+    for i in 0..5 {
+        client.counter(&format!("c{i}")).unwrap();
+    }
+    assert!(
+        client.counter("one-too-many").is_err(),
+        "the user's quota is full"
+    );
+    let stat = manager.command(&["stat"]).output().unwrap();
+    let text = String::from_utf8_lossy(&stat.stdout);
+    assert!(
+        stat.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&stat.stderr)
+    );
+    assert!(text.contains("objects: 5"), "{text}");
+    assert!(text.contains("workers: 0"), "{text}");
+}

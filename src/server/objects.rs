@@ -59,6 +59,18 @@ struct Table {
     by_name: HashMap<String, u64>,
     /// Built-in shared objects by name: a namespace of their own, apart from served objects.
     shared_by_name: HashMap<String, u64>,
+    /// How many of those are the manager's own (see [`is_own`]).
+    own_objects: usize,
+}
+
+/// The most objects of the manager's own (see [`is_own`]).
+const MAX_OWN_OBJECTS: usize = 10_000;
+
+/// Whether `name` is one of the manager's own bookkeeping objects, counted apart from the
+/// user's quota: those under [`INTERNAL_PREFIX`](crate::service::INTERNAL_PREFIX) but the
+/// objects Python clients create (`monogusa.python:…`), which are the user's.
+fn is_own(name: &str) -> bool {
+    name.starts_with(crate::service::INTERNAL_PREFIX) && !name.starts_with("monogusa.python:")
 }
 
 /// A constructor for objects of a registered type, from encoded arguments.
@@ -294,6 +306,9 @@ impl Objects {
             let id = table
                 .insert(object, 0, instance)
                 .expect("ids are free at start");
+            if is_own(&restored.name) {
+                table.own_objects += 1;
+            }
             table.shared_by_name.insert(restored.name, id);
         }
         if !table.shared_by_name.is_empty() {
@@ -406,11 +421,26 @@ impl Objects {
             }
             return Ok(id);
         }
-        let max = self.budget.limits.max_objects;
-        if table.shared_by_name.len() >= max {
+        // The manager's own bookkeeping objects (the worker registry, the log buffer,
+        // supervisors' groups, control mailboxes) have a quota of their own, so that the
+        // operator's tools work even when the user's objects fill theirs.
+        let own = is_own(name);
+        let (count, max) = if own {
+            (table.own_objects, MAX_OWN_OBJECTS)
+        } else {
+            (
+                table.shared_by_name.len() - table.own_objects,
+                self.budget.limits.max_objects,
+            )
+        };
+        if count >= max {
             return Err(RemoteError::new(
                 RemoteErrorKind::LimitExceeded,
-                format!("the manager holds its limit of {max} shared objects; delete some"),
+                if own {
+                    format!("the manager holds its limit of {max} objects of its own")
+                } else {
+                    format!("the manager holds its limit of {max} shared objects; delete some")
+                },
             ));
         }
         // Built-in constructors are quick and trusted: made under the lock, so two clients
@@ -429,12 +459,12 @@ impl Objects {
         };
         let id = table.insert(object, 0, self.instance)?;
         table.shared_by_name.insert(name.to_string(), id);
+        if own {
+            table.own_objects += 1;
+        }
         Ok(id)
     }
 
-    /// Deletes the built-in shared object `name`; false if there is none. Calls blocked in it
-    /// are woken with an `UnknownObject` error; what it held goes back to the store's budget
-    /// once the last call running on it ends.
     /// The store's byte budget, which what listeners hold for their clients (Python's result
     /// proxies) is charged to as well.
     #[cfg(feature = "python")]
@@ -453,12 +483,18 @@ impl Objects {
             .collect()
     }
 
+    /// Deletes the built-in shared object `name`; false if there is none. Calls blocked in it
+    /// are woken with an `UnknownObject` error; what it held goes back to the store's budget
+    /// once the last call running on it ends.
     pub(crate) fn delete_shared(&self, name: &str) -> Result<bool, RemoteError> {
         let removed = {
             let mut table = self.table();
             let Some(id) = table.shared_by_name.remove(name) else {
                 return Ok(false);
             };
+            if is_own(name) {
+                table.own_objects -= 1;
+            }
             // Recorded under the table's lock, so a new object of the same name is recorded
             // after this deletion.
             self.backend.delete(name)?;
