@@ -574,3 +574,61 @@ fn the_log_tail_streams_over_a_websocket_with_ping_and_close() {
     stop.stop();
     assert!(supervising.join().unwrap().all_drained());
 }
+
+/// The token reveals nothing of the key: random per run, or kept in the data directory
+/// (0600, the same after a restart); one given must be long enough.
+#[test]
+fn the_token_is_random_or_kept_never_derived_from_the_key() {
+    let start = |dir: Option<&std::path::Path>| {
+        let mut builder = Manager::builder().authkey(KEY).http("127.0.0.1:0");
+        if let Some(dir) = dir {
+            builder = builder.data_dir(dir);
+        }
+        builder.build().unwrap().start().unwrap()
+    };
+    let (a, b) = (start(None), start(None));
+    assert_ne!(a.http_token(), b.http_token(), "the same key, two tokens");
+    assert!(a.http_token().unwrap().len() >= 16);
+    drop((a, b));
+    let dir = tempfile::tempdir().unwrap();
+    let first = start(Some(dir.path()));
+    let token = first.http_token().unwrap().to_string();
+    first.shutdown();
+    let kept = dir.path().join("dashboard-token");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&kept).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert_eq!(std::fs::read_to_string(&kept).unwrap().trim(), token);
+    let again = start(Some(dir.path()));
+    assert_eq!(
+        again.http_token(),
+        Some(token.as_str()),
+        "kept across a restart"
+    );
+    again.shutdown();
+    // Others may read it: refused at start, with what to do.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&kept, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let refused = Manager::builder()
+        .authkey(KEY)
+        .http("127.0.0.1:0")
+        .data_dir(dir.path())
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("chmod 600"), "{refused}");
+    for short in ["", "   ", "short"] {
+        let refused = Manager::builder()
+            .authkey(KEY)
+            .http("127.0.0.1:0")
+            .http_token(short)
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("at least 16"), "{refused}");
+    }
+}

@@ -120,11 +120,12 @@ pub struct Serve {
     /// Also listen for msgpack-rpc clients (HOST:PORT or unix:PATH).
     #[arg(long, value_name = "ADDR")]
     pub msgpack: Vec<String>,
-    /// Also serve the dashboard page and Prometheus /metrics over HTTP (loopback advised;
-    /// the URL with its token is logged at start).
+    /// Also serve the dashboard page and Prometheus /metrics over HTTP (loopback advised),
+    /// with --http-token-file or --data-dir.
     #[arg(long, value_name = "ADDR")]
     pub http: Vec<String>,
-    /// The dashboard's token, from a file (default: derived from the authkey).
+    /// The dashboard's token (16 characters or more), from a file only you can read; with
+    /// --data-dir and without it, the manager keeps a random one in DIR/dashboard-token.
     #[arg(long, value_name = "FILE", requires = "http")]
     pub http_token_file: Option<PathBuf>,
     /// Keep task queues and shared objects in DIR across restarts.

@@ -181,10 +181,18 @@ fn serve(options: args::Serve) -> Result<ExitCode, Failure> {
     for address in &options.http {
         builder = builder.http(address.as_str());
     }
-    if let Some(path) = &options.http_token_file {
-        let token = std::fs::read_to_string(path)
-            .map_err(|e| Failure::Runtime(format!("cannot read {}: {e}", path.display())))?;
-        builder = builder.http_token(token.trim());
+    match &options.http_token_file {
+        Some(path) => builder = builder.http_token(token_file(path)?),
+        // Without a data directory the token would be random for this run, and the log shows
+        // only its first characters: the operator would have no way in.
+        None if !options.http.is_empty() && options.data_dir.is_none() => {
+            return Err(Failure::Usage(
+                "--http needs --http-token-file FILE, or --data-dir DIR (where the manager keeps \
+                 its dashboard token, in DIR/dashboard-token)"
+                    .into(),
+            ));
+        }
+        None => {}
     }
     if let Some(dir) = &options.data_dir {
         builder = builder.data_dir(dir);
@@ -389,6 +397,35 @@ fn run(options: args::Run) -> Result<ExitCode, Failure> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The dashboard token from `path`: refused if empty or readable by others.
+fn token_file(path: &std::path::Path) -> Result<String, Failure> {
+    let token = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Runtime(format!("cannot read {}: {e}", path.display())))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| Failure::Runtime(format!("cannot read {}: {e}", path.display())))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(Failure::Runtime(format!(
+                "the token file {} is readable by others (mode {:o}): chmod 600 it",
+                path.display(),
+                mode & 0o777
+            )));
+        }
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(Failure::Runtime(format!(
+            "the token file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(token.to_string())
 }
 
 fn seconds(flag: &str, value: f64) -> Result<Duration, Failure> {

@@ -809,3 +809,34 @@ fn stat_works_when_the_users_object_quota_is_full() {
     assert!(text.contains("objects: 5"), "{text}");
     assert!(text.contains("workers: 0"), "{text}");
 }
+
+/// `serve --http` needs a token the operator can read: from a file only they can read, or
+/// kept in the data directory; an empty or world-readable token file is refused.
+#[test]
+fn the_dashboard_token_file_must_be_private_and_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["serve", "--bind", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args(extra)
+            .env("MONOGUSA_AUTHKEY", KEY)
+            .output()
+            .unwrap()
+    };
+    let none = serve(&[]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("--http-token-file"));
+    let token = dir.path().join("token");
+    for (contents, mode, expected) in [
+        ("0123456789abcdef0123\n", 0o644, "readable by others"),
+        ("\n", 0o600, "is empty"),
+    ] {
+        std::fs::write(&token, contents).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(mode)).unwrap();
+        let refused = serve(&["--http-token-file", token.to_str().unwrap()]);
+        assert_eq!(refused.status.code(), Some(1));
+        let text = String::from_utf8_lossy(&refused.stderr);
+        assert!(text.contains(expected), "{text}");
+    }
+}

@@ -201,8 +201,10 @@ impl ManagerBuilder {
         self
     }
 
-    /// The dashboard's token, instead of the one derived from the authkey (HMAC-SHA256 with a
-    /// label of its own, so the token never reveals the key).
+    /// The dashboard's token (at least 16 characters), instead of the default: the one kept
+    /// in the data directory's `dashboard-token` (made 0600 at the first start), or without
+    /// one a random token for this run ([`ManagerHandle::http_token`]). The token is never
+    /// derived from the authkey, and the log shows only its first characters.
     pub fn http_token(mut self, token: impl Into<String>) -> Self {
         self.http_token = Some(token.into());
         self
@@ -484,8 +486,14 @@ impl ManagerBuilder {
             http_addresses.push(address?);
         }
         #[cfg(feature = "http")]
-        let http = (!http_addresses.is_empty())
-            .then(|| http::HttpState::new(&raw_key, self.http_token.clone()));
+        let http = if http_addresses.is_empty() {
+            None
+        } else {
+            Some(http::HttpState::new(
+                self.http_token.clone(),
+                self.storage.dir.as_deref(),
+            )?)
+        };
         #[cfg(not(feature = "http"))]
         if !http_addresses.is_empty() {
             return Err(Error::Config(
@@ -1109,9 +1117,10 @@ enum Protocol {
 fn log_dashboard(shared: &Shared, address: &Address) {
     #[cfg(feature = "http")]
     if let Some(http) = &shared.http {
+        // Never the whole token: logs travel further than the operator's terminal.
         log::info!(
-            "manager serving its dashboard on http://{address}/?token={}",
-            http.token()
+            "manager serving its dashboard on http://{address}/?token=TOKEN, TOKEN being {}",
+            http.hint()
         );
         if let Address::Tcp { host, .. } = address
             && host

@@ -17,9 +17,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
-
 use super::Shared;
 use crate::transport::Stream;
 use request::{Refusal, Request};
@@ -36,28 +33,105 @@ const COOKIE: &str = "monogusa_token";
 /// What the HTTP side keeps.
 pub(crate) struct HttpState {
     token: String,
+    /// Where an operator reads the token (for the log line, which never shows it whole).
+    source: String,
     open: AtomicUsize,
 }
 
+/// The file in a data directory that keeps the dashboard's token across restarts.
+pub(crate) const TOKEN_FILE: &str = "dashboard-token";
+
+/// The shortest token accepted.
+const MIN_TOKEN: usize = 16;
+
+/// 16 random bytes, as hex.
+fn random_token() -> std::io::Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 impl HttpState {
-    /// The token given, or one derived from the authkey with a label of its own.
-    pub(crate) fn new(raw_key: &[u8], token: Option<String>) -> HttpState {
-        let token = token.unwrap_or_else(|| {
-            let mut mac = Hmac::<Sha256>::new_from_slice(raw_key).expect("HMAC takes any key");
-            mac.update(b"monogusa dashboard token");
-            mac.finalize().into_bytes()[..16]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect()
-        });
-        HttpState {
-            token,
-            open: AtomicUsize::new(0),
+    /// The token given; else the one kept in the data directory (made there, 0600, at the
+    /// first start); else a random one for this run. Never derived from the authkey: a token
+    /// that leaks (a URL in a browser's history, a log) must not lead to the key.
+    pub(crate) fn new(
+        token: Option<String>,
+        data_dir: Option<&std::path::Path>,
+    ) -> crate::error::Result<HttpState> {
+        let config = |why: String| crate::error::Error::Config(why);
+        let (token, source) = match (token, data_dir) {
+            (Some(token), _) => (token.trim().to_string(), "the token you gave".to_string()),
+            (None, Some(dir)) => {
+                let path = dir.join(TOKEN_FILE);
+                (kept_token(&path)?, path.display().to_string())
+            }
+            (None, None) => (
+                random_token()?,
+                "ManagerHandle::http_token (random for this run)".to_string(),
+            ),
+        };
+        if token.len() < MIN_TOKEN {
+            return Err(config(format!(
+                "the dashboard token must be at least {MIN_TOKEN} characters (from {source})"
+            )));
         }
+        Ok(HttpState {
+            token,
+            source,
+            open: AtomicUsize::new(0),
+        })
     }
 
     pub(crate) fn token(&self) -> &str {
         &self.token
+    }
+
+    /// The token's first characters and where to read it whole: what the log says.
+    pub(crate) fn hint(&self) -> String {
+        format!("{}… (in {})", &self.token[..4], self.source)
+    }
+}
+
+/// The token kept at `path`, made (0600) if there is none; refused if others may read it.
+fn kept_token(path: &std::path::Path) -> crate::error::Result<String> {
+    use std::io::Write;
+    let config = |why: String| crate::error::Error::Config(why);
+    match std::fs::read_to_string(path) {
+        Ok(token) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(path)?.permissions().mode();
+                if mode & 0o077 != 0 {
+                    return Err(config(format!(
+                        "{} is readable by others (mode {:o}): chmod 600 it",
+                        path.display(),
+                        mode & 0o777
+                    )));
+                }
+            }
+            Ok(token.trim().to_string())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let token = random_token()?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(path).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("creating {}: {e}", path.display()))
+            })?;
+            file.write_all(format!("{token}\n").as_bytes())?;
+            file.sync_all()?;
+            Ok(token)
+        }
+        Err(e) => {
+            Err(std::io::Error::new(e.kind(), format!("reading {}: {e}", path.display())).into())
+        }
     }
 }
 
