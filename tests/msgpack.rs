@@ -368,3 +368,41 @@ fn a_dripping_authentication_is_cut_at_its_deadline() {
         "the dripping authentication went on for {sent} bytes"
     );
 }
+
+/// Wrong keys are slowed down across doors: after six at the native door, a wrong proof at
+/// the msgpack-rpc door from the same address waits for its answer (400 ms by then), where
+/// it used to be answered at once (2,855 guesses a second).
+#[test]
+fn a_wrong_key_at_one_door_slows_the_others() {
+    use std::io::{Read, Write};
+    let manager = start();
+    for _ in 0..6 {
+        assert!(Client::connect(manager.address(), "not the key").is_err());
+    }
+    let address = manager.msgpack_addresses()[0].to_string();
+    let mut stream = std::net::TcpStream::connect(address.as_str()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // [0, 1, "monogusa.challenge", []]
+    let mut challenge = vec![0x94, 0x00, 0x01, 0xb2];
+    challenge.extend_from_slice(b"monogusa.challenge");
+    challenge.push(0x90);
+    stream.write_all(&challenge).unwrap();
+    let mut reply = [0u8; 64];
+    let n = stream.read(&mut reply).unwrap();
+    assert!(n > 32, "the challenge's reply");
+    // [0, 2, "monogusa.prove", [bin8 of 32 zeros]]: a wrong proof.
+    let mut prove = vec![0x94, 0x00, 0x02, 0xae];
+    prove.extend_from_slice(b"monogusa.prove");
+    prove.extend_from_slice(&[0x91, 0xc4, 32]);
+    prove.extend_from_slice(&[0u8; 32]);
+    let sent = std::time::Instant::now();
+    stream.write_all(&prove).unwrap();
+    let _ = stream.read(&mut reply);
+    let waited = sent.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300),
+        "a wrong proof after six wrong keys was answered in {waited:?}"
+    );
+}

@@ -645,3 +645,22 @@ fn python_handshakes_have_a_total_deadline_and_connections_a_cap() {
         },
     );
 }
+
+/// The Python door shares the wrong-key slowdown: after six wrong keys at the native door, a
+/// Python client's wrong key is answered 400 ms later (it was answered at once: 4,029
+/// guesses a second).
+#[test]
+fn a_wrong_key_at_the_python_door_is_slowed_like_the_native_one() {
+    let manager = start(Duration::from_secs(10));
+    for _ in 0..6 {
+        assert!(Client::connect(manager.address(), "not the key").is_err());
+    }
+    let out = scenario(&interpreters()[0], &manager, "wrong_key", &[]);
+    assert!(out.contains("AuthenticationError"), "{out}");
+    let ms: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("answered in ms "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap();
+    assert!(ms >= 300, "answered in {ms} ms: {out}");
+}

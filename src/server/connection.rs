@@ -130,10 +130,7 @@ fn handshake(shared: &Shared, stream: &Stream, id: u64) -> Result<(), Refusal> {
     if let Err(Refusal::WrongKey) = proven {
         // Repeated wrong keys from one address are answered ever more slowly, so guessing a
         // weak key over the network is slow too.
-        let delay = shared.guesses.failed(stream.peer_ip());
-        if !delay.is_zero() {
-            std::thread::sleep(delay.min(shared.limits.handshake_timeout));
-        }
+        shared.wrong_key(stream);
         let _ = auth::reject(&mut timed);
     }
     proven?;

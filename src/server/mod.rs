@@ -1336,6 +1336,15 @@ impl Shared {
     }
 
     /// A connection proved the key: it becomes authenticated if there is room.
+    /// A wrong key from `stream`'s peer, at any door: repeated ones from one address are
+    /// answered ever more slowly, and a guess at one door slows every door for that address.
+    pub(crate) fn wrong_key(&self, stream: &Stream) {
+        let delay = self.guesses.failed(stream.peer_ip());
+        if !delay.is_zero() {
+            std::thread::sleep(delay.min(self.limits.handshake_timeout));
+        }
+    }
+
     fn promote(&self, id: u64) -> std::result::Result<(), String> {
         let mut connections = self.connections();
         let full = connections.authenticated >= self.limits.max_connections;

@@ -321,6 +321,7 @@ fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
                         "msgpack client {} gave a wrong proof of the authkey",
                         stream.peer_label()
                     ));
+                    shared.wrong_key(&stream);
                     let _ = respond(
                         &stream,
                         msgid,

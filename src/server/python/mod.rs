@@ -347,6 +347,7 @@ fn authenticate(shared: &Shared, python: &PythonState, stream: &Stream) -> io::R
     };
     let message = &challenge[handshake::CHALLENGE.len()..];
     if !handshake::verify(&python.key, message, &response) {
+        shared.wrong_key(stream);
         let _ = write_frame_to(&mut timed, FAILURE);
         shared.failure_log.warn(format_args!(
             "python client {} gave a wrong authkey",
