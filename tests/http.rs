@@ -632,3 +632,53 @@ fn the_token_is_random_or_kept_never_derived_from_the_key() {
         assert!(refused.contains("at least 16"), "{refused}");
     }
 }
+
+/// Thirty viewers of a manager with 20,000 objects: the state is built once per second and
+/// shared by every `/events` stream (each used to build its own: 30 viewers of 100,000
+/// objects aborted the manager), and it lists the first 500 objects with the total.
+#[test]
+fn viewers_share_one_bounded_state() {
+    let manager = manager();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    for i in 0..20_000u32 {
+        client.counter(&format!("c{i}")).unwrap();
+    }
+    let address = manager.http_addresses()[0].to_string();
+    let viewers: Vec<_> = (0..30)
+        .map(|_| {
+            let address = address.clone();
+            let auth = auth(&manager);
+            std::thread::spawn(move || {
+                let mut stream = TcpStream::connect(address).unwrap();
+                stream
+                    .write_all(format!("GET /events HTTP/1.1\r\nHost: x\r\n{auth}\r\n").as_bytes())
+                    .unwrap();
+                let mut seen = Vec::new();
+                let mut chunk = [0u8; 64 * 1024];
+                while seen.windows(5).filter(|w| w == b"data:").count() < 3 {
+                    let n = stream.read(&mut chunk).unwrap();
+                    assert!(n > 0, "the stream ended");
+                    seen.extend_from_slice(&chunk[..n]);
+                }
+                seen.len()
+            })
+        })
+        .collect();
+    for viewer in viewers {
+        viewer.join().unwrap();
+    }
+    let metrics = body(&get(&manager, "/metrics", &auth(&manager)).1).to_string();
+    let builds: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("monogusa_dashboard_state_builds_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap();
+    assert!(
+        builds < 30,
+        "{builds} states built for 30 viewers of 3 events each"
+    );
+    let state: serde_json::Value =
+        serde_json::from_str(body(&get(&manager, "/api/state", &auth(&manager)).1)).unwrap();
+    assert_eq!(state["objects"].as_array().unwrap().len(), 500);
+    assert!(state["objects_total"].as_u64().unwrap() >= 20_000);
+}

@@ -383,6 +383,14 @@ impl Objects {
         Ok(id)
     }
 
+    /// The id of the built-in shared object `name` if it exists and is a `service`.
+    #[cfg(feature = "http")]
+    pub(crate) fn find_shared(&self, name: &str, service: &str) -> Option<u64> {
+        let table = self.table();
+        let id = *table.shared_by_name.get(name)?;
+        (table.by_id.get(&id)?.object.descriptor.name == service).then_some(id)
+    }
+
     /// Opens the built-in shared object `name`, creating it from `args` if it does not exist.
     /// Its kind and element types must match those it was created with.
     pub(crate) fn open_shared(

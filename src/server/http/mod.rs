@@ -36,6 +36,10 @@ pub(crate) struct HttpState {
     /// Where an operator reads the token (for the log line, which never shows it whole).
     source: String,
     open: AtomicUsize,
+    /// The page's state, as last built, and when: shared by every viewer.
+    pub(super) snapshot: parking_lot::Mutex<Option<(std::time::Instant, Arc<str>)>>,
+    /// How many times the state was built (`/metrics`).
+    pub(super) states_built: std::sync::atomic::AtomicU64,
 }
 
 /// The file in a data directory that keeps the dashboard's token across restarts.
@@ -80,6 +84,8 @@ impl HttpState {
             token,
             source,
             open: AtomicUsize::new(0),
+            snapshot: parking_lot::Mutex::new(None),
+            states_built: std::sync::atomic::AtomicU64::new(0),
         })
     }
 

@@ -26,9 +26,26 @@ const PAGE: &str = include_str!("page.html");
 /// How often the events stream sends the state.
 const EVERY: Duration = Duration::from_secs(1);
 
-/// Every object the manager has, in pages.
-fn objects(shared: &Shared) -> Vec<ObjectDescription> {
-    let mut all = Vec::new();
+/// The most objects and task queues the page lists (beyond, it says how many there are).
+const MAX_LISTED: usize = 500;
+
+/// What one pass over the objects found: the first [`MAX_LISTED`] objects and task queues, and
+/// how many there are. Pages are dropped as they are read, so a manager of 100,000 objects
+/// costs no more memory than a page and the lists.
+struct Scan {
+    listed: Vec<ObjectDescription>,
+    queues: Vec<ObjectDescription>,
+    objects_total: u64,
+    queues_total: u64,
+}
+
+fn scan(shared: &Shared) -> Scan {
+    let mut found = Scan {
+        listed: Vec::new(),
+        queues: Vec::new(),
+        objects_total: 0,
+        queues_total: 0,
+    };
     let mut after = 0;
     loop {
         let page = shared
@@ -37,11 +54,27 @@ fn objects(shared: &Shared) -> Vec<ObjectDescription> {
             .objects;
         let full = page.len() == DESCRIBE_PAGE;
         after = page.last().map_or(after, |o| o.id);
-        all.extend(page);
+        for object in page {
+            found.objects_total += 1;
+            if object.service == crate::store::tasks::SERVICE {
+                found.queues_total += 1;
+                if found.queues.len() < MAX_LISTED {
+                    found.queues.push(object.clone());
+                }
+            }
+            if found.listed.len() < MAX_LISTED {
+                found.listed.push(object);
+            }
+        }
         if !full {
-            return all;
+            return found;
         }
     }
+}
+
+/// The id of the built-in object `name`, by name (no scan).
+fn named(shared: &Shared, name: &str, service: &str) -> Option<u64> {
+    shared.objects.find_shared(name, service)
 }
 
 /// Calls `method` of object `id` in-process with encoded `args`; its result decoded.
@@ -69,21 +102,10 @@ fn call<R: serde::de::DeserializeOwned>(
     codec::decode_exact(&out).ok()
 }
 
-fn named<'a>(
-    objects: &'a [ObjectDescription],
-    name: &str,
-    service: &str,
-) -> Option<&'a ObjectDescription> {
-    objects
-        .iter()
-        .find(|o| o.name.as_deref() == Some(name) && o.service == service)
-}
-
 /// The task queues and their counts.
-fn queues(shared: &Shared, objects: &[ObjectDescription]) -> Vec<(String, u64, Counts)> {
-    objects
+fn queues(shared: &Shared, queues: &[ObjectDescription]) -> Vec<(String, u64, Counts)> {
+    queues
         .iter()
-        .filter(|o| o.service == crate::store::tasks::SERVICE)
         .filter_map(|o| {
             let counts: Counts = call(shared, o.id, "stats", &())?;
             Some((o.name.clone().unwrap_or_default(), o.id, counts))
@@ -91,9 +113,9 @@ fn queues(shared: &Shared, objects: &[ObjectDescription]) -> Vec<(String, u64, C
         .collect()
 }
 
-fn workers(shared: &Shared, objects: &[ObjectDescription]) -> Vec<WorkerStatus> {
-    named(objects, "monogusa.workers", crate::store::workers::SERVICE)
-        .and_then(|o| call(shared, o.id, "list", &()))
+fn registry(shared: &Shared, method: &str) -> Vec<WorkerStatus> {
+    named(shared, "monogusa.workers", crate::store::workers::SERVICE)
+        .and_then(|id| call(shared, id, method, &()))
         .unwrap_or_default()
 }
 
@@ -103,18 +125,35 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The whole state the page shows, as JSON.
+/// The whole state the page shows, as JSON text: built at most once per [`EVERY`] and shared
+/// by every viewer (each `/events` stream used to build its own, every second).
+pub(super) fn shared_state(shared: &Shared) -> Arc<str> {
+    let http = shared.http.as_ref().expect("served by the HTTP side");
+    let mut snapshot = http.snapshot.lock();
+    if let Some((made, text)) = &*snapshot
+        && made.elapsed() < EVERY - Duration::from_millis(100)
+    {
+        return Arc::clone(text);
+    }
+    let text: Arc<str> = state(shared).to_string().into();
+    http.states_built.fetch_add(1, SeqCst);
+    *snapshot = Some((std::time::Instant::now(), Arc::clone(&text)));
+    text
+}
+
+/// The state the page shows, as JSON: the first [`MAX_LISTED`] objects and task queues (and
+/// how many there are), workers, connections, counters.
 fn state(shared: &Shared) -> Json {
-    let objects = objects(shared);
+    let found = scan(shared);
     let stats = shared.stats();
-    let queues: Vec<Json> = queues(shared, &objects)
+    let queues: Vec<Json> = queues(shared, &found.queues)
         .into_iter()
         .map(|(name, _, c)| {
             json!({"name": name, "ready": c.ready, "delayed": c.delayed, "leased": c.leased,
                    "dead": c.dead, "done": c.done, "oldest_ready_ms": c.oldest_ready_ms})
         })
         .collect();
-    let workers: Vec<Json> = workers(shared, &objects)
+    let workers: Vec<Json> = registry(shared, "list")
         .into_iter()
         .map(|w| {
             let busy = !w.in_hand.is_empty();
@@ -124,14 +163,12 @@ fn state(shared: &Shared) -> Json {
                    "done": w.done, "failed": w.failed, "in_hand": w.in_hand})
         })
         .collect();
-    let workers_gone: Vec<Json> =
-        named(&objects, "monogusa.workers", crate::store::workers::SERVICE)
-            .and_then(|o| call::<Vec<WorkerStatus>>(shared, o.id, "gone", &()))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|w| json!({"name": w.name, "pid": w.pid, "state": w.state.to_string()}))
-            .collect();
-    let shared_objects: Vec<Json> = objects
+    let workers_gone: Vec<Json> = registry(shared, "gone")
+        .into_iter()
+        .map(|w| json!({"name": w.name, "pid": w.pid, "state": w.state.to_string()}))
+        .collect();
+    let shared_objects: Vec<Json> = found
+        .listed
         .iter()
         .map(|o| {
             // Containers say how many items they hold.
@@ -161,6 +198,8 @@ fn state(shared: &Shared) -> Json {
         "workers": workers,
         "workers_gone": workers_gone,
         "objects": shared_objects,
+        "objects_total": found.objects_total,
+        "queues_total": found.queues_total,
     })
 }
 
@@ -174,6 +213,8 @@ pub(super) fn route(shared: &Shared, request: &Request) -> Response {
     let method = request.method.as_str();
     match (method, path) {
         ("GET", "/") => Response::new(200, "text/html; charset=utf-8", PAGE),
+        // Fresh for a request (bounded by the HTTP side's 64 connections); the streams,
+        // which repeat, share one.
         ("GET", "/api/state") => json_response(&state(shared)),
         ("GET", "/metrics") => Response::new(
             200,
@@ -203,14 +244,13 @@ fn queue_action(shared: &Shared, method: &str, rest: &str) -> Response {
     let Some((name, action)) = rest.rsplit_once('/') else {
         return Response::text(404, "no such queue action\n");
     };
-    let objects = objects(shared);
-    let Some(queue) = named(&objects, name, crate::store::tasks::SERVICE) else {
+    let Some(queue) = named(shared, name, crate::store::tasks::SERVICE) else {
         return Response::text(404, "no such task queue\n");
     };
     match (method, action) {
         ("GET", "dead") => {
             let letters: Vec<DeadLetter> =
-                call(shared, queue.id, "dead", &(0u64, 1000u32)).unwrap_or_default();
+                call(shared, queue, "dead", &(0u64, 1000u32)).unwrap_or_default();
             let letters: Vec<Json> = letters
                 .into_iter()
                 .map(|l| {
@@ -221,11 +261,11 @@ fn queue_action(shared: &Shared, method: &str, rest: &str) -> Response {
             json_response(&json!({"queue": name, "dead": letters}))
         }
         ("POST", "requeue") => {
-            let n: u64 = call(shared, queue.id, "requeue", &(None::<u64>,)).unwrap_or(0);
+            let n: u64 = call(shared, queue, "requeue", &(None::<u64>,)).unwrap_or(0);
             json_response(&json!({"requeued": n}))
         }
         ("POST", "purge") => {
-            let n: u64 = call(shared, queue.id, "purge_dead", &()).unwrap_or(0);
+            let n: u64 = call(shared, queue, "purge_dead", &()).unwrap_or(0);
             json_response(&json!({"purged": n}))
         }
         ("GET", _) => Response::text(404, "no such queue action\n"),
@@ -235,9 +275,8 @@ fn queue_action(shared: &Shared, method: &str, rest: &str) -> Response {
 
 /// The log lines after `after` (or the last ones), of `worker` or of all; never waits.
 pub(super) fn log_page(shared: &Shared, after: Option<u64>, worker: Option<String>) -> LogPage {
-    let objects = objects(shared);
-    named(&objects, "monogusa.logs", crate::store::logs::SERVICE)
-        .and_then(|o| call(shared, o.id, "read", &(after, worker, 200u32, Some(0u64))))
+    named(shared, "monogusa.logs", crate::store::logs::SERVICE)
+        .and_then(|id| call(shared, id, "read", &(after, worker, 200u32, Some(0u64))))
         .unwrap_or(LogPage {
             lines: Vec::new(),
             next: after.unwrap_or(0),
@@ -268,7 +307,7 @@ pub(super) fn events(shared: &Arc<Shared>, stream: &mut impl Write) -> std::io::
         b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
     )?;
     while !shared.stopping.load(SeqCst) {
-        let event = format!("data: {}\n\n", state(shared));
+        let event = format!("data: {}\n\n", shared_state(shared));
         stream.write_all(event.as_bytes())?;
         stream.flush()?;
         std::thread::sleep(EVERY);
@@ -360,6 +399,15 @@ fn metrics(shared: &Shared) -> String {
         "Built-in shared objects.",
         &one(s.shared_objects),
     );
+    if let Some(http) = &shared.http {
+        metric(
+            &mut out,
+            "monogusa_dashboard_state_builds_total",
+            "counter",
+            "Times the dashboard's state was built: at most once a second, whatever the viewers.",
+            &one(http.states_built.load(SeqCst)),
+        );
+    }
     metric(
         &mut out,
         "monogusa_idle_threads",
@@ -367,8 +415,7 @@ fn metrics(shared: &Shared) -> String {
         "Connection threads waiting to serve the next connection.",
         &one(s.idle_threads),
     );
-    let objects = objects(shared);
-    let queues = queues(shared, &objects);
+    let queues = queues(shared, &scan(shared).queues);
     let mut depths = Vec::new();
     let mut done = Vec::new();
     for (name, _, c) in &queues {
@@ -452,7 +499,7 @@ fn metrics(shared: &Shared) -> String {
     }
     let mut by_state = std::collections::BTreeMap::<String, u64>::new();
     let mut failed = 0;
-    for w in workers(shared, &objects) {
+    for w in registry(shared, "list") {
         *by_state.entry(w.state.to_string()).or_default() += 1;
         failed += w.failed;
     }
