@@ -302,3 +302,39 @@ fn the_msgpack_scanner_agrees_with_the_parser() {
     }
     crate::fuzzing::msgpack(&base);
 }
+
+/// The dashboard's head parser and WebSocket frames, and the Python handshake, on random and
+/// mutated input (the checks of the `http_head`, `websocket` and `python_handshake` fuzz
+/// targets).
+#[cfg(all(feature = "http", feature = "python"))]
+#[test]
+fn dashboard_and_python_handshake_parsers_hold() {
+    let mut rng = Rng(0x0dd_ba11_5eed_f00d);
+    let head = b"GET /api/state?token=abc&x=1 HTTP/1.1\r\nHost: h\r\nCookie: a=b; monogusa_token=t\r\n\r\n";
+    let frame = [
+        0x81u8,
+        0x85,
+        1,
+        2,
+        3,
+        4,
+        b'h' ^ 1,
+        b'e' ^ 2,
+        b'l' ^ 3,
+        b'l' ^ 4,
+        b'o' ^ 1,
+    ];
+    let challenge = crate::python::handshake::challenge(&[3u8; 40]);
+    for _ in 0..20_000 {
+        let (a, b, c) = if rng.below(2) == 0 {
+            (rng.bytes(128), rng.bytes(32), rng.bytes(80))
+        } else {
+            (rng.mutate(head), rng.mutate(&frame), rng.mutate(&challenge))
+        };
+        crate::fuzzing::http_head(&a);
+        crate::fuzzing::websocket(&b);
+        crate::fuzzing::python_handshake(&c);
+    }
+    crate::fuzzing::http_head(head);
+    crate::fuzzing::websocket(&frame);
+}

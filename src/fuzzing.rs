@@ -220,3 +220,61 @@ mod tests {
         }
     }
 }
+
+/// The dashboard's HTTP head parser: any bytes give a request, "more", or a refusal; a
+/// request's head is within the input, and the same head parses the same with more after it.
+#[cfg(feature = "http")]
+pub fn http_head(data: &[u8]) {
+    use crate::server::http_request::parse;
+    if let Ok(Some((request, used))) = parse(data) {
+        assert!(used <= data.len());
+        let mut longer = data[..used].to_vec();
+        longer.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        let (again, used_again) = parse(&longer).expect("parsed once").expect("whole");
+        assert_eq!(used_again, used);
+        assert_eq!(again.path, request.path);
+    }
+}
+
+/// The dashboard's WebSocket client frames: any bytes give a frame within the input, "more",
+/// or a refusal; a frame re-masked parses back the same.
+#[cfg(feature = "http")]
+pub fn websocket(data: &[u8]) {
+    use crate::server::http_websocket::client_frame;
+    if let Some(Ok(frame)) = client_frame(data) {
+        assert!(frame.used <= data.len());
+        let mut again = vec![0x80 | frame.opcode];
+        let len = frame.payload.len();
+        if len < 126 {
+            again.push(0x80 | len as u8);
+        } else {
+            again.push(0x80 | 126);
+            again.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        let mask = [1u8, 2, 3, 4];
+        again.extend_from_slice(&mask);
+        again.extend(
+            frame
+                .payload
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ mask[i % 4]),
+        );
+        let reread = client_frame(&again).expect("whole").expect("valid");
+        assert_eq!(reread.payload, frame.payload);
+        assert_eq!(reread.used, again.len());
+    }
+}
+
+/// The Python listener's handshake: any client response is verified without panicking (and
+/// never accepted, since it was made without the key), and any challenge is answered or
+/// refused.
+#[cfg(feature = "python")]
+pub fn python_handshake(data: &[u8]) {
+    use crate::python::handshake::{answer, challenge, verify};
+    let ours = challenge(&[7u8; 40]);
+    let message = &ours[crate::python::handshake::CHALLENGE.len()..];
+    // Made without the key, no response proves it.
+    assert!(!verify(b"the key", message, data));
+    let _ = answer(b"the key", data);
+}

@@ -6,6 +6,9 @@ mod defenses;
 mod dispatch;
 #[cfg(feature = "http")]
 mod http;
+/// The dashboard's parsers, for the fuzz targets.
+#[cfg(all(feature = "http", any(test, feature = "fuzzing")))]
+pub(crate) use http::{request as http_request, websocket as http_websocket};
 mod keepalive;
 #[cfg(feature = "msgpack")]
 mod msgpack;

@@ -9,8 +9,8 @@
 //! that check the token and that `Origin`, when sent, is this very host (no CSRF).
 
 mod pages;
-mod request;
-mod websocket;
+pub(crate) mod request;
+pub(crate) mod websocket;
 
 use std::io::{Read, Write};
 use std::sync::Arc;

@@ -49,15 +49,15 @@ pub(super) fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
 
 /// A client's frame, unmasked.
 #[derive(Debug, PartialEq, Eq)]
-struct ClientFrame {
-    opcode: u8,
-    payload: Vec<u8>,
+pub(crate) struct ClientFrame {
+    pub(crate) opcode: u8,
+    pub(crate) payload: Vec<u8>,
     /// How many bytes of the buffer it took.
-    used: usize,
+    pub(crate) used: usize,
 }
 
 /// A client frame, if `buffer` holds a whole one; `Err` for one we refuse (unmasked, large).
-fn client_frame(buffer: &[u8]) -> Option<Result<ClientFrame, ()>> {
+pub(crate) fn client_frame(buffer: &[u8]) -> Option<Result<ClientFrame, ()>> {
     if buffer.len() < 2 {
         return None;
     }
