@@ -202,24 +202,6 @@ pub fn pickle(data: &[u8]) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    /// The entry points themselves, on a few inputs (the fuzzer gives them millions).
-    #[test]
-    fn the_fuzz_entry_points_hold_on_simple_inputs() {
-        for input in [&b""[..], b"\x03", b"\x01\x00\x00\x00\x02ab", &[0xff; 200]] {
-            super::frames(input);
-            super::server_handshake(input);
-            super::client_handshake(input);
-            super::envelopes(input);
-            super::codec(input);
-            #[cfg(feature = "msgpack")]
-            super::msgpack(input);
-            #[cfg(feature = "python")]
-            super::pickle(input);
-        }
-    }
-}
 
 /// The dashboard's HTTP head parser: any bytes give a request, "more", or a refusal; a
 /// request's head is within the input, and the same head parses the same with more after it.
@@ -277,4 +259,23 @@ pub fn python_handshake(data: &[u8]) {
     // Made without the key, no response proves it.
     assert!(!verify(b"the key", message, data));
     let _ = answer(b"the key", data);
+}
+
+#[cfg(test)]
+mod tests {
+    /// The entry points themselves, on a few inputs (the fuzzer gives them millions).
+    #[test]
+    fn the_fuzz_entry_points_hold_on_simple_inputs() {
+        for input in [&b""[..], b"\x03", b"\x01\x00\x00\x00\x02ab", &[0xff; 200]] {
+            super::frames(input);
+            super::server_handshake(input);
+            super::client_handshake(input);
+            super::envelopes(input);
+            super::codec(input);
+            #[cfg(feature = "msgpack")]
+            super::msgpack(input);
+            #[cfg(feature = "python")]
+            super::pickle(input);
+        }
+    }
 }
