@@ -202,7 +202,6 @@ pub fn pickle(data: &[u8]) {
     }
 }
 
-
 /// The dashboard's HTTP head parser: any bytes give a request, "more", or a refusal; a
 /// request's head is within the input, and the same head parses the same with more after it.
 #[cfg(feature = "http")]

@@ -1272,3 +1272,42 @@ fn a_dripped_handshake_is_cut_at_its_total_deadline() {
     );
     assert_eq!(manager.stats().handshakes_displaced, 0);
 }
+
+/// A client already connected that needs one more connection while the manager is stopped
+/// (SIGSTOP: its socket still accepts) gives up within the keepalive's timeout: the
+/// handshake has one total deadline, and retries stop at the timeout. (It waited 39 s: a
+/// socket timeout per handshake read, and retries on top.)
+#[test]
+fn a_new_pooled_connection_to_a_stopped_manager_fails_within_the_keepalive_timeout() {
+    let mut manager = ChildManager::start(&[]);
+    let client = Client::builder(&manager.address, KEY)
+        .keepalive(Duration::from_millis(500), Duration::from_secs(2))
+        .handshake_timeout(Duration::from_secs(2))
+        .connect()
+        .unwrap();
+    // One connection, busy with a long wait, so the next call must open another.
+    let busy = client.clone();
+    let waiting = std::thread::spawn(move || {
+        let queue = busy.queue::<u64>("never", 0).unwrap();
+        let _ = queue.get_timeout(Duration::from_secs(60));
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = manager.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = Instant::now();
+    let result = client.call::<u64>("no-such-function", ());
+    let took = started.elapsed();
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status();
+    assert!(result.is_err(), "{result:?}");
+    assert!(took < Duration::from_secs(8), "gave up after {took:?}");
+    let _ = manager.child.kill();
+    let _ = waiting.join();
+}

@@ -121,7 +121,7 @@ impl Link {
         options: &Options,
         defer_proof: bool,
     ) -> Result<Link> {
-        let mut stream = Stream::connect(address, options.connect_timeout).map_err(|e| {
+        let stream = Stream::connect(address, options.connect_timeout).map_err(|e| {
             if crate::transport::is_timeout(&e) {
                 log::debug!("{e}");
                 Error::Timeout(crate::error::Phase::Connect)
@@ -129,18 +129,22 @@ impl Link {
                 Error::Io(e)
             }
         })?;
-        stream.set_timeouts(Some(options.handshake_timeout))?;
-        let unproven = if defer_proof {
-            let mut machine = auth::client_handshake_to_proof(&mut stream, key)?;
-            let proof = machine.take_output();
-            Some(Box::new(Unproven {
-                machine,
-                proof,
-                handshake_timeout: options.handshake_timeout,
-            }))
-        } else {
-            auth::client_handshake(&mut stream, key)?;
-            None
+        // One deadline for the whole handshake: a manager that stopped (SIGSTOP, a frozen
+        // host) after accepting must not hold us for a socket timeout per read.
+        let unproven = {
+            let mut timed = crate::transport::Deadline::start(&stream, options.handshake_timeout)?;
+            if defer_proof {
+                let mut machine = auth::client_handshake_to_proof(&mut timed, key)?;
+                let proof = machine.take_output();
+                Some(Box::new(Unproven {
+                    machine,
+                    proof,
+                    handshake_timeout: options.handshake_timeout,
+                }))
+            } else {
+                auth::client_handshake(&mut timed, key)?;
+                None
+            }
         };
         // What a call without a timeout wants (see `call`), set now, so the first call needs
         // no syscall for it.

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -483,6 +483,13 @@ impl Client {
         let inner = &*self.inner;
         let mut delay = inner.options.reconnect_backoff;
         let mut attempt = 0;
+        // A client already connected that opens one more connection keeps the keepalive's
+        // promise: a manager gone silent is reported within its timeout, retries included.
+        let give_up = inner
+            .options
+            .keepalive
+            .filter(|_| inner.connected.load(Ordering::Acquire))
+            .map(|k| Instant::now() + k.timeout);
         let defer_proof =
             inner.options.prove_with_first_call || inner.proven.load(Ordering::Acquire);
         loop {
@@ -496,7 +503,11 @@ impl Client {
                     }
                     return Ok(connection);
                 }
-                Err(e) if attempt < retries && is_transient(&e) => {
+                Err(e)
+                    if attempt < retries
+                        && is_transient(&e)
+                        && give_up.is_none_or(|t| Instant::now() + delay < t) =>
+                {
                     attempt += 1;
                     self.lost(&e);
                     self.report(ConnectionStatus::Reconnecting { attempt, delay });
