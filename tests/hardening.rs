@@ -1311,3 +1311,50 @@ fn a_new_pooled_connection_to_a_stopped_manager_fails_within_the_keepalive_timeo
     let _ = manager.child.kill();
     let _ = waiting.join();
 }
+
+/// Handshake slots are taken back from the source holding most: a flood of silent
+/// connections from 127.0.0.2 displaces its own, never the honest, slower client's handshake
+/// from 127.0.0.1 (the oldest-first rule displaced 11 of 20 honest clients).
+#[test]
+fn a_handshake_flood_from_one_host_displaces_its_own() {
+    let manager = monogusa::Manager::builder()
+        .authkey(KEY)
+        .bind("127.0.0.1:0")
+        .max_handshakes(4)
+        .handshake_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let target = socket_addr(manager.address());
+    let from = |ip: [u8; 4]| {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(&std::net::SocketAddr::from((ip, 0)).into())
+            .unwrap();
+        socket.connect(&target.into()).unwrap();
+        TcpStream::from(socket)
+    };
+    // The honest client: connected first, slow to prove its key.
+    let honest = from([127, 0, 0, 1]);
+    wait_until(
+        Duration::from_secs(10),
+        "the honest handshake to begin",
+        || manager.stats().handshakes_in_progress == 1,
+    );
+    let flood: Vec<TcpStream> = (0..20).map(|_| from([127, 0, 0, 2])).collect();
+    wait_until(Duration::from_secs(10), "the flood to be displaced", || {
+        manager.stats().handshakes_displaced >= 17
+    });
+    // The honest connection is still open: a read finds nothing yet, not the end.
+    honest
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    match (&honest).read(&mut byte) {
+        Ok(0) => panic!("the honest handshake was displaced"),
+        Ok(_) | Err(_) => {}
+    }
+    drop(flood);
+}

@@ -315,8 +315,9 @@ impl ManagerBuilder {
 
     /// How many connections may be in the handshake at once (default 64), apart from the
     /// authenticated ones, which peers without the key can therefore never crowd out. When
-    /// all are taken, a new connection displaces the one that has been waiting longest: an
-    /// honest handshake takes a round trip or two, so only stalling peers are displaced.
+    /// all are taken, a new connection displaces the one that has been waiting longest from
+    /// the address holding most of them: an honest handshake takes a round trip or two, so
+    /// only stalling peers are displaced, and a flood from one host displaces its own.
     pub fn max_handshakes(mut self, handshakes: usize) -> Self {
         self.limits.max_handshakes = handshakes;
         self
@@ -1202,6 +1203,8 @@ struct Entry {
     state: Admission,
     /// When it was accepted (for the dashboard).
     since: std::time::SystemTime,
+    /// Its peer's address (none for Unix sockets and pipes), read once at admission.
+    source: Option<std::net::IpAddr>,
 }
 
 /// One open connection, as the dashboard lists it.
@@ -1275,14 +1278,24 @@ impl Shared {
             );
             return;
         }
+        let source = stream.peer_ip();
         if connections.handshaking >= self.limits.max_handshakes {
-            // Displace the handshake that has waited longest (ids grow with time).
+            // Displace the handshake that has waited longest from the source holding most
+            // (ids grow with time): a flood from one host displaces its own, never others'.
+            let mut per_source: HashMap<Option<std::net::IpAddr>, usize> = HashMap::new();
+            for entry in connections.open.values() {
+                if entry.state == Admission::Handshaking {
+                    *per_source.entry(entry.source).or_default() += 1;
+                }
+            }
+            // The newcomer counts for its own source: its flood displaces its own.
+            *per_source.entry(source).or_default() += 1;
             let oldest = connections
                 .open
                 .iter()
                 .filter(|(_, entry)| entry.state == Admission::Handshaking)
-                .map(|(&id, _)| id)
-                .min();
+                .max_by_key(|&(&id, entry)| (per_source[&entry.source], std::cmp::Reverse(id)))
+                .map(|(&id, _)| id);
             if let Some(oldest) = oldest {
                 let entry = connections.open.get_mut(&oldest).expect("listed above");
                 entry.state = Admission::Displaced;
@@ -1319,6 +1332,7 @@ impl Shared {
                         done,
                         state: Admission::Handshaking,
                         since: std::time::SystemTime::now(),
+                        source,
                     },
                 );
                 connections.handshaking += 1;
