@@ -682,3 +682,22 @@ fn viewers_share_one_bounded_state() {
     assert_eq!(state["objects"].as_array().unwrap().len(), 500);
     assert!(state["objects_total"].as_u64().unwrap() >= 20_000);
 }
+
+/// Seventy silent sockets on the HTTP side cannot keep `/metrics` and `/healthz` from being
+/// answered: a new connection displaces a head that never came (the audit's 70 slow sockets
+/// left `/metrics` unanswered 9 times in 10).
+#[test]
+fn silent_sockets_cannot_keep_metrics_unanswered() {
+    let manager = manager();
+    let address = manager.http_addresses()[0].to_string();
+    let silent: Vec<TcpStream> = (0..70)
+        .map(|_| TcpStream::connect(address.as_str()).unwrap())
+        .collect();
+    for _ in 0..10 {
+        let (status, response) = get(&manager, "/metrics", &auth(&manager));
+        assert_eq!(status, 200, "{response}");
+        let (status, _) = get(&manager, "/healthz", "");
+        assert_eq!(status, 200);
+    }
+    drop(silent);
+}

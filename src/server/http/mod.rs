@@ -12,9 +12,9 @@ mod pages;
 pub(crate) mod request;
 pub(crate) mod websocket;
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::Shared;
@@ -23,6 +23,9 @@ use request::{Refusal, Request};
 
 /// The most HTTP connections at once; more are closed at once.
 const MAX_CONNECTIONS: usize = 64;
+
+/// At most this many of them stream (`/events`, `/logs/ws`): the rest answer requests.
+const MAX_STREAMS: usize = 48;
 
 /// How long a client may take to send its request head (a slowloris gets this long).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,7 +38,7 @@ pub(crate) struct HttpState {
     token: String,
     /// Where an operator reads the token (for the log line, which never shows it whole).
     source: String,
-    open: AtomicUsize,
+    pub(crate) slots: parking_lot::Mutex<Slots>,
     /// The page's state, as last built, and when: shared by every viewer.
     pub(super) snapshot: parking_lot::Mutex<Option<(std::time::Instant, Arc<str>)>>,
     /// How many times the state was built (`/metrics`).
@@ -83,7 +86,7 @@ impl HttpState {
         Ok(HttpState {
             token,
             source,
-            open: AtomicUsize::new(0),
+            slots: parking_lot::Mutex::new(Slots::default()),
             snapshot: parking_lot::Mutex::new(None),
             states_built: std::sync::atomic::AtomicU64::new(0),
         })
@@ -146,26 +149,111 @@ pub(crate) fn admit(shared: &Arc<Shared>, stream: Stream) {
     let Some(state) = &shared.http else {
         return;
     };
-    if state.open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-        state.open.fetch_sub(1, Ordering::SeqCst);
-        return; // dropped: closed at once
-    }
+    let stream = Arc::new(stream);
+    let Some(slot) = state.slots.lock().take(&stream) else {
+        return; // every slot is a request being answered: closed at once
+    };
     let for_thread = Arc::clone(shared);
     let spawned = std::thread::Builder::new()
         .name("monogusa-http".into())
         .stack_size(256 * 1024)
         .spawn(move || {
-            if let Err(e) = serve(&for_thread, stream) {
+            if let Err(e) = serve(&for_thread, &stream, slot) {
                 log::debug!("http: {e}");
             }
             if let Some(state) = &for_thread.http {
-                state.open.fetch_sub(1, Ordering::SeqCst);
+                state.slots.lock().give_back(slot);
             }
         });
     if spawned.is_err()
         && let Some(state) = &shared.http
     {
-        state.open.fetch_sub(1, Ordering::SeqCst);
+        state.slots.lock().give_back(slot);
+    }
+}
+
+/// Where a connection is: reading its head (what a slowloris never finishes), answering a
+/// request, or streaming (`/events`, `/logs/ws`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Head,
+    Request,
+    Streaming,
+}
+
+struct Slot {
+    stream: Arc<Stream>,
+    source: Option<std::net::IpAddr>,
+    phase: Phase,
+}
+
+/// The HTTP side's connections. At most [`MAX_CONNECTIONS`]; when they are all taken, a new
+/// one displaces the oldest connection still reading its head from the address holding most
+/// of those, so slow or silent sockets (from one host above all) cannot keep `/metrics` and
+/// `/healthz` from being answered. Streams take at most [`MAX_STREAMS`] of the slots.
+#[derive(Default)]
+pub(crate) struct Slots {
+    next: u64,
+    open: HashMap<u64, Slot>,
+}
+
+impl Slots {
+    /// A slot for a new connection, displacing a slow head if need be; `None` if every slot
+    /// is a request or a stream.
+    fn take(&mut self, stream: &Arc<Stream>) -> Option<u64> {
+        let source = stream.peer_ip();
+        if self.open.len() >= MAX_CONNECTIONS {
+            let mut per_source: HashMap<Option<std::net::IpAddr>, usize> = HashMap::new();
+            for slot in self.open.values().filter(|s| s.phase == Phase::Head) {
+                *per_source.entry(slot.source).or_default() += 1;
+            }
+            *per_source.entry(source).or_default() += 1;
+            let victim = self
+                .open
+                .iter()
+                .filter(|(_, s)| s.phase == Phase::Head)
+                .max_by_key(|&(&id, s)| (per_source[&s.source], std::cmp::Reverse(id)))
+                .map(|(&id, _)| id)?;
+            let slot = self.open.remove(&victim).expect("found above");
+            // Its thread sees the end of its input and goes; its slot is free now.
+            let _ = slot.stream.shutdown(std::net::Shutdown::Both);
+        }
+        self.next += 1;
+        self.open.insert(
+            self.next,
+            Slot {
+                stream: Arc::clone(stream),
+                source,
+                phase: Phase::Head,
+            },
+        );
+        Some(self.next)
+    }
+
+    /// The head of `slot` arrived: it now answers a request, or streams if there is room for
+    /// another stream (`false` if not, or if it was displaced meanwhile).
+    fn headed(&mut self, slot: u64, streaming: bool) -> bool {
+        let streams = self
+            .open
+            .values()
+            .filter(|s| s.phase == Phase::Streaming)
+            .count();
+        let Some(entry) = self.open.get_mut(&slot) else {
+            return false;
+        };
+        if streaming && streams >= MAX_STREAMS {
+            return false;
+        }
+        entry.phase = if streaming {
+            Phase::Streaming
+        } else {
+            Phase::Request
+        };
+        true
+    }
+
+    fn give_back(&mut self, slot: u64) {
+        self.open.remove(&slot);
     }
 }
 
@@ -222,7 +310,7 @@ impl Response {
 /// Reads the head within [`HEAD_TIMEOUT`], answers, closes.
 /// Appends what arrives within the socket's read timeout to `into` (nothing, if it times
 /// out); false once the peer has closed.
-fn read_some(stream: &mut Stream, into: &mut Vec<u8>) -> std::io::Result<bool> {
+fn read_some(stream: &mut &Stream, into: &mut Vec<u8>) -> std::io::Result<bool> {
     let mut chunk = [0u8; 4096];
     match stream.read(&mut chunk) {
         Ok(0) => Ok(false),
@@ -235,7 +323,7 @@ fn read_some(stream: &mut Stream, into: &mut Vec<u8>) -> std::io::Result<bool> {
     }
 }
 
-fn serve(shared: &Arc<Shared>, stream: Stream) -> std::io::Result<()> {
+fn serve(shared: &Arc<Shared>, stream: &Stream, slot: u64) -> std::io::Result<()> {
     let mut stream = stream;
     let deadline = Instant::now() + HEAD_TIMEOUT;
     let mut buffer = Vec::with_capacity(1024);
@@ -261,6 +349,15 @@ fn serve(shared: &Arc<Shared>, stream: Stream) -> std::io::Result<()> {
     };
     stream.set_read_timeout(None)?;
     let state = shared.http.as_ref().expect("admitted with a state");
+    let streaming =
+        request.method == "GET" && (request.path == "/events" || request.path == "/logs/ws");
+    if !state.slots.lock().headed(slot, streaming) {
+        return Response::text(
+            503,
+            "too many live views of this dashboard; try again later\n",
+        )
+        .write(&mut stream);
+    }
     if request.path == "/healthz" {
         return Response::text(200, "ok\n").write(&mut stream);
     }

@@ -94,7 +94,7 @@ pub(crate) fn client_frame(buffer: &[u8]) -> Option<Result<ClientFrame, ()>> {
 pub(super) fn serve(
     shared: &Arc<Shared>,
     request: &Request,
-    stream: &mut crate::transport::Stream,
+    stream: &mut &crate::transport::Stream,
 ) -> std::io::Result<()> {
     let upgrade = request
         .header("upgrade")
