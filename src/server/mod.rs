@@ -864,6 +864,7 @@ impl Manager {
             limits: self.limits,
             allow_remote_shutdown: self.allow_remote_shutdown,
             wake_addresses,
+            wake_spare: parking_lot::Mutex::new(defenses::SpareDescriptor::new()),
             stopping: AtomicBool::new(false),
             connections: Mutex::new(Connections::default()),
             threads,
@@ -1151,6 +1152,8 @@ struct Shared {
     allow_remote_shutdown: bool,
     /// Where to connect to wake each acceptor from a blocking `accept`.
     wake_addresses: Vec<Address>,
+    /// A descriptor kept for those wake connections.
+    wake_spare: parking_lot::Mutex<defenses::SpareDescriptor>,
     /// Set once, when shutdown begins; never cleared.
     stopping: AtomicBool,
     connections: Mutex<Connections>,
@@ -1244,7 +1247,10 @@ impl Shared {
         if self.stopping.swap(true, SeqCst) {
             return;
         }
-        // The acceptor is blocked in accept(): a connection of our own wakes it.
+        // The acceptor is blocked in accept(): a connection of our own wakes it. Out of
+        // descriptors, that connection could not be made (the manager once stayed up for
+        // 27 minutes after SIGTERM): a descriptor kept for it is given up first.
+        self.wake_spare.lock().release();
         for address in &self.wake_addresses {
             if let Err(e) = Stream::connect(address, Some(Duration::from_secs(1))) {
                 log::debug!("waking the acceptor of {address}: {e}");
