@@ -609,27 +609,51 @@ fn python_handshakes_have_a_total_deadline_and_connections_a_cap() {
     frame.resize(259, b'x');
     let sent = drip_until_closed(&mut dripping, &frame);
     assert!(sent < 25, "the dripping handshake went on for {sent} bytes");
-    // Four silent connections fill the cap; a fifth is closed at once, with no challenge.
-    let silent: Vec<_> = (0..4)
-        .map(|_| std::net::TcpStream::connect(address.as_str()).unwrap())
-        .collect();
-    for mut s in &silent {
-        let mut challenge = [0u8; 4];
-        s.read_exact(&mut challenge).unwrap();
+    // An honest client from 127.0.0.1, slow to answer its challenge, then a flood of silent
+    // connections from 127.0.0.2: at the cap, the flood displaces its own oldest, never the
+    // honest one.
+    let from = |ip: [u8; 4]| {
+        let target: std::net::SocketAddr = address.parse().unwrap();
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(&std::net::SocketAddr::from((ip, 0)).into())
+            .unwrap();
+        socket.connect(&target.into()).unwrap();
+        std::net::TcpStream::from(socket)
+    };
+    let read_challenge = |s: &mut std::net::TcpStream| {
+        let mut header = [0u8; 4];
+        s.read_exact(&mut header).unwrap();
+        let mut payload = vec![0u8; i32::from_be_bytes(header) as usize];
+        s.read_exact(&mut payload).unwrap();
+    };
+    let mut honest = from([127, 0, 0, 1]);
+    read_challenge(&mut honest);
+    let mut flood: Vec<std::net::TcpStream> = Vec::new();
+    for _ in 0..10 {
+        let mut s = from([127, 0, 0, 2]);
+        read_challenge(&mut s);
+        flood.push(s);
     }
-    let mut fifth = std::net::TcpStream::connect(address.as_str()).unwrap();
-    fifth
+    honest
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(
+        !matches!(honest.read(&mut byte), Ok(0)),
+        "the honest handshake was displaced"
+    );
+    flood[0]
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let mut got = Vec::new();
-    let _ = fifth.read_to_end(&mut got);
     assert!(
-        got.is_empty(),
-        "the fifth connection got {} bytes",
-        got.len()
+        matches!(flood[0].read(&mut byte), Ok(0) | Err(_)),
+        "the flood's oldest gave way"
     );
-    // Once the silent ones are cut at their deadline, a real client is served.
-    drop(silent);
+    drop(flood);
+    drop(honest);
+    // A real client is served.
     let python = &interpreters()[0];
     wait_until(
         Duration::from_secs(20),

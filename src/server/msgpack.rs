@@ -80,7 +80,12 @@ pub(crate) fn admit(shared: &Arc<Shared>, stream: Stream) {
     let Some(state) = &shared.msgpack else {
         return;
     };
-    if state.served.len() >= shared.limits.max_connections {
+    // At the limit, the oldest still authenticating from the busiest address gives way;
+    // with every connection authenticated, the newcomer is refused.
+    if !state
+        .served
+        .make_room(shared.limits.max_connections, stream.peer_ip())
+    {
         shared.failure_log.warn(format_args!(
             "refusing msgpack client {}: {} connections are open",
             stream.peer_label(),
@@ -95,7 +100,7 @@ pub(crate) fn admit(shared: &Arc<Shared>, stream: Stream) {
         let peer = stream.peer_label();
         // A panic is reported, and the thread serves the next connection.
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            serve(&for_thread, Arc::new(stream), id)
+            serve(&for_thread, stream, id)
         })) {
             Ok(Err(e)) => log::debug!("msgpack client {peer}: {e}"),
             Err(_) => log::warn!("msgpack connection {peer} panicked; serving on"),
@@ -333,6 +338,7 @@ fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
                     return Ok(());
                 }
                 respond(&stream, msgid, Ok(PyValue::Bool(true)))?;
+                state.served.authenticated(id);
                 break;
             }
             _ => {

@@ -130,7 +130,18 @@ impl Threads {
 }
 
 /// Open connections by id, each with its stream and the signal of its end.
-type OpenConnections = Mutex<HashMap<u64, (Stream, Arc<Done>)>>;
+/// One open connection of a listener: its one socket (shared with its job: one descriptor
+/// per connection), its end, where it comes from, and how far it got.
+struct Open {
+    stream: Arc<Stream>,
+    done: Arc<Done>,
+    source: Option<std::net::IpAddr>,
+    authenticated: bool,
+    /// Displaced to make room: no longer counted, listed until its job ends.
+    displaced: bool,
+}
+
+type OpenConnections = Mutex<HashMap<u64, Open>>;
 
 /// A listener's open connections and the reused threads that serve them, for the listeners
 /// that keep no connection table of their own (Python's, msgpack-rpc's): each connection runs
@@ -157,9 +168,43 @@ impl Served {
         }
     }
 
-    /// How many connections are open (the Python and msgpack-rpc listeners cap them).
+    /// How many connections are open, not counting displaced ones.
     pub(crate) fn len(&self) -> usize {
-        self.open.lock().len()
+        self.open.lock().values().filter(|o| !o.displaced).count()
+    }
+
+    /// Makes room for a connection from `source` when `max` are open: displaces the oldest
+    /// connection still authenticating from the address holding most of those (a flood from
+    /// one host displaces its own). False if every open connection is authenticated.
+    pub(crate) fn make_room(&self, max: usize, source: Option<std::net::IpAddr>) -> bool {
+        let mut open = self.open.lock();
+        if open.values().filter(|o| !o.displaced).count() < max {
+            return true;
+        }
+        let mut per_source: HashMap<Option<std::net::IpAddr>, usize> = HashMap::new();
+        for o in open.values().filter(|o| !o.displaced && !o.authenticated) {
+            *per_source.entry(o.source).or_default() += 1;
+        }
+        *per_source.entry(source).or_default() += 1;
+        let victim = open
+            .iter()
+            .filter(|(_, o)| !o.displaced && !o.authenticated)
+            .max_by_key(|&(&id, o)| (per_source[&o.source], std::cmp::Reverse(id)))
+            .map(|(&id, _)| id);
+        let Some(victim) = victim else {
+            return false;
+        };
+        let entry = open.get_mut(&victim).expect("found above");
+        entry.displaced = true;
+        let _ = entry.stream.shutdown(std::net::Shutdown::Both);
+        true
+    }
+
+    /// Connection `id` proved the key: it is no longer displaced to make room.
+    pub(crate) fn authenticated(&self, id: u64) {
+        if let Some(open) = self.open.lock().get_mut(&id) {
+            open.authenticated = true;
+        }
     }
 
     /// Serves connection `id` with `serve` on a reused thread (made with `stack_size` if
@@ -169,15 +214,23 @@ impl Served {
         id: u64,
         stream: Stream,
         stack_size: usize,
-        serve: impl FnOnce(Stream) + Send + 'static,
+        serve: impl FnOnce(Arc<Stream>) + Send + 'static,
     ) -> std::io::Result<()> {
         let threads = self
             .threads
             .get_or_init(|| Threads::new(self.keep_idle, self.max_idle, stack_size, self.name));
         let done = Arc::new(Done::default());
-        if let Ok(clone) = stream.try_clone() {
-            self.open.lock().insert(id, (clone, Arc::clone(&done)));
-        }
+        let stream = Arc::new(stream);
+        self.open.lock().insert(
+            id,
+            Open {
+                stream: Arc::clone(&stream),
+                done: Arc::clone(&done),
+                source: stream.peer_ip(),
+                authenticated: false,
+                displaced: false,
+            },
+        );
         let finishing = Finishing(done);
         let open = Arc::clone(&self.open);
         let job = Box::new(move || {
@@ -199,9 +252,9 @@ impl Served {
             .open
             .lock()
             .values()
-            .map(|(stream, done)| {
-                let _ = stream.shutdown(std::net::Shutdown::Both);
-                Arc::clone(done)
+            .map(|open| {
+                let _ = open.stream.shutdown(std::net::Shutdown::Both);
+                Arc::clone(&open.done)
             })
             .collect();
         for done in open {

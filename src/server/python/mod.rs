@@ -186,7 +186,10 @@ pub(crate) fn admit(shared: &Arc<Shared>, stream: Stream) {
     };
     // Connections still handshaking count too: a flood of silent sockets holds no more
     // threads and descriptors than the cap.
-    if python.served.len() >= shared.limits.max_connections {
+    if !python
+        .served
+        .make_room(shared.limits.max_connections, stream.peer_ip())
+    {
         shared.failure_log.warn(format_args!(
             "refusing python client {}: {} connections are open",
             stream.peer_label(),
@@ -200,17 +203,17 @@ pub(crate) fn admit(shared: &Arc<Shared>, stream: Stream) {
     // frames that are large in debug builds: room for them, in untouched virtual memory.
     let stack = shared.limits.thread_stack_size.max(PYTHON_STACK);
     if let Err(e) = python.served.serve(id, stream, stack, move |stream| {
-        serve_connection(&for_thread, stream, id);
+        serve_connection(&for_thread, &stream, id);
     }) {
         log::error!("cannot start a thread for a python client: {e}");
     }
 }
 
 /// One connection, on one of the listener's threads: a panic is reported, not spread.
-fn serve_connection(shared: &Arc<Shared>, stream: Stream, id: u64) {
+fn serve_connection(shared: &Arc<Shared>, stream: &Stream, id: u64) {
     let peer = stream.peer_label();
     let outcome =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(shared, &stream, id)));
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(shared, stream, id)));
     match outcome {
         Ok(Err(e)) => log::debug!("python client {peer}: {e}"),
         Err(_) => log::warn!("python connection {peer} panicked; serving on"),
@@ -417,6 +420,7 @@ fn serve(shared: &Arc<Shared>, stream: &Stream, id: u64) -> io::Result<()> {
     if !authenticate(shared, python, stream)? {
         return Ok(());
     }
+    python.served.authenticated(id);
     let max = shared.limits.max_frame_len as usize;
     let Some(frame) = read_frame(stream, max)? else {
         return Ok(());
