@@ -105,7 +105,6 @@ impl HttpState {
 /// The token kept at `path`, made (0600) if there is none; refused if others may read it.
 fn kept_token(path: &std::path::Path) -> crate::error::Result<String> {
     use std::io::Write;
-    let config = |why: String| crate::error::Error::Config(why);
     match std::fs::read_to_string(path) {
         Ok(token) => {
             #[cfg(unix)]
@@ -113,7 +112,7 @@ fn kept_token(path: &std::path::Path) -> crate::error::Result<String> {
                 use std::os::unix::fs::PermissionsExt;
                 let mode = std::fs::metadata(path)?.permissions().mode();
                 if mode & 0o077 != 0 {
-                    return Err(config(format!(
+                    return Err(crate::error::Error::Config(format!(
                         "{} is readable by others (mode {:o}): chmod 600 it",
                         path.display(),
                         mode & 0o777
