@@ -423,6 +423,22 @@ impl Book {
         delivered
     }
 
+    /// Takes back deliveries their taker never received (the take could not be written):
+    /// those still under the same lease are ready again, their attempt not counted.
+    pub(crate) fn untake(&mut self, delivered: &[Delivery]) {
+        for d in delivered {
+            let Some(task) = self.tasks.get_mut(&d.id) else {
+                continue;
+            };
+            if !matches!(task.state, State::Leased { token, .. } if token == d.token) {
+                continue;
+            }
+            task.attempts = task.attempts.saturating_sub(1);
+            self.set_state(d.id, State::Ready);
+            self.touched.push(d.id);
+        }
+    }
+
     /// Checks that `token` is the current lease of task `id`.
     fn check_lease(&mut self, id: u64, token: u64, now: u64) -> Result<(), LeaseError> {
         self.promote(now);

@@ -262,7 +262,16 @@ impl SharedTasks {
                 let delivered = inner.book.take(n, caller.connection(), now);
                 let written = self.keep(&mut inner);
                 drop(inner);
-                written.wait()?;
+                if let Err(e) = written.wait() {
+                    // Not delivered after all: the tasks go back, so the error is true (their
+                    // lease and its undoing reach the disk together, once it allows).
+                    let mut inner = self.state();
+                    inner.book.untake(&delivered);
+                    drop(self.keep(&mut inner));
+                    drop(inner);
+                    self.available.notify_all();
+                    return Err(e);
+                }
                 return encode_result(&delivered, out);
             }
             if waited && caller.is_gone() {
