@@ -181,8 +181,10 @@ pub enum RemoteErrorKind {
     /// opened): the object it named is gone. Reopen it.
     StaleObject,
     /// The change could not be made durable (the manager's data directory failed: a full
-    /// disk, an I/O error). It is not known to be on disk: the manager keeps it in memory
-    /// and retries the write, so it may still persist; treat it like a timeout.
+    /// disk, an I/O error). Its outcome is unknown, as after a timeout: it is applied in
+    /// memory and written once the disk allows, unless the manager stops first. A retry
+    /// applies it again, so retry what is safe to repeat (a push with a dedup key, a `set`).
+    /// A `take` that fails so took nothing: its tasks are ready again.
     Storage,
     /// The task's lease ended before this call (it expired, or the task was returned): the
     /// task may be running elsewhere. Delivery is at least once; see `TaskQueue`.

@@ -375,6 +375,11 @@ fn a_full_disk_fails_the_push_with_a_typed_error_and_loses_nothing_acked() {
         let refused = refused.expect("a 2 MiB disk fills up");
         assert_eq!(kind(&refused), Some(RemoteErrorKind::Storage), "{refused}");
         assert!(refused.to_string().contains("monogusa.db"), "{refused}");
+        // It says what the caller can rely on: not "not applied", but unknown.
+        assert!(
+            refused.to_string().contains("outcome is unknown"),
+            "{refused}"
+        );
         // A take that cannot be written fails, and leaves its tasks ready (it once left them
         // leased to a caller that never got them).
         let failed = tasks.take_many(5, Duration::from_millis(100)).unwrap_err();

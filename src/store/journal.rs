@@ -176,8 +176,10 @@ impl Journal {
                 return Err(RemoteError::new(
                     RemoteErrorKind::Storage,
                     format!(
-                        "the change could not be written to {}: {why}; it stays in memory and \
-                         the write is retried, but it is not known to be on disk",
+                        "the change could not be written to {}: {why}; it is applied in memory \
+                         and written once the disk allows (lost if the manager stops first): its \
+                         outcome is unknown, so retry only what is safe to repeat (a push with \
+                         a dedup key)",
                         self.place
                     ),
                 ));
