@@ -14,7 +14,8 @@
 //! (shared `Counter.add`), `connect` (connect, handshake, one call, close), `connect-lazy`
 //! (the same with the proof sent along with the call); `threads`, `counter-threads` and
 //! `pipelined-threads` run eight threads at once (pooled calls, one shared counter, one shared
-//! pipeline), for counting futex calls with `strace -f -c -e trace=futex`. Run each with two
+//! pipeline), for counting futex calls with `strace -f -c -e trace=futex`; `msgpack` (one
+//! `echo` at a time through the msgpack-rpc listener, from a plain msgpack client). Run each with two
 //! counts and divide the difference of the totals by the difference of the counts: that
 //! removes the start-up cost.
 
@@ -27,9 +28,11 @@ fn main() -> monogusa::Result<()> {
     let dir = std::env::temp_dir().join(format!("monogusa-instructions-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let address = format!("unix:{}", dir.join("m.sock").display());
+    let msgpack_address = format!("unix:{}", dir.join("rpc.sock").display());
     let manager = Manager::builder()
         .authkey("instructions-key")
         .bind(address.as_str())
+        .msgpack_listener(msgpack_address.as_str())
         .register("echo", |s: String| s)
         .register("echo_bytes", |b: serde_bytes::ByteBuf| monogusa::Reply(b))
         .register("length", |s: String| s.len())
@@ -39,6 +42,7 @@ fn main() -> monogusa::Result<()> {
     let client = Client::connect(manager.address(), "instructions-key")?;
     let text = "0123456789abcdef".to_string();
     match mode {
+        "msgpack" => msgpack_echo(&dir.join("rpc.sock"), n, &text)?,
         "sequential" => {
             for _ in 0..n {
                 let _: String = client.call("echo", (&text,))?;
@@ -157,6 +161,34 @@ fn batches_of_64<R: serde::de::DeserializeOwned>(
         for p in pending.drain(..) {
             p.wait()?;
         }
+    }
+    Ok(())
+}
+
+/// `msgpack`: one `echo` at a time through the msgpack-rpc listener, from a plain msgpack
+/// client on its Unix socket (rmp-serde), after the challenge and proof.
+fn msgpack_echo(path: &std::path::Path, n: usize, text: &str) -> monogusa::Result<()> {
+    use hmac::{Hmac, KeyInit, Mac};
+    use serde_bytes::ByteBuf;
+    let mut stream = std::os::unix::net::UnixStream::connect(path)?;
+    let bad = |e: String| monogusa::Error::Io(std::io::Error::other(e));
+    rmp_serde::encode::write(&mut stream, &(0u8, 0u64, "monogusa.challenge", ()))
+        .map_err(|e| bad(e.to_string()))?;
+    let (_, _, _, nonce): (u8, u64, Option<String>, ByteBuf) =
+        rmp_serde::from_read(&mut stream).map_err(|e| bad(e.to_string()))?;
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"instructions-key").expect("any key");
+    mac.update(b"monogusa msgpack proof");
+    mac.update(&nonce);
+    let proof = ByteBuf::from(mac.finalize().into_bytes().to_vec());
+    rmp_serde::encode::write(&mut stream, &(0u8, 1u64, "monogusa.prove", (proof,)))
+        .map_err(|e| bad(e.to_string()))?;
+    let _: (u8, u64, Option<String>, bool) =
+        rmp_serde::from_read(&mut stream).map_err(|e| bad(e.to_string()))?;
+    for i in 0..n as u64 {
+        rmp_serde::encode::write(&mut stream, &(0u8, i + 2, "echo", (text,)))
+            .map_err(|e| bad(e.to_string()))?;
+        let _: (u8, u64, Option<String>, String) =
+            rmp_serde::from_read(&mut stream).map_err(|e| bad(e.to_string()))?;
     }
     Ok(())
 }
