@@ -1347,15 +1347,7 @@ fn a_handshake_flood_from_one_host_displaces_its_own() {
         .start()
         .unwrap();
     let target = socket_addr(manager.address());
-    let from = |ip: [u8; 4]| {
-        let socket =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        socket
-            .bind(&std::net::SocketAddr::from((ip, 0)).into())
-            .unwrap();
-        socket.connect(&target.into()).unwrap();
-        TcpStream::from(socket)
-    };
+    let from = |ip: [u8; 4]| connect_from(ip, target);
     // The honest client: connected first, slow to prove its key.
     let honest = from([127, 0, 0, 1]);
     wait_until(

@@ -327,7 +327,6 @@ fn a_huge_message_before_authentication_is_cut_at_once() {
 /// every 200 ms is cut at the 1 s deadline, not after its last byte.
 #[test]
 fn a_dripping_authentication_is_cut_at_its_deadline() {
-    use std::io::{Read, Write};
     let manager = Manager::builder()
         .authkey(KEY)
         .handshake_timeout(Duration::from_secs(1))
@@ -338,31 +337,11 @@ fn a_dripping_authentication_is_cut_at_its_deadline() {
         .unwrap();
     let address = manager.msgpack_addresses()[0].to_string();
     let mut stream = std::net::TcpStream::connect(address.as_str()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
     // [0, 1, "mmm…", []] with a str16 of 3000 bytes.
     let mut message = vec![0x94, 0x00, 0x01, 0xda, 0x0b, 0xb8];
     message.resize(message.len() + 3000, b'm');
     message.push(0x90);
-    let mut sent = 0;
-    for byte in &message {
-        if stream.write_all(std::slice::from_ref(byte)).is_err() {
-            break;
-        }
-        sent += 1;
-        let mut sink = [0u8; 64];
-        match stream.read(&mut sink) {
-            Ok(0) => break,
-            Err(e)
-                if e.kind() != std::io::ErrorKind::WouldBlock
-                    && e.kind() != std::io::ErrorKind::TimedOut =>
-            {
-                break;
-            }
-            _ => {}
-        }
-    }
+    let sent = common::drip_until_closed(&mut stream, &message);
     assert!(
         sent < 25,
         "the dripping authentication went on for {sent} bytes"

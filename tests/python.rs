@@ -391,6 +391,18 @@ fn a_python_client_can_shut_the_manager_down() {
     });
 }
 
+/// A manager serving what `SyncManager` clients create, and named objects.
+fn builtins_manager() -> ManagerHandle {
+    Manager::builder()
+        .authkey(KEY)
+        .python_listener("127.0.0.1:0")
+        .python_builtins()
+        .build()
+        .unwrap()
+        .start()
+        .unwrap()
+}
+
 /// The checks `sync_manager.py SCENARIO` printed ("ok NAME" each), or a failure with its
 /// output.
 fn sync_manager_checks(python: &Python, manager: &ManagerHandle, which: &str) -> String {
@@ -403,14 +415,7 @@ fn sync_manager_checks(python: &Python, manager: &ManagerHandle, which: &str) ->
 /// process, and each object is freed with its last proxy.
 #[test]
 fn an_unmodified_sync_manager_client_gets_every_typeid() {
-    let manager = Manager::builder()
-        .authkey(KEY)
-        .python_listener("127.0.0.1:0")
-        .python_builtins()
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+    let manager = builtins_manager();
     let before = manager.stats().shared_objects;
     for python in interpreters() {
         let out = sync_manager_checks(python, &manager, "typeids");
@@ -468,14 +473,7 @@ fn an_unmodified_sync_manager_client_gets_every_typeid() {
 /// same objects a Rust client opens with `Dynamic` elements.
 #[test]
 fn named_objects_are_reached_with_get_dict_and_friends() {
-    let manager = Manager::builder()
-        .authkey(KEY)
-        .python_listener("127.0.0.1:0")
-        .python_builtins()
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+    let manager = builtins_manager();
     let client = Client::connect(manager.address(), KEY).unwrap();
     let scores = client.dict::<Dynamic, Dynamic>("scores").unwrap();
     scores
@@ -560,32 +558,6 @@ fn result_proxies_are_charged_to_the_store_budget() {
     );
 }
 
-/// Drips `bytes` one at a time, 200 ms apart, until the manager closes the connection;
-/// returns how many went out before it did (or all of them).
-fn drip_until_closed(stream: &mut std::net::TcpStream, bytes: &[u8]) -> usize {
-    use std::io::{Read, Write};
-    stream
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    for (sent, byte) in bytes.iter().enumerate() {
-        if stream.write_all(std::slice::from_ref(byte)).is_err() {
-            return sent;
-        }
-        let mut sink = [0u8; 512];
-        match stream.read(&mut sink) {
-            Ok(0) => return sent + 1,
-            Err(e)
-                if e.kind() != std::io::ErrorKind::WouldBlock
-                    && e.kind() != std::io::ErrorKind::TimedOut =>
-            {
-                return sent + 1;
-            }
-            _ => {}
-        }
-    }
-    bytes.len()
-}
-
 /// The Python door's handshake has one total deadline (a socket timeout restarts with every
 /// byte: the audit held 3,000 dripping sockets), and its connections are capped, silent ones
 /// included; refusals go through the rate-limited log. A real client is served throughout.
@@ -607,7 +579,7 @@ fn python_handshakes_have_a_total_deadline_and_connections_a_cap() {
     let mut dripping = std::net::TcpStream::connect(address.as_str()).unwrap();
     let mut frame = vec![0, 0, 0, 255];
     frame.resize(259, b'x');
-    let sent = drip_until_closed(&mut dripping, &frame);
+    let sent = common::drip_until_closed(&mut dripping, &frame);
     assert!(sent < 25, "the dripping handshake went on for {sent} bytes");
     // An honest client from 127.0.0.1, slow to answer its challenge, then a flood of silent
     // connections from 127.0.0.2: at the cap, the flood displaces its own oldest, never the

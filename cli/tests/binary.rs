@@ -29,6 +29,11 @@ struct Served {
 
 impl Served {
     fn start() -> Served {
+        Served::start_with(&[])
+    }
+
+    /// `serve` with `extra` flags.
+    fn start_with(extra: &[&str]) -> Served {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -37,6 +42,7 @@ impl Served {
         let address = format!("127.0.0.1:{port}");
         let child = Command::new(BIN)
             .args(["serve", "--bind", &address])
+            .args(extra)
             .env("MONOGUSA_AUTHKEY", KEY)
             .env("RUST_LOG", "warn")
             .stderr(Stdio::null())
@@ -689,27 +695,7 @@ fn a_closed_stdout_ends_stat_quietly() {
 /// `--forget-workers-after` and are listed as recently gone.
 #[test]
 fn gone_workers_leave_stat_for_the_recently_gone_list() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let address = format!("127.0.0.1:{port}");
-    let server = Command::new(BIN)
-        .args(["serve", "--bind", &address, "--forget-workers-after", "0.5"])
-        .env("MONOGUSA_AUTHKEY", KEY)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Stopped when dropped, even if the test fails.
-    let manager = Served {
-        child: server,
-        address: address.clone(),
-    };
-    wait_until(Duration::from_secs(30), "the manager serves", || {
-        Client::connect(address.as_str(), KEY).is_ok()
-    });
+    let manager = Served::start_with(&["--forget-workers-after", "0.5"]);
     let client = manager.client();
     let names = |list: Vec<monogusa::workers::WorkerStatus>| -> Vec<String> {
         list.into_iter().map(|w| w.name).collect()
@@ -771,26 +757,7 @@ fn gone_workers_leave_stat_for_the_recently_gone_list() {
 /// (which opens the worker registry) still works and counts every object.
 #[test]
 fn stat_works_when_the_users_object_quota_is_full() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let address = format!("127.0.0.1:{port}");
-    let server = Command::new(BIN)
-        .args(["serve", "--bind", &address, "--max-shared-objects", "5"])
-        .env("MONOGUSA_AUTHKEY", KEY)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let manager = Served {
-        child: server,
-        address: address.clone(),
-    };
-    wait_until(Duration::from_secs(30), "the manager serves", || {
-        Client::connect(address.as_str(), KEY).is_ok()
-    });
+    let manager = Served::start_with(&["--max-shared-objects", "5"]);
     let client = manager.client();
     for i in 0..5 {
         client.counter(&format!("c{i}")).unwrap();

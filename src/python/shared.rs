@@ -113,8 +113,8 @@ impl PythonShared {
     }
 
     /// The shared `Dict<K, V>` `name`, as Python's dict proxy: `d[k]`, `d[k] = v`, `del d[k]`,
-    /// `k in d`, `len(d)`, `get`, `keys`, `values`, `items`, `update`, `pop`, `setdefault`,
-    /// `clear`, `copy`.
+    /// `k in d`, `len(d)`, `get`, `keys`, `values`, `items`, `update`, `pop`, `popitem`,
+    /// `setdefault`, `clear`, `copy`.
     pub fn dict<K, V>(name: &str) -> Self
     where
         K: Serialize + DeserializeOwned + 'static,
@@ -132,8 +132,9 @@ impl PythonShared {
         shared
     }
 
-    /// The shared `List<T>` `name`, as Python's list proxy: `append`, `extend`, `l[i]`,
-    /// `l[i] = x`, `len(l)`, `pop()`, `clear`.
+    /// The shared `List<T>` `name`, as Python's list proxy: `append`, `extend`, `insert`,
+    /// `l[i]`, `l[i] = x`, `del l[i]`, `x in l`, `len(l)`, `pop(i)`, `remove`, `index`, `count`,
+    /// `reverse`, `sort(reverse=)`, `clear`.
     pub fn list<T: Serialize + DeserializeOwned + 'static>(name: &str) -> Self {
         let mut shared = Self::new(
             Kind::List,
@@ -246,18 +247,27 @@ impl PythonShared {
                 "items",
                 "keys",
                 "pop",
+                "popitem",
                 "setdefault",
                 "update",
                 "values",
             ],
             Kind::List => &[
+                "__contains__",
+                "__delitem__",
                 "__getitem__",
                 "__len__",
                 "__setitem__",
                 "append",
                 "clear",
+                "count",
                 "extend",
+                "index",
+                "insert",
                 "pop",
+                "remove",
+                "reverse",
+                "sort",
             ],
             Kind::Value | Kind::Counter => &["add", "get", "set"],
             Kind::Lock | Kind::Semaphore { .. } => &["acquire", "release"],

@@ -1359,6 +1359,23 @@ impl Shared {
     }
 
     /// A connection proved the key: it becomes authenticated if there is room.
+    /// Whether `stream` may be served by a door whose open connections `served` lists: at
+    /// the connection limit, the oldest one still authenticating from the address holding
+    /// most of those gives way; with every one authenticated, the newcomer is refused, as the
+    /// rate-limited log says.
+    #[cfg(feature = "python")]
+    pub(crate) fn room_for(&self, served: &threads::Served, stream: &Stream, door: &str) -> bool {
+        if served.make_room(self.limits.max_connections, stream.peer_ip()) {
+            return true;
+        }
+        self.failure_log.warn(format_args!(
+            "refusing {door} client {}: {} connections are open",
+            stream.peer_label(),
+            served.len()
+        ));
+        false
+    }
+
     /// A wrong key from `stream`'s peer, at any door: repeated ones from one address are
     /// answered ever more slowly, and a guess at one door slows every door for that address.
     pub(crate) fn wrong_key(&self, stream: &Stream) {

@@ -80,17 +80,7 @@ pub(crate) fn admit(shared: &Arc<Shared>, stream: Stream) {
     let Some(state) = &shared.msgpack else {
         return;
     };
-    // At the limit, the oldest still authenticating from the busiest address gives way;
-    // with every connection authenticated, the newcomer is refused.
-    if !state
-        .served
-        .make_room(shared.limits.max_connections, stream.peer_ip())
-    {
-        shared.failure_log.warn(format_args!(
-            "refusing msgpack client {}: {} connections are open",
-            stream.peer_label(),
-            state.served.len()
-        ));
+    if !shared.room_for(&state.served, &stream, "msgpack") {
         return;
     }
     let id = state.next_connection.fetch_add(1, Relaxed);

@@ -242,6 +242,42 @@ pub fn closed_by_peer(stream: &mut TcpStream) -> bool {
     }
 }
 
+// ---- Peers from chosen addresses, and slow ones ---------------------------------------------
+
+/// A TCP connection to `target` from the loopback address `ip` (127.0.0.2, say: Linux routes
+/// all of 127/8 to loopback), so that a test has peers from two hosts.
+pub fn connect_from(ip: [u8; 4], target: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from((ip, 0)).into()).unwrap();
+    socket.connect(&target.into()).unwrap();
+    TcpStream::from(socket)
+}
+
+/// Drips `bytes` one at a time, 200 ms apart, until the peer closes the connection; returns
+/// how many went out before it did (or all of them).
+pub fn drip_until_closed(stream: &mut TcpStream, bytes: &[u8]) -> usize {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    for (sent, byte) in bytes.iter().enumerate() {
+        if stream.write_all(std::slice::from_ref(byte)).is_err() {
+            return sent;
+        }
+        let mut sink = [0u8; 512];
+        match stream.read(&mut sink) {
+            Ok(0) => return sent + 1,
+            Err(e)
+                if e.kind() != std::io::ErrorKind::WouldBlock
+                    && e.kind() != std::io::ErrorKind::TimedOut =>
+            {
+                return sent + 1;
+            }
+            _ => {}
+        }
+    }
+    bytes.len()
+}
+
 // ---- Child processes ----------------------------------------------------------------------
 
 /// The environment variable that tells a re-run test binary which role to play.

@@ -186,15 +186,7 @@ pub(crate) fn admit(shared: &Arc<Shared>, stream: Stream) {
     };
     // Connections still handshaking count too: a flood of silent sockets holds no more
     // threads and descriptors than the cap.
-    if !python
-        .served
-        .make_room(shared.limits.max_connections, stream.peer_ip())
-    {
-        shared.failure_log.warn(format_args!(
-            "refusing python client {}: {} connections are open",
-            stream.peer_label(),
-            python.served.len()
-        ));
+    if !shared.room_for(&python.served, &stream, "python") {
         return;
     }
     let id = python.next_connection.fetch_add(1, Relaxed);

@@ -25,69 +25,15 @@ use crate::store::builtin::{Waiting, deadline, wait_while};
 /// The prefix of every anonymous object's name (an internal name: `stat` hides it).
 pub(super) const ANONYMOUS_PREFIX: &str = "monogusa.python:";
 
-/// `DictProxy._exposed_`.
-const DICT: &[&str] = &[
-    "__contains__",
-    "__delitem__",
-    "__getitem__",
-    "__iter__",
-    "__len__",
-    "__setitem__",
-    "clear",
-    "copy",
-    "get",
-    "items",
-    "keys",
-    "pop",
-    "popitem",
-    "setdefault",
-    "update",
-    "values",
-];
-
-/// `ListProxy._exposed_`.
-const LIST: &[&str] = &[
-    "__add__",
-    "__contains__",
-    "__delitem__",
-    "__getitem__",
-    "__imul__",
-    "__len__",
-    "__mul__",
-    "__reversed__",
-    "__rmul__",
-    "__setitem__",
-    "append",
-    "count",
-    "extend",
-    "index",
-    "insert",
-    "pop",
-    "remove",
-    "reverse",
-    "sort",
-];
-
-/// The public methods of `queue.Queue` (what `AutoProxy` asks for).
-const QUEUE: &[&str] = &[
-    "empty",
-    "full",
-    "get",
-    "get_nowait",
-    "join",
-    "put",
-    "put_nowait",
-    "qsize",
-    "task_done",
-];
+/// What `SyncManager`'s proxies call besides a kind's own methods (`PythonShared::exposed`):
+/// `iter(d)` and `reversed(l)` (whose results are `Iterator` proxies, a typeid only
+/// `SyncManager` registers, so a plain `BaseManager`'s objects by name do without them) and
+/// the list operators of `ListProxy`.
+const DICT_EXTRA: &[&str] = &["__iter__"];
+const LIST_EXTRA: &[&str] = &["__add__", "__imul__", "__mul__", "__reversed__", "__rmul__"];
+/// `RLock()` and `Condition()`, which have no kind of their own.
 const ACQUIRER: &[&str] = &["acquire", "release"];
 const CONDITION: &[&str] = &["acquire", "notify", "notify_all", "release", "wait"];
-const EVENT: &[&str] = &["clear", "is_set", "set", "wait"];
-const BARRIER: &[&str] = &["__getattribute__", "abort", "reset", "wait"];
-const NAMESPACE: &[&str] = &["__delattr__", "__getattribute__", "__setattr__"];
-const VALUE: &[&str] = &["get", "set"];
-const COUNTER: &[&str] = &["add", "get", "set"];
-const ARRAY: &[&str] = &["__getitem__", "__len__", "__setitem__"];
 /// `IteratorProxy._exposed_`.
 pub(super) const ITERATOR: &[&str] = &["__next__", "close", "send", "throw"];
 
@@ -105,7 +51,7 @@ pub(super) enum Made {
 /// A made object with the method names its proxy calls.
 pub(super) struct Creation {
     pub(super) made: Made,
-    pub(super) exposed: &'static [&'static str],
+    pub(super) exposed: Vec<&'static str>,
 }
 
 /// Numbers the anonymous objects of this run; the run's own stamp keeps names apart from
@@ -157,42 +103,44 @@ pub(super) fn creation(
     args: &[PyValue],
     kwds: &[(PyValue, PyValue)],
 ) -> Option<Result<Creation, PyValue>> {
-    let anonymous = |kind: Kind, exposed, args: Vec<u8>| {
+    let anonymous = |kind: Kind, args: Vec<u8>| {
+        let spec = PythonShared::dynamic(kind, &names.next(typeid), args);
+        let extra = match kind {
+            Kind::Dict => DICT_EXTRA,
+            Kind::List => LIST_EXTRA,
+            _ => &[],
+        };
         Ok(Creation {
-            made: Made::Shared {
-                spec: PythonShared::dynamic(kind, &names.next(typeid), args),
-                owned: true,
-            },
-            exposed,
+            exposed: [spec.exposed(), extra].concat(),
+            made: Made::Shared { spec, owned: true },
         })
     };
     let first = args.first().cloned();
     Some(match typeid {
-        "dict" => anonymous(Kind::Dict, DICT, Vec::new()),
-        "list" => anonymous(Kind::List, LIST, Vec::new()),
-        "Namespace" => anonymous(Kind::Namespace, NAMESPACE, Vec::new()),
-        "Value" => anonymous(Kind::Value, VALUE, Vec::new()),
-        "Array" => anonymous(Kind::Array, ARRAY, Vec::new()),
+        "dict" => anonymous(Kind::Dict, Vec::new()),
+        "list" => anonymous(Kind::List, Vec::new()),
+        "Namespace" => anonymous(Kind::Namespace, Vec::new()),
+        "Value" => anonymous(Kind::Value, Vec::new()),
+        "Array" => anonymous(Kind::Array, Vec::new()),
         "Queue" | "JoinableQueue" => {
             let maxsize = arg(args, kwds, 0, "maxsize");
             // Python's queues take maxsize <= 0 as unbounded, as a capacity of 0 is here.
             match int(maxsize, "maxsize", 0) {
-                Ok(n) => anonymous(Kind::Queue, QUEUE, encoded(&(n.max(0) as u64,))),
+                Ok(n) => anonymous(Kind::Queue, encoded(&(n.max(0) as u64,))),
                 Err(e) => Err(e),
             }
         }
-        "Lock" => anonymous(Kind::Lock, ACQUIRER, Vec::new()),
+        "Lock" => anonymous(Kind::Lock, Vec::new()),
         "Semaphore" | "BoundedSemaphore" => match count(arg(args, kwds, 0, "value"), "value", 1) {
             Ok(permits) => anonymous(
                 Kind::Semaphore {
                     bounded: typeid == "BoundedSemaphore",
                 },
-                ACQUIRER,
                 encoded(&(permits,)),
             ),
             Err(e) => Err(e),
         },
-        "Event" => anonymous(Kind::Event, EVENT, Vec::new()),
+        "Event" => anonymous(Kind::Event, Vec::new()),
         "Barrier" => {
             if arg(args, kwds, 1, "action").is_some_and(|a| a != PyValue::None) {
                 Err(exception(
@@ -202,14 +150,14 @@ pub(super) fn creation(
             } else {
                 match count(first, "parties", 0) {
                     Ok(0) => Err(exception("ValueError", "parties must be > 0")),
-                    Ok(parties) => anonymous(Kind::Barrier, BARRIER, encoded(&(parties,))),
+                    Ok(parties) => anonymous(Kind::Barrier, encoded(&(parties,))),
                     Err(e) => Err(e),
                 }
             }
         }
         "RLock" => Ok(Creation {
             made: Made::RLock(Reentrant::new(PythonShared::lock(&names.next(typeid)))),
-            exposed: ACQUIRER,
+            exposed: ACQUIRER.to_vec(),
         }),
         "Condition" => {
             if first.is_some_and(|lock| lock != PyValue::None) {
@@ -224,7 +172,7 @@ pub(super) fn creation(
                         waiters: Mutex::new(Waiters::default()),
                         changed: Condvar::new(),
                     }),
-                    exposed: CONDITION,
+                    exposed: CONDITION.to_vec(),
                 })
             }
         }
@@ -232,60 +180,19 @@ pub(super) fn creation(
             "NotImplementedError",
             "Pool runs Python callables; a Rust manager has none (use its task queues)",
         )),
-        "get_dict" => by_name(typeid, args, Kind::Dict, DICT_BY_NAME),
-        "get_list" => by_name(typeid, args, Kind::List, LIST_BY_NAME),
-        "get_queue" => by_name(typeid, args, Kind::Queue, QUEUE),
-        "get_counter" => by_name(typeid, args, Kind::Counter, COUNTER),
-        "get_value" => by_name(typeid, args, Kind::Value, VALUE),
-        "get_lock" => by_name(typeid, args, Kind::Lock, ACQUIRER),
-        "get_event" => by_name(typeid, args, Kind::Event, EVENT),
+        "get_dict" => by_name(typeid, args, Kind::Dict),
+        "get_list" => by_name(typeid, args, Kind::List),
+        "get_queue" => by_name(typeid, args, Kind::Queue),
+        "get_counter" => by_name(typeid, args, Kind::Counter),
+        "get_value" => by_name(typeid, args, Kind::Value),
+        "get_lock" => by_name(typeid, args, Kind::Lock),
+        "get_event" => by_name(typeid, args, Kind::Event),
         _ => return None,
     })
 }
 
-/// What a plain `BaseManager`'s `AutoProxy` may call: no `__iter__` or `__reversed__`, whose
-/// results are proxies of a typeid (`Iterator`) only `SyncManager` registers.
-const DICT_BY_NAME: &[&str] = &[
-    "__contains__",
-    "__delitem__",
-    "__getitem__",
-    "__len__",
-    "__setitem__",
-    "clear",
-    "copy",
-    "get",
-    "items",
-    "keys",
-    "pop",
-    "popitem",
-    "setdefault",
-    "update",
-    "values",
-];
-const LIST_BY_NAME: &[&str] = &[
-    "__contains__",
-    "__delitem__",
-    "__getitem__",
-    "__len__",
-    "__setitem__",
-    "append",
-    "count",
-    "extend",
-    "index",
-    "insert",
-    "pop",
-    "remove",
-    "reverse",
-    "sort",
-];
-
 /// `get_dict(name)` and the like: the named object, made on first use.
-fn by_name(
-    typeid: &str,
-    args: &[PyValue],
-    kind: Kind,
-    exposed: &'static [&'static str],
-) -> Result<Creation, PyValue> {
+fn by_name(typeid: &str, args: &[PyValue], kind: Kind) -> Result<Creation, PyValue> {
     let Some(PyValue::Str(name)) = args.first() else {
         return Err(exception(
             "TypeError",
@@ -302,12 +209,10 @@ fn by_name(
         Kind::Queue => encoded(&(0u64,)),
         _ => Vec::new(),
     };
+    let spec = PythonShared::dynamic(kind, name, args);
     Ok(Creation {
-        made: Made::Shared {
-            spec: PythonShared::dynamic(kind, name, args),
-            owned: false,
-        },
-        exposed,
+        exposed: spec.exposed().to_vec(),
+        made: Made::Shared { spec, owned: false },
     })
 }
 
