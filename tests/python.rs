@@ -391,6 +391,14 @@ fn a_python_client_can_shut_the_manager_down() {
     });
 }
 
+/// That the script printed `ok CHECK`.
+fn assert_checked(out: &str, check: &str, label: &str) {
+    assert!(
+        out.lines().any(|l| l == format!("ok {check}")),
+        "{label}: no `ok {check}` in:\n{out}"
+    );
+}
+
 /// A manager serving what `SyncManager` clients create, and named objects.
 fn builtins_manager() -> ManagerHandle {
     Manager::builder()
@@ -454,11 +462,7 @@ fn an_unmodified_sync_manager_client_gets_every_typeid() {
             "Namespace.AttributeError",
             "Pool refused",
         ] {
-            assert!(
-                out.lines().any(|l| l == format!("ok {check}")),
-                "{}: no `ok {check}` in:\n{out}",
-                python.label
-            );
+            assert_checked(&out, check, &python.label);
         }
         // Every proxy is gone with the client: so is every object it made.
         wait_until(
@@ -501,10 +505,7 @@ fn named_objects_are_reached_with_get_dict_and_friends() {
         "get_event",
         "get_dict of another type",
     ] {
-        assert!(
-            out.lines().any(|l| l == format!("ok {check}")),
-            "no `ok {check}` in:\n{out}"
-        );
+        assert_checked(&out, check, &python.label);
     }
     assert_eq!(
         scores.get(&Dynamic::Str("python".into())).unwrap(),
