@@ -334,6 +334,7 @@ fn dashboard_and_python_handshake_parsers_hold() {
         crate::fuzzing::http_head(&a);
         crate::fuzzing::websocket(&b);
         crate::fuzzing::python_handshake(&c);
+        crate::fuzzing::python_request(&c);
     }
     crate::fuzzing::http_head(head);
     crate::fuzzing::websocket(&frame);

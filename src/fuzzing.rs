@@ -260,6 +260,29 @@ pub fn python_handshake(data: &[u8]) {
     let _ = answer(b"the key", data);
 }
 
+/// The Python listener's request reader: any frame is a request `(ident, method, args,
+/// kwds)` or a refusal, never a panic; what our own pickler writes for a request reads back.
+#[cfg(feature = "python")]
+pub fn python_request(data: &[u8]) {
+    use crate::python::{pickle::pickle, value::PyValue};
+    if crate::server::python_request(data).is_ok() {
+        return;
+    }
+    // Refused bytes say nothing more; a request made from them as a string must read.
+    let method = String::from_utf8_lossy(&data[..data.len().min(32)]).into_owned();
+    let mut frame = Vec::new();
+    pickle(
+        &PyValue::Tuple(vec![
+            PyValue::None,
+            PyValue::Str(method.clone()),
+            PyValue::Tuple(vec![PyValue::Bytes(data.to_vec())]),
+            PyValue::Dict(Vec::new()),
+        ]),
+        &mut frame,
+    );
+    assert_eq!(crate::server::python_request(&frame), Ok(method));
+}
+
 #[cfg(test)]
 mod tests {
     /// The entry points themselves, on a few inputs (the fuzzer gives them millions).

@@ -16,6 +16,9 @@ mod objects;
 mod pace;
 #[cfg(feature = "python")]
 mod python;
+/// The Python listener's request reader, for the fuzz targets.
+#[cfg(all(feature = "python", any(test, feature = "fuzzing")))]
+pub(crate) use python::parse_request_for_fuzzing as python_request;
 mod registry;
 mod replies;
 mod threads;
