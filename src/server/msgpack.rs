@@ -93,12 +93,16 @@ pub(crate) fn admit(shared: &Arc<Shared>, stream: Stream) {
             serve(&for_thread, stream, id)
         })) {
             Ok(Err(e)) => log::debug!("msgpack client {peer}: {e}"),
-            Err(_) => log::warn!("msgpack connection {peer} panicked; serving on"),
+            Err(_) => for_thread.failure_log.warn(format_args!(
+                "msgpack connection {peer} panicked; serving on"
+            )),
             Ok(Ok(())) => {}
         }
     });
     if let Err(e) = started {
-        log::error!("cannot start a thread for a msgpack client: {e}");
+        shared.failure_log.warn(format_args!(
+            "cannot start a thread for a msgpack client: {e}"
+        ));
     }
 }
 
@@ -467,7 +471,9 @@ fn spawn_standby(shared: &Arc<Shared>, conn: &Arc<Conn>, id: u64) {
     match spawned {
         Ok(thread) => conn.threads.lock().push(thread),
         Err(e) => {
-            log::warn!("cannot start a msgpack call thread: {e}");
+            shared
+                .failure_log
+                .warn(format_args!("cannot start a msgpack call thread: {e}"));
             let mut lead = conn.lead.lock();
             lead.threads -= 1;
             lead.standbys -= 1;

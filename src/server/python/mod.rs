@@ -197,7 +197,9 @@ pub(crate) fn admit(shared: &Arc<Shared>, stream: Stream) {
     if let Err(e) = python.served.serve(id, stream, stack, move |stream| {
         serve_connection(&for_thread, &stream, id);
     }) {
-        log::error!("cannot start a thread for a python client: {e}");
+        shared.failure_log.warn(format_args!(
+            "cannot start a thread for a python client: {e}"
+        ));
     }
 }
 
@@ -208,7 +210,9 @@ fn serve_connection(shared: &Arc<Shared>, stream: &Stream, id: u64) {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(shared, stream, id)));
     match outcome {
         Ok(Err(e)) => log::debug!("python client {peer}: {e}"),
-        Err(_) => log::warn!("python connection {peer} panicked; serving on"),
+        Err(_) => shared.failure_log.warn(format_args!(
+            "python connection {peer} panicked; serving on"
+        )),
         Ok(Ok(())) => {}
     }
 }
