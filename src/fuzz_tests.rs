@@ -235,7 +235,7 @@ fn pickle_reader_never_panics_and_round_trips_what_it_accepts() {
     use crate::python::value::PyValue;
     let mut rng = Rng(0x5851_f42d_4c95_7f2d);
     let mut seeds: Vec<Vec<u8>> = vec![
-        // Python 3.11's `create('get', 'a')` request (PYTHON-WIRE.md §9).
+        // Python 3.11's `create('get', 'a')` request, as captured from it.
         b"\x80\x04\x95\x1c\x00\x00\x00\x00\x00\x00\x00(N\x8c\x06create\x94\x8c\x03get\x94\x8c\x01a\x94\x86\x94}\x94t\x94.".to_vec(),
         b"(lp0\nI1\naF1.5\naS'x'\np1\nag1\na.".to_vec(),
     ];

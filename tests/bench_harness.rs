@@ -1,5 +1,5 @@
 //! The benchmark harness runs in quick mode on every test run, so it cannot rot. Only its
-//! shape is checked: figures are for people to read, never asserted (see PERFORMANCE notes).
+//! shape is checked: figures are for people to read, never asserted (see the README's Performance section).
 #![allow(missing_docs)] // tests, not API
 
 mod common;

@@ -1,4 +1,4 @@
-//! Python's authkey handshake, the manager's side (PYTHON-WIRE.md §2–3): we challenge the
+//! Python's authkey handshake, the manager's side: we challenge the
 //! client, then answer its challenge, each in the form its version speaks.
 //!
 //! We challenge in 3.12's form (`{sha256}` and 40 random bytes); a 3.11 client answers that

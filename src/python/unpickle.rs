@@ -838,7 +838,7 @@ mod tests {
         assert!(why.contains("budget"), "{why}");
     }
 
-    /// The exact requests a 3.11 client sends for the card's example (PYTHON-WIRE.md §9).
+    /// The exact requests a 3.11 client sends for the tutorial's example, as captured from it.
     #[test]
     fn the_golden_requests_decode() {
         let str_ = |s: &str| PyValue::Str(s.into());

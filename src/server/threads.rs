@@ -1,6 +1,6 @@
 //! Connection threads kept for reuse (by the native, Python and msgpack-rpc listeners): a thread whose connection ended waits a while for the
 //! next one instead of exiting, so a new connection usually costs a channel send rather than
-//! a thread spawn (about 10 µs, `PERFORMANCE.md`; the harness's "connect + handshake + call +
+//! a thread spawn (about 10 µs measured here; the harness's "connect + handshake + call +
 //! close" row shows what it buys).
 //!
 //! Invariants: `idle` lists each waiting thread once, with the only sender of its channel;

@@ -1,7 +1,7 @@
 //! The Python listener: serves unmodified `multiprocessing.managers` clients (3.8+) the same
 //! registered functions and built-in shared objects as the native listener.
 //!
-//! Python's connection model (PYTHON-WIRE.md §5): after the mutual handshake, one request;
+//! Python's connection model: after the mutual handshake, one request;
 //! `accept_connection` turns the connection into a long-lived method-call loop, every other
 //! server-level call (`create`, `incref`, `decref`, `dummy`, ...) gets one reply and the
 //! connection closes. Objects live in a table of their own (ident → target, refcount, exposed
