@@ -458,6 +458,7 @@ fn an_unmodified_sync_manager_client_gets_every_typeid() {
             "Value.set",
             "Array",
             "Array.zeros",
+            "Array of a huge length refused",
             "Namespace",
             "Namespace.AttributeError",
             "Pool refused",

@@ -185,6 +185,11 @@ def typeids(host, port, key):
     check("Array", len(a) == 3 and a[0] == 10 and a[2] == 3)
     zeros = m.Array("d", 3)
     check("Array.zeros", len(zeros) == 3 and zeros[1] == 0)
+    try:
+        m.Array("i", 10 ** 12)
+        check("Array of a huge length refused", False)
+    except Exception as e:
+        check("Array of a huge length refused", "ValueError" in type(e).__name__ + str(e))
 
     ns = m.Namespace(x=1)
     ns.y = "two"

@@ -34,6 +34,8 @@ const LIST_EXTRA: &[&str] = &["__add__", "__imul__", "__mul__", "__reversed__", 
 /// `RLock()` and `Condition()`, which have no kind of their own.
 const ACQUIRER: &[&str] = &["acquire", "release"];
 const CONDITION: &[&str] = &["acquire", "notify", "notify_all", "release", "wait"];
+/// The longest `Array(typecode, n)` made from a length (as the list operators' cap).
+const MAX_ARRAY_LEN: i64 = 1 << 20;
 /// `IteratorProxy._exposed_`.
 pub(super) const ITERATOR: &[&str] = &["__next__", "close", "send", "throw"];
 
@@ -244,7 +246,14 @@ pub(super) fn fill(
             let _typecode = args.next();
             match args.next() {
                 Some(PyValue::Int(n)) => {
-                    let zeros = vec![PyValue::Int(0); usize::try_from(n).unwrap_or(0)];
+                    // A length, not items: bounded before anything is allocated for it.
+                    if !(0..=MAX_ARRAY_LEN).contains(&n) {
+                        return Err(exception(
+                            "ValueError",
+                            format!("an Array of 0 to {MAX_ARRAY_LEN} items, not {n}"),
+                        ));
+                    }
+                    let zeros = vec![PyValue::Int(0); n as usize];
                     shared_method(native, spec, "extend", vec![PyValue::List(zeros)], &[])?;
                 }
                 Some(initial) => {
