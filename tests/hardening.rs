@@ -917,17 +917,15 @@ fn one_descriptor_per_connection_and_back_to_baseline() {
     assert_eq!(watcher.counter("cycles").unwrap().get().unwrap(), 2000);
 }
 
-/// Out of descriptors, the manager once left connection 509 hanging and logged "Too many
-/// open files" a hundred times a second. Now it answers BUSY and the client is refused.
-#[test]
-fn out_of_descriptors_answers_busy() {
-    // A hard limit of 64 descriptors, so raising the soft limit gains nothing.
+/// A manager of the `monogusa` binary with a hard limit of 64 descriptors (so raising its
+/// soft limit gains nothing), serving on a free port.
+fn manager_with_64_descriptors() -> (std::process::Child, monogusa::Address) {
     let port = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
     };
     let bind = format!("127.0.0.1:{port}");
-    let mut child = std::process::Command::new("sh")
+    let child = std::process::Command::new("sh")
         .arg("-c")
         .arg(format!(
             "ulimit -n 64 && exec '{}' serve --bind {bind}",
@@ -942,9 +940,15 @@ fn out_of_descriptors_answers_busy() {
     wait_until(Duration::from_secs(30), "the child manager serves", || {
         Client::connect(&address, KEY).is_ok()
     });
+    (child, address)
+}
+
+/// Clients connected until the manager has no descriptor left for one more, and the error
+/// that one got.
+fn connect_until_refused(address: &monogusa::Address) -> (Vec<Client>, Error) {
     let mut held = Vec::new();
-    let refused = loop {
-        match Client::builder(&address, KEY)
+    loop {
+        match Client::builder(address, KEY)
             .handshake_timeout(Duration::from_secs(5))
             .connect()
         {
@@ -952,9 +956,17 @@ fn out_of_descriptors_answers_busy() {
                 held.push(client);
                 assert!(held.len() < 100, "the descriptor limit never bit");
             }
-            Err(e) => break e,
+            Err(e) => return (held, e),
         }
-    };
+    }
+}
+
+/// Out of descriptors, the manager once left connection 509 hanging and logged "Too many
+/// open files" a hundred times a second. Now it answers BUSY and the client is refused.
+#[test]
+fn out_of_descriptors_answers_busy() {
+    let (mut child, address) = manager_with_64_descriptors();
+    let (mut held, refused) = connect_until_refused(&address);
     assert!(
         matches!(refused, Error::Refused(ref m) if m.contains("file descriptors")),
         "{refused:?}"
@@ -975,40 +987,8 @@ fn out_of_descriptors_answers_busy() {
 /// stayed up 27 minutes).
 #[test]
 fn sigterm_stops_a_manager_with_no_descriptor_free() {
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let bind = format!("127.0.0.1:{port}");
-    let binary = common::monogusa_binary();
-    let mut child = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "ulimit -n 64 && exec '{}' serve --bind {bind}",
-            binary.display()
-        ))
-        .env("MONOGUSA_AUTHKEY", KEY)
-        .env("MONOGUSA_LOG", "error")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let address: monogusa::Address = bind.parse().unwrap();
-    wait_until(Duration::from_secs(30), "the child manager serves", || {
-        Client::connect(&address, KEY).is_ok()
-    });
-    let mut held = Vec::new();
-    let refused = loop {
-        match Client::builder(&address, KEY)
-            .handshake_timeout(Duration::from_secs(5))
-            .connect()
-        {
-            Ok(client) => {
-                held.push(client);
-                assert!(held.len() < 100, "the descriptor limit never bit");
-            }
-            Err(e) => break e,
-        }
-    };
+    let (mut child, address) = manager_with_64_descriptors();
+    let (held, refused) = connect_until_refused(&address);
     assert!(matches!(refused, Error::Refused(_)), "{refused:?}");
     assert!(
         std::process::Command::new("kill")

@@ -1209,8 +1209,6 @@ struct Entry {
     state: Admission,
     /// When it was accepted (for the dashboard).
     since: std::time::SystemTime,
-    /// Its peer's address (none for Unix sockets and pipes), read once at admission.
-    source: Option<std::net::IpAddr>,
 }
 
 /// One open connection, as the dashboard lists it.
@@ -1287,24 +1285,17 @@ impl Shared {
             );
             return;
         }
-        let source = stream.peer_ip();
         if connections.handshaking >= self.limits.max_handshakes {
             // Displace the handshake that has waited longest from the source holding most
-            // (ids grow with time): a flood from one host displaces its own, never others'.
-            let mut per_source: HashMap<Option<std::net::IpAddr>, usize> = HashMap::new();
-            for entry in connections.open.values() {
-                if entry.state == Admission::Handshaking {
-                    *per_source.entry(entry.source).or_default() += 1;
-                }
-            }
-            // The newcomer counts for its own source: its flood displaces its own.
-            *per_source.entry(source).or_default() += 1;
-            let oldest = connections
+            // (ids grow with time): a flood from one host displaces its own. Peer addresses
+            // are read only here, when full: admission itself costs no syscall.
+            let candidates: Vec<(u64, Option<std::net::IpAddr>)> = connections
                 .open
                 .iter()
                 .filter(|(_, entry)| entry.state == Admission::Handshaking)
-                .max_by_key(|&(&id, entry)| (per_source[&entry.source], std::cmp::Reverse(id)))
-                .map(|(&id, _)| id);
+                .map(|(&id, entry)| (id, entry.stream.peer_ip()))
+                .collect();
+            let oldest = threads::most_crowded_oldest(&candidates, stream.peer_ip());
             if let Some(oldest) = oldest {
                 let entry = connections.open.get_mut(&oldest).expect("listed above");
                 entry.state = Admission::Displaced;
@@ -1341,7 +1332,6 @@ impl Shared {
                         done,
                         state: Admission::Handshaking,
                         since: std::time::SystemTime::now(),
-                        source,
                     },
                 );
                 connections.handshaking += 1;

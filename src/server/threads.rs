@@ -135,7 +135,6 @@ impl Threads {
 struct Open {
     stream: Arc<Stream>,
     done: Arc<Done>,
-    source: Option<std::net::IpAddr>,
     authenticated: bool,
     /// Displaced to make room: no longer counted, listed until its job ends.
     displaced: bool,
@@ -149,6 +148,8 @@ type OpenConnections = Mutex<HashMap<u64, Open>>;
 #[cfg_attr(not(any(feature = "python", feature = "msgpack")), allow(dead_code))]
 pub(crate) struct Served {
     open: Arc<OpenConnections>,
+    /// How many of `open` are displaced (listed until their jobs end, no longer counted).
+    displaced: Arc<std::sync::atomic::AtomicUsize>,
     /// Made on first use, when the manager's limits are known.
     threads: OnceLock<Arc<Threads>>,
     keep_idle: Duration,
@@ -161,6 +162,7 @@ impl Served {
     pub(crate) fn new(keep_idle: Duration, max_idle: usize, name: &'static str) -> Served {
         Served {
             open: Arc::default(),
+            displaced: Arc::default(),
             threads: OnceLock::new(),
             keep_idle,
             max_idle,
@@ -170,7 +172,7 @@ impl Served {
 
     /// How many connections are open, not counting displaced ones.
     pub(crate) fn len(&self) -> usize {
-        self.open.lock().values().filter(|o| !o.displaced).count()
+        self.open.lock().len() - self.displaced.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Makes room for a connection from `source` when `max` are open: displaces the oldest
@@ -178,24 +180,23 @@ impl Served {
     /// one host displaces its own). False if every open connection is authenticated.
     pub(crate) fn make_room(&self, max: usize, source: Option<std::net::IpAddr>) -> bool {
         let mut open = self.open.lock();
-        if open.values().filter(|o| !o.displaced).count() < max {
+        if open.len() - self.displaced.load(std::sync::atomic::Ordering::Relaxed) < max {
             return true;
         }
-        let mut per_source: HashMap<Option<std::net::IpAddr>, usize> = HashMap::new();
-        for o in open.values().filter(|o| !o.displaced && !o.authenticated) {
-            *per_source.entry(o.source).or_default() += 1;
-        }
-        *per_source.entry(source).or_default() += 1;
-        let victim = open
+        // Peer addresses are read only here, when full: admission itself costs no syscall.
+        let candidates: Vec<(u64, Option<std::net::IpAddr>)> = open
             .iter()
             .filter(|(_, o)| !o.displaced && !o.authenticated)
-            .max_by_key(|&(&id, o)| (per_source[&o.source], std::cmp::Reverse(id)))
-            .map(|(&id, _)| id);
+            .map(|(&id, o)| (id, o.stream.peer_ip()))
+            .collect();
+        let victim = most_crowded_oldest(&candidates, source);
         let Some(victim) = victim else {
             return false;
         };
         let entry = open.get_mut(&victim).expect("found above");
         entry.displaced = true;
+        self.displaced
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _ = entry.stream.shutdown(std::net::Shutdown::Both);
         true
     }
@@ -226,16 +227,20 @@ impl Served {
             Open {
                 stream: Arc::clone(&stream),
                 done: Arc::clone(&done),
-                source: stream.peer_ip(),
                 authenticated: false,
                 displaced: false,
             },
         );
         let finishing = Finishing(done);
         let open = Arc::clone(&self.open);
+        let displaced = Arc::clone(&self.displaced);
         let job = Box::new(move || {
             let _finishing = finishing; // dropped last, after the entry is gone
-            let _listed = Unlist { open: &open, id };
+            let _listed = Unlist {
+                open: &open,
+                displaced: &displaced,
+                id,
+            };
             serve(stream);
         });
         threads.run(job).inspect_err(|_| {
@@ -266,13 +271,35 @@ impl Served {
 /// Takes a connection off its listener's list when its job ends, however it ends.
 struct Unlist<'a> {
     open: &'a OpenConnections,
+    displaced: &'a std::sync::atomic::AtomicUsize,
     id: u64,
 }
 
 impl Drop for Unlist<'_> {
     fn drop(&mut self) {
-        self.open.lock().remove(&self.id);
+        let mut open = self.open.lock();
+        if open.remove(&self.id).is_some_and(|o| o.displaced) {
+            self.displaced
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
+}
+
+/// Of `candidates` (id, peer address), the oldest (lowest id) from the address holding most
+/// of them, the newcomer from `source` counted: a flood from one host displaces its own.
+pub(crate) fn most_crowded_oldest<T: Copy + Ord>(
+    candidates: &[(T, Option<std::net::IpAddr>)],
+    source: Option<std::net::IpAddr>,
+) -> Option<T> {
+    let mut per_source: HashMap<Option<std::net::IpAddr>, usize> = HashMap::new();
+    for (_, ip) in candidates {
+        *per_source.entry(*ip).or_default() += 1;
+    }
+    *per_source.entry(source).or_default() += 1;
+    candidates
+        .iter()
+        .max_by_key(|(id, ip)| (per_source[ip], std::cmp::Reverse(*id)))
+        .map(|(id, _)| *id)
 }
 
 /// A job's end, for whoever must wait for it (the manager's shutdown waits for every

@@ -182,7 +182,6 @@ enum Phase {
 
 struct Slot {
     stream: Arc<Stream>,
-    source: Option<std::net::IpAddr>,
     phase: Phase,
 }
 
@@ -200,19 +199,15 @@ impl Slots {
     /// A slot for a new connection, displacing a slow head if need be; `None` if every slot
     /// is a request or a stream.
     fn take(&mut self, stream: &Arc<Stream>) -> Option<u64> {
-        let source = stream.peer_ip();
         if self.open.len() >= MAX_CONNECTIONS {
-            let mut per_source: HashMap<Option<std::net::IpAddr>, usize> = HashMap::new();
-            for slot in self.open.values().filter(|s| s.phase == Phase::Head) {
-                *per_source.entry(slot.source).or_default() += 1;
-            }
-            *per_source.entry(source).or_default() += 1;
-            let victim = self
+            // Peer addresses are read only here, when full.
+            let heads: Vec<(u64, Option<std::net::IpAddr>)> = self
                 .open
                 .iter()
                 .filter(|(_, s)| s.phase == Phase::Head)
-                .max_by_key(|&(&id, s)| (per_source[&s.source], std::cmp::Reverse(id)))
-                .map(|(&id, _)| id)?;
+                .map(|(&id, s)| (id, s.stream.peer_ip()))
+                .collect();
+            let victim = crate::server::threads::most_crowded_oldest(&heads, stream.peer_ip())?;
             let slot = self.open.remove(&victim).expect("found above");
             // Its thread sees the end of its input and goes; its slot is free now.
             let _ = slot.stream.shutdown(std::net::Shutdown::Both);
@@ -222,7 +217,6 @@ impl Slots {
             self.next,
             Slot {
                 stream: Arc::clone(stream),
-                source,
                 phase: Phase::Head,
             },
         );

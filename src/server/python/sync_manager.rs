@@ -305,34 +305,23 @@ impl Reentrant {
         Ok(got)
     }
 
-    /// Gives the lock back entirely (for a condition's wait): the depth it had.
-    fn release_all(&self, native: &mut Native<'_, '_>) -> Result<u64, PyValue> {
+    /// Gives the lock back once (`all`: entirely, for a condition's wait); the depth it had.
+    fn let_go(&self, native: &mut Native<'_, '_>, all: bool) -> Result<u64, PyValue> {
         let me = native.caller.connection();
         let mut owner = self.owner.lock();
-        match *owner {
-            Some((holder, depth)) if holder == me => {
-                *owner = None;
-                native.call::<(), _>("release", &())?;
-                Ok(depth)
-            }
-            _ => Err(exception("RuntimeError", "cannot release un-acquired lock")),
+        let Some((holder, depth)) = &mut *owner else {
+            return Err(exception("RuntimeError", "cannot release un-acquired lock"));
+        };
+        if *holder != me {
+            return Err(exception("RuntimeError", "cannot release un-acquired lock"));
         }
-    }
-
-    fn release(&self, native: &mut Native<'_, '_>) -> Result<(), PyValue> {
-        let me = native.caller.connection();
-        let mut owner = self.owner.lock();
-        match &mut *owner {
-            Some((holder, depth)) if *holder == me => {
-                *depth -= 1;
-                if *depth == 0 {
-                    *owner = None;
-                    native.call::<(), _>("release", &())?;
-                }
-                Ok(())
-            }
-            _ => Err(exception("RuntimeError", "cannot release un-acquired lock")),
+        let had = *depth;
+        *depth = if all { 0 } else { had - 1 };
+        if *depth == 0 {
+            *owner = None;
+            native.call::<(), _>("release", &())?;
         }
+        Ok(had)
     }
 
     fn restore(&self, native: &Native<'_, '_>, depth: u64) {
@@ -357,7 +346,7 @@ impl Reentrant {
                 };
                 self.acquire(native, wait).map(PyValue::Bool)
             }
-            "release" => self.release(native).map(|()| PyValue::None),
+            "release" => self.let_go(native, false).map(|_| PyValue::None),
             other => Err(exception(
                 "AttributeError",
                 format!("a lock has no method {other}"),
@@ -422,7 +411,7 @@ impl Condition {
             waiters.waiting.push_back((ticket, false));
             ticket
         };
-        let depth = self.lock.release_all(native)?;
+        let depth = self.lock.let_go(native, true)?;
         let notified = |w: &Waiters| {
             w.waiting
                 .iter()
