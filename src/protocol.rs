@@ -84,6 +84,19 @@ const fn ends_with(text: &[u8], suffix: &[u8]) -> bool {
     true
 }
 
+/// The environment variables [`ManagerHandle::command`](crate::ManagerHandle::command) and
+/// the supervisor set for the processes they start, and
+/// [`Client::from_env`](crate::Client::from_env) reads: the manager's address.
+pub const ADDRESS_VAR: &str = "MONOGUSA_ADDRESS";
+/// See [`ADDRESS_VAR`]: the authkey.
+pub const AUTHKEY_VAR: &str = "MONOGUSA_AUTHKEY";
+
+/// How often each side signs of life during a long call, by default: noticed in seconds, well
+/// clear of scheduling hiccups on a loaded machine.
+pub(crate) const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a side hears nothing before it gives the other up, by default.
+pub(crate) const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The banner, as a `String` (see [`BANNER`]).
 pub fn banner() -> String {
     BANNER.to_string()

@@ -70,11 +70,10 @@ pub(crate) struct Keepalive {
     pub(crate) timeout: Duration,
 }
 
-/// The default keepalive, for both sides: noticed in seconds, well clear of scheduling
-/// hiccups on a loaded machine.
+/// The default keepalive (the protocol's, which the manager uses too).
 pub(crate) const DEFAULT_KEEPALIVE: Keepalive = Keepalive {
-    interval: Duration::from_secs(2),
-    timeout: Duration::from_secs(10),
+    interval: crate::protocol::KEEPALIVE_INTERVAL,
+    timeout: crate::protocol::KEEPALIVE_TIMEOUT,
 };
 
 #[derive(Debug, Clone)]
@@ -345,11 +344,11 @@ impl Client {
                 ))
             })
         };
-        let address = read(crate::server::ADDRESS_VAR)?;
-        let address = address
-            .to_str()
-            .ok_or_else(|| Error::Config(format!("{} is not UTF-8", crate::server::ADDRESS_VAR)))?;
-        let key = read(crate::server::AUTHKEY_VAR)?;
+        let address = read(crate::protocol::ADDRESS_VAR)?;
+        let address = address.to_str().ok_or_else(|| {
+            Error::Config(format!("{} is not UTF-8", crate::protocol::ADDRESS_VAR))
+        })?;
+        let key = read(crate::protocol::AUTHKEY_VAR)?;
         #[cfg(unix)]
         let key = std::os::unix::ffi::OsStrExt::as_bytes(key.as_os_str()).to_vec();
         #[cfg(not(unix))]

@@ -16,6 +16,7 @@ use crate::message::NOTICE_ID;
 use crate::service::Caller;
 use crate::transport::{Deadline, Stream, is_timeout};
 
+use super::closing::Closing;
 use super::dispatch::{self, Next, write_error};
 use super::keepalive::Activity;
 use super::objects::HeldRefs;
@@ -139,16 +140,6 @@ fn handshake(shared: &Shared, stream: &Stream, id: u64) -> Result<(), Refusal> {
     stream
         .set_timeouts(Some(shared.limits.stall_timeout))
         .map_err(io_error)
-}
-
-/// Why a connection's request loop ended other than by a clean close.
-pub(super) enum Closing {
-    PeerGone(io::Error),
-    Truncated,
-    /// The peer began a frame and stopped sending it.
-    Stalled,
-    /// The peer broke the protocol; it is told why before the connection closes.
-    Violation(RemoteError),
 }
 
 fn requests(

@@ -11,7 +11,7 @@ use crate::message::{NOTICE_ID, Op, RawCall, RequestHeader, ResponseHeader, Stat
 use crate::service::Caller;
 
 use super::Shared;
-use super::connection::Closing;
+use super::closing::Closing;
 use super::objects::{DESCRIBE_PAGE, HeldRefs};
 use super::pace::Target;
 use super::registry::Function;

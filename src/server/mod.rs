@@ -1,6 +1,7 @@
 //! The manager: binds an address, accepts connections (one thread each), authenticates them,
 //! and serves the registered functions until shut down.
 
+mod closing;
 mod connection;
 mod defenses;
 mod dispatch;
@@ -91,8 +92,8 @@ impl Default for Limits {
             max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             max_objects_per_connection: 10_000,
             keepalive: Some(keepalive::KeepaliveConfig {
-                interval: crate::client::DEFAULT_KEEPALIVE.interval,
-                timeout: crate::client::DEFAULT_KEEPALIVE.timeout,
+                interval: crate::protocol::KEEPALIVE_INTERVAL,
+                timeout: crate::protocol::KEEPALIVE_TIMEOUT,
             }),
         }
     }
@@ -610,11 +611,7 @@ fn random_key() -> Result<Vec<u8>> {
         .into_bytes())
 }
 
-/// The environment variables [`ManagerHandle::command`] sets and
-/// [`Client::from_env`](crate::Client::from_env) reads.
-pub const ADDRESS_VAR: &str = "MONOGUSA_ADDRESS";
-/// See [`ADDRESS_VAR`].
-pub const AUTHKEY_VAR: &str = "MONOGUSA_AUTHKEY";
+pub use crate::protocol::{ADDRESS_VAR, AUTHKEY_VAR};
 
 /// Keys shorter than this are warned about (once per process): guessable over the network,
 /// however slowly. They are not refused: Python's tutorials use `password`.

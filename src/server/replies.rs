@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::transport::Stream;
 
-use super::connection::Closing;
+use super::closing::Closing;
 use super::keepalive::Activity;
 use super::pace::{Pace, Target};
 

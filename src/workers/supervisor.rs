@@ -25,7 +25,7 @@ use super::worker::{Control, HEARTBEAT_VAR, control_mailbox};
 use super::{LogStream, WORKER_VAR, WorkerReport, WorkerState};
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::server::{ADDRESS_VAR, AUTHKEY_VAR};
+use crate::protocol::{ADDRESS_VAR, AUTHKEY_VAR};
 use crate::transport::{Address, ToAddress};
 
 /// A program to start as a worker: path, arguments, environment, directory. Kept (unlike a
