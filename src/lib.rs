@@ -156,6 +156,7 @@ mod fuzz_tests;
 #[doc(hidden)]
 pub mod fuzzing;
 mod fxhash;
+mod kinds;
 mod message;
 #[cfg(feature = "msgpack")]
 mod msgpack;
@@ -191,7 +192,7 @@ pub use server::{
     Manager, ManagerBuilder, ManagerHandle, Reply, Stats,
 };
 pub use service::{
-    Caller, Description, INTERNAL_PREFIX, MethodDescription, MethodInfo, ObjectDescription,
+    Caller, Description, Hooks, INTERNAL_PREFIX, MethodDescription, MethodInfo, ObjectDescription,
     ObjectRef, Service, ServiceDescriptor, TypeDescription,
 };
 pub use stub::ObjectHandle;
@@ -209,7 +210,7 @@ pub mod __private {
     pub use crate::client::Pending;
     pub use crate::error::{Error, RemoteError, RemoteErrorKind, Result};
     pub use crate::service::{
-        Caller, ErasedReply, MethodInfo, ObjectRef, Service, ServiceDescriptor, decode_args,
+        Caller, ErasedReply, Hooks, MethodInfo, ObjectRef, Service, ServiceDescriptor, decode_args,
         decode_erased_args, encode_result, no_such_method,
     };
     pub use crate::stub::ObjectHandle;

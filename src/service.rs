@@ -209,6 +209,26 @@ pub trait Service: Send + Sync + 'static {
     }
 }
 
+/// What an object hears from its manager besides calls, for services declared with
+/// `#[service(hooks)]`: the generated server forwards these to the implementation. Every
+/// method has a default that does nothing.
+pub trait Hooks {
+    /// The manager is shutting down: wake every call blocked in this object (they should
+    /// fail with a `ShuttingDown` error).
+    fn shutdown(&self) {}
+
+    /// Whether this object keeps something per calling connection, so it must hear of each
+    /// caller's [`Hooks::connection_closed`]. Only connections that called it are reported.
+    fn tracks_connections(&self) -> bool {
+        false
+    }
+
+    /// Connection `connection` (see [`Caller::connection`]) closed: release what it held.
+    fn connection_closed(&self, connection: u64) {
+        let _ = connection;
+    }
+}
+
 /// A reference to an object in a manager that can travel as a serde value (to another
 /// process, say) and be reopened there with the stub's `from_ref`. Holding an `ObjectRef`
 /// does not keep the object alive: keep a stub until the receiver has reopened it.

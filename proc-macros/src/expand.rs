@@ -35,8 +35,11 @@ struct Generator<'a> {
     methods: &'a [Method],
     vis: &'a syn::Visibility,
     trait_ident: &'a Ident,
-    /// The service's name on the wire (the trait's name without `r#`).
+    /// The service's name on the wire (the trait's name without `r#`, unless
+    /// `#[service(name = "...")]` says otherwise).
     name: String,
+    /// `#[service(hooks)]`.
+    hooks: bool,
     client: Ident,
     sender: Ident,
     server: Ident,
@@ -53,7 +56,11 @@ impl<'a> Generator<'a> {
             methods: &service.methods,
             vis: &item.vis,
             trait_ident,
-            name: syn::ext::IdentExt::unraw(trait_ident).to_string(),
+            name: service
+                .name
+                .clone()
+                .unwrap_or_else(|| syn::ext::IdentExt::unraw(trait_ident).to_string()),
+            hooks: service.hooks,
             client: format_ident!("{}Client", syn::ext::IdentExt::unraw(trait_ident)),
             sender: format_ident!("{}ClientSend", syn::ext::IdentExt::unraw(trait_ident)),
             server: format_ident!("{}Server", syn::ext::IdentExt::unraw(trait_ident)),
@@ -279,10 +286,30 @@ impl<'a> Generator<'a> {
             true,
             true,
         );
+        let (hooks_bound, hooks) = if self.hooks {
+            (
+                quote!(+ #m::Hooks),
+                quote! {
+                    fn shutdown(&self) {
+                        <T as #m::Hooks>::shutdown(&self.0)
+                    }
+
+                    fn tracks_connections(&self) -> bool {
+                        <T as #m::Hooks>::tracks_connections(&self.0)
+                    }
+
+                    fn connection_closed(&self, connection: u64) {
+                        <T as #m::Hooks>::connection_closed(&self.0, connection)
+                    }
+                },
+            )
+        } else {
+            (TokenStream::new(), TokenStream::new())
+        };
         quote! {
             impl<T> #m::Service for #server<T>
             where
-                T: #trait_ident + ::core::marker::Send + ::core::marker::Sync + 'static,
+                T: #trait_ident #hooks_bound + ::core::marker::Send + ::core::marker::Sync + 'static,
             {
                 fn descriptor() -> &'static #m::ServiceDescriptor {
                     static DESCRIPTOR: #m::ServiceDescriptor = #m::ServiceDescriptor {
@@ -300,6 +327,7 @@ impl<'a> Generator<'a> {
                 #exclusive
                 #shared_erased
                 #exclusive_erased
+                #hooks
             }
         }
     }
@@ -326,8 +354,9 @@ impl<'a> Generator<'a> {
                 #receiver,
                 __monogusa_index: usize,
                 #params
-                _: &#m::Caller<'_>,
+                __monogusa_caller: &#m::Caller<'_>,
             ) -> ::core::result::Result<(), #m::RemoteError> {
+                let _ = __monogusa_caller;
                 #indices
                 match __monogusa_index {
                     #(#arms)*
@@ -365,8 +394,12 @@ impl<'a> Generator<'a> {
         let wire_name = &method.wire_name;
         let docs = &method.docs;
         let cfgs = &method.cfgs;
-        let arg_names: Vec<_> = method.args.iter().map(|arg| &arg.ident).collect();
-        let arg_types: Vec<_> = method.args.iter().map(|arg| &arg.ty).collect();
+        let sent = method
+            .args
+            .iter()
+            .filter(|arg| arg.borrow != Borrow::Caller);
+        let arg_names: Vec<_> = sent.clone().map(|arg| &arg.ident).collect();
+        let arg_types: Vec<_> = sent.map(|arg| &arg.ty).collect();
         let output = match &method.output {
             Some(ty) => quote!(#ty),
             None => quote!(()),
@@ -403,12 +436,11 @@ impl<'a> Generator<'a> {
                 let ident = &method.ident;
                 let wire_name = &method.wire_name;
                 let cfgs = &method.cfgs;
-                let arg_names: Vec<_> = method.args.iter().map(|arg| &arg.ident).collect();
+                let sent = method.args.iter().filter(|arg| arg.borrow != Borrow::Caller);
+                let arg_names: Vec<_> = sent.clone().map(|arg| &arg.ident).collect();
                 // Borrowed arguments are decoded as the wire types that lend from the
                 // frame, then handed over as the method declares them.
-                let wire_types: Vec<TokenStream> = method
-                    .args
-                    .iter()
+                let wire_types: Vec<TokenStream> = sent
                     .map(|arg| match arg.borrow {
                         Borrow::Owned => {
                             let ty = &arg.ty;
@@ -416,6 +448,7 @@ impl<'a> Generator<'a> {
                         }
                         Borrow::Str | Borrow::CowStr => quote!(#m::WireStr<'_>),
                         Borrow::Bytes | Borrow::CowBytes => quote!(#m::WireBytes<'_>),
+                        Borrow::Caller => unreachable!("the caller is not sent"),
                     })
                     .collect();
                 let passed: Vec<TokenStream> = method
@@ -428,6 +461,7 @@ impl<'a> Generator<'a> {
                             Borrow::Str => quote!(#name.as_str()),
                             Borrow::Bytes => quote!(#name.as_slice()),
                             Borrow::CowStr | Borrow::CowBytes => quote!(#name.0),
+                            Borrow::Caller => quote!(__monogusa_caller),
                         }
                     })
                     .collect();
@@ -447,11 +481,13 @@ impl<'a> Generator<'a> {
                         quote!(#m::encode_result(&__monogusa_value, __monogusa_out)),
                     )
                 };
+                // A call-error method's error is the call's.
+                let fails = method.call_error.then(|| quote!(?));
                 quote! {
                     #(#cfgs)*
                     #index => {
                         let (#(#arg_names,)*): (#(#wire_types,)*) = #decode;
-                        let __monogusa_value = <T as #trait_ident>::#ident(#receiver, #(#passed),*);
+                        let __monogusa_value = <T as #trait_ident>::#ident(#receiver, #(#passed),*)#fails;
                         #reply
                     }
                 }

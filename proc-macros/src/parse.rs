@@ -29,6 +29,11 @@ pub struct Service {
     /// The path generated code names the runtime by: `::monogusa`, or what
     /// `#[service(crate = "...")]` says (for a renamed or re-exported dependency).
     pub krate: syn::Path,
+    /// `#[service(name = "...")]`: the service's name on the wire, instead of the trait's.
+    pub name: Option<String>,
+    /// `#[service(hooks)]`: the implementation also implements `monogusa::Hooks`, and hears
+    /// of shutdown and closed connections through it.
+    pub hooks: bool,
 }
 
 /// A checked method.
@@ -43,8 +48,12 @@ pub struct Method {
     /// `&mut self`: runs alone on its object.
     pub mutates: bool,
     pub args: Vec<Arg>,
-    /// `None` for a method returning `()`.
+    /// `None` for a method returning `()`. For a call-error method, the `T` of its
+    /// `Result<T, RemoteError>`.
     pub output: Option<Type>,
+    /// Returns `Result<T, RemoteError>`: an error fails the call itself (the caller gets it as
+    /// a remote error of its kind), and the stub returns `monogusa::Result<T>`.
+    pub call_error: bool,
 }
 
 /// One argument of a method.
@@ -67,6 +76,8 @@ pub enum Borrow {
     CowStr,
     /// `Cow<'_, [u8]>`
     CowBytes,
+    /// `&Caller<'_>`: not sent; the manager passes who is calling.
+    Caller,
 }
 
 /// Collects every error instead of stopping at the first, so one build shows them all.
@@ -94,7 +105,7 @@ impl Errors {
 impl Service {
     pub fn from_trait(attr: TokenStream, item: &ItemTrait) -> syn::Result<Service> {
         let mut errors = Errors::default();
-        let krate = parse_arguments(attr, &mut errors);
+        let Arguments { krate, name, hooks } = parse_arguments(attr, &mut errors);
         if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
             errors.push_spanned(
                 &item.generics,
@@ -129,31 +140,63 @@ impl Service {
         }
         match errors.0 {
             Some(error) => Err(error),
-            None => Ok(Service { methods, krate }),
+            None => Ok(Service {
+                methods,
+                krate,
+                name,
+                hooks,
+            }),
         }
     }
 }
 
-/// `#[service]` or `#[service(crate = "path")]`.
-fn parse_arguments(attr: TokenStream, errors: &mut Errors) -> syn::Path {
-    let mut krate: syn::Path = syn::parse_quote!(::monogusa);
+/// What `#[service(...)]` says.
+struct Arguments {
+    krate: syn::Path,
+    name: Option<String>,
+    hooks: bool,
+}
+
+/// `#[service]`, or with any of `crate = "path"`, `name = "wire name"`, `hooks`.
+fn parse_arguments(attr: TokenStream, errors: &mut Errors) -> Arguments {
+    let mut arguments = Arguments {
+        krate: syn::parse_quote!(::monogusa),
+        name: None,
+        hooks: false,
+    };
     if attr.is_empty() {
-        return krate;
+        return arguments;
     }
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("crate") {
             let path: syn::LitStr = meta.value()?.parse()?;
-            krate = path.parse()?;
+            arguments.krate = path.parse()?;
+            Ok(())
+        } else if meta.path.is_ident("name") {
+            let name: syn::LitStr = meta.value()?.parse()?;
+            if name.value().is_empty() {
+                return Err(syn::Error::new(
+                    name.span(),
+                    "a service's name cannot be empty",
+                ));
+            }
+            arguments.name = Some(name.value());
+            Ok(())
+        } else if meta.path.is_ident("hooks") {
+            arguments.hooks = true;
             Ok(())
         } else {
-            Err(meta
-                .error("#[service] takes one argument, `crate = \"path\"` (the path to monogusa)"))
+            Err(meta.error(
+                "#[service] takes `crate = \"path\"` (the path to monogusa), `name = \"...\"` \
+                 (the name on the wire) and `hooks` (the implementation implements \
+                 monogusa::Hooks)",
+            ))
         }
     });
     if let Err(error) = syn::parse::Parser::parse2(parser, attr) {
         errors.push(error.span(), error);
     }
-    krate
+    arguments
 }
 
 fn check_method(function: &TraitItemFn, errors: &mut Errors) -> Option<Method> {
@@ -251,7 +294,11 @@ fn check_method(function: &TraitItemFn, errors: &mut Errors) -> Option<Method> {
                 None
             }
         };
-        let borrow = borrow_kind(&typed.ty, errors);
+        let borrow = if is_caller(&typed.ty) {
+            Borrow::Caller
+        } else {
+            borrow_kind(&typed.ty, errors)
+        };
         if borrow == Borrow::Owned {
             check_owned(&typed.ty, "argument", errors);
         }
@@ -264,11 +311,14 @@ fn check_method(function: &TraitItemFn, errors: &mut Errors) -> Option<Method> {
         }
     }
 
-    let output = match &sig.output {
-        ReturnType::Default => None,
+    let (output, call_error) = match &sig.output {
+        ReturnType::Default => (None, false),
         ReturnType::Type(_, ty) => {
             check_owned(ty, "result", errors);
-            Some((**ty).clone())
+            match call_result(ty) {
+                Some(ok) => (Some(ok), true),
+                None => (Some((**ty).clone()), false),
+            }
         }
     };
 
@@ -293,7 +343,38 @@ fn check_method(function: &TraitItemFn, errors: &mut Errors) -> Option<Method> {
         mutates,
         args,
         output,
+        call_error,
     })
+}
+
+/// Whether `ty` is `&Caller<'_>` (any path ending in `Caller`): the call's context, which the
+/// manager passes instead of the wire.
+fn is_caller(ty: &Type) -> bool {
+    let Type::Reference(r) = ty else { return false };
+    r.mutability.is_none()
+        && matches!(&*r.elem, Type::Path(p) if p.qself.is_none()
+            && p.path.segments.last().is_some_and(|s| s.ident == "Caller"))
+}
+
+/// The `T` of `Result<T, RemoteError>` (any paths ending in those names): a method whose
+/// errors are the call's own.
+fn call_result(ty: &Type) -> Option<Type> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if p.qself.is_some() || last.ident != "Result" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(generics) = &last.arguments else {
+        return None;
+    };
+    let mut types = generics.args.iter().filter_map(|arg| match arg {
+        syn::GenericArgument::Type(t) => Some(t),
+        _ => None,
+    });
+    let (ok, err) = (types.next()?, types.next()?);
+    let is_remote_error = matches!(err, Type::Path(e) if e.qself.is_none()
+        && e.path.segments.last().is_some_and(|s| s.ident == "RemoteError"));
+    is_remote_error.then(|| ok.clone())
 }
 
 /// Whether `ty` is one of the argument types decoded in place: `&str`, `&[u8]`,

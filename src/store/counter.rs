@@ -3,14 +3,12 @@
 
 use parking_lot::Mutex;
 
-use super::builtin::{builtin_methods, builtin_service};
 use super::journal::Change;
 use super::{Entries, Persist};
 use crate::error::{RemoteError, RemoteErrorKind, Result};
-use crate::service::{Caller, decode_args, encode_result};
-
-/// The service name, which is also the kind clients open by name.
-pub(crate) const SERVICE: &str = "monogusa.Counter";
+use crate::kinds::counter::CounterKind;
+pub(crate) use crate::kinds::counter::{CounterKindServer, SERVICE};
+use crate::service::Hooks;
 
 /// The manager's side: the value behind its own lock (methods take `&self`, so the object's
 /// lock is shared and this one serializes the changes). Kept as one entry: the value.
@@ -39,54 +37,34 @@ impl SharedCounter {
     }
 }
 
-builtin_methods!(
-    /// The methods of `SharedCounter`.
-    CounterMethod {
-        Get = "get",
-        Add = "add",
-        Set = "set",
+impl Hooks for SharedCounter {}
+
+impl CounterKind for SharedCounter {
+    fn get(&self) -> i64 {
+        *self.value.lock()
     }
-);
 
-builtin_service!(SharedCounter, SERVICE, CounterMethod);
-
-impl SharedCounter {
-    fn dispatch(
-        &self,
-        method: CounterMethod,
-        args: &[u8],
-        out: &mut Vec<u8>,
-        _: &Caller<'_>,
-    ) -> Result<(), RemoteError> {
+    fn add(&self, delta: i64) -> Result<i64, RemoteError> {
         let mut value = self.value.lock();
-        match method {
-            CounterMethod::Get => encode_result(&*value, out),
-            CounterMethod::Add => {
-                let (delta,): (i64,) = decode_args(args, SERVICE, "add")?;
-                *value = value.checked_add(delta).ok_or_else(|| {
-                    RemoteError::new(
-                        RemoteErrorKind::Misuse,
-                        format!("{} + {delta} overflows i64", *value),
-                    )
-                })?;
-                let written = self.keep(*value);
-                let result = *value;
-                drop(value);
-                written.wait()?;
-                encode_result(&result, out)
-            }
-            CounterMethod::Set => {
-                let (new,): (i64,) = decode_args(args, SERVICE, "set")?;
-                let old = std::mem::replace(&mut *value, new);
-                let written = self.keep(new);
-                drop(value);
-                written.wait()?;
-                encode_result(&old, out)
-            }
-        }
+        *value = value.checked_add(delta).ok_or_else(|| {
+            RemoteError::new(
+                RemoteErrorKind::Misuse,
+                format!("{} + {delta} overflows i64", *value),
+            )
+        })?;
+        let written = self.keep(*value);
+        let result = *value;
+        drop(value);
+        written.wait()?;
+        Ok(result)
     }
 
-    fn wake_all(&self) {}
-
-    fn forget(&self, _: u64) {}
+    fn set(&self, new: i64) -> Result<i64, RemoteError> {
+        let mut value = self.value.lock();
+        let old = std::mem::replace(&mut *value, new);
+        let written = self.keep(new);
+        drop(value);
+        written.wait()?;
+        Ok(old)
+    }
 }

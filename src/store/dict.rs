@@ -9,15 +9,13 @@ use parking_lot::Mutex;
 use super::Bytes;
 use super::backend::Written;
 use super::budget::{Budget, Charged};
-use super::builtin::{builtin_methods, builtin_service};
 use super::journal::Change;
 use super::{Entries, Persist};
 use crate::codec;
 use crate::error::{RemoteError, RemoteErrorKind, Result};
-use crate::service::{Caller, decode_args, encode_result};
-
-/// The service name, which is also the kind clients open by name.
-pub(crate) const SERVICE: &str = "monogusa.Dict";
+use crate::kinds::dict::DictKind;
+pub(crate) use crate::kinds::dict::{DictKindServer, SERVICE};
+use crate::service::Hooks;
 
 /// The manager's side: encoded keys to encoded values, ordered by their encoding so listings
 /// are deterministic.
@@ -89,113 +87,101 @@ impl SharedDict {
     }
 }
 
-builtin_methods!(
-    /// The methods of `SharedDict`.
-    DictMethod {
-        Insert = "insert",
-        Get = "get",
-        Remove = "remove",
-        Contains = "contains",
-        Len = "len",
-        Keys = "keys",
-        Items = "items",
-        Clear = "clear",
-        UpdateCounter = "update_counter",
-        InsertIfAbsent = "insert_if_absent",
-    }
-);
+impl Hooks for SharedDict {}
 
-builtin_service!(SharedDict, SERVICE, DictMethod);
-
-impl SharedDict {
-    fn dispatch(
-        &self,
-        method: DictMethod,
-        args: &[u8],
-        out: &mut Vec<u8>,
-        _: &Caller<'_>,
-    ) -> Result<(), RemoteError> {
+impl DictKind for SharedDict {
+    fn insert(&self, key: Bytes, value: Bytes) -> Result<Option<Bytes>, RemoteError> {
         let mut state = self.state.lock();
-        match method {
-            DictMethod::Insert => {
-                let (key, value): (Bytes, Bytes) = decode_args(args, SERVICE, method.name())?;
-                let old = state.insert(key.clone(), value)?;
-                let written = self.keep(&state, &key);
-                drop(state);
-                written.wait()?;
-                encode_result(&old, out)
-            }
-            DictMethod::Get => {
-                let (key,): (Bytes,) = decode_args(args, SERVICE, method.name())?;
-                encode_result(&state.map.get(&key), out)
-            }
-            DictMethod::Remove => {
-                let (key,): (Bytes,) = decode_args(args, SERVICE, method.name())?;
-                let old = state.remove(&key);
-                let written = match old {
-                    Some(_) => self.keep(&state, &key),
-                    None => Written::nothing(),
-                };
-                drop(state);
-                written.wait()?;
-                encode_result(&old, out)
-            }
-            DictMethod::Contains => {
-                let (key,): (Bytes,) = decode_args(args, SERVICE, method.name())?;
-                encode_result(&state.map.contains_key(&key), out)
-            }
-            DictMethod::Len => encode_result(&(state.map.len() as u64), out),
-            DictMethod::Keys => encode_result(&state.map.keys().collect::<Vec<_>>(), out),
-            DictMethod::Items => encode_result(&state.map.iter().collect::<Vec<_>>(), out),
-            DictMethod::Clear => {
-                state.map.clear();
-                state.charged.give_all();
-                let written = self.persist.record(|object| [Change::Clear { object }]);
-                drop(state);
-                written.wait()?;
-                encode_result(&(), out)
-            }
-            DictMethod::UpdateCounter => {
-                let (key, delta): (Bytes, i64) = decode_args(args, SERVICE, method.name())?;
-                let current = match state.map.get(&key) {
-                    Some(value) => codec::decode_exact::<i64>(&value.0).map_err(|_| {
-                        RemoteError::new(
-                            RemoteErrorKind::Misuse,
-                            "update_counter needs an i64 value at that key",
-                        )
-                    })?,
-                    None => 0,
-                };
-                let next = current.checked_add(delta).ok_or_else(|| {
-                    RemoteError::new(
-                        RemoteErrorKind::Misuse,
-                        format!("{current} + {delta} overflows i64"),
-                    )
-                })?;
-                let mut encoded = Vec::with_capacity(8);
-                codec::encode_into(&next, &mut encoded).expect("an i64 encodes");
-                state.insert(key.clone(), Bytes(encoded))?;
-                let written = self.keep(&state, &key);
-                drop(state);
-                written.wait()?;
-                encode_result(&next, out)
-            }
-            DictMethod::InsertIfAbsent => {
-                let (key, value): (Bytes, Bytes) = decode_args(args, SERVICE, method.name())?;
-                let absent = !state.map.contains_key(&key);
-                let mut written = Written::nothing();
-                if absent {
-                    state.insert(key.clone(), value)?;
-                    written = self.keep(&state, &key);
-                }
-                drop(state);
-                written.wait()?;
-                encode_result(&absent, out)
-            }
-        }
+        let old = state.insert(key.clone(), value)?;
+        let written = self.keep(&state, &key);
+        drop(state);
+        written.wait()?;
+        Ok(old)
     }
 
-    fn wake_all(&self) {}
+    fn get(&self, key: Bytes) -> Option<Bytes> {
+        self.state.lock().map.get(&key).cloned()
+    }
 
-    fn forget(&self, _: u64) {}
+    fn remove(&self, key: Bytes) -> Result<Option<Bytes>, RemoteError> {
+        let mut state = self.state.lock();
+        let old = state.remove(&key);
+        let written = match old {
+            Some(_) => self.keep(&state, &key),
+            None => Written::nothing(),
+        };
+        drop(state);
+        written.wait()?;
+        Ok(old)
+    }
+
+    fn contains(&self, key: Bytes) -> bool {
+        self.state.lock().map.contains_key(&key)
+    }
+
+    fn len(&self) -> u64 {
+        self.state.lock().map.len() as u64
+    }
+
+    fn keys(&self) -> Vec<Bytes> {
+        self.state.lock().map.keys().cloned().collect()
+    }
+
+    fn items(&self) -> Vec<(Bytes, Bytes)> {
+        let state = self.state.lock();
+        state
+            .map
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    fn clear(&self) -> Result<(), RemoteError> {
+        let mut state = self.state.lock();
+        state.map.clear();
+        state.charged.give_all();
+        let written = self.persist.record(|object| [Change::Clear { object }]);
+        drop(state);
+        written.wait()?;
+        Ok(())
+    }
+
+    fn update_counter(&self, key: Bytes, delta: i64) -> Result<i64, RemoteError> {
+        let mut state = self.state.lock();
+        let current = match state.map.get(&key) {
+            Some(value) => codec::decode_exact::<i64>(&value.0).map_err(|_| {
+                RemoteError::new(
+                    RemoteErrorKind::Misuse,
+                    "update_counter needs an i64 value at that key",
+                )
+            })?,
+            None => 0,
+        };
+        let next = current.checked_add(delta).ok_or_else(|| {
+            RemoteError::new(
+                RemoteErrorKind::Misuse,
+                format!("{current} + {delta} overflows i64"),
+            )
+        })?;
+        let mut encoded = Vec::with_capacity(8);
+        codec::encode_into(&next, &mut encoded).expect("an i64 encodes");
+        state.insert(key.clone(), Bytes(encoded))?;
+        let written = self.keep(&state, &key);
+        drop(state);
+        written.wait()?;
+        Ok(next)
+    }
+
+    fn insert_if_absent(&self, key: Bytes, value: Bytes) -> Result<bool, RemoteError> {
+        let mut state = self.state.lock();
+        let absent = !state.map.contains_key(&key);
+        let mut written = Written::nothing();
+        if absent {
+            state.insert(key.clone(), value)?;
+            written = self.keep(&state, &key);
+        }
+        drop(state);
+        written.wait()?;
+        Ok(absent)
+    }
 }

@@ -8,14 +8,12 @@ use parking_lot::Mutex;
 use super::Bytes;
 use super::backend::Written;
 use super::budget::{Budget, Charged};
-use super::builtin::{builtin_methods, builtin_service};
 use super::journal::Change;
 use super::{Entries, Persist};
 use crate::error::{RemoteError, RemoteErrorKind, Result};
-use crate::service::{Caller, decode_args, encode_result};
-
-/// The service name, which is also the kind clients open by name.
-pub(crate) const SERVICE: &str = "monogusa.List";
+use crate::kinds::list::ListKind;
+pub(crate) use crate::kinds::list::{ListKindServer, SERVICE};
+use crate::service::Hooks;
 
 pub(crate) struct SharedList {
     state: Mutex<ListState>,
@@ -77,156 +75,144 @@ impl SharedList {
     }
 }
 
-builtin_methods!(
-    /// The methods of `SharedList`.
-    ListMethod {
-        Push = "push",
-        Pop = "pop",
-        Get = "get",
-        Set = "set",
-        Len = "len",
-        Range = "range",
-        Clear = "clear",
-        Insert = "insert",
-        RemoveAt = "remove_at",
-        Replace = "replace",
-    }
-);
+impl Hooks for SharedList {}
 
-builtin_service!(SharedList, SERVICE, ListMethod);
-
-impl SharedList {
-    fn dispatch(
-        &self,
-        method: ListMethod,
-        args: &[u8],
-        out: &mut Vec<u8>,
-        _: &Caller<'_>,
-    ) -> Result<(), RemoteError> {
+impl ListKind for SharedList {
+    fn push(&self, item: Bytes) -> Result<u64, RemoteError> {
         let mut guard = self.state.lock();
         let ListState { items, charged } = &mut *guard;
-        match method {
-            ListMethod::Push => {
-                let (item,): (Bytes,) = decode_args(args, SERVICE, method.name())?;
-                charged.budget().check_len(items.len() + 1, "list")?;
-                charged.take(&item)?;
-                items.push(item);
-                let len = items.len();
-                let written = self.keep(items, len - 1);
-                drop(guard);
-                written.wait()?;
-                encode_result(&(len as u64), out)
-            }
-            ListMethod::Pop => {
-                let item = items.pop();
-                let mut written = Written::nothing();
-                if let Some(item) = &item {
-                    charged.give(item);
-                    written = self.keep(items, items.len());
-                }
-                drop(guard);
-                written.wait()?;
-                encode_result(&item, out)
-            }
-            ListMethod::Get => {
-                let (at,): (u64,) = decode_args(args, SERVICE, method.name())?;
-                encode_result(&usize::try_from(at).ok().and_then(|i| items.get(i)), out)
-            }
-            ListMethod::Set => {
-                let (at, item): (u64, Bytes) = decode_args(args, SERVICE, method.name())?;
-                let len = items.len();
-                let slot = usize::try_from(at)
-                    .ok()
-                    .and_then(|i| items.get_mut(i))
-                    .ok_or_else(|| {
-                        RemoteError::new(
-                            RemoteErrorKind::Misuse,
-                            format!("index {at} out of range for a list of {len}"),
-                        )
-                    })?;
-                charged.take(&item)?;
-                let old = std::mem::replace(slot, item);
-                charged.give(&old);
-                let written = self.keep(items, at as usize);
-                drop(guard);
-                written.wait()?;
-                encode_result(&old, out)
-            }
-            ListMethod::Len => encode_result(&(items.len() as u64), out),
-            ListMethod::Range => {
-                let (start, end): (u64, u64) = decode_args(args, SERVICE, method.name())?;
-                let len = items.len();
-                let end = usize::try_from(end).unwrap_or(len).min(len);
-                let start = usize::try_from(start).unwrap_or(len).min(end);
-                encode_result(&&items[start..end], out)
-            }
-            ListMethod::Insert => {
-                // Python's `insert`: an index past the end appends.
-                let (at, item): (u64, Bytes) = decode_args(args, SERVICE, method.name())?;
-                charged.budget().check_len(items.len() + 1, "list")?;
-                charged.take(&item)?;
-                let at = usize::try_from(at).unwrap_or(usize::MAX).min(items.len());
-                let old_len = items.len();
-                items.insert(at, item);
-                let written = self.keep_from(items, at, old_len);
-                drop(guard);
-                written.wait()?;
-                encode_result(&(), out)
-            }
-            ListMethod::RemoveAt => {
-                let (at,): (u64,) = decode_args(args, SERVICE, method.name())?;
-                let old_len = items.len();
-                let Some(at) = usize::try_from(at).ok().filter(|&i| i < old_len) else {
-                    return encode_result(&None::<Bytes>, out);
-                };
-                let item = items.remove(at);
-                charged.give(&item);
-                let written = self.keep_from(items, at, old_len);
-                drop(guard);
-                written.wait()?;
-                encode_result(&Some(item), out)
-            }
-            ListMethod::Replace => {
-                // A whole new content in one step (a sort, a reversal, a removal by value),
-                // if the list still holds `expected`: else nothing, and `false` (the caller
-                // reads again and retries, as with a compare-and-swap).
-                let (expected, new): (Vec<Bytes>, Vec<Bytes>) =
-                    decode_args(args, SERVICE, method.name())?;
-                if expected != *items {
-                    return encode_result(&false, out);
-                }
-                charged.budget().check_len(new.len(), "list")?;
-                let old_len = items.len();
-                let old = std::mem::take(items);
-                charged.give_all();
-                for item in &new {
-                    if let Err(e) = charged.take(item) {
-                        charged.give_all();
-                        for item in &old {
-                            charged.take(item)?;
-                        }
-                        *items = old;
-                        return Err(e);
-                    }
-                }
-                *items = new;
-                let written = self.keep_from(items, 0, old_len);
-                drop(guard);
-                written.wait()?;
-                encode_result(&true, out)
-            }
-            ListMethod::Clear => {
-                items.clear();
-                charged.give_all();
-                let written = self.persist.record(|object| [Change::Clear { object }]);
-                drop(guard);
-                written.wait()?;
-                encode_result(&(), out)
-            }
-        }
+        charged.budget().check_len(items.len() + 1, "list")?;
+        charged.take(&item)?;
+        items.push(item);
+        let len = items.len();
+        let written = self.keep(items, len - 1);
+        drop(guard);
+        written.wait()?;
+        Ok(len as u64)
     }
 
-    fn wake_all(&self) {}
+    fn pop(&self) -> Result<Option<Bytes>, RemoteError> {
+        let mut guard = self.state.lock();
+        let ListState { items, charged } = &mut *guard;
+        let item = items.pop();
+        let mut written = Written::nothing();
+        if let Some(item) = &item {
+            charged.give(item);
+            written = self.keep(items, items.len());
+        }
+        drop(guard);
+        written.wait()?;
+        Ok(item)
+    }
 
-    fn forget(&self, _: u64) {}
+    fn get(&self, at: u64) -> Option<Bytes> {
+        let guard = self.state.lock();
+        usize::try_from(at)
+            .ok()
+            .and_then(|i| guard.items.get(i))
+            .cloned()
+    }
+
+    fn set(&self, at: u64, item: Bytes) -> Result<Bytes, RemoteError> {
+        let mut guard = self.state.lock();
+        let ListState { items, charged } = &mut *guard;
+        let len = items.len();
+        let slot = usize::try_from(at)
+            .ok()
+            .and_then(|i| items.get_mut(i))
+            .ok_or_else(|| {
+                RemoteError::new(
+                    RemoteErrorKind::Misuse,
+                    format!("index {at} out of range for a list of {len}"),
+                )
+            })?;
+        charged.take(&item)?;
+        let old = std::mem::replace(slot, item);
+        charged.give(&old);
+        let written = self.keep(items, at as usize);
+        drop(guard);
+        written.wait()?;
+        Ok(old)
+    }
+
+    fn len(&self) -> u64 {
+        self.state.lock().items.len() as u64
+    }
+
+    fn range(&self, start: u64, end: u64) -> Vec<Bytes> {
+        let guard = self.state.lock();
+        let len = guard.items.len();
+        let end = usize::try_from(end).unwrap_or(len).min(len);
+        let start = usize::try_from(start).unwrap_or(len).min(end);
+        guard.items[start..end].to_vec()
+    }
+
+    fn clear(&self) -> Result<(), RemoteError> {
+        let mut guard = self.state.lock();
+        guard.items.clear();
+        guard.charged.give_all();
+        let written = self.persist.record(|object| [Change::Clear { object }]);
+        drop(guard);
+        written.wait()?;
+        Ok(())
+    }
+
+    fn insert(&self, at: u64, item: Bytes) -> Result<(), RemoteError> {
+        let mut guard = self.state.lock();
+        let ListState { items, charged } = &mut *guard;
+        charged.budget().check_len(items.len() + 1, "list")?;
+        charged.take(&item)?;
+        let at = usize::try_from(at).unwrap_or(usize::MAX).min(items.len());
+        let old_len = items.len();
+        items.insert(at, item);
+        let written = self.keep_from(items, at, old_len);
+        drop(guard);
+        written.wait()?;
+        Ok(())
+    }
+
+    fn remove_at(&self, at: u64) -> Result<Option<Bytes>, RemoteError> {
+        let mut guard = self.state.lock();
+        let ListState { items, charged } = &mut *guard;
+        let old_len = items.len();
+        let Some(at) = usize::try_from(at).ok().filter(|&i| i < old_len) else {
+            return Ok(None);
+        };
+        let item = items.remove(at);
+        charged.give(&item);
+        let written = self.keep_from(items, at, old_len);
+        drop(guard);
+        written.wait()?;
+        Ok(Some(item))
+    }
+
+    fn replace(&self, expected: Vec<Bytes>, new: Vec<Bytes>) -> Result<bool, RemoteError> {
+        // A whole new content in one step (a sort, a reversal, a removal by value), if the
+        // list still holds `expected`: else nothing, and `false` (the caller reads again and
+        // retries, as with a compare-and-swap).
+        let mut guard = self.state.lock();
+        let ListState { items, charged } = &mut *guard;
+        if expected != *items {
+            return Ok(false);
+        }
+        charged.budget().check_len(new.len(), "list")?;
+        let old_len = items.len();
+        let old = std::mem::take(items);
+        charged.give_all();
+        for item in &new {
+            if let Err(e) = charged.take(item) {
+                charged.give_all();
+                for item in &old {
+                    charged.take(item)?;
+                }
+                *items = old;
+                return Err(e);
+            }
+        }
+        *items = new;
+        let written = self.keep_from(items, 0, old_len);
+        drop(guard);
+        written.wait()?;
+        Ok(true)
+    }
 }

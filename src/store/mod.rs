@@ -9,7 +9,6 @@
 pub(crate) mod backend;
 mod budget;
 pub(crate) mod builtin;
-mod bytes;
 pub(crate) mod counter;
 pub(crate) mod dict;
 // Without `durable` only the memory backend exists, and nothing commits.
@@ -26,9 +25,9 @@ pub(crate) mod tasks;
 pub(crate) mod value;
 pub(crate) mod workers;
 
+pub(crate) use crate::kinds::Bytes;
 pub(crate) use backend::Persist;
 pub(crate) use budget::{Budget, StoreLimits};
-pub(crate) use bytes::Bytes;
 
 use std::sync::Arc;
 
@@ -99,16 +98,24 @@ pub(crate) fn construct(
 ) -> Result<Box<dyn Service>, RemoteError> {
     let budget = Arc::clone(budget);
     match kind {
-        counter::SERVICE => Ok(Box::new(counter::SharedCounter::new(persist, entries)?)),
-        dict::SERVICE => Ok(Box::new(dict::SharedDict::new(budget, persist, entries)?)),
+        counter::SERVICE => Ok(Box::new(counter::CounterKindServer::new(
+            counter::SharedCounter::new(persist, entries)?,
+        ))),
+        dict::SERVICE => Ok(Box::new(dict::DictKindServer::new(dict::SharedDict::new(
+            budget, persist, entries,
+        )?))),
         queue::SERVICE => {
             let (capacity,): (u64,) = decode_args(args, "Queue", "new")?;
-            Ok(Box::new(queue::SharedQueue::new(
-                capacity, budget, persist, entries,
-            )?))
+            Ok(Box::new(queue::QueueKindServer::new(
+                queue::SharedQueue::new(capacity, budget, persist, entries)?,
+            )))
         }
-        value::SERVICE => Ok(Box::new(value::SharedValue::new(budget, persist, entries)?)),
-        list::SERVICE => Ok(Box::new(list::SharedList::new(budget, persist, entries)?)),
+        value::SERVICE => Ok(Box::new(value::ValueKindServer::new(
+            value::SharedValue::new(budget, persist, entries)?,
+        ))),
+        list::SERVICE => Ok(Box::new(list::ListKindServer::new(list::SharedList::new(
+            budget, persist, entries,
+        )?))),
         tasks::SERVICE => {
             let (settings,): (tasks::Settings,) = decode_args(args, "TaskQueue", "new")?;
             Ok(Box::new(tasks::SharedTasks::new(

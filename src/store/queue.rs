@@ -10,14 +10,13 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use super::Bytes;
 use super::backend::Written;
 use super::budget::{Budget, Charged};
-use super::builtin::{Waiting, builtin_methods, builtin_service, deadline, wait_while};
+use super::builtin::{Waiting, deadline, wait_while};
 use super::journal::Change;
 use super::{Entries, Persist};
 use crate::error::{RemoteError, RemoteErrorKind, Result};
-use crate::service::{Caller, decode_args, encode_result};
-
-/// The service name, which is also the kind clients open by name.
-pub(crate) const SERVICE: &str = "monogusa.Queue";
+use crate::kinds::queue::QueueKind;
+pub(crate) use crate::kinds::queue::{QueueKindServer, SERVICE};
+use crate::service::{Caller, Hooks};
 
 struct State {
     items: VecDeque<Bytes>,
@@ -131,165 +130,153 @@ impl SharedQueue {
     }
 }
 
-builtin_methods!(
-    /// The methods of `SharedQueue`.
-    QueueMethod {
-        Put = "put",
-        Get = "get",
-        Len = "len",
-        TaskDone = "task_done",
-        Join = "join",
-        Close = "close",
-    }
-);
-
-builtin_service!(SharedQueue, SERVICE, QueueMethod);
-
-impl SharedQueue {
-    fn dispatch(
-        &self,
-        method: QueueMethod,
-        args: &[u8],
-        out: &mut Vec<u8>,
-        caller: &Caller<'_>,
-    ) -> Result<(), RemoteError> {
-        match method {
-            QueueMethod::Put => {
-                let (item, timeout_ms): (Bytes, Option<u64>) =
-                    decode_args(args, SERVICE, method.name())?;
-                let capacity = self.capacity;
-                // A close wakes a blocked put, which then fails below.
-                let full = move |s: &State| s.items.len() >= capacity && !s.closed;
-                let (mut state, room) = wait_while(
-                    self.state(),
-                    &self.not_full,
-                    Waiting {
-                        deadline: deadline(timeout_ms),
-                        what: "queue",
-                        caller,
-                    },
-                    |s| s.closing,
-                    full,
-                    |_| {},
-                )?;
-                if state.closed {
-                    return Err(closed());
-                }
-                if room {
-                    // Refused whole if the store is full: the item is not half-put.
-                    state.charged.take(&item)?;
-                    let seq = state.head + state.items.len() as u64;
-                    let unfinished = state.unfinished + 1;
-                    let written = self.persist.record(|object| {
-                        [
-                            Change::put(object, item_key(seq), item.0.clone()),
-                            Change::put(object, [], unfinished.to_le_bytes()),
-                        ]
-                    });
-                    state.items.push_back(item);
-                    state.unfinished = unfinished;
-                    self.not_empty.notify_one();
-                    drop(state);
-                    written.wait()?;
-                }
-                encode_result(&room, out)
-            }
-            QueueMethod::Get => {
-                let (timeout_ms,): (Option<u64>,) = decode_args(args, SERVICE, method.name())?;
-                let empty = |s: &State| s.items.is_empty() && !s.closed;
-                let (mut state, ready) = wait_while(
-                    self.state(),
-                    &self.not_empty,
-                    Waiting {
-                        deadline: deadline(timeout_ms),
-                        what: "queue",
-                        caller,
-                    },
-                    |s| s.closing,
-                    empty,
-                    |_| {},
-                )?;
-                let item = if ready { state.items.pop_front() } else { None };
-                if ready && item.is_none() {
-                    return Err(closed()); // closed, and nothing is left
-                }
-                let mut written = Written::nothing();
-                if let Some(item) = &item {
-                    state.charged.give(item);
-                    let seq = state.head;
-                    state.head += 1;
-                    written = self
-                        .persist
-                        .record(|object| [Change::delete(object, item_key(seq))]);
-                    self.not_full.notify_one();
-                }
-                drop(state);
-                written.wait()?;
-                encode_result(&item, out)
-            }
-            QueueMethod::Len => encode_result(&(self.state().items.len() as u64), out),
-            QueueMethod::TaskDone => {
-                let mut state = self.state();
-                if state.unfinished == 0 {
-                    return Err(RemoteError::new(
-                        RemoteErrorKind::Misuse,
-                        "task_done() called more times than items were put",
-                    ));
-                }
-                state.unfinished -= 1;
-                let unfinished = state.unfinished;
-                if unfinished == 0 {
-                    self.all_done.notify_all();
-                }
-                let written = self
-                    .persist
-                    .record(|object| [Change::put(object, [], unfinished.to_le_bytes())]);
-                drop(state);
-                written.wait()?;
-                encode_result(&(), out)
-            }
-            QueueMethod::Join => {
-                let (timeout_ms,): (Option<u64>,) = decode_args(args, SERVICE, method.name())?;
-                let pending = |s: &State| s.unfinished > 0;
-                let (_state, done) = wait_while(
-                    self.state(),
-                    &self.all_done,
-                    Waiting {
-                        deadline: deadline(timeout_ms),
-                        what: "queue",
-                        caller,
-                    },
-                    |s| s.closing,
-                    pending,
-                    |_| {},
-                )?;
-                encode_result(&done, out)
-            }
-            QueueMethod::Close => {
-                let mut state = self.state();
-                let was_open = !state.closed;
-                let mut written = Written::nothing();
-                if was_open {
-                    state.closed = true;
-                    written = self
-                        .persist
-                        .record(|object| [Change::put(object, CLOSED_KEY, [])]);
-                    self.not_empty.notify_all();
-                    self.not_full.notify_all();
-                }
-                drop(state);
-                written.wait()?;
-                encode_result(&was_open, out)
-            }
-        }
-    }
-
-    fn wake_all(&self) {
+impl Hooks for SharedQueue {
+    fn shutdown(&self) {
         self.state().closing = true;
         self.not_empty.notify_all();
         self.not_full.notify_all();
         self.all_done.notify_all();
     }
+}
 
-    fn forget(&self, _: u64) {}
+impl QueueKind for SharedQueue {
+    fn put(
+        &self,
+        item: Bytes,
+        timeout_ms: Option<u64>,
+        caller: &Caller<'_>,
+    ) -> Result<bool, RemoteError> {
+        let capacity = self.capacity;
+        // A close wakes a blocked put, which then fails below.
+        let full = move |s: &State| s.items.len() >= capacity && !s.closed;
+        let (mut state, room) = wait_while(
+            self.state(),
+            &self.not_full,
+            Waiting {
+                deadline: deadline(timeout_ms),
+                what: "queue",
+                caller,
+            },
+            |s| s.closing,
+            full,
+            |_| {},
+        )?;
+        if state.closed {
+            return Err(closed());
+        }
+        if room {
+            // Refused whole if the store is full: the item is not half-put.
+            state.charged.take(&item)?;
+            let seq = state.head + state.items.len() as u64;
+            let unfinished = state.unfinished + 1;
+            let written = self.persist.record(|object| {
+                [
+                    Change::put(object, item_key(seq), item.0.clone()),
+                    Change::put(object, [], unfinished.to_le_bytes()),
+                ]
+            });
+            state.items.push_back(item);
+            state.unfinished = unfinished;
+            self.not_empty.notify_one();
+            drop(state);
+            written.wait()?;
+        }
+        Ok(room)
+    }
+
+    fn get(
+        &self,
+        timeout_ms: Option<u64>,
+        caller: &Caller<'_>,
+    ) -> Result<Option<Bytes>, RemoteError> {
+        let empty = |s: &State| s.items.is_empty() && !s.closed;
+        let (mut state, ready) = wait_while(
+            self.state(),
+            &self.not_empty,
+            Waiting {
+                deadline: deadline(timeout_ms),
+                what: "queue",
+                caller,
+            },
+            |s| s.closing,
+            empty,
+            |_| {},
+        )?;
+        let item = if ready { state.items.pop_front() } else { None };
+        if ready && item.is_none() {
+            return Err(closed()); // closed, and nothing is left
+        }
+        let mut written = Written::nothing();
+        if let Some(item) = &item {
+            state.charged.give(item);
+            let seq = state.head;
+            state.head += 1;
+            written = self
+                .persist
+                .record(|object| [Change::delete(object, item_key(seq))]);
+            self.not_full.notify_one();
+        }
+        drop(state);
+        written.wait()?;
+        Ok(item)
+    }
+
+    fn len(&self) -> u64 {
+        self.state().items.len() as u64
+    }
+
+    fn task_done(&self) -> Result<(), RemoteError> {
+        let mut state = self.state();
+        if state.unfinished == 0 {
+            return Err(RemoteError::new(
+                RemoteErrorKind::Misuse,
+                "task_done() called more times than items were put",
+            ));
+        }
+        state.unfinished -= 1;
+        let unfinished = state.unfinished;
+        if unfinished == 0 {
+            self.all_done.notify_all();
+        }
+        let written = self
+            .persist
+            .record(|object| [Change::put(object, [], unfinished.to_le_bytes())]);
+        drop(state);
+        written.wait()?;
+        Ok(())
+    }
+
+    fn join(&self, timeout_ms: Option<u64>, caller: &Caller<'_>) -> Result<bool, RemoteError> {
+        let pending = |s: &State| s.unfinished > 0;
+        let (_state, done) = wait_while(
+            self.state(),
+            &self.all_done,
+            Waiting {
+                deadline: deadline(timeout_ms),
+                what: "queue",
+                caller,
+            },
+            |s| s.closing,
+            pending,
+            |_| {},
+        )?;
+        Ok(done)
+    }
+
+    fn close(&self) -> Result<bool, RemoteError> {
+        let mut state = self.state();
+        let was_open = !state.closed;
+        let mut written = Written::nothing();
+        if was_open {
+            state.closed = true;
+            written = self
+                .persist
+                .record(|object| [Change::put(object, CLOSED_KEY, [])]);
+            self.not_empty.notify_all();
+            self.not_full.notify_all();
+        }
+        drop(state);
+        written.wait()?;
+        Ok(was_open)
+    }
 }

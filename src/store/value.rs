@@ -7,14 +7,12 @@ use parking_lot::Mutex;
 
 use super::Bytes;
 use super::budget::{Budget, Charged};
-use super::builtin::{builtin_methods, builtin_service};
 use super::journal::Change;
 use super::{Entries, Persist};
 use crate::error::{RemoteError, Result};
-use crate::service::{Caller, decode_args, encode_result};
-
-/// The service name, which is also the kind clients open by name.
-pub(crate) const SERVICE: &str = "monogusa.Value";
+use crate::kinds::value::ValueKind;
+pub(crate) use crate::kinds::value::{SERVICE, ValueKindServer};
+use crate::service::Hooks;
 
 /// The manager's side: the encoded value, if one was ever set.
 pub(crate) struct SharedValue {
@@ -58,60 +56,42 @@ fn replace(
     Ok(old)
 }
 
-builtin_methods!(
-    /// The methods of `SharedValue`.
-    ValueMethod {
-        Get = "get",
-        Swap = "swap",
-        CompareAndSwap = "compare_and_swap",
+impl Hooks for SharedValue {}
+
+impl ValueKind for SharedValue {
+    fn get(&self) -> Option<Bytes> {
+        self.value.lock().0.clone()
     }
-);
 
-builtin_service!(SharedValue, SERVICE, ValueMethod);
-
-impl SharedValue {
-    fn dispatch(
-        &self,
-        method: ValueMethod,
-        args: &[u8],
-        out: &mut Vec<u8>,
-        _: &Caller<'_>,
-    ) -> Result<(), RemoteError> {
+    fn swap(&self, new: Bytes) -> Result<Option<Bytes>, RemoteError> {
         let mut guard = self.value.lock();
         let (value, charged) = &mut *guard;
-        match method {
-            ValueMethod::Get => encode_result(&*value, out),
-            ValueMethod::Swap => {
-                let (new,): (Bytes,) = decode_args(args, SERVICE, method.name())?;
-                let old = replace(value, charged, new)?;
-                let written = self.keep(value.as_ref().expect("just set"));
-                drop(guard);
-                written.wait()?;
-                encode_result(&old, out)
-            }
-            ValueMethod::CompareAndSwap => {
-                let (expected, new): (Option<Bytes>, Bytes) =
-                    decode_args(args, SERVICE, method.name())?;
-                let swapped = *value == expected;
-                let mut written = super::backend::Written::nothing();
-                if swapped {
-                    replace(value, charged, new)?;
-                    written = self.keep(value.as_ref().expect("just set"));
-                }
-                drop(guard);
-                written.wait()?;
-                encode_result(&swapped, out)
-            }
-        }
+        let old = replace(value, charged, new)?;
+        let written = self.keep(value.as_ref().expect("just set"));
+        drop(guard);
+        written.wait()?;
+        Ok(old)
     }
 
+    fn compare_and_swap(&self, expected: Option<Bytes>, new: Bytes) -> Result<bool, RemoteError> {
+        let mut guard = self.value.lock();
+        let (value, charged) = &mut *guard;
+        let swapped = *value == expected;
+        let mut written = super::backend::Written::nothing();
+        if swapped {
+            replace(value, charged, new)?;
+            written = self.keep(value.as_ref().expect("just set"));
+        }
+        drop(guard);
+        written.wait()?;
+        Ok(swapped)
+    }
+}
+
+impl SharedValue {
     /// Records the value the object is about to hold.
     fn keep(&self, new: &Bytes) -> super::backend::Written<'_> {
         self.persist
             .record(|object| [Change::put(object, [], new.0.clone())])
     }
-
-    fn wake_all(&self) {}
-
-    fn forget(&self, _: u64) {}
 }
