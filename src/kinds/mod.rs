@@ -9,8 +9,13 @@
 pub(crate) mod counter;
 pub(crate) mod dict;
 pub(crate) mod list;
+pub(crate) mod lock;
+pub(crate) mod logs;
 pub(crate) mod queue;
+pub(crate) mod signal;
+pub(crate) mod tasks;
 pub(crate) mod value;
+pub(crate) mod workers;
 
 mod bytes;
 

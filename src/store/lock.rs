@@ -5,12 +5,11 @@
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::collections::HashMap;
 
-use super::builtin::{Waiting, builtin_methods, builtin_service, deadline, wait_while};
+use super::waiting::{Waiting, deadline, wait_while};
 use crate::error::{RemoteError, RemoteErrorKind, Result};
-use crate::service::{Caller, decode_args, encode_result};
-
-pub(crate) const LOCK: &str = "monogusa.Lock";
-pub(crate) const SEMAPHORE: &str = "monogusa.Semaphore";
+pub(crate) use crate::kinds::lock::{LOCK, LockKindServer, SEMAPHORE, SemaphoreKindServer};
+use crate::kinds::lock::{LockKind, SemaphoreKind};
+use crate::service::{Caller, Hooks};
 
 /// Permits by holding connection: a lock is a semaphore of one permit.
 struct Permits {
@@ -25,43 +24,34 @@ pub(crate) struct SharedSemaphore {
     what: &'static str,
 }
 
-builtin_methods!(
-    /// The methods of `SharedSemaphore`.
-    PermitMethod {
-        Acquire = "acquire",
-        Release = "release",
-        Available = "available",
-    }
-);
-
-builtin_service!(SharedSemaphore, SEMAPHORE, PermitMethod,
-    tracks_connections: true
-);
-
 /// A lock: a semaphore of one permit, under a service name of its own.
 pub(crate) struct SharedLock(pub(crate) SharedSemaphore);
 
-builtin_service!(SharedLock, LOCK, PermitMethod,
-    tracks_connections: true
-);
-
-impl SharedLock {
-    fn dispatch(
-        &self,
-        method: PermitMethod,
-        args: &[u8],
-        out: &mut Vec<u8>,
-        caller: &Caller<'_>,
-    ) -> Result<(), RemoteError> {
-        self.0.dispatch(method, args, out, caller)
+impl Hooks for SharedLock {
+    fn shutdown(&self) {
+        self.0.shutdown();
     }
 
-    fn wake_all(&self) {
-        self.0.wake_all();
+    fn tracks_connections(&self) -> bool {
+        true
     }
 
-    fn forget(&self, connection: u64) {
-        self.0.forget(connection);
+    fn connection_closed(&self, connection: u64) {
+        self.0.connection_closed(connection);
+    }
+}
+
+impl LockKind for SharedLock {
+    fn acquire(&self, timeout_ms: Option<u64>, caller: &Caller<'_>) -> Result<bool, RemoteError> {
+        SemaphoreKind::acquire(&self.0, timeout_ms, caller)
+    }
+
+    fn release(&self, caller: &Caller<'_>) -> Result<(), RemoteError> {
+        SemaphoreKind::release(&self.0, caller)
+    }
+
+    fn available(&self) -> u64 {
+        SemaphoreKind::available(&self.0)
     }
 }
 
@@ -81,62 +71,63 @@ impl SharedSemaphore {
     fn state(&self) -> MutexGuard<'_, Permits> {
         self.state.lock()
     }
+}
 
-    fn dispatch(
-        &self,
-        method: PermitMethod,
-        args: &[u8],
-        out: &mut Vec<u8>,
-        caller: &Caller<'_>,
-    ) -> Result<(), RemoteError> {
-        let holder = caller.connection();
-        match method {
-            PermitMethod::Acquire => {
-                let (timeout_ms,): (Option<u64>,) = decode_args(args, self.what, "acquire")?;
-                let (mut state, got) = wait_while(
-                    self.state(),
-                    &self.freed,
-                    Waiting {
-                        deadline: deadline(timeout_ms),
-                        what: self.what,
-                        caller,
-                    },
-                    |s| s.closing,
-                    |s| s.available == 0,
-                    |_| {},
-                )?;
-                if got {
-                    state.available -= 1;
-                    *state.held.entry(holder).or_insert(0) += 1;
-                }
-                encode_result(&got, out)
-            }
-            PermitMethod::Release => {
-                let mut state = self.state();
-                let Some(count) = state.held.get_mut(&holder) else {
-                    return Err(RemoteError::new(
-                        RemoteErrorKind::Misuse,
-                        format!("release of a {} this connection does not hold", self.what),
-                    ));
-                };
-                *count -= 1;
-                if *count == 0 {
-                    state.held.remove(&holder);
-                }
-                state.available += 1;
-                self.freed.notify_one();
-                encode_result(&(), out)
-            }
-            PermitMethod::Available => encode_result(&self.state().available, out),
+impl SemaphoreKind for SharedSemaphore {
+    fn acquire(&self, timeout_ms: Option<u64>, caller: &Caller<'_>) -> Result<bool, RemoteError> {
+        let (mut state, got) = wait_while(
+            self.state(),
+            &self.freed,
+            Waiting {
+                deadline: deadline(timeout_ms),
+                what: self.what,
+                caller,
+            },
+            |s| s.closing,
+            |s| s.available == 0,
+            |_| {},
+        )?;
+        if got {
+            state.available -= 1;
+            *state.held.entry(caller.connection()).or_insert(0) += 1;
         }
+        Ok(got)
     }
 
-    fn wake_all(&self) {
+    fn release(&self, caller: &Caller<'_>) -> Result<(), RemoteError> {
+        let holder = caller.connection();
+        let mut state = self.state();
+        let Some(count) = state.held.get_mut(&holder) else {
+            return Err(RemoteError::new(
+                RemoteErrorKind::Misuse,
+                format!("release of a {} this connection does not hold", self.what),
+            ));
+        };
+        *count -= 1;
+        if *count == 0 {
+            state.held.remove(&holder);
+        }
+        state.available += 1;
+        self.freed.notify_one();
+        Ok(())
+    }
+
+    fn available(&self) -> u64 {
+        self.state().available
+    }
+}
+
+impl Hooks for SharedSemaphore {
+    fn shutdown(&self) {
         self.state().closing = true;
         self.freed.notify_all();
     }
 
-    fn forget(&self, connection: u64) {
+    fn tracks_connections(&self) -> bool {
+        true
+    }
+
+    fn connection_closed(&self, connection: u64) {
         let mut state = self.state();
         if let Some(count) = state.held.remove(&connection) {
             state.available += count;

@@ -13,13 +13,11 @@ use std::collections::{HashMap, VecDeque};
 use parking_lot::{Condvar, Mutex};
 
 use super::Entries;
-use super::builtin::{Waiting, builtin_methods, builtin_service, deadline, wait_while};
+use super::waiting::{Waiting, deadline, wait_while};
 use crate::error::{RemoteError, Result};
-use crate::service::{Caller, decode_args, encode_result};
-use crate::workers::{LogLine, LogPage, ShippedLine};
-
-/// The service name, which is also the kind clients open by name.
-pub(crate) const SERVICE: &str = "monogusa.Logs";
+use crate::kinds::logs::{LogLine, LogPage, LogsKind, ShippedLine};
+pub(crate) use crate::kinds::logs::{LogsKindServer, SERVICE};
+use crate::service::{Caller, Hooks};
 
 /// The most lines kept per source.
 pub(crate) const LINES_PER_SOURCE: usize = 1000;
@@ -84,16 +82,6 @@ impl SharedLogs {
     }
 }
 
-builtin_methods!(
-    /// The methods of `SharedLogs`.
-    LogsMethod {
-        Append = "append",
-        Read = "read",
-    }
-);
-
-builtin_service!(SharedLogs, SERVICE, LogsMethod);
-
 /// What keeping `line` costs.
 fn cost(line: &LogLine) -> usize {
     line.text.len() + line.source.len() + LINE_OVERHEAD
@@ -117,38 +105,7 @@ pub(crate) fn cut(mut text: String, max: usize) -> String {
     text
 }
 
-impl SharedLogs {
-    fn dispatch(
-        &self,
-        method: LogsMethod,
-        args: &[u8],
-        out: &mut Vec<u8>,
-        caller: &Caller<'_>,
-    ) -> Result<(), RemoteError> {
-        match method {
-            LogsMethod::Append => {
-                let (lines, dropped): (Vec<ShippedLine>, Vec<(String, u64)>) =
-                    decode_args(args, SERVICE, method.name())?;
-                self.append(lines, dropped);
-                encode_result(&(), out)
-            }
-            LogsMethod::Read => {
-                let (after, source, max, timeout_ms): (
-                    Option<u64>,
-                    Option<String>,
-                    u32,
-                    Option<u64>,
-                ) = decode_args(args, SERVICE, method.name())?;
-                let max = (max as usize).clamp(1, MAX_PAGE);
-                let page = match after {
-                    None => self.tail(source.as_deref(), max),
-                    Some(after) => self.after(after, source.as_deref(), max, timeout_ms, caller)?,
-                };
-                encode_result(&page, out)
-            }
-        }
-    }
-
+impl LogsKind for SharedLogs {
     fn append(&self, lines: Vec<ShippedLine>, dropped: Vec<(String, u64)>) {
         let mut guard = self.state.lock();
         let state = &mut *guard;
@@ -190,6 +147,30 @@ impl SharedLogs {
         self.arrived.notify_all();
     }
 
+    fn read(
+        &self,
+        after: Option<u64>,
+        source: Option<String>,
+        max: u32,
+        timeout_ms: Option<u64>,
+        caller: &Caller<'_>,
+    ) -> Result<LogPage, RemoteError> {
+        let max = (max as usize).clamp(1, MAX_PAGE);
+        match after {
+            None => Ok(self.tail(source.as_deref(), max)),
+            Some(after) => self.after(after, source.as_deref(), max, timeout_ms, caller),
+        }
+    }
+}
+
+impl Hooks for SharedLogs {
+    fn shutdown(&self) {
+        self.state.lock().closing = true;
+        self.arrived.notify_all();
+    }
+}
+
+impl SharedLogs {
     /// The last `max` lines (of `source`, or of all), oldest first.
     fn tail(&self, source: Option<&str>, max: usize) -> LogPage {
         let state = self.state.lock();
@@ -238,13 +219,6 @@ impl SharedLogs {
         lines.truncate(max);
         Ok(page(&state, source, lines))
     }
-
-    fn wake_all(&self) {
-        self.state.lock().closing = true;
-        self.arrived.notify_all();
-    }
-
-    fn forget(&self, _: u64) {}
 }
 
 /// The kept lines numbered after `after`, of `source` or of all, in arrival order.

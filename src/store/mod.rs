@@ -8,9 +8,9 @@
 
 pub(crate) mod backend;
 mod budget;
-pub(crate) mod builtin;
 pub(crate) mod counter;
 pub(crate) mod dict;
+pub(crate) mod waiting;
 // Without `durable` only the memory backend exists, and nothing commits.
 #[cfg_attr(not(feature = "durable"), allow(dead_code))]
 pub(crate) mod journal;
@@ -118,28 +118,35 @@ pub(crate) fn construct(
         )?))),
         tasks::SERVICE => {
             let (settings,): (tasks::Settings,) = decode_args(args, "TaskQueue", "new")?;
-            Ok(Box::new(tasks::SharedTasks::new(
-                settings, budget, persist, entries,
-            )?))
+            Ok(Box::new(tasks::TaskKindServer::new(
+                tasks::SharedTasks::new(settings, budget, persist, entries)?,
+            )))
         }
-        workers::SERVICE => Ok(Box::new(workers::SharedWorkers::new(
-            budget.limits.forget_workers_after,
+        workers::SERVICE => Ok(Box::new(workers::WorkersKindServer::new(
+            workers::SharedWorkers::new(budget.limits.forget_workers_after, entries)?,
+        ))),
+        logs::SERVICE => Ok(Box::new(logs::LogsKindServer::new(logs::SharedLogs::new(
             entries,
-        )?)),
-        logs::SERVICE => Ok(Box::new(logs::SharedLogs::new(entries)?)),
-        lock::LOCK => Ok(Box::new(lock::SharedLock(lock::SharedSemaphore::new(
-            1, "lock",
+        )?))),
+        lock::LOCK => Ok(Box::new(lock::LockKindServer::new(lock::SharedLock(
+            lock::SharedSemaphore::new(1, "lock"),
         )))),
         lock::SEMAPHORE => {
             let (permits,): (u64,) = decode_args(args, "Semaphore", "new")?;
             check_count("semaphore's permits", permits)?;
-            Ok(Box::new(lock::SharedSemaphore::new(permits, "semaphore")))
+            Ok(Box::new(lock::SemaphoreKindServer::new(
+                lock::SharedSemaphore::new(permits, "semaphore"),
+            )))
         }
-        signal::EVENT => Ok(Box::new(signal::SharedEvent::default())),
+        signal::EVENT => Ok(Box::new(signal::EventKindServer::new(
+            signal::SharedEvent::default(),
+        ))),
         signal::BARRIER => {
             let (parties,): (u64,) = decode_args(args, "Barrier", "new")?;
             check_count("barrier's parties", parties)?;
-            Ok(Box::new(signal::SharedBarrier::new(parties)))
+            Ok(Box::new(signal::BarrierKindServer::new(
+                signal::SharedBarrier::new(parties),
+            )))
         }
         other => Err(RemoteError::new(
             RemoteErrorKind::UnknownType,

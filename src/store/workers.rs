@@ -11,13 +11,10 @@ use std::time::{Duration, Instant, SystemTime};
 use parking_lot::Mutex;
 
 use super::Entries;
-use super::builtin::{builtin_methods, builtin_service};
 use crate::error::{RemoteError, RemoteErrorKind, Result};
-use crate::service::{Caller, decode_args, encode_result};
-use crate::workers::{WorkerReport, WorkerState, WorkerStatus};
-
-/// The service name, which is also the kind clients open by name.
-pub(crate) const SERVICE: &str = "monogusa.Workers";
+pub(crate) use crate::kinds::workers::{SERVICE, WorkersKindServer};
+use crate::kinds::workers::{WorkerReport, WorkerState, WorkerStatus, WorkersKind};
+use crate::service::Hooks;
 
 /// At most this many workers are remembered; beyond it the longest-ended ones are forgotten.
 const MAX_WORKERS: usize = 4096;
@@ -82,53 +79,37 @@ impl SharedWorkers {
     }
 }
 
-builtin_methods!(
-    /// The methods of `SharedWorkers`.
-    WorkersMethod {
-        Report = "report",
-        List = "list",
-        Forget = "forget",
-        Gone = "gone",
-    }
-);
-
-builtin_service!(SharedWorkers, SERVICE, WorkersMethod);
-
 /// Whether a state means the process is (meant to be) alive and heartbeating.
 fn is_live(state: &WorkerState) -> bool {
     matches!(state, WorkerState::Running | WorkerState::Stopping)
 }
 
-impl SharedWorkers {
-    fn dispatch(
-        &self,
-        method: WorkersMethod,
-        args: &[u8],
-        out: &mut Vec<u8>,
-        _: &Caller<'_>,
-    ) -> Result<(), RemoteError> {
-        match method {
-            WorkersMethod::Report => {
-                let (report,): (WorkerReport,) = decode_args(args, SERVICE, method.name())?;
-                self.report(report)?;
-                encode_result(&(), out)
-            }
-            WorkersMethod::List => encode_result(&self.list(), out),
-            WorkersMethod::Forget => {
-                let (name,): (String,) = decode_args(args, SERVICE, method.name())?;
-                let mut state = self.state.lock();
-                let known = state.entries.remove(&name).is_some();
-                state.gone.retain(|w| w.name != name);
-                encode_result(&known, out)
-            }
-            WorkersMethod::Gone => {
-                let mut state = self.state.lock();
-                self.sweep(&mut state, Instant::now());
-                encode_result(&state.gone, out)
-            }
-        }
+impl WorkersKind for SharedWorkers {
+    fn report(&self, report: WorkerReport) -> Result<(), RemoteError> {
+        SharedWorkers::report(self, report)
     }
 
+    fn list(&self) -> Vec<WorkerStatus> {
+        SharedWorkers::list(self)
+    }
+
+    fn forget(&self, name: String) -> bool {
+        let mut state = self.state.lock();
+        let known = state.entries.remove(&name).is_some();
+        state.gone.retain(|w| w.name != name);
+        known
+    }
+
+    fn gone(&self) -> Vec<WorkerStatus> {
+        let mut state = self.state.lock();
+        self.sweep(&mut state, Instant::now());
+        state.gone.iter().cloned().collect()
+    }
+}
+
+impl Hooks for SharedWorkers {}
+
+impl SharedWorkers {
     fn report(&self, report: WorkerReport) -> Result<(), RemoteError> {
         if report.name.is_empty() || report.name.len() > 256 {
             return Err(RemoteError::new(
@@ -223,10 +204,6 @@ impl SharedWorkers {
             gone.truncate(MAX_GONE);
         }
     }
-
-    fn wake_all(&self) {}
-
-    fn forget(&self, _: u64) {}
 }
 
 /// What a worker's entry says now, and since when it has been ended or lost (`None` while

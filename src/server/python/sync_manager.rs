@@ -20,7 +20,7 @@ use super::shared_calls::{Native, arg, timeout_ms, truthy};
 use crate::python::methods::exception;
 use crate::python::shared::{Kind, PythonShared, encoded};
 use crate::python::value::PyValue;
-use crate::store::builtin::{Waiting, deadline, wait_while};
+use crate::store::waiting::{Waiting, deadline, wait_while};
 
 /// The prefix of every anonymous object's name (an internal name: `stat` hides it).
 pub(super) const ANONYMOUS_PREFIX: &str = "monogusa.python:";

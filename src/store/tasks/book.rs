@@ -25,30 +25,10 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
+use crate::kinds::tasks::{
+    Counts, DeadLetter, Delivery, Failed, PushOptions, RunMetrics, Settings,
+};
 use crate::store::Bytes;
-
-/// A queue's settings, fixed when it is created.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Settings {
-    /// How long a lease lasts unless extended.
-    pub(crate) lease_ms: u64,
-    /// Deliveries a task gets before it goes to the dead letters (unless pushed with its own).
-    pub(crate) max_attempts: u32,
-    /// The first retry's delay; each further one doubles, up to `backoff_max_ms`.
-    pub(crate) backoff_base_ms: u64,
-    pub(crate) backoff_max_ms: u64,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            lease_ms: 30_000,
-            max_attempts: 5,
-            backoff_base_ms: 1_000,
-            backoff_max_ms: 300_000,
-        }
-    }
-}
 
 /// Where a task is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,78 +65,6 @@ pub(crate) struct Task {
     pub(crate) leased_at: u64,
 }
 
-/// The upper bounds (ms) of the task duration histogram's buckets.
-pub(crate) const DURATION_BOUNDS_MS: [u64; 10] =
-    [5, 10, 25, 50, 100, 250, 500, 1_000, 5_000, 30_000];
-
-/// What a queue did since the manager started (kept in memory only): for `/metrics`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct RunMetrics {
-    /// Failed deliveries (the handler's error, or a lease that ran out).
-    pub(crate) failed: u64,
-    /// Tasks moved to the dead letters.
-    pub(crate) dead: u64,
-    /// Acked or failed deliveries by how long their lease had run, one count per bound of
-    /// [`DURATION_BOUNDS_MS`] and one past the last (not cumulative).
-    pub(crate) buckets: Vec<u64>,
-    pub(crate) sum_ms: u64,
-}
-
-impl RunMetrics {
-    fn record(&mut self, ms: u64) {
-        if self.buckets.len() != DURATION_BOUNDS_MS.len() + 1 {
-            self.buckets = vec![0; DURATION_BOUNDS_MS.len() + 1];
-        }
-        let at = DURATION_BOUNDS_MS
-            .iter()
-            .position(|&bound| ms <= bound)
-            .unwrap_or(DURATION_BOUNDS_MS.len());
-        self.buckets[at] += 1;
-        self.sum_ms += ms;
-    }
-}
-
-/// How a push may differ from the queue's defaults.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct PushOptions {
-    pub(crate) delay_ms: u64,
-    pub(crate) max_attempts: Option<u32>,
-    pub(crate) dedup: Option<String>,
-}
-
-/// A delivered task, as the worker gets it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Delivery {
-    pub(crate) id: u64,
-    pub(crate) token: u64,
-    pub(crate) attempt: u32,
-    pub(crate) enqueued: u64,
-    pub(crate) lease_until: u64,
-    pub(crate) payload: Bytes,
-}
-
-/// A dead letter, as listed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct DeadLetter {
-    pub(crate) id: u64,
-    pub(crate) attempts: u32,
-    pub(crate) enqueued: u64,
-    pub(crate) reasons: Vec<String>,
-    pub(crate) payload: Bytes,
-}
-
-/// Counts by state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Counts {
-    pub(crate) ready: u64,
-    pub(crate) delayed: u64,
-    pub(crate) leased: u64,
-    pub(crate) dead: u64,
-    pub(crate) done: u64,
-    /// How long the oldest ready task has waited since it was pushed, in ms (0 if none).
-    pub(crate) oldest_ready_ms: u64,
-}
-
 /// Why a lease operation was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LeaseError {
@@ -164,15 +72,6 @@ pub(crate) enum LeaseError {
     Expired,
     /// No such task (acked, purged, or never pushed).
     Unknown,
-}
-
-/// What happened to a failed task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum Failed {
-    /// Delivered again, not before this time.
-    RetryAt(u64),
-    /// Out of attempts: moved to the dead letters.
-    Dead,
 }
 
 /// The queue's tasks.

@@ -8,9 +8,12 @@
 
 mod book;
 
-pub(crate) use book::{Counts, DeadLetter, Delivery, Failed, PushOptions, Settings};
+pub(crate) use crate::kinds::tasks::{
+    ACKED, Counts, DeadLetter, Delivery, EXPIRED, Failed, PushOptions, SERVICE, Settings,
+    TaskKindServer, UNKNOWN,
+};
 #[cfg(feature = "http")]
-pub(crate) use book::{DURATION_BOUNDS_MS, RunMetrics};
+pub(crate) use crate::kinds::tasks::{DURATION_BOUNDS_MS, RunMetrics};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,16 +22,14 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::backend::Written;
 use super::budget::{Budget, Charged};
-use super::builtin::{builtin_methods, builtin_service, deadline, shutting_down};
 use super::journal::Change;
+use super::waiting::{deadline, shutting_down};
 use super::{Bytes, Entries, Persist};
 use crate::codec;
 use crate::error::{RemoteError, RemoteErrorKind, Result};
-use crate::service::{Caller, decode_args, encode_result};
+use crate::kinds::tasks::TaskKind;
+use crate::service::{Caller, Hooks};
 use book::{Book, LeaseError, Task};
-
-/// The service name, which is also the kind clients open by name.
-pub(crate) const SERVICE: &str = "monogusa.TaskQueue";
 
 /// The most tasks one `take` delivers, or one `push` adds.
 pub(crate) const MAX_BATCH: usize = 10_000;
@@ -61,33 +62,6 @@ pub(crate) struct SharedTasks {
     available: Condvar,
     persist: Persist,
 }
-
-builtin_methods!(
-    /// The methods of `SharedTasks`.
-    TaskMethod {
-        Push = "push",
-        Take = "take",
-        Ack = "ack",
-        Fail = "fail",
-        Extend = "extend",
-        Release = "release",
-        Stats = "stats",
-        Dead = "dead",
-        Requeue = "requeue",
-        PurgeDead = "purge_dead",
-        Settings = "settings",
-        Metrics = "metrics",
-    }
-);
-
-builtin_service!(SharedTasks, SERVICE, TaskMethod, tracks_connections: true);
-
-/// A lease's status on the wire, per task of an `ack`.
-pub(crate) const ACKED: u8 = 0;
-/// The lease was over (see [`RemoteErrorKind::LeaseExpired`]).
-pub(crate) const EXPIRED: u8 = 1;
-/// No such task.
-pub(crate) const UNKNOWN: u8 = 2;
 
 fn lease_error(error: LeaseError, id: u64) -> RemoteError {
     match error {
@@ -196,28 +170,29 @@ impl SharedTasks {
     }
 
     /// Runs `change` on the book, records what it touched, and waits (outside the lock)
-    /// until that is durable; then encodes its result.
-    fn mutate<R: serde::Serialize>(
+    /// until that is durable; then gives its result.
+    fn mutate<R>(
         &self,
-        out: &mut Vec<u8>,
         change: impl FnOnce(&mut Inner, u64) -> Result<R, RemoteError>,
-    ) -> Result<(), RemoteError> {
+    ) -> Result<R, RemoteError> {
         let mut inner = self.state();
         let result = change(&mut inner, now());
         let written = self.keep(&mut inner);
         drop(inner);
         written.wait()?;
-        encode_result(&result?, out)
+        result
     }
+}
 
-    fn push(&self, tasks: Vec<(Bytes, PushOptions)>, out: &mut Vec<u8>) -> Result<(), RemoteError> {
+impl TaskKind for SharedTasks {
+    fn push(&self, tasks: Vec<(Bytes, PushOptions)>) -> Result<Vec<(u64, bool)>, RemoteError> {
         if tasks.len() > MAX_BATCH {
             return Err(RemoteError::new(
                 RemoteErrorKind::LimitExceeded,
                 format!("at most {MAX_BATCH} tasks per push"),
             ));
         }
-        self.mutate(out, |inner, now| {
+        self.mutate(|inner, now| {
             let mut ids = Vec::with_capacity(tasks.len());
             for (payload, options) in tasks {
                 // Refused whole at the limit: the tasks before it are pushed, this one is not.
@@ -239,12 +214,11 @@ impl SharedTasks {
 
     fn take(
         &self,
-        n: usize,
+        n: u32,
         timeout_ms: Option<u64>,
         caller: &Caller<'_>,
-        out: &mut Vec<u8>,
-    ) -> Result<(), RemoteError> {
-        let n = n.clamp(1, MAX_BATCH);
+    ) -> Result<Vec<Delivery>, RemoteError> {
+        let n = (n as usize).clamp(1, MAX_BATCH);
         let give_up = deadline(timeout_ms);
         let mut inner = self.state();
         let mut waited = false;
@@ -272,7 +246,7 @@ impl SharedTasks {
                     self.available.notify_all();
                     return Err(e);
                 }
-                return encode_result(&delivered, out);
+                return Ok(delivered);
             }
             if waited && caller.is_gone() {
                 return Err(caller_gone());
@@ -282,7 +256,7 @@ impl SharedTasks {
                 let left = give_up.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     drop(inner);
-                    return encode_result(&Vec::<Delivery>::new(), out);
+                    return Ok(Vec::new());
                 }
                 slice = slice.min(left);
             }
@@ -294,124 +268,117 @@ impl SharedTasks {
         }
     }
 
-    fn dispatch(
-        &self,
-        method: TaskMethod,
-        args: &[u8],
-        out: &mut Vec<u8>,
-        caller: &Caller<'_>,
-    ) -> Result<(), RemoteError> {
-        let name = method.name();
-        match method {
-            TaskMethod::Push => {
-                let (tasks,): (Vec<(Bytes, PushOptions)>,) = decode_args(args, SERVICE, name)?;
-                self.push(tasks, out)
-            }
-            TaskMethod::Take => {
-                let (n, timeout_ms): (u32, Option<u64>) = decode_args(args, SERVICE, name)?;
-                self.take(n as usize, timeout_ms, caller, out)
-            }
-            TaskMethod::Ack => {
-                let (leases,): (Vec<(u64, u64)>,) = decode_args(args, SERVICE, name)?;
-                self.mutate(out, |inner, now| {
-                    let mut statuses = Vec::with_capacity(leases.len());
-                    for (id, token) in leases {
-                        let payload = inner.book.task(id).map(|t| t.payload.clone());
-                        statuses.push(match inner.book.ack(id, token, now) {
-                            Ok(()) => {
-                                if let Some(payload) = payload {
-                                    inner.charged.give(&payload);
-                                }
-                                ACKED
-                            }
-                            Err(LeaseError::Expired) => EXPIRED,
-                            Err(LeaseError::Unknown) => UNKNOWN,
-                        });
+    fn ack(&self, leases: Vec<(u64, u64)>) -> Result<Vec<u8>, RemoteError> {
+        self.mutate(|inner, now| {
+            let mut statuses = Vec::with_capacity(leases.len());
+            for (id, token) in leases {
+                let payload = inner.book.task(id).map(|t| t.payload.clone());
+                statuses.push(match inner.book.ack(id, token, now) {
+                    Ok(()) => {
+                        if let Some(payload) = payload {
+                            inner.charged.give(&payload);
+                        }
+                        ACKED
                     }
-                    Ok(statuses)
-                })
+                    Err(LeaseError::Expired) => EXPIRED,
+                    Err(LeaseError::Unknown) => UNKNOWN,
+                });
             }
-            TaskMethod::Fail => {
-                let (id, token, mut reason): (u64, u64, String) = decode_args(args, SERVICE, name)?;
-                if reason.len() > MAX_REASON {
-                    let mut cut = MAX_REASON;
-                    while !reason.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    reason.truncate(cut);
-                }
-                self.mutate(out, |inner, now| {
-                    let failed = inner
-                        .book
-                        .fail(id, token, reason, now)
-                        .map_err(|e| lease_error(e, id))?;
-                    self.available.notify_all(); // a blocked take recomputes its wake-up
-                    Ok(failed)
-                })
-            }
-            TaskMethod::Extend => {
-                let (id, token, extra_ms): (u64, u64, u64) = decode_args(args, SERVICE, name)?;
-                self.mutate(out, |inner, now| {
-                    inner
-                        .book
-                        .extend(id, token, extra_ms, now)
-                        .map_err(|e| lease_error(e, id))
-                })
-            }
-            TaskMethod::Release => {
-                let (id, token): (u64, u64) = decode_args(args, SERVICE, name)?;
-                self.mutate(out, |inner, now| {
-                    inner
-                        .book
-                        .release(id, token, now)
-                        .map_err(|e| lease_error(e, id))?;
-                    self.available.notify_one();
-                    Ok(())
-                })
-            }
-            TaskMethod::Metrics => {
-                let inner = self.state();
-                encode_result(&inner.book.run, out)
-            }
-            TaskMethod::Stats => {
-                let mut inner = self.state();
-                let now = now();
-                inner.book.promote(now);
-                encode_result(&inner.book.counts(now), out)
-            }
-            TaskMethod::Dead => {
-                let (after, limit): (u64, u32) = decode_args(args, SERVICE, name)?;
-                let mut inner = self.state();
-                inner.book.promote(now());
-                let limit = (limit as usize).min(MAX_BATCH);
-                encode_result(&inner.book.dead(after, limit), out)
-            }
-            TaskMethod::Requeue => {
-                let (id,): (Option<u64>,) = decode_args(args, SERVICE, name)?;
-                self.mutate(out, |inner, _| {
-                    let n = inner.book.requeue(id);
-                    self.available.notify_all();
-                    Ok(n)
-                })
-            }
-            TaskMethod::PurgeDead => self.mutate(out, |inner, _| {
-                let dead = inner.book.dead(0, usize::MAX);
-                for letter in &dead {
-                    inner.charged.give(&letter.payload);
-                }
-                Ok(inner.book.purge_dead())
-            }),
-            TaskMethod::Settings => encode_result(&self.state().book.settings, out),
-        }
+            Ok(statuses)
+        })
     }
 
-    fn wake_all(&self) {
+    fn fail(&self, id: u64, token: u64, mut reason: String) -> Result<Failed, RemoteError> {
+        if reason.len() > MAX_REASON {
+            let mut cut = MAX_REASON;
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            reason.truncate(cut);
+        }
+        self.mutate(|inner, now| {
+            let failed = inner
+                .book
+                .fail(id, token, reason, now)
+                .map_err(|e| lease_error(e, id))?;
+            self.available.notify_all(); // a blocked take recomputes its wake-up
+            Ok(failed)
+        })
+    }
+
+    fn extend(&self, id: u64, token: u64, extra_ms: u64) -> Result<u64, RemoteError> {
+        self.mutate(|inner, now| {
+            inner
+                .book
+                .extend(id, token, extra_ms, now)
+                .map_err(|e| lease_error(e, id))
+        })
+    }
+
+    fn release(&self, id: u64, token: u64) -> Result<(), RemoteError> {
+        self.mutate(|inner, now| {
+            inner
+                .book
+                .release(id, token, now)
+                .map_err(|e| lease_error(e, id))?;
+            self.available.notify_one();
+            Ok(())
+        })
+    }
+
+    fn stats(&self) -> Counts {
+        let mut inner = self.state();
+        let now = now();
+        inner.book.promote(now);
+        inner.book.counts(now)
+    }
+
+    fn dead(&self, after: u64, limit: u32) -> Vec<DeadLetter> {
+        let mut inner = self.state();
+        inner.book.promote(now());
+        let limit = (limit as usize).min(MAX_BATCH);
+        inner.book.dead(after, limit)
+    }
+
+    fn requeue(&self, id: Option<u64>) -> Result<u64, RemoteError> {
+        self.mutate(|inner, _| {
+            let n = inner.book.requeue(id);
+            self.available.notify_all();
+            Ok(n)
+        })
+    }
+
+    fn purge_dead(&self) -> Result<u64, RemoteError> {
+        self.mutate(|inner, _| {
+            let dead = inner.book.dead(0, usize::MAX);
+            for letter in &dead {
+                inner.charged.give(&letter.payload);
+            }
+            Ok(inner.book.purge_dead())
+        })
+    }
+
+    fn settings(&self) -> Settings {
+        self.state().book.settings
+    }
+
+    fn metrics(&self) -> RunMetrics {
+        self.state().book.run.clone()
+    }
+}
+
+impl Hooks for SharedTasks {
+    fn shutdown(&self) {
         self.state().closing = true;
         self.available.notify_all();
     }
 
+    fn tracks_connections(&self) -> bool {
+        true
+    }
+
     /// A connection closed: the leases taken on it go back at once (its worker is gone).
-    fn forget(&self, connection: u64) {
+    fn connection_closed(&self, connection: u64) {
         let mut inner = self.state();
         if inner.book.connection_closed(connection) == 0 {
             return;

@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use super::book::{Book, Failed, PushOptions, Settings};
+use super::book::Book;
+use crate::kinds::tasks::{Failed, PushOptions, Settings};
 use crate::store::Bytes;
 
 /// The randomized tests' generator, with bounds in u64.

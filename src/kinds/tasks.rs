@@ -1,0 +1,162 @@
+//! `TaskQueue<T>`: tasks with leases, retries with backoff and dead letters, and the wire
+//! types its methods take and give (the manager's side is `store::tasks`, its state machine
+//! `store::tasks::book`).
+
+#![allow(dead_code)] // the generated stub: the typed proxy calls by the same names
+
+use serde::{Deserialize, Serialize};
+
+use super::Bytes;
+use crate::error::RemoteError;
+use crate::service::Caller;
+
+/// The wire name of the kind.
+pub(crate) const SERVICE: &str = TaskKindClient::SERVICE;
+
+/// A lease's status on the wire, per task of an `ack`: acknowledged.
+pub(crate) const ACKED: u8 = 0;
+/// The lease was over (see [`RemoteErrorKind::LeaseExpired`](crate::RemoteErrorKind)).
+pub(crate) const EXPIRED: u8 = 1;
+/// No such task.
+pub(crate) const UNKNOWN: u8 = 2;
+
+/// The methods of a task queue. A lease is named by the task's id and the token its delivery
+/// carried; a lease taken on a connection goes back when that connection closes.
+#[crate::service(crate = "crate", name = "monogusa.TaskQueue", hooks)]
+pub(crate) trait TaskKind {
+    /// Adds tasks: for each, its id and whether it is new (`false`: its dedup key named a
+    /// task already there).
+    fn push(&self, tasks: Vec<(Bytes, PushOptions)>) -> Result<Vec<(u64, bool)>, RemoteError>;
+    /// Leases up to `n` ready tasks to the caller, waiting up to `timeout_ms` for the first.
+    fn take(
+        &self,
+        n: u32,
+        timeout_ms: Option<u64>,
+        caller: &Caller<'_>,
+    ) -> Result<Vec<Delivery>, RemoteError>;
+    /// Acknowledges leases `(id, token)`: per lease, [`ACKED`], [`EXPIRED`] or [`UNKNOWN`].
+    fn ack(&self, leases: Vec<(u64, u64)>) -> Result<Vec<u8>, RemoteError>;
+    /// Fails a lease with `reason`: retried after a backoff, or dead when out of attempts.
+    fn fail(&self, id: u64, token: u64, reason: String) -> Result<Failed, RemoteError>;
+    /// Keeps a lease `extra_ms` longer from now; returns its new end (Unix ms).
+    fn extend(&self, id: u64, token: u64, extra_ms: u64) -> Result<u64, RemoteError>;
+    /// Gives a lease back at once (the attempt counts).
+    fn release(&self, id: u64, token: u64) -> Result<(), RemoteError>;
+    /// Counts by state.
+    fn stats(&self) -> Counts;
+    /// Up to `limit` dead letters with ids after `after`.
+    fn dead(&self, after: u64, limit: u32) -> Vec<DeadLetter>;
+    /// Moves dead letter `id` (all of them if `None`) back to ready; how many moved.
+    fn requeue(&self, id: Option<u64>) -> Result<u64, RemoteError>;
+    /// Deletes every dead letter; how many there were.
+    fn purge_dead(&self) -> Result<u64, RemoteError>;
+    /// The queue's settings.
+    fn settings(&self) -> Settings;
+    /// What the queue did since the manager started.
+    fn metrics(&self) -> RunMetrics;
+}
+
+/// A queue's settings, fixed when it is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Settings {
+    /// How long a lease lasts unless extended.
+    pub(crate) lease_ms: u64,
+    /// Deliveries a task gets before it goes to the dead letters (unless pushed with its own).
+    pub(crate) max_attempts: u32,
+    /// The first retry's delay; each further one doubles, up to `backoff_max_ms`.
+    pub(crate) backoff_base_ms: u64,
+    pub(crate) backoff_max_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            lease_ms: 30_000,
+            max_attempts: 5,
+            backoff_base_ms: 1_000,
+            backoff_max_ms: 300_000,
+        }
+    }
+}
+
+/// The upper bounds (ms) of the task duration histogram's buckets.
+pub(crate) const DURATION_BOUNDS_MS: [u64; 10] =
+    [5, 10, 25, 50, 100, 250, 500, 1_000, 5_000, 30_000];
+
+/// What a queue did since the manager started (kept in memory only): for `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RunMetrics {
+    /// Failed deliveries (the handler's error, or a lease that ran out).
+    pub(crate) failed: u64,
+    /// Tasks moved to the dead letters.
+    pub(crate) dead: u64,
+    /// Acked or failed deliveries by how long their lease had run, one count per bound of
+    /// [`DURATION_BOUNDS_MS`] and one past the last (not cumulative).
+    pub(crate) buckets: Vec<u64>,
+    pub(crate) sum_ms: u64,
+}
+
+impl RunMetrics {
+    /// Counts a delivery that ran `ms`.
+    pub(crate) fn record(&mut self, ms: u64) {
+        if self.buckets.len() != DURATION_BOUNDS_MS.len() + 1 {
+            self.buckets = vec![0; DURATION_BOUNDS_MS.len() + 1];
+        }
+        let at = DURATION_BOUNDS_MS
+            .iter()
+            .position(|&bound| ms <= bound)
+            .unwrap_or(DURATION_BOUNDS_MS.len());
+        self.buckets[at] += 1;
+        self.sum_ms += ms;
+    }
+}
+
+/// How a push may differ from the queue's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PushOptions {
+    pub(crate) delay_ms: u64,
+    pub(crate) max_attempts: Option<u32>,
+    pub(crate) dedup: Option<String>,
+}
+
+/// A delivered task, as the worker gets it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Delivery {
+    pub(crate) id: u64,
+    pub(crate) token: u64,
+    pub(crate) attempt: u32,
+    pub(crate) enqueued: u64,
+    pub(crate) lease_until: u64,
+    pub(crate) payload: Bytes,
+}
+
+/// A dead letter, as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DeadLetter {
+    pub(crate) id: u64,
+    pub(crate) attempts: u32,
+    pub(crate) enqueued: u64,
+    pub(crate) reasons: Vec<String>,
+    pub(crate) payload: Bytes,
+}
+
+/// Counts by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Counts {
+    pub(crate) ready: u64,
+    pub(crate) delayed: u64,
+    pub(crate) leased: u64,
+    pub(crate) dead: u64,
+    pub(crate) done: u64,
+    /// How long the oldest ready task has waited since it was pushed, in ms (0 if none).
+    pub(crate) oldest_ready_ms: u64,
+}
+
+/// What happened to a failed task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Failed {
+    /// Delivered again, not before this time.
+    RetryAt(u64),
+    /// Out of attempts: moved to the dead letters.
+    Dead,
+}
