@@ -8,12 +8,12 @@
 
 mod book;
 
-pub(crate) use crate::kinds::tasks::{
-    ACKED, Counts, DeadLetter, Delivery, EXPIRED, Failed, PushOptions, SERVICE, Settings,
-    TaskKindServer, UNKNOWN,
-};
 #[cfg(feature = "http")]
-pub(crate) use crate::kinds::tasks::{DURATION_BOUNDS_MS, RunMetrics};
+pub(crate) use crate::kinds::tasks::DURATION_BOUNDS_MS;
+pub(crate) use crate::kinds::tasks::{
+    ACKED, Counts, DeadLetter, Delivery, EXPIRED, Failed, PushOptions, RunMetrics, SERVICE,
+    Settings, TaskKindServer, UNKNOWN,
+};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
