@@ -12,8 +12,30 @@ use std::time::Duration;
 use common::{KEY, prereq};
 use monogusa::{Client, Dynamic, Manager, ManagerHandle};
 
+/// A `#[service]` object the manager serves, reached from msgpack as `tally.<method>`.
+#[monogusa::service]
+pub trait Tally {
+    fn add(&mut self, n: i64) -> i64;
+    fn total(&self) -> i64;
+}
+
+#[derive(Default)]
+struct Sum(i64);
+
+impl Tally for Sum {
+    fn add(&mut self, n: i64) -> i64 {
+        self.0 += n;
+        self.0
+    }
+
+    fn total(&self) -> i64 {
+        self.0
+    }
+}
+
 fn start() -> ManagerHandle {
     Manager::builder()
+        .serve("tally", TallyServer::new(Sum::default()))
         .authkey(KEY)
         .handshake_timeout(Duration::from_secs(5))
         .msgpack_listener("127.0.0.1:0")
@@ -113,6 +135,91 @@ fn python_msgpack_calls_functions_and_shared_objects() {
         dict.get(&Dynamic::Str("k".into())).unwrap(),
         Some(Dynamic::Int(7))
     );
+}
+
+#[test]
+fn every_kind_and_served_object_is_reachable_over_msgpack() {
+    let Some(py) = python_msgpack() else {
+        return;
+    };
+    let manager = start();
+    let out = python(&py, "kinds", &manager);
+    for expected in [
+        "described: True",
+        "services: ['tally.add', 'tally.total']",
+        "pushed: [True, True]",
+        "taken: ['a@x', 'b@x'] [1, 1]",
+        "extended: True",
+        "acked: [0]",
+        "failed: Dead",
+        "extra argument: BadArguments",
+        "stats: 1 1 0",
+        "dead: ['bad address'] {'to': 'b@x'}",
+        "requeued: 1 1",
+        "semaphore: True 1",
+        "barrier: UnknownObject",
+        "barrier wait: 0",
+        "event: True",
+        "tally: 5 7 7",
+        "peek: first 1",
+        "unknown method: UnknownMethod",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    // A Rust client takes what msgpack pushed, as `Dynamic` values.
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let emails = client
+        .named("emails")
+        .type_tag("dynamic")
+        .tasks::<Dynamic>(Default::default())
+        .unwrap();
+    let task = emails.take(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(
+        task.payload(),
+        &Dynamic::Map(vec![(
+            Dynamic::Str("to".into()),
+            Dynamic::Str("b@x".into())
+        )])
+    );
+    task.ack().unwrap();
+    let peeked = client
+        .named("peeked")
+        .type_tag("dynamic")
+        .queue::<Dynamic>(0)
+        .unwrap();
+    assert_eq!(peeked.peek().unwrap(), Some(Dynamic::Str("first".into())));
+}
+
+#[test]
+fn a_msgpack_worker_killed_mid_task_gives_its_lease_back_at_once() {
+    let Some(py) = python_msgpack() else {
+        return;
+    };
+    let manager = start();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    // A lease far longer than the test: only the closed connection can give it back.
+    let jobs = client
+        .named("jobs")
+        .type_tag("dynamic")
+        .tasks::<Dynamic>(monogusa::TaskQueueSettings {
+            lease_timeout: Duration::from_secs(3600),
+            ..Default::default()
+        })
+        .unwrap();
+    jobs.push(&Dynamic::Str("resize".into())).unwrap();
+    let output = Command::new(&py)
+        .arg(dir("msgpack").join("client.py"))
+        .args(["take_and_die", "127.0.0.1", &port(&manager), KEY])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("holding resize"),
+        "{output:?}"
+    );
+    let task = jobs.take(Duration::from_secs(10)).unwrap().unwrap();
+    assert_eq!(task.payload(), &Dynamic::Str("resize".into()));
+    assert_eq!(task.attempt(), 2);
+    task.ack().unwrap();
 }
 
 #[test]

@@ -19,4 +19,4 @@ pub(crate) mod workers;
 
 mod bytes;
 
-pub(crate) use bytes::Bytes;
+pub(crate) use bytes::{Bytes, ELEMENT};

@@ -26,6 +26,8 @@ pub(crate) trait QueueKind {
         timeout_ms: Option<u64>,
         caller: &Caller<'_>,
     ) -> Result<Option<Bytes>, RemoteError>;
+    /// The first item, left in place.
+    fn peek(&self) -> Option<Bytes>;
     /// How many items it holds.
     fn len(&self) -> u64;
     /// Marks one item put as finished (for `join`).

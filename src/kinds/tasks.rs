@@ -58,6 +58,8 @@ pub(crate) trait TaskKind {
 
 /// A queue's settings, fixed when it is created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+// Fields a foreign client leaves out take their defaults (bincode reads every field).
+#[serde(default)]
 pub(crate) struct Settings {
     /// How long a lease lasts unless extended.
     pub(crate) lease_ms: u64,
@@ -113,6 +115,8 @@ impl RunMetrics {
 
 /// How a push may differ from the queue's defaults.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+// Fields a foreign client leaves out take their defaults (bincode reads every field).
+#[serde(default)]
 pub(crate) struct PushOptions {
     pub(crate) delay_ms: u64,
     pub(crate) max_attempts: Option<u32>,

@@ -87,6 +87,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         item.map(|i| i.decode()).transpose()
     }
 
+    /// The oldest item, left in the queue (`None` if it is empty).
+    pub fn peek(&self) -> Result<Option<T>> {
+        let item: Option<Bytes> = self.handle.call("peek", &())?;
+        item.map(|i| i.decode()).transpose()
+    }
+
     /// Takes the oldest item if there is one, without waiting.
     pub fn try_get(&self) -> Result<Option<T>> {
         self.get_timeout(Duration::ZERO)

@@ -143,6 +143,8 @@ impl<'de> de::Deserializer<'de> for PyValue {
             PyValue::Bool(b) => visitor.visit_bool(b),
             PyValue::Int(n) => visitor.visit_i64(n),
             PyValue::BigInt(bytes) => match big_to_i128(&bytes) {
+                // A u64 past i64 (a lease token) as a u64, which every integer type takes.
+                Some(n) if let Ok(n) = u64::try_from(n) => visitor.visit_u64(n),
                 Some(n) => visitor.visit_i128(n),
                 None => Err(BridgeError("an int too large for 128 bits".into())),
             },
@@ -204,7 +206,12 @@ impl<'de> de::Deserializer<'de> for PyValue {
 
     fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> DeResult<V::Value> {
         match self {
-            PyValue::Tuple(items) | PyValue::List(items) => {
+            PyValue::Tuple(mut items) | PyValue::List(mut items) => {
+                // Trailing values left out read as None: optional trailing arguments (a
+                // timeout) may be omitted, as in Python.
+                if items.len() < len {
+                    items.resize(len, PyValue::None);
+                }
                 if items.len() != len {
                     return Err(BridgeError(format!(
                         "expected {len} values, got {}",
@@ -228,9 +235,13 @@ impl<'de> de::Deserializer<'de> for PyValue {
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
-        _: &'static str,
+        name: &'static str,
         visitor: V,
     ) -> DeResult<V::Value> {
+        if name == crate::kinds::ELEMENT {
+            // A kind's element: whatever plain value the client gave, kept as a `Dynamic`.
+            return visitor.visit_newtype_struct(PyValue::Bytes(element_in(self)?));
+        }
         visitor.visit_newtype_struct(self)
     }
 
@@ -391,10 +402,14 @@ impl ser::Serializer for ToPy {
     }
     fn serialize_newtype_struct<T: ?Sized + Serialize>(
         self,
-        _: &'static str,
+        name: &'static str,
         value: &T,
     ) -> SerResult {
-        value.serialize(self)
+        match value.serialize(self)? {
+            // A kind's element: given back as the plain value it holds.
+            PyValue::Bytes(bytes) if name == crate::kinds::ELEMENT => element_out(&bytes),
+            other => Ok(other),
+        }
     }
     fn serialize_newtype_variant<T: ?Sized + Serialize>(
         self,
@@ -576,4 +591,23 @@ mod tests {
             PyValue::BigInt(i128_to_big(u64::MAX.into()))
         );
     }
+}
+
+/// A foreign client's value as a kind keeps it: a `Dynamic`, encoded.
+fn element_in(value: PyValue) -> Result<Vec<u8>, BridgeError> {
+    let dynamic = <crate::python::Dynamic as serde::Deserialize>::deserialize(value)
+        .map_err(|e| BridgeError(format!("not a plain value: {e}")))?;
+    let mut out = Vec::new();
+    crate::codec::encode_into(&dynamic, &mut out).map_err(|e| BridgeError(e.to_string()))?;
+    Ok(out)
+}
+
+/// A kept element as a foreign client gets it.
+fn element_out(bytes: &[u8]) -> SerResult {
+    let dynamic: crate::python::Dynamic = crate::codec::decode_exact(bytes).map_err(|_| {
+        BridgeError(
+            "a stored value is not a plain value (a typed Rust program put it there?)".into(),
+        )
+    })?;
+    dynamic.serialize(ToPy)
 }

@@ -5,6 +5,8 @@ mod closing;
 mod connection;
 mod defenses;
 mod dispatch;
+#[cfg(feature = "python")]
+mod foreign;
 #[cfg(feature = "http")]
 mod http;
 /// The dashboard's parsers, for the fuzz targets.

@@ -24,12 +24,10 @@ use sha2::Sha256;
 use super::Shared;
 use super::objects::HeldRefs;
 use super::threads::Served;
-use crate::error::{RemoteError, RemoteErrorKind};
+use crate::error::RemoteError;
 use crate::msgpack::codec::{self, ReadError, Scanner};
-use crate::python::Dynamic;
 use crate::python::value::PyValue;
 use crate::service::Caller;
-use crate::store::Bytes;
 use crate::transport::Stream;
 
 /// What the proof MACs before the nonce.
@@ -40,10 +38,6 @@ const MAX_IN_FLIGHT: usize = 64;
 
 /// msgpack connection ids start here, apart from native and Python ones.
 const FIRST_CONNECTION: u64 = 3 << 61;
-
-/// The tag shared objects opened from msgpack carry: elements are `Dynamic` values, which
-/// Rust clients open with `client.named(n).type_tag("dynamic")`.
-pub(crate) const DYNAMIC_TAG: &str = "dynamic";
 
 /// The msgpack listener's state in the manager.
 pub(crate) struct MsgpackState {
@@ -357,6 +351,7 @@ fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
         out: Mutex::new(Vec::new()),
         in_flight: Mutex::new(HashSet::new()),
         threads: Mutex::new(Vec::new()),
+        held: Mutex::new(HeldRefs::default()),
     });
     spawn_standby(shared, &conn, id);
     role_loop(shared, &conn, id, 0);
@@ -368,6 +363,8 @@ fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
         };
         let _ = thread.join();
     }
+    // Its leases go back and its permits are freed at once: its worker is gone.
+    shared.objects.connection_closed(id, &mut conn.held.lock());
     match conn.lead.lock().error.take() {
         Some(e) => Err(e),
         None => Ok(()),
@@ -413,6 +410,10 @@ struct Conn {
     out: Mutex<Vec<u8>>,
     in_flight: Mutex<HashSet<u64>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// What the connection's calls hold (leases, permits, locks): released when the
+    /// connection closes, not when a call ends. Each call runs with its own and adds it here
+    /// after, so a blocked call holds no lock other calls need.
+    held: Mutex<HeldRefs>,
 }
 
 impl Conn {
@@ -579,7 +580,7 @@ fn role_loop(shared: &Arc<Shared>, conn: &Arc<Conn>, id: u64, me: u64) {
             run(shared, &method, params, &mut held, &caller)
         }))
         .unwrap_or_else(|_| Err(("Panicked".into(), format!("{method} panicked"))));
-        shared.objects.connection_closed(id, &mut held);
+        conn.held.lock().absorb(held);
         let still_reading = conn.lead.lock().reader == me;
         if let Some(msgid) = msgid {
             conn.in_flight.lock().remove(&msgid);
@@ -607,8 +608,7 @@ fn role_loop(shared: &Arc<Shared>, conn: &Arc<Conn>, id: u64, me: u64) {
     }
 }
 
-/// Runs one call: `monogusa.describe`, `<kind>.<method>` on a shared object, or a registered
-/// function.
+/// Runs one call (see `foreign`).
 fn run(
     shared: &Shared,
     method: &str,
@@ -616,238 +616,5 @@ fn run(
     held: &mut HeldRefs,
     caller: &Caller<'_>,
 ) -> Result<PyValue, (String, String)> {
-    if method == "monogusa.describe" {
-        return Ok(describe(shared));
-    }
-    if let Some((kind, name)) = method.split_once('.')
-        && let Some(service) = kind_service(kind)
-    {
-        return builtin(shared, service, kind, name, params, held, caller)
-            .map_err(|e| error_of(&e));
-    }
-    let mut result = None;
-    shared
-        .registry
-        .call_erased(
-            method,
-            &mut <dyn erased_serde::Deserializer>::erase(PyValue::List(params)),
-            &mut |value| {
-                let py = erased_serde::serialize(value, crate::python::bridge::ToPy)
-                    .map_err(|e| RemoteError::new(RemoteErrorKind::BadReply, e.to_string()))?;
-                result = Some(py);
-                Ok(())
-            },
-        )
-        .map_err(|e| error_of(&e))?;
-    Ok(result.unwrap_or(PyValue::None))
-}
-
-/// The built-in kinds reachable as `<kind>.<method>`, and their methods.
-const KINDS: &[(&str, &[&str])] = &[
-    ("counter", &["get", "add", "set"]),
-    ("queue", &["put", "get", "len"]),
-    (
-        "dict",
-        &[
-            "insert", "get", "remove", "contains", "len", "keys", "items",
-        ],
-    ),
-    ("list", &["push", "pop", "get", "len", "range"]),
-    ("value", &["get", "set"]),
-];
-
-fn kind_service(kind: &str) -> Option<&'static str> {
-    Some(match kind {
-        "counter" => crate::store::counter::SERVICE,
-        "queue" => crate::store::queue::SERVICE,
-        "dict" => crate::store::dict::SERVICE,
-        "list" => crate::store::list::SERVICE,
-        "value" => crate::store::value::SERVICE,
-        _ => return None,
-    })
-}
-
-fn describe(shared: &Shared) -> PyValue {
-    let functions = shared
-        .registry
-        .names()
-        .into_iter()
-        .map(|n| PyValue::Str(n.into()))
-        .collect();
-    let objects = KINDS
-        .iter()
-        .map(|(kind, methods)| {
-            (
-                PyValue::Str((*kind).into()),
-                PyValue::List(
-                    methods
-                        .iter()
-                        .map(|m| PyValue::Str(format!("{kind}.{m}")))
-                        .collect(),
-                ),
-            )
-        })
-        .collect();
-    PyValue::Dict(vec![
-        (PyValue::Str("functions".into()), PyValue::List(functions)),
-        (PyValue::Str("objects".into()), PyValue::Dict(objects)),
-    ])
-}
-
-fn bad(message: impl Into<String>) -> RemoteError {
-    RemoteError::new(RemoteErrorKind::BadArguments, message)
-}
-
-/// An element as stored: a `Dynamic`, encoded.
-fn element(value: PyValue) -> Result<Bytes, RemoteError> {
-    let dynamic: Dynamic = serde::Deserialize::deserialize(value)
-        .map_err(|e| bad(format!("not a plain value: {e}")))?;
-    Bytes::encode(&dynamic).map_err(|e| bad(e.to_string()))
-}
-
-fn from_element(bytes: &Bytes) -> Result<PyValue, RemoteError> {
-    let dynamic: Dynamic = bytes.decode().map_err(|e| {
-        RemoteError::new(
-            RemoteErrorKind::BadReply,
-            format!("a stored value does not decode: {e}"),
-        )
-    })?;
-    serde::Serialize::serialize(&dynamic, crate::python::bridge::ToPy)
-        .map_err(|e| RemoteError::new(RemoteErrorKind::BadReply, e.to_string()))
-}
-
-fn optional(bytes: Option<Bytes>) -> Result<PyValue, RemoteError> {
-    bytes.map_or(Ok(PyValue::None), |b| from_element(&b))
-}
-
-fn int_arg(params: &mut std::vec::IntoIter<PyValue>, what: &str) -> Result<i64, RemoteError> {
-    match params.next() {
-        Some(PyValue::Int(n)) => Ok(n),
-        _ => Err(bad(format!("{what} must be an integer"))),
-    }
-}
-
-fn builtin(
-    shared: &Shared,
-    service: &'static str,
-    kind: &str,
-    method: &str,
-    params: Vec<PyValue>,
-    held: &mut HeldRefs,
-    caller: &Caller<'_>,
-) -> Result<PyValue, RemoteError> {
-    let mut params = params.into_iter();
-    let name = match params.next() {
-        Some(PyValue::Str(name)) => name,
-        _ => {
-            return Err(bad(format!(
-                "{kind}.{method} takes the object's name first"
-            )));
-        }
-    };
-    let (tag, args): (String, Vec<u8>) = match kind {
-        "counter" => ("i64".into(), Vec::new()),
-        "queue" => (DYNAMIC_TAG.into(), 0u64.to_le_bytes().to_vec()),
-        "dict" => (format!("{DYNAMIC_TAG}, {DYNAMIC_TAG}"), Vec::new()),
-        _ => (DYNAMIC_TAG.into(), Vec::new()),
-    };
-    let id = shared.objects.open_shared(service, &name, &tag, &args)?;
-    let mut call = |native: &str, encoded: Vec<u8>| -> Result<Vec<u8>, RemoteError> {
-        let mut out = Vec::new();
-        shared
-            .objects
-            .call(id, native.as_bytes(), &encoded, &mut out, held, caller)?;
-        Ok(out)
-    };
-    let enc = |args: &dyn erased_serde::Serialize| -> Vec<u8> {
-        let mut out = Vec::new();
-        crate::codec::encode_into(&args, &mut out).expect("arguments encode");
-        out
-    };
-    macro_rules! decode {
-        ($bytes:expr, $ty:ty) => {
-            crate::codec::decode_exact::<$ty>(&$bytes)
-                .map_err(|e| RemoteError::new(RemoteErrorKind::BadReply, e.to_string()))?
-        };
-    }
-    Ok(match (kind, method) {
-        ("counter", "get") => PyValue::Int(decode!(call("get", Vec::new())?, i64)),
-        ("counter", "add" | "set") => {
-            let n = int_arg(&mut params, "the amount")?;
-            PyValue::Int(decode!(call(method, enc(&(n,)))?, i64))
-        }
-        ("queue", "put") => {
-            let item = element(params.next().unwrap_or(PyValue::None))?;
-            let _: bool = decode!(call("put", enc(&(item, None::<u64>)))?, bool);
-            PyValue::None
-        }
-        ("queue", "get") => {
-            let timeout = match params.next() {
-                Some(PyValue::Int(ms)) if ms >= 0 => Some(ms as u64),
-                _ => None,
-            };
-            optional(decode!(call("get", enc(&(timeout,)))?, Option<Bytes>))?
-        }
-        ("queue" | "dict" | "list", "len") => {
-            PyValue::Int(decode!(call("len", Vec::new())?, u64) as i64)
-        }
-        ("dict", "insert") => {
-            let key = element(params.next().unwrap_or(PyValue::None))?;
-            let value = element(params.next().unwrap_or(PyValue::None))?;
-            optional(decode!(call("insert", enc(&(key, value)))?, Option<Bytes>))?
-        }
-        ("dict", "get" | "remove") => {
-            let key = element(params.next().unwrap_or(PyValue::None))?;
-            optional(decode!(call(method, enc(&(key,)))?, Option<Bytes>))?
-        }
-        ("dict", "contains") => {
-            let key = element(params.next().unwrap_or(PyValue::None))?;
-            PyValue::Bool(decode!(call("contains", enc(&(key,)))?, bool))
-        }
-        ("dict", "keys") => PyValue::List(
-            decode!(call("keys", Vec::new())?, Vec<Bytes>)
-                .iter()
-                .map(from_element)
-                .collect::<Result<_, _>>()?,
-        ),
-        ("dict", "items") => PyValue::List(
-            decode!(call("items", Vec::new())?, Vec<(Bytes, Bytes)>)
-                .iter()
-                .map(|(k, v)| Ok(PyValue::List(vec![from_element(k)?, from_element(v)?])))
-                .collect::<Result<_, RemoteError>>()?,
-        ),
-        ("list", "push") => {
-            let item = element(params.next().unwrap_or(PyValue::None))?;
-            PyValue::Int(decode!(call("push", enc(&(item,)))?, u64) as i64)
-        }
-        ("list", "pop") => optional(decode!(call("pop", Vec::new())?, Option<Bytes>))?,
-        ("list", "get") => {
-            let at = int_arg(&mut params, "the index")?;
-            optional(decode!(
-                call("get", enc(&(at.max(0) as u64,)))?,
-                Option<Bytes>
-            ))?
-        }
-        ("list", "range") => {
-            let start = int_arg(&mut params, "the start")?.max(0) as u64;
-            let end = int_arg(&mut params, "the end")?.max(0) as u64;
-            PyValue::List(
-                decode!(call("range", enc(&(start, end)))?, Vec<Bytes>)
-                    .iter()
-                    .map(from_element)
-                    .collect::<Result<_, _>>()?,
-            )
-        }
-        ("value", "get") => optional(decode!(call("get", Vec::new())?, Option<Bytes>))?,
-        ("value", "set") => {
-            let item = element(params.next().unwrap_or(PyValue::None))?;
-            optional(decode!(call("swap", enc(&(item,)))?, Option<Bytes>))?
-        }
-        _ => {
-            return Err(RemoteError::new(
-                RemoteErrorKind::UnknownMethod,
-                format!("{kind} has no method {method} (see monogusa.describe)"),
-            ));
-        }
-    })
+    super::foreign::call(shared, method, params, held, caller).map_err(|e| error_of(&e))
 }

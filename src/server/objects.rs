@@ -184,6 +184,16 @@ pub(crate) struct HeldRefs {
     tracked: FxHashSet<u64>,
 }
 
+impl HeldRefs {
+    /// Takes over what `other` holds (a call's, into its connection's).
+    pub(crate) fn absorb(&mut self, other: HeldRefs) {
+        for (id, count) in other.counts {
+            *self.counts.entry(id).or_insert(0) += count;
+        }
+        self.tracked.extend(other.tracked);
+    }
+}
+
 fn unknown_object(what: impl std::fmt::Display) -> RemoteError {
     RemoteError::new(RemoteErrorKind::UnknownObject, format!("no object {what}"))
 }
@@ -389,6 +399,23 @@ impl Objects {
         let table = self.table();
         let id = *table.shared_by_name.get(name)?;
         (table.by_id.get(&id)?.object.descriptor.name == service).then_some(id)
+    }
+
+    /// The object served under `name` (by the manager's builder), if there is one.
+    pub(crate) fn find_served(&self, name: &str) -> Option<u64> {
+        self.table().by_name.get(name).copied()
+    }
+
+    /// The objects served by name, with their services, sorted by name.
+    pub(crate) fn served(&self) -> Vec<(String, &'static ServiceDescriptor)> {
+        let table = self.table();
+        let mut served: Vec<_> = table
+            .by_name
+            .iter()
+            .map(|(name, id)| (name.clone(), table.by_id[id].object.descriptor))
+            .collect();
+        served.sort_by(|a, b| a.0.cmp(&b.0));
+        served
     }
 
     /// Opens the built-in shared object `name`, creating it from `args` if it does not exist.
@@ -673,7 +700,6 @@ impl Objects {
 
     /// Runs method `method` of object `id` through the serde boundary: arguments from any
     /// format, the result to `reply`. For listeners that speak another wire format.
-    #[allow(dead_code)] // the first caller beyond the tests is the next listener
     pub(crate) fn call_erased(
         &self,
         id: u64,

@@ -221,6 +221,10 @@ impl QueueKind for SharedQueue {
         Ok(item)
     }
 
+    fn peek(&self) -> Option<Bytes> {
+        self.state().items.front().cloned()
+    }
+
     fn len(&self) -> u64 {
         self.state().items.len() as u64
     }

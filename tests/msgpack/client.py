@@ -4,6 +4,8 @@ usage: client.py SCENARIO HOST PORT KEY
 """
 import hashlib
 import hmac
+import os
+import signal
 import socket
 import sys
 from multiprocessing import Process
@@ -91,6 +93,53 @@ def main():
             except RuntimeError as e:
                 print("error:", e.args[0][0])
         print("describe:", "counter.add" in rpc.call("monogusa.describe")["objects"]["counter"])
+    elif scenario == "kinds":
+        rpc = Rpc(host, port, key)
+        described = rpc.call("monogusa.describe")
+        wanted = ["push", "take", "ack", "fail", "extend", "stats", "dead", "requeue"]
+        print("described:", all("tasks." + m in described["objects"]["tasks"] for m in wanted))
+        print("services:", sorted(described["services"]["tally"]))
+        pushed = rpc.call("tasks.push", "emails", [[{"to": "a@x"}, {}], [{"to": "b@x"}, {"max_attempts": 1}]])
+        print("pushed:", [new for _, new in pushed])
+        taken = rpc.call("tasks.take", "emails", 2, 1000)
+        print("taken:", sorted(t["payload"]["to"] for t in taken), [t["attempt"] for t in taken])
+        a = next(t for t in taken if t["payload"]["to"] == "a@x")
+        b = next(t for t in taken if t["payload"]["to"] == "b@x")
+        print("extended:", rpc.call("tasks.extend", "emails", a["id"], a["token"], 60000) > a["lease_until"] - 1)
+        print("acked:", rpc.call("tasks.ack", "emails", [[a["id"], a["token"]]]))
+        print("failed:", rpc.call("tasks.fail", "emails", b["id"], b["token"], "bad address"))
+        try:
+            rpc.call("tasks.ack", "emails", [[a["id"], a["token"]]], "extra")
+        except RuntimeError as e:
+            print("extra argument:", e.args[0][0])
+        stats = rpc.call("tasks.stats", "emails")
+        print("stats:", stats["done"], stats["dead"], stats["ready"])
+        dead = rpc.call("tasks.dead", "emails", 0, 10)
+        print("dead:", dead[0]["reasons"], dead[0]["payload"])
+        print("requeued:", rpc.call("tasks.requeue", "emails", None), rpc.call("tasks.stats", "emails")["ready"])
+        rpc.call("semaphore.open", "s", 2)
+        print("semaphore:", rpc.call("semaphore.acquire", "s", 0), rpc.call("semaphore.available", "s"))
+        rpc.call("semaphore.release", "s")
+        try:
+            rpc.call("barrier.wait", "nobody", 10)
+        except RuntimeError as e:
+            print("barrier:", e.args[0][0])
+        rpc.call("barrier.open", "b", 1)
+        print("barrier wait:", rpc.call("barrier.wait", "b", 1000))
+        rpc.call("event.set", "e")
+        print("event:", rpc.call("event.is_set", "e"))
+        print("tally:", rpc.call("tally.add", 5), rpc.call("tally.add", 2), rpc.call("tally.total"))
+        rpc.call("queue.put", "peeked", "first")
+        print("peek:", rpc.call("queue.peek", "peeked"), rpc.call("queue.len", "peeked"))
+        try:
+            rpc.call("tasks.nope", "emails")
+        except RuntimeError as e:
+            print("unknown method:", e.args[0][0])
+    elif scenario == "take_and_die":
+        rpc = Rpc(host, port, key)
+        taken = rpc.call("tasks.take", "jobs", 1, 5000)
+        print("holding", taken[0]["payload"], flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
     elif scenario == "counter":
         procs = [Process(target=counter_worker, args=(host, port, key)) for _ in range(5)]
         for p in procs:

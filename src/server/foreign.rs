@@ -1,0 +1,335 @@
+//! What clients in other wire formats (msgpack-rpc, Python's proxies) reach: every built-in
+//! kind by a short name (`tasks.take`, `semaphore.acquire`), every served `#[service]`
+//! object by its name (`<object>.<method>`), registered functions, and a description made
+//! from the same declarations. Calls go through each kind's generated erased entry, so a
+//! method declared in `kinds/` is reachable here without touching a listener.
+
+use super::Shared;
+use super::objects::HeldRefs;
+use crate::error::{RemoteError, RemoteErrorKind};
+use crate::python::bridge::ToPy;
+use crate::python::value::PyValue;
+use crate::service::{Caller, Service, ServiceDescriptor};
+use crate::store;
+
+/// The tag shared objects opened from other wire formats carry: elements are `Dynamic`
+/// values, which Rust clients open with `client.named(n).type_tag("dynamic")`.
+pub(crate) const DYNAMIC_TAG: &str = "dynamic";
+
+/// A built-in kind as foreign clients name and open it.
+struct Kind {
+    /// `counter`, `tasks`, ...: what a method name starts with.
+    short: &'static str,
+    /// The kind's description (its service name and methods), from its declaration.
+    descriptor: fn() -> &'static ServiceDescriptor,
+    /// The element tag: `Dynamic` elements for containers, none for signals.
+    tag: &'static str,
+    /// The creation arguments when a call names an object that does not exist yet; `None`
+    /// when there is no sensible default (it must be made with `<kind>.open`).
+    default: Option<fn() -> Vec<u8>>,
+    /// Decodes `<kind>.open(name, ...)`'s arguments into creation arguments.
+    creation: fn(PyValue) -> Result<Vec<u8>, RemoteError>,
+    /// What `<kind>.open` takes after the name, for errors and the description.
+    creation_args: &'static str,
+}
+
+fn encoded<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    crate::codec::encode_into(value, &mut out).expect("creation arguments encode");
+    out
+}
+
+/// Creation arguments of type `T` read from a foreign client's values.
+fn creation<T: serde::de::DeserializeOwned + serde::Serialize>(
+    args: PyValue,
+) -> Result<Vec<u8>, RemoteError> {
+    let value: T = serde::Deserialize::deserialize(args)
+        .map_err(|e| RemoteError::new(RemoteErrorKind::BadArguments, e.to_string()))?;
+    Ok(encoded(&value))
+}
+
+fn descriptor<S: Service>() -> &'static ServiceDescriptor {
+    S::descriptor()
+}
+
+const KINDS: &[Kind] = &[
+    Kind {
+        short: "counter",
+        descriptor: descriptor::<store::counter::CounterKindServer<store::counter::SharedCounter>>,
+        tag: "i64",
+        default: Some(|| Vec::new()),
+        creation: creation::<()>,
+        creation_args: "",
+    },
+    Kind {
+        short: "value",
+        descriptor: descriptor::<store::value::ValueKindServer<store::value::SharedValue>>,
+        tag: DYNAMIC_TAG,
+        default: Some(|| Vec::new()),
+        creation: creation::<()>,
+        creation_args: "",
+    },
+    Kind {
+        short: "dict",
+        descriptor: descriptor::<store::dict::DictKindServer<store::dict::SharedDict>>,
+        tag: "dynamic, dynamic",
+        default: Some(|| Vec::new()),
+        creation: creation::<()>,
+        creation_args: "",
+    },
+    Kind {
+        short: "list",
+        descriptor: descriptor::<store::list::ListKindServer<store::list::SharedList>>,
+        tag: DYNAMIC_TAG,
+        default: Some(|| Vec::new()),
+        creation: creation::<()>,
+        creation_args: "",
+    },
+    Kind {
+        short: "queue",
+        descriptor: descriptor::<store::queue::QueueKindServer<store::queue::SharedQueue>>,
+        tag: DYNAMIC_TAG,
+        default: Some(|| encoded(&(0u64,))),
+        creation: creation::<(u64,)>,
+        creation_args: "capacity (0: unbounded)",
+    },
+    Kind {
+        short: "tasks",
+        descriptor: descriptor::<store::tasks::TaskKindServer<store::tasks::SharedTasks>>,
+        tag: DYNAMIC_TAG,
+        default: Some(|| encoded(&(store::tasks::Settings::default(),))),
+        creation: creation::<(store::tasks::Settings,)>,
+        creation_args: "{lease_ms, max_attempts, backoff_base_ms, backoff_max_ms} (each optional)",
+    },
+    Kind {
+        short: "lock",
+        descriptor: descriptor::<store::lock::LockKindServer<store::lock::SharedLock>>,
+        tag: "",
+        default: Some(|| Vec::new()),
+        creation: creation::<()>,
+        creation_args: "",
+    },
+    Kind {
+        short: "semaphore",
+        descriptor: descriptor::<store::lock::SemaphoreKindServer<store::lock::SharedSemaphore>>,
+        tag: "",
+        default: Some(|| encoded(&(1u64,))),
+        creation: creation::<(u64,)>,
+        creation_args: "permits",
+    },
+    Kind {
+        short: "event",
+        descriptor: descriptor::<store::signal::EventKindServer<store::signal::SharedEvent>>,
+        tag: "",
+        default: Some(|| Vec::new()),
+        creation: creation::<()>,
+        creation_args: "",
+    },
+    Kind {
+        short: "barrier",
+        descriptor: descriptor::<store::signal::BarrierKindServer<store::signal::SharedBarrier>>,
+        tag: "",
+        default: None,
+        creation: creation::<(u64,)>,
+        creation_args: "parties",
+    },
+];
+
+fn bad(message: impl Into<String>) -> RemoteError {
+    RemoteError::new(RemoteErrorKind::BadArguments, message)
+}
+
+/// Runs `method` with `params` for a foreign client: `monogusa.describe`,
+/// `<kind>.<method>(name, ...)`, `<kind>.open(name, ...)`, `<object>.<method>(...)` on a
+/// served object, or a registered function.
+pub(super) fn call(
+    shared: &Shared,
+    method: &str,
+    params: Vec<PyValue>,
+    held: &mut HeldRefs,
+    caller: &Caller<'_>,
+) -> Result<PyValue, RemoteError> {
+    if method == "monogusa.describe" {
+        return Ok(describe(shared));
+    }
+    if let Some((prefix, name)) = method.split_once('.') {
+        if let Some(kind) = KINDS.iter().find(|k| k.short == prefix) {
+            return call_kind(shared, kind, name, params, held, caller);
+        }
+        if let Some(id) = shared.objects.find_served(prefix) {
+            return call_object(shared, id, name, PyValue::List(params), held, caller);
+        }
+    }
+    let mut result = PyValue::None;
+    shared.registry.call_erased(
+        method,
+        &mut <dyn erased_serde::Deserializer>::erase(PyValue::List(params)),
+        &mut |value| {
+            result = to_foreign(value)?;
+            Ok(())
+        },
+    )?;
+    Ok(result)
+}
+
+/// A kind's method on the shared object its first parameter names.
+pub(super) fn call_kind_by_name(
+    shared: &Shared,
+    kind: &str,
+    method: &str,
+    params: Vec<PyValue>,
+    held: &mut HeldRefs,
+    caller: &Caller<'_>,
+) -> Result<PyValue, RemoteError> {
+    let kind = KINDS
+        .iter()
+        .find(|k| k.short == kind)
+        .expect("a kind of the table");
+    call_kind(shared, kind, method, params, held, caller)
+}
+
+fn call_kind(
+    shared: &Shared,
+    kind: &Kind,
+    method: &str,
+    params: Vec<PyValue>,
+    held: &mut HeldRefs,
+    caller: &Caller<'_>,
+) -> Result<PyValue, RemoteError> {
+    let short = kind.short;
+    let mut params = params.into_iter();
+    let name = match params.next() {
+        Some(PyValue::Str(name)) => name,
+        _ => {
+            return Err(bad(format!(
+                "{short}.{method} takes the object's name first"
+            )));
+        }
+    };
+    let service = (kind.descriptor)().name;
+    if method == "open" {
+        let args = (kind.creation)(PyValue::List(params.collect())).map_err(|e| {
+            bad(format!(
+                "{short}.open(name, {}): {}",
+                kind.creation_args,
+                e.message()
+            ))
+        })?;
+        shared
+            .objects
+            .open_shared(service, &name, kind.tag, &args)?;
+        return Ok(PyValue::None);
+    }
+    let id = match kind.default {
+        Some(default) => shared
+            .objects
+            .open_shared(service, &name, kind.tag, &default())?,
+        None => match shared.objects.find_shared(&name, service) {
+            Some(_) => shared.objects.open_shared(service, &name, kind.tag, &[])?,
+            None => {
+                return Err(RemoteError::new(
+                    RemoteErrorKind::UnknownObject,
+                    format!(
+                        "there is no {short} {name:?}: make it with {short}.open(name, {})",
+                        kind.creation_args
+                    ),
+                ));
+            }
+        },
+    };
+    call_object(
+        shared,
+        id,
+        method,
+        PyValue::List(params.collect()),
+        held,
+        caller,
+    )
+}
+
+/// Method `method` of object `id`, through its erased entry.
+fn call_object(
+    shared: &Shared,
+    id: u64,
+    method: &str,
+    args: PyValue,
+    held: &mut HeldRefs,
+    caller: &Caller<'_>,
+) -> Result<PyValue, RemoteError> {
+    let mut result = PyValue::None;
+    shared.objects.call_erased(
+        id,
+        method,
+        &mut <dyn erased_serde::Deserializer>::erase(args),
+        &mut |value| {
+            result = to_foreign(value)?;
+            Ok(())
+        },
+        held,
+        caller,
+    )?;
+    Ok(result)
+}
+
+fn to_foreign(value: &dyn erased_serde::Serialize) -> Result<PyValue, RemoteError> {
+    erased_serde::serialize(value, ToPy)
+        .map_err(|e| RemoteError::new(RemoteErrorKind::BadReply, e.to_string()))
+}
+
+/// `monogusa.describe`: functions, the kinds with their methods (`<kind>.<method>`, and what
+/// `<kind>.open` takes), and the served objects with theirs.
+fn describe(shared: &Shared) -> PyValue {
+    let s = |text: &str| PyValue::Str(text.to_string());
+    let functions = shared.registry.names().into_iter().map(s).collect();
+    let kinds = KINDS
+        .iter()
+        .map(|kind| {
+            let methods = (kind.descriptor)()
+                .methods
+                .iter()
+                .map(|m| PyValue::Str(format!("{}.{}", kind.short, m.name)))
+                .chain(std::iter::once(PyValue::Str(format!(
+                    "{}.open",
+                    kind.short
+                ))))
+                .collect();
+            (s(kind.short), PyValue::List(methods))
+        })
+        .collect();
+    let served = shared
+        .objects
+        .served()
+        .into_iter()
+        .map(|(name, descriptor)| {
+            let methods = descriptor
+                .methods
+                .iter()
+                .map(|m| PyValue::Str(format!("{name}.{}", m.name)))
+                .collect();
+            (PyValue::Str(name), PyValue::List(methods))
+        })
+        .collect();
+    let creation = KINDS
+        .iter()
+        .map(|kind| (s(kind.short), s(kind.creation_args)))
+        .collect();
+    PyValue::Dict(vec![
+        (s("functions"), PyValue::List(functions)),
+        (s("objects"), PyValue::Dict(kinds)),
+        (s("open"), PyValue::Dict(creation)),
+        (s("services"), PyValue::Dict(served)),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_foreign_kind_is_a_declared_one() {
+        let mut services: Vec<&str> = KINDS.iter().map(|k| (k.descriptor)().name).collect();
+        services.sort_unstable();
+        services.dedup();
+        assert_eq!(services.len(), KINDS.len(), "one short name per kind");
+    }
+}
