@@ -528,6 +528,53 @@ fn named_objects_are_reached_with_get_dict_and_friends() {
     assert!(client.event("go").unwrap().is_set().unwrap());
 }
 
+/// A durable task queue from a plain `BaseManager` subclass (`get_tasks(name)`): leases,
+/// acks, retries, the same queue a Rust worker takes from; a Python worker SIGKILLed
+/// mid-task gives its lease back at once (its connection closed), so the task runs again.
+#[test]
+fn python_clients_take_tasks_with_leases() {
+    let manager = builtins_manager();
+    for python in interpreters() {
+        let out = sync_manager_checks(python, &manager, "tasks");
+        for check in [
+            "push",
+            "take",
+            "ack twice refused",
+            "fail retries",
+            "stats",
+            "take times out",
+            "dead letters",
+            "requeue",
+        ] {
+            assert_checked(&out, check, &python.label);
+        }
+    }
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    // A lease far longer than the test: only the closed connection can give it back.
+    let jobs = client
+        .named("jobs")
+        .tasks::<Dynamic>(monogusa::TaskQueueSettings {
+            lease_timeout: Duration::from_secs(3600),
+            ..Default::default()
+        })
+        .unwrap();
+    jobs.push(&Dynamic::Str("resize".into())).unwrap();
+    let python = &interpreters()[0];
+    let output = run(
+        python,
+        "sync_manager.py",
+        &["take_and_die", "127.0.0.1", &port(&manager), KEY],
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("holding resize"),
+        "{output:?}"
+    );
+    let task = jobs.take(Duration::from_secs(10)).unwrap().unwrap();
+    assert_eq!(task.payload(), &Dynamic::Str("resize".into()));
+    assert_eq!(task.attempt(), 2);
+    task.ack().unwrap();
+}
+
 /// Result proxies are charged to the store's budget: a client holding ever more proxies of a
 /// 1 MiB value (the audit's 2,687 aborted the manager) is refused with `LimitExceeded` once
 /// the budget is spent, and what its proxies held comes back when they are released.

@@ -19,4 +19,6 @@ pub(crate) mod workers;
 
 mod bytes;
 
-pub(crate) use bytes::{Bytes, ELEMENT};
+pub(crate) use bytes::Bytes;
+#[cfg(feature = "python")]
+pub(crate) use bytes::ELEMENT;

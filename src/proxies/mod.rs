@@ -38,8 +38,17 @@ use crate::error::Result;
 /// How a client names an element type, to refuse reopening a `Dict<String, i64>` as a
 /// `Dict<String, String>`: its shape, whatever module defines it (see `shape`).
 pub(crate) fn type_tag<T: DeserializeOwned>() -> String {
+    #[cfg(feature = "python")]
+    if std::any::type_name::<T>() == std::any::type_name::<crate::Dynamic>() {
+        // What other languages' clients put: the one tag Rust, Python and msgpack share.
+        return DYNAMIC_TAG.to_string();
+    }
     shape::tag_of::<T>()
 }
+
+/// The element tag of `Dynamic` values, which clients in other languages put and take.
+#[cfg(feature = "python")]
+pub(crate) const DYNAMIC_TAG: &str = "dynamic";
 
 /// Where a counter, value or dict lives: the manager (an object handle) or another store,
 /// answering the same methods with the same encoded arguments and results.

@@ -549,6 +549,25 @@ impl ser::SerializeStructVariant for Collect {
     }
 }
 
+/// A foreign client's value as a kind keeps it: a `Dynamic`, encoded.
+fn element_in(value: PyValue) -> Result<Vec<u8>, BridgeError> {
+    let dynamic = <crate::python::Dynamic as serde::Deserialize>::deserialize(value)
+        .map_err(|e| BridgeError(format!("not a plain value: {e}")))?;
+    let mut out = Vec::new();
+    crate::codec::encode_into(&dynamic, &mut out).map_err(|e| BridgeError(e.to_string()))?;
+    Ok(out)
+}
+
+/// A kept element as a foreign client gets it.
+fn element_out(bytes: &[u8]) -> SerResult {
+    let dynamic: crate::python::Dynamic = crate::codec::decode_exact(bytes).map_err(|_| {
+        BridgeError(
+            "a stored value is not a plain value (a typed Rust program put it there?)".into(),
+        )
+    })?;
+    dynamic.serialize(ToPy)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -584,30 +603,19 @@ mod tests {
         );
         let err = <(u8,)>::deserialize(PyValue::Tuple(vec![PyValue::Int(300)])).unwrap_err();
         assert!(err.0.contains("300"), "{err}");
+        // Trailing values left out read as None: fine for an option, an error otherwise.
         let err = <(i64, i64)>::deserialize(PyValue::Tuple(vec![PyValue::Int(1)])).unwrap_err();
-        assert!(err.0.contains("expected 2 values, got 1"), "{err}");
+        assert!(err.0.contains("unit value"), "{err}");
+        assert_eq!(
+            <(i64, Option<u64>)>::deserialize(PyValue::Tuple(vec![PyValue::Int(1)])).unwrap(),
+            (1, None)
+        );
+        let err = <(i64,)>::deserialize(PyValue::Tuple(vec![PyValue::Int(1), PyValue::Int(2)]))
+            .unwrap_err();
+        assert!(err.0.contains("expected 1 values, got 2"), "{err}");
         assert_eq!(
             u64::MAX.serialize(ToPy).unwrap(),
             PyValue::BigInt(i128_to_big(u64::MAX.into()))
         );
     }
-}
-
-/// A foreign client's value as a kind keeps it: a `Dynamic`, encoded.
-fn element_in(value: PyValue) -> Result<Vec<u8>, BridgeError> {
-    let dynamic = <crate::python::Dynamic as serde::Deserialize>::deserialize(value)
-        .map_err(|e| BridgeError(format!("not a plain value: {e}")))?;
-    let mut out = Vec::new();
-    crate::codec::encode_into(&dynamic, &mut out).map_err(|e| BridgeError(e.to_string()))?;
-    Ok(out)
-}
-
-/// A kept element as a foreign client gets it.
-fn element_out(bytes: &[u8]) -> SerResult {
-    let dynamic: crate::python::Dynamic = crate::codec::decode_exact(bytes).map_err(|_| {
-        BridgeError(
-            "a stored value is not a plain value (a typed Rust program put it there?)".into(),
-        )
-    })?;
-    dynamic.serialize(ToPy)
 }

@@ -57,6 +57,9 @@ pub(crate) enum Kind {
     Namespace,
     /// `SyncManager.Array()`: a list of fixed length.
     Array,
+    /// A task queue: `push`, `take`, `ack`, `fail`, `extend`, ... (leases by task id; the
+    /// tokens stay in the manager, with the connection that took the task).
+    Tasks,
 }
 
 /// A built-in shared object to expose to Python clients, with
@@ -107,6 +110,24 @@ impl PythonShared {
             name,
             crate::proxies::type_tag::<T>(),
             encoded(&(0u64,)),
+        );
+        shared.values = Some(codec_of::<T>());
+        shared
+    }
+
+    /// The [`TaskQueue<T>`](crate::TaskQueue) `name` (created with the default settings):
+    /// `push(payload)` → id, `push_many(payloads)` → ids, `take(timeout=None)` →
+    /// `(id, payload, attempt)` or `None` when the timeout (seconds) passed, `ack(id)`,
+    /// `fail(id, reason)` → `"retry"` or `"dead"`, `extend(id, seconds)`, `release(id)`,
+    /// `stats()`, `dead_letters(limit=100)`, `requeue(id=None)`. A lease belongs to the
+    /// connection that took it: acked, failed or extended through it, and given back at once
+    /// when it closes (its worker died).
+    pub fn tasks<T: Serialize + DeserializeOwned + 'static>(name: &str) -> Self {
+        let mut shared = Self::new(
+            Kind::Tasks,
+            name,
+            crate::proxies::type_tag::<T>(),
+            encoded(&(crate::store::tasks::Settings::default(),)),
         );
         shared.values = Some(codec_of::<T>());
         shared
@@ -196,6 +217,7 @@ impl PythonShared {
             Kind::Counter => Self::counter(name),
             Kind::Lock => Self::lock(name),
             Kind::Event => Self::event(name),
+            Kind::Tasks => Self::tasks::<Dynamic>(name),
             Kind::Semaphore { .. } | Kind::Barrier => {
                 Self::new(kind, name, String::new(), Vec::new())
             }
@@ -218,6 +240,7 @@ impl PythonShared {
             Kind::Counter => crate::store::counter::SERVICE,
             Kind::Lock => crate::store::lock::LOCK,
             Kind::Event => crate::store::signal::EVENT,
+            Kind::Tasks => crate::store::tasks::SERVICE,
         }
     }
 
@@ -275,6 +298,18 @@ impl PythonShared {
             Kind::Barrier => &["__getattribute__", "abort", "reset", "wait"],
             Kind::Namespace => &["__delattr__", "__getattribute__", "__setattr__"],
             Kind::Array => &["__getitem__", "__len__", "__setitem__"],
+            Kind::Tasks => &[
+                "ack",
+                "dead_letters",
+                "extend",
+                "fail",
+                "push",
+                "push_many",
+                "release",
+                "requeue",
+                "stats",
+                "take",
+            ],
         }
     }
 

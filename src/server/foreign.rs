@@ -12,9 +12,7 @@ use crate::python::value::PyValue;
 use crate::service::{Caller, Service, ServiceDescriptor};
 use crate::store;
 
-/// The tag shared objects opened from other wire formats carry: elements are `Dynamic`
-/// values, which Rust clients open with `client.named(n).type_tag("dynamic")`.
-pub(crate) const DYNAMIC_TAG: &str = "dynamic";
+use crate::proxies::DYNAMIC_TAG;
 
 /// A built-in kind as foreign clients name and open it.
 struct Kind {
@@ -57,7 +55,7 @@ const KINDS: &[Kind] = &[
         short: "counter",
         descriptor: descriptor::<store::counter::CounterKindServer<store::counter::SharedCounter>>,
         tag: "i64",
-        default: Some(|| Vec::new()),
+        default: Some(Vec::new),
         creation: creation::<()>,
         creation_args: "",
     },
@@ -65,7 +63,7 @@ const KINDS: &[Kind] = &[
         short: "value",
         descriptor: descriptor::<store::value::ValueKindServer<store::value::SharedValue>>,
         tag: DYNAMIC_TAG,
-        default: Some(|| Vec::new()),
+        default: Some(Vec::new),
         creation: creation::<()>,
         creation_args: "",
     },
@@ -73,7 +71,7 @@ const KINDS: &[Kind] = &[
         short: "dict",
         descriptor: descriptor::<store::dict::DictKindServer<store::dict::SharedDict>>,
         tag: "dynamic, dynamic",
-        default: Some(|| Vec::new()),
+        default: Some(Vec::new),
         creation: creation::<()>,
         creation_args: "",
     },
@@ -81,7 +79,7 @@ const KINDS: &[Kind] = &[
         short: "list",
         descriptor: descriptor::<store::list::ListKindServer<store::list::SharedList>>,
         tag: DYNAMIC_TAG,
-        default: Some(|| Vec::new()),
+        default: Some(Vec::new),
         creation: creation::<()>,
         creation_args: "",
     },
@@ -105,7 +103,7 @@ const KINDS: &[Kind] = &[
         short: "lock",
         descriptor: descriptor::<store::lock::LockKindServer<store::lock::SharedLock>>,
         tag: "",
-        default: Some(|| Vec::new()),
+        default: Some(Vec::new),
         creation: creation::<()>,
         creation_args: "",
     },
@@ -121,7 +119,7 @@ const KINDS: &[Kind] = &[
         short: "event",
         descriptor: descriptor::<store::signal::EventKindServer<store::signal::SharedEvent>>,
         tag: "",
-        default: Some(|| Vec::new()),
+        default: Some(Vec::new),
         creation: creation::<()>,
         creation_args: "",
     },
@@ -170,22 +168,6 @@ pub(super) fn call(
         },
     )?;
     Ok(result)
-}
-
-/// A kind's method on the shared object its first parameter names.
-pub(super) fn call_kind_by_name(
-    shared: &Shared,
-    kind: &str,
-    method: &str,
-    params: Vec<PyValue>,
-    held: &mut HeldRefs,
-    caller: &Caller<'_>,
-) -> Result<PyValue, RemoteError> {
-    let kind = KINDS
-        .iter()
-        .find(|k| k.short == kind)
-        .expect("a kind of the table");
-    call_kind(shared, kind, method, params, held, caller)
 }
 
 fn call_kind(

@@ -5,7 +5,7 @@ mod closing;
 mod connection;
 mod defenses;
 mod dispatch;
-#[cfg(feature = "python")]
+#[cfg(feature = "msgpack")]
 mod foreign;
 #[cfg(feature = "http")]
 mod http;

@@ -182,15 +182,22 @@ pub(crate) const DESCRIBE_PAGE: usize = 1000;
 pub(crate) struct HeldRefs {
     counts: HashMap<u64, u64>,
     tracked: FxHashSet<u64>,
+    /// Lease tokens by (task queue, task id), for adapters whose clients name a lease by its
+    /// task alone (Python's task proxy): the tokens stay with the connection that took them.
+    #[cfg(feature = "python")]
+    pub(crate) leases: FxHashMap<(u64, u64), u64>,
 }
 
 impl HeldRefs {
+    #[cfg(feature = "msgpack")]
     /// Takes over what `other` holds (a call's, into its connection's).
     pub(crate) fn absorb(&mut self, other: HeldRefs) {
         for (id, count) in other.counts {
             *self.counts.entry(id).or_insert(0) += count;
         }
         self.tracked.extend(other.tracked);
+        #[cfg(feature = "python")]
+        self.leases.extend(other.leases);
     }
 }
 
@@ -394,7 +401,7 @@ impl Objects {
     }
 
     /// The id of the built-in shared object `name` if it exists and is a `service`.
-    #[cfg(feature = "http")]
+    #[cfg(any(feature = "http", feature = "python"))]
     pub(crate) fn find_shared(&self, name: &str, service: &str) -> Option<u64> {
         let table = self.table();
         let id = *table.shared_by_name.get(name)?;
@@ -402,11 +409,13 @@ impl Objects {
     }
 
     /// The object served under `name` (by the manager's builder), if there is one.
+    #[cfg(feature = "python")]
     pub(crate) fn find_served(&self, name: &str) -> Option<u64> {
         self.table().by_name.get(name).copied()
     }
 
     /// The objects served by name, with their services, sorted by name.
+    #[cfg(feature = "python")]
     pub(crate) fn served(&self) -> Vec<(String, &'static ServiceDescriptor)> {
         let table = self.table();
         let mut served: Vec<_> = table

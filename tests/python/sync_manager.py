@@ -4,8 +4,12 @@
 usage: sync_manager.py SCENARIO HOST PORT KEY
   typeids: every typeid SyncManager registers (Pool aside)
   named:   named objects through get_dict(name) & co on a plain BaseManager subclass
+  tasks:   a task queue through get_tasks(name): push, take, ack, fail, extend, stats, ...
+  take_and_die: takes a task and SIGKILLs itself
 """
 import queue
+import os
+import signal
 import sys
 import threading
 import time
@@ -213,7 +217,7 @@ class Named(BaseManager):
 
 
 for typeid in ["get_dict", "get_list", "get_queue", "get_counter", "get_value",
-               "get_lock", "get_event"]:
+               "get_lock", "get_event", "get_tasks"]:
     Named.register(typeid)
 
 
@@ -247,9 +251,45 @@ def named(host, port, key):
         check("get_dict of another type", "typed" in str(err))
 
 
+def tasks(host, port, key):
+    m = Named(address=(host, port), authkey=key)
+    m.connect()
+    q = m.get_tasks("emails-%d" % os.getpid())  # one per interpreter run
+    first = q.push({"to": "a@x"})
+    ids = q.push_many([{"to": "b@x"}, {"to": "c@x"}])
+    check("push", isinstance(first, int) and len(ids) == 2 and first not in ids)
+    task_id, payload, attempt = q.take(timeout=5)
+    check("take", task_id == first and payload == {"to": "a@x"} and attempt == 1)
+    q.extend(task_id, 60)
+    q.ack(task_id)
+    try:
+        q.ack(task_id)
+        check("ack twice refused", False)
+    except KeyError:
+        check("ack twice refused")
+    second, payload, _ = q.take(timeout=5)
+    check("fail retries", q.fail(second, "smtp down") == "retry")
+    third, payload, _ = q.take(timeout=5)
+    q.release(third)
+    stats = q.stats()
+    check("stats", stats["done"] == 1 and stats["ready"] + stats["delayed"] == 2)
+    check("take times out", m.get_tasks("empty").take(timeout=0.2) is None)
+    check("dead letters", q.dead_letters() == [])
+    check("requeue", q.requeue() == 0)
+
+
+def take_and_die(host, port, key):
+    m = Named(address=(host, port), authkey=key)
+    m.connect()
+    task_id, payload, attempt = m.get_tasks("jobs").take(timeout=10)
+    print("holding", payload, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def main():
     scenario, host, port, key = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4].encode()
-    {"typeids": typeids, "named": named}[scenario](host, port, key)
+    {"typeids": typeids, "named": named, "tasks": tasks, "take_and_die": take_and_die}[scenario](
+        host, port, key)
 
 
 if __name__ == "__main__":

@@ -128,6 +128,7 @@ pub(super) fn shared_method(
             let _: bool = native.call("join", &(None::<u64>,))?;
             none
         }
+        (Kind::Tasks, _) => tasks_method(native, spec, method, args, kwds),
         (Kind::Dict, _) => dict_method(native, spec, method, args),
         (Kind::List | Kind::Array, _) => list_method(native, spec, method, args, kwds),
         (Kind::Namespace, _) => namespace_method(native, spec, method, args),
@@ -740,4 +741,172 @@ fn sorted(mut items: Vec<PyValue>, reverse: bool) -> Result<Vec<PyValue>, PyValu
         items = groups.into_iter().rev().flatten().collect();
     }
     Ok(items)
+}
+
+/// A task's id from a Python int.
+fn task_id(value: Option<PyValue>, method: &str) -> Result<u64, PyValue> {
+    match value {
+        Some(PyValue::Int(id)) if id >= 0 => Ok(id as u64),
+        _ => Err(exception(
+            "TypeError",
+            format!("{method}() takes a task id (an int)"),
+        )),
+    }
+}
+
+/// The token of the lease this connection holds on task `id`, taken out of its keeping
+/// unless `keep`.
+fn lease_token(native: &mut Native<'_, '_>, id: u64, keep: bool) -> Result<u64, PyValue> {
+    let key = (native.id, id);
+    let token = if keep {
+        native.held.leases.get(&key).copied()
+    } else {
+        native.held.leases.remove(&key)
+    };
+    token.ok_or_else(|| {
+        exception(
+            "KeyError",
+            format!(
+                "this connection holds no lease on task {id} (acked, failed or never taken here)"
+            ),
+        )
+    })
+}
+
+/// Python's task proxy over the task queue kind.
+fn tasks_method(
+    native: &mut Native<'_, '_>,
+    spec: &PythonShared,
+    method: &str,
+    args: Vec<PyValue>,
+    kwds: &[(PyValue, PyValue)],
+) -> Result<PyValue, PyValue> {
+    use crate::store::tasks::{ACKED, Counts, DeadLetter, Delivery, EXPIRED, Failed, PushOptions};
+    let int = |n: u64| PyValue::Int(i64::try_from(n).unwrap_or(i64::MAX));
+    match method {
+        "push" | "push_many" => {
+            let payloads = match (method, first(args, method)?) {
+                ("push", payload) => vec![payload],
+                (_, PyValue::List(items) | PyValue::Tuple(items)) => items,
+                _ => {
+                    return Err(exception(
+                        "TypeError",
+                        "push_many() takes a list of payloads",
+                    ));
+                }
+            };
+            let tasks = payloads
+                .into_iter()
+                .map(|p| Ok((spec.to_stored(p)?, PushOptions::default())))
+                .collect::<Result<Vec<_>, PyValue>>()?;
+            let ids: Vec<(u64, bool)> = native.call("push", &(tasks,))?;
+            let ids: Vec<PyValue> = ids.into_iter().map(|(id, _)| int(id)).collect();
+            Ok(match method {
+                "push" => ids.into_iter().next().unwrap_or(PyValue::None),
+                _ => PyValue::List(ids),
+            })
+        }
+        "take" => {
+            let wait = timeout_ms(&arg(&args, kwds, 0, "timeout"));
+            let taken: Vec<Delivery> = native.call("take", &(1u32, wait))?;
+            let Some(task) = taken.into_iter().next() else {
+                return Ok(PyValue::None);
+            };
+            native.held.leases.insert((native.id, task.id), task.token);
+            Ok(PyValue::Tuple(vec![
+                int(task.id),
+                spec.decode_stored(&task.payload)?,
+                PyValue::Int(i64::from(task.attempt)),
+            ]))
+        }
+        "ack" => {
+            let id = task_id(args.into_iter().next(), method)?;
+            let token = lease_token(native, id, false)?;
+            let statuses: Vec<u8> = native.call("ack", &(vec![(id, token)],))?;
+            match statuses.first() {
+                Some(&ACKED) => Ok(PyValue::None),
+                Some(&EXPIRED) => Err(exception(
+                    "RuntimeError",
+                    format!("task {id}'s lease is over: it may be running elsewhere"),
+                )),
+                _ => Err(exception(
+                    "KeyError",
+                    format!("task {id} is not in the queue"),
+                )),
+            }
+        }
+        "fail" => {
+            let mut args = args.into_iter();
+            let id = task_id(args.next(), method)?;
+            let reason = match args.next() {
+                Some(PyValue::Str(reason)) => reason,
+                Some(other) => format!("{other:?}"),
+                None => String::new(),
+            };
+            let token = lease_token(native, id, false)?;
+            let failed: Failed = native.call("fail", &(id, token, reason))?;
+            Ok(PyValue::Str(
+                match failed {
+                    Failed::RetryAt(_) => "retry",
+                    Failed::Dead => "dead",
+                }
+                .into(),
+            ))
+        }
+        "extend" => {
+            let mut args = args.into_iter();
+            let id = task_id(args.next(), method)?;
+            let extra = timeout_ms(&args.next()).ok_or_else(|| {
+                exception("TypeError", "extend(id, seconds) takes a number of seconds")
+            })?;
+            let token = lease_token(native, id, true)?;
+            let _until: u64 = native.call("extend", &(id, token, extra))?;
+            Ok(PyValue::None)
+        }
+        "release" => {
+            let id = task_id(args.into_iter().next(), method)?;
+            let token = lease_token(native, id, false)?;
+            native.call::<(), _>("release", &(id, token))?;
+            Ok(PyValue::None)
+        }
+        "stats" => {
+            let counts: Counts = native.call("stats", &())?;
+            serde::Serialize::serialize(&counts, crate::python::bridge::ToPy)
+                .map_err(|e| exception("RuntimeError", e.to_string()))
+        }
+        "dead_letters" => {
+            let limit = match arg(&args, kwds, 0, "limit") {
+                Some(PyValue::Int(n)) if n > 0 => u32::try_from(n).unwrap_or(u32::MAX),
+                _ => 100,
+            };
+            let dead: Vec<DeadLetter> = native.call("dead", &(0u64, limit))?;
+            let s = |t: &str| PyValue::Str(t.into());
+            dead.into_iter()
+                .map(|letter| {
+                    Ok(PyValue::Dict(vec![
+                        (s("id"), int(letter.id)),
+                        (s("attempts"), PyValue::Int(i64::from(letter.attempts))),
+                        (
+                            s("reasons"),
+                            PyValue::List(letter.reasons.into_iter().map(PyValue::Str).collect()),
+                        ),
+                        (s("payload"), spec.decode_stored(&letter.payload)?),
+                    ]))
+                })
+                .collect::<Result<Vec<_>, PyValue>>()
+                .map(PyValue::List)
+        }
+        "requeue" => {
+            let id = match args.into_iter().next() {
+                None | Some(PyValue::None) => None,
+                other => Some(task_id(other, method)?),
+            };
+            let moved: u64 = native.call("requeue", &(id,))?;
+            Ok(int(moved))
+        }
+        other => Err(exception(
+            "AttributeError",
+            format!("a task queue has no method {other:?}"),
+        )),
+    }
 }

@@ -189,6 +189,7 @@ pub(super) fn creation(
         "get_value" => by_name(typeid, args, Kind::Value),
         "get_lock" => by_name(typeid, args, Kind::Lock),
         "get_event" => by_name(typeid, args, Kind::Event),
+        "get_tasks" => by_name(typeid, args, Kind::Tasks),
         _ => return None,
     })
 }
@@ -209,6 +210,7 @@ fn by_name(typeid: &str, args: &[PyValue], kind: Kind) -> Result<Creation, PyVal
     }
     let args = match kind {
         Kind::Queue => encoded(&(0u64,)),
+        Kind::Tasks => encoded(&(crate::store::tasks::Settings::default(),)),
         _ => Vec::new(),
     };
     let spec = PythonShared::dynamic(kind, name, args);
