@@ -512,3 +512,84 @@ fn a_stub_with_a_timeout_times_its_calls_out_and_the_original_keeps_none() {
         .greet("Ada".into());
     assert!(greeting.unwrap().contains("Ada"));
 }
+
+/// Seats held per connection: a service that names itself on the wire, takes the caller,
+/// fails calls with typed remote errors and hears of closed connections (`hooks`), as the
+/// built-in kinds do.
+#[monogusa::service(name = "venue.Seats", hooks)]
+pub trait Seats {
+    /// Takes a seat for the calling connection; `LimitExceeded` when none is left.
+    fn take(&self, caller: &monogusa::Caller<'_>) -> Result<u64, monogusa::RemoteError>;
+    /// Seats taken.
+    fn taken(&self) -> u64;
+}
+
+struct Venue {
+    capacity: u64,
+    held: parking_lot::Mutex<HashMap<u64, u64>>,
+}
+
+impl Seats for Venue {
+    fn take(&self, caller: &monogusa::Caller<'_>) -> Result<u64, monogusa::RemoteError> {
+        let mut held = self.held.lock();
+        let taken: u64 = held.values().sum();
+        if taken == self.capacity {
+            return Err(monogusa::RemoteError::new(
+                RemoteErrorKind::LimitExceeded,
+                "the venue is full",
+            ));
+        }
+        *held.entry(caller.connection()).or_insert(0) += 1;
+        Ok(taken + 1)
+    }
+
+    fn taken(&self) -> u64 {
+        self.held.lock().values().sum()
+    }
+}
+
+impl monogusa::Hooks for Venue {
+    fn tracks_connections(&self) -> bool {
+        true
+    }
+
+    fn connection_closed(&self, connection: u64) {
+        self.held.lock().remove(&connection);
+    }
+}
+
+#[test]
+fn services_name_themselves_see_their_caller_fail_calls_and_hear_closed_connections() {
+    let manager = Manager::builder()
+        .authkey(KEY)
+        .serve(
+            "hall",
+            SeatsServer::new(Venue {
+                capacity: 2,
+                held: Default::default(),
+            }),
+        )
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    assert_eq!(SeatsClient::SERVICE, "venue.Seats");
+    let watcher = Client::connect(manager.address(), KEY).unwrap();
+    let seats = SeatsClient::open(&watcher, "hall").unwrap();
+    {
+        let guest = Client::connect(manager.address(), KEY).unwrap();
+        let hall = SeatsClient::open(&guest, "hall").unwrap();
+        assert_eq!(hall.take().unwrap(), 1);
+        assert_eq!(hall.take().unwrap(), 2);
+        // The method's own error is the call's: typed, with its kind.
+        match hall.take() {
+            Err(Error::Remote(e)) => assert_eq!(e.kind(), RemoteErrorKind::LimitExceeded),
+            other => panic!("expected LimitExceeded, got {other:?}"),
+        }
+        assert_eq!(seats.taken().unwrap(), 2);
+    }
+    // The guest's connections closed: its seats are given back.
+    wait_until(Duration::from_secs(10), "the seats to be freed", || {
+        seats.taken().unwrap() == 0
+    });
+}
