@@ -162,6 +162,7 @@ fn every_kind_and_served_object_is_reachable_over_msgpack() {
         "event: True",
         "tally: 5 7 7",
         "peek: first 1",
+        "mailbox: {'stop': True} None",
         "unknown method: UnknownMethod",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
@@ -188,6 +189,12 @@ fn every_kind_and_served_object_is_reachable_over_msgpack() {
         .queue::<Dynamic>(0)
         .unwrap();
     assert_eq!(peeked.peek().unwrap(), Some(Dynamic::Str("first".into())));
+    // A mailbox is the same by name from Rust and msgpack.
+    let inbox = client.mailbox::<Dynamic>("resizer-2").unwrap();
+    assert_eq!(
+        inbox.recv_timeout(Duration::from_secs(5)).unwrap(),
+        Some(Dynamic::Str("for rust".into()))
+    );
 }
 
 #[test]

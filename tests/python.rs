@@ -81,6 +81,27 @@ fn script(name: &str) -> PathBuf {
 
 /// The tutorial's manager: get, put, inc, get_uname, plus functions that fail, and the
 /// built-in shared objects exposed under Python names.
+/// A `#[service]` object the manager serves, reached from Python as `m.tally()`.
+#[monogusa::service]
+pub trait Tally {
+    fn add(&mut self, n: i64) -> i64;
+    fn total(&self) -> i64;
+}
+
+#[derive(Default)]
+struct Sum(i64);
+
+impl Tally for Sum {
+    fn add(&mut self, n: i64) -> i64 {
+        self.0 += n;
+        self.0
+    }
+
+    fn total(&self) -> i64 {
+        self.0
+    }
+}
+
 fn start(handshake_timeout: Duration) -> ManagerHandle {
     let store = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
         String,
@@ -118,6 +139,7 @@ fn start(handshake_timeout: Duration) -> ManagerHandle {
         .python_expose("get_value", PythonShared::value::<String>("greeting"))
         .python_expose("get_counter", PythonShared::counter("hits"))
         .python_expose("get_list", PythonShared::list::<String>("log"))
+        .serve("tally", TallyServer::new(Sum::default()))
         .build()
         .unwrap()
         .start()
@@ -528,6 +550,26 @@ fn named_objects_are_reached_with_get_dict_and_friends() {
     assert!(client.event("go").unwrap().is_set().unwrap());
 }
 
+/// A `#[service]` object the manager serves is a Python proxy whose methods are the
+/// service's: a typeid that names it.
+#[test]
+fn served_service_objects_are_python_proxies() {
+    let manager = start(Duration::from_secs(5));
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let tally = TallyClient::open(&client, "tally").unwrap();
+    for python in interpreters() {
+        let before = tally.total().unwrap();
+        let out = scenario(python, &manager, "service", &[]);
+        let expected = format!("tally: {} {} {}", before + 5, before + 7, before + 7);
+        assert!(out.contains(&expected), "{}: {out}", python.label);
+        assert!(
+            out.contains("bad argument: True"),
+            "{}: {out}",
+            python.label
+        );
+    }
+}
+
 /// A durable task queue from a plain `BaseManager` subclass (`get_tasks(name)`): leases,
 /// acks, retries, the same queue a Rust worker takes from; a Python worker SIGKILLed
 /// mid-task gives its lease back at once (its connection closed), so the task runs again.
@@ -545,11 +587,18 @@ fn python_clients_take_tasks_with_leases() {
             "take times out",
             "dead letters",
             "requeue",
+            "mailbox",
         ] {
             assert_checked(&out, check, &python.label);
         }
     }
     let client = Client::connect(manager.address(), KEY).unwrap();
+    // Mailboxes by name, from Python and Rust alike.
+    let inbox = client.mailbox::<Dynamic>("rust").unwrap();
+    assert_eq!(
+        inbox.recv_timeout(Duration::from_secs(5)).unwrap(),
+        Some(Dynamic::Str("from python".into()))
+    );
     // A lease far longer than the test: only the closed connection can give it back.
     let jobs = client
         .named("jobs")

@@ -10,6 +10,13 @@ use crate::service::Caller;
 /// The wire name of the kind, which is also the kind clients open by name.
 pub(crate) const SERVICE: &str = QueueKindClient::SERVICE;
 
+/// A mailbox is a queue under this name prefix (`monogusa.mailbox:<name>`), so every client,
+/// in any language, finds the same one.
+pub(crate) const MAILBOX_PREFIX: &str = "monogusa.mailbox:";
+
+/// How many messages a mailbox holds unless its opener says otherwise.
+pub(crate) const MAILBOX_CAPACITY: u64 = 1000;
+
 /// The methods of a shared queue. A timeout of `None` waits as long as the caller lives.
 #[crate::service(crate = "crate", name = "monogusa.Queue", hooks)]
 pub(crate) trait QueueKind {

@@ -29,6 +29,10 @@ struct Kind {
     creation: fn(PyValue) -> Result<Vec<u8>, RemoteError>,
     /// What `<kind>.open` takes after the name, for errors and the description.
     creation_args: &'static str,
+    /// Put before the name the client gives (a mailbox is a queue under its own prefix).
+    prefix: &'static str,
+    /// Other names of methods (`mailbox.send` is the queue's `put`).
+    aliases: &'static [(&'static str, &'static str)],
 }
 
 fn encoded<T: serde::Serialize>(value: &T) -> Vec<u8> {
@@ -58,6 +62,8 @@ const KINDS: &[Kind] = &[
         default: Some(Vec::new),
         creation: creation::<()>,
         creation_args: "",
+        prefix: "",
+        aliases: &[],
     },
     Kind {
         short: "value",
@@ -66,6 +72,8 @@ const KINDS: &[Kind] = &[
         default: Some(Vec::new),
         creation: creation::<()>,
         creation_args: "",
+        prefix: "",
+        aliases: &[],
     },
     Kind {
         short: "dict",
@@ -74,6 +82,8 @@ const KINDS: &[Kind] = &[
         default: Some(Vec::new),
         creation: creation::<()>,
         creation_args: "",
+        prefix: "",
+        aliases: &[],
     },
     Kind {
         short: "list",
@@ -82,6 +92,8 @@ const KINDS: &[Kind] = &[
         default: Some(Vec::new),
         creation: creation::<()>,
         creation_args: "",
+        prefix: "",
+        aliases: &[],
     },
     Kind {
         short: "queue",
@@ -90,6 +102,8 @@ const KINDS: &[Kind] = &[
         default: Some(|| encoded(&(0u64,))),
         creation: creation::<(u64,)>,
         creation_args: "capacity (0: unbounded)",
+        prefix: "",
+        aliases: &[],
     },
     Kind {
         short: "tasks",
@@ -98,6 +112,8 @@ const KINDS: &[Kind] = &[
         default: Some(|| encoded(&(store::tasks::Settings::default(),))),
         creation: creation::<(store::tasks::Settings,)>,
         creation_args: "{lease_ms, max_attempts, backoff_base_ms, backoff_max_ms} (each optional)",
+        prefix: "",
+        aliases: &[],
     },
     Kind {
         short: "lock",
@@ -106,6 +122,8 @@ const KINDS: &[Kind] = &[
         default: Some(Vec::new),
         creation: creation::<()>,
         creation_args: "",
+        prefix: "",
+        aliases: &[],
     },
     Kind {
         short: "semaphore",
@@ -114,6 +132,8 @@ const KINDS: &[Kind] = &[
         default: Some(|| encoded(&(1u64,))),
         creation: creation::<(u64,)>,
         creation_args: "permits",
+        prefix: "",
+        aliases: &[],
     },
     Kind {
         short: "event",
@@ -122,6 +142,8 @@ const KINDS: &[Kind] = &[
         default: Some(Vec::new),
         creation: creation::<()>,
         creation_args: "",
+        prefix: "",
+        aliases: &[],
     },
     Kind {
         short: "barrier",
@@ -130,6 +152,18 @@ const KINDS: &[Kind] = &[
         default: None,
         creation: creation::<(u64,)>,
         creation_args: "parties",
+        prefix: "",
+        aliases: &[],
+    },
+    Kind {
+        short: "mailbox",
+        descriptor: descriptor::<store::queue::QueueKindServer<store::queue::SharedQueue>>,
+        tag: DYNAMIC_TAG,
+        default: Some(|| encoded(&(crate::kinds::queue::MAILBOX_CAPACITY,))),
+        creation: creation::<(u64,)>,
+        creation_args: "capacity",
+        prefix: crate::kinds::queue::MAILBOX_PREFIX,
+        aliases: &[("send", "put"), ("recv", "get")],
     },
 ];
 
@@ -181,13 +215,18 @@ fn call_kind(
     let short = kind.short;
     let mut params = params.into_iter();
     let name = match params.next() {
-        Some(PyValue::Str(name)) => name,
+        Some(PyValue::Str(name)) => format!("{}{name}", kind.prefix),
         _ => {
             return Err(bad(format!(
                 "{short}.{method} takes the object's name first"
             )));
         }
     };
+    let method = kind
+        .aliases
+        .iter()
+        .find(|(alias, _)| *alias == method)
+        .map_or(method, |(_, declared)| declared);
     let service = (kind.descriptor)().name;
     if method == "open" {
         let args = (kind.creation)(PyValue::List(params.collect())).map_err(|e| {
@@ -269,11 +308,10 @@ fn describe(shared: &Shared) -> PyValue {
             let methods = (kind.descriptor)()
                 .methods
                 .iter()
-                .map(|m| PyValue::Str(format!("{}.{}", kind.short, m.name)))
-                .chain(std::iter::once(PyValue::Str(format!(
-                    "{}.open",
-                    kind.short
-                ))))
+                .map(|m| m.name)
+                .chain(kind.aliases.iter().map(|(alias, _)| *alias))
+                .chain(std::iter::once("open"))
+                .map(|m| PyValue::Str(format!("{}.{m}", kind.short)))
                 .collect();
             (s(kind.short), PyValue::List(methods))
         })
@@ -308,10 +346,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_foreign_kind_is_a_declared_one() {
-        let mut services: Vec<&str> = KINDS.iter().map(|k| (k.descriptor)().name).collect();
-        services.sort_unstable();
-        services.dedup();
-        assert_eq!(services.len(), KINDS.len(), "one short name per kind");
+    fn every_alias_names_a_declared_method() {
+        for kind in KINDS {
+            let methods = (kind.descriptor)().methods;
+            for (alias, declared) in kind.aliases {
+                assert!(
+                    methods.iter().any(|m| m.name == *declared),
+                    "{}.{alias} names {declared}, which the kind does not declare",
+                    kind.short
+                );
+            }
+        }
+        let mut shorts: Vec<&str> = KINDS.iter().map(|k| k.short).collect();
+        shorts.sort_unstable();
+        shorts.dedup();
+        assert_eq!(shorts.len(), KINDS.len(), "one short name per kind");
     }
 }

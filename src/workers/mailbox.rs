@@ -12,11 +12,11 @@ use crate::error::{Error, RemoteError, RemoteErrorKind, Result};
 use crate::proxies::{Dict, Queue};
 
 /// How many messages a mailbox holds unless its creator says otherwise.
-pub const DEFAULT_CAPACITY: usize = 1000;
+pub const DEFAULT_CAPACITY: usize = crate::kinds::queue::MAILBOX_CAPACITY as usize;
 
 /// The queue behind a mailbox name.
 fn queue_name(name: &str) -> String {
-    format!("monogusa.mailbox:{name}")
+    format!("{}{name}", crate::kinds::queue::MAILBOX_PREFIX)
 }
 
 /// An inbox by name, from [`Client::mailbox`]: `send` to it from any process, `recv` in the

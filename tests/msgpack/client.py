@@ -131,6 +131,9 @@ def main():
         print("tally:", rpc.call("tally.add", 5), rpc.call("tally.add", 2), rpc.call("tally.total"))
         rpc.call("queue.put", "peeked", "first")
         print("peek:", rpc.call("queue.peek", "peeked"), rpc.call("queue.len", "peeked"))
+        rpc.call("mailbox.send", "resizer-1", {"stop": True})
+        print("mailbox:", rpc.call("mailbox.recv", "resizer-1", 1000), rpc.call("mailbox.recv", "resizer-1", 0))
+        rpc.call("mailbox.send", "resizer-2", "for rust")
         try:
             rpc.call("tasks.nope", "emails")
         except RuntimeError as e:

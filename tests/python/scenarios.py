@@ -14,7 +14,7 @@ class Manager(BaseManager):
 
 
 for name in ["get", "put", "inc", "fail", "get_queue", "get_dict", "get_lock",
-             "get_event", "get_list", "get_counter", "divide", "big"]:
+             "get_event", "get_list", "get_counter", "divide", "big", "tally"]:
     Manager.register(name)
 # As SyncManager registers its Value: the proxy type gives `.value`.
 Manager.register("get_value", proxytype=ValueProxy)
@@ -184,6 +184,14 @@ def main():
         raw_length(host, port, key, rest[0])
     elif scenario == "wrong_key":
         wrong_key(host, port)
+    elif scenario == "service":
+        # A typeid naming an object the manager serves: its #[service] methods.
+        tally = connect(host, port, key).tally()
+        print("tally:", tally.add(5), tally.add(2), tally.total())
+        try:
+            tally.add("x")
+        except Exception as e:
+            print("bad argument:", "BadArguments" in str(e) or "expected" in str(e))
     elif scenario == "dummy":
         connect(host, port, key)
         print("ok")

@@ -217,7 +217,7 @@ class Named(BaseManager):
 
 
 for typeid in ["get_dict", "get_list", "get_queue", "get_counter", "get_value",
-               "get_lock", "get_event", "get_tasks"]:
+               "get_lock", "get_event", "get_tasks", "get_mailbox"]:
     Named.register(typeid)
 
 
@@ -276,6 +276,9 @@ def tasks(host, port, key):
     check("take times out", m.get_tasks("empty").take(timeout=0.2) is None)
     check("dead letters", q.dead_letters() == [])
     check("requeue", q.requeue() == 0)
+    m.get_mailbox("resizer-%d" % os.getpid()).put({"stop": True})
+    check("mailbox", m.get_mailbox("resizer-%d" % os.getpid()).get(timeout=5) == {"stop": True})
+    m.get_mailbox("rust").put("from python")
 
 
 def take_and_die(host, port, key):

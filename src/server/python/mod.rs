@@ -67,6 +67,9 @@ enum Target {
     },
     /// What `iter(d)` or `reversed(l)` gave: a copy, handed out one at a time.
     Iterator(Mutex<std::collections::VecDeque<PyValue>>),
+    /// An object the manager serves (a `#[service]`), by its id: its methods are called
+    /// through their erased entries.
+    Served(u64),
 }
 
 struct Entry {
@@ -603,6 +606,30 @@ fn create(
             reply_names,
         ])));
     }
+    if shared.registry.get(&typeid).is_none()
+        && let Some(id) = shared.objects.find_served(&typeid)
+    {
+        // A typeid that names a served object: a proxy whose methods are the service's.
+        let exposed: Vec<String> = shared
+            .objects
+            .served()
+            .into_iter()
+            .find(|(name, _)| *name == typeid)
+            .map(|(_, descriptor)| {
+                descriptor
+                    .methods
+                    .iter()
+                    .map(|m| m.name.to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let reply_names = names(&exposed);
+        let ident = python.insert_owned(Target::Served(id), exposed, None, 0)?;
+        return Ok(Reply::Return(PyValue::Tuple(vec![
+            PyValue::Str(ident),
+            reply_names,
+        ])));
+    }
     if python.builtins
         && shared.registry.get(&typeid).is_none()
         && let Some(creation) = sync_manager::creation(&python.names, &typeid, &args, &kwds)
@@ -834,6 +861,33 @@ fn method_call(
                 format!("iterator.{other}() is not served"),
             )),
         },
+        Target::Served(id) => {
+            if !request.kwds.is_empty() {
+                return Reply::Traceback(format!(
+                    "TypeError: {}() takes positional arguments only",
+                    request.method
+                ));
+            }
+            let mut result = PyValue::None;
+            shared
+                .objects
+                .call_erased(
+                    *id,
+                    &request.method,
+                    &mut <dyn erased_serde::Deserializer>::erase(PyValue::Tuple(request.args)),
+                    &mut |value| {
+                        result = erased_serde::serialize(value, crate::python::bridge::ToPy)
+                            .map_err(|e| {
+                                RemoteError::new(crate::RemoteErrorKind::BadReply, e.to_string())
+                            })?;
+                        Ok(())
+                    },
+                    held,
+                    caller,
+                )
+                .map(|()| result)
+                .map_err(|e| methods::exception("RuntimeError", e.to_string()))
+        }
         Target::Shared { id, spec } => {
             let mut call = Native {
                 shared,

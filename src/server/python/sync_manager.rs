@@ -190,6 +190,7 @@ pub(super) fn creation(
         "get_lock" => by_name(typeid, args, Kind::Lock),
         "get_event" => by_name(typeid, args, Kind::Event),
         "get_tasks" => by_name(typeid, args, Kind::Tasks),
+        "get_mailbox" => mailbox(typeid, args),
         _ => return None,
     })
 }
@@ -214,6 +215,27 @@ fn by_name(typeid: &str, args: &[PyValue], kind: Kind) -> Result<Creation, PyVal
         _ => Vec::new(),
     };
     let spec = PythonShared::dynamic(kind, name, args);
+    Ok(Creation {
+        exposed: spec.exposed().to_vec(),
+        made: Made::Shared { spec, owned: false },
+    })
+}
+
+/// `get_mailbox(name)`: the mailbox `name` (Rust's `client.mailbox::<Dynamic>(name)`), as a
+/// queue proxy: `put` sends, `get` receives.
+fn mailbox(typeid: &str, args: &[PyValue]) -> Result<Creation, PyValue> {
+    let Some(PyValue::Str(name)) = args.first() else {
+        return Err(exception(
+            "TypeError",
+            format!("{typeid}(name) takes the mailbox's name, a str"),
+        ));
+    };
+    let name = format!("{}{name}", crate::kinds::queue::MAILBOX_PREFIX);
+    let spec = PythonShared::dynamic(
+        Kind::Queue,
+        &name,
+        encoded(&(crate::kinds::queue::MAILBOX_CAPACITY,)),
+    );
     Ok(Creation {
         exposed: spec.exposed().to_vec(),
         made: Made::Shared { spec, owned: false },
