@@ -614,7 +614,7 @@ fn tune_tcp(socket: &SockRef<'_>) -> io::Result<()> {
 
 /// A bound, listening socket of either kind.
 #[derive(Debug)]
-pub(crate) enum Listener {
+pub(crate) enum ListeningSocket {
     Tcp(TcpListener),
     #[cfg(unix)]
     Unix(UnixSocketFile),
@@ -622,10 +622,10 @@ pub(crate) enum Listener {
     Pipe(PipeListener),
 }
 
-impl Listener {
+impl ListeningSocket {
     /// Binds `address`. For Unix sockets: a file left by a dead manager is replaced, a live
     /// manager's socket gives `AddrInUse`, and anything that is not a socket is left alone.
-    pub(crate) fn bind(address: &Address, options: &ListenOptions) -> Result<Listener> {
+    pub(crate) fn bind(address: &Address, options: &ListenOptions) -> Result<ListeningSocket> {
         Self::bind_to(address, options).map_err(|e| match e {
             Error::Io(e) => Error::Io(io::Error::new(
                 e.kind(),
@@ -636,7 +636,7 @@ impl Listener {
     }
 
     #[cfg_attr(not(windows), allow(unused_variables))]
-    fn bind_to(address: &Address, options: &ListenOptions) -> Result<Listener> {
+    fn bind_to(address: &Address, options: &ListenOptions) -> Result<ListeningSocket> {
         match address {
             Address::Tcp { host, port } => {
                 let mut last_error = None;
@@ -645,7 +645,7 @@ impl Listener {
                 })?;
                 for addr in resolved {
                     match bind_tcp(addr) {
-                        Ok(listener) => return Ok(Listener::Tcp(listener)),
+                        Ok(listener) => return Ok(ListeningSocket::Tcp(listener)),
                         Err(e) => last_error = Some(e),
                     }
                 }
@@ -654,7 +654,7 @@ impl Listener {
                 })))
             }
             #[cfg(unix)]
-            Address::Unix(path) => UnixSocketFile::bind(path).map(Listener::Unix),
+            Address::Unix(path) => UnixSocketFile::bind(path).map(ListeningSocket::Unix),
             #[cfg(windows)]
             Address::Pipe(name) => {
                 if let Some(reason) = pipe_name_problem(name) {
@@ -666,7 +666,7 @@ impl Listener {
                 let access = monogusa_win::pipe::Access {
                     group: options.pipe_group.clone(),
                 };
-                Ok(Listener::Pipe(PipeListener::bind(name, &access)?))
+                Ok(ListeningSocket::Pipe(PipeListener::bind(name, &access)?))
             }
         }
     }
@@ -674,26 +674,26 @@ impl Listener {
     /// Waits for the next connection and tunes it.
     pub(crate) fn accept(&self) -> io::Result<Stream> {
         match self {
-            Listener::Tcp(l) => {
+            ListeningSocket::Tcp(l) => {
                 let (stream, _) = l.accept()?;
                 tune_tcp(&SockRef::from(&stream))?;
                 Ok(Stream::Tcp(stream))
             }
             #[cfg(unix)]
-            Listener::Unix(file) => Ok(Stream::Unix(file.listener.accept()?.0)),
+            ListeningSocket::Unix(file) => Ok(Stream::Unix(file.listener.accept()?.0)),
             #[cfg(windows)]
-            Listener::Pipe(pipe) => Ok(Stream::Pipe(Arc::new(pipe.accept()?))),
+            ListeningSocket::Pipe(pipe) => Ok(Stream::Pipe(Arc::new(pipe.accept()?))),
         }
     }
 
     /// The address actually bound (with the real port when 0 was asked for).
     pub(crate) fn local_address(&self) -> io::Result<Address> {
         match self {
-            Listener::Tcp(l) => Ok(l.local_addr()?.into()),
+            ListeningSocket::Tcp(l) => Ok(l.local_addr()?.into()),
             #[cfg(unix)]
-            Listener::Unix(file) => Ok(Address::Unix(file.path.clone())),
+            ListeningSocket::Unix(file) => Ok(Address::Unix(file.path.clone())),
             #[cfg(windows)]
-            Listener::Pipe(pipe) => Ok(Address::pipe(pipe.path())),
+            ListeningSocket::Pipe(pipe) => Ok(Address::pipe(pipe.path())),
         }
     }
 
@@ -701,7 +701,7 @@ impl Listener {
     /// loopback), used to wake a blocked `accept` at shutdown.
     pub(crate) fn wake_address(&self) -> io::Result<Address> {
         match self {
-            Listener::Tcp(l) => {
+            ListeningSocket::Tcp(l) => {
                 let mut addr = l.local_addr()?;
                 if addr.ip().is_unspecified() {
                     addr.set_ip(match addr {
@@ -712,9 +712,9 @@ impl Listener {
                 Ok(addr.into())
             }
             #[cfg(unix)]
-            Listener::Unix(file) => Ok(Address::Unix(file.path.clone())),
+            ListeningSocket::Unix(file) => Ok(Address::Unix(file.path.clone())),
             #[cfg(windows)]
-            Listener::Pipe(pipe) => Ok(Address::pipe(pipe.path())),
+            ListeningSocket::Pipe(pipe) => Ok(Address::pipe(pipe.path())),
         }
     }
 }
@@ -941,7 +941,8 @@ mod tests {
     #[test]
     fn a_too_long_unix_path_says_the_limit_and_the_length() {
         let path = format!("/tmp/{}", "x".repeat(120));
-        let err = Listener::bind(&Address::unix(&path), &ListenOptions::default()).unwrap_err();
+        let err =
+            ListeningSocket::bind(&Address::unix(&path), &ListenOptions::default()).unwrap_err();
         let text = err.to_string();
         assert!(
             text.contains("125 bytes long") && text.contains("at most 107"),

@@ -229,6 +229,25 @@ fn a_msgpack_worker_killed_mid_task_gives_its_lease_back_at_once() {
     task.ack().unwrap();
 }
 
+/// At the cap of connections, a msgpack client gets an error reply saying so (msgid 0,
+/// `Busy`), not a silent close.
+#[test]
+fn a_full_msgpack_door_answers_busy() {
+    let Some(py) = python_msgpack() else {
+        return;
+    };
+    let manager = Manager::builder()
+        .authkey(KEY)
+        .msgpack_listener("127.0.0.1:0")
+        .max_connections(2)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let out = python(&py, "busy", &manager);
+    assert!(out.contains("refused: 1 0 Busy"), "{out}");
+}
+
 #[test]
 fn five_python_processes_count_exactly_over_msgpack() {
     let Some(py) = python_msgpack() else {

@@ -550,6 +550,22 @@ fn named_objects_are_reached_with_get_dict_and_friends() {
     assert!(client.event("go").unwrap().is_set().unwrap());
 }
 
+/// At the cap of connections, a Python client is told the manager is busy (in the frame where
+/// it expects its challenge, which Python's error shows), not dropped without a word.
+#[test]
+fn a_full_python_door_answers_busy() {
+    let manager = Manager::builder()
+        .authkey(KEY)
+        .python_listener("127.0.0.1:0")
+        .max_connections(2)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let out = scenario(&interpreters()[0], &manager, "busy", &["2"]);
+    assert!(out.contains("refused: True"), "{out}");
+}
+
 /// A `#[service]` object the manager serves is a Python proxy whose methods are the
 /// service's: a typeid that names it.
 #[test]

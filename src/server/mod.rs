@@ -13,6 +13,7 @@ mod http;
 #[cfg(all(feature = "http", any(test, feature = "fuzzing")))]
 pub(crate) use http::{request as http_request, websocket as http_websocket};
 mod keepalive;
+mod listener;
 #[cfg(feature = "msgpack")]
 mod msgpack;
 mod objects;
@@ -47,7 +48,8 @@ use crate::frame::{Budget, DEFAULT_MAX_FRAME_LEN};
 use crate::service::Service;
 use crate::store::StoreLimits;
 pub use crate::store::journal::Durability;
-use crate::transport::{Address, ListenOptions, Listener, Stream, ToAddress};
+use crate::transport::{Address, ListenOptions, ListeningSocket, Stream, ToAddress};
+use listener::Listener;
 use objects::{Objects, ObjectsConfig};
 pub(crate) use registry::Registry;
 
@@ -109,12 +111,10 @@ pub struct ManagerBuilder {
     address: Result<Address>,
     /// Further addresses, from `also_bind`.
     more_addresses: Vec<Result<Address>>,
-    /// Where Python's `multiprocessing.managers` clients connect.
-    python_addresses: Vec<Result<Address>>,
-    /// Where msgpack-rpc clients connect.
-    msgpack_addresses: Vec<Result<Address>>,
-    /// Where the dashboard and `/metrics` are served.
-    http_addresses: Vec<Result<Address>>,
+    /// The other doors, each an address and the listener that serves it.
+    doors: Vec<(Result<Address>, Arc<dyn Listener>)>,
+    /// Doors asked for that this build has no feature for.
+    missing: Vec<&'static str>,
     /// The dashboard's token, if not derived from the authkey.
     http_token: Option<String>,
     #[cfg(feature = "python")]
@@ -186,9 +186,11 @@ impl ManagerBuilder {
     /// See the README's "From Python" section; data frames are capped at
     /// [`ManagerBuilder::max_frame_len`] (Python's own server has no cap). A build without
     /// the default `python` feature refuses it at `build`.
-    pub fn python_listener(mut self, address: impl ToAddress) -> Self {
-        self.python_addresses.push(address.to_address());
-        self
+    pub fn python_listener(self, address: impl ToAddress) -> Self {
+        #[cfg(feature = "python")]
+        return self.listen(address, Arc::new(python::Door));
+        #[cfg(not(feature = "python"))]
+        self.without(address, "Python listener (enable its `python` feature)")
     }
 
     /// Also listens on `address` for msgpack-rpc clients in any language: registered
@@ -196,17 +198,39 @@ impl ManagerBuilder {
     /// `queue.put`, ...; `monogusa.describe` lists them), after proving the authkey with
     /// `monogusa.challenge` and `monogusa.prove`. See the README's "From any language". A
     /// build without the default `msgpack` feature refuses it at `build`.
-    pub fn msgpack_listener(mut self, address: impl ToAddress) -> Self {
-        self.msgpack_addresses.push(address.to_address());
-        self
+    pub fn msgpack_listener(self, address: impl ToAddress) -> Self {
+        #[cfg(feature = "msgpack")]
+        return self.listen(address, Arc::new(msgpack::Door));
+        #[cfg(not(feature = "msgpack"))]
+        self.without(address, "msgpack listener (enable its `msgpack` feature)")
     }
 
     /// Also serves the dashboard page and Prometheus `/metrics` over HTTP at `address`
     /// (feature `http`). Every path but `/healthz` needs the dashboard token (see
     /// [`ManagerHandle::http_token`]); actions that change state are POSTs that check it and the
     /// `Origin`. Bind it to loopback unless a proxy in front of it adds TLS.
-    pub fn http(mut self, address: impl ToAddress) -> Self {
-        self.http_addresses.push(address.to_address());
+    pub fn http(self, address: impl ToAddress) -> Self {
+        #[cfg(feature = "http")]
+        return self.listen(address, Arc::new(http::Door));
+        #[cfg(not(feature = "http"))]
+        self.without(address, "HTTP dashboard (enable its `http` feature)")
+    }
+
+    /// Serves `listener`'s door at `address`: the one registration every door goes through.
+    #[cfg_attr(
+        not(any(feature = "python", feature = "msgpack", feature = "http")),
+        allow(dead_code)
+    )]
+    fn listen(mut self, address: impl ToAddress, listener: Arc<dyn Listener>) -> Self {
+        self.doors.push((address.to_address(), listener));
+        self
+    }
+
+    /// A door this build cannot serve: `build` says so.
+    #[allow(dead_code)] // every door's feature on
+    fn without(mut self, address: impl ToAddress, what: &'static str) -> Self {
+        let _ = address;
+        self.missing.push(what);
         self
     }
 
@@ -474,55 +498,32 @@ impl ManagerBuilder {
         for more in self.more_addresses {
             addresses.push(more?);
         }
-        let mut python_addresses = Vec::new();
-        for python in self.python_addresses {
-            python_addresses.push(python?);
+        if let Some(what) = self.missing.first() {
+            return Err(Error::Config(format!(
+                "this build of monogusa has no {what}"
+            )));
         }
-        let mut msgpack_addresses = Vec::new();
-        for address in self.msgpack_addresses {
-            msgpack_addresses.push(address?);
+        let mut doors = Vec::with_capacity(self.doors.len());
+        for (address, listener) in self.doors {
+            doors.push((address?, listener));
         }
+        let has = |name: &str| doors.iter().any(|(_, l)| l.name() == name);
         #[cfg(feature = "msgpack")]
-        let msgpack = (!msgpack_addresses.is_empty()).then(|| msgpack::MsgpackState::new(&raw_key));
-        #[cfg(not(feature = "msgpack"))]
-        if !msgpack_addresses.is_empty() {
-            return Err(Error::Config(
-                "this build of monogusa has no msgpack listener (enable its `msgpack` feature)"
-                    .into(),
-            ));
-        }
-        let mut http_addresses = Vec::new();
-        for address in self.http_addresses {
-            http_addresses.push(address?);
-        }
+        let msgpack = has("msgpack-rpc").then(|| msgpack::MsgpackState::new(&raw_key));
         #[cfg(feature = "http")]
-        let http = if http_addresses.is_empty() {
-            None
-        } else {
+        let http = if has("http") {
             Some(http::HttpState::new(
                 self.http_token.clone(),
                 self.storage.dir.as_deref(),
             )?)
+        } else {
+            None
         };
-        #[cfg(not(feature = "http"))]
-        if !http_addresses.is_empty() {
-            return Err(Error::Config(
-                "this build of monogusa has no HTTP dashboard (enable its `http` feature)".into(),
-            ));
-        }
         #[cfg(feature = "python")]
-        let python = (!python_addresses.is_empty())
+        let python = has("python")
             .then(|| python::PythonState::new(&raw_key, self.python_exposed, self.python_builtins));
         #[cfg(not(feature = "python"))]
-        {
-            let _ = raw_key;
-            if !python_addresses.is_empty() {
-                return Err(Error::Config(
-                    "this build of monogusa has no Python listener (enable its `python` feature)"
-                        .into(),
-                ));
-            }
-        }
+        let _ = has;
         if !self.duplicates.is_empty() {
             return Err(Error::Config(format!(
                 "names registered more than once, or empty: {}",
@@ -539,9 +540,7 @@ impl ManagerBuilder {
             key,
             raw_key,
             addresses,
-            python_addresses,
-            msgpack_addresses,
-            http_addresses,
+            doors,
             #[cfg(feature = "python")]
             python,
             #[cfg(feature = "msgpack")]
@@ -642,12 +641,8 @@ pub struct Manager {
     raw_key: Vec<u8>,
     /// Where it listens: at least one address.
     addresses: Vec<Address>,
-    /// Where Python clients connect.
-    python_addresses: Vec<Address>,
-    /// Where msgpack-rpc clients connect.
-    msgpack_addresses: Vec<Address>,
-    /// Where the dashboard is served.
-    http_addresses: Vec<Address>,
+    /// Its other doors.
+    doors: Vec<(Address, Arc<dyn Listener>)>,
     #[cfg(feature = "python")]
     python: Option<python::PythonState>,
     #[cfg(feature = "msgpack")]
@@ -680,9 +675,8 @@ impl Manager {
             authkey: None,
             address: Ok(Address::tcp("127.0.0.1", 0)),
             more_addresses: Vec::new(),
-            python_addresses: Vec::new(),
-            msgpack_addresses: Vec::new(),
-            http_addresses: Vec::new(),
+            doors: Vec::new(),
+            missing: Vec::new(),
             http_token: None,
             #[cfg(feature = "python")]
             python_exposed: std::collections::HashMap::new(),
@@ -705,15 +699,14 @@ impl Manager {
     pub fn start(self) -> Result<ManagerHandle> {
         let (shared, listeners) = self.bind()?;
         let mut addresses = Vec::new();
-        let mut python_addresses = Vec::new();
-        let mut msgpack_addresses = Vec::new();
-        let mut http_addresses = Vec::new();
-        for (listener, protocol) in &listeners {
-            match protocol {
-                Protocol::Native => addresses.push(listener.local_address()?),
-                Protocol::Python => python_addresses.push(listener.local_address()?),
-                Protocol::Msgpack => msgpack_addresses.push(listener.local_address()?),
-                Protocol::Http => http_addresses.push(listener.local_address()?),
+        let mut doors = Vec::new();
+        for (socket, listener) in &listeners {
+            let address = socket.local_address()?;
+            listener.announce(&shared, &address);
+            if listener.name() == NATIVE.name() {
+                addresses.push(address);
+            } else {
+                doors.push((address, listener.name()));
             }
         }
         let acceptor = {
@@ -722,24 +715,10 @@ impl Manager {
                 .name("monogusa-accept".into())
                 .spawn(move || serve(&shared, listeners))?
         };
-        for address in &addresses {
-            log::info!("manager listening on {address}");
-        }
-        for address in &python_addresses {
-            log::info!("manager listening for python clients on {address}");
-        }
-        for address in &msgpack_addresses {
-            log::info!("manager listening for msgpack-rpc clients on {address}");
-        }
-        for address in &http_addresses {
-            log_dashboard(&shared, address);
-        }
         Ok(ManagerHandle {
             shared,
             addresses,
-            http_addresses,
-            python_addresses,
-            msgpack_addresses,
+            doors,
             acceptor: Some(acceptor),
         })
     }
@@ -766,20 +745,10 @@ impl Manager {
     pub fn serve_forever_with(self, ready: impl FnOnce(&[Address])) -> Result<()> {
         let (shared, listeners) = self.bind()?;
         let mut native = Vec::new();
-        for (listener, protocol) in &listeners {
-            let what = match protocol {
-                Protocol::Native => "",
-                Protocol::Python => " for python clients",
-                Protocol::Msgpack => " for msgpack-rpc clients",
-                Protocol::Http => " for the dashboard (HTTP)",
-            };
-            let address = listener.local_address()?;
-            if let Protocol::Http = protocol {
-                log_dashboard(&shared, &address);
-            } else {
-                log::info!("manager listening{what} on {address}");
-            }
-            if let Protocol::Native = protocol {
+        for (socket, listener) in &listeners {
+            let address = socket.local_address()?;
+            listener.announce(&shared, &address);
+            if listener.name() == NATIVE.name() {
                 native.push(address);
             }
         }
@@ -822,19 +791,17 @@ impl Manager {
             self.storage.open()?,
         )?;
         let mut listeners = Vec::with_capacity(self.addresses.len());
+        let native: Arc<dyn Listener> = Arc::new(NATIVE);
         let every = self
             .addresses
             .iter()
-            .map(|a| (a, Protocol::Native))
-            .chain(self.python_addresses.iter().map(|a| (a, Protocol::Python)))
-            .chain(
-                self.msgpack_addresses
-                    .iter()
-                    .map(|a| (a, Protocol::Msgpack)),
-            )
-            .chain(self.http_addresses.iter().map(|a| (a, Protocol::Http)));
-        for (address, protocol) in every {
-            listeners.push((Listener::bind(address, &self.listen_options)?, protocol));
+            .map(|a| (a, Arc::clone(&native)))
+            .chain(self.doors.iter().map(|(a, l)| (a, Arc::clone(l))));
+        for (address, listener) in every {
+            listeners.push((
+                ListeningSocket::bind(address, &self.listen_options)?,
+                listener,
+            ));
             if let Address::Tcp { host, .. } = address
                 && host
                     .parse::<std::net::IpAddr>()
@@ -875,6 +842,7 @@ impl Manager {
             failure_log: defenses::RateLimitedLog::new(),
             guesses: defenses::Guesses::default(),
             on_connection: self.on_connection,
+            doors: self.doors.iter().map(|(_, l)| Arc::clone(l)).collect(),
             #[cfg(feature = "python")]
             python: self.python,
             #[cfg(feature = "msgpack")]
@@ -892,12 +860,8 @@ pub struct ManagerHandle {
     shared: Arc<Shared>,
     /// Every address it listens on; the first is the one given to `bind`.
     addresses: Vec<Address>,
-    /// Where Python clients connect.
-    python_addresses: Vec<Address>,
-    /// Where msgpack-rpc clients connect.
-    msgpack_addresses: Vec<Address>,
-    /// Where the dashboard is served.
-    http_addresses: Vec<Address>,
+    /// Its other doors' addresses, by the name of the listener serving each.
+    doors: Vec<(Address, &'static str)>,
     acceptor: Option<JoinHandle<()>>,
 }
 
@@ -952,8 +916,17 @@ impl ManagerHandle {
     }
 
     /// The addresses of [`ManagerBuilder::http`], with real ports.
-    pub fn http_addresses(&self) -> &[Address] {
-        &self.http_addresses
+    pub fn http_addresses(&self) -> Vec<Address> {
+        self.door_addresses("http")
+    }
+
+    /// Where the listener named `door` listens.
+    fn door_addresses(&self, door: &str) -> Vec<Address> {
+        self.doors
+            .iter()
+            .filter(|(_, name)| *name == door)
+            .map(|(address, _)| address.clone())
+            .collect()
     }
 
     /// The dashboard's token (given, or derived from the authkey): open
@@ -976,13 +949,13 @@ impl ManagerHandle {
     }
 
     /// The addresses of [`ManagerBuilder::python_listener`], with real ports.
-    pub fn python_addresses(&self) -> &[Address] {
-        &self.python_addresses
+    pub fn python_addresses(&self) -> Vec<Address> {
+        self.door_addresses("python")
     }
 
     /// The addresses of [`ManagerBuilder::msgpack_listener`], with real ports.
-    pub fn msgpack_addresses(&self) -> &[Address] {
-        &self.msgpack_addresses
+    pub fn msgpack_addresses(&self) -> Vec<Address> {
+        self.door_addresses("msgpack-rpc")
     }
 
     /// Counters of what the manager has done so far.
@@ -1108,39 +1081,31 @@ struct Counters {
     calls: AtomicU64,
 }
 
-/// A bound listener and the protocol it speaks.
-type Bound = (Listener, Protocol);
+/// A bound socket and the door it serves.
+type Bound = (ListeningSocket, Arc<dyn Listener>);
 
-/// Which protocol a listener speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Protocol {
-    Native,
-    Python,
-    Msgpack,
-    Http,
-}
+/// The native door: the protocol of this crate's clients.
+const NATIVE: Native = Native;
 
-/// Says where the dashboard is, with its token: the operator's one way in.
-fn log_dashboard(shared: &Shared, address: &Address) {
-    #[cfg(feature = "http")]
-    if let Some(http) = &shared.http {
-        // Never the whole token: logs travel further than the operator's terminal.
-        log::info!(
-            "manager serving its dashboard on http://{address}/?token=TOKEN, TOKEN being {}",
-            http.hint()
-        );
-        if let Address::Tcp { host, .. } = address
-            && host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| !ip.is_loopback())
-        {
-            log::warn!(
-                "the dashboard at {address} is reachable beyond this machine: plain HTTP, its token in the clear; put a TLS proxy in front"
-            );
-        }
+/// The native door (see [`Listener`]).
+struct Native;
+
+impl Listener for Native {
+    fn name(&self) -> &'static str {
+        "native"
     }
-    #[cfg(not(feature = "http"))]
-    let _ = (shared, address);
+
+    fn admit(&self, shared: &Arc<Shared>, stream: Stream) {
+        shared.admit(stream);
+    }
+
+    fn busy(&self, why: &str) -> Vec<u8> {
+        auth::busy(why)
+    }
+
+    fn announce(&self, _: &Shared, address: &Address) {
+        log::info!("manager listening on {address}");
+    }
 }
 
 /// What the acceptor and every connection thread share.
@@ -1170,6 +1135,8 @@ struct Shared {
     /// Wrong keys by peer address, to slow down guessing.
     guesses: defenses::Guesses,
     on_connection: Option<EventCallback>,
+    /// Every door besides the native one, for shutdown.
+    doors: Vec<Arc<dyn Listener>>,
     #[cfg(feature = "python")]
     python: Option<python::PythonState>,
     #[cfg(feature = "msgpack")]
@@ -1356,16 +1323,15 @@ impl Shared {
     /// most of those gives way; with every one authenticated, the newcomer is refused, as the
     /// rate-limited log says.
     #[cfg(feature = "python")]
-    pub(crate) fn room_for(&self, served: &threads::Served, stream: &Stream, door: &str) -> bool {
+    pub(crate) fn room_for(
+        &self,
+        served: &threads::Served,
+        stream: &Stream,
+    ) -> std::result::Result<(), String> {
         if served.make_room(self.limits.max_connections, stream.peer_ip()) {
-            return true;
+            return Ok(());
         }
-        self.failure_log.warn(format_args!(
-            "refusing {door} client {}: {} connections are open",
-            stream.peer_label(),
-            served.len()
-        ));
-        false
+        Err(format!("{} connections are open", served.len()))
     }
 
     /// A wrong key from `stream`'s peer, at any door: repeated ones from one address are
@@ -1438,13 +1404,8 @@ impl Shared {
             entry.done.wait();
         }
         self.threads.close();
-        #[cfg(feature = "python")]
-        if let Some(python) = &self.python {
-            python.close_all();
-        }
-        #[cfg(feature = "msgpack")]
-        if let Some(msgpack) = &self.msgpack {
-            msgpack.close_all();
+        for door in &self.doors {
+            door.close_all(self);
         }
     }
 
@@ -1522,12 +1483,12 @@ fn serve(shared: &Arc<Shared>, mut listeners: Vec<Bound>) {
 
 /// One listener's accept loop: runs until shutdown begins, then drops the listener (which
 /// removes a Unix socket file).
-fn accept_loop(shared: &Arc<Shared>, listener: Listener, protocol: Protocol) {
+fn accept_loop(shared: &Arc<Shared>, socket: ListeningSocket, listener: Arc<dyn Listener>) {
     // A descriptor kept in reserve: when the process runs out, it is given up for a moment to
     // accept the waiting peer and tell it BUSY, instead of leaving it hanging.
     let mut spare = defenses::SpareDescriptor::new();
     loop {
-        match listener.accept() {
+        match socket.accept() {
             Ok(stream) if shared.stopping.load(SeqCst) => {
                 drop(stream);
                 break;
@@ -1535,21 +1496,8 @@ fn accept_loop(shared: &Arc<Shared>, listener: Listener, protocol: Protocol) {
             Ok(stream) => {
                 // Nothing in admitting a connection should panic, but a panic there (in a
                 // logger, say) must not end the acceptor and with it the whole manager.
-                let admitted = panic::catch_unwind(AssertUnwindSafe(|| match protocol {
-                    Protocol::Native => shared.admit(stream),
-                    #[cfg(feature = "python")]
-                    Protocol::Python => python::admit(shared, stream),
-                    #[cfg(not(feature = "python"))]
-                    Protocol::Python => drop(stream),
-                    #[cfg(feature = "msgpack")]
-                    Protocol::Msgpack => msgpack::admit(shared, stream),
-                    #[cfg(not(feature = "msgpack"))]
-                    Protocol::Msgpack => drop(stream),
-                    #[cfg(feature = "http")]
-                    Protocol::Http => http::admit(shared, stream),
-                    #[cfg(not(feature = "http"))]
-                    Protocol::Http => drop(stream),
-                }));
+                let admitted =
+                    panic::catch_unwind(AssertUnwindSafe(|| listener.admit(shared, stream)));
                 if admitted.is_err() {
                     shared
                         .failure_log
@@ -1562,8 +1510,13 @@ fn accept_loop(shared: &Arc<Shared>, listener: Listener, protocol: Protocol) {
                     "accept failed: {e}; refusing new connections until descriptors free up"
                 ));
                 if spare.release() {
-                    if let Ok(stream) = listener.accept() {
-                        shared.refuse(stream, "the manager is out of file descriptors");
+                    if let Ok(stream) = socket.accept() {
+                        listener::refuse(
+                            shared,
+                            &*listener,
+                            stream,
+                            "the manager is out of file descriptors",
+                        );
                     }
                     spare.restore();
                 }
@@ -1578,7 +1531,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: Listener, protocol: Protocol) {
             }
         }
     }
-    drop(listener); // stop queueing new connections; removes a Unix socket file
+    drop(socket); // stop queueing new connections; removes a Unix socket file
 }
 
 /// Starts the keepalive thread, if the manager has a keepalive; dropping the sender stops it.

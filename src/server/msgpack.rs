@@ -68,14 +68,40 @@ const IDLE_THREAD: std::time::Duration = std::time::Duration::from_secs(10);
 /// At most this many of the listener's threads wait idle.
 const MAX_IDLE: usize = 64;
 
+/// The door of msgpack-rpc clients.
+pub(crate) struct Door;
+
+impl super::listener::Listener for Door {
+    fn name(&self) -> &'static str {
+        "msgpack-rpc"
+    }
+
+    fn admit(&self, shared: &Arc<Shared>, stream: Stream) {
+        admit(shared, stream);
+    }
+
+    /// An error response to message id 0: `[1, 0, ["Busy", why], nil]`.
+    fn busy(&self, why: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_reply(0, Err(("Busy".into(), why.to_string())), &mut out);
+        out
+    }
+
+    fn close_all(&self, shared: &Shared) {
+        if let Some(state) = &shared.msgpack {
+            state.close_all();
+        }
+    }
+}
+
 /// Starts serving one accepted msgpack connection on a thread of its own (an idle one from
 /// an ended connection, or a new one).
-pub(crate) fn admit(shared: &Arc<Shared>, stream: Stream) {
+fn admit(shared: &Arc<Shared>, stream: Stream) {
     let Some(state) = &shared.msgpack else {
         return;
     };
-    if !shared.room_for(&state.served, &stream, "msgpack") {
-        return;
+    if let Err(why) = shared.room_for(&state.served, &stream) {
+        return super::listener::refuse(shared, &Door, stream, &why);
     }
     let id = state.next_connection.fetch_add(1, Relaxed);
     let for_thread = Arc::clone(shared);

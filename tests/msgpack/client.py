@@ -143,6 +143,12 @@ def main():
         taken = rpc.call("tasks.take", "jobs", 1, 5000)
         print("holding", taken[0]["payload"], flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
+    elif scenario == "busy":
+        held = [Rpc(host, port, key) for _ in range(2)]
+        rpc = Rpc(host, port)
+        kind, msgid, error, result = rpc.receive()
+        print("refused:", kind, msgid, error[0])
+        del held
     elif scenario == "counter":
         procs = [Process(target=counter_worker, args=(host, port, key)) for _ in range(5)]
         for p in procs:

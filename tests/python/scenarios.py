@@ -184,6 +184,16 @@ def main():
         raw_length(host, port, key, rest[0])
     elif scenario == "wrong_key":
         wrong_key(host, port)
+    elif scenario == "busy":
+        # Authenticated connections up to the cap, then one more: told why, not dropped.
+        from multiprocessing.connection import Client
+        held = [Client((host, port), authkey=key) for _ in range(int(rest[0]))]
+        try:
+            Client((host, port), authkey=key)
+            print("admitted past the cap?!")
+        except Exception as e:
+            print("refused:", "monogusa: busy" in str(e), str(e)[:200])
+        del held
     elif scenario == "service":
         # A typeid naming an object the manager serves: its #[service] methods.
         tally = connect(host, port, key).tally()

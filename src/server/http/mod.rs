@@ -143,14 +143,60 @@ fn kept_token(path: &std::path::Path) -> crate::error::Result<String> {
     }
 }
 
+/// The door of the dashboard and `/metrics`.
+pub(crate) struct Door;
+
+impl super::listener::Listener for Door {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+
+    fn admit(&self, shared: &Arc<Shared>, stream: Stream) {
+        admit(shared, stream);
+    }
+
+    fn busy(&self, why: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = Response::text(503, &format!("{why}\n")).write(&mut out);
+        out
+    }
+
+    fn announce(&self, shared: &Shared, address: &crate::transport::Address) {
+        log_dashboard(shared, address);
+    }
+}
+
+/// Says where the dashboard is, with its token: the operator's one way in.
+fn log_dashboard(shared: &Shared, address: &crate::transport::Address) {
+    if let Some(http) = &shared.http {
+        // Never the whole token: logs travel further than the operator's terminal.
+        log::info!(
+            "manager serving its dashboard on http://{address}/?token=TOKEN, TOKEN being {}",
+            http.hint()
+        );
+        if let crate::transport::Address::Tcp { host, .. } = address
+            && host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| !ip.is_loopback())
+        {
+            log::warn!(
+                "the dashboard at {address} is reachable beyond this machine: plain HTTP, its token in the clear; put a TLS proxy in front"
+            );
+        }
+    }
+}
+
 /// Serves one HTTP connection on a thread of its own (at most [`MAX_CONNECTIONS`]).
-pub(crate) fn admit(shared: &Arc<Shared>, stream: Stream) {
+fn admit(shared: &Arc<Shared>, stream: Stream) {
     let Some(state) = &shared.http else {
         return;
     };
     let stream = Arc::new(stream);
     let Some(slot) = state.slots.lock().take(&stream) else {
-        return; // every slot is a request being answered: closed at once
+        // Every slot is a request being answered.
+        let stream = Arc::try_unwrap(stream).expect("not shared yet");
+        let why = format!("all {MAX_CONNECTIONS} connections of the dashboard are busy");
+        return super::listener::refuse(shared, &Door, stream, &why);
     };
     let for_thread = Arc::clone(shared);
     let spawned = std::thread::Builder::new()

@@ -178,19 +178,47 @@ const IDLE_THREAD: std::time::Duration = std::time::Duration::from_secs(30);
 /// At most this many of the listener's threads wait idle.
 const MAX_IDLE: usize = 64;
 
+/// The door of Python's `multiprocessing.managers` clients.
+pub(crate) struct Door;
+
+impl super::listener::Listener for Door {
+    fn name(&self) -> &'static str {
+        "python"
+    }
+
+    fn admit(&self, shared: &Arc<Shared>, stream: Stream) {
+        admit(shared, stream);
+    }
+
+    /// A frame where the client expects the challenge: Python raises an authentication
+    /// error that shows it.
+    fn busy(&self, why: &str) -> Vec<u8> {
+        let text = format!("monogusa: busy: {why}");
+        let mut frame = (text.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(text.as_bytes());
+        frame
+    }
+
+    fn close_all(&self, shared: &Shared) {
+        if let Some(python) = &shared.python {
+            python.close_all();
+        }
+    }
+}
+
 /// Serves one accepted Python connection on an idle connection thread, or a new one.
 ///
 /// Python clients open a connection for every control call (`create`, `incref`, `decref`),
 /// thousands a second: reusing threads (`server::threads`) spares a thread's creation and
 /// teardown (its stack's mapping, the TLB shootdown of unmapping it) for each.
-pub(crate) fn admit(shared: &Arc<Shared>, stream: Stream) {
+fn admit(shared: &Arc<Shared>, stream: Stream) {
     let Some(python) = &shared.python else {
         return;
     };
     // Connections still handshaking count too: a flood of silent sockets holds no more
     // threads and descriptors than the cap.
-    if !shared.room_for(&python.served, &stream, "python") {
-        return;
+    if let Err(why) = shared.room_for(&python.served, &stream) {
+        return super::listener::refuse(shared, &Door, stream, &why);
     }
     let id = python.next_connection.fetch_add(1, Relaxed);
     let for_thread = Arc::clone(shared);
