@@ -144,8 +144,10 @@ impl<'de> de::Deserializer<'de> for PyValue {
             PyValue::Int(n) => visitor.visit_i64(n),
             PyValue::BigInt(bytes) => match big_to_i128(&bytes) {
                 // A u64 past i64 (a lease token) as a u64, which every integer type takes.
-                Some(n) if let Ok(n) = u64::try_from(n) => visitor.visit_u64(n),
-                Some(n) => visitor.visit_i128(n),
+                Some(n) => match u64::try_from(n) {
+                    Ok(n) => visitor.visit_u64(n),
+                    Err(_) => visitor.visit_i128(n),
+                },
                 None => Err(BridgeError("an int too large for 128 bits".into())),
             },
             PyValue::Float(f) => visitor.visit_f64(f),
