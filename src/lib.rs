@@ -142,12 +142,12 @@
 extern crate self as monogusa;
 
 mod auth;
+mod backends;
 #[cfg(any(feature = "sqs", feature = "http"))]
 mod base64;
 mod borrowed;
 mod client;
 mod codec;
-mod connect;
 mod error;
 mod frame;
 #[cfg(test)]
@@ -164,22 +164,18 @@ pub mod protocol;
 mod proxies;
 #[cfg(feature = "python")]
 mod python;
-#[cfg(feature = "redis")]
-mod redis_store;
 mod server;
 mod service;
-#[cfg(feature = "sqs")]
-mod sqs;
 mod stop_signals;
 mod store;
 mod stub;
 mod transport;
 pub mod workers;
 
+pub use backends::connect::{Secrets, Store, connect, connect_with};
 pub use borrowed::{Argument, Bytes, Str};
 pub use client::{Batch, Client, ClientBuilder, ConnectionStatus, Pending};
 pub use codec::DEFAULT_MAX_DECODE_DEPTH;
-pub use connect::{Secrets, Store, connect, connect_with};
 pub use error::{Error, Phase, RemoteError, RemoteErrorKind, Result};
 pub use frame::DEFAULT_MAX_FRAME_LEN;
 pub use proxies::{

@@ -22,7 +22,7 @@ pub struct Lock {
 enum LockInner {
     Manager(ObjectHandle),
     #[cfg(feature = "redis")]
-    Redis(std::sync::Arc<crate::redis_store::RedisLock>),
+    Redis(std::sync::Arc<crate::backends::redis::RedisLock>),
 }
 
 /// A shared counting semaphore, opened by name with [`Client::semaphore`].
@@ -39,7 +39,7 @@ pub struct Guard {
     handle: Option<ObjectHandle>,
     connection: Option<Connection>,
     #[cfg(feature = "redis")]
-    redis: Option<crate::redis_store::RedisGuard>,
+    redis: Option<crate::backends::redis::RedisGuard>,
 }
 
 impl Guard {
@@ -107,7 +107,7 @@ impl Lock {
 
     /// A lock on Redis.
     #[cfg(feature = "redis")]
-    pub(crate) fn on_redis(lock: std::sync::Arc<crate::redis_store::RedisLock>) -> Lock {
+    pub(crate) fn on_redis(lock: std::sync::Arc<crate::backends::redis::RedisLock>) -> Lock {
         Lock {
             inner: LockInner::Redis(lock),
         }

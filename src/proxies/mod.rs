@@ -56,7 +56,7 @@ pub(crate) const DYNAMIC_TAG: &str = "dynamic";
 pub(crate) enum Target {
     Manager(crate::stub::ObjectHandle),
     #[cfg(feature = "redis")]
-    Redis(std::sync::Arc<crate::redis_store::RedisObject>),
+    Redis(std::sync::Arc<crate::backends::redis::RedisObject>),
 }
 
 impl Target {

@@ -24,9 +24,9 @@ pub struct Store {
 enum Inner {
     Manager(Client),
     #[cfg(feature = "redis")]
-    Redis(Arc<crate::redis_store::RedisStore>),
+    Redis(Arc<crate::backends::redis::RedisStore>),
     #[cfg(feature = "sqs")]
-    Sqs(Arc<crate::sqs::SqsStore>),
+    Sqs(Arc<crate::backends::sqs::SqsStore>),
 }
 
 /// Secrets for [`connect_with`], for programs that keep them elsewhere than the environment.
@@ -119,7 +119,7 @@ pub fn connect_with(url: &str, secrets: &Secrets) -> Result<Store> {
 #[cfg(feature = "redis")]
 fn redis(url: &str, secrets: &Secrets) -> Result<Store> {
     Ok(Store {
-        inner: Inner::Redis(crate::redis_store::RedisStore::open(
+        inner: Inner::Redis(crate::backends::redis::RedisStore::open(
             url,
             secrets.redis_password.as_deref(),
             None,
@@ -146,13 +146,16 @@ fn sqs(url: &str, secrets: &Secrets) -> Result<Store> {
                 .into(),
         ));
     };
-    let credentials = crate::sqs::sigv4::Credentials {
+    let credentials = crate::backends::sqs::sigv4::Credentials {
         access_key,
         secret,
         session_token: from_env(&secrets.aws_session_token, "AWS_SESSION_TOKEN"),
     };
     Ok(Store {
-        inner: Inner::Sqs(Arc::new(crate::sqs::SqsStore::open(url, credentials)?)),
+        inner: Inner::Sqs(Arc::new(crate::backends::sqs::SqsStore::open(
+            url,
+            credentials,
+        )?)),
     })
 }
 
@@ -228,13 +231,14 @@ impl Store {
             Inner::Redis(store) => {
                 let tag = crate::proxies::type_tag::<T>();
                 let backend =
-                    crate::redis_store::RedisTasks::open(store, name, &tag, settings.into())?;
+                    crate::backends::redis::RedisTasks::open(store, name, &tag, settings.into())?;
                 Ok(TaskQueue::with_backend(backend, format!("{name} on Redis")))
             }
             #[cfg(feature = "sqs")]
             Inner::Sqs(store) => {
                 let tag = crate::proxies::type_tag::<T>();
-                let backend = crate::sqs::SqsTasks::open(store, name, &tag, settings.into())?;
+                let backend =
+                    crate::backends::sqs::SqsTasks::open(store, name, &tag, settings.into())?;
                 Ok(TaskQueue::with_backend(backend, format!("{name} on SQS")))
             }
         }
@@ -248,10 +252,10 @@ impl Store {
             Inner::Manager(client) => client.counter(name),
             #[cfg(feature = "redis")]
             Inner::Redis(store) => Ok(Counter::from_target(crate::proxies::Target::Redis(
-                crate::redis_store::RedisObject::open(
+                crate::backends::redis::RedisObject::open(
                     store,
                     name,
-                    crate::redis_store::Kind::Counter,
+                    crate::backends::redis::Kind::Counter,
                     "i64",
                 )?,
             ))),
@@ -275,10 +279,10 @@ impl Store {
                     crate::proxies::type_tag::<V>()
                 );
                 Ok(Dict::from_target(crate::proxies::Target::Redis(
-                    crate::redis_store::RedisObject::open(
+                    crate::backends::redis::RedisObject::open(
                         store,
                         name,
-                        crate::redis_store::Kind::Dict,
+                        crate::backends::redis::Kind::Dict,
                         &tag,
                     )?,
                 )))
@@ -294,10 +298,10 @@ impl Store {
             Inner::Manager(client) => client.value(name),
             #[cfg(feature = "redis")]
             Inner::Redis(store) => Ok(Value::from_target(crate::proxies::Target::Redis(
-                crate::redis_store::RedisObject::open(
+                crate::backends::redis::RedisObject::open(
                     store,
                     name,
-                    crate::redis_store::Kind::Value,
+                    crate::backends::redis::Kind::Value,
                     &crate::proxies::type_tag::<T>(),
                 )?,
             ))),
@@ -322,7 +326,7 @@ impl Store {
                 client.lock(name)
             }
             #[cfg(feature = "redis")]
-            Inner::Redis(store) => Ok(Lock::on_redis(crate::redis_store::RedisLock::open(
+            Inner::Redis(store) => Ok(Lock::on_redis(crate::backends::redis::RedisLock::open(
                 store, name, lease,
             )?)),
         }
