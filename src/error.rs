@@ -325,3 +325,12 @@ impl<'de> serde::Deserialize<'de> for RemoteError {
         Ok(RemoteError::new(RemoteErrorKind::from_code(code), message))
     }
 }
+
+/// Whether an I/O error is a timeout (a blocking read or write that ran out of time): the
+/// platforms disagree on its kind.
+pub(crate) fn is_timeout(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}

@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 
-use crate::auth::{self, AuthKey};
-use crate::codec;
-use crate::frame::{self, FrameReader};
-use crate::message::{Op, RequestHeader, ResponseHeader};
+use crate::wire::auth::{self, AuthKey};
+use crate::wire::codec;
+use crate::wire::frame::{self, FrameReader};
+use crate::wire::message::{Op, RequestHeader, ResponseHeader};
 
 /// xorshift64*: deterministic, so a failure is reproducible from its seed.
 pub(crate) struct Rng(pub(crate) u64);
@@ -181,7 +181,7 @@ impl Write for Scripted {
 fn handshake_refuses_random_and_mutated_clients() {
     let key = AuthKey::new(b"secret").unwrap();
     let mut rng = Rng(7);
-    let banner = crate::protocol::banner();
+    let banner = crate::wire::protocol::banner();
     let mut hello = vec![banner.len() as u8];
     hello.extend_from_slice(banner.as_bytes());
     hello.extend_from_slice(&[3; auth::NONCE_LEN]);

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::auth::{AuthKey, ClientHandshake, NONCE_LEN, ServerHandshake};
-use crate::codec;
-use crate::frame::{self, FrameReader};
-use crate::message::{RequestHeader, ResponseHeader};
+use crate::wire::auth::{AuthKey, ClientHandshake, NONCE_LEN, ServerHandshake};
+use crate::wire::codec;
+use crate::wire::frame::{self, FrameReader};
+use crate::wire::message::{RequestHeader, ResponseHeader};
 
 /// The frame reader: the first byte picks a chunk size; the rest is cut into frames, which
 /// must re-frame to the same bytes.

@@ -141,15 +141,11 @@
 #[cfg(test)]
 extern crate self as monogusa;
 
-mod auth;
 mod backends;
 #[cfg(any(feature = "sqs", feature = "http"))]
 mod base64;
-mod borrowed;
 mod client;
-mod codec;
 mod error;
-mod frame;
 #[cfg(test)]
 mod fuzz_tests;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -157,10 +153,9 @@ mod fuzz_tests;
 pub mod fuzzing;
 mod fxhash;
 mod kinds;
-mod message;
 #[cfg(feature = "msgpack")]
 mod msgpack;
-pub mod protocol;
+pub use wire::protocol;
 mod proxies;
 #[cfg(feature = "python")]
 mod python;
@@ -170,14 +165,12 @@ mod stop_signals;
 mod store;
 mod stub;
 mod transport;
+mod wire;
 pub mod workers;
 
 pub use backends::connect::{Secrets, Store, connect, connect_with};
-pub use borrowed::{Argument, Bytes, Str};
 pub use client::{Batch, Client, ClientBuilder, ConnectionStatus, Pending};
-pub use codec::DEFAULT_MAX_DECODE_DEPTH;
 pub use error::{Error, Phase, RemoteError, RemoteErrorKind, Result};
-pub use frame::DEFAULT_MAX_FRAME_LEN;
 pub use proxies::{
     Barrier, Counter, CounterSend, DeadLetter, Dict, DictSend, Encoded, EncodedItem, Event,
     EventSend, Guard, Lease, List, ListSend, Lock, Named, PushOptions, Queue, QueueSend, Retry,
@@ -192,6 +185,9 @@ pub use service::{
     ObjectRef, Service, ServiceDescriptor, TypeDescription,
 };
 pub use stub::ObjectHandle;
+pub use wire::borrowed::{Argument, Bytes, Str};
+pub use wire::codec::DEFAULT_MAX_DECODE_DEPTH;
+pub use wire::frame::DEFAULT_MAX_FRAME_LEN;
 
 /// Marks a trait as a remote service: generates the typed client stub `<Trait>Client` and the
 /// server wrapper `<Trait>Server<T>`. See [the crate documentation](crate#a-service-declared-once-as-a-trait).
@@ -202,7 +198,6 @@ pub use monogusa_macros::service;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::Client;
-    pub use crate::borrowed::{WireBytes, WireStr};
     pub use crate::client::Pending;
     pub use crate::error::{Error, RemoteError, RemoteErrorKind, Result};
     pub use crate::service::{
@@ -210,6 +205,7 @@ pub mod __private {
         decode_erased_args, encode_result, no_such_method,
     };
     pub use crate::stub::ObjectHandle;
+    pub use crate::wire::borrowed::{WireBytes, WireStr};
     pub use erased_serde;
     pub use serde;
 
@@ -218,9 +214,9 @@ pub mod __private {
         use std::io::Read;
 
         use crate::error::{RemoteError, Result};
-        use crate::frame::{self, FrameReader};
-        use crate::message::{Op, RequestHeader, ResponseHeader, Status};
         use crate::server::{Handler, Registry};
+        use crate::wire::frame::{self, FrameReader};
+        use crate::wire::message::{Op, RequestHeader, ResponseHeader, Status};
 
         /// Appends a complete call frame (length, header, arguments) to `out`.
         pub fn encode_call<A: serde::Serialize>(
@@ -229,7 +225,7 @@ pub mod __private {
             args: &A,
             out: &mut Vec<u8>,
         ) -> Result<()> {
-            crate::message::encode_request(
+            crate::wire::message::encode_request(
                 out,
                 id,
                 Op::Call(function),
@@ -261,13 +257,13 @@ pub mod __private {
 
         /// Decodes argument bytes as `T`, exactly.
         pub fn decode_args<T: serde::de::DeserializeOwned>(args: &[u8]) -> Result<T> {
-            crate::codec::decode_exact(args)
+            crate::wire::codec::decode_exact(args)
         }
 
         /// Decodes a reply frame's payload as `R`.
         pub fn decode_reply<R: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<R> {
             let (_, used) = ResponseHeader::decode(payload)?;
-            crate::codec::decode_exact(&payload[used..])
+            crate::wire::codec::decode_exact(&payload[used..])
         }
 
         /// Cuts buffered bytes into frames.

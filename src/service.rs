@@ -7,8 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec;
 use crate::error::{RemoteError, RemoteErrorKind};
+use crate::wire::codec;
 
 /// Who is calling a method: passed explicitly to every call, whatever listener it came
 /// through, so objects that keep something per caller (the built-in lock and semaphore count

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use crate::client::{Client, Pending};
 use crate::error::{Error, RemoteErrorKind, Result};
-use crate::message::Op;
 use crate::service::ObjectRef;
+use crate::wire::message::Op;
 
 /// An untyped handle to an object in a manager. Cloning it is cheap (no round trip); the
 /// object lives while any handle to it, in any process, holds a reference.
@@ -100,7 +100,7 @@ impl ObjectHandle {
         };
         let id: u64 = client.request(op, args, client.call_timeout())?;
         let mut encoded = Vec::new();
-        crate::codec::encode_into(args, &mut encoded)?;
+        crate::wire::codec::encode_into(args, &mut encoded)?;
         Ok(ObjectHandle {
             client: client.clone(),
             id: AtomicU64::new(id),

@@ -30,12 +30,7 @@ const LISTEN_BACKLOG: i32 = 1024;
 
 /// Whether an I/O error is a socket timeout firing (reported as `WouldBlock` on Unix,
 /// `TimedOut` elsewhere).
-pub(crate) fn is_timeout(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
-}
+pub(crate) use crate::error::is_timeout;
 
 /// A manager's address: `host:port` for TCP, `unix:/path` for a Unix-domain socket, or
 /// `pipe:NAME` for a Windows named pipe (`\\.\pipe\NAME` is accepted too).

@@ -176,7 +176,7 @@ fn tasks_only(what: &str) -> Error {
 
 /// The manager's key, from the environment or the file it names.
 fn manager_key() -> Result<Vec<u8>> {
-    if let Some(key) = std::env::var_os(crate::protocol::AUTHKEY_VAR) {
+    if let Some(key) = std::env::var_os(crate::wire::protocol::AUTHKEY_VAR) {
         return Ok(key.into_encoded_bytes());
     }
     if let Some(path) = std::env::var_os("MONOGUSA_AUTHKEY_FILE") {

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::message::{Op, encode_request};
+use crate::wire::message::{Op, encode_request};
 
 use super::pipeline::Pipe;
 use super::{Client, Pending};

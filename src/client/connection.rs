@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::auth::{self, AuthKey};
-use crate::codec;
 use crate::error::{Error, RemoteError, Result};
-use crate::frame::FrameReader;
-use crate::message::{NOTICE_ID, Op, ResponseHeader, Status, encode_request, is_heartbeat};
 use crate::transport::{Address, Stream, is_timeout};
+use crate::wire::auth::{self, AuthKey};
+use crate::wire::codec;
+use crate::wire::frame::FrameReader;
+use crate::wire::message::{NOTICE_ID, Op, ResponseHeader, Status, encode_request, is_heartbeat};
 
 use super::{Keepalive, Options};
 

@@ -24,12 +24,12 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::auth::AuthKey;
 use crate::error::{Error, Result};
-use crate::frame::DEFAULT_MAX_FRAME_LEN;
-use crate::message::Op;
 use crate::service::Description;
 use crate::transport::{Address, ToAddress};
+use crate::wire::auth::AuthKey;
+use crate::wire::frame::DEFAULT_MAX_FRAME_LEN;
+use crate::wire::message::Op;
 
 pub use batch::Batch;
 pub(crate) use connection::Connection;
@@ -72,8 +72,8 @@ pub(crate) struct Keepalive {
 
 /// The default keepalive (the protocol's, which the manager uses too).
 pub(crate) const DEFAULT_KEEPALIVE: Keepalive = Keepalive {
-    interval: crate::protocol::KEEPALIVE_INTERVAL,
-    timeout: crate::protocol::KEEPALIVE_TIMEOUT,
+    interval: crate::wire::protocol::KEEPALIVE_INTERVAL,
+    timeout: crate::wire::protocol::KEEPALIVE_TIMEOUT,
 };
 
 #[derive(Debug, Clone)]
@@ -344,11 +344,14 @@ impl Client {
                 ))
             })
         };
-        let address = read(crate::protocol::ADDRESS_VAR)?;
+        let address = read(crate::wire::protocol::ADDRESS_VAR)?;
         let address = address.to_str().ok_or_else(|| {
-            Error::Config(format!("{} is not UTF-8", crate::protocol::ADDRESS_VAR))
+            Error::Config(format!(
+                "{} is not UTF-8",
+                crate::wire::protocol::ADDRESS_VAR
+            ))
         })?;
-        let key = read(crate::protocol::AUTHKEY_VAR)?;
+        let key = read(crate::wire::protocol::AUTHKEY_VAR)?;
         #[cfg(unix)]
         let key = std::os::unix::ffi::OsStrExt::as_bytes(key.as_os_str()).to_vec();
         #[cfg(not(unix))]
@@ -374,7 +377,7 @@ impl Client {
                 handshake_timeout: Duration::from_secs(10),
                 call_timeout: None,
                 max_frame_len: DEFAULT_MAX_FRAME_LEN,
-                max_decode_depth: crate::codec::DEFAULT_MAX_DECODE_DEPTH,
+                max_decode_depth: crate::wire::codec::DEFAULT_MAX_DECODE_DEPTH,
                 keepalive: Some(DEFAULT_KEEPALIVE),
                 max_idle_connections: 64,
                 reconnect_attempts: 4,

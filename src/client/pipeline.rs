@@ -43,10 +43,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, RemoteError, Result};
-use crate::frame::FrameReader;
 use crate::fxhash::{FxHashMap, FxHashSet};
-use crate::message::{NOTICE_ID, Op, ResponseHeader, encode_request, is_heartbeat};
 use crate::transport::{Stream, is_timeout};
+use crate::wire::frame::FrameReader;
+use crate::wire::message::{NOTICE_ID, Op, ResponseHeader, encode_request, is_heartbeat};
 
 use super::Keepalive;
 use super::connection::{

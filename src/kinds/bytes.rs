@@ -3,8 +3,8 @@
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::codec;
 use crate::error::Result;
+use crate::wire::codec;
 
 /// The newtype name an element travels under: invisible to bincode (a newtype is its
 /// content), it tells the foreign formats' bridge that these bytes are an element a foreign

@@ -556,17 +556,18 @@ fn element_in(value: PyValue) -> Result<Vec<u8>, BridgeError> {
     let dynamic = <crate::python::Dynamic as serde::Deserialize>::deserialize(value)
         .map_err(|e| BridgeError(format!("not a plain value: {e}")))?;
     let mut out = Vec::new();
-    crate::codec::encode_into(&dynamic, &mut out).map_err(|e| BridgeError(e.to_string()))?;
+    crate::wire::codec::encode_into(&dynamic, &mut out).map_err(|e| BridgeError(e.to_string()))?;
     Ok(out)
 }
 
 /// A kept element as a foreign client gets it.
 fn element_out(bytes: &[u8]) -> SerResult {
-    let dynamic: crate::python::Dynamic = crate::codec::decode_exact(bytes).map_err(|_| {
-        BridgeError(
-            "a stored value is not a plain value (a typed Rust program put it there?)".into(),
-        )
-    })?;
+    let dynamic: crate::python::Dynamic =
+        crate::wire::codec::decode_exact(bytes).map_err(|_| {
+            BridgeError(
+                "a stored value is not a plain value (a typed Rust program put it there?)".into(),
+            )
+        })?;
     dynamic.serialize(ToPy)
 }
 
@@ -619,5 +620,31 @@ mod tests {
             u64::MAX.serialize(ToPy).unwrap(),
             PyValue::BigInt(i128_to_big(u64::MAX.into()))
         );
+    }
+
+    #[test]
+    fn dynamic_is_natural_in_python_tagged_in_bincode() {
+        let value = crate::python::Dynamic::List(vec![
+            crate::python::Dynamic::Int(1),
+            crate::python::Dynamic::Str("x".into()),
+            crate::python::Dynamic::None,
+        ]);
+        let py = value.serialize(ToPy).unwrap();
+        assert_eq!(
+            py,
+            crate::python::value::PyValue::List(vec![
+                crate::python::value::PyValue::Int(1),
+                crate::python::value::PyValue::Str("x".into()),
+                crate::python::value::PyValue::None,
+            ])
+        );
+        assert_eq!(crate::python::Dynamic::deserialize(py).unwrap(), value);
+        let mut bytes = Vec::new();
+        crate::wire::codec::encode_into(&value, &mut bytes).unwrap();
+        assert_eq!(
+            crate::wire::codec::decode_exact::<crate::python::Dynamic>(&bytes).unwrap(),
+            value
+        );
+        assert_eq!(serde_json::to_string(&value).unwrap(), r#"[1,"x",null]"#);
     }
 }

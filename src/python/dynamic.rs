@@ -198,34 +198,3 @@ impl<'de> Deserialize<'de> for Dynamic {
         d.deserialize_any(AnyVisitor)
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn natural_in_python_tagged_in_bincode() {
-        let value = Dynamic::List(vec![
-            Dynamic::Int(1),
-            Dynamic::Str("x".into()),
-            Dynamic::None,
-        ]);
-        let py = value.serialize(crate::python::bridge::ToPy).unwrap();
-        assert_eq!(
-            py,
-            crate::python::value::PyValue::List(vec![
-                crate::python::value::PyValue::Int(1),
-                crate::python::value::PyValue::Str("x".into()),
-                crate::python::value::PyValue::None,
-            ])
-        );
-        assert_eq!(Dynamic::deserialize(py).unwrap(), value);
-        let mut bytes = Vec::new();
-        crate::codec::encode_into(&value, &mut bytes).unwrap();
-        assert_eq!(
-            crate::codec::decode_exact::<Dynamic>(&bytes).unwrap(),
-            value
-        );
-        assert_eq!(serde_json::to_string(&value).unwrap(), r#"[1,"x",null]"#);
-    }
-}

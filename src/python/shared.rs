@@ -10,8 +10,8 @@ use serde::de::DeserializeOwned;
 
 use super::methods::exception;
 use super::value::PyValue;
-use crate::codec;
 use crate::store::Bytes;
+use crate::wire::codec;
 
 /// Converts elements between Python values and the stored encoding.
 type ToStored = Arc<dyn Fn(PyValue) -> Result<Bytes, String> + Send + Sync>;

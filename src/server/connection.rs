@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use crate::auth::{self, Refusal};
-use crate::codec;
 use crate::error::{Error, RemoteError, RemoteErrorKind};
-use crate::frame::FrameReader;
-use crate::message::NOTICE_ID;
 use crate::service::Caller;
 use crate::transport::{Deadline, Stream, is_timeout};
+use crate::wire::auth::{self, Refusal};
+use crate::wire::codec;
+use crate::wire::frame::FrameReader;
+use crate::wire::message::NOTICE_ID;
 
 use super::closing::Closing;
 use super::dispatch::{self, Next, write_error};

@@ -4,11 +4,11 @@
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::codec;
 use crate::error::{RemoteError, RemoteErrorKind};
-use crate::frame;
-use crate::message::{NOTICE_ID, Op, RawCall, RequestHeader, ResponseHeader, Status};
 use crate::service::Caller;
+use crate::wire::codec;
+use crate::wire::frame;
+use crate::wire::message::{NOTICE_ID, Op, RawCall, RequestHeader, ResponseHeader, Status};
 
 use super::Shared;
 use super::closing::Closing;

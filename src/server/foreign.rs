@@ -37,7 +37,7 @@ struct Kind {
 
 fn encoded<T: serde::Serialize>(value: &T) -> Vec<u8> {
     let mut out = Vec::new();
-    crate::codec::encode_into(value, &mut out).expect("creation arguments encode");
+    crate::wire::codec::encode_into(value, &mut out).expect("creation arguments encode");
     out
 }
 

@@ -17,8 +17,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::message::encode_heartbeat;
 use crate::transport::Stream;
+use crate::wire::message::encode_heartbeat;
 
 /// How often heartbeats go out, and how long a client in a long call may stay silent.
 #[derive(Debug, Clone, Copy)]

@@ -42,13 +42,13 @@ use std::time::Duration;
 pub use objects::Constructor;
 pub use registry::{ErasedReply, Handler, IntoReply, Reply};
 
-use crate::auth::{self, AuthKey};
 use crate::error::{Error, Result};
-use crate::frame::{Budget, DEFAULT_MAX_FRAME_LEN};
 use crate::service::Service;
 use crate::store::StoreLimits;
 pub use crate::store::journal::Durability;
 use crate::transport::{Address, ListenOptions, ListeningSocket, Stream, ToAddress};
+use crate::wire::auth::{self, AuthKey};
+use crate::wire::frame::{Budget, DEFAULT_MAX_FRAME_LEN};
 use listener::Listener;
 use objects::{Objects, ObjectsConfig};
 pub(crate) use registry::Registry;
@@ -92,12 +92,12 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(30),
             thread_stack_size: DEFAULT_STACK_SIZE,
-            max_decode_depth: crate::codec::DEFAULT_MAX_DECODE_DEPTH,
+            max_decode_depth: crate::wire::codec::DEFAULT_MAX_DECODE_DEPTH,
             max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             max_objects_per_connection: 10_000,
             keepalive: Some(keepalive::KeepaliveConfig {
-                interval: crate::protocol::KEEPALIVE_INTERVAL,
-                timeout: crate::protocol::KEEPALIVE_TIMEOUT,
+                interval: crate::wire::protocol::KEEPALIVE_INTERVAL,
+                timeout: crate::wire::protocol::KEEPALIVE_TIMEOUT,
             }),
         }
     }
@@ -612,7 +612,7 @@ fn random_key() -> Result<Vec<u8>> {
         .into_bytes())
 }
 
-pub use crate::protocol::{ADDRESS_VAR, AUTHKEY_VAR};
+pub use crate::wire::protocol::{ADDRESS_VAR, AUTHKEY_VAR};
 
 /// Keys shorter than this are warned about (once per process): guessable over the network,
 /// however slowly. They are not refused: Python's tutorials use `password`.

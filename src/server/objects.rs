@@ -22,7 +22,6 @@ use parking_lot::{Mutex, RwLock};
 
 use serde::de::DeserializeOwned;
 
-use crate::codec;
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::fxhash::{FxHashMap, FxHashSet};
 use crate::service::{
@@ -31,6 +30,7 @@ use crate::service::{
 };
 use crate::store::backend::StoreBackend;
 use crate::store::{Budget, StoreLimits};
+use crate::wire::codec;
 
 /// One object in the manager.
 struct Object {

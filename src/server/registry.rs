@@ -8,10 +8,10 @@
 
 use std::fmt::Display;
 
-use crate::borrowed::Argument;
-use crate::codec;
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::fxhash::FxHashMap;
+use crate::wire::borrowed::Argument;
+use crate::wire::codec;
 use serde::Serialize;
 
 /// How a function's argument errors name it until the connection, which knows its name,

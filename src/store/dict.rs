@@ -11,11 +11,11 @@ use super::backend::Written;
 use super::budget::{Budget, Charged};
 use super::journal::Change;
 use super::{Entries, Persist};
-use crate::codec;
 use crate::error::{RemoteError, RemoteErrorKind, Result};
 use crate::kinds::dict::DictKind;
 pub(crate) use crate::kinds::dict::{DictKindServer, SERVICE};
 use crate::service::Hooks;
+use crate::wire::codec;
 
 /// The manager's side: encoded keys to encoded values, ordered by their encoding so listings
 /// are deterministic.

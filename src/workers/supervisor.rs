@@ -25,8 +25,8 @@ use super::worker::{Control, HEARTBEAT_VAR, control_mailbox};
 use super::{LogStream, WORKER_VAR, WorkerReport, WorkerState};
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::protocol::{ADDRESS_VAR, AUTHKEY_VAR};
 use crate::transport::{Address, ToAddress};
+use crate::wire::protocol::{ADDRESS_VAR, AUTHKEY_VAR};
 
 /// A program to start as a worker: path, arguments, environment, directory. Kept (unlike a
 /// `Command`) so it can be started again.

@@ -10,9 +10,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{RedisStore, open_object, prefix, scripts};
-use crate::codec;
 use crate::error::{Error, RemoteError, RemoteErrorKind, Result};
 use crate::store::Bytes;
+use crate::wire::codec;
 
 /// Which kind of object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

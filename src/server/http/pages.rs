@@ -15,9 +15,9 @@ use super::super::Shared;
 use super::super::objects::{DESCRIBE_PAGE, HeldRefs};
 use super::Response;
 use super::request::Request;
-use crate::codec;
 use crate::service::{Caller, ObjectDescription};
 use crate::store::tasks::{Counts, DURATION_BOUNDS_MS, DeadLetter, RunMetrics};
+use crate::wire::codec;
 use crate::workers::{LogPage, WorkerStatus};
 
 /// The page: plain HTML, CSS and JS, served from the binary.

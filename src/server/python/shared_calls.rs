@@ -24,7 +24,7 @@ impl Native<'_, '_> {
         args: &A,
     ) -> Result<R, PyValue> {
         let mut encoded = Vec::new();
-        crate::codec::encode_into(args, &mut encoded)
+        crate::wire::codec::encode_into(args, &mut encoded)
             .map_err(|e| exception("TypeError", e.to_string()))?;
         let mut out = Vec::new();
         self.shared
@@ -38,7 +38,7 @@ impl Native<'_, '_> {
                 self.caller,
             )
             .map_err(|e| exception("RuntimeError", e.to_string()))?;
-        crate::codec::decode_exact(&out).map_err(|e| exception("RuntimeError", e.to_string()))
+        crate::wire::codec::decode_exact(&out).map_err(|e| exception("RuntimeError", e.to_string()))
     }
 }
 

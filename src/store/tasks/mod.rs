@@ -25,10 +25,10 @@ use super::budget::{Budget, Charged};
 use super::journal::Change;
 use super::waiting::{deadline, shutting_down};
 use super::{Bytes, Entries, Persist};
-use crate::codec;
 use crate::error::{RemoteError, RemoteErrorKind, Result};
 use crate::kinds::tasks::TaskKind;
 use crate::service::{Caller, Hooks};
+use crate::wire::codec;
 use book::{Book, LeaseError, Task};
 
 /// The most tasks one `take` delivers, or one `push` adds.

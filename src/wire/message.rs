@@ -27,13 +27,13 @@ pub(crate) const HEARTBEAT_ID: u64 = u64::MAX;
 
 /// Appends a heartbeat frame.
 pub(crate) fn encode_heartbeat(out: &mut Vec<u8>) {
-    let start = crate::frame::begin(out);
+    let start = crate::wire::frame::begin(out);
     ResponseHeader {
         id: HEARTBEAT_ID,
         status: Status::Ok,
     }
     .encode(out);
-    crate::frame::end(out, start, u32::MAX).expect("a heartbeat is tiny");
+    crate::wire::frame::end(out, start, u32::MAX).expect("a heartbeat is tiny");
 }
 
 /// Whether a response frame's payload is a heartbeat (to be skipped).
@@ -122,10 +122,10 @@ pub(crate) fn encode_request<A: serde::Serialize>(
     args: &A,
     max: u32,
 ) -> Result<(), Error> {
-    let start = crate::frame::begin(out);
+    let start = crate::wire::frame::begin(out);
     RequestHeader { id, op }.encode(out);
-    let encoded =
-        crate::codec::encode_into(args, out).and_then(|()| crate::frame::end(out, start, max));
+    let encoded = crate::wire::codec::encode_into(args, out)
+        .and_then(|()| crate::wire::frame::end(out, start, max));
     if encoded.is_err() {
         out.truncate(start);
     }
@@ -337,8 +337,8 @@ impl ResponseHeader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec;
     use crate::error::{RemoteError, RemoteErrorKind};
+    use crate::wire::codec;
     use serde::Serialize;
 
     fn encode<T: Serialize>(value: &T) -> Vec<u8> {

@@ -6,7 +6,7 @@ use super::{
     SERVER_LABEL, TAG_LEN,
 };
 use crate::error::Error;
-use crate::protocol;
+use crate::wire::protocol;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {

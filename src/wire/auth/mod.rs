@@ -29,8 +29,8 @@ use std::io::{self, Read, Write};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use crate::error::is_timeout;
 use crate::error::{Error, Result};
-use crate::transport::is_timeout;
 
 pub(crate) use client::ClientHandshake;
 pub(crate) use server::ServerHandshake;

@@ -265,10 +265,13 @@ mod tests {
     #[test]
     fn the_codec_lends_strings_and_bytes_from_the_frame() {
         let mut frame = Vec::new();
-        crate::codec::encode_into(&("hello", serde_bytes::Bytes::new(b"\x00\xff")), &mut frame)
-            .unwrap();
+        crate::wire::codec::encode_into(
+            &("hello", serde_bytes::Bytes::new(b"\x00\xff")),
+            &mut frame,
+        )
+        .unwrap();
         let (s, b): (WireStr<'_>, WireBytes<'_>) =
-            crate::codec::decode_arguments(&frame, &"test").unwrap();
+            crate::wire::codec::decode_arguments(&frame, &"test").unwrap();
         assert!(matches!(s.0, Cow::Borrowed("hello")));
         assert!(matches!(b.0, Cow::Borrowed(&[0x00, 0xff])));
         // Inside the frame, not a copy.
@@ -280,20 +283,22 @@ mod tests {
     #[test]
     fn a_vec_of_bytes_encodes_as_bytes_do() {
         let mut from_vec = Vec::new();
-        crate::codec::encode_into(&(vec![1u8, 2, 3],), &mut from_vec).unwrap();
+        crate::wire::codec::encode_into(&(vec![1u8, 2, 3],), &mut from_vec).unwrap();
         let mut from_slice = Vec::new();
-        crate::codec::encode_into(&(serde_bytes::Bytes::new(&[1, 2, 3]),), &mut from_slice)
+        crate::wire::codec::encode_into(&(serde_bytes::Bytes::new(&[1, 2, 3]),), &mut from_slice)
             .unwrap();
         assert_eq!(from_vec, from_slice);
-        let (b,): (WireBytes<'_>,) = crate::codec::decode_arguments(&from_vec, &"test").unwrap();
+        let (b,): (WireBytes<'_>,) =
+            crate::wire::codec::decode_arguments(&from_vec, &"test").unwrap();
         assert_eq!(b.as_slice(), &[1, 2, 3]);
     }
 
     #[test]
     fn invalid_utf8_is_refused() {
         let mut frame = Vec::new();
-        crate::codec::encode_into(&(serde_bytes::Bytes::new(b"\xff\xfe"),), &mut frame).unwrap();
-        let refused = crate::codec::decode_arguments::<(WireStr<'_>,)>(&frame, &"greet");
+        crate::wire::codec::encode_into(&(serde_bytes::Bytes::new(b"\xff\xfe"),), &mut frame)
+            .unwrap();
+        let refused = crate::wire::codec::decode_arguments::<(WireStr<'_>,)>(&frame, &"greet");
         let message = refused.err().unwrap().to_string();
         assert!(message.contains("UTF-8"), "{message}");
     }

@@ -6,7 +6,7 @@ use super::{
     ACCEPT, AuthKey, BUSY, CLIENT_LABEL, MISMATCH, NONCE_LEN, Nonce, PROVEN, Refusal, SERVER_LABEL,
     TAG_LEN,
 };
-use crate::protocol;
+use crate::wire::protocol;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {

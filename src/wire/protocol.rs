@@ -52,7 +52,7 @@
 //! new operations and error kinds get new numbers (unknown error kinds decode as
 //! `RemoteErrorKind::Other`). Anything else is a new version.
 
-use crate::codec;
+use crate::wire::codec;
 
 /// The protocol's name, which every version's banner starts with (`monogusa/`).
 pub const NAME: &str = "monogusa/";
