@@ -232,7 +232,7 @@ fn codec_never_panics_on_random_input() {
 fn pickle_reader_never_panics_and_round_trips_what_it_accepts() {
     use crate::python::pickle::pickle;
     use crate::python::unpickle::unpickle;
-    use crate::python::value::PyValue;
+    use crate::values::value::ForeignValue;
     let mut rng = Rng(0x5851_f42d_4c95_7f2d);
     let mut seeds: Vec<Vec<u8>> = vec![
         // Python 3.11's `create('get', 'a')` request, as captured from it.
@@ -241,13 +241,13 @@ fn pickle_reader_never_panics_and_round_trips_what_it_accepts() {
     ];
     let mut ours = Vec::new();
     pickle(
-        &PyValue::Tuple(vec![
-            PyValue::Str("#RETURN".into()),
-            PyValue::Dict(vec![(
-                PyValue::Int(1),
-                PyValue::List(vec![PyValue::Complex(1.0, 2.0)]),
+        &ForeignValue::Tuple(vec![
+            ForeignValue::Str("#RETURN".into()),
+            ForeignValue::Dict(vec![(
+                ForeignValue::Int(1),
+                ForeignValue::List(vec![ForeignValue::Complex(1.0, 2.0)]),
             )]),
-            PyValue::Exception("KeyError".into(), vec![PyValue::Str("k".into())]),
+            ForeignValue::Exception("KeyError".into(), vec![ForeignValue::Str("k".into())]),
         ]),
         &mut ours,
     );
@@ -277,17 +277,20 @@ fn pickle_reader_never_panics_and_round_trips_what_it_accepts() {
 #[test]
 fn the_msgpack_scanner_agrees_with_the_parser() {
     use crate::msgpack::codec::write;
-    use crate::python::value::PyValue;
+    use crate::values::value::ForeignValue;
     let mut rng = Rng(0x51ca_77e2_0bad_cafe);
-    let message = PyValue::List(vec![
-        PyValue::Int(0),
-        PyValue::Int(7),
-        PyValue::Str("counter.add".into()),
-        PyValue::List(vec![
-            PyValue::Str("hits".into()),
-            PyValue::Int(-70_000),
-            PyValue::Dict(vec![(PyValue::Bytes(vec![1, 2]), PyValue::Float(0.5))]),
-            PyValue::None,
+    let message = ForeignValue::List(vec![
+        ForeignValue::Int(0),
+        ForeignValue::Int(7),
+        ForeignValue::Str("counter.add".into()),
+        ForeignValue::List(vec![
+            ForeignValue::Str("hits".into()),
+            ForeignValue::Int(-70_000),
+            ForeignValue::Dict(vec![(
+                ForeignValue::Bytes(vec![1, 2]),
+                ForeignValue::Float(0.5),
+            )]),
+            ForeignValue::None,
         ]),
     ]);
     let mut base = Vec::new();

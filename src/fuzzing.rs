@@ -264,7 +264,8 @@ pub fn python_handshake(data: &[u8]) {
 /// kwds)` or a refusal, never a panic; what our own pickler writes for a request reads back.
 #[cfg(feature = "python")]
 pub fn python_request(data: &[u8]) {
-    use crate::python::{pickle::pickle, value::PyValue};
+    use crate::python::pickle::pickle;
+    use crate::values::value::ForeignValue;
     if crate::server::python_request(data).is_ok() {
         return;
     }
@@ -272,11 +273,11 @@ pub fn python_request(data: &[u8]) {
     let method = String::from_utf8_lossy(&data[..data.len().min(32)]).into_owned();
     let mut frame = Vec::new();
     pickle(
-        &PyValue::Tuple(vec![
-            PyValue::None,
-            PyValue::Str(method.clone()),
-            PyValue::Tuple(vec![PyValue::Bytes(data.to_vec())]),
-            PyValue::Dict(Vec::new()),
+        &ForeignValue::Tuple(vec![
+            ForeignValue::None,
+            ForeignValue::Str(method.clone()),
+            ForeignValue::Tuple(vec![ForeignValue::Bytes(data.to_vec())]),
+            ForeignValue::Dict(Vec::new()),
         ]),
         &mut frame,
     );

@@ -165,6 +165,8 @@ mod stop_signals;
 mod store;
 mod stub;
 mod transport;
+#[cfg(any(feature = "python", feature = "msgpack"))]
+mod values;
 mod wire;
 pub mod workers;
 
@@ -318,8 +320,10 @@ pub mod __private {
     }
 }
 #[cfg(feature = "python")]
-pub use python::{Dynamic, PythonShared};
+pub use python::PythonShared;
 pub use transport::{Address, ToAddress};
+#[cfg(any(feature = "python", feature = "msgpack"))]
+pub use values::Dynamic;
 
 /// The serde this crate is built with, so applications derive `Serialize` and `Deserialize`
 /// against the same version without naming it in their own dependencies.

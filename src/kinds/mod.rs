@@ -20,5 +20,5 @@ pub(crate) mod workers;
 mod bytes;
 
 pub(crate) use bytes::Bytes;
-#[cfg(feature = "python")]
+#[cfg(any(feature = "python", feature = "msgpack"))]
 pub(crate) use bytes::ELEMENT;

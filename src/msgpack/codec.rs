@@ -1,12 +1,12 @@
 //! A msgpack reader and writer for the msgpack-rpc listener, over the same values the Python
-//! listener uses (`PyValue`), so one serde bridge serves both.
+//! listener uses (`ForeignValue`), so one serde bridge serves both.
 //!
 //! The reader is incremental: [`read`] says how many bytes one whole value needs, or that it
 //! needs more. Every length is checked against the bytes that are there before anything is
 //! allocated (a `bin32` header claiming 4 GiB allocates nothing), and nesting is limited by an
 //! explicit stack, not recursion.
 
-use crate::python::value::{PyValue, i128_to_big};
+use crate::values::value::{ForeignValue, i128_to_big};
 
 /// Why bytes are not a msgpack value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,8 +23,12 @@ fn invalid<T>(why: impl Into<String>) -> Result<T, ReadError> {
 
 /// A container being filled.
 enum Open {
-    Array(usize, Vec<PyValue>),
-    Map(usize, Vec<(PyValue, PyValue)>, Option<PyValue>),
+    Array(usize, Vec<ForeignValue>),
+    Map(
+        usize,
+        Vec<(ForeignValue, ForeignValue)>,
+        Option<ForeignValue>,
+    ),
 }
 
 struct Cursor<'a> {
@@ -54,32 +58,32 @@ pub(crate) fn read(
     input: &[u8],
     max_depth: usize,
     max_len: usize,
-) -> Result<(PyValue, usize), ReadError> {
+) -> Result<(ForeignValue, usize), ReadError> {
     let mut cursor = Cursor { input, at: 0 };
     let mut stack: Vec<Open> = Vec::new();
     loop {
         let marker = cursor.take(1)?[0];
         let mut value = match marker {
-            0x00..=0x7f => PyValue::Int(marker.into()),
-            0xe0..=0xff => PyValue::Int(i64::from(marker as i8)),
-            0xc0 => PyValue::None,
-            0xc2 => PyValue::Bool(false),
-            0xc3 => PyValue::Bool(true),
+            0x00..=0x7f => ForeignValue::Int(marker.into()),
+            0xe0..=0xff => ForeignValue::Int(i64::from(marker as i8)),
+            0xc0 => ForeignValue::None,
+            0xc2 => ForeignValue::Bool(false),
+            0xc3 => ForeignValue::Bool(true),
             0xcc..=0xcf => {
                 let n = cursor.uint(1 << (marker - 0xcc))?;
                 match i64::try_from(n) {
-                    Ok(n) => PyValue::Int(n),
-                    Err(_) => PyValue::BigInt(i128_to_big(n.into())),
+                    Ok(n) => ForeignValue::Int(n),
+                    Err(_) => ForeignValue::BigInt(i128_to_big(n.into())),
                 }
             }
             0xd0..=0xd3 => {
                 let width = 1usize << (marker - 0xd0);
                 let raw = cursor.uint(width)?;
                 let shift = 64 - 8 * width as u32;
-                PyValue::Int(((raw << shift) as i64) >> shift)
+                ForeignValue::Int(((raw << shift) as i64) >> shift)
             }
-            0xca => PyValue::Float(f32::from_bits(cursor.uint(4)? as u32).into()),
-            0xcb => PyValue::Float(f64::from_bits(cursor.uint(8)?)),
+            0xca => ForeignValue::Float(f32::from_bits(cursor.uint(4)? as u32).into()),
+            0xcb => ForeignValue::Float(f64::from_bits(cursor.uint(8)?)),
             0xa0..=0xbf | 0xd9 | 0xda | 0xdb => {
                 let len = match marker {
                     0xa0..=0xbf => (marker & 0x1f) as usize,
@@ -91,7 +95,7 @@ pub(crate) fn read(
                     ));
                 }
                 match std::str::from_utf8(cursor.take(len)?) {
-                    Ok(s) => PyValue::Str(s.to_string()),
+                    Ok(s) => ForeignValue::Str(s.to_string()),
                     Err(_) => return invalid("a msgpack str is not valid UTF-8"),
                 }
             }
@@ -102,7 +106,7 @@ pub(crate) fn read(
                         "a bin of {len} bytes is over the limit of {max_len}"
                     ));
                 }
-                PyValue::Bytes(cursor.take(len)?.to_vec())
+                ForeignValue::Bytes(cursor.take(len)?.to_vec())
             }
             0x90..=0x9f | 0xdc | 0xdd | 0x80..=0x8f | 0xde | 0xdf => {
                 let is_map = matches!(marker, 0x80..=0x8f | 0xde | 0xdf);
@@ -123,9 +127,9 @@ pub(crate) fn read(
                 }
                 if len == 0 {
                     if is_map {
-                        PyValue::Dict(Vec::new())
+                        ForeignValue::Dict(Vec::new())
                     } else {
-                        PyValue::List(Vec::new())
+                        ForeignValue::List(Vec::new())
                     }
                 } else {
                     let room = len.min(1024);
@@ -149,7 +153,7 @@ pub(crate) fn read(
                     ));
                 }
                 let _type = cursor.take(1)?;
-                PyValue::Bytes(cursor.take(len)?.to_vec())
+                ForeignValue::Bytes(cursor.take(len)?.to_vec())
             }
             0xc1 => return invalid("0xc1 is never used in msgpack"),
         };
@@ -165,7 +169,7 @@ pub(crate) fn read(
                     let Some(Open::Array(_, items)) = stack.pop() else {
                         unreachable!("just matched")
                     };
-                    value = PyValue::List(items);
+                    value = ForeignValue::List(items);
                 }
                 Some(Open::Map(len, pairs, key)) => {
                     match key.take() {
@@ -181,7 +185,7 @@ pub(crate) fn read(
                     let Some(Open::Map(_, pairs, _)) = stack.pop() else {
                         unreachable!("just matched")
                     };
-                    value = PyValue::Dict(pairs);
+                    value = ForeignValue::Dict(pairs);
                 }
             }
         }
@@ -292,12 +296,12 @@ impl Scanner {
 }
 
 /// Appends the msgpack of `value` to `out`.
-pub(crate) fn write(value: &PyValue, out: &mut Vec<u8>) {
+pub(crate) fn write(value: &ForeignValue, out: &mut Vec<u8>) {
     match value {
-        PyValue::None => out.push(0xc0),
-        PyValue::Bool(b) => out.push(if *b { 0xc3 } else { 0xc2 }),
-        PyValue::Int(n) => int(*n, out),
-        PyValue::BigInt(bytes) => match crate::python::value::big_to_i128(bytes) {
+        ForeignValue::None => out.push(0xc0),
+        ForeignValue::Bool(b) => out.push(if *b { 0xc3 } else { 0xc2 }),
+        ForeignValue::Int(n) => int(*n, out),
+        ForeignValue::BigInt(bytes) => match crate::values::value::big_to_i128(bytes) {
             Some(n) if n >= 0 && n <= i128::from(u64::MAX) => {
                 out.push(0xcf);
                 out.extend_from_slice(&(n as u64).to_be_bytes());
@@ -306,16 +310,16 @@ pub(crate) fn write(value: &PyValue, out: &mut Vec<u8>) {
             Some(n) => string(&n.to_string(), out),
             None => string("<int>", out),
         },
-        PyValue::Float(f) => {
+        ForeignValue::Float(f) => {
             out.push(0xcb);
             out.extend_from_slice(&f.to_bits().to_be_bytes());
         }
-        PyValue::Complex(re, im) => write(
-            &PyValue::List(vec![PyValue::Float(*re), PyValue::Float(*im)]),
+        ForeignValue::Complex(re, im) => write(
+            &ForeignValue::List(vec![ForeignValue::Float(*re), ForeignValue::Float(*im)]),
             out,
         ),
-        PyValue::Str(s) => string(s, out),
-        PyValue::Bytes(b) => {
+        ForeignValue::Str(s) => string(s, out),
+        ForeignValue::Bytes(b) => {
             match b.len() {
                 n if n < 256 => out.extend_from_slice(&[0xc4, n as u8]),
                 n if n < 65536 => {
@@ -329,30 +333,33 @@ pub(crate) fn write(value: &PyValue, out: &mut Vec<u8>) {
             }
             out.extend_from_slice(b);
         }
-        PyValue::Tuple(items)
-        | PyValue::List(items)
-        | PyValue::Set(items)
-        | PyValue::FrozenSet(items) => {
+        ForeignValue::Tuple(items)
+        | ForeignValue::List(items)
+        | ForeignValue::Set(items)
+        | ForeignValue::FrozenSet(items) => {
             header(items.len(), 0x90, 0xdc, out);
             for item in items {
                 write(item, out);
             }
         }
-        PyValue::Dict(pairs) => {
+        ForeignValue::Dict(pairs) => {
             header(pairs.len(), 0x80, 0xde, out);
             for (k, v) in pairs {
                 write(k, out);
                 write(v, out);
             }
         }
-        PyValue::Exception(name, args) => {
-            let message = args.first().map(PyValue::to_str).unwrap_or_default();
+        ForeignValue::Exception(name, args) => {
+            let message = args.first().map(ForeignValue::to_str).unwrap_or_default();
             write(
-                &PyValue::List(vec![PyValue::Str(name.clone()), PyValue::Str(message)]),
+                &ForeignValue::List(vec![
+                    ForeignValue::Str(name.clone()),
+                    ForeignValue::Str(message),
+                ]),
                 out,
             );
         }
-        PyValue::Token { id, .. } => string(id, out),
+        ForeignValue::Token { id, .. } => string(id, out),
     }
 }
 
@@ -426,20 +433,23 @@ mod tests {
     #[test]
     fn values_round_trip_and_partial_input_asks_for_more() {
         let values = [
-            PyValue::None,
-            PyValue::Bool(true),
-            PyValue::Int(0),
-            PyValue::Int(-1),
-            PyValue::Int(-33),
-            PyValue::Int(200),
-            PyValue::Int(70_000),
-            PyValue::Int(i64::MIN),
-            PyValue::Int(i64::MAX),
-            PyValue::Float(1.5),
-            PyValue::Str("é".repeat(40)),
-            PyValue::Bytes(vec![1; 300]),
-            PyValue::List((0..20).map(PyValue::Int).collect()),
-            PyValue::Dict(vec![(PyValue::Str("k".into()), PyValue::List(vec![]))]),
+            ForeignValue::None,
+            ForeignValue::Bool(true),
+            ForeignValue::Int(0),
+            ForeignValue::Int(-1),
+            ForeignValue::Int(-33),
+            ForeignValue::Int(200),
+            ForeignValue::Int(70_000),
+            ForeignValue::Int(i64::MIN),
+            ForeignValue::Int(i64::MAX),
+            ForeignValue::Float(1.5),
+            ForeignValue::Str("é".repeat(40)),
+            ForeignValue::Bytes(vec![1; 300]),
+            ForeignValue::List((0..20).map(ForeignValue::Int).collect()),
+            ForeignValue::Dict(vec![(
+                ForeignValue::Str("k".into()),
+                ForeignValue::List(vec![]),
+            )]),
         ];
         for value in values {
             let mut out = Vec::new();
@@ -473,7 +483,10 @@ mod tests {
         }
         // u64 above i64::MAX, from another writer.
         let big = [0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
-        assert!(matches!(read(&big, 64, 10), Ok((PyValue::BigInt(_), 9))));
+        assert!(matches!(
+            read(&big, 64, 10),
+            Ok((ForeignValue::BigInt(_), 9))
+        ));
     }
 
     #[test]
@@ -488,11 +501,11 @@ mod tests {
         assert!(scanner.scan(&[0x91; 100], 64, 1 << 20).is_err(), "too deep");
         // [[1, 2], {"a": [3]}] arriving in pieces, then a second message.
         let mut message = Vec::new();
-        let value = PyValue::List(vec![
-            PyValue::List(vec![PyValue::Int(1), PyValue::Int(2)]),
-            PyValue::Dict(vec![(
-                PyValue::Str("a".into()),
-                PyValue::List(vec![PyValue::Int(3)]),
+        let value = ForeignValue::List(vec![
+            ForeignValue::List(vec![ForeignValue::Int(1), ForeignValue::Int(2)]),
+            ForeignValue::Dict(vec![(
+                ForeignValue::Str("a".into()),
+                ForeignValue::List(vec![ForeignValue::Int(3)]),
             )]),
         ]);
         write(&value, &mut message);

@@ -38,7 +38,7 @@ use crate::error::Result;
 /// How a client names an element type, to refuse reopening a `Dict<String, i64>` as a
 /// `Dict<String, String>`: its shape, whatever module defines it (see `shape`).
 pub(crate) fn type_tag<T: DeserializeOwned>() -> String {
-    #[cfg(feature = "python")]
+    #[cfg(any(feature = "python", feature = "msgpack"))]
     if std::any::type_name::<T>() == std::any::type_name::<crate::Dynamic>() {
         // What other languages' clients put: the one tag Rust, Python and msgpack share.
         return DYNAMIC_TAG.to_string();
@@ -47,7 +47,7 @@ pub(crate) fn type_tag<T: DeserializeOwned>() -> String {
 }
 
 /// The element tag of `Dynamic` values, which clients in other languages put and take.
-#[cfg(feature = "python")]
+#[cfg(any(feature = "python", feature = "msgpack"))]
 pub(crate) const DYNAMIC_TAG: &str = "dynamic";
 
 /// Where a counter, value or dict lives: the manager (an object handle) or another store,

@@ -3,11 +3,11 @@
 //! result a useful part of str's; `None` none. Every object also answers `__str__`,
 //! `__repr__` and `#GETVALUE`.
 
-use super::value::PyValue;
+use crate::values::value::ForeignValue;
 
 /// An exception raised inside a method: `('#ERROR', exc)` to the client.
-pub(crate) fn exception(name: &str, message: impl Into<String>) -> PyValue {
-    PyValue::Exception(name.into(), vec![PyValue::Str(message.into())])
+pub(crate) fn exception(name: &str, message: impl Into<String>) -> ForeignValue {
+    ForeignValue::Exception(name.into(), vec![ForeignValue::Str(message.into())])
 }
 
 const INT: &[&str] = &[
@@ -46,22 +46,22 @@ const SEQUENCE: &[&str] = &["count", "index"];
 const DICT: &[&str] = &["copy", "get", "items", "keys", "values"];
 
 /// The names a proxy of `value` exposes (identifiers only: Python `exec`s a `def` for each).
-pub(crate) fn exposed(value: &PyValue) -> &'static [&'static str] {
+pub(crate) fn exposed(value: &ForeignValue) -> &'static [&'static str] {
     match value {
-        PyValue::Bool(_) | PyValue::Int(_) | PyValue::BigInt(_) => INT,
-        PyValue::Float(_) => FLOAT,
-        PyValue::Complex(..) => COMPLEX,
-        PyValue::Str(_) => STR,
-        PyValue::Bytes(_) => BYTES,
-        PyValue::Tuple(_) | PyValue::List(_) => SEQUENCE,
-        PyValue::Dict(_) => DICT,
+        ForeignValue::Bool(_) | ForeignValue::Int(_) | ForeignValue::BigInt(_) => INT,
+        ForeignValue::Float(_) => FLOAT,
+        ForeignValue::Complex(..) => COMPLEX,
+        ForeignValue::Str(_) => STR,
+        ForeignValue::Bytes(_) => BYTES,
+        ForeignValue::Tuple(_) | ForeignValue::List(_) => SEQUENCE,
+        ForeignValue::Dict(_) => DICT,
         _ => &[],
     }
 }
 
-fn arg_str(args: &[PyValue], at: usize, method: &str) -> Result<String, PyValue> {
+fn arg_str(args: &[ForeignValue], at: usize, method: &str) -> Result<String, ForeignValue> {
     match args.get(at) {
-        Some(PyValue::Str(s)) => Ok(s.clone()),
+        Some(ForeignValue::Str(s)) => Ok(s.clone()),
         Some(other) => Err(exception(
             "TypeError",
             format!(
@@ -77,27 +77,31 @@ fn arg_str(args: &[PyValue], at: usize, method: &str) -> Result<String, PyValue>
     }
 }
 
-fn int_of(value: &PyValue) -> Option<i128> {
+fn int_of(value: &ForeignValue) -> Option<i128> {
     match value {
-        PyValue::Bool(b) => Some(i128::from(*b)),
-        PyValue::Int(n) => Some((*n).into()),
-        PyValue::BigInt(b) => super::value::big_to_i128(b),
+        ForeignValue::Bool(b) => Some(i128::from(*b)),
+        ForeignValue::Int(n) => Some((*n).into()),
+        ForeignValue::BigInt(b) => crate::values::value::big_to_i128(b),
         _ => None,
     }
 }
 
-fn py_int(n: i128) -> PyValue {
+fn py_int(n: i128) -> ForeignValue {
     match i64::try_from(n) {
-        Ok(n) => PyValue::Int(n),
-        Err(_) => PyValue::BigInt(super::value::i128_to_big(n)),
+        Ok(n) => ForeignValue::Int(n),
+        Err(_) => ForeignValue::BigInt(crate::values::value::i128_to_big(n)),
     }
 }
 
 /// Runs `method` on a plain `value`; `Err` is the exception the client raises.
-pub(crate) fn call(value: &PyValue, method: &str, args: &[PyValue]) -> Result<PyValue, PyValue> {
+pub(crate) fn call(
+    value: &ForeignValue,
+    method: &str,
+    args: &[ForeignValue],
+) -> Result<ForeignValue, ForeignValue> {
     match method {
-        "__str__" => return Ok(PyValue::Str(value.to_str())),
-        "__repr__" => return Ok(PyValue::Str(value.repr())),
+        "__str__" => return Ok(ForeignValue::Str(value.to_str())),
+        "__repr__" => return Ok(ForeignValue::Str(value.repr())),
         "#GETVALUE" => return Ok(value.clone()),
         _ => {}
     }
@@ -113,13 +117,13 @@ pub(crate) fn call(value: &PyValue, method: &str, args: &[PyValue]) -> Result<Py
     if let Some(n) = int_of(value) {
         return Ok(match method {
             "conjugate" => py_int(n),
-            "bit_length" => PyValue::Int(i64::from(128 - n.unsigned_abs().leading_zeros())),
-            "bit_count" => PyValue::Int(i64::from(n.unsigned_abs().count_ones())),
-            "as_integer_ratio" => PyValue::Tuple(vec![py_int(n), PyValue::Int(1)]),
-            "is_integer" => PyValue::Bool(true),
+            "bit_length" => ForeignValue::Int(i64::from(128 - n.unsigned_abs().leading_zeros())),
+            "bit_count" => ForeignValue::Int(i64::from(n.unsigned_abs().count_ones())),
+            "as_integer_ratio" => ForeignValue::Tuple(vec![py_int(n), ForeignValue::Int(1)]),
+            "is_integer" => ForeignValue::Bool(true),
             "to_bytes" => {
                 let length = args.first().and_then(int_of).unwrap_or(1).clamp(0, 16) as usize;
-                let big = !matches!(args.get(1), Some(PyValue::Str(s)) if s == "little");
+                let big = !matches!(args.get(1), Some(ForeignValue::Str(s)) if s == "little");
                 let bytes = n.to_le_bytes();
                 let fits = bytes[length..].iter().all(|&b| b == 0);
                 if !fits || n < 0 {
@@ -129,64 +133,64 @@ pub(crate) fn call(value: &PyValue, method: &str, args: &[PyValue]) -> Result<Py
                 if big {
                     out.reverse();
                 }
-                PyValue::Bytes(out)
+                ForeignValue::Bytes(out)
             }
             _ => unreachable!("exposed"),
         });
     }
     match value {
-        PyValue::Float(f) => Ok(match method {
-            "conjugate" => PyValue::Float(*f),
-            _ => PyValue::Bool(f.fract() == 0.0),
+        ForeignValue::Float(f) => Ok(match method {
+            "conjugate" => ForeignValue::Float(*f),
+            _ => ForeignValue::Bool(f.fract() == 0.0),
         }),
-        PyValue::Complex(re, im) => Ok(PyValue::Complex(*re, -im)),
-        PyValue::Str(s) => str_method(s, method, args),
-        PyValue::Bytes(b) => Ok(match method {
-            "hex" => PyValue::Str(b.iter().map(|b| format!("{b:02x}")).collect()),
+        ForeignValue::Complex(re, im) => Ok(ForeignValue::Complex(*re, -im)),
+        ForeignValue::Str(s) => str_method(s, method, args),
+        ForeignValue::Bytes(b) => Ok(match method {
+            "hex" => ForeignValue::Str(b.iter().map(|b| format!("{b:02x}")).collect()),
             _ => match std::str::from_utf8(b) {
-                Ok(s) => PyValue::Str(s.into()),
+                Ok(s) => ForeignValue::Str(s.into()),
                 Err(e) => return Err(exception("UnicodeDecodeError", e.to_string())),
             },
         }),
-        PyValue::Tuple(items) | PyValue::List(items) => {
-            let needle = args.first().cloned().unwrap_or(PyValue::None);
+        ForeignValue::Tuple(items) | ForeignValue::List(items) => {
+            let needle = args.first().cloned().unwrap_or(ForeignValue::None);
             match method {
-                "count" => Ok(PyValue::Int(
-                    items.iter().filter(|i| **i == needle).count() as i64
+                "count" => Ok(ForeignValue::Int(
+                    items.iter().filter(|i| **i == needle).count() as i64,
                 )),
                 _ => items
                     .iter()
                     .position(|i| *i == needle)
-                    .map(|at| PyValue::Int(at as i64))
+                    .map(|at| ForeignValue::Int(at as i64))
                     .ok_or_else(|| exception("ValueError", "value is not in the sequence")),
             }
         }
-        PyValue::Dict(pairs) => Ok(match method {
+        ForeignValue::Dict(pairs) => Ok(match method {
             "copy" => value.clone(),
-            "keys" => PyValue::List(pairs.iter().map(|(k, _)| k.clone()).collect()),
-            "values" => PyValue::List(pairs.iter().map(|(_, v)| v.clone()).collect()),
-            "items" => PyValue::List(
+            "keys" => ForeignValue::List(pairs.iter().map(|(k, _)| k.clone()).collect()),
+            "values" => ForeignValue::List(pairs.iter().map(|(_, v)| v.clone()).collect()),
+            "items" => ForeignValue::List(
                 pairs
                     .iter()
-                    .map(|(k, v)| PyValue::Tuple(vec![k.clone(), v.clone()]))
+                    .map(|(k, v)| ForeignValue::Tuple(vec![k.clone(), v.clone()]))
                     .collect(),
             ),
             _ => {
-                let key = args.first().cloned().unwrap_or(PyValue::None);
+                let key = args.first().cloned().unwrap_or(ForeignValue::None);
                 pairs
                     .iter()
                     .find(|(k, _)| *k == key)
                     .map(|(_, v)| v.clone())
-                    .unwrap_or_else(|| args.get(1).cloned().unwrap_or(PyValue::None))
+                    .unwrap_or_else(|| args.get(1).cloned().unwrap_or(ForeignValue::None))
             }
         }),
         _ => Err(exception("AttributeError", format!("no method {method}"))),
     }
 }
 
-fn str_method(s: &str, method: &str, args: &[PyValue]) -> Result<PyValue, PyValue> {
-    let text = |t: String| Ok(PyValue::Str(t));
-    let truth = |b: bool| Ok(PyValue::Bool(b));
+fn str_method(s: &str, method: &str, args: &[ForeignValue]) -> Result<ForeignValue, ForeignValue> {
+    let text = |t: String| Ok(ForeignValue::Str(t));
+    let truth = |b: bool| Ok(ForeignValue::Bool(b));
     let nonempty_all = |f: fn(char) -> bool| !s.is_empty() && s.chars().all(f);
     match method {
         "upper" => text(s.to_uppercase()),
@@ -212,12 +216,12 @@ fn str_method(s: &str, method: &str, args: &[PyValue]) -> Result<PyValue, PyValu
         "isupper" => truth(s.chars().any(char::is_uppercase) && !s.chars().any(char::is_lowercase)),
         "startswith" => truth(s.starts_with(arg_str(args, 0, method)?.as_str())),
         "endswith" => truth(s.ends_with(arg_str(args, 0, method)?.as_str())),
-        "count" => Ok(PyValue::Int(
+        "count" => Ok(ForeignValue::Int(
             s.matches(arg_str(args, 0, method)?.as_str()).count() as i64,
         )),
         "find" => {
             let needle = arg_str(args, 0, method)?;
-            Ok(PyValue::Int(
+            Ok(ForeignValue::Int(
                 s.find(needle.as_str())
                     .map_or(-1, |at| s[..at].chars().count() as i64),
             ))
@@ -227,10 +231,10 @@ fn str_method(s: &str, method: &str, args: &[PyValue]) -> Result<PyValue, PyValu
             arg_str(args, 1, method)?.as_str(),
         )),
         "split" => {
-            let parts: Vec<PyValue> = match args.first() {
-                None | Some(PyValue::None) => s
+            let parts: Vec<ForeignValue> = match args.first() {
+                None | Some(ForeignValue::None) => s
                     .split_whitespace()
-                    .map(|p| PyValue::Str(p.into()))
+                    .map(|p| ForeignValue::Str(p.into()))
                     .collect(),
                 Some(_) => {
                     let sep = arg_str(args, 0, method)?;
@@ -238,18 +242,18 @@ fn str_method(s: &str, method: &str, args: &[PyValue]) -> Result<PyValue, PyValu
                         return Err(exception("ValueError", "empty separator"));
                     }
                     s.split(sep.as_str())
-                        .map(|p| PyValue::Str(p.into()))
+                        .map(|p| ForeignValue::Str(p.into()))
                         .collect()
                 }
             };
-            Ok(PyValue::List(parts))
+            Ok(ForeignValue::List(parts))
         }
         "join" => match args.first() {
-            Some(PyValue::List(items) | PyValue::Tuple(items)) => {
+            Some(ForeignValue::List(items) | ForeignValue::Tuple(items)) => {
                 let mut parts = Vec::with_capacity(items.len());
                 for item in items {
                     match item {
-                        PyValue::Str(p) => parts.push(p.as_str()),
+                        ForeignValue::Str(p) => parts.push(p.as_str()),
                         other => {
                             return Err(exception(
                                 "TypeError",

@@ -5,14 +5,10 @@
 //! and the built-in shared objects as Python proxies see them (`shared`). The listener that
 //! drives them over sockets is `server::python`.
 
-pub(crate) mod bridge;
-mod dynamic;
 pub(crate) mod handshake;
 pub(crate) mod methods;
 pub(crate) mod pickle;
 pub(crate) mod shared;
 pub(crate) mod unpickle;
-pub(crate) mod value;
 
-pub use dynamic::Dynamic;
 pub use shared::PythonShared;

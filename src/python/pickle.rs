@@ -2,10 +2,10 @@
 //! builtin exceptions and `Token`s. Protocol 4 opcodes without frames or memo (frames are
 //! optional, and nothing we write repeats), which every Python 3.4+ reads.
 
-use super::value::{PyValue, i128_to_big};
+use crate::values::value::{ForeignValue, i128_to_big};
 
 /// Appends the pickle of `value` to `out`.
-pub(crate) fn pickle(value: &PyValue, out: &mut Vec<u8>) {
+pub(crate) fn pickle(value: &ForeignValue, out: &mut Vec<u8>) {
     out.extend_from_slice(&[0x80, 4]);
     write(value, out);
     out.push(b'.');
@@ -30,7 +30,7 @@ fn str_(s: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(s.as_bytes());
 }
 
-fn tuple(items: &[PyValue], out: &mut Vec<u8>) {
+fn tuple(items: &[ForeignValue], out: &mut Vec<u8>) {
     match items.len() {
         0 => out.push(b')'),
         n @ 1..=3 => {
@@ -78,24 +78,24 @@ fn long(bytes: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(bytes);
 }
 
-fn write(value: &PyValue, out: &mut Vec<u8>) {
+fn write(value: &ForeignValue, out: &mut Vec<u8>) {
     match value {
-        PyValue::None => out.push(b'N'),
-        PyValue::Bool(true) => out.push(0x88),
-        PyValue::Bool(false) => out.push(0x89),
-        PyValue::Int(n) => int(*n, out),
-        PyValue::BigInt(bytes) => long(bytes, out),
-        PyValue::Float(f) => {
+        ForeignValue::None => out.push(b'N'),
+        ForeignValue::Bool(true) => out.push(0x88),
+        ForeignValue::Bool(false) => out.push(0x89),
+        ForeignValue::Int(n) => int(*n, out),
+        ForeignValue::BigInt(bytes) => long(bytes, out),
+        ForeignValue::Float(f) => {
             out.push(b'G');
             out.extend_from_slice(&f.to_be_bytes());
         }
-        PyValue::Complex(re, im) => {
+        ForeignValue::Complex(re, im) => {
             global("builtins", "complex", out);
-            tuple(&[PyValue::Float(*re), PyValue::Float(*im)], out);
+            tuple(&[ForeignValue::Float(*re), ForeignValue::Float(*im)], out);
             out.push(b'R');
         }
-        PyValue::Str(s) => str_(s, out),
-        PyValue::Bytes(b) => {
+        ForeignValue::Str(s) => str_(s, out),
+        ForeignValue::Bytes(b) => {
             if b.len() < 256 {
                 out.push(b'C');
                 out.push(b.len() as u8);
@@ -105,8 +105,8 @@ fn write(value: &PyValue, out: &mut Vec<u8>) {
             }
             out.extend_from_slice(b);
         }
-        PyValue::Tuple(items) => tuple(items, out),
-        PyValue::List(items) => {
+        ForeignValue::Tuple(items) => tuple(items, out),
+        ForeignValue::List(items) => {
             out.push(b']');
             if !items.is_empty() {
                 out.push(b'(');
@@ -116,7 +116,7 @@ fn write(value: &PyValue, out: &mut Vec<u8>) {
                 out.push(b'e');
             }
         }
-        PyValue::Dict(pairs) => {
+        ForeignValue::Dict(pairs) => {
             out.push(b'}');
             if !pairs.is_empty() {
                 out.push(b'(');
@@ -127,7 +127,7 @@ fn write(value: &PyValue, out: &mut Vec<u8>) {
                 out.push(b'u');
             }
         }
-        PyValue::Set(items) => {
+        ForeignValue::Set(items) => {
             out.push(0x8f);
             if !items.is_empty() {
                 out.push(b'(');
@@ -137,21 +137,21 @@ fn write(value: &PyValue, out: &mut Vec<u8>) {
                 out.push(0x90);
             }
         }
-        PyValue::FrozenSet(items) => {
+        ForeignValue::FrozenSet(items) => {
             out.push(b'(');
             for item in items {
                 write(item, out);
             }
             out.push(0x91);
         }
-        PyValue::Exception(name, args) => {
+        ForeignValue::Exception(name, args) => {
             // `queue.Empty` names its module; builtin exceptions do not.
             let (module, class) = name.rsplit_once('.').unwrap_or(("builtins", name));
             global(module, class, out);
             tuple(args, out);
             out.push(b'R');
         }
-        PyValue::Token {
+        ForeignValue::Token {
             typeid,
             address,
             id,
@@ -161,9 +161,9 @@ fn write(value: &PyValue, out: &mut Vec<u8>) {
             out.push(0x81);
             tuple(
                 &[
-                    PyValue::Str(typeid.clone()),
+                    ForeignValue::Str(typeid.clone()),
                     (**address).clone(),
-                    PyValue::Str(id.clone()),
+                    ForeignValue::Str(id.clone()),
                 ],
                 out,
             );
@@ -180,30 +180,33 @@ mod tests {
     #[test]
     fn what_we_write_reads_back() {
         let values = [
-            PyValue::None,
-            PyValue::Bool(true),
-            PyValue::Int(0),
-            PyValue::Int(255),
-            PyValue::Int(65_535),
-            PyValue::Int(-1),
-            PyValue::Int(i64::MAX),
-            PyValue::Int(i64::MIN),
-            PyValue::BigInt(i128_to_big(1 << 100)),
-            PyValue::Float(-0.5),
-            PyValue::Complex(2.0, -3.0),
-            PyValue::Str("é".repeat(300)),
-            PyValue::Bytes(vec![0; 300]),
-            PyValue::Tuple(vec![PyValue::Int(1); 5]),
-            PyValue::List(vec![PyValue::List(vec![]), PyValue::Str("x".into())]),
-            PyValue::Dict(vec![(PyValue::Str("k".into()), PyValue::Int(3))]),
-            PyValue::Set(vec![PyValue::Int(1)]),
-            PyValue::FrozenSet(vec![]),
-            PyValue::Exception("KeyError".into(), vec![PyValue::Str("missing".into())]),
-            PyValue::Token {
+            ForeignValue::None,
+            ForeignValue::Bool(true),
+            ForeignValue::Int(0),
+            ForeignValue::Int(255),
+            ForeignValue::Int(65_535),
+            ForeignValue::Int(-1),
+            ForeignValue::Int(i64::MAX),
+            ForeignValue::Int(i64::MIN),
+            ForeignValue::BigInt(i128_to_big(1 << 100)),
+            ForeignValue::Float(-0.5),
+            ForeignValue::Complex(2.0, -3.0),
+            ForeignValue::Str("é".repeat(300)),
+            ForeignValue::Bytes(vec![0; 300]),
+            ForeignValue::Tuple(vec![ForeignValue::Int(1); 5]),
+            ForeignValue::List(vec![
+                ForeignValue::List(vec![]),
+                ForeignValue::Str("x".into()),
+            ]),
+            ForeignValue::Dict(vec![(ForeignValue::Str("k".into()), ForeignValue::Int(3))]),
+            ForeignValue::Set(vec![ForeignValue::Int(1)]),
+            ForeignValue::FrozenSet(vec![]),
+            ForeignValue::Exception("KeyError".into(), vec![ForeignValue::Str("missing".into())]),
+            ForeignValue::Token {
                 typeid: "Queue".into(),
-                address: Box::new(PyValue::Tuple(vec![
-                    PyValue::Str("127.0.0.1".into()),
-                    PyValue::Int(4343),
+                address: Box::new(ForeignValue::Tuple(vec![
+                    ForeignValue::Str("127.0.0.1".into()),
+                    ForeignValue::Int(4343),
                 ])),
                 id: "3".into(),
             },

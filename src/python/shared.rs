@@ -9,13 +9,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::methods::exception;
-use super::value::PyValue;
 use crate::store::Bytes;
+use crate::values::value::ForeignValue;
 use crate::wire::codec;
 
 /// Converts elements between Python values and the stored encoding.
-type ToStored = Arc<dyn Fn(PyValue) -> Result<Bytes, String> + Send + Sync>;
-type FromStored = Arc<dyn Fn(&Bytes) -> Result<PyValue, String> + Send + Sync>;
+type ToStored = Arc<dyn Fn(ForeignValue) -> Result<Bytes, String> + Send + Sync>;
+type FromStored = Arc<dyn Fn(&Bytes) -> Result<ForeignValue, String> + Send + Sync>;
 
 #[derive(Clone)]
 struct Codec {
@@ -25,7 +25,7 @@ struct Codec {
 
 fn codec_of<T: Serialize + DeserializeOwned + 'static>() -> Codec {
     Codec {
-        to: Arc::new(|value: PyValue| {
+        to: Arc::new(|value: ForeignValue| {
             let typed: T = serde::Deserialize::deserialize(value)
                 .map_err(|e| format!("expected {}: {e}", std::any::type_name::<T>()))?;
             Bytes::encode(&typed).map_err(|e| e.to_string())
@@ -33,7 +33,7 @@ fn codec_of<T: Serialize + DeserializeOwned + 'static>() -> Codec {
         from: Arc::new(|bytes: &Bytes| {
             let typed: T = bytes.decode().map_err(|e| e.to_string())?;
             typed
-                .serialize(super::bridge::ToPy)
+                .serialize(crate::values::bridge::ToForeign)
                 .map_err(|e| e.to_string())
         }),
     }
@@ -199,7 +199,7 @@ impl PythonShared {
     /// An object of `kind` holding any Python value ([`Dynamic`](crate::Dynamic) in Rust),
     /// as `SyncManager`'s typeids and the `get_dict(name)` family make them.
     pub(crate) fn dynamic(kind: Kind, name: &str, args: Vec<u8>) -> Self {
-        use crate::python::Dynamic;
+        use crate::values::Dynamic;
         let mut shared = match kind {
             Kind::Dict => Self::dict::<Dynamic, Dynamic>(name),
             Kind::Namespace => {
@@ -319,20 +319,20 @@ impl PythonShared {
             .expect("kinds with elements have a codec")
     }
 
-    pub(crate) fn to_stored(&self, value: PyValue) -> Result<Bytes, PyValue> {
+    pub(crate) fn to_stored(&self, value: ForeignValue) -> Result<Bytes, ForeignValue> {
         (self.value_codec().to)(value).map_err(|e| exception("TypeError", e))
     }
 
-    pub(crate) fn decode_stored(&self, bytes: &Bytes) -> Result<PyValue, PyValue> {
+    pub(crate) fn decode_stored(&self, bytes: &Bytes) -> Result<ForeignValue, ForeignValue> {
         (self.value_codec().from)(bytes).map_err(|e| exception("TypeError", e))
     }
 
-    pub(crate) fn key_to_stored(&self, value: PyValue) -> Result<Bytes, PyValue> {
+    pub(crate) fn key_to_stored(&self, value: ForeignValue) -> Result<Bytes, ForeignValue> {
         let codec = self.keys.as_ref().expect("dicts have a key codec");
         (codec.to)(value).map_err(|e| exception("TypeError", e))
     }
 
-    pub(crate) fn decode_stored_key(&self, bytes: &Bytes) -> Result<PyValue, PyValue> {
+    pub(crate) fn decode_stored_key(&self, bytes: &Bytes) -> Result<ForeignValue, ForeignValue> {
         let codec = self.keys.as_ref().expect("dicts have a key codec");
         (codec.from)(bytes).map_err(|e| exception("TypeError", e))
     }

@@ -9,10 +9,10 @@
 //! Values are nodes in an arena, referred to by index, so the memo shares them as Python does
 //! (a list memoized while empty and filled afterwards is the same list when fetched again), and
 //! no Rust recursion happens while reading: 100,000 nested lists read in a loop. Turning the
-//! arena into a [`PyValue`] recurses with a depth limit, which also ends reference cycles.
+//! arena into a [`ForeignValue`] recurses with a depth limit, which also ends reference cycles.
 //! Every length is checked against the bytes that remain before anything is allocated.
 
-use super::value::PyValue;
+use crate::values::value::ForeignValue;
 
 /// Why a pickle was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +92,7 @@ fn allowed_global(module: &str, name: &str) -> Option<Global> {
 /// One value in the arena.
 #[derive(Debug, Clone)]
 enum Node {
-    Leaf(PyValue),
+    Leaf(ForeignValue),
     Tuple(Vec<usize>),
     List(Vec<usize>),
     Dict(Vec<(usize, usize)>),
@@ -136,7 +136,7 @@ fn budget_of(len: usize) -> u64 {
 
 /// Reads one pickle that fills `input` exactly; values nested deeper than `max_depth` are
 /// refused.
-pub(crate) fn unpickle(input: &[u8], max_depth: u32) -> Result<PyValue, PickleError> {
+pub(crate) fn unpickle(input: &[u8], max_depth: u32) -> Result<ForeignValue, PickleError> {
     let mut reader = Reader {
         input,
         at: 0,
@@ -215,7 +215,7 @@ impl Reader<'_> {
         Ok(())
     }
 
-    fn push_leaf(&mut self, value: PyValue) -> Result<(), PickleError> {
+    fn push_leaf(&mut self, value: ForeignValue) -> Result<(), PickleError> {
         self.push(Node::Leaf(value))
     }
 
@@ -270,9 +270,9 @@ impl Reader<'_> {
         Ok(())
     }
 
-    fn str_leaf(bytes: &[u8]) -> Result<PyValue, PickleError> {
+    fn str_leaf(bytes: &[u8]) -> Result<ForeignValue, PickleError> {
         match std::str::from_utf8(bytes) {
-            Ok(s) => Ok(PyValue::Str(s.to_string())),
+            Ok(s) => Ok(ForeignValue::Str(s.to_string())),
             Err(_) => err("a pickled str is not valid UTF-8"),
         }
     }
@@ -313,26 +313,26 @@ impl Reader<'_> {
         }
     }
 
-    fn int_line(text: &str) -> Result<PyValue, PickleError> {
+    fn int_line(text: &str) -> Result<ForeignValue, PickleError> {
         let text = text.trim_end_matches('L');
         match text {
-            "01" => return Ok(PyValue::Bool(true)),
-            "00" => return Ok(PyValue::Bool(false)),
+            "01" => return Ok(ForeignValue::Bool(true)),
+            "00" => return Ok(ForeignValue::Bool(false)),
             _ => {}
         }
         match text.parse::<i64>() {
-            Ok(n) => Ok(PyValue::Int(n)),
+            Ok(n) => Ok(ForeignValue::Int(n)),
             Err(_) => match text.parse::<i128>() {
-                Ok(n) => Ok(PyValue::BigInt(super::value::i128_to_big(n))),
+                Ok(n) => Ok(ForeignValue::BigInt(crate::values::value::i128_to_big(n))),
                 Err(_) => err(format!("{text:?} is not an integer this manager reads")),
             },
         }
     }
 
-    fn long_bytes(bytes: &[u8]) -> PyValue {
-        match super::value::big_to_i128(bytes) {
-            Some(n) if i64::try_from(n).is_ok() => PyValue::Int(n as i64),
-            _ => PyValue::BigInt(bytes.to_vec()),
+    fn long_bytes(bytes: &[u8]) -> ForeignValue {
+        match crate::values::value::big_to_i128(bytes) {
+            Some(n) if i64::try_from(n).is_ok() => ForeignValue::Int(n as i64),
+            _ => ForeignValue::BigInt(bytes.to_vec()),
         }
     }
 
@@ -370,20 +370,20 @@ impl Reader<'_> {
                     let top = self.top()?;
                     self.stack.push(top);
                 }
-                b'N' => self.push_leaf(PyValue::None)?,
-                0x88 => self.push_leaf(PyValue::Bool(true))?,
-                0x89 => self.push_leaf(PyValue::Bool(false))?,
+                b'N' => self.push_leaf(ForeignValue::None)?,
+                0x88 => self.push_leaf(ForeignValue::Bool(true))?,
+                0x89 => self.push_leaf(ForeignValue::Bool(false))?,
                 b'J' => {
                     let n = i32::from_le_bytes(self.take(4)?.try_into().expect("4"));
-                    self.push_leaf(PyValue::Int(n.into()))?;
+                    self.push_leaf(ForeignValue::Int(n.into()))?;
                 }
                 b'K' => {
                     let n = self.byte()?;
-                    self.push_leaf(PyValue::Int(n.into()))?;
+                    self.push_leaf(ForeignValue::Int(n.into()))?;
                 }
                 b'M' => {
                     let n = self.u16()?;
-                    self.push_leaf(PyValue::Int(n.into()))?;
+                    self.push_leaf(ForeignValue::Int(n.into()))?;
                 }
                 b'I' | b'L' => {
                     let value = Self::int_line(self.line()?)?;
@@ -407,21 +407,21 @@ impl Reader<'_> {
                         .trim()
                         .parse::<f64>()
                         .or_else(|_| err(format!("{text:?} is not a float")))?;
-                    self.push_leaf(PyValue::Float(value))?;
+                    self.push_leaf(ForeignValue::Float(value))?;
                 }
                 b'G' => {
                     let value = f64::from_be_bytes(self.take(8)?.try_into().expect("8"));
-                    self.push_leaf(PyValue::Float(value))?;
+                    self.push_leaf(ForeignValue::Float(value))?;
                 }
                 b'S' => {
                     let text = self.line()?.to_string();
                     let value = unquote(&text)?;
-                    self.push_leaf(PyValue::Str(value))?;
+                    self.push_leaf(ForeignValue::Str(value))?;
                 }
                 b'V' => {
                     let text = self.line()?;
                     let value = raw_unicode_escape(text)?;
-                    self.push_leaf(PyValue::Str(value))?;
+                    self.push_leaf(ForeignValue::Str(value))?;
                 }
                 b'T' | b'U' => {
                     let n = if op == b'T' {
@@ -451,7 +451,7 @@ impl Reader<'_> {
                         _ => self.u64()?,
                     };
                     let n = self.len(n)?;
-                    let value = PyValue::Bytes(self.take(n)?.to_vec());
+                    let value = ForeignValue::Bytes(self.take(n)?.to_vec());
                     self.push_leaf(value)?;
                 }
                 b')' => self.push(Node::Tuple(Vec::new()))?,
@@ -561,7 +561,7 @@ impl Reader<'_> {
                     let name = self.pop()?;
                     let module = self.pop()?;
                     let text = |node: usize| match &self.nodes[node] {
-                        Node::Leaf(PyValue::Str(s)) => Ok(s.clone()),
+                        Node::Leaf(ForeignValue::Str(s)) => Ok(s.clone()),
                         _ => err("STACK_GLOBAL needs two strings"),
                     };
                     let (module, name) = (text(module)?, text(name)?);
@@ -622,27 +622,27 @@ impl Reader<'_> {
     }
 
     /// Turns node `at` into a value, at most `depth` levels deep.
-    fn convert(&self, at: usize, depth: u32) -> Result<PyValue, PickleError> {
+    fn convert(&self, at: usize, depth: u32) -> Result<ForeignValue, PickleError> {
         let Some(depth) = depth.checked_sub(1) else {
             return err("the pickled value is nested too deeply (or refers to itself)");
         };
-        let all = |items: &[usize]| -> Result<Vec<PyValue>, PickleError> {
+        let all = |items: &[usize]| -> Result<Vec<ForeignValue>, PickleError> {
             items.iter().map(|&i| self.convert(i, depth)).collect()
         };
         // Every value made is charged: a node the memo shares is made once per reference.
         let own_bytes = match &self.nodes[at] {
-            Node::Leaf(PyValue::Str(s)) => s.len(),
-            Node::Leaf(PyValue::Bytes(b) | PyValue::BigInt(b)) => b.len(),
+            Node::Leaf(ForeignValue::Str(s)) => s.len(),
+            Node::Leaf(ForeignValue::Bytes(b) | ForeignValue::BigInt(b)) => b.len(),
             _ => 0,
         };
-        self.spend(std::mem::size_of::<PyValue>() as u64 + own_bytes as u64)?;
+        self.spend(std::mem::size_of::<ForeignValue>() as u64 + own_bytes as u64)?;
         Ok(match &self.nodes[at] {
             Node::Leaf(value) => value.clone(),
-            Node::Tuple(items) => PyValue::Tuple(all(items)?),
-            Node::List(items) => PyValue::List(all(items)?),
-            Node::Set(items) => PyValue::Set(all(items)?),
-            Node::FrozenSet(items) => PyValue::FrozenSet(all(items)?),
-            Node::Dict(pairs) => PyValue::Dict(
+            Node::Tuple(items) => ForeignValue::Tuple(all(items)?),
+            Node::List(items) => ForeignValue::List(all(items)?),
+            Node::Set(items) => ForeignValue::Set(all(items)?),
+            Node::FrozenSet(items) => ForeignValue::FrozenSet(all(items)?),
+            Node::Dict(pairs) => ForeignValue::Dict(
                 pairs
                     .iter()
                     .map(|&(k, v)| Ok((self.convert(k, depth)?, self.convert(v, depth)?)))
@@ -659,7 +659,7 @@ impl Reader<'_> {
                     None => return err("a Token without its state"),
                 };
                 match state {
-                    PyValue::Tuple(fields) if fields.len() == 3 => {
+                    ForeignValue::Tuple(fields) if fields.len() == 3 => {
                         let mut fields = fields.into_iter();
                         let (typeid, address, id) = (
                             fields.next().expect("3"),
@@ -667,11 +667,13 @@ impl Reader<'_> {
                             fields.next().expect("3"),
                         );
                         match (typeid, id) {
-                            (PyValue::Str(typeid), PyValue::Str(id)) => PyValue::Token {
-                                typeid,
-                                address: Box::new(address),
-                                id,
-                            },
+                            (ForeignValue::Str(typeid), ForeignValue::Str(id)) => {
+                                ForeignValue::Token {
+                                    typeid,
+                                    address: Box::new(address),
+                                    id,
+                                }
+                            }
                             _ => return err("a Token's typeid and id must be str"),
                         }
                     }
@@ -680,7 +682,7 @@ impl Reader<'_> {
             }
             Node::Applied(global, name, args) => {
                 let args = match self.convert(*args, depth)? {
-                    PyValue::Tuple(args) => args,
+                    ForeignValue::Tuple(args) => args,
                     _ => {
                         return err(format!(
                             "{name} is called with arguments that are not a tuple"
@@ -694,45 +696,46 @@ impl Reader<'_> {
 }
 
 /// What an allowed class applied to `args` stands for.
-fn apply(global: Global, name: &str, args: Vec<PyValue>) -> Result<PyValue, PickleError> {
-    let number = |v: &PyValue| match v {
-        PyValue::Int(n) => Some(*n as f64),
-        PyValue::Float(f) => Some(*f),
+fn apply(global: Global, name: &str, args: Vec<ForeignValue>) -> Result<ForeignValue, PickleError> {
+    let number = |v: &ForeignValue| match v {
+        ForeignValue::Int(n) => Some(*n as f64),
+        ForeignValue::Float(f) => Some(*f),
         _ => None,
     };
     match (global, args.as_slice()) {
         (Global::Complex, [re, im]) => match (number(re), number(im)) {
-            (Some(re), Some(im)) => Ok(PyValue::Complex(re, im)),
+            (Some(re), Some(im)) => Ok(ForeignValue::Complex(re, im)),
             _ => err("complex() needs two numbers"),
         },
         (Global::Complex, [re]) => match number(re) {
-            Some(re) => Ok(PyValue::Complex(re, 0.0)),
+            Some(re) => Ok(ForeignValue::Complex(re, 0.0)),
             None => err("complex() needs a number"),
         },
         (Global::Set | Global::FrozenSet, []) => Ok(if global == Global::Set {
-            PyValue::Set(Vec::new())
+            ForeignValue::Set(Vec::new())
         } else {
-            PyValue::FrozenSet(Vec::new())
+            ForeignValue::FrozenSet(Vec::new())
         }),
-        (Global::Set | Global::FrozenSet, [PyValue::List(items) | PyValue::Tuple(items)]) => {
-            Ok(if global == Global::Set {
-                PyValue::Set(items.clone())
-            } else {
-                PyValue::FrozenSet(items.clone())
-            })
-        }
-        (Global::ByteArray, []) => Ok(PyValue::Bytes(Vec::new())),
-        (Global::ByteArray, [PyValue::Bytes(b)]) => Ok(PyValue::Bytes(b.clone())),
-        (Global::Encode, [PyValue::Str(text), PyValue::Str(encoding)])
+        (
+            Global::Set | Global::FrozenSet,
+            [ForeignValue::List(items) | ForeignValue::Tuple(items)],
+        ) => Ok(if global == Global::Set {
+            ForeignValue::Set(items.clone())
+        } else {
+            ForeignValue::FrozenSet(items.clone())
+        }),
+        (Global::ByteArray, []) => Ok(ForeignValue::Bytes(Vec::new())),
+        (Global::ByteArray, [ForeignValue::Bytes(b)]) => Ok(ForeignValue::Bytes(b.clone())),
+        (Global::Encode, [ForeignValue::Str(text), ForeignValue::Str(encoding)])
             if encoding == "latin1" || encoding == "latin-1" =>
         {
             // Each char is one byte below 256.
             text.chars()
                 .map(|c| u8::try_from(c as u32).or_else(|_| err("latin1 text above U+00FF")))
                 .collect::<Result<Vec<u8>, _>>()
-                .map(PyValue::Bytes)
+                .map(ForeignValue::Bytes)
         }
-        (Global::Exception, _) => Ok(PyValue::Exception(name.to_string(), args)),
+        (Global::Exception, _) => Ok(ForeignValue::Exception(name.to_string(), args)),
         _ => err(format!(
             "{name} is called with arguments it does not take here"
         )),
@@ -841,32 +844,32 @@ mod tests {
     /// The exact requests a 3.11 client sends for the tutorial's example, as captured from it.
     #[test]
     fn the_golden_requests_decode() {
-        let str_ = |s: &str| PyValue::Str(s.into());
-        let request = |ident: PyValue, method: &str, args: Vec<PyValue>| {
-            PyValue::Tuple(vec![
+        let str_ = |s: &str| ForeignValue::Str(s.into());
+        let request = |ident: ForeignValue, method: &str, args: Vec<ForeignValue>| {
+            ForeignValue::Tuple(vec![
                 ident,
                 str_(method),
-                PyValue::Tuple(args),
-                PyValue::Dict(vec![]),
+                ForeignValue::Tuple(args),
+                ForeignValue::Dict(vec![]),
             ])
         };
         let cases = [
             (
                 "8004951000000000000000284e8c0564756d6d7994297d9474942e",
-                request(PyValue::None, "dummy", vec![]),
+                request(ForeignValue::None, "dummy", vec![]),
             ),
             (
                 "8004951c00000000000000284e8c06637265617465948c03676574948c01619486947d9474942e",
-                request(PyValue::None, "create", vec![str_("get"), str_("a")]),
+                request(ForeignValue::None, "create", vec![str_("get"), str_("a")]),
             ),
             (
                 "8004952100000000000000284e8c06696e63726566948c0c3766663539343933623831309485947d9474942e",
-                request(PyValue::None, "incref", vec![str_("7ff59493b810")]),
+                request(ForeignValue::None, "incref", vec![str_("7ff59493b810")]),
             ),
             (
                 "8004952b00000000000000284e8c116163636570745f636f6e6e656374696f6e948c0b4d61696e50726f636573739485947d9474942e",
                 request(
-                    PyValue::None,
+                    ForeignValue::None,
                     "accept_connection",
                     vec![str_("MainProcess")],
                 ),
@@ -885,16 +888,16 @@ mod tests {
         );
         assert_eq!(
             unpickle(&complex, 128).unwrap(),
-            PyValue::Tuple(vec![str_("#RETURN"), PyValue::Complex(2.0, -3.0)])
+            ForeignValue::Tuple(vec![str_("#RETURN"), ForeignValue::Complex(2.0, -3.0)])
         );
         let token = hex(
             "800258060000002350524f585958080000005f5f6e6578745f5f85636d756c746970726f63657373696e672e6d616e61676572730a546f6b656e0a298158080000004974657261746f7258090000003132372e302e302e314df7108658040000006f626a31876286862e",
         );
-        let PyValue::Tuple(reply) = unpickle(&token, 128).unwrap() else {
+        let ForeignValue::Tuple(reply) = unpickle(&token, 128).unwrap() else {
             panic!()
         };
         assert!(
-            matches!(&reply[1], PyValue::Tuple(t) if matches!(&t[1], PyValue::Token { typeid, id, .. } if typeid == "Iterator" && id == "obj1"))
+            matches!(&reply[1], ForeignValue::Tuple(t) if matches!(&t[1], ForeignValue::Token { typeid, id, .. } if typeid == "Iterator" && id == "obj1"))
         );
     }
 
@@ -956,24 +959,27 @@ mod tests {
                 128
             )
             .unwrap(),
-            PyValue::List(vec![
-                PyValue::Int(1),
-                PyValue::Bool(false),
-                PyValue::Float(1.5),
-                PyValue::Str("a'b".into()),
-                PyValue::Str("hé".into()),
-                PyValue::Str("a'b".into()),
+            ForeignValue::List(vec![
+                ForeignValue::Int(1),
+                ForeignValue::Bool(false),
+                ForeignValue::Float(1.5),
+                ForeignValue::Str("a'b".into()),
+                ForeignValue::Str("hé".into()),
+                ForeignValue::Str("a'b".into()),
             ])
         );
         // Protocol 2 bytes: _codecs.encode('\xff', 'latin1').
         let bytes =
             b"\x80\x02c_codecs\nencode\nX\x02\x00\x00\x00\xc3\xbfX\x06\x00\x00\x00latin1\x86R.";
-        assert_eq!(unpickle(bytes, 128).unwrap(), PyValue::Bytes(vec![0xff]));
+        assert_eq!(
+            unpickle(bytes, 128).unwrap(),
+            ForeignValue::Bytes(vec![0xff])
+        );
         // A big integer (2**70).
         let long = b"\x80\x02\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x00\x40.";
         assert_eq!(
-            super::super::value::big_to_i128(match &unpickle(long, 128).unwrap() {
-                PyValue::BigInt(b) => b,
+            crate::values::value::big_to_i128(match &unpickle(long, 128).unwrap() {
+                ForeignValue::BigInt(b) => b,
                 other => panic!("{other:?}"),
             }),
             Some(1i128 << 70)

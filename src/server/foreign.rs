@@ -7,10 +7,10 @@
 use super::Shared;
 use super::objects::HeldRefs;
 use crate::error::{RemoteError, RemoteErrorKind};
-use crate::python::bridge::ToPy;
-use crate::python::value::PyValue;
 use crate::service::{Caller, Service, ServiceDescriptor};
 use crate::store;
+use crate::values::bridge::ToForeign;
+use crate::values::value::ForeignValue;
 
 use crate::proxies::DYNAMIC_TAG;
 
@@ -26,7 +26,7 @@ struct Kind {
     /// when there is no sensible default (it must be made with `<kind>.open`).
     default: Option<fn() -> Vec<u8>>,
     /// Decodes `<kind>.open(name, ...)`'s arguments into creation arguments.
-    creation: fn(PyValue) -> Result<Vec<u8>, RemoteError>,
+    creation: fn(ForeignValue) -> Result<Vec<u8>, RemoteError>,
     /// What `<kind>.open` takes after the name, for errors and the description.
     creation_args: &'static str,
     /// Put before the name the client gives (a mailbox is a queue under its own prefix).
@@ -43,7 +43,7 @@ fn encoded<T: serde::Serialize>(value: &T) -> Vec<u8> {
 
 /// Creation arguments of type `T` read from a foreign client's values.
 fn creation<T: serde::de::DeserializeOwned + serde::Serialize>(
-    args: PyValue,
+    args: ForeignValue,
 ) -> Result<Vec<u8>, RemoteError> {
     let value: T = serde::Deserialize::deserialize(args)
         .map_err(|e| RemoteError::new(RemoteErrorKind::BadArguments, e.to_string()))?;
@@ -177,10 +177,10 @@ fn bad(message: impl Into<String>) -> RemoteError {
 pub(super) fn call(
     shared: &Shared,
     method: &str,
-    params: Vec<PyValue>,
+    params: Vec<ForeignValue>,
     held: &mut HeldRefs,
     caller: &Caller<'_>,
-) -> Result<PyValue, RemoteError> {
+) -> Result<ForeignValue, RemoteError> {
     if method == "monogusa.describe" {
         return Ok(describe(shared));
     }
@@ -189,13 +189,13 @@ pub(super) fn call(
             return call_kind(shared, kind, name, params, held, caller);
         }
         if let Some(id) = shared.objects.find_served(prefix) {
-            return call_object(shared, id, name, PyValue::List(params), held, caller);
+            return call_object(shared, id, name, ForeignValue::List(params), held, caller);
         }
     }
-    let mut result = PyValue::None;
+    let mut result = ForeignValue::None;
     shared.registry.call_erased(
         method,
-        &mut <dyn erased_serde::Deserializer>::erase(PyValue::List(params)),
+        &mut <dyn erased_serde::Deserializer>::erase(ForeignValue::List(params)),
         &mut |value| {
             result = to_foreign(value)?;
             Ok(())
@@ -208,14 +208,14 @@ fn call_kind(
     shared: &Shared,
     kind: &Kind,
     method: &str,
-    params: Vec<PyValue>,
+    params: Vec<ForeignValue>,
     held: &mut HeldRefs,
     caller: &Caller<'_>,
-) -> Result<PyValue, RemoteError> {
+) -> Result<ForeignValue, RemoteError> {
     let short = kind.short;
     let mut params = params.into_iter();
     let name = match params.next() {
-        Some(PyValue::Str(name)) => format!("{}{name}", kind.prefix),
+        Some(ForeignValue::Str(name)) => format!("{}{name}", kind.prefix),
         _ => {
             return Err(bad(format!(
                 "{short}.{method} takes the object's name first"
@@ -229,7 +229,7 @@ fn call_kind(
         .map_or(method, |(_, declared)| declared);
     let service = (kind.descriptor)().name;
     if method == "open" {
-        let args = (kind.creation)(PyValue::List(params.collect())).map_err(|e| {
+        let args = (kind.creation)(ForeignValue::List(params.collect())).map_err(|e| {
             bad(format!(
                 "{short}.open(name, {}): {}",
                 kind.creation_args,
@@ -239,7 +239,7 @@ fn call_kind(
         shared
             .objects
             .open_shared(service, &name, kind.tag, &args)?;
-        return Ok(PyValue::None);
+        return Ok(ForeignValue::None);
     }
     let id = match kind.default {
         Some(default) => shared
@@ -262,7 +262,7 @@ fn call_kind(
         shared,
         id,
         method,
-        PyValue::List(params.collect()),
+        ForeignValue::List(params.collect()),
         held,
         caller,
     )
@@ -273,11 +273,11 @@ fn call_object(
     shared: &Shared,
     id: u64,
     method: &str,
-    args: PyValue,
+    args: ForeignValue,
     held: &mut HeldRefs,
     caller: &Caller<'_>,
-) -> Result<PyValue, RemoteError> {
-    let mut result = PyValue::None;
+) -> Result<ForeignValue, RemoteError> {
+    let mut result = ForeignValue::None;
     shared.objects.call_erased(
         id,
         method,
@@ -292,15 +292,15 @@ fn call_object(
     Ok(result)
 }
 
-fn to_foreign(value: &dyn erased_serde::Serialize) -> Result<PyValue, RemoteError> {
-    erased_serde::serialize(value, ToPy)
+fn to_foreign(value: &dyn erased_serde::Serialize) -> Result<ForeignValue, RemoteError> {
+    erased_serde::serialize(value, ToForeign)
         .map_err(|e| RemoteError::new(RemoteErrorKind::BadReply, e.to_string()))
 }
 
 /// `monogusa.describe`: functions, the kinds with their methods (`<kind>.<method>`, and what
 /// `<kind>.open` takes), and the served objects with theirs.
-fn describe(shared: &Shared) -> PyValue {
-    let s = |text: &str| PyValue::Str(text.to_string());
+fn describe(shared: &Shared) -> ForeignValue {
+    let s = |text: &str| ForeignValue::Str(text.to_string());
     let functions = shared.registry.names().into_iter().map(s).collect();
     let kinds = KINDS
         .iter()
@@ -311,9 +311,9 @@ fn describe(shared: &Shared) -> PyValue {
                 .map(|m| m.name)
                 .chain(kind.aliases.iter().map(|(alias, _)| *alias))
                 .chain(std::iter::once("open"))
-                .map(|m| PyValue::Str(format!("{}.{m}", kind.short)))
+                .map(|m| ForeignValue::Str(format!("{}.{m}", kind.short)))
                 .collect();
-            (s(kind.short), PyValue::List(methods))
+            (s(kind.short), ForeignValue::List(methods))
         })
         .collect();
     let served = shared
@@ -324,20 +324,20 @@ fn describe(shared: &Shared) -> PyValue {
             let methods = descriptor
                 .methods
                 .iter()
-                .map(|m| PyValue::Str(format!("{name}.{}", m.name)))
+                .map(|m| ForeignValue::Str(format!("{name}.{}", m.name)))
                 .collect();
-            (PyValue::Str(name), PyValue::List(methods))
+            (ForeignValue::Str(name), ForeignValue::List(methods))
         })
         .collect();
     let creation = KINDS
         .iter()
         .map(|kind| (s(kind.short), s(kind.creation_args)))
         .collect();
-    PyValue::Dict(vec![
-        (s("functions"), PyValue::List(functions)),
-        (s("objects"), PyValue::Dict(kinds)),
-        (s("open"), PyValue::Dict(creation)),
-        (s("services"), PyValue::Dict(served)),
+    ForeignValue::Dict(vec![
+        (s("functions"), ForeignValue::List(functions)),
+        (s("objects"), ForeignValue::Dict(kinds)),
+        (s("open"), ForeignValue::Dict(creation)),
+        (s("services"), ForeignValue::Dict(served)),
     ])
 }
 

@@ -1322,7 +1322,7 @@ impl Shared {
     /// the connection limit, the oldest one still authenticating from the address holding
     /// most of those gives way; with every one authenticated, the newcomer is refused, as the
     /// rate-limited log says.
-    #[cfg(feature = "python")]
+    #[cfg(any(feature = "python", feature = "msgpack"))]
     pub(crate) fn room_for(
         &self,
         served: &threads::Served,

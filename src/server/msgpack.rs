@@ -26,9 +26,9 @@ use super::objects::HeldRefs;
 use super::threads::Served;
 use crate::error::RemoteError;
 use crate::msgpack::codec::{self, ReadError, Scanner};
-use crate::python::value::PyValue;
 use crate::service::Caller;
 use crate::transport::Stream;
+use crate::values::value::ForeignValue;
 
 /// What the proof MACs before the nonce.
 pub(crate) const PROOF_LABEL: &[u8] = b"monogusa msgpack proof";
@@ -144,7 +144,7 @@ fn next_message(
     shared: &Shared,
     handshake: Option<std::time::Instant>,
     before_waiting: &mut dyn FnMut() -> io::Result<()>,
-) -> io::Result<Option<PyValue>> {
+) -> io::Result<Option<ForeignValue>> {
     // Before authentication, every read is bounded by the handshake's one deadline.
     let authenticated = handshake.is_none();
     let max = if authenticated {
@@ -215,21 +215,21 @@ enum Message {
     Request {
         msgid: u64,
         method: String,
-        params: Vec<PyValue>,
+        params: Vec<ForeignValue>,
     },
     Notify {
         method: String,
-        params: Vec<PyValue>,
+        params: Vec<ForeignValue>,
     },
 }
 
-fn parse(value: PyValue) -> Result<Message, String> {
-    let PyValue::List(parts) = value else {
+fn parse(value: ForeignValue) -> Result<Message, String> {
+    let ForeignValue::List(parts) = value else {
         return Err("a message must be an array".into());
     };
     let mut parts = parts.into_iter();
     match (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(PyValue::Int(0)), Some(PyValue::Int(msgid)), Some(PyValue::Str(method)), params, None)
+        (Some(ForeignValue::Int(0)), Some(ForeignValue::Int(msgid)), Some(ForeignValue::Str(method)), params, None)
             if msgid >= 0 =>
         {
             Ok(Message::Request {
@@ -238,7 +238,7 @@ fn parse(value: PyValue) -> Result<Message, String> {
                 params: params_of(params)?,
             })
         }
-        (Some(PyValue::Int(2)), Some(PyValue::Str(method)), params, None, None) => {
+        (Some(ForeignValue::Int(2)), Some(ForeignValue::Str(method)), params, None, None) => {
             Ok(Message::Notify {
                 method,
                 params: params_of(params)?,
@@ -248,28 +248,28 @@ fn parse(value: PyValue) -> Result<Message, String> {
     }
 }
 
-fn params_of(params: Option<PyValue>) -> Result<Vec<PyValue>, String> {
+fn params_of(params: Option<ForeignValue>) -> Result<Vec<ForeignValue>, String> {
     match params {
-        Some(PyValue::List(p)) => Ok(p),
+        Some(ForeignValue::List(p)) => Ok(p),
         // Some clients send nil for no parameters.
-        None | Some(PyValue::None) => Ok(Vec::new()),
+        None | Some(ForeignValue::None) => Ok(Vec::new()),
         Some(_) => Err("params must be an array".into()),
     }
 }
 
 /// Appends `[1, msgid, error, result]` to `out`.
-fn encode_reply(msgid: u64, result: Result<PyValue, (String, String)>, out: &mut Vec<u8>) {
+fn encode_reply(msgid: u64, result: Result<ForeignValue, (String, String)>, out: &mut Vec<u8>) {
     let (error, value) = match result {
-        Ok(value) => (PyValue::None, value),
+        Ok(value) => (ForeignValue::None, value),
         Err((kind, message)) => (
-            PyValue::List(vec![PyValue::Str(kind), PyValue::Str(message)]),
-            PyValue::None,
+            ForeignValue::List(vec![ForeignValue::Str(kind), ForeignValue::Str(message)]),
+            ForeignValue::None,
         ),
     };
     codec::write(
-        &PyValue::List(vec![
-            PyValue::Int(1),
-            PyValue::Int(msgid as i64),
+        &ForeignValue::List(vec![
+            ForeignValue::Int(1),
+            ForeignValue::Int(msgid as i64),
             error,
             value,
         ]),
@@ -281,7 +281,7 @@ fn encode_reply(msgid: u64, result: Result<PyValue, (String, String)>, out: &mut
 fn respond(
     stream: &Stream,
     msgid: u64,
-    result: Result<PyValue, (String, String)>,
+    result: Result<ForeignValue, (String, String)>,
 ) -> io::Result<()> {
     let mut out = Vec::new();
     encode_reply(msgid, result, &mut out);
@@ -324,11 +324,11 @@ fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
         match (method.as_str(), challenged) {
             ("monogusa.challenge", false) => {
                 challenged = true;
-                respond(&stream, msgid, Ok(PyValue::Bytes(nonce.to_vec())))?;
+                respond(&stream, msgid, Ok(ForeignValue::Bytes(nonce.to_vec())))?;
             }
             ("monogusa.prove", true) => {
                 let proof = match params.first() {
-                    Some(PyValue::Bytes(b)) => b.clone(),
+                    Some(ForeignValue::Bytes(b)) => b.clone(),
                     _ => Vec::new(),
                 };
                 let mut mac = Hmac::<Sha256>::new_from_slice(&state.key).expect("any key");
@@ -351,7 +351,7 @@ fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
                     );
                     return Ok(());
                 }
-                respond(&stream, msgid, Ok(PyValue::Bool(true)))?;
+                respond(&stream, msgid, Ok(ForeignValue::Bool(true)))?;
                 state.served.authenticated(id);
                 break;
             }
@@ -447,7 +447,7 @@ impl Conn {
     fn reply(
         &self,
         msgid: u64,
-        result: Result<PyValue, (String, String)>,
+        result: Result<ForeignValue, (String, String)>,
         hold: bool,
     ) -> io::Result<()> {
         let mut out = self.out.lock();
@@ -638,9 +638,9 @@ fn role_loop(shared: &Arc<Shared>, conn: &Arc<Conn>, id: u64, me: u64) {
 fn run(
     shared: &Shared,
     method: &str,
-    params: Vec<PyValue>,
+    params: Vec<ForeignValue>,
     held: &mut HeldRefs,
     caller: &Caller<'_>,
-) -> Result<PyValue, (String, String)> {
+) -> Result<ForeignValue, (String, String)> {
     super::foreign::call(shared, method, params, held, caller).map_err(|e| error_of(&e))
 }

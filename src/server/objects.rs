@@ -409,13 +409,13 @@ impl Objects {
     }
 
     /// The object served under `name` (by the manager's builder), if there is one.
-    #[cfg(feature = "python")]
+    #[cfg(any(feature = "python", feature = "msgpack"))]
     pub(crate) fn find_served(&self, name: &str) -> Option<u64> {
         self.table().by_name.get(name).copied()
     }
 
     /// The objects served by name, with their services, sorted by name.
-    #[cfg(feature = "python")]
+    #[cfg(any(feature = "python", feature = "msgpack"))]
     pub(crate) fn served(&self) -> Vec<(String, &'static ServiceDescriptor)> {
         let table = self.table();
         let mut served: Vec<_> = table
@@ -709,7 +709,7 @@ impl Objects {
 
     /// Runs method `method` of object `id` through the serde boundary: arguments from any
     /// format, the result to `reply`. For listeners that speak another wire format.
-    #[cfg(any(test, feature = "python"))]
+    #[cfg(any(test, feature = "python", feature = "msgpack"))]
     pub(crate) fn call_erased(
         &self,
         id: u64,

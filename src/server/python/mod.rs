@@ -28,9 +28,9 @@ use crate::python::methods;
 use crate::python::pickle::pickle;
 use crate::python::shared::PythonShared;
 use crate::python::unpickle::unpickle;
-use crate::python::value::PyValue;
 use crate::service::Caller;
 use crate::transport::{Deadline, Stream};
+use crate::values::value::ForeignValue;
 use shared_calls::{Native, shared_method};
 use sync_manager::{Made, Names};
 
@@ -52,7 +52,7 @@ const MAX_DEPTH: u32 = 128;
 /// What an object ident stands for.
 enum Target {
     /// A registered function's result.
-    Value(PyValue),
+    Value(ForeignValue),
     /// A built-in shared object (its id in the manager's table).
     Shared { id: u64, spec: PythonShared },
     /// `SyncManager.RLock()`, over the built-in lock `id`.
@@ -66,7 +66,7 @@ enum Target {
         condition: sync_manager::Condition,
     },
     /// What `iter(d)` or `reversed(l)` gave: a copy, handed out one at a time.
-    Iterator(Mutex<std::collections::VecDeque<PyValue>>),
+    Iterator(Mutex<std::collections::VecDeque<ForeignValue>>),
     /// An object the manager serves (a `#[service]`), by its id: its methods are called
     /// through their erased entries.
     Served(u64),
@@ -132,7 +132,7 @@ impl PythonState {
     ) -> Result<String, Reply> {
         let charged = match &target {
             Target::Value(value) => value.footprint(),
-            Target::Iterator(items) => items.lock().iter().map(PyValue::footprint).sum(),
+            Target::Iterator(items) => items.lock().iter().map(ForeignValue::footprint).sum(),
             _ => 0,
         };
         let budget = shared.objects.budget();
@@ -322,11 +322,11 @@ fn write_frame_to(writer: &mut impl Write, payload: &[u8]) -> io::Result<()> {
 /// A reply: `('#RETURN', value)`, `('#ERROR', exception)`, `('#TRACEBACK', text)`, or
 /// `('#PROXY', (exposed, token))` for a method whose result is an object of its own.
 enum Reply {
-    Return(PyValue),
-    Error(PyValue),
+    Return(ForeignValue),
+    Error(ForeignValue),
     Traceback(String),
     Proxy {
-        exposed: PyValue,
+        exposed: ForeignValue,
         typeid: String,
         ident: String,
     },
@@ -336,7 +336,7 @@ fn send(stream: &Stream, reply: Reply) -> io::Result<()> {
     let (kind, value) = match reply {
         Reply::Return(v) => ("#RETURN", v),
         Reply::Error(e) => ("#ERROR", e),
-        Reply::Traceback(t) => ("#TRACEBACK", PyValue::Str(t)),
+        Reply::Traceback(t) => ("#TRACEBACK", ForeignValue::Str(t)),
         // The client puts its own address into the token.
         Reply::Proxy {
             exposed,
@@ -344,11 +344,11 @@ fn send(stream: &Stream, reply: Reply) -> io::Result<()> {
             ident,
         } => (
             "#PROXY",
-            PyValue::Tuple(vec![
+            ForeignValue::Tuple(vec![
                 exposed,
-                PyValue::Token {
+                ForeignValue::Token {
                     typeid,
-                    address: Box::new(PyValue::None),
+                    address: Box::new(ForeignValue::None),
                     id: ident,
                 },
             ]),
@@ -356,7 +356,7 @@ fn send(stream: &Stream, reply: Reply) -> io::Result<()> {
     };
     let mut out = Vec::new();
     pickle(
-        &PyValue::Tuple(vec![PyValue::Str(kind.into()), value]),
+        &ForeignValue::Tuple(vec![ForeignValue::Str(kind.into()), value]),
         &mut out,
     );
     write_frame(stream, &out)
@@ -403,8 +403,8 @@ fn authenticate(shared: &Shared, python: &PythonState, stream: &Stream) -> io::R
 struct Request {
     ident: Option<String>,
     method: String,
-    args: Vec<PyValue>,
-    kwds: Vec<(PyValue, PyValue)>,
+    args: Vec<ForeignValue>,
+    kwds: Vec<(ForeignValue, ForeignValue)>,
 }
 
 /// A request frame read as the listener reads it, for the fuzz target: `Ok` with the method
@@ -416,25 +416,25 @@ pub(crate) fn parse_request_for_fuzzing(frame: &[u8]) -> Result<String, String> 
 
 fn parse_request(frame: &[u8]) -> Result<Request, String> {
     let value = unpickle(frame, MAX_DEPTH).map_err(|e| e.to_string())?;
-    let PyValue::Tuple(parts) = value else {
+    let ForeignValue::Tuple(parts) = value else {
         return Err("a request must be a tuple (ident, method, args, kwds)".into());
     };
     let mut parts = parts.into_iter();
     let (ident, method, args, kwds) = (parts.next(), parts.next(), parts.next(), parts.next());
     let ident = match ident {
-        Some(PyValue::None) => None,
-        Some(PyValue::Str(s)) => Some(s),
+        Some(ForeignValue::None) => None,
+        Some(ForeignValue::Str(s)) => Some(s),
         _ => return Err("a request's ident must be None or a str".into()),
     };
-    let Some(PyValue::Str(method)) = method else {
+    let Some(ForeignValue::Str(method)) = method else {
         return Err("a request's method must be a str".into());
     };
     let args = match args {
-        Some(PyValue::Tuple(a) | PyValue::List(a)) => a,
+        Some(ForeignValue::Tuple(a) | ForeignValue::List(a)) => a,
         _ => return Err("a request's args must be a tuple".into()),
     };
     let kwds = match kwds {
-        Some(PyValue::Dict(k)) => k,
+        Some(ForeignValue::Dict(k)) => k,
         None => Vec::new(),
         _ => return Err("a request's kwds must be a dict".into()),
     };
@@ -479,7 +479,7 @@ fn serve(shared: &Arc<Shared>, stream: &Stream, id: u64) -> io::Result<()> {
         }
         return sent;
     }
-    send(stream, Reply::Return(PyValue::None))?;
+    send(stream, Reply::Return(ForeignValue::None))?;
     // The long-lived method-call loop of one client thread.
     let mut held = HeldRefs::default();
     let result = (|| -> io::Result<()> {
@@ -500,9 +500,9 @@ fn serve(shared: &Arc<Shared>, stream: &Stream, id: u64) -> io::Result<()> {
     result
 }
 
-fn str_arg(args: &[PyValue], at: usize, what: &str) -> Result<String, Reply> {
+fn str_arg(args: &[ForeignValue], at: usize, what: &str) -> Result<String, Reply> {
     match args.get(at) {
-        Some(PyValue::Str(s)) => Ok(s.clone()),
+        Some(ForeignValue::Str(s)) => Ok(s.clone()),
         _ => Err(Reply::Traceback(format!("{what} needs a str argument"))),
     }
 }
@@ -517,7 +517,7 @@ fn server_call(
     let args = request.args;
     let result = (|| -> Result<Reply, Reply> {
         Ok(match request.method.as_str() {
-            "dummy" => Reply::Return(PyValue::None),
+            "dummy" => Reply::Return(ForeignValue::None),
             "create" => create(shared, python, stream, args, request.kwds)?,
             "incref" => {
                 let ident = str_arg(&args, 0, "incref")?;
@@ -526,7 +526,7 @@ fn server_call(
                     Some(entry) => entry.refs += 1,
                     None => return Err(Reply::Traceback(format!("KeyError: {ident:?}"))),
                 }
-                Reply::Return(PyValue::None)
+                Reply::Return(ForeignValue::None)
             }
             "decref" => {
                 let ident = str_arg(&args, 0, "decref")?;
@@ -552,11 +552,11 @@ fn server_call(
                 {
                     log::warn!("could not delete {name}: {e}");
                 }
-                Reply::Return(PyValue::None)
+                Reply::Return(ForeignValue::None)
             }
             "get_methods" => {
                 let ident = match args.first() {
-                    Some(PyValue::Token { id, .. }) => id.clone(),
+                    Some(ForeignValue::Token { id, .. }) => id.clone(),
                     _ => return Err(Reply::Traceback("get_methods needs a Token".into())),
                 };
                 let table = python.table.lock();
@@ -573,16 +573,18 @@ fn server_call(
                     .iter()
                     .map(|(ident, e)| format!("  {ident}:       refcount={}", e.refs))
                     .collect();
-                Reply::Return(PyValue::Str(lines.join("\n")))
+                Reply::Return(ForeignValue::Str(lines.join("\n")))
             }
-            "number_of_objects" => Reply::Return(PyValue::Int(python.table.lock().1.len() as i64)),
+            "number_of_objects" => {
+                Reply::Return(ForeignValue::Int(python.table.lock().1.len() as i64))
+            }
             "shutdown" if shared.allow_remote_shutdown => {
                 // `serve` begins the shutdown once this reply is sent.
                 log::info!(
                     "shutdown requested by python client {}",
                     stream.peer_label()
                 );
-                Reply::Return(PyValue::None)
+                Reply::Return(ForeignValue::None)
             }
             "shutdown" => {
                 Reply::Traceback("NotPermitted: this manager does not allow remote shutdown".into())
@@ -596,8 +598,13 @@ fn server_call(
     result.unwrap_or_else(|reply| reply)
 }
 
-fn names(exposed: &[String]) -> PyValue {
-    PyValue::Tuple(exposed.iter().map(|n| PyValue::Str(n.clone())).collect())
+fn names(exposed: &[String]) -> ForeignValue {
+    ForeignValue::Tuple(
+        exposed
+            .iter()
+            .map(|n| ForeignValue::Str(n.clone()))
+            .collect(),
+    )
 }
 
 /// `create(typeid, *args)`: a registered function's result, or an exposed shared object.
@@ -605,8 +612,8 @@ fn create(
     shared: &Arc<Shared>,
     python: &PythonState,
     _stream: &Stream,
-    mut args: Vec<PyValue>,
-    kwds: Vec<(PyValue, PyValue)>,
+    mut args: Vec<ForeignValue>,
+    kwds: Vec<(ForeignValue, ForeignValue)>,
 ) -> Result<Reply, Reply> {
     if args.is_empty() {
         return Err(Reply::Traceback("create needs a typeid".into()));
@@ -629,8 +636,8 @@ fn create(
             None,
             0,
         )?;
-        return Ok(Reply::Return(PyValue::Tuple(vec![
-            PyValue::Str(ident),
+        return Ok(Reply::Return(ForeignValue::Tuple(vec![
+            ForeignValue::Str(ident),
             reply_names,
         ])));
     }
@@ -653,8 +660,8 @@ fn create(
             .unwrap_or_default();
         let reply_names = names(&exposed);
         let ident = python.insert_owned(Target::Served(id), exposed, None, 0)?;
-        return Ok(Reply::Return(PyValue::Tuple(vec![
-            PyValue::Str(ident),
+        return Ok(Reply::Return(ForeignValue::Tuple(vec![
+            ForeignValue::Str(ident),
             reply_names,
         ])));
     }
@@ -674,12 +681,11 @@ fn create(
     let call = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         shared.registry.call_erased(
             &typeid,
-            &mut <dyn erased_serde::Deserializer>::erase(PyValue::Tuple(args)),
+            &mut <dyn erased_serde::Deserializer>::erase(ForeignValue::Tuple(args)),
             &mut |value| {
-                let py =
-                    erased_serde::serialize(value, crate::python::bridge::ToPy).map_err(|e| {
-                        RemoteError::new(crate::RemoteErrorKind::BadReply, e.to_string())
-                    })?;
+                let py = erased_serde::serialize(value, crate::values::bridge::ToForeign).map_err(
+                    |e| RemoteError::new(crate::RemoteErrorKind::BadReply, e.to_string()),
+                )?;
                 result = Some(py);
                 Ok(())
             },
@@ -689,15 +695,15 @@ fn create(
         Err(_) => Err(Reply::Traceback(format!("{typeid} panicked"))),
         Ok(Err(e)) => Err(Reply::Traceback(e.to_string())),
         Ok(Ok(())) => {
-            let value = result.unwrap_or(PyValue::None);
+            let value = result.unwrap_or(ForeignValue::None);
             let exposed: Vec<String> = methods::exposed(&value)
                 .iter()
                 .map(|s| s.to_string())
                 .collect();
             let reply_names = names(&exposed);
             let ident = python.insert(shared, Target::Value(value), exposed)?;
-            Ok(Reply::Return(PyValue::Tuple(vec![
-                PyValue::Str(ident),
+            Ok(Reply::Return(ForeignValue::Tuple(vec![
+                ForeignValue::Str(ident),
                 reply_names,
             ])))
         }
@@ -710,8 +716,8 @@ fn create_builtin(
     shared: &Arc<Shared>,
     python: &PythonState,
     creation: sync_manager::Creation,
-    args: Vec<PyValue>,
-    kwds: Vec<(PyValue, PyValue)>,
+    args: Vec<ForeignValue>,
+    kwds: Vec<(ForeignValue, ForeignValue)>,
 ) -> Result<Reply, Reply> {
     python.swept.call_once(|| {
         for name in shared
@@ -769,8 +775,8 @@ fn create_builtin(
             return Err(reply);
         }
     };
-    Ok(Reply::Return(PyValue::Tuple(vec![
-        PyValue::Str(ident),
+    Ok(Reply::Return(ForeignValue::Tuple(vec![
+        ForeignValue::Str(ident),
         reply_names,
     ])))
 }
@@ -780,12 +786,12 @@ fn create_builtin(
 fn iterator(
     shared: &Shared,
     python: &PythonState,
-    items: Result<PyValue, PyValue>,
+    items: Result<ForeignValue, ForeignValue>,
     reverse: bool,
 ) -> Reply {
-    let mut items: std::collections::VecDeque<PyValue> = match items {
-        Ok(PyValue::List(items)) => items.into(),
-        Ok(PyValue::Dict(pairs)) => pairs.into_iter().map(|(k, _)| k).collect(),
+    let mut items: std::collections::VecDeque<ForeignValue> = match items {
+        Ok(ForeignValue::List(items)) => items.into(),
+        Ok(ForeignValue::Dict(pairs)) => pairs.into_iter().map(|(k, _)| k).collect(),
         Ok(_) => return Reply::Error(methods::exception("TypeError", "not iterable")),
         Err(e) => return Reply::Error(e),
     };
@@ -879,10 +885,10 @@ fn method_call(
             "__next__" => items
                 .lock()
                 .pop_front()
-                .ok_or_else(|| PyValue::Exception("StopIteration".into(), vec![])),
+                .ok_or_else(|| ForeignValue::Exception("StopIteration".into(), vec![])),
             "close" => {
                 items.lock().clear();
-                Ok(PyValue::None)
+                Ok(ForeignValue::None)
             }
             other => Err(methods::exception(
                 "NotImplementedError",
@@ -896,18 +902,18 @@ fn method_call(
                     request.method
                 ));
             }
-            let mut result = PyValue::None;
+            let mut result = ForeignValue::None;
             shared
                 .objects
                 .call_erased(
                     *id,
                     &request.method,
-                    &mut <dyn erased_serde::Deserializer>::erase(PyValue::Tuple(request.args)),
+                    &mut <dyn erased_serde::Deserializer>::erase(ForeignValue::Tuple(request.args)),
                     &mut |value| {
-                        result = erased_serde::serialize(value, crate::python::bridge::ToPy)
+                        result = erased_serde::serialize(value, crate::values::bridge::ToForeign)
                             .map_err(|e| {
-                                RemoteError::new(crate::RemoteErrorKind::BadReply, e.to_string())
-                            })?;
+                            RemoteError::new(crate::RemoteErrorKind::BadReply, e.to_string())
+                        })?;
                         Ok(())
                     },
                     held,

@@ -5,9 +5,9 @@ use super::super::Shared;
 use super::super::objects::HeldRefs;
 use crate::python::methods::exception;
 use crate::python::shared::{Kind, PythonShared};
-use crate::python::value::PyValue;
 use crate::service::Caller;
 use crate::store::Bytes;
+use crate::values::value::ForeignValue;
 
 /// Calls on one native object, from a Python connection.
 pub(super) struct Native<'a, 'c> {
@@ -22,7 +22,7 @@ impl Native<'_, '_> {
         &mut self,
         method: &str,
         args: &A,
-    ) -> Result<R, PyValue> {
+    ) -> Result<R, ForeignValue> {
         let mut encoded = Vec::new();
         crate::wire::codec::encode_into(args, &mut encoded)
             .map_err(|e| exception("TypeError", e.to_string()))?;
@@ -44,37 +44,37 @@ impl Native<'_, '_> {
 
 /// A keyword or positional argument (Python's proxies pass `block`, `timeout` either way).
 pub(super) fn arg(
-    args: &[PyValue],
-    kwds: &[(PyValue, PyValue)],
+    args: &[ForeignValue],
+    kwds: &[(ForeignValue, ForeignValue)],
     at: usize,
     name: &str,
-) -> Option<PyValue> {
+) -> Option<ForeignValue> {
     kwds.iter()
-        .find(|(k, _)| matches!(k, PyValue::Str(s) if s == name))
+        .find(|(k, _)| matches!(k, ForeignValue::Str(s) if s == name))
         .map(|(_, v)| v.clone())
         .or_else(|| args.get(at).cloned())
 }
 
-pub(super) fn truthy(value: &Option<PyValue>, default: bool) -> bool {
+pub(super) fn truthy(value: &Option<ForeignValue>, default: bool) -> bool {
     match value {
         None => default,
-        Some(PyValue::Bool(b)) => *b,
-        Some(PyValue::Int(n)) => *n != 0,
-        Some(PyValue::None) => false,
+        Some(ForeignValue::Bool(b)) => *b,
+        Some(ForeignValue::Int(n)) => *n != 0,
+        Some(ForeignValue::None) => false,
         Some(_) => true,
     }
 }
 
 /// A timeout in seconds as milliseconds; `None` (or absent, or negative) waits forever.
-pub(super) fn timeout_ms(value: &Option<PyValue>) -> Option<u64> {
+pub(super) fn timeout_ms(value: &Option<ForeignValue>) -> Option<u64> {
     match value {
-        Some(PyValue::Int(n)) if *n >= 0 => Some((*n as u64).saturating_mul(1000)),
-        Some(PyValue::Float(f)) if *f >= 0.0 => Some((f * 1000.0) as u64),
+        Some(ForeignValue::Int(n)) if *n >= 0 => Some((*n as u64).saturating_mul(1000)),
+        Some(ForeignValue::Float(f)) if *f >= 0.0 => Some((f * 1000.0) as u64),
         _ => None,
     }
 }
 
-fn first(args: Vec<PyValue>, method: &str) -> Result<PyValue, PyValue> {
+fn first(args: Vec<ForeignValue>, method: &str) -> Result<ForeignValue, ForeignValue> {
     args.into_iter()
         .next()
         .ok_or_else(|| exception("TypeError", format!("{method}() missing an argument")))
@@ -84,10 +84,10 @@ pub(super) fn shared_method(
     native: &mut Native<'_, '_>,
     spec: &PythonShared,
     method: &str,
-    args: Vec<PyValue>,
-    kwds: &[(PyValue, PyValue)],
-) -> Result<PyValue, PyValue> {
-    let none = Ok(PyValue::None);
+    args: Vec<ForeignValue>,
+    kwds: &[(ForeignValue, ForeignValue)],
+) -> Result<ForeignValue, ForeignValue> {
+    let none = Ok(ForeignValue::None);
     match (spec.kind, method) {
         (Kind::Queue, "put" | "put_nowait") => {
             let block = method == "put" && truthy(&arg(&args, kwds, 1, "block"), true);
@@ -101,7 +101,7 @@ pub(super) fn shared_method(
             if put {
                 none
             } else {
-                Err(PyValue::Exception("queue.Full".into(), vec![]))
+                Err(ForeignValue::Exception("queue.Full".into(), vec![]))
             }
         }
         (Kind::Queue, "get" | "get_nowait") => {
@@ -114,15 +114,15 @@ pub(super) fn shared_method(
             let item: Option<Bytes> = native.call("get", &(wait,))?;
             match item {
                 Some(item) => spec.decode_stored(&item),
-                None => Err(PyValue::Exception("queue.Empty".into(), vec![])),
+                None => Err(ForeignValue::Exception("queue.Empty".into(), vec![])),
             }
         }
-        (Kind::Queue, "qsize") => Ok(PyValue::Int(native.call::<u64, _>("len", &())? as i64)),
-        (Kind::Queue, "empty") => Ok(PyValue::Bool(native.call::<u64, _>("len", &())? == 0)),
-        (Kind::Queue, "full") => Ok(PyValue::Bool(false)),
+        (Kind::Queue, "qsize") => Ok(ForeignValue::Int(native.call::<u64, _>("len", &())? as i64)),
+        (Kind::Queue, "empty") => Ok(ForeignValue::Bool(native.call::<u64, _>("len", &())? == 0)),
+        (Kind::Queue, "full") => Ok(ForeignValue::Bool(false)),
         (Kind::Queue, "task_done") => native
             .call::<(), _>("task_done", &())
-            .map(|()| PyValue::None)
+            .map(|()| ForeignValue::None)
             .map_err(|_| exception("ValueError", "task_done() called too many times")),
         (Kind::Queue, "join") => {
             let _: bool = native.call("join", &(None::<u64>,))?;
@@ -150,7 +150,7 @@ pub(super) fn shared_method(
             let value: Option<Bytes> = native.call("get", &())?;
             let value = match value {
                 Some(v) => spec.decode_stored(&v)?,
-                None => PyValue::None,
+                None => ForeignValue::None,
             };
             Ok(present(method, value))
         }
@@ -161,11 +161,11 @@ pub(super) fn shared_method(
         }
         (Kind::Counter, "get" | "#GETVALUE" | "__str__" | "__repr__") => {
             let value: i64 = native.call("get", &())?;
-            Ok(present(method, PyValue::Int(value)))
+            Ok(present(method, ForeignValue::Int(value)))
         }
         (Kind::Counter | Kind::Value, "set" | "add") => {
             let n = match first(args, method)? {
-                PyValue::Int(n) => n,
+                ForeignValue::Int(n) => n,
                 other => {
                     return Err(exception(
                         "TypeError",
@@ -179,7 +179,7 @@ pub(super) fn shared_method(
                 native.call::<i64, _>("set", &(n,))?;
                 n
             };
-            Ok(PyValue::Int(new))
+            Ok(ForeignValue::Int(new))
         }
         (Kind::Lock | Kind::Semaphore { .. }, "acquire") => {
             let blocking = truthy(&arg(&args, kwds, 0, "blocking"), true);
@@ -188,22 +188,22 @@ pub(super) fn shared_method(
             } else {
                 Some(0)
             };
-            Ok(PyValue::Bool(native.call("acquire", &(wait,))?))
+            Ok(ForeignValue::Bool(native.call("acquire", &(wait,))?))
         }
         (Kind::Lock, "release") => native
             .call::<(), _>("release", &())
-            .map(|()| PyValue::None)
+            .map(|()| ForeignValue::None)
             .map_err(|_| exception("RuntimeError", "release unlocked lock")),
         (Kind::Event, "set" | "clear") => {
             native.call::<(), _>(method, &())?;
             none
         }
-        (Kind::Event, "is_set") => Ok(PyValue::Bool(native.call("is_set", &())?)),
+        (Kind::Event, "is_set") => Ok(ForeignValue::Bool(native.call("is_set", &())?)),
         (Kind::Event, "wait") => {
             let wait = timeout_ms(&arg(&args, kwds, 0, "timeout"));
-            Ok(PyValue::Bool(native.call("wait", &(wait,))?))
+            Ok(ForeignValue::Bool(native.call("wait", &(wait,))?))
         }
-        (_, "__str__" | "__repr__") => Ok(PyValue::Str(format!("<shared {:?}>", spec.name))),
+        (_, "__str__" | "__repr__") => Ok(ForeignValue::Str(format!("<shared {:?}>", spec.name))),
         (_, other) => Err(exception(
             "AttributeError",
             format!("{other} is not a method of this shared object"),
@@ -212,10 +212,10 @@ pub(super) fn shared_method(
 }
 
 /// What `__str__`, `__repr__` and `#GETVALUE` return for a value.
-fn present(method: &str, value: PyValue) -> PyValue {
+fn present(method: &str, value: ForeignValue) -> ForeignValue {
     match method {
-        "__str__" => PyValue::Str(value.to_str()),
-        "__repr__" => PyValue::Str(value.repr()),
+        "__str__" => ForeignValue::Str(value.to_str()),
+        "__repr__" => ForeignValue::Str(value.repr()),
         _ => value,
     }
 }
@@ -224,16 +224,18 @@ fn dict_method(
     native: &mut Native<'_, '_>,
     spec: &PythonShared,
     method: &str,
-    args: Vec<PyValue>,
-) -> Result<PyValue, PyValue> {
-    let key_error = |key: &PyValue| PyValue::Exception("KeyError".into(), vec![key.clone()]);
-    let items = |native: &mut Native<'_, '_>| -> Result<Vec<(PyValue, PyValue)>, PyValue> {
-        let stored: Vec<(Bytes, Bytes)> = native.call("items", &())?;
-        stored
-            .iter()
-            .map(|(k, v)| Ok((spec.decode_stored_key(k)?, spec.decode_stored(v)?)))
-            .collect()
-    };
+    args: Vec<ForeignValue>,
+) -> Result<ForeignValue, ForeignValue> {
+    let key_error =
+        |key: &ForeignValue| ForeignValue::Exception("KeyError".into(), vec![key.clone()]);
+    let items =
+        |native: &mut Native<'_, '_>| -> Result<Vec<(ForeignValue, ForeignValue)>, ForeignValue> {
+            let stored: Vec<(Bytes, Bytes)> = native.call("items", &())?;
+            stored
+                .iter()
+                .map(|(k, v)| Ok((spec.decode_stored_key(k)?, spec.decode_stored(v)?)))
+                .collect()
+        };
     let mut args = args.into_iter();
     let mut next = || {
         args.next()
@@ -249,13 +251,13 @@ fn dict_method(
             match (found, default) {
                 (Some(v), _) => spec.decode_stored(&v),
                 (None, Some(default)) => Ok(default),
-                (None, None) if method == "get" => Ok(PyValue::None),
+                (None, None) if method == "get" => Ok(ForeignValue::None),
                 (None, None) => Err(key_error(&key)),
             }
         }
         "__setitem__" | "setdefault" => {
             let key = spec.key_to_stored(next()?)?;
-            let value = next().unwrap_or(PyValue::None);
+            let value = next().unwrap_or(ForeignValue::None);
             let stored = spec.to_stored(value.clone())?;
             if method == "setdefault" {
                 let _: bool = native.call("insert_if_absent", &(key.clone(), stored))?;
@@ -263,32 +265,34 @@ fn dict_method(
                 return found.map_or(Ok(value), |v| spec.decode_stored(&v));
             }
             let _: Option<Bytes> = native.call("insert", &(key, stored))?;
-            Ok(PyValue::None)
+            Ok(ForeignValue::None)
         }
         "__delitem__" => {
             let key = next()?;
             let stored = spec.key_to_stored(key.clone())?;
             let removed: Option<Bytes> = native.call("remove", &(stored,))?;
             removed
-                .map(|_| PyValue::None)
+                .map(|_| ForeignValue::None)
                 .ok_or_else(|| key_error(&key))
         }
         "__contains__" => {
             let key = spec.key_to_stored(next()?)?;
-            Ok(PyValue::Bool(native.call("contains", &(key,))?))
+            Ok(ForeignValue::Bool(native.call("contains", &(key,))?))
         }
-        "__len__" => Ok(PyValue::Int(native.call::<u64, _>("len", &())? as i64)),
+        "__len__" => Ok(ForeignValue::Int(native.call::<u64, _>("len", &())? as i64)),
         "clear" => {
             native.call::<(), _>("clear", &())?;
-            Ok(PyValue::None)
+            Ok(ForeignValue::None)
         }
         "update" => {
             let pairs = match next()? {
-                PyValue::Dict(pairs) => pairs,
-                PyValue::List(items) | PyValue::Tuple(items) => items
+                ForeignValue::Dict(pairs) => pairs,
+                ForeignValue::List(items) | ForeignValue::Tuple(items) => items
                     .into_iter()
                     .map(|item| match item {
-                        PyValue::Tuple(mut kv) | PyValue::List(mut kv) if kv.len() == 2 => {
+                        ForeignValue::Tuple(mut kv) | ForeignValue::List(mut kv)
+                            if kv.len() == 2 =>
+                        {
                             let v = kv.pop().expect("2");
                             Ok((kv.pop().expect("2"), v))
                         }
@@ -306,18 +310,18 @@ fn dict_method(
                 let (k, v) = (spec.key_to_stored(k)?, spec.to_stored(v)?);
                 let _: Option<Bytes> = native.call("insert", &(k, v))?;
             }
-            Ok(PyValue::None)
+            Ok(ForeignValue::None)
         }
-        "keys" => Ok(PyValue::List(
+        "keys" => Ok(ForeignValue::List(
             items(native)?.into_iter().map(|(k, _)| k).collect(),
         )),
-        "values" => Ok(PyValue::List(
+        "values" => Ok(ForeignValue::List(
             items(native)?.into_iter().map(|(_, v)| v).collect(),
         )),
-        "items" => Ok(PyValue::List(
+        "items" => Ok(ForeignValue::List(
             items(native)?
                 .into_iter()
-                .map(|(k, v)| PyValue::Tuple(vec![k, v]))
+                .map(|(k, v)| ForeignValue::Tuple(vec![k, v]))
                 .collect(),
         )),
         "popitem" => {
@@ -326,7 +330,7 @@ fn dict_method(
             for (key, _) in stored.iter().rev() {
                 let removed: Option<Bytes> = native.call("remove", &(key.clone(),))?;
                 if let Some(value) = removed {
-                    return Ok(PyValue::Tuple(vec![
+                    return Ok(ForeignValue::Tuple(vec![
                         spec.decode_stored_key(key)?,
                         spec.decode_stored(&value)?,
                     ]));
@@ -334,8 +338,8 @@ fn dict_method(
             }
             Err(exception("KeyError", "popitem(): dictionary is empty"))
         }
-        "copy" | "#GETVALUE" => Ok(PyValue::Dict(items(native)?)),
-        "__str__" | "__repr__" => Ok(PyValue::Str(PyValue::Dict(items(native)?).repr())),
+        "copy" | "#GETVALUE" => Ok(ForeignValue::Dict(items(native)?)),
+        "__str__" | "__repr__" => Ok(ForeignValue::Str(ForeignValue::Dict(items(native)?).repr())),
         other => Err(exception(
             "AttributeError",
             format!("dict has no method {other}"),
@@ -347,21 +351,21 @@ fn list_method(
     native: &mut Native<'_, '_>,
     spec: &PythonShared,
     method: &str,
-    args: Vec<PyValue>,
-    kwds: &[(PyValue, PyValue)],
-) -> Result<PyValue, PyValue> {
-    let stored_all = |native: &mut Native<'_, '_>| -> Result<Vec<Bytes>, PyValue> {
+    args: Vec<ForeignValue>,
+    kwds: &[(ForeignValue, ForeignValue)],
+) -> Result<ForeignValue, ForeignValue> {
+    let stored_all = |native: &mut Native<'_, '_>| -> Result<Vec<Bytes>, ForeignValue> {
         native.call("range", &(0u64, u64::MAX))
     };
-    let all = |native: &mut Native<'_, '_>| -> Result<Vec<PyValue>, PyValue> {
+    let all = |native: &mut Native<'_, '_>| -> Result<Vec<ForeignValue>, ForeignValue> {
         stored_all(native)?
             .iter()
             .map(|b| spec.decode_stored(b))
             .collect()
     };
-    let index = |native: &mut Native<'_, '_>, value: &PyValue| -> Result<u64, PyValue> {
+    let index = |native: &mut Native<'_, '_>, value: &ForeignValue| -> Result<u64, ForeignValue> {
         let len: u64 = native.call("len", &())?;
-        let PyValue::Int(i) = value else {
+        let ForeignValue::Int(i) = value else {
             return Err(exception(
                 "TypeError",
                 format!(
@@ -379,8 +383,11 @@ fn list_method(
     // A change that depends on the whole list (sort, remove by value, ...): computed from a
     // copy and applied only if the list did not change meanwhile, else computed again.
     let rewrite = |native: &mut Native<'_, '_>,
-                   change: &dyn Fn(Vec<PyValue>) -> Result<(Vec<PyValue>, PyValue), PyValue>|
-     -> Result<PyValue, PyValue> {
+                   change: &dyn Fn(
+        Vec<ForeignValue>,
+    )
+        -> Result<(Vec<ForeignValue>, ForeignValue), ForeignValue>|
+     -> Result<ForeignValue, ForeignValue> {
         for _ in 0..1000 {
             let before = stored_all(native)?;
             let items = before
@@ -401,18 +408,19 @@ fn list_method(
             "the list kept changing under this call",
         ))
     };
-    let position = |items: &[PyValue], value: &PyValue| items.iter().position(|x| py_eq(x, value));
+    let position =
+        |items: &[ForeignValue], value: &ForeignValue| items.iter().position(|x| py_eq(x, value));
     let mut args = args.into_iter();
     match method {
         "append" => {
             let item = spec.to_stored(first(args.collect(), method)?)?;
             let _: u64 = native.call("push", &(item,))?;
-            Ok(PyValue::None)
+            Ok(ForeignValue::None)
         }
         "extend" | "__iadd__" => {
             let items = match args.next() {
-                Some(PyValue::List(items) | PyValue::Tuple(items)) => items,
-                Some(PyValue::Set(items) | PyValue::FrozenSet(items)) => items,
+                Some(ForeignValue::List(items) | ForeignValue::Tuple(items)) => items,
+                Some(ForeignValue::Set(items) | ForeignValue::FrozenSet(items)) => items,
                 Some(other) => {
                     return Err(exception(
                         "TypeError",
@@ -424,14 +432,14 @@ fn list_method(
             for item in items {
                 let _: u64 = native.call("push", &(spec.to_stored(item)?,))?;
             }
-            Ok(PyValue::None)
+            Ok(ForeignValue::None)
         }
         "insert" => {
             let at = match args.next() {
-                Some(PyValue::Int(i)) => i,
+                Some(ForeignValue::Int(i)) => i,
                 _ => return Err(exception("TypeError", "insert(index, object)")),
             };
-            let item = spec.to_stored(args.next().unwrap_or(PyValue::None))?;
+            let item = spec.to_stored(args.next().unwrap_or(ForeignValue::None))?;
             let at = if at < 0 {
                 let len: u64 = native.call("len", &())?;
                 (len as i64 + at).max(0) as u64
@@ -439,31 +447,31 @@ fn list_method(
                 at as u64
             };
             native.call::<(), _>("insert", &(at, item))?;
-            Ok(PyValue::None)
+            Ok(ForeignValue::None)
         }
         "__getitem__" => {
-            let at = index(native, &args.next().unwrap_or(PyValue::None))?;
+            let at = index(native, &args.next().unwrap_or(ForeignValue::None))?;
             let item: Option<Bytes> = native.call("get", &(at,))?;
-            item.map_or(Ok(PyValue::None), |b| spec.decode_stored(&b))
+            item.map_or(Ok(ForeignValue::None), |b| spec.decode_stored(&b))
         }
         "__setitem__" => {
-            let at = index(native, &args.next().unwrap_or(PyValue::None))?;
-            let item = spec.to_stored(args.next().unwrap_or(PyValue::None))?;
+            let at = index(native, &args.next().unwrap_or(ForeignValue::None))?;
+            let item = spec.to_stored(args.next().unwrap_or(ForeignValue::None))?;
             let _: Bytes = native.call("set", &(at, item))?;
-            Ok(PyValue::None)
+            Ok(ForeignValue::None)
         }
         "__delitem__" => {
-            let at = index(native, &args.next().unwrap_or(PyValue::None))?;
+            let at = index(native, &args.next().unwrap_or(ForeignValue::None))?;
             let _: Option<Bytes> = native.call("remove_at", &(at,))?;
-            Ok(PyValue::None)
+            Ok(ForeignValue::None)
         }
-        "__len__" => Ok(PyValue::Int(native.call::<u64, _>("len", &())? as i64)),
+        "__len__" => Ok(ForeignValue::Int(native.call::<u64, _>("len", &())? as i64)),
         "pop" => {
             let item: Option<Bytes> = match args.next() {
                 None => native.call("pop", &())?,
                 Some(i) => {
                     let at = index(native, &i).map_err(|e| match e {
-                        PyValue::Exception(name, _) if name == "IndexError" => {
+                        ForeignValue::Exception(name, _) if name == "IndexError" => {
                             exception("IndexError", "pop index out of range")
                         }
                         other => other,
@@ -481,7 +489,7 @@ fn list_method(
             rewrite(native, &|mut items| match position(&items, &value) {
                 Some(at) => {
                     items.remove(at);
-                    Ok((items, PyValue::None))
+                    Ok((items, ForeignValue::None))
                 }
                 None => Err(exception("ValueError", "list.remove(x): x not in list")),
             })
@@ -490,26 +498,28 @@ fn list_method(
             let value = first(args.collect(), method)?;
             let items = all(native)?;
             position(&items, &value)
-                .map(|at| PyValue::Int(at as i64))
+                .map(|at| ForeignValue::Int(at as i64))
                 .ok_or_else(|| exception("ValueError", format!("{} is not in list", value.repr())))
         }
         "count" => {
             let value = first(args.collect(), method)?;
             let items = all(native)?;
-            Ok(PyValue::Int(
+            Ok(ForeignValue::Int(
                 items.iter().filter(|x| py_eq(x, &value)).count() as i64,
             ))
         }
         "__contains__" => {
             let value = first(args.collect(), method)?;
-            Ok(PyValue::Bool(position(&all(native)?, &value).is_some()))
+            Ok(ForeignValue::Bool(
+                position(&all(native)?, &value).is_some(),
+            ))
         }
         "reverse" => rewrite(native, &|mut items| {
             items.reverse();
-            Ok((items, PyValue::None))
+            Ok((items, ForeignValue::None))
         }),
         "sort" => {
-            if arg(&[], kwds, 0, "key").is_some_and(|k| k != PyValue::None) {
+            if arg(&[], kwds, 0, "key").is_some_and(|k| k != ForeignValue::None) {
                 return Err(exception(
                     "TypeError",
                     "sort(key=...) cannot send a Python function to a Rust manager",
@@ -517,13 +527,13 @@ fn list_method(
             }
             let reverse = truthy(&arg(&[], kwds, 0, "reverse"), false);
             rewrite(native, &|items| {
-                Ok((sorted(items, reverse)?, PyValue::None))
+                Ok((sorted(items, reverse)?, ForeignValue::None))
             })
         }
         "__add__" => {
             let mut items = all(native)?;
             match args.next() {
-                Some(PyValue::List(more)) => items.extend(more),
+                Some(ForeignValue::List(more)) => items.extend(more),
                 _ => {
                     return Err(exception(
                         "TypeError",
@@ -531,34 +541,35 @@ fn list_method(
                     ));
                 }
             }
-            Ok(PyValue::List(items))
+            Ok(ForeignValue::List(items))
         }
         "__mul__" | "__rmul__" | "__imul__" => {
             let times = match args.next() {
-                Some(PyValue::Int(n)) => n.max(0) as usize,
+                Some(ForeignValue::Int(n)) => n.max(0) as usize,
                 _ => {
                     return Err(exception("TypeError", "can't multiply sequence by non-int"));
                 }
             };
-            let repeat = move |items: Vec<PyValue>| -> Result<Vec<PyValue>, PyValue> {
-                let len = items.len().saturating_mul(times);
-                if len > 1 << 20 {
-                    return Err(exception("MemoryError", "a list of over 1M items"));
-                }
-                Ok(items.iter().cycle().take(len).cloned().collect())
-            };
+            let repeat =
+                move |items: Vec<ForeignValue>| -> Result<Vec<ForeignValue>, ForeignValue> {
+                    let len = items.len().saturating_mul(times);
+                    if len > 1 << 20 {
+                        return Err(exception("MemoryError", "a list of over 1M items"));
+                    }
+                    Ok(items.iter().cycle().take(len).cloned().collect())
+                };
             if method == "__imul__" {
-                rewrite(native, &|items| Ok((repeat(items)?, PyValue::None)))
+                rewrite(native, &|items| Ok((repeat(items)?, ForeignValue::None)))
             } else {
-                Ok(PyValue::List(repeat(all(native)?)?))
+                Ok(ForeignValue::List(repeat(all(native)?)?))
             }
         }
         "clear" => {
             native.call::<(), _>("clear", &())?;
-            Ok(PyValue::None)
+            Ok(ForeignValue::None)
         }
-        "#GETVALUE" => Ok(PyValue::List(all(native)?)),
-        "__str__" | "__repr__" => Ok(PyValue::Str(PyValue::List(all(native)?).repr())),
+        "#GETVALUE" => Ok(ForeignValue::List(all(native)?)),
+        "__str__" | "__repr__" => Ok(ForeignValue::Str(ForeignValue::List(all(native)?).repr())),
         other => Err(exception(
             "AttributeError",
             format!("list has no method {other}"),
@@ -571,11 +582,11 @@ fn namespace_method(
     native: &mut Native<'_, '_>,
     spec: &PythonShared,
     method: &str,
-    args: Vec<PyValue>,
-) -> Result<PyValue, PyValue> {
+    args: Vec<ForeignValue>,
+) -> Result<ForeignValue, ForeignValue> {
     let mut args = args.into_iter();
     let mut name = || match args.next() {
-        Some(PyValue::Str(name)) => Ok(name),
+        Some(ForeignValue::Str(name)) => Ok(name),
         _ => Err(exception("TypeError", "attribute name must be string")),
     };
     let no_attribute = |n: &str| {
@@ -587,7 +598,7 @@ fn namespace_method(
     match method {
         "__getattribute__" => {
             let attribute = name()?;
-            let key = spec.key_to_stored(PyValue::Str(attribute.clone()))?;
+            let key = spec.key_to_stored(ForeignValue::Str(attribute.clone()))?;
             let found: Option<Bytes> = native.call("get", &(key,))?;
             match found {
                 Some(value) => spec.decode_stored(&value),
@@ -595,17 +606,17 @@ fn namespace_method(
             }
         }
         "__setattr__" => {
-            let key = spec.key_to_stored(PyValue::Str(name()?))?;
-            let value = spec.to_stored(args.next().unwrap_or(PyValue::None))?;
+            let key = spec.key_to_stored(ForeignValue::Str(name()?))?;
+            let value = spec.to_stored(args.next().unwrap_or(ForeignValue::None))?;
             let _: Option<Bytes> = native.call("insert", &(key, value))?;
-            Ok(PyValue::None)
+            Ok(ForeignValue::None)
         }
         "__delattr__" => {
             let attribute = name()?;
-            let key = spec.key_to_stored(PyValue::Str(attribute.clone()))?;
+            let key = spec.key_to_stored(ForeignValue::Str(attribute.clone()))?;
             let removed: Option<Bytes> = native.call("remove", &(key,))?;
             removed
-                .map(|_| PyValue::None)
+                .map(|_| ForeignValue::None)
                 .ok_or_else(|| no_attribute(&attribute))
         }
         "update" => dict_method(native, spec, "update", args.collect()),
@@ -616,7 +627,10 @@ fn namespace_method(
                 let (k, v) = (spec.decode_stored_key(k)?, spec.decode_stored(v)?);
                 parts.push(format!("{}={}", k.to_str(), v.repr()));
             }
-            Ok(PyValue::Str(format!("Namespace({})", parts.join(", "))))
+            Ok(ForeignValue::Str(format!(
+                "Namespace({})",
+                parts.join(", ")
+            )))
         }
         other => Err(exception(
             "AttributeError",
@@ -630,25 +644,27 @@ fn namespace_method(
 fn barrier_method(
     native: &mut Native<'_, '_>,
     method: &str,
-    args: Vec<PyValue>,
-    kwds: &[(PyValue, PyValue)],
-) -> Result<PyValue, PyValue> {
+    args: Vec<ForeignValue>,
+    kwds: &[(ForeignValue, ForeignValue)],
+) -> Result<ForeignValue, ForeignValue> {
     match method {
         "wait" => {
             let wait = timeout_ms(&arg(&args, kwds, 0, "timeout"));
             let passed: Option<u64> = native.call("wait", &(wait,))?;
             passed
-                .map(|index| PyValue::Int(index as i64))
-                .ok_or_else(|| PyValue::Exception("threading.BrokenBarrierError".into(), vec![]))
+                .map(|index| ForeignValue::Int(index as i64))
+                .ok_or_else(|| {
+                    ForeignValue::Exception("threading.BrokenBarrierError".into(), vec![])
+                })
         }
         "__getattribute__" => match args.first() {
-            Some(PyValue::Str(name)) if name == "parties" => {
-                Ok(PyValue::Int(native.call::<u64, _>("parties", &())? as i64))
-            }
-            Some(PyValue::Str(name)) if name == "n_waiting" => {
-                Ok(PyValue::Int(native.call::<u64, _>("waiting", &())? as i64))
-            }
-            Some(PyValue::Str(name)) if name == "broken" => Ok(PyValue::Bool(false)),
+            Some(ForeignValue::Str(name)) if name == "parties" => Ok(ForeignValue::Int(
+                native.call::<u64, _>("parties", &())? as i64,
+            )),
+            Some(ForeignValue::Str(name)) if name == "n_waiting" => Ok(ForeignValue::Int(
+                native.call::<u64, _>("waiting", &())? as i64,
+            )),
+            Some(ForeignValue::Str(name)) if name == "broken" => Ok(ForeignValue::Bool(false)),
             Some(other) => Err(exception(
                 "AttributeError",
                 format!("'Barrier' object has no attribute {}", other.repr()),
@@ -668,13 +684,14 @@ fn barrier_method(
 
 /// Python's equality, as far as plain values go: numbers compare by value across int, float
 /// and bool (`1 == 1.0 == True`), everything else by shape.
-pub(super) fn py_eq(a: &PyValue, b: &PyValue) -> bool {
+pub(super) fn py_eq(a: &ForeignValue, b: &ForeignValue) -> bool {
     match (number(a), number(b)) {
         (Some(x), Some(y)) => x == y,
         _ => match (a, b) {
-            (PyValue::List(x) | PyValue::Tuple(x), PyValue::List(y) | PyValue::Tuple(y))
-                if std::mem::discriminant(a) == std::mem::discriminant(b) =>
-            {
+            (
+                ForeignValue::List(x) | ForeignValue::Tuple(x),
+                ForeignValue::List(y) | ForeignValue::Tuple(y),
+            ) if std::mem::discriminant(a) == std::mem::discriminant(b) => {
                 x.len() == y.len() && x.iter().zip(y).all(|(a, b)| py_eq(a, b))
             }
             _ => a == b,
@@ -682,24 +699,25 @@ pub(super) fn py_eq(a: &PyValue, b: &PyValue) -> bool {
     }
 }
 
-fn number(value: &PyValue) -> Option<f64> {
+fn number(value: &ForeignValue) -> Option<f64> {
     match value {
-        PyValue::Int(n) => Some(*n as f64),
-        PyValue::Float(f) => Some(*f),
-        PyValue::Bool(b) => Some(*b as u8 as f64),
+        ForeignValue::Int(n) => Some(*n as f64),
+        ForeignValue::Float(f) => Some(*f),
+        ForeignValue::Bool(b) => Some(*b as u8 as f64),
         _ => None,
     }
 }
 
 /// Python's `<` on plain values, or `None` where Python raises `TypeError`.
-fn py_cmp(a: &PyValue, b: &PyValue) -> Option<std::cmp::Ordering> {
+fn py_cmp(a: &ForeignValue, b: &ForeignValue) -> Option<std::cmp::Ordering> {
     if let (Some(x), Some(y)) = (number(a), number(b)) {
         return x.partial_cmp(&y);
     }
     match (a, b) {
-        (PyValue::Str(x), PyValue::Str(y)) => Some(x.cmp(y)),
-        (PyValue::Bytes(x), PyValue::Bytes(y)) => Some(x.cmp(y)),
-        (PyValue::List(x), PyValue::List(y)) | (PyValue::Tuple(x), PyValue::Tuple(y)) => {
+        (ForeignValue::Str(x), ForeignValue::Str(y)) => Some(x.cmp(y)),
+        (ForeignValue::Bytes(x), ForeignValue::Bytes(y)) => Some(x.cmp(y)),
+        (ForeignValue::List(x), ForeignValue::List(y))
+        | (ForeignValue::Tuple(x), ForeignValue::Tuple(y)) => {
             for (a, b) in x.iter().zip(y) {
                 if !py_eq(a, b) {
                     return py_cmp(a, b);
@@ -712,7 +730,7 @@ fn py_cmp(a: &PyValue, b: &PyValue) -> Option<std::cmp::Ordering> {
 }
 
 /// Sorts as `list.sort(reverse=...)` does (stable); a `key` function cannot cross.
-fn sorted(mut items: Vec<PyValue>, reverse: bool) -> Result<Vec<PyValue>, PyValue> {
+fn sorted(mut items: Vec<ForeignValue>, reverse: bool) -> Result<Vec<ForeignValue>, ForeignValue> {
     let mut failed = None;
     items.sort_by(|a, b| {
         py_cmp(a, b).unwrap_or_else(|| {
@@ -731,7 +749,7 @@ fn sorted(mut items: Vec<PyValue>, reverse: bool) -> Result<Vec<PyValue>, PyValu
     }
     if reverse {
         // Stable as Python's: equal items keep their order.
-        let mut groups: Vec<Vec<PyValue>> = Vec::new();
+        let mut groups: Vec<Vec<ForeignValue>> = Vec::new();
         for item in items {
             match groups.last_mut() {
                 Some(group) if py_eq(&group[0], &item) => group.push(item),
@@ -744,9 +762,9 @@ fn sorted(mut items: Vec<PyValue>, reverse: bool) -> Result<Vec<PyValue>, PyValu
 }
 
 /// A task's id from a Python int.
-fn task_id(value: Option<PyValue>, method: &str) -> Result<u64, PyValue> {
+fn task_id(value: Option<ForeignValue>, method: &str) -> Result<u64, ForeignValue> {
     match value {
-        Some(PyValue::Int(id)) if id >= 0 => Ok(id as u64),
+        Some(ForeignValue::Int(id)) if id >= 0 => Ok(id as u64),
         _ => Err(exception(
             "TypeError",
             format!("{method}() takes a task id (an int)"),
@@ -756,7 +774,7 @@ fn task_id(value: Option<PyValue>, method: &str) -> Result<u64, PyValue> {
 
 /// The token of the lease this connection holds on task `id`, taken out of its keeping
 /// unless `keep`.
-fn lease_token(native: &mut Native<'_, '_>, id: u64, keep: bool) -> Result<u64, PyValue> {
+fn lease_token(native: &mut Native<'_, '_>, id: u64, keep: bool) -> Result<u64, ForeignValue> {
     let key = (native.id, id);
     let token = if keep {
         native.held.leases.get(&key).copied()
@@ -778,16 +796,16 @@ fn tasks_method(
     native: &mut Native<'_, '_>,
     spec: &PythonShared,
     method: &str,
-    args: Vec<PyValue>,
-    kwds: &[(PyValue, PyValue)],
-) -> Result<PyValue, PyValue> {
+    args: Vec<ForeignValue>,
+    kwds: &[(ForeignValue, ForeignValue)],
+) -> Result<ForeignValue, ForeignValue> {
     use crate::store::tasks::{ACKED, Counts, DeadLetter, Delivery, EXPIRED, Failed, PushOptions};
-    let int = |n: u64| PyValue::Int(i64::try_from(n).unwrap_or(i64::MAX));
+    let int = |n: u64| ForeignValue::Int(i64::try_from(n).unwrap_or(i64::MAX));
     match method {
         "push" | "push_many" => {
             let payloads = match (method, first(args, method)?) {
                 ("push", payload) => vec![payload],
-                (_, PyValue::List(items) | PyValue::Tuple(items)) => items,
+                (_, ForeignValue::List(items) | ForeignValue::Tuple(items)) => items,
                 _ => {
                     return Err(exception(
                         "TypeError",
@@ -798,25 +816,25 @@ fn tasks_method(
             let tasks = payloads
                 .into_iter()
                 .map(|p| Ok((spec.to_stored(p)?, PushOptions::default())))
-                .collect::<Result<Vec<_>, PyValue>>()?;
+                .collect::<Result<Vec<_>, ForeignValue>>()?;
             let ids: Vec<(u64, bool)> = native.call("push", &(tasks,))?;
-            let ids: Vec<PyValue> = ids.into_iter().map(|(id, _)| int(id)).collect();
+            let ids: Vec<ForeignValue> = ids.into_iter().map(|(id, _)| int(id)).collect();
             Ok(match method {
-                "push" => ids.into_iter().next().unwrap_or(PyValue::None),
-                _ => PyValue::List(ids),
+                "push" => ids.into_iter().next().unwrap_or(ForeignValue::None),
+                _ => ForeignValue::List(ids),
             })
         }
         "take" => {
             let wait = timeout_ms(&arg(&args, kwds, 0, "timeout"));
             let taken: Vec<Delivery> = native.call("take", &(1u32, wait))?;
             let Some(task) = taken.into_iter().next() else {
-                return Ok(PyValue::None);
+                return Ok(ForeignValue::None);
             };
             native.held.leases.insert((native.id, task.id), task.token);
-            Ok(PyValue::Tuple(vec![
+            Ok(ForeignValue::Tuple(vec![
                 int(task.id),
                 spec.decode_stored(&task.payload)?,
-                PyValue::Int(i64::from(task.attempt)),
+                ForeignValue::Int(i64::from(task.attempt)),
             ]))
         }
         "ack" => {
@@ -824,7 +842,7 @@ fn tasks_method(
             let token = lease_token(native, id, false)?;
             let statuses: Vec<u8> = native.call("ack", &(vec![(id, token)],))?;
             match statuses.first() {
-                Some(&ACKED) => Ok(PyValue::None),
+                Some(&ACKED) => Ok(ForeignValue::None),
                 Some(&EXPIRED) => Err(exception(
                     "RuntimeError",
                     format!("task {id}'s lease is over: it may be running elsewhere"),
@@ -839,13 +857,13 @@ fn tasks_method(
             let mut args = args.into_iter();
             let id = task_id(args.next(), method)?;
             let reason = match args.next() {
-                Some(PyValue::Str(reason)) => reason,
+                Some(ForeignValue::Str(reason)) => reason,
                 Some(other) => format!("{other:?}"),
                 None => String::new(),
             };
             let token = lease_token(native, id, false)?;
             let failed: Failed = native.call("fail", &(id, token, reason))?;
-            Ok(PyValue::Str(
+            Ok(ForeignValue::Str(
                 match failed {
                     Failed::RetryAt(_) => "retry",
                     Failed::Dead => "dead",
@@ -861,44 +879,46 @@ fn tasks_method(
             })?;
             let token = lease_token(native, id, true)?;
             let _until: u64 = native.call("extend", &(id, token, extra))?;
-            Ok(PyValue::None)
+            Ok(ForeignValue::None)
         }
         "release" => {
             let id = task_id(args.into_iter().next(), method)?;
             let token = lease_token(native, id, false)?;
             native.call::<(), _>("release", &(id, token))?;
-            Ok(PyValue::None)
+            Ok(ForeignValue::None)
         }
         "stats" => {
             let counts: Counts = native.call("stats", &())?;
-            serde::Serialize::serialize(&counts, crate::python::bridge::ToPy)
+            serde::Serialize::serialize(&counts, crate::values::bridge::ToForeign)
                 .map_err(|e| exception("RuntimeError", e.to_string()))
         }
         "dead_letters" => {
             let limit = match arg(&args, kwds, 0, "limit") {
-                Some(PyValue::Int(n)) if n > 0 => u32::try_from(n).unwrap_or(u32::MAX),
+                Some(ForeignValue::Int(n)) if n > 0 => u32::try_from(n).unwrap_or(u32::MAX),
                 _ => 100,
             };
             let dead: Vec<DeadLetter> = native.call("dead", &(0u64, limit))?;
-            let s = |t: &str| PyValue::Str(t.into());
+            let s = |t: &str| ForeignValue::Str(t.into());
             dead.into_iter()
                 .map(|letter| {
-                    Ok(PyValue::Dict(vec![
+                    Ok(ForeignValue::Dict(vec![
                         (s("id"), int(letter.id)),
-                        (s("attempts"), PyValue::Int(i64::from(letter.attempts))),
+                        (s("attempts"), ForeignValue::Int(i64::from(letter.attempts))),
                         (
                             s("reasons"),
-                            PyValue::List(letter.reasons.into_iter().map(PyValue::Str).collect()),
+                            ForeignValue::List(
+                                letter.reasons.into_iter().map(ForeignValue::Str).collect(),
+                            ),
                         ),
                         (s("payload"), spec.decode_stored(&letter.payload)?),
                     ]))
                 })
-                .collect::<Result<Vec<_>, PyValue>>()
-                .map(PyValue::List)
+                .collect::<Result<Vec<_>, ForeignValue>>()
+                .map(ForeignValue::List)
         }
         "requeue" => {
             let id = match args.into_iter().next() {
-                None | Some(PyValue::None) => None,
+                None | Some(ForeignValue::None) => None,
                 other => Some(task_id(other, method)?),
             };
             let moved: u64 = native.call("requeue", &(id,))?;

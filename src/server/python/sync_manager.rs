@@ -19,8 +19,8 @@ use parking_lot::{Condvar, Mutex};
 use super::shared_calls::{Native, arg, timeout_ms, truthy};
 use crate::python::methods::exception;
 use crate::python::shared::{Kind, PythonShared, encoded};
-use crate::python::value::PyValue;
 use crate::store::waiting::{Waiting, deadline, wait_while};
+use crate::values::value::ForeignValue;
 
 /// The prefix of every anonymous object's name (an internal name: `stat` hides it).
 pub(super) const ANONYMOUS_PREFIX: &str = "monogusa.python:";
@@ -79,11 +79,11 @@ impl Names {
     }
 }
 
-fn int(value: Option<PyValue>, what: &str, default: i64) -> Result<i64, PyValue> {
+fn int(value: Option<ForeignValue>, what: &str, default: i64) -> Result<i64, ForeignValue> {
     match value {
-        None | Some(PyValue::None) => Ok(default),
-        Some(PyValue::Int(n)) => Ok(n),
-        Some(PyValue::Bool(b)) => Ok(b as i64),
+        None | Some(ForeignValue::None) => Ok(default),
+        Some(ForeignValue::Int(n)) => Ok(n),
+        Some(ForeignValue::Bool(b)) => Ok(b as i64),
         Some(other) => Err(exception(
             "TypeError",
             format!("{what} must be an int, not {}", other.type_name()),
@@ -91,7 +91,7 @@ fn int(value: Option<PyValue>, what: &str, default: i64) -> Result<i64, PyValue>
     }
 }
 
-fn count(value: Option<PyValue>, what: &str, default: i64) -> Result<u64, PyValue> {
+fn count(value: Option<ForeignValue>, what: &str, default: i64) -> Result<u64, ForeignValue> {
     let n = int(value, what, default)?;
     u64::try_from(n).map_err(|_| exception("ValueError", format!("{what} must be >= 0")))
 }
@@ -102,9 +102,9 @@ fn count(value: Option<PyValue>, what: &str, default: i64) -> Result<u64, PyValu
 pub(super) fn creation(
     names: &Names,
     typeid: &str,
-    args: &[PyValue],
-    kwds: &[(PyValue, PyValue)],
-) -> Option<Result<Creation, PyValue>> {
+    args: &[ForeignValue],
+    kwds: &[(ForeignValue, ForeignValue)],
+) -> Option<Result<Creation, ForeignValue>> {
     let anonymous = |kind: Kind, args: Vec<u8>| {
         let spec = PythonShared::dynamic(kind, &names.next(typeid), args);
         let extra = match kind {
@@ -144,7 +144,7 @@ pub(super) fn creation(
         },
         "Event" => anonymous(Kind::Event, Vec::new()),
         "Barrier" => {
-            if arg(args, kwds, 1, "action").is_some_and(|a| a != PyValue::None) {
+            if arg(args, kwds, 1, "action").is_some_and(|a| a != ForeignValue::None) {
                 Err(exception(
                     "TypeError",
                     "Barrier(action=...) cannot run a Python callable in a Rust manager",
@@ -162,7 +162,7 @@ pub(super) fn creation(
             exposed: ACQUIRER.to_vec(),
         }),
         "Condition" => {
-            if first.is_some_and(|lock| lock != PyValue::None) {
+            if first.is_some_and(|lock| lock != ForeignValue::None) {
                 Err(exception(
                     "TypeError",
                     "Condition(lock) takes no lock here: each Condition has its own RLock",
@@ -196,8 +196,8 @@ pub(super) fn creation(
 }
 
 /// `get_dict(name)` and the like: the named object, made on first use.
-fn by_name(typeid: &str, args: &[PyValue], kind: Kind) -> Result<Creation, PyValue> {
-    let Some(PyValue::Str(name)) = args.first() else {
+fn by_name(typeid: &str, args: &[ForeignValue], kind: Kind) -> Result<Creation, ForeignValue> {
+    let Some(ForeignValue::Str(name)) = args.first() else {
         return Err(exception(
             "TypeError",
             format!("{typeid}(name) takes the object's name, a str"),
@@ -223,8 +223,8 @@ fn by_name(typeid: &str, args: &[PyValue], kind: Kind) -> Result<Creation, PyVal
 
 /// `get_mailbox(name)`: the mailbox `name` (Rust's `client.mailbox::<Dynamic>(name)`), as a
 /// queue proxy: `put` sends, `get` receives.
-fn mailbox(typeid: &str, args: &[PyValue]) -> Result<Creation, PyValue> {
-    let Some(PyValue::Str(name)) = args.first() else {
+fn mailbox(typeid: &str, args: &[ForeignValue]) -> Result<Creation, ForeignValue> {
+    let Some(ForeignValue::Str(name)) = args.first() else {
         return Err(exception(
             "TypeError",
             format!("{typeid}(name) takes the mailbox's name, a str"),
@@ -247,9 +247,9 @@ fn mailbox(typeid: &str, args: &[PyValue]) -> Result<Creation, PyValue> {
 pub(super) fn fill(
     native: &mut Native<'_, '_>,
     spec: &PythonShared,
-    args: Vec<PyValue>,
-    kwds: Vec<(PyValue, PyValue)>,
-) -> Result<(), PyValue> {
+    args: Vec<ForeignValue>,
+    kwds: Vec<(ForeignValue, ForeignValue)>,
+) -> Result<(), ForeignValue> {
     use super::shared_calls::shared_method;
     let mut args = args.into_iter();
     match spec.kind {
@@ -258,7 +258,7 @@ pub(super) fn fill(
                 shared_method(native, spec, "update", vec![initial], &[])?;
             }
             if !kwds.is_empty() {
-                shared_method(native, spec, "update", vec![PyValue::Dict(kwds)], &[])?;
+                shared_method(native, spec, "update", vec![ForeignValue::Dict(kwds)], &[])?;
             }
         }
         Kind::List => {
@@ -269,7 +269,7 @@ pub(super) fn fill(
         Kind::Array => {
             let _typecode = args.next();
             match args.next() {
-                Some(PyValue::Int(n)) => {
+                Some(ForeignValue::Int(n)) => {
                     // A length, not items: bounded before anything is allocated for it.
                     if !(0..=MAX_ARRAY_LEN).contains(&n) {
                         return Err(exception(
@@ -277,8 +277,8 @@ pub(super) fn fill(
                             format!("an Array of 0 to {MAX_ARRAY_LEN} items, not {n}"),
                         ));
                     }
-                    let zeros = vec![PyValue::Int(0); n as usize];
-                    shared_method(native, spec, "extend", vec![PyValue::List(zeros)], &[])?;
+                    let zeros = vec![ForeignValue::Int(0); n as usize];
+                    shared_method(native, spec, "extend", vec![ForeignValue::List(zeros)], &[])?;
                 }
                 Some(initial) => {
                     shared_method(native, spec, "extend", vec![initial], &[])?;
@@ -289,7 +289,7 @@ pub(super) fn fill(
         Kind::Value => {
             // The typecode is not checked, as Python's own `managers.Value` does not.
             let _typecode = args.next();
-            let value = args.next().unwrap_or(PyValue::None);
+            let value = args.next().unwrap_or(ForeignValue::None);
             shared_method(native, spec, "set", vec![value], &[])?;
         }
         _ => {}
@@ -314,7 +314,11 @@ impl Reentrant {
         }
     }
 
-    fn acquire(&self, native: &mut Native<'_, '_>, wait: Option<u64>) -> Result<bool, PyValue> {
+    fn acquire(
+        &self,
+        native: &mut Native<'_, '_>,
+        wait: Option<u64>,
+    ) -> Result<bool, ForeignValue> {
         let me = native.caller.connection();
         if let Some((holder, depth)) = &mut *self.owner.lock()
             && *holder == me
@@ -330,7 +334,7 @@ impl Reentrant {
     }
 
     /// Gives the lock back once (`all`: entirely, for a condition's wait); the depth it had.
-    fn let_go(&self, native: &mut Native<'_, '_>, all: bool) -> Result<u64, PyValue> {
+    fn let_go(&self, native: &mut Native<'_, '_>, all: bool) -> Result<u64, ForeignValue> {
         let me = native.caller.connection();
         let mut owner = self.owner.lock();
         let Some((holder, depth)) = &mut *owner else {
@@ -357,9 +361,9 @@ impl Reentrant {
         &self,
         native: &mut Native<'_, '_>,
         method: &str,
-        args: &[PyValue],
-        kwds: &[(PyValue, PyValue)],
-    ) -> Result<PyValue, PyValue> {
+        args: &[ForeignValue],
+        kwds: &[(ForeignValue, ForeignValue)],
+    ) -> Result<ForeignValue, ForeignValue> {
         match method {
             "acquire" => {
                 let blocking = truthy(&arg(args, kwds, 0, "blocking"), true);
@@ -368,9 +372,9 @@ impl Reentrant {
                 } else {
                     Some(0)
                 };
-                self.acquire(native, wait).map(PyValue::Bool)
+                self.acquire(native, wait).map(ForeignValue::Bool)
             }
-            "release" => self.let_go(native, false).map(|_| PyValue::None),
+            "release" => self.let_go(native, false).map(|_| ForeignValue::None),
             other => Err(exception(
                 "AttributeError",
                 format!("a lock has no method {other}"),
@@ -399,14 +403,14 @@ impl Condition {
         &self,
         native: &mut Native<'_, '_>,
         method: &str,
-        args: &[PyValue],
-        kwds: &[(PyValue, PyValue)],
-    ) -> Result<PyValue, PyValue> {
+        args: &[ForeignValue],
+        kwds: &[(ForeignValue, ForeignValue)],
+    ) -> Result<ForeignValue, ForeignValue> {
         match method {
             "acquire" | "release" => self.lock.method(native, method, args, kwds),
             "wait" => {
                 let wait = timeout_ms(&arg(args, kwds, 0, "timeout"));
-                self.wait(native, wait).map(PyValue::Bool)
+                self.wait(native, wait).map(ForeignValue::Bool)
             }
             "notify" => {
                 let n = count(arg(args, kwds, 0, "n"), "n", 1)?;
@@ -424,7 +428,7 @@ impl Condition {
         matches!(*self.lock.owner.lock(), Some((holder, _)) if holder == native.caller.connection())
     }
 
-    fn wait(&self, native: &mut Native<'_, '_>, wait: Option<u64>) -> Result<bool, PyValue> {
+    fn wait(&self, native: &mut Native<'_, '_>, wait: Option<u64>) -> Result<bool, ForeignValue> {
         if !self.owned_by(native) {
             return Err(exception("RuntimeError", "cannot wait on un-acquired lock"));
         }
@@ -475,7 +479,7 @@ impl Condition {
         Ok(notified)
     }
 
-    fn notify(&self, native: &Native<'_, '_>, n: usize) -> Result<PyValue, PyValue> {
+    fn notify(&self, native: &Native<'_, '_>, n: usize) -> Result<ForeignValue, ForeignValue> {
         if !self.owned_by(native) {
             return Err(exception(
                 "RuntimeError",
@@ -487,6 +491,6 @@ impl Condition {
             *notified = true;
         }
         self.changed.notify_all();
-        Ok(PyValue::None)
+        Ok(ForeignValue::None)
     }
 }

@@ -11,7 +11,7 @@
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 use serde::ser::{self, Serialize};
 
-use super::value::{PyValue, big_to_i128, i128_to_big};
+use super::value::{ForeignValue, big_to_i128, i128_to_big};
 
 /// A value that does not fit the Rust type (or the reverse), in words.
 #[derive(Debug)]
@@ -39,7 +39,7 @@ impl ser::Error for BridgeError {
 
 type DeResult<T> = Result<T, BridgeError>;
 
-struct Seq(std::vec::IntoIter<PyValue>);
+struct Seq(std::vec::IntoIter<ForeignValue>);
 
 impl<'de> de::SeqAccess<'de> for Seq {
     type Error = BridgeError;
@@ -57,8 +57,8 @@ impl<'de> de::SeqAccess<'de> for Seq {
 }
 
 struct Map {
-    pairs: std::vec::IntoIter<(PyValue, PyValue)>,
-    value: Option<PyValue>,
+    pairs: std::vec::IntoIter<(ForeignValue, ForeignValue)>,
+    value: Option<ForeignValue>,
 }
 
 impl<'de> de::MapAccess<'de> for Map {
@@ -75,13 +75,13 @@ impl<'de> de::MapAccess<'de> for Map {
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> DeResult<V::Value> {
-        seed.deserialize(self.value.take().unwrap_or(PyValue::None))
+        seed.deserialize(self.value.take().unwrap_or(ForeignValue::None))
     }
 }
 
 struct Enum {
     variant: String,
-    value: Option<PyValue>,
+    value: Option<ForeignValue>,
 }
 
 impl<'de> de::EnumAccess<'de> for Enum {
@@ -99,7 +99,7 @@ impl<'de> de::VariantAccess<'de> for Enum {
 
     fn unit_variant(self) -> DeResult<()> {
         match self.value {
-            None | Some(PyValue::None) => Ok(()),
+            None | Some(ForeignValue::None) => Ok(()),
             Some(other) => Err(BridgeError(format!(
                 "variant {} takes no value, got a {}",
                 self.variant,
@@ -109,11 +109,11 @@ impl<'de> de::VariantAccess<'de> for Enum {
     }
 
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> DeResult<T::Value> {
-        seed.deserialize(self.value.unwrap_or(PyValue::None))
+        seed.deserialize(self.value.unwrap_or(ForeignValue::None))
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> DeResult<V::Value> {
-        de::Deserializer::deserialize_tuple(self.value.unwrap_or(PyValue::None), len, visitor)
+        de::Deserializer::deserialize_tuple(self.value.unwrap_or(ForeignValue::None), len, visitor)
     }
 
     fn struct_variant<V: Visitor<'de>>(
@@ -122,7 +122,7 @@ impl<'de> de::VariantAccess<'de> for Enum {
         visitor: V,
     ) -> DeResult<V::Value> {
         de::Deserializer::deserialize_struct(
-            self.value.unwrap_or(PyValue::None),
+            self.value.unwrap_or(ForeignValue::None),
             "",
             fields,
             visitor,
@@ -130,19 +130,19 @@ impl<'de> de::VariantAccess<'de> for Enum {
     }
 }
 
-fn mismatch(value: &PyValue, expected: &str) -> BridgeError {
+fn mismatch(value: &ForeignValue, expected: &str) -> BridgeError {
     BridgeError(format!("expected {expected}, got a {}", value.type_name()))
 }
 
-impl<'de> de::Deserializer<'de> for PyValue {
+impl<'de> de::Deserializer<'de> for ForeignValue {
     type Error = BridgeError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> DeResult<V::Value> {
         match self {
-            PyValue::None => visitor.visit_unit(),
-            PyValue::Bool(b) => visitor.visit_bool(b),
-            PyValue::Int(n) => visitor.visit_i64(n),
-            PyValue::BigInt(bytes) => match big_to_i128(&bytes) {
+            ForeignValue::None => visitor.visit_unit(),
+            ForeignValue::Bool(b) => visitor.visit_bool(b),
+            ForeignValue::Int(n) => visitor.visit_i64(n),
+            ForeignValue::BigInt(bytes) => match big_to_i128(&bytes) {
                 // A u64 past i64 (a lease token) as a u64, which every integer type takes.
                 Some(n) => match u64::try_from(n) {
                     Ok(n) => visitor.visit_u64(n),
@@ -150,21 +150,23 @@ impl<'de> de::Deserializer<'de> for PyValue {
                 },
                 None => Err(BridgeError("an int too large for 128 bits".into())),
             },
-            PyValue::Float(f) => visitor.visit_f64(f),
-            PyValue::Complex(re, im) => {
-                visitor.visit_seq(Seq(vec![PyValue::Float(re), PyValue::Float(im)].into_iter()))
+            ForeignValue::Float(f) => visitor.visit_f64(f),
+            ForeignValue::Complex(re, im) => {
+                visitor.visit_seq(Seq(
+                    vec![ForeignValue::Float(re), ForeignValue::Float(im)].into_iter()
+                ))
             }
-            PyValue::Str(s) => visitor.visit_string(s),
-            PyValue::Bytes(b) => visitor.visit_byte_buf(b),
-            PyValue::Tuple(items)
-            | PyValue::List(items)
-            | PyValue::Set(items)
-            | PyValue::FrozenSet(items) => visitor.visit_seq(Seq(items.into_iter())),
-            PyValue::Dict(pairs) => visitor.visit_map(Map {
+            ForeignValue::Str(s) => visitor.visit_string(s),
+            ForeignValue::Bytes(b) => visitor.visit_byte_buf(b),
+            ForeignValue::Tuple(items)
+            | ForeignValue::List(items)
+            | ForeignValue::Set(items)
+            | ForeignValue::FrozenSet(items) => visitor.visit_seq(Seq(items.into_iter())),
+            ForeignValue::Dict(pairs) => visitor.visit_map(Map {
                 pairs: pairs.into_iter(),
                 value: None,
             }),
-            other @ (PyValue::Exception(..) | PyValue::Token { .. }) => {
+            other @ (ForeignValue::Exception(..) | ForeignValue::Token { .. }) => {
                 Err(mismatch(&other, "a plain value"))
             }
         }
@@ -172,15 +174,15 @@ impl<'de> de::Deserializer<'de> for PyValue {
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> DeResult<V::Value> {
         match self {
-            PyValue::None => visitor.visit_none(),
+            ForeignValue::None => visitor.visit_none(),
             other => visitor.visit_some(other),
         }
     }
 
     fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> DeResult<V::Value> {
         match self {
-            PyValue::None => visitor.visit_unit(),
-            PyValue::Tuple(items) | PyValue::List(items) if items.is_empty() => {
+            ForeignValue::None => visitor.visit_unit(),
+            ForeignValue::Tuple(items) | ForeignValue::List(items) if items.is_empty() => {
                 visitor.visit_unit()
             }
             other => Err(mismatch(&other, "None")),
@@ -197,7 +199,7 @@ impl<'de> de::Deserializer<'de> for PyValue {
 
     fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> DeResult<V::Value> {
         match self {
-            PyValue::Int(n) => visitor.visit_f64(n as f64),
+            ForeignValue::Int(n) => visitor.visit_f64(n as f64),
             other => other.deserialize_any(visitor),
         }
     }
@@ -208,11 +210,11 @@ impl<'de> de::Deserializer<'de> for PyValue {
 
     fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> DeResult<V::Value> {
         match self {
-            PyValue::Tuple(mut items) | PyValue::List(mut items) => {
+            ForeignValue::Tuple(mut items) | ForeignValue::List(mut items) => {
                 // Trailing values left out read as None: optional trailing arguments (a
                 // timeout) may be omitted, as in Python.
                 if items.len() < len {
-                    items.resize(len, PyValue::None);
+                    items.resize(len, ForeignValue::None);
                 }
                 if items.len() != len {
                     return Err(BridgeError(format!(
@@ -242,7 +244,7 @@ impl<'de> de::Deserializer<'de> for PyValue {
     ) -> DeResult<V::Value> {
         if name == crate::kinds::ELEMENT {
             // A kind's element: whatever plain value the client gave, kept as a `Dynamic`.
-            return visitor.visit_newtype_struct(PyValue::Bytes(element_in(self)?));
+            return visitor.visit_newtype_struct(ForeignValue::Bytes(element_in(self)?));
         }
         visitor.visit_newtype_struct(self)
     }
@@ -254,12 +256,12 @@ impl<'de> de::Deserializer<'de> for PyValue {
         visitor: V,
     ) -> DeResult<V::Value> {
         match self {
-            PyValue::Str(variant) => visitor.visit_enum(Enum {
+            ForeignValue::Str(variant) => visitor.visit_enum(Enum {
                 variant,
                 value: None,
             }),
-            PyValue::Dict(mut pairs) if pairs.len() == 1 => match pairs.pop() {
-                Some((PyValue::Str(variant), value)) => visitor.visit_enum(Enum {
+            ForeignValue::Dict(mut pairs) if pairs.len() == 1 => match pairs.pop() {
+                Some((ForeignValue::Str(variant), value)) => visitor.visit_enum(Enum {
                     variant,
                     value: Some(value),
                 }),
@@ -276,13 +278,13 @@ impl<'de> de::Deserializer<'de> for PyValue {
 }
 
 /// Serializes a Rust value into a Python value.
-pub(crate) struct ToPy;
+pub(crate) struct ToForeign;
 
 /// Collects a sequence's, tuple's or map's parts.
 pub(crate) struct Collect {
-    items: Vec<PyValue>,
-    pairs: Vec<(PyValue, PyValue)>,
-    key: Option<PyValue>,
+    items: Vec<ForeignValue>,
+    pairs: Vec<(ForeignValue, ForeignValue)>,
+    key: Option<ForeignValue>,
     /// Wrap the result as `{variant: ...}`.
     variant: Option<&'static str>,
     tuple: bool,
@@ -299,31 +301,31 @@ impl Collect {
         }
     }
 
-    fn wrap(variant: Option<&'static str>, value: PyValue) -> PyValue {
+    fn wrap(variant: Option<&'static str>, value: ForeignValue) -> ForeignValue {
         match variant {
-            Some(name) => PyValue::Dict(vec![(PyValue::Str(name.into()), value)]),
+            Some(name) => ForeignValue::Dict(vec![(ForeignValue::Str(name.into()), value)]),
             None => value,
         }
     }
 
-    fn finish_seq(self) -> PyValue {
+    fn finish_seq(self) -> ForeignValue {
         let value = if self.tuple {
-            PyValue::Tuple(self.items)
+            ForeignValue::Tuple(self.items)
         } else {
-            PyValue::List(self.items)
+            ForeignValue::List(self.items)
         };
         Self::wrap(self.variant, value)
     }
 
-    fn finish_map(self) -> PyValue {
-        Self::wrap(self.variant, PyValue::Dict(self.pairs))
+    fn finish_map(self) -> ForeignValue {
+        Self::wrap(self.variant, ForeignValue::Dict(self.pairs))
     }
 }
 
-type SerResult = Result<PyValue, BridgeError>;
+type SerResult = Result<ForeignValue, BridgeError>;
 
-impl ser::Serializer for ToPy {
-    type Ok = PyValue;
+impl ser::Serializer for ToForeign {
+    type Ok = ForeignValue;
     type Error = BridgeError;
     type SerializeSeq = Collect;
     type SerializeTuple = Collect;
@@ -334,34 +336,34 @@ impl ser::Serializer for ToPy {
     type SerializeStructVariant = Collect;
 
     fn serialize_bool(self, v: bool) -> SerResult {
-        Ok(PyValue::Bool(v))
+        Ok(ForeignValue::Bool(v))
     }
     fn serialize_i8(self, v: i8) -> SerResult {
-        Ok(PyValue::Int(v.into()))
+        Ok(ForeignValue::Int(v.into()))
     }
     fn serialize_i16(self, v: i16) -> SerResult {
-        Ok(PyValue::Int(v.into()))
+        Ok(ForeignValue::Int(v.into()))
     }
     fn serialize_i32(self, v: i32) -> SerResult {
-        Ok(PyValue::Int(v.into()))
+        Ok(ForeignValue::Int(v.into()))
     }
     fn serialize_i64(self, v: i64) -> SerResult {
-        Ok(PyValue::Int(v))
+        Ok(ForeignValue::Int(v))
     }
     fn serialize_i128(self, v: i128) -> SerResult {
         Ok(match i64::try_from(v) {
-            Ok(n) => PyValue::Int(n),
-            Err(_) => PyValue::BigInt(i128_to_big(v)),
+            Ok(n) => ForeignValue::Int(n),
+            Err(_) => ForeignValue::BigInt(i128_to_big(v)),
         })
     }
     fn serialize_u8(self, v: u8) -> SerResult {
-        Ok(PyValue::Int(v.into()))
+        Ok(ForeignValue::Int(v.into()))
     }
     fn serialize_u16(self, v: u16) -> SerResult {
-        Ok(PyValue::Int(v.into()))
+        Ok(ForeignValue::Int(v.into()))
     }
     fn serialize_u32(self, v: u32) -> SerResult {
-        Ok(PyValue::Int(v.into()))
+        Ok(ForeignValue::Int(v.into()))
     }
     fn serialize_u64(self, v: u64) -> SerResult {
         self.serialize_i128(v.into())
@@ -373,34 +375,34 @@ impl ser::Serializer for ToPy {
         }
     }
     fn serialize_f32(self, v: f32) -> SerResult {
-        Ok(PyValue::Float(v.into()))
+        Ok(ForeignValue::Float(v.into()))
     }
     fn serialize_f64(self, v: f64) -> SerResult {
-        Ok(PyValue::Float(v))
+        Ok(ForeignValue::Float(v))
     }
     fn serialize_char(self, v: char) -> SerResult {
-        Ok(PyValue::Str(v.to_string()))
+        Ok(ForeignValue::Str(v.to_string()))
     }
     fn serialize_str(self, v: &str) -> SerResult {
-        Ok(PyValue::Str(v.to_string()))
+        Ok(ForeignValue::Str(v.to_string()))
     }
     fn serialize_bytes(self, v: &[u8]) -> SerResult {
-        Ok(PyValue::Bytes(v.to_vec()))
+        Ok(ForeignValue::Bytes(v.to_vec()))
     }
     fn serialize_none(self) -> SerResult {
-        Ok(PyValue::None)
+        Ok(ForeignValue::None)
     }
     fn serialize_some<T: ?Sized + Serialize>(self, value: &T) -> SerResult {
         value.serialize(self)
     }
     fn serialize_unit(self) -> SerResult {
-        Ok(PyValue::None)
+        Ok(ForeignValue::None)
     }
     fn serialize_unit_struct(self, _: &'static str) -> SerResult {
-        Ok(PyValue::None)
+        Ok(ForeignValue::None)
     }
     fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> SerResult {
-        Ok(PyValue::Str(variant.into()))
+        Ok(ForeignValue::Str(variant.into()))
     }
     fn serialize_newtype_struct<T: ?Sized + Serialize>(
         self,
@@ -409,7 +411,7 @@ impl ser::Serializer for ToPy {
     ) -> SerResult {
         match value.serialize(self)? {
             // A kind's element: given back as the plain value it holds.
-            PyValue::Bytes(bytes) if name == crate::kinds::ELEMENT => element_out(&bytes),
+            ForeignValue::Bytes(bytes) if name == crate::kinds::ELEMENT => element_out(&bytes),
             other => Ok(other),
         }
     }
@@ -420,7 +422,7 @@ impl ser::Serializer for ToPy {
         variant: &'static str,
         value: &T,
     ) -> SerResult {
-        Ok(Collect::wrap(Some(variant), value.serialize(ToPy)?))
+        Ok(Collect::wrap(Some(variant), value.serialize(ToForeign)?))
     }
     fn serialize_seq(self, _: Option<usize>) -> Result<Collect, BridgeError> {
         Ok(Collect::new(None, false))
@@ -458,10 +460,10 @@ impl ser::Serializer for ToPy {
 }
 
 impl ser::SerializeSeq for Collect {
-    type Ok = PyValue;
+    type Ok = ForeignValue;
     type Error = BridgeError;
     fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), BridgeError> {
-        self.items.push(value.serialize(ToPy)?);
+        self.items.push(value.serialize(ToForeign)?);
         Ok(())
     }
     fn end(self) -> SerResult {
@@ -470,7 +472,7 @@ impl ser::SerializeSeq for Collect {
 }
 
 impl ser::SerializeTuple for Collect {
-    type Ok = PyValue;
+    type Ok = ForeignValue;
     type Error = BridgeError;
     fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), BridgeError> {
         ser::SerializeSeq::serialize_element(self, value)
@@ -481,7 +483,7 @@ impl ser::SerializeTuple for Collect {
 }
 
 impl ser::SerializeTupleStruct for Collect {
-    type Ok = PyValue;
+    type Ok = ForeignValue;
     type Error = BridgeError;
     fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), BridgeError> {
         ser::SerializeSeq::serialize_element(self, value)
@@ -492,7 +494,7 @@ impl ser::SerializeTupleStruct for Collect {
 }
 
 impl ser::SerializeTupleVariant for Collect {
-    type Ok = PyValue;
+    type Ok = ForeignValue;
     type Error = BridgeError;
     fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), BridgeError> {
         ser::SerializeSeq::serialize_element(self, value)
@@ -503,15 +505,15 @@ impl ser::SerializeTupleVariant for Collect {
 }
 
 impl ser::SerializeMap for Collect {
-    type Ok = PyValue;
+    type Ok = ForeignValue;
     type Error = BridgeError;
     fn serialize_key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<(), BridgeError> {
-        self.key = Some(key.serialize(ToPy)?);
+        self.key = Some(key.serialize(ToForeign)?);
         Ok(())
     }
     fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), BridgeError> {
-        let key = self.key.take().unwrap_or(PyValue::None);
-        self.pairs.push((key, value.serialize(ToPy)?));
+        let key = self.key.take().unwrap_or(ForeignValue::None);
+        self.pairs.push((key, value.serialize(ToForeign)?));
         Ok(())
     }
     fn end(self) -> SerResult {
@@ -520,7 +522,7 @@ impl ser::SerializeMap for Collect {
 }
 
 impl ser::SerializeStruct for Collect {
-    type Ok = PyValue;
+    type Ok = ForeignValue;
     type Error = BridgeError;
     fn serialize_field<T: ?Sized + Serialize>(
         &mut self,
@@ -528,7 +530,7 @@ impl ser::SerializeStruct for Collect {
         value: &T,
     ) -> Result<(), BridgeError> {
         self.pairs
-            .push((PyValue::Str(key.into()), value.serialize(ToPy)?));
+            .push((ForeignValue::Str(key.into()), value.serialize(ToForeign)?));
         Ok(())
     }
     fn end(self) -> SerResult {
@@ -537,7 +539,7 @@ impl ser::SerializeStruct for Collect {
 }
 
 impl ser::SerializeStructVariant for Collect {
-    type Ok = PyValue;
+    type Ok = ForeignValue;
     type Error = BridgeError;
     fn serialize_field<T: ?Sized + Serialize>(
         &mut self,
@@ -552,8 +554,8 @@ impl ser::SerializeStructVariant for Collect {
 }
 
 /// A foreign client's value as a kind keeps it: a `Dynamic`, encoded.
-fn element_in(value: PyValue) -> Result<Vec<u8>, BridgeError> {
-    let dynamic = <crate::python::Dynamic as serde::Deserialize>::deserialize(value)
+fn element_in(value: ForeignValue) -> Result<Vec<u8>, BridgeError> {
+    let dynamic = <crate::values::Dynamic as serde::Deserialize>::deserialize(value)
         .map_err(|e| BridgeError(format!("not a plain value: {e}")))?;
     let mut out = Vec::new();
     crate::wire::codec::encode_into(&dynamic, &mut out).map_err(|e| BridgeError(e.to_string()))?;
@@ -562,13 +564,13 @@ fn element_in(value: PyValue) -> Result<Vec<u8>, BridgeError> {
 
 /// A kept element as a foreign client gets it.
 fn element_out(bytes: &[u8]) -> SerResult {
-    let dynamic: crate::python::Dynamic =
+    let dynamic: crate::values::Dynamic =
         crate::wire::codec::decode_exact(bytes).map_err(|_| {
             BridgeError(
                 "a stored value is not a plain value (a typed Rust program put it there?)".into(),
             )
         })?;
-    dynamic.serialize(ToPy)
+    dynamic.serialize(ToForeign)
 }
 
 #[cfg(test)]
@@ -584,12 +586,12 @@ mod tests {
 
     #[test]
     fn python_values_become_rust_values_and_back() {
-        let args = PyValue::Tuple(vec![
-            PyValue::Str("a".into()),
-            PyValue::Int(7),
-            PyValue::Dict(vec![
-                (PyValue::Str("x".into()), PyValue::Int(1)),
-                (PyValue::Str("y".into()), PyValue::None),
+        let args = ForeignValue::Tuple(vec![
+            ForeignValue::Str("a".into()),
+            ForeignValue::Int(7),
+            ForeignValue::Dict(vec![
+                (ForeignValue::Str("x".into()), ForeignValue::Int(1)),
+                (ForeignValue::Str("y".into()), ForeignValue::None),
             ]),
         ]);
         let (name, n, point): (String, u8, Point) = Deserialize::deserialize(args).unwrap();
@@ -598,51 +600,57 @@ mod tests {
             ("a", 7, &Point { x: 1, y: None })
         );
         assert_eq!(
-            point.serialize(ToPy).unwrap(),
-            PyValue::Dict(vec![
-                (PyValue::Str("x".into()), PyValue::Int(1)),
-                (PyValue::Str("y".into()), PyValue::None),
+            point.serialize(ToForeign).unwrap(),
+            ForeignValue::Dict(vec![
+                (ForeignValue::Str("x".into()), ForeignValue::Int(1)),
+                (ForeignValue::Str("y".into()), ForeignValue::None),
             ])
         );
-        let err = <(u8,)>::deserialize(PyValue::Tuple(vec![PyValue::Int(300)])).unwrap_err();
+        let err =
+            <(u8,)>::deserialize(ForeignValue::Tuple(vec![ForeignValue::Int(300)])).unwrap_err();
         assert!(err.0.contains("300"), "{err}");
         // Trailing values left out read as None: fine for an option, an error otherwise.
-        let err = <(i64, i64)>::deserialize(PyValue::Tuple(vec![PyValue::Int(1)])).unwrap_err();
+        let err =
+            <(i64, i64)>::deserialize(ForeignValue::Tuple(vec![ForeignValue::Int(1)])).unwrap_err();
         assert!(err.0.contains("unit value"), "{err}");
         assert_eq!(
-            <(i64, Option<u64>)>::deserialize(PyValue::Tuple(vec![PyValue::Int(1)])).unwrap(),
+            <(i64, Option<u64>)>::deserialize(ForeignValue::Tuple(vec![ForeignValue::Int(1)]))
+                .unwrap(),
             (1, None)
         );
-        let err = <(i64,)>::deserialize(PyValue::Tuple(vec![PyValue::Int(1), PyValue::Int(2)]))
-            .unwrap_err();
+        let err = <(i64,)>::deserialize(ForeignValue::Tuple(vec![
+            ForeignValue::Int(1),
+            ForeignValue::Int(2),
+        ]))
+        .unwrap_err();
         assert!(err.0.contains("expected 1 values, got 2"), "{err}");
         assert_eq!(
-            u64::MAX.serialize(ToPy).unwrap(),
-            PyValue::BigInt(i128_to_big(u64::MAX.into()))
+            u64::MAX.serialize(ToForeign).unwrap(),
+            ForeignValue::BigInt(i128_to_big(u64::MAX.into()))
         );
     }
 
     #[test]
     fn dynamic_is_natural_in_python_tagged_in_bincode() {
-        let value = crate::python::Dynamic::List(vec![
-            crate::python::Dynamic::Int(1),
-            crate::python::Dynamic::Str("x".into()),
-            crate::python::Dynamic::None,
+        let value = crate::values::Dynamic::List(vec![
+            crate::values::Dynamic::Int(1),
+            crate::values::Dynamic::Str("x".into()),
+            crate::values::Dynamic::None,
         ]);
-        let py = value.serialize(ToPy).unwrap();
+        let py = value.serialize(ToForeign).unwrap();
         assert_eq!(
             py,
-            crate::python::value::PyValue::List(vec![
-                crate::python::value::PyValue::Int(1),
-                crate::python::value::PyValue::Str("x".into()),
-                crate::python::value::PyValue::None,
+            crate::values::value::ForeignValue::List(vec![
+                crate::values::value::ForeignValue::Int(1),
+                crate::values::value::ForeignValue::Str("x".into()),
+                crate::values::value::ForeignValue::None,
             ])
         );
-        assert_eq!(crate::python::Dynamic::deserialize(py).unwrap(), value);
+        assert_eq!(crate::values::Dynamic::deserialize(py).unwrap(), value);
         let mut bytes = Vec::new();
         crate::wire::codec::encode_into(&value, &mut bytes).unwrap();
         assert_eq!(
-            crate::wire::codec::decode_exact::<crate::python::Dynamic>(&bytes).unwrap(),
+            crate::wire::codec::decode_exact::<crate::values::Dynamic>(&bytes).unwrap(),
             value
         );
         assert_eq!(serde_json::to_string(&value).unwrap(), r#"[1,"x",null]"#);

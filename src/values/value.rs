@@ -1,9 +1,11 @@
-//! Python values as the Python listener reads and writes them: the data a pickle may carry,
-//! with nothing that could run code.
+//! Values as the foreign wire formats carry them: the data a pickle may carry (with nothing
+//! that could run code), of which msgpack uses the plain part.
 
-/// One Python value.
+/// One value of a foreign client. The variants only Python has (complex numbers, sets,
+/// exceptions, tokens) are never made by a msgpack-only build.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum PyValue {
+#[cfg_attr(not(feature = "python"), allow(dead_code))]
+pub(crate) enum ForeignValue {
     None,
     Bool(bool),
     Int(i64),
@@ -13,39 +15,40 @@ pub(crate) enum PyValue {
     Complex(f64, f64),
     Str(String),
     Bytes(Vec<u8>),
-    Tuple(Vec<PyValue>),
-    List(Vec<PyValue>),
-    Dict(Vec<(PyValue, PyValue)>),
-    Set(Vec<PyValue>),
-    FrozenSet(Vec<PyValue>),
+    Tuple(Vec<ForeignValue>),
+    List(Vec<ForeignValue>),
+    Dict(Vec<(ForeignValue, ForeignValue)>),
+    Set(Vec<ForeignValue>),
+    FrozenSet(Vec<ForeignValue>),
     /// An instance of a builtin exception class, by name (`KeyError`), with its arguments.
-    Exception(String, Vec<PyValue>),
+    Exception(String, Vec<ForeignValue>),
     /// `multiprocessing.managers.Token(typeid, address, id)`.
     Token {
         typeid: String,
-        address: Box<PyValue>,
+        address: Box<ForeignValue>,
         id: String,
     },
 }
 
-impl PyValue {
+impl ForeignValue {
     /// About what the value takes in memory: its texts and bytes, and a word or so per node
     /// (what a proxy of it costs the store's budget).
+    #[cfg(feature = "python")]
     pub(crate) fn footprint(&self) -> u64 {
-        let node = std::mem::size_of::<PyValue>() as u64;
+        let node = std::mem::size_of::<ForeignValue>() as u64;
         node + match self {
-            PyValue::Str(s) => s.len() as u64,
-            PyValue::Bytes(b) | PyValue::BigInt(b) => b.len() as u64,
-            PyValue::Tuple(items)
-            | PyValue::List(items)
-            | PyValue::Set(items)
-            | PyValue::FrozenSet(items)
-            | PyValue::Exception(_, items) => items.iter().map(PyValue::footprint).sum(),
-            PyValue::Dict(pairs) => pairs
+            ForeignValue::Str(s) => s.len() as u64,
+            ForeignValue::Bytes(b) | ForeignValue::BigInt(b) => b.len() as u64,
+            ForeignValue::Tuple(items)
+            | ForeignValue::List(items)
+            | ForeignValue::Set(items)
+            | ForeignValue::FrozenSet(items)
+            | ForeignValue::Exception(_, items) => items.iter().map(ForeignValue::footprint).sum(),
+            ForeignValue::Dict(pairs) => pairs
                 .iter()
                 .map(|(k, v)| k.footprint() + v.footprint())
                 .sum(),
-            PyValue::Token {
+            ForeignValue::Token {
                 typeid,
                 address,
                 id,
@@ -57,65 +60,67 @@ impl PyValue {
     /// The Python type's name, for error messages a Python user reads.
     pub(crate) fn type_name(&self) -> &'static str {
         match self {
-            PyValue::None => "NoneType",
-            PyValue::Bool(_) => "bool",
-            PyValue::Int(_) | PyValue::BigInt(_) => "int",
-            PyValue::Float(_) => "float",
-            PyValue::Complex(..) => "complex",
-            PyValue::Str(_) => "str",
-            PyValue::Bytes(_) => "bytes",
-            PyValue::Tuple(_) => "tuple",
-            PyValue::List(_) => "list",
-            PyValue::Dict(_) => "dict",
-            PyValue::Set(_) => "set",
-            PyValue::FrozenSet(_) => "frozenset",
-            PyValue::Exception(..) => "exception",
-            PyValue::Token { .. } => "Token",
+            ForeignValue::None => "NoneType",
+            ForeignValue::Bool(_) => "bool",
+            ForeignValue::Int(_) | ForeignValue::BigInt(_) => "int",
+            ForeignValue::Float(_) => "float",
+            ForeignValue::Complex(..) => "complex",
+            ForeignValue::Str(_) => "str",
+            ForeignValue::Bytes(_) => "bytes",
+            ForeignValue::Tuple(_) => "tuple",
+            ForeignValue::List(_) => "list",
+            ForeignValue::Dict(_) => "dict",
+            ForeignValue::Set(_) => "set",
+            ForeignValue::FrozenSet(_) => "frozenset",
+            ForeignValue::Exception(..) => "exception",
+            ForeignValue::Token { .. } => "Token",
         }
     }
 
     /// The value as a Python `str()` would show it, roughly (for `__str__` on a proxy).
     pub(crate) fn to_str(&self) -> String {
         match self {
-            PyValue::Str(s) => s.clone(),
+            ForeignValue::Str(s) => s.clone(),
             other => other.repr(),
         }
     }
 
     /// The value as Python's `repr()` shows it, for the types we hold.
     pub(crate) fn repr(&self) -> String {
-        fn seq(items: &[PyValue], open: &str, close: &str) -> String {
-            let inner: Vec<String> = items.iter().map(PyValue::repr).collect();
+        fn seq(items: &[ForeignValue], open: &str, close: &str) -> String {
+            let inner: Vec<String> = items.iter().map(ForeignValue::repr).collect();
             format!("{open}{}{close}", inner.join(", "))
         }
         match self {
-            PyValue::None => "None".into(),
-            PyValue::Bool(true) => "True".into(),
-            PyValue::Bool(false) => "False".into(),
-            PyValue::Int(n) => n.to_string(),
-            PyValue::BigInt(bytes) => match big_to_i128(bytes) {
+            ForeignValue::None => "None".into(),
+            ForeignValue::Bool(true) => "True".into(),
+            ForeignValue::Bool(false) => "False".into(),
+            ForeignValue::Int(n) => n.to_string(),
+            ForeignValue::BigInt(bytes) => match big_to_i128(bytes) {
                 Some(n) => n.to_string(),
                 None => "<int>".into(),
             },
-            PyValue::Float(f) => float_repr(*f),
-            PyValue::Complex(re, im) => format!("({}{:+}j)", float_repr(*re), im),
-            PyValue::Str(s) => str_repr(s),
-            PyValue::Bytes(b) => format!("b{:?}", String::from_utf8_lossy(b)),
-            PyValue::Tuple(items) if items.len() == 1 => format!("({},)", items[0].repr()),
-            PyValue::Tuple(items) => seq(items, "(", ")"),
-            PyValue::List(items) => seq(items, "[", "]"),
-            PyValue::Set(items) if items.is_empty() => "set()".into(),
-            PyValue::Set(items) => seq(items, "{", "}"),
-            PyValue::FrozenSet(items) => format!("frozenset({})", seq(items, "{", "}")),
-            PyValue::Dict(pairs) => {
+            ForeignValue::Float(f) => float_repr(*f),
+            ForeignValue::Complex(re, im) => format!("({}{:+}j)", float_repr(*re), im),
+            ForeignValue::Str(s) => str_repr(s),
+            ForeignValue::Bytes(b) => format!("b{:?}", String::from_utf8_lossy(b)),
+            ForeignValue::Tuple(items) if items.len() == 1 => format!("({},)", items[0].repr()),
+            ForeignValue::Tuple(items) => seq(items, "(", ")"),
+            ForeignValue::List(items) => seq(items, "[", "]"),
+            ForeignValue::Set(items) if items.is_empty() => "set()".into(),
+            ForeignValue::Set(items) => seq(items, "{", "}"),
+            ForeignValue::FrozenSet(items) => format!("frozenset({})", seq(items, "{", "}")),
+            ForeignValue::Dict(pairs) => {
                 let inner: Vec<String> = pairs
                     .iter()
                     .map(|(k, v)| format!("{}: {}", k.repr(), v.repr()))
                     .collect();
                 format!("{{{}}}", inner.join(", "))
             }
-            PyValue::Exception(name, args) => format!("{name}{}", seq(args, "(", ")")),
-            PyValue::Token { typeid, id, .. } => format!("Token(typeid={typeid:?}, id={id:?})"),
+            ForeignValue::Exception(name, args) => format!("{name}{}", seq(args, "(", ")")),
+            ForeignValue::Token { typeid, id, .. } => {
+                format!("Token(typeid={typeid:?}, id={id:?})")
+            }
         }
     }
 }
