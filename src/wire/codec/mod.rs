@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, RemoteError, RemoteErrorKind};
 
 /// The codec's name as it appears in the handshake banner.
+#[allow(dead_code)] // used by the banner's const assertion, which rustc 1.88 does not count
 pub(crate) const NAME: &str = "bincode2-fixint-le";
 
 const CONFIG: Configuration<LittleEndian, Fixint, NoLimit> =
