@@ -206,7 +206,7 @@ pub mod __private {
         Caller, ErasedReply, Hooks, MethodInfo, ObjectRef, Service, ServiceDescriptor, decode_args,
         decode_erased_args, encode_result, no_such_method,
     };
-    pub use crate::stub::ObjectHandle;
+    pub use crate::stub::{Calls, ObjectHandle};
     pub use crate::wire::borrowed::{WireBytes, WireStr};
     pub use erased_serde;
     pub use serde;

@@ -321,3 +321,45 @@ impl std::fmt::Debug for ObjectHandle {
             .finish()
     }
 }
+
+/// What a typed stub calls through: a manager's object ([`ObjectHandle`]), or (inside the
+/// crate) another home of a built-in kind. Generated stubs are generic over it, with
+/// `ObjectHandle` as the default; applications never name it.
+#[doc(hidden)]
+pub trait Calls {
+    /// Calls `method` and waits for its result.
+    fn call<R: DeserializeOwned, A: Serialize>(&self, method: &str, args: &A) -> Result<R>;
+    /// Queues a call to `method` and returns its pending reply.
+    fn send<R: DeserializeOwned, A: Serialize>(&self, method: &str, args: &A)
+    -> Result<Pending<R>>;
+}
+
+impl Calls for ObjectHandle {
+    #[inline]
+    fn call<R: DeserializeOwned, A: Serialize>(&self, method: &str, args: &A) -> Result<R> {
+        ObjectHandle::call(self, method, args)
+    }
+
+    fn send<R: DeserializeOwned, A: Serialize>(
+        &self,
+        method: &str,
+        args: &A,
+    ) -> Result<Pending<R>> {
+        ObjectHandle::send(self, method, args)
+    }
+}
+
+impl<T: Calls + ?Sized> Calls for &T {
+    #[inline]
+    fn call<R: DeserializeOwned, A: Serialize>(&self, method: &str, args: &A) -> Result<R> {
+        T::call(self, method, args)
+    }
+
+    fn send<R: DeserializeOwned, A: Serialize>(
+        &self,
+        method: &str,
+        args: &A,
+    ) -> Result<Pending<R>> {
+        T::send(self, method, args)
+    }
+}

@@ -93,8 +93,8 @@ impl<'a> Generator<'a> {
         quote! {
             #[doc = #doc]
             #[derive(::core::clone::Clone, ::core::fmt::Debug)]
-            #vis struct #client {
-                handle: #m::ObjectHandle,
+            #vis struct #client<H = #m::ObjectHandle> {
+                handle: H,
             }
         }
     }
@@ -153,10 +153,6 @@ impl<'a> Generator<'a> {
                     self.handle.object_ref()
                 }
 
-                /// The untyped handle underneath.
-                #vis fn handle(&self) -> &#m::ObjectHandle {
-                    &self.handle
-                }
 
                 /// Another stub on the same object whose calls time out after `timeout`
                 /// (instead of the client's call timeout), failing with
@@ -165,9 +161,24 @@ impl<'a> Generator<'a> {
                     Self { handle: self.handle.with_timeout(timeout) }
                 }
 
+            }
+
+            impl<H: #m::Calls> #client<H> {
+                /// A stub over `handle`: how the crate's own built-in kinds reach other homes
+                /// than a manager; applications use `open`, `create` and `from_ref`.
+                #[doc(hidden)]
+                #vis fn from_handle(handle: H) -> Self {
+                    Self { handle }
+                }
+
+                /// The untyped handle underneath.
+                #vis fn handle(&self) -> &H {
+                    &self.handle
+                }
+
                 /// Pipelined calls: `stub.send().method(args)?` queues the call and returns a
                 /// pending reply at once, so one thread can keep many calls in flight.
-                #vis fn send(&self) -> #sender<'_> {
+                #vis fn send(&self) -> #sender<'_, H> {
                     #sender { handle: &self.handle }
                 }
 
@@ -190,21 +201,36 @@ impl<'a> Generator<'a> {
         );
         quote! {
             #[doc = #doc]
-            #[derive(::core::clone::Clone, ::core::marker::Copy, ::core::fmt::Debug)]
-            #vis struct #sender<'a> {
-                handle: &'a #m::ObjectHandle,
+            #vis struct #sender<'a, H = #m::ObjectHandle> {
+                handle: &'a H,
+            }
+
+            // By hand: derived ones would ask `H: Clone` of a struct that holds a reference.
+            impl<H> ::core::clone::Clone for #sender<'_, H> {
+                fn clone(&self) -> Self {
+                    *self
+                }
+            }
+
+            impl<H> ::core::marker::Copy for #sender<'_, H> {}
+
+            impl<H: ::core::fmt::Debug> ::core::fmt::Debug for #sender<'_, H> {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    f.debug_struct(::core::stringify!(#sender)).field("handle", self.handle).finish()
+                }
             }
         }
     }
 
     fn sender_impl(&self) -> TokenStream {
         let sender = &self.sender;
+        let m = &self.private;
         let methods = self
             .methods
             .iter()
             .map(|method| self.client_method(method, true));
         quote! {
-            impl #sender<'_> {
+            impl<H: #m::Calls> #sender<'_, H> {
                 #(#methods)*
             }
         }
@@ -404,16 +430,20 @@ impl<'a> Generator<'a> {
             Some(ty) => quote!(#ty),
             None => quote!(()),
         };
-        let (returns, action) = if pipelined {
-            (quote!(#m::Pending<#output>), quote!(send))
+        let (returns, action, handle) = if pipelined {
+            (
+                quote!(#m::Pending<#output>),
+                quote!(send),
+                quote!(self.handle),
+            )
         } else {
-            (output, quote!(call))
+            (output, quote!(call), quote!(&self.handle))
         };
         quote! {
             #(#docs)*
             #(#cfgs)*
             #vis fn #ident(&self, #(#arg_names: #arg_types),*) -> #m::Result<#returns> {
-                self.handle.#action(#wire_name, &(#(#arg_names,)*))
+                #m::Calls::#action(#handle, #wire_name, &(#(#arg_names,)*))
             }
         }
     }

@@ -14,6 +14,7 @@ const RESERVED: &[&str] = &[
     "create",
     "create_as",
     "from_ref",
+    "from_handle",
     "object_ref",
     "handle",
     "send",

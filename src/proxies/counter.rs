@@ -3,7 +3,7 @@
 
 use crate::client::Client;
 use crate::error::Result;
-use crate::store::counter::SERVICE;
+use crate::kinds::counter::{CounterKindClient, SERVICE};
 use crate::stub::ObjectHandle;
 
 /// A shared integer in the manager, opened by name with [`Client::counter`]. Every change is
@@ -27,19 +27,24 @@ impl Counter {
         })
     }
 
+    /// The declaration's typed stub over this counter's home.
+    fn stub(&self) -> CounterKindClient<&super::Target> {
+        CounterKindClient::from_handle(&self.handle)
+    }
+
     /// The current value.
     pub fn get(&self) -> Result<i64> {
-        self.handle.call("get", &())
+        self.stub().get()
     }
 
     /// Adds `delta` (which may be negative) and returns the new value, atomically. Overflow
     /// is an error and leaves the value unchanged.
     pub fn add(&self, delta: i64) -> Result<i64> {
-        self.handle.call("add", &(delta,))
+        self.stub().add(delta)
     }
 
     /// Sets the value and returns the previous one, atomically.
     pub fn set(&self, value: i64) -> Result<i64> {
-        self.handle.call("set", &(value,))
+        self.stub().set(value)
     }
 }

@@ -90,6 +90,23 @@ impl Target {
     }
 }
 
+/// The generated stubs of the kinds' declarations call through a `Target`: a manager's
+/// object or Redis's, by the same method names.
+impl crate::stub::Calls for Target {
+    #[inline]
+    fn call<R: DeserializeOwned, A: Serialize>(&self, method: &str, args: &A) -> Result<R> {
+        Target::call(self, method, args)
+    }
+
+    fn send<R: DeserializeOwned, A: Serialize>(
+        &self,
+        method: &str,
+        args: &A,
+    ) -> Result<crate::Pending<R>> {
+        Target::send(self, method, args, Ok)
+    }
+}
+
 /// Milliseconds for a timeout argument on the wire.
 fn millis(timeout: std::time::Duration) -> u64 {
     u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)

@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 use super::{millis, type_tag};
 use crate::client::Client;
 use crate::error::Result;
+use crate::kinds::queue::{QueueKindClient, SERVICE};
 use crate::store::Bytes;
-use crate::store::queue::SERVICE;
 use crate::stub::ObjectHandle;
 
 /// A shared FIFO queue in the manager, opened by name with [`Client::queue`].
@@ -54,25 +54,27 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         })
     }
 
+    /// The declaration's typed stub over this queue.
+    fn stub(&self) -> QueueKindClient<&ObjectHandle> {
+        QueueKindClient::from_handle(&self.handle)
+    }
+
     /// Appends `item`, waiting while the queue is full.
     pub fn put(&self, item: &T) -> Result<()> {
-        let _: bool = self
-            .handle
-            .call("put", &(Bytes::encode(item)?, None::<u64>))?;
+        self.stub().put(Bytes::encode(item)?, None)?;
         Ok(())
     }
 
     /// Appends `item` unless the queue stays full for `timeout`; returns whether it did.
     pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<bool> {
-        self.handle
-            .call("put", &(Bytes::encode(item)?, Some(millis(timeout))))
+        self.stub().put(Bytes::encode(item)?, Some(millis(timeout)))
     }
 
     /// Takes the oldest item, waiting while the queue is empty. Once the queue is
     /// [closed](Queue::close) and drained, fails with
     /// [`RemoteErrorKind::Closed`](crate::RemoteErrorKind::Closed) ([`Error::is_closed`](crate::Error::is_closed)).
     pub fn get(&self) -> Result<T> {
-        let item: Option<Bytes> = self.handle.call("get", &(None::<u64>,))?;
+        let item = self.stub().get(None)?;
         match item {
             Some(item) => item.decode(),
             None => Err(crate::Error::Protocol(
@@ -83,13 +85,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Takes the oldest item, waiting at most `timeout`; `None` if none arrived.
     pub fn get_timeout(&self, timeout: Duration) -> Result<Option<T>> {
-        let item: Option<Bytes> = self.handle.call("get", &(Some(millis(timeout)),))?;
+        let item = self.stub().get(Some(millis(timeout)))?;
         item.map(|i| i.decode()).transpose()
     }
 
     /// The oldest item, left in the queue (`None` if it is empty).
     pub fn peek(&self) -> Result<Option<T>> {
-        let item: Option<Bytes> = self.handle.call("peek", &())?;
+        let item = self.stub().peek()?;
         item.map(|i| i.decode()).transpose()
     }
 
@@ -104,7 +106,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// sentinel value ([`Queue::iter`] ends). Returns whether this call closed it (false: it
     /// was closed already). A durable manager keeps it closed across restarts.
     pub fn close(&self) -> Result<bool> {
-        self.handle.call("close", &())
+        self.stub().close()
     }
 
     /// The items as they arrive, blocking for each, until the queue is closed and drained
@@ -143,7 +145,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// How many items are queued.
     pub fn len(&self) -> Result<u64> {
-        self.handle.call("len", &())
+        self.stub().len()
     }
 
     /// Whether no items are queued.
@@ -153,17 +155,17 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Marks one item taken with `get` as processed (for [`Queue::join`]).
     pub fn task_done(&self) -> Result<()> {
-        self.handle.call("task_done", &())
+        self.stub().task_done()
     }
 
     /// Waits until every item put has been marked done.
     pub fn join(&self) -> Result<()> {
-        let _: bool = self.handle.call("join", &(None::<u64>,))?;
+        self.stub().join(None)?;
         Ok(())
     }
 
     /// Like [`Queue::join`], waiting at most `timeout`; returns whether all were done.
     pub fn join_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.handle.call("join", &(Some(millis(timeout)),))
+        self.stub().join(Some(millis(timeout)))
     }
 }

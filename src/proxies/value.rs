@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 use super::type_tag;
 use crate::client::Client;
 use crate::error::Result;
+use crate::kinds::value::{SERVICE, ValueKindClient};
 use crate::store::Bytes;
-use crate::store::value::SERVICE;
 use crate::stub::ObjectHandle;
 
 /// One shared value in the manager, opened by name with [`Client::value`]. It starts unset.
@@ -48,9 +48,14 @@ impl<T: Serialize + DeserializeOwned> Value<T> {
         })
     }
 
+    /// The declaration's typed stub over this value's home.
+    fn stub(&self) -> ValueKindClient<&super::Target> {
+        ValueKindClient::from_handle(&self.handle)
+    }
+
     /// The value, or `None` if it was never set.
     pub fn get(&self) -> Result<Option<T>> {
-        let value: Option<Bytes> = self.handle.call("get", &())?;
+        let value = self.stub().get()?;
         value.map(|v| v.decode()).transpose()
     }
 
@@ -61,7 +66,7 @@ impl<T: Serialize + DeserializeOwned> Value<T> {
 
     /// Sets the value and returns the previous one, atomically.
     pub fn swap(&self, value: &T) -> Result<Option<T>> {
-        let old: Option<Bytes> = self.handle.call("swap", &(Bytes::encode(value)?,))?;
+        let old = self.stub().swap(Bytes::encode(value)?)?;
         old.map(|v| v.decode()).transpose()
     }
 
@@ -69,7 +74,6 @@ impl<T: Serialize + DeserializeOwned> Value<T> {
     /// encodings; returns whether it did. The building block for any read-modify-write.
     pub fn compare_and_swap(&self, expected: Option<&T>, new: &T) -> Result<bool> {
         let expected = expected.map(Bytes::encode).transpose()?;
-        self.handle
-            .call("compare_and_swap", &(expected, Bytes::encode(new)?))
+        self.stub().compare_and_swap(expected, Bytes::encode(new)?)
     }
 }
