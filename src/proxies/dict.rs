@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 use super::type_tag;
 use crate::client::Client;
 use crate::error::Result;
+use crate::kinds::dict::{DictKindClient, SERVICE};
 use crate::store::Bytes;
-use crate::store::dict::SERVICE;
 use crate::stub::ObjectHandle;
 
 /// Ties a proxy to its key and value types without owning any (so it stays `Send` and
@@ -57,34 +57,39 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
         })
     }
 
+    /// The declaration's typed stub over this object's home.
+    fn stub(&self) -> DictKindClient<&super::Target> {
+        DictKindClient::from_handle(&self.handle)
+    }
+
     /// Sets `key` to `value`; returns the previous value.
     pub fn insert(&self, key: &K, value: &V) -> Result<Option<V>> {
-        let old: Option<Bytes> = self
-            .handle
-            .call("insert", &(Bytes::encode(key)?, Bytes::encode(value)?))?;
+        let old = self
+            .stub()
+            .insert(Bytes::encode(key)?, Bytes::encode(value)?)?;
         old.map(|b| b.decode()).transpose()
     }
 
     /// The value at `key`.
     pub fn get(&self, key: &K) -> Result<Option<V>> {
-        let value: Option<Bytes> = self.handle.call("get", &(Bytes::encode(key)?,))?;
+        let value = self.stub().get(Bytes::encode(key)?)?;
         value.map(|b| b.decode()).transpose()
     }
 
     /// Removes `key`; returns its value.
     pub fn remove(&self, key: &K) -> Result<Option<V>> {
-        let value: Option<Bytes> = self.handle.call("remove", &(Bytes::encode(key)?,))?;
+        let value = self.stub().remove(Bytes::encode(key)?)?;
         value.map(|b| b.decode()).transpose()
     }
 
     /// Whether `key` is present.
     pub fn contains(&self, key: &K) -> Result<bool> {
-        self.handle.call("contains", &(Bytes::encode(key)?,))
+        self.stub().contains(Bytes::encode(key)?)
     }
 
     /// How many entries there are.
     pub fn len(&self) -> Result<u64> {
-        self.handle.call("len", &())
+        self.stub().len()
     }
 
     /// Whether there are no entries.
@@ -94,13 +99,13 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
 
     /// All keys (ordered by their encoding).
     pub fn keys(&self) -> Result<Vec<K>> {
-        let keys: Vec<Bytes> = self.handle.call("keys", &())?;
+        let keys = self.stub().keys()?;
         keys.iter().map(Bytes::decode).collect()
     }
 
     /// All entries (ordered by their key's encoding).
     pub fn items(&self) -> Result<Vec<(K, V)>> {
-        let items: Vec<(Bytes, Bytes)> = self.handle.call("items", &())?;
+        let items = self.stub().items()?;
         items
             .iter()
             .map(|(k, v)| Ok((k.decode()?, v.decode()?)))
@@ -109,21 +114,18 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
 
     /// Removes every entry.
     pub fn clear(&self) -> Result<()> {
-        self.handle.call("clear", &())
+        self.stub().clear()
     }
 
     /// Adds `delta` to the integer at `key` (missing counts as 0) and returns the new value,
     /// atomically. The values must be `i64`.
     pub fn update_counter(&self, key: &K, delta: i64) -> Result<i64> {
-        self.handle
-            .call("update_counter", &(Bytes::encode(key)?, delta))
+        self.stub().update_counter(Bytes::encode(key)?, delta)
     }
 
     /// Sets `key` to `value` only if `key` is absent; returns whether it did.
     pub fn insert_if_absent(&self, key: &K, value: &V) -> Result<bool> {
-        self.handle.call(
-            "insert_if_absent",
-            &(Bytes::encode(key)?, Bytes::encode(value)?),
-        )
+        self.stub()
+            .insert_if_absent(Bytes::encode(key)?, Bytes::encode(value)?)
     }
 }

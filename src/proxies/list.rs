@@ -8,8 +8,8 @@ use serde::de::DeserializeOwned;
 use super::type_tag;
 use crate::client::Client;
 use crate::error::Result;
+use crate::kinds::list::{ListKindClient, SERVICE};
 use crate::store::Bytes;
-use crate::store::list::SERVICE;
 use crate::stub::ObjectHandle;
 
 /// A shared list in the manager, opened by name with [`Client::list`].
@@ -38,32 +38,37 @@ impl<T: Serialize + DeserializeOwned> List<T> {
         })
     }
 
+    /// The declaration's typed stub over this list.
+    fn stub(&self) -> ListKindClient<&ObjectHandle> {
+        ListKindClient::from_handle(&self.handle)
+    }
+
     /// Appends `item`; returns the new length.
     pub fn push(&self, item: &T) -> Result<u64> {
-        self.handle.call("push", &(Bytes::encode(item)?,))
+        self.stub().push(Bytes::encode(item)?)
     }
 
     /// Removes and returns the last item.
     pub fn pop(&self) -> Result<Option<T>> {
-        let item: Option<Bytes> = self.handle.call("pop", &())?;
+        let item = self.stub().pop()?;
         item.map(|i| i.decode()).transpose()
     }
 
     /// The item at `index`.
     pub fn get(&self, index: u64) -> Result<Option<T>> {
-        let item: Option<Bytes> = self.handle.call("get", &(index,))?;
+        let item = self.stub().get(index)?;
         item.map(|i| i.decode()).transpose()
     }
 
     /// Replaces the item at `index` (an error past the end); returns the old one.
     pub fn set(&self, index: u64, item: &T) -> Result<T> {
-        let old: Bytes = self.handle.call("set", &(index, Bytes::encode(item)?))?;
+        let old = self.stub().set(index, Bytes::encode(item)?)?;
         old.decode()
     }
 
     /// How many items there are.
     pub fn len(&self) -> Result<u64> {
-        self.handle.call("len", &())
+        self.stub().len()
     }
 
     /// Whether the list is empty.
@@ -73,12 +78,12 @@ impl<T: Serialize + DeserializeOwned> List<T> {
 
     /// The items from `start` up to (not including) `end`, clamped to the list.
     pub fn range(&self, start: u64, end: u64) -> Result<Vec<T>> {
-        let items: Vec<Bytes> = self.handle.call("range", &(start, end))?;
+        let items = self.stub().range(start, end)?;
         items.iter().map(Bytes::decode).collect()
     }
 
     /// Removes every item.
     pub fn clear(&self) -> Result<()> {
-        self.handle.call("clear", &())
+        self.stub().clear()
     }
 }

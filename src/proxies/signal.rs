@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::millis;
 use crate::client::Client;
 use crate::error::Result;
-use crate::store::signal::{BARRIER, EVENT};
+use crate::kinds::signal::{BARRIER, BarrierKindClient, EVENT, EventKindClient};
 use crate::stub::ObjectHandle;
 
 /// A shared flag that processes wait on, opened by name with [`Client::event`].
@@ -21,30 +21,35 @@ impl Event {
         Ok(Event { handle })
     }
 
+    /// The declaration's typed stub over this event.
+    fn stub(&self) -> EventKindClient<&ObjectHandle> {
+        EventKindClient::from_handle(&self.handle)
+    }
+
     /// Sets the flag, waking every waiter.
     pub fn set(&self) -> Result<()> {
-        self.handle.call("set", &())
+        self.stub().set()
     }
 
     /// Clears the flag.
     pub fn clear(&self) -> Result<()> {
-        self.handle.call("clear", &())
+        self.stub().clear()
     }
 
     /// Whether the flag is set.
     pub fn is_set(&self) -> Result<bool> {
-        self.handle.call("is_set", &())
+        self.stub().is_set()
     }
 
     /// Waits until the flag is set.
     pub fn wait(&self) -> Result<()> {
-        let _: bool = self.handle.call("wait", &(None::<u64>,))?;
+        self.stub().wait(None)?;
         Ok(())
     }
 
     /// Waits at most `timeout` for the flag; returns whether it is set.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.handle.call("wait", &(Some(millis(timeout)),))
+        self.stub().wait(Some(millis(timeout)))
     }
 }
 
@@ -63,18 +68,23 @@ impl Barrier {
     /// Waits until all parties have arrived; returns this caller's arrival position
     /// (0 for the first).
     pub fn wait(&self) -> Result<u64> {
-        let position: Option<u64> = self.handle.call("wait", &(None::<u64>,))?;
+        let position = self.stub().wait(None)?;
         position.ok_or_else(|| crate::Error::Protocol("a blocking barrier wait gave up".into()))
     }
 
     /// Like [`Barrier::wait`], giving up after `timeout` (`None`); a caller that gives up no
     /// longer counts toward the round.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<Option<u64>> {
-        self.handle.call("wait", &(Some(millis(timeout)),))
+        self.stub().wait(Some(millis(timeout)))
     }
 
     /// How many parties the barrier waits for.
     pub fn parties(&self) -> Result<u64> {
-        self.handle.call("parties", &())
+        self.stub().parties()
+    }
+
+    /// The declaration's typed stub over this barrier.
+    fn stub(&self) -> BarrierKindClient<&ObjectHandle> {
+        BarrierKindClient::from_handle(&self.handle)
     }
 }
