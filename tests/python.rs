@@ -232,6 +232,7 @@ fn the_remote_queue_is_shared_with_rust_clients() {
         assert!(out.contains("got 1"), "{}: {out}", python.label);
         assert!(out.contains("then 7 8"), "{}: {out}", python.label);
         assert!(out.contains("empty raised"), "{}: {out}", python.label);
+        assert!(out.contains("peeked 9 1"), "{}: {out}", python.label);
         assert_eq!(jobs.get_timeout(Duration::from_secs(5)).unwrap(), Some(9));
     }
 }
@@ -522,6 +523,7 @@ fn named_objects_are_reached_with_get_dict_and_friends() {
         "get_dict",
         "get_list",
         "get_queue",
+        "get_queue.peek",
         "get_counter",
         "get_value",
         "get_lock",

@@ -313,6 +313,26 @@ impl PythonShared {
         }
     }
 
+    /// The element conversion for calls through the kind's declaration (see
+    /// `values::bridge::with_elements`), for kinds with one element type; `None` for dicts
+    /// (keys and values may differ) and kinds without elements.
+    pub(crate) fn element_codec(
+        &self,
+    ) -> Option<(
+        crate::values::bridge::ElementIn,
+        crate::values::bridge::ElementOut,
+    )> {
+        if self.keys.is_some() {
+            return None;
+        }
+        let codec = self.values.as_ref()?;
+        let (to, from) = (Arc::clone(&codec.to), Arc::clone(&codec.from));
+        Some((
+            Arc::new(move |value| to(value).map(|bytes| bytes.0)),
+            Arc::new(move |bytes: &[u8]| from(&Bytes(bytes.to_vec()))),
+        ))
+    }
+
     fn value_codec(&self) -> &Codec {
         self.values
             .as_ref()

@@ -408,6 +408,12 @@ impl Objects {
         (table.by_id.get(&id)?.object.descriptor.name == service).then_some(id)
     }
 
+    /// The service object `id` implements, if it is alive.
+    #[cfg(feature = "python")]
+    pub(crate) fn descriptor_of(&self, id: u64) -> Option<&'static ServiceDescriptor> {
+        Some(self.table().by_id.get(&id)?.object.descriptor)
+    }
+
     /// The object served under `name` (by the manager's builder), if there is one.
     #[cfg(any(feature = "python", feature = "msgpack"))]
     pub(crate) fn find_served(&self, name: &str) -> Option<u64> {

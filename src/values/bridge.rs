@@ -553,8 +553,45 @@ impl ser::SerializeStructVariant for Collect {
     }
 }
 
-/// A foreign client's value as a kind keeps it: a `Dynamic`, encoded.
+/// How a kind's elements are kept, when not as `Dynamic` values: an exposure with Rust types
+/// (Python's `PythonShared::queue::<T>`) converts them as `T`.
+pub(crate) type ElementIn =
+    std::sync::Arc<dyn Fn(ForeignValue) -> Result<Vec<u8>, String> + Send + Sync>;
+/// The way back of [`ElementIn`].
+pub(crate) type ElementOut =
+    std::sync::Arc<dyn Fn(&[u8]) -> Result<ForeignValue, String> + Send + Sync>;
+
+thread_local! {
+    /// The element conversion of the call running on this thread, if not `Dynamic`'s.
+    static ELEMENTS: std::cell::RefCell<Option<(ElementIn, ElementOut)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `call` with a kind's elements converted by `codec` instead of as `Dynamic` values.
+#[cfg(feature = "python")]
+pub(crate) fn with_elements<R>(codec: (ElementIn, ElementOut), call: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            ELEMENTS.with(|e| e.borrow_mut().take());
+        }
+    }
+    ELEMENTS.with(|e| *e.borrow_mut() = Some(codec));
+    let _reset = Reset;
+    call()
+}
+
+/// The conversion in force on this thread, if any.
+fn elements() -> Option<(ElementIn, ElementOut)> {
+    ELEMENTS.with(|e| e.borrow().clone())
+}
+
+/// A foreign client's value as a kind keeps it: a `Dynamic`, encoded (or as the call's
+/// element type says).
 fn element_in(value: ForeignValue) -> Result<Vec<u8>, BridgeError> {
+    if let Some((into, _)) = elements() {
+        return into(value).map_err(BridgeError);
+    }
     let dynamic = <crate::values::Dynamic as serde::Deserialize>::deserialize(value)
         .map_err(|e| BridgeError(format!("not a plain value: {e}")))?;
     let mut out = Vec::new();
@@ -564,6 +601,9 @@ fn element_in(value: ForeignValue) -> Result<Vec<u8>, BridgeError> {
 
 /// A kept element as a foreign client gets it.
 fn element_out(bytes: &[u8]) -> SerResult {
+    if let Some((_, out)) = elements() {
+        return out(bytes).map_err(BridgeError);
+    }
     let dynamic: crate::values::Dynamic =
         crate::wire::codec::decode_exact(bytes).map_err(|_| {
             BridgeError(

@@ -39,6 +39,8 @@ def remote_queue(m):
     except queue.Empty:
         print("empty raised")
     q.put(9)  # for the Rust client
+    # A method Python's queues lack, as the kind declares it: the element typed as Rust's.
+    print("peeked", q.peek(), q.qsize())
 
 
 def shared_dict(m):

@@ -233,6 +233,7 @@ def named(host, port, key):
     q = m.get_queue("jobs")
     check("get_queue", q.get(timeout=5) == [1, "x"])
     q.put({"from": "python"})
+    check("get_queue.peek", q.peek() == {"from": "python"} and q.qsize() == 1)
     c = m.get_counter("hits")
     check("get_counter", c.add(5) == 15 and c.get() == 15)
     v = m.get_value("greeting")

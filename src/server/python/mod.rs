@@ -625,7 +625,7 @@ fn create(
             .objects
             .open_shared(spec.service(), &spec.name, &spec.tag, &spec.args)
             .map_err(|e| Reply::Traceback(format!("cannot open {:?}: {e}", spec.name)))?;
-        let exposed: Vec<String> = spec.exposed().iter().map(|s| s.to_string()).collect();
+        let exposed = exposed_names(shared, id, spec, spec.exposed());
         let reply_names = names(&exposed);
         let ident = python.insert_owned(
             Target::Shared {
@@ -710,6 +710,25 @@ fn create(
     }
 }
 
+/// Python's proxy names for shared object `id`, then the methods its kind declares that
+/// Python's proxies lack (`q.peek()`), which are called through the declaration (dicts keep
+/// Python's names only: their keys and values may be of different types).
+fn exposed_names(shared: &Shared, id: u64, spec: &PythonShared, hand: &[&str]) -> Vec<String> {
+    let mut exposed: Vec<String> = hand.iter().map(|s| s.to_string()).collect();
+    let dict = matches!(
+        spec.kind,
+        crate::python::shared::Kind::Dict | crate::python::shared::Kind::Namespace
+    );
+    if !dict && let Some(descriptor) = shared.objects.descriptor_of(id) {
+        for method in descriptor.methods {
+            if !exposed.iter().any(|e| e == method.name) {
+                exposed.push(method.name.to_string());
+            }
+        }
+    }
+    exposed
+}
+
 /// Makes what [`sync_manager::creation`] describes: opens the built-in object, fills in the
 /// contents given, and files it with its proxy's method names.
 fn create_builtin(
@@ -733,11 +752,11 @@ fn create_builtin(
             .open_shared(spec.service(), &spec.name, &spec.tag, &spec.args)
             .map_err(|e| Reply::Traceback(format!("cannot open {:?}: {e}", spec.name)))
     };
-    let exposed: Vec<String> = creation.exposed.iter().map(|s| s.to_string()).collect();
-    let reply_names = names(&exposed);
+    let mut exposed: Vec<String> = creation.exposed.iter().map(|s| s.to_string()).collect();
     let (target, owned) = match creation.made {
         Made::Shared { spec, owned } => {
             let id = open(&spec)?;
+            exposed = exposed_names(shared, id, &spec, &creation.exposed);
             let owned = owned.then(|| spec.name.clone());
             if owned.is_some() {
                 let mut held = HeldRefs::default();
@@ -766,6 +785,7 @@ fn create_builtin(
             (Target::Condition { id, condition }, owned)
         }
     };
+    let reply_names = names(&exposed);
     let ident = match python.insert_owned(target, exposed, owned.clone(), 0) {
         Ok(ident) => ident,
         Err(reply) => {

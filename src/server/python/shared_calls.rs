@@ -204,11 +204,62 @@ pub(super) fn shared_method(
             Ok(ForeignValue::Bool(native.call("wait", &(wait,))?))
         }
         (_, "__str__" | "__repr__") => Ok(ForeignValue::Str(format!("<shared {:?}>", spec.name))),
-        (_, other) => Err(exception(
-            "AttributeError",
-            format!("{other} is not a method of this shared object"),
-        )),
+        (_, other) => declared(native, spec, other, args, kwds),
     }
+}
+
+/// A method Python's proxies do not have, called as the kind declares it (`q.peek()`):
+/// positional arguments as the declaration's, elements converted as the exposure's types.
+fn declared(
+    native: &mut Native<'_, '_>,
+    spec: &PythonShared,
+    method: &str,
+    args: Vec<ForeignValue>,
+    kwds: &[(ForeignValue, ForeignValue)],
+) -> Result<ForeignValue, ForeignValue> {
+    let not_here = || {
+        exception(
+            "AttributeError",
+            format!("{method} is not a method of this shared object"),
+        )
+    };
+    let declares = native
+        .shared
+        .objects
+        .descriptor_of(native.id)
+        .is_some_and(|d| d.methods.iter().any(|m| m.name == method));
+    if !declares || matches!(spec.kind, Kind::Dict | Kind::Namespace) {
+        return Err(not_here());
+    }
+    if !kwds.is_empty() {
+        return Err(exception(
+            "TypeError",
+            format!("{method}() takes positional arguments only"),
+        ));
+    }
+    let mut result = ForeignValue::None;
+    let call = || {
+        native.shared.objects.call_erased(
+            native.id,
+            method,
+            &mut <dyn erased_serde::Deserializer>::erase(ForeignValue::Tuple(args)),
+            &mut |value| {
+                result = erased_serde::serialize(value, crate::values::bridge::ToForeign).map_err(
+                    |e| crate::RemoteError::new(crate::RemoteErrorKind::BadReply, e.to_string()),
+                )?;
+                Ok(())
+            },
+            native.held,
+            native.caller,
+        )
+    };
+    let called = match spec.element_codec() {
+        Some(codec) => crate::values::bridge::with_elements(codec, call),
+        None => call(),
+    };
+    called
+        .map(|()| result)
+        .map_err(|e| exception("RuntimeError", e.to_string()))
 }
 
 /// What `__str__`, `__repr__` and `#GETVALUE` return for a value.
