@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use super::{millis, type_tag};
 use crate::client::{Client, Connection};
 use crate::error::{Error, RemoteError, RemoteErrorKind, Result};
+use crate::kinds::tasks::TaskKindClient;
 use crate::store::Bytes;
 use crate::store::tasks::{
     ACKED, Counts, DeadLetter as WireDeadLetter, Delivery, Failed, MAX_BATCH,
@@ -171,7 +172,7 @@ struct ManagerTasks {
 
 impl TaskBackend for ManagerTasks {
     fn push(&self, tasks: Vec<(Bytes, WirePush)>) -> Result<Vec<u64>> {
-        let pushed: Vec<(u64, bool)> = self.handle.call("push", &(tasks,))?;
+        let pushed = self.stub().push(tasks)?;
         Ok(pushed.into_iter().map(|(id, _)| id).collect())
     }
 
@@ -188,23 +189,30 @@ impl TaskBackend for ManagerTasks {
     }
 
     fn stats(&self) -> Result<Counts> {
-        self.handle.call("stats", &())
+        self.stub().stats()
     }
 
     fn settings(&self) -> Result<Settings> {
-        self.handle.call("settings", &())
+        self.stub().settings()
     }
 
     fn dead(&self, after: u64, limit: u32) -> Result<Vec<WireDeadLetter>> {
-        self.handle.call("dead", &(after, limit))
+        self.stub().dead(after, limit)
     }
 
     fn requeue(&self, id: Option<u64>) -> Result<u64> {
-        self.handle.call("requeue", &(id,))
+        self.stub().requeue(id)
     }
 
     fn purge_dead(&self) -> Result<u64> {
-        self.handle.call("purge_dead", &())
+        self.stub().purge_dead()
+    }
+}
+
+impl ManagerTasks {
+    /// The declaration's typed stub over this queue.
+    fn stub(&self) -> TaskKindClient<&ObjectHandle> {
+        TaskKindClient::from_handle(&self.handle)
     }
 }
 
@@ -224,21 +232,36 @@ impl LeaseLink {
     }
 }
 
+/// The declaration's stub calls over the lease's own connection.
+impl crate::stub::Calls for LeaseLink {
+    fn call<R: DeserializeOwned, A: Serialize>(&self, method: &str, args: &A) -> Result<R> {
+        LeaseLink::call(self, method, args)
+    }
+
+    fn send<R: DeserializeOwned, A: Serialize>(&self, _: &str, _: &A) -> Result<crate::Pending<R>> {
+        Err(Error::Config(
+            "a lease's calls are not pipelined: they go over the connection that took it".into(),
+        ))
+    }
+}
+
 impl LeaseOps for LeaseLink {
     fn ack(&self, leases: &[(u64, u64)]) -> Result<Vec<u8>> {
+        // By name, as declared: the stub would take an owned `Vec` of what is already a
+        // slice that encodes the same (one copy per ack saved).
         self.call("ack", &(leases,))
     }
 
     fn fail(&self, id: u64, token: u64, reason: String) -> Result<Failed> {
-        self.call("fail", &(id, token, reason))
+        TaskKindClient::from_handle(self).fail(id, token, reason)
     }
 
     fn extend(&self, id: u64, token: u64, extra_ms: u64) -> Result<u64> {
-        self.call("extend", &(id, token, extra_ms))
+        TaskKindClient::from_handle(self).extend(id, token, extra_ms)
     }
 
     fn release(&self, id: u64, token: u64) -> Result<()> {
-        self.call("release", &(id, token))
+        TaskKindClient::from_handle(self).release(id, token)
     }
 }
 
