@@ -12,30 +12,9 @@ use std::time::Duration;
 use common::{KEY, prereq};
 use monogusa::{Client, Dynamic, Manager, ManagerHandle};
 
-/// A `#[service]` object the manager serves, reached from msgpack as `tally.<method>`.
-#[monogusa::service]
-pub trait Tally {
-    fn add(&mut self, n: i64) -> i64;
-    fn total(&self) -> i64;
-}
-
-#[derive(Default)]
-struct Sum(i64);
-
-impl Tally for Sum {
-    fn add(&mut self, n: i64) -> i64 {
-        self.0 += n;
-        self.0
-    }
-
-    fn total(&self) -> i64 {
-        self.0
-    }
-}
-
 fn start() -> ManagerHandle {
     Manager::builder()
-        .serve("tally", TallyServer::new(Sum::default()))
+        .serve("tally", common::TallyServer::new(common::Sum::default()))
         .authkey(KEY)
         .handshake_timeout(Duration::from_secs(5))
         .msgpack_listener("127.0.0.1:0")

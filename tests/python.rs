@@ -81,27 +81,6 @@ fn script(name: &str) -> PathBuf {
 
 /// The tutorial's manager: get, put, inc, get_uname, plus functions that fail, and the
 /// built-in shared objects exposed under Python names.
-/// A `#[service]` object the manager serves, reached from Python as `m.tally()`.
-#[monogusa::service]
-pub trait Tally {
-    fn add(&mut self, n: i64) -> i64;
-    fn total(&self) -> i64;
-}
-
-#[derive(Default)]
-struct Sum(i64);
-
-impl Tally for Sum {
-    fn add(&mut self, n: i64) -> i64 {
-        self.0 += n;
-        self.0
-    }
-
-    fn total(&self) -> i64 {
-        self.0
-    }
-}
-
 fn start(handshake_timeout: Duration) -> ManagerHandle {
     let store = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
         String,
@@ -139,7 +118,7 @@ fn start(handshake_timeout: Duration) -> ManagerHandle {
         .python_expose("get_value", PythonShared::value::<String>("greeting"))
         .python_expose("get_counter", PythonShared::counter("hits"))
         .python_expose("get_list", PythonShared::list::<String>("log"))
-        .serve("tally", TallyServer::new(Sum::default()))
+        .serve("tally", common::TallyServer::new(common::Sum::default()))
         .build()
         .unwrap()
         .start()
@@ -574,7 +553,7 @@ fn a_full_python_door_answers_busy() {
 fn served_service_objects_are_python_proxies() {
     let manager = start(Duration::from_secs(5));
     let client = Client::connect(manager.address(), KEY).unwrap();
-    let tally = TallyClient::open(&client, "tally").unwrap();
+    let tally = common::TallyClient::open(&client, "tally").unwrap();
     for python in interpreters() {
         let before = tally.total().unwrap();
         let out = scenario(python, &manager, "service", &[]);

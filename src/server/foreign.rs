@@ -2,7 +2,9 @@
 //! kind by a short name (`tasks.take`, `semaphore.acquire`), every served `#[service]`
 //! object by its name (`<object>.<method>`), registered functions, and a description made
 //! from the same declarations. Calls go through each kind's generated erased entry, so a
-//! method declared in `kinds/` is reachable here without touching a listener.
+//! method declared in `kinds/` is reachable here without touching a listener. (The Python
+//! listener uses only `call_object`: Python's proxies name their objects themselves.)
+#![cfg_attr(not(feature = "msgpack"), allow(dead_code))]
 
 use super::Shared;
 use super::objects::HeldRefs;
@@ -54,47 +56,45 @@ fn descriptor<S: Service>() -> &'static ServiceDescriptor {
     S::descriptor()
 }
 
+/// A kind made with no arguments, under its own name.
+const fn plain(
+    short: &'static str,
+    descriptor: fn() -> &'static ServiceDescriptor,
+    tag: &'static str,
+) -> Kind {
+    Kind {
+        short,
+        descriptor,
+        tag,
+        default: Some(Vec::new),
+        creation: creation::<()>,
+        creation_args: "",
+        prefix: "",
+        aliases: &[],
+    }
+}
+
 const KINDS: &[Kind] = &[
-    Kind {
-        short: "counter",
-        descriptor: descriptor::<store::counter::CounterKindServer<store::counter::SharedCounter>>,
-        tag: "i64",
-        default: Some(Vec::new),
-        creation: creation::<()>,
-        creation_args: "",
-        prefix: "",
-        aliases: &[],
-    },
-    Kind {
-        short: "value",
-        descriptor: descriptor::<store::value::ValueKindServer<store::value::SharedValue>>,
-        tag: DYNAMIC_TAG,
-        default: Some(Vec::new),
-        creation: creation::<()>,
-        creation_args: "",
-        prefix: "",
-        aliases: &[],
-    },
-    Kind {
-        short: "dict",
-        descriptor: descriptor::<store::dict::DictKindServer<store::dict::SharedDict>>,
-        tag: "dynamic, dynamic",
-        default: Some(Vec::new),
-        creation: creation::<()>,
-        creation_args: "",
-        prefix: "",
-        aliases: &[],
-    },
-    Kind {
-        short: "list",
-        descriptor: descriptor::<store::list::ListKindServer<store::list::SharedList>>,
-        tag: DYNAMIC_TAG,
-        default: Some(Vec::new),
-        creation: creation::<()>,
-        creation_args: "",
-        prefix: "",
-        aliases: &[],
-    },
+    plain(
+        "counter",
+        descriptor::<store::counter::CounterKindServer<store::counter::SharedCounter>>,
+        "i64",
+    ),
+    plain(
+        "value",
+        descriptor::<store::value::ValueKindServer<store::value::SharedValue>>,
+        DYNAMIC_TAG,
+    ),
+    plain(
+        "dict",
+        descriptor::<store::dict::DictKindServer<store::dict::SharedDict>>,
+        "dynamic, dynamic",
+    ),
+    plain(
+        "list",
+        descriptor::<store::list::ListKindServer<store::list::SharedList>>,
+        DYNAMIC_TAG,
+    ),
     Kind {
         short: "queue",
         descriptor: descriptor::<store::queue::QueueKindServer<store::queue::SharedQueue>>,
@@ -115,16 +115,11 @@ const KINDS: &[Kind] = &[
         prefix: "",
         aliases: &[],
     },
-    Kind {
-        short: "lock",
-        descriptor: descriptor::<store::lock::LockKindServer<store::lock::SharedLock>>,
-        tag: "",
-        default: Some(Vec::new),
-        creation: creation::<()>,
-        creation_args: "",
-        prefix: "",
-        aliases: &[],
-    },
+    plain(
+        "lock",
+        descriptor::<store::lock::LockKindServer<store::lock::SharedLock>>,
+        "",
+    ),
     Kind {
         short: "semaphore",
         descriptor: descriptor::<store::lock::SemaphoreKindServer<store::lock::SharedSemaphore>>,
@@ -135,16 +130,11 @@ const KINDS: &[Kind] = &[
         prefix: "",
         aliases: &[],
     },
-    Kind {
-        short: "event",
-        descriptor: descriptor::<store::signal::EventKindServer<store::signal::SharedEvent>>,
-        tag: "",
-        default: Some(Vec::new),
-        creation: creation::<()>,
-        creation_args: "",
-        prefix: "",
-        aliases: &[],
-    },
+    plain(
+        "event",
+        descriptor::<store::signal::EventKindServer<store::signal::SharedEvent>>,
+        "",
+    ),
     Kind {
         short: "barrier",
         descriptor: descriptor::<store::signal::BarrierKindServer<store::signal::SharedBarrier>>,
@@ -268,8 +258,10 @@ fn call_kind(
     )
 }
 
-/// Method `method` of object `id`, through its erased entry.
-fn call_object(
+/// Method `method` of object `id`, through its erased entry: `args` as the method's
+/// arguments, the result as a foreign value. (The Python listener's served objects and
+/// declared methods come here too.)
+pub(super) fn call_object(
     shared: &Shared,
     id: u64,
     method: &str,

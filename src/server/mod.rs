@@ -5,7 +5,7 @@ mod closing;
 mod connection;
 mod defenses;
 mod dispatch;
-#[cfg(feature = "msgpack")]
+#[cfg(any(feature = "python", feature = "msgpack"))]
 mod foreign;
 #[cfg(feature = "http")]
 mod http;

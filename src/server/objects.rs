@@ -401,7 +401,7 @@ impl Objects {
     }
 
     /// The id of the built-in shared object `name` if it exists and is a `service`.
-    #[cfg(any(feature = "http", feature = "msgpack"))]
+    #[cfg(any(feature = "http", feature = "python", feature = "msgpack"))]
     pub(crate) fn find_shared(&self, name: &str, service: &str) -> Option<u64> {
         let table = self.table();
         let id = *table.shared_by_name.get(name)?;

@@ -4,6 +4,28 @@
 
 pub mod prereq;
 
+/// A `#[service]` object the foreign-client tests serve, reached as `tally.<method>` from
+/// msgpack-rpc and as `m.tally()` from Python.
+#[monogusa::service]
+pub trait Tally {
+    fn add(&mut self, n: i64) -> i64;
+    fn total(&self) -> i64;
+}
+
+#[derive(Default)]
+pub struct Sum(i64);
+
+impl Tally for Sum {
+    fn add(&mut self, n: i64) -> i64 {
+        self.0 += n;
+        self.0
+    }
+
+    fn total(&self) -> i64 {
+        self.0
+    }
+}
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -922,25 +922,15 @@ fn method_call(
                     request.method
                 ));
             }
-            let mut result = ForeignValue::None;
-            shared
-                .objects
-                .call_erased(
-                    *id,
-                    &request.method,
-                    &mut <dyn erased_serde::Deserializer>::erase(ForeignValue::Tuple(request.args)),
-                    &mut |value| {
-                        result = erased_serde::serialize(value, crate::values::bridge::ToForeign)
-                            .map_err(|e| {
-                            RemoteError::new(crate::RemoteErrorKind::BadReply, e.to_string())
-                        })?;
-                        Ok(())
-                    },
-                    held,
-                    caller,
-                )
-                .map(|()| result)
-                .map_err(|e| methods::exception("RuntimeError", e.to_string()))
+            super::foreign::call_object(
+                shared,
+                *id,
+                &request.method,
+                ForeignValue::Tuple(request.args),
+                held,
+                caller,
+            )
+            .map_err(|e| methods::exception("RuntimeError", e.to_string()))
         }
         Target::Shared { id, spec } => {
             let mut call = Native {

@@ -237,29 +237,21 @@ fn declared(
             format!("{method}() takes positional arguments only"),
         ));
     }
-    let mut result = ForeignValue::None;
     let call = || {
-        native.shared.objects.call_erased(
+        super::super::foreign::call_object(
+            native.shared,
             native.id,
             method,
-            &mut <dyn erased_serde::Deserializer>::erase(ForeignValue::Tuple(args)),
-            &mut |value| {
-                result = erased_serde::serialize(value, crate::values::bridge::ToForeign).map_err(
-                    |e| crate::RemoteError::new(crate::RemoteErrorKind::BadReply, e.to_string()),
-                )?;
-                Ok(())
-            },
+            ForeignValue::Tuple(args),
             native.held,
             native.caller,
         )
     };
-    let called = match spec.element_codec() {
+    match spec.element_codec() {
         Some(codec) => crate::values::bridge::with_elements(codec, call),
         None => call(),
-    };
-    called
-        .map(|()| result)
-        .map_err(|e| exception("RuntimeError", e.to_string()))
+    }
+    .map_err(|e| exception("RuntimeError", e.to_string()))
 }
 
 /// What `__str__`, `__repr__` and `#GETVALUE` return for a value.
