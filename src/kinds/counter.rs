@@ -10,8 +10,8 @@ pub(crate) const SERVICE: &str = CounterKindClient::SERVICE;
 /// The methods of a shared counter.
 #[crate::service(crate = "crate", name = "monogusa.Counter")]
 pub(crate) trait CounterKind {
-    /// The current value.
-    fn get(&self) -> i64;
+    /// The current value. (Fallible for the backends that hold counters elsewhere.)
+    fn get(&self) -> Result<i64, RemoteError>;
     /// Adds `delta` and returns the new value; overflow is an error and changes nothing.
     fn add(&self, delta: i64) -> Result<i64, RemoteError>;
     /// Sets the value and returns the previous one.

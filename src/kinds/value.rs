@@ -12,7 +12,7 @@ pub(crate) const SERVICE: &str = ValueKindClient::SERVICE;
 #[crate::service(crate = "crate", name = "monogusa.Value")]
 pub(crate) trait ValueKind {
     /// The value, if one was ever set.
-    fn get(&self) -> Option<Bytes>;
+    fn get(&self) -> Result<Option<Bytes>, RemoteError>;
     /// Sets the value and returns the previous one.
     fn swap(&self, new: Bytes) -> Result<Option<Bytes>, RemoteError>;
     /// Sets the value to `new` if it is `expected`; says whether it did.

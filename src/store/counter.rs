@@ -40,8 +40,8 @@ impl SharedCounter {
 impl Hooks for SharedCounter {}
 
 impl CounterKind for SharedCounter {
-    fn get(&self) -> i64 {
-        *self.value.lock()
+    fn get(&self) -> Result<i64, RemoteError> {
+        Ok(*self.value.lock())
     }
 
     fn add(&self, delta: i64) -> Result<i64, RemoteError> {

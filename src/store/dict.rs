@@ -99,8 +99,8 @@ impl DictKind for SharedDict {
         Ok(old)
     }
 
-    fn get(&self, key: Bytes) -> Option<Bytes> {
-        self.state.lock().map.get(&key).cloned()
+    fn get(&self, key: Bytes) -> Result<Option<Bytes>, RemoteError> {
+        Ok(self.state.lock().map.get(&key).cloned())
     }
 
     fn remove(&self, key: Bytes) -> Result<Option<Bytes>, RemoteError> {
@@ -115,25 +115,25 @@ impl DictKind for SharedDict {
         Ok(old)
     }
 
-    fn contains(&self, key: Bytes) -> bool {
-        self.state.lock().map.contains_key(&key)
+    fn contains(&self, key: Bytes) -> Result<bool, RemoteError> {
+        Ok(self.state.lock().map.contains_key(&key))
     }
 
-    fn len(&self) -> u64 {
-        self.state.lock().map.len() as u64
+    fn len(&self) -> Result<u64, RemoteError> {
+        Ok(self.state.lock().map.len() as u64)
     }
 
-    fn keys(&self) -> Vec<Bytes> {
-        self.state.lock().map.keys().cloned().collect()
+    fn keys(&self) -> Result<Vec<Bytes>, RemoteError> {
+        Ok(self.state.lock().map.keys().cloned().collect())
     }
 
-    fn items(&self) -> Vec<(Bytes, Bytes)> {
+    fn items(&self) -> Result<Vec<(Bytes, Bytes)>, RemoteError> {
         let state = self.state.lock();
-        state
+        Ok(state
             .map
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+            .collect())
     }
 
     fn clear(&self) -> Result<(), RemoteError> {

@@ -59,8 +59,8 @@ fn replace(
 impl Hooks for SharedValue {}
 
 impl ValueKind for SharedValue {
-    fn get(&self) -> Option<Bytes> {
-        self.value.lock().0.clone()
+    fn get(&self) -> Result<Option<Bytes>, RemoteError> {
+        Ok(self.value.lock().0.clone())
     }
 
     fn swap(&self, new: Bytes) -> Result<Option<Bytes>, RemoteError> {
