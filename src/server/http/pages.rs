@@ -15,6 +15,12 @@ use super::super::Shared;
 use super::super::objects::{DESCRIBE_PAGE, HeldRefs};
 use super::Response;
 use super::request::Request;
+use crate::kinds::dict::DictKindClient;
+use crate::kinds::list::ListKindClient;
+use crate::kinds::logs::LogsKindClient;
+use crate::kinds::queue::QueueKindClient;
+use crate::kinds::tasks::TaskKindClient;
+use crate::kinds::workers::WorkersKindClient;
 use crate::service::{Caller, ObjectDescription};
 use crate::store::tasks::{Counts, DURATION_BOUNDS_MS, DeadLetter, RunMetrics};
 use crate::wire::codec;
@@ -77,29 +83,51 @@ fn named(shared: &Shared, name: &str, service: &str) -> Option<u64> {
     shared.objects.find_shared(name, service)
 }
 
-/// Calls `method` of object `id` in-process with encoded `args`; its result decoded.
-fn call<R: serde::de::DeserializeOwned>(
-    shared: &Shared,
+/// Object `id`, called in-process (a detached caller, no connection) through its kind's
+/// generated stub: `TaskKindClient::from_handle(InProcess { shared, id }).stats()`.
+struct InProcess<'a> {
+    shared: &'a Shared,
     id: u64,
-    method: &str,
-    args: &impl serde::Serialize,
-) -> Option<R> {
-    let mut encoded = Vec::new();
-    codec::encode_into(args, &mut encoded).ok()?;
-    let mut out = Vec::new();
-    let mut held = HeldRefs::default();
-    shared
-        .objects
-        .call(
-            id,
-            method.as_bytes(),
-            &encoded,
-            &mut out,
-            &mut held,
-            &Caller::detached(),
-        )
-        .ok()?;
-    codec::decode_exact(&out).ok()
+}
+
+impl crate::stub::Calls for InProcess<'_> {
+    fn call<R: serde::de::DeserializeOwned, A: serde::Serialize>(
+        &self,
+        method: &str,
+        args: &A,
+    ) -> crate::Result<R> {
+        let mut encoded = Vec::new();
+        codec::encode_into(args, &mut encoded)?;
+        let mut out = Vec::new();
+        let mut held = HeldRefs::default();
+        self.shared
+            .objects
+            .call(
+                self.id,
+                method.as_bytes(),
+                &encoded,
+                &mut out,
+                &mut held,
+                &Caller::detached(),
+            )
+            .map_err(crate::Error::Remote)?;
+        codec::decode_exact(&out)
+    }
+
+    fn send<R: serde::de::DeserializeOwned, A: serde::Serialize>(
+        &self,
+        _: &str,
+        _: &A,
+    ) -> crate::Result<crate::Pending<R>> {
+        Err(crate::Error::Config(
+            "in-process calls are not pipelined".into(),
+        ))
+    }
+}
+
+/// The task queue `id`'s declared stub, in-process.
+fn tasks(shared: &Shared, id: u64) -> TaskKindClient<InProcess<'_>> {
+    TaskKindClient::from_handle(InProcess { shared, id })
 }
 
 /// The task queues and their counts.
@@ -107,15 +135,24 @@ fn queues(shared: &Shared, queues: &[ObjectDescription]) -> Vec<(String, u64, Co
     queues
         .iter()
         .filter_map(|o| {
-            let counts: Counts = call(shared, o.id, "stats", &())?;
+            let counts = tasks(shared, o.id).stats().ok()?;
             Some((o.name.clone().unwrap_or_default(), o.id, counts))
         })
         .collect()
 }
 
-fn registry(shared: &Shared, method: &str) -> Vec<WorkerStatus> {
+/// The worker registry's list of workers, or of those recently gone.
+fn registry(shared: &Shared, gone: bool) -> Vec<WorkerStatus> {
     named(shared, "monogusa.workers", crate::store::workers::SERVICE)
-        .and_then(|id| call(shared, id, method, &()))
+        .and_then(|id| {
+            let registry = WorkersKindClient::from_handle(InProcess { shared, id });
+            if gone {
+                registry.gone()
+            } else {
+                registry.list()
+            }
+            .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -153,7 +190,7 @@ fn state(shared: &Shared) -> Json {
                    "dead": c.dead, "done": c.done, "oldest_ready_ms": c.oldest_ready_ms})
         })
         .collect();
-    let workers: Vec<Json> = registry(shared, "list")
+    let workers: Vec<Json> = registry(shared, false)
         .into_iter()
         .map(|w| {
             let busy = !w.in_hand.is_empty();
@@ -163,7 +200,7 @@ fn state(shared: &Shared) -> Json {
                    "done": w.done, "failed": w.failed, "in_hand": w.in_hand})
         })
         .collect();
-    let workers_gone: Vec<Json> = registry(shared, "gone")
+    let workers_gone: Vec<Json> = registry(shared, true)
         .into_iter()
         .map(|w| json!({"name": w.name, "pid": w.pid, "state": w.state.to_string()}))
         .collect();
@@ -172,10 +209,11 @@ fn state(shared: &Shared) -> Json {
         .iter()
         .map(|o| {
             // Containers say how many items they hold.
+            let one = InProcess { shared, id: o.id };
             let size: Option<u64> = match o.service.as_str() {
-                crate::store::dict::SERVICE | crate::store::list::SERVICE | crate::store::queue::SERVICE => {
-                    call(shared, o.id, "len", &())
-                }
+                crate::store::dict::SERVICE => DictKindClient::from_handle(one).len().ok(),
+                crate::store::list::SERVICE => ListKindClient::from_handle(one).len().ok(),
+                crate::store::queue::SERVICE => QueueKindClient::from_handle(one).len().ok(),
                 _ => None,
             };
             json!({"id": o.id, "name": o.name, "kind": o.service, "references": o.references, "size": size,
@@ -249,8 +287,7 @@ fn queue_action(shared: &Shared, method: &str, rest: &str) -> Response {
     };
     match (method, action) {
         ("GET", "dead") => {
-            let letters: Vec<DeadLetter> =
-                call(shared, queue, "dead", &(0u64, 1000u32)).unwrap_or_default();
+            let letters: Vec<DeadLetter> = tasks(shared, queue).dead(0, 1000).unwrap_or_default();
             let letters: Vec<Json> = letters
                 .into_iter()
                 .map(|l| {
@@ -261,11 +298,11 @@ fn queue_action(shared: &Shared, method: &str, rest: &str) -> Response {
             json_response(&json!({"queue": name, "dead": letters}))
         }
         ("POST", "requeue") => {
-            let n: u64 = call(shared, queue, "requeue", &(None::<u64>,)).unwrap_or(0);
+            let n = tasks(shared, queue).requeue(None).unwrap_or(0);
             json_response(&json!({"requeued": n}))
         }
         ("POST", "purge") => {
-            let n: u64 = call(shared, queue, "purge_dead", &()).unwrap_or(0);
+            let n = tasks(shared, queue).purge_dead().unwrap_or(0);
             json_response(&json!({"purged": n}))
         }
         ("GET", _) => Response::text(404, "no such queue action\n"),
@@ -276,7 +313,11 @@ fn queue_action(shared: &Shared, method: &str, rest: &str) -> Response {
 /// The log lines after `after` (or the last ones), of `worker` or of all; never waits.
 pub(super) fn log_page(shared: &Shared, after: Option<u64>, worker: Option<String>) -> LogPage {
     named(shared, "monogusa.logs", crate::store::logs::SERVICE)
-        .and_then(|id| call(shared, id, "read", &(after, worker, 200u32, Some(0u64))))
+        .and_then(|id| {
+            LogsKindClient::from_handle(InProcess { shared, id })
+                .read(after, worker, 200, Some(0))
+                .ok()
+        })
         .unwrap_or(LogPage {
             lines: Vec::new(),
             next: after.unwrap_or(0),
@@ -446,7 +487,7 @@ fn metrics(shared: &Shared) -> String {
     );
     let runs: Vec<(String, RunMetrics)> = queues
         .iter()
-        .filter_map(|(name, id, _)| Some((label(name), call(shared, *id, "metrics", &())?)))
+        .filter_map(|(name, id, _)| Some((label(name), tasks(shared, *id).metrics().ok()?)))
         .collect();
     let per_queue = |value: fn(&RunMetrics) -> u64| -> Vec<(String, u64)> {
         runs.iter()
@@ -499,7 +540,7 @@ fn metrics(shared: &Shared) -> String {
     }
     let mut by_state = std::collections::BTreeMap::<String, u64>::new();
     let mut failed = 0;
-    for w in registry(shared, "list") {
+    for w in registry(shared, false) {
         *by_state.entry(w.state.to_string()).or_default() += 1;
         failed += w.failed;
     }
