@@ -7,6 +7,7 @@ use super::{LogLine, LogPage, ShippedLine, WorkerReport, WorkerStatus};
 use crate::client::Client;
 use crate::error::Result;
 use crate::store::{logs, workers};
+use crate::kinds::workers::WorkersKindClient;
 use crate::stub::ObjectHandle;
 
 /// The names the manager keeps them under (one of each per manager).
@@ -27,8 +28,14 @@ impl Registry {
         Ok(Registry { handle })
     }
 
+    /// By name, as declared: a report is sent borrowed (the stub would take it owned).
     pub(crate) fn report(&self, report: &WorkerReport) -> Result<()> {
         self.handle.call("report", &(report,))
+    }
+
+    /// The declaration's typed stub over the registry.
+    fn stub(&self) -> WorkersKindClient<&ObjectHandle> {
+        WorkersKindClient::from_handle(&self.handle)
     }
 }
 
@@ -45,6 +52,8 @@ impl Logs {
         Ok(Logs { handle })
     }
 
+    // By name, as declared: lines and names are sent borrowed (the stub would take them
+    // owned, a copy of every line shipped).
     pub(crate) fn append(&self, lines: &[ShippedLine], dropped: &[(String, u64)]) -> Result<()> {
         self.handle.call("append", &(lines, dropped))
     }
@@ -106,22 +115,19 @@ impl Client {
     /// Every worker the manager knows of, by name: state, pid, restarts, heartbeat age,
     /// tasks done and failed.
     pub fn workers(&self) -> Result<Vec<WorkerStatus>> {
-        let handle = Registry::open(self)?.handle;
-        handle.call("list", &())
+        Registry::open(self)?.stub().list()
     }
 
     /// Workers that ended or were lost longer ago than the manager's
     /// [`forget_workers_after`](crate::ManagerBuilder::forget_workers_after), most recent
     /// first (the last 32): no longer in [`Client::workers`].
     pub fn workers_gone(&self) -> Result<Vec<WorkerStatus>> {
-        let handle = Registry::open(self)?.handle;
-        handle.call("gone", &())
+        Registry::open(self)?.stub().gone()
     }
 
     /// Forgets the worker `name` (an ended one, say); returns whether it was known.
     pub fn forget_worker(&self, name: &str) -> Result<bool> {
-        let handle = Registry::open(self)?.handle;
-        handle.call("forget", &(name,))
+        Registry::open(self)?.stub().forget(name.to_string())
     }
 
     /// The manager's log buffer.
