@@ -208,6 +208,41 @@ fn a_msgpack_worker_killed_mid_task_gives_its_lease_back_at_once() {
     task.ack().unwrap();
 }
 
+/// msgpack connections are reported to `on_connection` as native ones are.
+#[test]
+fn msgpack_connections_are_reported_to_on_connection() {
+    let Some(py) = python_msgpack() else {
+        return;
+    };
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&events);
+    let manager = Manager::builder()
+        .authkey(KEY)
+        .msgpack_listener("127.0.0.1:0")
+        .register("echo", |s: String| s)
+        .on_connection(move |event| seen.lock().unwrap().push(event.clone()))
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let out = python(&py, "echo", &manager);
+    assert!(out.contains("echo: over tcp"), "{out}");
+    common::wait_until(
+        Duration::from_secs(10),
+        "the connection's end reported",
+        || {
+            let events = events.lock().unwrap();
+            matches!(
+                events.as_slice(),
+                [
+                    monogusa::ConnectionEvent::Connected { .. },
+                    monogusa::ConnectionEvent::Closed { .. }
+                ]
+            )
+        },
+    );
+}
+
 /// At the cap of connections, a msgpack client gets an error reply saying so (msgid 0,
 /// `Busy`), not a silent close.
 #[test]

@@ -531,6 +531,40 @@ fn named_objects_are_reached_with_get_dict_and_friends() {
     assert!(client.event("go").unwrap().is_set().unwrap());
 }
 
+/// Python connections are reported to `on_connection` as native ones are: connected once
+/// authenticated, closed when they end.
+#[test]
+fn python_connections_are_reported_to_on_connection() {
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&events);
+    let manager = Manager::builder()
+        .authkey(KEY)
+        .python_listener("127.0.0.1:0")
+        .on_connection(move |event| seen.lock().unwrap().push(event.clone()))
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let out = scenario(&interpreters()[0], &manager, "dummy", &[]);
+    assert!(out.contains("ok"), "{out}");
+    wait_until(
+        Duration::from_secs(10),
+        "the connection's end reported",
+        || {
+            let events = events.lock().unwrap();
+            let connected = events
+                .iter()
+                .filter(|e| matches!(e, monogusa::ConnectionEvent::Connected { .. }))
+                .count();
+            let closed = events
+                .iter()
+                .filter(|e| matches!(e, monogusa::ConnectionEvent::Closed { .. }))
+                .count();
+            connected >= 1 && closed == connected
+        },
+    );
+}
+
 /// At the cap of connections, a Python client is told the manager is busy (in the frame where
 /// it expects its challenge, which Python's error shows), not dropped without a word.
 #[test]

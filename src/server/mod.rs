@@ -1151,6 +1151,25 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// Reports an authenticated connection's end when dropped (see [`Shared::reported`]).
+#[cfg(any(feature = "python", feature = "msgpack"))]
+pub(crate) struct Reported<'a> {
+    shared: &'a Shared,
+    id: u64,
+    peer: String,
+}
+
+#[cfg(any(feature = "python", feature = "msgpack"))]
+impl Drop for Reported<'_> {
+    fn drop(&mut self) {
+        self.shared.report(&ConnectionEvent::Closed {
+            id: self.id,
+            peer: std::mem::take(&mut self.peer),
+            reason: "the connection ended".into(),
+        });
+    }
+}
+
 /// Open connections, so shutdown can close them and wait for their threads, and the limits
 /// can be enforced.
 ///
@@ -1222,6 +1241,22 @@ impl Shared {
             if let Err(e) = Stream::connect(address, Some(Duration::from_secs(1))) {
                 log::debug!("waking the acceptor of {address}: {e}");
             }
+        }
+    }
+
+    /// For the doors besides the native one: reports `Connected` for an authenticated
+    /// connection now and `Closed` when the returned guard drops, as the native door does.
+    #[cfg(any(feature = "python", feature = "msgpack"))]
+    pub(crate) fn reported(&self, id: u64, stream: &Stream) -> Reported<'_> {
+        let peer = stream.peer_label();
+        self.report(&ConnectionEvent::Connected {
+            id,
+            peer: peer.clone(),
+        });
+        Reported {
+            shared: self,
+            id,
+            peer,
         }
     }
 

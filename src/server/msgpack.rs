@@ -379,6 +379,7 @@ fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
         threads: Mutex::new(Vec::new()),
         held: Mutex::new(HeldRefs::default()),
     });
+    let _reported = shared.reported(id, &conn.stream);
     spawn_standby(shared, &conn, id);
     role_loop(shared, &conn, id, 0);
     conn.lead.lock().closing = true;

@@ -6,8 +6,8 @@ use std::time::Duration;
 use super::{LogLine, LogPage, ShippedLine, WorkerReport, WorkerStatus};
 use crate::client::Client;
 use crate::error::Result;
-use crate::store::{logs, workers};
 use crate::kinds::workers::WorkersKindClient;
+use crate::store::{logs, workers};
 use crate::stub::ObjectHandle;
 
 /// The names the manager keeps them under (one of each per manager).

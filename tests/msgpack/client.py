@@ -157,6 +157,8 @@ def main():
             p.join()
             assert p.exitcode == 0
         print("count:", Rpc(host, port, key).call("counter.get", "hits"))
+    elif scenario == "echo":
+        print("echo:", Rpc(host, port, key).call("echo", "over tcp"))
     elif scenario == "unix":
         print("echo:", Rpc(host, port, key).call("echo", "over unix"))
     elif scenario == "stall":

@@ -455,6 +455,7 @@ fn serve(shared: &Arc<Shared>, stream: &Stream, id: u64) -> io::Result<()> {
         return Ok(());
     }
     python.served.authenticated(id);
+    let _reported = shared.reported(id, stream);
     let max = shared.limits.max_frame_len as usize;
     let Some(frame) = read_frame(stream, max)? else {
         return Ok(());
