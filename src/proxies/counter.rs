@@ -28,7 +28,7 @@ impl Counter {
     }
 
     /// The declaration's typed stub over this counter's home.
-    fn stub(&self) -> CounterKindClient<&super::Target> {
+    pub(super) fn stub(&self) -> CounterKindClient<&super::Target> {
         CounterKindClient::from_handle(&self.handle)
     }
 

@@ -39,7 +39,7 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     }
 
     /// The declaration's typed stub over this list.
-    fn stub(&self) -> ListKindClient<&ObjectHandle> {
+    pub(super) fn stub(&self) -> ListKindClient<&ObjectHandle> {
         ListKindClient::from_handle(&self.handle)
     }
 

@@ -55,7 +55,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// The declaration's typed stub over this queue.
-    fn stub(&self) -> QueueKindClient<&ObjectHandle> {
+    pub(super) fn stub(&self) -> QueueKindClient<&ObjectHandle> {
         QueueKindClient::from_handle(&self.handle)
     }
 

@@ -81,17 +81,17 @@ impl CounterSend<'_> {
     /// [`Counter::add`], pipelined.
     #[allow(clippy::should_implement_trait)] // named as `Counter::add`, which it pipelines
     pub fn add(self, delta: i64) -> Result<Pending<i64>> {
-        self.counter.handle.send("add", &(delta,), Ok)
+        self.counter.stub().send().add(delta)
     }
 
     /// [`Counter::get`], pipelined.
     pub fn get(self) -> Result<Pending<i64>> {
-        self.counter.handle.send("get", &(), Ok)
+        self.counter.stub().send().get()
     }
 
     /// [`Counter::set`], pipelined.
     pub fn set(self, value: i64) -> Result<Pending<i64>> {
-        self.counter.handle.send("set", &(value,), Ok)
+        self.counter.stub().send().set(value)
     }
 }
 
@@ -226,7 +226,7 @@ impl<T: Serialize + DeserializeOwned> QueueSend<'_, T> {
 
     /// [`Queue::len`], pipelined.
     pub fn len(self) -> Result<Pending<u64>> {
-        self.queue.handle.send_finished("len", &(), Ok)
+        self.queue.stub().send().len()
     }
 }
 
@@ -276,7 +276,7 @@ impl<T: Serialize + DeserializeOwned> ListSend<'_, T> {
 
     /// [`List::len`], pipelined.
     pub fn len(self) -> Result<Pending<u64>> {
-        self.list.handle.send_finished("len", &(), Ok)
+        self.list.stub().send().len()
     }
 }
 
@@ -297,12 +297,12 @@ impl Event {
 impl EventSend<'_> {
     /// [`Event::set`], pipelined.
     pub fn set(self) -> Result<Pending<()>> {
-        self.event.handle.send_finished("set", &(), Ok)
+        self.event.stub().send().set()
     }
 
     /// [`Event::clear`], pipelined.
     pub fn clear(self) -> Result<Pending<()>> {
-        self.event.handle.send_finished("clear", &(), Ok)
+        self.event.stub().send().clear()
     }
 
     /// [`Event::is_set`], pipelined.

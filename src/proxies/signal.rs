@@ -22,7 +22,7 @@ impl Event {
     }
 
     /// The declaration's typed stub over this event.
-    fn stub(&self) -> EventKindClient<&ObjectHandle> {
+    pub(super) fn stub(&self) -> EventKindClient<&ObjectHandle> {
         EventKindClient::from_handle(&self.handle)
     }
 
