@@ -713,6 +713,26 @@ impl Objects {
         deleted_while_waiting(&object, id, result)
     }
 
+    /// Runs method `method` of object `id` in process with `args`, its result decoded: how
+    /// the dashboard and the Python listener's adapters call the built-in objects.
+    #[cfg(any(feature = "python", feature = "http"))]
+    pub(crate) fn call_typed<R: DeserializeOwned, A: serde::Serialize>(
+        &self,
+        id: u64,
+        method: &str,
+        args: &A,
+        held: &mut HeldRefs,
+        caller: &Caller<'_>,
+    ) -> Result<R, RemoteError> {
+        let mut encoded = Vec::new();
+        codec::encode_into(args, &mut encoded)
+            .map_err(|e| RemoteError::new(RemoteErrorKind::BadArguments, e.to_string()))?;
+        let mut out = Vec::new();
+        self.call(id, method.as_bytes(), &encoded, &mut out, held, caller)?;
+        codec::decode_exact(&out)
+            .map_err(|e| RemoteError::new(RemoteErrorKind::BadReply, e.to_string()))
+    }
+
     /// Runs method `method` of object `id` through the serde boundary: arguments from any
     /// format, the result to `reply`. For listeners that speak another wire format.
     #[cfg(any(test, feature = "python", feature = "msgpack"))]

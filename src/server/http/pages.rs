@@ -23,7 +23,6 @@ use crate::kinds::tasks::TaskKindClient;
 use crate::kinds::workers::WorkersKindClient;
 use crate::service::{Caller, ObjectDescription};
 use crate::store::tasks::{Counts, DURATION_BOUNDS_MS, DeadLetter, RunMetrics};
-use crate::wire::codec;
 use crate::workers::{LogPage, WorkerStatus};
 
 /// The page: plain HTML, CSS and JS, served from the binary.
@@ -96,22 +95,16 @@ impl crate::stub::Calls for InProcess<'_> {
         method: &str,
         args: &A,
     ) -> crate::Result<R> {
-        let mut encoded = Vec::new();
-        codec::encode_into(args, &mut encoded)?;
-        let mut out = Vec::new();
-        let mut held = HeldRefs::default();
         self.shared
             .objects
-            .call(
+            .call_typed(
                 self.id,
-                method.as_bytes(),
-                &encoded,
-                &mut out,
-                &mut held,
+                method,
+                args,
+                &mut HeldRefs::default(),
                 &Caller::detached(),
             )
-            .map_err(crate::Error::Remote)?;
-        codec::decode_exact(&out)
+            .map_err(crate::Error::Remote)
     }
 
     fn send<R: serde::de::DeserializeOwned, A: serde::Serialize>(

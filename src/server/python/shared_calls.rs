@@ -23,22 +23,13 @@ impl Native<'_, '_> {
         method: &str,
         args: &A,
     ) -> Result<R, ForeignValue> {
-        let mut encoded = Vec::new();
-        crate::wire::codec::encode_into(args, &mut encoded)
-            .map_err(|e| exception("TypeError", e.to_string()))?;
-        let mut out = Vec::new();
         self.shared
             .objects
-            .call(
-                self.id,
-                method.as_bytes(),
-                &encoded,
-                &mut out,
-                self.held,
-                self.caller,
-            )
-            .map_err(|e| exception("RuntimeError", e.to_string()))?;
-        crate::wire::codec::decode_exact(&out).map_err(|e| exception("RuntimeError", e.to_string()))
+            .call_typed(self.id, method, args, self.held, self.caller)
+            .map_err(|e| match e.kind() {
+                crate::RemoteErrorKind::BadArguments => exception("TypeError", e.to_string()),
+                _ => exception("RuntimeError", e.to_string()),
+            })
     }
 }
 
