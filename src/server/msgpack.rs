@@ -351,8 +351,10 @@ fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
                     );
                     return Ok(());
                 }
-                respond(&stream, msgid, Ok(ForeignValue::Bool(true)))?;
+                // Counted authenticated before the client hears so: its next connection finds
+                // this one no longer displaceable.
                 state.served.authenticated(id);
+                respond(&stream, msgid, Ok(ForeignValue::Bool(true)))?;
                 break;
             }
             _ => {
