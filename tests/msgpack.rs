@@ -125,7 +125,7 @@ fn every_kind_and_served_object_is_reachable_over_msgpack() {
     let out = python(&py, "kinds", &manager);
     for expected in [
         "described: True",
-        "services: ['tally.add', 'tally.total']",
+        "services: ['tally.add', 'tally.explode', 'tally.total']",
         "pushed: [True, True]",
         "taken: ['a@x', 'b@x'] [1, 1]",
         "extended: True",

@@ -598,6 +598,9 @@ fn served_service_objects_are_python_proxies() {
             "{}: {out}",
             python.label
         );
+        // A panicking method is the caller's error; the proxy's connection serves on.
+        let after = format!("panicked: True after: {}", before + 7);
+        assert!(out.contains(&after), "{}: {out}", python.label);
     }
 }
 

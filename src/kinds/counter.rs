@@ -1,6 +1,6 @@
 //! `Counter`: a shared integer with atomic read-modify-write.
 
-#![allow(dead_code)] // the generated stub: the typed proxy calls by the same names
+#![allow(dead_code)] // generated items this kind's callers do not all use (constructors, senders)
 
 use crate::error::RemoteError;
 

@@ -1,7 +1,7 @@
 //! `Lock` and `Semaphore`: permits held per connection, given back by the manager when the
 //! holding connection closes.
 
-#![allow(dead_code)] // the generated stubs: the typed proxies call by the same names
+#![allow(dead_code)] // generated items this kind's callers do not all use (constructors, senders)
 
 use crate::error::RemoteError;
 use crate::service::Caller;

@@ -1,6 +1,6 @@
 //! The log buffer: the last lines of every worker's output, numbered in arrival order.
 
-#![allow(dead_code)] // the generated stub: the buffer's client calls by the same names
+#![allow(dead_code)] // generated items this kind's callers do not all use (constructors, senders)
 
 use std::time::SystemTime;
 

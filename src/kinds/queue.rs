@@ -1,7 +1,7 @@
 //! `Queue<T>`: a shared FIFO with blocking, timed and non-blocking puts and gets, and
 //! `task_done`/`join` like Python's `JoinableQueue`.
 
-#![allow(dead_code)] // the generated stub: the typed proxy calls by the same names
+#![allow(dead_code)] // generated items this kind's callers do not all use (constructors, senders)
 
 use super::Bytes;
 use crate::error::RemoteError;

@@ -1,6 +1,6 @@
 //! `Event` and `Barrier`: processes waiting for each other.
 
-#![allow(dead_code)] // the generated stubs: the typed proxies call by the same names
+#![allow(dead_code)] // generated items this kind's callers do not all use (constructors, senders)
 
 use crate::error::RemoteError;
 use crate::service::Caller;

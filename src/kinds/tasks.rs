@@ -2,7 +2,7 @@
 //! types its methods take and give (the manager's side is `store::tasks`, its state machine
 //! `store::tasks::book`).
 
-#![allow(dead_code)] // the generated stub: the typed proxy calls by the same names
+#![allow(dead_code)] // generated items this kind's callers do not all use (constructors, senders)
 
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,6 @@
 //! `Value<T>`: one shared value with atomic swap and compare-and-swap.
 
-#![allow(dead_code)] // the generated stub: the typed proxy calls by the same names
+#![allow(dead_code)] // generated items this kind's callers do not all use (constructors, senders)
 
 use super::Bytes;
 use crate::error::RemoteError;

@@ -1,7 +1,7 @@
 //! The worker registry: who works for a manager, in what state, with what in hand. Workers
 //! and supervisors report; `monogusa stat`, the dashboard and `Client::workers` read.
 
-#![allow(dead_code)] // the generated stub: the registry's client calls by the same names
+#![allow(dead_code)] // generated items this kind's callers do not all use (constructors, senders)
 
 use std::time::{Duration, SystemTime};
 

@@ -294,7 +294,7 @@ fn call_function(
 }
 
 #[cold]
-fn panicked(
+pub(super) fn panicked(
     name: &(impl std::fmt::Display + ?Sized),
     payload: Box<dyn std::any::Any + Send>,
 ) -> RemoteError {

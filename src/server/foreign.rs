@@ -270,17 +270,22 @@ pub(super) fn call_object(
     caller: &Caller<'_>,
 ) -> Result<ForeignValue, RemoteError> {
     let mut result = ForeignValue::None;
-    shared.objects.call_erased(
-        id,
-        method,
-        &mut <dyn erased_serde::Deserializer>::erase(args),
-        &mut |value| {
-            result = to_foreign(value)?;
-            Ok(())
-        },
-        held,
-        caller,
-    )?;
+    // A panicking method is an error for its caller, as on the native door; the connection
+    // (a Python proxy's, which has no other guard per call) serves on.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        shared.objects.call_erased(
+            id,
+            method,
+            &mut <dyn erased_serde::Deserializer>::erase(args),
+            &mut |value| {
+                result = to_foreign(value)?;
+                Ok(())
+            },
+            held,
+            caller,
+        )
+    }))
+    .unwrap_or_else(|payload| Err(super::dispatch::panicked(method, payload)))?;
     Ok(result)
 }
 

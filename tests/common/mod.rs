@@ -10,6 +10,8 @@ pub mod prereq;
 pub trait Tally {
     fn add(&mut self, n: i64) -> i64;
     fn total(&self) -> i64;
+    /// Panics, for testing.
+    fn explode(&self) -> u8;
 }
 
 #[derive(Default)]
@@ -23,6 +25,10 @@ impl Tally for Sum {
 
     fn total(&self) -> i64 {
         self.0
+    }
+
+    fn explode(&self) -> u8 {
+        panic!("tally exploded")
     }
 }
 

@@ -209,6 +209,11 @@ def main():
             tally.add("x")
         except Exception as e:
             print("bad argument:", "BadArguments" in str(e) or "expected" in str(e))
+        try:
+            tally.explode()
+            print("exploded quietly?!")
+        except Exception as e:
+            print("panicked:", "panicked" in str(e), "after:", tally.total())
     elif scenario == "dummy":
         connect(host, port, key)
         print("ok")

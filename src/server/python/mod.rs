@@ -648,16 +648,8 @@ fn create(
         // A typeid that names a served object: a proxy whose methods are the service's.
         let exposed: Vec<String> = shared
             .objects
-            .served()
-            .into_iter()
-            .find(|(name, _)| *name == typeid)
-            .map(|(_, descriptor)| {
-                descriptor
-                    .methods
-                    .iter()
-                    .map(|m| m.name.to_string())
-                    .collect()
-            })
+            .descriptor_of(id)
+            .map(|d| d.methods.iter().map(|m| m.name.to_string()).collect())
             .unwrap_or_default();
         let reply_names = names(&exposed);
         let ident = python.insert_owned(Target::Served(id), exposed, None, 0)?;
