@@ -1156,17 +1156,20 @@ impl std::fmt::Debug for Shared {
 pub(crate) struct Reported<'a> {
     shared: &'a Shared,
     id: u64,
-    peer: String,
+    /// The peer's label, if there is an observer to tell.
+    peer: Option<String>,
 }
 
 #[cfg(any(feature = "python", feature = "msgpack"))]
 impl Drop for Reported<'_> {
     fn drop(&mut self) {
-        self.shared.report(&ConnectionEvent::Closed {
-            id: self.id,
-            peer: std::mem::take(&mut self.peer),
-            reason: "the connection ended".into(),
-        });
+        if let Some(peer) = self.peer.take() {
+            self.shared.report(&ConnectionEvent::Closed {
+                id: self.id,
+                peer,
+                reason: "the connection ended".into(),
+            });
+        }
     }
 }
 
@@ -1248,10 +1251,15 @@ impl Shared {
     /// connection now and `Closed` when the returned guard drops, as the native door does.
     #[cfg(any(feature = "python", feature = "msgpack"))]
     pub(crate) fn reported(&self, id: u64, stream: &Stream) -> Reported<'_> {
-        let peer = stream.peer_label();
-        self.report(&ConnectionEvent::Connected {
-            id,
-            peer: peer.clone(),
+        // Without an observer, nothing: Python opens a connection per control call, and the
+        // peer's label is a system call and an allocation.
+        let peer = self.on_connection.as_ref().map(|_| {
+            let peer = stream.peer_label();
+            self.report(&ConnectionEvent::Connected {
+                id,
+                peer: peer.clone(),
+            });
+            peer
         });
         Reported {
             shared: self,
