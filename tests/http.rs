@@ -701,3 +701,43 @@ fn silent_sockets_cannot_keep_metrics_unanswered() {
     }
     drop(silent);
 }
+
+/// At its cap of connections being answered, the dashboard's door refuses the next in its own
+/// words (`503` and why), through the host's admission like every other door; a place that
+/// frees up serves again.
+#[test]
+fn a_full_dashboard_answers_503() {
+    let manager = Manager::builder()
+        .authkey(KEY)
+        .http("127.0.0.1:0")
+        .max_connections(2)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let address = manager.http_addresses()[0].to_string();
+    let stream_events = || {
+        let mut stream = TcpStream::connect(address.as_str()).unwrap();
+        write!(
+            stream,
+            "GET /events HTTP/1.1\r\nHost: x\r\n{}\r\n",
+            auth(&manager)
+        )
+        .unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut status = String::new();
+        reader.read_line(&mut status).unwrap();
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        reader
+    };
+    let first = stream_events();
+    let _second = stream_events();
+    let (status, response) = get(&manager, "/metrics", &auth(&manager));
+    assert_eq!(status, 503, "{response}");
+    assert!(response.contains("limit of 2 connections"), "{response}");
+    assert!(manager.stats().connections_refused >= 1);
+    drop(first);
+    wait_until(Duration::from_secs(10), "a place freed up", || {
+        get(&manager, "/metrics", &auth(&manager)).0 == 200
+    });
+}

@@ -701,6 +701,7 @@ fn python_handshakes_have_a_total_deadline_and_connections_a_cap() {
         .python_listener("127.0.0.1:0")
         .handshake_timeout(Duration::from_secs(1))
         .max_connections(4)
+        .max_handshakes(4)
         .build()
         .unwrap()
         .start()
@@ -754,6 +755,11 @@ fn python_handshakes_have_a_total_deadline_and_connections_a_cap() {
     assert!(
         matches!(flood[0].read(&mut byte), Ok(0) | Err(_)),
         "the flood's oldest gave way"
+    );
+    assert!(
+        manager.stats().handshakes_displaced >= 7,
+        "{:?}",
+        manager.stats()
     );
     drop(flood);
     drop(honest);

@@ -16,20 +16,22 @@ use crate::wire::codec;
 use crate::wire::frame::FrameReader;
 use crate::wire::message::NOTICE_ID;
 
+use super::Shared;
+use super::admission::Admitted;
 use super::closing::Closing;
 use super::dispatch::{self, Next, write_error};
 use super::keepalive::Activity;
 use super::objects::HeldRefs;
 use super::replies::{DEADLINE_SLACK, FLUSH_AT, MIN_SOCKET_TIMEOUT, OUT_BUFFER, Replies};
-use super::{ConnectionEvent, Shared};
 
 /// How long a closing connection keeps reading (and discarding) after its last reply, so the
 /// peer receives that reply before the kernel resets the connection over unread input.
 const LINGER: Duration = Duration::from_millis(100);
 
-/// Serves one accepted connection until the peer leaves, breaks the protocol, or the manager
-/// stops.
-pub(crate) fn serve(shared: &Shared, stream: &Arc<Stream>, activity: &Activity, id: u64) {
+/// Serves one admitted connection until the peer leaves, breaks the protocol, or the manager
+/// stops; says why it ended.
+pub(crate) fn serve(shared: &Shared, connection: &Admitted) -> String {
+    let (stream, activity, id) = (&connection.stream, &*connection.activity, connection.id);
     codec::set_thread_max_depth(shared.limits.max_decode_depth);
     let peer = stream.peer_label();
     if let Err(refusal) = handshake(shared, stream, id) {
@@ -54,13 +56,9 @@ pub(crate) fn serve(shared: &Shared, stream: &Arc<Stream>, activity: &Activity, 
             }
         }
         linger(stream);
-        return;
+        return "its handshake failed".into();
     }
     log::debug!("{peer}: authenticated");
-    shared.report(&ConnectionEvent::Connected {
-        id,
-        peer: peer.clone(),
-    });
     // Whatever ends the connection, even a panic, the references and locks it held go with it.
     let mut held = Holdings {
         shared,
@@ -75,7 +73,7 @@ pub(crate) fn serve(shared: &Shared, stream: &Arc<Stream>, activity: &Activity, 
         &Caller::new(id, stream),
     );
     drop(held);
-    let reason = match outcome {
+    match outcome {
         Ok(()) => {
             log::debug!("{peer}: disconnected");
             "closed by the client".to_string()
@@ -101,8 +99,7 @@ pub(crate) fn serve(shared: &Shared, stream: &Arc<Stream>, activity: &Activity, 
             linger(stream);
             error.to_string()
         }
-    };
-    shared.report(&ConnectionEvent::Closed { id, peer, reason });
+    }
 }
 
 /// What an authenticated connection holds in the manager, released when it ends however it

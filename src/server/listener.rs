@@ -1,20 +1,21 @@
 //! The seam every door of the manager plugs into. A [`Listener`] speaks one wire format on
-//! the sockets bound for it; the host (the accept loop in `server`) owns what is the same for
-//! every door: accepting, the spare descriptor that lets a peer be told BUSY when the process
-//! is out of descriptors, catching a panic in admission, the rate-limited log of refusals, the
-//! shared wrong-key slowdown and shutdown. A listener admits a connection within its door's
-//! caps (displacing the oldest handshake of the most crowded source when full) and refuses
-//! one in its own protocol's words.
+//! the sockets bound for it; the host owns what is the same for every door: accepting, the
+//! spare descriptor that lets a peer be told BUSY when the process is out of descriptors,
+//! admission (`server::admission`: one connection table, caps, the displacement of the oldest
+//! handshake from the most crowded source, BUSY in the door's words, connection events, the
+//! thread a connection runs on, the catch of its panic), the rate-limited log of refusals, the
+//! shared wrong-key slowdown (`Shared::wrong_key`) and shutdown.
 //!
 //! A new door is one implementation of this trait and one builder method that registers it
-//! with [`ManagerBuilder::listen`](super::ManagerBuilder); the `cfg` of its feature appears
-//! there only.
+//! with `ManagerBuilder::listen` (the `cfg` of its feature appears there only).
 
 use std::io::Write;
+use std::net::Shutdown;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Shared;
+use super::admission::{Admitted, Caps};
+use super::{Limits, Shared};
 use crate::transport::{Address, Stream};
 
 /// One door of the manager.
@@ -23,28 +24,71 @@ pub(crate) trait Listener: Send + Sync + 'static {
     /// `"native"`, `"python"`, `"msgpack-rpc"`, `"http"`.
     fn name(&self) -> &'static str;
 
-    /// Serves `stream` (on a thread of its own), or refuses it when the door is full.
-    fn admit(&self, shared: &Arc<Shared>, stream: Stream);
+    /// Serves one admitted connection on the thread the host gave it, until it ends; says
+    /// why it ended (what its observer hears). Calls [`Shared::promote`] once the peer has
+    /// proved itself, and stops if that refuses. A panic is the host's to catch.
+    fn serve(&self, shared: &Arc<Shared>, connection: &Admitted) -> String;
 
     /// The words that tell a peer of this door there is no room: written once, briefly, before
     /// the connection closes (a silent close would leave it guessing).
     fn busy(&self, why: &str) -> Vec<u8>;
+
+    /// How many connections it holds at most: by default the manager's limits.
+    fn caps(&self, limits: &Limits) -> Caps {
+        Caps::of(limits)
+    }
+
+    /// The stack of its connection threads.
+    fn stack_size(&self, limits: &Limits) -> usize {
+        limits.thread_stack_size
+    }
+
+    /// The name of its connection threads.
+    fn thread_name(&self) -> &'static str {
+        "monogusa-conn"
+    }
+
+    /// How shutdown closes its connections: both ways by default, so they end at once.
+    fn closing(&self) -> Shutdown {
+        Shutdown::Both
+    }
+
+    /// Whether its authenticated connections are reported to `on_connection` (those of doors
+    /// that prove the key).
+    fn reports_events(&self) -> bool {
+        true
+    }
+
+    /// A secret the operator needs to use the door (the dashboard's token), if any.
+    fn token(&self) -> Option<&str> {
+        None
+    }
 
     /// Says where it listens.
     fn announce(&self, shared: &Shared, address: &Address) {
         let _ = shared;
         log::info!("manager listening for {} clients on {address}", self.name());
     }
-
-    /// Shutdown: ends every connection of this door that the host does not track itself.
-    fn close_all(&self, shared: &Shared) {
-        let _ = shared;
-    }
 }
 
 /// Tells `stream`'s peer `why` there is no room, in `door`'s words, and lets it go: counted,
 /// and said once through the rate-limited failure log (a flood of refusals cannot flood it).
-pub(crate) fn refuse(shared: &Shared, door: &dyn Listener, mut stream: Stream, why: &str) {
+/// The words are written by the refuser thread, so the acceptor never waits on a peer that
+/// does not read; past the refuser's queue, a refused peer is closed without a word.
+pub(crate) fn refuse(shared: &Shared, door: &dyn Listener, stream: Stream, why: &str) {
+    let words = counted(shared, door, &stream, why);
+    let _ = shared.refusals.try_send((stream, words));
+}
+
+/// [`refuse`] on the calling thread, when the refused connection's descriptor must be closed
+/// before going on (the acceptor, out of descriptors, gave up its spare for it).
+pub(crate) fn refuse_at_once(shared: &Shared, door: &dyn Listener, stream: Stream, why: &str) {
+    let words = counted(shared, door, &stream, why);
+    tell(stream, &words);
+}
+
+/// Counts and logs a refusal; the door's words for it.
+fn counted(shared: &Shared, door: &dyn Listener, stream: &Stream, why: &str) -> Vec<u8> {
     shared
         .stats
         .connections_refused
@@ -54,8 +98,32 @@ pub(crate) fn refuse(shared: &Shared, door: &dyn Listener, mut stream: Stream, w
         door.name(),
         stream.peer_label()
     ));
+    door.busy(why)
+}
+
+/// Writes a refused peer its words (briefly), closes our side and reads what the peer already
+/// sent, so the words arrive before a reset would.
+fn tell(mut stream: Stream, words: &[u8]) {
     let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
-    let _ = stream.write_all(&door.busy(why));
-    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = stream.write_all(words);
+    let _ = stream.shutdown(Shutdown::Write);
     super::drain_briefly(&mut stream);
+}
+
+/// How many refused peers may wait for their words at once.
+const REFUSALS_QUEUED: usize = 64;
+
+/// Starts the refuser thread, which tells each refused peer its words; it ends when the
+/// sender is dropped.
+pub(crate) fn refuser() -> std::io::Result<std::sync::mpsc::SyncSender<(Stream, Vec<u8>)>> {
+    let (sender, refused) = std::sync::mpsc::sync_channel::<(Stream, Vec<u8>)>(REFUSALS_QUEUED);
+    std::thread::Builder::new()
+        .name("monogusa-refuse".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            for (stream, words) in refused {
+                tell(stream, &words);
+            }
+        })?;
+    Ok(sender)
 }

@@ -1,6 +1,7 @@
 //! The manager: binds an address, accepts connections (one thread each), authenticates them,
 //! and serves the registered functions until shut down.
 
+mod admission;
 mod closing;
 mod connection;
 mod defenses;
@@ -27,7 +28,6 @@ mod registry;
 mod replies;
 mod threads;
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::panic::{self, AssertUnwindSafe};
@@ -111,8 +111,9 @@ pub struct ManagerBuilder {
     address: Result<Address>,
     /// Further addresses, from `also_bind`.
     more_addresses: Vec<Result<Address>>,
-    /// The other doors, each an address and the listener that serves it.
-    doors: Vec<(Result<Address>, Arc<dyn Listener>)>,
+    /// The other doors, each an address, its listener's name and how to make the listener
+    /// (once per name, at `build`, when the rest of the configuration is known).
+    doors: Vec<(Result<Address>, &'static str, MakeListener)>,
     /// Doors asked for that this build has no feature for.
     missing: Vec<&'static str>,
     /// The dashboard's token, if not derived from the authkey.
@@ -188,7 +189,7 @@ impl ManagerBuilder {
     /// the default `python` feature refuses it at `build`.
     pub fn python_listener(self, address: impl ToAddress) -> Self {
         #[cfg(feature = "python")]
-        return self.listen(address, Arc::new(python::Door));
+        return self.listen(address, "python", python::Door::make);
         #[cfg(not(feature = "python"))]
         self.without(address, "Python listener (enable its `python` feature)")
     }
@@ -200,7 +201,7 @@ impl ManagerBuilder {
     /// build without the default `msgpack` feature refuses it at `build`.
     pub fn msgpack_listener(self, address: impl ToAddress) -> Self {
         #[cfg(feature = "msgpack")]
-        return self.listen(address, Arc::new(msgpack::Door));
+        return self.listen(address, "msgpack-rpc", msgpack::Door::make);
         #[cfg(not(feature = "msgpack"))]
         self.without(address, "msgpack listener (enable its `msgpack` feature)")
     }
@@ -211,7 +212,7 @@ impl ManagerBuilder {
     /// `Origin`. Bind it to loopback unless a proxy in front of it adds TLS.
     pub fn http(self, address: impl ToAddress) -> Self {
         #[cfg(feature = "http")]
-        return self.listen(address, Arc::new(http::Door));
+        return self.listen(address, "http", http::Door::make);
         #[cfg(not(feature = "http"))]
         self.without(address, "HTTP dashboard (enable its `http` feature)")
     }
@@ -221,8 +222,8 @@ impl ManagerBuilder {
         not(any(feature = "python", feature = "msgpack", feature = "http")),
         allow(dead_code)
     )]
-    fn listen(mut self, address: impl ToAddress, listener: Arc<dyn Listener>) -> Self {
-        self.doors.push((address.to_address(), listener));
+    fn listen(mut self, address: impl ToAddress, name: &'static str, make: MakeListener) -> Self {
+        self.doors.push((address.to_address(), name, make));
         self
     }
 
@@ -327,8 +328,9 @@ impl ManagerBuilder {
         self
     }
 
-    /// How many connections may be open at once (default 1024); further clients are refused
-    /// with [`Error::Refused`] while the others are served.
+    /// How many authenticated connections each door may have open at once (default 1024; the
+    /// dashboard at most 64); further clients are refused in the door's words (a Rust client
+    /// gets [`Error::Refused`]) while the others are served.
     pub fn max_connections(mut self, connections: usize) -> Self {
         self.limits.max_connections = connections;
         self
@@ -343,7 +345,7 @@ impl ManagerBuilder {
         self
     }
 
-    /// How many connections may be in the handshake at once (default 64), apart from the
+    /// How many connections each door may have in the handshake at once (default 64), apart from the
     /// authenticated ones, which peers without the key can therefore never crowd out. When
     /// all are taken, a new connection displaces the one that has been waiting longest from
     /// the address holding most of them: an honest handshake takes a round trip or two, so
@@ -484,8 +486,8 @@ impl ManagerBuilder {
     }
 
     /// Checks the configuration and makes the manager; nothing is bound yet.
-    pub fn build(self) -> Result<Manager> {
-        let key = match self.authkey {
+    pub fn build(mut self) -> Result<Manager> {
+        let key = match self.authkey.take() {
             Some(key) => {
                 warn_if_weak(&key);
                 key
@@ -494,8 +496,9 @@ impl ManagerBuilder {
         };
         let raw_key = key.clone();
         let key = AuthKey::new(&key)?;
-        let mut addresses = vec![self.address?];
-        for more in self.more_addresses {
+        let first = std::mem::replace(&mut self.address, Ok(Address::tcp("127.0.0.1", 0)));
+        let mut addresses = vec![first?];
+        for more in std::mem::take(&mut self.more_addresses) {
             addresses.push(more?);
         }
         if let Some(what) = self.missing.first() {
@@ -503,27 +506,21 @@ impl ManagerBuilder {
                 "this build of monogusa has no {what}"
             )));
         }
-        let mut doors = Vec::with_capacity(self.doors.len());
-        for (address, listener) in self.doors {
+        // Each door's listener is made once, however many addresses it serves.
+        let pending = std::mem::take(&mut self.doors);
+        let mut made: Vec<(&'static str, Arc<dyn Listener>)> = Vec::new();
+        let mut doors = Vec::with_capacity(pending.len());
+        for (address, name, make) in pending {
+            let listener = match made.iter().find(|(made, _)| *made == name) {
+                Some((_, listener)) => Arc::clone(listener),
+                None => {
+                    let listener = make(&self, &raw_key)?;
+                    made.push((name, Arc::clone(&listener)));
+                    listener
+                }
+            };
             doors.push((address?, listener));
         }
-        let has = |name: &str| doors.iter().any(|(_, l)| l.name() == name);
-        #[cfg(feature = "msgpack")]
-        let msgpack = has("msgpack-rpc").then(|| msgpack::MsgpackState::new(&raw_key));
-        #[cfg(feature = "http")]
-        let http = if has("http") {
-            Some(http::HttpState::new(
-                self.http_token.clone(),
-                self.storage.dir.as_deref(),
-            )?)
-        } else {
-            None
-        };
-        #[cfg(feature = "python")]
-        let python = has("python")
-            .then(|| python::PythonState::new(&raw_key, self.python_exposed, self.python_builtins));
-        #[cfg(not(feature = "python"))]
-        let _ = has;
         if !self.duplicates.is_empty() {
             return Err(Error::Config(format!(
                 "names registered more than once, or empty: {}",
@@ -541,12 +538,6 @@ impl ManagerBuilder {
             raw_key,
             addresses,
             doors,
-            #[cfg(feature = "python")]
-            python,
-            #[cfg(feature = "msgpack")]
-            msgpack,
-            #[cfg(feature = "http")]
-            http,
             registry: self.registry,
             objects: self.objects,
             limits: self.limits,
@@ -643,12 +634,6 @@ pub struct Manager {
     addresses: Vec<Address>,
     /// Its other doors.
     doors: Vec<(Address, Arc<dyn Listener>)>,
-    #[cfg(feature = "python")]
-    python: Option<python::PythonState>,
-    #[cfg(feature = "msgpack")]
-    msgpack: Option<msgpack::MsgpackState>,
-    #[cfg(feature = "http")]
-    http: Option<http::HttpState>,
     registry: Registry,
     objects: ObjectsConfig,
     limits: Limits,
@@ -700,10 +685,11 @@ impl Manager {
         let (shared, listeners) = self.bind()?;
         let mut addresses = Vec::new();
         let mut doors = Vec::new();
-        for (socket, listener) in &listeners {
+        for (socket, door) in &listeners {
             let address = socket.local_address()?;
+            let listener = &shared.doors[*door].listener;
             listener.announce(&shared, &address);
-            if listener.name() == NATIVE.name() {
+            if *door == NATIVE_DOOR {
                 addresses.push(address);
             } else {
                 doors.push((address, listener.name()));
@@ -745,10 +731,10 @@ impl Manager {
     pub fn serve_forever_with(self, ready: impl FnOnce(&[Address])) -> Result<()> {
         let (shared, listeners) = self.bind()?;
         let mut native = Vec::new();
-        for (socket, listener) in &listeners {
+        for (socket, door) in &listeners {
             let address = socket.local_address()?;
-            listener.announce(&shared, &address);
-            if listener.name() == NATIVE.name() {
+            shared.doors[*door].listener.announce(&shared, &address);
+            if *door == NATIVE_DOOR {
                 native.push(address);
             }
         }
@@ -791,17 +777,25 @@ impl Manager {
             self.storage.open()?,
         )?;
         let mut listeners = Vec::with_capacity(self.addresses.len());
-        let native: Arc<dyn Listener> = Arc::new(NATIVE);
-        let every = self
-            .addresses
-            .iter()
-            .map(|a| (a, Arc::clone(&native)))
-            .chain(self.doors.iter().map(|(a, l)| (a, Arc::clone(l))));
-        for (address, listener) in every {
-            listeners.push((
-                ListeningSocket::bind(address, &self.listen_options)?,
-                listener,
-            ));
+        // The native door first (`NATIVE_DOOR`), then each other listener once.
+        let mut doors = vec![admission::Door::new(Arc::new(Native), &self.limits)];
+        let mut every: Vec<(&Address, usize)> =
+            self.addresses.iter().map(|a| (a, NATIVE_DOOR)).collect();
+        for (address, listener) in &self.doors {
+            let index = match doors
+                .iter()
+                .position(|d| Arc::ptr_eq(&d.listener, listener))
+            {
+                Some(index) => index,
+                None => {
+                    doors.push(admission::Door::new(Arc::clone(listener), &self.limits));
+                    doors.len() - 1
+                }
+            };
+            every.push((address, index));
+        }
+        for (address, door) in every {
+            listeners.push((ListeningSocket::bind(address, &self.listen_options)?, door));
             if let Address::Tcp { host, .. } = address
                 && host
                     .parse::<std::net::IpAddr>()
@@ -819,12 +813,6 @@ impl Manager {
             .map(|(listener, _)| listener.wake_address())
             .collect::<std::io::Result<Vec<_>>>()?;
         let frame_budget = Budget::new(self.limits.max_buffered_bytes);
-        let threads = threads::Threads::new(
-            IDLE_THREAD_WAIT,
-            MAX_IDLE_THREADS,
-            self.limits.thread_stack_size,
-            "monogusa-conn",
-        );
         let shared = Arc::new(Shared {
             registry: self.registry,
             objects,
@@ -835,20 +823,14 @@ impl Manager {
             wake_addresses,
             wake_spare: parking_lot::Mutex::new(defenses::SpareDescriptor::new()),
             stopping: AtomicBool::new(false),
-            connections: Mutex::new(Connections::default()),
-            threads,
+            connections: Mutex::new(admission::Table::new(doors.len())),
             stats: Counters::default(),
             frame_budget,
             failure_log: defenses::RateLimitedLog::new(),
             guesses: defenses::Guesses::default(),
             on_connection: self.on_connection,
-            doors: self.doors.iter().map(|(_, l)| Arc::clone(l)).collect(),
-            #[cfg(feature = "python")]
-            python: self.python,
-            #[cfg(feature = "msgpack")]
-            msgpack: self.msgpack,
-            #[cfg(feature = "http")]
-            http: self.http,
+            doors,
+            refusals: listener::refuser()?,
         });
         Ok((shared, listeners))
     }
@@ -933,14 +915,7 @@ impl ManagerHandle {
     /// `http://ADDRESS/?token=TOKEN` once, and the page keeps it in a cookie. `None` without
     /// a dashboard.
     pub fn http_token(&self) -> Option<&str> {
-        #[cfg(feature = "http")]
-        {
-            self.shared.http.as_ref().map(|h| h.token())
-        }
-        #[cfg(not(feature = "http"))]
-        {
-            None
-        }
+        self.shared.doors.iter().find_map(|d| d.listener.token())
     }
 
     /// The key clients prove, as given (or generated), for supervisors in this process.
@@ -1081,13 +1056,16 @@ struct Counters {
     calls: AtomicU64,
 }
 
-/// A bound socket and the door it serves.
-type Bound = (ListeningSocket, Arc<dyn Listener>);
+/// A bound socket and the door it serves (an index into `Shared::doors`).
+type Bound = (ListeningSocket, usize);
 
-/// The native door: the protocol of this crate's clients.
-const NATIVE: Native = Native;
+/// How a door's listener is made at `build`, from the builder and the key.
+type MakeListener = fn(&ManagerBuilder, &[u8]) -> Result<Arc<dyn Listener>>;
 
-/// The native door (see [`Listener`]).
+/// The native door's index in `Shared::doors`.
+const NATIVE_DOOR: usize = 0;
+
+/// The native door: the protocol of this crate's clients (see [`Listener`]).
 struct Native;
 
 impl Listener for Native {
@@ -1095,12 +1073,18 @@ impl Listener for Native {
         "native"
     }
 
-    fn admit(&self, shared: &Arc<Shared>, stream: Stream) {
-        shared.admit(stream);
+    fn serve(&self, shared: &Arc<Shared>, connection: &admission::Admitted) -> String {
+        connection::serve(shared, connection)
     }
 
     fn busy(&self, why: &str) -> Vec<u8> {
         auth::busy(why)
+    }
+
+    /// For reading only: calls in flight finish and their replies go out (the replies'
+    /// writes are bounded by the stall deadline).
+    fn closing(&self) -> Shutdown {
+        Shutdown::Read
     }
 
     fn announce(&self, _: &Shared, address: &Address) {
@@ -1113,7 +1097,7 @@ struct Shared {
     registry: Registry,
     objects: Objects,
     key: AuthKey,
-    /// The key's bytes, for [`ManagerHandle::command`].
+    /// The key's bytes, for [`ManagerHandle::command`] and the doors that MAC with it.
     raw_key: Vec<u8>,
     limits: Limits,
     allow_remote_shutdown: bool,
@@ -1123,9 +1107,10 @@ struct Shared {
     wake_spare: parking_lot::Mutex<defenses::SpareDescriptor>,
     /// Set once, when shutdown begins; never cleared.
     stopping: AtomicBool,
-    connections: Mutex<Connections>,
-    /// Where connections get their threads (reused from ended ones).
-    threads: Arc<threads::Threads>,
+    /// Every door's open connections (`admission`).
+    connections: Mutex<admission::Table>,
+    /// The doors: the native one first, then each other listener.
+    doors: Vec<admission::Door>,
     stats: Counters,
     /// Memory for frames in progress, shared by every connection.
     frame_budget: Arc<Budget>,
@@ -1135,97 +1120,13 @@ struct Shared {
     /// Wrong keys by peer address, to slow down guessing.
     guesses: defenses::Guesses,
     on_connection: Option<EventCallback>,
-    /// Every door besides the native one, for shutdown.
-    doors: Vec<Arc<dyn Listener>>,
-    #[cfg(feature = "python")]
-    python: Option<python::PythonState>,
-    #[cfg(feature = "msgpack")]
-    msgpack: Option<msgpack::MsgpackState>,
-    #[cfg(feature = "http")]
-    http: Option<http::HttpState>,
+    /// Refused peers, for the refuser thread (`listener::refuse`).
+    refusals: std::sync::mpsc::SyncSender<(Stream, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared").finish_non_exhaustive()
-    }
-}
-
-/// Reports an authenticated connection's end when dropped (see [`Shared::reported`]).
-#[cfg(any(feature = "python", feature = "msgpack"))]
-pub(crate) struct Reported<'a> {
-    shared: &'a Shared,
-    id: u64,
-    /// The peer's label, if there is an observer to tell.
-    peer: Option<String>,
-}
-
-#[cfg(any(feature = "python", feature = "msgpack"))]
-impl Drop for Reported<'_> {
-    fn drop(&mut self) {
-        if let Some(peer) = self.peer.take() {
-            self.shared.report(&ConnectionEvent::Closed {
-                id: self.id,
-                peer,
-                reason: "the connection ended".into(),
-            });
-        }
-    }
-}
-
-/// Open connections, so shutdown can close them and wait for their threads, and the limits
-/// can be enforced.
-///
-/// Invariants (under the mutex): `authenticated` counts the entries in state `Authenticated`,
-/// `handshaking` those in state `Handshaking`; an entry leaves `open` only through
-/// [`Shared::exit`] (run by its thread's guard) or [`Shared::close_connections`].
-#[derive(Default)]
-struct Connections {
-    next_id: u64,
-    open: HashMap<u64, Entry>,
-    authenticated: usize,
-    handshaking: usize,
-}
-
-struct Entry {
-    /// The connection's one socket, shared with its thread (no duplicate descriptor).
-    stream: Arc<Stream>,
-    /// What the keepalive watches.
-    activity: Arc<keepalive::Activity>,
-    /// Signalled when the connection's thread is done with it.
-    done: Arc<threads::Done>,
-    state: Admission,
-    /// When it was accepted (for the dashboard).
-    since: std::time::SystemTime,
-}
-
-/// One open connection, as the dashboard lists it.
-#[cfg_attr(not(feature = "http"), allow(dead_code))]
-pub(crate) struct ConnectionInfo {
-    pub(crate) peer: String,
-    pub(crate) since: std::time::SystemTime,
-    pub(crate) calls: u64,
-    pub(crate) authenticated: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Admission {
-    Handshaking,
-    /// Displaced by a newer handshake; its thread is ending.
-    Displaced,
-    Authenticated,
-}
-
-/// Removes a connection's entry when its thread ends, however it ends (a panic included), so
-/// no slot can leak.
-struct ExitGuard<'a> {
-    shared: &'a Shared,
-    id: u64,
-}
-
-impl Drop for ExitGuard<'_> {
-    fn drop(&mut self) {
-        self.shared.exit(self.id);
     }
 }
 
@@ -1247,27 +1148,6 @@ impl Shared {
         }
     }
 
-    /// For the doors besides the native one: reports `Connected` for an authenticated
-    /// connection now and `Closed` when the returned guard drops, as the native door does.
-    #[cfg(any(feature = "python", feature = "msgpack"))]
-    pub(crate) fn reported(&self, id: u64, stream: &Stream) -> Reported<'_> {
-        // Without an observer, nothing: Python opens a connection per control call, and the
-        // peer's label is a system call and an allocation.
-        let peer = self.on_connection.as_ref().map(|_| {
-            let peer = stream.peer_label();
-            self.report(&ConnectionEvent::Connected {
-                id,
-                peer: peer.clone(),
-            });
-            peer
-        });
-        Reported {
-            shared: self,
-            id,
-            peer,
-        }
-    }
-
     /// Tells the connection observer, if there is one; its panic is caught.
     fn report(&self, event: &ConnectionEvent) {
         if let Some(callback) = &self.on_connection
@@ -1275,106 +1155,6 @@ impl Shared {
         {
             log::warn!("the on_connection callback panicked on {event:?}");
         }
-    }
-
-    fn connections(&self) -> parking_lot::MutexGuard<'_, Connections> {
-        self.connections.lock()
-    }
-
-    /// Registers an accepted connection and gives it a thread, or refuses it when full.
-    fn admit(self: &Arc<Self>, stream: Stream) {
-        self.stats.connections_accepted.fetch_add(1, Relaxed);
-        let mut connections = self.connections();
-        if connections.authenticated >= self.limits.max_connections {
-            drop(connections);
-            let max = self.limits.max_connections;
-            self.refuse(
-                stream,
-                &format!("the manager's limit of {max} connections is reached"),
-            );
-            return;
-        }
-        if connections.handshaking >= self.limits.max_handshakes {
-            // Displace the handshake that has waited longest from the source holding most
-            // (ids grow with time): a flood from one host displaces its own. Peer addresses
-            // are read only here, when full: admission itself costs no syscall.
-            let candidates: Vec<(u64, Option<std::net::IpAddr>)> = connections
-                .open
-                .iter()
-                .filter(|(_, entry)| entry.state == Admission::Handshaking)
-                .map(|(&id, entry)| (id, entry.stream.peer_ip()))
-                .collect();
-            let oldest = threads::most_crowded_oldest(&candidates, stream.peer_ip());
-            if let Some(oldest) = oldest {
-                let entry = connections.open.get_mut(&oldest).expect("listed above");
-                entry.state = Admission::Displaced;
-                let _ = entry.stream.shutdown(Shutdown::Both);
-                connections.handshaking -= 1;
-                self.stats.handshakes_displaced.fetch_add(1, Relaxed);
-            }
-        }
-        // Ids start at 1: 0 means "no connection" to a `Caller`.
-        connections.next_id += 1;
-        let id = connections.next_id;
-        let stream = Arc::new(stream);
-        let activity = Arc::new(keepalive::Activity::default());
-        let shared = Arc::clone(self);
-        let for_thread = (Arc::clone(&stream), Arc::clone(&activity));
-        let done = Arc::new(threads::Done::default());
-        let finishing = threads::Finishing(Arc::clone(&done));
-        // The lock is held until the entry is in the map, so the thread's own removal
-        // (its guard) can never run before the insertion.
-        match self.threads.run(Box::new(move || {
-            let _finishing = finishing; // dropped last: the entry is gone by then
-            let _exit = ExitGuard {
-                shared: &shared,
-                id,
-            };
-            connection::serve(&shared, &for_thread.0, &for_thread.1, id);
-        })) {
-            Ok(()) => {
-                connections.open.insert(
-                    id,
-                    Entry {
-                        stream,
-                        activity,
-                        done,
-                        state: Admission::Handshaking,
-                        since: std::time::SystemTime::now(),
-                    },
-                );
-                connections.handshaking += 1;
-            }
-            Err(e) => log::error!("cannot start a connection thread: {e}"),
-        }
-    }
-
-    /// Answers a connecting peer with BUSY and lets it go, without a thread of its own.
-    fn refuse(&self, mut stream: Stream, why: &str) {
-        self.stats.connections_refused.fetch_add(1, Relaxed);
-        self.failure_log
-            .warn(format_args!("{}: refused: {why}", stream.peer_label()));
-        let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
-        let _ = auth::refuse_busy(&mut stream, why);
-        let _ = stream.shutdown(Shutdown::Write);
-        drain_briefly(&mut stream);
-    }
-
-    /// A connection proved the key: it becomes authenticated if there is room.
-    /// Whether `stream` may be served by a door whose open connections `served` lists: at
-    /// the connection limit, the oldest one still authenticating from the address holding
-    /// most of those gives way; with every one authenticated, the newcomer is refused, as the
-    /// rate-limited log says.
-    #[cfg(any(feature = "python", feature = "msgpack"))]
-    pub(crate) fn room_for(
-        &self,
-        served: &threads::Served,
-        stream: &Stream,
-    ) -> std::result::Result<(), String> {
-        if served.make_room(self.limits.max_connections, stream.peer_ip()) {
-            return Ok(());
-        }
-        Err(format!("{} connections are open", served.len()))
     }
 
     /// A wrong key from `stream`'s peer, at any door: repeated ones from one address are
@@ -1386,94 +1166,9 @@ impl Shared {
         }
     }
 
-    fn promote(&self, id: u64) -> std::result::Result<(), String> {
-        let mut connections = self.connections();
-        let full = connections.authenticated >= self.limits.max_connections;
-        let Some(entry) = connections.open.get_mut(&id) else {
-            return Err("the manager is shutting down".into());
-        };
-        if entry.state != Admission::Handshaking {
-            return Err("displaced by newer connections".into());
-        }
-        if full {
-            let max = self.limits.max_connections;
-            return Err(format!(
-                "the manager's limit of {max} connections is reached"
-            ));
-        }
-        entry.state = Admission::Authenticated;
-        connections.handshaking -= 1;
-        connections.authenticated += 1;
-        Ok(())
-    }
-
-    /// Authenticated connections in a call now, for the keepalive.
-    fn busy_connections(&self) -> Vec<keepalive::Watched> {
-        self.connections()
-            .open
-            .iter()
-            .filter(|(_, e)| e.state == Admission::Authenticated && e.activity.in_call())
-            .map(|(&id, e)| keepalive::Watched {
-                id,
-                stream: Arc::clone(&e.stream),
-                activity: Arc::clone(&e.activity),
-            })
-            .collect()
-    }
-
-    /// A connection's thread is ending: its entry goes.
-    fn exit(&self, id: u64) {
-        let mut connections = self.connections();
-        match connections.open.remove(&id).map(|entry| entry.state) {
-            Some(Admission::Handshaking) => connections.handshaking -= 1,
-            Some(Admission::Authenticated) => connections.authenticated -= 1,
-            Some(Admission::Displaced) | None => {}
-        }
-    }
-
-    /// Closes every open connection for reading (calls in flight still finish and reply)
-    /// and waits for their threads.
-    fn close_connections(&self) {
-        let open: Vec<Entry> = {
-            let mut connections = self.connections();
-            connections.authenticated = 0;
-            connections.handshaking = 0;
-            connections.open.drain().map(|(_, entry)| entry).collect()
-        };
-        for entry in &open {
-            let _ = entry.stream.shutdown(Shutdown::Read);
-        }
-        for entry in open {
-            entry.done.wait();
-        }
-        self.threads.close();
-        for door in &self.doors {
-            door.close_all(self);
-        }
-    }
-
     /// The counters now, with the connections open.
-    /// The open connections: peer, since, calls served.
-    #[cfg_attr(not(feature = "http"), allow(dead_code))]
-    pub(crate) fn connection_list(&self) -> Vec<ConnectionInfo> {
-        let connections = self.connections();
-        connections
-            .open
-            .values()
-            .map(|entry| ConnectionInfo {
-                peer: entry.stream.peer_label(),
-                since: entry.since,
-                calls: entry.activity.calls(),
-                authenticated: !matches!(entry.state, Admission::Handshaking),
-            })
-            .collect()
-    }
-
     fn stats(&self) -> Stats {
-        let (open, handshaking) = {
-            let connections = self.connections();
-            (connections.authenticated, connections.handshaking)
-        };
+        let (open, handshaking) = self.open_counts();
         let counters = &self.stats;
         Stats {
             connections_accepted: counters.connections_accepted.load(Relaxed),
@@ -1489,7 +1184,7 @@ impl Shared {
             buffered_bytes: self.frame_budget.used() as u64,
             store_bytes: self.objects.store_bytes(),
             shared_objects: self.objects.shared_count() as u64,
-            idle_threads: self.threads.idle_count() as u64,
+            idle_threads: self.idle_threads() as u64,
         }
     }
 }
@@ -1526,7 +1221,8 @@ fn serve(shared: &Arc<Shared>, mut listeners: Vec<Bound>) {
 
 /// One listener's accept loop: runs until shutdown begins, then drops the listener (which
 /// removes a Unix socket file).
-fn accept_loop(shared: &Arc<Shared>, socket: ListeningSocket, listener: Arc<dyn Listener>) {
+fn accept_loop(shared: &Arc<Shared>, socket: ListeningSocket, door: usize) {
+    let listener = &*shared.doors[door].listener;
     // A descriptor kept in reserve: when the process runs out, it is given up for a moment to
     // accept the waiting peer and tell it BUSY, instead of leaving it hanging.
     let mut spare = defenses::SpareDescriptor::new();
@@ -1539,8 +1235,7 @@ fn accept_loop(shared: &Arc<Shared>, socket: ListeningSocket, listener: Arc<dyn 
             Ok(stream) => {
                 // Nothing in admitting a connection should panic, but a panic there (in a
                 // logger, say) must not end the acceptor and with it the whole manager.
-                let admitted =
-                    panic::catch_unwind(AssertUnwindSafe(|| listener.admit(shared, stream)));
+                let admitted = panic::catch_unwind(AssertUnwindSafe(|| shared.admit(door, stream)));
                 if admitted.is_err() {
                     shared
                         .failure_log
@@ -1554,9 +1249,9 @@ fn accept_loop(shared: &Arc<Shared>, socket: ListeningSocket, listener: Arc<dyn 
                 ));
                 if spare.release() {
                     if let Ok(stream) = socket.accept() {
-                        listener::refuse(
+                        listener::refuse_at_once(
                             shared,
-                            &*listener,
+                            listener,
                             stream,
                             "the manager is out of file descriptors",
                         );

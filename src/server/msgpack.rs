@@ -15,15 +15,14 @@
 use std::collections::HashSet;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use hmac::{Hmac, KeyInit, Mac};
 use parking_lot::{Condvar, Mutex};
 use sha2::Sha256;
 
 use super::Shared;
+use super::admission::Admitted;
 use super::objects::HeldRefs;
-use super::threads::Served;
 use crate::error::RemoteError;
 use crate::msgpack::codec::{self, ReadError, Scanner};
 use crate::service::Caller;
@@ -36,48 +35,32 @@ pub(crate) const PROOF_LABEL: &[u8] = b"monogusa msgpack proof";
 /// Calls one connection may have running at once; the next request waits for a free slot.
 const MAX_IN_FLIGHT: usize = 64;
 
-/// msgpack connection ids start here, apart from native and Python ones.
-const FIRST_CONNECTION: u64 = 3 << 61;
-
-/// The msgpack listener's state in the manager.
-pub(crate) struct MsgpackState {
-    key: Vec<u8>,
-    next_connection: AtomicU64,
-    /// Open connections and their reused threads.
-    served: Served,
-}
-
-impl MsgpackState {
-    pub(crate) fn new(key: &[u8]) -> Self {
-        MsgpackState {
-            key: key.to_vec(),
-            next_connection: AtomicU64::new(FIRST_CONNECTION),
-            served: Served::new(IDLE_THREAD, MAX_IDLE, "monogusa-msgpack"),
-        }
-    }
-
-    /// Closes every msgpack connection and waits until each is done.
-    pub(crate) fn close_all(&self) {
-        self.served.close_all();
-    }
-}
-
-/// How long an idle connection thread waits for the next connection before it ends.
-const IDLE_THREAD: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// At most this many of the listener's threads wait idle.
-const MAX_IDLE: usize = 64;
-
 /// The door of msgpack-rpc clients.
 pub(crate) struct Door;
+
+impl Door {
+    /// The door as `ManagerBuilder::msgpack_listener` registers it.
+    pub(crate) fn make(
+        _: &super::ManagerBuilder,
+        _: &[u8],
+    ) -> crate::error::Result<Arc<dyn super::listener::Listener>> {
+        Ok(Arc::new(Door))
+    }
+}
 
 impl super::listener::Listener for Door {
     fn name(&self) -> &'static str {
         "msgpack-rpc"
     }
 
-    fn admit(&self, shared: &Arc<Shared>, stream: Stream) {
-        admit(shared, stream);
+    fn serve(&self, shared: &Arc<Shared>, connection: &Admitted) -> String {
+        match serve(shared, Arc::clone(&connection.stream), connection.id) {
+            Ok(()) => "the connection ended".into(),
+            Err(e) => {
+                log::debug!("msgpack client {}: {e}", connection.stream.peer_label());
+                format!("connection ended: {e}")
+            }
+        }
     }
 
     /// An error response to message id 0: `[1, 0, ["Busy", why], nil]`.
@@ -87,42 +70,14 @@ impl super::listener::Listener for Door {
         out
     }
 
-    fn close_all(&self, shared: &Shared) {
-        if let Some(state) = &shared.msgpack {
-            state.close_all();
-        }
+    /// Values are converted recursively (up to the depth limit), in frames that are large
+    /// in debug builds: room for them, in untouched virtual memory.
+    fn stack_size(&self, limits: &super::Limits) -> usize {
+        limits.thread_stack_size.max(8 << 20)
     }
-}
 
-/// Starts serving one accepted msgpack connection on a thread of its own (an idle one from
-/// an ended connection, or a new one).
-fn admit(shared: &Arc<Shared>, stream: Stream) {
-    let Some(state) = &shared.msgpack else {
-        return;
-    };
-    if let Err(why) = shared.room_for(&state.served, &stream) {
-        return super::listener::refuse(shared, &Door, stream, &why);
-    }
-    let id = state.next_connection.fetch_add(1, Relaxed);
-    let for_thread = Arc::clone(shared);
-    let stack = shared.limits.thread_stack_size.max(8 << 20);
-    let started = state.served.serve(id, stream, stack, move |stream| {
-        let peer = stream.peer_label();
-        // A panic is reported, and the thread serves the next connection.
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            serve(&for_thread, stream, id)
-        })) {
-            Ok(Err(e)) => log::debug!("msgpack client {peer}: {e}"),
-            Err(_) => for_thread.failure_log.warn(format_args!(
-                "msgpack connection {peer} panicked; serving on"
-            )),
-            Ok(Ok(())) => {}
-        }
-    });
-    if let Err(e) = started {
-        shared.failure_log.warn(format_args!(
-            "cannot start a thread for a msgpack client: {e}"
-        ));
+    fn thread_name(&self) -> &'static str {
+        "monogusa-msgpack"
     }
 }
 
@@ -294,10 +249,6 @@ fn error_of(e: &RemoteError) -> (String, String) {
 }
 
 fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
-    let state = shared
-        .msgpack
-        .as_ref()
-        .expect("admitted by the msgpack listener");
     let mut incoming = Incoming::default();
     // Authentication first, under the handshake deadline (one, for all its reads).
     stream.set_timeouts(Some(shared.limits.handshake_timeout))?;
@@ -331,7 +282,7 @@ fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
                     Some(ForeignValue::Bytes(b)) => b.clone(),
                     _ => Vec::new(),
                 };
-                let mut mac = Hmac::<Sha256>::new_from_slice(&state.key).expect("any key");
+                let mut mac = Hmac::<Sha256>::new_from_slice(&shared.raw_key).expect("any key");
                 mac.update(PROOF_LABEL);
                 mac.update(&nonce);
                 // `verify_slice` compares in constant time.
@@ -353,7 +304,10 @@ fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
                 }
                 // Counted authenticated before the client hears so: its next connection finds
                 // this one no longer displaceable.
-                state.served.authenticated(id);
+                if let Err(why) = shared.promote(id) {
+                    let _ = respond(&stream, msgid, Err(("Busy".into(), why)));
+                    return Ok(());
+                }
                 respond(&stream, msgid, Ok(ForeignValue::Bool(true)))?;
                 break;
             }
@@ -381,7 +335,6 @@ fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
         threads: Mutex::new(Vec::new()),
         held: Mutex::new(HeldRefs::default()),
     });
-    let _reported = shared.reported(id, &conn.stream);
     spawn_standby(shared, &conn, id);
     role_loop(shared, &conn, id, 0);
     conn.lead.lock().closing = true;

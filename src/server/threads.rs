@@ -1,7 +1,7 @@
-//! Connection threads kept for reuse (by the native, Python and msgpack-rpc listeners): a thread whose connection ended waits a while for the
-//! next one instead of exiting, so a new connection usually costs a channel send rather than
-//! a thread spawn (about 10 µs measured here; the harness's "connect + handshake + call +
-//! close" row shows what it buys).
+//! Connection threads kept for reuse (each door has its own, made by `server::admission`): a
+//! thread whose connection ended waits a while for the next one instead of exiting, so a new
+//! connection usually costs a channel send rather than a thread spawn (about 10 µs measured
+//! here; the harness's "connect + handshake + call + close" row shows what it buys).
 //!
 //! Invariants: `idle` lists each waiting thread once, with the only sender of its channel;
 //! a thread leaves the list either by being popped (and is then sent exactly one job) or by
@@ -9,15 +9,13 @@
 //! fails for want of a receiver, and no job is ever sent to a thread that left.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
-
-use crate::transport::Stream;
 
 /// Work for a connection thread.
 pub(crate) type Job = Box<dyn FnOnce() + Send>;
@@ -126,162 +124,6 @@ impl Threads {
     /// How many threads wait idle now.
     pub(crate) fn idle_count(&self) -> usize {
         self.idle.lock().len()
-    }
-}
-
-/// Open connections by id, each with its stream and the signal of its end.
-/// One open connection of a listener: its one socket (shared with its job: one descriptor
-/// per connection), its end, where it comes from, and how far it got.
-struct Open {
-    stream: Arc<Stream>,
-    done: Arc<Done>,
-    authenticated: bool,
-    /// Displaced to make room: no longer counted, listed until its job ends.
-    displaced: bool,
-}
-
-type OpenConnections = Mutex<HashMap<u64, Open>>;
-
-/// A listener's open connections and the reused threads that serve them, for the listeners
-/// that keep no connection table of their own (Python's, msgpack-rpc's): each connection runs
-/// as a job, listed with its stream until it ends, so shutdown can close them and wait.
-#[cfg_attr(not(any(feature = "python", feature = "msgpack")), allow(dead_code))]
-pub(crate) struct Served {
-    open: Arc<OpenConnections>,
-    /// How many of `open` are displaced (listed until their jobs end, no longer counted).
-    displaced: Arc<std::sync::atomic::AtomicUsize>,
-    /// Made on first use, when the manager's limits are known.
-    threads: OnceLock<Arc<Threads>>,
-    keep_idle: Duration,
-    max_idle: usize,
-    name: &'static str,
-}
-
-#[cfg_attr(not(any(feature = "python", feature = "msgpack")), allow(dead_code))]
-impl Served {
-    pub(crate) fn new(keep_idle: Duration, max_idle: usize, name: &'static str) -> Served {
-        Served {
-            open: Arc::default(),
-            displaced: Arc::default(),
-            threads: OnceLock::new(),
-            keep_idle,
-            max_idle,
-            name,
-        }
-    }
-
-    /// How many connections are open, not counting displaced ones.
-    pub(crate) fn len(&self) -> usize {
-        self.open.lock().len() - self.displaced.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Makes room for a connection from `source` when `max` are open: displaces the oldest
-    /// connection still authenticating from the address holding most of those (a flood from
-    /// one host displaces its own). False if every open connection is authenticated.
-    pub(crate) fn make_room(&self, max: usize, source: Option<std::net::IpAddr>) -> bool {
-        let mut open = self.open.lock();
-        if open.len() - self.displaced.load(std::sync::atomic::Ordering::Relaxed) < max {
-            return true;
-        }
-        // Peer addresses are read only here, when full: admission itself costs no syscall.
-        let candidates: Vec<(u64, Option<std::net::IpAddr>)> = open
-            .iter()
-            .filter(|(_, o)| !o.displaced && !o.authenticated)
-            .map(|(&id, o)| (id, o.stream.peer_ip()))
-            .collect();
-        let victim = most_crowded_oldest(&candidates, source);
-        let Some(victim) = victim else {
-            return false;
-        };
-        let entry = open.get_mut(&victim).expect("found above");
-        entry.displaced = true;
-        self.displaced
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let _ = entry.stream.shutdown(std::net::Shutdown::Both);
-        true
-    }
-
-    /// Connection `id` proved the key: it is no longer displaced to make room.
-    pub(crate) fn authenticated(&self, id: u64) {
-        if let Some(open) = self.open.lock().get_mut(&id) {
-            open.authenticated = true;
-        }
-    }
-
-    /// Serves connection `id` with `serve` on a reused thread (made with `stack_size` if
-    /// none waits); it stays listed until `serve` returns or panics.
-    pub(crate) fn serve(
-        &self,
-        id: u64,
-        stream: Stream,
-        stack_size: usize,
-        serve: impl FnOnce(Arc<Stream>) + Send + 'static,
-    ) -> std::io::Result<()> {
-        let threads = self
-            .threads
-            .get_or_init(|| Threads::new(self.keep_idle, self.max_idle, stack_size, self.name));
-        let done = Arc::new(Done::default());
-        let stream = Arc::new(stream);
-        self.open.lock().insert(
-            id,
-            Open {
-                stream: Arc::clone(&stream),
-                done: Arc::clone(&done),
-                authenticated: false,
-                displaced: false,
-            },
-        );
-        let finishing = Finishing(done);
-        let open = Arc::clone(&self.open);
-        let displaced = Arc::clone(&self.displaced);
-        let job = Box::new(move || {
-            let _finishing = finishing; // dropped last, after the entry is gone
-            let _listed = Unlist {
-                open: &open,
-                displaced: &displaced,
-                id,
-            };
-            serve(stream);
-        });
-        threads.run(job).inspect_err(|_| {
-            self.open.lock().remove(&id);
-        })
-    }
-
-    /// Closes every open connection and waits until each is done; idle threads end.
-    pub(crate) fn close_all(&self) {
-        if let Some(threads) = self.threads.get() {
-            threads.close(); // idle threads end; busy ones end after their connection
-        }
-        let open: Vec<Arc<Done>> = self
-            .open
-            .lock()
-            .values()
-            .map(|open| {
-                let _ = open.stream.shutdown(std::net::Shutdown::Both);
-                Arc::clone(&open.done)
-            })
-            .collect();
-        for done in open {
-            done.wait();
-        }
-    }
-}
-
-/// Takes a connection off its listener's list when its job ends, however it ends.
-struct Unlist<'a> {
-    open: &'a OpenConnections,
-    displaced: &'a std::sync::atomic::AtomicUsize,
-    id: u64,
-}
-
-impl Drop for Unlist<'_> {
-    fn drop(&mut self) {
-        let mut open = self.open.lock();
-        if open.remove(&self.id).is_some_and(|o| o.displaced) {
-            self.displaced
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        }
     }
 }
 

@@ -12,7 +12,6 @@ mod pages;
 pub(crate) mod request;
 pub(crate) mod websocket;
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +20,8 @@ use super::Shared;
 use crate::transport::Stream;
 use request::{Refusal, Request};
 
-/// The most HTTP connections at once; more are closed at once.
+/// The most HTTP connections answering or streaming at once, and the most still sending
+/// their heads (the next one displaces the oldest of those from the most crowded address).
 const MAX_CONNECTIONS: usize = 64;
 
 /// At most this many of them stream (`/events`, `/logs/ws`): the rest answer requests.
@@ -38,7 +38,8 @@ pub(crate) struct HttpState {
     token: String,
     /// Where an operator reads the token (for the log line, which never shows it whole).
     source: String,
-    pub(crate) slots: parking_lot::Mutex<Slots>,
+    /// How many connections stream now (at most [`MAX_STREAMS`]).
+    streams: std::sync::atomic::AtomicUsize,
     /// The page's state, as last built, and when: shared by every viewer.
     pub(super) snapshot: parking_lot::Mutex<Option<(std::time::Instant, Arc<str>)>>,
     /// How many times the state was built (`/metrics`).
@@ -86,7 +87,7 @@ impl HttpState {
         Ok(HttpState {
             token,
             source,
-            slots: parking_lot::Mutex::new(Slots::default()),
+            streams: std::sync::atomic::AtomicUsize::new(0),
             snapshot: parking_lot::Mutex::new(None),
             states_built: std::sync::atomic::AtomicU64::new(0),
         })
@@ -143,16 +144,30 @@ fn kept_token(path: &std::path::Path) -> crate::error::Result<String> {
     }
 }
 
-/// The door of the dashboard and `/metrics`.
-pub(crate) struct Door;
+/// The door of the dashboard and `/metrics`, with its token and shared state.
+pub(crate) struct Door(HttpState);
+
+impl Door {
+    /// The door as `ManagerBuilder::http` registers it.
+    pub(crate) fn make(
+        builder: &super::ManagerBuilder,
+        _: &[u8],
+    ) -> crate::error::Result<Arc<dyn super::listener::Listener>> {
+        let state = HttpState::new(builder.http_token.clone(), builder.storage.dir.as_deref())?;
+        Ok(Arc::new(Door(state)))
+    }
+}
 
 impl super::listener::Listener for Door {
     fn name(&self) -> &'static str {
         "http"
     }
 
-    fn admit(&self, shared: &Arc<Shared>, stream: Stream) {
-        admit(shared, stream);
+    fn serve(&self, shared: &Arc<Shared>, connection: &super::admission::Admitted) -> String {
+        if let Err(e) = serve(shared, &self.0, &connection.stream, connection.id) {
+            log::debug!("http: {e}");
+        }
+        "answered".into()
     }
 
     fn busy(&self, why: &str) -> Vec<u8> {
@@ -161,138 +176,72 @@ impl super::listener::Listener for Door {
         out
     }
 
-    fn announce(&self, shared: &Shared, address: &crate::transport::Address) {
-        log_dashboard(shared, address);
+    /// The manager's, but at most [`MAX_CONNECTIONS`] each: a page needs few, and a thread
+    /// per connection must stay cheap.
+    fn caps(&self, limits: &super::Limits) -> super::admission::Caps {
+        let caps = super::admission::Caps::of(limits);
+        super::admission::Caps {
+            connections: caps.connections.min(MAX_CONNECTIONS),
+            handshakes: caps.handshakes.min(MAX_CONNECTIONS),
+        }
+    }
+
+    fn stack_size(&self, _: &super::Limits) -> usize {
+        256 * 1024
+    }
+
+    fn thread_name(&self) -> &'static str {
+        "monogusa-http"
+    }
+
+    /// Requests carry a token, not a proof of the key: no connection events.
+    fn reports_events(&self) -> bool {
+        false
+    }
+
+    fn token(&self) -> Option<&str> {
+        Some(self.0.token())
+    }
+
+    fn announce(&self, _: &Shared, address: &crate::transport::Address) {
+        log_dashboard(&self.0, address);
     }
 }
 
 /// Says where the dashboard is, with its token: the operator's one way in.
-fn log_dashboard(shared: &Shared, address: &crate::transport::Address) {
-    if let Some(http) = &shared.http {
-        // Never the whole token: logs travel further than the operator's terminal.
-        log::info!(
-            "manager serving its dashboard on http://{address}/?token=TOKEN, TOKEN being {}",
-            http.hint()
-        );
-        if let crate::transport::Address::Tcp { host, .. } = address
-            && host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| !ip.is_loopback())
-        {
-            log::warn!(
-                "the dashboard at {address} is reachable beyond this machine: plain HTTP, its token in the clear; put a TLS proxy in front"
-            );
-        }
-    }
-}
-
-/// Serves one HTTP connection on a thread of its own (at most [`MAX_CONNECTIONS`]).
-fn admit(shared: &Arc<Shared>, stream: Stream) {
-    let Some(state) = &shared.http else {
-        return;
-    };
-    let stream = Arc::new(stream);
-    let Some(slot) = state.slots.lock().take(&stream) else {
-        // Every slot is a request being answered.
-        let stream = Arc::try_unwrap(stream).expect("not shared yet");
-        let why = format!("all {MAX_CONNECTIONS} connections of the dashboard are busy");
-        return super::listener::refuse(shared, &Door, stream, &why);
-    };
-    let for_thread = Arc::clone(shared);
-    let spawned = std::thread::Builder::new()
-        .name("monogusa-http".into())
-        .stack_size(256 * 1024)
-        .spawn(move || {
-            if let Err(e) = serve(&for_thread, &stream, slot) {
-                log::debug!("http: {e}");
-            }
-            if let Some(state) = &for_thread.http {
-                state.slots.lock().give_back(slot);
-            }
-        });
-    if spawned.is_err()
-        && let Some(state) = &shared.http
+fn log_dashboard(http: &HttpState, address: &crate::transport::Address) {
+    // Never the whole token: logs travel further than the operator's terminal.
+    log::info!(
+        "manager serving its dashboard on http://{address}/?token=TOKEN, TOKEN being {}",
+        http.hint()
+    );
+    if let crate::transport::Address::Tcp { host, .. } = address
+        && host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| !ip.is_loopback())
     {
-        state.slots.lock().give_back(slot);
-    }
-}
-
-/// Where a connection is: reading its head (what a slowloris never finishes), answering a
-/// request, or streaming (`/events`, `/logs/ws`).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Head,
-    Request,
-    Streaming,
-}
-
-struct Slot {
-    stream: Arc<Stream>,
-    phase: Phase,
-}
-
-/// The HTTP side's connections. At most [`MAX_CONNECTIONS`]; when they are all taken, a new
-/// one displaces the oldest connection still reading its head from the address holding most
-/// of those, so slow or silent sockets (from one host above all) cannot keep `/metrics` and
-/// `/healthz` from being answered. Streams take at most [`MAX_STREAMS`] of the slots.
-#[derive(Default)]
-pub(crate) struct Slots {
-    next: u64,
-    open: HashMap<u64, Slot>,
-}
-
-impl Slots {
-    /// A slot for a new connection, displacing a slow head if need be; `None` if every slot
-    /// is a request or a stream.
-    fn take(&mut self, stream: &Arc<Stream>) -> Option<u64> {
-        if self.open.len() >= MAX_CONNECTIONS {
-            // Peer addresses are read only here, when full.
-            let heads: Vec<(u64, Option<std::net::IpAddr>)> = self
-                .open
-                .iter()
-                .filter(|(_, s)| s.phase == Phase::Head)
-                .map(|(&id, s)| (id, s.stream.peer_ip()))
-                .collect();
-            let victim = crate::server::threads::most_crowded_oldest(&heads, stream.peer_ip())?;
-            let slot = self.open.remove(&victim).expect("found above");
-            // Its thread sees the end of its input and goes; its slot is free now.
-            let _ = slot.stream.shutdown(std::net::Shutdown::Both);
-        }
-        self.next += 1;
-        self.open.insert(
-            self.next,
-            Slot {
-                stream: Arc::clone(stream),
-                phase: Phase::Head,
-            },
+        log::warn!(
+            "the dashboard at {address} is reachable beyond this machine: plain HTTP, its token in the clear; put a TLS proxy in front"
         );
-        Some(self.next)
     }
+}
 
-    /// The head of `slot` arrived: it now answers a request, or streams if there is room for
-    /// another stream (`false` if not, or if it was displaced meanwhile).
-    fn headed(&mut self, slot: u64, streaming: bool) -> bool {
-        let streams = self
-            .open
-            .values()
-            .filter(|s| s.phase == Phase::Streaming)
-            .count();
-        let Some(entry) = self.open.get_mut(&slot) else {
-            return false;
-        };
-        if streaming && streams >= MAX_STREAMS {
-            return false;
-        }
-        entry.phase = if streaming {
-            Phase::Streaming
-        } else {
-            Phase::Request
-        };
-        true
+/// Holds one of the [`MAX_STREAMS`] streaming places while it lives.
+struct Streaming<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Streaming<'a> {
+    fn take(streams: &'a std::sync::atomic::AtomicUsize) -> Option<Self> {
+        use std::sync::atomic::Ordering::SeqCst;
+        streams
+            .fetch_update(SeqCst, SeqCst, |n| (n < MAX_STREAMS).then_some(n + 1))
+            .ok()
+            .map(|_| Streaming(streams))
     }
+}
 
-    fn give_back(&mut self, slot: u64) {
-        self.open.remove(&slot);
+impl Drop for Streaming<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -362,7 +311,7 @@ fn read_some(stream: &mut &Stream, into: &mut Vec<u8>) -> std::io::Result<bool> 
     }
 }
 
-fn serve(shared: &Arc<Shared>, stream: &Stream, slot: u64) -> std::io::Result<()> {
+fn serve(shared: &Arc<Shared>, state: &HttpState, stream: &Stream, id: u64) -> std::io::Result<()> {
     let mut stream = stream;
     let deadline = Instant::now() + HEAD_TIMEOUT;
     let mut buffer = Vec::with_capacity(1024);
@@ -387,10 +336,17 @@ fn serve(shared: &Arc<Shared>, stream: &Stream, slot: u64) -> std::io::Result<()
         }
     };
     stream.set_read_timeout(None)?;
-    let state = shared.http.as_ref().expect("admitted with a state");
+    if let Err(why) = shared.promote(id) {
+        return Response::text(503, &format!("{why}\n")).write(&mut stream);
+    }
     let streaming =
         request.method == "GET" && (request.path == "/events" || request.path == "/logs/ws");
-    if !state.slots.lock().headed(slot, streaming) {
+    let place = if streaming {
+        Streaming::take(&state.streams)
+    } else {
+        None
+    };
+    if streaming && place.is_none() {
         return Response::text(
             503,
             "too many live views of this dashboard; try again later\n",
@@ -413,12 +369,12 @@ fn serve(shared: &Arc<Shared>, stream: &Stream, slot: u64) -> std::io::Result<()
             .write(&mut stream);
     }
     if request.path == "/events" && request.method == "GET" {
-        return pages::events(shared, &mut stream);
+        return pages::events(shared, state, &mut stream);
     }
     if request.path == "/logs/ws" && request.method == "GET" {
         return websocket::serve(shared, &request, &mut stream);
     }
-    let mut response = pages::route(shared, &request);
+    let mut response = pages::route(shared, state, &request);
     if from_query {
         response.headers.push((
             "Set-Cookie",

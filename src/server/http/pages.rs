@@ -13,8 +13,8 @@ use serde_json::{Value as Json, json};
 
 use super::super::Shared;
 use super::super::objects::{DESCRIBE_PAGE, HeldRefs};
-use super::Response;
 use super::request::Request;
+use super::{HttpState, Response};
 use crate::kinds::dict::DictKindClient;
 use crate::kinds::list::ListKindClient;
 use crate::kinds::logs::LogsKindClient;
@@ -157,8 +157,7 @@ fn now_ms() -> u64 {
 
 /// The whole state the page shows, as JSON text: built at most once per [`EVERY`] and shared
 /// by every viewer (each `/events` stream used to build its own, every second).
-pub(super) fn shared_state(shared: &Shared) -> Arc<str> {
-    let http = shared.http.as_ref().expect("served by the HTTP side");
+pub(super) fn shared_state(shared: &Shared, http: &HttpState) -> Arc<str> {
     let mut snapshot = http.snapshot.lock();
     if let Some((made, text)) = &*snapshot
         && made.elapsed() < EVERY - Duration::from_millis(100)
@@ -217,7 +216,7 @@ fn state(shared: &Shared) -> Json {
         .connection_list()
         .into_iter()
         .map(|c| {
-            json!({"peer": c.peer, "authenticated": c.authenticated, "calls": c.calls,
+            json!({"door": c.door, "peer": c.peer, "authenticated": c.authenticated, "calls": c.calls,
                    "since_ms": c.since.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)})
         })
         .collect();
@@ -239,7 +238,7 @@ fn json_response(value: &Json) -> Response {
 }
 
 /// Answers every path but `/healthz` and `/events`.
-pub(super) fn route(shared: &Shared, request: &Request) -> Response {
+pub(super) fn route(shared: &Shared, http: &HttpState, request: &Request) -> Response {
     let path = request.path.as_str();
     let method = request.method.as_str();
     match (method, path) {
@@ -250,7 +249,7 @@ pub(super) fn route(shared: &Shared, request: &Request) -> Response {
         ("GET", "/metrics") => Response::new(
             200,
             "text/plain; version=0.0.4; charset=utf-8",
-            metrics(shared),
+            metrics(shared, http),
         ),
         ("GET", "/api/logs") => {
             let after = request
@@ -336,12 +335,16 @@ fn logs(shared: &Shared, after: Option<u64>, worker: Option<String>) -> Json {
 
 /// `GET /events`: the state as Server-Sent Events, every second, until the page goes away or
 /// the manager stops.
-pub(super) fn events(shared: &Arc<Shared>, stream: &mut impl Write) -> std::io::Result<()> {
+pub(super) fn events(
+    shared: &Arc<Shared>,
+    http: &HttpState,
+    stream: &mut impl Write,
+) -> std::io::Result<()> {
     stream.write_all(
         b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
     )?;
     while !shared.stopping.load(SeqCst) {
-        let event = format!("data: {}\n\n", shared_state(shared));
+        let event = format!("data: {}\n\n", shared_state(shared, http));
         stream.write_all(event.as_bytes())?;
         stream.flush()?;
         std::thread::sleep(EVERY);
@@ -368,7 +371,7 @@ fn label(value: &str) -> String {
 
 /// Prometheus `/metrics`: connections, calls and errors, handshakes, store, task queues by
 /// state and acked totals, workers by state.
-fn metrics(shared: &Shared) -> String {
+fn metrics(shared: &Shared, http: &HttpState) -> String {
     let s = shared.stats();
     let mut out = String::new();
     let one = |v: u64| vec![(String::new(), v)];
@@ -433,15 +436,13 @@ fn metrics(shared: &Shared) -> String {
         "Built-in shared objects.",
         &one(s.shared_objects),
     );
-    if let Some(http) = &shared.http {
-        metric(
-            &mut out,
-            "monogusa_dashboard_state_builds_total",
-            "counter",
-            "Times the dashboard's state was built: at most once a second, whatever the viewers.",
-            &one(http.states_built.load(SeqCst)),
-        );
-    }
+    metric(
+        &mut out,
+        "monogusa_dashboard_state_builds_total",
+        "counter",
+        "Times the dashboard's state was built: at most once a second, whatever the viewers.",
+        &one(http.states_built.load(SeqCst)),
+    );
     metric(
         &mut out,
         "monogusa_idle_threads",

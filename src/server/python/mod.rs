@@ -15,13 +15,12 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use parking_lot::Mutex;
 
 use super::Shared;
+use super::admission::Admitted;
 use super::objects::HeldRefs;
-use super::threads::Served;
 use crate::error::RemoteError;
 use crate::python::handshake::{self, FAILURE, MAX_HANDSHAKE_FRAME, WELCOME};
 use crate::python::methods;
@@ -36,9 +35,6 @@ use sync_manager::{Made, Names};
 
 mod shared_calls;
 mod sync_manager;
-
-/// Python connection ids start here, apart from native ones.
-const FIRST_CONNECTION: u64 = 1 << 62;
 
 /// The stack of a Python connection's thread, at least.
 const PYTHON_STACK: usize = 8 << 20;
@@ -95,9 +91,6 @@ pub(crate) struct PythonState {
     /// Anonymous objects a crashed run left in a data directory, deleted once.
     swept: std::sync::Once,
     table: Mutex<(u64, HashMap<String, Entry>)>,
-    next_connection: AtomicU64,
-    /// Open connections and their reused threads.
-    served: Served,
 }
 
 impl PythonState {
@@ -109,14 +102,7 @@ impl PythonState {
             names: Names::new(),
             swept: std::sync::Once::new(),
             table: Mutex::new((0, HashMap::new())),
-            next_connection: AtomicU64::new(FIRST_CONNECTION),
-            served: Served::new(IDLE_THREAD, MAX_IDLE, "monogusa-python"),
         }
-    }
-
-    /// Closes every Python connection and waits until each is done.
-    pub(crate) fn close_all(&self) {
-        self.served.close_all();
     }
 
     /// Files a new object with one reference; an error past the table's limit (a client
@@ -172,22 +158,37 @@ impl PythonState {
     }
 }
 
-/// How long an idle connection thread waits for the next connection before it ends.
-const IDLE_THREAD: std::time::Duration = std::time::Duration::from_secs(30);
+/// The door of Python's `multiprocessing.managers` clients, with what it keeps.
+///
+/// Python clients open a connection for every control call (`create`, `incref`, `decref`),
+/// thousands a second: the host's reused threads spare a thread's creation and teardown (its
+/// stack's mapping, the TLB shootdown of unmapping it) for each.
+pub(crate) struct Door(PythonState);
 
-/// At most this many of the listener's threads wait idle.
-const MAX_IDLE: usize = 64;
-
-/// The door of Python's `multiprocessing.managers` clients.
-pub(crate) struct Door;
+impl Door {
+    /// The door as `ManagerBuilder::python_listener` registers it.
+    pub(crate) fn make(
+        builder: &super::ManagerBuilder,
+        key: &[u8],
+    ) -> crate::error::Result<Arc<dyn super::listener::Listener>> {
+        let state = PythonState::new(key, builder.python_exposed.clone(), builder.python_builtins);
+        Ok(Arc::new(Door(state)))
+    }
+}
 
 impl super::listener::Listener for Door {
     fn name(&self) -> &'static str {
         "python"
     }
 
-    fn admit(&self, shared: &Arc<Shared>, stream: Stream) {
-        admit(shared, stream);
+    fn serve(&self, shared: &Arc<Shared>, connection: &Admitted) -> String {
+        match serve(shared, &self.0, &connection.stream, connection.id) {
+            Ok(()) => "the connection ended".into(),
+            Err(e) => {
+                log::debug!("python client {}: {e}", connection.stream.peer_label());
+                format!("connection ended: {e}")
+            }
+        }
     }
 
     /// A frame where the client expects the challenge: Python raises an authentication
@@ -199,52 +200,14 @@ impl super::listener::Listener for Door {
         frame
     }
 
-    fn close_all(&self, shared: &Shared) {
-        if let Some(python) = &shared.python {
-            python.close_all();
-        }
+    /// Nested values are converted and written recursively (up to `MAX_DEPTH` levels), in
+    /// frames that are large in debug builds: room for them, in untouched virtual memory.
+    fn stack_size(&self, limits: &super::Limits) -> usize {
+        limits.thread_stack_size.max(PYTHON_STACK)
     }
-}
 
-/// Serves one accepted Python connection on an idle connection thread, or a new one.
-///
-/// Python clients open a connection for every control call (`create`, `incref`, `decref`),
-/// thousands a second: reusing threads (`server::threads`) spares a thread's creation and
-/// teardown (its stack's mapping, the TLB shootdown of unmapping it) for each.
-fn admit(shared: &Arc<Shared>, stream: Stream) {
-    let Some(python) = &shared.python else {
-        return;
-    };
-    // Connections still handshaking count too: a flood of silent sockets holds no more
-    // threads and descriptors than the cap.
-    if let Err(why) = shared.room_for(&python.served, &stream) {
-        return super::listener::refuse(shared, &Door, stream, &why);
-    }
-    let id = python.next_connection.fetch_add(1, Relaxed);
-    let for_thread = Arc::clone(shared);
-    // Nested values are converted and written recursively (up to MAX_DEPTH levels), in
-    // frames that are large in debug builds: room for them, in untouched virtual memory.
-    let stack = shared.limits.thread_stack_size.max(PYTHON_STACK);
-    if let Err(e) = python.served.serve(id, stream, stack, move |stream| {
-        serve_connection(&for_thread, &stream, id);
-    }) {
-        shared.failure_log.warn(format_args!(
-            "cannot start a thread for a python client: {e}"
-        ));
-    }
-}
-
-/// One connection, on one of the listener's threads: a panic is reported, not spread.
-fn serve_connection(shared: &Arc<Shared>, stream: &Stream, id: u64) {
-    let peer = stream.peer_label();
-    let outcome =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(shared, stream, id)));
-    match outcome {
-        Ok(Err(e)) => log::debug!("python client {peer}: {e}"),
-        Err(_) => shared.failure_log.warn(format_args!(
-            "python connection {peer} panicked; serving on"
-        )),
-        Ok(Ok(())) => {}
+    fn thread_name(&self) -> &'static str {
+        "monogusa-python"
     }
 }
 
@@ -446,20 +409,19 @@ fn parse_request(frame: &[u8]) -> Result<Request, String> {
     })
 }
 
-fn serve(shared: &Arc<Shared>, stream: &Stream, id: u64) -> io::Result<()> {
-    let python = shared
-        .python
-        .as_ref()
-        .expect("admitted by the python listener");
+fn serve(shared: &Arc<Shared>, python: &PythonState, stream: &Stream, id: u64) -> io::Result<()> {
     if !authenticate(shared, python, stream)? {
         return Ok(());
     }
-    python.served.authenticated(id);
-    let _reported = shared.reported(id, stream);
+    let promoted = shared.promote(id);
     let max = shared.limits.max_frame_len as usize;
     let Some(frame) = read_frame(stream, max)? else {
         return Ok(());
     };
+    if let Err(why) = promoted {
+        // The client already sent its request: it hears why, as the reply.
+        return send(stream, Reply::Traceback(format!("monogusa: busy: {why}")));
+    }
     let request = match parse_request(&frame) {
         Ok(r) => r,
         Err(why) => return send(stream, Reply::Traceback(format!("refused request: {why}"))),

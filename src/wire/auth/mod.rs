@@ -289,11 +289,6 @@ pub(crate) fn reject<S: Write>(stream: &mut S) -> io::Result<()> {
     stream.write_all(&[REJECTED])
 }
 
-/// Tells a connecting client that the manager will not take it, then lets it go.
-pub(crate) fn refuse_busy<S: Write>(stream: &mut S, message: &str) -> io::Result<()> {
-    stream.write_all(&busy(message))
-}
-
 /// The BUSY answer's bytes: the manager has no room (see the protocol's handshake).
 pub(crate) fn busy(message: &str) -> Vec<u8> {
     let mut reply = Vec::new();
