@@ -179,7 +179,7 @@ pub use proxies::{
     Semaphore, Task, TaskId, TaskQueue, TaskQueueSettings, TaskStats, Value, ValueSend,
 };
 pub use server::{
-    ADDRESS_VAR, AUTHKEY_VAR, ConnectionEvent, Constructor, Durability, Handler, IntoReply,
+    ADDRESS_VAR, AUTHKEY_VAR, ConnectionEvent, Constructor, Door, Durability, Handler, IntoReply,
     Manager, ManagerBuilder, ManagerHandle, Reply, Stats,
 };
 pub use service::{

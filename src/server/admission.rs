@@ -17,31 +17,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::SystemTime;
 
 use super::keepalive::{self, Activity};
-use super::listener::{self, Listener};
+use super::listener::{self, Admitted, Caps, Listener};
 use super::threads::{self, Done, Finishing, Threads};
 use super::{ConnectionEvent, Limits, Shared};
 use crate::transport::Stream;
-
-/// How many connections a door holds at most.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Caps {
-    /// Connections past their handshake (the peer proved the key, or sent a whole request
-    /// head); the next one is refused with the door's BUSY words.
-    pub(crate) connections: usize,
-    /// Connections still in their handshake; the next one displaces the oldest of them from
-    /// the address holding most.
-    pub(crate) handshakes: usize,
-}
-
-impl Caps {
-    /// The manager's limits, as the native door has always had them.
-    pub(crate) fn of(limits: &Limits) -> Caps {
-        Caps {
-            connections: limits.max_connections,
-            handshakes: limits.max_handshakes,
-        }
-    }
-}
 
 /// A door as the host keeps it: its listener, its caps, its threads.
 pub(crate) struct Door {
@@ -113,15 +92,6 @@ impl Table {
             ..Table::default()
         }
     }
-}
-
-/// One admitted connection, as its listener serves it.
-pub(crate) struct Admitted {
-    /// Unique for the manager's run, across doors (a `Caller`'s connection id; 0 is none).
-    pub(crate) id: u64,
-    pub(crate) stream: Arc<Stream>,
-    /// What the keepalive watches (the native door marks its calls in it).
-    pub(crate) activity: Arc<Activity>,
 }
 
 /// One open connection, as the dashboard lists it.

@@ -17,10 +17,10 @@ use crate::wire::frame::FrameReader;
 use crate::wire::message::NOTICE_ID;
 
 use super::Shared;
-use super::admission::Admitted;
 use super::closing::Closing;
 use super::dispatch::{self, Next, write_error};
 use super::keepalive::Activity;
+use super::listener::Admitted;
 use super::objects::HeldRefs;
 use super::replies::{DEADLINE_SLACK, FLUSH_AT, MIN_SOCKET_TIMEOUT, OUT_BUFFER, Replies};
 

@@ -14,9 +14,39 @@ use std::net::Shutdown;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::admission::{Admitted, Caps};
+use super::keepalive::Activity;
 use super::{Limits, Shared};
 use crate::transport::{Address, Stream};
+
+/// How many connections a door holds at most.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caps {
+    /// Connections past their handshake (the peer proved the key, or sent a whole request
+    /// head); the next one is refused with the door's BUSY words.
+    pub(crate) connections: usize,
+    /// Connections still in their handshake; the next one displaces the oldest of them from
+    /// the address holding most.
+    pub(crate) handshakes: usize,
+}
+
+impl Caps {
+    /// The manager's limits, as the native door has always had them.
+    pub(crate) fn of(limits: &Limits) -> Caps {
+        Caps {
+            connections: limits.max_connections,
+            handshakes: limits.max_handshakes,
+        }
+    }
+}
+
+/// One admitted connection, as its listener serves it.
+pub(crate) struct Admitted {
+    /// Unique for the manager's run, across doors (a `Caller`'s connection id; 0 is none).
+    pub(crate) id: u64,
+    pub(crate) stream: Arc<Stream>,
+    /// What the keepalive watches (the native door marks its calls in it).
+    pub(crate) activity: Arc<Activity>,
+}
 
 /// One door of the manager.
 pub(crate) trait Listener: Send + Sync + 'static {

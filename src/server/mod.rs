@@ -188,10 +188,7 @@ impl ManagerBuilder {
     /// [`ManagerBuilder::max_frame_len`] (Python's own server has no cap). A build without
     /// the default `python` feature refuses it at `build`.
     pub fn python_listener(self, address: impl ToAddress) -> Self {
-        #[cfg(feature = "python")]
-        return self.listen(address, "python", python::Door::make);
-        #[cfg(not(feature = "python"))]
-        self.without(address, "Python listener (enable its `python` feature)")
+        self.listen(address, Door::python())
     }
 
     /// Also listens on `address` for msgpack-rpc clients in any language: registered
@@ -200,10 +197,7 @@ impl ManagerBuilder {
     /// `monogusa.challenge` and `monogusa.prove`. See the README's "From any language". A
     /// build without the default `msgpack` feature refuses it at `build`.
     pub fn msgpack_listener(self, address: impl ToAddress) -> Self {
-        #[cfg(feature = "msgpack")]
-        return self.listen(address, "msgpack-rpc", msgpack::Door::make);
-        #[cfg(not(feature = "msgpack"))]
-        self.without(address, "msgpack listener (enable its `msgpack` feature)")
+        self.listen(address, Door::msgpack_rpc())
     }
 
     /// Also serves the dashboard page and Prometheus `/metrics` over HTTP at `address`
@@ -211,27 +205,31 @@ impl ManagerBuilder {
     /// [`ManagerHandle::http_token`]); actions that change state are POSTs that check it and the
     /// `Origin`. Bind it to loopback unless a proxy in front of it adds TLS.
     pub fn http(self, address: impl ToAddress) -> Self {
-        #[cfg(feature = "http")]
-        return self.listen(address, "http", http::Door::make);
-        #[cfg(not(feature = "http"))]
-        self.without(address, "HTTP dashboard (enable its `http` feature)")
+        self.listen(address, Door::http())
     }
 
-    /// Serves `listener`'s door at `address`: the one registration every door goes through.
-    #[cfg_attr(
-        not(any(feature = "python", feature = "msgpack", feature = "http")),
-        allow(dead_code)
-    )]
-    fn listen(mut self, address: impl ToAddress, name: &'static str, make: MakeListener) -> Self {
-        self.doors.push((address.to_address(), name, make));
-        self
-    }
-
-    /// A door this build cannot serve: `build` says so.
-    #[allow(dead_code)] // every door's feature on
-    fn without(mut self, address: impl ToAddress, what: &'static str) -> Self {
-        let _ = address;
-        self.missing.push(what);
+    /// Serves `door` at `address`: the one registration every door goes through
+    /// (`python_listener`, `msgpack_listener`, `http` and `also_bind` are this with their
+    /// door). A door serves the same functions and objects as every other; several addresses
+    /// may share a door. A door this build has no feature for is refused at `build`.
+    ///
+    /// ```
+    /// # fn main() -> monogusa::Result<()> {
+    /// use monogusa::{Door, Manager};
+    /// let manager = Manager::builder()
+    ///     .listen("127.0.0.1:0", Door::native())
+    ///     .listen("127.0.0.1:0", Door::msgpack_rpc())
+    ///     .build()?
+    ///     .start()?;
+    /// assert_eq!(manager.msgpack_addresses().len(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn listen(mut self, address: impl ToAddress, door: Door) -> Self {
+        match door.make {
+            _ if door.name == NATIVE_NAME => self.more_addresses.push(address.to_address()),
+            Ok(make) => self.doors.push((address.to_address(), door.name, make)),
+            Err(what) => self.missing.push(what),
+        }
         self
     }
 
@@ -1056,6 +1054,76 @@ struct Counters {
     calls: AtomicU64,
 }
 
+/// A door a manager listens with: the wire format its clients speak. Give it to
+/// [`ManagerBuilder::listen`] with an address.
+#[derive(Clone, Copy)]
+pub struct Door {
+    name: &'static str,
+    /// How its listener is made, or what this build lacks for it.
+    make: std::result::Result<MakeListener, &'static str>,
+}
+
+impl std::fmt::Debug for Door {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Door").field(&self.name).finish()
+    }
+}
+
+/// The native door's name.
+const NATIVE_NAME: &str = "native";
+
+impl Door {
+    /// This crate's own protocol, for its Rust clients (what [`ManagerBuilder::bind`] and
+    /// [`ManagerBuilder::also_bind`] serve).
+    pub fn native() -> Door {
+        Door {
+            name: NATIVE_NAME,
+            make: Ok(|_, _| Ok(Arc::new(Native))),
+        }
+    }
+
+    /// Unmodified clients of Python's `multiprocessing.managers` (feature `python`; see
+    /// [`ManagerBuilder::python_listener`]).
+    pub fn python() -> Door {
+        Door {
+            name: "python",
+            #[cfg(feature = "python")]
+            make: Ok(python::Door::make),
+            #[cfg(not(feature = "python"))]
+            make: Err("Python listener (enable its `python` feature)"),
+        }
+    }
+
+    /// msgpack-rpc clients in any language (feature `msgpack`; see
+    /// [`ManagerBuilder::msgpack_listener`]).
+    pub fn msgpack_rpc() -> Door {
+        Door {
+            name: "msgpack-rpc",
+            #[cfg(feature = "msgpack")]
+            make: Ok(msgpack::Door::make),
+            #[cfg(not(feature = "msgpack"))]
+            make: Err("msgpack listener (enable its `msgpack` feature)"),
+        }
+    }
+
+    /// The dashboard and Prometheus `/metrics` over HTTP (feature `http`; see
+    /// [`ManagerBuilder::http`]).
+    pub fn http() -> Door {
+        Door {
+            name: "http",
+            #[cfg(feature = "http")]
+            make: Ok(http::Door::make),
+            #[cfg(not(feature = "http"))]
+            make: Err("HTTP dashboard (enable its `http` feature)"),
+        }
+    }
+
+    /// Its name, as the log says it: `"native"`, `"python"`, `"msgpack-rpc"`, `"http"`.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
 /// A bound socket and the door it serves (an index into `Shared::doors`).
 type Bound = (ListeningSocket, usize);
 
@@ -1070,10 +1138,10 @@ struct Native;
 
 impl Listener for Native {
     fn name(&self) -> &'static str {
-        "native"
+        NATIVE_NAME
     }
 
-    fn serve(&self, shared: &Arc<Shared>, connection: &admission::Admitted) -> String {
+    fn serve(&self, shared: &Arc<Shared>, connection: &listener::Admitted) -> String {
         connection::serve(shared, connection)
     }
 

@@ -21,7 +21,7 @@ use parking_lot::{Condvar, Mutex};
 use sha2::Sha256;
 
 use super::Shared;
-use super::admission::Admitted;
+use super::listener::Admitted;
 use super::objects::HeldRefs;
 use crate::error::RemoteError;
 use crate::msgpack::codec::{self, ReadError, Scanner};

@@ -163,7 +163,7 @@ impl super::listener::Listener for Door {
         "http"
     }
 
-    fn serve(&self, shared: &Arc<Shared>, connection: &super::admission::Admitted) -> String {
+    fn serve(&self, shared: &Arc<Shared>, connection: &super::listener::Admitted) -> String {
         if let Err(e) = serve(shared, &self.0, &connection.stream, connection.id) {
             log::debug!("http: {e}");
         }
@@ -178,9 +178,9 @@ impl super::listener::Listener for Door {
 
     /// The manager's, but at most [`MAX_CONNECTIONS`] each: a page needs few, and a thread
     /// per connection must stay cheap.
-    fn caps(&self, limits: &super::Limits) -> super::admission::Caps {
-        let caps = super::admission::Caps::of(limits);
-        super::admission::Caps {
+    fn caps(&self, limits: &super::Limits) -> super::listener::Caps {
+        let caps = super::listener::Caps::of(limits);
+        super::listener::Caps {
             connections: caps.connections.min(MAX_CONNECTIONS),
             handshakes: caps.handshakes.min(MAX_CONNECTIONS),
         }

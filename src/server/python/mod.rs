@@ -19,7 +19,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::Shared;
-use super::admission::Admitted;
+use super::listener::Admitted;
 use super::objects::HeldRefs;
 use crate::error::RemoteError;
 use crate::python::handshake::{self, FAILURE, MAX_HANDSHAKE_FRAME, WELCOME};
