@@ -180,7 +180,7 @@ pub use proxies::{
 };
 pub use server::{
     ADDRESS_VAR, AUTHKEY_VAR, ConnectionEvent, Constructor, Door, Durability, Handler, IntoReply,
-    Manager, ManagerBuilder, ManagerHandle, Reply, Stats,
+    MSGPACK_ADDRESS_VAR, Manager, ManagerBuilder, ManagerHandle, PYTHON_ADDRESS_VAR, Reply, Stats,
 };
 pub use service::{
     Caller, Description, Hooks, INTERNAL_PREFIX, MethodDescription, MethodInfo, ObjectDescription,

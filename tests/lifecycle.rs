@@ -355,3 +355,33 @@ fn connection_threads_are_reused() {
     });
     manager.shutdown();
 }
+
+/// `Client::doors` lists every door with its real port, from the manager itself, so that a
+/// supervisor can tell programs in other languages where their door is; the function is the
+/// manager's own and not listed among the user's.
+#[test]
+fn doors_are_listed_with_real_ports() {
+    let manager = monogusa::Manager::builder()
+        .authkey(KEY)
+        .python_listener("127.0.0.1:0")
+        .msgpack_listener("127.0.0.1:0")
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let doors = client.doors().unwrap();
+    let expected = vec![
+        ("native".to_string(), manager.address().to_string()),
+        (
+            "python".to_string(),
+            manager.python_addresses()[0].to_string(),
+        ),
+        (
+            "msgpack-rpc".to_string(),
+            manager.msgpack_addresses()[0].to_string(),
+        ),
+    ];
+    assert_eq!(doors, expected);
+    assert!(client.describe().unwrap().functions.is_empty());
+}

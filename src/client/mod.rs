@@ -580,6 +580,12 @@ impl Client {
         self.request(Op::Stats, &(), self.inner.options.call_timeout)
     }
 
+    /// Where the manager listens, door by door: `(door, address)` with real ports, the door
+    /// being `"native"`, `"python"`, `"msgpack-rpc"` or `"http"`.
+    pub fn doors(&self) -> Result<Vec<(String, String)>> {
+        self.call(crate::wire::protocol::DOORS_FUNCTION, ())
+    }
+
     /// The default timeout for calls, if one was configured.
     pub(crate) fn call_timeout(&self) -> Option<Duration> {
         self.inner.options.call_timeout

@@ -601,7 +601,9 @@ fn random_key() -> Result<Vec<u8>> {
         .into_bytes())
 }
 
-pub use crate::wire::protocol::{ADDRESS_VAR, AUTHKEY_VAR};
+pub use crate::wire::protocol::{
+    ADDRESS_VAR, AUTHKEY_VAR, MSGPACK_ADDRESS_VAR, PYTHON_ADDRESS_VAR,
+};
 
 /// Keys shorter than this are warned about (once per process): guessable over the network,
 /// however slowly. They are not refused: Python's tutorials use `password`.
@@ -810,9 +812,22 @@ impl Manager {
             .iter()
             .map(|(listener, _)| listener.wake_address())
             .collect::<std::io::Result<Vec<_>>>()?;
+        // Where each door listens, for clients to find the others (a supervisor tells its
+        // Python programs the Python door's address).
+        let published = listeners
+            .iter()
+            .map(|(socket, door)| {
+                let address = socket.local_address()?.to_string();
+                Ok((doors[*door].listener.name().to_string(), address))
+            })
+            .collect::<Result<Vec<(String, String)>>>()?;
+        let mut registry = self.registry;
+        registry.insert(crate::wire::protocol::DOORS_FUNCTION, move || {
+            published.clone()
+        });
         let frame_budget = Budget::new(self.limits.max_buffered_bytes);
         let shared = Arc::new(Shared {
-            registry: self.registry,
+            registry,
             objects,
             key: self.key,
             raw_key: self.raw_key,

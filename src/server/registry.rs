@@ -381,7 +381,13 @@ impl Registry {
 
     /// Registered names, sorted, for error messages and introspection.
     pub(crate) fn names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.functions.values().map(Function::name).collect();
+        // The manager's own (`monogusa.doors`) are not the user's to list.
+        let mut names: Vec<&str> = self
+            .functions
+            .values()
+            .map(Function::name)
+            .filter(|name| !name.starts_with(crate::service::INTERNAL_PREFIX))
+            .collect();
         names.sort_unstable();
         names
     }

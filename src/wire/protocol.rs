@@ -91,6 +91,14 @@ const fn ends_with(text: &[u8], suffix: &[u8]) -> bool {
 pub const ADDRESS_VAR: &str = "MONOGUSA_ADDRESS";
 /// See [`ADDRESS_VAR`]: the authkey.
 pub const AUTHKEY_VAR: &str = "MONOGUSA_AUTHKEY";
+/// The address of the manager's Python door, if it has one: set by the supervisor for the
+/// programs it starts, read by `python/monogusa.py`'s `Client.from_env()`.
+pub const PYTHON_ADDRESS_VAR: &str = "MONOGUSA_PYTHON_ADDRESS";
+/// The address of the manager's msgpack-rpc door, if it has one (see [`PYTHON_ADDRESS_VAR`]).
+pub const MSGPACK_ADDRESS_VAR: &str = "MONOGUSA_MSGPACK_ADDRESS";
+/// The function every manager serves that lists its doors: `[(door, address)]`, with real
+/// ports (`"native"`, `"python"`, `"msgpack-rpc"`, `"http"`), reachable from every door.
+pub const DOORS_FUNCTION: &str = "monogusa.doors";
 
 /// How often each side signs of life during a long call, by default: noticed in seconds, well
 /// clear of scheduling hiccups on a loaded machine.

@@ -26,7 +26,7 @@ use super::{LogStream, WORKER_VAR, WorkerReport, WorkerState};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::transport::{Address, ToAddress};
-use crate::wire::protocol::{ADDRESS_VAR, AUTHKEY_VAR};
+use crate::wire::protocol::{ADDRESS_VAR, AUTHKEY_VAR, MSGPACK_ADDRESS_VAR, PYTHON_ADDRESS_VAR};
 
 /// A program to start as a worker: path, arguments, environment, directory. Kept (unlike a
 /// `Command`) so it can be started again.
@@ -690,6 +690,17 @@ fn start(
     }
     #[cfg(not(unix))]
     command.env(AUTHKEY_VAR, String::from_utf8_lossy(key).as_ref());
+    // Programs in other languages find the door they speak.
+    if let Ok(doors) = client.doors() {
+        for (door, var) in [
+            ("python", PYTHON_ADDRESS_VAR),
+            ("msgpack-rpc", MSGPACK_ADDRESS_VAR),
+        ] {
+            if let Some((_, address)) = doors.iter().find(|(name, _)| name == door) {
+                command.env(var, address);
+            }
+        }
+    }
     let mut child = command.spawn().map_err(|e| {
         Error::Io(std::io::Error::new(
             e.kind(),
