@@ -798,3 +798,235 @@ fn a_wrong_key_at_the_python_door_is_slowed_like_the_native_one() {
         .unwrap();
     assert!(ms >= 300, "answered in {ms} ms: {out}");
 }
+
+/// `python/monogusa.py` (the standard library only) run as its user would: `Client.from_env`,
+/// a task queue's whole surface, mailboxes and shared objects, a clear error when the manager
+/// is not there; on every interpreter.
+#[test]
+fn the_python_module_pushes_takes_and_sends() {
+    let manager = builtins_manager();
+    for python in interpreters() {
+        let out = run_module(python, &manager, &["api"]);
+        for check in [
+            "push",
+            "take",
+            "ack twice refused",
+            "fail retries",
+            "stats",
+            "settings",
+            "dead letters",
+            "take times out",
+            "mailbox",
+            "counter",
+            "unreachable",
+        ] {
+            assert_checked(&out, check, &python.label);
+        }
+    }
+}
+
+/// Runs `worker.py ARGS` with the environment a supervisor gives (`MONOGUSA_PYTHON_ADDRESS`,
+/// `MONOGUSA_AUTHKEY`); its stdout, failing with its stderr if it failed.
+fn run_module(python: &Python, manager: &ManagerHandle, args: &[&str]) -> String {
+    let output = module_command(python, manager, args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{} worker.py {args:?} failed:\n{stdout}\n{}",
+        python.label,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn module_command(python: &Python, manager: &ManagerHandle, args: &[&str]) -> Command {
+    let mut command = python.command();
+    command
+        .arg(script("worker.py"))
+        .args(args)
+        .env(
+            monogusa::PYTHON_ADDRESS_VAR,
+            manager.python_addresses()[0].to_string(),
+        )
+        .env(monogusa::AUTHKEY_VAR, KEY)
+        .stdin(Stdio::null());
+    command
+}
+
+/// A Python `Worker` on two threads: acks what its handler returns, fails what raises (the
+/// traceback is the dead letter's reason), keeps a task that outlives its lease leased (it
+/// runs once), and on SIGTERM stops taking, finishes and returns.
+#[test]
+fn a_python_worker_acks_fails_extends_and_stops_on_sigterm() {
+    let manager = builtins_manager();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let jobs = client
+        .named("py-jobs")
+        .tasks::<Dynamic>(monogusa::TaskQueueSettings {
+            lease_timeout: Duration::from_millis(600),
+            max_attempts: 1,
+            ..Default::default()
+        })
+        .unwrap();
+    let job = |n: i64, sleep: f64, fail: bool| {
+        let s = |t: &str| Dynamic::Str(t.into());
+        Dynamic::Map(vec![
+            (s("n"), Dynamic::Int(n)),
+            (s("sleep"), Dynamic::Float(sleep)),
+            (s("fail"), Dynamic::Bool(fail)),
+        ])
+    };
+    jobs.push(&job(1, 0.0, false)).unwrap();
+    jobs.push(&job(2, 2.0, false)).unwrap(); // more than three leases long
+    jobs.push(&job(3, 0.0, true)).unwrap();
+    let python = &interpreters()[0];
+    let mut worker = module_command(python, &manager, &["work", "py-jobs", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(30), "two done and one dead", || {
+        let stats = jobs.stats().unwrap();
+        stats.done == 2 && stats.dead == 1
+    });
+    let dead = jobs.dead_letters().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0].reasons[0].contains("ValueError: bad payload 3"),
+        "{:?}",
+        dead[0].reasons
+    );
+    let done = client.dict::<Dynamic, Dynamic>("py-done").unwrap();
+    assert_eq!(
+        done.get(&Dynamic::Str("1".into())).unwrap(),
+        Some(Dynamic::Int(1))
+    );
+    assert_eq!(
+        done.get(&Dynamic::Str("2".into())).unwrap(),
+        Some(Dynamic::Int(1)),
+        "the long task ran once: its lease was extended"
+    );
+    // SIGTERM, as a supervisor's stop: it returns with what it did.
+    std::process::Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    let status = worker.wait().unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(worker.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(status.success(), "{status:?}: {out}");
+    assert!(out.contains("stopped done=2 failed=1"), "{out}");
+}
+
+/// A Python worker SIGKILLed mid-task loses nothing: its connection closes, its lease goes
+/// back at once (the lease is far longer than the test), and another Python worker does the
+/// task, once, as its second attempt.
+#[test]
+fn a_python_worker_killed_mid_task_hands_its_task_to_another() {
+    let manager = builtins_manager();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let jobs = client
+        .named("py-kill")
+        .tasks::<Dynamic>(monogusa::TaskQueueSettings {
+            lease_timeout: Duration::from_secs(3600),
+            ..Default::default()
+        })
+        .unwrap();
+    let s = |t: &str| Dynamic::Str(t.into());
+    jobs.push(&Dynamic::Map(vec![
+        (s("n"), Dynamic::Int(7)),
+        (s("sleep"), Dynamic::Float(0.5)),
+    ]))
+    .unwrap();
+    let python = &interpreters()[0];
+    // The first worker sleeps far longer in its task (a slow handler), then is killed.
+    let done = client.dict::<Dynamic, Dynamic>("py-done").unwrap();
+    let mut first = module_command(python, &manager, &["work", "py-kill", "1"])
+        .env("PY_SLOW_FIRST", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(first.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("start 7") {
+        line.clear();
+        assert_ne!(
+            std::io::BufRead::read_line(&mut reader, &mut line).unwrap(),
+            0,
+            "the first worker ended before taking the task"
+        );
+    }
+    first.kill().unwrap(); // SIGKILL, mid-task
+    first.wait().unwrap();
+    let mut second = module_command(python, &manager, &["work", "py-kill", "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        "the task done by the second",
+        || jobs.stats().unwrap().done == 1,
+    );
+    assert_eq!(
+        done.get(&Dynamic::Str("7".into())).unwrap(),
+        Some(Dynamic::Int(1))
+    );
+    second.kill().unwrap();
+    second.wait().unwrap();
+    let stats = jobs.stats().unwrap();
+    assert_eq!((stats.done, stats.ready, stats.leased), (1, 0, 0));
+}
+
+/// Under a supervisor (what `monogusa run` is), a Python worker finds the manager's Python
+/// door by itself (`MONOGUSA_PYTHON_ADDRESS`, from the manager's `monogusa.doors`), works,
+/// and drains on the supervisor's stop.
+#[test]
+fn a_supervised_python_worker_finds_its_door_and_drains_on_stop() {
+    use monogusa::workers::{Program, Supervisor, SupervisorSettings};
+    let manager = builtins_manager();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let jobs = client
+        .named("py-supervised")
+        .tasks::<Dynamic>(Default::default())
+        .unwrap();
+    let s = |t: &str| Dynamic::Str(t.into());
+    for n in 100..105 {
+        jobs.push(&Dynamic::Map(vec![(s("n"), Dynamic::Int(n))]))
+            .unwrap();
+    }
+    let python = &interpreters()[0];
+    let mut settings = SupervisorSettings::default();
+    settings.handle_signals = false;
+    settings.print_output = false;
+    let mut supervisor = Supervisor::new(&manager);
+    supervisor.settings(settings).spawn(
+        "py",
+        1,
+        Program::new(&python.program).args([
+            script("worker.py").to_str().unwrap(),
+            "work",
+            "py-supervised",
+            "2",
+        ]),
+    );
+    let stop = supervisor.stop_handle();
+    let running = std::thread::spawn(move || supervisor.run().unwrap());
+    wait_until(Duration::from_secs(30), "the five tasks done", || {
+        jobs.stats().unwrap().done == 5
+    });
+    stop.stop();
+    let outcome = running.join().unwrap();
+    assert_eq!(outcome.processes.len(), 1);
+    assert_eq!(
+        outcome.processes[0].restarts, 0,
+        "{:?}",
+        outcome.processes[0]
+    );
+    let done = client.dict::<Dynamic, Dynamic>("py-done").unwrap();
+    for n in 100..105 {
+        assert_eq!(
+            done.get(&Dynamic::Str(n.to_string())).unwrap(),
+            Some(Dynamic::Int(1))
+        );
+    }
+}

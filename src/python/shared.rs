@@ -307,6 +307,7 @@ impl PythonShared {
                 "push_many",
                 "release",
                 "requeue",
+                "settings",
                 "stats",
                 "take",
             ],

@@ -926,6 +926,11 @@ fn tasks_method(
             serde::Serialize::serialize(&counts, crate::values::bridge::ToForeign)
                 .map_err(|e| exception("RuntimeError", e.to_string()))
         }
+        "settings" => {
+            let settings: crate::kinds::tasks::Settings = native.call("settings", &())?;
+            serde::Serialize::serialize(&settings, crate::values::bridge::ToForeign)
+                .map_err(|e| exception("RuntimeError", e.to_string()))
+        }
         "dead_letters" => {
             let limit = match arg(&args, kwds, 0, "limit") {
                 Some(ForeignValue::Int(n)) if n > 0 => u32::try_from(n).unwrap_or(u32::MAX),

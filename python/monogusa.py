@@ -1,0 +1,315 @@
+"""monogusa for Python: push tasks and run workers against a monogusa manager, with nothing
+but the standard library (Python 3.8 and later).
+
+It speaks to the manager's Python door (``monogusa serve --python ADDRESS``, or
+``ManagerBuilder::python_listener`` with ``python_builtins``) through
+``multiprocessing.managers``, so the worker side carries no dependency::
+
+    import monogusa
+
+    client = monogusa.Client.from_env()          # MONOGUSA_PYTHON_ADDRESS, MONOGUSA_AUTHKEY
+    emails = client.tasks("emails")
+    emails.push({"to": "ada@example.com"})
+
+    def send(payload):
+        print("sending to", payload["to"])     # raise to fail (and retry) the task
+
+    monogusa.Worker(client, "mailer").run(emails, send, threads=4)
+
+A task is leased to the thread that took it: ``ack``, ``fail``, ``extend`` and ``release``
+go through that thread's connection (another thread's call raises ``KeyError``), and when
+the connection closes (the process died) its leases go back to the queue at once.
+"""
+
+import os
+import signal
+import sys
+import threading
+import traceback
+from collections import namedtuple
+from multiprocessing.managers import BaseManager
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+__all__ = ["Client", "TaskQueue", "Task", "Mailbox", "Worker", "MonogusaError"]
+
+ADDRESS_VAR = "MONOGUSA_PYTHON_ADDRESS"
+AUTHKEY_VAR = "MONOGUSA_AUTHKEY"
+WORKER_VAR = "MONOGUSA_WORKER"
+
+Address = Union[str, Tuple[str, int]]
+
+
+class MonogusaError(Exception):
+    """A configuration or connection problem, said in words."""
+
+
+class _Manager(BaseManager):
+    pass
+
+
+for _typeid in ("get_tasks", "get_mailbox", "get_dict", "get_list", "get_queue",
+                "get_counter", "get_value", "get_lock", "get_event"):
+    _Manager.register(_typeid)
+
+
+def parse_address(text: str) -> Address:
+    """``host:port``, ``[v6]:port`` or ``unix:/path``, as the manager prints them."""
+    if text.startswith("unix:"):
+        return text[len("unix:"):]
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise MonogusaError("not an address (host:port or unix:/path): %r" % text)
+    return (host.strip("[]"), int(port))
+
+
+Task = namedtuple("Task", ["id", "payload", "attempt"])
+Task.__doc__ = "A task taken from a queue: its id, its payload and which delivery this is (1 first)."
+
+
+class Client:
+    """A connection to a manager's Python door."""
+
+    def __init__(self, address: Address, authkey: Union[str, bytes]):
+        if isinstance(address, str):
+            address = parse_address(address)
+        if isinstance(authkey, str):
+            authkey = authkey.encode()
+        self.address = address
+        self._manager = _Manager(address=address, authkey=authkey)
+        try:
+            self._manager.connect()
+        except OSError as e:
+            raise MonogusaError("cannot reach the manager's Python door at %r: %s" % (address, e))
+
+    @classmethod
+    def from_env(cls) -> "Client":
+        """The manager a supervisor (``monogusa run``) or a parent process named in the
+        environment: ``MONOGUSA_PYTHON_ADDRESS`` and ``MONOGUSA_AUTHKEY``."""
+        address = os.environ.get(ADDRESS_VAR)
+        key = os.environ.get(AUTHKEY_VAR)
+        if not address or key is None:
+            raise MonogusaError(
+                "%s and %s must be set (monogusa run sets them when the manager has a "
+                "Python door: monogusa serve --python ADDRESS)" % (ADDRESS_VAR, AUTHKEY_VAR))
+        return cls(address, key)
+
+    def tasks(self, name: str) -> "TaskQueue":
+        """The durable task queue ``name`` (created with default settings on first use)."""
+        return TaskQueue(self._manager.get_tasks(name), name)
+
+    def mailbox(self, name: str) -> "Mailbox":
+        """The mailbox ``name``: what a Rust ``client.mailbox(name)`` or ``Worker::mailbox``
+        reads and sends."""
+        return Mailbox(self._manager.get_mailbox(name), name)
+
+    def dict(self, name: str) -> Any:
+        """The shared dict ``name`` (a proxy: ``d[k] = v``, ``d.get(k)``, ...)."""
+        return self._manager.get_dict(name)
+
+    def list(self, name: str) -> Any:
+        """The shared list ``name``."""
+        return self._manager.get_list(name)
+
+    def queue(self, name: str) -> Any:
+        """The shared queue ``name`` (``put``, ``get(timeout=...)``, ``qsize``)."""
+        return self._manager.get_queue(name)
+
+    def counter(self, name: str) -> Any:
+        """The shared counter ``name`` (``add(n)``, ``get()``)."""
+        return self._manager.get_counter(name)
+
+    def value(self, name: str) -> Any:
+        """The shared value ``name`` (``get()``, ``set(v)``)."""
+        return self._manager.get_value(name)
+
+    def lock(self, name: str) -> Any:
+        """The shared lock ``name`` (``acquire(timeout=...)``, ``release()``)."""
+        return self._manager.get_lock(name)
+
+    def event(self, name: str) -> Any:
+        """The shared event ``name`` (``set()``, ``wait(timeout)``, ``is_set()``)."""
+        return self._manager.get_event(name)
+
+
+class TaskQueue:
+    """A durable task queue: tasks are leased to the thread that takes them, acknowledged when
+    done, retried with backoff when failed, and dead-lettered after their last attempt."""
+
+    def __init__(self, proxy: Any, name: str):
+        self._proxy = proxy
+        self.name = name
+
+    def push(self, payload: Any) -> int:
+        """Adds a task; its id."""
+        return self._proxy.push(payload)
+
+    def push_many(self, payloads: List[Any]) -> List[int]:
+        """Adds tasks in one call; their ids, in order."""
+        return self._proxy.push_many(list(payloads))
+
+    def take(self, timeout: Optional[float] = None) -> Optional[Task]:
+        """The next task, leased to this thread, waiting up to ``timeout`` seconds (``None``:
+        as long as it takes); ``None`` if none came."""
+        taken = self._proxy.take(timeout)
+        return None if taken is None else Task(*taken)
+
+    def ack(self, task_id: int) -> None:
+        """The task is done: it leaves the queue. ``RuntimeError`` if its lease ran out (it
+        may be running elsewhere), ``KeyError`` if this thread holds no lease on it."""
+        self._proxy.ack(task_id)
+
+    def fail(self, task_id: int, reason: str = "") -> str:
+        """The task failed: ``"retry"`` (it runs again after a backoff) or ``"dead"`` (its
+        attempts are spent: it is in the dead letters with its reasons)."""
+        return self._proxy.fail(task_id, reason)
+
+    def extend(self, task_id: int, seconds: float) -> None:
+        """Keeps the task's lease ``seconds`` longer from now."""
+        self._proxy.extend(task_id, seconds)
+
+    def release(self, task_id: int) -> None:
+        """Gives the task back untouched (it does not count as an attempt)."""
+        self._proxy.release(task_id)
+
+    def stats(self) -> Dict[str, int]:
+        """How many tasks are ready, delayed, leased, dead and done."""
+        return self._proxy.stats()
+
+    def settings(self) -> Dict[str, int]:
+        """The queue's lease (``lease_ms``), attempts and backoff."""
+        return self._proxy.settings()
+
+    def dead_letters(self, limit: int = 100) -> List[Dict[str, Any]]:
+        """The first ``limit`` dead letters: ``id``, ``attempts``, ``reasons``, ``payload``."""
+        return self._proxy.dead_letters(limit)
+
+    def requeue(self, task_id: Optional[int] = None) -> int:
+        """Moves dead letters back to the queue (one, or all); how many moved."""
+        return self._proxy.requeue(task_id)
+
+
+class Mailbox:
+    """A mailbox: messages to one name, read by whoever holds that name."""
+
+    def __init__(self, proxy: Any, name: str):
+        self._proxy = proxy
+        self.name = name
+
+    def send(self, message: Any) -> None:
+        """Sends ``message`` (any plain value)."""
+        self._proxy.put(message)
+
+    def recv(self, timeout: Optional[float] = None) -> Any:
+        """The next message, waiting up to ``timeout`` seconds; ``None`` if none came."""
+        import queue
+        try:
+            return self._proxy.get(True, timeout)
+        except queue.Empty:
+            return None
+
+
+class Worker:
+    """A worker process: takes tasks from a queue on ``threads`` threads, runs ``handler`` on
+    each payload, acknowledges it when the handler returns and fails it (with the traceback as
+    the reason) when it raises; keeps the lease of a long task alive; on SIGTERM or SIGINT (a
+    supervisor's stop) stops taking, finishes what it holds, and returns. A second SIGINT
+    exits at once."""
+
+    def __init__(self, client: Client, name: Optional[str] = None):
+        self.client = client
+        self.name = name or os.environ.get(WORKER_VAR) or "python-%d" % os.getpid()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.done = 0
+        self.failed = 0
+
+    def stop(self) -> None:
+        """Asks the worker to stop taking tasks (what it holds is finished)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop was asked for."""
+        return self._stop.is_set()
+
+    def run(self, queue: TaskQueue, handler: Callable[[Any], Any], threads: int = 1,
+            poll: float = 0.5) -> Tuple[int, int]:
+        """Runs until a stop; how many tasks were done and failed."""
+        restore = self._handle_signals()
+        try:
+            loops = [threading.Thread(target=self._loop, args=(queue, handler, poll),
+                                      name="%s-%d" % (self.name, n), daemon=True)
+                     for n in range(max(1, threads))]
+            for loop in loops:
+                loop.start()
+            for loop in loops:
+                while loop.is_alive():
+                    loop.join(0.2)  # a bare join would keep signals from being handled
+        finally:
+            restore()
+        return self.done, self.failed
+
+    def _handle_signals(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = {}
+
+        def on_signal(signum: int, frame: Any) -> None:
+            if self._stop.is_set() and signum == signal.SIGINT:
+                os._exit(130)
+            self._stop.set()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, on_signal)
+
+        def restore() -> None:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+        return restore
+
+    def _loop(self, queue: TaskQueue, handler: Callable[[Any], Any], poll: float) -> None:
+        # This thread's proxy connection holds the leases it takes; the handler runs on a
+        # thread of its own so that this one can extend them while it works.
+        lease = queue.settings()["lease_ms"] / 1000.0
+        while not self._stop.is_set():
+            task = queue.take(poll)
+            if task is None:
+                continue
+            outcome: Dict[str, Any] = {}
+            finished = threading.Event()
+
+            def work(payload: Any = task.payload) -> None:
+                try:
+                    outcome["result"] = handler(payload)
+                except BaseException:  # the task's failure, not the worker's
+                    outcome["error"] = traceback.format_exc()
+                finally:
+                    finished.set()
+
+            threading.Thread(target=work, name="%s-task" % self.name, daemon=True).start()
+            while not finished.wait(lease / 3):
+                queue.extend(task.id, lease)
+            if "error" in outcome:
+                queue.fail(task.id, outcome["error"][-4000:])
+                with self._lock:
+                    self.failed += 1
+            else:
+                queue.ack(task.id)
+                with self._lock:
+                    self.done += 1
+
+
+def main(argv: List[str]) -> int:
+    """``python monogusa.py ADDRESS KEY QUEUE PAYLOAD...``: pushes each payload (as text)."""
+    if len(argv) < 4:
+        sys.stderr.write(main.__doc__ + "\n")
+        return 2
+    queue = Client(argv[0], argv[1]).tasks(argv[2])
+    for payload in argv[3:]:
+        print(queue.push(payload))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,87 @@
+"""python/monogusa.py as a Python user runs it, for tests/python.rs.
+
+usage: worker.py SCENARIO [ARGS...], with MONOGUSA_PYTHON_ADDRESS and MONOGUSA_AUTHKEY set.
+Each check prints "ok NAME"; a failed one prints "FAILED NAME" and the script exits 1.
+"""
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "python"))
+import monogusa  # noqa: E402
+
+failed = False
+
+
+def check(name, condition=True):
+    global failed
+    print(("ok " if condition else "FAILED ") + name, flush=True)
+    failed = failed or not condition
+
+
+def api():
+    client = monogusa.Client.from_env()
+    q = client.tasks("api-%d" % os.getpid())
+    first = q.push({"to": "a@x"})
+    rest = q.push_many([{"to": "b@x"}, {"to": "c@x"}])
+    check("push", isinstance(first, int) and len(rest) == 2)
+    task = q.take(5)
+    check("take", task.id == first and task.payload == {"to": "a@x"} and task.attempt == 1)
+    task_id, payload, attempt = task  # a task unpacks as a tuple
+    q.extend(task_id, 30)
+    q.ack(task_id)
+    try:
+        q.ack(task_id)
+        check("ack twice refused", False)
+    except KeyError:
+        check("ack twice refused")
+    second = q.take(5)
+    check("fail retries", q.fail(second.id, "smtp down") == "retry")
+    third = q.take(5)
+    q.release(third.id)
+    stats = q.stats()
+    check("stats", stats["done"] == 1 and stats["ready"] + stats["delayed"] == 2)
+    check("settings", q.settings()["lease_ms"] == 30000)
+    check("dead letters", q.dead_letters() == [] and q.requeue() == 0)
+    check("take times out", client.tasks("empty").take(0.2) is None)
+    box = client.mailbox("inbox-%d" % os.getpid())
+    box.send({"hello": [1, 2]})
+    check("mailbox", box.recv(5) == {"hello": [1, 2]} and box.recv(0.1) is None)
+    check("counter", client.counter("py-hits").add(2) >= 2)
+    try:
+        monogusa.Client("127.0.0.1:1", "x")
+        check("unreachable", False)
+    except monogusa.MonogusaError as e:
+        check("unreachable", "127.0.0.1" in str(e))
+
+
+def work(queue_name, threads):
+    """Runs a Worker: each payload is a dict {"n": int, "sleep": secs, "fail": bool};
+    done payloads are counted in the dict "py-done" (n -> times run)."""
+    client = monogusa.Client.from_env()
+    done = client.dict("py-done")
+    queue = client.tasks(queue_name)
+
+    slow = os.environ.get("PY_SLOW_FIRST") == "1"
+
+    def handle(payload):
+        print("start", payload["n"], flush=True)
+        time.sleep(60 if slow else payload.get("sleep", 0))
+        if payload.get("fail"):
+            raise ValueError("bad payload %d" % payload["n"])
+        done[str(payload["n"])] = done.get(str(payload["n"]), 0) + 1
+
+    worker = monogusa.Worker(client)
+    print("ready", worker.name, flush=True)
+    ok, bad = worker.run(queue, handle, threads=int(threads), poll=0.1)
+    print("stopped done=%d failed=%d" % (ok, bad), flush=True)
+
+
+def main():
+    scenario = sys.argv[1]
+    {"api": api, "work": work}[scenario](*sys.argv[2:])
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
