@@ -23,6 +23,7 @@ the connection closes (the process died) its leases go back to the queue at once
 
 import os
 import signal
+import socket
 import sys
 import threading
 import traceback
@@ -35,6 +36,7 @@ __all__ = ["Client", "TaskQueue", "Task", "Mailbox", "Worker", "MonogusaError"]
 ADDRESS_VAR = "MONOGUSA_PYTHON_ADDRESS"
 AUTHKEY_VAR = "MONOGUSA_AUTHKEY"
 WORKER_VAR = "MONOGUSA_WORKER"
+HEARTBEAT_VAR = "MONOGUSA_HEARTBEAT_MS"
 
 Address = Union[str, Tuple[str, int]]
 
@@ -48,7 +50,7 @@ class _Manager(BaseManager):
 
 
 for _typeid in ("get_tasks", "get_mailbox", "get_dict", "get_list", "get_queue",
-                "get_counter", "get_value", "get_lock", "get_event"):
+                "get_counter", "get_value", "get_lock", "get_event", "get_workers"):
     _Manager.register(_typeid)
 
 
@@ -212,14 +214,26 @@ class Worker:
     """A worker process: takes tasks from a queue on ``threads`` threads, runs ``handler`` on
     each payload, acknowledges it when the handler returns and fails it (with the traceback as
     the reason) when it raises; keeps the lease of a long task alive; on SIGTERM or SIGINT (a
-    supervisor's stop) stops taking, finishes what it holds, and returns. A second SIGINT
-    exits at once."""
+    supervisor's stop sends both its message and SIGTERM) stops taking, finishes what it
+    holds, and returns. A second SIGINT exits at once.
 
-    def __init__(self, client: Client, name: Optional[str] = None):
+    While it runs it is in the manager's worker registry under ``name`` (by default the name
+    its supervisor gave it, ``MONOGUSA_WORKER``), heartbeating every ``heartbeat`` seconds
+    (``MONOGUSA_HEARTBEAT_MS`` from a supervisor, else 5) with what it has done and holds, so
+    ``monogusa stat`` and the dashboard show it as they show a Rust worker."""
+
+    def __init__(self, client: Client, name: Optional[str] = None,
+                 heartbeat: Optional[float] = None):
         self.client = client
-        self.name = name or os.environ.get(WORKER_VAR) or "python-%d" % os.getpid()
+        self.name = name or os.environ.get(WORKER_VAR) or "%s-%d" % (
+            socket.gethostname(), os.getpid())
+        if heartbeat is None:
+            heartbeat = int(os.environ.get(HEARTBEAT_VAR, "5000")) / 1000.0
+        self.heartbeat = heartbeat
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._in_hand = set()  # ids of the tasks being worked on
+        self._workers = None  # the registry's proxy, made at the first report
         self.done = 0
         self.failed = 0
 
@@ -236,6 +250,12 @@ class Worker:
             poll: float = 0.5) -> Tuple[int, int]:
         """Runs until a stop; how many tasks were done and failed."""
         restore = self._handle_signals()
+        self._report(state="Running", pid=os.getpid(), host=socket.gethostname(),
+                     lost_after_ms=int(self.heartbeat * 3000) + 1000)
+        finished = threading.Event()
+        beats = threading.Thread(target=self._heartbeats, args=(finished,),
+                                 name="%s-heartbeat" % self.name, daemon=True)
+        beats.start()
         try:
             loops = [threading.Thread(target=self._loop, args=(queue, handler, poll),
                                       name="%s-%d" % (self.name, n), daemon=True)
@@ -247,7 +267,38 @@ class Worker:
                     loop.join(0.2)  # a bare join would keep signals from being handled
         finally:
             restore()
+            finished.set()
+            beats.join()
+            self._report(state="Stopped", in_hand=[])
         return self.done, self.failed
+
+    def _report(self, **fields: Any) -> None:
+        """Merges ``fields`` into this worker's registry entry; a manager that is slow or gone
+        only costs this heartbeat."""
+        with self._lock:
+            report = {"name": self.name, "heartbeat": True, "done": self.done,
+                      "failed": self.failed, "in_hand": [str(i) for i in self._in_hand]}
+        report.update(fields)
+        try:
+            self._registry().report(report)
+        except Exception:  # the next heartbeat tries again
+            pass
+
+    def _registry(self) -> Any:
+        # One proxy: each thread that calls it gets a connection of its own.
+        with self._lock:
+            if self._workers is None:
+                self._workers = self.client._manager.get_workers()
+            return self._workers
+
+    def _heartbeats(self, finished: threading.Event) -> None:
+        said_stopping = False
+        while not finished.wait(self.heartbeat if not self._stop.is_set() else 0.05):
+            if self._stop.is_set() and not said_stopping:
+                said_stopping = True
+                self._report(state="Stopping")
+            elif not self._stop.is_set():
+                self._report()
 
     def _handle_signals(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():
@@ -276,6 +327,8 @@ class Worker:
             task = queue.take(poll)
             if task is None:
                 continue
+            with self._lock:
+                self._in_hand.add(task.id)
             outcome: Dict[str, Any] = {}
             finished = threading.Event()
 
@@ -294,10 +347,12 @@ class Worker:
                 queue.fail(task.id, outcome["error"][-4000:])
                 with self._lock:
                     self.failed += 1
+                    self._in_hand.discard(task.id)
             else:
                 queue.ack(task.id)
                 with self._lock:
                     self.done += 1
+                    self._in_hand.discard(task.id)
 
 
 def main(argv: List[str]) -> int:

@@ -1014,9 +1014,33 @@ fn a_supervised_python_worker_finds_its_door_and_drains_on_stop() {
     wait_until(Duration::from_secs(30), "the five tasks done", || {
         jobs.stats().unwrap().done == 5
     });
+    // It heartbeats into the registry as a Rust worker does: its pid, host and counts.
+    wait_until(
+        Duration::from_secs(30),
+        "the worker's heartbeat with its counts",
+        || {
+            client.workers().unwrap().iter().any(|w| {
+                w.name == "py-1"
+                    && w.done == 5
+                    && w.pid.is_some()
+                    && w.host.is_some()
+                    && w.heartbeat_age.is_some()
+                    && w.state == monogusa::workers::WorkerState::Running
+            })
+        },
+    );
     stop.stop();
     let outcome = running.join().unwrap();
     assert_eq!(outcome.processes.len(), 1);
+    let entry = client.workers().unwrap();
+    let entry = entry.iter().find(|w| w.name == "py-1");
+    assert!(
+        entry.is_none_or(|w| matches!(
+            w.state,
+            monogusa::workers::WorkerState::Stopped | monogusa::workers::WorkerState::Exited { .. }
+        )),
+        "{entry:?}"
+    );
     assert_eq!(
         outcome.processes[0].restarts, 0,
         "{:?}",

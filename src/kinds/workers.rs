@@ -12,6 +12,12 @@ use crate::error::RemoteError;
 /// The wire name of the kind.
 pub(crate) const SERVICE: &str = WorkersKindClient::SERVICE;
 
+/// The name the manager keeps its registry under (one per manager).
+pub(crate) const REGISTRY_NAME: &str = "monogusa.workers";
+
+/// The registry's type tag: the version of the records it holds.
+pub(crate) const REGISTRY_TAG: &str = "monogusa workers v1";
+
 /// The methods of the worker registry.
 #[crate::service(crate = "crate", name = "monogusa.Workers")]
 pub(crate) trait WorkersKind {
@@ -101,6 +107,7 @@ pub struct WorkerStatus {
 
 /// A change to a worker's registry entry: what is `Some` is set.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)] // a report from Python or msgpack-rpc names only what it says
 pub(crate) struct WorkerReport {
     pub(crate) name: String,
     /// From the worker itself: stamps its heartbeat.

@@ -60,6 +60,9 @@ pub(crate) enum Kind {
     /// A task queue: `push`, `take`, `ack`, `fail`, `extend`, ... (leases by task id; the
     /// tokens stay in the manager, with the connection that took the task).
     Tasks,
+    /// The manager's worker registry (`get_workers()`): its declared methods (`report`,
+    /// `list`, `gone`), so that a worker in Python heartbeats as a Rust one does.
+    Workers,
 }
 
 /// A built-in shared object to expose to Python clients, with
@@ -221,6 +224,12 @@ impl PythonShared {
             Kind::Semaphore { .. } | Kind::Barrier => {
                 Self::new(kind, name, String::new(), Vec::new())
             }
+            Kind::Workers => Self::new(
+                kind,
+                crate::kinds::workers::REGISTRY_NAME,
+                crate::kinds::workers::REGISTRY_TAG.into(),
+                Vec::new(),
+            ),
         };
         if !args.is_empty() {
             shared.args = args;
@@ -241,6 +250,7 @@ impl PythonShared {
             Kind::Lock => crate::store::lock::LOCK,
             Kind::Event => crate::store::signal::EVENT,
             Kind::Tasks => crate::store::tasks::SERVICE,
+            Kind::Workers => crate::kinds::workers::SERVICE,
         }
     }
 
@@ -296,6 +306,7 @@ impl PythonShared {
             Kind::Lock | Kind::Semaphore { .. } => &["acquire", "release"],
             Kind::Event => &["clear", "is_set", "set", "wait"],
             Kind::Barrier => &["__getattribute__", "abort", "reset", "wait"],
+            Kind::Workers => &[],
             Kind::Namespace => &["__delattr__", "__getattribute__", "__setattr__"],
             Kind::Array => &["__getitem__", "__len__", "__setitem__"],
             Kind::Tasks => &[

@@ -11,10 +11,10 @@ use crate::store::{logs, workers};
 use crate::stub::ObjectHandle;
 
 /// The names the manager keeps them under (one of each per manager).
-const REGISTRY_NAME: &str = "monogusa.workers";
 const LOGS_NAME: &str = "monogusa.logs";
 /// Their type tag: the version of the records they hold.
-const TAG: &str = "monogusa workers v1";
+const TAG: &str = crate::kinds::workers::REGISTRY_TAG;
+use crate::kinds::workers::REGISTRY_NAME;
 
 /// The registry, for reports.
 #[derive(Debug, Clone)]

@@ -191,6 +191,7 @@ pub(super) fn creation(
         "get_event" => by_name(typeid, args, Kind::Event),
         "get_tasks" => by_name(typeid, args, Kind::Tasks),
         "get_mailbox" => mailbox(typeid, args),
+        "get_workers" => Ok(workers()),
         _ => return None,
     })
 }
@@ -219,6 +220,15 @@ fn by_name(typeid: &str, args: &[ForeignValue], kind: Kind) -> Result<Creation, 
         exposed: spec.exposed().to_vec(),
         made: Made::Shared { spec, owned: false },
     })
+}
+
+/// `get_workers()`: the manager's worker registry, for a Python worker's reports.
+fn workers() -> Creation {
+    let spec = PythonShared::dynamic(Kind::Workers, "", Vec::new());
+    Creation {
+        exposed: spec.exposed().to_vec(),
+        made: Made::Shared { spec, owned: false },
+    }
 }
 
 /// `get_mailbox(name)`: the mailbox `name` (Rust's `client.mailbox::<Dynamic>(name)`), as a
