@@ -37,6 +37,9 @@ pub enum Command {
     /// Print the workers' output kept by a manager.
     #[command(after_help = AFTER_HELP)]
     Logs(Logs),
+    /// What `run --tasks` supervises: feeds a program tasks as JSON lines (not for direct use).
+    #[command(hide = true)]
+    Bridge(Bridge),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -194,7 +197,28 @@ pub struct Run {
     /// The first wait before a restart, in seconds (it doubles up to 30 s).
     #[arg(long, value_name = "SECS", default_value_t = 1.0)]
     pub backoff: f64,
+    /// Feed the command tasks from QUEUE, one JSON line per task on its stdin
+    /// (`{"id", "payload", "attempt"}`), and read one JSON line back per task on its stdout
+    /// (`{"id", "ok": true}` or `{"id", "ok": false, "error": "..."}`).
+    #[arg(long, value_name = "QUEUE", conflicts_with = "procfile")]
+    pub tasks: Option<String>,
+    /// With --tasks: how many tasks each process holds at once.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "tasks")]
+    pub concurrency: usize,
     /// The command and its arguments (after `--`).
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct Bridge {
+    /// The task queue.
+    #[arg(long, value_name = "QUEUE")]
+    pub tasks: String,
+    /// How many tasks the program holds at once.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub concurrency: usize,
+    /// The program and its arguments (after `--`).
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }

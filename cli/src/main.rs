@@ -11,6 +11,7 @@
 //! codes: 0 success, 1 a runtime failure, 2 a usage error.
 
 mod args;
+mod bridge;
 mod key;
 mod procfile;
 
@@ -58,6 +59,9 @@ fn main() -> ExitCode {
         Command::Stat(stat) => self::stat(&stat),
         Command::Run(run) => self::run(run),
         Command::Logs(logs) => self::logs(&logs),
+        Command::Bridge(options) => {
+            bridge::run(&options.tasks, options.concurrency, &options.command)
+        }
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -372,7 +376,16 @@ fn run(options: args::Run) -> Result<ExitCode, Failure> {
                     .file_stem()
                     .map_or("worker".into(), |s| s.to_string_lossy().into_owned())
             });
-            supervisor.spawn(&name, options.workers, Program::new(program).args(args));
+            let program = match &options.tasks {
+                // Each process is a bridge that feeds the command its tasks.
+                Some(queue) => Program::current_exe()?
+                    .args(["bridge", "--tasks", queue])
+                    .args(["--concurrency", &options.concurrency.to_string(), "--"])
+                    .arg(program)
+                    .args(args),
+                None => Program::new(program).args(args),
+            };
+            supervisor.spawn(&name, options.workers, program);
         }
     }
     let outcome = supervisor

@@ -807,3 +807,153 @@ fn the_dashboard_token_file_must_be_private_and_given() {
         assert!(text.contains(expected), "{text}");
     }
 }
+
+/// A shell script that reads lines is a worker: `run --tasks` feeds it one JSON line per task
+/// and reads its answers (several at once with --concurrency); a failure it reports is the
+/// task's, with its words; what it prints to stderr is its log.
+#[test]
+fn run_tasks_feeds_a_shell_script_json_lines() {
+    use monogusa::{Dynamic, TaskQueueSettings};
+    let manager = Served::start();
+    let client = manager.client();
+    let jobs = client
+        .named("lines")
+        .tasks::<Dynamic>(TaskQueueSettings {
+            max_attempts: 1,
+            ..Default::default()
+        })
+        .unwrap();
+    let s = |t: &str| Dynamic::Str(t.into());
+    for word in ["alpha", "beta", "gamma"] {
+        jobs.push(&Dynamic::Map(vec![(s("word"), s(word))]))
+            .unwrap();
+    }
+    jobs.push(&Dynamic::Map(vec![(s("word"), s("fail-me"))]))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("worker.sh");
+    std::fs::write(
+        &script,
+        r#"while IFS= read -r line; do
+  id=$(printf '%s\n' "$line" | sed -n 's/^{"attempt":[0-9]*,"id":\([0-9]*\),.*/\1/p')
+  case "$line" in
+    *fail-me*) printf '{"id":%s,"ok":false,"error":"it said no"}\n' "$id" ;;
+    *) echo "did $line" >&2; printf '{"id":%s,"ok":true}\n' "$id" ;;
+  esac
+done
+"#,
+    )
+    .unwrap();
+    let mut run = manager
+        .command(&[
+            "run",
+            "--name",
+            "liner",
+            "--tasks",
+            "lines",
+            "--concurrency",
+            "2",
+        ])
+        .args(["--", "sh"])
+        .arg(&script)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(30), "three done, one dead", || {
+        let stats = jobs.stats().unwrap();
+        stats.done == 3 && stats.dead == 1
+    });
+    let dead = jobs.dead_letters().unwrap();
+    assert_eq!(dead[0].reasons, ["it said no"]);
+    wait_until(Duration::from_secs(10), "its stderr in the log", || {
+        let lines = client
+            .logs()
+            .unwrap()
+            .tail(10, Some("liner-1"))
+            .unwrap()
+            .lines;
+        lines.iter().filter(|l| l.text.starts_with("did {")).count() == 3
+    });
+    sigterm(&run);
+    assert!(run.wait().unwrap().success(), "it drained");
+}
+
+/// Any language, here Python's standard library: a program that dies holding a task fails it
+/// ("the program exited") and is started again after the backoff; the task runs again and is
+/// done. Rust pushes a struct, which the program reads as a JSON object.
+#[test]
+fn run_tasks_restarts_a_program_that_dies_and_its_task_runs_again() {
+    use monogusa::{Dynamic, TaskQueueSettings};
+    #[derive(serde::Serialize)]
+    struct Resize {
+        path: String,
+        width: u32,
+    }
+    let manager = Served::start();
+    let client = manager.client();
+    let jobs = client
+        .named("resize")
+        .tasks::<Dynamic>(TaskQueueSettings {
+            backoff: Duration::from_millis(50),
+            ..Default::default()
+        })
+        .unwrap();
+    let payload = Dynamic::encode(&Resize {
+        path: "cat.png".into(),
+        width: 64,
+    })
+    .unwrap();
+    jobs.push(&payload).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("worker.py");
+    std::fs::write(
+        &script,
+        r#"import json, os, sys
+for line in sys.stdin:
+    task = json.loads(line)
+    if task["attempt"] == 1:
+        os._exit(3)  # dies holding its first task
+    print("resized", task["payload"]["path"], "to", task["payload"]["width"], file=sys.stderr)
+    print(json.dumps({"id": task["id"], "ok": True}), flush=True)
+"#,
+    )
+    .unwrap();
+    let mut run = manager
+        .command(&[
+            "run",
+            "--name",
+            "resizer",
+            "--tasks",
+            "resize",
+            "--backoff",
+            "0.05",
+        ])
+        .args(["--", "python3"])
+        .arg(&script)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(30), "the task done", || {
+        jobs.stats().unwrap().done == 1
+    });
+    wait_until(Duration::from_secs(10), "its log line", || {
+        let lines = client
+            .logs()
+            .unwrap()
+            .tail(20, Some("resizer-1"))
+            .unwrap()
+            .lines;
+        lines.iter().any(|l| l.text == "resized cat.png to 64")
+    });
+    let worker = client
+        .workers()
+        .unwrap()
+        .into_iter()
+        .find(|w| w.name == "resizer-1")
+        .unwrap();
+    assert_eq!(worker.restarts, 1, "{worker:?}");
+    sigterm(&run);
+    assert!(run.wait().unwrap().success(), "it drained");
+}

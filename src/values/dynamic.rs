@@ -35,6 +35,17 @@ pub enum Dynamic {
 }
 
 impl Dynamic {
+    /// Any serde value as a `Dynamic`, as Python and msgpack-rpc see it: a struct becomes a
+    /// map keyed by its field names, a tuple or `Vec` a list, a unit enum variant its name.
+    /// What a Rust producer pushes this way, a worker in any language reads (the inverse of
+    /// [`Dynamic::decode`]). An integer beyond `i64` is an error.
+    pub fn encode<T: Serialize + ?Sized>(value: &T) -> crate::Result<Dynamic> {
+        let foreign = value
+            .serialize(crate::values::bridge::ToForeign)
+            .map_err(|e| crate::Error::Codec(e.to_string()))?;
+        Dynamic::deserialize(foreign).map_err(|e| crate::Error::Codec(format!("to a Dynamic: {e}")))
+    }
+
     /// Converts to any type serde can build, by field names: a dict becomes a struct (its
     /// keys naming the fields; a missing `Option` field is `None`), a list a tuple or a
     /// `Vec`, a str a unit enum variant. An item pushed from Python or msgpack-rpc reads as
