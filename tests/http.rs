@@ -741,3 +741,54 @@ fn a_full_dashboard_answers_503() {
         get(&manager, "/metrics", &auth(&manager)).0 == 200
     });
 }
+
+/// The seed program `examples/python/logs.py`, three of them supervised: their lines arrive
+/// live, each prefixed with its worker's name, on the dashboard's log websocket.
+#[test]
+fn the_logs_example_streams_three_pythons_to_the_websocket() {
+    let manager = manager();
+    let mut supervisor = monogusa::workers::Supervisor::new(&manager);
+    let mut settings = monogusa::workers::SupervisorSettings::default();
+    settings.print_output = false;
+    settings.handle_signals = false;
+    settings.drain_timeout = Duration::from_secs(5);
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/python/logs.py");
+    supervisor.settings(settings).spawn(
+        "logs",
+        3,
+        monogusa::workers::Program::new("python3").args(["-u", example]),
+    );
+    let stop = supervisor.stop_handle();
+    let supervising = std::thread::spawn(move || supervisor.run().unwrap());
+    let address = manager.http_addresses()[0].to_string();
+    let mut stream = TcpStream::connect(&address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /logs/ws?token={} HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        manager.http_token().unwrap()
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    let mut heard = std::collections::BTreeSet::new();
+    while heard.len() < 3 {
+        let (opcode, line) = read_frame(&mut stream);
+        assert_eq!(opcode, 1);
+        let line = String::from_utf8(line).unwrap();
+        for n in 1..=3 {
+            if line.ends_with(&format!("logs-{n} | logs-{n} says line 2")) {
+                heard.insert(n);
+            }
+        }
+    }
+    stop.stop();
+    assert!(supervising.join().unwrap().all_drained());
+}

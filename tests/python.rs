@@ -1054,3 +1054,80 @@ fn a_supervised_python_worker_finds_its_door_and_drains_on_stop() {
         );
     }
 }
+
+/// The seed program `examples/python/multipro.py`: different workers that message each other
+/// by name and type, then identical workers on one queue, all through the Python door.
+#[test]
+fn the_multipro_example_messages_by_name_and_shares_a_queue() {
+    let manager = builtins_manager();
+    let python = &interpreters()[0];
+    let out = example_command(python, &manager, &["20"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "main got: hello, main, from greeter",
+        "main got: total 55",
+        "greeter exited 0",
+        "tally exited 0",
+        "main: all tasks done",
+        "main: 20 done, 0 left",
+    ] {
+        assert!(text.contains(line), "no {line:?} in:\n{text}");
+    }
+    assert_eq!(text.matches("stopped after").count(), 3, "{text}");
+}
+
+/// SIGTERM to the example's main process ends everything cleanly: the workers finish the task
+/// in hand and exit, nothing stays leased, what was not taken stays queued.
+#[test]
+fn the_multipro_example_ends_cleanly_on_sigterm() {
+    let manager = builtins_manager();
+    let python = &interpreters()[0];
+    let mut child = example_command(python, &manager, &["3000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let queue = client
+        .tasks::<Dynamic>(&format!("resize-{}", child.id()))
+        .unwrap();
+    wait_until(Duration::from_secs(60), "some tasks done", || {
+        queue.stats().unwrap().done >= 5
+    });
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut text).unwrap();
+    assert!(status.success(), "{status:?}\n{text}");
+    assert!(
+        text.contains("main: signal 15, stopping the workers"),
+        "{text}"
+    );
+    assert_eq!(text.matches("stopped after").count(), 3, "{text}");
+    let stats = queue.stats().unwrap();
+    assert_eq!(stats.leased, 0, "{stats:?}");
+    assert!(stats.ready > 0 && stats.done >= 5, "{stats:?}");
+}
+
+fn example_command(python: &Python, manager: &ManagerHandle, args: &[&str]) -> Command {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/python/multipro.py");
+    let mut command = python.command();
+    command
+        .arg(path)
+        .args(args)
+        .env(
+            monogusa::PYTHON_ADDRESS_VAR,
+            manager.python_addresses()[0].to_string(),
+        )
+        .env(monogusa::AUTHKEY_VAR, KEY)
+        .stdin(Stdio::null());
+    command
+}
