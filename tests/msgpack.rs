@@ -532,3 +532,33 @@ fn a_wrong_key_at_one_door_slows_the_others() {
         "a wrong proof after six wrong keys was answered in {waited:?}"
     );
 }
+
+/// The PyPI msgpack-rpc client as it is (`msgpack-rpc-python` 0.4.1: tornado 4 and the old
+/// `msgpack-python`, which sends bytes as str): it authenticates (its str proof is taken as
+/// the bytes it is), pushes, takes and acks tasks; skipping authentication or a wrong proof
+/// gets an error reply it reads (it used to time out, the connection closed on a str that was
+/// not UTF-8).
+#[test]
+fn the_pypi_msgpack_rpc_client_authenticates_and_takes_tasks() {
+    let Some(py) = prereq::python_with_msgpackrpc() else {
+        return;
+    };
+    let manager = start();
+    let out = run(
+        &mut Command::new(py),
+        dir("msgpack").join("pypi_client.py"),
+        "tasks",
+        &port(&manager),
+    );
+    for expected in [
+        "unauthenticated: NotAuthenticated",
+        "proved: True",
+        "pushed: 2",
+        "taken: ['a@x', 'b@x']",
+        "acked: [0, 0]",
+        "done: 2",
+        "wrong proof: AuthenticationFailed",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+}

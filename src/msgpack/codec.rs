@@ -94,9 +94,12 @@ pub(crate) fn read(
                         "a str of {len} bytes is over the limit of {max_len}"
                     ));
                 }
-                match std::str::from_utf8(cursor.take(len)?) {
+                // Old clients (msgpack-python before 1.0, msgpack-rpc-python) pack bytes as
+                // str ("raw" in the old spec had no bin): a str that is not UTF-8 is bytes.
+                let raw = cursor.take(len)?;
+                match std::str::from_utf8(raw) {
                     Ok(s) => ForeignValue::Str(s.to_string()),
-                    Err(_) => return invalid("a msgpack str is not valid UTF-8"),
+                    Err(_) => ForeignValue::Bytes(raw.to_vec()),
                 }
             }
             0xc4..=0xc6 => {
@@ -487,6 +490,15 @@ mod tests {
             read(&big, 64, 10),
             Ok((ForeignValue::BigInt(_), 9))
         ));
+        // A str that is not UTF-8 is bytes, as old writers (no bin type) pack them.
+        assert_eq!(
+            read(&[0xa2, 0xff, 0x00], 64, 10),
+            Ok((ForeignValue::Bytes(vec![0xff, 0x00]), 3))
+        );
+        assert_eq!(
+            read(&[0xa2, b'o', b'k'], 64, 10),
+            Ok((ForeignValue::Str("ok".into()), 3))
+        );
     }
 
     #[test]

@@ -232,6 +232,24 @@ fn encode_reply(msgid: u64, result: Result<ForeignValue, (String, String)>, out:
     );
 }
 
+/// The proof as a client sent it: bin; or a str, as clients without bin send bytes (old
+/// msgpack libraries pack bytes as str), or as 64 hex digits (for clients that can send text
+/// only).
+fn proof_bytes(value: &ForeignValue) -> Vec<u8> {
+    match value {
+        ForeignValue::Bytes(bytes) => bytes.clone(),
+        ForeignValue::Str(text)
+            if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            (0..32)
+                .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap_or(0))
+                .collect()
+        }
+        ForeignValue::Str(text) => text.as_bytes().to_vec(),
+        _ => Vec::new(),
+    }
+}
+
 /// Writes `[1, msgid, error, result]` (during authentication).
 fn respond(
     stream: &Stream,
@@ -278,10 +296,7 @@ fn serve(shared: &Arc<Shared>, stream: Arc<Stream>, id: u64) -> io::Result<()> {
                 respond(&stream, msgid, Ok(ForeignValue::Bytes(nonce.to_vec())))?;
             }
             ("monogusa.prove", true) => {
-                let proof = match params.first() {
-                    Some(ForeignValue::Bytes(b)) => b.clone(),
-                    _ => Vec::new(),
-                };
+                let proof = params.first().map(proof_bytes).unwrap_or_default();
                 let mut mac = Hmac::<Sha256>::new_from_slice(&shared.raw_key).expect("any key");
                 mac.update(PROOF_LABEL);
                 mac.update(&nonce);

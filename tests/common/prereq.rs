@@ -117,6 +117,40 @@ pub fn python_with_msgpack() -> Option<PathBuf> {
         .clone()
 }
 
+/// A Python with the PyPI msgpack-rpc client (`msgpack-rpc-python` 0.4.1, with the old
+/// `msgpack-python` and tornado 4 it pins, which conflict with today's `msgpack`): a virtual
+/// environment of its own, made once under `target/`. `None` (said once) where that cannot be
+/// done.
+pub fn python_with_msgpackrpc() -> Option<PathBuf> {
+    static FOUND: OnceLock<Option<PathBuf>> = OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            let system = PathBuf::from(
+                std::env::var("MONOGUSA_TEST_PYTHON").unwrap_or_else(|_| "python3".into()),
+            );
+            let venv = provision(&env_dir().join("python-msgpackrpc"), |dir| {
+                quietly(Command::new(&system).args(["-m", "venv"]).arg(dir))
+                    && quietly(Command::new(dir.join("bin/python")).args([
+                        "-m",
+                        "pip",
+                        "install",
+                        "--quiet",
+                        "msgpack-rpc-python==0.4.1",
+                    ]))
+            })
+            .map(|dir| dir.join("bin/python"))
+            .filter(|python| quietly(Command::new(python).args(["-c", "import msgpackrpc"])));
+            if venv.is_none() {
+                skip(
+                    "the PyPI msgpack-rpc client (and the venv module to install it under target/)",
+                    "python3 -m venv env && env/bin/pip install msgpack-rpc-python==0.4.1",
+                );
+            }
+            venv
+        })
+        .clone()
+}
+
 /// The `node_modules` directory of `tests/node` (msgpack5rpc, playwright-core): the one
 /// `npm ci --prefix tests/node` made, else one made once under `target/` by `npm ci` of the
 /// same lock file. `None` (said once) where `npm` is missing or cannot reach its registry.
