@@ -562,3 +562,34 @@ fn the_pypi_msgpack_rpc_client_authenticates_and_takes_tasks() {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
 }
+
+/// A third language: Go's standard `net/rpc` over the msgpack-rpc spec codec of
+/// hashicorp/go-msgpack authenticates, pushes, takes and acks tasks. Its codec reads an error
+/// only as a string, so it sees that a call without authentication failed, not why.
+#[test]
+fn a_go_msgpack_rpc_client_authenticates_and_takes_tasks() {
+    let Some(go) = prereq::go_msgpack_client() else {
+        return;
+    };
+    let manager = start();
+    let output = Command::new(go)
+        .arg(manager.msgpack_addresses()[0].to_string())
+        .arg(KEY)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{out}");
+    for expected in [
+        "unauthenticated error: ",
+        "proved: true",
+        "pushed: 2",
+        "taken: a@x attempt 1",
+        "taken: b@x attempt 1",
+        "acked: 2",
+        "done: 2",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    assert!(!out.contains("unauthenticated error: <nil>"), "{out}");
+}

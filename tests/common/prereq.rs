@@ -151,6 +151,46 @@ pub fn python_with_msgpackrpc() -> Option<PathBuf> {
         .clone()
 }
 
+/// The Go msgpack-rpc client of `tests/msgpack/go_client`, built once under `target/` with
+/// Debian's Go and its `golang-github-hashicorp-go-msgpack-dev` (GOPATH mode: nothing is
+/// downloaded). `None` (said once) without them.
+pub fn go_msgpack_client() -> Option<PathBuf> {
+    static FOUND: OnceLock<Option<PathBuf>> = OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            let gopath = Path::new("/usr/share/gocode");
+            let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/msgpack/go_client");
+            let built = gopath
+                .join("src/github.com/hashicorp/go-msgpack/codec")
+                .exists()
+                .then(|| {
+                    provision(&env_dir().join("go-client"), |dir| {
+                        quietly(
+                            Command::new("go")
+                                .args(["build", "-o"])
+                                .arg(dir.join("go_client"))
+                                .arg(".")
+                                .current_dir(&sources)
+                                .env("GO111MODULE", "off")
+                                .env("GOPATH", gopath)
+                                .env("GOCACHE", dir.join("cache")),
+                        )
+                    })
+                })
+                .flatten()
+                .map(|dir| dir.join("go_client"))
+                .filter(|client| client.exists());
+            if built.is_none() {
+                skip(
+                    "Go and its msgpack-rpc codec (the Go client of the msgpack-rpc tests)",
+                    "apt-get install golang-go golang-github-hashicorp-go-msgpack-dev",
+                );
+            }
+            built
+        })
+        .clone()
+}
+
 /// The `node_modules` directory of `tests/node` (msgpack5rpc, playwright-core): the one
 /// `npm ci --prefix tests/node` made, else one made once under `target/` by `npm ci` of the
 /// same lock file. `None` (said once) where `npm` is missing or cannot reach its registry.
