@@ -593,3 +593,38 @@ fn a_go_msgpack_rpc_client_authenticates_and_takes_tasks() {
     }
     assert!(!out.contains("unauthenticated error: <nil>"), "{out}");
 }
+
+/// A task queue a Rust client made with typed elements, over msgpack-rpc: the struct is a map
+/// both ways, and a payload that does not fit is an error naming the field.
+#[test]
+fn msgpack_reaches_a_typed_rust_task_queue_with_structs_as_maps() {
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Email {
+        to: String,
+        retries: u32,
+        cc: Option<String>,
+    }
+    let Some(py) = python_msgpack() else {
+        return;
+    };
+    let manager = start();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let emails = client.tasks::<Email>("typed-emails").unwrap();
+    emails
+        .push(&Email {
+            to: "ada@x".into(),
+            retries: 3,
+            cc: Some("c@x".into()),
+        })
+        .unwrap();
+    let out = python(&py, "typed", &manager);
+    assert!(
+        out.contains("typed take: {'to': 'ada@x', 'retries': 3, 'cc': 'c@x'}"),
+        "{out}"
+    );
+    assert!(out.contains("misfit: BadArguments True"), "{out}");
+    let task = emails.take(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(task.payload().to, "bob@x");
+    assert_eq!(task.payload().cc, None);
+    task.ack().unwrap();
+}

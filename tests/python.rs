@@ -1131,3 +1131,59 @@ fn example_command(python: &Python, manager: &ManagerHandle, args: &[&str]) -> C
         .stdin(Stdio::null());
     command
 }
+
+/// A task queue and a queue a Rust client made with typed elements, reached from Python by
+/// name: the struct is a dict both ways, a missing `Option` is `None`, a value that does not
+/// fit or an unknown field is refused naming the field, and an enum (which the type's tag does
+/// not describe) is refused saying so.
+#[test]
+fn python_reaches_typed_rust_queues_with_structs_as_dicts() {
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Email {
+        to: String,
+        retries: u32,
+        cc: Option<String>,
+    }
+    #[derive(serde::Serialize, serde::Deserialize)]
+    enum Job {
+        Resize(u32),
+        Stop,
+    }
+    let manager = builtins_manager();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let emails = client.tasks::<Email>("typed-emails").unwrap();
+    emails
+        .push(&Email {
+            to: "ada@x".into(),
+            retries: 3,
+            cc: None,
+        })
+        .unwrap();
+    let points = client.queue::<(i32, i64)>("typed-points", 0).unwrap();
+    points.put(&(1, -2)).unwrap();
+    client.tasks::<Job>("typed-jobs").unwrap();
+    let out = sync_manager_checks(&interpreters()[0], &manager, "typed");
+    for check in [
+        "typed take",
+        "typed misfit refused",
+        "typed unknown field refused",
+        "typed queue",
+        "enum refused",
+    ] {
+        assert_checked(&out, check, "python3");
+    }
+    let task = emails.take(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(
+        task.payload(),
+        &Email {
+            to: "bob@x".into(),
+            retries: 1,
+            cc: None
+        }
+    );
+    task.ack().unwrap();
+    assert_eq!(
+        points.get_timeout(Duration::from_secs(5)).unwrap(),
+        Some((3, 4))
+    );
+}

@@ -485,3 +485,121 @@ mod tests {
         assert_eq!(tag_of::<std::num::NonZeroU32>(), "NonZero<u32>");
     }
 }
+
+#[cfg(all(test, any(feature = "python", feature = "msgpack")))]
+mod shaped_tests {
+    //! The tags this module makes, read back by `values::shaped`: what other languages see.
+    use crate::values::shaped::Shape;
+    use crate::values::value::ForeignValue;
+
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Email {
+        to: String,
+        retries: u32,
+        cc: Option<String>,
+        sizes: Vec<(u8, i64)>,
+        score: f64,
+        tag: Tag,
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Tag(char);
+
+    fn s(t: &str) -> ForeignValue {
+        ForeignValue::Str(t.into())
+    }
+
+    #[test]
+    fn a_struct_crosses_as_a_dict_both_ways_and_misfits_name_their_field() {
+        let tag = super::tag_of::<Email>();
+        let shape = Shape::parse(&tag).unwrap();
+        let email = Email {
+            to: "ada@x".into(),
+            retries: 3,
+            cc: None,
+            sizes: vec![(1, -2)],
+            score: 0.5,
+            tag: Tag('é'),
+        };
+        let mut stored = Vec::new();
+        crate::wire::codec::encode_into(&email, &mut stored).unwrap();
+        let foreign = shape.decode(&stored).unwrap();
+        let dict = ForeignValue::Dict(vec![
+            (s("to"), s("ada@x")),
+            (s("retries"), ForeignValue::Int(3)),
+            (s("cc"), ForeignValue::None),
+            (
+                s("sizes"),
+                ForeignValue::List(vec![ForeignValue::List(vec![
+                    ForeignValue::Int(1),
+                    ForeignValue::Int(-2),
+                ])]),
+            ),
+            (s("score"), ForeignValue::Float(0.5)),
+            (s("tag"), s("é")),
+        ]);
+        assert_eq!(foreign, dict);
+        assert_eq!(shape.encode(dict).unwrap(), stored);
+        // A missing Option is None; field order does not matter.
+        let sparse = ForeignValue::Dict(vec![
+            (s("tag"), s("x")),
+            (s("score"), ForeignValue::Int(1)),
+            (s("sizes"), ForeignValue::List(vec![])),
+            (s("retries"), ForeignValue::Int(0)),
+            (s("to"), s("b")),
+        ]);
+        let bytes = shape.encode(sparse).unwrap();
+        let back: Email = crate::wire::codec::decode_exact(&bytes).unwrap();
+        assert_eq!(back.cc, None);
+        assert_eq!(back.score, 1.0);
+        // What does not fit is refused, naming the field.
+        let wrong = |value: ForeignValue| shape.encode(value).unwrap_err();
+        let with = |key: &str, value: ForeignValue| {
+            let mut entries = vec![
+                (s("to"), s("a")),
+                (s("retries"), ForeignValue::Int(1)),
+                (s("sizes"), ForeignValue::List(vec![])),
+                (s("score"), ForeignValue::Float(1.0)),
+                (s("tag"), s("t")),
+            ];
+            entries.retain(|(k, _)| *k != s(key));
+            entries.push((s(key), value));
+            ForeignValue::Dict(entries)
+        };
+        assert!(
+            wrong(with("retries", ForeignValue::Int(-1)))
+                .contains("Email.retries: -1 is out of range for u32")
+        );
+        assert!(
+            wrong(with("to", ForeignValue::Int(1))).contains("Email.to: expected a str, got int")
+        );
+        assert!(wrong(with("extra", ForeignValue::Int(1))).contains("no field \"extra\" in Email"));
+        assert!(wrong(ForeignValue::Dict(vec![])).contains("Email.to: missing"));
+        assert!(wrong(s("x")).contains("expected a dict for Email"));
+        // Truncated or overlong stored bytes are errors, not panics.
+        for cut in 0..stored.len() {
+            assert!(shape.decode(&stored[..cut]).is_err());
+        }
+    }
+
+    #[test]
+    fn enums_and_untraced_tags_are_refused_with_the_reason() {
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        enum Job {
+            Resize(u32),
+            Stop,
+        }
+        let tag = super::tag_of::<Job>();
+        assert!(Shape::parse(&tag).unwrap_err().contains("enums"));
+        assert!(Shape::parse("Vec<Task>").is_err());
+        let big = Shape::parse("u64").unwrap();
+        let stored = u64::MAX.to_le_bytes();
+        assert_eq!(big.encode(big.decode(&stored).unwrap()).unwrap(), stored);
+        let tuple = Shape::parse(&super::tag_of::<(String, u64)>()).unwrap();
+        let mut stored = Vec::new();
+        crate::wire::codec::encode_into(&("a".to_string(), u64::MAX), &mut stored).unwrap();
+        let value = tuple.decode(&stored).unwrap();
+        assert_eq!(tuple.encode(value).unwrap(), stored);
+    }
+}

@@ -93,7 +93,37 @@ pub(crate) fn encoded<A: Serialize>(args: &A) -> Vec<u8> {
     out
 }
 
+/// A codec from a typed object's tag (see `values::shaped`).
+fn codec_of_shape(tag: &str) -> Result<Codec, String> {
+    let (to, from) = crate::values::shaped::element_codec(tag)?;
+    Ok(Codec {
+        to: Arc::new(move |value| to(value).map(Bytes)),
+        from: Arc::new(move |bytes: &Bytes| from(&bytes.0)),
+    })
+}
+
 impl PythonShared {
+    /// This exposure of `Dynamic` elements, for an object that exists with the typed elements
+    /// `tag` instead (a Rust client's `Queue<Email>`): elements converted by the type's shape,
+    /// a struct as a dict. `Err` says why the tag cannot be used.
+    pub(crate) fn shaped(mut self, tag: &str) -> Result<Self, String> {
+        match self.kind {
+            Kind::Queue | Kind::List | Kind::Value | Kind::Tasks => {
+                self.values = Some(codec_of_shape(tag)?);
+            }
+            Kind::Dict => {
+                let (keys, values) = tag
+                    .split_once(", ")
+                    .ok_or_else(|| format!("{tag:?} is not a dict's tag"))?;
+                self.keys = Some(codec_of_shape(keys)?);
+                self.values = Some(codec_of_shape(values)?);
+            }
+            _ => return Err("this kind has no elements to convert".into()),
+        }
+        self.tag = tag.to_string();
+        Ok(self)
+    }
+
     fn new(kind: Kind, name: &str, tag: String, args: Vec<u8>) -> Self {
         PythonShared {
             kind,

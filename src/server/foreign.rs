@@ -218,6 +218,27 @@ fn call_kind(
         .find(|(alias, _)| *alias == method)
         .map_or(method, |(_, declared)| declared);
     let service = (kind.descriptor)().name;
+    // An object a Rust client made with typed elements (`client.tasks::<Email>(name)`) is
+    // reached with its elements converted by the type's shape (a struct is a map).
+    let mut tag = kind.tag.to_string();
+    let mut codec = None;
+    if kind.tag == DYNAMIC_TAG
+        && let Some(existing) = shared.objects.shared_tag(&name, service)
+        && existing != DYNAMIC_TAG
+    {
+        codec = Some(
+            crate::values::shaped::element_codec(&existing).map_err(|why| {
+                RemoteError::new(
+                    RemoteErrorKind::WrongService,
+                    format!(
+                        "{name:?} holds elements of {existing}, which cannot be converted: {why}"
+                    ),
+                )
+            })?,
+        );
+        tag = existing;
+    }
+    let tag = tag.as_str();
     if method == "open" {
         let args = (kind.creation)(ForeignValue::List(params.collect())).map_err(|e| {
             bad(format!(
@@ -226,17 +247,15 @@ fn call_kind(
                 e.message()
             ))
         })?;
-        shared
-            .objects
-            .open_shared(service, &name, kind.tag, &args)?;
+        shared.objects.open_shared(service, &name, tag, &args)?;
         return Ok(ForeignValue::None);
     }
     let id = match kind.default {
         Some(default) => shared
             .objects
-            .open_shared(service, &name, kind.tag, &default())?,
+            .open_shared(service, &name, tag, &default())?,
         None => match shared.objects.find_shared(&name, service) {
-            Some(_) => shared.objects.open_shared(service, &name, kind.tag, &[])?,
+            Some(_) => shared.objects.open_shared(service, &name, tag, &[])?,
             None => {
                 return Err(RemoteError::new(
                     RemoteErrorKind::UnknownObject,
@@ -248,14 +267,13 @@ fn call_kind(
             }
         },
     };
-    call_object(
-        shared,
-        id,
-        method,
-        ForeignValue::List(params.collect()),
-        held,
-        caller,
-    )
+    let args = ForeignValue::List(params.collect());
+    match codec {
+        Some(codec) => crate::values::bridge::with_elements(codec, || {
+            call_object(shared, id, method, args, held, caller)
+        }),
+        None => call_object(shared, id, method, args, held, caller),
+    }
 }
 
 /// Method `method` of object `id`, through its erased entry: `args` as the method's

@@ -408,6 +408,15 @@ impl Objects {
         (table.by_id.get(&id)?.object.descriptor.name == service).then_some(id)
     }
 
+    /// The element type tag the built-in shared object `name` was made with, if it exists and
+    /// is a `service`.
+    #[cfg(any(feature = "python", feature = "msgpack"))]
+    pub(crate) fn shared_tag(&self, name: &str, service: &str) -> Option<String> {
+        let table = self.table();
+        let object = &table.by_id.get(table.shared_by_name.get(name)?)?.object;
+        (object.descriptor.name == service).then(|| object.type_tag.clone())?
+    }
+
     /// The service object `id` implements, if it is alive.
     #[cfg(feature = "python")]
     pub(crate) fn descriptor_of(&self, id: u64) -> Option<&'static ServiceDescriptor> {

@@ -568,7 +568,6 @@ thread_local! {
 }
 
 /// Runs `call` with a kind's elements converted by `codec` instead of as `Dynamic` values.
-#[cfg(feature = "python")]
 pub(crate) fn with_elements<R>(codec: (ElementIn, ElementOut), call: impl FnOnce() -> R) -> R {
     struct Reset;
     impl Drop for Reset {

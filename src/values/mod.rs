@@ -7,6 +7,7 @@
 
 pub(crate) mod bridge;
 mod dynamic;
+pub(crate) mod shaped;
 pub(crate) mod value;
 
 pub use dynamic::Dynamic;

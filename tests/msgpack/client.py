@@ -93,6 +93,17 @@ def main():
             except RuntimeError as e:
                 print("error:", e.args[0][0])
         print("describe:", "counter.add" in rpc.call("monogusa.describe")["objects"]["counter"])
+    elif scenario == "typed":
+        rpc = Rpc(host, port, key)
+        taken = rpc.call("tasks.take", "typed-emails", 1, 5000)
+        print("typed take:", taken[0]["payload"])
+        rpc.call("tasks.ack", "typed-emails", [[taken[0]["id"], taken[0]["token"]]])
+        rpc.call("tasks.push", "typed-emails", [[{"to": "bob@x", "retries": 1}, {}]])
+        try:
+            rpc.call("tasks.push", "typed-emails", [[{"to": 7, "retries": 1}, {}]])
+            print("misfit: accepted")
+        except RuntimeError as e:
+            print("misfit:", e.args[0][0], "Email.to" in e.args[0][1])
     elif scenario == "kinds":
         rpc = Rpc(host, port, key)
         described = rpc.call("monogusa.describe")

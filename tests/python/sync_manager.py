@@ -282,6 +282,35 @@ def tasks(host, port, key):
     m.get_mailbox("rust").put("from python")
 
 
+def typed(host, port, key):
+    """Objects a Rust client made with typed elements: a struct crosses as a dict."""
+    m = Named(address=(host, port), authkey=key)
+    m.connect()
+    q = m.get_tasks("typed-emails")
+    task_id, payload, attempt = q.take(timeout=5)
+    check("typed take", payload == {"to": "ada@x", "retries": 3, "cc": None})
+    q.ack(task_id)
+    q.push({"to": "bob@x", "retries": 1})  # cc left out: an Option is None
+    try:
+        q.push({"to": "eve@x", "retries": -1})
+        check("typed misfit refused", False)
+    except Exception as e:
+        check("typed misfit refused", "Email.retries" in str(e) and "u32" in str(e))
+    try:
+        q.push({"to": "eve@x", "retries": 1, "bcc": "x"})
+        check("typed unknown field refused", False)
+    except Exception as e:
+        check("typed unknown field refused", "bcc" in str(e))
+    queue = m.get_queue("typed-points")
+    check("typed queue", queue.get(timeout=5) == [1, -2])
+    queue.put([3, 4])
+    try:
+        m.get_tasks("typed-jobs")
+        check("enum refused", False)
+    except Exception as e:
+        check("enum refused", "enums" in str(e))
+
+
 def take_and_die(host, port, key):
     m = Named(address=(host, port), authkey=key)
     m.connect()
@@ -292,7 +321,8 @@ def take_and_die(host, port, key):
 
 def main():
     scenario, host, port, key = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4].encode()
-    {"typeids": typeids, "named": named, "tasks": tasks, "take_and_die": take_and_die}[scenario](
+    {"typeids": typeids, "named": named, "tasks": tasks, "take_and_die": take_and_die,
+     "typed": typed}[scenario](
         host, port, key)
 
 

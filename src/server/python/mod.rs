@@ -684,6 +684,27 @@ fn exposed_names(shared: &Shared, id: u64, spec: &PythonShared, hand: &[&str]) -
     exposed
 }
 
+/// `get_queue(name)` and the like open `Dynamic` elements; when `name` exists with a Rust
+/// type's elements instead (`client.tasks::<Email>("emails")`), its elements are converted by
+/// that type's shape (a struct is a dict), or the error says why they cannot be.
+fn typed(shared: &Shared, spec: PythonShared) -> Result<PythonShared, Reply> {
+    let dynamic = crate::proxies::DYNAMIC_TAG;
+    if spec.tag != dynamic && spec.tag != format!("{dynamic}, {dynamic}") {
+        return Ok(spec);
+    }
+    match shared.objects.shared_tag(&spec.name, spec.service()) {
+        Some(tag) if tag != spec.tag => {
+            let name = spec.name.clone();
+            spec.shaped(&tag).map_err(|why| {
+                Reply::Traceback(format!(
+                    "TypeError: {name:?} holds elements of {tag}, which Python cannot take: {why}"
+                ))
+            })
+        }
+        _ => Ok(spec),
+    }
+}
+
 /// Makes what [`sync_manager::creation`] describes: opens the built-in object, fills in the
 /// contents given, and files it with its proxy's method names.
 fn create_builtin(
@@ -710,6 +731,7 @@ fn create_builtin(
     let mut exposed: Vec<String> = creation.exposed.iter().map(|s| s.to_string()).collect();
     let (target, owned) = match creation.made {
         Made::Shared { spec, owned } => {
+            let spec = typed(shared, spec)?;
             let id = open(&spec)?;
             exposed = exposed_names(shared, id, &spec, &creation.exposed);
             let owned = owned.then(|| spec.name.clone());
