@@ -26,6 +26,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 from collections import namedtuple
 from multiprocessing.managers import BaseManager
@@ -37,6 +38,7 @@ ADDRESS_VAR = "MONOGUSA_PYTHON_ADDRESS"
 AUTHKEY_VAR = "MONOGUSA_AUTHKEY"
 WORKER_VAR = "MONOGUSA_WORKER"
 HEARTBEAT_VAR = "MONOGUSA_HEARTBEAT_MS"
+CONTROL_PREFIX = "monogusa.control:"
 
 Address = Union[str, Tuple[str, int]]
 
@@ -214,8 +216,9 @@ class Worker:
     """A worker process: takes tasks from a queue on ``threads`` threads, runs ``handler`` on
     each payload, acknowledges it when the handler returns and fails it (with the traceback as
     the reason) when it raises; keeps the lease of a long task alive; on SIGTERM or SIGINT (a
-    supervisor's stop sends both its message and SIGTERM) stops taking, finishes what it
-    holds, and returns. A second SIGINT exits at once.
+    supervisor's stop) stops taking, finishes what it holds, and returns. A second SIGINT
+    exits at once. Started by a supervisor (``MONOGUSA_WORKER`` names it), it also reads its
+    control mailbox, where the supervisor's stop message arrives (with SIGTERM after it).
 
     While it runs it is in the manager's worker registry under ``name`` (by default the name
     its supervisor gave it, ``MONOGUSA_WORKER``), heartbeating every ``heartbeat`` seconds
@@ -292,13 +295,35 @@ class Worker:
             return self._workers
 
     def _heartbeats(self, finished: threading.Event) -> None:
+        """Heartbeats, and the supervisor's stop message when supervised: the supervisor
+        made the control mailbox before starting this process."""
+        control = None
+        if os.environ.get(WORKER_VAR) == self.name:
+            try:
+                control = self.client.mailbox(CONTROL_PREFIX + self.name)
+            except Exception:  # a manager without it: signals still stop the worker
+                control = None
         said_stopping = False
-        while not finished.wait(self.heartbeat if not self._stop.is_set() else 0.05):
+        next_beat = time.monotonic() + self.heartbeat
+        while not finished.is_set():
             if self._stop.is_set() and not said_stopping:
                 said_stopping = True
                 self._report(state="Stopping")
-            elif not self._stop.is_set():
-                self._report()
+            wait = max(0.0, min(next_beat - time.monotonic(), 0.5))
+            message = None
+            if control is not None and not self._stop.is_set():
+                try:
+                    message = control.recv(wait)
+                except Exception:
+                    finished.wait(wait)
+            else:
+                finished.wait(wait)
+            if isinstance(message, dict) and message.get("stop"):
+                self._stop.set()
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + self.heartbeat
+                if not self._stop.is_set():
+                    self._report()
 
     def _handle_signals(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():

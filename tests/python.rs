@@ -495,9 +495,10 @@ fn named_objects_are_reached_with_get_dict_and_friends() {
     ]))
     .unwrap();
     client.counter("hits").unwrap().add(10).unwrap();
-    client.dict::<String, i64>("typed").unwrap();
+    let typed = client.dict::<String, i64>("typed").unwrap();
     let python = &interpreters()[0];
     let out = sync_manager_checks(python, &manager, "named");
+    assert_eq!(typed.get(&"python".to_string()).unwrap(), Some(5));
     for check in [
         "get_dict",
         "get_list",
@@ -507,7 +508,8 @@ fn named_objects_are_reached_with_get_dict_and_friends() {
         "get_value",
         "get_lock",
         "get_event",
-        "get_dict of another type",
+        "get_dict of a Rust type",
+        "get_dict of a Rust type refuses a misfit",
     ] {
         assert_checked(&out, check, &python.label);
     }
@@ -1186,4 +1188,46 @@ fn python_reaches_typed_rust_queues_with_structs_as_dicts() {
         points.get_timeout(Duration::from_secs(5)).unwrap(),
         Some((3, 4))
     );
+}
+
+/// A supervised Python worker (`MONOGUSA_WORKER` names it) stops on the supervisor's stop
+/// message alone, no signal: it reads its control mailbox as a Rust worker does.
+#[test]
+fn a_python_worker_stops_on_its_control_message() {
+    // The supervisor's message, as its shape says it is.
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Control {
+        stop: bool,
+    }
+    let manager = builtins_manager();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    // As a supervisor does before it starts a worker.
+    let control = client
+        .mailbox::<Control>("monogusa.control:py-ctl")
+        .unwrap();
+    for python in interpreters() {
+        let mut worker = module_command(python, &manager, &["work", "py-ctl-jobs", "1"])
+            .env("MONOGUSA_WORKER", "py-ctl")
+            .env("MONOGUSA_HEARTBEAT_MS", "100")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_until(Duration::from_secs(30), "the worker heartbeating", || {
+            client.workers().unwrap().iter().any(|w| {
+                w.name == "py-ctl"
+                    && w.pid == Some(worker.id())
+                    && w.state == monogusa::workers::WorkerState::Running
+            })
+        });
+        control.send(&Control { stop: true }).unwrap();
+        let status = worker.wait().unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(worker.stdout.as_mut().unwrap(), &mut out).unwrap();
+        assert!(status.success(), "{}: {status:?}: {out}", python.label);
+        assert!(
+            out.contains("stopped done=0 failed=0"),
+            "{}: {out}",
+            python.label
+        );
+    }
 }

@@ -493,7 +493,7 @@ impl Supervisor {
     /// Sends every running worker the stop message (and SIGTERM).
     fn begin_stop(&mut self, group: &Group<Control>, registry: &Registry) {
         log::info!("stopping {} workers", self.slots.len());
-        if let Err(e) = group.broadcast(&Control::Stop) {
+        if let Err(e) = group.broadcast(&Control::STOP) {
             log::warn!("could not send the stop message: {e}");
         }
         for slot in &mut self.slots {

@@ -24,11 +24,18 @@ use crate::proxies::{Task, TaskQueue};
 /// The environment variable a supervisor puts the heartbeat interval in (milliseconds).
 pub(crate) const HEARTBEAT_VAR: &str = "MONOGUSA_HEARTBEAT_MS";
 
-/// What a supervisor sends a worker's control mailbox.
+/// What a supervisor sends a worker's control mailbox. A struct, not an enum: its type tag
+/// (`Control{stop:bool}`) describes it whole, so a worker in Python reads it as
+/// `{"stop": True}` (see `values::shaped`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum Control {
+pub(crate) struct Control {
     /// Stop taking work, finish what is in hand, exit.
-    Stop,
+    pub(crate) stop: bool,
+}
+
+impl Control {
+    /// The stop request.
+    pub(crate) const STOP: Control = Control { stop: true };
 }
 
 /// The control mailbox of the worker `name`.
@@ -257,7 +264,8 @@ fn background(
             }
         };
         match message {
-            Ok(Some(Control::Stop)) => stop.request(),
+            Ok(Some(Control { stop: true })) => stop.request(),
+            Ok(Some(Control { stop: false })) => {}
             Ok(None) => {}
             // The manager is slow or gone: the heartbeat above keeps trying.
             Err(_) => std::thread::sleep(wait),

@@ -245,11 +245,15 @@ def named(host, port, key):
     e = m.get_event("go")
     e.set()
     check("get_event", e.is_set())
+    # A dict a Rust client made as Dict<String, i64>: its values convert, misfits are refused.
+    typed = m.get_dict("typed")
+    typed["python"] = 5
+    check("get_dict of a Rust type", typed["python"] == 5)
     try:
-        m.get_dict("typed")
-        check("get_dict of another type", False)
+        typed["python"] = "five"
+        check("get_dict of a Rust type refuses a misfit", False)
     except Exception as err:
-        check("get_dict of another type", "typed" in str(err))
+        check("get_dict of a Rust type refuses a misfit", "int" in str(err))
 
 
 def tasks(host, port, key):
