@@ -628,3 +628,28 @@ fn msgpack_reaches_a_typed_rust_task_queue_with_structs_as_maps() {
     assert_eq!(task.payload().cc, None);
     task.ack().unwrap();
 }
+
+/// A worker in any language registers and heartbeats over msgpack-rpc (`workers.report`, the
+/// registry's declared method, no name needed) and shows as a Rust worker does.
+#[test]
+fn a_msgpack_worker_reports_itself_into_the_registry() {
+    let Some(py) = python_msgpack() else {
+        return;
+    };
+    let manager = start();
+    let out = python(&py, "worker", &manager);
+    assert!(out.contains("listed: ['mp-worker']"), "{out}");
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let worker = client
+        .workers()
+        .unwrap()
+        .into_iter()
+        .find(|w| w.name == "mp-worker")
+        .unwrap();
+    assert_eq!(
+        (worker.pid, worker.host.as_deref(), worker.done),
+        (Some(4242), Some("elsewhere"), 3)
+    );
+    assert_eq!(worker.state, monogusa::workers::WorkerState::Running);
+    assert!(worker.heartbeat_age.is_some());
+}

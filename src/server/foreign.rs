@@ -35,6 +35,9 @@ struct Kind {
     prefix: &'static str,
     /// Other names of methods (`mailbox.send` is the queue's `put`).
     aliases: &'static [(&'static str, &'static str)],
+    /// The one object of the kind, for kinds the manager keeps one of (the worker registry):
+    /// its methods take no name.
+    only: Option<&'static str>,
 }
 
 fn encoded<T: serde::Serialize>(value: &T) -> Vec<u8> {
@@ -71,6 +74,7 @@ const fn plain(
         creation_args: "",
         prefix: "",
         aliases: &[],
+        only: None,
     }
 }
 
@@ -104,6 +108,7 @@ const KINDS: &[Kind] = &[
         creation_args: "capacity (0: unbounded)",
         prefix: "",
         aliases: &[],
+        only: None,
     },
     Kind {
         short: "tasks",
@@ -114,6 +119,7 @@ const KINDS: &[Kind] = &[
         creation_args: "{lease_ms, max_attempts, backoff_base_ms, backoff_max_ms} (each optional)",
         prefix: "",
         aliases: &[],
+        only: None,
     },
     plain(
         "lock",
@@ -129,6 +135,7 @@ const KINDS: &[Kind] = &[
         creation_args: "permits",
         prefix: "",
         aliases: &[],
+        only: None,
     },
     plain(
         "event",
@@ -144,6 +151,7 @@ const KINDS: &[Kind] = &[
         creation_args: "parties",
         prefix: "",
         aliases: &[],
+        only: None,
     },
     Kind {
         short: "mailbox",
@@ -154,6 +162,20 @@ const KINDS: &[Kind] = &[
         creation_args: "capacity",
         prefix: crate::kinds::queue::MAILBOX_PREFIX,
         aliases: &[("send", "put"), ("recv", "get")],
+        only: None,
+    },
+    // A worker in any language reports itself: `workers.report({"name": ..., "heartbeat":
+    // true, ...})`, as Rust's and Python's workers do.
+    Kind {
+        short: "workers",
+        descriptor: descriptor::<store::workers::WorkersKindServer<store::workers::SharedWorkers>>,
+        tag: crate::kinds::workers::REGISTRY_TAG,
+        default: Some(Vec::new),
+        creation: creation::<()>,
+        creation_args: "",
+        prefix: "",
+        aliases: &[],
+        only: Some(crate::kinds::workers::REGISTRY_NAME),
     },
 ];
 
@@ -204,8 +226,17 @@ fn call_kind(
 ) -> Result<ForeignValue, RemoteError> {
     let short = kind.short;
     let mut params = params.into_iter();
-    let name = match params.next() {
-        Some(ForeignValue::Str(name)) => format!("{}{name}", kind.prefix),
+    let name = match (kind.only, params.next()) {
+        (Some(only), first) => {
+            // No name: what was read first is the method's first argument.
+            params = first
+                .into_iter()
+                .chain(params)
+                .collect::<Vec<_>>()
+                .into_iter();
+            only.to_string()
+        }
+        (None, Some(ForeignValue::Str(name))) => format!("{}{name}", kind.prefix),
         _ => {
             return Err(bad(format!(
                 "{short}.{method} takes the object's name first"

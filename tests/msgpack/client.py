@@ -93,6 +93,12 @@ def main():
             except RuntimeError as e:
                 print("error:", e.args[0][0])
         print("describe:", "counter.add" in rpc.call("monogusa.describe")["objects"]["counter"])
+    elif scenario == "worker":
+        rpc = Rpc(host, port, key)
+        rpc.call("workers.report", {"name": "mp-worker", "heartbeat": True, "pid": 4242,
+                                    "host": "elsewhere", "state": "Running", "done": 3})
+        listed = rpc.call("workers.list")
+        print("listed:", [w["name"] for w in listed if w["name"] == "mp-worker"])
     elif scenario == "typed":
         rpc = Rpc(host, port, key)
         taken = rpc.call("tasks.take", "typed-emails", 1, 5000)
