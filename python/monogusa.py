@@ -32,7 +32,7 @@ from collections import namedtuple
 from multiprocessing.managers import BaseManager
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-__all__ = ["Client", "TaskQueue", "Task", "Mailbox", "Worker", "MonogusaError"]
+__all__ = ["Client", "TaskQueue", "Task", "Mailbox", "Worker", "MonogusaError", "Permanent"]
 
 ADDRESS_VAR = "MONOGUSA_PYTHON_ADDRESS"
 AUTHKEY_VAR = "MONOGUSA_AUTHKEY"
@@ -45,6 +45,11 @@ Address = Union[str, Tuple[str, int]]
 
 class MonogusaError(Exception):
     """A configuration or connection problem, said in words."""
+
+
+class Permanent(Exception):
+    """Raised by a handler for a failure no retry would fix (bad input): the task goes to the
+    dead letters at once, whatever attempts it had left."""
 
 
 class _Manager(BaseManager):
@@ -166,6 +171,10 @@ class TaskQueue:
         """The task failed: ``"retry"`` (it runs again after a backoff) or ``"dead"`` (its
         attempts are spent: it is in the dead letters with its reasons)."""
         return self._proxy.fail(task_id, reason)
+
+    def fail_permanently(self, task_id: int, reason: str = "") -> None:
+        """The task failed and no retry would fix it: to the dead letters at once."""
+        self._proxy.fail_permanently(task_id, reason)
 
     def extend(self, task_id: int, seconds: float) -> None:
         """Keeps the task's lease ``seconds`` longer from now."""
@@ -360,6 +369,9 @@ class Worker:
             def work(payload: Any = task.payload) -> None:
                 try:
                     outcome["result"] = handler(payload)
+                except Permanent as e:
+                    outcome["error"] = "%s" % e
+                    outcome["permanent"] = True
                 except BaseException:  # the task's failure, not the worker's
                     outcome["error"] = traceback.format_exc()
                 finally:
@@ -369,7 +381,10 @@ class Worker:
             while not finished.wait(lease / 3):
                 queue.extend(task.id, lease)
             if "error" in outcome:
-                queue.fail(task.id, outcome["error"][-4000:])
+                if outcome.get("permanent"):
+                    queue.fail_permanently(task.id, outcome["error"][-4000:])
+                else:
+                    queue.fail(task.id, outcome["error"][-4000:])
                 with self._lock:
                     self.failed += 1
                     self._in_hand.discard(task.id)

@@ -818,6 +818,7 @@ fn the_python_module_pushes_takes_and_sends() {
             "settings",
             "dead letters",
             "take times out",
+            "fail permanently",
             "mailbox",
             "counter",
             "unreachable",
@@ -1230,4 +1231,33 @@ fn a_python_worker_stops_on_its_control_message() {
             python.label
         );
     }
+}
+
+/// A Python handler that raises `monogusa.Permanent` sends its task to the dead letters at
+/// once, on the first of its five attempts, with the exception's words as the reason.
+#[test]
+fn a_python_handler_fails_a_task_permanently() {
+    let manager = builtins_manager();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let jobs = client.tasks::<Dynamic>("py-perm").unwrap();
+    let s = |t: &str| Dynamic::Str(t.into());
+    jobs.push(&Dynamic::Map(vec![
+        (s("n"), Dynamic::Int(4)),
+        (s("perm"), Dynamic::Bool(true)),
+    ]))
+    .unwrap();
+    let mut worker = module_command(&interpreters()[0], &manager, &["work", "py-perm", "1"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(Duration::from_secs(30), "the task dead", || {
+        jobs.stats().unwrap().dead == 1
+    });
+    let dead = jobs.dead_letters().unwrap();
+    assert_eq!(
+        (dead[0].attempts, dead[0].reasons.clone()),
+        (1, vec!["hopeless payload 4".to_string()])
+    );
+    worker.kill().unwrap();
+    worker.wait().unwrap();
 }

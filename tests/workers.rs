@@ -931,3 +931,62 @@ fn a_worker_rides_out_its_manager_killed_and_restarted() {
     manager.kill().unwrap();
     manager.wait().unwrap();
 }
+
+/// A handler's `Permanent` error sends its task to the dead letters at once, on the first of
+/// its five attempts; any other error is retried.
+#[test]
+fn a_permanent_error_is_dead_at_once_and_others_are_retried() {
+    let manager = manager();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let jobs = client
+        .named("perm")
+        .tasks::<String>(TaskQueueSettings {
+            max_attempts: 5,
+            backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(10),
+            ..Default::default()
+        })
+        .unwrap();
+    jobs.push(&"hopeless".to_string()).unwrap();
+    jobs.push(&"flaky".to_string()).unwrap();
+    let worker = Worker::builder(client.clone())
+        .name("perm-worker")
+        .handle_signals(false)
+        .build()
+        .unwrap();
+    let stop = worker.stop_handle();
+    let report = std::thread::scope(|s| {
+        s.spawn(|| {
+            wait_until(LIMIT, "one dead, one done", || {
+                let stats = jobs.stats().unwrap();
+                stats.done == 1 && stats.dead == 1
+            });
+            stop.stop();
+        });
+        worker
+            .run(
+                &jobs,
+                1,
+                |task| -> Result<(), Box<dyn monogusa::workers::Failure + Send + Sync>> {
+                    match (task.payload().as_str(), task.attempt()) {
+                        ("hopeless", _) => {
+                            Err(Box::new(monogusa::workers::Permanent("no use".into())))
+                        }
+                        ("flaky", 1) => Err(Box::new("try again".to_string())),
+                        _ => Ok(()),
+                    }
+                },
+            )
+            .unwrap()
+    });
+    assert_eq!((report.done, report.failed), (1, 2));
+    let dead = jobs.dead_letters().unwrap();
+    assert_eq!(
+        (
+            dead[0].payload.as_str(),
+            dead[0].attempts,
+            dead[0].reasons.clone()
+        ),
+        ("hopeless", 1, vec!["no use".to_string()])
+    );
+}

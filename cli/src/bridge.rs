@@ -32,9 +32,35 @@ use crate::Failure;
 /// How a program answered a task.
 enum Answer {
     Done,
-    Failed(String),
+    /// Failed, with its reason; retried unless the program said `"retry": false`.
+    Failed(String, bool),
     /// The program ended (its stdout closed) before answering.
     Gone,
+}
+
+/// Why a task handed to the program failed, and whether to retry it.
+struct Failed {
+    reason: String,
+    retry: bool,
+}
+
+impl Failed {
+    fn retry(reason: impl Into<String>) -> Failed {
+        Failed {
+            reason: reason.into(),
+            retry: true,
+        }
+    }
+}
+
+impl monogusa::workers::Failure for Failed {
+    fn reason(&self) -> String {
+        self.reason.clone()
+    }
+
+    fn retry(&self) -> bool {
+        self.retry
+    }
 }
 
 /// The tasks handed to the program and not yet answered, by id.
@@ -68,7 +94,7 @@ pub fn run(queue: &str, concurrency: usize, program: &[String]) -> Result<ExitCo
     let report = worker.run(&tasks, concurrency.max(1), |task| {
         let (answer, answered) = sync_channel(1);
         if *gone.lock().expect("never poisoned") {
-            return Err("the program had exited".to_string());
+            return Err(Failed::retry("the program had exited"));
         }
         pending
             .lock()
@@ -87,7 +113,7 @@ pub fn run(queue: &str, concurrency: usize, program: &[String]) -> Result<ExitCo
         if !matches!(written, Some(Ok(()))) {
             pending.lock().expect("never poisoned").remove(&task.id().0);
             stop.stop();
-            return Err("the program had closed its input".to_string());
+            return Err(Failed::retry("the program had closed its input"));
         }
         outcome(&answered, &stop)
     })?;
@@ -111,13 +137,13 @@ pub fn run(queue: &str, concurrency: usize, program: &[String]) -> Result<ExitCo
 fn outcome(
     answered: &Receiver<Answer>,
     stop: &monogusa::workers::StopHandle,
-) -> Result<(), String> {
+) -> Result<(), Failed> {
     match answered.recv().unwrap_or(Answer::Gone) {
         Answer::Done => Ok(()),
-        Answer::Failed(why) => Err(why),
+        Answer::Failed(reason, retry) => Err(Failed { reason, retry }),
         Answer::Gone => {
             stop.stop();
-            Err("the program exited while holding this task".to_string())
+            Err(Failed::retry("the program exited while holding this task"))
         }
     }
 }
@@ -156,11 +182,9 @@ fn parse_answer(line: &str) -> Option<(u64, Answer)> {
                 Some(other) => other.to_string(),
                 None => "the program failed the task".into(),
             };
-            let error = match value.get("retry").and_then(Json::as_bool) {
-                Some(false) => format!("{error} (the program asked for no retry)"),
-                _ => error,
-            };
-            Answer::Failed(error)
+            // `"retry": false`: bad input no retry would fix, dead at once.
+            let retry = value.get("retry").and_then(Json::as_bool) != Some(false);
+            Answer::Failed(error, retry)
         }
     };
     Some((id, answer))

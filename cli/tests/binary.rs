@@ -810,7 +810,8 @@ fn the_dashboard_token_file_must_be_private_and_given() {
 
 /// A shell script that reads lines is a worker: `run --tasks` feeds it one JSON line per task
 /// and reads its answers (several at once with --concurrency); a failure it reports is the
-/// task's, with its words; what it prints to stderr is its log.
+/// task's, with its words, and with `"retry": false` the task is dead at once (on its first of
+/// five attempts); what it prints to stderr is its log.
 #[test]
 fn run_tasks_feeds_a_shell_script_json_lines() {
     use monogusa::{Dynamic, TaskQueueSettings};
@@ -819,7 +820,7 @@ fn run_tasks_feeds_a_shell_script_json_lines() {
     let jobs = client
         .named("lines")
         .tasks::<Dynamic>(TaskQueueSettings {
-            max_attempts: 1,
+            max_attempts: 5,
             ..Default::default()
         })
         .unwrap();
@@ -837,7 +838,7 @@ fn run_tasks_feeds_a_shell_script_json_lines() {
         r#"while IFS= read -r line; do
   id=$(printf '%s\n' "$line" | sed -n 's/^{"attempt":[0-9]*,"id":\([0-9]*\),.*/\1/p')
   case "$line" in
-    *fail-me*) printf '{"id":%s,"ok":false,"error":"it said no"}\n' "$id" ;;
+    *fail-me*) printf '{"id":%s,"ok":false,"error":"it said no","retry":false}\n' "$id" ;;
     *) echo "did $line" >&2; printf '{"id":%s,"ok":true}\n' "$id" ;;
   esac
 done
@@ -866,6 +867,7 @@ done
     });
     let dead = jobs.dead_letters().unwrap();
     assert_eq!(dead[0].reasons, ["it said no"]);
+    assert_eq!(dead[0].attempts, 1, "no retry asked, none made");
     wait_until(Duration::from_secs(10), "its stderr in the log", || {
         let lines = client
             .logs()

@@ -324,6 +324,41 @@ fn task_queues_deliver_ack_retry_and_dead_letter_alike() {
     }
 }
 
+/// A failure no retry would fix goes to the dead letters at once, on its first attempt of
+/// five, with its reason, on every backend.
+#[test]
+fn a_permanent_failure_is_dead_at_once() {
+    for (backend, fixture) in task_backends() {
+        let store = fixture.store();
+        let jobs = store
+            .tasks_with::<String>("bad-input", quick(Duration::from_secs(30), 5))
+            .unwrap();
+        jobs.push(&"not an email".to_string()).unwrap();
+        let task = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+        assert_eq!(task.attempt(), 1, "{backend}");
+        task.fail_permanently("no @ in it").unwrap();
+        let dead = jobs.dead_letters().unwrap();
+        assert_eq!(dead.len(), 1, "{backend}");
+        assert_eq!(
+            (dead[0].payload.as_str(), dead[0].attempts),
+            ("not an email", 1),
+            "{backend}"
+        );
+        assert_eq!(dead[0].reasons, ["no @ in it"], "{backend}");
+        let stats = jobs.stats().unwrap();
+        assert_eq!(
+            (stats.ready, stats.delayed, stats.leased),
+            (0, 0, 0),
+            "{backend}"
+        );
+        assert!(
+            jobs.take(Duration::from_millis(50)).unwrap().is_none(),
+            "{backend}"
+        );
+        eprintln!("permanent failures conform on {backend}");
+    }
+}
+
 #[test]
 fn delays_dedup_keys_and_batches() {
     for (backend, fixture) in task_backends() {

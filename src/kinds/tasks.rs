@@ -38,6 +38,9 @@ pub(crate) trait TaskKind {
     fn ack(&self, leases: Vec<(u64, u64)>) -> Result<Vec<u8>, RemoteError>;
     /// Fails a lease with `reason`: retried after a backoff, or dead when out of attempts.
     fn fail(&self, id: u64, token: u64, reason: String) -> Result<Failed, RemoteError>;
+    /// Fails a lease with `reason` for good: to the dead letters at once, whatever attempts
+    /// are left (bad input that no retry would fix).
+    fn fail_permanently(&self, id: u64, token: u64, reason: String) -> Result<(), RemoteError>;
     /// Keeps a lease `extra_ms` longer from now; returns its new end (Unix ms).
     fn extend(&self, id: u64, token: u64, extra_ms: u64) -> Result<u64, RemoteError>;
     /// Gives a lease back at once (the attempt counts).

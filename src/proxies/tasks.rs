@@ -144,7 +144,8 @@ fn time_of(unix_ms: u64) -> SystemTime {
 pub(crate) trait LeaseOps: Send + Sync {
     /// Acks `(id, token)` leases; one status per lease (`ACKED` or not).
     fn ack(&self, leases: &[(u64, u64)]) -> Result<Vec<u8>>;
-    fn fail(&self, id: u64, token: u64, reason: String) -> Result<Failed>;
+    /// Fails a lease: retried (when `retry` and attempts are left) or dead.
+    fn fail(&self, id: u64, token: u64, reason: String, retry: bool) -> Result<Failed>;
     /// Returns when the lease now ends (Unix ms).
     fn extend(&self, id: u64, token: u64, extra_ms: u64) -> Result<u64>;
     fn release(&self, id: u64, token: u64) -> Result<()>;
@@ -252,8 +253,14 @@ impl LeaseOps for LeaseLink {
         self.call("ack", &(leases,))
     }
 
-    fn fail(&self, id: u64, token: u64, reason: String) -> Result<Failed> {
-        TaskKindClient::from_handle(self).fail(id, token, reason)
+    fn fail(&self, id: u64, token: u64, reason: String, retry: bool) -> Result<Failed> {
+        let stub = TaskKindClient::from_handle(self);
+        if retry {
+            stub.fail(id, token, reason)
+        } else {
+            stub.fail_permanently(id, token, reason)
+                .map(|()| Failed::Dead)
+        }
     }
 
     fn extend(&self, id: u64, token: u64, extra_ms: u64) -> Result<u64> {
@@ -359,11 +366,22 @@ impl<T> Task<T> {
     /// the dead letters (with every reason) if that was its last attempt.
     pub fn fail(mut self, reason: impl fmt::Display) -> Result<Retry> {
         self.finished = true;
-        let failed = self.link.fail(self.id, self.token, reason.to_string())?;
+        let failed = self
+            .link
+            .fail(self.id, self.token, reason.to_string(), true)?;
         Ok(match failed {
             Failed::RetryAt(at) => Retry::At(time_of(at)),
             Failed::Dead => Retry::Dead,
         })
+    }
+
+    /// The task failed for `reason` and no retry would fix it (bad input): it goes to the
+    /// dead letters at once, with its reasons, whatever attempts it had left.
+    pub fn fail_permanently(mut self, reason: impl fmt::Display) -> Result<()> {
+        self.finished = true;
+        self.link
+            .fail(self.id, self.token, reason.to_string(), false)
+            .map(drop)
     }
 
     /// Keeps the lease for `extra` from now (for long work: call it well before the lease
@@ -572,6 +590,7 @@ impl<T: Serialize + DeserializeOwned> TaskQueue<T> {
                         delivery.id,
                         delivery.token,
                         format!("its payload does not decode: {e}"),
+                        true, // another worker, built with the right type, may decode it
                     );
                 }
             }

@@ -344,6 +344,7 @@ impl PythonShared {
                 "dead_letters",
                 "extend",
                 "fail",
+                "fail_permanently",
                 "push",
                 "push_many",
                 "release",

@@ -43,7 +43,7 @@ pub use registry::Logs;
 pub use supervisor::{
     Ended, Outcome, ProcessOutcome, Program, Supervisor, SupervisorSettings, SupervisorStop,
 };
-pub use worker::{RunReport, StopHandle, Worker, WorkerBuilder};
+pub use worker::{Failure, Permanent, RunReport, StopHandle, Worker, WorkerBuilder};
 
 pub(crate) use crate::kinds::logs::ShippedLine;
 pub use crate::kinds::logs::{LogLine, LogPage, LogStream};

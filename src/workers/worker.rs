@@ -38,6 +38,65 @@ impl Control {
     pub(crate) const STOP: Control = Control { stop: true };
 }
 
+/// What a handler's error says: why the task failed, and whether a retry could help. Every
+/// error that is `Display` is retried (after the queue's backoff, until its attempts are
+/// spent); [`Permanent`] is not. An error type of your own may implement it too.
+pub trait Failure {
+    /// Why the task failed, as its dead letter will say.
+    fn reason(&self) -> String;
+    /// Whether to retry the task (the default), or send it to the dead letters at once.
+    fn retry(&self) -> bool {
+        true
+    }
+}
+
+impl<E: fmt::Display> Failure for E {
+    fn reason(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// A handler with errors of several kinds returns them boxed: `Box::new(Permanent(..))` or
+/// `Box::new(error)` for any `Display` error.
+impl Failure for Box<dyn Failure + Send + Sync> {
+    fn reason(&self) -> String {
+        (**self).reason()
+    }
+
+    fn retry(&self) -> bool {
+        (**self).retry()
+    }
+}
+
+/// A handler's error that no retry would fix (bad input): the task goes to the dead letters at
+/// once, whatever attempts it had left.
+///
+/// ```no_run
+/// # fn main() -> monogusa::Result<()> {
+/// use monogusa::workers::{Permanent, Worker};
+/// let worker = Worker::from_env()?;
+/// let emails = worker.client().tasks::<String>("emails")?;
+/// worker.run(&emails, 4, |task| {
+///     if !task.payload().contains('@') {
+///         return Err(Permanent(format!("{:?} is no address", task.payload())));
+///     }
+///     Ok(()) // sent
+/// })?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permanent(pub String);
+
+impl Failure for Permanent {
+    fn reason(&self) -> String {
+        self.0.clone()
+    }
+
+    fn retry(&self) -> bool {
+        false
+    }
+}
+
 /// The control mailbox of the worker `name`.
 pub(crate) fn control_mailbox(name: &str) -> String {
     format!("monogusa.control:{name}")
@@ -409,7 +468,7 @@ impl Worker {
     ) -> Result<RunReport>
     where
         T: Serialize + DeserializeOwned + Send,
-        E: fmt::Display,
+        E: Failure,
         F: Fn(&Task<T>) -> Result<(), E> + Sync,
     {
         let lease_timeout = tasks.settings()?.lease_timeout;
@@ -465,7 +524,7 @@ impl Worker {
         failure: &Mutex<Option<Error>>,
     ) where
         T: Serialize + DeserializeOwned,
-        E: fmt::Display,
+        E: Failure,
         F: Fn(&Task<T>) -> Result<(), E>,
     {
         let mut backoff = Duration::from_millis(50);
@@ -492,8 +551,11 @@ impl Worker {
             self.counts.in_hand.lock().push(id);
             let outcome = match catch_unwind(AssertUnwindSafe(|| handler(&task))) {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(panic) => Err(format!("the handler panicked: {}", panic_text(&*panic))),
+                Ok(Err(e)) => Err((e.reason(), e.retry())),
+                Err(panic) => Err((
+                    format!("the handler panicked: {}", panic_text(&*panic)),
+                    true,
+                )),
             };
             leases.lock().retain(|(held, _)| *held != id);
             self.counts.in_hand.lock().retain(|held| *held != id);
@@ -501,7 +563,10 @@ impl Worker {
                 Ok(()) => task.ack().map(|()| {
                     self.counts.done.fetch_add(1, Ordering::SeqCst);
                 }),
-                Err(reason) => task.fail(reason).map(|_| {
+                Err((reason, true)) => task.fail(reason).map(|_| {
+                    self.counts.failed.fetch_add(1, Ordering::SeqCst);
+                }),
+                Err((reason, false)) => task.fail_permanently(reason).map(|()| {
                     self.counts.failed.fetch_add(1, Ordering::SeqCst);
                 }),
             };

@@ -44,6 +44,13 @@ def api():
     check("settings", q.settings()["lease_ms"] == 30000)
     check("dead letters", q.dead_letters() == [] and q.requeue() == 0)
     check("take times out", client.tasks("empty").take(0.2) is None)
+    bad = client.tasks("api-bad-%d" % os.getpid())
+    bad.push({"to": "nobody"})
+    task = bad.take(5)
+    bad.fail_permanently(task.id, "no address")
+    letters = bad.dead_letters()
+    check("fail permanently", len(letters) == 1 and letters[0]["attempts"] == 1
+          and letters[0]["reasons"] == ["no address"])
     box = client.mailbox("inbox-%d" % os.getpid())
     box.send({"hello": [1, 2]})
     check("mailbox", box.recv(5) == {"hello": [1, 2]} and box.recv(0.1) is None)
@@ -69,6 +76,8 @@ def work(queue_name, threads):
         time.sleep(60 if slow else payload.get("sleep", 0))
         if payload.get("fail"):
             raise ValueError("bad payload %d" % payload["n"])
+        if payload.get("perm"):
+            raise monogusa.Permanent("hopeless payload %d" % payload["n"])
         done[str(payload["n"])] = done.get(str(payload["n"]), 0) + 1
 
     worker = monogusa.Worker(client)

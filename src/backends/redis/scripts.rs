@@ -177,7 +177,8 @@ return 0
 });
 
 /// KEYS: meta, stream, delayed, dead. ARGV: consumer, key prefix, entry, reason, jitter
-/// (0.5 to 1). Returns -1 (dead), the retry time, or -2 (expired).
+/// (0.5 to 1), retry (1, or 0: dead at once). Returns -1 (dead), the retry time, or -2
+/// (expired).
 pub(crate) static FAIL: LazyLock<Script> = LazyLock::new(|| {
     lease_script(
         "-2",
@@ -188,7 +189,7 @@ redis.call('XDEL', KEYS[2], ARGV[3])
 redis.call('RPUSH', ARGV[2] .. 'r:' .. f.t, ARGV[4])
 local maxa = tonumber(f.m)
 if not maxa or maxa == 0 then maxa = tonumber(redis.call('HGET', KEYS[1], 'attempts')) end
-if attempt >= maxa then
+if attempt >= maxa or ARGV[6] == '0' then
   redis.call('XADD', KEYS[4], '*', 't', f.t, 'a', attempt, 'e', f.e, 'p', f.p, 'd', f.d)
   return -1
 end

@@ -341,13 +341,14 @@ impl LeaseOps for RedisLeases {
         Ok(statuses)
     }
 
-    fn fail(&self, id: u64, token: u64, reason: String) -> Result<Failed> {
+    fn fail(&self, id: u64, token: u64, reason: String, retry: bool) -> Result<Failed> {
         let t = &self.tasks;
         let entry = self.entry(id, token)?;
         let outcome: i64 = t.store.run(|c| {
             t.lease_script(&scripts::FAIL, true, &entry)
                 .arg(&reason)
                 .arg(jitter())
+                .arg(u8::from(retry))
                 .invoke(c)
         })?;
         self.entries.lock().remove(&token);

@@ -598,12 +598,12 @@ impl LeaseOps for SqsLeases {
         Ok(statuses)
     }
 
-    fn fail(&self, id: u64, token: u64, reason: String) -> Result<Failed> {
+    fn fail(&self, id: u64, token: u64, reason: String, retry: bool) -> Result<Failed> {
         let (receipt, meta) = self.live(id, token, true)?;
         let t = &self.tasks;
         let mut reasons = meta.reasons;
         reasons.push(reason);
-        if meta.attempt >= t.settings.max_attempts {
+        if !retry || meta.attempt >= t.settings.max_attempts {
             t.send(
                 &t.dead_url,
                 meta.id,

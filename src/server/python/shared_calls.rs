@@ -887,6 +887,18 @@ fn tasks_method(
                 )),
             }
         }
+        "fail_permanently" => {
+            let mut args = args.into_iter();
+            let id = task_id(args.next(), method)?;
+            let reason = match args.next() {
+                Some(ForeignValue::Str(reason)) => reason,
+                Some(other) => format!("{other:?}"),
+                None => String::new(),
+            };
+            let token = lease_token(native, id, false)?;
+            native.call::<(), _>("fail_permanently", &(id, token, reason))?;
+            Ok(ForeignValue::Str("dead".into()))
+        }
         "fail" => {
             let mut args = args.into_iter();
             let id = task_id(args.next(), method)?;

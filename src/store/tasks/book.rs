@@ -371,6 +371,7 @@ impl Book {
         id: u64,
         token: u64,
         reason: String,
+        retry: bool,
         now: u64,
     ) -> Result<Failed, LeaseError> {
         self.check_lease(id, token, now)?;
@@ -378,7 +379,8 @@ impl Book {
         task.reasons.push(reason);
         self.run.record(now.saturating_sub(task.leased_at));
         self.run.failed += 1;
-        if task.attempts >= task.max_attempts {
+        // A failure not worth retrying (bad input) goes to the dead letters at once.
+        if !retry || task.attempts >= task.max_attempts {
             self.run.dead += 1;
             self.set_state(id, State::Dead);
             return Ok(Failed::Dead);

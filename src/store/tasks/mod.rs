@@ -184,6 +184,33 @@ impl SharedTasks {
     }
 }
 
+impl SharedTasks {
+    /// A failed lease: retried (if `retry` and attempts are left) or dead.
+    fn failed(
+        &self,
+        id: u64,
+        token: u64,
+        mut reason: String,
+        retry: bool,
+    ) -> Result<Failed, RemoteError> {
+        if reason.len() > MAX_REASON {
+            let mut cut = MAX_REASON;
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            reason.truncate(cut);
+        }
+        self.mutate(|inner, now| {
+            let failed = inner
+                .book
+                .fail(id, token, reason, retry, now)
+                .map_err(|e| lease_error(e, id))?;
+            self.available.notify_all(); // a blocked take recomputes its wake-up
+            Ok(failed)
+        })
+    }
+}
+
 impl TaskKind for SharedTasks {
     fn push(&self, tasks: Vec<(Bytes, PushOptions)>) -> Result<Vec<(u64, bool)>, RemoteError> {
         if tasks.len() > MAX_BATCH {
@@ -288,22 +315,12 @@ impl TaskKind for SharedTasks {
         })
     }
 
-    fn fail(&self, id: u64, token: u64, mut reason: String) -> Result<Failed, RemoteError> {
-        if reason.len() > MAX_REASON {
-            let mut cut = MAX_REASON;
-            while !reason.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            reason.truncate(cut);
-        }
-        self.mutate(|inner, now| {
-            let failed = inner
-                .book
-                .fail(id, token, reason, now)
-                .map_err(|e| lease_error(e, id))?;
-            self.available.notify_all(); // a blocked take recomputes its wake-up
-            Ok(failed)
-        })
+    fn fail(&self, id: u64, token: u64, reason: String) -> Result<Failed, RemoteError> {
+        self.failed(id, token, reason, true)
+    }
+
+    fn fail_permanently(&self, id: u64, token: u64, reason: String) -> Result<(), RemoteError> {
+        self.failed(id, token, reason, false).map(drop)
     }
 
     fn extend(&self, id: u64, token: u64, extra_ms: u64) -> Result<u64, RemoteError> {

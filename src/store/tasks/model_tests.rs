@@ -236,7 +236,7 @@ fn run(seed: u64, steps: u64) {
                 let leases = model.leases();
                 if let Some(&(id, token)) = leases.get(rng.below(leases.len() as u64 + 1) as usize)
                 {
-                    match rng.below(4) {
+                    match rng.below(5) {
                         0 | 1 => {
                             book.ack(id, token, now).unwrap();
                             model.tasks.remove(&id);
@@ -244,7 +244,7 @@ fn run(seed: u64, steps: u64) {
                         }
                         2 => {
                             let attempts = model.tasks[&id].attempts;
-                            match book.fail(id, token, "boom".into(), now).unwrap() {
+                            match book.fail(id, token, "boom".into(), true, now).unwrap() {
                                 Failed::Dead => {
                                     assert!(attempts >= model.tasks[&id].max_attempts, "{context}");
                                     model.tasks.get_mut(&id).unwrap().state = Where::Dead;
@@ -259,6 +259,12 @@ fn run(seed: u64, steps: u64) {
                                     model.tasks.get_mut(&id).unwrap().state = Where::Delayed(due);
                                 }
                             }
+                        }
+                        3 => {
+                            // Failed for good: dead at once, whatever attempts are left.
+                            let failed = book.fail(id, token, "bad input".into(), false, now);
+                            assert_eq!(failed.unwrap(), Failed::Dead, "{context}");
+                            model.tasks.get_mut(&id).unwrap().state = Where::Dead;
                         }
                         _ => {
                             book.release(id, token, now).unwrap();
