@@ -825,6 +825,18 @@ fn lease_token(native: &mut Native<'_, '_>, id: u64, keep: bool) -> Result<u64, 
     })
 }
 
+/// `fail(id, reason)`'s arguments.
+fn id_and_reason(args: Vec<ForeignValue>, method: &str) -> Result<(u64, String), ForeignValue> {
+    let mut args = args.into_iter();
+    let id = task_id(args.next(), method)?;
+    let reason = match args.next() {
+        Some(ForeignValue::Str(reason)) => reason,
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    };
+    Ok((id, reason))
+}
+
 /// Python's task proxy over the task queue kind.
 fn tasks_method(
     native: &mut Native<'_, '_>,
@@ -888,25 +900,13 @@ fn tasks_method(
             }
         }
         "fail_permanently" => {
-            let mut args = args.into_iter();
-            let id = task_id(args.next(), method)?;
-            let reason = match args.next() {
-                Some(ForeignValue::Str(reason)) => reason,
-                Some(other) => format!("{other:?}"),
-                None => String::new(),
-            };
+            let (id, reason) = id_and_reason(args, method)?;
             let token = lease_token(native, id, false)?;
             native.call::<(), _>("fail_permanently", &(id, token, reason))?;
             Ok(ForeignValue::Str("dead".into()))
         }
         "fail" => {
-            let mut args = args.into_iter();
-            let id = task_id(args.next(), method)?;
-            let reason = match args.next() {
-                Some(ForeignValue::Str(reason)) => reason,
-                Some(other) => format!("{other:?}"),
-                None => String::new(),
-            };
+            let (id, reason) = id_and_reason(args, method)?;
             let token = lease_token(native, id, false)?;
             let failed: Failed = native.call("fail", &(id, token, reason))?;
             Ok(ForeignValue::Str(
