@@ -612,6 +612,51 @@ fn element_out(bytes: &[u8]) -> SerResult {
     dynamic.serialize(ToForeign)
 }
 
+/// Conversions between `Dynamic` and any serde type go through the foreign values (here, so
+/// that `dynamic` does not lean on the bridge that leans on it).
+impl crate::values::Dynamic {
+    /// Any serde value as a `Dynamic`, as Python and msgpack-rpc see it: a struct becomes a
+    /// map keyed by its field names, a tuple or `Vec` a list, a unit enum variant its name.
+    /// What a Rust producer pushes this way, a worker in any language reads (the inverse of
+    /// [`Dynamic::decode`]). An integer beyond `i64` is an error.
+    pub fn encode<T: Serialize + ?Sized>(value: &T) -> crate::Result<Self> {
+        let foreign = value
+            .serialize(ToForeign)
+            .map_err(|e| crate::Error::Codec(e.to_string()))?;
+        <Self as serde::Deserialize>::deserialize(foreign)
+            .map_err(|e| crate::Error::Codec(format!("to a Dynamic: {e}")))
+    }
+
+    /// Converts to any type serde can build, by field names: a dict becomes a struct (its
+    /// keys naming the fields; a missing `Option` field is `None`), a list a tuple or a
+    /// `Vec`, a str a unit enum variant. An item pushed from Python or msgpack-rpc reads as
+    /// the Rust type it stands for:
+    ///
+    /// ```
+    /// # fn main() -> monogusa::Result<()> {
+    /// use monogusa::Dynamic;
+    /// #[derive(serde::Deserialize, Debug, PartialEq)]
+    /// struct Email { to: String, retries: u32, cc: Option<String> }
+    ///
+    /// let pushed = Dynamic::Map(vec![
+    ///     (Dynamic::Str("to".into()), Dynamic::Str("ada@example.com".into())),
+    ///     (Dynamic::Str("retries".into()), Dynamic::Int(3)),
+    /// ]);
+    /// let email: Email = pushed.decode()?;
+    /// assert_eq!(email, Email { to: "ada@example.com".into(), retries: 3, cc: None });
+    /// // What does not fit is an error that names it.
+    /// let wrong = Dynamic::Map(vec![(Dynamic::Str("to".into()), Dynamic::Int(1))]);
+    /// assert!(wrong.decode::<Email>().unwrap_err().to_string().contains("integer"));
+    /// # Ok(()) }
+    /// ```
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> crate::Result<T> {
+        let foreign = self
+            .serialize(ToForeign)
+            .map_err(|e| crate::Error::Codec(e.to_string()))?;
+        T::deserialize(foreign).map_err(|e| crate::Error::Codec(format!("from a Dynamic: {e}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -693,50 +738,5 @@ mod tests {
             value
         );
         assert_eq!(serde_json::to_string(&value).unwrap(), r#"[1,"x",null]"#);
-    }
-}
-
-/// Conversions between `Dynamic` and any serde type go through the foreign values (here, so
-/// that `dynamic` does not lean on the bridge that leans on it).
-impl crate::values::Dynamic {
-    /// Any serde value as a `Dynamic`, as Python and msgpack-rpc see it: a struct becomes a
-    /// map keyed by its field names, a tuple or `Vec` a list, a unit enum variant its name.
-    /// What a Rust producer pushes this way, a worker in any language reads (the inverse of
-    /// [`Dynamic::decode`]). An integer beyond `i64` is an error.
-    pub fn encode<T: Serialize + ?Sized>(value: &T) -> crate::Result<Self> {
-        let foreign = value
-            .serialize(ToForeign)
-            .map_err(|e| crate::Error::Codec(e.to_string()))?;
-        <Self as serde::Deserialize>::deserialize(foreign)
-            .map_err(|e| crate::Error::Codec(format!("to a Dynamic: {e}")))
-    }
-
-    /// Converts to any type serde can build, by field names: a dict becomes a struct (its
-    /// keys naming the fields; a missing `Option` field is `None`), a list a tuple or a
-    /// `Vec`, a str a unit enum variant. An item pushed from Python or msgpack-rpc reads as
-    /// the Rust type it stands for:
-    ///
-    /// ```
-    /// # fn main() -> monogusa::Result<()> {
-    /// use monogusa::Dynamic;
-    /// #[derive(serde::Deserialize, Debug, PartialEq)]
-    /// struct Email { to: String, retries: u32, cc: Option<String> }
-    ///
-    /// let pushed = Dynamic::Map(vec![
-    ///     (Dynamic::Str("to".into()), Dynamic::Str("ada@example.com".into())),
-    ///     (Dynamic::Str("retries".into()), Dynamic::Int(3)),
-    /// ]);
-    /// let email: Email = pushed.decode()?;
-    /// assert_eq!(email, Email { to: "ada@example.com".into(), retries: 3, cc: None });
-    /// // What does not fit is an error that names it.
-    /// let wrong = Dynamic::Map(vec![(Dynamic::Str("to".into()), Dynamic::Int(1))]);
-    /// assert!(wrong.decode::<Email>().unwrap_err().to_string().contains("integer"));
-    /// # Ok(()) }
-    /// ```
-    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> crate::Result<T> {
-        let foreign = self
-            .serialize(ToForeign)
-            .map_err(|e| crate::Error::Codec(e.to_string()))?;
-        T::deserialize(foreign).map_err(|e| crate::Error::Codec(format!("from a Dynamic: {e}")))
     }
 }
