@@ -184,6 +184,11 @@ class TaskQueue:
         """Gives the task back untouched (it does not count as an attempt)."""
         self._proxy.release(task_id)
 
+    def join(self, timeout: Optional[float] = None) -> bool:
+        """Waits up to ``timeout`` seconds (``None``: as long as it takes) until no task is
+        ready, delayed or leased; whether the queue drained."""
+        return self._proxy.join(timeout)
+
     def stats(self) -> Dict[str, int]:
         """How many tasks are ready, delayed, leased, dead and done."""
         return self._proxy.stats()

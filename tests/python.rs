@@ -819,6 +819,8 @@ fn the_python_module_pushes_takes_and_sends() {
             "dead letters",
             "take times out",
             "fail permanently",
+            "join times out",
+            "join drained",
             "mailbox",
             "counter",
             "unreachable",

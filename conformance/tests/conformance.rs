@@ -359,6 +359,36 @@ fn a_permanent_failure_is_dead_at_once() {
     }
 }
 
+/// `join` waits until nothing is ready, delayed or leased: it times out while tasks are left,
+/// and a join blocked in another thread returns once the last task is acked.
+#[test]
+fn join_waits_until_the_queue_drains() {
+    for (backend, fixture) in task_backends() {
+        let store = fixture.store();
+        let jobs = store
+            .tasks_with::<String>("drain", quick(Duration::from_secs(30), 5))
+            .unwrap();
+        assert!(
+            jobs.join(Duration::from_millis(10)).unwrap(),
+            "{backend}: empty"
+        );
+        jobs.push_many(&["a".to_string(), "b".to_string()]).unwrap();
+        assert!(!jobs.join(Duration::from_millis(100)).unwrap(), "{backend}");
+        std::thread::scope(|s| {
+            let waiting = s.spawn(|| jobs.join(Duration::from_secs(30)).unwrap());
+            for _ in 0..2 {
+                jobs.take(Duration::from_secs(5))
+                    .unwrap()
+                    .unwrap()
+                    .ack()
+                    .unwrap();
+            }
+            assert!(waiting.join().unwrap(), "{backend}: drained");
+        });
+        eprintln!("join conforms on {backend}");
+    }
+}
+
 #[test]
 fn delays_dedup_keys_and_batches() {
     for (backend, fixture) in task_backends() {

@@ -45,6 +45,9 @@ pub(crate) trait TaskKind {
     fn extend(&self, id: u64, token: u64, extra_ms: u64) -> Result<u64, RemoteError>;
     /// Gives a lease back at once (the attempt counts).
     fn release(&self, id: u64, token: u64) -> Result<(), RemoteError>;
+    /// Waits up to `timeout_ms` (forever if `None`) until no task is ready, delayed or
+    /// leased: true if the queue drained, false if the time ran out.
+    fn join(&self, timeout_ms: Option<u64>, caller: &Caller<'_>) -> Result<bool, RemoteError>;
     /// Counts by state.
     fn stats(&self) -> Counts;
     /// Up to `limit` dead letters with ids after `after`.

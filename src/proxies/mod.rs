@@ -22,6 +22,8 @@ pub use sends::{
     CounterSend, DictSend, Encoded, EncodedItem, EventSend, ListSend, QueueSend, ValueSend,
 };
 pub use signal::{Barrier, Event};
+#[cfg(any(feature = "redis", feature = "sqs"))]
+pub(crate) use tasks::join_by_polling;
 pub use tasks::{
     DeadLetter, Lease, PushOptions, Retry, Task, TaskId, TaskQueue, TaskQueueSettings, TaskStats,
 };

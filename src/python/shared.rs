@@ -345,6 +345,7 @@ impl PythonShared {
                 "extend",
                 "fail",
                 "fail_permanently",
+                "join",
                 "push",
                 "push_many",
                 "release",

@@ -42,6 +42,7 @@ def api():
     stats = q.stats()
     check("stats", stats["done"] == 1 and stats["ready"] + stats["delayed"] == 2)
     check("settings", q.settings()["lease_ms"] == 30000)
+    check("join times out", q.join(0.1) is False)
     check("dead letters", q.dead_letters() == [] and q.requeue() == 0)
     check("take times out", client.tasks("empty").take(0.2) is None)
     bad = client.tasks("api-bad-%d" % os.getpid())
@@ -51,6 +52,7 @@ def api():
     letters = bad.dead_letters()
     check("fail permanently", len(letters) == 1 and letters[0]["attempts"] == 1
           and letters[0]["reasons"] == ["no address"])
+    check("join drained", bad.join(5) is True)
     box = client.mailbox("inbox-%d" % os.getpid())
     box.send({"hello": [1, 2]})
     check("mailbox", box.recv(5) == {"hello": [1, 2]} and box.recv(0.1) is None)

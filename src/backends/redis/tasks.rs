@@ -189,6 +189,10 @@ impl TaskBackend for RedisTasks {
         Ok((delivered, leases))
     }
 
+    fn join(&self, timeout: Duration) -> Result<bool> {
+        crate::proxies::join_by_polling(|| self.stats(), timeout)
+    }
+
     fn stats(&self) -> Result<Counts> {
         let (ready, delayed, leased, dead, done, oldest): (u64, u64, u64, u64, u64, u64) =
             self.store.run(|c| {

@@ -429,6 +429,10 @@ impl TaskBackend for SqsTasks {
         Ok((delivered, leases))
     }
 
+    fn join(&self, timeout: Duration) -> Result<bool> {
+        crate::proxies::join_by_polling(|| self.stats(), timeout)
+    }
+
     fn stats(&self) -> Result<Counts> {
         let number = |v: &Json| v.as_str().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
         let main = self.store.call(

@@ -938,6 +938,10 @@ fn tasks_method(
             serde::Serialize::serialize(&counts, crate::values::bridge::ToForeign)
                 .map_err(|e| exception("RuntimeError", e.to_string()))
         }
+        "join" => {
+            let wait = timeout_ms(&arg(&args, kwds, 0, "timeout"));
+            Ok(ForeignValue::Bool(native.call("join", &(wait,))?))
+        }
         "settings" => {
             let settings: crate::kinds::tasks::Settings = native.call("settings", &())?;
             serde::Serialize::serialize(&settings, crate::values::bridge::ToForeign)

@@ -60,6 +60,8 @@ pub(crate) struct SharedTasks {
     state: Mutex<Inner>,
     /// Signalled when a task may have become ready.
     available: Condvar,
+    /// Signalled after every change, for `join` (which waits for the queue to drain).
+    settled: Condvar,
     persist: Persist,
 }
 
@@ -129,6 +131,7 @@ impl SharedTasks {
         Ok(SharedTasks {
             state: Mutex::new(inner),
             available: Condvar::new(),
+            settled: Condvar::new(),
             persist,
         })
     }
@@ -179,6 +182,7 @@ impl SharedTasks {
         let result = change(&mut inner, now());
         let written = self.keep(&mut inner);
         drop(inner);
+        self.settled.notify_all(); // a join may be over (no waiter: one atomic load)
         written.wait()?;
         result
     }
@@ -292,6 +296,36 @@ impl TaskKind for SharedTasks {
             }
             self.available.wait_for(&mut inner, slice);
             waited = true;
+        }
+    }
+
+    fn join(&self, timeout_ms: Option<u64>, caller: &Caller<'_>) -> Result<bool, RemoteError> {
+        let give_up = deadline(timeout_ms);
+        let mut inner = self.state();
+        loop {
+            if inner.closing {
+                return Err(shutting_down("task queue"));
+            }
+            let now = now();
+            inner.book.promote(now);
+            let counts = inner.book.counts(now);
+            if counts.ready + counts.delayed + counts.leased == 0 {
+                return Ok(true);
+            }
+            if caller.is_gone() {
+                return Err(caller_gone());
+            }
+            let mut slice = CHECK_CALLER_EVERY;
+            if let Some(give_up) = give_up {
+                let left = give_up.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(false);
+                }
+                slice = slice.min(left);
+            }
+            // Leases that run out and delayed tasks that come due change nothing by a call:
+            // the slice wakes for them.
+            self.settled.wait_for(&mut inner, slice);
         }
     }
 
