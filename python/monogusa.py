@@ -162,10 +162,24 @@ class TaskQueue:
         taken = self._proxy.take(timeout)
         return None if taken is None else Task(*taken)
 
-    def ack(self, task_id: int) -> None:
-        """The task is done: it leaves the queue. ``RuntimeError`` if its lease ran out (it
-        may be running elsewhere), ``KeyError`` if this thread holds no lease on it."""
-        self._proxy.ack(task_id)
+    def ack(self, task_id: int, result: Any = None) -> None:
+        """The task is done: it leaves the queue, and the manager keeps ``result`` (any plain
+        value) for a day, for ``result(id)``. ``RuntimeError`` if its lease ran out (it may be
+        running elsewhere), ``KeyError`` if this thread holds no lease on it."""
+        if result is None:
+            self._proxy.ack(task_id)
+        else:
+            self._proxy.ack(task_id, result)
+
+    def status(self, task_id: int) -> str:
+        """Where a task is: "ready", "delayed", "leased", "done", "dead" or "unknown"."""
+        return self._proxy.status(task_id)
+
+    def result(self, task_id: int, timeout: Optional[float] = None) -> Any:
+        """A task's result (``None`` after a plain ack), waiting up to ``timeout`` seconds:
+        ``TimeoutError`` if it did not finish, ``RuntimeError`` if it is dead (with its
+        reasons), ``KeyError`` if it is not known."""
+        return self._proxy.result(task_id, timeout)
 
     def fail(self, task_id: int, reason: str = "") -> str:
         """The task failed: ``"retry"`` (it runs again after a backoff) or ``"dead"`` (its
@@ -394,7 +408,7 @@ class Worker:
                     self.failed += 1
                     self._in_hand.discard(task.id)
             else:
-                queue.ack(task.id)
+                queue.ack(task.id, outcome.get("result"))
                 with self._lock:
                     self.done += 1
                     self._in_hand.discard(task.id)

@@ -176,7 +176,8 @@ pub use error::{Error, Phase, RemoteError, RemoteErrorKind, Result};
 pub use proxies::{
     Barrier, Counter, CounterSend, DeadLetter, Dict, DictSend, Encoded, EncodedItem, Event,
     EventSend, Guard, Lease, List, ListSend, Lock, Named, PushOptions, Queue, QueueSend, Retry,
-    Semaphore, Task, TaskId, TaskQueue, TaskQueueSettings, TaskStats, Value, ValueSend,
+    Semaphore, Task, TaskId, TaskQueue, TaskQueueSettings, TaskResult, TaskStats, TaskStatus,
+    Value, ValueSend,
 };
 pub use server::{
     ADDRESS_VAR, AUTHKEY_VAR, ConnectionEvent, Constructor, Door, Durability, Handler, IntoReply,

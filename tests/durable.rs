@@ -519,3 +519,38 @@ fn a_manager_sigkilled_mid_run_loses_no_pushed_task_and_resurrects_no_acked_one(
         remaining.len()
     );
 }
+
+/// A done task's status and result survive a restart of a manager with a data directory.
+#[test]
+fn results_survive_a_restart() {
+    use monogusa::{TaskResult, TaskStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let (done, plain) = {
+        let manager = start(dir.path());
+        let jobs = connect(&manager).tasks::<String>("kept-results").unwrap();
+        let done = jobs.push(&"a".to_string()).unwrap();
+        let plain = jobs.push(&"b".to_string()).unwrap();
+        let task = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+        task.ack_with_result(&vec![1u8, 2, 3]).unwrap();
+        jobs.take(Duration::from_secs(5))
+            .unwrap()
+            .unwrap()
+            .ack()
+            .unwrap();
+        manager.shutdown();
+        (done, plain)
+    };
+    let manager = start(dir.path());
+    let jobs = connect(&manager).tasks::<String>("kept-results").unwrap();
+    assert_eq!(jobs.status(done).unwrap(), TaskStatus::Done);
+    assert_eq!(
+        jobs.result::<Vec<u8>>(done, Duration::ZERO).unwrap(),
+        TaskResult::Done(Some(vec![1, 2, 3]))
+    );
+    assert_eq!(
+        jobs.result::<Vec<u8>>(plain, Duration::ZERO).unwrap(),
+        TaskResult::Done(None)
+    );
+    // New tasks get new ids.
+    assert!(jobs.push(&"c".to_string()).unwrap().0 > plain.0);
+}

@@ -653,3 +653,32 @@ fn a_msgpack_worker_reports_itself_into_the_registry() {
     assert_eq!(worker.state, monogusa::workers::WorkerState::Running);
     assert!(worker.heartbeat_age.is_some());
 }
+
+/// Status and results by id over msgpack-rpc, from the declarations: `tasks.status`,
+/// `tasks.complete` (an ack with a result), `tasks.outcome`; Rust reads the result too.
+#[test]
+fn msgpack_workers_keep_results_by_id() {
+    let Some(py) = python_msgpack() else {
+        return;
+    };
+    let manager = start();
+    let out = python(&py, "results", &manager);
+    for expected in [
+        "status: Ready",
+        "leased: {'Leased': {'attempt': 1}}",
+        "completed: [0]",
+        "outcome: {'Done': {'tripled': 9}}",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let jobs = client.tasks::<Dynamic>("mp-results").unwrap();
+    let id = monogusa::TaskId(1);
+    assert_eq!(
+        jobs.result::<Dynamic>(id, Duration::ZERO).unwrap(),
+        monogusa::TaskResult::Done(Some(Dynamic::Map(vec![(
+            Dynamic::Str("tripled".into()),
+            Dynamic::Int(9)
+        )])))
+    );
+}

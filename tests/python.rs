@@ -821,6 +821,9 @@ fn the_python_module_pushes_takes_and_sends() {
             "fail permanently",
             "join times out",
             "join drained",
+            "status ready",
+            "result",
+            "unknown result",
             "mailbox",
             "counter",
             "unreachable",
@@ -881,7 +884,7 @@ fn a_python_worker_acks_fails_extends_and_stops_on_sigterm() {
             (s("fail"), Dynamic::Bool(fail)),
         ])
     };
-    jobs.push(&job(1, 0.0, false)).unwrap();
+    let first = jobs.push(&job(1, 0.0, false)).unwrap();
     jobs.push(&job(2, 2.0, false)).unwrap(); // more than three leases long
     jobs.push(&job(3, 0.0, true)).unwrap();
     let python = &interpreters()[0];
@@ -894,6 +897,11 @@ fn a_python_worker_acks_fails_extends_and_stops_on_sigterm() {
         let stats = jobs.stats().unwrap();
         stats.done == 2 && stats.dead == 1
     });
+    // What the Python handler returned is the task's result.
+    assert_eq!(
+        jobs.result::<Dynamic>(first, Duration::ZERO).unwrap(),
+        monogusa::TaskResult::Done(Some(Dynamic::Int(10)))
+    );
     let dead = jobs.dead_letters().unwrap();
     assert_eq!(dead.len(), 1);
     assert!(

@@ -476,3 +476,155 @@ fn random_work_from_several_threads_keeps_every_task_accounted_for() {
         (THREADS * PER_THREAD, 0, 0, 0, 0)
     );
 }
+
+/// A task's status by id through its life, its result kept after the ack (a plain ack has
+/// none), a dead task's reasons, an unknown id, and a result waited for while a worker runs.
+#[test]
+fn status_and_results_by_id() {
+    use monogusa::{TaskResult, TaskStatus};
+    let manager = start();
+    let client = connect(&manager);
+    let jobs = client
+        .named("results")
+        .tasks::<String>(settings(
+            Duration::from_secs(30),
+            1,
+            Duration::from_millis(10),
+        ))
+        .unwrap();
+    let a = jobs.push(&"a".to_string()).unwrap();
+    let b = jobs.push(&"b".to_string()).unwrap();
+    let c = jobs.push(&"c".to_string()).unwrap();
+    assert_eq!(jobs.status(a).unwrap(), TaskStatus::Ready);
+    let task = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(jobs.status(a).unwrap(), TaskStatus::Leased { attempt: 1 });
+    assert_eq!(
+        jobs.result::<u32>(a, Duration::ZERO).unwrap(),
+        TaskResult::Pending
+    );
+    task.ack_with_result(&42u32).unwrap();
+    assert_eq!(jobs.status(a).unwrap(), TaskStatus::Done);
+    assert_eq!(
+        jobs.result::<u32>(a, Duration::ZERO).unwrap(),
+        TaskResult::Done(Some(42))
+    );
+    jobs.take(Duration::from_secs(5))
+        .unwrap()
+        .unwrap()
+        .ack()
+        .unwrap();
+    assert_eq!(
+        jobs.result::<u32>(b, Duration::ZERO).unwrap(),
+        TaskResult::Done(None)
+    );
+    jobs.take(Duration::from_secs(5))
+        .unwrap()
+        .unwrap()
+        .fail("no good")
+        .unwrap();
+    assert_eq!(jobs.status(c).unwrap(), TaskStatus::Dead);
+    assert_eq!(
+        jobs.result::<u32>(c, Duration::ZERO).unwrap(),
+        TaskResult::Dead(vec!["no good".to_string()])
+    );
+    let never = monogusa::TaskId(999_999);
+    assert_eq!(jobs.status(never).unwrap(), TaskStatus::Unknown);
+    assert_eq!(
+        jobs.result::<u32>(never, Duration::ZERO).unwrap(),
+        TaskResult::Unknown
+    );
+    // A result waited for: it arrives when the worker acks.
+    let d = jobs.push(&"d".to_string()).unwrap();
+    std::thread::scope(|s| {
+        let waiting = s.spawn(|| jobs.result::<String>(d, Duration::from_secs(30)).unwrap());
+        let task = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+        let doubled = task.payload().repeat(2);
+        task.ack_with_result(&doubled).unwrap();
+        assert_eq!(
+            waiting.join().unwrap(),
+            TaskResult::Done(Some("dd".to_string()))
+        );
+    });
+}
+
+/// Results are kept for the result time-to-live, then the task is unknown and what its record
+/// held goes back to the store's budget; with zero, nothing is kept.
+#[test]
+fn results_expire_after_their_time_to_live() {
+    use monogusa::{TaskResult, TaskStatus};
+    let manager = Manager::builder()
+        .authkey(KEY)
+        .result_ttl(Duration::from_millis(200))
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let client = connect(&manager);
+    let jobs = client.tasks::<String>("short-lived").unwrap();
+    let id = jobs.push(&"x".to_string()).unwrap();
+    let before = manager.stats().store_bytes;
+    let big = "r".repeat(100_000);
+    jobs.take(Duration::from_secs(5))
+        .unwrap()
+        .unwrap()
+        .ack_with_result(&big)
+        .unwrap();
+    assert!(manager.stats().store_bytes > before + 90_000);
+    assert_eq!(jobs.status(id).unwrap(), TaskStatus::Done);
+    wait_until(Duration::from_secs(10), "the result to expire", || {
+        jobs.status(id).unwrap() == TaskStatus::Unknown
+    });
+    assert_eq!(
+        jobs.result::<String>(id, Duration::ZERO).unwrap(),
+        TaskResult::Unknown
+    );
+    assert!(
+        manager.stats().store_bytes < before + 1000,
+        "{:?}",
+        manager.stats()
+    );
+
+    let none = Manager::builder()
+        .authkey(KEY)
+        .result_ttl(Duration::ZERO)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let jobs = connect(&none).tasks::<String>("unkept").unwrap();
+    let id = jobs.push(&"y".to_string()).unwrap();
+    jobs.take(Duration::from_secs(5))
+        .unwrap()
+        .unwrap()
+        .ack()
+        .unwrap();
+    assert_eq!(jobs.status(id).unwrap(), TaskStatus::Unknown);
+}
+
+/// What a `Worker::run` handler returns is the task's result.
+#[test]
+fn a_worker_handler_s_value_is_the_result() {
+    use monogusa::TaskResult;
+    let manager = start();
+    let client = connect(&manager);
+    let jobs = client.tasks::<String>("lengths").unwrap();
+    let id = jobs.push(&"hello".to_string()).unwrap();
+    let worker = monogusa::workers::Worker::builder(client.clone())
+        .name("measurer")
+        .handle_signals(false)
+        .build()
+        .unwrap();
+    let stop = worker.stop_handle();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            assert_eq!(
+                jobs.result::<usize>(id, Duration::from_secs(30)).unwrap(),
+                TaskResult::Done(Some(5))
+            );
+            stop.stop();
+        });
+        worker
+            .run(&jobs, 1, |task| Ok::<_, String>(task.payload().len()))
+            .unwrap();
+    });
+}

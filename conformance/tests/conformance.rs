@@ -389,6 +389,40 @@ fn join_waits_until_the_queue_drains() {
     }
 }
 
+/// Status and results by id are the manager's (it keeps finished tasks); Redis and SQS keep
+/// none, and say so: `ack_with_result` still acks the task there.
+#[test]
+fn results_are_kept_by_the_manager_and_refused_clearly_elsewhere() {
+    for (backend, fixture) in task_backends() {
+        let store = fixture.store();
+        let jobs = store
+            .tasks_with::<String>("results", quick(Duration::from_secs(30), 5))
+            .unwrap();
+        let id = jobs.push(&"x".to_string()).unwrap();
+        let task = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+        let kept = task.ack_with_result(&7u32);
+        let status = jobs.status(id);
+        if matches!(fixture, Fixture::Manager(..)) {
+            kept.unwrap();
+            assert_eq!(status.unwrap(), monogusa::TaskStatus::Done, "{backend}");
+        } else {
+            let error = kept.unwrap_err();
+            assert_eq!(kind(&error), Some(RemoteErrorKind::Misuse), "{backend}");
+            assert!(
+                error.to_string().contains("keeps no finished tasks"),
+                "{backend}"
+            );
+            assert_eq!(kind(&status.unwrap_err()), Some(RemoteErrorKind::Misuse));
+            // Acked all the same: nothing is left to take.
+            assert!(
+                jobs.take(Duration::from_millis(50)).unwrap().is_none(),
+                "{backend}"
+            );
+        }
+        eprintln!("results conform on {backend}");
+    }
+}
+
 #[test]
 fn delays_dedup_keys_and_batches() {
     for (backend, fixture) in task_backends() {

@@ -48,6 +48,19 @@ pub(crate) trait TaskKind {
     /// Waits up to `timeout_ms` (forever if `None`) until no task is ready, delayed or
     /// leased: true if the queue drained, false if the time ran out.
     fn join(&self, timeout_ms: Option<u64>, caller: &Caller<'_>) -> Result<bool, RemoteError>;
+    /// Where task `id` is: ready, delayed, leased (with its attempt), dead, done (within the
+    /// result time-to-live), or unknown.
+    fn status(&self, id: u64) -> TaskStatus;
+    /// Acknowledges leases with their results (`(id, token, result)`): per lease, [`ACKED`],
+    /// [`EXPIRED`] or [`UNKNOWN`]. The results are kept for the result time-to-live.
+    fn complete(&self, leases: Vec<(u64, u64, Bytes)>) -> Result<Vec<u8>, RemoteError>;
+    /// Task `id`'s outcome, waiting up to `timeout_ms` (forever if `None`) for it to finish.
+    fn outcome(
+        &self,
+        id: u64,
+        timeout_ms: Option<u64>,
+        caller: &Caller<'_>,
+    ) -> Result<Outcome, RemoteError>;
     /// Counts by state.
     fn stats(&self) -> Counts;
     /// Up to `limit` dead letters with ids after `after`.
@@ -60,6 +73,41 @@ pub(crate) trait TaskKind {
     fn settings(&self) -> Settings;
     /// What the queue did since the manager started.
     fn metrics(&self) -> RunMetrics;
+}
+
+/// Where a task is, asked by its id ([`TaskQueue::status`](crate::TaskQueue::status)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum TaskStatus {
+    /// Waiting to be taken.
+    Ready,
+    /// Waiting for its delay or its retry's backoff.
+    Delayed,
+    /// Held by a worker, on this delivery (1 first).
+    Leased {
+        /// Which delivery this is.
+        attempt: u32,
+    },
+    /// Done (acked), within the result time-to-live.
+    Done,
+    /// In the dead letters.
+    Dead,
+    /// Never pushed, purged, or done longer ago than the result time-to-live.
+    Unknown,
+}
+
+/// How a task ended, or that it has not yet (the wire form of
+/// [`TaskQueue::result`](crate::TaskQueue::result)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Outcome {
+    /// Done, with its result if its handler gave one.
+    Done(Option<Bytes>),
+    /// Dead, with the reasons of its failures.
+    Dead(Vec<String>),
+    /// Not finished within the wait.
+    Pending,
+    /// Not known (see [`TaskStatus::Unknown`]).
+    Unknown,
 }
 
 /// A queue's settings, fixed when it is created.

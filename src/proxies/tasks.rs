@@ -18,11 +18,12 @@ use serde::de::DeserializeOwned;
 use super::{millis, type_tag};
 use crate::client::{Client, Connection};
 use crate::error::{Error, RemoteError, RemoteErrorKind, Result};
-use crate::kinds::tasks::TaskKindClient;
+pub use crate::kinds::tasks::TaskStatus;
+use crate::kinds::tasks::{Outcome, TaskKindClient};
 use crate::store::Bytes;
 use crate::store::tasks::{
     ACKED, Counts, DeadLetter as WireDeadLetter, Delivery, Failed, MAX_BATCH,
-    PushOptions as WirePush, SERVICE, Settings,
+    PushOptions as WirePush, SERVICE, Settings, UNKNOWN,
 };
 use crate::stub::ObjectHandle;
 
@@ -93,6 +94,20 @@ pub struct PushOptions {
     pub dedup_key: Option<String>,
 }
 
+/// How a task ended, asked by its id ([`TaskQueue::result`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TaskResult<R> {
+    /// Done, with its result if its handler gave one.
+    Done(Option<R>),
+    /// Dead, with the reasons of its failures, oldest first.
+    Dead(Vec<String>),
+    /// Not finished within the wait.
+    Pending,
+    /// Not known: never pushed, purged, or done longer ago than the result time-to-live.
+    Unknown,
+}
+
 /// Counts of a queue's tasks by state, from [`TaskQueue::stats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -139,6 +154,14 @@ fn time_of(unix_ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(unix_ms)
 }
 
+/// What a backend without results says (Redis and SQS keep no finished tasks).
+fn no_results() -> Error {
+    Error::Remote(RemoteError::new(
+        RemoteErrorKind::Misuse,
+        "this backend keeps no finished tasks: status by id and results need a manager",
+    ))
+}
+
 /// `join` for a backend that cannot wait on its own: its counts every 50 ms.
 #[cfg(any(feature = "redis", feature = "sqs"))]
 pub(crate) fn join_by_polling(
@@ -166,6 +189,15 @@ pub(crate) trait LeaseOps: Send + Sync {
     fn ack(&self, leases: &[(u64, u64)]) -> Result<Vec<u8>>;
     /// Fails a lease: retried (when `retry` and attempts are left) or dead.
     fn fail(&self, id: u64, token: u64, reason: String, retry: bool) -> Result<Failed>;
+    /// Acks a lease with its result (kept by the manager for the result time-to-live). A
+    /// backend that keeps no results acks it and says the result was not kept.
+    fn complete(&self, id: u64, token: u64, result: Bytes) -> Result<u8> {
+        let _ = result;
+        match self.ack(&[(id, token)])?.first() {
+            Some(&ACKED) => Err(no_results()),
+            other => Ok(other.copied().unwrap_or(UNKNOWN)),
+        }
+    }
     /// Returns when the lease now ends (Unix ms).
     fn extend(&self, id: u64, token: u64, extra_ms: u64) -> Result<u64>;
     fn release(&self, id: u64, token: u64) -> Result<()>;
@@ -180,6 +212,16 @@ pub(crate) trait TaskBackend: Send + Sync {
     fn stats(&self) -> Result<Counts>;
     /// Waits up to `timeout` until nothing is ready, delayed or leased; whether it drained.
     fn join(&self, timeout: Duration) -> Result<bool>;
+    /// Where task `id` is.
+    fn status(&self, id: u64) -> Result<TaskStatus> {
+        let _ = id;
+        Err(no_results())
+    }
+    /// How task `id` ended, waiting up to `timeout`.
+    fn outcome(&self, id: u64, timeout: Duration) -> Result<Outcome> {
+        let _ = (id, timeout);
+        Err(no_results())
+    }
     fn settings(&self) -> Result<Settings>;
     /// Dead letters after id `after`, at most `limit`, by id.
     fn dead(&self, after: u64, limit: u32) -> Result<Vec<WireDeadLetter>>;
@@ -217,6 +259,14 @@ impl TaskBackend for ManagerTasks {
 
     fn join(&self, timeout: Duration) -> Result<bool> {
         self.stub().join(Some(millis(timeout)))
+    }
+
+    fn status(&self, id: u64) -> Result<TaskStatus> {
+        self.stub().status(id)
+    }
+
+    fn outcome(&self, id: u64, timeout: Duration) -> Result<Outcome> {
+        self.stub().outcome(id, Some(millis(timeout)))
     }
 
     fn settings(&self) -> Result<Settings> {
@@ -277,6 +327,11 @@ impl LeaseOps for LeaseLink {
         // By name, as declared: the stub would take an owned `Vec` of what is already a
         // slice that encodes the same (one copy per ack saved).
         self.call("ack", &(leases,))
+    }
+
+    fn complete(&self, id: u64, token: u64, result: Bytes) -> Result<u8> {
+        let statuses = TaskKindClient::from_handle(self).complete(vec![(id, token, result)])?;
+        Ok(statuses.first().copied().unwrap_or(UNKNOWN))
     }
 
     fn fail(&self, id: u64, token: u64, reason: String, retry: bool) -> Result<Failed> {
@@ -384,6 +439,24 @@ impl<T> Task<T> {
         let statuses = self.link.ack(&[(self.id, self.token)])?;
         match statuses.first() {
             Some(&ACKED) => Ok(()),
+            _ => Err(lease_over(self.id)),
+        }
+    }
+
+    /// The task is done, with `result`: it leaves the queue, and the manager keeps the result
+    /// for the result time-to-live ([`TaskQueue::result`] reads it by the task's id). Fails
+    /// with `LeaseExpired` if the lease was over; on Redis and SQS, which keep no results, the
+    /// task is acked and the error (`Misuse`) says its result was not kept.
+    pub fn ack_with_result<R: Serialize>(self, result: &R) -> Result<()> {
+        self.ack_with_encoded(Bytes::encode(result)?)
+    }
+
+    /// [`Task::ack_with_result`] of a result already encoded.
+    pub(crate) fn ack_with_encoded(mut self, result: Bytes) -> Result<()> {
+        self.finished = true;
+        let status = self.link.complete(self.id, self.token, result)?;
+        match status {
+            ACKED => Ok(()),
             _ => Err(lease_over(self.id)),
         }
     }
@@ -658,6 +731,31 @@ impl<T: Serialize + DeserializeOwned> TaskQueue<T> {
     /// and SQS it looks every 50 ms (on SQS, at counts SQS calls approximate).
     pub fn join(&self, timeout: Duration) -> Result<bool> {
         self.backend.join(timeout)
+    }
+
+    /// Where task `id` is: ready, delayed, leased (with its attempt), done (for the result
+    /// time-to-live, a day by default), dead, or unknown. On the manager only.
+    pub fn status(&self, id: TaskId) -> Result<TaskStatus> {
+        self.backend.status(id.0)
+    }
+
+    /// Task `id`'s result, waiting up to `timeout` for it to finish: `Done` with what its
+    /// handler returned (`Task::ack_with_result`, or `Worker::run`'s handler's value; `None`
+    /// after a plain ack), `Dead` with its failures' reasons, `Pending` if the time ran out,
+    /// `Unknown` if the manager does not know the task (or its result expired). On the
+    /// manager only.
+    pub fn result<R: DeserializeOwned>(
+        &self,
+        id: TaskId,
+        timeout: Duration,
+    ) -> Result<TaskResult<R>> {
+        Ok(match self.backend.outcome(id.0, timeout)? {
+            Outcome::Done(None) => TaskResult::Done(None),
+            Outcome::Done(Some(bytes)) => TaskResult::Done(Some(bytes.decode()?)),
+            Outcome::Dead(reasons) => TaskResult::Dead(reasons),
+            Outcome::Pending => TaskResult::Pending,
+            Outcome::Unknown => TaskResult::Unknown,
+        })
     }
 
     /// Counts of the queue's tasks by state.

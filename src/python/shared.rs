@@ -350,8 +350,10 @@ impl PythonShared {
                 "push_many",
                 "release",
                 "requeue",
+                "result",
                 "settings",
                 "stats",
+                "status",
                 "take",
             ],
         }

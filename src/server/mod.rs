@@ -447,6 +447,16 @@ impl ManagerBuilder {
         self
     }
 
+    /// How long a task queue remembers a task after its ack, with its result, for
+    /// [`TaskQueue::status`](crate::TaskQueue::status) and
+    /// [`TaskQueue::result`](crate::TaskQueue::result) (default a day; zero keeps nothing: a
+    /// done task's status is then `Unknown`). Each record is charged to `max_store_bytes`
+    /// (about 64 bytes and its result) until it goes.
+    pub fn result_ttl(mut self, ttl: Duration) -> Self {
+        self.store_limits.result_ttl = ttl;
+        self
+    }
+
     /// How many items one queue, dict or list may hold (default 1,000,000). A queue created
     /// with capacity 0 is bounded by this.
     pub fn max_items_per_container(mut self, items: usize) -> Self {

@@ -23,6 +23,8 @@ pub(crate) struct StoreLimits {
     /// How long a worker that ended (or was lost) stays in the registry's list before it
     /// moves to the recently-gone list.
     pub(crate) forget_workers_after: std::time::Duration,
+    /// How long a task queue remembers a task done, with its result (zero: not at all).
+    pub(crate) result_ttl: std::time::Duration,
 }
 
 impl Default for StoreLimits {
@@ -33,6 +35,7 @@ impl Default for StoreLimits {
             max_item_bytes: 16 << 20,
             max_items: 1_000_000,
             forget_workers_after: std::time::Duration::from_secs(60),
+            result_ttl: std::time::Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -142,6 +145,21 @@ impl Charged {
         let cost = (item.0.len() as u64 + ITEM_OVERHEAD).min(self.bytes);
         self.budget.refund(cost);
         self.bytes -= cost;
+    }
+
+    /// Charges `bytes` of bookkeeping (a finished task's record), refused past the store's
+    /// budget.
+    pub(crate) fn take_len(&mut self, bytes: u64) -> Result<(), RemoteError> {
+        self.budget.charge(bytes)?;
+        self.bytes += bytes;
+        Ok(())
+    }
+
+    /// Refunds what [`Charged::take_len`] charged.
+    pub(crate) fn give_len(&mut self, bytes: u64) {
+        let bytes = bytes.min(self.bytes);
+        self.budget.refund(bytes);
+        self.bytes -= bytes;
     }
 
     /// Refunds everything (the container was emptied).

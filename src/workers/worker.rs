@@ -457,10 +457,13 @@ impl Worker {
     /// stop, no thread takes another task; those in hand are finished and acked, then it
     /// returns.
     ///
+    /// What the handler returns (any serde value; `()` for none) is kept by the manager as
+    /// the task's result, read by [`TaskQueue::result`](crate::TaskQueue::result).
+    ///
     /// Transient errors (the manager restarting, a connection cut) are waited out; another
     /// error (a wrong key, a queue of other types) ends the run with it, after the tasks in
     /// hand are finished.
-    pub fn run<T, E, F>(
+    pub fn run<T, R, E, F>(
         &self,
         tasks: &TaskQueue<T>,
         threads: usize,
@@ -469,7 +472,8 @@ impl Worker {
     where
         T: Serialize + DeserializeOwned + Send,
         E: Failure,
-        F: Fn(&Task<T>) -> Result<(), E> + Sync,
+        R: Serialize,
+        F: Fn(&Task<T>) -> Result<R, E> + Sync,
     {
         let lease_timeout = tasks.settings()?.lease_timeout;
         let leases = Mutex::new(Vec::<(u64, crate::proxies::Lease)>::new());
@@ -516,7 +520,7 @@ impl Worker {
     }
 
     /// One worker thread: take, run, ack or fail, until a stop (or a lasting error).
-    fn take_and_run<T, E, F>(
+    fn take_and_run<T, R, E, F>(
         &self,
         tasks: &TaskQueue<T>,
         handler: &F,
@@ -525,7 +529,8 @@ impl Worker {
     ) where
         T: Serialize + DeserializeOwned,
         E: Failure,
-        F: Fn(&Task<T>) -> Result<(), E>,
+        R: Serialize,
+        F: Fn(&Task<T>) -> Result<R, E>,
     {
         let mut backoff = Duration::from_millis(50);
         while !self.stop.is_requested() && failure.lock().is_none() {
@@ -550,7 +555,10 @@ impl Worker {
             leases.lock().push((id, task.lease()));
             self.counts.in_hand.lock().push(id);
             let outcome = match catch_unwind(AssertUnwindSafe(|| handler(&task))) {
-                Ok(Ok(())) => Ok(()),
+                // A result that encodes to nothing (`()`) is a plain ack.
+                Ok(Ok(result)) => Ok(crate::store::Bytes::encode(&result)
+                    .ok()
+                    .filter(|bytes| !bytes.0.is_empty())),
                 Ok(Err(e)) => Err((e.reason(), e.retry())),
                 Err(panic) => Err((
                     format!("the handler panicked: {}", panic_text(&*panic)),
@@ -560,7 +568,10 @@ impl Worker {
             leases.lock().retain(|(held, _)| *held != id);
             self.counts.in_hand.lock().retain(|held| *held != id);
             let settled = match outcome {
-                Ok(()) => task.ack().map(|()| {
+                Ok(None) => task.ack().map(|()| {
+                    self.counts.done.fetch_add(1, Ordering::SeqCst);
+                }),
+                Ok(Some(result)) => task.ack_with_encoded(result).map(|()| {
                     self.counts.done.fetch_add(1, Ordering::SeqCst);
                 }),
                 Err((reason, true)) => task.fail(reason).map(|_| {

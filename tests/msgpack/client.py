@@ -99,6 +99,14 @@ def main():
                                     "host": "elsewhere", "state": "Running", "done": 3})
         listed = rpc.call("workers.list")
         print("listed:", [w["name"] for w in listed if w["name"] == "mp-worker"])
+    elif scenario == "results":
+        rpc = Rpc(host, port, key)
+        [[rid, _]] = rpc.call("tasks.push", "mp-results", [[{"n": 3}, {}]])
+        print("status:", rpc.call("tasks.status", "mp-results", rid))
+        [t] = rpc.call("tasks.take", "mp-results", 1, 5000)
+        print("leased:", rpc.call("tasks.status", "mp-results", rid))
+        print("completed:", rpc.call("tasks.complete", "mp-results", [[t["id"], t["token"], {"tripled": 9}]]))
+        print("outcome:", rpc.call("tasks.outcome", "mp-results", rid, 1000))
     elif scenario == "typed":
         rpc = Rpc(host, port, key)
         taken = rpc.call("tasks.take", "typed-emails", 1, 5000)

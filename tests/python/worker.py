@@ -53,6 +53,17 @@ def api():
     check("fail permanently", len(letters) == 1 and letters[0]["attempts"] == 1
           and letters[0]["reasons"] == ["no address"])
     check("join drained", bad.join(5) is True)
+    results = client.tasks("api-results-%d" % os.getpid())
+    rid = results.push({"n": 2})
+    check("status ready", results.status(rid) == "ready")
+    task = results.take(5)
+    results.ack(task.id, {"doubled": 4})
+    check("result", results.status(rid) == "done" and results.result(rid, 1) == {"doubled": 4})
+    try:
+        results.result(123456789, 0.1)
+        check("unknown result", False)
+    except KeyError:
+        check("unknown result")
     box = client.mailbox("inbox-%d" % os.getpid())
     box.send({"hello": [1, 2]})
     check("mailbox", box.recv(5) == {"hello": [1, 2]} and box.recv(0.1) is None)
@@ -81,6 +92,7 @@ def work(queue_name, threads):
         if payload.get("perm"):
             raise monogusa.Permanent("hopeless payload %d" % payload["n"])
         done[str(payload["n"])] = done.get(str(payload["n"]), 0) + 1
+        return payload["n"] * 10  # the task's result
 
     worker = monogusa.Worker(client)
     print("ready", worker.name, flush=True)

@@ -825,6 +825,13 @@ fn lease_token(native: &mut Native<'_, '_>, id: u64, keep: bool) -> Result<u64, 
     })
 }
 
+/// A Python value as a result is kept: a `Dynamic`, encoded.
+fn dynamic_bytes(value: ForeignValue) -> Result<Bytes, ForeignValue> {
+    let dynamic = <crate::values::Dynamic as serde::Deserialize>::deserialize(value)
+        .map_err(|e| exception("TypeError", format!("a result must be a plain value: {e}")))?;
+    Bytes::encode(&dynamic).map_err(|e| exception("TypeError", e.to_string()))
+}
+
 /// `fail(id, reason)`'s arguments.
 fn id_and_reason(args: Vec<ForeignValue>, method: &str) -> Result<(u64, String), ForeignValue> {
     let mut args = args.into_iter();
@@ -884,9 +891,19 @@ fn tasks_method(
             ]))
         }
         "ack" => {
-            let id = task_id(args.into_iter().next(), method)?;
+            // `ack(id, result=None)`: a result is kept as a plain value (Rust reads it as a
+            // `Dynamic`), whatever the queue's elements are.
+            let mut args = args.into_iter();
+            let id = task_id(args.next(), method)?;
+            let result = match args.next().or_else(|| arg(&[], kwds, 1, "result")) {
+                None | Some(ForeignValue::None) => None,
+                Some(value) => Some(dynamic_bytes(value)?),
+            };
             let token = lease_token(native, id, false)?;
-            let statuses: Vec<u8> = native.call("ack", &(vec![(id, token)],))?;
+            let statuses: Vec<u8> = match result {
+                None => native.call("ack", &(vec![(id, token)],))?,
+                Some(result) => native.call("complete", &(vec![(id, token, result)],))?,
+            };
             match statuses.first() {
                 Some(&ACKED) => Ok(ForeignValue::None),
                 Some(&EXPIRED) => Err(exception(
@@ -897,6 +914,48 @@ fn tasks_method(
                     "KeyError",
                     format!("task {id} is not in the queue"),
                 )),
+            }
+        }
+        "status" => {
+            let id = task_id(args.into_iter().next(), method)?;
+            let status: crate::kinds::tasks::TaskStatus = native.call("status", &(id,))?;
+            use crate::kinds::tasks::TaskStatus as S;
+            let word = match status {
+                S::Ready => "ready",
+                S::Delayed => "delayed",
+                S::Leased { .. } => "leased",
+                S::Done => "done",
+                S::Dead => "dead",
+                _ => "unknown",
+            };
+            Ok(ForeignValue::Str(word.into()))
+        }
+        "result" => {
+            let id = task_id(args.first().cloned(), method)?;
+            let wait = timeout_ms(&arg(&args, kwds, 1, "timeout"));
+            let outcome: crate::kinds::tasks::Outcome = native.call("outcome", &(id, wait))?;
+            use crate::kinds::tasks::Outcome as O;
+            match outcome {
+                O::Done(None) => Ok(ForeignValue::None),
+                O::Done(Some(bytes)) => {
+                    let value: crate::values::Dynamic = bytes.decode().map_err(|e| {
+                        exception(
+                            "TypeError",
+                            format!("task {id}'s result is not a plain value: {e}"),
+                        )
+                    })?;
+                    serde::Serialize::serialize(&value, crate::values::bridge::ToForeign)
+                        .map_err(|e| exception("RuntimeError", e.to_string()))
+                }
+                O::Dead(reasons) => Err(exception(
+                    "RuntimeError",
+                    format!("task {id} is dead: {}", reasons.join("; ")),
+                )),
+                O::Pending => Err(exception(
+                    "TimeoutError",
+                    format!("task {id} did not finish in time"),
+                )),
+                _ => Err(exception("KeyError", format!("task {id} is not known"))),
             }
         }
         "fail_permanently" => {

@@ -10,7 +10,8 @@
 //!             ▼  │ released, worker gone    │ (backoff)
 //!            Leased ─────────────────────────┘
 //!             │   └── fail / expiry with no attempts left ──► Dead ── requeue ──► Ready
-//!             └── ack ──► done (the task is forgotten; `done` counts it)
+//!             └── ack ──► done (`done` counts it; a `Finished` record, with its result,
+//!                          is kept for the result time-to-live, then forgotten)
 //! ```
 //!
 //! Invariants, kept by every method:
@@ -25,8 +26,9 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
+use crate::fxhash::FxHashMap;
 use crate::kinds::tasks::{
-    Counts, DeadLetter, Delivery, Failed, PushOptions, RunMetrics, Settings,
+    Counts, DeadLetter, Delivery, Failed, PushOptions, RunMetrics, Settings, TaskStatus,
 };
 use crate::store::Bytes;
 
@@ -65,6 +67,16 @@ pub(crate) struct Task {
     pub(crate) leased_at: u64,
 }
 
+/// A task done, kept with its result until the queue's result time-to-live passes, so that
+/// its status and result can be asked for by id. Kept on disk under its own key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Finished {
+    /// When it was acked (Unix ms).
+    pub(crate) at: u64,
+    /// What its handler returned, encoded (none for `()` or a plain ack).
+    pub(crate) result: Option<Bytes>,
+}
+
 /// Why a lease operation was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LeaseError {
@@ -78,7 +90,8 @@ pub(crate) enum LeaseError {
 #[derive(Debug)]
 pub(crate) struct Book {
     pub(crate) settings: Settings,
-    tasks: HashMap<u64, Task>,
+    /// By id (ids are the manager's own, sequential: the fast hasher is safe).
+    tasks: FxHashMap<u64, Task>,
     ready: VecDeque<u64>,
     delayed: BTreeSet<(u64, u64)>,
     leases: BTreeSet<(u64, u64)>,
@@ -97,6 +110,13 @@ pub(crate) struct Book {
     meta_touched: bool,
     /// What the queue did since the manager started.
     pub(crate) run: RunMetrics,
+    /// Tasks done, by id, kept for `result_ttl_ms` after their ack (0: none kept).
+    finished: FxHashMap<u64, Finished>,
+    /// `(at, id)` of `finished`, oldest first (acks come in time order).
+    finished_order: VecDeque<(u64, u64)>,
+    pub(crate) result_ttl_ms: u64,
+    /// Finished records changed since the last `take_touched` (added or expired).
+    touched_finished: Vec<u64>,
 }
 
 impl Book {
@@ -104,7 +124,7 @@ impl Book {
     pub(crate) fn new(settings: Settings, seed: u64) -> Book {
         Book {
             settings,
-            tasks: HashMap::new(),
+            tasks: FxHashMap::default(),
             ready: VecDeque::new(),
             delayed: BTreeSet::new(),
             leases: BTreeSet::new(),
@@ -117,6 +137,10 @@ impl Book {
             touched: Vec::new(),
             meta_touched: false,
             run: RunMetrics::default(),
+            finished: FxHashMap::default(),
+            finished_order: VecDeque::new(),
+            result_ttl_ms: 0,
+            touched_finished: Vec::new(),
         }
     }
 
@@ -136,6 +160,61 @@ impl Book {
         touched.sort_unstable();
         touched.dedup();
         (touched, std::mem::take(&mut self.meta_touched))
+    }
+
+    /// The finished records changed since the last call (each once).
+    pub(crate) fn take_touched_finished(&mut self) -> Vec<u64> {
+        let mut touched = std::mem::take(&mut self.touched_finished);
+        touched.sort_unstable();
+        touched.dedup();
+        touched
+    }
+
+    /// A finished record read back from disk (one already past its time goes at the next
+    /// expiry).
+    pub(crate) fn restore_finished(&mut self, id: u64, finished: Finished) {
+        self.next_id = self.next_id.max(id + 1);
+        self.finished_order.push_back((finished.at, id));
+        self.finished.insert(id, finished);
+    }
+
+    /// Sorts the restored records by time (they are read back by id).
+    pub(crate) fn restored(&mut self) {
+        self.finished_order.make_contiguous().sort_unstable();
+    }
+
+    /// The finished record of task `id`, if it is kept.
+    pub(crate) fn finished(&self, id: u64) -> Option<&Finished> {
+        self.finished.get(&id)
+    }
+
+    /// Forgets the finished records older than the time-to-live; the removed ones (to refund
+    /// what they held).
+    pub(crate) fn expire_finished(&mut self, now: u64) -> Vec<Finished> {
+        let mut gone = Vec::new();
+        while let Some(&(at, id)) = self.finished_order.front() {
+            if at.saturating_add(self.result_ttl_ms) > now {
+                break;
+            }
+            self.finished_order.pop_front();
+            if let Some(finished) = self.finished.remove(&id) {
+                gone.push(finished);
+                self.touched_finished.push(id);
+            }
+        }
+        gone
+    }
+
+    /// Where task `id` is, as a client asks by id.
+    pub(crate) fn status(&self, id: u64) -> TaskStatus {
+        match self.tasks.get(&id).map(|t| (t.state, t.attempts)) {
+            Some((State::Ready, _)) => TaskStatus::Ready,
+            Some((State::Delayed { .. }, _)) => TaskStatus::Delayed,
+            Some((State::Leased { .. }, attempt)) => TaskStatus::Leased { attempt },
+            Some((State::Dead, _)) => TaskStatus::Dead,
+            None if self.finished.contains_key(&id) => TaskStatus::Done,
+            None => TaskStatus::Unknown,
+        }
     }
 
     /// How many tasks the book holds, in any state.
@@ -352,7 +431,20 @@ impl Book {
     }
 
     /// The task is done: forgotten, and counted.
+    #[cfg(test)]
     pub(crate) fn ack(&mut self, id: u64, token: u64, now: u64) -> Result<(), LeaseError> {
+        self.complete(id, token, None, now)
+    }
+
+    /// The task is done with `result`: it leaves the queue, and is remembered (with the
+    /// result) for the time-to-live.
+    pub(crate) fn complete(
+        &mut self,
+        id: u64,
+        token: u64,
+        result: Option<Bytes>,
+        now: u64,
+    ) -> Result<(), LeaseError> {
         self.check_lease(id, token, now)?;
         self.unplace(id);
         let task = self.tasks.remove(&id).expect("checked");
@@ -362,6 +454,11 @@ impl Book {
         }
         self.done += 1;
         self.meta_touched = true;
+        if self.result_ttl_ms > 0 {
+            self.finished.insert(id, Finished { at: now, result });
+            self.finished_order.push_back((now, id));
+            self.touched_finished.push(id);
+        }
         Ok(())
     }
 

@@ -27,9 +27,62 @@ use super::waiting::{deadline, shutting_down};
 use super::{Bytes, Entries, Persist};
 use crate::error::{RemoteError, RemoteErrorKind, Result};
 use crate::kinds::tasks::TaskKind;
+use crate::kinds::tasks::{Outcome, TaskStatus};
 use crate::service::{Caller, Hooks};
 use crate::wire::codec;
-use book::{Book, LeaseError, Task};
+use book::{Book, Finished, LeaseError, Task};
+
+/// What a finished record's row begins with, in the row its task had: a task's encoding begins
+/// with its payload's length, which is never `u64::MAX`.
+const FINISHED: [u8; 8] = [0xff; 8];
+
+/// Acks lease `(id, token)` with `result`: [`ACKED`], [`EXPIRED`] or [`UNKNOWN`]. The
+/// finished record (kept for the result time-to-live) is charged before the task leaves, so a
+/// full store refuses the ack rather than keeping more than it may.
+fn settle(
+    inner: &mut Inner,
+    id: u64,
+    token: u64,
+    result: Option<Bytes>,
+    now: u64,
+) -> Result<u8, RemoteError> {
+    let Some(payload) = inner.book.task(id).map(|t| t.payload.clone()) else {
+        return Ok(UNKNOWN);
+    };
+    let kept = inner.book.result_ttl_ms > 0;
+    let record = 64 + result.as_ref().map_or(0, |r| r.0.len() as u64);
+    if kept {
+        inner.charged.take_len(record)?;
+    }
+    match inner.book.complete(id, token, result, now) {
+        Ok(()) => {
+            inner.charged.give(&payload);
+            Ok(ACKED)
+        }
+        Err(e) => {
+            if kept {
+                inner.charged.give_len(record);
+            }
+            Ok(match e {
+                LeaseError::Expired => EXPIRED,
+                LeaseError::Unknown => UNKNOWN,
+            })
+        }
+    }
+}
+
+/// Forgets the finished records past the result time-to-live, refunding what they held
+/// (their removal is written with the next change).
+fn expire(inner: &mut Inner, now: u64) {
+    for gone in inner.book.expire_finished(now) {
+        inner.charged.give_len(finished_size(&gone));
+    }
+}
+
+/// What a finished record is charged to the store's budget.
+fn finished_size(finished: &Finished) -> u64 {
+    64 + finished.result.as_ref().map_or(0, |r| r.0.len() as u64)
+}
 
 /// The most tasks one `take` delivers, or one `push` adds.
 pub(crate) const MAX_BATCH: usize = 10_000;
@@ -109,11 +162,13 @@ impl SharedTasks {
         check_settings(&settings)?;
         let mut seed = [0u8; 4];
         let _ = getrandom::fill(&mut seed);
+        let result_ttl_ms = budget.limits.result_ttl.as_millis() as u64;
         let mut inner = Inner {
             book: Book::new(settings, u64::from(u32::from_le_bytes(seed))),
             charged: Charged::new(budget),
             closing: false,
         };
+        inner.book.result_ttl_ms = result_ttl_ms;
         for (key, value) in entries {
             if key.is_empty() {
                 let (next_id, done): (u64, u64) =
@@ -123,10 +178,17 @@ impl SharedTasks {
                 continue;
             }
             let id = u64::from_be_bytes(key.as_slice().try_into().map_err(|_| bad_entry())?);
+            if let Some(record) = value.strip_prefix(FINISHED.as_slice()) {
+                let finished: Finished = codec::decode_exact(record).map_err(|_| bad_entry())?;
+                inner.charged.take_len(finished_size(&finished))?;
+                inner.book.restore_finished(id, finished);
+                continue;
+            }
             let task: Task = codec::decode_exact(&value).map_err(|_| bad_entry())?;
             inner.charged.take(&task.payload)?;
             inner.book.restore(id, task);
         }
+        inner.book.restored();
         // What restoring changed (leases back to ready) is written with the next change.
         Ok(SharedTasks {
             state: Mutex::new(inner),
@@ -145,22 +207,39 @@ impl SharedTasks {
         if !self.persist.is_kept() {
             // In memory nothing reads what was touched: do not let it pile up.
             let _ = inner.book.take_touched();
+            let _ = inner.book.take_touched_finished();
             return Written::nothing();
         }
         let (touched, meta) = inner.book.take_touched();
+        let finished = inner.book.take_touched_finished();
         let book = &inner.book;
         self.persist.record(|object| {
             let mut changes = Vec::with_capacity(touched.len() + 1);
-            for id in touched {
+            // A task done takes its own row over as its finished record: an ack writes one
+            // row, as it did before results were kept.
+            let record = |id: u64, changes: &mut Vec<Change>| {
                 let key = id.to_be_bytes();
-                changes.push(match book.task(id) {
-                    Some(task) => {
+                changes.push(match (book.task(id), book.finished(id)) {
+                    (Some(task), _) => {
                         let mut value = Vec::new();
                         codec::encode_into(task, &mut value).expect("a task encodes");
                         Change::put(object, key, value)
                     }
-                    None => Change::delete(object, key),
+                    (None, Some(finished)) => {
+                        let mut value = FINISHED.to_vec();
+                        codec::encode_into(finished, &mut value).expect("a record encodes");
+                        Change::put(object, key, value)
+                    }
+                    (None, None) => Change::delete(object, key),
                 });
+            };
+            for &id in &touched {
+                record(id, &mut changes);
+            }
+            for id in finished {
+                if touched.binary_search(&id).is_err() {
+                    record(id, &mut changes);
+                }
             }
             if meta {
                 let mut value = Vec::new();
@@ -179,7 +258,9 @@ impl SharedTasks {
         change: impl FnOnce(&mut Inner, u64) -> Result<R, RemoteError>,
     ) -> Result<R, RemoteError> {
         let mut inner = self.state();
-        let result = change(&mut inner, now());
+        let now = now();
+        expire(&mut inner, now);
+        let result = change(&mut inner, now);
         let written = self.keep(&mut inner);
         drop(inner);
         self.settled.notify_all(); // a join may be over (no waiter: one atomic load)
@@ -329,23 +410,79 @@ impl TaskKind for SharedTasks {
         }
     }
 
+    fn status(&self, id: u64) -> TaskStatus {
+        let mut inner = self.state();
+        let now = now();
+        inner.book.promote(now);
+        expire(&mut inner, now);
+        inner.book.status(id)
+    }
+
+    fn complete(&self, leases: Vec<(u64, u64, Bytes)>) -> Result<Vec<u8>, RemoteError> {
+        self.mutate(|inner, now| {
+            leases
+                .into_iter()
+                .map(|(id, token, result)| {
+                    settle(
+                        inner,
+                        id,
+                        token,
+                        (!result.0.is_empty()).then_some(result),
+                        now,
+                    )
+                })
+                .collect()
+        })
+    }
+
+    fn outcome(
+        &self,
+        id: u64,
+        timeout_ms: Option<u64>,
+        caller: &Caller<'_>,
+    ) -> Result<Outcome, RemoteError> {
+        let give_up = deadline(timeout_ms);
+        let mut inner = self.state();
+        loop {
+            if inner.closing {
+                return Err(shutting_down("task queue"));
+            }
+            let now = now();
+            inner.book.promote(now);
+            expire(&mut inner, now);
+            match inner.book.status(id) {
+                TaskStatus::Done => {
+                    let result = inner.book.finished(id).and_then(|f| f.result.clone());
+                    return Ok(Outcome::Done(result));
+                }
+                TaskStatus::Dead => {
+                    let reasons = inner.book.task(id).map(|t| t.reasons.clone());
+                    return Ok(Outcome::Dead(reasons.unwrap_or_default()));
+                }
+                TaskStatus::Unknown => return Ok(Outcome::Unknown),
+                _ => {}
+            }
+            if caller.is_gone() {
+                return Err(caller_gone());
+            }
+            let mut slice = CHECK_CALLER_EVERY;
+            if let Some(give_up) = give_up {
+                let left = give_up.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(Outcome::Pending);
+                }
+                slice = slice.min(left);
+            }
+            self.settled.wait_for(&mut inner, slice);
+        }
+    }
+
     fn ack(&self, leases: Vec<(u64, u64)>) -> Result<Vec<u8>, RemoteError> {
         self.mutate(|inner, now| {
-            let mut statuses = Vec::with_capacity(leases.len());
-            for (id, token) in leases {
-                let payload = inner.book.task(id).map(|t| t.payload.clone());
-                statuses.push(match inner.book.ack(id, token, now) {
-                    Ok(()) => {
-                        if let Some(payload) = payload {
-                            inner.charged.give(&payload);
-                        }
-                        ACKED
-                    }
-                    Err(LeaseError::Expired) => EXPIRED,
-                    Err(LeaseError::Unknown) => UNKNOWN,
-                });
-            }
-            Ok(statuses)
+            leases
+                .into_iter()
+                .map(|(id, token)| settle(inner, id, token, None, now))
+                .collect()
         })
     }
 
