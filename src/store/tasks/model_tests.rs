@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::book::Book;
-use crate::kinds::tasks::{Failed, PushOptions, Settings};
+use crate::kinds::tasks::{Failed, PushOptions, Settings, TaskStatus};
 use crate::store::Bytes;
 
 /// The randomized tests' generator, with bounds in u64.
@@ -41,6 +41,8 @@ struct Modelled {
 #[derive(Default)]
 struct Model {
     tasks: BTreeMap<u64, Modelled>,
+    /// Tasks done, by id: when, kept until the result time-to-live passes.
+    finished: BTreeMap<u64, u64>,
     done: u64,
     /// A counter that orders tasks becoming ready within one step.
     order: u64,
@@ -136,6 +138,27 @@ impl Model {
         assert_eq!(counts.dead, count(|w| *w == Where::Dead), "dead, {context}");
         assert_eq!(counts.done, self.done, "done, {context}");
         assert_eq!(book.len(), self.tasks.len(), "tasks, {context}");
+        // Status by id agrees with the model, finished tasks included.
+        for (id, task) in &self.tasks {
+            let status = book.status(*id);
+            let expected = match task.state {
+                Where::Ready => TaskStatus::Ready,
+                Where::Delayed(_) => TaskStatus::Delayed,
+                Where::Leased { .. } => TaskStatus::Leased {
+                    attempt: task.attempts,
+                },
+                Where::Dead => TaskStatus::Dead,
+            };
+            assert_eq!(status, expected, "status of {id}, {context}");
+        }
+        for id in self.finished.keys() {
+            assert_eq!(
+                book.status(*id),
+                TaskStatus::Done,
+                "status of {id}, {context}"
+            );
+            assert!(book.finished(*id).is_some(), "record of {id}, {context}");
+        }
         for (id, task) in &self.tasks {
             let real = book
                 .task(*id)
@@ -168,6 +191,9 @@ impl Model {
     }
 }
 
+/// How long the model's finished tasks are kept (in its virtual milliseconds).
+const RESULT_TTL: u64 = 200;
+
 fn run(seed: u64, steps: u64) {
     let settings = Settings {
         lease_ms: 50,
@@ -177,6 +203,7 @@ fn run(seed: u64, steps: u64) {
     };
     let mut rng = Rng(crate::fuzz_tests::Rng(seed | 1));
     let mut book = Book::new(settings, 7);
+    book.result_ttl_ms = RESULT_TTL;
     let mut model = Model::default();
     let mut now = 1_000u64;
     let mut stale: Vec<(u64, u64)> = Vec::new(); // leases that ended: acks must be refused
@@ -240,6 +267,7 @@ fn run(seed: u64, steps: u64) {
                         0 | 1 => {
                             book.ack(id, token, now).unwrap();
                             model.tasks.remove(&id);
+                            model.finished.insert(id, now);
                             model.done += 1;
                         }
                         2 => {
@@ -342,6 +370,10 @@ fn run(seed: u64, steps: u64) {
         }
         model.promote(now, step);
         book.promote(now);
+        let expired = book.expire_finished(now).len();
+        let before = model.finished.len();
+        model.finished.retain(|_, at| *at + RESULT_TTL > now);
+        assert_eq!(expired, before - model.finished.len(), "expired, {context}");
         model.check(&book, now, &context);
     }
 }
