@@ -618,7 +618,7 @@ impl crate::values::Dynamic {
     /// Any serde value as a `Dynamic`, as Python and msgpack-rpc see it: a struct becomes a
     /// map keyed by its field names, a tuple or `Vec` a list, a unit enum variant its name.
     /// What a Rust producer pushes this way, a worker in any language reads (the inverse of
-    /// [`Dynamic::decode`]). An integer beyond `i64` is an error.
+    /// [`Dynamic::decode`](Self::decode)). An integer beyond `i64` is an error.
     pub fn encode<T: Serialize + ?Sized>(value: &T) -> crate::Result<Self> {
         let foreign = value
             .serialize(ToForeign)
