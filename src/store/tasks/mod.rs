@@ -270,6 +270,42 @@ impl SharedTasks {
 }
 
 impl SharedTasks {
+    /// Waits up to `timeout_ms` (forever if `None`) until `ready` gives something, looking
+    /// after every change and at least every [`CHECK_CALLER_EVERY`] (leases that run out and
+    /// delayed tasks that come due change nothing by a call); `None` if the time ran out.
+    fn wait_for<R>(
+        &self,
+        timeout_ms: Option<u64>,
+        caller: &Caller<'_>,
+        mut ready: impl FnMut(&mut Inner, u64) -> Option<R>,
+    ) -> Result<Option<R>, RemoteError> {
+        let give_up = deadline(timeout_ms);
+        let mut inner = self.state();
+        loop {
+            if inner.closing {
+                return Err(shutting_down("task queue"));
+            }
+            let now = now();
+            inner.book.promote(now);
+            expire(&mut inner, now);
+            if let Some(found) = ready(&mut inner, now) {
+                return Ok(Some(found));
+            }
+            if caller.is_gone() {
+                return Err(caller_gone());
+            }
+            let mut slice = CHECK_CALLER_EVERY;
+            if let Some(give_up) = give_up {
+                let left = give_up.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(None);
+                }
+                slice = slice.min(left);
+            }
+            self.settled.wait_for(&mut inner, slice);
+        }
+    }
+
     /// A failed lease: retried (if `retry` and attempts are left) or dead.
     fn failed(
         &self,
@@ -381,33 +417,11 @@ impl TaskKind for SharedTasks {
     }
 
     fn join(&self, timeout_ms: Option<u64>, caller: &Caller<'_>) -> Result<bool, RemoteError> {
-        let give_up = deadline(timeout_ms);
-        let mut inner = self.state();
-        loop {
-            if inner.closing {
-                return Err(shutting_down("task queue"));
-            }
-            let now = now();
-            inner.book.promote(now);
+        let drained = self.wait_for(timeout_ms, caller, |inner, now| {
             let counts = inner.book.counts(now);
-            if counts.ready + counts.delayed + counts.leased == 0 {
-                return Ok(true);
-            }
-            if caller.is_gone() {
-                return Err(caller_gone());
-            }
-            let mut slice = CHECK_CALLER_EVERY;
-            if let Some(give_up) = give_up {
-                let left = give_up.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Ok(false);
-                }
-                slice = slice.min(left);
-            }
-            // Leases that run out and delayed tasks that come due change nothing by a call:
-            // the slice wakes for them.
-            self.settled.wait_for(&mut inner, slice);
-        }
+            (counts.ready + counts.delayed + counts.leased == 0).then_some(())
+        })?;
+        Ok(drained.is_some())
     }
 
     fn status(&self, id: u64) -> TaskStatus {
@@ -441,40 +455,22 @@ impl TaskKind for SharedTasks {
         timeout_ms: Option<u64>,
         caller: &Caller<'_>,
     ) -> Result<Outcome, RemoteError> {
-        let give_up = deadline(timeout_ms);
-        let mut inner = self.state();
-        loop {
-            if inner.closing {
-                return Err(shutting_down("task queue"));
-            }
-            let now = now();
-            inner.book.promote(now);
-            expire(&mut inner, now);
-            match inner.book.status(id) {
-                TaskStatus::Done => {
-                    let result = inner.book.finished(id).and_then(|f| f.result.clone());
-                    return Ok(Outcome::Done(result));
-                }
-                TaskStatus::Dead => {
-                    let reasons = inner.book.task(id).map(|t| t.reasons.clone());
-                    return Ok(Outcome::Dead(reasons.unwrap_or_default()));
-                }
-                TaskStatus::Unknown => return Ok(Outcome::Unknown),
-                _ => {}
-            }
-            if caller.is_gone() {
-                return Err(caller_gone());
-            }
-            let mut slice = CHECK_CALLER_EVERY;
-            if let Some(give_up) = give_up {
-                let left = give_up.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Ok(Outcome::Pending);
-                }
-                slice = slice.min(left);
-            }
-            self.settled.wait_for(&mut inner, slice);
-        }
+        let outcome =
+            self.wait_for(timeout_ms, caller, |inner, _| match inner.book.status(id) {
+                TaskStatus::Done => Some(Outcome::Done(
+                    inner.book.finished(id).and_then(|f| f.result.clone()),
+                )),
+                TaskStatus::Dead => Some(Outcome::Dead(
+                    inner
+                        .book
+                        .task(id)
+                        .map(|t| t.reasons.clone())
+                        .unwrap_or_default(),
+                )),
+                TaskStatus::Unknown => Some(Outcome::Unknown),
+                _ => None,
+            })?;
+        Ok(outcome.unwrap_or(Outcome::Pending))
     }
 
     fn ack(&self, leases: Vec<(u64, u64)>) -> Result<Vec<u8>, RemoteError> {
