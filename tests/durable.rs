@@ -554,3 +554,33 @@ fn results_survive_a_restart() {
     // New tasks get new ids.
     assert!(jobs.push(&"c".to_string()).unwrap().0 > plain.0);
 }
+
+/// What a task pushed after another waits for survives a restart: done after it, the parent
+/// releases it.
+#[test]
+fn waiting_tasks_survive_a_restart() {
+    use monogusa::TaskStatus;
+    let dir = tempfile::tempdir().unwrap();
+    let (parent, child) = {
+        let manager = start(dir.path());
+        let jobs = connect(&manager).tasks::<String>("deps").unwrap();
+        let parent = jobs.push(&"parent".to_string()).unwrap();
+        let child = jobs.push_after(&[parent], &"child".to_string()).unwrap();
+        manager.shutdown();
+        (parent, child)
+    };
+    let manager = start(dir.path());
+    let jobs = connect(&manager).tasks::<String>("deps").unwrap();
+    assert_eq!(jobs.status(child).unwrap(), TaskStatus::Waiting);
+    let task = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(task.id(), parent);
+    task.ack().unwrap();
+    assert_eq!(jobs.status(child).unwrap(), TaskStatus::Ready);
+    drop(manager);
+    let manager = start(dir.path());
+    let jobs = connect(&manager).tasks::<String>("deps").unwrap();
+    assert_eq!(
+        jobs.take(Duration::from_secs(5)).unwrap().unwrap().id(),
+        child
+    );
+}

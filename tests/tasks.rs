@@ -628,3 +628,70 @@ fn a_worker_handler_s_value_is_the_result() {
             .unwrap();
     });
 }
+
+/// `push_after`: a task waits until every parent is done (diamond), a parent done already
+/// counts, a dead parent kills its dependants and theirs (saying why), an unknown parent is
+/// refused with nothing pushed, and `join` waits for the waiting ones.
+#[test]
+fn tasks_pushed_after_others_run_once_every_parent_is_done() {
+    use monogusa::{TaskResult, TaskStatus};
+    let manager = start();
+    let client = connect(&manager);
+    let jobs = client
+        .named("deps")
+        .tasks::<String>(settings(
+            Duration::from_secs(30),
+            1,
+            Duration::from_millis(10),
+        ))
+        .unwrap();
+    let a = jobs.push(&"a".to_string()).unwrap();
+    let b = jobs.push(&"b".to_string()).unwrap();
+    let c = jobs.push_after(&[a, b], &"c".to_string()).unwrap();
+    assert_eq!(jobs.status(c).unwrap(), TaskStatus::Waiting);
+    assert!(!jobs.join(Duration::from_millis(10)).unwrap());
+    let take = |expected: &str| {
+        let task = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+        assert_eq!(task.payload(), expected);
+        task
+    };
+    take("a").ack().unwrap();
+    assert_eq!(
+        jobs.status(c).unwrap(),
+        TaskStatus::Waiting,
+        "b is not done"
+    );
+    take("b").ack().unwrap();
+    assert_eq!(jobs.status(c).unwrap(), TaskStatus::Ready);
+    take("c").ack().unwrap();
+    // A parent done already counts as done.
+    let d = jobs.push_after(&[a], &"d".to_string()).unwrap();
+    assert_eq!(jobs.status(d).unwrap(), TaskStatus::Ready);
+    take("d").ack().unwrap();
+    // A dead parent: its dependants die, and theirs, each saying which parent died.
+    let e = jobs.push(&"e".to_string()).unwrap();
+    let f = jobs.push_after(&[e], &"f".to_string()).unwrap();
+    let g = jobs.push_after(&[f, a], &"g".to_string()).unwrap();
+    take("e").fail("broken").unwrap();
+    assert_eq!(jobs.status(f).unwrap(), TaskStatus::Dead);
+    assert_eq!(
+        jobs.result::<String>(g, Duration::ZERO).unwrap(),
+        TaskResult::Dead(vec![format!("task {}, which it runs after, died", f.0)])
+    );
+    // Pushed after a dead task: dead at once.
+    let h = jobs.push_after(&[e], &"h".to_string()).unwrap();
+    assert_eq!(jobs.status(h).unwrap(), TaskStatus::Dead);
+    // An unknown parent: refused, nothing pushed.
+    let before = jobs.stats().unwrap();
+    let refused = jobs
+        .push_after(&[monogusa::TaskId(987_654)], &"i".to_string())
+        .unwrap_err();
+    assert_eq!(kind(&refused), Some(RemoteErrorKind::BadArguments));
+    assert!(
+        refused.to_string().contains("task 987654 is not known"),
+        "{refused}"
+    );
+    let after = jobs.stats().unwrap();
+    assert_eq!((before.ready, before.delayed), (after.ready, after.delayed));
+    assert!(jobs.join(Duration::from_secs(5)).unwrap(), "nothing waits");
+}

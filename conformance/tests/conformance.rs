@@ -418,6 +418,9 @@ fn results_are_kept_by_the_manager_and_refused_clearly_elsewhere() {
                 jobs.take(Duration::from_millis(50)).unwrap().is_none(),
                 "{backend}"
             );
+            // Nor does it keep what a task waits for.
+            let after = jobs.push_after(&[id], &"y".to_string()).unwrap_err();
+            assert_eq!(kind(&after), Some(RemoteErrorKind::Misuse), "{backend}");
         }
         eprintln!("results conform on {backend}");
     }

@@ -27,6 +27,14 @@ pub(crate) trait TaskKind {
     /// Adds tasks: for each, its id and whether it is new (`false`: its dedup key named a
     /// task already there).
     fn push(&self, tasks: Vec<(Bytes, PushOptions)>) -> Result<Vec<(u64, bool)>, RemoteError>;
+    /// Adds tasks that run once every one of `parents` is done (they wait until then; if a
+    /// parent dies, they die too, saying so): for each, its id and whether it is new. A parent
+    /// done already counts as done; an unknown one is an error, and nothing is pushed.
+    fn push_after(
+        &self,
+        parents: Vec<u64>,
+        tasks: Vec<(Bytes, PushOptions)>,
+    ) -> Result<Vec<(u64, bool)>, RemoteError>;
     /// Leases up to `n` ready tasks to the caller, waiting up to `timeout_ms` for the first.
     fn take(
         &self,
@@ -88,6 +96,9 @@ pub enum TaskStatus {
         /// Which delivery this is.
         attempt: u32,
     },
+    /// Pushed after other tasks ([`TaskQueue::push_after`](crate::TaskQueue::push_after)),
+    /// some of which are not done yet.
+    Waiting,
     /// Done (acked), within the result time-to-live.
     Done,
     /// In the dead letters.

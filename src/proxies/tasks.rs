@@ -207,6 +207,11 @@ pub(crate) trait LeaseOps: Send + Sync {
 pub(crate) trait TaskBackend: Send + Sync {
     /// Pushes encoded tasks (at most `MAX_BATCH`); their ids in order.
     fn push(&self, tasks: Vec<(Bytes, WirePush)>) -> Result<Vec<u64>>;
+    /// Pushes encoded tasks that run once every one of `parents` is done.
+    fn push_after(&self, parents: Vec<u64>, tasks: Vec<(Bytes, WirePush)>) -> Result<Vec<u64>> {
+        let _ = (parents, tasks);
+        Err(no_results())
+    }
     /// Leases up to `n` tasks, waiting up to `timeout` for the first; the leases' operations.
     fn take(&self, n: u32, timeout: Duration) -> Result<(Vec<Delivery>, Arc<dyn LeaseOps>)>;
     fn stats(&self) -> Result<Counts>;
@@ -236,6 +241,11 @@ struct ManagerTasks {
 }
 
 impl TaskBackend for ManagerTasks {
+    fn push_after(&self, parents: Vec<u64>, tasks: Vec<(Bytes, WirePush)>) -> Result<Vec<u64>> {
+        let pushed = self.stub().push_after(parents, tasks)?;
+        Ok(pushed.into_iter().map(|(id, _)| id).collect())
+    }
+
     fn push(&self, tasks: Vec<(Bytes, WirePush)>) -> Result<Vec<u64>> {
         let pushed = self.stub().push(tasks)?;
         Ok(pushed.into_iter().map(|(id, _)| id).collect())
@@ -628,6 +638,23 @@ impl<T: Serialize + DeserializeOwned> TaskQueue<T> {
             dedup: options.dedup_key.clone(),
         };
         let ids = self.backend.push(vec![(Bytes::encode(task)?, wire)])?;
+        ids.first()
+            .map(|&id| TaskId(id))
+            .ok_or_else(|| Error::Protocol("a push returned no id".into()))
+    }
+
+    /// Adds a task that runs once every one of `parents` is done (RQ's `depends_on`): until
+    /// then its status is `Waiting` (counted with the delayed tasks, so `join` waits for it).
+    /// If a parent dies, the task dies too, its reason naming the parent, instead of waiting
+    /// forever. A parent done already counts as done; one the manager does not know (never
+    /// pushed, purged, or done longer ago than the result time-to-live) is a `BadArguments`
+    /// error, and nothing is pushed. The parents' completion and the task's release are one
+    /// commit: exact, across a crash too. On the manager only.
+    pub fn push_after(&self, parents: &[TaskId], task: &T) -> Result<TaskId> {
+        let parents = parents.iter().map(|p| p.0).collect();
+        let ids = self
+            .backend
+            .push_after(parents, vec![(Bytes::encode(task)?, WirePush::default())])?;
         ids.first()
             .map(|&id| TaskId(id))
             .ok_or_else(|| Error::Protocol("a push returned no id".into()))

@@ -924,6 +924,7 @@ fn tasks_method(
                 S::Ready => "ready",
                 S::Delayed => "delayed",
                 S::Leased { .. } => "leased",
+                S::Waiting => "waiting",
                 S::Done => "done",
                 S::Dead => "dead",
                 _ => "unknown",

@@ -12,6 +12,9 @@
 //!             │   └── fail / expiry with no attempts left ──► Dead ── requeue ──► Ready
 //!             └── ack ──► done (`done` counts it; a `Finished` record, with its result,
 //!                          is kept for the result time-to-live, then forgotten)
+//!
+//!   push_after ──► Waiting ── its last parent done ──► Ready
+//!                     └────── a parent dead ─────────► Dead (and its own waiting ones)
 //! ```
 //!
 //! Invariants, kept by every method:
@@ -48,6 +51,9 @@ pub(crate) enum State {
         connection: u64,
     },
     Dead,
+    /// Pushed after other tasks (`push_after`): ready once every one of them is done, dead if
+    /// one of them dies. Which ones it still waits for is kept beside it (`waiting_on`).
+    Waiting,
 }
 
 /// One task.
@@ -110,6 +116,12 @@ pub(crate) struct Book {
     meta_touched: bool,
     /// What the queue did since the manager started.
     pub(crate) run: RunMetrics,
+    /// Tasks waiting for others (`push_after`): the ids each still waits for, and for each of
+    /// those, the tasks waiting for it.
+    waiting_on: FxHashMap<u64, Vec<u64>>,
+    dependants: FxHashMap<u64, Vec<u64>>,
+    /// Waiting tasks whose list changed since the last `take_touched` (to be written).
+    touched_waiting: Vec<u64>,
     /// Tasks done, by id, kept for `result_ttl_ms` after their ack (0: none kept).
     finished: FxHashMap<u64, Finished>,
     /// `(at, id)` of `finished`, oldest first (acks come in time order).
@@ -137,6 +149,9 @@ impl Book {
             touched: Vec::new(),
             meta_touched: false,
             run: RunMetrics::default(),
+            waiting_on: FxHashMap::default(),
+            dependants: FxHashMap::default(),
+            touched_waiting: Vec::new(),
             finished: FxHashMap::default(),
             finished_order: VecDeque::new(),
             result_ttl_ms: 0,
@@ -212,6 +227,7 @@ impl Book {
             Some((State::Delayed { .. }, _)) => TaskStatus::Delayed,
             Some((State::Leased { .. }, attempt)) => TaskStatus::Leased { attempt },
             Some((State::Dead, _)) => TaskStatus::Dead,
+            Some((State::Waiting, _)) => TaskStatus::Waiting,
             None if self.finished.contains_key(&id) => TaskStatus::Done,
             None => TaskStatus::Unknown,
         }
@@ -240,6 +256,7 @@ impl Book {
             State::Dead => {
                 self.dead.insert(id);
             }
+            State::Waiting => {}
         }
         if let Some(key) = &task.dedup {
             self.dedup.insert(key.clone(), id);
@@ -266,6 +283,7 @@ impl Book {
             State::Dead => {
                 self.dead.remove(&id);
             }
+            State::Waiting => {}
         }
         self.touched.push(id);
     }
@@ -315,6 +333,129 @@ impl Book {
         (id, true)
     }
 
+    /// Adds a task to run once every one of `parents` is done; its id and whether it was new.
+    /// A parent done already (and still remembered) counts as done; a dead one makes the task
+    /// dead at once; one that is not known is an error (nothing is pushed).
+    pub(crate) fn push_after(
+        &mut self,
+        parents: &[u64],
+        payload: Bytes,
+        options: PushOptions,
+        now: u64,
+    ) -> Result<(u64, bool), u64> {
+        if let Some(key) = &options.dedup
+            && let Some(&id) = self.dedup.get(key)
+        {
+            return Ok((id, false));
+        }
+        let mut pending = Vec::new();
+        let mut dead = None;
+        for &parent in parents {
+            match self.status(parent) {
+                TaskStatus::Done => {}
+                TaskStatus::Unknown => return Err(parent),
+                TaskStatus::Dead => dead = dead.or(Some(parent)),
+                _ => pending.push(parent),
+            }
+        }
+        pending.sort_unstable();
+        pending.dedup();
+        let (id, new) = self.push(payload, options, now);
+        if let Some(parent) = dead {
+            let task = self.tasks.get_mut(&id).expect("just pushed");
+            task.reasons
+                .push(format!("task {parent}, which it runs after, died"));
+            self.run.dead += 1;
+            self.set_state(id, State::Dead);
+        } else if !pending.is_empty() {
+            self.set_state(id, State::Waiting);
+            for &parent in &pending {
+                self.dependants.entry(parent).or_default().push(id);
+            }
+            self.waiting_on.insert(id, pending);
+            self.touched_waiting.push(id);
+        }
+        Ok((id, new))
+    }
+
+    /// Task `id` is done: the tasks waiting for it wait for one fewer, and those that wait for
+    /// none become ready.
+    fn released_by(&mut self, id: u64) {
+        for child in self.dependants.remove(&id).unwrap_or_default() {
+            let Some(left) = self.waiting_on.get_mut(&child) else {
+                continue;
+            };
+            left.retain(|&p| p != id);
+            self.touched_waiting.push(child);
+            if left.is_empty() {
+                self.waiting_on.remove(&child);
+                if self
+                    .tasks
+                    .get(&child)
+                    .is_some_and(|t| t.state == State::Waiting)
+                {
+                    self.set_state(child, State::Ready);
+                }
+            }
+        }
+    }
+
+    /// Task `id` died: every task waiting for it (and for those, in turn) dies too, saying
+    /// why, instead of waiting forever.
+    fn died(&mut self, id: u64) {
+        let mut gone = vec![id];
+        while let Some(parent) = gone.pop() {
+            for child in self.dependants.remove(&parent).unwrap_or_default() {
+                if let Some(left) = self.waiting_on.remove(&child) {
+                    for other in left.iter().filter(|&&p| p != parent) {
+                        if let Some(siblings) = self.dependants.get_mut(other) {
+                            siblings.retain(|&c| c != child);
+                        }
+                    }
+                    self.touched_waiting.push(child);
+                }
+                if self
+                    .tasks
+                    .get(&child)
+                    .is_some_and(|t| t.state == State::Waiting)
+                {
+                    let task = self.tasks.get_mut(&child).expect("checked");
+                    task.reasons
+                        .push(format!("task {parent}, which it runs after, died"));
+                    self.run.dead += 1;
+                    self.set_state(child, State::Dead);
+                    gone.push(child);
+                }
+            }
+        }
+    }
+
+    /// How many (task, parent) pairs the waiting tasks hold: bounded like a container's items.
+    pub(crate) fn waiting_entries(&self) -> usize {
+        self.waiting_on.values().map(Vec::len).sum()
+    }
+
+    /// What task `id` still waits for, if it waits (to be written).
+    pub(crate) fn waiting_on(&self, id: u64) -> Option<&Vec<u64>> {
+        self.waiting_on.get(&id)
+    }
+
+    /// The waiting tasks whose list changed since the last call (each once).
+    pub(crate) fn take_touched_waiting(&mut self) -> Vec<u64> {
+        let mut touched = std::mem::take(&mut self.touched_waiting);
+        touched.sort_unstable();
+        touched.dedup();
+        touched
+    }
+
+    /// A waiting task's list read back from disk.
+    pub(crate) fn restore_waiting(&mut self, id: u64, parents: Vec<u64>) {
+        for &parent in &parents {
+            self.dependants.entry(parent).or_default().push(id);
+        }
+        self.waiting_on.insert(id, parents);
+    }
+
     /// Moves what is due to ready: delayed tasks whose time passed, and expired leases (to
     /// the dead letters if that was their last attempt). Strictly past: `now` is whole
     /// milliseconds rounded down, so a task due at `now` may still have a fraction to wait.
@@ -345,6 +486,7 @@ impl Book {
         if task.attempts >= task.max_attempts {
             self.run.dead += 1;
             self.set_state(id, State::Dead);
+            self.died(id);
         } else {
             self.set_state(id, State::Ready);
         }
@@ -454,6 +596,7 @@ impl Book {
         }
         self.done += 1;
         self.meta_touched = true;
+        self.released_by(id);
         if self.result_ttl_ms > 0 {
             self.finished.insert(id, Finished { at: now, result });
             self.finished_order.push_back((now, id));
@@ -480,6 +623,7 @@ impl Book {
         if !retry || task.attempts >= task.max_attempts {
             self.run.dead += 1;
             self.set_state(id, State::Dead);
+            self.died(id);
             return Ok(Failed::Dead);
         }
         let attempts = task.attempts;
@@ -608,7 +752,8 @@ impl Book {
         let dead = self.dead.len() as u64;
         Counts {
             ready: self.ready.len() as u64,
-            delayed: self.delayed.len() as u64,
+            // Waiting for other tasks is waiting too (and keeps `join` waiting).
+            delayed: (self.delayed.len() + self.waiting_on.len()) as u64,
             leased: self.leases.len() as u64,
             dead,
             done: self.done,

@@ -36,6 +36,9 @@ use book::{Book, Finished, LeaseError, Task};
 /// with its payload's length, which is never `u64::MAX`.
 const FINISHED: [u8; 8] = [0xff; 8];
 
+/// The last byte of the key of a waiting task's list of what it waits for (its id, then this).
+const WAITING_KEY: u8 = b'w';
+
 /// Acks lease `(id, token)` with `result`: [`ACKED`], [`EXPIRED`] or [`UNKNOWN`]. The
 /// finished record (kept for the result time-to-live) is charged before the task leaves, so a
 /// full store refuses the ack rather than keeping more than it may.
@@ -177,6 +180,12 @@ impl SharedTasks {
                 inner.book.done = done;
                 continue;
             }
+            if key.len() == 9 && key[8] == WAITING_KEY {
+                let id = u64::from_be_bytes(key[..8].try_into().map_err(|_| bad_entry())?);
+                let parents: Vec<u64> = codec::decode_exact(&value).map_err(|_| bad_entry())?;
+                inner.book.restore_waiting(id, parents);
+                continue;
+            }
             let id = u64::from_be_bytes(key.as_slice().try_into().map_err(|_| bad_entry())?);
             if let Some(record) = value.strip_prefix(FINISHED.as_slice()) {
                 let finished: Finished = codec::decode_exact(record).map_err(|_| bad_entry())?;
@@ -208,10 +217,12 @@ impl SharedTasks {
             // In memory nothing reads what was touched: do not let it pile up.
             let _ = inner.book.take_touched();
             let _ = inner.book.take_touched_finished();
+            let _ = inner.book.take_touched_waiting();
             return Written::nothing();
         }
         let (touched, meta) = inner.book.take_touched();
         let finished = inner.book.take_touched_finished();
+        let waiting = inner.book.take_touched_waiting();
         let book = &inner.book;
         self.persist.record(|object| {
             let mut changes = Vec::with_capacity(touched.len() + 1);
@@ -240,6 +251,19 @@ impl SharedTasks {
                 if touched.binary_search(&id).is_err() {
                     record(id, &mut changes);
                 }
+            }
+            // What a waiting task still waits for, in a row beside its own.
+            for id in waiting {
+                let mut key = id.to_be_bytes().to_vec();
+                key.push(WAITING_KEY);
+                changes.push(match book.waiting_on(id) {
+                    Some(parents) => {
+                        let mut value = Vec::new();
+                        codec::encode_into(parents, &mut value).expect("ids encode");
+                        Change::put(object, key, value)
+                    }
+                    None => Change::delete(object, key),
+                });
             }
             if meta {
                 let mut value = Vec::new();
@@ -354,6 +378,54 @@ impl TaskKind for SharedTasks {
                     inner.charged.give(&payload);
                 }
                 ids.push((id, new));
+            }
+            self.available.notify_all();
+            Ok(ids)
+        })
+    }
+
+    fn push_after(
+        &self,
+        parents: Vec<u64>,
+        tasks: Vec<(Bytes, PushOptions)>,
+    ) -> Result<Vec<(u64, bool)>, RemoteError> {
+        if tasks.len() > MAX_BATCH || parents.len() > MAX_BATCH {
+            return Err(RemoteError::new(
+                RemoteErrorKind::LimitExceeded,
+                format!("at most {MAX_BATCH} tasks and {MAX_BATCH} parents per push"),
+            ));
+        }
+        self.mutate(|inner, now| {
+            // Every parent known, or nothing is pushed.
+            if let Some(&unknown) = parents
+                .iter()
+                .find(|&&p| inner.book.status(p) == TaskStatus::Unknown)
+            {
+                return Err(RemoteError::new(
+                    RemoteErrorKind::BadArguments,
+                    format!(
+                        "task {unknown} is not known (never pushed, purged, or done longer ago \
+                         than the result time-to-live): nothing was pushed"
+                    ),
+                ));
+            }
+            let mut ids = Vec::with_capacity(tasks.len());
+            for (payload, options) in tasks {
+                let budget = inner.charged.budget();
+                budget.check_len(inner.book.len() + 1, "task queue")?;
+                budget.check_len(
+                    inner.book.waiting_entries() + parents.len(),
+                    "task queue's list of dependencies",
+                )?;
+                inner.charged.take(&payload)?;
+                let pushed = inner
+                    .book
+                    .push_after(&parents, payload.clone(), options, now)
+                    .expect("parents checked above");
+                if !pushed.1 {
+                    inner.charged.give(&payload);
+                }
+                ids.push(pushed);
             }
             self.available.notify_all();
             Ok(ids)

@@ -27,6 +27,8 @@ enum Where {
         connection: u64,
     },
     Dead,
+    /// Pushed after others, some not done (the list is `Model::waiting`).
+    Waiting,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +45,8 @@ struct Model {
     tasks: BTreeMap<u64, Modelled>,
     /// Tasks done, by id: when, kept until the result time-to-live passes.
     finished: BTreeMap<u64, u64>,
+    /// What each waiting task still waits for.
+    waiting: BTreeMap<u64, Vec<u64>>,
     done: u64,
     /// A counter that orders tasks becoming ready within one step.
     order: u64,
@@ -89,9 +93,42 @@ impl Model {
     fn lease_over(&mut self, id: u64, step: u64) {
         let task = &self.tasks[&id];
         if task.attempts >= task.max_attempts {
-            self.tasks.get_mut(&id).unwrap().state = Where::Dead;
+            self.dies(id);
         } else {
             self.make_ready(id, step);
+        }
+    }
+
+    /// Task `id` dies, and every task waiting for it, in turn.
+    fn dies(&mut self, id: u64) {
+        self.tasks.get_mut(&id).unwrap().state = Where::Dead;
+        let children: Vec<u64> = self
+            .waiting
+            .iter()
+            .filter(|(_, parents)| parents.contains(&id))
+            .map(|(&child, _)| child)
+            .collect();
+        for child in children {
+            self.waiting.remove(&child);
+            self.dies(child);
+        }
+    }
+
+    /// Task `id` is done: what waited for it waits for one fewer; with none left, ready.
+    fn done_with(&mut self, id: u64, step: u64) {
+        let children: Vec<u64> = self
+            .waiting
+            .iter()
+            .filter(|(_, parents)| parents.contains(&id))
+            .map(|(&child, _)| child)
+            .collect();
+        for child in children {
+            let parents = self.waiting.get_mut(&child).unwrap();
+            parents.retain(|&p| p != id);
+            if parents.is_empty() {
+                self.waiting.remove(&child);
+                self.make_ready(child, step);
+            }
         }
     }
 
@@ -127,7 +164,7 @@ impl Model {
         );
         assert_eq!(
             counts.delayed,
-            count(|w| matches!(w, Where::Delayed(_))),
+            count(|w| matches!(w, Where::Delayed(_) | Where::Waiting)),
             "delayed, {context}"
         );
         assert_eq!(
@@ -148,7 +185,15 @@ impl Model {
                     attempt: task.attempts,
                 },
                 Where::Dead => TaskStatus::Dead,
+                Where::Waiting => TaskStatus::Waiting,
             };
+            if task.state == Where::Waiting {
+                let mut expected = self.waiting[id].clone();
+                expected.sort_unstable();
+                let mut real = book.waiting_on(*id).cloned().unwrap_or_default();
+                real.sort_unstable();
+                assert_eq!(real, expected, "what {id} waits for, {context}");
+            }
             assert_eq!(status, expected, "status of {id}, {context}");
         }
         for id in self.finished.keys() {
@@ -166,7 +211,8 @@ impl Model {
             assert_eq!(real.attempts, task.attempts, "attempts of {id}, {context}");
             let same = match (task.state, real.state) {
                 (Where::Ready, super::book::State::Ready)
-                | (Where::Dead, super::book::State::Dead) => true,
+                | (Where::Dead, super::book::State::Dead)
+                | (Where::Waiting, super::book::State::Waiting) => true,
                 (Where::Delayed(a), super::book::State::Delayed { due }) => a == due,
                 (
                     Where::Leased {
@@ -211,6 +257,51 @@ fn run(seed: u64, steps: u64) {
         let op = rng.below(100);
         let context = format!("seed {seed}, step {step}, op {op}");
         match op {
+            0..=5 if !model.tasks.is_empty() || !model.finished.is_empty() => {
+                // After one or two known tasks (done ones included).
+                let known: Vec<u64> = model
+                    .tasks
+                    .keys()
+                    .chain(model.finished.keys())
+                    .copied()
+                    .collect();
+                let parents: Vec<u64> = (0..1 + rng.below(2))
+                    .map(|_| known[rng.below(known.len() as u64) as usize])
+                    .collect();
+                let (id, new) = book
+                    .push_after(
+                        &parents,
+                        Bytes(vec![step as u8]),
+                        PushOptions::default(),
+                        now,
+                    )
+                    .unwrap();
+                assert!(new);
+                model.tasks.insert(
+                    id,
+                    Modelled {
+                        state: Where::Ready,
+                        attempts: 0,
+                        max_attempts: 3,
+                        ready_since: (0, 0),
+                    },
+                );
+                let mut pending: Vec<u64> = parents
+                    .iter()
+                    .copied()
+                    .filter(|p| model.tasks.contains_key(p))
+                    .collect();
+                pending.sort_unstable();
+                pending.dedup();
+                if pending.iter().any(|p| model.tasks[p].state == Where::Dead) {
+                    model.tasks.get_mut(&id).unwrap().state = Where::Dead;
+                } else if pending.is_empty() {
+                    model.make_ready(id, step);
+                } else {
+                    model.tasks.get_mut(&id).unwrap().state = Where::Waiting;
+                    model.waiting.insert(id, pending);
+                }
+            }
             0..=24 => {
                 let delay = if rng.below(4) == 0 { rng.below(30) } else { 0 };
                 let max = if rng.below(5) == 0 { Some(1) } else { None };
@@ -269,13 +360,14 @@ fn run(seed: u64, steps: u64) {
                             model.tasks.remove(&id);
                             model.finished.insert(id, now);
                             model.done += 1;
+                            model.done_with(id, step);
                         }
                         2 => {
                             let attempts = model.tasks[&id].attempts;
                             match book.fail(id, token, "boom".into(), true, now).unwrap() {
                                 Failed::Dead => {
                                     assert!(attempts >= model.tasks[&id].max_attempts, "{context}");
-                                    model.tasks.get_mut(&id).unwrap().state = Where::Dead;
+                                    model.dies(id);
                                 }
                                 Failed::RetryAt(due) => {
                                     let full = (10u64 << (attempts - 1)).min(40);
@@ -292,7 +384,7 @@ fn run(seed: u64, steps: u64) {
                             // Failed for good: dead at once, whatever attempts are left.
                             let failed = book.fail(id, token, "bad input".into(), false, now);
                             assert_eq!(failed.unwrap(), Failed::Dead, "{context}");
-                            model.tasks.get_mut(&id).unwrap().state = Where::Dead;
+                            model.dies(id);
                         }
                         _ => {
                             book.release(id, token, now).unwrap();
