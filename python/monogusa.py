@@ -156,6 +156,11 @@ class TaskQueue:
         """Adds tasks in one call; their ids, in order."""
         return self._proxy.push_many(list(payloads))
 
+    def push_after(self, parents: List[int], payload: Any) -> int:
+        """Adds a task that runs once every task in ``parents`` is done (its status is
+        "waiting" until then); if one of them dies, it dies too. Its id."""
+        return self._proxy.push_after(list(parents), payload)
+
     def take(self, timeout: Optional[float] = None) -> Optional[Task]:
         """The next task, leased to this thread, waiting up to ``timeout`` seconds (``None``:
         as long as it takes); ``None`` if none came."""

@@ -821,6 +821,8 @@ fn the_python_module_pushes_takes_and_sends() {
             "fail permanently",
             "join times out",
             "join drained",
+            "push_after waits",
+            "push_after released",
             "status ready",
             "result",
             "unknown result",

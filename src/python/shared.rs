@@ -347,6 +347,7 @@ impl PythonShared {
                 "fail_permanently",
                 "join",
                 "push",
+                "push_after",
                 "push_many",
                 "release",
                 "requeue",

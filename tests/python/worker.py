@@ -53,6 +53,13 @@ def api():
     check("fail permanently", len(letters) == 1 and letters[0]["attempts"] == 1
           and letters[0]["reasons"] == ["no address"])
     check("join drained", bad.join(5) is True)
+    deps = client.tasks("api-deps-%d" % os.getpid())
+    parent = deps.push("parent")
+    child = deps.push_after([parent], "child")
+    check("push_after waits", deps.status(child) == "waiting")
+    task = deps.take(5)
+    deps.ack(task.id)
+    check("push_after released", deps.status(child) == "ready" and deps.take(5).payload == "child")
     results = client.tasks("api-results-%d" % os.getpid())
     rid = results.push({"n": 2})
     check("status ready", results.status(rid) == "ready")

@@ -877,6 +877,28 @@ fn tasks_method(
                 _ => ForeignValue::List(ids),
             })
         }
+        "push_after" => {
+            // `push_after(parents, payload)`: the id of a task that waits for them.
+            let mut args = args.into_iter();
+            let parents = match args.next() {
+                Some(ForeignValue::List(ids) | ForeignValue::Tuple(ids)) => ids
+                    .into_iter()
+                    .map(|id| task_id(Some(id), method))
+                    .collect::<Result<Vec<u64>, ForeignValue>>()?,
+                _ => {
+                    return Err(exception(
+                        "TypeError",
+                        "push_after(parents, payload) takes a list of task ids first",
+                    ));
+                }
+            };
+            let payload = args.next().ok_or_else(|| {
+                exception("TypeError", "push_after(parents, payload) takes a payload")
+            })?;
+            let tasks = vec![(spec.to_stored(payload)?, PushOptions::default())];
+            let ids: Vec<(u64, bool)> = native.call("push_after", &(parents, tasks))?;
+            Ok(ids.first().map_or(ForeignValue::None, |&(id, _)| int(id)))
+        }
         "take" => {
             let wait = timeout_ms(&arg(&args, kwds, 0, "timeout"));
             let taken: Vec<Delivery> = native.call("take", &(1u32, wait))?;
