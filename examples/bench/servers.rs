@@ -2,16 +2,13 @@
 
 use crate::*;
 
-/// A manager with a Python listener and the counter's functions, for Python's own clients;
-/// prints the Python listener's address.
-pub(crate) fn python_manager_role(bind: &str) {
+/// The counter workload's functions: `get(key)` and `inc(key)` over one map of counts.
+fn with_counts(builder: monogusa::ManagerBuilder) -> monogusa::ManagerBuilder {
     use std::collections::HashMap;
-    use std::sync::Mutex;
-    let counts = std::sync::Arc::new(Mutex::new(HashMap::<String, i64>::new()));
-    let (c1, c2) = (counts.clone(), counts.clone());
-    let manager = Manager::builder()
-        .authkey("password")
-        .python_listener(bind)
+    use std::sync::{Arc, Mutex};
+    let counts = Arc::new(Mutex::new(HashMap::<String, i64>::new()));
+    let (c1, c2) = (Arc::clone(&counts), counts);
+    builder
         .register("get", move |key: String| {
             c1.lock().unwrap().get(&key).copied().unwrap_or(0)
         })
@@ -21,6 +18,14 @@ pub(crate) fn python_manager_role(bind: &str) {
             *n += 1;
             *n
         })
+}
+
+/// A manager with a Python listener and the counter's functions, for Python's own clients;
+/// prints the Python listener's address.
+pub(crate) fn python_manager_role(bind: &str) {
+    let manager = with_counts(Manager::builder())
+        .authkey("password")
+        .python_listener(bind)
         .build()
         .unwrap()
         .start()
@@ -64,26 +69,13 @@ pub(crate) fn task_manager_role(bind: &str, data_dir: &str) {
 
 /// Counts per key, for the counter workload.
 pub(crate) fn manager_role(bind: &str) {
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-    let counts = std::sync::Arc::new(Mutex::new(HashMap::<String, i64>::new()));
-    let (c1, c2) = (counts.clone(), counts.clone());
-    let manager = Manager::builder()
+    let manager = with_counts(Manager::builder())
         .authkey(AUTHKEY)
         .bind(bind)
         .max_connections(8192)
         .register("echo", |text: String| text)
         .register("echo_bytes", |bytes: ByteBuf| monogusa::Reply(bytes))
         .register("length", |text: monogusa::Str| text.len())
-        .register("get", move |key: String| {
-            c1.lock().unwrap().get(&key).copied().unwrap_or(0)
-        })
-        .register("inc", move |key: String| {
-            let mut map = c2.lock().unwrap();
-            let n = map.entry(key).or_insert(0);
-            *n += 1;
-            *n
-        })
         .build()
         .unwrap()
         .start()

@@ -99,16 +99,19 @@ impl Model {
         }
     }
 
-    /// Task `id` dies, and every task waiting for it, in turn.
-    fn dies(&mut self, id: u64) {
-        self.tasks.get_mut(&id).unwrap().state = Where::Dead;
-        let children: Vec<u64> = self
-            .waiting
+    /// The tasks waiting for `id`.
+    fn children_of(&self, id: u64) -> Vec<u64> {
+        self.waiting
             .iter()
             .filter(|(_, parents)| parents.contains(&id))
             .map(|(&child, _)| child)
-            .collect();
-        for child in children {
+            .collect()
+    }
+
+    /// Task `id` dies, and every task waiting for it, in turn.
+    fn dies(&mut self, id: u64) {
+        self.tasks.get_mut(&id).unwrap().state = Where::Dead;
+        for child in self.children_of(id) {
             self.waiting.remove(&child);
             self.dies(child);
         }
@@ -116,13 +119,7 @@ impl Model {
 
     /// Task `id` is done: what waited for it waits for one fewer; with none left, ready.
     fn done_with(&mut self, id: u64, step: u64) {
-        let children: Vec<u64> = self
-            .waiting
-            .iter()
-            .filter(|(_, parents)| parents.contains(&id))
-            .map(|(&child, _)| child)
-            .collect();
-        for child in children {
+        for child in self.children_of(id) {
             let parents = self.waiting.get_mut(&child).unwrap();
             parents.retain(|&p| p != id);
             if parents.is_empty() {
@@ -196,6 +193,11 @@ impl Model {
             }
             assert_eq!(status, expected, "status of {id}, {context}");
         }
+        assert_eq!(
+            book.waiting_entries(),
+            self.waiting.values().map(Vec::len).sum::<usize>(),
+            "waiting pairs, {context}"
+        );
         for id in self.finished.keys() {
             assert_eq!(
                 book.status(*id),
