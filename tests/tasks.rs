@@ -695,3 +695,30 @@ fn tasks_pushed_after_others_run_once_every_parent_is_done() {
     assert_eq!((before.ready, before.delayed), (after.ready, after.delayed));
     assert!(jobs.join(Duration::from_secs(5)).unwrap(), "nothing waits");
 }
+
+/// A result over the store's per-item limit is refused, changes nothing, and the task goes
+/// back to the queue at once (its attempt counted) instead of staying leased to nobody.
+#[test]
+fn an_oversize_result_is_refused_and_the_task_goes_back() {
+    use monogusa::TaskStatus;
+    let manager = Manager::builder()
+        .authkey(KEY)
+        .max_item_bytes(1000)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let jobs = connect(&manager).tasks::<String>("big-results").unwrap();
+    let id = jobs.push(&"x".to_string()).unwrap();
+    let task = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+    let refused = task.ack_with_result(&"r".repeat(2000)).unwrap_err();
+    assert_eq!(
+        kind(&refused),
+        Some(RemoteErrorKind::LimitExceeded),
+        "{refused}"
+    );
+    assert_eq!(jobs.status(id).unwrap(), TaskStatus::Ready);
+    let again = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!((again.id(), again.attempt()), (id, 2));
+    again.ack_with_result(&"small".to_string()).unwrap();
+}

@@ -17,7 +17,7 @@
 //! program's stdin: its end of input is its signal to exit.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -63,8 +63,19 @@ impl monogusa::workers::Failure for Failed {
     }
 }
 
-/// The tasks handed to the program and not yet answered, by id.
-type Pending = Mutex<HashMap<u64, SyncSender<Answer>>>;
+/// The tasks handed to the program and not yet answered, by id, and whether its output has
+/// ended: under one lock, so a task is never handed over after the reader gave up on them.
+#[derive(Default)]
+struct Handed {
+    waiting: HashMap<u64, SyncSender<Answer>>,
+    gone: bool,
+}
+
+type Pending = Mutex<Handed>;
+
+/// The longest line read from the program: past it, the rest comes as further lines (a
+/// program printing without newlines cannot make the bridge hold all of it).
+const MAX_LINE: usize = 64 * 1024;
 
 /// Runs the bridge for `queue` over `program` until stopped or the program exits.
 pub fn run(queue: &str, concurrency: usize, program: &[String]) -> Result<ExitCode, Failure> {
@@ -84,22 +95,21 @@ pub fn run(queue: &str, concurrency: usize, program: &[String]) -> Result<ExitCo
         .map_err(|e| Failure::Runtime(format!("cannot start {path}: {e}")))?;
     let stdin = Mutex::new(Some(child.stdin.take().expect("piped")));
     let pending: Arc<Pending> = Arc::default();
-    let gone = Arc::new(Mutex::new(false));
     let reader = {
         let stdout = child.stdout.take().expect("piped");
-        let (pending, gone) = (Arc::clone(&pending), Arc::clone(&gone));
-        std::thread::spawn(move || read_answers(BufReader::new(stdout), &pending, &gone))
+        let pending = Arc::clone(&pending);
+        std::thread::spawn(move || read_answers(BufReader::new(stdout), &pending))
     };
     let stop = worker.stop_handle();
     let report = worker.run(&tasks, concurrency.max(1), |task| {
         let (answer, answered) = sync_channel(1);
-        if *gone.lock().expect("never poisoned") {
-            return Err(Failed::retry("the program had exited"));
+        {
+            let mut handed = pending.lock().expect("never poisoned");
+            if handed.gone {
+                return Err(Failed::retry("the program had exited"));
+            }
+            handed.waiting.insert(task.id().0, answer);
         }
-        pending
-            .lock()
-            .expect("never poisoned")
-            .insert(task.id().0, answer);
         let line = serde_json::json!({
             "id": task.id().0,
             "payload": to_json(task.payload()),
@@ -111,7 +121,11 @@ pub fn run(queue: &str, concurrency: usize, program: &[String]) -> Result<ExitCo
             .as_mut()
             .map(|input| writeln!(input, "{line}").and_then(|()| input.flush()));
         if !matches!(written, Some(Ok(()))) {
-            pending.lock().expect("never poisoned").remove(&task.id().0);
+            pending
+                .lock()
+                .expect("never poisoned")
+                .waiting
+                .remove(&task.id().0);
             stop.stop();
             return Err(Failed::retry("the program had closed its input"));
         }
@@ -126,7 +140,7 @@ pub fn run(queue: &str, concurrency: usize, program: &[String]) -> Result<ExitCo
         report.done,
         report.failed
     );
-    if *gone.lock().expect("never poisoned") && !worker.is_stopping() {
+    if pending.lock().expect("never poisoned").gone && !worker.is_stopping() {
         // It exited on its own: the supervisor restarts it after its backoff.
         return Ok(ExitCode::from(1));
     }
@@ -151,21 +165,34 @@ fn outcome(
 /// Reads the program's stdout: answers go to the tasks waiting for them; any other line is
 /// the program's log (printed, so the supervisor ships it). At its end, every task still
 /// waiting hears that the program is gone.
-fn read_answers(stdout: impl BufRead, pending: &Pending, gone: &Mutex<bool>) {
-    for line in stdout.lines() {
-        let Ok(line) = line else { break };
-        match parse_answer(&line) {
-            Some((id, answer)) => match pending.lock().expect("never poisoned").remove(&id) {
-                Some(waiting) => {
-                    let _ = waiting.send(answer);
+fn read_answers(mut stdout: impl BufRead, pending: &Pending) {
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut stdout)
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut line)
+        {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end_matches(['\n', '\r']);
+        match parse_answer(text) {
+            Some((id, answer)) => {
+                match pending.lock().expect("never poisoned").waiting.remove(&id) {
+                    Some(waiting) => {
+                        let _ = waiting.send(answer);
+                    }
+                    None => log::warn!("the program answered task {id}, which it does not hold"),
                 }
-                None => log::warn!("the program answered task {id}, which it does not hold"),
-            },
-            None => println!("{line}"),
+            }
+            None => println!("{text}"),
         }
     }
-    *gone.lock().expect("never poisoned") = true;
-    for (_, waiting) in pending.lock().expect("never poisoned").drain() {
+    let mut handed = pending.lock().expect("never poisoned");
+    handed.gone = true;
+    for (_, waiting) in handed.waiting.drain() {
         let _ = waiting.send(Answer::Gone);
     }
 }
@@ -235,5 +262,27 @@ fn wait_briefly(child: &mut Child, limit: Duration) -> String {
                 return "was killed: it did not end at the end of its input".into();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A line past `MAX_LINE` is read in pieces (the program's log), never held whole, and an
+    /// answer after it still reaches its task; at the end of output the rest hear "gone".
+    #[test]
+    fn long_lines_are_cut_and_answers_still_found() {
+        let mut output = vec![b'x'; 3 * MAX_LINE + 10];
+        output.extend_from_slice(b"\n{\"id\": 7, \"ok\": true}\n");
+        let pending = Pending::default();
+        let (seven, answered) = sync_channel(1);
+        let (eight, abandoned) = sync_channel(1);
+        pending.lock().unwrap().waiting.insert(7, seven);
+        pending.lock().unwrap().waiting.insert(8, eight);
+        read_answers(std::io::Cursor::new(output), &pending);
+        assert!(matches!(answered.recv().unwrap(), Answer::Done));
+        assert!(matches!(abandoned.recv().unwrap(), Answer::Gone));
+        assert!(pending.lock().unwrap().gone);
     }
 }

@@ -464,7 +464,16 @@ impl<T> Task<T> {
     /// [`Task::ack_with_result`] of a result already encoded.
     pub(crate) fn ack_with_encoded(mut self, result: Bytes) -> Result<()> {
         self.finished = true;
-        let status = self.link.complete(self.id, self.token, result)?;
+        let status = match self.link.complete(self.id, self.token, result) {
+            Ok(status) => status,
+            // A result over the store's limits changed nothing: the task goes back (dropped
+            // unfinished), rather than stay leased to nobody until its lease ends.
+            Err(Error::Remote(e)) if e.kind() == RemoteErrorKind::LimitExceeded => {
+                self.finished = false;
+                return Err(Error::Remote(e));
+            }
+            Err(e) => return Err(e),
+        };
         match status {
             ACKED => Ok(()),
             _ => Err(lease_over(self.id)),

@@ -251,14 +251,14 @@ fn call_kind(
     let service = (kind.descriptor)().name;
     // An object a Rust client made with typed elements (`client.tasks::<Email>(name)`) is
     // reached with its elements converted by the type's shape (a struct is a map).
-    let mut tag = kind.tag.to_string();
-    let mut codec = None;
-    if kind.tag == DYNAMIC_TAG
-        && let Some(existing) = shared.objects.shared_tag(&name, service)
-        && existing != DYNAMIC_TAG
-    {
-        codec = Some(
-            crate::values::shaped::element_codec(&existing).map_err(|why| {
+    let typed = if kind.tag == DYNAMIC_TAG {
+        shared.objects.other_tag(&name, service, DYNAMIC_TAG)
+    } else {
+        None
+    };
+    let codec = match &typed {
+        Some(existing) => Some(
+            crate::values::shaped::element_codec(existing).map_err(|why| {
                 RemoteError::new(
                     RemoteErrorKind::WrongService,
                     format!(
@@ -266,10 +266,10 @@ fn call_kind(
                     ),
                 )
             })?,
-        );
-        tag = existing;
-    }
-    let tag = tag.as_str();
+        ),
+        None => None,
+    };
+    let tag = typed.as_deref().unwrap_or(kind.tag);
     if method == "open" {
         let args = (kind.creation)(ForeignValue::List(params.collect())).map_err(|e| {
             bad(format!(

@@ -408,13 +408,21 @@ impl Objects {
         (table.by_id.get(&id)?.object.descriptor.name == service).then_some(id)
     }
 
-    /// The element type tag the built-in shared object `name` was made with, if it exists and
-    /// is a `service`.
+    /// The element type tag the built-in shared object `name` was made with, if it exists,
+    /// is a `service`, and its tag is not `than` (compared under the lock: nothing is copied
+    /// in the usual case, a foreign client on an object of its own tag).
     #[cfg(any(feature = "python", feature = "msgpack"))]
-    pub(crate) fn shared_tag(&self, name: &str, service: &str) -> Option<String> {
+    pub(crate) fn other_tag(&self, name: &str, service: &str, than: &str) -> Option<String> {
         let table = self.table();
         let object = &table.by_id.get(table.shared_by_name.get(name)?)?.object;
-        (object.descriptor.name == service).then(|| object.type_tag.clone())?
+        if object.descriptor.name != service {
+            return None;
+        }
+        object
+            .type_tag
+            .as_deref()
+            .filter(|&tag| tag != than)
+            .map(str::to_string)
     }
 
     /// The service object `id` implements, if it is alive.

@@ -142,7 +142,12 @@ impl Charged {
 
     /// Refunds `item` going out.
     pub(crate) fn give(&mut self, item: &Bytes) {
-        let cost = (item.0.len() as u64 + ITEM_OVERHEAD).min(self.bytes);
+        self.give_item(item.0.len());
+    }
+
+    /// Refunds an item of `len` bytes going out (when only its length is at hand: no copy).
+    pub(crate) fn give_item(&mut self, len: usize) {
+        let cost = (len as u64 + ITEM_OVERHEAD).min(self.bytes);
         self.budget.refund(cost);
         self.bytes -= cost;
     }

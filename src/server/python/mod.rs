@@ -689,11 +689,18 @@ fn exposed_names(shared: &Shared, id: u64, spec: &PythonShared, hand: &[&str]) -
 /// that type's shape (a struct is a dict), or the error says why they cannot be.
 fn typed(shared: &Shared, spec: PythonShared) -> Result<PythonShared, Reply> {
     let dynamic = crate::proxies::DYNAMIC_TAG;
-    if spec.tag != dynamic && spec.tag != format!("{dynamic}, {dynamic}") {
+    let dynamic_dict = spec
+        .tag
+        .split_once(", ")
+        .is_some_and(|(k, v)| k == dynamic && v == dynamic);
+    if spec.tag != dynamic && !dynamic_dict {
         return Ok(spec);
     }
-    match shared.objects.shared_tag(&spec.name, spec.service()) {
-        Some(tag) if tag != spec.tag => {
+    match shared
+        .objects
+        .other_tag(&spec.name, spec.service(), &spec.tag)
+    {
+        Some(tag) => {
             let name = spec.name.clone();
             spec.shaped(&tag).map_err(|why| {
                 Reply::Traceback(format!(

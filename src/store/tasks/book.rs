@@ -119,6 +119,8 @@ pub(crate) struct Book {
     /// Tasks waiting for others (`push_after`): the ids each still waits for, and for each of
     /// those, the tasks waiting for it.
     waiting_on: FxHashMap<u64, Vec<u64>>,
+    /// How many ids the lists of `waiting_on` hold together (kept, not summed per push).
+    waiting_pairs: usize,
     dependants: FxHashMap<u64, Vec<u64>>,
     /// Waiting tasks whose list changed since the last `take_touched` (to be written).
     touched_waiting: Vec<u64>,
@@ -150,6 +152,7 @@ impl Book {
             meta_touched: false,
             run: RunMetrics::default(),
             waiting_on: FxHashMap::default(),
+            waiting_pairs: 0,
             dependants: FxHashMap::default(),
             touched_waiting: Vec::new(),
             finished: FxHashMap::default(),
@@ -372,6 +375,7 @@ impl Book {
             for &parent in &pending {
                 self.dependants.entry(parent).or_default().push(id);
             }
+            self.waiting_pairs += pending.len();
             self.waiting_on.insert(id, pending);
             self.touched_waiting.push(id);
         }
@@ -385,7 +389,9 @@ impl Book {
             let Some(left) = self.waiting_on.get_mut(&child) else {
                 continue;
             };
+            let before = left.len();
             left.retain(|&p| p != id);
+            self.waiting_pairs -= before - left.len();
             self.touched_waiting.push(child);
             if left.is_empty() {
                 self.waiting_on.remove(&child);
@@ -407,6 +413,7 @@ impl Book {
         while let Some(parent) = gone.pop() {
             for child in self.dependants.remove(&parent).unwrap_or_default() {
                 if let Some(left) = self.waiting_on.remove(&child) {
+                    self.waiting_pairs -= left.len();
                     for other in left.iter().filter(|&&p| p != parent) {
                         if let Some(siblings) = self.dependants.get_mut(other) {
                             siblings.retain(|&c| c != child);
@@ -432,7 +439,7 @@ impl Book {
 
     /// How many (task, parent) pairs the waiting tasks hold: bounded like a container's items.
     pub(crate) fn waiting_entries(&self) -> usize {
-        self.waiting_on.values().map(Vec::len).sum()
+        self.waiting_pairs
     }
 
     /// What task `id` still waits for, if it waits (to be written).
@@ -453,6 +460,7 @@ impl Book {
         for &parent in &parents {
             self.dependants.entry(parent).or_default().push(id);
         }
+        self.waiting_pairs += parents.len();
         self.waiting_on.insert(id, parents);
     }
 

@@ -49,17 +49,21 @@ fn settle(
     result: Option<Bytes>,
     now: u64,
 ) -> Result<u8, RemoteError> {
-    let Some(payload) = inner.book.task(id).map(|t| t.payload.clone()) else {
+    let Some(payload) = inner.book.task(id).map(|t| t.payload.0.len()) else {
         return Ok(UNKNOWN);
     };
     let kept = inner.book.result_ttl_ms > 0;
-    let record = 64 + result.as_ref().map_or(0, |r| r.0.len() as u64);
+    let record = record_size(result.as_ref());
     if kept {
+        if let Some(result) = &result {
+            // A result is an item like any other: the per-item limit holds.
+            inner.charged.budget().cost_of(result)?;
+        }
         inner.charged.take_len(record)?;
     }
     match inner.book.complete(id, token, result, now) {
         Ok(()) => {
-            inner.charged.give(&payload);
+            inner.charged.give_item(payload);
             Ok(ACKED)
         }
         Err(e) => {
@@ -84,7 +88,12 @@ fn expire(inner: &mut Inner, now: u64) {
 
 /// What a finished record is charged to the store's budget.
 fn finished_size(finished: &Finished) -> u64 {
-    64 + finished.result.as_ref().map_or(0, |r| r.0.len() as u64)
+    record_size(finished.result.as_ref())
+}
+
+/// What a finished record with `result` is charged: its bookkeeping and the result's bytes.
+fn record_size(result: Option<&Bytes>) -> u64 {
+    64 + result.map_or(0, |r| r.0.len() as u64)
 }
 
 /// The most tasks one `take` delivers, or one `push` adds.
@@ -373,9 +382,10 @@ impl TaskKind for SharedTasks {
                     .budget()
                     .check_len(inner.book.len() + 1, "task queue")?;
                 inner.charged.take(&payload)?;
-                let (id, new) = inner.book.push(payload.clone(), options, now);
+                let len = payload.0.len();
+                let (id, new) = inner.book.push(payload, options, now);
                 if !new {
-                    inner.charged.give(&payload);
+                    inner.charged.give_item(len);
                 }
                 ids.push((id, new));
             }
@@ -418,12 +428,13 @@ impl TaskKind for SharedTasks {
                     "task queue's list of dependencies",
                 )?;
                 inner.charged.take(&payload)?;
+                let len = payload.0.len();
                 let pushed = inner
                     .book
-                    .push_after(&parents, payload.clone(), options, now)
+                    .push_after(&parents, payload, options, now)
                     .expect("parents checked above");
                 if !pushed.1 {
-                    inner.charged.give(&payload);
+                    inner.charged.give_item(len);
                 }
                 ids.push(pushed);
             }
