@@ -75,6 +75,26 @@ Task = namedtuple("Task", ["id", "payload", "attempt"])
 Task.__doc__ = "A task taken from a queue: its id, its payload and which delivery this is (1 first)."
 
 
+_current = threading.local()
+
+
+def current_task() -> Optional[Task]:
+    """The task a ``Worker``'s handler runs, called from that handler (``None`` elsewhere)."""
+    current = getattr(_current, "task", None)
+    return None if current is None else current[1]
+
+
+def inputs() -> List[Dict[str, Any]]:
+    """What the task a ``Worker``'s handler runs was given by the tasks it ran after (a
+    chord's callback: every member's result, in order; a chain's step: the step before's),
+    called from that handler. See ``TaskQueue.inputs``."""
+    current = getattr(_current, "task", None)
+    if current is None:
+        raise MonogusaError("inputs() is for a Worker's handler, while it runs a task")
+    queue, task = current
+    return queue.inputs(task.id)
+
+
 class Client:
     """A connection to a manager's Python door."""
 
@@ -160,6 +180,25 @@ class TaskQueue:
         """Adds a task that runs once every task in ``parents`` is done (its status is
         "waiting" until then); if one of them dies, it dies too. Its id."""
         return self._proxy.push_after(list(parents), payload)
+
+    def push_group(self, members: List[Any], callback: Any,
+                   run_if_parents_die: bool = False) -> Tuple[int, List[int]]:
+        """Adds ``members`` and a ``callback`` task in one commit: the callback runs once
+        every member is done (a chord), exactly once, and reads their results in order with
+        ``inputs(id)``. If a member dies the callback dies too, unless ``run_if_parents_die``.
+        ``(callback id, member ids)``."""
+        callback_id, ids = self._proxy.push_group(list(members), callback, run_if_parents_die)
+        return callback_id, list(ids)
+
+    def push_chain(self, steps: List[Any]) -> List[int]:
+        """Adds ``steps`` in one commit, each to run once the one before is done (its
+        ``inputs`` are that step's result). Their ids."""
+        return list(self._proxy.push_chain(list(steps)))
+
+    def inputs(self, task_id: int) -> List[Dict[str, Any]]:
+        """What the tasks ``task_id`` runs after ended with, in order: a dict each, with
+        ``id``, ``status`` ("done", "dead" or "pending") and ``result`` or ``reasons``."""
+        return self._proxy.inputs(task_id)
 
     def take(self, timeout: Optional[float] = None) -> Optional[Task]:
         """The next task, leased to this thread, waiting up to ``timeout`` seconds (``None``:
@@ -390,7 +429,8 @@ class Worker:
             outcome: Dict[str, Any] = {}
             finished = threading.Event()
 
-            def work(payload: Any = task.payload) -> None:
+            def work(payload: Any = task.payload, task: Task = task) -> None:
+                _current.task = (queue, task)
                 try:
                     outcome["result"] = handler(payload)
                 except Permanent as e:

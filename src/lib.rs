@@ -174,10 +174,10 @@ pub use backends::connect::{Secrets, Store, connect, connect_with};
 pub use client::{Batch, Client, ClientBuilder, ConnectionStatus, Pending};
 pub use error::{Error, Phase, RemoteError, RemoteErrorKind, Result};
 pub use proxies::{
-    Barrier, Counter, CounterSend, DeadLetter, Dict, DictSend, Encoded, EncodedItem, Event,
-    EventSend, Guard, Lease, List, ListSend, Lock, Named, PushOptions, Queue, QueueSend, Retry,
-    Semaphore, Task, TaskId, TaskQueue, TaskQueueSettings, TaskResult, TaskStats, TaskStatus,
-    Value, ValueSend,
+    After, Barrier, Counter, CounterSend, DeadLetter, Dict, DictSend, Encoded, EncodedItem, Event,
+    EventSend, GraphTask, Group, Guard, Lease, List, ListSend, Lock, Named, PushOptions, Queue,
+    QueueSend, Retry, Semaphore, Task, TaskGraph, TaskId, TaskQueue, TaskQueueSettings, TaskResult,
+    TaskStats, TaskStatus, Value, ValueSend,
 };
 pub use server::{
     ADDRESS_VAR, AUTHKEY_VAR, ConnectionEvent, Constructor, Door, Durability, Handler, IntoReply,

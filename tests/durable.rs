@@ -555,32 +555,43 @@ fn results_survive_a_restart() {
     assert!(jobs.push(&"c".to_string()).unwrap().0 > plain.0);
 }
 
-/// What a task pushed after another waits for survives a restart: done after it, the parent
-/// releases it.
+/// What a task pushed after others waits for, and the results it was given, survive
+/// restarts: one parent done before the first, the other after it.
 #[test]
-fn waiting_tasks_survive_a_restart() {
-    use monogusa::TaskStatus;
+fn waiting_tasks_and_their_inputs_survive_a_restart() {
+    use monogusa::{TaskResult, TaskStatus};
     let dir = tempfile::tempdir().unwrap();
-    let (parent, child) = {
+    let (first, second, child) = {
         let manager = start(dir.path());
         let jobs = connect(&manager).tasks::<String>("deps").unwrap();
-        let parent = jobs.push(&"parent".to_string()).unwrap();
-        let child = jobs.push_after(&[parent], &"child".to_string()).unwrap();
+        let first = jobs.push(&"first".to_string()).unwrap();
+        let second = jobs.push(&"second".to_string()).unwrap();
+        let child = jobs
+            .push_after(&[second, first], &"child".to_string())
+            .unwrap();
+        let task = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+        assert_eq!(task.id(), first);
+        task.ack_with_result(&"one".to_string()).unwrap();
         manager.shutdown();
-        (parent, child)
+        (first, second, child)
     };
     let manager = start(dir.path());
     let jobs = connect(&manager).tasks::<String>("deps").unwrap();
     assert_eq!(jobs.status(child).unwrap(), TaskStatus::Waiting);
+    assert_eq!(jobs.status(first).unwrap(), TaskStatus::Done);
     let task = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
-    assert_eq!(task.id(), parent);
-    task.ack().unwrap();
+    assert_eq!(task.id(), second);
+    task.ack_with_result(&"two".to_string()).unwrap();
     assert_eq!(jobs.status(child).unwrap(), TaskStatus::Ready);
     drop(manager);
     let manager = start(dir.path());
     let jobs = connect(&manager).tasks::<String>("deps").unwrap();
+    let task = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(task.id(), child);
     assert_eq!(
-        jobs.take(Duration::from_secs(5)).unwrap().unwrap().id(),
-        child
+        task.inputs::<String>().unwrap(),
+        ["two", "one"].map(|r| TaskResult::Done(Some(r.to_string())))
     );
+    task.ack().unwrap();
+    assert!(jobs.join(Duration::from_secs(5)).unwrap());
 }

@@ -35,6 +35,15 @@ pub(crate) trait TaskKind {
         parents: Vec<u64>,
         tasks: Vec<(Bytes, PushOptions)>,
     ) -> Result<Vec<(u64, bool)>, RemoteError>;
+    /// Adds a graph of tasks in one commit: each node runs once every one of its parents
+    /// (tasks already known, or nodes before it in this call) is done. All of it is pushed,
+    /// or none of it: an unknown parent, a parent named by a later node, or a full store is
+    /// an error and nothing is pushed. For each node, its id and whether it is new.
+    fn push_graph(&self, nodes: Vec<Node>) -> Result<Vec<(u64, bool)>, RemoteError>;
+    /// What task `id`'s parents ended with, in the order they were named when it was
+    /// pushed (`Pending` for one not finished yet): the results a chord's callback or a
+    /// chain's next step runs on. Empty for a task pushed without parents.
+    fn inputs(&self, id: u64) -> Result<Vec<(u64, Outcome)>, RemoteError>;
     /// Leases up to `n` ready tasks to the caller, waiting up to `timeout_ms` for the first.
     fn take(
         &self,
@@ -186,6 +195,29 @@ pub(crate) struct PushOptions {
     pub(crate) delay_ms: u64,
     pub(crate) max_attempts: Option<u32>,
     pub(crate) dedup: Option<String>,
+    /// For a task pushed after others: run it even if some of them die (their reasons are
+    /// among its inputs), instead of letting it die with them.
+    pub(crate) run_if_parents_die: bool,
+}
+
+/// A task of a [`TaskKind::push_graph`]: its payload, its options and what it runs after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Node {
+    pub(crate) payload: Bytes,
+    #[serde(default)]
+    pub(crate) options: PushOptions,
+    /// What it runs after, in the order its inputs are given.
+    #[serde(default)]
+    pub(crate) after: Vec<Parent>,
+}
+
+/// A parent in a [`Node`]'s list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Parent {
+    /// A task already in the queue (or done within the result time-to-live).
+    Task(u64),
+    /// The node at this index of the same call (before this one).
+    Node(u32),
 }
 
 /// A delivered task, as the worker gets it.

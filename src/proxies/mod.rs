@@ -25,8 +25,8 @@ pub use signal::{Barrier, Event};
 #[cfg(any(feature = "redis", feature = "sqs"))]
 pub(crate) use tasks::join_by_polling;
 pub use tasks::{
-    DeadLetter, Lease, PushOptions, Retry, Task, TaskId, TaskQueue, TaskQueueSettings, TaskResult,
-    TaskStats, TaskStatus,
+    After, DeadLetter, GraphTask, Group, Lease, PushOptions, Retry, Task, TaskGraph, TaskId,
+    TaskQueue, TaskQueueSettings, TaskResult, TaskStats, TaskStatus,
 };
 #[cfg(any(feature = "redis", feature = "sqs"))]
 pub(crate) use tasks::{LeaseOps, TaskBackend};

@@ -22,7 +22,7 @@ pub use crate::kinds::tasks::TaskStatus;
 use crate::kinds::tasks::{Outcome, TaskKindClient};
 use crate::store::Bytes;
 use crate::store::tasks::{
-    ACKED, Counts, DeadLetter as WireDeadLetter, Delivery, Failed, MAX_BATCH,
+    ACKED, Counts, DeadLetter as WireDeadLetter, Delivery, Failed, MAX_BATCH, Node, Parent,
     PushOptions as WirePush, SERVICE, Settings, UNKNOWN,
 };
 use crate::stub::ObjectHandle;
@@ -92,6 +92,161 @@ pub struct PushOptions {
     /// While a task pushed with this key is not done (acked or purged), pushing another with
     /// it adds nothing and returns the first one's id.
     pub dedup_key: Option<String>,
+    /// For a task pushed after others ([`TaskQueue::push_after_with`], a group's callback):
+    /// run it even if some of them die, their reasons among its [`Task::inputs`] (Sidekiq's
+    /// batch `complete` rather than `success`). Without it, the task dies with its parent.
+    pub run_if_parents_die: bool,
+}
+
+impl PushOptions {
+    fn wire(&self) -> WirePush {
+        WirePush {
+            delay_ms: millis(self.delay),
+            max_attempts: self.max_attempts,
+            dedup: self.dedup_key.clone(),
+            run_if_parents_die: self.run_if_parents_die,
+        }
+    }
+}
+
+/// A chord pushed with [`TaskQueue::push_group`]: its members and the callback that runs once
+/// all of them are done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// The callback's id: the group is finished when it is ([`TaskQueue::result`] on it
+    /// waits for the whole group).
+    pub id: TaskId,
+    /// The members' ids, in the order they were given (the order of the callback's inputs).
+    pub members: Vec<TaskId>,
+}
+
+/// A task of a [`TaskGraph`], named before it is pushed: a parent for the tasks added after
+/// it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GraphTask(u32);
+
+/// What a task of a [`TaskGraph`] runs after: another task of the graph, or a task already
+/// pushed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum After {
+    /// A task added to the same graph before this one.
+    Graph(GraphTask),
+    /// A task already in the queue (or done within the result time-to-live).
+    Task(TaskId),
+}
+
+impl From<GraphTask> for After {
+    fn from(task: GraphTask) -> Self {
+        After::Graph(task)
+    }
+}
+
+impl From<TaskId> for After {
+    fn from(id: TaskId) -> Self {
+        After::Task(id)
+    }
+}
+
+/// Tasks and what each runs after, pushed in one commit by [`TaskGraph::push`]: any shape of
+/// groups, chords, chains and their nesting (Celery's canvas), whole or not at all. Made by
+/// [`TaskQueue::graph`].
+///
+/// ```no_run
+/// # fn main() -> monogusa::Result<()> {
+/// # let client = monogusa::Client::connect("127.0.0.1:4343", "password")?;
+/// use monogusa::{After, GraphTask};
+/// let jobs = client.tasks::<String>("jobs")?;
+/// let mut graph = jobs.graph();
+/// // Two chords, and a task that runs on both of their results.
+/// let a: Vec<After> = ["a1", "a2"].iter().map(|t| graph.add(&t.to_string()).into()).collect();
+/// let sum_a = graph.add_after(&a, &"sum a".to_string());
+/// let b: Vec<After> = ["b1", "b2"].iter().map(|t| graph.add(&t.to_string()).into()).collect();
+/// let sum_b = graph.add_after(&b, &"sum b".to_string());
+/// let total: GraphTask = graph.add_after(&[sum_a.into(), sum_b.into()], &"total".to_string());
+/// let ids = graph.push()?;
+/// println!("the total is {}", ids[total.index()]);
+/// # Ok(()) }
+/// ```
+pub struct TaskGraph<'q, T> {
+    queue: &'q TaskQueue<T>,
+    nodes: Vec<Node>,
+    /// The first payload that did not encode (reported by `push`).
+    error: Option<Error>,
+}
+
+impl<T> fmt::Debug for TaskGraph<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskGraph")
+            .field("tasks", &self.nodes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl GraphTask {
+    /// Its place among the graph's tasks: the index of its id in what [`TaskGraph::push`]
+    /// returns.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> TaskGraph<'_, T> {
+    /// Adds a task that runs as soon as it is pushed.
+    pub fn add(&mut self, task: &T) -> GraphTask {
+        self.add_with(&[], task, &PushOptions::default())
+    }
+
+    /// Adds a task that runs once every one of `after` is done; its inputs are their results,
+    /// in this order.
+    pub fn add_after(&mut self, after: &[After], task: &T) -> GraphTask {
+        self.add_with(after, task, &PushOptions::default())
+    }
+
+    /// [`TaskGraph::add_after`] with options (a dedup key, its own attempts,
+    /// [`PushOptions::run_if_parents_die`]).
+    pub fn add_with(&mut self, after: &[After], task: &T, options: &PushOptions) -> GraphTask {
+        let at = GraphTask(u32::try_from(self.nodes.len()).unwrap_or(u32::MAX));
+        let payload = match Bytes::encode(task) {
+            Ok(payload) => payload,
+            Err(e) => {
+                self.error.get_or_insert(e);
+                Bytes(Vec::new())
+            }
+        };
+        self.nodes.push(Node {
+            payload,
+            options: options.wire(),
+            after: after
+                .iter()
+                .map(|a| match *a {
+                    After::Graph(GraphTask(n)) => Parent::Node(n),
+                    After::Task(TaskId(id)) => Parent::Task(id),
+                })
+                .collect(),
+        });
+        at
+    }
+
+    /// How many tasks it holds.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Pushes every task in one commit (at most 100,000, naming 400,000 parents in all); their
+    /// ids, in the order they were added. An unknown parent or a full store pushes nothing.
+    /// On the manager only.
+    pub fn push(self) -> Result<Vec<TaskId>> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let ids = self.queue.backend.push_graph(self.nodes)?;
+        Ok(ids.into_iter().map(TaskId).collect())
+    }
 }
 
 /// How a task ended, asked by its id ([`TaskQueue::result`]).
@@ -148,6 +303,24 @@ pub enum Retry {
     At(SystemTime),
     /// It used its last attempt and is in the dead letters.
     Dead,
+}
+
+/// An outcome on the wire, its result decoded.
+fn result_of<R: DeserializeOwned>(outcome: Outcome) -> Result<TaskResult<R>> {
+    Ok(match outcome {
+        Outcome::Done(None) => TaskResult::Done(None),
+        Outcome::Done(Some(bytes)) => TaskResult::Done(Some(bytes.decode()?)),
+        Outcome::Dead(reasons) => TaskResult::Dead(reasons),
+        Outcome::Pending => TaskResult::Pending,
+        Outcome::Unknown => TaskResult::Unknown,
+    })
+}
+
+/// The one id of a push of one task.
+fn first(ids: Vec<TaskId>) -> Result<TaskId> {
+    ids.first()
+        .copied()
+        .ok_or_else(|| Error::Protocol("a push returned no id".into()))
 }
 
 fn time_of(unix_ms: u64) -> SystemTime {
@@ -207,9 +380,14 @@ pub(crate) trait LeaseOps: Send + Sync {
 pub(crate) trait TaskBackend: Send + Sync {
     /// Pushes encoded tasks (at most `MAX_BATCH`); their ids in order.
     fn push(&self, tasks: Vec<(Bytes, WirePush)>) -> Result<Vec<u64>>;
-    /// Pushes encoded tasks that run once every one of `parents` is done.
-    fn push_after(&self, parents: Vec<u64>, tasks: Vec<(Bytes, WirePush)>) -> Result<Vec<u64>> {
-        let _ = (parents, tasks);
+    /// Pushes a graph of encoded tasks in one commit; their ids in order.
+    fn push_graph(&self, nodes: Vec<Node>) -> Result<Vec<u64>> {
+        let _ = nodes;
+        Err(no_results())
+    }
+    /// What task `id`'s parents ended with, in order.
+    fn inputs(&self, id: u64) -> Result<Vec<(u64, Outcome)>> {
+        let _ = id;
         Err(no_results())
     }
     /// Leases up to `n` tasks, waiting up to `timeout` for the first; the leases' operations.
@@ -241,9 +419,13 @@ struct ManagerTasks {
 }
 
 impl TaskBackend for ManagerTasks {
-    fn push_after(&self, parents: Vec<u64>, tasks: Vec<(Bytes, WirePush)>) -> Result<Vec<u64>> {
-        let pushed = self.stub().push_after(parents, tasks)?;
+    fn push_graph(&self, nodes: Vec<Node>) -> Result<Vec<u64>> {
+        let pushed = self.stub().push_graph(nodes)?;
         Ok(pushed.into_iter().map(|(id, _)| id).collect())
+    }
+
+    fn inputs(&self, id: u64) -> Result<Vec<(u64, Outcome)>> {
+        self.stub().inputs(id)
     }
 
     fn push(&self, tasks: Vec<(Bytes, WirePush)>) -> Result<Vec<u64>> {
@@ -394,6 +576,8 @@ pub struct Task<T> {
     lease_until: u64,
     payload: T,
     link: Arc<dyn LeaseOps>,
+    /// Its queue, to read its inputs.
+    backend: Arc<dyn TaskBackend>,
     finished: bool,
 }
 
@@ -440,6 +624,18 @@ impl<T> Task<T> {
     /// The task's payload.
     pub fn payload(&self) -> &T {
         &self.payload
+    }
+
+    /// What the tasks it ran after ended with, in the order they were named: for a group's
+    /// callback its members' results (a chord), for a chain's step the step before's. Each is
+    /// `Done` with its result, or `Dead` with its reasons (when the task runs even if its
+    /// parents die). Empty for a task pushed without parents. On the manager only.
+    pub fn inputs<R: DeserializeOwned>(&self) -> Result<Vec<TaskResult<R>>> {
+        self.backend
+            .inputs(self.id)?
+            .into_iter()
+            .map(|(_, outcome)| result_of(outcome))
+            .collect()
     }
 
     /// The task is done: it leaves the queue for good. Fails with `LeaseExpired` if the
@@ -641,11 +837,7 @@ impl<T: Serialize + DeserializeOwned> TaskQueue<T> {
     /// Adds a task with options (a delay, its own attempts, a dedup key); returns its id, or
     /// the id of the not-yet-done task that has the same dedup key.
     pub fn push_with(&self, task: &T, options: &PushOptions) -> Result<TaskId> {
-        let wire = WirePush {
-            delay_ms: millis(options.delay),
-            max_attempts: options.max_attempts,
-            dedup: options.dedup_key.clone(),
-        };
+        let wire = options.wire();
         let ids = self.backend.push(vec![(Bytes::encode(task)?, wire)])?;
         ids.first()
             .map(|&id| TaskId(id))
@@ -654,19 +846,90 @@ impl<T: Serialize + DeserializeOwned> TaskQueue<T> {
 
     /// Adds a task that runs once every one of `parents` is done (RQ's `depends_on`): until
     /// then its status is `Waiting` (counted with the delayed tasks, so `join` waits for it).
-    /// If a parent dies, the task dies too, its reason naming the parent, instead of waiting
-    /// forever. A parent done already counts as done; one the manager does not know (never
-    /// pushed, purged, or done longer ago than the result time-to-live) is a `BadArguments`
-    /// error, and nothing is pushed. The parents' completion and the task's release are one
-    /// commit: exact, across a crash too. On the manager only.
+    /// Its [`Task::inputs`] are the parents' results, in this order. If a parent dies, the
+    /// task dies too, its reason naming the parent, instead of waiting forever (or runs
+    /// anyway: [`PushOptions::run_if_parents_die`]). A parent done already counts as done;
+    /// one the manager does not know (never pushed, purged, or done longer ago than the result
+    /// time-to-live) is a `BadArguments` error, and nothing is pushed. A parent's ack and the
+    /// task's release are one commit: exact, across a crash too. On the manager only.
     pub fn push_after(&self, parents: &[TaskId], task: &T) -> Result<TaskId> {
-        let parents = parents.iter().map(|p| p.0).collect();
-        let ids = self
-            .backend
-            .push_after(parents, vec![(Bytes::encode(task)?, WirePush::default())])?;
-        ids.first()
-            .map(|&id| TaskId(id))
-            .ok_or_else(|| Error::Protocol("a push returned no id".into()))
+        self.push_after_with(parents, task, &PushOptions::default())
+    }
+
+    /// [`TaskQueue::push_after`] with options.
+    pub fn push_after_with(
+        &self,
+        parents: &[TaskId],
+        task: &T,
+        options: &PushOptions,
+    ) -> Result<TaskId> {
+        let after: Vec<After> = parents.iter().map(|&p| After::Task(p)).collect();
+        let mut graph = self.graph();
+        graph.add_with(&after, task, options);
+        first(graph.push()?)
+    }
+
+    /// A graph of tasks to push in one commit ([`TaskGraph`]).
+    pub fn graph(&self) -> TaskGraph<'_, T> {
+        TaskGraph {
+            queue: self,
+            nodes: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// Pushes `members` and `callback` in one commit: the callback runs once every member is
+    /// done, its [`Task::inputs`] their results in this order (a chord: Celery's `chord`,
+    /// Sidekiq's batch callback). Exactly once: the last member's ack and the callback's
+    /// release are one commit, so it never runs early, twice or never, across a crash too.
+    /// If a member dies the callback dies with it, unless pushed with
+    /// [`PushOptions::run_if_parents_die`] ([`TaskQueue::push_group_with`]). At most 99,999
+    /// members (a graph's limit). On the manager only.
+    pub fn push_group<'a>(
+        &self,
+        members: impl IntoIterator<Item = &'a T>,
+        callback: &T,
+    ) -> Result<Group>
+    where
+        T: 'a,
+    {
+        self.push_group_with(members, callback, &PushOptions::default())
+    }
+
+    /// [`TaskQueue::push_group`] with the callback's options.
+    pub fn push_group_with<'a>(
+        &self,
+        members: impl IntoIterator<Item = &'a T>,
+        callback: &T,
+        options: &PushOptions,
+    ) -> Result<Group>
+    where
+        T: 'a,
+    {
+        let mut graph = self.graph();
+        let after: Vec<After> = members.into_iter().map(|m| graph.add(m).into()).collect();
+        graph.add_with(&after, callback, options);
+        let mut ids = graph.push()?;
+        let id = ids
+            .pop()
+            .ok_or_else(|| Error::Protocol("a push returned no id".into()))?;
+        Ok(Group { id, members: ids })
+    }
+
+    /// Pushes `steps` in one commit, each to run once the one before is done, with its
+    /// result as the step's only [`Task::inputs`] (Celery's `chain`). A step that dies takes
+    /// the rest with it. Their ids in order; the last one's result is the chain's.
+    pub fn push_chain<'a>(&self, steps: impl IntoIterator<Item = &'a T>) -> Result<Vec<TaskId>>
+    where
+        T: 'a,
+    {
+        let mut graph = self.graph();
+        let mut before: Option<GraphTask> = None;
+        for step in steps {
+            let after: Vec<After> = before.into_iter().map(After::Graph).collect();
+            before = Some(graph.add_after(&after, step));
+        }
+        graph.push()
     }
 
     /// Adds many tasks in few round trips; returns their ids in order. If it fails part way
@@ -715,6 +978,7 @@ impl<T: Serialize + DeserializeOwned> TaskQueue<T> {
                     lease_until: delivery.lease_until,
                     payload,
                     link: Arc::clone(&link),
+                    backend: Arc::clone(&self.backend),
                     finished: false,
                 }),
                 Err(e) => {
@@ -785,13 +1049,7 @@ impl<T: Serialize + DeserializeOwned> TaskQueue<T> {
         id: TaskId,
         timeout: Duration,
     ) -> Result<TaskResult<R>> {
-        Ok(match self.backend.outcome(id.0, timeout)? {
-            Outcome::Done(None) => TaskResult::Done(None),
-            Outcome::Done(Some(bytes)) => TaskResult::Done(Some(bytes.decode()?)),
-            Outcome::Dead(reasons) => TaskResult::Dead(reasons),
-            Outcome::Pending => TaskResult::Pending,
-            Outcome::Unknown => TaskResult::Unknown,
-        })
+        result_of(self.backend.outcome(id.0, timeout)?)
     }
 
     /// Counts of the queue's tasks by state.

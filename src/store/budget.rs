@@ -160,7 +160,14 @@ impl Charged {
         Ok(())
     }
 
-    /// Refunds what [`Charged::take_len`] charged.
+    /// Charges `bytes` of bookkeeping for a change that cannot be refused (it happened): the
+    /// store may pass its budget by that much, and refuses what comes next.
+    pub(crate) fn force_len(&mut self, bytes: u64) {
+        self.budget.used.fetch_add(bytes, Ordering::AcqRel);
+        self.bytes += bytes;
+    }
+
+    /// Refunds what [`Charged::take_len`] or [`Charged::force_len`] charged.
     pub(crate) fn give_len(&mut self, bytes: u64) {
         let bytes = bytes.min(self.bytes);
         self.budget.refund(bytes);

@@ -5,6 +5,7 @@ Each check prints "ok NAME"; a failed one prints "FAILED NAME" and the script ex
 """
 import os
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "python"))
@@ -71,6 +72,40 @@ def api():
         check("unknown result", False)
     except KeyError:
         check("unknown result")
+    chords = client.tasks("api-chord-%d" % os.getpid())
+    callback, members = chords.push_group([{"n": 1}, {"n": 2}, {"n": 3}], {"sum": True})
+    check("push_group waits", len(members) == 3 and chords.status(callback) == "waiting")
+    steps = chords.push_chain([{"n": 4}, {"add": 1}])
+
+    def handle(payload):
+        if "n" in payload:
+            return payload["n"] * 10
+        given = monogusa.inputs()
+        if "sum" in payload:
+            return sum(i["result"] for i in given)
+        return given[0]["result"] + payload["add"]
+
+    worker = monogusa.Worker(client, name="chords-%d" % os.getpid())
+    stopper = threading.Thread(target=lambda: (chords.result(callback, 10),
+                                               chords.result(steps[1], 10),
+                                               worker.stop()))
+    stopper.start()
+    worker.run(chords, handle, threads=2, poll=0.1)
+    stopper.join()
+    check("push_group calls back with every result", chords.result(callback, 1) == 60)
+    check("push_chain passes results on", chords.result(steps[1], 1) == 41)
+    lenient, parts = chords.push_group([{"n": 5}, {"n": 6}], {"sum": True}, run_if_parents_die=True)
+    first = chords.take(5)
+    chords.fail_permanently(first.id, "no good")
+    second = chords.take(5)
+    chords.ack(second.id, 60)
+    last = chords.take(5)
+    given = chords.inputs(last.id)
+    check("inputs of a callback that runs anyway", last.id == lenient
+          and [i["status"] for i in given] == ["dead", "done"]
+          and given[0]["reasons"] == ["no good"] and given[1]["result"] == 60
+          and given[1]["id"] == parts[1])
+    chords.ack(last.id)
     box = client.mailbox("inbox-%d" % os.getpid())
     box.send({"hello": [1, 2]})
     check("mailbox", box.recv(5) == {"hello": [1, 2]} and box.recv(0.1) is None)

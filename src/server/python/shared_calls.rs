@@ -844,6 +844,21 @@ fn id_and_reason(args: Vec<ForeignValue>, method: &str) -> Result<(u64, String),
     Ok((id, reason))
 }
 
+/// Task `id`'s result as a plain value (`None` after a plain ack).
+fn plain_result(id: u64, result: Option<Bytes>) -> Result<ForeignValue, ForeignValue> {
+    let Some(bytes) = result else {
+        return Ok(ForeignValue::None);
+    };
+    let value: crate::values::Dynamic = bytes.decode().map_err(|e| {
+        exception(
+            "TypeError",
+            format!("task {id}'s result is not a plain value: {e}"),
+        )
+    })?;
+    serde::Serialize::serialize(&value, crate::values::bridge::ToForeign)
+        .map_err(|e| exception("RuntimeError", e.to_string()))
+}
+
 /// Python's task proxy over the task queue kind.
 fn tasks_method(
     native: &mut Native<'_, '_>,
@@ -898,6 +913,93 @@ fn tasks_method(
             let tasks = vec![(spec.to_stored(payload)?, PushOptions::default())];
             let ids: Vec<(u64, bool)> = native.call("push_after", &(parents, tasks))?;
             Ok(ids.first().map_or(ForeignValue::None, |&(id, _)| int(id)))
+        }
+        "push_group" | "push_chain" => {
+            // `push_group(members, callback, run_if_parents_die=False)`: `(callback id,
+            // [member ids])`; `push_chain(steps)`: the steps' ids.
+            use crate::store::tasks::{Node, Parent};
+            let usage = match method {
+                "push_group" => "push_group(members, callback) takes a list of payloads first",
+                _ => "push_chain(steps) takes a list of payloads",
+            };
+            let payloads = match args.first() {
+                Some(ForeignValue::List(items) | ForeignValue::Tuple(items)) => items.clone(),
+                _ => return Err(exception("TypeError", usage)),
+            };
+            let node =
+                |payload, after: Vec<Parent>, options: PushOptions| -> Result<Node, ForeignValue> {
+                    Ok(Node {
+                        payload: spec.to_stored(payload)?,
+                        options,
+                        after,
+                    })
+                };
+            let mut nodes = Vec::with_capacity(payloads.len() + 1);
+            for (at, payload) in payloads.into_iter().enumerate() {
+                let after = match method {
+                    "push_chain" if at > 0 => vec![Parent::Node(at as u32 - 1)],
+                    _ => Vec::new(),
+                };
+                nodes.push(node(payload, after, PushOptions::default())?);
+            }
+            if method == "push_group" {
+                let callback = arg(&args, kwds, 1, "callback").ok_or_else(|| {
+                    exception(
+                        "TypeError",
+                        "push_group(members, callback) takes a callback",
+                    )
+                })?;
+                let anyway = matches!(
+                    arg(&args, kwds, 2, "run_if_parents_die"),
+                    Some(ForeignValue::Bool(true))
+                );
+                let after = (0..nodes.len() as u32).map(Parent::Node).collect();
+                let options = PushOptions {
+                    run_if_parents_die: anyway,
+                    ..PushOptions::default()
+                };
+                nodes.push(node(callback, after, options)?);
+            }
+            let ids: Vec<(u64, bool)> = native.call("push_graph", &(nodes,))?;
+            let mut ids: Vec<ForeignValue> = ids.into_iter().map(|(id, _)| int(id)).collect();
+            Ok(match method {
+                "push_group" => {
+                    let callback = ids.pop().unwrap_or(ForeignValue::None);
+                    ForeignValue::Tuple(vec![callback, ForeignValue::List(ids)])
+                }
+                _ => ForeignValue::List(ids),
+            })
+        }
+        "inputs" => {
+            // What the task's parents ended with, in order: a dict each.
+            use crate::kinds::tasks::Outcome as O;
+            let id = task_id(args.into_iter().next(), method)?;
+            let inputs: Vec<(u64, O)> = native.call("inputs", &(id,))?;
+            let s = |t: &str| ForeignValue::Str(t.into());
+            inputs
+                .into_iter()
+                .map(|(parent, outcome)| {
+                    let mut entry = vec![(s("id"), int(parent))];
+                    match outcome {
+                        O::Done(result) => {
+                            entry.push((s("status"), s("done")));
+                            entry.push((s("result"), plain_result(parent, result)?));
+                        }
+                        O::Dead(reasons) => {
+                            entry.push((s("status"), s("dead")));
+                            entry.push((
+                                s("reasons"),
+                                ForeignValue::List(
+                                    reasons.into_iter().map(ForeignValue::Str).collect(),
+                                ),
+                            ));
+                        }
+                        _ => entry.push((s("status"), s("pending"))),
+                    }
+                    Ok(ForeignValue::Dict(entry))
+                })
+                .collect::<Result<Vec<_>, ForeignValue>>()
+                .map(ForeignValue::List)
         }
         "take" => {
             let wait = timeout_ms(&arg(&args, kwds, 0, "timeout"));
@@ -959,17 +1061,7 @@ fn tasks_method(
             let outcome: crate::kinds::tasks::Outcome = native.call("outcome", &(id, wait))?;
             use crate::kinds::tasks::Outcome as O;
             match outcome {
-                O::Done(None) => Ok(ForeignValue::None),
-                O::Done(Some(bytes)) => {
-                    let value: crate::values::Dynamic = bytes.decode().map_err(|e| {
-                        exception(
-                            "TypeError",
-                            format!("task {id}'s result is not a plain value: {e}"),
-                        )
-                    })?;
-                    serde::Serialize::serialize(&value, crate::values::bridge::ToForeign)
-                        .map_err(|e| exception("RuntimeError", e.to_string()))
-                }
+                O::Done(result) => plain_result(id, result),
                 O::Dead(reasons) => Err(exception(
                     "RuntimeError",
                     format!("task {id} is dead: {}", reasons.join("; ")),

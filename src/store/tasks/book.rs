@@ -14,8 +14,14 @@
 //!                          is kept for the result time-to-live, then forgotten)
 //!
 //!   push_after ──► Waiting ── its last parent done ──► Ready
-//!                     └────── a parent dead ─────────► Dead (and its own waiting ones)
+//!                     └────── a parent dead ─────────► Dead (and its own waiting ones),
+//!                                                      or, if it runs anyway, one fewer
 //! ```
+//!
+//! A task pushed after others keeps its **inputs**: its parents in the order they were named,
+//! each with how it ended (`Pending` until then). A parent's ack fills its slot with the
+//! result in the same change that may make the task ready, so a chord's callback sees every
+//! result, once.
 //!
 //! Invariants, kept by every method:
 //! - `ready` holds exactly the ids of the Ready tasks, each once, oldest first;
@@ -31,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fxhash::FxHashMap;
 use crate::kinds::tasks::{
-    Counts, DeadLetter, Delivery, Failed, PushOptions, RunMetrics, Settings, TaskStatus,
+    Counts, DeadLetter, Delivery, Failed, Outcome, PushOptions, RunMetrics, Settings, TaskStatus,
 };
 use crate::store::Bytes;
 
@@ -52,7 +58,8 @@ pub(crate) enum State {
     },
     Dead,
     /// Pushed after other tasks (`push_after`): ready once every one of them is done, dead if
-    /// one of them dies. Which ones it still waits for is kept beside it (`waiting_on`).
+    /// one of them dies (unless it runs anyway). What it waits for is kept beside it
+    /// (`inputs`).
     Waiting,
 }
 
@@ -81,6 +88,26 @@ pub(crate) struct Finished {
     pub(crate) at: u64,
     /// What its handler returned, encoded (none for `()` or a plain ack).
     pub(crate) result: Option<Bytes>,
+}
+
+/// What a task pushed after others was given: its parents in the order they were named, each
+/// with how it ended (`Pending` until it has).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Inputs {
+    pub(crate) parents: Vec<(u64, Outcome)>,
+    /// How many are still `Pending`.
+    left: usize,
+    /// Whether the task runs even if some parents die.
+    pub(crate) run_if_parents_die: bool,
+}
+
+/// What one input is counted in the book's `input_bytes`: its bookkeeping and what it holds.
+fn input_size(outcome: &Outcome) -> u64 {
+    32 + match outcome {
+        Outcome::Done(Some(result)) => result.0.len() as u64,
+        Outcome::Dead(reasons) => reasons.iter().map(|r| r.len() as u64).sum(),
+        _ => 0,
+    }
 }
 
 /// Why a lease operation was refused.
@@ -116,14 +143,18 @@ pub(crate) struct Book {
     meta_touched: bool,
     /// What the queue did since the manager started.
     pub(crate) run: RunMetrics,
-    /// Tasks waiting for others (`push_after`): the ids each still waits for, and for each of
-    /// those, the tasks waiting for it.
-    waiting_on: FxHashMap<u64, Vec<u64>>,
-    /// How many ids the lists of `waiting_on` hold together (kept, not summed per push).
-    waiting_pairs: usize,
-    dependants: FxHashMap<u64, Vec<u64>>,
-    /// Waiting tasks whose list changed since the last `take_touched` (to be written).
-    touched_waiting: Vec<u64>,
+    /// The inputs of the tasks pushed after others, by task, kept while the task is.
+    inputs: FxHashMap<u64, Inputs>,
+    /// For each task not finished yet, the `(task, slot)` inputs waiting for it.
+    dependants: FxHashMap<u64, Vec<(u64, u32)>>,
+    /// How many slots `inputs` holds together (kept, not summed per push).
+    input_pairs: usize,
+    /// What `inputs` holds, by [`input_size`] (charged to the store's budget by the caller).
+    pub(crate) input_bytes: u64,
+    /// How many tasks are `Waiting`.
+    waiting: usize,
+    /// Input slots changed since the last `take_touched_inputs` (to be written).
+    touched_inputs: Vec<(u64, u32)>,
     /// Tasks done, by id, kept for `result_ttl_ms` after their ack (0: none kept).
     finished: FxHashMap<u64, Finished>,
     /// `(at, id)` of `finished`, oldest first (acks come in time order).
@@ -151,10 +182,12 @@ impl Book {
             touched: Vec::new(),
             meta_touched: false,
             run: RunMetrics::default(),
-            waiting_on: FxHashMap::default(),
-            waiting_pairs: 0,
+            inputs: FxHashMap::default(),
             dependants: FxHashMap::default(),
-            touched_waiting: Vec::new(),
+            input_pairs: 0,
+            input_bytes: 0,
+            waiting: 0,
+            touched_inputs: Vec::new(),
             finished: FxHashMap::default(),
             finished_order: VecDeque::new(),
             result_ttl_ms: 0,
@@ -196,9 +229,42 @@ impl Book {
         self.finished.insert(id, finished);
     }
 
-    /// Sorts the restored records by time (they are read back by id).
+    /// Sorts the restored records by time (they are read back by id), and links each waiting
+    /// task's pending inputs to their parents again.
     pub(crate) fn restored(&mut self) {
         self.finished_order.make_contiguous().sort_unstable();
+        let mut orphans = Vec::new();
+        for (&child, inputs) in &mut self.inputs {
+            if !self.tasks.contains_key(&child) {
+                orphans.push(child);
+                continue;
+            }
+            inputs.left = inputs
+                .parents
+                .iter()
+                .filter(|(_, o)| *o == Outcome::Pending)
+                .count();
+            self.input_pairs += inputs.parents.len();
+            self.input_bytes += inputs
+                .parents
+                .iter()
+                .map(|(_, o)| input_size(o))
+                .sum::<u64>();
+            if self.tasks[&child].state == State::Waiting {
+                for (at, (parent, outcome)) in inputs.parents.iter().enumerate() {
+                    if *outcome == Outcome::Pending {
+                        self.dependants
+                            .entry(*parent)
+                            .or_default()
+                            .push((child, at as u32));
+                    }
+                }
+            }
+        }
+        // Inputs whose task is gone (none are written so): their rows go with the next change.
+        for child in orphans {
+            self.forget_inputs(child);
+        }
     }
 
     /// The finished record of task `id`, if it is kept.
@@ -259,7 +325,7 @@ impl Book {
             State::Dead => {
                 self.dead.insert(id);
             }
-            State::Waiting => {}
+            State::Waiting => self.waiting += 1,
         }
         if let Some(key) = &task.dedup {
             self.dedup.insert(key.clone(), id);
@@ -286,7 +352,7 @@ impl Book {
             State::Dead => {
                 self.dead.remove(&id);
             }
-            State::Waiting => {}
+            State::Waiting => self.waiting -= 1,
         }
         self.touched.push(id);
     }
@@ -338,7 +404,8 @@ impl Book {
 
     /// Adds a task to run once every one of `parents` is done; its id and whether it was new.
     /// A parent done already (and still remembered) counts as done; a dead one makes the task
-    /// dead at once; one that is not known is an error (nothing is pushed).
+    /// dead at once (unless it runs anyway); one that is not known is an error (nothing is
+    /// pushed).
     pub(crate) fn push_after(
         &mut self,
         parents: &[u64],
@@ -351,117 +418,217 @@ impl Book {
         {
             return Ok((id, false));
         }
-        let mut pending = Vec::new();
+        let run_anyway = options.run_if_parents_die;
+        let mut slots = Vec::with_capacity(parents.len());
         let mut dead = None;
         for &parent in parents {
-            match self.status(parent) {
-                TaskStatus::Done => {}
+            let outcome = match self.status(parent) {
+                TaskStatus::Done => {
+                    Outcome::Done(self.finished(parent).and_then(|f| f.result.clone()))
+                }
                 TaskStatus::Unknown => return Err(parent),
-                TaskStatus::Dead => dead = dead.or(Some(parent)),
-                _ => pending.push(parent),
+                TaskStatus::Dead => {
+                    dead = dead.or(Some(parent));
+                    Outcome::Dead(self.tasks[&parent].reasons.clone())
+                }
+                _ => Outcome::Pending,
+            };
+            slots.push((parent, outcome));
+        }
+        let (id, new) = self.push(payload, options, now);
+        if parents.is_empty() {
+            return Ok((id, new));
+        }
+        let left = slots.iter().filter(|(_, o)| *o == Outcome::Pending).count();
+        for (at, (_, outcome)) in slots.iter().enumerate() {
+            self.input_bytes += input_size(outcome);
+            self.touched_inputs.push((id, at as u32));
+        }
+        self.input_pairs += slots.len();
+        let dies = dead.filter(|_| !run_anyway);
+        if dies.is_none() && left > 0 {
+            for (at, (parent, outcome)) in slots.iter().enumerate() {
+                if *outcome == Outcome::Pending {
+                    self.dependants
+                        .entry(*parent)
+                        .or_default()
+                        .push((id, at as u32));
+                }
             }
         }
-        pending.sort_unstable();
-        pending.dedup();
-        let (id, new) = self.push(payload, options, now);
-        if let Some(parent) = dead {
-            let task = self.tasks.get_mut(&id).expect("just pushed");
-            task.reasons
-                .push(format!("task {parent}, which it runs after, died"));
-            self.run.dead += 1;
-            self.set_state(id, State::Dead);
-        } else if !pending.is_empty() {
+        self.inputs.insert(
+            id,
+            Inputs {
+                parents: slots,
+                left,
+                run_if_parents_die: run_anyway,
+            },
+        );
+        if let Some(parent) = dies {
+            self.dies_with(id, parent);
+        } else if left > 0 {
             self.set_state(id, State::Waiting);
-            for &parent in &pending {
-                self.dependants.entry(parent).or_default().push(id);
-            }
-            self.waiting_pairs += pending.len();
-            self.waiting_on.insert(id, pending);
-            self.touched_waiting.push(id);
         }
         Ok((id, new))
     }
 
-    /// Task `id` is done: the tasks waiting for it wait for one fewer, and those that wait for
-    /// none become ready.
-    fn released_by(&mut self, id: u64) {
-        for child in self.dependants.remove(&id).unwrap_or_default() {
-            let Some(left) = self.waiting_on.get_mut(&child) else {
-                continue;
-            };
-            let before = left.len();
-            left.retain(|&p| p != id);
-            self.waiting_pairs -= before - left.len();
-            self.touched_waiting.push(child);
-            if left.is_empty() {
-                self.waiting_on.remove(&child);
-                if self
-                    .tasks
-                    .get(&child)
-                    .is_some_and(|t| t.state == State::Waiting)
-                {
-                    self.set_state(child, State::Ready);
-                }
+    /// Fills input `at` of `child` with `outcome`; whether that was its last pending one.
+    fn fill(&mut self, child: u64, at: u32, outcome: Outcome) -> bool {
+        let Some(inputs) = self.inputs.get_mut(&child) else {
+            return false;
+        };
+        let Some(slot) = inputs.parents.get_mut(at as usize) else {
+            return false;
+        };
+        if slot.1 != Outcome::Pending {
+            return false;
+        }
+        self.input_bytes += input_size(&outcome);
+        slot.1 = outcome;
+        inputs.left -= 1;
+        self.touched_inputs.push((child, at));
+        inputs.left == 0
+    }
+
+    /// A waiting task whose inputs are all in becomes ready.
+    fn wake(&mut self, child: u64) {
+        if self
+            .tasks
+            .get(&child)
+            .is_some_and(|t| t.state == State::Waiting)
+        {
+            self.set_state(child, State::Ready);
+        }
+    }
+
+    /// Task `id` is done with `result`: each input waiting for it is filled with the result,
+    /// and the tasks with no input left pending become ready.
+    fn released_by(&mut self, id: u64, result: &Option<Bytes>) {
+        for (child, at) in self.dependants.remove(&id).unwrap_or_default() {
+            if self.fill(child, at, Outcome::Done(result.clone())) {
+                self.wake(child);
             }
         }
     }
 
-    /// Task `id` died: every task waiting for it (and for those, in turn) dies too, saying
-    /// why, instead of waiting forever.
+    /// Waiting task `child` dies because its parent `parent` did: it stops waiting for the
+    /// others, says why, and is dead.
+    fn dies_with(&mut self, child: u64, parent: u64) {
+        if let Some(inputs) = self.inputs.get(&child) {
+            for (other, outcome) in &inputs.parents {
+                if *outcome == Outcome::Pending
+                    && let Some(waiting) = self.dependants.get_mut(other)
+                {
+                    waiting.retain(|&(c, _)| c != child);
+                }
+            }
+        }
+        let task = self
+            .tasks
+            .get_mut(&child)
+            .expect("a task with inputs is in the book");
+        task.reasons
+            .push(format!("task {parent}, which it runs after, died"));
+        self.run.dead += 1;
+        self.set_state(child, State::Dead);
+    }
+
+    /// Task `id` died: each task waiting for it that runs anyway gets its reasons as an input;
+    /// every other one (and those waiting for it, in turn) dies too, saying why, instead of
+    /// waiting forever.
     fn died(&mut self, id: u64) {
         let mut gone = vec![id];
         while let Some(parent) = gone.pop() {
-            for child in self.dependants.remove(&parent).unwrap_or_default() {
-                if let Some(left) = self.waiting_on.remove(&child) {
-                    self.waiting_pairs -= left.len();
-                    for other in left.iter().filter(|&&p| p != parent) {
-                        if let Some(siblings) = self.dependants.get_mut(other) {
-                            siblings.retain(|&c| c != child);
-                        }
-                    }
-                    self.touched_waiting.push(child);
-                }
-                if self
+            let Some(children) = self.dependants.remove(&parent) else {
+                continue;
+            };
+            let reasons = self
+                .tasks
+                .get(&parent)
+                .map(|t| t.reasons.clone())
+                .unwrap_or_default();
+            for (child, at) in children {
+                let run_anyway = self
+                    .inputs
+                    .get(&child)
+                    .is_some_and(|i| i.run_if_parents_die);
+                let waiting = self
                     .tasks
                     .get(&child)
-                    .is_some_and(|t| t.state == State::Waiting)
-                {
-                    let task = self.tasks.get_mut(&child).expect("checked");
-                    task.reasons
-                        .push(format!("task {parent}, which it runs after, died"));
-                    self.run.dead += 1;
-                    self.set_state(child, State::Dead);
+                    .is_some_and(|t| t.state == State::Waiting);
+                let last = self.fill(child, at, Outcome::Dead(reasons.clone()));
+                if run_anyway {
+                    if last {
+                        self.wake(child);
+                    }
+                } else if waiting {
+                    self.dies_with(child, parent);
                     gone.push(child);
                 }
             }
         }
     }
 
-    /// How many (task, parent) pairs the waiting tasks hold: bounded like a container's items.
-    pub(crate) fn waiting_entries(&self) -> usize {
-        self.waiting_pairs
+    /// Forgets task `id`'s inputs (it left the book): their rows are deleted.
+    fn forget_inputs(&mut self, id: u64) {
+        let Some(inputs) = self.inputs.remove(&id) else {
+            return;
+        };
+        self.input_pairs -= inputs.parents.len();
+        for (at, (parent, outcome)) in inputs.parents.iter().enumerate() {
+            self.input_bytes -= input_size(outcome);
+            self.touched_inputs.push((id, at as u32));
+            if *outcome == Outcome::Pending
+                && let Some(waiting) = self.dependants.get_mut(parent)
+            {
+                waiting.retain(|&(c, _)| c != id);
+            }
+        }
     }
 
-    /// What task `id` still waits for, if it waits (to be written).
-    pub(crate) fn waiting_on(&self, id: u64) -> Option<&Vec<u64>> {
-        self.waiting_on.get(&id)
+    /// How many input slots the tasks pushed after others hold: bounded like a container's
+    /// items.
+    pub(crate) fn input_entries(&self) -> usize {
+        self.input_pairs
     }
 
-    /// The waiting tasks whose list changed since the last call (each once).
-    pub(crate) fn take_touched_waiting(&mut self) -> Vec<u64> {
-        let mut touched = std::mem::take(&mut self.touched_waiting);
+    /// How many tasks a task's ack would give its result to (to charge the copies first).
+    pub(crate) fn dependants_of(&self, id: u64) -> usize {
+        self.dependants.get(&id).map_or(0, Vec::len)
+    }
+
+    /// Task `id`'s inputs, if it was pushed after others.
+    pub(crate) fn inputs(&self, id: u64) -> Option<&Inputs> {
+        self.inputs.get(&id)
+    }
+
+    /// The input slots changed since the last call (each once).
+    pub(crate) fn take_touched_inputs(&mut self) -> Vec<(u64, u32)> {
+        let mut touched = std::mem::take(&mut self.touched_inputs);
         touched.sort_unstable();
         touched.dedup();
         touched
     }
 
-    /// A waiting task's list read back from disk.
-    pub(crate) fn restore_waiting(&mut self, id: u64, parents: Vec<u64>) {
-        for &parent in &parents {
-            self.dependants.entry(parent).or_default().push(id);
+    /// One input slot read back from disk (linked to its parent by `restored`).
+    pub(crate) fn restore_input(
+        &mut self,
+        child: u64,
+        at: u32,
+        parent: u64,
+        run_anyway: bool,
+        outcome: Outcome,
+    ) {
+        let inputs = self.inputs.entry(child).or_insert_with(|| Inputs {
+            parents: Vec::new(),
+            left: 0,
+            run_if_parents_die: run_anyway,
+        });
+        let at = at as usize;
+        if inputs.parents.len() <= at {
+            inputs.parents.resize(at + 1, (0, Outcome::Pending));
         }
-        self.waiting_pairs += parents.len();
-        self.waiting_on.insert(id, parents);
+        inputs.parents[at] = (parent, outcome);
     }
 
     /// Moves what is due to ready: delayed tasks whose time passed, and expired leases (to
@@ -604,7 +771,8 @@ impl Book {
         }
         self.done += 1;
         self.meta_touched = true;
-        self.released_by(id);
+        self.released_by(id, &result);
+        self.forget_inputs(id);
         if self.result_ttl_ms > 0 {
             self.finished.insert(id, Finished { at: now, result });
             self.finished_order.push_back((now, id));
@@ -751,6 +919,7 @@ impl Book {
                 self.dedup.remove(key);
             }
             self.touched.push(id);
+            self.forget_inputs(id);
         }
         ids.len() as u64
     }
@@ -761,7 +930,7 @@ impl Book {
         Counts {
             ready: self.ready.len() as u64,
             // Waiting for other tasks is waiting too (and keeps `join` waiting).
-            delayed: (self.delayed.len() + self.waiting_on.len()) as u64,
+            delayed: (self.delayed.len() + self.waiting) as u64,
             leased: self.leases.len() as u64,
             dead,
             done: self.done,

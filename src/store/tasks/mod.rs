@@ -11,8 +11,8 @@ mod book;
 #[cfg(feature = "http")]
 pub(crate) use crate::kinds::tasks::DURATION_BOUNDS_MS;
 pub(crate) use crate::kinds::tasks::{
-    ACKED, Counts, DeadLetter, Delivery, EXPIRED, Failed, PushOptions, RunMetrics, SERVICE,
-    Settings, TaskKindServer, UNKNOWN,
+    ACKED, Counts, DeadLetter, Delivery, EXPIRED, Failed, Node, Parent, PushOptions, RunMetrics,
+    SERVICE, Settings, TaskKindServer, UNKNOWN,
 };
 
 use std::sync::Arc;
@@ -36,8 +36,19 @@ use book::{Book, Finished, LeaseError, Task};
 /// with its payload's length, which is never `u64::MAX`.
 const FINISHED: [u8; 8] = [0xff; 8];
 
-/// The last byte of the key of a waiting task's list of what it waits for (its id, then this).
-const WAITING_KEY: u8 = b'w';
+/// The byte between a task's id and a slot's index in the key of one of its inputs (the
+/// inputs of a task pushed after others: one row each, so a parent's ack writes one small
+/// row per task waiting for it, however many parents that task has).
+const INPUT_KEY: u8 = b'i';
+
+/// The key of input `at` of task `id`.
+fn input_key(id: u64, at: u32) -> [u8; 13] {
+    let mut key = [0u8; 13];
+    key[..8].copy_from_slice(&id.to_be_bytes());
+    key[8] = INPUT_KEY;
+    key[9..].copy_from_slice(&at.to_be_bytes());
+    key
+}
 
 /// Acks lease `(id, token)` with `result`: [`ACKED`], [`EXPIRED`] or [`UNKNOWN`]. The
 /// finished record (kept for the result time-to-live) is charged before the task leaves, so a
@@ -54,11 +65,19 @@ fn settle(
     };
     let kept = inner.book.result_ttl_ms > 0;
     let record = record_size(result.as_ref());
+    if let Some(result) = &result {
+        // A result is an item like any other: the per-item limit holds.
+        inner.charged.budget().cost_of(result)?;
+    }
+    // Each task waiting for this one gets a copy of the result: there must be room for them
+    // (charged with the book's other inputs once the ack is in).
+    let copies =
+        inner.book.dependants_of(id) as u64 * result.as_ref().map_or(0, |r| r.0.len() as u64);
+    if copies > 0 {
+        inner.charged.take_len(copies)?;
+        inner.charged.give_len(copies);
+    }
     if kept {
-        if let Some(result) = &result {
-            // A result is an item like any other: the per-item limit holds.
-            inner.charged.budget().cost_of(result)?;
-        }
         inner.charged.take_len(record)?;
     }
     match inner.book.complete(id, token, result, now) {
@@ -99,6 +118,13 @@ fn record_size(result: Option<&Bytes>) -> u64 {
 /// The most tasks one `take` delivers, or one `push` adds.
 pub(crate) const MAX_BATCH: usize = 10_000;
 
+/// The most tasks one graph (`push_graph`: a chord, a chain, ...) adds: its tasks are checked
+/// and pushed in one commit, so it is bounded like a batch, more loosely.
+pub(crate) const MAX_GRAPH: usize = 100_000;
+
+/// The most parents the tasks of one graph name in all.
+const MAX_EDGES: usize = 4 * MAX_GRAPH;
+
 /// A failure reason is cut to this many bytes: reasons are for people, and kept per attempt.
 const MAX_REASON: usize = 4096;
 
@@ -117,7 +143,24 @@ struct Inner {
     book: Book,
     /// What the payloads cost the store's budget.
     charged: Charged,
+    /// What of `charged` is for the book's inputs (`Book::input_bytes` when last counted).
+    inputs_charged: u64,
     closing: bool,
+}
+
+impl Inner {
+    /// Charges or refunds the change in what the inputs hold. Charged even past the budget:
+    /// the change is made (a parent's death cannot be refused); what could be refused (a
+    /// result's copies, a push's slots) was checked before.
+    fn count_inputs(&mut self) {
+        let now = self.book.input_bytes;
+        if now > self.inputs_charged {
+            self.charged.force_len(now - self.inputs_charged);
+        } else {
+            self.charged.give_len(self.inputs_charged - now);
+        }
+        self.inputs_charged = now;
+    }
 }
 
 /// The manager's side of one task queue.
@@ -178,6 +221,7 @@ impl SharedTasks {
         let mut inner = Inner {
             book: Book::new(settings, u64::from(u32::from_le_bytes(seed))),
             charged: Charged::new(budget),
+            inputs_charged: 0,
             closing: false,
         };
         inner.book.result_ttl_ms = result_ttl_ms;
@@ -189,10 +233,14 @@ impl SharedTasks {
                 inner.book.done = done;
                 continue;
             }
-            if key.len() == 9 && key[8] == WAITING_KEY {
+            if key.len() == 13 && key[8] == INPUT_KEY {
                 let id = u64::from_be_bytes(key[..8].try_into().map_err(|_| bad_entry())?);
-                let parents: Vec<u64> = codec::decode_exact(&value).map_err(|_| bad_entry())?;
-                inner.book.restore_waiting(id, parents);
+                let at = u32::from_be_bytes(key[9..].try_into().map_err(|_| bad_entry())?);
+                let (parent, run_anyway, outcome): (u64, bool, Outcome) =
+                    codec::decode_exact(&value).map_err(|_| bad_entry())?;
+                inner
+                    .book
+                    .restore_input(id, at, parent, run_anyway, outcome);
                 continue;
             }
             let id = u64::from_be_bytes(key.as_slice().try_into().map_err(|_| bad_entry())?);
@@ -207,6 +255,7 @@ impl SharedTasks {
             inner.book.restore(id, task);
         }
         inner.book.restored();
+        inner.count_inputs();
         // What restoring changed (leases back to ready) is written with the next change.
         Ok(SharedTasks {
             state: Mutex::new(inner),
@@ -222,16 +271,17 @@ impl SharedTasks {
 
     /// Records every task the book changed since the last record, as it is now.
     fn keep(&self, inner: &mut Inner) -> Written<'_> {
+        inner.count_inputs();
         if !self.persist.is_kept() {
             // In memory nothing reads what was touched: do not let it pile up.
             let _ = inner.book.take_touched();
             let _ = inner.book.take_touched_finished();
-            let _ = inner.book.take_touched_waiting();
+            let _ = inner.book.take_touched_inputs();
             return Written::nothing();
         }
         let (touched, meta) = inner.book.take_touched();
         let finished = inner.book.take_touched_finished();
-        let waiting = inner.book.take_touched_waiting();
+        let inputs = inner.book.take_touched_inputs();
         let book = &inner.book;
         self.persist.record(|object| {
             let mut changes = Vec::with_capacity(touched.len() + 1);
@@ -261,14 +311,19 @@ impl SharedTasks {
                     record(id, &mut changes);
                 }
             }
-            // What a waiting task still waits for, in a row beside its own.
-            for id in waiting {
-                let mut key = id.to_be_bytes().to_vec();
-                key.push(WAITING_KEY);
-                changes.push(match book.waiting_on(id) {
-                    Some(parents) => {
+            // A task's inputs, each in a row beside its own.
+            for (id, at) in inputs {
+                let key = input_key(id, at);
+                let slot = book.inputs(id).and_then(|i| {
+                    i.parents
+                        .get(at as usize)
+                        .map(|s| (s, i.run_if_parents_die))
+                });
+                changes.push(match slot {
+                    Some(((parent, outcome), run_anyway)) => {
                         let mut value = Vec::new();
-                        codec::encode_into(parents, &mut value).expect("ids encode");
+                        codec::encode_into(&(parent, run_anyway, outcome), &mut value)
+                            .expect("an input encodes");
                         Change::put(object, key, value)
                     }
                     None => Change::delete(object, key),
@@ -399,40 +454,89 @@ impl TaskKind for SharedTasks {
         parents: Vec<u64>,
         tasks: Vec<(Bytes, PushOptions)>,
     ) -> Result<Vec<(u64, bool)>, RemoteError> {
-        if tasks.len() > MAX_BATCH || parents.len() > MAX_BATCH {
+        if parents.len() > MAX_BATCH {
             return Err(RemoteError::new(
                 RemoteErrorKind::LimitExceeded,
-                format!("at most {MAX_BATCH} tasks and {MAX_BATCH} parents per push"),
+                format!("at most {MAX_BATCH} parents per push"),
             ));
         }
-        self.mutate(|inner, now| {
-            // Every parent known, or nothing is pushed.
-            if let Some(&unknown) = parents
+        let after: Vec<Parent> = parents.into_iter().map(Parent::Task).collect();
+        self.push_graph(
+            tasks
+                .into_iter()
+                .map(|(payload, options)| Node {
+                    payload,
+                    options,
+                    after: after.clone(),
+                })
+                .collect(),
+        )
+    }
+
+    fn push_graph(&self, nodes: Vec<Node>) -> Result<Vec<(u64, bool)>, RemoteError> {
+        let bad = |why: String| Err(RemoteError::new(RemoteErrorKind::BadArguments, why));
+        let edges: usize = nodes.iter().map(|n| n.after.len()).sum();
+        if nodes.len() > MAX_GRAPH || edges > MAX_EDGES {
+            return Err(RemoteError::new(
+                RemoteErrorKind::LimitExceeded,
+                format!("at most {MAX_GRAPH} tasks and {MAX_EDGES} parents in all per graph"),
+            ));
+        }
+        for (at, node) in nodes.iter().enumerate() {
+            if let Some(Parent::Node(later)) = node
+                .after
                 .iter()
-                .find(|&&p| inner.book.status(p) == TaskStatus::Unknown)
+                .find(|p| matches!(p, Parent::Node(n) if *n as usize >= at))
             {
-                return Err(RemoteError::new(
-                    RemoteErrorKind::BadArguments,
-                    format!(
-                        "task {unknown} is not known (never pushed, purged, or done longer ago \
-                         than the result time-to-live): nothing was pushed"
-                    ),
+                return bad(format!(
+                    "task {at} of the graph runs after task {later}, which is not before it: \
+                     nothing was pushed"
                 ));
             }
-            let mut ids = Vec::with_capacity(tasks.len());
-            for (payload, options) in tasks {
-                let budget = inner.charged.budget();
-                budget.check_len(inner.book.len() + 1, "task queue")?;
-                budget.check_len(
-                    inner.book.waiting_entries() + parents.len(),
-                    "task queue's list of dependencies",
-                )?;
-                inner.charged.take(&payload)?;
-                let len = payload.0.len();
-                let pushed = inner
-                    .book
-                    .push_after(&parents, payload, options, now)
-                    .expect("parents checked above");
+        }
+        self.mutate(|inner, now| {
+            // Everything checked before anything is pushed: a graph is pushed whole or not
+            // at all (a chord's members never run without their callback).
+            if let Some(unknown) = nodes.iter().flat_map(|n| &n.after).find_map(|p| match p {
+                Parent::Task(id) if inner.book.status(*id) == TaskStatus::Unknown => Some(*id),
+                _ => None,
+            }) {
+                return bad(format!(
+                    "task {unknown} is not known (never pushed, purged, or done longer ago \
+                     than the result time-to-live): nothing was pushed"
+                ));
+            }
+            let budget = inner.charged.budget();
+            budget.check_len(inner.book.len() + nodes.len(), "task queue")?;
+            budget.check_len(
+                inner.book.input_entries() + edges,
+                "task queue's list of dependencies",
+            )?;
+            let mut cost = 0;
+            for node in &nodes {
+                cost += budget.cost_of(&node.payload)?;
+            }
+            // The inputs' own bookkeeping, which `count_inputs` charges once they are in.
+            let slots = 32 * edges as u64;
+            inner.charged.take_len(cost + slots)?;
+            inner.charged.give_len(slots);
+            let mut ids: Vec<(u64, bool)> = Vec::with_capacity(nodes.len());
+            let mut parents = Vec::new();
+            for node in nodes {
+                let len = node.payload.0.len();
+                let pushed = if node.after.is_empty() {
+                    inner.book.push(node.payload, node.options, now)
+                } else {
+                    parents.clear();
+                    parents.extend(node.after.iter().map(|p| match *p {
+                        Parent::Task(id) => id,
+                        Parent::Node(at) => ids[at as usize].0,
+                    }));
+                    inner
+                        .book
+                        .push_after(&parents, node.payload, node.options, now)
+                        .expect("parents checked above")
+                };
                 if !pushed.1 {
                     inner.charged.give_item(len);
                 }
@@ -441,6 +545,18 @@ impl TaskKind for SharedTasks {
             self.available.notify_all();
             Ok(ids)
         })
+    }
+
+    fn inputs(&self, id: u64) -> Result<Vec<(u64, Outcome)>, RemoteError> {
+        let inner = self.state();
+        match inner.book.inputs(id) {
+            Some(inputs) => Ok(inputs.parents.clone()),
+            None if inner.book.task(id).is_some() => Ok(Vec::new()),
+            None => Err(RemoteError::new(
+                RemoteErrorKind::BadArguments,
+                format!("task {id} is not in the queue (done, purged, or never pushed)"),
+            )),
+        }
     }
 
     fn take(

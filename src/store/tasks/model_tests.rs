@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::book::Book;
-use crate::kinds::tasks::{Failed, PushOptions, Settings, TaskStatus};
+use crate::kinds::tasks::{Failed, Outcome, PushOptions, Settings, TaskStatus};
 use crate::store::Bytes;
 
 /// The randomized tests' generator, with bounds in u64.
@@ -27,8 +27,22 @@ enum Where {
         connection: u64,
     },
     Dead,
-    /// Pushed after others, some not done (the list is `Model::waiting`).
+    /// Pushed after others, some not done (its slots are in `Model::inputs`).
     Waiting,
+}
+
+/// How one parent of a task pushed after others ended, as far as the model knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Pending,
+    Done,
+    Dead,
+}
+
+#[derive(Debug, Clone)]
+struct Inputs {
+    parents: Vec<(u64, Slot)>,
+    run_anyway: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -45,8 +59,8 @@ struct Model {
     tasks: BTreeMap<u64, Modelled>,
     /// Tasks done, by id: when, kept until the result time-to-live passes.
     finished: BTreeMap<u64, u64>,
-    /// What each waiting task still waits for.
-    waiting: BTreeMap<u64, Vec<u64>>,
+    /// The inputs of each task pushed after others, while it is in the queue.
+    inputs: BTreeMap<u64, Inputs>,
     done: u64,
     /// A counter that orders tasks becoming ready within one step.
     order: u64,
@@ -93,37 +107,59 @@ impl Model {
     fn lease_over(&mut self, id: u64, step: u64) {
         let task = &self.tasks[&id];
         if task.attempts >= task.max_attempts {
-            self.dies(id);
+            self.dies(id, step);
         } else {
             self.make_ready(id, step);
         }
     }
 
-    /// The tasks waiting for `id`.
+    /// The waiting tasks with a pending slot for `id`, by id.
     fn children_of(&self, id: u64) -> Vec<u64> {
-        self.waiting
+        self.inputs
             .iter()
-            .filter(|(_, parents)| parents.contains(&id))
+            .filter(|(child, inputs)| {
+                self.tasks[child].state == Where::Waiting
+                    && inputs.parents.contains(&(id, Slot::Pending))
+            })
             .map(|(&child, _)| child)
             .collect()
     }
 
-    /// Task `id` dies, and every task waiting for it, in turn.
-    fn dies(&mut self, id: u64) {
+    /// Fills `child`'s pending slots for `parent` with `slot`; whether none is pending now.
+    fn fill(&mut self, child: u64, parent: u64, slot: Slot) -> bool {
+        let inputs = self.inputs.get_mut(&child).unwrap();
+        for s in &mut inputs.parents {
+            if *s == (parent, Slot::Pending) {
+                s.1 = slot;
+            }
+        }
+        !inputs.parents.iter().any(|s| s.1 == Slot::Pending)
+    }
+
+    /// Task `id` dies; each task waiting for it runs anyway (if it says so) or dies too,
+    /// in turn (a worklist, in the book's order).
+    fn dies(&mut self, id: u64, step: u64) {
         self.tasks.get_mut(&id).unwrap().state = Where::Dead;
-        for child in self.children_of(id) {
-            self.waiting.remove(&child);
-            self.dies(child);
+        let mut gone = vec![id];
+        while let Some(parent) = gone.pop() {
+            for child in self.children_of(parent) {
+                let last = self.fill(child, parent, Slot::Dead);
+                if self.inputs[&child].run_anyway {
+                    if last {
+                        self.make_ready(child, step);
+                    }
+                } else {
+                    self.tasks.get_mut(&child).unwrap().state = Where::Dead;
+                    gone.push(child);
+                }
+            }
         }
     }
 
-    /// Task `id` is done: what waited for it waits for one fewer; with none left, ready.
+    /// Task `id` is done: what waited for it has its result; with nothing pending, ready.
     fn done_with(&mut self, id: u64, step: u64) {
         for child in self.children_of(id) {
-            let parents = self.waiting.get_mut(&child).unwrap();
-            parents.retain(|&p| p != id);
-            if parents.is_empty() {
-                self.waiting.remove(&child);
+            if self.fill(child, id, Slot::Done) {
                 self.make_ready(child, step);
             }
         }
@@ -184,19 +220,34 @@ impl Model {
                 Where::Dead => TaskStatus::Dead,
                 Where::Waiting => TaskStatus::Waiting,
             };
-            if task.state == Where::Waiting {
-                let mut expected = self.waiting[id].clone();
-                expected.sort_unstable();
-                let mut real = book.waiting_on(*id).cloned().unwrap_or_default();
-                real.sort_unstable();
-                assert_eq!(real, expected, "what {id} waits for, {context}");
+            match (self.inputs.get(id), book.inputs(*id)) {
+                (None, None) => {}
+                (Some(model), Some(real)) => {
+                    let real: Vec<(u64, Slot)> = real
+                        .parents
+                        .iter()
+                        .map(|(p, o)| {
+                            let slot = match o {
+                                Outcome::Pending => Slot::Pending,
+                                Outcome::Done(_) => Slot::Done,
+                                Outcome::Dead(_) => Slot::Dead,
+                                Outcome::Unknown => panic!("an unknown input, {context}"),
+                            };
+                            (*p, slot)
+                        })
+                        .collect();
+                    assert_eq!(real, model.parents, "inputs of {id}, {context}");
+                }
+                (model, real) => {
+                    panic!("inputs of {id}: model {model:?}, book {real:?}, {context}")
+                }
             }
             assert_eq!(status, expected, "status of {id}, {context}");
         }
         assert_eq!(
-            book.waiting_entries(),
-            self.waiting.values().map(Vec::len).sum::<usize>(),
-            "waiting pairs, {context}"
+            book.input_entries(),
+            self.inputs.values().map(|i| i.parents.len()).sum::<usize>(),
+            "input slots, {context}"
         );
         for id in self.finished.keys() {
             assert_eq!(
@@ -270,11 +321,15 @@ fn run(seed: u64, steps: u64) {
                 let parents: Vec<u64> = (0..1 + rng.below(2))
                     .map(|_| known[rng.below(known.len() as u64) as usize])
                     .collect();
+                let run_anyway = rng.below(3) == 0;
                 let (id, new) = book
                     .push_after(
                         &parents,
                         Bytes(vec![step as u8]),
-                        PushOptions::default(),
+                        PushOptions {
+                            run_if_parents_die: run_anyway,
+                            ..PushOptions::default()
+                        },
                         now,
                     )
                     .unwrap();
@@ -288,20 +343,29 @@ fn run(seed: u64, steps: u64) {
                         ready_since: (0, 0),
                     },
                 );
-                let mut pending: Vec<u64> = parents
+                let slots: Vec<(u64, Slot)> = parents
                     .iter()
-                    .copied()
-                    .filter(|p| model.tasks.contains_key(p))
+                    .map(|p| match model.tasks.get(p) {
+                        None => (*p, Slot::Done),
+                        Some(t) if t.state == Where::Dead => (*p, Slot::Dead),
+                        Some(_) => (*p, Slot::Pending),
+                    })
                     .collect();
-                pending.sort_unstable();
-                pending.dedup();
-                if pending.iter().any(|p| model.tasks[p].state == Where::Dead) {
+                let dead = slots.iter().any(|s| s.1 == Slot::Dead);
+                let pending = slots.iter().any(|s| s.1 == Slot::Pending);
+                model.inputs.insert(
+                    id,
+                    Inputs {
+                        parents: slots,
+                        run_anyway,
+                    },
+                );
+                if dead && !run_anyway {
                     model.tasks.get_mut(&id).unwrap().state = Where::Dead;
-                } else if pending.is_empty() {
+                } else if !pending {
                     model.make_ready(id, step);
                 } else {
                     model.tasks.get_mut(&id).unwrap().state = Where::Waiting;
-                    model.waiting.insert(id, pending);
                 }
             }
             0..=24 => {
@@ -313,6 +377,7 @@ fn run(seed: u64, steps: u64) {
                         delay_ms: delay,
                         max_attempts: max,
                         dedup: None,
+                        run_if_parents_die: false,
                     },
                     now,
                 );
@@ -360,6 +425,7 @@ fn run(seed: u64, steps: u64) {
                         0 | 1 => {
                             book.ack(id, token, now).unwrap();
                             model.tasks.remove(&id);
+                            model.inputs.remove(&id);
                             model.finished.insert(id, now);
                             model.done += 1;
                             model.done_with(id, step);
@@ -369,7 +435,7 @@ fn run(seed: u64, steps: u64) {
                             match book.fail(id, token, "boom".into(), true, now).unwrap() {
                                 Failed::Dead => {
                                     assert!(attempts >= model.tasks[&id].max_attempts, "{context}");
-                                    model.dies(id);
+                                    model.dies(id, step);
                                 }
                                 Failed::RetryAt(due) => {
                                     let full = (10u64 << (attempts - 1)).min(40);
@@ -386,7 +452,7 @@ fn run(seed: u64, steps: u64) {
                             // Failed for good: dead at once, whatever attempts are left.
                             let failed = book.fail(id, token, "bad input".into(), false, now);
                             assert_eq!(failed.unwrap(), Failed::Dead, "{context}");
-                            model.dies(id);
+                            model.dies(id, step);
                         }
                         _ => {
                             book.release(id, token, now).unwrap();
@@ -459,6 +525,8 @@ fn run(seed: u64, steps: u64) {
                 let n = book.purge_dead();
                 let before = model.tasks.len();
                 model.tasks.retain(|_, t| t.state != Where::Dead);
+                let tasks = &model.tasks;
+                model.inputs.retain(|id, _| tasks.contains_key(id));
                 assert_eq!(n as usize, before - model.tasks.len(), "{context}");
             }
         }

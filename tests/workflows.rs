@@ -1,0 +1,434 @@
+//! Workflows through the public API over real sockets: chords (`push_group`), chains, graphs
+//! of both nested, what a task's parents gave it (`Task::inputs`), a dead member's effect on
+//! its callback, and graphs pushed whole or not at all.
+#![allow(missing_docs)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::KEY;
+use monogusa::{
+    After, Client, Manager, ManagerHandle, PushOptions, RemoteErrorKind, TaskId, TaskQueue,
+    TaskQueueSettings, TaskResult, TaskStatus,
+};
+use serde::{Deserialize, Serialize};
+
+/// The tasks of these tests: one queue, one type, as a typed queue's workflows are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Job {
+    /// Gives `n * n`.
+    Square(u64),
+    /// Gives the sum of its inputs' results.
+    Sum,
+    /// Gives its one input's result plus `n` (0 without one).
+    Add(u64),
+    /// Fails for good.
+    Broken,
+}
+
+fn start() -> ManagerHandle {
+    Manager::builder()
+        .authkey(KEY)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap()
+}
+
+fn queue(manager: &ManagerHandle, name: &str) -> TaskQueue<Job> {
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    client
+        .named(name)
+        .tasks::<Job>(TaskQueueSettings {
+            max_attempts: 1,
+            ..TaskQueueSettings::default()
+        })
+        .unwrap()
+}
+
+fn kind(error: &monogusa::Error) -> Option<RemoteErrorKind> {
+    match error {
+        monogusa::Error::Remote(e) => Some(e.kind()),
+        _ => None,
+    }
+}
+
+/// Takes one task and runs it as a worker would; its id.
+fn work_one(jobs: &TaskQueue<Job>) -> TaskId {
+    let task = jobs.take(Duration::from_secs(5)).unwrap().expect("a task");
+    let id = task.id();
+    match task.payload().clone() {
+        Job::Square(n) => task.ack_with_result(&(n * n)).unwrap(),
+        Job::Sum => {
+            let inputs = task.inputs::<u64>().unwrap();
+            let sum = inputs
+                .iter()
+                .map(|r| match r {
+                    TaskResult::Done(Some(v)) => *v,
+                    _ => 0,
+                })
+                .sum::<u64>();
+            task.ack_with_result(&sum).unwrap();
+        }
+        Job::Add(n) => {
+            let before = match task.inputs::<u64>().unwrap().as_slice() {
+                [] => 0,
+                [TaskResult::Done(Some(v))] => *v,
+                other => panic!("a chain step has one input: {other:?}"),
+            };
+            task.ack_with_result(&(before + n)).unwrap();
+        }
+        Job::Broken => task.fail_permanently("broken on purpose").unwrap(),
+    }
+    id
+}
+
+/// A chord: the callback waits until the last member is done, whatever order they finish in,
+/// and gets every result in the members' order.
+#[test]
+fn a_chord_runs_its_callback_once_with_every_result_in_order() {
+    let manager = start();
+    let jobs = queue(&manager, "chord");
+    let members: Vec<Job> = (1..=5).map(Job::Square).collect();
+    let group = jobs.push_group(&members, &Job::Sum).unwrap();
+    assert_eq!(group.members.len(), 5);
+    assert_eq!(jobs.status(group.id).unwrap(), TaskStatus::Waiting);
+    // Members finish in reverse order: the results still come in the members' order.
+    let mut taken = jobs.take_many(5, Duration::from_secs(5)).unwrap();
+    assert_eq!(taken.len(), 5, "the callback is not among the ready tasks");
+    while let Some(task) = taken.pop() {
+        assert_eq!(jobs.status(group.id).unwrap(), TaskStatus::Waiting);
+        let Job::Square(n) = *task.payload() else {
+            panic!("a member")
+        };
+        task.ack_with_result(&(n * n)).unwrap();
+    }
+    assert_eq!(jobs.status(group.id).unwrap(), TaskStatus::Ready);
+    let callback = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(callback.id(), group.id);
+    assert_eq!(
+        callback.inputs::<u64>().unwrap(),
+        [1, 4, 9, 16, 25].map(|v| TaskResult::Done(Some(v)))
+    );
+    callback.ack_with_result(&55u64).unwrap();
+    assert_eq!(
+        jobs.result::<u64>(group.id, Duration::from_secs(5))
+            .unwrap(),
+        TaskResult::Done(Some(55))
+    );
+    assert!(
+        jobs.take(Duration::from_millis(50)).unwrap().is_none(),
+        "it ran once"
+    );
+    // A task pushed without parents has no inputs.
+    jobs.push(&Job::Square(3)).unwrap();
+    let plain = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+    assert!(plain.inputs::<u64>().unwrap().is_empty());
+    plain.ack().unwrap();
+}
+
+/// A member that dies takes its callback with it, saying which; a callback pushed to run
+/// anyway runs, the dead member's reasons in its place among the inputs.
+#[test]
+fn a_dead_member_kills_its_callback_unless_it_runs_anyway() {
+    let manager = start();
+    let jobs = queue(&manager, "dead-member");
+    let members = [Job::Square(2), Job::Broken, Job::Square(3)];
+    let strict = jobs.push_group(&members, &Job::Sum).unwrap();
+    for _ in 0..3 {
+        work_one(&jobs);
+    }
+    let broken = strict.members[1];
+    assert_eq!(
+        jobs.result::<u64>(strict.id, Duration::ZERO).unwrap(),
+        TaskResult::Dead(vec![format!(
+            "task {}, which it runs after, died",
+            broken.0
+        )])
+    );
+    let lenient = jobs
+        .push_group_with(
+            &members,
+            &Job::Sum,
+            &PushOptions {
+                run_if_parents_die: true,
+                ..PushOptions::default()
+            },
+        )
+        .unwrap();
+    for _ in 0..3 {
+        work_one(&jobs);
+    }
+    let callback = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(callback.id(), lenient.id);
+    assert_eq!(
+        callback.inputs::<u64>().unwrap(),
+        vec![
+            TaskResult::Done(Some(4)),
+            TaskResult::Dead(vec!["broken on purpose".to_string()]),
+            TaskResult::Done(Some(9)),
+        ]
+    );
+    callback.ack().unwrap();
+    // Pushed after a member dead already: dead at once, or ready with its reasons.
+    let late = jobs
+        .push_after(&[broken, strict.members[0]], &Job::Sum)
+        .unwrap();
+    assert_eq!(jobs.status(late).unwrap(), TaskStatus::Dead);
+}
+
+/// A chain: each step runs after the one before, on its result; a step that dies takes the
+/// rest with it.
+#[test]
+fn a_chain_passes_each_result_to_the_next_step() {
+    let manager = start();
+    let jobs = queue(&manager, "chain");
+    let ids = jobs
+        .push_chain(&[Job::Add(1), Job::Add(10), Job::Add(100)])
+        .unwrap();
+    assert_eq!(
+        ids.iter()
+            .map(|&id| jobs.status(id).unwrap())
+            .collect::<Vec<_>>(),
+        [TaskStatus::Ready, TaskStatus::Waiting, TaskStatus::Waiting]
+    );
+    for &id in &ids {
+        assert_eq!(work_one(&jobs), id, "steps run in order");
+    }
+    assert_eq!(
+        jobs.result::<u64>(ids[2], Duration::ZERO).unwrap(),
+        TaskResult::Done(Some(111))
+    );
+    let broken = jobs
+        .push_chain(&[Job::Broken, Job::Add(1), Job::Add(2)])
+        .unwrap();
+    work_one(&jobs);
+    for &id in &broken[1..] {
+        assert_eq!(jobs.status(id).unwrap(), TaskStatus::Dead);
+    }
+    assert!(jobs.join(Duration::from_secs(5)).unwrap());
+}
+
+/// Groups nested in one graph, pushed in one commit: two chords and a task that runs on both
+/// callbacks' results, after a task pushed before the graph.
+#[test]
+fn nested_groups_in_one_graph() {
+    let manager = start();
+    let jobs = queue(&manager, "nested");
+    let earlier = jobs.push(&Job::Square(10)).unwrap();
+    let mut graph = jobs.graph();
+    let a: Vec<After> = [1, 2].map(|n| graph.add(&Job::Square(n)).into()).to_vec();
+    let sum_a = graph.add_after(&a, &Job::Sum);
+    let b: Vec<After> = [3, 4].map(|n| graph.add(&Job::Square(n)).into()).to_vec();
+    let sum_b = graph.add_after(&b, &Job::Sum);
+    let total = graph.add_after(&[sum_a.into(), sum_b.into(), earlier.into()], &Job::Sum);
+    assert_eq!(graph.len(), 7);
+    let ids = graph.push().unwrap();
+    assert_eq!(ids.len(), 7);
+    let total = ids[total.index()];
+    while jobs.status(total).unwrap() != TaskStatus::Done {
+        work_one(&jobs);
+    }
+    // (1 + 4) + (9 + 16) + 100
+    assert_eq!(
+        jobs.result::<u64>(total, Duration::ZERO).unwrap(),
+        TaskResult::Done(Some(130))
+    );
+    assert_eq!(
+        jobs.result::<u64>(ids[sum_b.index()], Duration::ZERO)
+            .unwrap(),
+        TaskResult::Done(Some(25))
+    );
+}
+
+/// A graph is pushed whole or not at all: an unknown parent, or a parent named after the task
+/// that runs after it, pushes nothing.
+#[test]
+fn a_graph_with_a_bad_parent_pushes_nothing() {
+    let manager = start();
+    let jobs = queue(&manager, "refused");
+    let mut graph = jobs.graph();
+    let a = graph.add(&Job::Square(1));
+    graph.add_after(&[a.into(), TaskId(424_242).into()], &Job::Sum);
+    let refused = graph.push().unwrap_err();
+    assert_eq!(kind(&refused), Some(RemoteErrorKind::BadArguments));
+    assert!(
+        refused.to_string().contains("task 424242 is not known"),
+        "{refused}"
+    );
+    let stats = jobs.stats().unwrap();
+    assert_eq!((stats.ready, stats.delayed), (0, 0), "nothing was pushed");
+    // A parent that is not before its task (a cycle, or a typo) is refused too.
+    let mut graph = jobs.graph();
+    let first = graph.add(&Job::Square(1));
+    let second = graph.add(&Job::Square(2));
+    let mut backwards = jobs.graph();
+    backwards.add_after(&[second.into()], &Job::Sum);
+    backwards.add(&Job::Square(2));
+    let refused = backwards.push().unwrap_err();
+    assert_eq!(kind(&refused), Some(RemoteErrorKind::BadArguments));
+    assert_eq!(jobs.stats().unwrap().ready, 0);
+    let _ = first;
+    assert_eq!(graph.push().unwrap().len(), 2);
+}
+
+/// The chord's exactness across crashes: a manager with a data directory is killed with
+/// SIGKILL at random points (at least 20 times) while workers run a 10,000-task chord and its
+/// callback; after each restart the work goes on. The callback is never delivered before
+/// every member's result is in, it gets every result in order, and it is done once.
+#[test]
+fn a_chord_survives_sigkills_of_its_manager_and_calls_back_exactly_once() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    const MEMBERS: u64 = 10_000;
+    const CALLBACK: u64 = u64::MAX;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data").display().to_string();
+    let start = || common::ChildManager::start(&["--data-dir", &data]);
+    let open = |address: &monogusa::Address| -> monogusa::Result<TaskQueue<u64>> {
+        Client::builder(address, KEY)
+            .reconnect(0, Duration::ZERO)
+            .connect()?
+            .tasks::<u64>("chord")
+    };
+    let mut rng = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        | 1;
+    let mut random = move |below: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % below
+    };
+
+    // The push itself is one commit: killed right after it starts, the chord is there whole
+    // or not at all.
+    let members: Vec<u64> = (0..MEMBERS).collect();
+    let mut manager = start();
+    let pusher = {
+        let jobs = open(&manager.address).unwrap();
+        let members = members.clone();
+        std::thread::spawn(move || jobs.push_group(&members, &CALLBACK).ok())
+    };
+    std::thread::sleep(Duration::from_millis(random(30)));
+    manager.child.kill().unwrap();
+    manager.child.wait().unwrap();
+    let pushed_before_kill = pusher.join().unwrap();
+    manager = start();
+    let jobs = open(&manager.address).unwrap();
+    let stats = jobs.stats().unwrap();
+    let group = match stats.ready + stats.delayed {
+        0 => {
+            assert!(
+                pushed_before_kill.is_none(),
+                "a push that said yes was lost"
+            );
+            jobs.push_group(&members, &CALLBACK).unwrap()
+        }
+        n => {
+            assert_eq!(n, MEMBERS + 1, "the chord was pushed whole");
+            let ids: Vec<TaskId> = (1..=MEMBERS).map(TaskId).collect();
+            if let Some(group) = &pushed_before_kill {
+                assert_eq!(group.members, ids);
+            }
+            monogusa::Group {
+                id: TaskId(MEMBERS + 1),
+                members: ids,
+            }
+        }
+    };
+    assert_eq!(jobs.status(group.id).unwrap(), TaskStatus::Waiting);
+    drop(jobs);
+
+    let acks = Arc::new(AtomicU64::new(0));
+    let callback_done = Arc::new(AtomicU64::new(0));
+    let mut kills = 0;
+    loop {
+        // Workers run until the manager is killed under them (their next call fails).
+        let workers: Vec<_> = (0..6)
+            .map(|_| {
+                let jobs = open(&manager.address).unwrap();
+                let (acks, callback_done) = (Arc::clone(&acks), Arc::clone(&callback_done));
+                std::thread::spawn(move || -> monogusa::Result<()> {
+                    loop {
+                        for task in jobs.take_many(20, Duration::from_millis(100))? {
+                            if *task.payload() != CALLBACK {
+                                let result = task.payload() * 2;
+                                task.ack_with_result(&result)?;
+                                acks.fetch_add(1, Ordering::Relaxed);
+                                continue;
+                            }
+                            // Never early: every member's result is in, in order.
+                            let inputs = task.inputs::<u64>()?;
+                            assert_eq!(inputs.len() as u64, MEMBERS);
+                            for (i, input) in inputs.iter().enumerate() {
+                                assert_eq!(*input, TaskResult::Done(Some(2 * i as u64)));
+                            }
+                            let sum: u64 = (0..MEMBERS).map(|i| 2 * i).sum();
+                            // A pause while holding it: room for a kill mid-lease.
+                            std::thread::sleep(Duration::from_millis(20));
+                            task.ack_with_result(&sum)?;
+                            callback_done.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        let finished = |jobs: &TaskQueue<u64>| jobs.status(group.id).ok() == Some(TaskStatus::Done);
+        let watcher = open(&manager.address).unwrap();
+        let from = acks.load(Ordering::Relaxed);
+        let step = 100 + random(400);
+        common::wait_until(Duration::from_secs(120), "progress or the end", || {
+            acks.load(Ordering::Relaxed) >= from + step
+                || watcher.status(group.id).ok() != Some(TaskStatus::Waiting)
+        });
+        // Near the end, a kill lands while the callback is ready or leased, some of the time.
+        std::thread::sleep(Duration::from_millis(random(25)));
+        let done = finished(&watcher);
+        if !done || kills < 20 {
+            manager.child.kill().unwrap();
+            manager.child.wait().unwrap();
+            kills += 1;
+        }
+        for worker in workers {
+            if !done || kills < 20 {
+                assert!(
+                    worker.join().unwrap().is_err(),
+                    "a worker stops at the kill"
+                );
+            } else {
+                drop(worker); // left blocked in its take; ends with the manager
+            }
+        }
+        if done && kills >= 20 {
+            break;
+        }
+        drop(watcher);
+        manager = start();
+    }
+    let jobs = open(&manager.address).unwrap();
+    let sum: u64 = (0..MEMBERS).map(|i| 2 * i).sum();
+    assert_eq!(
+        jobs.result::<u64>(group.id, Duration::ZERO).unwrap(),
+        TaskResult::Done(Some(sum))
+    );
+    let stats = jobs.stats().unwrap();
+    assert_eq!(
+        stats.done,
+        MEMBERS + 1,
+        "every member and the callback done once"
+    );
+    assert_eq!(stats.ready + stats.delayed + stats.leased + stats.dead, 0);
+    // An ack whose reply the kill cut is done but not counted: never more than once.
+    assert!(callback_done.load(Ordering::Relaxed) <= 1);
+    println!(
+        "{kills} kills; {} member acks seen of {MEMBERS}",
+        acks.load(Ordering::Relaxed)
+    );
+    manager.child.kill().unwrap();
+    manager.child.wait().unwrap();
+}
