@@ -177,7 +177,7 @@ pub use proxies::{
     After, Barrier, Counter, CounterSend, DeadLetter, Dict, DictSend, Encoded, EncodedItem, Event,
     EventSend, GraphTask, Group, Guard, Lease, List, ListSend, Lock, Named, PushOptions, Queue,
     QueueSend, Retry, Semaphore, Task, TaskGraph, TaskId, TaskQueue, TaskQueueSettings, TaskResult,
-    TaskStats, TaskStatus, Value, ValueSend,
+    TaskStats, TaskStatus, Transaction, Value, ValueSend,
 };
 pub use server::{
     ADDRESS_VAR, AUTHKEY_VAR, ConnectionEvent, Constructor, Door, Durability, Handler, IntoReply,

@@ -19,6 +19,19 @@ pub struct Caller<'a> {
     connection: u64,
     /// The caller's socket, to notice a hang-up; `None` for in-process calls.
     stream: Option<&'a crate::transport::Stream>,
+    /// The manager's other objects, for a call that reaches them (a task's transactional
+    /// ack); `None` where a call cannot.
+    objects: Option<&'a dyn Neighbours>,
+}
+
+/// What runs with other objects held ([`Neighbours::with_objects`]): an ack's status.
+pub(crate) type WithObjects<'f> = dyn FnMut(&[&dyn std::any::Any]) -> Result<u8, RemoteError> + 'f;
+
+/// How a call reaches other objects of its manager by id.
+pub(crate) trait Neighbours {
+    /// Runs `f` with the objects `ids` (each as `Any`, in that order), held for the call; an
+    /// error, and `f` not run, if one of them is not known.
+    fn with_objects(&self, ids: &[u64], f: &mut WithObjects<'_>) -> Result<u8, RemoteError>;
 }
 
 impl<'a> Caller<'a> {
@@ -26,7 +39,19 @@ impl<'a> Caller<'a> {
         Caller {
             connection,
             stream: Some(stream),
+            objects: None,
         }
+    }
+
+    /// The same caller, able to reach the manager's other objects.
+    pub(crate) fn reaching(mut self, objects: &'a dyn Neighbours) -> Self {
+        self.objects = Some(objects);
+        self
+    }
+
+    /// The manager's other objects, if this call can reach them.
+    pub(crate) fn objects(&self) -> Option<&'a dyn Neighbours> {
+        self.objects
     }
 
     /// A caller without a connection (in-process calls, tests): connection 0, never gone.
@@ -35,6 +60,7 @@ impl<'a> Caller<'a> {
         Caller {
             connection: 0,
             stream: None,
+            objects: None,
         }
     }
 
@@ -186,6 +212,14 @@ pub trait Service: Send + Sync + 'static {
     ) -> Result<(), RemoteError> {
         let _ = (index, args, reply, caller);
         Err(not_through_serde(self.service().name))
+    }
+
+    /// The object as `Any`, so the manager can reach a built-in kind's implementation behind
+    /// `dyn Service` (a task's transactional ack writes to counters and dicts). Generated
+    /// services give themselves.
+    #[doc(hidden)]
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
     }
 
     /// The manager is shutting down: wake every call blocked in this object. The built-in

@@ -655,7 +655,8 @@ fn a_msgpack_worker_reports_itself_into_the_registry() {
 }
 
 /// Status and results by id over msgpack-rpc, from the declarations: `tasks.status`,
-/// `tasks.complete` (an ack with a result), `tasks.outcome`; Rust reads the result too.
+/// `tasks.complete` (an ack with a result), `tasks.outcome`, a chord by `tasks.push_graph`
+/// and its callback's `tasks.inputs`; Rust reads the result too.
 #[test]
 fn msgpack_workers_keep_results_by_id() {
     let Some(py) = python_msgpack() else {
@@ -668,6 +669,8 @@ fn msgpack_workers_keep_results_by_id() {
         "leased: {'Leased': {'attempt': 1}}",
         "completed: [0]",
         "outcome: {'Done': {'tripled': 9}}",
+        "graph: [True, True, True] Waiting",
+        "inputs: [{'Done': 20}, {'Done': 30}]",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }

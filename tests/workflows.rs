@@ -432,3 +432,217 @@ fn a_chord_survives_sigkills_of_its_manager_and_calls_back_exactly_once() {
     manager.child.kill().unwrap();
     manager.child.wait().unwrap();
 }
+
+/// `ack_with`: the ack, a counter's add, a dict's key, a value, a new task and the result,
+/// all in one call; a late ack (its lease over) writes none of it.
+#[test]
+fn an_ack_with_writes_applies_all_of_them_or_none() {
+    let manager = start();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let jobs = client
+        .named("tx")
+        .tasks::<Job>(TaskQueueSettings {
+            lease_timeout: Duration::from_millis(300),
+            ..TaskQueueSettings::default()
+        })
+        .unwrap();
+    let counter = client.counter("tx-count").unwrap();
+    let dict = client.dict::<String, u64>("tx-dict").unwrap();
+    let value = client.value::<String>("tx-value").unwrap();
+    let first = jobs.push(&Job::Square(3)).unwrap();
+    let task = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+    task.ack_with(|tx| {
+        tx.add(&counter, 5)?
+            .insert(&dict, &"nine".to_string(), &9)?
+            .set(&value, &"set".to_string())?
+            .push(&Job::Sum)?
+            .result(&9u64)?;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(counter.get().unwrap(), 5);
+    assert_eq!(dict.get(&"nine".to_string()).unwrap(), Some(9));
+    assert_eq!(value.get().unwrap(), Some("set".to_string()));
+    assert_eq!(
+        jobs.result::<u64>(first, Duration::ZERO).unwrap(),
+        TaskResult::Done(Some(9))
+    );
+    let pushed = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(*pushed.payload(), Job::Sum);
+
+    // A late ack: the lease ran out and the task is back in the queue. Nothing is written.
+    let stale = pushed;
+    common::wait_until(Duration::from_secs(10), "the lease runs out", || {
+        jobs.status(stale.id()).unwrap() == TaskStatus::Ready
+    });
+    let refused = stale
+        .ack_with(|tx| {
+            tx.add(&counter, 100)?
+                .insert(&dict, &"late".to_string(), &1)?
+                .push(&Job::Square(1))?;
+            Ok(())
+        })
+        .unwrap_err();
+    assert_eq!(
+        kind(&refused),
+        Some(RemoteErrorKind::LeaseExpired),
+        "{refused}"
+    );
+    assert_eq!(counter.get().unwrap(), 5);
+    assert_eq!(dict.get(&"late".to_string()).unwrap(), None);
+    let stats = jobs.stats().unwrap();
+    assert_eq!((stats.ready, stats.leased), (1, 0), "no task was pushed");
+}
+
+/// A write that cannot be made (an overflow, a full store) undoes the writes before it; the
+/// ack is not applied and the task goes back to the queue.
+#[test]
+fn an_ack_with_a_write_that_fails_undoes_the_others() {
+    let manager = Manager::builder()
+        .authkey(KEY)
+        .max_item_bytes(1000)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let jobs = client.tasks::<Job>("tx-undo").unwrap();
+    let counter = client.counter("tx-a").unwrap();
+    let full = client.counter("tx-full").unwrap();
+    full.set(i64::MAX).unwrap();
+    let dict = client.dict::<String, String>("tx-d").unwrap();
+    dict.insert(&"kept".to_string(), &"before".to_string())
+        .unwrap();
+    let value = client.value::<String>("tx-v").unwrap();
+    value.set(&"before".to_string()).unwrap();
+    let id = jobs.push(&Job::Square(2)).unwrap();
+
+    let task = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+    let refused = task
+        .ack_with(|tx| {
+            tx.add(&counter, 1)?
+                .insert(&dict, &"kept".to_string(), &"after".to_string())?
+                .remove(&dict, &"kept".to_string())?
+                .set(&value, &"after".to_string())?
+                .push(&Job::Sum)?
+                .add(&full, 1)?;
+            Ok(())
+        })
+        .unwrap_err();
+    assert_eq!(kind(&refused), Some(RemoteErrorKind::Misuse), "{refused}");
+    assert!(refused.to_string().contains("overflows"), "{refused}");
+    let unchanged = || {
+        assert_eq!(counter.get().unwrap(), 0);
+        assert_eq!(full.get().unwrap(), i64::MAX);
+        assert_eq!(
+            dict.get(&"kept".to_string()).unwrap(),
+            Some("before".to_string())
+        );
+        assert_eq!(value.get().unwrap(), Some("before".to_string()));
+        assert_eq!(
+            jobs.status(id).unwrap(),
+            TaskStatus::Ready,
+            "back in the queue"
+        );
+        assert_eq!(jobs.stats().unwrap().ready, 1, "nothing was pushed");
+    };
+    unchanged();
+
+    // Over the store's limit per item: refused, the same way.
+    let task = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+    let refused = task
+        .ack_with(|tx| {
+            tx.add(&counter, 1)?.set(&value, &"x".repeat(2000))?;
+            Ok(())
+        })
+        .unwrap_err();
+    assert_eq!(
+        kind(&refused),
+        Some(RemoteErrorKind::LimitExceeded),
+        "{refused}"
+    );
+    unchanged();
+}
+
+/// `ack_with` is one commit across SIGKILLs of a manager with a data directory: after every
+/// restart the counter and the dict each workers' acks write agree with the queue's count of
+/// done tasks, whatever the kill interrupted.
+#[test]
+fn acks_with_writes_stay_whole_across_sigkills() {
+    const TASKS: u64 = 2_000;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data").display().to_string();
+    let start = || common::ChildManager::start(&["--data-dir", &data]);
+    let open = |address: &monogusa::Address| -> monogusa::Result<Client> {
+        Client::builder(address, KEY)
+            .reconnect(0, Duration::ZERO)
+            .connect()
+    };
+    let mut manager = start();
+    let client = open(&manager.address).unwrap();
+    let tasks: Vec<u64> = (0..TASKS).collect();
+    client
+        .tasks::<u64>("tx-kill")
+        .unwrap()
+        .push_many(&tasks)
+        .unwrap();
+    drop(client);
+    for round in 0.. {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let client = open(&manager.address).unwrap();
+                std::thread::spawn(move || -> monogusa::Result<()> {
+                    let jobs = client.tasks::<u64>("tx-kill")?;
+                    let done = client.counter("tx-kill-done")?;
+                    let seen = client.dict::<u64, u64>("tx-kill-seen")?;
+                    loop {
+                        for task in jobs.take_many(10, Duration::from_millis(100))? {
+                            let n = *task.payload();
+                            task.ack_with(|tx| {
+                                tx.add(&done, 1)?.insert(&seen, &n, &(n * 2))?;
+                                Ok(())
+                            })?;
+                        }
+                    }
+                })
+            })
+            .collect();
+        let watcher = open(&manager.address).unwrap();
+        let jobs = watcher.tasks::<u64>("tx-kill").unwrap();
+        let from = jobs.stats().unwrap().done;
+        common::wait_until(Duration::from_secs(120), "progress", || {
+            jobs.stats()
+                .is_ok_and(|s| s.done >= (from + 300).min(TASKS))
+        });
+        let finished = jobs.stats().unwrap().done == TASKS;
+        manager.child.kill().unwrap();
+        manager.child.wait().unwrap();
+        for worker in workers {
+            assert!(worker.join().unwrap().is_err());
+        }
+        manager = start();
+        let client = open(&manager.address).unwrap();
+        let done = client
+            .tasks::<u64>("tx-kill")
+            .unwrap()
+            .stats()
+            .unwrap()
+            .done;
+        let counted = client.counter("tx-kill-done").unwrap().get().unwrap();
+        let seen = client
+            .dict::<u64, u64>("tx-kill-seen")
+            .unwrap()
+            .len()
+            .unwrap();
+        assert_eq!(
+            (counted as u64, seen),
+            (done, done),
+            "round {round}: the writes and the acks agree"
+        );
+        if finished && round >= 4 {
+            break;
+        }
+    }
+    manager.child.kill().unwrap();
+    manager.child.wait().unwrap();
+}

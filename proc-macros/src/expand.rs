@@ -264,6 +264,11 @@ impl<'a> Generator<'a> {
                 #vis fn into_inner(self) -> T {
                     self.0
                 }
+
+                /// The implementation inside, borrowed.
+                #vis fn inner(&self) -> &T {
+                    &self.0
+                }
             }
         }
     }
@@ -347,6 +352,10 @@ impl<'a> Generator<'a> {
 
                 fn service(&self) -> &'static #m::ServiceDescriptor {
                     <Self as #m::Service>::descriptor()
+                }
+
+                fn as_any(&self) -> ::core::option::Option<&dyn ::core::any::Any> {
+                    ::core::option::Option::Some(self)
                 }
 
                 #shared

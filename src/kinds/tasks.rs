@@ -53,6 +53,18 @@ pub(crate) trait TaskKind {
     ) -> Result<Vec<Delivery>, RemoteError>;
     /// Acknowledges leases `(id, token)`: per lease, [`ACKED`], [`EXPIRED`] or [`UNKNOWN`].
     fn ack(&self, leases: Vec<(u64, u64)>) -> Result<Vec<u8>, RemoteError>;
+    /// Acknowledges lease `(id, token)` with `result` (empty: none) together with `effects`
+    /// (writes to the manager's counters, dicts and values, pushes to this queue), in one
+    /// commit: [`ACKED`] with all of it applied, or [`EXPIRED`] or [`UNKNOWN`] or an error
+    /// (an unknown object, a full store, an overflow) with none of it.
+    fn ack_with(
+        &self,
+        id: u64,
+        token: u64,
+        result: Bytes,
+        effects: Vec<Effect>,
+        caller: &Caller<'_>,
+    ) -> Result<u8, RemoteError>;
     /// Fails a lease with `reason`: retried after a backoff, or dead when out of attempts.
     fn fail(&self, id: u64, token: u64, reason: String) -> Result<Failed, RemoteError>;
     /// Fails a lease with `reason` for good: to the dead letters at once, whatever attempts
@@ -198,6 +210,38 @@ pub(crate) struct PushOptions {
     /// For a task pushed after others: run it even if some of them die (their reasons are
     /// among its inputs), instead of letting it die with them.
     pub(crate) run_if_parents_die: bool,
+}
+
+/// A write an ack makes in its own commit ([`TaskKind::ack_with`]); objects by their ids in
+/// the manager.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Effect {
+    /// Adds `delta` to a counter.
+    Add { counter: u64, delta: i64 },
+    /// Sets a dict's key.
+    Insert { dict: u64, key: Bytes, value: Bytes },
+    /// Removes a dict's key.
+    Remove { dict: u64, key: Bytes },
+    /// Sets a value.
+    Set { value: u64, new: Bytes },
+    /// Pushes a task to the queue acked.
+    Push {
+        payload: Bytes,
+        options: PushOptions,
+    },
+}
+
+impl Effect {
+    /// The object it writes, if not the queue.
+    pub(crate) fn object(&self) -> Option<u64> {
+        match *self {
+            Effect::Add { counter: id, .. }
+            | Effect::Insert { dict: id, .. }
+            | Effect::Remove { dict: id, .. }
+            | Effect::Set { value: id, .. } => Some(id),
+            Effect::Push { .. } => None,
+        }
+    }
 }
 
 /// A task of a [`TaskKind::push_graph`]: its payload, its options and what it runs after.

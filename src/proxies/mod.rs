@@ -26,7 +26,7 @@ pub use signal::{Barrier, Event};
 pub(crate) use tasks::join_by_polling;
 pub use tasks::{
     After, DeadLetter, GraphTask, Group, Lease, PushOptions, Retry, Task, TaskGraph, TaskId,
-    TaskQueue, TaskQueueSettings, TaskResult, TaskStats, TaskStatus,
+    TaskQueue, TaskQueueSettings, TaskResult, TaskStats, TaskStatus, Transaction,
 };
 #[cfg(any(feature = "redis", feature = "sqs"))]
 pub(crate) use tasks::{LeaseOps, TaskBackend};

@@ -19,7 +19,7 @@ use super::{millis, type_tag};
 use crate::client::{Client, Connection};
 use crate::error::{Error, RemoteError, RemoteErrorKind, Result};
 pub use crate::kinds::tasks::TaskStatus;
-use crate::kinds::tasks::{Outcome, TaskKindClient};
+use crate::kinds::tasks::{Effect, Outcome, TaskKindClient};
 use crate::store::Bytes;
 use crate::store::tasks::{
     ACKED, Counts, DeadLetter as WireDeadLetter, Delivery, Failed, MAX_BATCH, Node, Parent,
@@ -371,6 +371,15 @@ pub(crate) trait LeaseOps: Send + Sync {
             other => Ok(other.copied().unwrap_or(UNKNOWN)),
         }
     }
+    /// Acks a lease with its result and writes, in one commit (the manager only).
+    fn ack_with(&self, id: u64, token: u64, result: Bytes, effects: Vec<Effect>) -> Result<u8> {
+        let _ = (id, token, result, effects);
+        Err(Error::Remote(RemoteError::new(
+            RemoteErrorKind::Misuse,
+            "an ack with writes (ack_with) needs a manager: this backend cannot commit them \
+             together; nothing was applied",
+        )))
+    }
     /// Returns when the lease now ends (Unix ms).
     fn extend(&self, id: u64, token: u64, extra_ms: u64) -> Result<u64>;
     fn release(&self, id: u64, token: u64) -> Result<()>;
@@ -519,6 +528,10 @@ impl LeaseOps for LeaseLink {
         // By name, as declared: the stub would take an owned `Vec` of what is already a
         // slice that encodes the same (one copy per ack saved).
         self.call("ack", &(leases,))
+    }
+
+    fn ack_with(&self, id: u64, token: u64, result: Bytes, effects: Vec<Effect>) -> Result<u8> {
+        TaskKindClient::from_handle(self).ack_with(id, token, result, effects)
     }
 
     fn complete(&self, id: u64, token: u64, result: Bytes) -> Result<u8> {
@@ -676,6 +689,54 @@ impl<T> Task<T> {
         }
     }
 
+    /// The task is done, and `build`'s writes are made in the same commit as its ack: adds
+    /// to counters, a dict's keys, values, new tasks on this queue, its result. All of it is
+    /// applied, or none of it: a lease that was over fails with `LeaseExpired` and writes
+    /// nothing (the task may have run elsewhere; its effects are not doubled), and so does an
+    /// object that is not the manager's counter, dict or value, a full store or an overflow
+    /// (the task then goes back to the queue, its attempt counted). On the manager only.
+    ///
+    /// ```no_run
+    /// # fn main() -> monogusa::Result<()> {
+    /// # let client = monogusa::Client::connect("127.0.0.1:4343", "password")?;
+    /// let orders = client.tasks::<u64>("orders")?;
+    /// let shipped = client.counter("shipped")?;
+    /// let status = client.dict::<u64, String>("order-status")?;
+    /// if let Some(task) = orders.take(std::time::Duration::from_secs(5))? {
+    ///     let order = *task.payload();
+    ///     task.ack_with(|tx| {
+    ///         tx.add(&shipped, 1)?;
+    ///         tx.insert(&status, &order, &"shipped".to_string())?;
+    ///         tx.push(&(order + 1_000_000))?; // its invoice, as one more task
+    ///         Ok(())
+    ///     })?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn ack_with(mut self, build: impl FnOnce(&mut Transaction<T>) -> Result<()>) -> Result<()> {
+        let mut tx = Transaction {
+            effects: Vec::new(),
+            result: Bytes(Vec::new()),
+            _task: PhantomData,
+        };
+        build(&mut tx)?;
+        self.finished = true;
+        match self
+            .link
+            .ack_with(self.id, self.token, tx.result, tx.effects)
+        {
+            Ok(ACKED) => Ok(()),
+            Ok(_) => Err(lease_over(self.id)),
+            // Refused with nothing applied: the task goes back (dropped unfinished) rather
+            // than stay leased to nobody until its lease ends.
+            Err(Error::Remote(e)) => {
+                self.finished = false;
+                Err(Error::Remote(e))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The task failed for `reason`: delivered again after the queue's backoff, or moved to
     /// the dead letters (with every reason) if that was its last attempt.
     pub fn fail(mut self, reason: impl fmt::Display) -> Result<Retry> {
@@ -730,6 +791,98 @@ impl<T> Drop for Task<T> {
         {
             log::debug!("returning an unfinished task: {e}");
         }
+    }
+}
+
+/// The writes of an ack, made in its commit ([`Task::ack_with`]).
+pub struct Transaction<T> {
+    effects: Vec<Effect>,
+    result: Bytes,
+    _task: PhantomData<fn(T)>,
+}
+
+impl<T> fmt::Debug for Transaction<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transaction")
+            .field("writes", &self.effects.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The manager's id of a proxy's object, or why a transaction cannot write it.
+fn object_id(target: &super::Target) -> Result<u64> {
+    match target {
+        super::Target::Manager(handle) => Ok(handle.id()),
+        #[cfg(feature = "redis")]
+        super::Target::Redis(_) => Err(Error::Config(
+            "an ack writes only the manager's objects, not Redis's".into(),
+        )),
+    }
+}
+
+impl<T: Serialize> Transaction<T> {
+    /// Adds `delta` to `counter` (an error at the ack if it overflows).
+    pub fn add(&mut self, counter: &super::Counter, delta: i64) -> Result<&mut Self> {
+        let counter = object_id(&counter.handle)?;
+        self.effects.push(Effect::Add { counter, delta });
+        Ok(self)
+    }
+
+    /// Sets `key` to `value` in `dict`.
+    pub fn insert<K: Serialize, V: Serialize>(
+        &mut self,
+        dict: &super::Dict<K, V>,
+        key: &K,
+        value: &V,
+    ) -> Result<&mut Self> {
+        self.effects.push(Effect::Insert {
+            dict: object_id(&dict.handle)?,
+            key: Bytes::encode(key)?,
+            value: Bytes::encode(value)?,
+        });
+        Ok(self)
+    }
+
+    /// Removes `key` from `dict`.
+    pub fn remove<K: Serialize, V>(
+        &mut self,
+        dict: &super::Dict<K, V>,
+        key: &K,
+    ) -> Result<&mut Self> {
+        self.effects.push(Effect::Remove {
+            dict: object_id(&dict.handle)?,
+            key: Bytes::encode(key)?,
+        });
+        Ok(self)
+    }
+
+    /// Sets `value` to `new`.
+    pub fn set<V: Serialize>(&mut self, value: &super::Value<V>, new: &V) -> Result<&mut Self> {
+        self.effects.push(Effect::Set {
+            value: object_id(&value.handle)?,
+            new: Bytes::encode(new)?,
+        });
+        Ok(self)
+    }
+
+    /// Pushes a new task to the acked task's queue.
+    pub fn push(&mut self, task: &T) -> Result<&mut Self> {
+        self.push_with(task, &PushOptions::default())
+    }
+
+    /// Pushes a new task to the acked task's queue, with options.
+    pub fn push_with(&mut self, task: &T, options: &PushOptions) -> Result<&mut Self> {
+        self.effects.push(Effect::Push {
+            payload: Bytes::encode(task)?,
+            options: options.wire(),
+        });
+        Ok(self)
+    }
+
+    /// Keeps `result` as the task's result ([`TaskQueue::result`]).
+    pub fn result<R: Serialize>(&mut self, result: &R) -> Result<&mut Self> {
+        self.result = Bytes::encode(result)?;
+        Ok(self)
     }
 }
 

@@ -70,7 +70,7 @@ pub(crate) fn serve(shared: &Shared, connection: &Admitted) -> String {
         stream,
         activity,
         &mut held.refs,
-        &Caller::new(id, stream),
+        &Caller::new(id, stream).reaching(&shared.objects),
     );
     drop(held);
     match outcome {

@@ -572,7 +572,7 @@ fn role_loop(shared: &Arc<Shared>, conn: &Arc<Conn>, id: u64, me: u64) {
             }
         }
         let mut held = HeldRefs::default();
-        let caller = Caller::new(id, &conn.stream);
+        let caller = Caller::new(id, &conn.stream).reaching(&shared.objects);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             run(shared, &method, params, &mut held, &caller)
         }))

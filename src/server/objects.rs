@@ -730,6 +730,22 @@ impl Objects {
         deleted_while_waiting(&object, id, result)
     }
 
+    /// The objects `ids` (sorted and each locked once, for reading: built-in kinds take no
+    /// exclusive lock, and a reader already inside one of them may ask for it again).
+    fn neighbours(&self, ids: &[u64]) -> Result<Vec<(u64, Arc<Object>)>, RemoteError> {
+        let mut sorted = ids.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let table = self.table();
+        sorted
+            .into_iter()
+            .map(|id| {
+                let entry = table.by_id.get(&id).ok_or_else(|| self.missing(id))?;
+                Ok((id, Arc::clone(&entry.object)))
+            })
+            .collect()
+    }
+
     /// Runs method `method` of object `id` in process with `args`, its result decoded: how
     /// the dashboard and the Python listener's adapters call the built-in objects.
     #[cfg(any(feature = "python", feature = "http"))]
@@ -863,6 +879,35 @@ impl Objects {
             objects_total: objects_total as u64,
             types,
         }
+    }
+}
+
+impl crate::service::Neighbours for Objects {
+    fn with_objects(
+        &self,
+        ids: &[u64],
+        f: &mut crate::service::WithObjects<'_>,
+    ) -> Result<u8, RemoteError> {
+        let objects = self.neighbours(ids)?;
+        let guards: Vec<_> = objects
+            .iter()
+            .map(|(id, object)| (*id, object.state.read_recursive()))
+            .collect();
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            let (_, guard) = guards
+                .iter()
+                .find(|(g, _)| g == id)
+                .expect("every id was looked up");
+            let any = guard.as_any().ok_or_else(|| {
+                RemoteError::new(
+                    RemoteErrorKind::BadArguments,
+                    format!("object {id} is not a built-in shared object"),
+                )
+            })?;
+            found.push(any);
+        }
+        f(&found)
     }
 }
 

@@ -82,6 +82,20 @@ impl Persist {
     }
 }
 
+impl Persist {
+    /// Adds the changes `make` returns for this object to `out`, for a record made with
+    /// others' (a transaction's); in memory `make` is not called.
+    pub(crate) fn collect<I: IntoIterator<Item = Change>>(
+        &self,
+        out: &mut Vec<Change>,
+        make: impl FnOnce(u64) -> I,
+    ) {
+        if let Some((_, object)) = &self.0 {
+            out.extend(make(*object));
+        }
+    }
+}
+
 impl Written<'_> {
     /// Nothing was recorded.
     pub(crate) fn nothing() -> Self {

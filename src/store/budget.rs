@@ -140,6 +140,12 @@ impl Charged {
         Ok(())
     }
 
+    /// Charges for `item` coming back (a transaction undone): never refused, as it held its
+    /// place before.
+    pub(crate) fn force(&mut self, item: &Bytes) {
+        self.force_len(item.0.len() as u64 + ITEM_OVERHEAD);
+    }
+
     /// Refunds `item` going out.
     pub(crate) fn give(&mut self, item: &Bytes) {
         self.give_item(item.0.len());

@@ -1,7 +1,7 @@
 //! The manager's side of `Counter`, a shared integer with atomic read-modify-write: the state,
 //! its limits and its methods (the client's side is in `proxies`).
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use super::journal::Change;
 use super::{Entries, Persist};
@@ -34,6 +34,54 @@ impl SharedCounter {
     fn keep(&self, value: i64) -> super::backend::Written<'_> {
         self.persist
             .record(|object| [Change::put(object, [], value.to_le_bytes())])
+    }
+}
+
+/// A counter locked for a transaction (a task's ack with writes): changed in place, undone
+/// if the transaction fails, its change recorded with the transaction's.
+pub(crate) struct Held<'a> {
+    counter: &'a SharedCounter,
+    value: MutexGuard<'a, i64>,
+    before: i64,
+}
+
+impl SharedCounter {
+    /// Locks the counter for a transaction.
+    pub(crate) fn hold(&self) -> Held<'_> {
+        let value = self.value.lock();
+        Held {
+            counter: self,
+            before: *value,
+            value,
+        }
+    }
+}
+
+impl Held<'_> {
+    /// Adds `delta`; an error (and no change) if it overflows.
+    pub(crate) fn add(&mut self, delta: i64) -> Result<(), RemoteError> {
+        *self.value = self.value.checked_add(delta).ok_or_else(|| {
+            RemoteError::new(
+                RemoteErrorKind::Misuse,
+                format!("{} + {delta} overflows i64", *self.value),
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Back to what it held when locked.
+    pub(crate) fn undo(&mut self) {
+        *self.value = self.before;
+    }
+
+    /// Its change, for the transaction's one record.
+    pub(crate) fn changes(&self, out: &mut Vec<Change>) {
+        if *self.value != self.before {
+            let value = *self.value;
+            self.counter
+                .persist
+                .collect(out, |object| [Change::put(object, [], value.to_le_bytes())]);
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use super::Bytes;
 use super::backend::Written;
@@ -84,6 +84,72 @@ impl SharedDict {
                 None => Change::delete(object, key.0.clone()),
             }]
         })
+    }
+}
+
+/// A dict locked for a transaction (a task's ack with writes): changed in place, each key
+/// as it was kept so the change can be undone, the keys' changes recorded with the
+/// transaction's.
+pub(crate) struct Held<'a> {
+    dict: &'a SharedDict,
+    state: MutexGuard<'a, DictState>,
+    /// Each key touched, with what it held before the first touch.
+    before: Vec<(Bytes, Option<Bytes>)>,
+}
+
+impl SharedDict {
+    /// Locks the dict for a transaction.
+    pub(crate) fn hold(&self) -> Held<'_> {
+        Held {
+            dict: self,
+            state: self.state.lock(),
+            before: Vec::new(),
+        }
+    }
+}
+
+impl Held<'_> {
+    fn touch(&mut self, key: &Bytes) {
+        if !self.before.iter().any(|(k, _)| k == key) {
+            let old = self.state.map.get(key).cloned();
+            self.before.push((key.clone(), old));
+        }
+    }
+
+    /// Inserts under the store's limits (refused whole).
+    pub(crate) fn insert(&mut self, key: Bytes, value: Bytes) -> Result<(), RemoteError> {
+        self.touch(&key);
+        self.state.insert(key, value).map(drop)
+    }
+
+    /// Removes `key` if present.
+    pub(crate) fn remove(&mut self, key: &Bytes) {
+        self.touch(key);
+        self.state.remove(key);
+    }
+
+    /// Every key back to what it held when first touched (its place in the budget was held
+    /// before, so it is charged whatever the budget says now).
+    pub(crate) fn undo(&mut self) {
+        for (key, old) in std::mem::take(&mut self.before).into_iter().rev() {
+            self.state.remove(&key);
+            if let Some(old) = old {
+                self.state.charged.force(&key);
+                self.state.charged.force(&old);
+                self.state.map.insert(key, old);
+            }
+        }
+    }
+
+    /// The touched keys' changes, for the transaction's one record.
+    pub(crate) fn changes(&self, out: &mut Vec<Change>) {
+        let map = &self.state.map;
+        self.dict.persist.collect(out, |object| {
+            self.before.iter().map(move |(key, _)| match map.get(key) {
+                Some(value) => Change::put(object, key.0.clone(), value.0.clone()),
+                None => Change::delete(object, key.0.clone()),
+            })
+        });
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use super::Bytes;
 use super::budget::{Budget, Charged};
@@ -54,6 +54,62 @@ fn replace(
         charged.give(old);
     }
     Ok(old)
+}
+
+/// A value locked for a transaction (a task's ack with writes): set in place, undone if the
+/// transaction fails, its change recorded with the transaction's.
+pub(crate) struct Held<'a> {
+    value: &'a SharedValue,
+    state: MutexGuard<'a, (Option<Bytes>, Charged)>,
+    /// What it held before it was first set, once it was.
+    before: Option<Option<Bytes>>,
+}
+
+impl SharedValue {
+    /// Locks the value for a transaction.
+    pub(crate) fn hold(&self) -> Held<'_> {
+        Held {
+            value: self,
+            state: self.value.lock(),
+            before: None,
+        }
+    }
+}
+
+impl Held<'_> {
+    /// Sets it under the store's limits (refused whole).
+    pub(crate) fn set(&mut self, new: Bytes) -> Result<(), RemoteError> {
+        let (value, charged) = &mut *self.state;
+        let old = replace(value, charged, new)?;
+        self.before.get_or_insert(old);
+        Ok(())
+    }
+
+    /// Back to what it held when locked (charged whatever the budget says now: it held its
+    /// place before).
+    pub(crate) fn undo(&mut self) {
+        if let Some(before) = self.before.take() {
+            let (value, charged) = &mut *self.state;
+            if let Some(now) = value.take() {
+                charged.give(&now);
+            }
+            if let Some(before) = &before {
+                charged.force(before);
+            }
+            *value = before;
+        }
+    }
+
+    /// Its change, for the transaction's one record.
+    pub(crate) fn changes(&self, out: &mut Vec<Change>) {
+        if self.before.is_some()
+            && let Some(now) = &self.state.0
+        {
+            self.value
+                .persist
+                .collect(out, |object| [Change::put(object, [], now.0.clone())]);
+        }
+    }
 }
 
 impl Hooks for SharedValue {}

@@ -107,6 +107,16 @@ def main():
         print("leased:", rpc.call("tasks.status", "mp-results", rid))
         print("completed:", rpc.call("tasks.complete", "mp-results", [[t["id"], t["token"], {"tripled": 9}]]))
         print("outcome:", rpc.call("tasks.outcome", "mp-results", rid, 1000))
+        # A chord: two members and a callback after both, in one commit.
+        ids = rpc.call("tasks.push_graph", "mp-chord", [
+            {"payload": 2}, {"payload": 3},
+            {"payload": "sum", "after": [{"Node": 0}, {"Node": 1}]},
+        ])
+        print("graph:", [new for _, new in ids], rpc.call("tasks.status", "mp-chord", ids[2][0]))
+        for t in rpc.call("tasks.take", "mp-chord", 2, 5000):
+            rpc.call("tasks.complete", "mp-chord", [[t["id"], t["token"], t["payload"] * 10]])
+        [cb] = rpc.call("tasks.take", "mp-chord", 1, 5000)
+        print("inputs:", [o for _, o in rpc.call("tasks.inputs", "mp-chord", cb["id"])])
     elif scenario == "typed":
         rpc = Rpc(host, port, key)
         taken = rpc.call("tasks.take", "typed-emails", 1, 5000)

@@ -449,7 +449,7 @@ fn serve(shared: &Arc<Shared>, python: &PythonState, stream: &Stream, id: u64) -
         while let Some(frame) = read_frame(stream, max)? {
             let reply = match parse_request(&frame) {
                 Ok(request) => {
-                    let caller = Caller::new(id, stream);
+                    let caller = Caller::new(id, stream).reaching(&shared.objects);
                     method_call(shared, python, request, &mut held, &caller)
                 }
                 Err(why) => Reply::Traceback(format!("refused request: {why}")),

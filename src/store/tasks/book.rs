@@ -735,7 +735,7 @@ impl Book {
     }
 
     /// Checks that `token` is the current lease of task `id`.
-    fn check_lease(&mut self, id: u64, token: u64, now: u64) -> Result<(), LeaseError> {
+    pub(crate) fn check_lease(&mut self, id: u64, token: u64, now: u64) -> Result<(), LeaseError> {
         self.promote(now);
         match self.tasks.get(&id) {
             None => Err(LeaseError::Unknown),

@@ -7,6 +7,7 @@
 //! journal batch as the change that caused it.
 
 mod book;
+mod transaction;
 
 #[cfg(feature = "http")]
 pub(crate) use crate::kinds::tasks::DURATION_BOUNDS_MS;
@@ -271,6 +272,12 @@ impl SharedTasks {
 
     /// Records every task the book changed since the last record, as it is now.
     fn keep(&self, inner: &mut Inner) -> Written<'_> {
+        self.keep_with(inner, Vec::new())
+    }
+
+    /// [`SharedTasks::keep`], with other objects' changes in the same record (a
+    /// transaction's).
+    fn keep_with(&self, inner: &mut Inner, others: Vec<Change>) -> Written<'_> {
         inner.count_inputs();
         if !self.persist.is_kept() {
             // In memory nothing reads what was touched: do not let it pile up.
@@ -284,7 +291,8 @@ impl SharedTasks {
         let inputs = inner.book.take_touched_inputs();
         let book = &inner.book;
         self.persist.record(|object| {
-            let mut changes = Vec::with_capacity(touched.len() + 1);
+            let mut changes = others;
+            changes.reserve(touched.len() + 1);
             // A task done takes its own row over as its finished record: an ack writes one
             // row, as it did before results were kept.
             let record = |id: u64, changes: &mut Vec<Change>| {
@@ -679,6 +687,17 @@ impl TaskKind for SharedTasks {
                 .map(|(id, token)| settle(inner, id, token, None, now))
                 .collect()
         })
+    }
+
+    fn ack_with(
+        &self,
+        id: u64,
+        token: u64,
+        result: Bytes,
+        effects: Vec<crate::kinds::tasks::Effect>,
+        caller: &Caller<'_>,
+    ) -> Result<u8, RemoteError> {
+        self.ack_with_effects(id, token, result, effects, caller)
     }
 
     fn fail(&self, id: u64, token: u64, reason: String) -> Result<Failed, RemoteError> {
