@@ -305,6 +305,9 @@ pub struct ObjectDescription {
     pub methods: Vec<MethodDescription>,
     /// How many client references keep it alive (named objects live regardless).
     pub references: u64,
+    /// For a built-in shared object, the element types it was made with (what a typed
+    /// client opens it with: `Named::type_tag`).
+    pub type_tag: Option<String>,
 }
 
 /// Names of the manager's own bookkeeping objects (mailboxes, supervisor groups, the worker

@@ -646,3 +646,65 @@ fn acks_with_writes_stay_whole_across_sigkills() {
     manager.child.kill().unwrap();
     manager.child.wait().unwrap();
 }
+
+/// `monogusa tasks status|result QUEUE ID` on a typed queue: where a task is, a plain result
+/// as JSON, a Rust result named as such, a dead task's reasons (exit code 1), an unknown queue.
+#[test]
+fn the_cli_shows_a_task_status_and_result() {
+    let manager = start();
+    let jobs = queue(&manager, "cli-jobs");
+    let plain = jobs.push(&Job::Square(1)).unwrap();
+    let typed = jobs.push(&Job::Square(2)).unwrap();
+    let broken = jobs.push(&Job::Broken).unwrap();
+    let waiting = jobs.push_after(&[plain], &Job::Sum).unwrap();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(common::monogusa_binary())
+            .arg("tasks")
+            .args(args)
+            .args(["--connect", &manager.address().to_string()])
+            .env("MONOGUSA_AUTHKEY", KEY)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    let status = |id: TaskId| cli(&["status", "cli-jobs", &id.0.to_string()]);
+    assert_eq!(
+        status(waiting),
+        (Some(0), "waiting (for the tasks it runs after)\n".into())
+    );
+    let task = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(status(plain), (Some(0), "leased (attempt 1)\n".into()));
+    let value = monogusa::Dynamic::Map(vec![(
+        monogusa::Dynamic::Str("squared".into()),
+        monogusa::Dynamic::Int(1),
+    )]);
+    task.ack_with_result(&value).unwrap();
+    assert_eq!(status(plain), (Some(0), "done\n".into()));
+    assert_eq!(
+        cli(&["result", "cli-jobs", &plain.0.to_string()]),
+        (Some(0), "{\"squared\":1}\n".into())
+    );
+    let task = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(task.id(), typed);
+    task.ack_with_result(&4u64).unwrap();
+    let (code, text) = cli(&["result", "cli-jobs", &typed.0.to_string()]);
+    assert_eq!(code, Some(0));
+    assert!(text.contains("a Rust value"), "{text}");
+    work_one(&jobs);
+    let (code, text) = cli(&["result", "cli-jobs", &broken.0.to_string(), "--for", "1"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        text.contains("dead after 1 failures") && text.contains("broken on purpose"),
+        "{text}"
+    );
+    let (code, text) = cli(&["result", "cli-jobs", &waiting.0.to_string()]);
+    assert_eq!((code, text.as_str()), (Some(1), "not finished (ready)\n"));
+    let (code, text) = cli(&["status", "no-such-queue", "1"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        text.contains("no task queue named \"no-such-queue\""),
+        "{text}"
+    );
+}

@@ -37,6 +37,9 @@ pub enum Command {
     /// Print the workers' output kept by a manager.
     #[command(after_help = AFTER_HELP)]
     Logs(Logs),
+    /// Look at a task queue's tasks by id: where one is, what it returned.
+    #[command(subcommand)]
+    Tasks(Tasks),
     /// What `run --tasks` supervises: feeds a program tasks as JSON lines (not for direct use).
     #[command(hide = true)]
     Bridge(Bridge),
@@ -164,6 +167,40 @@ pub struct Stat {
     /// registry, the log buffer, objects Python clients made), and every gone worker.
     #[arg(long)]
     pub all: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Tasks {
+    /// Where task ID of QUEUE is: ready, delayed, leased (with its attempt), waiting (for
+    /// the tasks it runs after), done, dead or unknown.
+    #[command(after_help = TASKS_HELP)]
+    Status(TaskArgs),
+    /// What task ID of QUEUE returned (JSON when it is a plain value), or why it died;
+    /// waits up to --wait SECS for it to finish. Exit code 1 if it is dead, unknown or not
+    /// finished in time.
+    #[command(after_help = TASKS_HELP)]
+    Result(TaskArgs),
+}
+
+const TASKS_HELP: &str = "\
+Examples:
+  monogusa tasks status --connect 127.0.0.1:4343 emails 42
+  monogusa tasks result --connect 127.0.0.1:4343 emails 42 --wait 30
+
+The authkey comes from --authkey-file or MONOGUSA_AUTHKEY.";
+
+/// A task of a queue, by id.
+#[derive(Debug, Args)]
+pub struct TaskArgs {
+    #[command(flatten)]
+    pub connect: Connect,
+    /// The task queue's name.
+    pub queue: String,
+    /// The task's id (what its push returned).
+    pub id: u64,
+    /// With `result`: wait up to SECS for the task to finish.
+    #[arg(long = "for", value_name = "SECS", default_value_t = 0.0)]
+    pub wait_for: f64,
 }
 
 #[derive(Debug, Args)]

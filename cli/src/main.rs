@@ -14,6 +14,7 @@ mod args;
 mod bridge;
 mod key;
 mod procfile;
+mod tasks;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
         Command::Stat(stat) => self::stat(&stat),
         Command::Run(run) => self::run(run),
         Command::Logs(logs) => self::logs(&logs),
+        Command::Tasks(command) => tasks::run(&command),
         Command::Bridge(options) => {
             bridge::run(&options.tasks, options.concurrency, &options.command)
         }

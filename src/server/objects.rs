@@ -858,6 +858,7 @@ impl Objects {
                     service: entry.object.descriptor.name.to_string(),
                     methods: MethodDescription::of(entry.object.descriptor.methods),
                     references: entry.refs,
+                    type_tag: entry.object.type_tag.clone(),
                 })
                 .collect();
             (table.by_id.len(), objects)
