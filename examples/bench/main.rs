@@ -39,6 +39,7 @@ mod suite;
 mod support;
 mod tasks;
 mod workers;
+mod workflows;
 
 use calls::*;
 use counter::*;
@@ -53,6 +54,7 @@ use suite::*;
 use support::*;
 use tasks::*;
 use workers::*;
+use workflows::*;
 
 /// One measured figure.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -23,10 +23,11 @@ pub(crate) fn suite(plan: Plan, only: &str) {
             connect_and_call(plan, transport);
         }
     }
-    let sections: [(&str, Section); 7] = [
+    let sections: [(&str, Section); 8] = [
         ("counter", counter_workload),
         ("store", store_operations),
         ("tasks", task_queues),
+        ("workflows", workflows),
         ("workers", supervised_workers),
         ("redis", redis_backend),
         ("msgpack", msgpack_calls),
