@@ -6,6 +6,7 @@
 //! cargo run --release --example bench -- --json     # machine-readable rows
 //! cargo run --release --example bench -- --no-python
 //! cargo run --release --example bench -- --only calls  # the sections whose name holds "calls"
+//! cargo run --release --example bench -- --only peers  # Celery's chord, RQ's depends_on
 //! ```
 //!
 //! The whole suite runs twice: pinned to one CPU (`taskset -c 0`, all processes: these VMs
@@ -31,6 +32,7 @@ mod counter;
 mod memory;
 mod msgpack;
 mod output;
+mod peers;
 mod python;
 mod redis;
 mod servers;
@@ -46,6 +48,7 @@ use counter::*;
 use memory::*;
 use msgpack::*;
 use output::*;
+use peers::*;
 use python::*;
 use redis::*;
 use servers::*;

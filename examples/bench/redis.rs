@@ -10,39 +10,11 @@ pub(crate) fn redis_backend(plan: Plan) {
         eprintln!("bench: built without the redis feature; no Redis rows (add --features redis)");
         return;
     }
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
+    let Some((mut redis, port, dir)) = start_redis() else {
         eprintln!("bench: redis-server is not installed; no Redis rows");
         return;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = tempfile_dir("redis");
-    let mut redis = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .args(["--appendonly", "no", "--daemonize", "no"])
-        .arg("--dir")
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    };
     let redis_url = format!("redis://127.0.0.1:{port}/0");
-    while monogusa::connect(&redis_url).is_err() {
-        std::thread::sleep(Duration::from_millis(10));
-    }
     let requests = if plan.quick { 50_000 } else { 200_000 };
     let benchmark = |test: &str, clients: &str, pipeline: &str| -> f64 {
         let out = Command::new("redis-benchmark")

@@ -23,11 +23,12 @@ pub(crate) fn suite(plan: Plan, only: &str) {
             connect_and_call(plan, transport);
         }
     }
-    let sections: [(&str, Section); 8] = [
+    let sections: [(&str, Section); 9] = [
         ("counter", counter_workload),
         ("store", store_operations),
         ("tasks", task_queues),
         ("workflows", workflows),
+        ("peers", peers),
         ("workers", supervised_workers),
         ("redis", redis_backend),
         ("msgpack", msgpack_calls),

@@ -204,3 +204,37 @@ pub(crate) fn run_together(n: usize, args: impl Fn(usize) -> Vec<String>) -> f64
     }
     total
 }
+
+/// A redis-server of its own (no persistence) in a fresh directory, once it answers: the
+/// process, its port and the directory; `None` if redis-server is not installed.
+pub(crate) fn start_redis() -> Option<(Child, u16, std::path::PathBuf)> {
+    Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .ok()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile_dir("redis");
+    let redis = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "no", "--daemonize", "no"])
+        .arg("--dir")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Some((redis, port, dir))
+}

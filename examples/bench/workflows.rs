@@ -62,7 +62,7 @@ pub(crate) fn workflows(plan: Plan) {
 
 /// Tasks per second from the push of `n` tasks (as a chord with a callback, or plain) until
 /// the last one is done, worked by [`WORKERS`] threads taking one task at a time.
-fn finish_rate(address: &str, queue: &str, n: u64, chord: bool) -> f64 {
+pub(crate) fn finish_rate(address: &str, queue: &str, n: u64, chord: bool) -> f64 {
     let client = Client::connect(address, AUTHKEY).unwrap();
     let jobs = client.tasks::<u64>(queue).unwrap();
     let tasks: Vec<u64> = (0..n).collect();
@@ -136,4 +136,9 @@ fn ack_rate(address: &str, plan: Plan, with: bool) -> f64 {
         handles.into_iter().map(|h| h.join().unwrap()).sum()
     });
     acked as f64 / started.elapsed().as_secs_f64()
+}
+
+/// [`finish_rate`] of a chord of `n` tasks.
+pub(crate) fn chord_rate(address: &str, queue: &str, n: u64) -> f64 {
+    finish_rate(address, queue, n, true)
 }
