@@ -708,3 +708,51 @@ fn the_cli_shows_a_task_status_and_result() {
         "{text}"
     );
 }
+
+/// `on_result`: callbacks with each task's outcome as it finishes (done already, done later,
+/// dead, not known), from one watcher, without waiting in the caller.
+#[test]
+fn on_result_calls_back_as_tasks_finish() {
+    let manager = start();
+    let jobs = queue(&manager, "watched");
+    let early = jobs.push(&Job::Square(2)).unwrap();
+    work_one(&jobs);
+    let later = jobs.push(&Job::Square(3)).unwrap();
+    let broken = jobs.push(&Job::Broken).unwrap();
+    let (sender, results) = std::sync::mpsc::channel();
+    for id in [early, later, broken, TaskId(999_999)] {
+        let sender = sender.clone();
+        jobs.on_result::<u64>(id, move |result| {
+            sender.send((id, result.unwrap())).unwrap()
+        })
+        .unwrap();
+    }
+    let first = results.recv_timeout(Duration::from_secs(10)).unwrap();
+    let second = results.recv_timeout(Duration::from_secs(10)).unwrap();
+    let mut got = vec![first, second];
+    got.sort_by_key(|(id, _)| *id);
+    assert_eq!(
+        got,
+        vec![
+            (early, TaskResult::Done(Some(4))),
+            (TaskId(999_999), TaskResult::Unknown)
+        ]
+    );
+    assert!(results.try_recv().is_err(), "the others are not finished");
+    work_one(&jobs);
+    work_one(&jobs);
+    let mut got: Vec<_> = (0..2)
+        .map(|_| results.recv_timeout(Duration::from_secs(10)).unwrap())
+        .collect();
+    got.sort_by_key(|(id, _)| *id);
+    assert_eq!(
+        got,
+        vec![
+            (later, TaskResult::Done(Some(9))),
+            (
+                broken,
+                TaskResult::Dead(vec!["broken on purpose".to_string()])
+            )
+        ]
+    );
+}

@@ -90,6 +90,14 @@ pub(crate) trait TaskKind {
         timeout_ms: Option<u64>,
         caller: &Caller<'_>,
     ) -> Result<Outcome, RemoteError>;
+    /// The outcomes of those of `ids` that have finished (done, dead, or not known), waiting
+    /// up to `timeout_ms` (forever if `None`) until one has: empty if none did in time.
+    fn outcomes(
+        &self,
+        ids: Vec<u64>,
+        timeout_ms: Option<u64>,
+        caller: &Caller<'_>,
+    ) -> Result<Vec<(u64, Outcome)>, RemoteError>;
     /// Counts by state.
     fn stats(&self) -> Counts;
     /// Up to `limit` dead letters with ids after `after`.

@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use super::{millis, type_tag};
 use crate::client::{Client, Connection};
 use crate::error::{Error, RemoteError, RemoteErrorKind, Result};
+use crate::fxhash::FxHashMap;
 pub use crate::kinds::tasks::TaskStatus;
 use crate::kinds::tasks::{Effect, Outcome, TaskKindClient};
 use crate::store::Bytes;
@@ -414,6 +415,11 @@ pub(crate) trait TaskBackend: Send + Sync {
         let _ = (id, timeout);
         Err(no_results())
     }
+    /// The outcomes of those of `ids` that have finished, waiting up to `timeout` for one.
+    fn outcomes(&self, ids: Vec<u64>, timeout: Duration) -> Result<Vec<(u64, Outcome)>> {
+        let _ = (ids, timeout);
+        Err(no_results())
+    }
     fn settings(&self) -> Result<Settings>;
     /// Dead letters after id `after`, at most `limit`, by id.
     fn dead(&self, after: u64, limit: u32) -> Result<Vec<WireDeadLetter>>;
@@ -468,6 +474,10 @@ impl TaskBackend for ManagerTasks {
 
     fn outcome(&self, id: u64, timeout: Duration) -> Result<Outcome> {
         self.stub().outcome(id, Some(millis(timeout)))
+    }
+
+    fn outcomes(&self, ids: Vec<u64>, timeout: Duration) -> Result<Vec<(u64, Outcome)>> {
+        self.stub().outcomes(ids, Some(millis(timeout)))
     }
 
     fn settings(&self) -> Result<Settings> {
@@ -936,6 +946,8 @@ pub struct TaskQueue<T> {
     backend: Arc<dyn TaskBackend>,
     /// What it is, for `Debug`.
     what: String,
+    /// The callbacks waiting for results ([`TaskQueue::on_result`]), shared by clones.
+    watches: Arc<Watches>,
     _item: PhantomData<fn(T) -> T>,
 }
 
@@ -944,7 +956,79 @@ impl<T> Clone for TaskQueue<T> {
         TaskQueue {
             backend: Arc::clone(&self.backend),
             what: self.what.clone(),
+            watches: Arc::clone(&self.watches),
             _item: PhantomData,
+        }
+    }
+}
+
+/// A callback waiting for a task's outcome.
+type Watch = Box<dyn FnOnce(Result<Outcome>) + Send>;
+
+/// The callbacks of a queue's [`TaskQueue::on_result`], and whether its watcher thread runs
+/// (one per queue while there is something to watch; it ends when there is not).
+#[derive(Default)]
+struct Watches {
+    state: Mutex<(FxHashMap<u64, Vec<Watch>>, bool)>,
+}
+
+/// How long the watcher waits per call: a result registered meanwhile is looked for at the
+/// next one.
+const WATCH_SLICE: Duration = Duration::from_millis(200);
+
+impl Watches {
+    /// Adds `watch` for task `id`, starting the watcher if it is not running.
+    fn add(self: &Arc<Self>, backend: &Arc<dyn TaskBackend>, id: u64, watch: Watch) -> Result<()> {
+        let mut state = self.state.lock();
+        state.0.entry(id).or_default().push(watch);
+        if state.1 {
+            return Ok(());
+        }
+        let (watches, backend) = (Arc::clone(self), Arc::clone(backend));
+        std::thread::Builder::new()
+            .name("monogusa-results".into())
+            .spawn(move || watches.run(&*backend))
+            .map_err(Error::Io)?;
+        state.1 = true;
+        Ok(())
+    }
+
+    /// The watcher: asks for the outcomes of every watched task until none is left.
+    fn run(&self, backend: &dyn TaskBackend) {
+        loop {
+            let ids: Vec<u64> = {
+                let mut state = self.state.lock();
+                if state.0.is_empty() {
+                    state.1 = false;
+                    return;
+                }
+                state.0.keys().copied().take(MAX_BATCH).collect()
+            };
+            match backend.outcomes(ids, WATCH_SLICE) {
+                Ok(found) => {
+                    for (id, outcome) in found {
+                        let watches = self.state.lock().0.remove(&id).unwrap_or_default();
+                        for watch in watches {
+                            watch(Ok(outcome.clone()));
+                        }
+                    }
+                }
+                // The manager is restarting, or the network hiccupped: try again.
+                Err(Error::Io(_) | Error::ConnectionLost(_) | Error::Timeout(_)) => {
+                    std::thread::sleep(WATCH_SLICE);
+                }
+                // Said no for good (a backend without results): every callback hears it.
+                Err(e) => {
+                    let all = std::mem::take(&mut self.state.lock().0);
+                    let why = e.to_string();
+                    for watch in all.into_values().flatten() {
+                        watch(Err(Error::Remote(RemoteError::new(
+                            RemoteErrorKind::Misuse,
+                            why.clone(),
+                        ))));
+                    }
+                }
+            }
         }
     }
 }
@@ -978,6 +1062,7 @@ impl<T: Serialize + DeserializeOwned> TaskQueue<T> {
         TaskQueue {
             backend,
             what,
+            watches: Arc::default(),
             _item: PhantomData,
         }
     }
@@ -1203,6 +1288,32 @@ impl<T: Serialize + DeserializeOwned> TaskQueue<T> {
         timeout: Duration,
     ) -> Result<TaskResult<R>> {
         result_of(self.backend.outcome(id.0, timeout)?)
+    }
+
+    /// Calls `callback` with task `id`'s result once it has finished (done or dead), or at
+    /// once if it has, or is not known; and returns at once. One thread per queue watches
+    /// every such task in a few calls a second, however many there are; callbacks run on it
+    /// one at a time, so a callback should be quick (hand long work to a thread or a
+    /// channel). A manager that restarts meanwhile is waited for. On the manager only
+    /// (elsewhere the callback gets a `Misuse` error).
+    ///
+    /// ```no_run
+    /// # fn main() -> monogusa::Result<()> {
+    /// # let client = monogusa::Client::connect("127.0.0.1:4343", "password")?;
+    /// let jobs = client.tasks::<String>("thumbnails")?;
+    /// let id = jobs.push(&"cat.jpg".to_string())?;
+    /// jobs.on_result::<String>(id, |result| println!("thumbnail: {result:?}"))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn on_result<R: DeserializeOwned + 'static>(
+        &self,
+        id: TaskId,
+        callback: impl FnOnce(Result<TaskResult<R>>) + Send + 'static,
+    ) -> Result<()> {
+        let watch: Watch = Box::new(move |outcome: Result<Outcome>| {
+            callback(outcome.and_then(result_of::<R>));
+        });
+        self.watches.add(&self.backend, id.0, watch)
     }
 
     /// Counts of the queue's tasks by state.

@@ -160,6 +160,9 @@ pub(crate) struct Book {
     /// `(at, id)` of `finished`, oldest first (acks come in time order).
     finished_order: VecDeque<(u64, u64)>,
     pub(crate) result_ttl_ms: u64,
+    /// Finished records and dead letters forgotten (expired or purged), for
+    /// `finished_so_far`.
+    forgotten: u64,
     /// Finished records changed since the last `take_touched` (added or expired).
     touched_finished: Vec<u64>,
 }
@@ -191,6 +194,7 @@ impl Book {
             finished: FxHashMap::default(),
             finished_order: VecDeque::new(),
             result_ttl_ms: 0,
+            forgotten: 0,
             touched_finished: Vec::new(),
         }
     }
@@ -282,6 +286,7 @@ impl Book {
             }
             self.finished_order.pop_front();
             if let Some(finished) = self.finished.remove(&id) {
+                self.forgotten += 1;
                 gone.push(finished);
                 self.touched_finished.push(id);
             }
@@ -300,6 +305,12 @@ impl Book {
             None if self.finished.contains_key(&id) => TaskStatus::Done,
             None => TaskStatus::Unknown,
         }
+    }
+
+    /// A count that grows whenever a task finishes (done or dead) or a record is forgotten:
+    /// a waiter for outcomes looks again only when it moved.
+    pub(crate) fn finished_so_far(&self) -> u64 {
+        self.done + self.run.dead + self.forgotten
     }
 
     /// How many tasks the book holds, in any state.
@@ -920,6 +931,7 @@ impl Book {
             }
             self.touched.push(id);
             self.forget_inputs(id);
+            self.forgotten += 1;
         }
         ids.len() as u64
     }

@@ -98,6 +98,21 @@ fn settle(
     }
 }
 
+/// How task `id` ended, if it has: done (with its result), dead (with its reasons), or not
+/// known.
+fn outcome_of(book: &Book, id: u64) -> Option<Outcome> {
+    match book.status(id) {
+        TaskStatus::Done => Some(Outcome::Done(
+            book.finished(id).and_then(|f| f.result.clone()),
+        )),
+        TaskStatus::Dead => Some(Outcome::Dead(
+            book.task(id).map(|t| t.reasons.clone()).unwrap_or_default(),
+        )),
+        TaskStatus::Unknown => Some(Outcome::Unknown),
+        _ => None,
+    }
+}
+
 /// Forgets the finished records past the result time-to-live, refunding what they held
 /// (their removal is written with the next change).
 fn expire(inner: &mut Inner, now: u64) {
@@ -662,22 +677,37 @@ impl TaskKind for SharedTasks {
         timeout_ms: Option<u64>,
         caller: &Caller<'_>,
     ) -> Result<Outcome, RemoteError> {
-        let outcome =
-            self.wait_for(timeout_ms, caller, |inner, _| match inner.book.status(id) {
-                TaskStatus::Done => Some(Outcome::Done(
-                    inner.book.finished(id).and_then(|f| f.result.clone()),
-                )),
-                TaskStatus::Dead => Some(Outcome::Dead(
-                    inner
-                        .book
-                        .task(id)
-                        .map(|t| t.reasons.clone())
-                        .unwrap_or_default(),
-                )),
-                TaskStatus::Unknown => Some(Outcome::Unknown),
-                _ => None,
-            })?;
+        let outcome = self.wait_for(timeout_ms, caller, |inner, _| outcome_of(&inner.book, id))?;
         Ok(outcome.unwrap_or(Outcome::Pending))
+    }
+
+    fn outcomes(
+        &self,
+        ids: Vec<u64>,
+        timeout_ms: Option<u64>,
+        caller: &Caller<'_>,
+    ) -> Result<Vec<(u64, Outcome)>, RemoteError> {
+        if ids.len() > MAX_BATCH {
+            return Err(RemoteError::new(
+                RemoteErrorKind::LimitExceeded,
+                format!("at most {MAX_BATCH} tasks per wait"),
+            ));
+        }
+        // Looked at again only when a task finished since (not on every change).
+        let mut seen = None;
+        let found = self.wait_for(timeout_ms, caller, |inner, _| {
+            let finished = inner.book.finished_so_far();
+            if seen == Some(finished) {
+                return None;
+            }
+            seen = Some(finished);
+            let outcomes: Vec<(u64, Outcome)> = ids
+                .iter()
+                .filter_map(|&id| outcome_of(&inner.book, id).map(|o| (id, o)))
+                .collect();
+            (!outcomes.is_empty()).then_some(outcomes)
+        })?;
+        Ok(found.unwrap_or_default())
     }
 
     fn ack(&self, leases: Vec<(u64, u64)>) -> Result<Vec<u8>, RemoteError> {
