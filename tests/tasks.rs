@@ -32,6 +32,7 @@ fn settings(lease: Duration, attempts: u32, backoff: Duration) -> TaskQueueSetti
         max_attempts: attempts,
         backoff,
         max_backoff: backoff * 64,
+        ..TaskQueueSettings::default()
     }
 }
 

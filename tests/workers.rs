@@ -73,6 +73,7 @@ fn jobs_settings(lease: Duration) -> TaskQueueSettings {
         max_attempts: 10,
         backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(100),
+        ..TaskQueueSettings::default()
     }
 }
 
@@ -668,6 +669,7 @@ fn a_worker_acks_retries_and_keeps_long_leases() {
             max_attempts: 2,
             backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(10),
+            ..TaskQueueSettings::default()
         })
         .unwrap();
     for job in ["ok", "slow", "err", "panic"] {

@@ -756,3 +756,39 @@ fn on_result_calls_back_as_tasks_finish() {
         ]
     );
 }
+
+/// A queue's own result time-to-live: its done tasks are forgotten after it, while another
+/// queue keeps the manager's default.
+#[test]
+fn a_queue_keeps_results_for_its_own_time() {
+    let manager = start();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let brief = client
+        .named("brief")
+        .tasks::<Job>(TaskQueueSettings {
+            result_ttl: Some(Duration::from_millis(200)),
+            ..TaskQueueSettings::default()
+        })
+        .unwrap();
+    assert_eq!(
+        brief.settings().unwrap().result_ttl,
+        Some(Duration::from_millis(200))
+    );
+    let kept = queue(&manager, "kept");
+    let short = brief.push(&Job::Square(2)).unwrap();
+    let long = kept.push(&Job::Square(3)).unwrap();
+    work_one(&brief);
+    work_one(&kept);
+    assert_eq!(brief.status(short).unwrap(), TaskStatus::Done);
+    common::wait_until(Duration::from_secs(10), "the brief result expires", || {
+        brief.status(short).unwrap() == TaskStatus::Unknown
+    });
+    assert_eq!(
+        brief.result::<u64>(short, Duration::ZERO).unwrap(),
+        TaskResult::Unknown
+    );
+    assert_eq!(
+        kept.result::<u64>(long, Duration::ZERO).unwrap(),
+        TaskResult::Done(Some(9))
+    );
+}

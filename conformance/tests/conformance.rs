@@ -90,6 +90,7 @@ fn quick(lease: Duration, attempts: u32) -> TaskQueueSettings {
         max_attempts: attempts,
         backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(40),
+        ..TaskQueueSettings::default()
     }
 }
 

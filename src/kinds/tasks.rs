@@ -162,6 +162,9 @@ pub(crate) struct Settings {
     /// The first retry's delay; each further one doubles, up to `backoff_max_ms`.
     pub(crate) backoff_base_ms: u64,
     pub(crate) backoff_max_ms: u64,
+    /// How long a done task's record and result are kept (`None`: the manager's
+    /// `result_ttl`).
+    pub(crate) result_ttl_ms: Option<u64>,
 }
 
 impl Default for Settings {
@@ -171,6 +174,35 @@ impl Default for Settings {
             max_attempts: 5,
             backoff_base_ms: 1_000,
             backoff_max_ms: 300_000,
+            result_ttl_ms: None,
+        }
+    }
+}
+
+impl Settings {
+    /// A queue's settings from its creation arguments, as written by this version or by one
+    /// before per-queue result times (a data directory made by it keeps working).
+    pub(crate) fn from_args(args: &[u8]) -> Result<Settings, RemoteError> {
+        /// The settings' first form.
+        #[derive(Deserialize)]
+        struct Before {
+            lease_ms: u64,
+            max_attempts: u32,
+            backoff_base_ms: u64,
+            backoff_max_ms: u64,
+        }
+        match crate::service::decode_args::<(Settings,)>(args, "TaskQueue", "new") {
+            Ok((settings,)) => Ok(settings),
+            Err(e) => match crate::wire::codec::decode_exact::<(Before,)>(args) {
+                Ok((b,)) => Ok(Settings {
+                    lease_ms: b.lease_ms,
+                    max_attempts: b.max_attempts,
+                    backoff_base_ms: b.backoff_base_ms,
+                    backoff_max_ms: b.backoff_max_ms,
+                    result_ttl_ms: None,
+                }),
+                Err(_) => Err(e),
+            },
         }
     }
 }
@@ -312,4 +344,36 @@ pub(crate) enum Failed {
     RetryAt(u64),
     /// Out of attempts: moved to the dead letters.
     Dead,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Settings;
+
+    /// A queue made before per-queue result times (its creation arguments have four fields)
+    /// opens with the manager's default; one made now keeps its own.
+    #[test]
+    fn settings_read_both_forms_of_creation_arguments() {
+        let mut before = Vec::new();
+        crate::wire::codec::encode_into(&((1u64, 2u32, 3u64, 4u64),), &mut before).unwrap();
+        let read = Settings::from_args(&before).unwrap();
+        assert_eq!(
+            (
+                read.lease_ms,
+                read.max_attempts,
+                read.backoff_base_ms,
+                read.backoff_max_ms
+            ),
+            (1, 2, 3, 4)
+        );
+        assert_eq!(read.result_ttl_ms, None);
+        let now = Settings {
+            result_ttl_ms: Some(5),
+            ..Settings::default()
+        };
+        let mut args = Vec::new();
+        crate::wire::codec::encode_into(&(now,), &mut args).unwrap();
+        assert_eq!(Settings::from_args(&args).unwrap(), now);
+        assert!(Settings::from_args(&[1, 2, 3]).is_err());
+    }
 }

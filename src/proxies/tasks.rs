@@ -53,6 +53,11 @@ pub struct TaskQueueSettings {
     pub backoff: Duration,
     /// The longest delay between retries (default 5 min).
     pub max_backoff: Duration,
+    /// How long a done task's record and result are kept for [`TaskQueue::status`] and
+    /// [`TaskQueue::result`] (`None`, the default: the manager's
+    /// [`result_ttl`](crate::ManagerBuilder::result_ttl), a day unless set; zero: not kept).
+    /// The manager only.
+    pub result_ttl: Option<Duration>,
 }
 
 impl Default for TaskQueueSettings {
@@ -68,6 +73,7 @@ impl From<Settings> for TaskQueueSettings {
             max_attempts: s.max_attempts,
             backoff: Duration::from_millis(s.backoff_base_ms),
             max_backoff: Duration::from_millis(s.backoff_max_ms),
+            result_ttl: s.result_ttl_ms.map(Duration::from_millis),
         }
     }
 }
@@ -79,6 +85,7 @@ impl From<TaskQueueSettings> for Settings {
             max_attempts: s.max_attempts,
             backoff_base_ms: millis(s.backoff),
             backoff_max_ms: millis(s.max_backoff),
+            result_ttl_ms: s.result_ttl.map(millis),
         }
     }
 }

@@ -117,7 +117,7 @@ pub(crate) fn construct(
             budget, persist, entries,
         )?))),
         tasks::SERVICE => {
-            let (settings,): (tasks::Settings,) = decode_args(args, "TaskQueue", "new")?;
+            let settings = tasks::Settings::from_args(args)?;
             Ok(Box::new(tasks::TaskKindServer::new(
                 tasks::SharedTasks::new(settings, budget, persist, entries)?,
             )))

@@ -95,6 +95,7 @@ impl RedisTasks {
                 max_attempts: kept.1,
                 backoff_base_ms: kept.2,
                 backoff_max_ms: kept.3,
+                result_ttl_ms: None,
             },
             next_token: AtomicU64::new(1),
         }))

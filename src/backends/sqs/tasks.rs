@@ -167,6 +167,7 @@ impl SqsTasks {
                 .unwrap_or(settings.backoff_base_ms),
             backoff_max_ms: number(&tags["monogusa-max-backoff-ms"])
                 .unwrap_or(settings.backoff_max_ms),
+            result_ttl_ms: None,
         };
         let max_message = number(&attributes["MaximumMessageSize"]).unwrap_or(262_144) as usize;
         Ok(Arc::new(SqsTasks {

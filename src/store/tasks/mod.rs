@@ -233,7 +233,9 @@ impl SharedTasks {
         check_settings(&settings)?;
         let mut seed = [0u8; 4];
         let _ = getrandom::fill(&mut seed);
-        let result_ttl_ms = budget.limits.result_ttl.as_millis() as u64;
+        let result_ttl_ms = settings
+            .result_ttl_ms
+            .unwrap_or(budget.limits.result_ttl.as_millis() as u64);
         let mut inner = Inner {
             book: Book::new(settings, u64::from(u32::from_le_bytes(seed))),
             charged: Charged::new(budget),

@@ -299,6 +299,7 @@ fn run(seed: u64, steps: u64) {
         max_attempts: 3,
         backoff_base_ms: 10,
         backoff_max_ms: 40,
+        result_ttl_ms: None,
     };
     let mut rng = Rng(crate::fuzz_tests::Rng(seed | 1));
     let mut book = Book::new(settings, 7);
