@@ -457,6 +457,15 @@ fn the_page_is_live_in_a_real_browser_and_requeues_dead_letters() {
             watcher.join().unwrap();
         }));
     }
+    // A chord waiting for its second member, in a queue no worker takes from.
+    let chords = client.tasks::<u64>("chords").unwrap();
+    chords.push_group(&[1, 2], &0).unwrap();
+    chords
+        .take(Duration::from_secs(5))
+        .unwrap()
+        .unwrap()
+        .ack()
+        .unwrap();
     let url = format!(
         "http://{}/?token={}",
         manager.http_addresses()[0],
@@ -469,6 +478,7 @@ fn the_page_is_live_in_a_real_browser_and_requeues_dead_letters() {
         .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/dashboard.js"))
         .args([url.as_str(), "work"])
         .arg(&screenshot)
+        .arg("chords")
         .env("CHROMIUM", &chromium)
         .env("NODE_PATH", &node_modules)
         .output()
@@ -791,4 +801,80 @@ fn the_logs_example_streams_three_pythons_to_the_websocket() {
     }
     stop.stop();
     assert!(supervising.join().unwrap().all_drained());
+}
+
+/// The page's view of workflows: a queue's tasks pushed after others with their parents'
+/// progress (`/api/queues/NAME/groups`), and one task's story (`…/task?id=N`).
+#[test]
+fn groups_and_a_task_story_are_served_as_json() {
+    let manager = manager();
+    let client = Client::connect(manager.address(), KEY).unwrap();
+    let jobs = client
+        .named("chords")
+        .tasks::<u32>(TaskQueueSettings {
+            max_attempts: 1,
+            ..TaskQueueSettings::default()
+        })
+        .unwrap();
+    let group = jobs
+        .push_group_with(
+            &[1, 2, 3],
+            &0,
+            &monogusa::PushOptions {
+                run_if_parents_die: true,
+                ..monogusa::PushOptions::default()
+            },
+        )
+        .unwrap();
+    let first = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+    first.ack_with_result(&10u32).unwrap();
+    let second = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+    second.fail("no luck").unwrap();
+    let json = |path: &str| -> serde_json::Value {
+        let (status, response) = get(&manager, path, &auth(&manager));
+        assert_eq!(status, 200, "{response}");
+        serde_json::from_str(body(&response)).unwrap()
+    };
+    let groups = json("/api/queues/chords/groups");
+    assert_eq!(
+        groups["groups"],
+        serde_json::json!([{"id": group.id.0, "status": "waiting", "size": 3, "done": 1,
+                            "dead": 1}])
+    );
+    let story = json(&format!("/api/queues/chords/task?id={}", group.id.0));
+    assert_eq!(story["status"], "waiting");
+    assert_eq!(
+        story["parents"],
+        serde_json::json!([
+            {"id": group.members[0].0, "status": "done"},
+            {"id": group.members[1].0, "status": "dead"},
+            {"id": group.members[2].0, "status": "waiting"},
+        ])
+    );
+    let failed = json(&format!(
+        "/api/queues/chords/task?id={}",
+        group.members[1].0
+    ));
+    assert_eq!(
+        (&failed["status"], &failed["reasons"], &failed["attempts"]),
+        (
+            &serde_json::json!("dead"),
+            &serde_json::json!(["no luck"]),
+            &serde_json::json!(1)
+        )
+    );
+    let done = json(&format!(
+        "/api/queues/chords/task?id={}",
+        group.members[0].0
+    ));
+    assert_eq!(
+        (&done["status"], &done["result_bytes"]),
+        (&serde_json::json!("done"), &serde_json::json!(4))
+    );
+    assert!(done["finished"].is_u64());
+    assert_eq!(
+        get(&manager, "/api/queues/chords/task", &auth(&manager)).0,
+        400
+    );
+    assert_eq!(json("/api/queues/chords/task?id=999")["status"], "unknown");
 }

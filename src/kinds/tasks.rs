@@ -100,6 +100,12 @@ pub(crate) trait TaskKind {
     ) -> Result<Vec<(u64, Outcome)>, RemoteError>;
     /// Counts by state.
     fn stats(&self) -> Counts;
+    /// Up to `limit` of the tasks pushed after others (a group's callback, a chain's step)
+    /// with ids after `after`, each with how far its parents are.
+    fn groups(&self, after: u64, limit: u32) -> Vec<GroupView>;
+    /// What is known of task `id`: where it is, when it was pushed, its deliveries and why
+    /// each failed, its lease, its parents, its result's size once done.
+    fn task(&self, id: u64) -> TaskView;
     /// Up to `limit` dead letters with ids after `after`.
     fn dead(&self, after: u64, limit: u32) -> Vec<DeadLetter>;
     /// Moves dead letter `id` (all of them if `None`) back to ready; how many moved.
@@ -313,6 +319,39 @@ pub(crate) struct Delivery {
     pub(crate) enqueued: u64,
     pub(crate) lease_until: u64,
     pub(crate) payload: Bytes,
+}
+
+/// A task pushed after others, as the dashboard lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct GroupView {
+    pub(crate) id: u64,
+    pub(crate) status: TaskStatus,
+    /// How many parents it has, and how many of them are done and dead.
+    pub(crate) size: u32,
+    pub(crate) done: u32,
+    pub(crate) dead: u32,
+}
+
+/// One task's story, as far as the queue keeps it ([`TaskKind::task`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TaskView {
+    pub(crate) id: u64,
+    pub(crate) status: TaskStatus,
+    /// When it was pushed (Unix ms), while it is in the queue.
+    pub(crate) enqueued: Option<u64>,
+    /// Deliveries so far, and how many it may have.
+    pub(crate) attempts: u32,
+    pub(crate) max_attempts: u32,
+    /// Why each failed delivery failed, oldest first (an expired lease says so).
+    pub(crate) reasons: Vec<String>,
+    /// When its current lease ends (Unix ms), if it is leased.
+    pub(crate) lease_until: Option<u64>,
+    /// Its parents, in order, each `Pending`, `Done` or `Dead` (without their results).
+    pub(crate) parents: Vec<(u64, TaskStatus)>,
+    /// When it was acked (Unix ms), and its result's size, once done.
+    pub(crate) finished: Option<u64>,
+    pub(crate) result_bytes: Option<u64>,
+    pub(crate) payload_bytes: Option<u64>,
 }
 
 /// A dead letter, as listed.

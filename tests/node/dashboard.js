@@ -1,11 +1,12 @@
 // Drives the dashboard in headless Chromium (the system's, through playwright-core; never a
 // downloaded browser): waits until the shown counts change without a reload, opens a
-// queue's dead letters, clicks requeue, waits for the count to fall, saves a screenshot.
-// Usage: node dashboard.js URL QUEUE SCREENSHOT
+// queue's dead letters, clicks requeue, waits for the count to fall, opens a queue's groups
+// and one callback's story, saves a screenshot.
+// Usage: node dashboard.js URL QUEUE SCREENSHOT GROUPS-QUEUE
 "use strict";
 const { chromium } = require("playwright-core");
 
-const [url, queue, screenshot] = process.argv.slice(2);
+const [url, queue, screenshot, groups] = process.argv.slice(2);
 
 async function main() {
   const browser = await chromium.launch({
@@ -33,6 +34,16 @@ async function main() {
     await page.click("#requeue");
     await page.waitForFunction(([sel, before]) => Number(document.querySelector(sel)?.textContent) < before,
       [cell("dead"), dead], { timeout: 30000 });
+    // Groups: the callback waits, one of its two members done; its story names both.
+    await page.click(`button.show-groups[data-queue="${groups}"]`);
+    await page.waitForSelector("tr.group td.group-done", { timeout: 30000 });
+    const progress = await page.textContent("tr.group td.group-done");
+    if (progress !== "1") throw new Error(`the group's done count is ${progress}`);
+    await page.click("tr.group button.show-task");
+    await page.waitForSelector("#story", { timeout: 30000 });
+    const story = await page.textContent("#story");
+    if (!/after \d+ \(done\), \d+ \(waiting\)/.test(story)) throw new Error(`story: ${story}`);
+    if ((await page.textContent("#task-status")) !== "waiting") throw new Error("not waiting");
     await page.screenshot({ path: screenshot, fullPage: true });
     console.log(`ok: done moved from ${first}, dead fell from ${dead}`);
   } finally {

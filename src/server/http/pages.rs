@@ -20,6 +20,7 @@ use crate::kinds::list::ListKindClient;
 use crate::kinds::logs::LogsKindClient;
 use crate::kinds::queue::QueueKindClient;
 use crate::kinds::tasks::TaskKindClient;
+use crate::kinds::tasks::TaskStatus;
 use crate::kinds::workers::WorkersKindClient;
 use crate::service::{Caller, ObjectDescription};
 use crate::store::tasks::{Counts, DURATION_BOUNDS_MS, DeadLetter, RunMetrics};
@@ -262,15 +263,31 @@ pub(super) fn route(shared: &Shared, http: &HttpState, request: &Request) -> Res
             json_response(&logs(shared, after, worker))
         }
         (_, p) if p.starts_with("/api/queues/") => {
-            queue_action(shared, method, &p["/api/queues/".len()..])
+            queue_action(shared, request, &p["/api/queues/".len()..])
         }
         ("GET", _) => Response::text(404, "no such page\n"),
         _ => Response::text(405, "method not allowed\n"),
     }
 }
 
-/// `GET /api/queues/NAME/dead`, `POST …/requeue` (all, or `?id=`), `POST …/purge`.
-fn queue_action(shared: &Shared, method: &str, rest: &str) -> Response {
+/// A task's status in a word or two, for the page.
+fn status_words(status: TaskStatus) -> String {
+    match status {
+        TaskStatus::Ready => "ready".into(),
+        TaskStatus::Delayed => "delayed".into(),
+        TaskStatus::Leased { attempt } => format!("leased (attempt {attempt})"),
+        TaskStatus::Waiting => "waiting".into(),
+        TaskStatus::Done => "done".into(),
+        TaskStatus::Dead => "dead".into(),
+        _ => "unknown".into(),
+    }
+}
+
+/// `GET /api/queues/NAME/dead`, `POST …/requeue` (all, or `?id=`), `POST …/purge`,
+/// `GET …/groups` (the tasks pushed after others, with their parents' progress),
+/// `GET …/task?id=N` (one task's story).
+fn queue_action(shared: &Shared, request: &Request, rest: &str) -> Response {
+    let method = request.method.as_str();
     let Some((name, action)) = rest.rsplit_once('/') else {
         return Response::text(404, "no such queue action\n");
     };
@@ -296,6 +313,40 @@ fn queue_action(shared: &Shared, method: &str, rest: &str) -> Response {
         ("POST", "purge") => {
             let n = tasks(shared, queue).purge_dead().unwrap_or(0);
             json_response(&json!({"purged": n}))
+        }
+        ("GET", "groups") => {
+            let groups = tasks(shared, queue).groups(0, 1000).unwrap_or_default();
+            let groups: Vec<Json> = groups
+                .into_iter()
+                .map(|g| {
+                    json!({"id": g.id, "status": status_words(g.status), "size": g.size,
+                           "done": g.done, "dead": g.dead})
+                })
+                .collect();
+            json_response(&json!({"queue": name, "groups": groups}))
+        }
+        ("GET", "task") => {
+            let Some(id) = request
+                .query_param("id")
+                .and_then(|i| i.parse::<u64>().ok())
+            else {
+                return Response::text(400, "which task? ?id=N\n");
+            };
+            let Ok(t) = tasks(shared, queue).task(id) else {
+                return Response::text(500, "the queue did not answer\n");
+            };
+            let parents: Vec<Json> = t
+                .parents
+                .iter()
+                .map(|(p, s)| json!({"id": p, "status": status_words(*s)}))
+                .collect();
+            json_response(
+                &json!({"queue": name, "id": t.id, "status": status_words(t.status),
+                "enqueued": t.enqueued, "attempts": t.attempts, "max_attempts": t.max_attempts,
+                "reasons": t.reasons, "lease_until": t.lease_until, "parents": parents,
+                "finished": t.finished, "result_bytes": t.result_bytes,
+                "payload_bytes": t.payload_bytes}),
+            )
         }
         ("GET", _) => Response::text(404, "no such queue action\n"),
         _ => Response::text(405, "method not allowed\n"),

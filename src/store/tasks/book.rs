@@ -37,7 +37,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::fxhash::FxHashMap;
 use crate::kinds::tasks::{
-    Counts, DeadLetter, Delivery, Failed, Outcome, PushOptions, RunMetrics, Settings, TaskStatus,
+    Counts, DeadLetter, Delivery, Failed, GroupView, Outcome, PushOptions, RunMetrics, Settings,
+    TaskStatus, TaskView,
 };
 use crate::store::Bytes;
 
@@ -207,6 +208,70 @@ impl Book {
         }
         self.next_id = self.next_id.max(id + 1);
         self.place(id, task);
+    }
+
+    /// Up to `limit` of the tasks with inputs, by id after `after`, with their progress.
+    pub(crate) fn groups(&self, after: u64, limit: usize) -> Vec<GroupView> {
+        let mut ids: Vec<u64> = self
+            .inputs
+            .keys()
+            .copied()
+            .filter(|&id| id > after)
+            .collect();
+        ids.sort_unstable();
+        ids.truncate(limit);
+        ids.into_iter()
+            .map(|id| {
+                let parents = &self.inputs[&id].parents;
+                let count =
+                    |f: fn(&Outcome) -> bool| parents.iter().filter(|(_, o)| f(o)).count() as u32;
+                GroupView {
+                    id,
+                    status: self.status(id),
+                    size: parents.len() as u32,
+                    done: count(|o| matches!(o, Outcome::Done(_))),
+                    dead: count(|o| matches!(o, Outcome::Dead(_))),
+                }
+            })
+            .collect()
+    }
+
+    /// What the book keeps of task `id`.
+    pub(crate) fn view(&self, id: u64) -> TaskView {
+        let task = self.tasks.get(&id);
+        let finished = self.finished.get(&id);
+        TaskView {
+            id,
+            status: self.status(id),
+            enqueued: task.map(|t| t.enqueued),
+            attempts: task.map_or(0, |t| t.attempts),
+            max_attempts: task.map_or(0, |t| t.max_attempts),
+            reasons: task.map(|t| t.reasons.clone()).unwrap_or_default(),
+            lease_until: task.and_then(|t| match t.state {
+                State::Leased { until, .. } => Some(until),
+                _ => None,
+            }),
+            parents: self
+                .inputs
+                .get(&id)
+                .map(|i| {
+                    i.parents
+                        .iter()
+                        .map(|(p, o)| {
+                            let status = match o {
+                                Outcome::Done(_) => TaskStatus::Done,
+                                Outcome::Dead(_) => TaskStatus::Dead,
+                                _ => TaskStatus::Waiting,
+                            };
+                            (*p, status)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            finished: finished.map(|f| f.at),
+            result_bytes: finished.and_then(|f| f.result.as_ref().map(|r| r.0.len() as u64)),
+            payload_bytes: task.map(|t| t.payload.0.len() as u64),
+        }
     }
 
     /// The tasks changed since the last call (each once), and whether the counters did.

@@ -796,6 +796,20 @@ impl TaskKind for SharedTasks {
         self.state().book.settings
     }
 
+    fn groups(&self, after: u64, limit: u32) -> Vec<crate::kinds::tasks::GroupView> {
+        let mut inner = self.state();
+        inner.book.promote(now());
+        inner.book.groups(after, (limit as usize).min(MAX_BATCH))
+    }
+
+    fn task(&self, id: u64) -> crate::kinds::tasks::TaskView {
+        let mut inner = self.state();
+        let now = now();
+        inner.book.promote(now);
+        expire(&mut inner, now);
+        inner.book.view(id)
+    }
+
     fn metrics(&self) -> RunMetrics {
         self.state().book.run.clone()
     }
