@@ -21,12 +21,22 @@ pub(crate) const EXPIRED: u8 = 1;
 pub(crate) const UNKNOWN: u8 = 2;
 
 /// The methods of a task queue. A lease is named by the task's id and the token its delivery
-/// carried; a lease taken on a connection goes back when that connection closes.
+/// carried; a lease taken on a connection goes back when that connection closes. (The most
+/// called come first: a call finds its method by name, in this order.)
 #[crate::service(crate = "crate", name = "monogusa.TaskQueue", hooks)]
 pub(crate) trait TaskKind {
     /// Adds tasks: for each, its id and whether it is new (`false`: its dedup key named a
     /// task already there).
     fn push(&self, tasks: Vec<(Bytes, PushOptions)>) -> Result<Vec<(u64, bool)>, RemoteError>;
+    /// Leases up to `n` ready tasks to the caller, waiting up to `timeout_ms` for the first.
+    fn take(
+        &self,
+        n: u32,
+        timeout_ms: Option<u64>,
+        caller: &Caller<'_>,
+    ) -> Result<Vec<Delivery>, RemoteError>;
+    /// Acknowledges leases `(id, token)`: per lease, [`ACKED`], [`EXPIRED`] or [`UNKNOWN`].
+    fn ack(&self, leases: Vec<(u64, u64)>) -> Result<Vec<u8>, RemoteError>;
     /// Adds tasks that run once every one of `parents` is done (they wait until then; if a
     /// parent dies, they die too, saying so): for each, its id and whether it is new. A parent
     /// done already counts as done; an unknown one is an error, and nothing is pushed.
@@ -44,15 +54,6 @@ pub(crate) trait TaskKind {
     /// pushed (`Pending` for one not finished yet): the results a chord's callback or a
     /// chain's next step runs on. Empty for a task pushed without parents.
     fn inputs(&self, id: u64) -> Result<Vec<(u64, Outcome)>, RemoteError>;
-    /// Leases up to `n` ready tasks to the caller, waiting up to `timeout_ms` for the first.
-    fn take(
-        &self,
-        n: u32,
-        timeout_ms: Option<u64>,
-        caller: &Caller<'_>,
-    ) -> Result<Vec<Delivery>, RemoteError>;
-    /// Acknowledges leases `(id, token)`: per lease, [`ACKED`], [`EXPIRED`] or [`UNKNOWN`].
-    fn ack(&self, leases: Vec<(u64, u64)>) -> Result<Vec<u8>, RemoteError>;
     /// Acknowledges lease `(id, token)` with `result` (empty: none) together with `effects`
     /// (writes to the manager's counters, dicts and values, pushes to this queue), in one
     /// commit: [`ACKED`] with all of it applied, or [`EXPIRED`] or [`UNKNOWN`] or an error

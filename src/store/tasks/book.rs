@@ -282,6 +282,14 @@ impl Book {
         (touched, std::mem::take(&mut self.meta_touched))
     }
 
+    /// Forgets what changed since the last record (in memory nothing is written).
+    pub(crate) fn forget_touched(&mut self) {
+        self.touched.clear();
+        self.meta_touched = false;
+        self.touched_finished.clear();
+        self.touched_inputs.clear();
+    }
+
     /// The finished records changed since the last call (each once).
     pub(crate) fn take_touched_finished(&mut self) -> Vec<u64> {
         let mut touched = std::mem::take(&mut self.touched_finished);
@@ -580,6 +588,9 @@ impl Book {
     /// Task `id` is done with `result`: each input waiting for it is filled with the result,
     /// and the tasks with no input left pending become ready.
     fn released_by(&mut self, id: u64, result: &Option<Bytes>) {
+        if self.dependants.is_empty() {
+            return; // no task waits: the common case costs one branch
+        }
         for (child, at) in self.dependants.remove(&id).unwrap_or_default() {
             if self.fill(child, at, Outcome::Done(result.clone())) {
                 self.wake(child);
@@ -647,6 +658,9 @@ impl Book {
 
     /// Forgets task `id`'s inputs (it left the book): their rows are deleted.
     fn forget_inputs(&mut self, id: u64) {
+        if self.inputs.is_empty() {
+            return;
+        }
         let Some(inputs) = self.inputs.remove(&id) else {
             return;
         };
@@ -670,6 +684,9 @@ impl Book {
 
     /// How many tasks a task's ack would give its result to (to charge the copies first).
     pub(crate) fn dependants_of(&self, id: u64) -> usize {
+        if self.dependants.is_empty() {
+            return 0;
+        }
         self.dependants.get(&id).map_or(0, Vec::len)
     }
 
@@ -680,6 +697,9 @@ impl Book {
 
     /// The input slots changed since the last call (each once).
     pub(crate) fn take_touched_inputs(&mut self) -> Vec<(u64, u32)> {
+        if self.touched_inputs.is_empty() {
+            return Vec::new();
+        }
         let mut touched = std::mem::take(&mut self.touched_inputs);
         touched.sort_unstable();
         touched.dedup();

@@ -170,6 +170,9 @@ impl Inner {
     /// result's copies, a push's slots) was checked before.
     fn count_inputs(&mut self) {
         let now = self.book.input_bytes;
+        if now == self.inputs_charged {
+            return;
+        }
         if now > self.inputs_charged {
             self.charged.force_len(now - self.inputs_charged);
         } else {
@@ -298,9 +301,7 @@ impl SharedTasks {
         inner.count_inputs();
         if !self.persist.is_kept() {
             // In memory nothing reads what was touched: do not let it pile up.
-            let _ = inner.book.take_touched();
-            let _ = inner.book.take_touched_finished();
-            let _ = inner.book.take_touched_inputs();
+            inner.book.forget_touched();
             return Written::nothing();
         }
         let (touched, meta) = inner.book.take_touched();
