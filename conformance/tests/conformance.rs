@@ -390,40 +390,257 @@ fn join_waits_until_the_queue_drains() {
     }
 }
 
-/// Status and results by id are the manager's (it keeps finished tasks); Redis and SQS keep
-/// none, and say so: `ack_with_result` still acks the task there.
+/// Status and results by id: kept by the manager and by Redis (for the result time-to-live);
+/// SQS keeps no finished tasks and says so (`ack_with_result` still acks the task there).
 #[test]
-fn results_are_kept_by_the_manager_and_refused_clearly_elsewhere() {
+fn results_and_status_by_id_alike_and_refused_clearly_on_sqs() {
+    use monogusa::{TaskResult, TaskStatus};
     for (backend, fixture) in task_backends() {
         let store = fixture.store();
         let jobs = store
-            .tasks_with::<String>("results", quick(Duration::from_secs(30), 5))
+            .tasks_with::<String>("results", quick(Duration::from_secs(30), 1))
             .unwrap();
         let id = jobs.push(&"x".to_string()).unwrap();
-        let task = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
-        let kept = task.ack_with_result(&7u32);
-        let status = jobs.status(id);
-        if matches!(fixture, Fixture::Manager(..)) {
-            kept.unwrap();
-            assert_eq!(status.unwrap(), monogusa::TaskStatus::Done, "{backend}");
-        } else {
-            let error = kept.unwrap_err();
+        if fixture.is_sqs() {
+            let task = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+            let error = task.ack_with_result(&7u32).unwrap_err();
             assert_eq!(kind(&error), Some(RemoteErrorKind::Misuse), "{backend}");
-            assert!(
-                error.to_string().contains("keeps no finished tasks"),
-                "{backend}"
+            assert!(error.to_string().contains("keeps no finished tasks"));
+            assert_eq!(
+                kind(&jobs.status(id).unwrap_err()),
+                Some(RemoteErrorKind::Misuse)
             );
-            assert_eq!(kind(&status.unwrap_err()), Some(RemoteErrorKind::Misuse));
             // Acked all the same: nothing is left to take.
-            assert!(
-                jobs.take(Duration::from_millis(50)).unwrap().is_none(),
-                "{backend}"
-            );
+            assert!(jobs.take(Duration::from_millis(50)).unwrap().is_none());
             // Nor does it keep what a task waits for.
             let after = jobs.push_after(&[id], &"y".to_string()).unwrap_err();
             assert_eq!(kind(&after), Some(RemoteErrorKind::Misuse), "{backend}");
+            eprintln!("results refused on {backend}");
+            continue;
         }
+        assert_eq!(jobs.status(id).unwrap(), TaskStatus::Ready, "{backend}");
+        let later = jobs
+            .push_with(
+                &"later".to_string(),
+                &PushOptions {
+                    delay: Duration::from_secs(60),
+                    ..PushOptions::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            jobs.status(later).unwrap(),
+            TaskStatus::Delayed,
+            "{backend}"
+        );
+        let task = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+        assert_eq!(
+            jobs.status(id).unwrap(),
+            TaskStatus::Leased { attempt: 1 },
+            "{backend}"
+        );
+        task.ack_with_result(&7u32).unwrap();
+        assert_eq!(jobs.status(id).unwrap(), TaskStatus::Done, "{backend}");
+        assert_eq!(
+            jobs.result::<u32>(id, Duration::ZERO).unwrap(),
+            TaskResult::Done(Some(7)),
+            "{backend}"
+        );
+        let plain = jobs.push(&"plain".to_string()).unwrap();
+        jobs.take(Duration::from_secs(5))
+            .unwrap()
+            .unwrap()
+            .ack()
+            .unwrap();
+        assert_eq!(
+            jobs.result::<u32>(plain, Duration::ZERO).unwrap(),
+            TaskResult::Done(None)
+        );
+        let dead = jobs.push(&"dead".to_string()).unwrap();
+        jobs.take(Duration::from_secs(5))
+            .unwrap()
+            .unwrap()
+            .fail("broken")
+            .unwrap();
+        assert_eq!(jobs.status(dead).unwrap(), TaskStatus::Dead, "{backend}");
+        assert_eq!(
+            jobs.result::<u32>(dead, Duration::ZERO).unwrap(),
+            TaskResult::Dead(vec!["broken".to_string()]),
+            "{backend}"
+        );
+        assert_eq!(
+            jobs.status(monogusa::TaskId(99_999)).unwrap(),
+            TaskStatus::Unknown
+        );
+        // A result waited for arrives when the task is acked.
+        let waited = jobs.push(&"waited".to_string()).unwrap();
+        let worker = {
+            let jobs = jobs.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                let task = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+                task.ack_with_result(&8u32).unwrap();
+            })
+        };
+        assert_eq!(
+            jobs.result::<u32>(waited, Duration::from_secs(10)).unwrap(),
+            TaskResult::Done(Some(8)),
+            "{backend}"
+        );
+        worker.join().unwrap();
         eprintln!("results conform on {backend}");
+    }
+}
+
+/// Workflows alike on the manager and Redis: a chord's callback runs once with every result
+/// in order, a chain passes results on, a dead member kills its callback (or not, when it
+/// runs anyway), a graph with an unknown parent pushes nothing; SQS refuses them.
+#[test]
+fn workflows_behave_alike_and_are_refused_on_sqs() {
+    use monogusa::{PushOptions, TaskResult, TaskStatus};
+    for (backend, fixture) in task_backends() {
+        let store = fixture.store();
+        let jobs = store
+            .tasks_with::<i64>("flows", quick(Duration::from_secs(30), 1))
+            .unwrap();
+        if fixture.is_sqs() {
+            let refused = jobs.push_group(&[1, 2], &0).unwrap_err();
+            assert_eq!(kind(&refused), Some(RemoteErrorKind::Misuse), "{backend}");
+            assert_eq!(jobs.stats().unwrap().ready, 0, "nothing was pushed");
+            eprintln!("workflows refused on {backend}");
+            continue;
+        }
+        // Members give their payload times ten; a negative one fails for good; 0 sums.
+        let run = |jobs: &monogusa::TaskQueue<i64>| {
+            let task = jobs.take(Duration::from_secs(5)).unwrap().expect("a task");
+            let n = *task.payload();
+            let id = task.id();
+            if n < 0 {
+                task.fail_permanently("negative").unwrap();
+            } else if n == 0 {
+                let sum: i64 = task
+                    .inputs::<i64>()
+                    .unwrap()
+                    .iter()
+                    .map(|r| match r {
+                        TaskResult::Done(Some(v)) => *v,
+                        _ => 0,
+                    })
+                    .sum();
+                task.ack_with_result(&sum).unwrap();
+            } else {
+                let before: i64 = task
+                    .inputs::<i64>()
+                    .unwrap()
+                    .iter()
+                    .map(|r| match r {
+                        TaskResult::Done(Some(v)) => *v,
+                        _ => 0,
+                    })
+                    .sum();
+                task.ack_with_result(&(before + n * 10)).unwrap();
+            }
+            id
+        };
+        let group = jobs.push_group(&[1, 2, 3], &0).unwrap();
+        assert_eq!(
+            jobs.status(group.id).unwrap(),
+            TaskStatus::Waiting,
+            "{backend}"
+        );
+        let mut taken = jobs.take_many(3, Duration::from_secs(5)).unwrap();
+        assert_eq!(taken.len(), 3, "{backend}: the callback waits");
+        // In reverse: the inputs still come in the members' order.
+        while let Some(task) = taken.pop() {
+            let n = *task.payload();
+            task.ack_with_result(&(n * 10)).unwrap();
+        }
+        let callback = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+        assert_eq!(callback.id(), group.id, "{backend}");
+        assert_eq!(
+            callback.inputs::<i64>().unwrap(),
+            [10, 20, 30].map(|v| TaskResult::Done(Some(v))),
+            "{backend}"
+        );
+        callback.ack_with_result(&60i64).unwrap();
+        assert_eq!(
+            jobs.result::<i64>(group.id, Duration::ZERO).unwrap(),
+            TaskResult::Done(Some(60))
+        );
+        // A chain: 1 -> +20 -> +300.
+        let chain = jobs.push_chain(&[1, 2, 30]).unwrap();
+        for &id in &chain {
+            assert_eq!(run(&jobs), id, "{backend}: in order");
+        }
+        assert_eq!(
+            jobs.result::<i64>(chain[2], Duration::ZERO).unwrap(),
+            TaskResult::Done(Some(10 + 20 + 300)),
+            "{backend}"
+        );
+        // A dead member: the callback dies with it, or runs with its reasons.
+        let strict = jobs.push_group(&[4, -1], &0).unwrap();
+        run(&jobs);
+        run(&jobs);
+        assert_eq!(
+            jobs.result::<i64>(strict.id, Duration::ZERO).unwrap(),
+            TaskResult::Dead(vec![format!(
+                "task {}, which it runs after, died",
+                strict.members[1].0
+            )]),
+            "{backend}"
+        );
+        let lenient = jobs
+            .push_group_with(
+                &[5, -2],
+                &0,
+                &PushOptions {
+                    run_if_parents_die: true,
+                    ..PushOptions::default()
+                },
+            )
+            .unwrap();
+        run(&jobs);
+        run(&jobs);
+        let callback = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+        assert_eq!(callback.id(), lenient.id);
+        assert_eq!(
+            callback.inputs::<i64>().unwrap(),
+            vec![
+                TaskResult::Done(Some(50)),
+                TaskResult::Dead(vec!["negative".to_string()])
+            ],
+            "{backend}"
+        );
+        callback.ack().unwrap();
+        // Pushed after a task done already, or dead already.
+        let after_done = jobs.push_after(&[group.id], &7).unwrap();
+        assert_eq!(jobs.status(after_done).unwrap(), TaskStatus::Ready);
+        run(&jobs);
+        assert_eq!(
+            jobs.result::<i64>(after_done, Duration::ZERO).unwrap(),
+            TaskResult::Done(Some(60 + 70)),
+            "{backend}"
+        );
+        let after_dead = jobs.push_after(&[strict.members[1]], &8).unwrap();
+        assert_eq!(
+            jobs.status(after_dead).unwrap(),
+            TaskStatus::Dead,
+            "{backend}"
+        );
+        // An unknown parent: nothing pushed.
+        let before = jobs.stats().unwrap();
+        let refused = jobs
+            .push_after(&[monogusa::TaskId(999_999)], &9)
+            .unwrap_err();
+        assert_eq!(
+            kind(&refused),
+            Some(RemoteErrorKind::BadArguments),
+            "{backend}"
+        );
+        let now = jobs.stats().unwrap();
+        assert_eq!((before.ready, before.delayed), (now.ready, now.delayed));
+        assert!(jobs.join(Duration::from_secs(5)).unwrap(), "{backend}");
+        eprintln!("workflows conform on {backend}");
     }
 }
 

@@ -12,6 +12,7 @@
 //! timeouts: Redis gone or restarting makes a call fail with a typed error within its
 //! timeout (never hang), and the next call opens a new connection.
 
+mod flow;
 mod lock;
 mod objects;
 mod scripts;
@@ -217,6 +218,8 @@ fn script_refusal(text: &str) -> Option<(RemoteErrorKind, String)> {
         "WRONG" => RemoteErrorKind::WrongService,
         "MISUSE" => RemoteErrorKind::Misuse,
         "EXPIRED" => RemoteErrorKind::LeaseExpired,
+        "BAD" => RemoteErrorKind::BadArguments,
+        "LIMIT" => RemoteErrorKind::LimitExceeded,
         _ => RemoteErrorKind::Storage,
     };
     Some((kind, message.trim().to_string()))

@@ -22,7 +22,8 @@ local function refuse(kind, message)
 end
 "#;
 
-fn with_helpers(body: &str) -> Script {
+/// A script with the shared helpers before its body.
+pub(crate) fn with_helpers(body: &str) -> Script {
     Script::new(&format!("{HELPERS}{body}"))
 }
 
@@ -47,8 +48,9 @@ return redis.status_reply('OK')
     )
 });
 
-/// KEYS: meta, stream. ARGV: lease_ms, max_attempts, backoff_ms, max_backoff_ms. Creates the
-/// queue's settings and consumer group once; returns the settings in force.
+/// KEYS: meta, stream. ARGV: lease_ms, max_attempts, backoff_ms, max_backoff_ms,
+/// result_ttl_ms. Creates the queue's settings and consumer group once (the result
+/// time-to-live also on a queue made before it was kept); returns the settings in force.
 pub(crate) static TASKS_SETUP: LazyLock<Script> = LazyLock::new(|| {
     with_helpers(
         r#"
@@ -58,7 +60,8 @@ if redis.call('HEXISTS', KEYS[1], 'lease') == 0 then
     redis.call('XGROUP', 'CREATE', KEYS[2], 'monogusa', '0', 'MKSTREAM')
   end
 end
-return redis.call('HMGET', KEYS[1], 'lease', 'attempts', 'backoff', 'max_backoff')
+redis.call('HSETNX', KEYS[1], 'ttl', ARGV[5])
+return redis.call('HMGET', KEYS[1], 'lease', 'attempts', 'backoff', 'max_backoff', 'ttl')
 "#,
     )
 });
@@ -83,8 +86,10 @@ while i <= #ARGV do
     if dd ~= '' then redis.call('SET', ARGV[1] .. 'dd:' .. dd, id) end
     if delay > 0 then
       redis.call('ZADD', KEYS[3], now + delay, cmsgpack.pack({id, 0, now, p, dd, maxa}))
+      redis.call('HSET', ARGV[1] .. 'st', id, 'd')
     else
-      redis.call('XADD', KEYS[2], '*', 't', id, 'a', 0, 'e', now, 'p', p, 'd', dd, 'm', maxa)
+      local entry = redis.call('XADD', KEYS[2], '*', 't', id, 'a', 0, 'e', now, 'p', p, 'd', dd, 'm', maxa)
+      redis.call('HSET', ARGV[1] .. 'st', id, entry)
     end
   end
   table.insert(out, id)
@@ -100,7 +105,7 @@ return out
 /// dead letters if out of attempts), then reads new entries. Returns rows of
 /// (entry, id, attempt, enqueued, payload, lease_until).
 pub(crate) static TAKE: LazyLock<Script> = LazyLock::new(|| {
-    with_helpers(
+    with_flow(
         r#"
 local now = now_ms()
 local lease = tonumber(redis.call('HGET', KEYS[1], 'lease'))
@@ -108,7 +113,8 @@ local maxdef = tonumber(redis.call('HGET', KEYS[1], 'attempts'))
 local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)
 for _, m in ipairs(due) do
   local f = cmsgpack.unpack(m)
-  redis.call('XADD', KEYS[2], '*', 't', f[1], 'a', f[2], 'e', f[3], 'p', f[4], 'd', f[5], 'm', f[6])
+  local entry = redis.call('XADD', KEYS[2], '*', 't', f[1], 'a', f[2], 'e', f[3], 'p', f[4], 'd', f[5], 'm', f[6])
+  redis.call('HSET', ARGV[3] .. 'st', f[1], entry)
   redis.call('ZREM', KEYS[3], m)
 end
 local want = tonumber(ARGV[2])
@@ -126,6 +132,8 @@ for _, e in ipairs(claimed[2]) do
       redis.call('XACK', KEYS[2], 'monogusa', e[1])
       redis.call('XDEL', KEYS[2], e[1])
       redis.call('XADD', KEYS[4], '*', 't', f.t, 'a', attempt - 1, 'e', f.e, 'p', f.p, 'd', f.d)
+      redis.call('HSET', ARGV[3] .. 'st', f.t, 'x')
+      died(ARGV[3], KEYS[2], KEYS[4], f.t)
     else
       table.insert(out, {e[1], f.t, attempt, f.e, f.p, now + lease})
     end
@@ -158,10 +166,18 @@ local attempt = tonumber(f.a) + tonumber(p[1][4])
 "#;
 
 fn lease_script(expired: &str, body: &str) -> Script {
-    with_helpers(&format!("local EXPIRED = {expired}\n{}\n{body}", OWNED))
+    with_flow(&format!("local EXPIRED = {expired}\n{}\n{body}", OWNED))
 }
 
-/// KEYS: meta, stream. ARGV: consumer, key prefix, entry. Returns 0 (acked) or 1 (expired).
+/// A script with the shared helpers and the workflow helpers (`flow::FLOW`) before its body.
+fn with_flow(body: &str) -> Script {
+    with_helpers(&format!("{}\n{body}", super::flow::FLOW))
+}
+
+/// KEYS: meta, stream. ARGV: consumer, key prefix, entry, has a result (0/1), the result.
+/// Keeps the done task's record (and result) for the queue's result time-to-live, and fills
+/// the slots of the tasks waiting for it (releasing those with nothing left pending), in the
+/// same script. Returns 0 (acked) or 1 (expired).
 pub(crate) static ACK: LazyLock<Script> = LazyLock::new(|| {
     lease_script(
         "1",
@@ -171,6 +187,9 @@ redis.call('XDEL', KEYS[2], ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'done', 1)
 redis.call('DEL', ARGV[2] .. 'r:' .. f.t)
 if f.d ~= '' then redis.call('DEL', ARGV[2] .. 'dd:' .. f.d) end
+local result = false
+if ARGV[4] == '1' then result = ARGV[5] end
+finish(ARGV[2], KEYS[1], KEYS[2], f.t, result)
 return 0
 "#,
     )
@@ -191,6 +210,8 @@ local maxa = tonumber(f.m)
 if not maxa or maxa == 0 then maxa = tonumber(redis.call('HGET', KEYS[1], 'attempts')) end
 if attempt >= maxa or ARGV[6] == '0' then
   redis.call('XADD', KEYS[4], '*', 't', f.t, 'a', attempt, 'e', f.e, 'p', f.p, 'd', f.d)
+  redis.call('HSET', ARGV[2] .. 'st', f.t, 'x')
+  died(ARGV[2], KEYS[2], KEYS[4], f.t)
   return -1
 end
 local base = tonumber(redis.call('HGET', KEYS[1], 'backoff'))
@@ -198,6 +219,7 @@ local cap = tonumber(redis.call('HGET', KEYS[1], 'max_backoff'))
 local delay = math.min(base * math.pow(2, attempt - 1), cap)
 delay = math.floor(delay * tonumber(ARGV[5]))
 redis.call('ZADD', KEYS[3], now + delay, cmsgpack.pack({tonumber(f.t), attempt, tonumber(f.e), f.p, f.d, f.m}))
+redis.call('HSET', ARGV[2] .. 'st', f.t, 'd')
 return now + delay
 "#,
     )
@@ -211,7 +233,8 @@ pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
         r#"
 redis.call('XACK', KEYS[2], 'monogusa', ARGV[3])
 redis.call('XDEL', KEYS[2], ARGV[3])
-redis.call('XADD', KEYS[2], '*', 't', f.t, 'a', attempt, 'e', f.e, 'p', f.p, 'd', f.d, 'm', f.m)
+local entry = redis.call('XADD', KEYS[2], '*', 't', f.t, 'a', attempt, 'e', f.e, 'p', f.p, 'd', f.d, 'm', f.m)
+redis.call('HSET', ARGV[2] .. 'st', f.t, entry)
 return 0
 "#,
     )
@@ -279,7 +302,8 @@ for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do
   if ARGV[2] == '' or f.t == ARGV[2] then
     redis.call('XDEL', KEYS[2], e[1])
     redis.call('DEL', ARGV[1] .. 'r:' .. f.t)
-    redis.call('XADD', KEYS[1], '*', 't', f.t, 'a', 0, 'e', f.e, 'p', f.p, 'd', f.d, 'm', 0)
+    local entry = redis.call('XADD', KEYS[1], '*', 't', f.t, 'a', 0, 'e', f.e, 'p', f.p, 'd', f.d, 'm', 0)
+    redis.call('HSET', ARGV[1] .. 'st', f.t, entry)
     n = n + 1
   end
 end
@@ -295,7 +319,8 @@ pub(crate) static PURGE: LazyLock<Script> = LazyLock::new(|| {
 local n = 0
 for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
   local f = fields(e[2])
-  redis.call('DEL', ARGV[1] .. 'r:' .. f.t)
+  redis.call('DEL', ARGV[1] .. 'r:' .. f.t, ARGV[1] .. 'in:' .. f.t, ARGV[1] .. 'wt:' .. f.t)
+  redis.call('HDEL', ARGV[1] .. 'st', f.t)
   if f.d ~= '' then redis.call('DEL', ARGV[1] .. 'dd:' .. f.d) end
   n = n + 1
 end

@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::{RedisStore, prefix, scripts};
+use super::{RedisStore, flow, prefix, scripts};
 use crate::error::{Error, Result};
+use crate::kinds::tasks::{Outcome, TaskStatus};
 use crate::proxies::{LeaseOps, TaskBackend};
 use crate::store::Bytes;
 use crate::store::tasks::{
-    ACKED, Counts, DeadLetter, Delivery, EXPIRED, Failed, PushOptions, Settings,
+    ACKED, Counts, DeadLetter, Delivery, EXPIRED, Failed, Node, Parent, PushOptions, Settings,
 };
 
 /// The longest single block of a waiting take: between blocks it reruns the take script,
@@ -64,7 +65,7 @@ impl RedisTasks {
         let prefix = prefix(name);
         let meta = format!("{prefix}meta");
         let stream = format!("{prefix}s");
-        let kept: (u64, u32, u64, u64) = store.run(|c| {
+        let kept: (u64, u32, u64, u64, u64) = store.run(|c| {
             scripts::TASKS_SETUP
                 .key(&meta)
                 .key(&stream)
@@ -72,6 +73,11 @@ impl RedisTasks {
                 .arg(settings.max_attempts)
                 .arg(settings.backoff_base_ms)
                 .arg(settings.backoff_max_ms)
+                .arg(
+                    settings
+                        .result_ttl_ms
+                        .unwrap_or(flow::DEFAULT_RESULT_TTL_MS),
+                )
                 .invoke(c)
         })?;
         let mut random = [0u8; 8];
@@ -95,7 +101,7 @@ impl RedisTasks {
                 max_attempts: kept.1,
                 backoff_base_ms: kept.2,
                 backoff_max_ms: kept.3,
-                result_ttl_ms: None,
+                result_ttl_ms: Some(kept.4),
             },
             next_token: AtomicU64::new(1),
         }))
@@ -192,6 +198,98 @@ impl TaskBackend for RedisTasks {
 
     fn join(&self, timeout: Duration) -> Result<bool> {
         crate::proxies::join_by_polling(|| self.stats(), timeout)
+    }
+
+    fn push_graph(&self, nodes: Vec<Node>) -> Result<Vec<u64>> {
+        // One script, so one message: the graph is checked and pushed whole.
+        let pushed: Vec<(u64, u8)> = self.store.run(|c| {
+            let mut invocation = flow::PUSH_GRAPH.prepare_invoke();
+            invocation
+                .key(&self.meta)
+                .key(&self.stream)
+                .key(&self.delayed)
+                .key(&self.dead)
+                .arg(&self.prefix);
+            for node in &nodes {
+                invocation
+                    .arg(node.payload.0.as_slice())
+                    .arg(node.options.delay_ms)
+                    .arg(node.options.max_attempts.unwrap_or(0))
+                    .arg(node.options.dedup.as_deref().unwrap_or(""))
+                    .arg(u8::from(node.options.run_if_parents_die))
+                    .arg(node.after.len());
+                for parent in &node.after {
+                    match *parent {
+                        Parent::Task(id) => invocation.arg("t").arg(id),
+                        Parent::Node(at) => invocation.arg("n").arg(at),
+                    };
+                }
+            }
+            invocation.invoke(c)
+        })?;
+        Ok(pushed.into_iter().map(|(id, _)| id).collect())
+    }
+
+    fn inputs(&self, id: u64) -> Result<Vec<(u64, Outcome)>> {
+        let slots: Vec<(u64, u8, Vec<u8>)> = self
+            .store
+            .run(|c| flow::INPUTS.arg(&self.prefix).arg(id).invoke(c))?;
+        Ok(slots
+            .into_iter()
+            .map(|(parent, state, value)| (parent, slot_outcome(state, value)))
+            .collect())
+    }
+
+    fn status(&self, id: u64) -> Result<TaskStatus> {
+        let (code, attempt): (u8, u32) = self.store.run(|c| {
+            flow::STATUS
+                .key(&self.stream)
+                .arg(&self.prefix)
+                .arg(id)
+                .invoke(c)
+        })?;
+        Ok(match code {
+            0 => TaskStatus::Ready,
+            1 => TaskStatus::Delayed,
+            2 => TaskStatus::Leased { attempt },
+            3 => TaskStatus::Waiting,
+            4 => TaskStatus::Done,
+            5 => TaskStatus::Dead,
+            _ => TaskStatus::Unknown,
+        })
+    }
+
+    fn outcome(&self, id: u64, timeout: Duration) -> Result<Outcome> {
+        let found = self.outcomes(vec![id], timeout)?;
+        Ok(found
+            .into_iter()
+            .next()
+            .map_or(Outcome::Pending, |(_, o)| o))
+    }
+
+    fn outcomes(&self, ids: Vec<u64>, timeout: Duration) -> Result<Vec<(u64, Outcome)>> {
+        // Redis cannot wait on a change: it is asked every 50 ms.
+        let until = Instant::now() + timeout;
+        loop {
+            let rows: Vec<::redis::Value> = self.store.run(|c| {
+                let mut invocation = flow::OUTCOMES.prepare_invoke();
+                invocation.arg(&self.prefix);
+                for id in &ids {
+                    invocation.arg(*id);
+                }
+                invocation.invoke(c)
+            })?;
+            let found: Vec<(u64, Outcome)> = ids
+                .iter()
+                .zip(rows)
+                .filter_map(|(&id, row)| outcome_row(row).map(|o| (id, o)))
+                .collect();
+            let left = until.saturating_duration_since(Instant::now());
+            if !found.is_empty() || left.is_zero() {
+                return Ok(found);
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
     }
 
     fn stats(&self) -> Result<Counts> {
@@ -317,6 +415,48 @@ fn lease_over(id: u64) -> Error {
     ))
 }
 
+/// An input slot's outcome from its state and value (see `flow`).
+fn slot_outcome(state: u8, value: Vec<u8>) -> Outcome {
+    match state {
+        1 => Outcome::Done(None),
+        2 => Outcome::Done(Some(Bytes(value))),
+        3 => Outcome::Dead(reasons(&value)),
+        _ => Outcome::Pending,
+    }
+}
+
+/// A dead parent's reasons, as its slot keeps them.
+fn reasons(value: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(value)
+        .split(flow::REASONS_SEPARATOR)
+        .filter(|r| !r.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// One row of the outcomes script: `None` if the task has not finished.
+fn outcome_row(row: ::redis::Value) -> Option<Outcome> {
+    use ::redis::{FromRedisValue, Value};
+    let Value::Array(items) = row else {
+        return None;
+    };
+    let mut items = items.into_iter();
+    let code = items.next().and_then(|v| u8::from_redis_value(v).ok())?;
+    let rest = items.next();
+    match code {
+        1 => Some(Outcome::Done(
+            rest.and_then(|v| Vec::<u8>::from_redis_value(v).ok())
+                .map(Bytes),
+        )),
+        2 => Some(Outcome::Dead(
+            rest.and_then(|v| Vec::<String>::from_redis_value(v).ok())
+                .unwrap_or_default(),
+        )),
+        3 => Some(Outcome::Unknown),
+        _ => None,
+    }
+}
+
 /// Equal jitter: between half and all of the backoff.
 fn jitter() -> f64 {
     let mut byte = [0u8; 2];
@@ -333,9 +473,12 @@ impl LeaseOps for RedisLeases {
                 statuses.push(EXPIRED);
                 continue;
             };
-            let status: u8 = t
-                .store
-                .run(|c| t.lease_script(&scripts::ACK, false, &entry).invoke(c))?;
+            let status: u8 = t.store.run(|c| {
+                t.lease_script(&scripts::ACK, false, &entry)
+                    .arg(0)
+                    .arg("")
+                    .invoke(c)
+            })?;
             if status == 0 {
                 self.entries.lock().remove(&token);
                 statuses.push(ACKED);
@@ -344,6 +487,25 @@ impl LeaseOps for RedisLeases {
             }
         }
         Ok(statuses)
+    }
+
+    fn complete(&self, id: u64, token: u64, result: Bytes) -> Result<u8> {
+        let t = &self.tasks;
+        let Ok(entry) = self.entry(id, token) else {
+            return Ok(EXPIRED);
+        };
+        let status: u8 = t.store.run(|c| {
+            t.lease_script(&scripts::ACK, false, &entry)
+                .arg(u8::from(!result.0.is_empty()))
+                .arg(result.0.as_slice())
+                .invoke(c)
+        })?;
+        if status == 0 {
+            self.entries.lock().remove(&token);
+            Ok(ACKED)
+        } else {
+            Ok(EXPIRED)
+        }
     }
 
     fn fail(&self, id: u64, token: u64, reason: String, retry: bool) -> Result<Failed> {
