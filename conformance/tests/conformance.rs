@@ -644,6 +644,102 @@ fn workflows_behave_alike_and_are_refused_on_sqs() {
     }
 }
 
+/// `ack_with`: the ack and its writes (a counter's add, a dict's key, a value, a push, the
+/// result) all or none, alike on the manager and Redis: a late ack writes nothing, and an
+/// overflow undoes the writes before it. SQS refuses it, applying nothing.
+#[test]
+fn acks_with_writes_behave_alike_and_are_refused_on_sqs() {
+    use monogusa::{TaskResult, TaskStatus};
+    for (backend, fixture) in task_backends() {
+        let store = fixture.store();
+        let jobs = store
+            .tasks_with::<u32>("acks-with", quick(Duration::from_millis(400), 5))
+            .unwrap();
+        if fixture.is_sqs() {
+            jobs.push(&1).unwrap();
+            let task = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+            let refused = task
+                .ack_with(|tx| {
+                    tx.push(&2)?;
+                    Ok(())
+                })
+                .unwrap_err();
+            assert_eq!(kind(&refused), Some(RemoteErrorKind::Misuse), "{backend}");
+            eprintln!("ack_with refused on {backend}");
+            continue;
+        }
+        let counter = store.counter("tx-counter").unwrap();
+        let full = store.counter("tx-full").unwrap();
+        full.set(i64::MAX).unwrap();
+        let dict = store.dict::<String, u32>("tx-dict").unwrap();
+        let value = store.value::<String>("tx-value").unwrap();
+        let id = jobs.push(&1).unwrap();
+        let task = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+        task.ack_with(|tx| {
+            tx.add(&counter, 5)?
+                .insert(&dict, &"one".to_string(), &1)?
+                .set(&value, &"set".to_string())?
+                .push(&2)?
+                .result(&10u32)?;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(counter.get().unwrap(), 5, "{backend}");
+        assert_eq!(dict.get(&"one".to_string()).unwrap(), Some(1), "{backend}");
+        assert_eq!(value.get().unwrap(), Some("set".to_string()), "{backend}");
+        assert_eq!(
+            jobs.result::<u32>(id, Duration::ZERO).unwrap(),
+            TaskResult::Done(Some(10)),
+            "{backend}"
+        );
+        // An overflow undoes the writes before it; the task goes back.
+        let pushed = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+        assert_eq!(*pushed.payload(), 2, "{backend}: the pushed task");
+        let pushed_id = pushed.id();
+        let refused = pushed
+            .ack_with(|tx| {
+                tx.add(&counter, 1)?
+                    .insert(&dict, &"two".to_string(), &2)?
+                    .push(&3)?
+                    .add(&full, 1)?;
+                Ok(())
+            })
+            .unwrap_err();
+        assert_eq!(
+            kind(&refused),
+            Some(RemoteErrorKind::Misuse),
+            "{backend}: {refused}"
+        );
+        assert_eq!(counter.get().unwrap(), 5, "{backend}");
+        assert_eq!(full.get().unwrap(), i64::MAX, "{backend}");
+        assert_eq!(dict.get(&"two".to_string()).unwrap(), None, "{backend}");
+        assert_eq!(
+            jobs.status(pushed_id).unwrap(),
+            TaskStatus::Ready,
+            "{backend}"
+        );
+        assert_eq!(jobs.stats().unwrap().ready, 1, "{backend}: nothing pushed");
+        // A late ack (its lease ran out) writes nothing.
+        let stale = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+        std::thread::sleep(Duration::from_millis(600));
+        let late = stale
+            .ack_with(|tx| {
+                tx.add(&counter, 100)?.push(&4)?;
+                Ok(())
+            })
+            .unwrap_err();
+        assert_eq!(
+            kind(&late),
+            Some(RemoteErrorKind::LeaseExpired),
+            "{backend}"
+        );
+        assert_eq!(counter.get().unwrap(), 5, "{backend}");
+        let stats = jobs.stats().unwrap();
+        assert_eq!(stats.ready + stats.leased, 1, "{backend}: nothing pushed");
+        eprintln!("ack_with conforms on {backend}");
+    }
+}
+
 #[test]
 fn delays_dedup_keys_and_batches() {
     for (backend, fixture) in task_backends() {
@@ -1017,6 +1113,103 @@ fn nothing_acked_or_pushed_is_lost_when_redis_restarts_with_appendfsync_always()
     assert!(seen.is_disjoint(&acked), "an acked task came back");
     let stats = jobs.stats().unwrap();
     assert_eq!((stats.ready, stats.leased, stats.done), (0, 0, 200));
+}
+
+/// A chord on Redis across crashes: redis-server (appendfsync always) is SIGKILLed and
+/// restarted at random points while workers run a 2,000-task chord; the callback is never
+/// delivered before every result is in, gets them all in order, and is done once.
+#[test]
+fn a_redis_chord_survives_sigkills_and_calls_back_exactly_once() {
+    use monogusa::{TaskResult, TaskStatus};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const MEMBERS: u64 = 2_000;
+    const CALLBACK: u64 = u64::MAX;
+    let Some(mut redis) = RedisServer::start(&["--appendonly", "yes", "--appendfsync", "always"])
+    else {
+        return;
+    };
+    let url = redis.url();
+    let open = |url: &str| -> monogusa::Result<monogusa::TaskQueue<u64>> {
+        monogusa::connect(url)?.tasks_with::<u64>("chord", quick(Duration::from_millis(300), 1000))
+    };
+    let jobs = open(&url).unwrap();
+    let members: Vec<u64> = (0..MEMBERS).collect();
+    let group = jobs.push_group(&members, &CALLBACK).unwrap();
+    let acks = Arc::new(AtomicU64::new(0));
+    let mut kills = 0;
+    let expected: u64 = (0..MEMBERS).map(|i| 2 * i).sum();
+    loop {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let jobs = open(&url).unwrap();
+                let acks = Arc::clone(&acks);
+                std::thread::spawn(move || -> monogusa::Result<()> {
+                    loop {
+                        for task in jobs.take_many(10, Duration::from_millis(100))? {
+                            if *task.payload() != CALLBACK {
+                                let result = task.payload() * 2;
+                                task.ack_with_result(&result)?;
+                                acks.fetch_add(1, Ordering::Relaxed);
+                                continue;
+                            }
+                            let inputs = task.inputs::<u64>()?;
+                            assert_eq!(inputs.len() as u64, MEMBERS, "never early");
+                            for (i, input) in inputs.iter().enumerate() {
+                                assert_eq!(*input, TaskResult::Done(Some(2 * i as u64)));
+                            }
+                            task.ack_with_result(&expected)?;
+                        }
+                    }
+                })
+            })
+            .collect();
+        let from = acks.load(Ordering::Relaxed);
+        let watcher = open(&url).unwrap();
+        let status = || watcher.status(group.id).ok();
+        wait_until(Duration::from_secs(120), "progress or the callback", || {
+            acks.load(Ordering::Relaxed) >= from + 250 || status() != Some(TaskStatus::Waiting)
+        });
+        if status() != Some(TaskStatus::Waiting) {
+            if kills >= 10 {
+                // Enough kills: the callback is left to finish.
+                wait_until(Duration::from_secs(60), "the callback is done", || {
+                    status() == Some(TaskStatus::Done)
+                });
+                drop(workers); // left blocked in their takes; they end with the test
+                break;
+            }
+            // The callback's turn: a kill lands while it is ready or leased, or after.
+            std::thread::sleep(Duration::from_millis(kills as u64 * 20));
+        }
+        redis.restart(); // SIGKILL, then start on the same directory
+        kills += 1;
+        for worker in workers {
+            assert!(
+                worker.join().unwrap().is_err(),
+                "a worker stops at the kill"
+            );
+        }
+        wait_until(Duration::from_secs(60), "redis has loaded its file", || {
+            open(&url).and_then(|jobs| jobs.stats()).is_ok()
+        });
+    }
+    let jobs = open(&url).unwrap(); // the first one's connection died with the first kill
+    assert_eq!(
+        jobs.result::<u64>(group.id, Duration::ZERO).unwrap(),
+        TaskResult::Done(Some(expected))
+    );
+    let stats = jobs.stats().unwrap();
+    assert_eq!(
+        stats.done,
+        MEMBERS + 1,
+        "every member and the callback done once"
+    );
+    assert_eq!(stats.ready + stats.delayed + stats.dead, 0);
+    eprintln!(
+        "{kills} kills of redis-server; {} member acks seen",
+        acks.load(Ordering::Relaxed)
+    );
 }
 
 // ---- SQS only: its limits ---------------------------------------------------------------------

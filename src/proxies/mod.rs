@@ -29,7 +29,7 @@ pub use tasks::{
     TaskQueue, TaskQueueSettings, TaskResult, TaskStats, TaskStatus, Transaction,
 };
 #[cfg(any(feature = "redis", feature = "sqs"))]
-pub(crate) use tasks::{LeaseOps, TaskBackend};
+pub(crate) use tasks::{LeaseOps, TaskBackend, Write};
 pub use value::Value;
 
 use serde::Serialize;

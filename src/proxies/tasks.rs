@@ -380,8 +380,8 @@ pub(crate) trait LeaseOps: Send + Sync {
         }
     }
     /// Acks a lease with its result and writes, in one commit (the manager only).
-    fn ack_with(&self, id: u64, token: u64, result: Bytes, effects: Vec<Effect>) -> Result<u8> {
-        let _ = (id, token, result, effects);
+    fn ack_with(&self, id: u64, token: u64, result: Bytes, writes: Vec<Write>) -> Result<u8> {
+        let _ = (id, token, result, writes);
         Err(Error::Remote(RemoteError::new(
             RemoteErrorKind::Misuse,
             "an ack with writes (ack_with) needs a manager: this backend cannot commit them \
@@ -547,7 +547,11 @@ impl LeaseOps for LeaseLink {
         self.call("ack", &(leases,))
     }
 
-    fn ack_with(&self, id: u64, token: u64, result: Bytes, effects: Vec<Effect>) -> Result<u8> {
+    fn ack_with(&self, id: u64, token: u64, result: Bytes, writes: Vec<Write>) -> Result<u8> {
+        let effects = writes
+            .into_iter()
+            .map(Write::effect)
+            .collect::<Result<Vec<Effect>>>()?;
         TaskKindClient::from_handle(self).ack_with(id, token, result, effects)
     }
 
@@ -732,7 +736,7 @@ impl<T> Task<T> {
     /// ```
     pub fn ack_with(mut self, build: impl FnOnce(&mut Transaction<T>) -> Result<()>) -> Result<()> {
         let mut tx = Transaction {
-            effects: Vec::new(),
+            writes: Vec::new(),
             result: Bytes(Vec::new()),
             _task: PhantomData,
         };
@@ -740,7 +744,7 @@ impl<T> Task<T> {
         self.finished = true;
         match self
             .link
-            .ack_with(self.id, self.token, tx.result, tx.effects)
+            .ack_with(self.id, self.token, tx.result, tx.writes)
         {
             Ok(ACKED) => Ok(()),
             Ok(_) => Err(lease_over(self.id)),
@@ -813,35 +817,71 @@ impl<T> Drop for Task<T> {
 
 /// The writes of an ack, made in its commit ([`Task::ack_with`]).
 pub struct Transaction<T> {
-    effects: Vec<Effect>,
+    writes: Vec<Write>,
     result: Bytes,
     _task: PhantomData<fn(T)>,
+}
+
+/// One write of a [`Transaction`], on the object it names (each backend maps it to its own
+/// objects: ids on the manager, keys on Redis).
+pub(crate) enum Write {
+    Add(super::Target, i64),
+    Insert(super::Target, Bytes, Bytes),
+    Remove(super::Target, Bytes),
+    Set(super::Target, Bytes),
+    Push(Bytes, WirePush),
+}
+
+impl Write {
+    /// The manager's form: objects by their ids there.
+    fn effect(self) -> Result<Effect> {
+        Ok(match self {
+            Write::Add(t, delta) => Effect::Add {
+                counter: object_id(&t)?,
+                delta,
+            },
+            Write::Insert(t, key, value) => Effect::Insert {
+                dict: object_id(&t)?,
+                key,
+                value,
+            },
+            Write::Remove(t, key) => Effect::Remove {
+                dict: object_id(&t)?,
+                key,
+            },
+            Write::Set(t, new) => Effect::Set {
+                value: object_id(&t)?,
+                new,
+            },
+            Write::Push(payload, options) => Effect::Push { payload, options },
+        })
+    }
 }
 
 impl<T> fmt::Debug for Transaction<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Transaction")
-            .field("writes", &self.effects.len())
+            .field("writes", &self.writes.len())
             .finish_non_exhaustive()
     }
 }
 
-/// The manager's id of a proxy's object, or why a transaction cannot write it.
+/// The manager's id of a proxy's object, or why an ack on the manager cannot write it.
 fn object_id(target: &super::Target) -> Result<u64> {
     match target {
         super::Target::Manager(handle) => Ok(handle.id()),
         #[cfg(feature = "redis")]
-        super::Target::Redis(_) => Err(Error::Config(
-            "an ack writes only the manager's objects, not Redis's".into(),
-        )),
+        super::Target::Redis(_) => Err(Error::Remote(RemoteError::new(
+            RemoteErrorKind::BadArguments,
+            "an ack on the manager writes the manager's objects, not Redis's: nothing was applied",
+        ))),
     }
 }
 
 impl<T: Serialize> Transaction<T> {
     /// Adds `delta` to `counter` (an error at the ack if it overflows).
     pub fn add(&mut self, counter: &super::Counter, delta: i64) -> Result<&mut Self> {
-        let counter = object_id(&counter.handle)?;
-        self.effects.push(Effect::Add { counter, delta });
+        self.writes.push(Write::Add(counter.handle.clone(), delta));
         Ok(self)
     }
 
@@ -852,11 +892,11 @@ impl<T: Serialize> Transaction<T> {
         key: &K,
         value: &V,
     ) -> Result<&mut Self> {
-        self.effects.push(Effect::Insert {
-            dict: object_id(&dict.handle)?,
-            key: Bytes::encode(key)?,
-            value: Bytes::encode(value)?,
-        });
+        self.writes.push(Write::Insert(
+            dict.handle.clone(),
+            Bytes::encode(key)?,
+            Bytes::encode(value)?,
+        ));
         Ok(self)
     }
 
@@ -866,19 +906,15 @@ impl<T: Serialize> Transaction<T> {
         dict: &super::Dict<K, V>,
         key: &K,
     ) -> Result<&mut Self> {
-        self.effects.push(Effect::Remove {
-            dict: object_id(&dict.handle)?,
-            key: Bytes::encode(key)?,
-        });
+        self.writes
+            .push(Write::Remove(dict.handle.clone(), Bytes::encode(key)?));
         Ok(self)
     }
 
     /// Sets `value` to `new`.
     pub fn set<V: Serialize>(&mut self, value: &super::Value<V>, new: &V) -> Result<&mut Self> {
-        self.effects.push(Effect::Set {
-            value: object_id(&value.handle)?,
-            new: Bytes::encode(new)?,
-        });
+        self.writes
+            .push(Write::Set(value.handle.clone(), Bytes::encode(new)?));
         Ok(self)
     }
 
@@ -889,10 +925,8 @@ impl<T: Serialize> Transaction<T> {
 
     /// Pushes a new task to the acked task's queue, with options.
     pub fn push_with(&mut self, task: &T, options: &PushOptions) -> Result<&mut Self> {
-        self.effects.push(Effect::Push {
-            payload: Bytes::encode(task)?,
-            options: options.wire(),
-        });
+        self.writes
+            .push(Write::Push(Bytes::encode(task)?, options.wire()));
         Ok(self)
     }
 

@@ -43,6 +43,9 @@ impl Kind {
 /// One object on Redis: its kind's generated server over the Redis implementation.
 pub(crate) struct RedisObject {
     service: Box<dyn Service>,
+    /// Its kind and the key that holds its state (for a task's ack with writes).
+    pub(crate) kind: Kind,
+    pub(crate) key: String,
 }
 
 impl std::fmt::Debug for RedisObject {
@@ -103,16 +106,17 @@ impl RedisObject {
         tag: &str,
     ) -> Result<Arc<RedisObject>> {
         open_object(store, name, kind.service(), tag)?;
+        let key = format!("{}v", prefix(name));
         let home = Home {
             store: Arc::clone(store),
-            key: format!("{}v", prefix(name)),
+            key: key.clone(),
         };
         let service: Box<dyn Service> = match kind {
             Kind::Counter => Box::new(CounterKindServer::new(RedisCounter(home))),
             Kind::Value => Box::new(ValueKindServer::new(RedisValue(home))),
             Kind::Dict => Box::new(DictKindServer::new(RedisDict(home))),
         };
-        Ok(Arc::new(RedisObject { service }))
+        Ok(Arc::new(RedisObject { service, kind, key }))
     }
 
     /// Calls `method` with `args`, through the kind's generated dispatch.

@@ -195,6 +195,89 @@ return 0
     )
 });
 
+/// KEYS: meta, stream. ARGV: consumer, key prefix, entry, has a result (0/1), the result,
+/// then the writes: `a` counter-key delta, `i` dict-key field value, `r` dict-key field,
+/// `s` value-key value, `p` payload delay_ms max_attempts dedup (a push to this queue). The
+/// ack and its writes, all or none: each key's type is checked first, the counters' adds are
+/// undone if one overflows, the rest cannot fail. Returns 0 (acked) or 1 (expired).
+pub(crate) static ACK_WITH: LazyLock<Script> = LazyLock::new(|| {
+    lease_script(
+        "1",
+        r#"
+local P = ARGV[2]
+local ops = {}
+local i = 6
+while i <= #ARGV do
+  local op = ARGV[i]
+  if op == 'a' or op == 'r' or op == 's' then
+    table.insert(ops, {op, ARGV[i + 1], ARGV[i + 2]}); i = i + 3
+  elseif op == 'i' then
+    table.insert(ops, {op, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]}); i = i + 4
+  else
+    table.insert(ops, {op, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]}); i = i + 5
+  end
+end
+for _, o in ipairs(ops) do
+  if o[1] ~= 'p' then
+    local t = redis.call('TYPE', o[2]).ok
+    local want = 'string'
+    if o[1] == 'i' or o[1] == 'r' then want = 'hash' end
+    if t ~= 'none' and t ~= want then
+      return refuse('BAD', o[2] .. ' holds a ' .. t .. ', not a ' .. want .. ': nothing was applied')
+    end
+  end
+end
+local before = {}
+for _, o in ipairs(ops) do
+  if o[1] == 'a' then
+    if before[o[2]] == nil then before[o[2]] = redis.call('GET', o[2]) end
+    local r = redis.pcall('INCRBY', o[2], o[3])
+    if type(r) == 'table' and r.err then
+      for key, value in pairs(before) do
+        if value then redis.call('SET', key, value) else redis.call('DEL', key) end
+      end
+      return refuse('MISUSE', 'adding ' .. o[3] .. ' to ' .. o[2] .. ' overflows i64: nothing was applied')
+    end
+  end
+end
+local now = now_ms()
+for _, o in ipairs(ops) do
+  if o[1] == 'i' then
+    redis.call('HSET', o[2], o[3], o[4])
+  elseif o[1] == 'r' then
+    redis.call('HDEL', o[2], o[3])
+  elseif o[1] == 's' then
+    redis.call('SET', o[2], o[3])
+  elseif o[1] == 'p' then
+    local p, delay, maxa, dd = o[2], tonumber(o[3]), o[4], o[5]
+    local known = false
+    if dd ~= '' then known = redis.call('GET', P .. 'dd:' .. dd) end
+    if not known then
+      local id = redis.call('HINCRBY', KEYS[1], 'ids', 1)
+      if dd ~= '' then redis.call('SET', P .. 'dd:' .. dd, id) end
+      if delay > 0 then
+        redis.call('ZADD', P .. 'z', now + delay, cmsgpack.pack({id, 0, now, p, dd, maxa}))
+        redis.call('HSET', P .. 'st', id, 'd')
+      else
+        local entry = redis.call('XADD', KEYS[2], '*', 't', id, 'a', 0, 'e', now, 'p', p, 'd', dd, 'm', maxa)
+        redis.call('HSET', P .. 'st', id, entry)
+      end
+    end
+  end
+end
+redis.call('XACK', KEYS[2], 'monogusa', ARGV[3])
+redis.call('XDEL', KEYS[2], ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'done', 1)
+redis.call('DEL', P .. 'r:' .. f.t)
+if f.d ~= '' then redis.call('DEL', P .. 'dd:' .. f.d) end
+local result = false
+if ARGV[4] == '1' then result = ARGV[5] end
+finish(P, KEYS[1], KEYS[2], f.t, result)
+return 0
+"#,
+    )
+});
+
 /// KEYS: meta, stream, delayed, dead. ARGV: consumer, key prefix, entry, reason, jitter
 /// (0.5 to 1), retry (1, or 0: dead at once). Returns -1 (dead), the retry time, or -2
 /// (expired).

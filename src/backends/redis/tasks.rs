@@ -14,10 +14,12 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::objects::Kind;
 use super::{RedisStore, flow, prefix, scripts};
 use crate::error::{Error, Result};
+use crate::error::{RemoteError, RemoteErrorKind};
 use crate::kinds::tasks::{Outcome, TaskStatus};
-use crate::proxies::{LeaseOps, TaskBackend};
+use crate::proxies::{LeaseOps, Target, TaskBackend, Write};
 use crate::store::Bytes;
 use crate::store::tasks::{
     ACKED, Counts, DeadLetter, Delivery, EXPIRED, Failed, Node, Parent, PushOptions, Settings,
@@ -487,6 +489,73 @@ impl LeaseOps for RedisLeases {
             }
         }
         Ok(statuses)
+    }
+
+    fn ack_with(&self, id: u64, token: u64, result: Bytes, writes: Vec<Write>) -> Result<u8> {
+        let t = &self.tasks;
+        // Each write's key, checked to be Redis's object of the right kind before anything.
+        let key = |target: &Target, kind: Kind| -> Result<String> {
+            match target {
+                Target::Redis(object) if object.kind == kind => Ok(object.key.clone()),
+                _ => Err(Error::Remote(RemoteError::new(
+                    RemoteErrorKind::BadArguments,
+                    "an ack on Redis writes Redis's counters, dicts and values of this store: \
+                     nothing was applied",
+                ))),
+            }
+        };
+        let mut args: Vec<Vec<u8>> = Vec::new();
+        for write in &writes {
+            match write {
+                Write::Add(target, delta) => args.extend([
+                    b"a".to_vec(),
+                    key(target, Kind::Counter)?.into_bytes(),
+                    delta.to_string().into_bytes(),
+                ]),
+                Write::Insert(target, field, value) => args.extend([
+                    b"i".to_vec(),
+                    key(target, Kind::Dict)?.into_bytes(),
+                    field.0.clone(),
+                    value.0.clone(),
+                ]),
+                Write::Remove(target, field) => args.extend([
+                    b"r".to_vec(),
+                    key(target, Kind::Dict)?.into_bytes(),
+                    field.0.clone(),
+                ]),
+                Write::Set(target, value) => args.extend([
+                    b"s".to_vec(),
+                    key(target, Kind::Value)?.into_bytes(),
+                    value.0.clone(),
+                ]),
+                Write::Push(payload, options) => args.extend([
+                    b"p".to_vec(),
+                    payload.0.clone(),
+                    options.delay_ms.to_string().into_bytes(),
+                    options.max_attempts.unwrap_or(0).to_string().into_bytes(),
+                    options.dedup.clone().unwrap_or_default().into_bytes(),
+                ]),
+            }
+        }
+        let Ok(entry) = self.entry(id, token) else {
+            return Ok(EXPIRED);
+        };
+        let status: u8 = t.store.run(|c| {
+            let mut invocation = t.lease_script(&scripts::ACK_WITH, false, &entry);
+            invocation
+                .arg(u8::from(!result.0.is_empty()))
+                .arg(result.0.as_slice());
+            for arg in &args {
+                invocation.arg(arg.as_slice());
+            }
+            invocation.invoke(c)
+        })?;
+        if status == 0 {
+            self.entries.lock().remove(&token);
+            Ok(ACKED)
+        } else {
+            Ok(EXPIRED)
+        }
     }
 
     fn complete(&self, id: u64, token: u64, result: Bytes) -> Result<u8> {
