@@ -510,36 +510,25 @@ fn workflows_behave_alike_and_are_refused_on_sqs() {
             eprintln!("workflows refused on {backend}");
             continue;
         }
-        // Members give their payload times ten; a negative one fails for good; 0 sums.
+        // A task gives its inputs' sum plus its payload times ten; a negative one fails for
+        // good.
         let run = |jobs: &monogusa::TaskQueue<i64>| {
             let task = jobs.take(Duration::from_secs(5)).unwrap().expect("a task");
-            let n = *task.payload();
-            let id = task.id();
+            let (n, id) = (*task.payload(), task.id());
             if n < 0 {
                 task.fail_permanently("negative").unwrap();
-            } else if n == 0 {
-                let sum: i64 = task
-                    .inputs::<i64>()
-                    .unwrap()
-                    .iter()
-                    .map(|r| match r {
-                        TaskResult::Done(Some(v)) => *v,
-                        _ => 0,
-                    })
-                    .sum();
-                task.ack_with_result(&sum).unwrap();
-            } else {
-                let before: i64 = task
-                    .inputs::<i64>()
-                    .unwrap()
-                    .iter()
-                    .map(|r| match r {
-                        TaskResult::Done(Some(v)) => *v,
-                        _ => 0,
-                    })
-                    .sum();
-                task.ack_with_result(&(before + n * 10)).unwrap();
+                return id;
             }
+            let before: i64 = task
+                .inputs::<i64>()
+                .unwrap()
+                .iter()
+                .map(|r| match r {
+                    TaskResult::Done(Some(v)) => *v,
+                    _ => 0,
+                })
+                .sum();
+            task.ack_with_result(&(before + n * 10)).unwrap();
             id
         };
         let group = jobs.push_group(&[1, 2, 3], &0).unwrap();

@@ -13,7 +13,7 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-use super::scripts::with_helpers;
+use super::lua::with_flow;
 
 /// The unit separator that joins a dead parent's reasons in its slot.
 pub(crate) const REASONS_SEPARATOR: char = '\u{1f}';
@@ -22,110 +22,13 @@ pub(crate) const REASONS_SEPARATOR: char = '\u{1f}';
 /// manager).
 pub(crate) const DEFAULT_RESULT_TTL_MS: u64 = 24 * 3600 * 1000;
 
-/// The helpers the task scripts call (`P` is the queue's key prefix).
-pub(crate) const FLOW: &str = r#"
-local function result_ttl(meta)
-  return tonumber(redis.call('HGET', meta, 'ttl') or '86400000')
-end
--- A waiting task's parents are all in: it goes to the stream.
-local function wake(P, stream, child)
-  local w = fields(redis.call('HGETALL', P .. 'wt:' .. child))
-  local entry = redis.call('XADD', stream, '*', 't', child, 'a', 0, 'e', w.e, 'p', w.p, 'd', w.d, 'm', w.m)
-  redis.call('HSET', P .. 'st', child, entry)
-end
--- A waiting task dies with its parent, saying why.
-local function bury(P, dead, child, reason)
-  local w = fields(redis.call('HGETALL', P .. 'wt:' .. child))
-  redis.call('RPUSH', P .. 'r:' .. child, reason)
-  redis.call('XADD', dead, '*', 't', child, 'a', 0, 'e', w.e, 'p', w.p, 'd', w.d)
-  redis.call('HSET', P .. 'st', child, 'x')
-end
--- Fills a pending slot; how many are still pending (-1: the slot was not pending).
-local function fill(P, child, slot, state, value)
-  local key = P .. 'in:' .. child
-  if redis.call('HGET', key, slot .. 's') ~= '0' then return -1 end
-  redis.call('HSET', key, slot .. 's', state, slot .. 'v', value)
-  return redis.call('HINCRBY', P .. 'wt:' .. child, 'left', -1)
-end
--- Task `id` is done (`result` false for none): the slots waiting for it are filled, and the
--- tasks with nothing pending left go to the stream.
-local function released_by(P, stream, id, result)
-  local key = P .. 'dep:' .. id
-  local deps = redis.call('LRANGE', key, 0, -1)
-  if #deps == 0 then return end
-  redis.call('DEL', key)
-  local state, value = '1', ''
-  if result then state, value = '2', result end
-  for _, d in ipairs(deps) do
-    local child, slot = string.match(d, '(%d+):(%d+)')
-    if fill(P, child, slot, state, value) == 0 and redis.call('HGET', P .. 'st', child) == 'w' then
-      wake(P, stream, child)
-    end
-  end
-end
--- Task `id` died: each task waiting for it that runs anyway gets its reasons; every other
--- one dies too, and so on down.
-local function died(P, stream, dead, id)
-  local work = {id}
-  while #work > 0 do
-    local parent = table.remove(work)
-    local key = P .. 'dep:' .. parent
-    local deps = redis.call('LRANGE', key, 0, -1)
-    if #deps > 0 then
-      redis.call('DEL', key)
-      local reasons = table.concat(redis.call('LRANGE', P .. 'r:' .. parent, 0, -1), '\31')
-      for _, d in ipairs(deps) do
-        local child, slot = string.match(d, '(%d+):(%d+)')
-        local waiting = redis.call('HGET', P .. 'st', child) == 'w'
-        local left = fill(P, child, slot, '3', reasons)
-        if redis.call('HGET', P .. 'wt:' .. child, 'any') == '1' then
-          if left == 0 and waiting then wake(P, stream, child) end
-        elseif waiting then
-          bury(P, dead, child, 'task ' .. parent .. ', which it runs after, died')
-          table.insert(work, child)
-        end
-      end
-    end
-  end
-end
--- Task `id` is done: its record (and result) for the time-to-live, nothing of its waiting.
-local function finish(P, meta, stream, id, result)
-  redis.call('HDEL', P .. 'st', id)
-  redis.call('DEL', P .. 'in:' .. id, P .. 'wt:' .. id)
-  local ttl = result_ttl(meta)
-  if ttl > 0 then
-    local fin = P .. 'fin:' .. id
-    redis.call('DEL', fin)
-    if result then
-      redis.call('HSET', fin, 'at', now_ms(), 'r', result)
-    else
-      redis.call('HSET', fin, 'at', now_ms())
-    end
-    redis.call('PEXPIRE', fin, ttl)
-  end
-  released_by(P, stream, id, result)
-end
--- Where task `id` is: 'done', 'dead', 'pending' or 'unknown'.
-local function where(P, id)
-  local st = redis.call('HGET', P .. 'st', id)
-  if st == 'x' then return 'dead' end
-  if st then return 'pending' end
-  if redis.call('EXISTS', P .. 'fin:' .. id) == 1 then return 'done' end
-  return 'unknown'
-end
-"#;
-
-fn flow_script(body: &str) -> Script {
-    with_helpers(&format!("{FLOW}\n{body}"))
-}
-
 /// KEYS: meta, stream, delayed, dead. ARGV: key prefix, then per node: payload, delay_ms,
 /// max_attempts or 0, dedup key or '', runs anyway (0/1), parent count, then per parent
 /// `t` or `n` and a task id or an earlier node's index (0-based). Checks every parent first
 /// (an unknown one, or a node not before, is an error and nothing is pushed); returns per
 /// node its id and whether it is new (1/0).
 pub(crate) static PUSH_GRAPH: LazyLock<Script> = LazyLock::new(|| {
-    flow_script(
+    with_flow(
         r#"
 local P = ARGV[1]
 local nodes = {}
@@ -227,7 +130,7 @@ return out
 /// KEYS: stream. ARGV: key prefix, task id. Returns a status code (0 ready, 1 delayed,
 /// 2 leased, 3 waiting, 4 done, 5 dead, 6 unknown) and the attempt of a leased task.
 pub(crate) static STATUS: LazyLock<Script> = LazyLock::new(|| {
-    flow_script(
+    with_flow(
         r#"
 local P, id = ARGV[1], ARGV[2]
 local st = redis.call('HGET', P .. 'st', id)
@@ -250,7 +153,7 @@ return {2, tonumber(fields(e[1][2]).a) + tonumber(p[1][4])}
 /// ARGV: key prefix, task ids. For each: 0 (not finished), 1 (done; then its result, or
 /// nothing), 2 (dead; then its reasons) or 3 (unknown).
 pub(crate) static OUTCOMES: LazyLock<Script> = LazyLock::new(|| {
-    flow_script(
+    with_flow(
         r#"
 local P = ARGV[1]
 local out = {}
@@ -276,7 +179,7 @@ return out
 /// ARGV: key prefix, task id. Its input slots in order as (parent, state, value), empty for a
 /// task pushed without parents, or an error if the task is not in the queue.
 pub(crate) static INPUTS: LazyLock<Script> = LazyLock::new(|| {
-    flow_script(
+    with_flow(
         r#"
 local P, id = ARGV[1], ARGV[2]
 if not redis.call('HGET', P .. 'st', id) then

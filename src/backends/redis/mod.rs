@@ -14,6 +14,7 @@
 
 mod flow;
 mod lock;
+mod lua;
 mod objects;
 mod scripts;
 mod tasks;

@@ -6,26 +6,7 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// Shared helpers, prepended to the scripts that need them.
-const HELPERS: &str = r#"
-local function fields(flat)
-  local r = {}
-  for j = 1, #flat, 2 do r[flat[j]] = flat[j + 1] end
-  return r
-end
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local function refuse(kind, message)
-  return redis.error_reply('MONOGUSA ' .. kind .. ' ' .. message)
-end
-"#;
-
-/// A script with the shared helpers before its body.
-pub(crate) fn with_helpers(body: &str) -> Script {
-    Script::new(&format!("{HELPERS}{body}"))
-}
+use super::lua::{with_flow, with_helpers};
 
 /// KEYS: meta. ARGV: kind, tag, name. Records kind and tag, or checks them.
 pub(crate) static OPEN: LazyLock<Script> = LazyLock::new(|| {
@@ -167,11 +148,6 @@ local attempt = tonumber(f.a) + tonumber(p[1][4])
 
 fn lease_script(expired: &str, body: &str) -> Script {
     with_flow(&format!("local EXPIRED = {expired}\n{}\n{body}", OWNED))
-}
-
-/// A script with the shared helpers and the workflow helpers (`flow::FLOW`) before its body.
-fn with_flow(body: &str) -> Script {
-    with_helpers(&format!("{}\n{body}", super::flow::FLOW))
 }
 
 /// KEYS: meta, stream. ARGV: consumer, key prefix, entry, has a result (0/1), the result.

@@ -399,6 +399,16 @@ struct RedisLeases {
 }
 
 impl RedisLeases {
+    /// An ack script's answer (0: acked, the lease is gone) as an ack status.
+    fn settled(&self, token: u64, status: u8) -> u8 {
+        if status == 0 {
+            self.entries.lock().remove(&token);
+            ACKED
+        } else {
+            EXPIRED
+        }
+    }
+
     fn entry(&self, id: u64, token: u64) -> Result<String> {
         self.entries
             .lock()
@@ -550,12 +560,7 @@ impl LeaseOps for RedisLeases {
             }
             invocation.invoke(c)
         })?;
-        if status == 0 {
-            self.entries.lock().remove(&token);
-            Ok(ACKED)
-        } else {
-            Ok(EXPIRED)
-        }
+        Ok(self.settled(token, status))
     }
 
     fn complete(&self, id: u64, token: u64, result: Bytes) -> Result<u8> {
@@ -569,12 +574,7 @@ impl LeaseOps for RedisLeases {
                 .arg(result.0.as_slice())
                 .invoke(c)
         })?;
-        if status == 0 {
-            self.entries.lock().remove(&token);
-            Ok(ACKED)
-        } else {
-            Ok(EXPIRED)
-        }
+        Ok(self.settled(token, status))
     }
 
     fn fail(&self, id: u64, token: u64, reason: String, retry: bool) -> Result<Failed> {
