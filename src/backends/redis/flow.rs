@@ -1,5 +1,5 @@
 //! Workflows on Redis, in Lua: where each task is (`st`, a hash by task id: its stream entry,
-//! `d` delayed, `w` waiting for its parents, `x` dead), what a done task left (`fin:ID`, kept
+//! `d` delayed, `w` waiting for its parents, `x` dead), what a done task left (`fin:ID`: `-`, or `+` and its result, kept
 //! for the result time-to-live), and what a task pushed after others waits for (`wt:ID`, its
 //! own fields and how many parents are pending; `in:ID`, a slot per parent; `dep:ID`, the
 //! `child:slot` pairs a task's end fills). The helpers run inside the task scripts, so a
@@ -87,7 +87,7 @@ for at, node in ipairs(nodes) do
         local slot = k - 1
         local state = where(P, pid)
         if state == 'done' then
-          local r = redis.call('HGET', P .. 'fin:' .. pid, 'r')
+          local r = kept_result(P, pid)
           if r then
             redis.call('HSET', slots, slot .. 'p', pid, slot .. 's', '2', slot .. 'v', r)
           else
@@ -161,7 +161,7 @@ for i = 2, #ARGV do
   local id = ARGV[i]
   local state = where(P, id)
   if state == 'done' then
-    local r = redis.call('HGET', P .. 'fin:' .. id, 'r')
+    local r = kept_result(P, id)
     if r then table.insert(out, {1, r}) else table.insert(out, {1}) end
   elseif state == 'dead' then
     table.insert(out, {2, redis.call('LRANGE', P .. 'r:' .. id, 0, -1)})

@@ -98,16 +98,18 @@ local function finish(P, meta, stream, id, result)
   redis.call('DEL', P .. 'in:' .. id, P .. 'wt:' .. id)
   local ttl = result_ttl(meta)
   if ttl > 0 then
-    local fin = P .. 'fin:' .. id
-    redis.call('DEL', fin)
-    if result then
-      redis.call('HSET', fin, 'at', now_ms(), 'r', result)
-    else
-      redis.call('HSET', fin, 'at', now_ms())
-    end
-    redis.call('PEXPIRE', fin, ttl)
+    -- One string: '-' for none, '+' and the result (one command per ack).
+    local kept = '-'
+    if result then kept = '+' .. result end
+    redis.call('SET', P .. 'fin:' .. id, kept, 'PX', ttl)
   end
   released_by(P, stream, id, result)
+end
+-- What done task `id` returned: the result, or false (none, or not kept).
+local function kept_result(P, id)
+  local kept = redis.call('GET', P .. 'fin:' .. id)
+  if kept and string.sub(kept, 1, 1) == '+' then return string.sub(kept, 2) end
+  return false
 end
 -- Where task `id` is: 'done', 'dead', 'pending' or 'unknown'.
 local function where(P, id)
