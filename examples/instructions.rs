@@ -11,7 +11,9 @@
 //! `ByteBuf` echo, one at a time or 64 in flight), `length` and `borrowed` (a string's
 //! length, taking an owned `String` or a borrowed `Str`), `pipelined` (64 in flight), `batched` (batches of 64), `batched-borrowed` (batches of 64
 //! of `length_str`: nothing allocated per call on either side), `counter`
-//! (shared `Counter.add`), `tasks` (push, take and ack of one task at a time), `connect` (connect, handshake, one call, close), `connect-lazy`
+//! (shared `Counter.add`), `tasks` (push, take and ack of one task at a time), `redis-tasks`
+//! (the same on the Redis at `MONOGUSA_REDIS_URL`, built with `--features redis`, to count
+//! redis-server's side under callgrind), `connect` (connect, handshake, one call, close), `connect-lazy`
 //! (the same with the proof sent along with the call); `threads`, `counter-threads` and
 //! `pipelined-threads` run eight threads at once (pooled calls, one shared counter, one shared
 //! pipeline), for counting futex calls with `strace -f -c -e trace=futex`; `msgpack` (one
@@ -94,6 +96,19 @@ fn main() -> monogusa::Result<()> {
         "tasks" => {
             // One task at a time: push, take, ack (the finished record kept, as by default).
             let jobs = client.tasks::<u64>("t")?;
+            for i in 0..n as u64 {
+                jobs.push(&i)?;
+                let task = jobs
+                    .take(std::time::Duration::from_secs(5))?
+                    .expect("just pushed");
+                task.ack()?;
+            }
+        }
+        "redis-tasks" => {
+            // The same push, take and ack on Redis (`MONOGUSA_REDIS_URL`, built with
+            // `--features redis`): run redis-server under callgrind to count its side.
+            let url = std::env::var("MONOGUSA_REDIS_URL").expect("MONOGUSA_REDIS_URL");
+            let jobs = monogusa::connect(&url)?.tasks::<u64>("t")?;
             for i in 0..n as u64 {
                 jobs.push(&i)?;
                 let task = jobs

@@ -28,9 +28,6 @@ pub(crate) fn with_helpers(body: &str) -> Script {
 
 /// The helpers the task scripts call (`P` is the queue's key prefix).
 const FLOW: &str = r#"
-local function result_ttl(meta)
-  return tonumber(redis.call('HGET', meta, 'ttl') or '86400000')
-end
 -- A waiting task's parents are all in: it goes to the stream.
 local function wake(P, stream, child)
   local w = fields(redis.call('HGETALL', P .. 'wt:' .. child))
@@ -92,12 +89,11 @@ local function died(P, stream, dead, id)
     end
   end
 end
--- Task `id` is done: its record (and result) for the time-to-live, nothing of its waiting.
-local function finish(P, meta, stream, id, result)
+-- Task `id` is done: its record (and result) for `ttl` ms, nothing of its waiting.
+local function finish(P, stream, id, result, ttl)
   redis.call('HDEL', P .. 'st', id)
   redis.call('DEL', P .. 'in:' .. id, P .. 'wt:' .. id)
-  local ttl = result_ttl(meta)
-  if ttl > 0 then
+  if tonumber(ttl) > 0 then
     -- One string: '-' for none, '+' and the result (one command per ack).
     local kept = '-'
     if result then kept = '+' .. result end

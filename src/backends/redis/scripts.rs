@@ -150,8 +150,8 @@ fn lease_script(expired: &str, body: &str) -> Script {
     with_flow(&format!("local EXPIRED = {expired}\n{}\n{body}", OWNED))
 }
 
-/// KEYS: meta, stream. ARGV: consumer, key prefix, entry, has a result (0/1), the result.
-/// Keeps the done task's record (and result) for the queue's result time-to-live, and fills
+/// KEYS: meta, stream. ARGV: consumer, key prefix, entry, has a result (0/1), the result,
+/// the result time-to-live (ms). Keeps the done task's record (and result) for it, and fills
 /// the slots of the tasks waiting for it (releasing those with nothing left pending), in the
 /// same script. Returns 0 (acked) or 1 (expired).
 pub(crate) static ACK: LazyLock<Script> = LazyLock::new(|| {
@@ -165,14 +165,14 @@ redis.call('DEL', ARGV[2] .. 'r:' .. f.t)
 if f.d ~= '' then redis.call('DEL', ARGV[2] .. 'dd:' .. f.d) end
 local result = false
 if ARGV[4] == '1' then result = ARGV[5] end
-finish(ARGV[2], KEYS[1], KEYS[2], f.t, result)
+finish(ARGV[2], KEYS[2], f.t, result, ARGV[6])
 return 0
 "#,
     )
 });
 
 /// KEYS: meta, stream. ARGV: consumer, key prefix, entry, has a result (0/1), the result,
-/// then the writes: `a` counter-key delta, `i` dict-key field value, `r` dict-key field,
+/// the result time-to-live (ms), then the writes: `a` counter-key delta, `i` dict-key field value, `r` dict-key field,
 /// `s` value-key value, `p` payload delay_ms max_attempts dedup (a push to this queue). The
 /// ack and its writes, all or none: each key's type is checked first, the counters' adds are
 /// undone if one overflows, the rest cannot fail. Returns 0 (acked) or 1 (expired).
@@ -182,7 +182,7 @@ pub(crate) static ACK_WITH: LazyLock<Script> = LazyLock::new(|| {
         r#"
 local P = ARGV[2]
 local ops = {}
-local i = 6
+local i = 7
 while i <= #ARGV do
   local op = ARGV[i]
   if op == 'a' or op == 'r' or op == 's' then
@@ -248,7 +248,7 @@ redis.call('DEL', P .. 'r:' .. f.t)
 if f.d ~= '' then redis.call('DEL', P .. 'dd:' .. f.d) end
 local result = false
 if ARGV[4] == '1' then result = ARGV[5] end
-finish(P, KEYS[1], KEYS[2], f.t, result)
+finish(P, KEYS[2], f.t, result, ARGV[6])
 return 0
 "#,
     )

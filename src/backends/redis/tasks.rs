@@ -375,6 +375,13 @@ impl RedisTasks {
         invocation
     }
 
+    /// How long a done task's record is kept (the settings in force, read at open).
+    fn result_ttl(&self) -> u64 {
+        self.settings
+            .result_ttl_ms
+            .unwrap_or(flow::DEFAULT_RESULT_TTL_MS)
+    }
+
     /// This queue, shared with the leases it hands out.
     fn shared(&self) -> Arc<RedisTasks> {
         Arc::new(RedisTasks {
@@ -489,6 +496,7 @@ impl LeaseOps for RedisLeases {
                 t.lease_script(&scripts::ACK, false, &entry)
                     .arg(0)
                     .arg("")
+                    .arg(t.result_ttl())
                     .invoke(c)
             })?;
             if status == 0 {
@@ -554,7 +562,8 @@ impl LeaseOps for RedisLeases {
             let mut invocation = t.lease_script(&scripts::ACK_WITH, false, &entry);
             invocation
                 .arg(u8::from(!result.0.is_empty()))
-                .arg(result.0.as_slice());
+                .arg(result.0.as_slice())
+                .arg(t.result_ttl());
             for arg in &args {
                 invocation.arg(arg.as_slice());
             }
@@ -572,6 +581,7 @@ impl LeaseOps for RedisLeases {
             t.lease_script(&scripts::ACK, false, &entry)
                 .arg(u8::from(!result.0.is_empty()))
                 .arg(result.0.as_slice())
+                .arg(t.result_ttl())
                 .invoke(c)
         })?;
         Ok(self.settled(token, status))
