@@ -562,6 +562,23 @@ fn an_ack_with_a_write_that_fails_undoes_the_others() {
         "{refused}"
     );
     unchanged();
+
+    // A counter of another manager: not this one's object, refused before anything.
+    let other = start();
+    let elsewhere = Client::connect(other.address(), KEY)
+        .unwrap()
+        .counter("tx-a")
+        .unwrap();
+    let task = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+    let refused = task
+        .ack_with(|tx| {
+            tx.add(&counter, 1)?.add(&elsewhere, 1)?;
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(kind(&refused).is_some(), "a remote error: {refused}");
+    assert_eq!(elsewhere.get().unwrap(), 0);
+    unchanged();
 }
 
 /// `ack_with` is one commit across SIGKILLs of a manager with a data directory: after every

@@ -741,6 +741,14 @@ impl Objects {
             .into_iter()
             .map(|id| {
                 let entry = table.by_id.get(&id).ok_or_else(|| self.missing(id))?;
+                // Built-in shared objects only: a served object's exclusive call could hold
+                // its lock (and so the caller's queue) for as long as it runs.
+                if entry.object.type_tag.is_none() {
+                    return Err(RemoteError::new(
+                        RemoteErrorKind::BadArguments,
+                        format!("object {id} is not a built-in shared object"),
+                    ));
+                }
                 Ok((id, Arc::clone(&entry.object)))
             })
             .collect()
