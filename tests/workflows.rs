@@ -809,3 +809,47 @@ fn a_queue_keeps_results_for_its_own_time() {
         TaskResult::Done(Some(9))
     );
 }
+
+/// A result copied to the tasks waiting for it is charged to the store: when the copies do
+/// not fit, the ack is refused and changes nothing (the parent goes back, its dependants
+/// still wait).
+#[test]
+fn a_result_whose_copies_do_not_fit_is_refused_whole() {
+    let manager = Manager::builder()
+        .authkey(KEY)
+        .max_store_bytes(20_000)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let jobs = Client::connect(manager.address(), KEY)
+        .unwrap()
+        .tasks::<Job>("copies")
+        .unwrap();
+    let parent = jobs.push(&Job::Square(1)).unwrap();
+    let children: Vec<TaskId> = (0..8)
+        .map(|_| jobs.push_after(&[parent], &Job::Sum).unwrap())
+        .collect();
+    let task = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+    // 8 copies of 3,000 bytes: over the store's 20,000.
+    let refused = task.ack_with_result(&vec![7u8; 3_000]).unwrap_err();
+    assert_eq!(
+        kind(&refused),
+        Some(RemoteErrorKind::LimitExceeded),
+        "{refused}"
+    );
+    assert_eq!(
+        jobs.status(parent).unwrap(),
+        TaskStatus::Ready,
+        "back in the queue"
+    );
+    for child in &children {
+        assert_eq!(jobs.status(*child).unwrap(), TaskStatus::Waiting);
+    }
+    // A small result fits: the children are released with it.
+    let task = jobs.take(Duration::from_secs(5)).unwrap().unwrap();
+    task.ack_with_result(&1u64).unwrap();
+    for child in &children {
+        assert_eq!(jobs.status(*child).unwrap(), TaskStatus::Ready);
+    }
+}
