@@ -145,6 +145,7 @@ mod backends;
 #[cfg(any(feature = "sqs", feature = "http"))]
 mod base64;
 mod client;
+mod clock;
 mod error;
 #[cfg(test)]
 mod fuzz_tests;
@@ -172,6 +173,7 @@ pub mod workers;
 
 pub use backends::connect::{Secrets, Store, connect, connect_with};
 pub use client::{Batch, Client, ClientBuilder, ConnectionStatus, Pending};
+pub use clock::{Clock, TestClock};
 pub use error::{Error, Phase, RemoteError, RemoteErrorKind, Result};
 pub use proxies::{
     After, Barrier, Counter, CounterSend, DeadLetter, Dict, DictSend, Encoded, EncodedItem, Event,

@@ -457,6 +457,14 @@ impl ManagerBuilder {
         self
     }
 
+    /// Where the manager's time comes from: the system's clock (the default), or a
+    /// [`TestClock`](crate::TestClock) a test moves by hand, so task queues' delays, retries'
+    /// backoff, lease expiries and results' time-to-live fall due without real waiting.
+    pub fn clock(mut self, clock: impl Into<crate::Clock>) -> Self {
+        self.store_limits.clock = clock.into();
+        self
+    }
+
     /// How many items one queue, dict or list may hold (default 1,000,000). A queue created
     /// with capacity 0 is bounded by this.
     pub fn max_items_per_container(mut self, items: usize) -> Self {

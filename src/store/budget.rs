@@ -25,6 +25,8 @@ pub(crate) struct StoreLimits {
     pub(crate) forget_workers_after: std::time::Duration,
     /// How long a task queue remembers a task done, with its result (zero: not at all).
     pub(crate) result_ttl: std::time::Duration,
+    /// Where the store's time comes from (task queues' delays, leases, backoff, results).
+    pub(crate) clock: crate::clock::Clock,
 }
 
 impl Default for StoreLimits {
@@ -36,6 +38,7 @@ impl Default for StoreLimits {
             max_items: 1_000_000,
             forget_workers_after: std::time::Duration::from_secs(60),
             result_ttl: std::time::Duration::from_secs(24 * 3600),
+            clock: crate::clock::Clock::system(),
         }
     }
 }

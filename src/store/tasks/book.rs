@@ -161,6 +161,9 @@ pub(crate) struct Book {
     /// `(at, id)` of `finished`, oldest first (acks come in time order).
     finished_order: VecDeque<(u64, u64)>,
     pub(crate) result_ttl_ms: u64,
+    /// Whether `now` is exact (a test clock's): then what is due at `now` is due; the
+    /// system's milliseconds are rounded down, so its `now` may still have a fraction to go.
+    pub(crate) exact_time: bool,
     /// Finished records and dead letters forgotten (expired or purged), for
     /// `finished_so_far`.
     forgotten: u64,
@@ -195,6 +198,7 @@ impl Book {
             finished: FxHashMap::default(),
             finished_order: VecDeque::new(),
             result_ttl_ms: 0,
+            exact_time: false,
             forgotten: 0,
             touched_finished: Vec::new(),
         }
@@ -728,17 +732,21 @@ impl Book {
     }
 
     /// Moves what is due to ready: delayed tasks whose time passed, and expired leases (to
-    /// the dead letters if that was their last attempt). Strictly past: `now` is whole
-    /// milliseconds rounded down, so a task due at `now` may still have a fraction to wait.
+    /// the dead letters if that was their last attempt). Strictly past on the system's clock:
+    /// `now` is whole milliseconds rounded down, so a task due at `now` may still have a
+    /// fraction to wait (a test clock's `now` is exact: see `exact_time`).
     pub(crate) fn promote(&mut self, now: u64) {
+        // A test clock's milliseconds are exact: what is due at `now` is due.
+        let exact = self.exact_time;
+        let not_yet = |t: u64| t > now || (t == now && !exact);
         while let Some(&(due, id)) = self.delayed.first() {
-            if due >= now {
+            if not_yet(due) {
                 break;
             }
             self.set_state(id, State::Ready);
         }
         while let Some(&(until, id)) = self.leases.first() {
-            if until >= now {
+            if not_yet(until) {
                 break;
             }
             self.lease_over(id, "its lease expired".into());

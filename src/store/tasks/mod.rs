@@ -26,6 +26,7 @@ use super::budget::{Budget, Charged};
 use super::journal::Change;
 use super::waiting::{deadline, shutting_down};
 use super::{Bytes, Entries, Persist};
+use crate::clock::{Clock, Wake};
 use crate::error::{RemoteError, RemoteErrorKind, Result};
 use crate::kinds::tasks::TaskKind;
 use crate::kinds::tasks::{Outcome, TaskStatus};
@@ -147,14 +148,6 @@ const MAX_REASON: usize = 4096;
 /// How often a blocked `take` wakes to check that its caller is still there.
 const CHECK_CALLER_EVERY: Duration = Duration::from_millis(100);
 
-/// The time, as the book counts it: Unix milliseconds (tasks outlive the process, so the
-/// wall clock, not a monotonic one).
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 struct Inner {
     book: Book,
     /// What the payloads cost the store's budget.
@@ -185,11 +178,28 @@ impl Inner {
 /// The manager's side of one task queue.
 pub(crate) struct SharedTasks {
     state: Mutex<Inner>,
+    /// What blocked calls wait on (shared with a test clock, which wakes them when it moves).
+    signals: Arc<Signals>,
+    persist: Persist,
+    /// The time, as the book counts it: Unix milliseconds of the manager's clock (tasks
+    /// outlive the process, so wall time, not a monotonic one).
+    clock: Clock,
+}
+
+/// What a queue's blocked calls wait on.
+#[derive(Default)]
+struct Signals {
     /// Signalled when a task may have become ready.
     available: Condvar,
-    /// Signalled after every change, for `join` (which waits for the queue to drain).
+    /// Signalled after every change, for `join` and results (which wait for tasks to end).
     settled: Condvar,
-    persist: Persist,
+}
+
+impl Wake for Signals {
+    fn wake(&self) {
+        self.available.notify_all();
+        self.settled.notify_all();
+    }
 }
 
 fn lease_error(error: LeaseError, id: u64) -> RemoteError {
@@ -234,6 +244,7 @@ impl SharedTasks {
         entries: Entries,
     ) -> Result<Self, RemoteError> {
         check_settings(&settings)?;
+        let clock = budget.limits.clock.clone();
         let mut seed = [0u8; 4];
         let _ = getrandom::fill(&mut seed);
         let result_ttl_ms = settings
@@ -246,6 +257,7 @@ impl SharedTasks {
             closing: false,
         };
         inner.book.result_ttl_ms = result_ttl_ms;
+        inner.book.exact_time = clock.is_test();
         for (key, value) in entries {
             if key.is_empty() {
                 let (next_id, done): (u64, u64) =
@@ -278,16 +290,24 @@ impl SharedTasks {
         inner.book.restored();
         inner.count_inputs();
         // What restoring changed (leases back to ready) is written with the next change.
+        let signals = Arc::new(Signals::default());
+        let waker: Arc<dyn Wake> = signals.clone();
+        clock.on_advance(Arc::downgrade(&waker));
         Ok(SharedTasks {
             state: Mutex::new(inner),
-            available: Condvar::new(),
-            settled: Condvar::new(),
+            signals,
             persist,
+            clock,
         })
     }
 
     fn state(&self) -> MutexGuard<'_, Inner> {
         self.state.lock()
+    }
+
+    /// The time on the manager's clock (Unix ms).
+    fn now(&self) -> u64 {
+        self.clock.now_ms()
     }
 
     /// Records every task the book changed since the last record, as it is now.
@@ -372,12 +392,12 @@ impl SharedTasks {
         change: impl FnOnce(&mut Inner, u64) -> Result<R, RemoteError>,
     ) -> Result<R, RemoteError> {
         let mut inner = self.state();
-        let now = now();
+        let now = self.now();
         expire(&mut inner, now);
         let result = change(&mut inner, now);
         let written = self.keep(&mut inner);
         drop(inner);
-        self.settled.notify_all(); // a join may be over (no waiter: one atomic load)
+        self.signals.settled.notify_all(); // a join may be over (no waiter: one atomic load)
         written.wait()?;
         result
     }
@@ -399,7 +419,7 @@ impl SharedTasks {
             if inner.closing {
                 return Err(shutting_down("task queue"));
             }
-            let now = now();
+            let now = self.now();
             inner.book.promote(now);
             expire(&mut inner, now);
             if let Some(found) = ready(&mut inner, now) {
@@ -416,7 +436,7 @@ impl SharedTasks {
                 }
                 slice = slice.min(left);
             }
-            self.settled.wait_for(&mut inner, slice);
+            self.signals.settled.wait_for(&mut inner, slice);
         }
     }
 
@@ -440,7 +460,7 @@ impl SharedTasks {
                 .book
                 .fail(id, token, reason, retry, now)
                 .map_err(|e| lease_error(e, id))?;
-            self.available.notify_all(); // a blocked take recomputes its wake-up
+            self.signals.available.notify_all(); // a blocked take recomputes its wake-up
             Ok(failed)
         })
     }
@@ -470,7 +490,7 @@ impl TaskKind for SharedTasks {
                 }
                 ids.push((id, new));
             }
-            self.available.notify_all();
+            self.signals.available.notify_all();
             Ok(ids)
         })
     }
@@ -568,7 +588,7 @@ impl TaskKind for SharedTasks {
                 }
                 ids.push(pushed);
             }
-            self.available.notify_all();
+            self.signals.available.notify_all();
             Ok(ids)
         })
     }
@@ -599,11 +619,11 @@ impl TaskKind for SharedTasks {
             if inner.closing {
                 return Err(shutting_down("task queue"));
             }
-            let now = now();
+            let now = self.now();
             inner.book.promote(now);
             if inner.book.has_ready() {
                 if waited && caller.is_gone() {
-                    self.available.notify_one();
+                    self.signals.available.notify_one();
                     return Err(caller_gone());
                 }
                 let delivered = inner.book.take(n, caller.connection(), now);
@@ -616,7 +636,7 @@ impl TaskKind for SharedTasks {
                     inner.book.untake(&delivered);
                     drop(self.keep(&mut inner));
                     drop(inner);
-                    self.available.notify_all();
+                    self.signals.available.notify_all();
                     return Err(e);
                 }
                 return Ok(delivered);
@@ -636,7 +656,7 @@ impl TaskKind for SharedTasks {
             if let Some(due) = inner.book.next_due() {
                 slice = slice.min(Duration::from_millis(due.saturating_sub(now) + 1));
             }
-            self.available.wait_for(&mut inner, slice);
+            self.signals.available.wait_for(&mut inner, slice);
             waited = true;
         }
     }
@@ -651,7 +671,7 @@ impl TaskKind for SharedTasks {
 
     fn status(&self, id: u64) -> TaskStatus {
         let mut inner = self.state();
-        let now = now();
+        let now = self.now();
         inner.book.promote(now);
         expire(&mut inner, now);
         inner.book.status(id)
@@ -756,21 +776,21 @@ impl TaskKind for SharedTasks {
                 .book
                 .release(id, token, now)
                 .map_err(|e| lease_error(e, id))?;
-            self.available.notify_one();
+            self.signals.available.notify_one();
             Ok(())
         })
     }
 
     fn stats(&self) -> Counts {
         let mut inner = self.state();
-        let now = now();
+        let now = self.now();
         inner.book.promote(now);
         inner.book.counts(now)
     }
 
     fn dead(&self, after: u64, limit: u32) -> Vec<DeadLetter> {
         let mut inner = self.state();
-        inner.book.promote(now());
+        inner.book.promote(self.now());
         let limit = (limit as usize).min(MAX_BATCH);
         inner.book.dead(after, limit)
     }
@@ -778,7 +798,7 @@ impl TaskKind for SharedTasks {
     fn requeue(&self, id: Option<u64>) -> Result<u64, RemoteError> {
         self.mutate(|inner, _| {
             let n = inner.book.requeue(id);
-            self.available.notify_all();
+            self.signals.available.notify_all();
             Ok(n)
         })
     }
@@ -799,13 +819,13 @@ impl TaskKind for SharedTasks {
 
     fn groups(&self, after: u64, limit: u32) -> Vec<crate::kinds::tasks::GroupView> {
         let mut inner = self.state();
-        inner.book.promote(now());
+        inner.book.promote(self.now());
         inner.book.groups(after, (limit as usize).min(MAX_BATCH))
     }
 
     fn task(&self, id: u64) -> crate::kinds::tasks::TaskView {
         let mut inner = self.state();
-        let now = now();
+        let now = self.now();
         inner.book.promote(now);
         expire(&mut inner, now);
         inner.book.view(id)
@@ -819,7 +839,7 @@ impl TaskKind for SharedTasks {
 impl Hooks for SharedTasks {
     fn shutdown(&self) {
         self.state().closing = true;
-        self.available.notify_all();
+        self.signals.available.notify_all();
     }
 
     fn tracks_connections(&self) -> bool {
@@ -834,7 +854,7 @@ impl Hooks for SharedTasks {
         }
         let written = self.keep(&mut inner);
         drop(inner);
-        self.available.notify_all();
+        self.signals.available.notify_all();
         if let Err(e) = written.wait() {
             log::warn!("returning a closed connection's leases: {e}");
         }

@@ -10,7 +10,7 @@
 
 use std::any::Any;
 
-use super::{ACKED, EXPIRED, Inner, MAX_BATCH, SharedTasks, UNKNOWN, expire, now, settle};
+use super::{ACKED, EXPIRED, Inner, MAX_BATCH, SharedTasks, UNKNOWN, expire, settle};
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::kinds::tasks::Effect;
 use crate::service::Caller;
@@ -130,7 +130,7 @@ impl SharedTasks {
         ids: &[u64],
     ) -> Result<u8, RemoteError> {
         let mut inner = self.state();
-        let now = now();
+        let now = self.now();
         expire(&mut inner, now);
         match inner.book.check_lease(id, token, now) {
             Ok(()) => {}
@@ -178,8 +178,8 @@ impl SharedTasks {
         let written = self.keep_with(&mut inner, others);
         drop(held);
         drop(inner);
-        self.available.notify_all();
-        self.settled.notify_all();
+        self.signals.available.notify_all();
+        self.signals.settled.notify_all();
         written.wait()?;
         Ok(ACKED)
     }
