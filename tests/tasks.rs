@@ -141,33 +141,41 @@ fn a_dropped_task_goes_back_at_once_with_its_attempt_counted() {
 
 #[test]
 fn a_poison_task_is_retried_with_growing_gaps_then_dead_and_can_be_requeued() {
-    let manager = start();
+    // On a test clock: each retry's time is checked exactly, and reached with no waiting.
+    let clock = monogusa::TestClock::new();
+    let manager = Manager::builder()
+        .authkey(KEY)
+        .clock(&clock)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
     let client = connect(&manager);
-    let backoff = Duration::from_millis(40);
+    let backoff = Duration::from_secs(40);
     let jobs = client
         .named("poison")
-        .tasks::<String>(settings(Duration::from_secs(30), 4, backoff))
+        .tasks::<String>(settings(Duration::from_secs(3600), 4, backoff))
         .unwrap();
     jobs.push(&"bad".to_string()).unwrap();
-    let mut deliveries = Vec::new();
     let mut outcomes = Vec::new();
-    while let Some(task) = jobs.take(Duration::from_secs(5)).unwrap() {
-        deliveries.push(Instant::now());
+    while let Some(task) = jobs.take(Duration::ZERO).unwrap() {
         let attempt = task.attempt();
-        outcomes.push(task.fail(format!("failure {attempt}")).unwrap());
-        if outcomes.last() == Some(&Retry::Dead) {
-            break;
-        }
+        let failed = task.fail(format!("failure {attempt}")).unwrap();
+        outcomes.push(failed);
+        let Retry::At(at) = failed else { break };
+        // Between half and all of the doubled delay: 20-40, 40-80, 80-160 s.
+        let gap = at.duration_since(clock.now()).unwrap();
+        let full = backoff * (1 << (attempt - 1));
+        assert!(gap >= full / 2 && gap <= full, "gap {gap:?} of {full:?}");
+        assert!(
+            jobs.take(Duration::ZERO).unwrap().is_none(),
+            "not before its time"
+        );
+        clock.advance(gap);
     }
-    assert_eq!(deliveries.len(), 4);
+    assert_eq!(outcomes.len(), 4);
     assert!(matches!(outcomes[0], Retry::At(_)));
     assert_eq!(outcomes[3], Retry::Dead);
-    // Each retry waited at least half its doubled delay: 20, 40, 80 ms.
-    for (i, pair) in deliveries.windows(2).enumerate() {
-        let gap = pair[1] - pair[0];
-        let least = backoff * (1 << i) / 2;
-        assert!(gap >= least, "gap {i} was {gap:?}, less than {least:?}");
-    }
     let dead = jobs.dead_letters().unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].payload, "bad");
@@ -235,28 +243,29 @@ fn a_dedup_key_returns_the_first_task_until_it_is_done() {
 
 #[test]
 fn an_extended_lease_outlives_the_timeout_and_an_expired_one_refuses_the_late_ack() {
-    let manager = start();
+    let clock = monogusa::TestClock::new();
+    let manager = Manager::builder()
+        .authkey(KEY)
+        .clock(&clock)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
     let client = connect(&manager);
-    let lease = Duration::from_millis(300);
+    let lease = Duration::from_secs(300);
     let jobs = client
         .named("leases")
         .tasks::<u8>(settings(lease, 5, Duration::from_millis(10)))
         .unwrap();
     jobs.push(&1).unwrap();
     let mut task = jobs.take(Duration::from_secs(1)).unwrap().unwrap();
-    let taken = Instant::now();
     // Extended from another handle (what a background extender does) and from the task.
-    task.lease().extend(Duration::from_secs(30)).unwrap();
-    wait_until(
-        Duration::from_secs(10),
-        "the first lease would have ended",
-        || taken.elapsed() > lease * 2,
-    );
+    task.lease().extend(lease * 4).unwrap();
+    clock.advance(lease * 2);
     assert_eq!(jobs.stats().unwrap().leased, 1, "the extended lease holds");
     task.extend(Duration::from_millis(1)).unwrap();
-    wait_until(Duration::from_secs(10), "the short lease expires", || {
-        jobs.stats().unwrap().ready == 1
-    });
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(jobs.stats().unwrap().ready, 1, "the short lease expired");
     let error = task.ack().unwrap_err();
     assert_eq!(kind(&error), Some(RemoteErrorKind::LeaseExpired), "{error}");
     let again = jobs.take(Duration::from_secs(1)).unwrap().unwrap();
@@ -553,9 +562,11 @@ fn status_and_results_by_id() {
 #[test]
 fn results_expire_after_their_time_to_live() {
     use monogusa::{TaskResult, TaskStatus};
+    let clock = monogusa::TestClock::new();
     let manager = Manager::builder()
         .authkey(KEY)
-        .result_ttl(Duration::from_millis(200))
+        .result_ttl(Duration::from_secs(3600))
+        .clock(&clock)
         .build()
         .unwrap()
         .start()
@@ -571,10 +582,10 @@ fn results_expire_after_their_time_to_live() {
         .ack_with_result(&big)
         .unwrap();
     assert!(manager.stats().store_bytes > before + 90_000);
+    clock.advance(Duration::from_secs(3599));
     assert_eq!(jobs.status(id).unwrap(), TaskStatus::Done);
-    wait_until(Duration::from_secs(10), "the result to expire", || {
-        jobs.status(id).unwrap() == TaskStatus::Unknown
-    });
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(jobs.status(id).unwrap(), TaskStatus::Unknown);
     assert_eq!(
         jobs.result::<String>(id, Duration::ZERO).unwrap(),
         TaskResult::Unknown
