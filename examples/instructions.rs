@@ -95,27 +95,13 @@ fn main() -> monogusa::Result<()> {
         }
         "tasks" => {
             // One task at a time: push, take, ack (the finished record kept, as by default).
-            let jobs = client.tasks::<u64>("t")?;
-            for i in 0..n as u64 {
-                jobs.push(&i)?;
-                let task = jobs
-                    .take(std::time::Duration::from_secs(5))?
-                    .expect("just pushed");
-                task.ack()?;
-            }
+            push_take_ack(&client.tasks::<u64>("t")?, n)?;
         }
         "redis-tasks" => {
             // The same push, take and ack on Redis (`MONOGUSA_REDIS_URL`, built with
             // `--features redis`): run redis-server under callgrind to count its side.
             let url = std::env::var("MONOGUSA_REDIS_URL").expect("MONOGUSA_REDIS_URL");
-            let jobs = monogusa::connect(&url)?.tasks::<u64>("t")?;
-            for i in 0..n as u64 {
-                jobs.push(&i)?;
-                let task = jobs
-                    .take(std::time::Duration::from_secs(5))?
-                    .expect("just pushed");
-                task.ack()?;
-            }
+            push_take_ack(&monogusa::connect(&url)?.tasks::<u64>("t")?, n)?;
         }
         "counter" => {
             let counter = client.counter("c")?;
@@ -215,6 +201,18 @@ fn msgpack_echo(path: &std::path::Path, n: usize, text: &str) -> monogusa::Resul
             .map_err(|e| bad(e.to_string()))?;
         let _: (u8, u64, Option<String>, String) =
             rmp_serde::from_read(&mut stream).map_err(|e| bad(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// `n` tasks, one at a time: push, take, ack.
+fn push_take_ack(jobs: &monogusa::TaskQueue<u64>, n: usize) -> monogusa::Result<()> {
+    for i in 0..n as u64 {
+        jobs.push(&i)?;
+        let task = jobs
+            .take(std::time::Duration::from_secs(5))?
+            .expect("just pushed");
+        task.ack()?;
     }
     Ok(())
 }

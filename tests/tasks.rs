@@ -22,6 +22,17 @@ fn start() -> ManagerHandle {
         .unwrap()
 }
 
+/// A manager whose time is `clock`'s.
+fn start_on(clock: &monogusa::TestClock) -> ManagerHandle {
+    Manager::builder()
+        .authkey(KEY)
+        .clock(clock)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap()
+}
+
 fn connect(manager: &ManagerHandle) -> Client {
     Client::connect(manager.address(), KEY).unwrap()
 }
@@ -143,13 +154,7 @@ fn a_dropped_task_goes_back_at_once_with_its_attempt_counted() {
 fn a_poison_task_is_retried_with_growing_gaps_then_dead_and_can_be_requeued() {
     // On a test clock: each retry's time is checked exactly, and reached with no waiting.
     let clock = monogusa::TestClock::new();
-    let manager = Manager::builder()
-        .authkey(KEY)
-        .clock(&clock)
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+    let manager = start_on(&clock);
     let client = connect(&manager);
     let backoff = Duration::from_secs(40);
     let jobs = client
@@ -244,13 +249,7 @@ fn a_dedup_key_returns_the_first_task_until_it_is_done() {
 #[test]
 fn an_extended_lease_outlives_the_timeout_and_an_expired_one_refuses_the_late_ack() {
     let clock = monogusa::TestClock::new();
-    let manager = Manager::builder()
-        .authkey(KEY)
-        .clock(&clock)
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
+    let manager = start_on(&clock);
     let client = connect(&manager);
     let lease = Duration::from_secs(300);
     let jobs = client

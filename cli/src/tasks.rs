@@ -62,13 +62,11 @@ fn status(args: &TaskArgs) -> Result<(String, bool), Failure> {
     let queue = open(&client, &args.queue)?;
     let status = queue.status(TaskId(args.id))?;
     let words = match status {
-        TaskStatus::Ready => "ready".to_string(),
-        TaskStatus::Delayed => "delayed".to_string(),
-        TaskStatus::Leased { attempt } => format!("leased (attempt {attempt})"),
         TaskStatus::Waiting => "waiting (for the tasks it runs after)".to_string(),
-        TaskStatus::Done => "done".to_string(),
-        TaskStatus::Dead => "dead".to_string(),
-        _ => "unknown (never pushed, purged, or done longer ago than results are kept)".to_string(),
+        TaskStatus::Unknown => {
+            "unknown (never pushed, purged, or done longer ago than results are kept)".to_string()
+        }
+        other => other.to_string(),
     };
     Ok((format!("{words}\n"), status != TaskStatus::Unknown))
 }
@@ -88,10 +86,7 @@ fn result(args: &TaskArgs) -> Result<(String, bool), Failure> {
             }
             (text, false)
         }
-        Ok(TaskResult::Pending) => (
-            format!("not finished ({})\n", queue.status(id)?.describe()),
-            false,
-        ),
+        Ok(TaskResult::Pending) => (format!("not finished ({})\n", queue.status(id)?), false),
         Ok(_) => ("unknown\n".into(), false),
         // A result some Rust type wrote: it is there, but only that type reads it.
         Err(monogusa::Error::Codec(_)) => (
@@ -102,21 +97,4 @@ fn result(args: &TaskArgs) -> Result<(String, bool), Failure> {
         ),
         Err(e) => return Err(e.into()),
     })
-}
-
-/// A status in a word, for a task not finished.
-trait Describe {
-    fn describe(&self) -> &'static str;
-}
-
-impl Describe for TaskStatus {
-    fn describe(&self) -> &'static str {
-        match self {
-            TaskStatus::Ready => "ready",
-            TaskStatus::Delayed => "delayed",
-            TaskStatus::Leased { .. } => "leased",
-            TaskStatus::Waiting => "waiting",
-            _ => "finished meanwhile",
-        }
-    }
 }

@@ -143,6 +143,22 @@ pub enum TaskStatus {
     Unknown,
 }
 
+/// In words, as the dashboard and the CLI show it: `ready`, `delayed`, `leased (attempt 2)`,
+/// `waiting`, `done`, `dead`, `unknown`.
+impl std::fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TaskStatus::Ready => f.write_str("ready"),
+            TaskStatus::Delayed => f.write_str("delayed"),
+            TaskStatus::Leased { attempt } => write!(f, "leased (attempt {attempt})"),
+            TaskStatus::Waiting => f.write_str("waiting"),
+            TaskStatus::Done => f.write_str("done"),
+            TaskStatus::Dead => f.write_str("dead"),
+            TaskStatus::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+
 /// How a task ended, or that it has not yet (the wire form of
 /// [`TaskQueue::result`](crate::TaskQueue::result)).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

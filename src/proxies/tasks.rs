@@ -55,8 +55,8 @@ pub struct TaskQueueSettings {
     pub max_backoff: Duration,
     /// How long a done task's record and result are kept for [`TaskQueue::status`] and
     /// [`TaskQueue::result`] (`None`, the default: the manager's
-    /// [`result_ttl`](crate::ManagerBuilder::result_ttl), a day unless set; zero: not kept).
-    /// The manager only.
+    /// [`result_ttl`](crate::ManagerBuilder::result_ttl), a day unless set, or on Redis a day;
+    /// zero: not kept). Not on SQS, which keeps no finished tasks.
     pub result_ttl: Option<Duration>,
 }
 
@@ -247,7 +247,7 @@ impl<T: Serialize + DeserializeOwned> TaskGraph<'_, T> {
 
     /// Pushes every task in one commit (at most 100,000, naming 400,000 parents in all); their
     /// ids, in the order they were added. An unknown parent or a full store pushes nothing.
-    /// On the manager only.
+    /// On the manager and Redis.
     pub fn push(self) -> Result<Vec<TaskId>> {
         if let Some(e) = self.error {
             return Err(e);
@@ -335,11 +335,12 @@ fn time_of(unix_ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(unix_ms)
 }
 
-/// What a backend without results says (Redis and SQS keep no finished tasks).
+/// What a backend without results says (SQS keeps no finished tasks).
 fn no_results() -> Error {
     Error::Remote(RemoteError::new(
         RemoteErrorKind::Misuse,
-        "this backend keeps no finished tasks: status by id and results need a manager",
+        "this backend keeps no finished tasks: status by id, results and workflows need a \
+         manager or Redis; nothing was applied",
     ))
 }
 
@@ -379,12 +380,12 @@ pub(crate) trait LeaseOps: Send + Sync {
             other => Ok(other.copied().unwrap_or(UNKNOWN)),
         }
     }
-    /// Acks a lease with its result and writes, in one commit (the manager only).
+    /// Acks a lease with its result and writes, in one commit (the manager and Redis).
     fn ack_with(&self, id: u64, token: u64, result: Bytes, writes: Vec<Write>) -> Result<u8> {
         let _ = (id, token, result, writes);
         Err(Error::Remote(RemoteError::new(
             RemoteErrorKind::Misuse,
-            "an ack with writes (ack_with) needs a manager: this backend cannot commit them \
+            "an ack with writes (ack_with) needs a manager or Redis: this backend cannot commit them \
              together; nothing was applied",
         )))
     }
@@ -663,7 +664,7 @@ impl<T> Task<T> {
     /// What the tasks it ran after ended with, in the order they were named: for a group's
     /// callback its members' results (a chord), for a chain's step the step before's. Each is
     /// `Done` with its result, or `Dead` with its reasons (when the task runs even if its
-    /// parents die). Empty for a task pushed without parents. On the manager only.
+    /// parents die). Empty for a task pushed without parents. On the manager and Redis.
     pub fn inputs<R: DeserializeOwned>(&self) -> Result<Vec<TaskResult<R>>> {
         self.backend
             .inputs(self.id)?
@@ -685,8 +686,8 @@ impl<T> Task<T> {
 
     /// The task is done, with `result`: it leaves the queue, and the manager keeps the result
     /// for the result time-to-live ([`TaskQueue::result`] reads it by the task's id). Fails
-    /// with `LeaseExpired` if the lease was over; on Redis and SQS, which keep no results, the
-    /// task is acked and the error (`Misuse`) says its result was not kept.
+    /// with `LeaseExpired` if the lease was over; on SQS, which keeps no results, the task is
+    /// acked and the error (`Misuse`) says its result was not kept.
     pub fn ack_with_result<R: Serialize>(self, result: &R) -> Result<()> {
         self.ack_with_encoded(Bytes::encode(result)?)
     }
@@ -715,7 +716,7 @@ impl<T> Task<T> {
     /// applied, or none of it: a lease that was over fails with `LeaseExpired` and writes
     /// nothing (the task may have run elsewhere; its effects are not doubled), and so does an
     /// object that is not the manager's counter, dict or value, a full store or an overflow
-    /// (the task then goes back to the queue, its attempt counted). On the manager only.
+    /// (the task then goes back to the queue, its attempt counted). On the manager and Redis.
     ///
     /// ```no_run
     /// # fn main() -> monogusa::Result<()> {
@@ -749,8 +750,9 @@ impl<T> Task<T> {
             Ok(ACKED) => Ok(()),
             Ok(_) => Err(lease_over(self.id)),
             // Refused with nothing applied: the task goes back (dropped unfinished) rather
-            // than stay leased to nobody until its lease ends.
-            Err(Error::Remote(e)) => {
+            // than stay leased to nobody until its lease ends. (A storage error says the ack
+            // was applied in memory: the task is gone, there is nothing to give back.)
+            Err(Error::Remote(e)) if e.kind() != RemoteErrorKind::Storage => {
                 self.finished = false;
                 Err(Error::Remote(e))
             }
@@ -1130,7 +1132,7 @@ impl<T: Serialize + DeserializeOwned> TaskQueue<T> {
     /// anyway: [`PushOptions::run_if_parents_die`]). A parent done already counts as done;
     /// one the manager does not know (never pushed, purged, or done longer ago than the result
     /// time-to-live) is a `BadArguments` error, and nothing is pushed. A parent's ack and the
-    /// task's release are one commit: exact, across a crash too. On the manager only.
+    /// task's release are one commit: exact, across a crash too. On the manager and Redis.
     pub fn push_after(&self, parents: &[TaskId], task: &T) -> Result<TaskId> {
         self.push_after_with(parents, task, &PushOptions::default())
     }
@@ -1163,7 +1165,7 @@ impl<T: Serialize + DeserializeOwned> TaskQueue<T> {
     /// release are one commit, so it never runs early, twice or never, across a crash too.
     /// If a member dies the callback dies with it, unless pushed with
     /// [`PushOptions::run_if_parents_die`] ([`TaskQueue::push_group_with`]). At most 99,999
-    /// members (a graph's limit). On the manager only.
+    /// members (a graph's limit). On the manager and Redis.
     pub fn push_group<'a>(
         &self,
         members: impl IntoIterator<Item = &'a T>,
@@ -1313,7 +1315,7 @@ impl<T: Serialize + DeserializeOwned> TaskQueue<T> {
     }
 
     /// Where task `id` is: ready, delayed, leased (with its attempt), done (for the result
-    /// time-to-live, a day by default), dead, or unknown. On the manager only.
+    /// time-to-live, a day by default), dead, or unknown. On the manager and Redis.
     pub fn status(&self, id: TaskId) -> Result<TaskStatus> {
         self.backend.status(id.0)
     }
@@ -1322,7 +1324,7 @@ impl<T: Serialize + DeserializeOwned> TaskQueue<T> {
     /// handler returned (`Task::ack_with_result`, or `Worker::run`'s handler's value; `None`
     /// after a plain ack), `Dead` with its failures' reasons, `Pending` if the time ran out,
     /// `Unknown` if the manager does not know the task (or its result expired). On the
-    /// manager only.
+    /// manager and Redis (which is asked every 50 ms).
     pub fn result<R: DeserializeOwned>(
         &self,
         id: TaskId,
@@ -1335,8 +1337,8 @@ impl<T: Serialize + DeserializeOwned> TaskQueue<T> {
     /// once if it has, or is not known; and returns at once. One thread per queue watches
     /// every such task in a few calls a second, however many there are; callbacks run on it
     /// one at a time, so a callback should be quick (hand long work to a thread or a
-    /// channel). A manager that restarts meanwhile is waited for. On the manager only
-    /// (elsewhere the callback gets a `Misuse` error).
+    /// channel). A manager that restarts meanwhile is waited for. On the manager and
+    /// Redis (on SQS the callback gets a `Misuse` error).
     ///
     /// ```no_run
     /// # fn main() -> monogusa::Result<()> {

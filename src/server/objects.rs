@@ -904,10 +904,10 @@ impl crate::service::Neighbours for Objects {
             .collect();
         let mut found = Vec::with_capacity(ids.len());
         for id in ids {
-            let (_, guard) = guards
-                .iter()
-                .find(|(g, _)| g == id)
+            let at = guards
+                .binary_search_by_key(id, |(g, _)| *g)
                 .expect("every id was looked up");
+            let guard = &guards[at].1;
             let any = guard.as_any().ok_or_else(|| {
                 RemoteError::new(
                     RemoteErrorKind::BadArguments,
@@ -941,6 +941,54 @@ mod tests {
         fn total(&self) -> i64 {
             self.0
         }
+    }
+
+    /// What a task's ack with writes may reach: built-in shared objects, each as its
+    /// implementation, in the order asked; a served object is refused before any lock is
+    /// taken (its exclusive call could hold the queue), and an unknown id too.
+    #[test]
+    fn neighbours_are_built_in_objects_only() {
+        use crate::service::Neighbours;
+        let mut config = ObjectsConfig::default();
+        config.serve("tally", Box::new(TallyServer::new(Sum::default())));
+        let objects = Objects::new(
+            config,
+            StoreLimits::default(),
+            10,
+            Box::new(crate::store::backend::Memory),
+        )
+        .unwrap();
+        let tally = objects.open("tally", "Tally").unwrap();
+        let a = objects
+            .open_shared("monogusa.Counter", "a", "", &[])
+            .unwrap();
+        let b = objects.open_shared("monogusa.Dict", "b", "", &[]).unwrap();
+        let mut seen = Vec::new();
+        let mut look = |found: &[&dyn std::any::Any]| {
+            seen = found
+                .iter()
+                .map(|any| {
+                    any.is::<crate::store::counter::CounterKindServer<
+                        crate::store::counter::SharedCounter,
+                    >>()
+                })
+                .collect();
+            Ok(0)
+        };
+        objects.with_objects(&[a, b], &mut look).unwrap();
+        assert_eq!(seen, [true, false], "each object as asked, in order");
+        let mut ran = false;
+        let mut never = |_: &[&dyn std::any::Any]| {
+            ran = true;
+            Ok(0)
+        };
+        let served = objects.with_objects(&[a, tally], &mut never).unwrap_err();
+        assert!(
+            served.message().contains("not a built-in shared object"),
+            "{served}"
+        );
+        assert!(objects.with_objects(&[a, 999_999], &mut never).is_err());
+        assert!(!ran, "nothing ran");
     }
 
     /// A generated service is callable through any serde format (JSON here), both its

@@ -94,7 +94,7 @@ pub(crate) struct Held<'a> {
     dict: &'a SharedDict,
     state: MutexGuard<'a, DictState>,
     /// Each key touched, with what it held before the first touch.
-    before: Vec<(Bytes, Option<Bytes>)>,
+    before: BTreeMap<Bytes, Option<Bytes>>,
 }
 
 impl SharedDict {
@@ -103,16 +103,16 @@ impl SharedDict {
         Held {
             dict: self,
             state: self.state.lock(),
-            before: Vec::new(),
+            before: BTreeMap::new(),
         }
     }
 }
 
 impl Held<'_> {
     fn touch(&mut self, key: &Bytes) {
-        if !self.before.iter().any(|(k, _)| k == key) {
+        if !self.before.contains_key(key) {
             let old = self.state.map.get(key).cloned();
-            self.before.push((key.clone(), old));
+            self.before.insert(key.clone(), old);
         }
     }
 
@@ -131,7 +131,7 @@ impl Held<'_> {
     /// Every key back to what it held when first touched (its place in the budget was held
     /// before, so it is charged whatever the budget says now).
     pub(crate) fn undo(&mut self) {
-        for (key, old) in std::mem::take(&mut self.before).into_iter().rev() {
+        for (key, old) in std::mem::take(&mut self.before) {
             self.state.remove(&key);
             if let Some(old) = old {
                 self.state.charged.force(&key);
@@ -145,7 +145,7 @@ impl Held<'_> {
     pub(crate) fn changes(&self, out: &mut Vec<Change>) {
         let map = &self.state.map;
         self.dict.persist.collect(out, |object| {
-            self.before.iter().map(move |(key, _)| match map.get(key) {
+            self.before.keys().map(move |key| match map.get(key) {
                 Some(value) => Change::put(object, key.0.clone(), value.0.clone()),
                 None => Change::delete(object, key.0.clone()),
             })

@@ -59,25 +59,13 @@ local now = now_ms()
 local out = {}
 local ids = {}
 for at, node in ipairs(nodes) do
-  local id = nil
-  if node.dd ~= '' then
-    local existing = redis.call('GET', P .. 'dd:' .. node.dd)
-    if existing then id = tonumber(existing) end
-  end
-  if id then
+  local id, new = take_id(P, KEYS[1], node.dd)
+  if not new then
     table.insert(out, {id, 0})
   else
-    id = redis.call('HINCRBY', KEYS[1], 'ids', 1)
-    if node.dd ~= '' then redis.call('SET', P .. 'dd:' .. node.dd, id) end
     table.insert(out, {id, 1})
     if #node.parents == 0 then
-      if node.delay > 0 then
-        redis.call('ZADD', KEYS[3], now + node.delay, cmsgpack.pack({id, 0, now, node.p, node.dd, node.m}))
-        redis.call('HSET', P .. 'st', id, 'd')
-      else
-        local entry = redis.call('XADD', KEYS[2], '*', 't', id, 'a', 0, 'e', now, 'p', node.p, 'd', node.dd, 'm', node.m)
-        redis.call('HSET', P .. 'st', id, entry)
-      end
+      enqueue(P, KEYS[2], KEYS[3], id, node.p, node.delay, node.dd, node.m, now)
     else
       local left, dead_parent = 0, nil
       local slots = P .. 'in:' .. id

@@ -28,6 +28,26 @@ pub(crate) fn with_helpers(body: &str) -> Script {
 
 /// The helpers the task scripts call (`P` is the queue's key prefix).
 const FLOW: &str = r#"
+-- A new task's id, or the id of the task its dedup key `dd` names (then `false`: not new).
+local function take_id(P, meta, dd)
+  if dd ~= '' then
+    local existing = redis.call('GET', P .. 'dd:' .. dd)
+    if existing then return tonumber(existing), false end
+  end
+  local id = redis.call('HINCRBY', meta, 'ids', 1)
+  if dd ~= '' then redis.call('SET', P .. 'dd:' .. dd, id) end
+  return id, true
+end
+-- New task `id` goes to the stream, or to the delayed set for `delay` ms.
+local function enqueue(P, stream, delayed, id, p, delay, dd, maxa, now)
+  if delay > 0 then
+    redis.call('ZADD', delayed, now + delay, cmsgpack.pack({id, 0, now, p, dd, maxa}))
+    redis.call('HSET', P .. 'st', id, 'd')
+  else
+    local entry = redis.call('XADD', stream, '*', 't', id, 'a', 0, 'e', now, 'p', p, 'd', dd, 'm', maxa)
+    redis.call('HSET', P .. 'st', id, entry)
+  end
+end
 -- A waiting task's parents are all in: it goes to the stream.
 local function wake(P, stream, child)
   local w = fields(redis.call('HGETALL', P .. 'wt:' .. child))

@@ -50,29 +50,15 @@ return redis.call('HMGET', KEYS[1], 'lease', 'attempts', 'backoff', 'max_backoff
 /// KEYS: meta, stream, delayed. ARGV: key prefix, then (payload, delay_ms, max_attempts or 0,
 /// dedup key or '') per task. Returns the ids.
 pub(crate) static PUSH: LazyLock<Script> = LazyLock::new(|| {
-    with_helpers(
+    with_flow(
         r#"
 local now = now_ms()
 local out = {}
 local i = 2
 while i <= #ARGV do
   local p, delay, maxa, dd = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]
-  local id = nil
-  if dd ~= '' then
-    local existing = redis.call('GET', ARGV[1] .. 'dd:' .. dd)
-    if existing then id = tonumber(existing) end
-  end
-  if not id then
-    id = redis.call('HINCRBY', KEYS[1], 'ids', 1)
-    if dd ~= '' then redis.call('SET', ARGV[1] .. 'dd:' .. dd, id) end
-    if delay > 0 then
-      redis.call('ZADD', KEYS[3], now + delay, cmsgpack.pack({id, 0, now, p, dd, maxa}))
-      redis.call('HSET', ARGV[1] .. 'st', id, 'd')
-    else
-      local entry = redis.call('XADD', KEYS[2], '*', 't', id, 'a', 0, 'e', now, 'p', p, 'd', dd, 'm', maxa)
-      redis.call('HSET', ARGV[1] .. 'st', id, entry)
-    end
-  end
+  local id, new = take_id(ARGV[1], KEYS[1], dd)
+  if new then enqueue(ARGV[1], KEYS[2], KEYS[3], id, p, delay, dd, maxa, now) end
   table.insert(out, id)
   i = i + 4
 end
@@ -225,20 +211,8 @@ for _, o in ipairs(ops) do
   elseif o[1] == 's' then
     redis.call('SET', o[2], o[3])
   elseif o[1] == 'p' then
-    local p, delay, maxa, dd = o[2], tonumber(o[3]), o[4], o[5]
-    local known = false
-    if dd ~= '' then known = redis.call('GET', P .. 'dd:' .. dd) end
-    if not known then
-      local id = redis.call('HINCRBY', KEYS[1], 'ids', 1)
-      if dd ~= '' then redis.call('SET', P .. 'dd:' .. dd, id) end
-      if delay > 0 then
-        redis.call('ZADD', P .. 'z', now + delay, cmsgpack.pack({id, 0, now, p, dd, maxa}))
-        redis.call('HSET', P .. 'st', id, 'd')
-      else
-        local entry = redis.call('XADD', KEYS[2], '*', 't', id, 'a', 0, 'e', now, 'p', p, 'd', dd, 'm', maxa)
-        redis.call('HSET', P .. 'st', id, entry)
-      end
-    end
+    local id, new = take_id(P, KEYS[1], o[5])
+    if new then enqueue(P, KEYS[2], P .. 'z', id, o[2], tonumber(o[3]), o[5], o[4], now) end
   end
 end
 redis.call('XACK', KEYS[2], 'monogusa', ARGV[3])

@@ -203,6 +203,7 @@ impl TaskBackend for RedisTasks {
     }
 
     fn push_graph(&self, nodes: Vec<Node>) -> Result<Vec<u64>> {
+        crate::store::tasks::check_graph(&nodes).map_err(Error::Remote)?;
         // One script, so one message: the graph is checked and pushed whole.
         let pushed: Vec<(u64, u8)> = self.store.run(|c| {
             let mut invocation = flow::PUSH_GRAPH.prepare_invoke();

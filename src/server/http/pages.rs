@@ -20,7 +20,6 @@ use crate::kinds::list::ListKindClient;
 use crate::kinds::logs::LogsKindClient;
 use crate::kinds::queue::QueueKindClient;
 use crate::kinds::tasks::TaskKindClient;
-use crate::kinds::tasks::TaskStatus;
 use crate::kinds::workers::WorkersKindClient;
 use crate::service::{Caller, ObjectDescription};
 use crate::store::tasks::{Counts, DURATION_BOUNDS_MS, DeadLetter, RunMetrics};
@@ -270,19 +269,6 @@ pub(super) fn route(shared: &Shared, http: &HttpState, request: &Request) -> Res
     }
 }
 
-/// A task's status in a word or two, for the page.
-fn status_words(status: TaskStatus) -> String {
-    match status {
-        TaskStatus::Ready => "ready".into(),
-        TaskStatus::Delayed => "delayed".into(),
-        TaskStatus::Leased { attempt } => format!("leased (attempt {attempt})"),
-        TaskStatus::Waiting => "waiting".into(),
-        TaskStatus::Done => "done".into(),
-        TaskStatus::Dead => "dead".into(),
-        _ => "unknown".into(),
-    }
-}
-
 /// `GET /api/queues/NAME/dead`, `POST …/requeue` (all, or `?id=`), `POST …/purge`,
 /// `GET …/groups` (the tasks pushed after others, with their parents' progress),
 /// `GET …/task?id=N` (one task's story).
@@ -319,7 +305,7 @@ fn queue_action(shared: &Shared, request: &Request, rest: &str) -> Response {
             let groups: Vec<Json> = groups
                 .into_iter()
                 .map(|g| {
-                    json!({"id": g.id, "status": status_words(g.status), "size": g.size,
+                    json!({"id": g.id, "status": g.status.to_string(), "size": g.size,
                            "done": g.done, "dead": g.dead})
                 })
                 .collect();
@@ -338,10 +324,10 @@ fn queue_action(shared: &Shared, request: &Request, rest: &str) -> Response {
             let parents: Vec<Json> = t
                 .parents
                 .iter()
-                .map(|(p, s)| json!({"id": p, "status": status_words(*s)}))
+                .map(|(p, s)| json!({"id": p, "status": s.to_string()}))
                 .collect();
             json_response(
-                &json!({"queue": name, "id": t.id, "status": status_words(t.status),
+                &json!({"queue": name, "id": t.id, "status": t.status.to_string(),
                 "enqueued": t.enqueued, "attempts": t.attempts, "max_attempts": t.max_attempts,
                 "reasons": t.reasons, "lease_until": t.lease_until, "parents": parents,
                 "finished": t.finished, "result_bytes": t.result_bytes,

@@ -31,7 +31,7 @@
 //! - a task's `attempts` counts its deliveries: incremented by `take`, so a lease that ends
 //!   any way but `ack` has used one attempt.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -144,8 +144,9 @@ pub(crate) struct Book {
     meta_touched: bool,
     /// What the queue did since the manager started.
     pub(crate) run: RunMetrics,
-    /// The inputs of the tasks pushed after others, by task, kept while the task is.
-    inputs: FxHashMap<u64, Inputs>,
+    /// The inputs of the tasks pushed after others, by task, kept while the task is (ordered,
+    /// so the dashboard pages through them without sorting them all under the lock).
+    inputs: BTreeMap<u64, Inputs>,
     /// For each task not finished yet, the `(task, slot)` inputs waiting for it.
     dependants: FxHashMap<u64, Vec<(u64, u32)>>,
     /// How many slots `inputs` holds together (kept, not summed per push).
@@ -189,7 +190,7 @@ impl Book {
             touched: Vec::new(),
             meta_touched: false,
             run: RunMetrics::default(),
-            inputs: FxHashMap::default(),
+            inputs: BTreeMap::new(),
             dependants: FxHashMap::default(),
             input_pairs: 0,
             input_bytes: 0,
@@ -216,17 +217,11 @@ impl Book {
 
     /// Up to `limit` of the tasks with inputs, by id after `after`, with their progress.
     pub(crate) fn groups(&self, after: u64, limit: usize) -> Vec<GroupView> {
-        let mut ids: Vec<u64> = self
-            .inputs
-            .keys()
-            .copied()
-            .filter(|&id| id > after)
-            .collect();
-        ids.sort_unstable();
-        ids.truncate(limit);
-        ids.into_iter()
-            .map(|id| {
-                let parents = &self.inputs[&id].parents;
+        self.inputs
+            .range(after.saturating_add(1)..)
+            .take(limit)
+            .map(|(&id, inputs)| {
+                let parents = &inputs.parents;
                 let count =
                     |f: fn(&Outcome) -> bool| parents.iter().filter(|(_, o)| f(o)).count() as u32;
                 GroupView {

@@ -142,6 +142,19 @@ pub(crate) const MAX_GRAPH: usize = 100_000;
 /// The most parents the tasks of one graph name in all.
 const MAX_EDGES: usize = 4 * MAX_GRAPH;
 
+/// Refuses a graph over [`MAX_GRAPH`] tasks or [`MAX_EDGES`] parents (on every backend that
+/// pushes one in one step); its number of parents.
+pub(crate) fn check_graph(nodes: &[Node]) -> Result<usize, RemoteError> {
+    let edges: usize = nodes.iter().map(|n| n.after.len()).sum();
+    if nodes.len() > MAX_GRAPH || edges > MAX_EDGES {
+        return Err(RemoteError::new(
+            RemoteErrorKind::LimitExceeded,
+            format!("at most {MAX_GRAPH} tasks and {MAX_EDGES} parents in all per graph"),
+        ));
+    }
+    Ok(edges)
+}
+
 /// A failure reason is cut to this many bytes: reasons are for people, and kept per attempt.
 const MAX_REASON: usize = 4096;
 
@@ -158,6 +171,23 @@ struct Inner {
 }
 
 impl Inner {
+    /// Checks there is room for `count` more tasks and charges their `payloads` together:
+    /// all or none. What was charged (to refund if they are not pushed after all).
+    fn charge_tasks<'a>(
+        &mut self,
+        payloads: impl Iterator<Item = &'a Bytes>,
+        count: usize,
+    ) -> Result<u64, RemoteError> {
+        let budget = self.charged.budget();
+        budget.check_len(self.book.len() + count, "task queue")?;
+        let mut cost = 0;
+        for payload in payloads {
+            cost += budget.cost_of(payload)?;
+        }
+        self.charged.take_len(cost)?;
+        Ok(cost)
+    }
+
     /// Charges or refunds the change in what the inputs hold. Charged even past the budget:
     /// the change is made (a parent's death cannot be refused); what could be refused (a
     /// result's copies, a push's slots) was checked before.
@@ -269,6 +299,10 @@ impl SharedTasks {
             if key.len() == 13 && key[8] == INPUT_KEY {
                 let id = u64::from_be_bytes(key[..8].try_into().map_err(|_| bad_entry())?);
                 let at = u32::from_be_bytes(key[9..].try_into().map_err(|_| bad_entry())?);
+                // A slot past any graph's parents is damage: refused, not allocated for.
+                if at as usize >= MAX_EDGES {
+                    return Err(bad_entry());
+                }
                 let (parent, run_anyway, outcome): (u64, bool, Outcome) =
                     codec::decode_exact(&value).map_err(|_| bad_entry())?;
                 inner
@@ -521,13 +555,7 @@ impl TaskKind for SharedTasks {
 
     fn push_graph(&self, nodes: Vec<Node>) -> Result<Vec<(u64, bool)>, RemoteError> {
         let bad = |why: String| Err(RemoteError::new(RemoteErrorKind::BadArguments, why));
-        let edges: usize = nodes.iter().map(|n| n.after.len()).sum();
-        if nodes.len() > MAX_GRAPH || edges > MAX_EDGES {
-            return Err(RemoteError::new(
-                RemoteErrorKind::LimitExceeded,
-                format!("at most {MAX_GRAPH} tasks and {MAX_EDGES} parents in all per graph"),
-            ));
-        }
+        let edges = check_graph(&nodes)?;
         for (at, node) in nodes.iter().enumerate() {
             if let Some(Parent::Node(later)) = node
                 .after
@@ -552,19 +580,18 @@ impl TaskKind for SharedTasks {
                      than the result time-to-live): nothing was pushed"
                 ));
             }
-            let budget = inner.charged.budget();
-            budget.check_len(inner.book.len() + nodes.len(), "task queue")?;
-            budget.check_len(
+            inner.charged.budget().check_len(
                 inner.book.input_entries() + edges,
                 "task queue's list of dependencies",
             )?;
-            let mut cost = 0;
-            for node in &nodes {
-                cost += budget.cost_of(&node.payload)?;
-            }
-            // The inputs' own bookkeeping, which `count_inputs` charges once they are in.
+            let cost = inner.charge_tasks(nodes.iter().map(|n| &n.payload), nodes.len())?;
+            // Room for the inputs' own bookkeeping, which `count_inputs` charges once they
+            // are in.
             let slots = 32 * edges as u64;
-            inner.charged.take_len(cost + slots)?;
+            if let Err(e) = inner.charged.take_len(slots) {
+                inner.charged.give_len(cost);
+                return Err(e);
+            }
             inner.charged.give_len(slots);
             let mut ids: Vec<(u64, bool)> = Vec::with_capacity(nodes.len());
             let mut parents = Vec::new();
@@ -870,3 +897,45 @@ fn caller_gone() -> RemoteError {
 
 #[cfg(test)]
 mod model_tests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreLimits;
+
+    fn restore(entries: Entries) -> Result<SharedTasks, RemoteError> {
+        let budget = Budget::new(StoreLimits::default());
+        SharedTasks::new(Settings::default(), budget, Persist::default(), entries)
+    }
+
+    /// A damaged input row (a slot index no graph has) is refused at start, not allocated
+    /// for; a good one is read back.
+    #[test]
+    fn a_damaged_input_row_is_refused() {
+        let mut value = Vec::new();
+        codec::encode_into(&(1u64, false, Outcome::Pending), &mut value).unwrap();
+        let task = Task {
+            payload: Bytes(vec![1]),
+            attempts: 0,
+            max_attempts: 5,
+            enqueued: 0,
+            state: book::State::Waiting,
+            reasons: Vec::new(),
+            dedup: None,
+            leased_at: 0,
+        };
+        let mut row = Vec::new();
+        codec::encode_into(&task, &mut row).unwrap();
+        let good = vec![
+            (2u64.to_be_bytes().to_vec(), row.clone()),
+            (input_key(2, 0).to_vec(), value.clone()),
+        ];
+        assert!(restore(good).is_ok());
+        let damaged = vec![
+            (2u64.to_be_bytes().to_vec(), row),
+            (input_key(2, u32::MAX).to_vec(), value),
+        ];
+        let error = restore(damaged).err().expect("refused");
+        assert!(error.to_string().contains("does not decode"), "{error}");
+    }
+}

@@ -10,7 +10,7 @@
 
 use std::any::Any;
 
-use super::{ACKED, EXPIRED, Inner, MAX_BATCH, SharedTasks, UNKNOWN, expire, settle};
+use super::{ACKED, EXPIRED, MAX_BATCH, SharedTasks, UNKNOWN, expire, settle};
 use crate::error::{RemoteError, RemoteErrorKind};
 use crate::kinds::tasks::Effect;
 use crate::service::Caller;
@@ -63,15 +63,15 @@ impl<'a> Held<'a> {
     }
 }
 
-/// Applies one effect on a held object (pushes wait for the ack).
+/// Applies one effect on a held object (pushes wait for the ack); `held` is sorted by id.
 fn apply(held: &mut [(u64, Held<'_>)], effect: Effect) -> Result<(), RemoteError> {
     let Some(id) = effect.object() else {
         return Ok(());
     };
-    let (_, object) = held
-        .iter_mut()
-        .find(|(h, _)| *h == id)
+    let at = held
+        .binary_search_by_key(&id, |(h, _)| *h)
         .expect("every object is held");
+    let object = &mut held[at].1;
     match (object, effect) {
         (Held::Counter(c), Effect::Add { delta, .. }) => c.add(delta),
         (Held::Dict(d), Effect::Insert { key, value, .. }) => d.insert(key, value),
@@ -145,7 +145,13 @@ impl SharedTasks {
         let (pushes, writes): (Vec<Effect>, Vec<Effect>) = effects
             .into_iter()
             .partition(|e| matches!(e, Effect::Push { .. }));
-        let charged = charge_pushes(&mut inner, &pushes)?;
+        let charged = inner.charge_tasks(
+            pushes.iter().filter_map(|p| match p {
+                Effect::Push { payload, .. } => Some(payload),
+                _ => None,
+            }),
+            pushes.len(),
+        )?;
         let mut outcome = Ok(ACKED);
         for effect in writes {
             if let Err(e) = apply(&mut held, effect) {
@@ -183,21 +189,4 @@ impl SharedTasks {
         written.wait()?;
         Ok(ACKED)
     }
-}
-
-/// Charges the store for the pushes before anything changes; what was charged.
-fn charge_pushes(inner: &mut Inner, pushes: &[Effect]) -> Result<u64, RemoteError> {
-    if pushes.is_empty() {
-        return Ok(0);
-    }
-    let budget = inner.charged.budget();
-    budget.check_len(inner.book.len() + pushes.len(), "task queue")?;
-    let mut cost = 0;
-    for push in pushes {
-        if let Effect::Push { payload, .. } = push {
-            cost += budget.cost_of(payload)?;
-        }
-    }
-    inner.charged.take_len(cost)?;
-    Ok(cost)
 }
