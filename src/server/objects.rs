@@ -943,21 +943,26 @@ mod tests {
         }
     }
 
+    /// A manager's objects in memory, serving a `Tally` as "tally".
+    fn serving_a_tally() -> Objects {
+        let mut config = ObjectsConfig::default();
+        config.serve("tally", Box::new(TallyServer::new(Sum::default())));
+        Objects::new(
+            config,
+            StoreLimits::default(),
+            10,
+            Box::new(crate::store::backend::Memory),
+        )
+        .unwrap()
+    }
+
     /// What a task's ack with writes may reach: built-in shared objects, each as its
     /// implementation, in the order asked; a served object is refused before any lock is
     /// taken (its exclusive call could hold the queue), and an unknown id too.
     #[test]
     fn neighbours_are_built_in_objects_only() {
         use crate::service::Neighbours;
-        let mut config = ObjectsConfig::default();
-        config.serve("tally", Box::new(TallyServer::new(Sum::default())));
-        let objects = Objects::new(
-            config,
-            StoreLimits::default(),
-            10,
-            Box::new(crate::store::backend::Memory),
-        )
-        .unwrap();
+        let objects = serving_a_tally();
         let tally = objects.open("tally", "Tally").unwrap();
         let a = objects
             .open_shared("monogusa.Counter", "a", "", &[])
@@ -995,15 +1000,7 @@ mod tests {
     /// `&mut self` and `&self` methods; built-in objects refuse that path clearly.
     #[test]
     fn services_are_callable_through_any_serde_format() {
-        let mut config = ObjectsConfig::default();
-        config.serve("tally", Box::new(TallyServer::new(Sum::default())));
-        let objects = Objects::new(
-            config,
-            StoreLimits::default(),
-            10,
-            Box::new(crate::store::backend::Memory),
-        )
-        .unwrap();
+        let objects = serving_a_tally();
         let id = objects.open("tally", "Tally").unwrap();
         let call = |method: &str, args: &str| -> Result<String, RemoteError> {
             let mut json = serde_json::Deserializer::from_str(args);
